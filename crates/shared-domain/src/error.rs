@@ -1,0 +1,125 @@
+//! Stable error codes. Every HTTP error body is
+//! `{"error": {"code": "<code>", "message": "<human text>"}}`; clients match on
+//! `code`, which never changes meaning once released. One table maps each code
+//! to its HTTP status.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    // 400
+    MalformedJson,
+    InvalidRequest,
+    InvalidMultipart,
+    InvalidId,
+    // 401 / 403
+    MissingAuth,
+    InvalidAuth,
+    Forbidden,
+    // 404
+    NotFound,
+    TemplateNotFound,
+    DesignNotFound,
+    CompanyNotFound,
+    // 409 / 413 / 415 / 422
+    DesignLimitReached,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    TemplateHasNoImages,
+    // 5xx: faults in dependencies, never bad input
+    StorageUnavailable,
+    ObjectStoreUnavailable,
+    Internal,
+}
+
+impl ErrorCode {
+    /// The HTTP status for this code: the one table.
+    pub fn status(self) -> u16 {
+        use ErrorCode::*;
+        match self {
+            MalformedJson | InvalidRequest | InvalidMultipart | InvalidId => 400,
+            MissingAuth | InvalidAuth => 401,
+            Forbidden => 403,
+            NotFound | TemplateNotFound | DesignNotFound | CompanyNotFound => 404,
+            DesignLimitReached => 409,
+            PayloadTooLarge => 413,
+            UnsupportedMediaType => 415,
+            TemplateHasNoImages => 422,
+            StorageUnavailable | ObjectStoreUnavailable => 503,
+            Internal => 500,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        use ErrorCode::*;
+        match self {
+            MalformedJson => "malformed_json",
+            InvalidRequest => "invalid_request",
+            InvalidMultipart => "invalid_multipart",
+            InvalidId => "invalid_id",
+            MissingAuth => "missing_auth",
+            InvalidAuth => "invalid_auth",
+            Forbidden => "forbidden",
+            NotFound => "not_found",
+            TemplateNotFound => "template_not_found",
+            DesignNotFound => "design_not_found",
+            CompanyNotFound => "company_not_found",
+            DesignLimitReached => "design_limit_reached",
+            PayloadTooLarge => "payload_too_large",
+            UnsupportedMediaType => "unsupported_media_type",
+            TemplateHasNoImages => "template_has_no_images",
+            StorageUnavailable => "storage_unavailable",
+            ObjectStoreUnavailable => "object_store_unavailable",
+            Internal => "internal",
+        }
+    }
+}
+
+/// The JSON error envelope.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ErrorDetail {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn serde_name_matches_as_str_and_bad_input_is_never_5xx() {
+        use ErrorCode::*;
+        let all = [
+            MalformedJson,
+            InvalidRequest,
+            InvalidMultipart,
+            InvalidId,
+            MissingAuth,
+            InvalidAuth,
+            Forbidden,
+            NotFound,
+            TemplateNotFound,
+            DesignNotFound,
+            CompanyNotFound,
+            DesignLimitReached,
+            PayloadTooLarge,
+            UnsupportedMediaType,
+            TemplateHasNoImages,
+            StorageUnavailable,
+            ObjectStoreUnavailable,
+            Internal,
+        ];
+        for code in all {
+            let json = serde_json::to_string(&code).unwrap();
+            assert_eq!(json, format!("\"{}\"", code.as_str()));
+            let dependency_fault = matches!(code, StorageUnavailable | ObjectStoreUnavailable | Internal);
+            assert_eq!(code.status() >= 500, dependency_fault, "{code:?}");
+        }
+    }
+}

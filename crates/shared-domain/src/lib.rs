@@ -1,0 +1,20 @@
+//! Prewarm's shared vocabulary: the types both services and the tests speak.
+//!
+//! Layout:
+//! - [`ids`]: typed identifiers (`CompanyId`, `TemplateId`, `DesignId`, `PoolItemId`).
+//! - [`company`], [`template`], [`design`]: domain types and the JSON DTOs of the HTTP API.
+//! - [`pool`]: a pool item (a ready-made design waiting in the warm pool) and pool status.
+//! - [`object_keys`]: the S3 key scheme; who owns an object is readable from its key prefix.
+//! - [`error`]: the stable error codes every HTTP error carries, with their status.
+//! - [`warmup`]: the Kafka warm-up message, generated from `proto/warmup.proto`.
+//!
+//! This crate depends on serde, uuid, chrono and prost only: no web, database or broker client.
+
+pub mod company;
+pub mod design;
+pub mod error;
+pub mod ids;
+pub mod object_keys;
+pub mod pool;
+pub mod template;
+pub mod warmup;

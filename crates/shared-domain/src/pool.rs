@@ -1,0 +1,57 @@
+//! The warm pool's vocabulary.
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{PoolItemId, TemplateId};
+
+/// Lifecycle of a pool item in the Postgres ledger (the source of truth;
+/// Redis only indexes the `Ready` ones).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PoolItemState {
+    /// Slot reserved, objects being copied; counts toward the target so two
+    /// workers never fill the same gap.
+    Copying,
+    /// All objects copied; listed in Redis, waiting for a design.
+    Ready,
+    /// Became a design.
+    Used,
+    /// Given up (failed copy, stale version); its objects are deleted.
+    Discarded,
+}
+
+impl PoolItemState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PoolItemState::Copying => "copying",
+            PoolItemState::Ready => "ready",
+            PoolItemState::Used => "used",
+            PoolItemState::Discarded => "discarded",
+        }
+    }
+}
+
+/// A ready-made design (the seed's `CopyDesignDto`): copied object keys for
+/// one template version, owned by nobody yet.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PoolItem {
+    pub id: PoolItemId,
+    pub template_id: TemplateId,
+    pub template_version: i32,
+    /// Copied object keys, by image position.
+    pub object_keys: Vec<String>,
+}
+
+/// `GET /templates/{id}/pool` answer: how warm a template is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PoolStatus {
+    pub template_id: TemplateId,
+    pub template_version: i32,
+    pub target: i32,
+    /// Items ready in the ledger.
+    pub ready: i64,
+    /// Items being copied.
+    pub copying: i64,
+    /// Items listed in the Redis index (what a `POST /designs` can pop).
+    pub indexed: i64,
+}

@@ -1,0 +1,97 @@
+//! Templates: a layout (JSON document) plus an ordered list of images in S3.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{CompanyId, TemplateId};
+
+/// Limits on what a template may hold; enforced by the API before any write.
+pub const MAX_NAME_LEN: usize = 200;
+pub const MAX_CATEGORY_LEN: usize = 100;
+pub const MAX_IMAGES: usize = 200;
+
+/// Who may use a template.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Visibility {
+    /// Only the owning company sees and uses it.
+    #[default]
+    Private,
+    /// Every company may read it and create designs from it; only the owner edits it.
+    Public,
+}
+
+impl Visibility {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Visibility::Private => "private",
+            Visibility::Public => "public",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "private" => Some(Visibility::Private),
+            "public" => Some(Visibility::Public),
+            _ => None,
+        }
+    }
+}
+
+/// One image of a template version, in order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TemplateImage {
+    pub position: i32,
+    pub object_key: String,
+    pub content_type: String,
+    pub size_bytes: i64,
+}
+
+/// A template at its current version.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Template {
+    pub id: TemplateId,
+    pub owner_company_id: CompanyId,
+    pub visibility: Visibility,
+    pub name: String,
+    pub category: String,
+    pub layout: serde_json::Value,
+    /// Bumped by every edit of the layout or the images.
+    pub version: i32,
+    pub images: Vec<TemplateImage>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// The `metadata` part of `POST /templates` (multipart); the `image` parts follow it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewTemplate {
+    pub name: String,
+    #[serde(default)]
+    pub category: String,
+    #[serde(default = "empty_layout")]
+    pub layout: serde_json::Value,
+    #[serde(default)]
+    pub visibility: Visibility,
+}
+
+fn empty_layout() -> serde_json::Value {
+    serde_json::json!({})
+}
+
+/// `PATCH /templates/{id}` body: any subset of fields. A layout change bumps the version.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TemplatePatch {
+    pub name: Option<String>,
+    pub category: Option<String>,
+    pub layout: Option<serde_json::Value>,
+    pub visibility: Option<Visibility>,
+}
+
+/// A page of templates.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TemplateList {
+    pub templates: Vec<Template>,
+}

@@ -1,0 +1,307 @@
+//! `designs` and `design_images`: companies' designs, created from a pool item
+//! (warm) or from fresh copies (cold), always in one transaction that also
+//! counts the design against the company's plan limit.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use shared_domain::design::{Design, DesignImage, ServedFrom};
+use shared_domain::ids::{CompanyId, DesignId, PoolItemId, TemplateId};
+use shared_domain::pool::PoolItemState;
+use uuid::Uuid;
+
+use super::schema::{design_images, designs, pool_item_images, pool_items};
+use super::{companies, StoreError};
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = designs)]
+#[diesel(check_for_backend(diesel::pg::Pg))]
+pub struct DesignRow {
+    pub id: Uuid,
+    pub company_id: Uuid,
+    pub template_id: Uuid,
+    pub template_version: i32,
+    pub layout: serde_json::Value,
+    pub served_from: String,
+    pub pool_item_id: Option<Uuid>,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = design_images)]
+#[diesel(check_for_backend(diesel::pg::Pg))]
+pub struct DesignImageRow {
+    pub design_id: Uuid,
+    pub position: i32,
+    pub object_key: String,
+}
+
+impl DesignRow {
+    fn into_design(self, images: Vec<DesignImage>) -> Design {
+        Design {
+            id: DesignId(self.id),
+            company_id: CompanyId(self.company_id),
+            template_id: TemplateId(self.template_id),
+            template_version: self.template_version,
+            layout: self.layout,
+            images,
+            served_from: ServedFrom::parse(&self.served_from).unwrap_or(ServedFrom::Copy),
+            pool_item_id: self.pool_item_id.map(PoolItemId),
+            created_at: self.created_at,
+        }
+    }
+}
+
+impl From<DesignImageRow> for DesignImage {
+    fn from(row: DesignImageRow) -> Self {
+        DesignImage {
+            position: row.position,
+            object_key: row.object_key,
+        }
+    }
+}
+
+/// What the caller asks to create: the template version it resolved.
+#[derive(Debug, Clone)]
+pub struct DesignSpec {
+    pub id: DesignId,
+    pub company: CompanyId,
+    pub template: TemplateId,
+    pub template_version: i32,
+    pub layout: serde_json::Value,
+}
+
+/// Result of an attempt to create a design.
+#[derive(Debug)]
+pub enum CreateOutcome {
+    Created(Design),
+    /// The company is at its plan limit; nothing was written.
+    LimitReached,
+    /// The pool item was not `ready` for this template version (already used,
+    /// discarded, stale): nothing was written, pop another one.
+    ItemUnavailable,
+}
+
+/// Aborts a transaction for a business reason (rolled back like an error).
+#[derive(Debug)]
+enum Abort {
+    Limit,
+    Item,
+    Db(diesel::result::Error),
+}
+
+impl From<diesel::result::Error> for Abort {
+    fn from(e: diesel::result::Error) -> Self {
+        Abort::Db(e)
+    }
+}
+
+fn finish(result: Result<Design, Abort>) -> Result<CreateOutcome, StoreError> {
+    match result {
+        Ok(design) => Ok(CreateOutcome::Created(design)),
+        Err(Abort::Limit) => Ok(CreateOutcome::LimitReached),
+        Err(Abort::Item) => Ok(CreateOutcome::ItemUnavailable),
+        Err(Abort::Db(e)) => Err(e.into()),
+    }
+}
+
+async fn insert_design(conn: &mut AsyncPgConnection, row: &DesignRow) -> Result<(), diesel::result::Error> {
+    diesel::insert_into(designs::table).values(row).execute(conn).await?;
+    Ok(())
+}
+
+fn spec_row(spec: &DesignSpec, served_from: ServedFrom, item: Option<PoolItemId>) -> DesignRow {
+    DesignRow {
+        id: spec.id.0,
+        company_id: spec.company.0,
+        template_id: spec.template.0,
+        template_version: spec.template_version,
+        layout: spec.layout.clone(),
+        served_from: served_from.as_str().to_string(),
+        pool_item_id: item.map(|i| i.0),
+        created_at: Utc::now(),
+    }
+}
+
+/// The warm path's transaction: claim pool item `item` (it must be `ready` and
+/// of `spec.template_version`), take a plan slot, and move the item's objects
+/// to the new design. Either all of it commits or none.
+pub async fn create_from_pool_item(
+    conn: &mut AsyncPgConnection,
+    spec: &DesignSpec,
+    item: PoolItemId,
+) -> Result<CreateOutcome, StoreError> {
+    let row = spec_row(spec, ServedFrom::Pool, Some(item));
+    let result = conn
+        .transaction::<_, Abort, _>(async |conn| {
+            let now = Utc::now();
+            let claimed = diesel::update(
+                pool_items::table
+                    .find(item.0)
+                    .filter(pool_items::state.eq(PoolItemState::Ready.as_str()))
+                    .filter(pool_items::template_id.eq(spec.template.0))
+                    .filter(pool_items::template_version.eq(spec.template_version)),
+            )
+            .set((
+                pool_items::state.eq(PoolItemState::Used.as_str()),
+                pool_items::finished_at.eq(now),
+            ))
+            .execute(conn)
+            .await?;
+            if claimed != 1 {
+                return Err(Abort::Item);
+            }
+            if !companies::take_design_slot(conn, spec.company).await? {
+                return Err(Abort::Limit);
+            }
+            insert_design(conn, &row).await?;
+            let images: Vec<(i32, String)> = pool_item_images::table
+                .filter(pool_item_images::item_id.eq(item.0))
+                .order(pool_item_images::position.asc())
+                .select((pool_item_images::position, pool_item_images::object_key))
+                .load(conn)
+                .await?;
+            let image_rows: Vec<DesignImageRow> = images
+                .into_iter()
+                .map(|(position, object_key)| DesignImageRow {
+                    design_id: row.id,
+                    position,
+                    object_key,
+                })
+                .collect();
+            diesel::insert_into(design_images::table)
+                .values(&image_rows)
+                .execute(conn)
+                .await?;
+            Ok(row.clone().into_design(image_rows.into_iter().map(DesignImage::from).collect()))
+        })
+        .await;
+    finish(result)
+}
+
+/// The cold path's transaction: take a plan slot and record a design whose
+/// objects were just copied (`images`, by position).
+pub async fn create_from_copies(
+    conn: &mut AsyncPgConnection,
+    spec: &DesignSpec,
+    images: &[DesignImage],
+) -> Result<CreateOutcome, StoreError> {
+    let row = spec_row(spec, ServedFrom::Copy, None);
+    let image_rows: Vec<DesignImageRow> = images
+        .iter()
+        .map(|img| DesignImageRow {
+            design_id: row.id,
+            position: img.position,
+            object_key: img.object_key.clone(),
+        })
+        .collect();
+    let result = conn
+        .transaction::<_, Abort, _>(async |conn| {
+            if !companies::take_design_slot(conn, spec.company).await? {
+                return Err(Abort::Limit);
+            }
+            insert_design(conn, &row).await?;
+            diesel::insert_into(design_images::table)
+                .values(&image_rows)
+                .execute(conn)
+                .await?;
+            Ok(row.clone().into_design(images.to_vec()))
+        })
+        .await;
+    finish(result)
+}
+
+async fn images_of(conn: &mut AsyncPgConnection, ids: &[Uuid]) -> Result<HashMap<Uuid, Vec<DesignImage>>, StoreError> {
+    let rows: Vec<DesignImageRow> = design_images::table
+        .filter(design_images::design_id.eq_any(ids))
+        .order((design_images::design_id, design_images::position))
+        .select(DesignImageRow::as_select())
+        .load(conn)
+        .await?;
+    let mut map: HashMap<Uuid, Vec<DesignImage>> = HashMap::new();
+    for row in rows {
+        map.entry(row.design_id).or_default().push(row.into());
+    }
+    Ok(map)
+}
+
+/// One of `company`'s designs.
+pub async fn find(conn: &mut AsyncPgConnection, company: CompanyId, id: DesignId) -> Result<Option<Design>, StoreError> {
+    let Some(row) = designs::table
+        .find(id.0)
+        .filter(designs::company_id.eq(company.0))
+        .select(DesignRow::as_select())
+        .first(conn)
+        .await
+        .optional()?
+    else {
+        return Ok(None);
+    };
+    let mut images = images_of(conn, &[row.id]).await?;
+    let imgs = images.remove(&row.id).unwrap_or_default();
+    Ok(Some(row.into_design(imgs)))
+}
+
+/// `company`'s designs, newest first.
+pub async fn list(
+    conn: &mut AsyncPgConnection,
+    company: CompanyId,
+    limit: i64,
+    offset: i64,
+) -> Result<Vec<Design>, StoreError> {
+    let rows: Vec<DesignRow> = designs::table
+        .filter(designs::company_id.eq(company.0))
+        .order((designs::created_at.desc(), designs::id.desc()))
+        .limit(limit)
+        .offset(offset)
+        .select(DesignRow::as_select())
+        .load(conn)
+        .await?;
+    let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
+    let mut images = images_of(conn, &ids).await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            let imgs = images.remove(&r.id).unwrap_or_default();
+            r.into_design(imgs)
+        })
+        .collect())
+}
+
+/// Deletes one of `company`'s designs and frees its plan slot; returns the
+/// object keys the caller must now delete from S3 (`None` if not found).
+pub async fn delete(
+    conn: &mut AsyncPgConnection,
+    company: CompanyId,
+    id: DesignId,
+) -> Result<Option<Vec<String>>, StoreError> {
+    Ok(conn
+        .transaction::<_, diesel::result::Error, _>(async |conn| {
+            let keys: Vec<String> = design_images::table
+                .inner_join(designs::table)
+                .filter(designs::id.eq(id.0))
+                .filter(designs::company_id.eq(company.0))
+                .select(design_images::object_key)
+                .load(conn)
+                .await?;
+            let deleted = diesel::delete(designs::table.find(id.0).filter(designs::company_id.eq(company.0)))
+                .execute(conn)
+                .await?;
+            if deleted == 0 {
+                return Ok(None);
+            }
+            companies::release_design_slot(conn, company).await?;
+            Ok(Some(keys))
+        })
+        .await?)
+}
+
+/// Every object key referenced by any design (for invariant checks and the GC).
+pub async fn all_object_keys(conn: &mut AsyncPgConnection) -> Result<Vec<String>, StoreError> {
+    Ok(design_images::table
+        .select(design_images::object_key)
+        .load(conn)
+        .await?)
+}

@@ -1,0 +1,93 @@
+//! Postgres through diesel-async: the connection pool, the migrations, and one
+//! module per table (rows kept separate from domain types, converted explicitly).
+
+pub mod api_keys;
+pub mod companies;
+pub mod designs;
+pub mod error;
+pub mod pool_items;
+pub mod schema;
+pub mod templates;
+
+use std::time::Duration;
+
+use diesel_async::pooled_connection::deadpool::{Object, Pool};
+use diesel_async::pooled_connection::AsyncDieselConnectionManager;
+use diesel_async::{AsyncConnection, AsyncMigrationHarness, AsyncPgConnection, RunQueryDsl};
+use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
+
+pub use error::StoreError;
+
+pub type DbPool = Pool<AsyncPgConnection>;
+pub type DbConn = Object<AsyncPgConnection>;
+
+const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
+
+/// Arbitrary but fixed: every Prewarm process migrating the same database
+/// takes this advisory lock first, so replicas starting together don't race.
+const MIGRATION_LOCK_KEY: i64 = 0x7072_6577_6172_6d00;
+
+/// The database handle every query goes through: a pool plus how long to wait
+/// for a free connection before answering "unavailable" instead of hanging.
+#[derive(Clone)]
+pub struct Db {
+    pool: DbPool,
+    acquire_timeout: Duration,
+}
+
+impl Db {
+    pub fn connect(url: &str, max_connections: usize, acquire_timeout: Duration) -> Result<Self, StoreError> {
+        let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new(url);
+        let pool = Pool::builder(manager)
+            .max_size(max_connections)
+            .build()
+            .map_err(|e| StoreError::Unavailable(format!("building the Postgres pool: {e}")))?;
+        Ok(Self { pool, acquire_timeout })
+    }
+
+    /// A pooled connection, or `Unavailable` after the acquire timeout.
+    pub async fn conn(&self) -> Result<DbConn, StoreError> {
+        match tokio::time::timeout(self.acquire_timeout, self.pool.get()).await {
+            Ok(Ok(conn)) => Ok(conn),
+            Ok(Err(e)) => Err(StoreError::Unavailable(format!("Postgres: {e}"))),
+            Err(_) => Err(StoreError::Unavailable(format!(
+                "Postgres: no connection within {:?}",
+                self.acquire_timeout
+            ))),
+        }
+    }
+
+    /// `SELECT 1`, for readiness probes.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        let mut conn = self.conn().await?;
+        diesel::sql_query("SELECT 1").execute(&mut conn).await?;
+        Ok(())
+    }
+}
+
+/// Applies pending migrations under a session advisory lock.
+///
+/// Must run on a multi-threaded tokio runtime (diesel's migration harness is
+/// synchronous and the async harness bridges it with `block_in_place`).
+pub async fn run_migrations(url: &str) -> Result<(), StoreError> {
+    let mut conn = AsyncPgConnection::establish(url)
+        .await
+        .map_err(|e| StoreError::Unavailable(format!("Postgres: {e}")))?;
+    diesel::sql_query(format!("SELECT pg_advisory_lock({MIGRATION_LOCK_KEY})"))
+        .execute(&mut conn)
+        .await?;
+    let mut harness = AsyncMigrationHarness::new(conn);
+    let applied = harness
+        .run_pending_migrations(MIGRATIONS)
+        .map(|versions| versions.len())
+        .map_err(|e| StoreError::Migration(e.to_string()));
+    let mut conn = harness.into_inner();
+    diesel::sql_query(format!("SELECT pg_advisory_unlock({MIGRATION_LOCK_KEY})"))
+        .execute(&mut conn)
+        .await?;
+    let applied = applied?;
+    if applied > 0 {
+        tracing::info!(applied, "applied database migrations");
+    }
+    Ok(())
+}

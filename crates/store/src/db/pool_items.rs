@@ -1,0 +1,320 @@
+//! `pool_items` and `pool_item_images`: the pool ledger, source of truth for
+//! every ready-made copy. Redis only indexes the `ready` rows.
+//!
+//! A refill is three steps, so the target is never exceeded and no copied
+//! object is ever unknown to the database:
+//! 1. [`reserve`]: under a per-template advisory lock, count live items
+//!    (`copying` + `ready`) of the current version and insert `copying` rows
+//!    (with planned object keys) for the gap only.
+//! 2. The caller copies the objects (no transaction open meanwhile).
+//! 3. [`mark_ready`] flips each fully copied item to `ready`; [`discard`]
+//!    gives up on the others and returns their keys for deletion.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Text};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use shared_domain::ids::{PoolItemId, TemplateId};
+use shared_domain::object_keys;
+use shared_domain::pool::PoolItemState;
+use uuid::Uuid;
+
+use super::schema::{pool_item_images, pool_items, template_images, templates};
+use super::StoreError;
+
+/// One object to copy for a reserved item.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlannedCopy {
+    pub position: i32,
+    pub source_key: String,
+    pub object_key: String,
+}
+
+/// A reserved (`copying`) item and the copies it needs.
+#[derive(Debug, Clone)]
+pub struct ReservedItem {
+    pub id: PoolItemId,
+    pub copies: Vec<PlannedCopy>,
+}
+
+/// An item taken out of service; its objects must be deleted.
+#[derive(Debug, Clone)]
+pub struct DiscardedItem {
+    pub id: PoolItemId,
+    pub object_keys: Vec<String>,
+}
+
+/// What [`reserve`] decided for one template.
+#[derive(Debug, Clone)]
+pub struct Reservation {
+    pub template: TemplateId,
+    pub version: i32,
+    /// Live items of the current version before this reservation.
+    pub live_before: i64,
+    /// New slots to fill (empty when the pool is already at target).
+    pub reserved: Vec<ReservedItem>,
+    /// Ready items of older versions, now discarded (I8).
+    pub stale: Vec<DiscardedItem>,
+}
+
+#[derive(QueryableByName)]
+struct Locked {
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    #[allow(dead_code)]
+    locked: bool,
+}
+
+/// Serializes refills of one template across workers and replicas, for the
+/// rest of the current transaction.
+async fn lock_template(conn: &mut AsyncPgConnection, template: TemplateId) -> Result<(), diesel::result::Error> {
+    diesel::sql_query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0)) IS NULL AS locked")
+        .bind::<Text, _>(format!("pool:{template}"))
+        .get_result::<Locked>(conn)
+        .await?;
+    Ok(())
+}
+
+async fn keys_of(conn: &mut AsyncPgConnection, ids: &[Uuid]) -> Result<Vec<(Uuid, String)>, diesel::result::Error> {
+    pool_item_images::table
+        .filter(pool_item_images::item_id.eq_any(ids))
+        .select((pool_item_images::item_id, pool_item_images::object_key))
+        .load(conn)
+        .await
+}
+
+fn group_keys(ids: &[Uuid], keys: Vec<(Uuid, String)>) -> Vec<DiscardedItem> {
+    ids.iter()
+        .map(|id| DiscardedItem {
+            id: PoolItemId(*id),
+            object_keys: keys.iter().filter(|(i, _)| i == id).map(|(_, k)| k.clone()).collect(),
+        })
+        .collect()
+}
+
+/// Step 1 of a refill: reserve slots up to `target` for the template's current
+/// version. `None` when the template no longer exists.
+pub async fn reserve(
+    conn: &mut AsyncPgConnection,
+    template: TemplateId,
+    target: i32,
+    lease: Duration,
+) -> Result<Option<Reservation>, StoreError> {
+    let lease = chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::seconds(300));
+    Ok(conn
+        .transaction::<_, diesel::result::Error, _>(async |conn| {
+            lock_template(conn, template).await?;
+            let Some(version) = templates::table
+                .find(template.0)
+                .select(templates::version)
+                .first::<i32>(conn)
+                .await
+                .optional()?
+            else {
+                return Ok(None);
+            };
+            let now = Utc::now();
+
+            let stale_ids: Vec<Uuid> = diesel::update(
+                pool_items::table
+                    .filter(pool_items::template_id.eq(template.0))
+                    .filter(pool_items::template_version.ne(version))
+                    .filter(pool_items::state.eq(PoolItemState::Ready.as_str())),
+            )
+            .set((
+                pool_items::state.eq(PoolItemState::Discarded.as_str()),
+                pool_items::finished_at.eq(now),
+            ))
+            .returning(pool_items::id)
+            .get_results(conn)
+            .await?;
+            let stale = group_keys(&stale_ids, keys_of(conn, &stale_ids).await?);
+
+            let live_before: i64 = pool_items::table
+                .filter(pool_items::template_id.eq(template.0))
+                .filter(pool_items::template_version.eq(version))
+                .filter(pool_items::state.eq_any([PoolItemState::Copying.as_str(), PoolItemState::Ready.as_str()]))
+                .count()
+                .get_result(conn)
+                .await?;
+            let gap = (i64::from(target) - live_before).max(0);
+            let mut reserved = Vec::new();
+            if gap > 0 {
+                let sources: Vec<(i32, String)> = template_images::table
+                    .filter(template_images::template_id.eq(template.0))
+                    .filter(template_images::version.eq(version))
+                    .order(template_images::position.asc())
+                    .select((template_images::position, template_images::object_key))
+                    .load(conn)
+                    .await?;
+                let mut item_rows = Vec::new();
+                let mut image_rows = Vec::new();
+                for _ in 0..gap {
+                    let id = PoolItemId::new();
+                    item_rows.push((
+                        pool_items::id.eq(id.0),
+                        pool_items::template_id.eq(template.0),
+                        pool_items::template_version.eq(version),
+                        pool_items::state.eq(PoolItemState::Copying.as_str()),
+                        pool_items::created_at.eq(now),
+                        pool_items::lease_until.eq(Some(now + lease)),
+                    ));
+                    let copies: Vec<PlannedCopy> = sources
+                        .iter()
+                        .map(|(position, source)| PlannedCopy {
+                            position: *position,
+                            source_key: source.clone(),
+                            object_key: object_keys::pool_image(template, id, *position),
+                        })
+                        .collect();
+                    for c in &copies {
+                        image_rows.push((
+                            pool_item_images::item_id.eq(id.0),
+                            pool_item_images::position.eq(c.position),
+                            pool_item_images::source_key.eq(c.source_key.clone()),
+                            pool_item_images::object_key.eq(c.object_key.clone()),
+                        ));
+                    }
+                    reserved.push(ReservedItem { id, copies });
+                }
+                diesel::insert_into(pool_items::table)
+                    .values(&item_rows)
+                    .execute(conn)
+                    .await?;
+                if !image_rows.is_empty() {
+                    diesel::insert_into(pool_item_images::table)
+                        .values(&image_rows)
+                        .execute(conn)
+                        .await?;
+                }
+            }
+            Ok(Some(Reservation {
+                template,
+                version,
+                live_before,
+                reserved,
+                stale,
+            }))
+        })
+        .await?)
+}
+
+/// Step 3: items whose copies all landed become `ready` -- unless the template
+/// moved to a newer version meanwhile. Returns the ids that became ready;
+/// the others were discarded and come back in the second list for deletion.
+pub async fn mark_ready(
+    conn: &mut AsyncPgConnection,
+    template: TemplateId,
+    version: i32,
+    ids: &[PoolItemId],
+) -> Result<(Vec<PoolItemId>, Vec<DiscardedItem>), StoreError> {
+    let ids: Vec<Uuid> = ids.iter().map(|i| i.0).collect();
+    Ok(conn
+        .transaction::<_, diesel::result::Error, _>(async |conn| {
+            // Same lock as `reserve`, so an edit racing a refill is seen here.
+            lock_template(conn, template).await?;
+            let current: Option<i32> = templates::table
+                .find(template.0)
+                .select(templates::version)
+                .first(conn)
+                .await
+                .optional()?;
+            let now = Utc::now();
+            if current == Some(version) {
+                let ready: Vec<Uuid> = diesel::update(
+                    pool_items::table
+                        .filter(pool_items::id.eq_any(&ids))
+                        .filter(pool_items::state.eq(PoolItemState::Copying.as_str())),
+                )
+                .set((
+                    pool_items::state.eq(PoolItemState::Ready.as_str()),
+                    pool_items::ready_at.eq(now),
+                    pool_items::lease_until.eq(None::<chrono::DateTime<Utc>>),
+                ))
+                .returning(pool_items::id)
+                .get_results(conn)
+                .await?;
+                Ok((ready.into_iter().map(PoolItemId).collect(), Vec::new()))
+            } else {
+                let gone = discard_in_tx(conn, &ids).await?;
+                Ok((Vec::new(), gone))
+            }
+        })
+        .await?)
+}
+
+async fn discard_in_tx(conn: &mut AsyncPgConnection, ids: &[Uuid]) -> Result<Vec<DiscardedItem>, diesel::result::Error> {
+    let discarded: Vec<Uuid> = diesel::update(
+        pool_items::table
+            .filter(pool_items::id.eq_any(ids))
+            .filter(pool_items::state.eq_any([PoolItemState::Copying.as_str(), PoolItemState::Ready.as_str()])),
+    )
+    .set((
+        pool_items::state.eq(PoolItemState::Discarded.as_str()),
+        pool_items::finished_at.eq(Utc::now()),
+    ))
+    .returning(pool_items::id)
+    .get_results(conn)
+    .await?;
+    let keys = keys_of(conn, &discarded).await?;
+    Ok(group_keys(&discarded, keys))
+}
+
+/// Gives up on items (a failed copy, say); returns their keys for deletion.
+pub async fn discard(conn: &mut AsyncPgConnection, ids: &[PoolItemId]) -> Result<Vec<DiscardedItem>, StoreError> {
+    let ids: Vec<Uuid> = ids.iter().map(|i| i.0).collect();
+    Ok(discard_in_tx(conn, &ids).await?)
+}
+
+/// Counts of `ready` and `copying` items for one template version.
+pub async fn counts(conn: &mut AsyncPgConnection, template: TemplateId, version: i32) -> Result<(i64, i64), StoreError> {
+    let rows: Vec<(String, i64)> = pool_items::table
+        .filter(pool_items::template_id.eq(template.0))
+        .filter(pool_items::template_version.eq(version))
+        .filter(pool_items::state.eq_any([PoolItemState::Copying.as_str(), PoolItemState::Ready.as_str()]))
+        .group_by(pool_items::state)
+        .select((pool_items::state, diesel::dsl::count_star()))
+        .load(conn)
+        .await?;
+    let get = |s: PoolItemState| rows.iter().find(|(st, _)| st == s.as_str()).map_or(0, |(_, n)| *n);
+    Ok((get(PoolItemState::Ready), get(PoolItemState::Copying)))
+}
+
+/// Ids of the `ready` items of one template version (to rebuild the Redis index).
+pub async fn ready_ids(conn: &mut AsyncPgConnection, template: TemplateId, version: i32) -> Result<Vec<PoolItemId>, StoreError> {
+    let ids: Vec<Uuid> = pool_items::table
+        .filter(pool_items::template_id.eq(template.0))
+        .filter(pool_items::template_version.eq(version))
+        .filter(pool_items::state.eq(PoolItemState::Ready.as_str()))
+        .order(pool_items::ready_at.asc())
+        .select(pool_items::id)
+        .load(conn)
+        .await?;
+    Ok(ids.into_iter().map(PoolItemId).collect())
+}
+
+/// Every object key held by a live (`copying` or `ready`) item.
+pub async fn live_object_keys(conn: &mut AsyncPgConnection) -> Result<Vec<String>, StoreError> {
+    Ok(pool_item_images::table
+        .inner_join(pool_items::table)
+        .filter(pool_items::state.eq_any([PoolItemState::Copying.as_str(), PoolItemState::Ready.as_str()]))
+        .select(pool_item_images::object_key)
+        .load(conn)
+        .await?)
+}
+
+#[derive(QueryableByName)]
+struct Total {
+    #[diesel(sql_type = BigInt)]
+    n: i64,
+}
+
+/// How many items were ever reserved for a template (copies made = this x images).
+pub async fn total_reserved(conn: &mut AsyncPgConnection, template: TemplateId) -> Result<i64, StoreError> {
+    let total: Total = diesel::sql_query("SELECT count(*) AS n FROM pool_items WHERE template_id = $1")
+        .bind::<diesel::sql_types::Uuid, _>(template.0)
+        .get_result(conn)
+        .await?;
+    Ok(total.n)
+}

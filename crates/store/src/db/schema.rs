@@ -1,0 +1,108 @@
+//! Diesel table definitions, kept in step with `migrations/` by hand (and
+//! checked by every query the tests run against a migrated database).
+
+diesel::table! {
+    companies (id) {
+        id -> Uuid,
+        name -> Text,
+        design_limit -> Int4,
+        design_count -> Int4,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    api_keys (id) {
+        id -> Uuid,
+        company_id -> Uuid,
+        key_hash -> Bytea,
+        created_at -> Timestamptz,
+        revoked_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    templates (id) {
+        id -> Uuid,
+        owner_company_id -> Uuid,
+        visibility -> Text,
+        name -> Text,
+        category -> Text,
+        layout -> Jsonb,
+        version -> Int4,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    template_images (template_id, version, position) {
+        template_id -> Uuid,
+        version -> Int4,
+        position -> Int4,
+        object_key -> Text,
+        content_type -> Text,
+        size_bytes -> Int8,
+    }
+}
+
+diesel::table! {
+    designs (id) {
+        id -> Uuid,
+        company_id -> Uuid,
+        template_id -> Uuid,
+        template_version -> Int4,
+        layout -> Jsonb,
+        served_from -> Text,
+        pool_item_id -> Nullable<Uuid>,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    design_images (design_id, position) {
+        design_id -> Uuid,
+        position -> Int4,
+        object_key -> Text,
+    }
+}
+
+diesel::table! {
+    pool_items (id) {
+        id -> Uuid,
+        template_id -> Uuid,
+        template_version -> Int4,
+        state -> Text,
+        created_at -> Timestamptz,
+        lease_until -> Nullable<Timestamptz>,
+        ready_at -> Nullable<Timestamptz>,
+        finished_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    pool_item_images (item_id, position) {
+        item_id -> Uuid,
+        position -> Int4,
+        source_key -> Text,
+        object_key -> Text,
+    }
+}
+
+diesel::joinable!(api_keys -> companies (company_id));
+diesel::joinable!(template_images -> templates (template_id));
+diesel::joinable!(designs -> templates (template_id));
+diesel::joinable!(design_images -> designs (design_id));
+diesel::joinable!(pool_items -> templates (template_id));
+diesel::joinable!(pool_item_images -> pool_items (item_id));
+
+diesel::allow_tables_to_appear_in_same_query!(
+    companies,
+    api_keys,
+    templates,
+    template_images,
+    designs,
+    design_images,
+    pool_items,
+    pool_item_images,
+);

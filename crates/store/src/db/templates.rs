@@ -1,0 +1,308 @@
+//! `templates` and `template_images`: layouts and their ordered images, per version.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use shared_domain::ids::{CompanyId, TemplateId};
+use shared_domain::template::{NewTemplate, Template, TemplateImage, TemplatePatch, Visibility};
+use uuid::Uuid;
+
+use super::schema::{template_images, templates};
+use super::StoreError;
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = templates)]
+#[diesel(check_for_backend(diesel::pg::Pg))]
+pub struct TemplateRow {
+    pub id: Uuid,
+    pub owner_company_id: Uuid,
+    pub visibility: String,
+    pub name: String,
+    pub category: String,
+    pub layout: serde_json::Value,
+    pub version: i32,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = template_images)]
+#[diesel(check_for_backend(diesel::pg::Pg))]
+pub struct TemplateImageRow {
+    pub template_id: Uuid,
+    pub version: i32,
+    pub position: i32,
+    pub object_key: String,
+    pub content_type: String,
+    pub size_bytes: i64,
+}
+
+impl TemplateRow {
+    pub fn template_id(&self) -> TemplateId {
+        TemplateId(self.id)
+    }
+
+    pub fn into_template(self, images: Vec<TemplateImage>) -> Template {
+        Template {
+            id: TemplateId(self.id),
+            owner_company_id: CompanyId(self.owner_company_id),
+            // The CHECK constraint admits only the two known values.
+            visibility: Visibility::parse(&self.visibility).unwrap_or_default(),
+            name: self.name,
+            category: self.category,
+            layout: self.layout,
+            version: self.version,
+            images,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+        }
+    }
+}
+
+impl From<TemplateImageRow> for TemplateImage {
+    fn from(row: TemplateImageRow) -> Self {
+        TemplateImage {
+            position: row.position,
+            object_key: row.object_key,
+            content_type: row.content_type,
+            size_bytes: row.size_bytes,
+        }
+    }
+}
+
+fn image_rows(id: TemplateId, version: i32, images: &[TemplateImage]) -> Vec<TemplateImageRow> {
+    images
+        .iter()
+        .map(|img| TemplateImageRow {
+            template_id: id.0,
+            version,
+            position: img.position,
+            object_key: img.object_key.clone(),
+            content_type: img.content_type.clone(),
+            size_bytes: img.size_bytes,
+        })
+        .collect()
+}
+
+/// Inserts a template (version 1) and its images in one transaction.
+pub async fn insert(
+    conn: &mut AsyncPgConnection,
+    id: TemplateId,
+    owner: CompanyId,
+    new: &NewTemplate,
+    images: &[TemplateImage],
+) -> Result<Template, StoreError> {
+    let now = Utc::now();
+    let row = TemplateRow {
+        id: id.0,
+        owner_company_id: owner.0,
+        visibility: new.visibility.as_str().to_string(),
+        name: new.name.clone(),
+        category: new.category.clone(),
+        layout: new.layout.clone(),
+        version: 1,
+        created_at: now,
+        updated_at: now,
+    };
+    let rows = image_rows(id, 1, images);
+    conn.transaction::<_, diesel::result::Error, _>(async |conn| {
+        diesel::insert_into(templates::table).values(&row).execute(conn).await?;
+        diesel::insert_into(template_images::table)
+            .values(&rows)
+            .execute(conn)
+            .await?;
+        Ok(())
+    })
+    .await?;
+    Ok(row.into_template(images.to_vec()))
+}
+
+/// The template row if `company` may see it (public, or its own); no images.
+/// This is the hot path's read: one indexed lookup.
+pub async fn find_visible_row(
+    conn: &mut AsyncPgConnection,
+    id: TemplateId,
+    company: CompanyId,
+) -> Result<Option<TemplateRow>, StoreError> {
+    Ok(templates::table
+        .find(id.0)
+        .filter(
+            templates::visibility
+                .eq(Visibility::Public.as_str())
+                .or(templates::owner_company_id.eq(company.0)),
+        )
+        .select(TemplateRow::as_select())
+        .first(conn)
+        .await
+        .optional()?)
+}
+
+/// The current row of a template, whoever owns it (the worker's view).
+pub async fn find_row(conn: &mut AsyncPgConnection, id: TemplateId) -> Result<Option<TemplateRow>, StoreError> {
+    Ok(templates::table
+        .find(id.0)
+        .select(TemplateRow::as_select())
+        .first(conn)
+        .await
+        .optional()?)
+}
+
+/// The ordered images of one template version.
+pub async fn images(
+    conn: &mut AsyncPgConnection,
+    id: TemplateId,
+    version: i32,
+) -> Result<Vec<TemplateImage>, StoreError> {
+    let rows: Vec<TemplateImageRow> = template_images::table
+        .filter(template_images::template_id.eq(id.0))
+        .filter(template_images::version.eq(version))
+        .order(template_images::position.asc())
+        .select(TemplateImageRow::as_select())
+        .load(conn)
+        .await?;
+    Ok(rows.into_iter().map(TemplateImage::from).collect())
+}
+
+/// A visible template with the images of its current version.
+pub async fn find_visible(
+    conn: &mut AsyncPgConnection,
+    id: TemplateId,
+    company: CompanyId,
+) -> Result<Option<Template>, StoreError> {
+    let Some(row) = find_visible_row(conn, id, company).await? else {
+        return Ok(None);
+    };
+    let images = images(conn, id, row.version).await?;
+    Ok(Some(row.into_template(images)))
+}
+
+/// Templates `company` may see (public ones and its own), newest first.
+pub async fn list_visible(
+    conn: &mut AsyncPgConnection,
+    company: CompanyId,
+    limit: i64,
+    offset: i64,
+) -> Result<Vec<Template>, StoreError> {
+    let rows: Vec<TemplateRow> = templates::table
+        .filter(
+            templates::visibility
+                .eq(Visibility::Public.as_str())
+                .or(templates::owner_company_id.eq(company.0)),
+        )
+        .order((templates::created_at.desc(), templates::id.desc()))
+        .limit(limit)
+        .offset(offset)
+        .select(TemplateRow::as_select())
+        .load(conn)
+        .await?;
+    // One query for every listed template's current images, not one per template.
+    let keys: Vec<(Uuid, i32)> = rows.iter().map(|r| (r.id, r.version)).collect();
+    let ids: Vec<Uuid> = keys.iter().map(|k| k.0).collect();
+    let image_rows: Vec<TemplateImageRow> = template_images::table
+        .filter(template_images::template_id.eq_any(&ids))
+        .order((template_images::template_id, template_images::position))
+        .select(TemplateImageRow::as_select())
+        .load(conn)
+        .await?;
+    let current: HashMap<Uuid, i32> = keys.into_iter().collect();
+    let mut by_template: HashMap<Uuid, Vec<TemplateImage>> = HashMap::new();
+    for img in image_rows {
+        if current.get(&img.template_id) == Some(&img.version) {
+            by_template.entry(img.template_id).or_default().push(img.into());
+        }
+    }
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            let images = by_template.remove(&r.id).unwrap_or_default();
+            r.into_template(images)
+        })
+        .collect())
+}
+
+/// Edits a template owned by `owner`. A change of layout or images bumps the
+/// version (pools of the old version stop being served at once, because pool
+/// keys and claims are per version). `None` when it is not the owner's.
+pub async fn update(
+    conn: &mut AsyncPgConnection,
+    id: TemplateId,
+    owner: CompanyId,
+    patch: &TemplatePatch,
+    new_images: Option<&[TemplateImage]>,
+) -> Result<Option<Template>, StoreError> {
+    let patch = patch.clone();
+    let new_images = new_images.map(<[TemplateImage]>::to_vec);
+    let updated = conn
+        .transaction::<_, diesel::result::Error, _>(async |conn| {
+            let Some(mut row) = templates::table
+                .find(id.0)
+                .filter(templates::owner_company_id.eq(owner.0))
+                .for_update()
+                .select(TemplateRow::as_select())
+                .first(conn)
+                .await
+                .optional()?
+            else {
+                return Ok(None);
+            };
+            let bump = patch.layout.is_some() || new_images.is_some();
+            let old_version = row.version;
+            if let Some(name) = patch.name {
+                row.name = name;
+            }
+            if let Some(category) = patch.category {
+                row.category = category;
+            }
+            if let Some(layout) = patch.layout {
+                row.layout = layout;
+            }
+            if let Some(visibility) = patch.visibility {
+                row.visibility = visibility.as_str().to_string();
+            }
+            if bump {
+                row.version += 1;
+            }
+            row.updated_at = Utc::now();
+            diesel::update(templates::table.find(id.0))
+                .set((
+                    templates::name.eq(&row.name),
+                    templates::category.eq(&row.category),
+                    templates::layout.eq(&row.layout),
+                    templates::visibility.eq(&row.visibility),
+                    templates::version.eq(row.version),
+                    templates::updated_at.eq(row.updated_at),
+                ))
+                .execute(conn)
+                .await?;
+            if bump {
+                let images: Vec<TemplateImage> = match new_images {
+                    Some(images) => images,
+                    None => template_images::table
+                        .filter(template_images::template_id.eq(id.0))
+                        .filter(template_images::version.eq(old_version))
+                        .order(template_images::position.asc())
+                        .select(TemplateImageRow::as_select())
+                        .load(conn)
+                        .await?
+                        .into_iter()
+                        .map(TemplateImage::from)
+                        .collect(),
+                };
+                diesel::insert_into(template_images::table)
+                    .values(image_rows(id, row.version, &images))
+                    .execute(conn)
+                    .await?;
+            }
+            Ok(Some(row))
+        })
+        .await?;
+    match updated {
+        Some(row) => {
+            let images = images(conn, id, row.version).await?;
+            Ok(Some(row.into_template(images)))
+        }
+        None => Ok(None),
+    }
+}

@@ -1,0 +1,17 @@
+//! Adapters shared by Prewarm's services. Each hides its client library behind
+//! a small typed API with its own error type, so handlers never see diesel,
+//! fred, aws-sdk or rdkafka types.
+//!
+//! Layout:
+//! - [`db`]: Postgres (diesel-async). `db/schema.rs` tables, `migrations/` at the
+//!   crate root, one module per table; `db/pool_items.rs` is the pool ledger.
+//! - [`pool_index`]: the Redis lists of ready pool item ids (fred).
+//! - [`objects`]: S3 (aws-sdk-s3), including the bounded-parallel copy.
+//! - [`warmup_topic`]: the Kafka warm-up topic (rdkafka producer, topic admin).
+//! - [`settings`]: the settings sections both services embed.
+
+pub mod db;
+pub mod objects;
+pub mod pool_index;
+pub mod settings;
+pub mod warmup_topic;

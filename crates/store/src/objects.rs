@@ -1,0 +1,263 @@
+//! S3 objects through aws-sdk-s3: upload, copy (the expensive operation the
+//! warm pool exists to hide), delete, and the bounded-parallel copy used by
+//! both the worker's refill and the API's cold path.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_sdk_s3::config::retry::RetryConfig;
+use aws_sdk_s3::config::timeout::TimeoutConfig;
+use aws_sdk_s3::config::{
+    BehaviorVersion, Builder as S3ConfigBuilder, Credentials, Region, RequestChecksumCalculation,
+    ResponseChecksumValidation,
+};
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{Delete, ObjectIdentifier};
+use aws_sdk_s3::Client;
+use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
+use bytes::Bytes;
+use futures::stream::{self, StreamExt};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use tokio::sync::Semaphore;
+
+/// How to reach the object store. Shared by both services' settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct S3Settings {
+    /// Endpoint URL; empty for AWS itself.
+    #[serde(default)]
+    pub endpoint: String,
+    #[serde(default = "default_region")]
+    pub region: String,
+    pub bucket: String,
+    pub access_key_id: SecretString,
+    pub secret_access_key: SecretString,
+    /// Path-style addressing (`endpoint/bucket/key`), needed by most S3 look-alikes.
+    #[serde(default = "default_true")]
+    pub force_path_style: bool,
+    /// Deadline for one S3 call, retries included.
+    #[serde(default = "default_operation_timeout_ms")]
+    pub operation_timeout_ms: u64,
+    /// Attempts per call (the SDK's standard retry with jittered backoff).
+    #[serde(default = "default_max_attempts")]
+    pub max_attempts: u32,
+}
+
+fn default_region() -> String {
+    "us-east-1".into()
+}
+fn default_true() -> bool {
+    true
+}
+fn default_operation_timeout_ms() -> u64 {
+    10_000
+}
+fn default_max_attempts() -> u32 {
+    3
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("s3 {op} {key}: {message}")]
+pub struct ObjectError {
+    pub op: &'static str,
+    pub key: String,
+    pub message: String,
+}
+
+fn err<E: std::fmt::Debug>(op: &'static str, key: &str, e: E) -> ObjectError {
+    ObjectError {
+        op,
+        key: key.to_string(),
+        message: format!("{e:?}").chars().take(400).collect(),
+    }
+}
+
+/// A bucket, and the client to reach it.
+#[derive(Clone)]
+pub struct ObjectStore {
+    client: Client,
+    bucket: String,
+}
+
+impl ObjectStore {
+    pub fn new(settings: &S3Settings) -> Self {
+        let http = aws_smithy_http_client::Builder::new()
+            .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
+            .build_https();
+        let timeout = Duration::from_millis(settings.operation_timeout_ms);
+        let mut builder = S3ConfigBuilder::new()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new(settings.region.clone()))
+            .credentials_provider(Credentials::new(
+                settings.access_key_id.expose_secret(),
+                settings.secret_access_key.expose_secret(),
+                None,
+                None,
+                "prewarm-settings",
+            ))
+            .force_path_style(settings.force_path_style)
+            .http_client(http)
+            .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
+            .response_checksum_validation(ResponseChecksumValidation::WhenRequired)
+            .retry_config(RetryConfig::standard().with_max_attempts(settings.max_attempts.max(1)))
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .connect_timeout(Duration::from_secs(2))
+                    .operation_attempt_timeout(timeout)
+                    .operation_timeout(timeout * settings.max_attempts.max(1))
+                    .build(),
+            );
+        if !settings.endpoint.is_empty() {
+            builder = builder.endpoint_url(settings.endpoint.clone());
+        }
+        Self {
+            client: Client::from_conf(builder.build()),
+            bucket: settings.bucket.clone(),
+        }
+    }
+
+    pub fn bucket(&self) -> &str {
+        &self.bucket
+    }
+
+    /// Creates the bucket unless it exists (dev and tests; production buckets
+    /// are provisioned outside the app).
+    pub async fn ensure_bucket(&self) -> Result<(), ObjectError> {
+        if self.client.head_bucket().bucket(&self.bucket).send().await.is_ok() {
+            return Ok(());
+        }
+        match self.client.create_bucket().bucket(&self.bucket).send().await {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                let owned = e
+                    .as_service_error()
+                    .is_some_and(|s| s.is_bucket_already_owned_by_you() || s.is_bucket_already_exists());
+                if owned {
+                    Ok(())
+                } else {
+                    Err(err("create_bucket", &self.bucket, e))
+                }
+            }
+        }
+    }
+
+    pub async fn put(&self, key: &str, body: Bytes, content_type: &str) -> Result<(), ObjectError> {
+        self.client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .content_type(content_type)
+            .body(ByteStream::from(body))
+            .send()
+            .await
+            .map_err(|e| err("put", key, e))?;
+        Ok(())
+    }
+
+    pub async fn get(&self, key: &str) -> Result<Bytes, ObjectError> {
+        let out = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| err("get", key, e))?;
+        let data = out.body.collect().await.map_err(|e| err("get", key, e))?;
+        Ok(data.into_bytes())
+    }
+
+    /// Server-side copy within the bucket.
+    pub async fn copy(&self, source: &str, dest: &str) -> Result<(), ObjectError> {
+        self.client
+            .copy_object()
+            .bucket(&self.bucket)
+            .copy_source(format!("{}/{}", self.bucket, source))
+            .key(dest)
+            .send()
+            .await
+            .map_err(|e| err("copy", dest, e))?;
+        Ok(())
+    }
+
+    pub async fn exists(&self, key: &str) -> Result<bool, ObjectError> {
+        match self.client.head_object().bucket(&self.bucket).key(key).send().await {
+            Ok(_) => Ok(true),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => Ok(false),
+            Err(e) => Err(err("head", key, e)),
+        }
+    }
+
+    /// Deletes keys in batches of 1,000 (S3's limit per call). Missing keys are fine.
+    pub async fn delete_many(&self, keys: &[String]) -> Result<(), ObjectError> {
+        for chunk in keys.chunks(1000) {
+            let objects = chunk
+                .iter()
+                .map(|k| ObjectIdentifier::builder().key(k).build().map_err(|e| err("delete", k, e)))
+                .collect::<Result<Vec<_>, _>>()?;
+            let delete = Delete::builder()
+                .set_objects(Some(objects))
+                .quiet(true)
+                .build()
+                .map_err(|e| err("delete", &chunk[0], e))?;
+            let out = self
+                .client
+                .delete_objects()
+                .bucket(&self.bucket)
+                .delete(delete)
+                .send()
+                .await
+                .map_err(|e| err("delete", &chunk[0], e))?;
+            if let Some(first) = out.errors().first() {
+                return Err(err("delete", first.key().unwrap_or_default(), first.message()));
+            }
+        }
+        Ok(())
+    }
+
+    /// Every key under `prefix` (tests and the garbage collector).
+    pub async fn list(&self, prefix: &str) -> Result<Vec<String>, ObjectError> {
+        let mut keys = Vec::new();
+        let mut pages = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(prefix)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| err("list", prefix, e))?;
+            keys.extend(page.contents().iter().filter_map(|o| o.key().map(str::to_string)));
+        }
+        Ok(keys)
+    }
+
+    /// Copies every `(source, dest)` pair, at most `parallelism` at a time for
+    /// this call and, when given, within the process-wide `limiter`. Returns
+    /// one result per pair, in order; the caller decides what a failure means.
+    pub async fn copy_all(
+        &self,
+        pairs: &[(String, String)],
+        parallelism: usize,
+        limiter: Option<Arc<Semaphore>>,
+    ) -> Vec<Result<(), ObjectError>> {
+        let mut results: Vec<(usize, Result<(), ObjectError>)> = stream::iter(pairs.iter().enumerate())
+            .map(|(i, (source, dest))| {
+                let limiter = limiter.clone();
+                async move {
+                    // A closed semaphore only happens at shutdown; copy anyway.
+                    let _permit = match &limiter {
+                        Some(l) => l.clone().acquire_owned().await.ok(),
+                        None => None,
+                    };
+                    (i, self.copy(source, dest).await)
+                }
+            })
+            .buffer_unordered(parallelism.max(1))
+            .collect()
+            .await;
+        results.sort_by_key(|(i, _)| *i);
+        results.into_iter().map(|(_, r)| r).collect()
+    }
+}

@@ -1,0 +1,124 @@
+//! The Kafka warm-up topic: a non-blocking producer for the API, topic
+//! creation for dev/tests, and the consumer configuration the worker uses.
+
+use std::time::Duration;
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::error::KafkaError;
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::types::RDKafkaErrorCode;
+use serde::Deserialize;
+use shared_domain::warmup::WarmupRequest;
+
+/// How to reach the broker and which topic carries warm-up requests.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaSettings {
+    pub brokers: String,
+    #[serde(default = "default_topic")]
+    pub topic: String,
+    /// Create the topic at start when missing (dev, tests; off where topics
+    /// are provisioned by the platform).
+    #[serde(default)]
+    pub create_topic: bool,
+    #[serde(default = "default_partitions")]
+    pub partitions: i32,
+    /// How long a produced message may wait for delivery before it is dropped
+    /// (and logged): warm-up requests are hints, the reconciler heals gaps.
+    #[serde(default = "default_message_timeout_ms")]
+    pub message_timeout_ms: u64,
+}
+
+fn default_topic() -> String {
+    "prewarm.warmup".into()
+}
+fn default_partitions() -> i32 {
+    4
+}
+fn default_message_timeout_ms() -> u64 {
+    5_000
+}
+
+pub fn base_config(settings: &KafkaSettings) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", &settings.brokers)
+        .set("socket.timeout.ms", "10000")
+        .set("reconnect.backoff.max.ms", "2000");
+    config
+}
+
+/// Creates the topic unless it exists.
+pub async fn ensure_topic(settings: &KafkaSettings) -> Result<(), KafkaError> {
+    let admin: AdminClient<DefaultClientContext> = base_config(settings).create()?;
+    let topic = NewTopic::new(&settings.topic, settings.partitions, TopicReplication::Fixed(1));
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+    for result in admin.create_topics([&topic], &options).await? {
+        match result {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((name, code)) => {
+                return Err(KafkaError::AdminOp(code)).inspect_err(|_| tracing::error!(topic = %name, ?code, "create topic"))
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Publishes warm-up requests keyed by template id. `publish` only enqueues
+/// into librdkafka's buffer and returns; delivery is awaited on a background
+/// task, so the request path never waits for the broker.
+#[derive(Clone)]
+pub struct WarmupPublisher {
+    producer: FutureProducer,
+    topic: String,
+}
+
+impl WarmupPublisher {
+    pub fn new(settings: &KafkaSettings) -> Result<Self, KafkaError> {
+        let producer: FutureProducer = base_config(settings)
+            .set("message.timeout.ms", settings.message_timeout_ms.to_string())
+            // Small linger: batches bursts of pops without adding visible latency.
+            .set("linger.ms", "2")
+            .set("queue.buffering.max.messages", "100000")
+            .create()?;
+        Ok(Self {
+            producer,
+            topic: settings.topic.clone(),
+        })
+    }
+
+    /// Enqueues one request; never blocks. Returns false if it was dropped
+    /// (local queue full or producer failing), which the caller counts.
+    pub fn publish(&self, request: &WarmupRequest) -> bool {
+        let payload = request.to_bytes();
+        let record = FutureRecord::to(&self.topic)
+            .key(request.template_id.as_bytes())
+            .payload(&payload);
+        match self.producer.send_result(record) {
+            Ok(delivery) => {
+                let template = request.template_id.clone();
+                tokio::spawn(async move {
+                    match delivery.await {
+                        Ok(Ok(_)) => {}
+                        Ok(Err((e, _))) => tracing::warn!(%template, error = %e, "warm-up request not delivered"),
+                        Err(_) => tracing::warn!(%template, "warm-up request cancelled"),
+                    }
+                });
+                true
+            }
+            Err((e, _)) => {
+                tracing::warn!(template = %request.template_id, error = %e, "warm-up request dropped");
+                false
+            }
+        }
+    }
+
+    /// Waits for buffered messages to be delivered (graceful shutdown).
+    pub fn flush(&self, timeout: Duration) {
+        if let Err(e) = self.producer.flush(timeout) {
+            tracing::warn!(error = %e, "flushing warm-up producer");
+        }
+    }
+}

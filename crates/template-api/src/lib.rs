@@ -1,0 +1,21 @@
+//! template-api: Prewarm's HTTP service (actix-web).
+//!
+//! Layout:
+//! - [`settings`]: the typed settings (defaults < file < `PREWARM_*` environment).
+//! - [`startup`]: builds the state, binds the listener, holds the one route table.
+//! - [`routes`]: one module per resource (`admin`, `templates`, `designs`, `health`).
+//! - [`create_design`]: the hot path -- pop a pool item (warm) or copy on the spot (cold).
+//! - [`upload`]: multipart parsing of template images, with size limits.
+//! - [`auth`]: bearer-token extractors for companies and the admin.
+//! - [`error`]: `ApiError`, the one mapping from failures to JSON error responses.
+//! - [`state`]: what every handler shares (database, Redis index, S3, Kafka producer).
+
+pub mod auth;
+pub mod create_design;
+pub mod error;
+pub mod routes;
+pub mod settings;
+pub mod startup;
+pub mod state;
+pub mod telemetry;
+pub mod upload;
