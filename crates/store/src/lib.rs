@@ -8,10 +8,12 @@
 //! - [`pool_index`]: the Redis lists of ready pool item ids (fred).
 //! - [`objects`]: S3 (aws-sdk-s3), including the bounded-parallel copy.
 //! - [`warmup_topic`]: the Kafka warm-up topic (rdkafka producer, topic admin).
-//! - [`settings`]: the settings sections both services embed.
+//! - [`settings`]: the settings sections both services embed, and the layered loader.
+//! - [`telemetry`]: logging setup (text or JSON).
 
 pub mod db;
 pub mod objects;
 pub mod pool_index;
 pub mod settings;
+pub mod telemetry;
 pub mod warmup_topic;

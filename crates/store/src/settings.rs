@@ -50,6 +50,60 @@ impl RedisSettings {
     }
 }
 
+/// The warm pool's knobs. One section for both services: the worker fills
+/// to `target`, the API reports it and uses the rest on the request path.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PoolSettings {
+    /// Ready items kept per template (current version).
+    pub target: i32,
+    /// How long a reserved (`copying`) item may take before it is presumed lost.
+    pub lease_secs: u64,
+    /// Serve from the pool at all (off = every design is copied; for comparison).
+    pub enabled: bool,
+    /// Pops tried before falling back to a copy, when popped ids turn out stale.
+    pub pop_attempts: u32,
+    /// Parallel CopyObject calls for one cold design (API).
+    pub cold_copy_parallelism: usize,
+    /// Parallel CopyObject calls across all cold designs of one API process.
+    pub cold_copy_global_limit: usize,
+}
+
+impl Default for PoolSettings {
+    fn default() -> Self {
+        Self {
+            target: 4,
+            lease_secs: 300,
+            enabled: true,
+            pop_attempts: 3,
+            cold_copy_parallelism: 16,
+            cold_copy_global_limit: 256,
+        }
+    }
+}
+
+impl PoolSettings {
+    pub fn validate(&self) -> Result<(), config::ConfigError> {
+        if self.target < 0 {
+            return Err(invalid("pool.target", "must be >= 0"));
+        }
+        if self.lease_secs == 0 {
+            return Err(invalid("pool.lease_secs", "must be >= 1"));
+        }
+        if self.cold_copy_parallelism == 0 {
+            return Err(invalid("pool.cold_copy_parallelism", "must be >= 1"));
+        }
+        if self.cold_copy_global_limit == 0 {
+            return Err(invalid("pool.cold_copy_global_limit", "must be >= 1"));
+        }
+        Ok(())
+    }
+
+    pub fn lease(&self) -> Duration {
+        Duration::from_secs(self.lease_secs)
+    }
+}
+
 fn default_max_connections() -> usize {
     16
 }
@@ -67,4 +121,30 @@ fn default_redis_pool() -> usize {
 }
 fn default_command_timeout_ms() -> u64 {
     500
+}
+
+/// Loads a service's settings: built-in defaults (serde defaults) < the TOML
+/// file named by `PREWARM_CONFIG_FILE` < `PREWARM_<SECTION>__<KEY>` variables.
+/// Errors name the offending key.
+pub fn load<T: serde::de::DeserializeOwned>(
+    vars: impl Iterator<Item = (String, String)>,
+) -> Result<T, config::ConfigError> {
+    let vars: std::collections::HashMap<String, String> = vars.collect();
+    let mut builder = config::Config::builder();
+    if let Some(path) = vars.get("PREWARM_CONFIG_FILE") {
+        builder = builder.add_source(config::File::with_name(path));
+    }
+    builder = builder.add_source(
+        config::Environment::with_prefix("PREWARM")
+            .prefix_separator("_")
+            .separator("__")
+            .try_parsing(true)
+            .source(Some(vars.into_iter().collect())),
+    );
+    builder.build()?.try_deserialize()
+}
+
+/// An error naming an invalid setting.
+pub fn invalid(key: &str, why: &str) -> config::ConfigError {
+    config::ConfigError::Message(format!("invalid setting `{key}`: {why}"))
 }

@@ -17,5 +17,4 @@ pub mod routes;
 pub mod settings;
 pub mod startup;
 pub mod state;
-pub mod telemetry;
 pub mod upload;

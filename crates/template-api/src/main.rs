@@ -1,6 +1,7 @@
 //! Entry point: load settings, start logging, build and run the server.
 
-use template_api::{settings, startup::Application, telemetry};
+use prewarm_store::telemetry;
+use template_api::{settings, startup::Application};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {

@@ -3,11 +3,11 @@
 //! e.g. `PREWARM_DATABASE__URL`, `PREWARM_POOL__TARGET`. Invalid or missing
 //! values fail at start with the key named.
 
-use prewarm_store::settings::{DatabaseSettings, KafkaSettings, RedisSettings, S3Settings};
+use prewarm_store::settings::{invalid, DatabaseSettings, KafkaSettings, PoolSettings, RedisSettings, S3Settings};
+use prewarm_store::telemetry::LogSettings;
 use secrecy::SecretString;
 use serde::Deserialize;
 
-use crate::telemetry::LogSettings;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -27,6 +27,10 @@ pub struct Settings {
     pub pool: PoolSettings,
     #[serde(default)]
     pub log: LogSettings,
+    /// The worker's section, accepted (and ignored) so both services can share
+    /// one environment or file.
+    #[serde(default)]
+    pub worker: Option<serde::de::IgnoredAny>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -61,34 +65,6 @@ impl Default for ServerSettings {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct PoolSettings {
-    /// Ready items wanted per template (reported by `GET /templates/{id}/pool`;
-    /// the worker's `pool.target` is the one that fills).
-    pub target: i32,
-    /// Serve from the pool at all (off = every design is copied; for comparison).
-    pub enabled: bool,
-    /// Pops tried before falling back to a copy, when popped ids turn out stale.
-    pub pop_attempts: u32,
-    /// Parallel CopyObject calls for one cold design.
-    pub cold_copy_parallelism: usize,
-    /// Parallel CopyObject calls across all cold designs of this process.
-    pub cold_copy_global_limit: usize,
-}
-
-impl Default for PoolSettings {
-    fn default() -> Self {
-        Self {
-            target: 4,
-            enabled: true,
-            pop_attempts: 3,
-            cold_copy_parallelism: 16,
-            cold_copy_global_limit: 256,
-        }
-    }
-}
-
 /// Loads the settings from the process environment.
 pub fn load() -> Result<Settings, config::ConfigError> {
     load_from(std::env::vars())
@@ -96,44 +72,21 @@ pub fn load() -> Result<Settings, config::ConfigError> {
 
 /// Loads the settings from the given variables (tests pass their own).
 pub fn load_from(vars: impl Iterator<Item = (String, String)>) -> Result<Settings, config::ConfigError> {
-    let vars: std::collections::HashMap<String, String> = vars.collect();
-    let mut builder = config::Config::builder();
-    if let Some(path) = vars.get("PREWARM_CONFIG_FILE") {
-        builder = builder.add_source(config::File::with_name(path));
-    }
-    builder = builder.add_source(
-        config::Environment::with_prefix("PREWARM")
-            .prefix_separator("_")
-            .separator("__")
-            .try_parsing(true)
-            .source(Some(vars.into_iter().collect())),
-    );
-    let settings: Settings = builder.build()?.try_deserialize()?;
+    let settings: Settings = prewarm_store::settings::load(vars)?;
     validate(&settings)?;
     Ok(settings)
 }
 
 fn validate(s: &Settings) -> Result<(), config::ConfigError> {
-    let fail = |key: &str, why: &str| Err(config::ConfigError::Message(format!("invalid setting `{key}`: {why}")));
-    if s.pool.target < 0 {
-        return fail("pool.target", "must be >= 0");
-    }
-    if s.pool.cold_copy_parallelism == 0 {
-        return fail("pool.cold_copy_parallelism", "must be >= 1");
-    }
-    if s.pool.cold_copy_global_limit == 0 {
-        return fail("pool.cold_copy_global_limit", "must be >= 1");
-    }
+    let fail = |key: &str, why: &str| Err(invalid(key, why));
+    s.pool.validate()?;
     if s.database.max_connections == 0 {
         return fail("database.max_connections", "must be >= 1");
     }
     if s.s3.bucket.is_empty() {
         return fail("s3.bucket", "must not be empty");
     }
-    if s.log.format != "text" && s.log.format != "json" {
-        return fail("log.format", "must be `text` or `json`");
-    }
-    Ok(())
+    s.log.validate()
 }
 
 #[cfg(test)]

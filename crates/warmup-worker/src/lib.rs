@@ -1,1 +1,15 @@
-//! stub
+//! warmup-worker: keeps every template's warm pool at its target.
+//!
+//! Layout:
+//! - [`settings`]: the typed settings (defaults < file < `PREWARM_*` environment).
+//! - [`refill`]: `Refiller::refill(template)` -- reserve the gap in the Postgres
+//!   ledger, copy the objects at a bounded global concurrency, mark the items
+//!   ready and index them in Redis. Idempotent: a duplicate request finds no gap.
+//! - [`consumer`]: the Kafka consumer-group loop: batch, coalesce per template,
+//!   refill, then store offsets (at-least-once); shutdown is a future passed in.
+//! - [`startup`]: connects dependencies and builds the `Worker`.
+
+pub mod consumer;
+pub mod refill;
+pub mod settings;
+pub mod startup;

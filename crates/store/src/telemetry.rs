@@ -30,6 +30,15 @@ fn default_level() -> String {
     "info".into()
 }
 
+impl LogSettings {
+    pub fn validate(&self) -> Result<(), config::ConfigError> {
+        if self.format != "text" && self.format != "json" {
+            return Err(crate::settings::invalid("log.format", "must be `text` or `json`"));
+        }
+        Ok(())
+    }
+}
+
 /// Installs the global subscriber once; later calls (tests) are no-ops.
 pub fn init(settings: &LogSettings) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&settings.level));

@@ -1,0 +1,94 @@
+//! Bearer-token authentication. Companies present an API key (stored hashed);
+//! the admin presents the configured admin token.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use actix_web::{dev::Payload, web, FromRequest, HttpRequest};
+use prewarm_store::db::api_keys;
+use secrecy::ExposeSecret;
+use sha2::{Digest, Sha256};
+use shared_domain::error::ErrorCode;
+use shared_domain::ids::CompanyId;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// The authenticated company of a request.
+#[derive(Debug, Clone, Copy)]
+pub struct AuthCompany(pub CompanyId);
+
+/// Proof that the request carried the admin token.
+#[derive(Debug, Clone, Copy)]
+pub struct Admin;
+
+pub fn hash_token(token: &str) -> Vec<u8> {
+    Sha256::digest(token.as_bytes()).to_vec()
+}
+
+/// A fresh API key: `pw_` + 32 random bytes in hex.
+pub fn new_api_key() -> String {
+    let bytes: [u8; 32] = rand::random();
+    format!("pw_{}", hex::encode(bytes))
+}
+
+fn bearer(req: &HttpRequest) -> Result<String, ApiError> {
+    let header = req
+        .headers()
+        .get(actix_web::http::header::AUTHORIZATION)
+        .ok_or_else(|| ApiError::new(ErrorCode::MissingAuth, "missing `Authorization: Bearer <key>` header"))?;
+    let value = header
+        .to_str()
+        .map_err(|_| ApiError::new(ErrorCode::InvalidAuth, "malformed Authorization header"))?;
+    let token = value
+        .strip_prefix("Bearer ")
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| ApiError::new(ErrorCode::InvalidAuth, "expected `Authorization: Bearer <key>`"))?;
+    Ok(token.to_string())
+}
+
+fn state(req: &HttpRequest) -> Result<web::Data<AppState>, ApiError> {
+    req.app_data::<web::Data<AppState>>()
+        .cloned()
+        .ok_or_else(|| ApiError::new(ErrorCode::Internal, "application state missing"))
+}
+
+impl FromRequest for AuthCompany {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let token = bearer(req);
+        let state = state(req);
+        Box::pin(async move {
+            let hash = hash_token(&token?);
+            let state = state?;
+            let mut conn = state.db.conn().await?;
+            api_keys::company_for_key(&mut conn, &hash)
+                .await?
+                .map(AuthCompany)
+                .ok_or_else(|| ApiError::new(ErrorCode::InvalidAuth, "unknown or revoked API key"))
+        })
+    }
+}
+
+impl FromRequest for Admin {
+    type Error = ApiError;
+    type Future = std::future::Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let result = (|| {
+            let token = bearer(req)?;
+            let state = state(req)?;
+            // Compare digests, so the comparison time says nothing about the token.
+            let expected = hash_token(state.settings.admin_token.expose_secret());
+            if hash_token(&token) == expected {
+                Ok(Admin)
+            } else {
+                Err(ApiError::new(ErrorCode::InvalidAuth, "invalid admin token"))
+            }
+        })();
+        std::future::ready(result)
+    }
+}

@@ -1,0 +1,162 @@
+//! The hot path: turn a template into a company's design.
+//!
+//! Warm: `LPOP` one item id from the template version's Redis list, then one
+//! Postgres transaction claims the item (only if still `ready` for this
+//! version), takes a plan slot and moves the item's objects to the design.
+//! Cold (empty pool, Redis down, or pool disabled): copy every image with
+//! bounded parallelism, then record the design the same way. Either way a
+//! warm-up request is published after the commit, without waiting for Kafka.
+
+use prewarm_store::db::designs::{self, CreateOutcome, DesignSpec};
+use prewarm_store::db::{companies, templates};
+use shared_domain::design::{Design, DesignImage};
+use shared_domain::error::ErrorCode;
+use shared_domain::ids::{CompanyId, DesignId, TemplateId};
+use shared_domain::object_keys;
+use shared_domain::warmup::Reason;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+fn limit_reached() -> ApiError {
+    ApiError::new(
+        ErrorCode::DesignLimitReached,
+        "the company has reached its plan's design limit",
+    )
+}
+
+pub async fn create_design(state: &AppState, company: CompanyId, template_id: TemplateId) -> Result<Design, ApiError> {
+    let mut conn = state.db.conn().await?;
+    let template = templates::find_visible_row(&mut conn, template_id, company)
+        .await?
+        .ok_or_else(|| ApiError::new(ErrorCode::TemplateNotFound, format!("template {template_id} not found")))?;
+    let spec = DesignSpec {
+        id: DesignId::new(),
+        company,
+        template: template_id,
+        template_version: template.version,
+        layout: template.layout.clone(),
+    };
+    let version = template.version;
+
+    if state.settings.pool.enabled {
+        for _ in 0..state.settings.pool.pop_attempts {
+            let item = match state.index.pop(template_id, version).await {
+                Ok(Some(item)) => item,
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::warn!(%template_id, error = %e, "pool index unavailable; serving by copy");
+                    break;
+                }
+            };
+            let outcome = designs::create_from_pool_item(&mut conn, &spec, item).await;
+            match outcome {
+                Ok(CreateOutcome::Created(design)) => {
+                    state.request_warmup(template_id, version, Reason::PoolPop);
+                    return Ok(design);
+                }
+                Ok(CreateOutcome::ItemUnavailable) => {
+                    tracing::debug!(%item, "popped a stale pool item id; trying the next");
+                }
+                Ok(CreateOutcome::LimitReached) => {
+                    requeue(state, template_id, version, item).await;
+                    return Err(limit_reached());
+                }
+                Err(e) => {
+                    // The transaction rolled back: the item is still ready.
+                    requeue(state, template_id, version, item).await;
+                    return Err(e.into());
+                }
+            }
+        }
+    }
+    create_cold(state, conn, spec).await
+}
+
+/// Puts back an item that was popped but not used, so it is not stranded
+/// until the reconciler re-indexes it.
+async fn requeue(state: &AppState, template: TemplateId, version: i32, item: shared_domain::ids::PoolItemId) {
+    if let Err(e) = state.index.push_front(template, version, item).await {
+        tracing::warn!(%template, %item, error = %e, "could not re-index an unused pool item");
+    }
+}
+
+async fn create_cold(
+    state: &AppState,
+    mut conn: prewarm_store::db::DbConn,
+    spec: DesignSpec,
+) -> Result<Design, ApiError> {
+    // Cheap pre-check, so a company at its limit costs no copies.
+    if !companies::has_design_room(&mut conn, spec.company).await? {
+        return Err(limit_reached());
+    }
+    let images = templates::images(&mut conn, spec.template, spec.template_version).await?;
+    // Hold no database connection during seconds of copying.
+    drop(conn);
+
+    let pairs: Vec<(String, String)> = images
+        .iter()
+        .map(|img| (img.object_key.clone(), object_keys::design_image(spec.id, img.position)))
+        .collect();
+    let results = state
+        .objects
+        .copy_all(
+            &pairs,
+            state.settings.pool.cold_copy_parallelism,
+            Some(state.copy_limiter.clone()),
+        )
+        .await;
+    let copied: Vec<String> = pairs
+        .iter()
+        .zip(&results)
+        .filter(|(_, r)| r.is_ok())
+        .map(|((_, dest), _)| dest.clone())
+        .collect();
+    if let Some(Err(e)) = results.iter().find(|r| r.is_err()) {
+        let message = e.to_string();
+        delete_quietly(state, &copied).await;
+        return Err(ApiError::new(ErrorCode::ObjectStoreUnavailable, message));
+    }
+
+    let design_images: Vec<DesignImage> = images
+        .iter()
+        .zip(&pairs)
+        .map(|(img, (_, dest))| DesignImage {
+            position: img.position,
+            object_key: dest.clone(),
+        })
+        .collect();
+    let outcome = match state.db.conn().await {
+        Ok(mut conn) => designs::create_from_copies(&mut conn, &spec, &design_images).await,
+        Err(e) => Err(e),
+    };
+    match outcome {
+        Ok(CreateOutcome::Created(design)) => {
+            state.request_warmup(spec.template, spec.template_version, Reason::PoolMiss);
+            Ok(design)
+        }
+        Ok(CreateOutcome::LimitReached) => {
+            delete_quietly(state, &copied).await;
+            Err(limit_reached())
+        }
+        Ok(CreateOutcome::ItemUnavailable) => {
+            delete_quietly(state, &copied).await;
+            Err(ApiError::new(ErrorCode::Internal, "unexpected pool outcome on the copy path"))
+        }
+        Err(e) => {
+            delete_quietly(state, &copied).await;
+            Err(e.into())
+        }
+    }
+}
+
+/// Deletes copies no design will own (no leak on a failed request). A failure
+/// here is logged; the garbage collector sweeps what stays behind.
+async fn delete_quietly(state: &AppState, keys: &[String]) {
+    if keys.is_empty() {
+        return;
+    }
+    if let Err(e) = state.objects.delete_many(keys).await {
+        tracing::warn!(count = keys.len(), error = %e, "could not delete orphaned copies");
+    }
+}

@@ -1,0 +1,87 @@
+//! The one place where failures become HTTP responses: every error is
+//! `{"error": {"code", "message"}}` with the status from `ErrorCode::status`.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use prewarm_store::db::StoreError;
+use shared_domain::error::{ErrorBody, ErrorCode, ErrorDetail};
+
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.code.as_str(), self.message)
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        StatusCode::from_u16(self.code.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        if self.code.status() >= 500 {
+            tracing::error!(code = self.code.as_str(), message = %self.message, "request failed");
+        }
+        HttpResponse::build(self.status_code()).json(ErrorBody {
+            error: ErrorDetail {
+                code: self.code,
+                message: self.message.clone(),
+            },
+        })
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound => ApiError::new(ErrorCode::NotFound, "not found"),
+            StoreError::Unavailable(m) => ApiError::new(ErrorCode::StorageUnavailable, m),
+            StoreError::Conflict(m) => ApiError::new(ErrorCode::Internal, format!("conflict: {m}")),
+            StoreError::Migration(m) | StoreError::Query(m) => ApiError::new(ErrorCode::Internal, m),
+        }
+    }
+}
+
+impl From<prewarm_store::objects::ObjectError> for ApiError {
+    fn from(e: prewarm_store::objects::ObjectError) -> Self {
+        ApiError::new(ErrorCode::ObjectStoreUnavailable, e.to_string())
+    }
+}
+
+/// JSON body errors: too large is 413, wrong content type 415, the rest 400.
+pub fn json_error(err: actix_web::error::JsonPayloadError) -> ApiError {
+    use actix_web::error::JsonPayloadError as J;
+    match err {
+        J::Overflow { limit } | J::OverflowKnownLength { limit, .. } => {
+            ApiError::new(ErrorCode::PayloadTooLarge, format!("JSON body larger than {limit} bytes"))
+        }
+        J::ContentType => ApiError::new(ErrorCode::UnsupportedMediaType, "expected Content-Type: application/json"),
+        J::Deserialize(e) if e.is_data() => ApiError::new(ErrorCode::InvalidRequest, e.to_string()),
+        J::Deserialize(e) => ApiError::new(ErrorCode::MalformedJson, e.to_string()),
+        other => ApiError::new(ErrorCode::MalformedJson, other.to_string()),
+    }
+}
+
+/// Path errors (a segment that is not a UUID, say).
+pub fn path_error(err: actix_web::error::PathError) -> ApiError {
+    ApiError::new(ErrorCode::InvalidId, err.to_string())
+}
+
+/// Query-string errors.
+pub fn query_error(err: actix_web::error::QueryPayloadError) -> ApiError {
+    ApiError::new(ErrorCode::InvalidRequest, err.to_string())
+}

@@ -1,0 +1,147 @@
+//! Builds the application: connects dependencies, binds the listener (port 0
+//! picks a free one, for tests) and holds the one route table.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+
+use actix_web::dev::Server;
+use actix_web::{web, App, HttpResponse, HttpServer};
+use prewarm_store::db::{self, Db};
+use prewarm_store::objects::ObjectStore;
+use prewarm_store::pool_index::PoolIndex;
+use prewarm_store::warmup_topic::{self, WarmupPublisher};
+use secrecy::ExposeSecret;
+use shared_domain::error::ErrorCode;
+use tokio::sync::Semaphore;
+
+use crate::error::{json_error, path_error, query_error, ApiError};
+use crate::routes::{admin, designs, health, templates};
+use crate::settings::Settings;
+use crate::state::AppState;
+
+pub struct Application {
+    port: u16,
+    server: Server,
+    state: AppState,
+}
+
+impl Application {
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let state = build_state(settings).await?;
+        let s = &state.settings.server;
+        let listener = TcpListener::bind((s.host.as_str(), s.port))?;
+        let port = listener.local_addr()?.port();
+        let server = run(listener, state.clone())?;
+        Ok(Self { port, server, state })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until SIGTERM/SIGINT (actix stops accepting, lets in-flight
+    /// requests finish within `server.shutdown_timeout_secs`), then flushes
+    /// pending warm-up requests.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let result = self.server.await;
+        self.state.publisher.flush(std::time::Duration::from_secs(5));
+        result
+    }
+}
+
+pub async fn build_state(settings: Settings) -> anyhow::Result<AppState> {
+    let db_url = settings.database.url.expose_secret().to_string();
+    if settings.database.migrate {
+        db::run_migrations(&db_url).await?;
+    }
+    let db = Db::connect(
+        &db_url,
+        settings.database.max_connections,
+        settings.database.acquire_timeout(),
+    )?;
+    let index = PoolIndex::connect(
+        settings.redis.url.expose_secret(),
+        &settings.redis.key_prefix,
+        settings.redis.pool_size,
+        settings.redis.command_timeout(),
+    )
+    .await?;
+    let objects = ObjectStore::new(&settings.s3);
+    if settings.kafka.create_topic {
+        warmup_topic::ensure_topic(&settings.kafka).await?;
+    }
+    let publisher = WarmupPublisher::new(&settings.kafka)?;
+    let copy_limiter = Arc::new(Semaphore::new(settings.pool.cold_copy_global_limit));
+    Ok(AppState {
+        settings: Arc::new(settings),
+        db,
+        index,
+        objects,
+        publisher,
+        copy_limiter,
+    })
+}
+
+async fn not_found() -> Result<HttpResponse, ApiError> {
+    Err(ApiError::new(ErrorCode::NotFound, "no such route"))
+}
+
+/// The route table.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/healthz", web::get().to(health::healthz))
+        .route("/readyz", web::get().to(health::readyz))
+        .route("/admin/companies", web::post().to(admin::create_company))
+        .route("/admin/companies/{id}/api-keys", web::post().to(admin::create_api_key))
+        .service(
+            web::resource("/templates")
+                .route(web::post().to(templates::create))
+                .route(web::get().to(templates::list)),
+        )
+        .service(
+            web::resource("/templates/{id}")
+                .route(web::get().to(templates::get))
+                .route(web::patch().to(templates::update)),
+        )
+        .route("/templates/{id}/images", web::put().to(templates::replace_images))
+        .route("/templates/{id}/pool", web::get().to(templates::pool_status))
+        .service(
+            web::resource("/designs")
+                .route(web::post().to(designs::create))
+                .route(web::get().to(designs::list)),
+        )
+        .service(
+            web::resource("/designs/{id}")
+                .route(web::get().to(designs::get))
+                .route(web::delete().to(designs::delete)),
+        );
+}
+
+fn run(listener: TcpListener, state: AppState) -> std::io::Result<Server> {
+    let server_settings = state.settings.server.clone();
+    let data = web::Data::new(state);
+    let mut server = HttpServer::new(move || {
+        let json_limit = data.settings.server.json_limit_bytes;
+        App::new()
+            .app_data(data.clone())
+            .app_data(
+                web::JsonConfig::default()
+                    .limit(json_limit)
+                    .error_handler(|e, _| json_error(e).into()),
+            )
+            .app_data(web::PathConfig::default().error_handler(|e, _| path_error(e).into()))
+            .app_data(web::QueryConfig::default().error_handler(|e, _| query_error(e).into()))
+            .wrap(actix_web::middleware::Logger::new("%r %s %Dms").exclude("/healthz"))
+            .configure(routes)
+            .default_service(web::to(not_found))
+    })
+    .shutdown_timeout(server_settings.shutdown_timeout_secs)
+    .listen(listener)?;
+    if server_settings.workers > 0 {
+        server = server.workers(server_settings.workers);
+    }
+    Ok(server.run())
+}

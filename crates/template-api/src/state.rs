@@ -1,0 +1,34 @@
+//! What every handler shares. Cloned per actix worker; all fields are handles.
+
+use std::sync::Arc;
+
+use prewarm_store::db::Db;
+use prewarm_store::objects::ObjectStore;
+use prewarm_store::pool_index::PoolIndex;
+use prewarm_store::warmup_topic::WarmupPublisher;
+use shared_domain::ids::TemplateId;
+use shared_domain::warmup::{Reason, WarmupRequest};
+use tokio::sync::Semaphore;
+
+use crate::settings::Settings;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub settings: Arc<Settings>,
+    pub db: Db,
+    pub index: PoolIndex,
+    pub objects: ObjectStore,
+    pub publisher: WarmupPublisher,
+    /// Caps CopyObject calls made by cold-path requests of this process, so a
+    /// burst of misses cannot open thousands of S3 connections.
+    pub copy_limiter: Arc<Semaphore>,
+}
+
+impl AppState {
+    /// Asks the worker to top a template's pool up; never waits for Kafka.
+    pub fn request_warmup(&self, template: TemplateId, version: i32, reason: Reason) {
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        self.publisher
+            .publish(&WarmupRequest::new(template, version, reason, now_ms));
+    }
+}

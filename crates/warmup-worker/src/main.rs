@@ -1,0 +1,38 @@
+//! Entry point: load settings, start logging, build the worker, run it until SIGTERM/SIGINT.
+
+use prewarm_store::telemetry;
+use warmup_worker::{settings, startup::Worker};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let settings = settings::load()?;
+    telemetry::init(&settings.log);
+    let worker = Worker::build(settings).await?;
+    tracing::info!("warmup-worker started");
+    worker.run(shutdown_signal()).await?;
+    tracing::info!("warmup-worker stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM; stopping on Ctrl-C only");
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

@@ -1,0 +1,138 @@
+//! One refill: bring a template's pool (current version) to its target.
+//!
+//! Reserve the gap in the ledger (under a per-template advisory lock, so
+//! duplicate requests and replicas never overfill), copy the objects with no
+//! transaction open, then mark the items ready and index them in Redis.
+//! Failed items are discarded and their copies deleted.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::stream::{self, StreamExt};
+use prewarm_store::db::pool_items::{self, DiscardedItem, ReservedItem};
+use prewarm_store::db::{Db, StoreError};
+use prewarm_store::objects::ObjectStore;
+use prewarm_store::pool_index::PoolIndex;
+use shared_domain::ids::{PoolItemId, TemplateId};
+use tokio::sync::Semaphore;
+
+/// What a refill did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The template no longer exists.
+    TemplateGone,
+    Refilled {
+        version: i32,
+        /// Live items before the refill.
+        live_before: i64,
+        /// Items made ready and indexed.
+        ready: usize,
+        /// Items given up (a copy failed, or the template moved on meanwhile).
+        failed: usize,
+        /// Ready items of older versions discarded.
+        stale: usize,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RefillError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{failed} of {reserved} items failed to copy: {first}")]
+    Copies { failed: usize, reserved: usize, first: String },
+}
+
+#[derive(Clone)]
+pub struct Refiller {
+    pub db: Db,
+    pub index: PoolIndex,
+    pub objects: ObjectStore,
+    /// Process-wide cap on CopyObject calls in flight.
+    pub copy_limiter: Arc<Semaphore>,
+    pub target: i32,
+    pub lease: Duration,
+    pub item_parallelism: usize,
+}
+
+impl Refiller {
+    pub async fn refill(&self, template: TemplateId) -> Result<Outcome, RefillError> {
+        let reservation = {
+            let mut conn = self.db.conn().await?;
+            pool_items::reserve(&mut conn, template, self.target, self.lease).await?
+        };
+        let Some(reservation) = reservation else {
+            return Ok(Outcome::TemplateGone);
+        };
+        let version = reservation.version;
+        if !reservation.stale.is_empty() {
+            self.delete_items(&reservation.stale).await;
+            // Old versions' lists can only hold ids the ledger now refuses.
+            for old in (version - 10).max(1)..version {
+                if let Err(e) = self.index.remove(template, old).await {
+                    tracing::warn!(%template, old, error = %e, "could not drop an old pool list");
+                }
+            }
+        }
+
+        let copied: Vec<(PoolItemId, Result<(), String>)> = stream::iter(reservation.reserved.iter())
+            .map(|item| async move { (item.id, self.copy_item(item).await) })
+            .buffer_unordered(reservation.reserved.len().max(1))
+            .collect()
+            .await;
+        let ok: Vec<PoolItemId> = copied.iter().filter(|(_, r)| r.is_ok()).map(|(id, _)| *id).collect();
+        let failed: Vec<PoolItemId> = copied.iter().filter(|(_, r)| r.is_err()).map(|(id, _)| *id).collect();
+
+        let mut conn = self.db.conn().await?;
+        let (ready, superseded) = pool_items::mark_ready(&mut conn, template, version, &ok).await?;
+        let given_up = pool_items::discard(&mut conn, &failed).await?;
+        drop(conn);
+        self.delete_items(&superseded).await;
+        self.delete_items(&given_up).await;
+        if let Err(e) = self.index.push(template, version, &ready).await {
+            // The items are ready in the ledger; the reconciler re-indexes them.
+            tracing::warn!(%template, error = %e, "could not index ready items");
+        }
+        let outcome = Outcome::Refilled {
+            version,
+            live_before: reservation.live_before,
+            ready: ready.len(),
+            failed: failed.len() + superseded.len(),
+            stale: reservation.stale.len(),
+        };
+        if let Some((_, Err(first))) = copied.iter().find(|(_, r)| r.is_err()) {
+            return Err(RefillError::Copies {
+                failed: failed.len(),
+                reserved: reservation.reserved.len(),
+                first: first.clone(),
+            });
+        }
+        Ok(outcome)
+    }
+
+    /// Copies one item's objects; on a partial failure deletes what landed.
+    async fn copy_item(&self, item: &ReservedItem) -> Result<(), String> {
+        let pairs: Vec<(String, String)> = item
+            .copies
+            .iter()
+            .map(|c| (c.source_key.clone(), c.object_key.clone()))
+            .collect();
+        let results = self
+            .objects
+            .copy_all(&pairs, self.item_parallelism, Some(self.copy_limiter.clone()))
+            .await;
+        match results.iter().find_map(|r| r.as_ref().err()) {
+            None => Ok(()),
+            Some(e) => Err(e.to_string()),
+        }
+    }
+
+    async fn delete_items(&self, items: &[DiscardedItem]) {
+        let keys: Vec<String> = items.iter().flat_map(|i| i.object_keys.iter().cloned()).collect();
+        if keys.is_empty() {
+            return;
+        }
+        if let Err(e) = self.objects.delete_many(&keys).await {
+            tracing::warn!(count = keys.len(), error = %e, "could not delete discarded pool objects");
+        }
+    }
+}

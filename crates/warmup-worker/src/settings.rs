@@ -1,0 +1,138 @@
+//! warmup-worker settings: built-in defaults < optional TOML file (path in
+//! `PREWARM_CONFIG_FILE`) < `PREWARM_<SECTION>__<KEY>` variables. The
+//! `database`, `redis`, `kafka` and `s3` sections are the API's, so one Helm
+//! value feeds both services.
+
+use std::time::Duration;
+
+use prewarm_store::settings::{invalid, DatabaseSettings, KafkaSettings, PoolSettings, RedisSettings, S3Settings};
+use prewarm_store::telemetry::LogSettings;
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    #[serde(default)]
+    pub config_file: Option<String>,
+    /// The API's sections, accepted (and ignored) so both services can share
+    /// one environment or file.
+    #[serde(default)]
+    pub admin_token: Option<serde::de::IgnoredAny>,
+    #[serde(default)]
+    pub server: Option<serde::de::IgnoredAny>,
+    pub database: DatabaseSettings,
+    pub redis: RedisSettings,
+    pub kafka: KafkaSettings,
+    pub s3: S3Settings,
+    #[serde(default)]
+    pub pool: PoolSettings,
+    #[serde(default)]
+    pub worker: WorkerSettings,
+    #[serde(default)]
+    pub log: LogSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WorkerSettings {
+    /// Kafka consumer group; replicas sharing it split the partitions.
+    pub group_id: String,
+    /// CopyObject calls in flight across the whole process: the one knob that
+    /// keeps a burst of requests from exhausting S3 or the worker.
+    pub copy_concurrency: usize,
+    /// Parallel copies within one pool item.
+    pub item_parallelism: usize,
+    /// Templates refilled at once.
+    pub refill_parallelism: usize,
+    /// Most messages taken into one batch (requests for one template in a
+    /// batch are coalesced into one refill).
+    pub batch_max: usize,
+    /// How long to keep filling a batch after its first message.
+    pub batch_window_ms: u64,
+    /// Attempts per refill before it is left to the next request.
+    pub refill_attempts: u32,
+}
+
+impl Default for WorkerSettings {
+    fn default() -> Self {
+        Self {
+            group_id: "prewarm-warmup-worker".into(),
+            copy_concurrency: 64,
+            item_parallelism: 16,
+            refill_parallelism: 8,
+            batch_max: 500,
+            batch_window_ms: 20,
+            refill_attempts: 3,
+        }
+    }
+}
+
+impl WorkerSettings {
+    pub fn batch_window(&self) -> Duration {
+        Duration::from_millis(self.batch_window_ms)
+    }
+}
+
+pub fn load() -> Result<Settings, config::ConfigError> {
+    load_from(std::env::vars())
+}
+
+pub fn load_from(vars: impl Iterator<Item = (String, String)>) -> Result<Settings, config::ConfigError> {
+    let settings: Settings = prewarm_store::settings::load(vars)?;
+    let w = &settings.worker;
+    settings.pool.validate()?;
+    for (key, value) in [
+        ("worker.copy_concurrency", w.copy_concurrency),
+        ("worker.item_parallelism", w.item_parallelism),
+        ("worker.refill_parallelism", w.refill_parallelism),
+        ("worker.batch_max", w.batch_max),
+    ] {
+        if value == 0 {
+            return Err(invalid(key, "must be >= 1"));
+        }
+    }
+    if w.refill_attempts == 0 {
+        return Err(invalid("worker.refill_attempts", "must be >= 1"));
+    }
+    if w.group_id.is_empty() {
+        return Err(invalid("worker.group_id", "must not be empty"));
+    }
+    settings.log.validate()?;
+    Ok(settings)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base() -> Vec<(String, String)> {
+        [
+            ("PREWARM_DATABASE__URL", "postgres://localhost/x"),
+            ("PREWARM_REDIS__URL", "redis://localhost"),
+            ("PREWARM_KAFKA__BROKERS", "localhost:9092"),
+            ("PREWARM_S3__BUCKET", "b"),
+            ("PREWARM_S3__ACCESS_KEY_ID", "k"),
+            ("PREWARM_S3__SECRET_ACCESS_KEY", "s"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+    }
+
+    #[test]
+    fn defaults_and_overrides() {
+        let mut vars = base();
+        vars.push(("PREWARM_WORKER__COPY_CONCURRENCY".into(), "7".into()));
+        let s = load_from(vars.into_iter()).unwrap();
+        assert_eq!(s.worker.copy_concurrency, 7);
+        assert_eq!(s.pool.target, 4);
+    }
+
+    #[test]
+    fn zero_concurrency_is_rejected_with_its_key() {
+        let mut vars = base();
+        vars.push(("PREWARM_WORKER__COPY_CONCURRENCY".into(), "0".into()));
+        let e = load_from(vars.into_iter()).unwrap_err().to_string();
+        assert!(e.contains("worker.copy_concurrency"), "{e}");
+    }
+}

@@ -1,0 +1,75 @@
+//! Connects the worker's dependencies and subscribes to the warm-up topic.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use prewarm_store::db::{self, Db};
+use prewarm_store::objects::ObjectStore;
+use prewarm_store::pool_index::PoolIndex;
+use prewarm_store::warmup_topic;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use secrecy::ExposeSecret;
+use tokio::sync::Semaphore;
+
+use crate::refill::Refiller;
+use crate::settings::Settings;
+
+pub struct Worker {
+    pub refiller: Refiller,
+    consumer: StreamConsumer,
+    settings: Settings,
+}
+
+impl Worker {
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let db_url = settings.database.url.expose_secret().to_string();
+        if settings.database.migrate {
+            db::run_migrations(&db_url).await?;
+        }
+        let db = Db::connect(
+            &db_url,
+            settings.database.max_connections,
+            settings.database.acquire_timeout(),
+        )?;
+        let index = PoolIndex::connect(
+            settings.redis.url.expose_secret(),
+            &settings.redis.key_prefix,
+            settings.redis.pool_size,
+            settings.redis.command_timeout(),
+        )
+        .await?;
+        let objects = ObjectStore::new(&settings.s3);
+        if settings.kafka.create_topic {
+            warmup_topic::ensure_topic(&settings.kafka).await?;
+        }
+        let consumer: StreamConsumer = warmup_topic::base_config(&settings.kafka)
+            .set("group.id", &settings.worker.group_id)
+            .set("enable.auto.commit", "true")
+            .set("auto.commit.interval.ms", "1000")
+            // Offsets are stored by hand, after the refill is durable.
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("session.timeout.ms", "10000")
+            .create()?;
+        consumer.subscribe(&[settings.kafka.topic.as_str()])?;
+        let refiller = Refiller {
+            db,
+            index,
+            objects,
+            copy_limiter: Arc::new(Semaphore::new(settings.worker.copy_concurrency)),
+            target: settings.pool.target,
+            lease: settings.pool.lease(),
+            item_parallelism: settings.worker.item_parallelism,
+        };
+        Ok(Self {
+            refiller,
+            consumer,
+            settings,
+        })
+    }
+
+    /// Consumes until `shutdown` resolves, then commits and returns.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+        crate::consumer::run(self.consumer, self.refiller, self.settings.worker, shutdown).await
+    }
+}
