@@ -1,1 +1,9 @@
+//! End-to-end tests against the real stack (`make up`): real Postgres, Redis,
+//! Kafka (tansu) and S3 (moto). One binary, so everything links once; each
+//! test gets its own database, key prefix, topic and bucket.
 
+mod bad_input;
+mod design_limit;
+mod isolation;
+mod pool;
+mod templates;

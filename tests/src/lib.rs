@@ -1,1 +1,322 @@
-//! stub
+//! Test support: boots the real services in-process against the real local
+//! stack (`make up`), each test with its own database, Redis key prefix, Kafka
+//! topic and consumer group, and S3 bucket, so tests run in parallel.
+//!
+//! Layout:
+//! - [`TestStack`]: `TestStack::spawn(options)` creates the per-test resources,
+//!   builds template-api (port 0) and, optionally, warmup-worker, and offers
+//!   request helpers.
+//! - [`images`]: small generated image payloads.
+//! - The `demo` binary (`src/bin/demo.rs`) drives a running deployment over HTTP.
+
+pub mod images;
+
+use std::time::{Duration, Instant};
+
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use prewarm_store::db::Db;
+use prewarm_store::objects::ObjectStore;
+use prewarm_store::pool_index::PoolIndex;
+use prewarm_store::warmup_topic::WarmupPublisher;
+use reqwest::multipart::{Form, Part};
+use reqwest::{Response, StatusCode};
+use serde_json::{json, Value};
+use shared_domain::company::{ApiKeyCreated, Company};
+use shared_domain::design::Design;
+use shared_domain::ids::{CompanyId, TemplateId};
+use shared_domain::pool::PoolStatus;
+use shared_domain::template::Template;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+use warmup_worker::refill::Refiller;
+
+/// Where the local stack listens; overridable for other setups.
+pub fn env_or(key: &str, default: &str) -> String {
+    std::env::var(key).unwrap_or_else(|_| default.to_string())
+}
+
+fn pg_server() -> String {
+    env_or("PREWARM_TEST_PG", "postgres://postgres@127.0.0.1:5432")
+}
+
+/// Knobs a test may turn.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Run warmup-worker beside the API.
+    pub worker: bool,
+    pub pool_target: i32,
+    /// Extra `PREWARM_*` variables (e.g. small upload limits).
+    pub env: Vec<(String, String)>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            worker: true,
+            pool_target: 4,
+            env: Vec::new(),
+        }
+    }
+}
+
+/// A company and its API key.
+#[derive(Debug, Clone)]
+pub struct Tenant {
+    pub id: CompanyId,
+    pub key: String,
+}
+
+pub struct TestStack {
+    pub base: String,
+    pub http: reqwest::Client,
+    pub admin_token: String,
+    pub db: Db,
+    pub index: PoolIndex,
+    pub objects: ObjectStore,
+    pub publisher: WarmupPublisher,
+    /// The worker's refill logic, for tests that call it directly.
+    pub refiller: Option<Refiller>,
+    pub options: Options,
+    pub env: Vec<(String, String)>,
+    db_name: String,
+    stop: CancellationToken,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl TestStack {
+    pub async fn spawn(options: Options) -> TestStack {
+        let suffix = Uuid::new_v4().simple().to_string()[..12].to_string();
+        let db_name = format!("prewarm_test_{suffix}");
+        let mut admin = AsyncPgConnection::establish(&format!("{}/postgres", pg_server()))
+            .await
+            .expect("connect to Postgres (is `make up` done?)");
+        diesel::sql_query(format!("CREATE DATABASE {db_name}"))
+            .execute(&mut admin)
+            .await
+            .expect("create test database");
+
+        let admin_token = format!("admin-{suffix}");
+        let mut env: Vec<(String, String)> = [
+            ("PREWARM_ADMIN_TOKEN", admin_token.clone()),
+            ("PREWARM_DATABASE__URL", format!("{}/{db_name}", pg_server())),
+            ("PREWARM_DATABASE__MAX_CONNECTIONS", "8".into()),
+            ("PREWARM_REDIS__URL", env_or("PREWARM_TEST_REDIS", "redis://127.0.0.1:6379")),
+            ("PREWARM_REDIS__KEY_PREFIX", format!("test:{suffix}:")),
+            ("PREWARM_KAFKA__BROKERS", env_or("PREWARM_TEST_KAFKA", "127.0.0.1:9092")),
+            ("PREWARM_KAFKA__TOPIC", format!("prewarm.test.{suffix}")),
+            ("PREWARM_KAFKA__CREATE_TOPIC", "true".into()),
+            ("PREWARM_KAFKA__PARTITIONS", "2".into()),
+            ("PREWARM_S3__ENDPOINT", env_or("PREWARM_TEST_S3", "http://127.0.0.1:9000")),
+            ("PREWARM_S3__BUCKET", format!("prewarm-test-{suffix}")),
+            ("PREWARM_S3__ACCESS_KEY_ID", "test".into()),
+            ("PREWARM_S3__SECRET_ACCESS_KEY", "test".into()),
+            ("PREWARM_SERVER__HOST", "127.0.0.1".into()),
+            ("PREWARM_SERVER__PORT", "0".into()),
+            ("PREWARM_SERVER__WORKERS", "2".into()),
+            ("PREWARM_POOL__TARGET", options.pool_target.to_string()),
+            ("PREWARM_WORKER__GROUP_ID", format!("prewarm-test-{suffix}")),
+            ("PREWARM_WORKER__BATCH_WINDOW_MS", "10".into()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        env.extend(options.env.iter().cloned());
+
+        let api_settings = template_api::settings::load_from(env.clone().into_iter()).expect("api settings");
+        let objects = ObjectStore::new(&api_settings.s3);
+        objects.ensure_bucket().await.expect("create test bucket (is `make up` done?)");
+        let publisher = WarmupPublisher::new(&api_settings.kafka).expect("kafka producer");
+
+        let stop = CancellationToken::new();
+        let mut tasks = Vec::new();
+        let app = template_api::startup::Application::build(api_settings.clone())
+            .await
+            .expect("build template-api");
+        let base = format!("http://127.0.0.1:{}", app.port());
+        let db = app.state().db.clone();
+        let index = app.state().index.clone();
+        tasks.push(tokio::spawn(async move {
+            if let Err(e) = app.run_until_stopped().await {
+                eprintln!("template-api stopped: {e}");
+            }
+        }));
+
+        let mut refiller = None;
+        if options.worker {
+            let worker_settings = warmup_worker::settings::load_from(env.clone().into_iter()).expect("worker settings");
+            let worker = warmup_worker::startup::Worker::build(worker_settings)
+                .await
+                .expect("build warmup-worker");
+            refiller = Some(worker.refiller.clone());
+            let token = stop.clone();
+            tasks.push(tokio::spawn(async move {
+                if let Err(e) = worker.run(token.cancelled_owned()).await {
+                    eprintln!("warmup-worker stopped: {e}");
+                }
+            }));
+        }
+
+        TestStack {
+            base,
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(60))
+                .build()
+                .expect("http client"),
+            admin_token,
+            db,
+            index,
+            objects,
+            publisher,
+            refiller,
+            options,
+            env,
+            db_name,
+            stop,
+            tasks,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    /// Stops the services and drops the test database.
+    pub async fn finish(self) {
+        self.stop.cancel();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        for t in &self.tasks {
+            t.abort();
+        }
+        drop(self.db);
+        if let Ok(mut admin) = AsyncPgConnection::establish(&format!("{}/postgres", pg_server())).await {
+            let drop_db = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.db_name);
+            if let Err(e) = diesel::sql_query(drop_db).execute(&mut admin).await {
+                eprintln!("could not drop {}: {e}", self.db_name);
+            }
+        }
+    }
+
+    // ---- requests -------------------------------------------------------
+
+    pub async fn create_tenant(&self, name: &str, design_limit: i32) -> Tenant {
+        let resp = self
+            .http
+            .post(self.url("/admin/companies"))
+            .bearer_auth(&self.admin_token)
+            .json(&json!({"name": name, "design_limit": design_limit}))
+            .send()
+            .await
+            .expect("create company");
+        assert_eq!(resp.status(), StatusCode::CREATED);
+        let company: Company = resp.json().await.expect("company json");
+        let resp = self
+            .http
+            .post(self.url(&format!("/admin/companies/{}/api-keys", company.id)))
+            .bearer_auth(&self.admin_token)
+            .send()
+            .await
+            .expect("create key");
+        assert_eq!(resp.status(), StatusCode::CREATED);
+        let key: ApiKeyCreated = resp.json().await.expect("key json");
+        Tenant {
+            id: company.id,
+            key: key.api_key,
+        }
+    }
+
+    /// Uploads a template with `n` generated images.
+    pub async fn upload_template(&self, tenant: &Tenant, n: usize, metadata: Value) -> Response {
+        let mut form = Form::new().part(
+            "metadata",
+            Part::text(metadata.to_string()).mime_str("application/json").unwrap(),
+        );
+        for i in 0..n {
+            form = form.part(
+                "image",
+                Part::bytes(images::png(i, 256))
+                    .file_name(format!("img{i}.png"))
+                    .mime_str("image/png")
+                    .unwrap(),
+            );
+        }
+        self.http
+            .post(self.url("/templates"))
+            .bearer_auth(&tenant.key)
+            .multipart(form)
+            .send()
+            .await
+            .expect("upload template")
+    }
+
+    pub async fn create_template(&self, tenant: &Tenant, n: usize, visibility: &str) -> Template {
+        let resp = self
+            .upload_template(
+                tenant,
+                n,
+                json!({"name": "Poster", "category": "posters", "layout": {"w": 800, "h": 600}, "visibility": visibility}),
+            )
+            .await;
+        let status = resp.status();
+        let body = resp.text().await.unwrap_or_default();
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        serde_json::from_str(&body).expect("template json")
+    }
+
+    pub async fn post_design(&self, tenant: &Tenant, template: TemplateId) -> Response {
+        self.http
+            .post(self.url("/designs"))
+            .bearer_auth(&tenant.key)
+            .json(&json!({"template_id": template}))
+            .send()
+            .await
+            .expect("post design")
+    }
+
+    pub async fn create_design(&self, tenant: &Tenant, template: TemplateId) -> Design {
+        let resp = self.post_design(tenant, template).await;
+        let status = resp.status();
+        let body = resp.text().await.unwrap_or_default();
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        serde_json::from_str(&body).expect("design json")
+    }
+
+    pub async fn get(&self, tenant: &Tenant, path: &str) -> Response {
+        self.http
+            .get(self.url(path))
+            .bearer_auth(&tenant.key)
+            .send()
+            .await
+            .expect("get")
+    }
+
+    pub async fn pool_status(&self, tenant: &Tenant, template: TemplateId) -> PoolStatus {
+        let resp = self.get(tenant, &format!("/templates/{template}/pool")).await;
+        assert_eq!(resp.status(), StatusCode::OK);
+        resp.json().await.expect("pool status json")
+    }
+
+    /// Waits until the template's Redis list holds `n` ids (and the ledger
+    /// agrees); panics after `timeout`.
+    pub async fn wait_pool(&self, tenant: &Tenant, template: TemplateId, n: i64, timeout: Duration) -> PoolStatus {
+        let start = Instant::now();
+        loop {
+            let status = self.pool_status(tenant, template).await;
+            if status.indexed == n && status.ready == n && status.copying == 0 {
+                return status;
+            }
+            assert!(
+                start.elapsed() < timeout,
+                "pool of {template} did not reach {n} within {timeout:?}: {status:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// Reads an error body's stable code.
+pub async fn error_code(resp: Response) -> (StatusCode, String) {
+    let status = resp.status();
+    let body: Value = resp.json().await.unwrap_or(Value::Null);
+    let code = body["error"]["code"].as_str().unwrap_or("<no code>").to_string();
+    (status, code)
+}

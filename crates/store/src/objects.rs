@@ -242,18 +242,26 @@ impl ObjectStore {
         parallelism: usize,
         limiter: Option<Arc<Semaphore>>,
     ) -> Vec<Result<(), ObjectError>> {
-        let mut results: Vec<(usize, Result<(), ObjectError>)> = stream::iter(pairs.iter().enumerate())
+        // Owned futures (no borrowing closure inside the stream): keeps the
+        // returned future `Send` for any caller lifetime.
+        let copies: Vec<_> = pairs
+            .iter()
+            .cloned()
+            .enumerate()
             .map(|(i, (source, dest))| {
+                let store = self.clone();
                 let limiter = limiter.clone();
                 async move {
                     // A closed semaphore only happens at shutdown; copy anyway.
-                    let _permit = match &limiter {
-                        Some(l) => l.clone().acquire_owned().await.ok(),
+                    let _permit = match limiter {
+                        Some(l) => l.acquire_owned().await.ok(),
                         None => None,
                     };
-                    (i, self.copy(source, dest).await)
+                    (i, store.copy(&source, &dest).await)
                 }
             })
+            .collect();
+        let mut results: Vec<(usize, Result<(), ObjectError>)> = stream::iter(copies)
             .buffer_unordered(parallelism.max(1))
             .collect()
             .await;

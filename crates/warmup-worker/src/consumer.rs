@@ -6,6 +6,7 @@
 
 use std::collections::BTreeSet;
 use std::future::Future;
+use std::pin::Pin;
 use std::time::Duration;
 
 use futures::stream::{self, StreamExt};
@@ -41,31 +42,14 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     tokio::pin!(shutdown);
     loop {
-        let first = tokio::select! {
+        let batch = tokio::select! {
             _ = &mut shutdown => break,
-            msg = consumer.recv() => msg,
+            batch = boxed(next_batch(&consumer, &settings)) => batch,
         };
-        let first = match first {
-            Ok(m) => m,
-            Err(e) => {
-                tracing::warn!(error = %e, "kafka receive failed; retrying");
-                tokio::time::sleep(Duration::from_millis(500)).await;
-                continue;
-            }
-        };
-        let mut batch = vec![decode(&first)];
-        let deadline = tokio::time::Instant::now() + settings.batch_window();
-        while batch.len() < settings.batch_max {
-            match tokio::time::timeout_at(deadline, consumer.recv()).await {
-                Ok(Ok(m)) => batch.push(decode(&m)),
-                Ok(Err(e)) => {
-                    tracing::warn!(error = %e, "kafka receive failed inside a batch");
-                    break;
-                }
-                Err(_) => break,
-            }
+        if batch.is_empty() {
+            continue;
         }
-        let report = process_batch(&refiller, &settings, &batch).await;
+        let report = boxed(process_batch(&refiller, &settings, &batch)).await;
         tracing::debug!(?report, "batch done");
         for (_, pos) in &batch {
             if let Err(e) = consumer.store_offset(&pos.topic, pos.partition, pos.offset) {
@@ -78,6 +62,46 @@ pub async fn run(
         tracing::debug!(error = %e, "final commit (nothing stored, or broker gone)");
     }
     Ok(())
+}
+
+/// Boxes a future as `Send`. Checking `Send` at a concrete lifetime works
+/// around rustc's "not general enough" errors with borrowed futures
+/// (rust-lang/rust#102211).
+fn boxed<'a, T>(f: impl Future<Output = T> + Send + 'a) -> Pin<Box<dyn Future<Output = T> + Send + 'a>> {
+    Box::pin(f)
+}
+
+/// Waits for one message, then keeps taking messages for `batch_window` or
+/// until `batch_max`. Returns owned data only: no borrowed message outlives it.
+async fn next_batch(consumer: &StreamConsumer, settings: &WorkerSettings) -> Vec<(Option<TemplateId>, Position)> {
+    let first = match recv(consumer).await {
+        Ok(m) => m,
+        Err(e) => {
+            tracing::warn!(error = %e, "kafka receive failed; retrying");
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            return Vec::new();
+        }
+    };
+    let mut batch = vec![first];
+    let deadline = tokio::time::Instant::now() + settings.batch_window();
+    while batch.len() < settings.batch_max {
+        let next = match tokio::time::timeout_at(deadline, recv(consumer)).await {
+            Ok(Ok(m)) => m,
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "kafka receive failed inside a batch");
+                break;
+            }
+            Err(_) => break,
+        };
+        batch.push(next);
+    }
+    batch
+}
+
+/// Receives one message and decodes it at once, so the borrowed message
+/// never lives across an await of the caller.
+async fn recv(consumer: &StreamConsumer) -> rdkafka::error::KafkaResult<(Option<TemplateId>, Position)> {
+    consumer.recv().await.map(|m| decode(&m))
 }
 
 fn decode(msg: &rdkafka::message::BorrowedMessage<'_>) -> (Option<TemplateId>, Position) {
@@ -106,21 +130,26 @@ async fn process_batch(
     if invalid > 0 {
         tracing::warn!(invalid, "skipped undecodable warm-up messages");
     }
-    let failed = stream::iter(templates.iter().copied())
-        .map(|t| refill_with_retry(refiller, settings.refill_attempts, t))
+    let attempts = settings.refill_attempts;
+    // Owned futures (no borrowing closure inside the stream), run N at a time.
+    let refills: Vec<_> = templates
+        .into_iter()
+        .map(|t| refill_with_retry(refiller.clone(), attempts, t))
+        .collect();
+    let results: Vec<bool> = stream::iter(refills)
         .buffer_unordered(settings.refill_parallelism)
-        .filter(|ok| std::future::ready(!ok))
-        .count()
+        .collect()
         .await;
+    let failed = results.iter().filter(|ok| !**ok).count();
     BatchReport {
         messages: batch.len(),
-        templates: templates.len(),
+        templates: results.len(),
         invalid,
         failed_refills: failed,
     }
 }
 
-async fn refill_with_retry(refiller: &Refiller, attempts: u32, template: TemplateId) -> bool {
+async fn refill_with_retry(refiller: Refiller, attempts: u32, template: TemplateId) -> bool {
     let mut delay = Duration::from_millis(200);
     for attempt in 1..=attempts {
         match refiller.refill(template).await {

@@ -8,7 +8,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::stream::{self, StreamExt};
 use prewarm_store::db::pool_items::{self, DiscardedItem, ReservedItem};
 use prewarm_store::db::{Db, StoreError};
 use prewarm_store::objects::ObjectStore;
@@ -74,11 +73,10 @@ impl Refiller {
             }
         }
 
-        let copied: Vec<(PoolItemId, Result<(), String>)> = stream::iter(reservation.reserved.iter())
-            .map(|item| async move { (item.id, self.copy_item(item).await) })
-            .buffer_unordered(reservation.reserved.len().max(1))
-            .collect()
-            .await;
+        // Items copy side by side; the process-wide limiter bounds the total.
+        let results = futures::future::join_all(reservation.reserved.iter().map(|item| self.copy_item(item))).await;
+        let copied: Vec<(PoolItemId, Result<(), String>)> =
+            reservation.reserved.iter().map(|i| i.id).zip(results).collect();
         let ok: Vec<PoolItemId> = copied.iter().filter(|(_, r)| r.is_ok()).map(|(id, _)| *id).collect();
         let failed: Vec<PoolItemId> = copied.iter().filter(|(_, r)| r.is_err()).map(|(id, _)| *id).collect();
 

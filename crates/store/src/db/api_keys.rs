@@ -1,6 +1,5 @@
 //! `api_keys`: bearer tokens, stored as SHA-256 hashes.
 
-use chrono::Utc;
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use shared_domain::ids::{ApiKeyId, CompanyId};
@@ -15,7 +14,7 @@ pub async fn insert(conn: &mut AsyncPgConnection, company: CompanyId, key_hash: 
             api_keys::id.eq(id.0),
             api_keys::company_id.eq(company.0),
             api_keys::key_hash.eq(key_hash),
-            api_keys::created_at.eq(Utc::now()),
+            api_keys::created_at.eq(super::now()),
         ))
         .execute(conn)
         .await?;

@@ -39,7 +39,7 @@ pub async fn insert(conn: &mut AsyncPgConnection, new: &NewCompany) -> Result<Co
         name: new.name.clone(),
         design_limit: new.design_limit,
         design_count: 0,
-        created_at: Utc::now(),
+        created_at: super::now(),
     };
     let row: CompanyRow = diesel::insert_into(companies::table)
         .values(&row)

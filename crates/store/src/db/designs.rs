@@ -121,7 +121,7 @@ fn spec_row(spec: &DesignSpec, served_from: ServedFrom, item: Option<PoolItemId>
         layout: spec.layout.clone(),
         served_from: served_from.as_str().to_string(),
         pool_item_id: item.map(|i| i.0),
-        created_at: Utc::now(),
+        created_at: super::now(),
     }
 }
 
@@ -136,7 +136,7 @@ pub async fn create_from_pool_item(
     let row = spec_row(spec, ServedFrom::Pool, Some(item));
     let result = conn
         .transaction::<_, Abort, _>(async |conn| {
-            let now = Utc::now();
+            let now = super::now();
             let claimed = diesel::update(
                 pool_items::table
                     .find(item.0)

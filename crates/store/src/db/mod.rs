@@ -91,3 +91,10 @@ pub async fn run_migrations(url: &str) -> Result<(), StoreError> {
     }
     Ok(())
 }
+
+/// The current time at Postgres' precision (microseconds), so a value written
+/// and read back compares equal.
+pub fn now() -> chrono::DateTime<chrono::Utc> {
+    let t = chrono::Utc::now();
+    chrono::DateTime::from_timestamp_micros(t.timestamp_micros()).unwrap_or(t)
+}

@@ -114,7 +114,7 @@ pub async fn reserve(
             else {
                 return Ok(None);
             };
-            let now = Utc::now();
+            let now = super::now();
 
             let stale_ids: Vec<Uuid> = diesel::update(
                 pool_items::table
@@ -220,7 +220,7 @@ pub async fn mark_ready(
                 .first(conn)
                 .await
                 .optional()?;
-            let now = Utc::now();
+            let now = super::now();
             if current == Some(version) {
                 let ready: Vec<Uuid> = diesel::update(
                     pool_items::table
@@ -252,7 +252,7 @@ async fn discard_in_tx(conn: &mut AsyncPgConnection, ids: &[Uuid]) -> Result<Vec
     )
     .set((
         pool_items::state.eq(PoolItemState::Discarded.as_str()),
-        pool_items::finished_at.eq(Utc::now()),
+        pool_items::finished_at.eq(super::now()),
     ))
     .returning(pool_items::id)
     .get_results(conn)

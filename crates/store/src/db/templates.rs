@@ -94,7 +94,7 @@ pub async fn insert(
     new: &NewTemplate,
     images: &[TemplateImage],
 ) -> Result<Template, StoreError> {
-    let now = Utc::now();
+    let now = super::now();
     let row = TemplateRow {
         id: id.0,
         owner_company_id: owner.0,
@@ -264,7 +264,7 @@ pub async fn update(
             if bump {
                 row.version += 1;
             }
-            row.updated_at = Utc::now();
+            row.updated_at = super::now();
             diesel::update(templates::table.find(id.0))
                 .set((
                     templates::name.eq(&row.name),

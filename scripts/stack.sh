@@ -1,0 +1,145 @@
+#!/usr/bin/env bash
+# Prewarm's local stack: PostgreSQL, Redis, a Kafka-protocol broker (tansu)
+# and an S3-protocol server (moto), all on 127.0.0.1.
+#
+#   scripts/stack.sh up      install what is missing, start what is down, wait until each answers
+#   scripts/stack.sh down    stop what this script started (tansu, moto)
+#   scripts/stack.sh status  one line per service
+#
+# Idempotent: running `up` twice starts nothing twice. Slow installs are cached
+# under $PREWARM_CACHE (default ~/.cache/prewarm) and reused.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+CACHE="${PREWARM_CACHE:-$HOME/.cache/prewarm}"
+RUN="$ROOT/.run"
+TOOLS="$CACHE/tools"
+VENV="$CACHE/venv"
+export PATH="$TOOLS/bin:$VENV/bin:$HOME/.cargo/bin:$PATH"
+
+PG_PORT=5432
+REDIS_PORT=6379
+KAFKA_PORT="${PREWARM_KAFKA_PORT:-9092}"
+S3_PORT="${PREWARM_S3_PORT:-9000}"
+TOPIC="${PREWARM_TOPIC:-prewarm.warmup}"
+BUCKET="${PREWARM_BUCKET:-prewarm}"
+TANSU_VERSION="0.6.0"
+
+mkdir -p "$RUN" "$CACHE"
+
+log() { printf '[stack] %s\n' "$*" >&2; }
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+wait_for() { # name, seconds, command...
+  local name=$1 secs=$2; shift 2
+  local deadline=$((SECONDS + secs))
+  until "$@" >/dev/null 2>&1; do
+    if ((SECONDS > deadline)); then
+      log "$name did not answer within ${secs}s"
+      return 1
+    fi
+    sleep 0.5
+  done
+  log "$name is up"
+}
+
+start_postgres() {
+  if pg_isready -q -h 127.0.0.1 -p "$PG_PORT" 2>/dev/null; then log "postgres is up"; return; fi
+  if ! command -v pg_ctlcluster >/dev/null; then
+    log "installing postgresql"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+  fi
+  log "starting postgres"
+  pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -1)" main start || true
+  wait_for postgres 60 pg_isready -q -h 127.0.0.1 -p "$PG_PORT"
+}
+
+start_redis() {
+  if redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping 2>/dev/null | grep -q PONG; then log "redis is up"; return; fi
+  if ! command -v redis-server >/dev/null; then
+    log "installing redis"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
+  fi
+  log "starting redis"
+  mkdir -p /var/lib/redis /var/log/redis
+  redis-server --daemonize yes --bind 127.0.0.1 -::1 --port "$REDIS_PORT" --save "" --appendonly no \
+    --dir /var/lib/redis --logfile /var/log/redis/ci.log
+  wait_for redis 30 sh -c "redis-cli -h 127.0.0.1 -p $REDIS_PORT ping | grep -q PONG"
+}
+
+install_tansu() {
+  if [[ -x "$TOOLS/bin/tansu" ]] && "$TOOLS/bin/tansu" --help >/dev/null 2>&1; then return; fi
+  log "building tansu $TANSU_VERSION with the in-memory storage engine (about 10 minutes on 2 cores; cached in $TOOLS)"
+  cargo install tansu --version "$TANSU_VERSION" --locked --features dynostore --root "$TOOLS" >"$CACHE/tansu-build.log" 2>&1 \
+    || { tail -30 "$CACHE/tansu-build.log" >&2; return 1; }
+}
+
+start_tansu() {
+  install_tansu
+  if ! port_open "$KAFKA_PORT"; then
+    log "starting tansu on 127.0.0.1:$KAFKA_PORT"
+    nohup tansu broker --storage-engine memory://tansu/ \
+      --listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
+      --advertised-listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
+      >"$RUN/tansu.log" 2>&1 &
+    echo $! >"$RUN/tansu.pid"
+    wait_for tansu 60 port_open "$KAFKA_PORT"
+  else
+    log "tansu is up"
+  fi
+  if ! tansu topic list --broker "tcp://127.0.0.1:$KAFKA_PORT" 2>/dev/null | grep -q "$TOPIC"; then
+    tansu topic create "$TOPIC" --partitions 4 --broker "tcp://127.0.0.1:$KAFKA_PORT" >/dev/null 2>&1 || true
+    log "topic $TOPIC ready"
+  fi
+}
+
+install_moto() {
+  if [[ -x "$VENV/bin/moto_server" ]]; then return; fi
+  log "installing moto[server] into $VENV"
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install -q 'moto[server]>=5,<6'
+}
+
+start_moto() {
+  install_moto
+  if ! port_open "$S3_PORT"; then
+    log "starting moto (S3) on 127.0.0.1:$S3_PORT"
+    nohup "$VENV/bin/moto_server" -H 127.0.0.1 -p "$S3_PORT" >"$RUN/moto.log" 2>&1 &
+    echo $! >"$RUN/moto.pid"
+    wait_for moto 60 curl -sf "http://127.0.0.1:$S3_PORT/moto-api/"
+  else
+    log "moto is up"
+  fi
+  # Moto accepts unsigned requests: create the dev bucket.
+  curl -sf -X PUT "http://127.0.0.1:$S3_PORT/$BUCKET" >/dev/null || true
+}
+
+stop_pidfile() {
+  local f="$RUN/$1.pid"
+  if [[ -f "$f" ]]; then
+    local pid; pid=$(cat "$f")
+    if kill "$pid" 2>/dev/null; then log "stopped $1 ($pid)"; fi
+    rm -f "$f"
+  fi
+}
+
+case "${1:-up}" in
+  up)
+    start_postgres
+    start_redis
+    start_moto
+    start_tansu
+    log "stack ready: postgres :$PG_PORT, redis :$REDIS_PORT, kafka :$KAFKA_PORT, s3 :$S3_PORT (bucket $BUCKET)"
+    ;;
+  down)
+    stop_pidfile tansu
+    stop_pidfile moto
+    log "postgres and redis are the machine's own services; left running"
+    ;;
+  status)
+    pg_isready -q -h 127.0.0.1 -p "$PG_PORT" && echo "postgres up" || echo "postgres down"
+    redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping 2>/dev/null | grep -q PONG && echo "redis up" || echo "redis down"
+    port_open "$KAFKA_PORT" && echo "kafka up" || echo "kafka down"
+    port_open "$S3_PORT" && echo "s3 up" || echo "s3 down"
+    ;;
+  *) echo "usage: $0 up|down|status" >&2; exit 2 ;;
+esac

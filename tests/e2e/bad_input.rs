@@ -1,0 +1,169 @@
+//! Bad input gets a 4xx with a stable code, never a 5xx (I10).
+
+use prewarm_tests::{error_code, images, Options, TestStack};
+use reqwest::multipart::{Form, Part};
+use serde_json::json;
+use shared_domain::ids::TemplateId;
+
+fn small_limits() -> Options {
+    Options {
+        worker: false,
+        env: vec![
+            ("PREWARM_SERVER__MAX_IMAGE_BYTES".into(), "4096".into()),
+            ("PREWARM_SERVER__MAX_UPLOAD_BYTES".into(), "65536".into()),
+            ("PREWARM_SERVER__JSON_LIMIT_BYTES".into(), "1024".into()),
+        ],
+        ..Options::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_get_stable_4xx_codes() {
+    let stack = TestStack::spawn(small_limits()).await;
+    let tenant = stack.create_tenant("acme", 10).await;
+    let mut checks: Vec<(&str, u16, &str, (reqwest::StatusCode, String))> = Vec::new();
+
+    let r = stack.post_design(&tenant, TemplateId::new()).await;
+    checks.push(("unknown template", 404, "template_not_found", error_code(r).await));
+
+    let r = stack
+        .http
+        .post(stack.url("/designs"))
+        .bearer_auth(&tenant.key)
+        .header("content-type", "application/json")
+        .body("{\"template_id\": ")
+        .send()
+        .await
+        .unwrap();
+    checks.push(("truncated JSON", 400, "malformed_json", error_code(r).await));
+
+    let r = stack
+        .http
+        .post(stack.url("/designs"))
+        .bearer_auth(&tenant.key)
+        .json(&json!({"template": "x"}))
+        .send()
+        .await
+        .unwrap();
+    checks.push(("wrong field", 400, "invalid_request", error_code(r).await));
+
+    let r = stack
+        .http
+        .post(stack.url("/designs"))
+        .bearer_auth(&tenant.key)
+        .json(&json!({"template_id": "not-a-uuid"}))
+        .send()
+        .await
+        .unwrap();
+    checks.push(("id not a UUID", 400, "invalid_request", error_code(r).await));
+
+    let r = stack
+        .http
+        .post(stack.url("/designs"))
+        .bearer_auth(&tenant.key)
+        .header("content-type", "application/json")
+        .body(format!("{{\"template_id\": \"{}\"}}", "x".repeat(4000)))
+        .send()
+        .await
+        .unwrap();
+    checks.push(("oversized JSON", 413, "payload_too_large", error_code(r).await));
+
+    let r = stack
+        .http
+        .post(stack.url("/designs"))
+        .bearer_auth(&tenant.key)
+        .body("template_id=1")
+        .send()
+        .await
+        .unwrap();
+    checks.push(("not JSON", 415, "unsupported_media_type", error_code(r).await));
+
+    let r = stack.get(&tenant, "/designs/not-a-uuid").await;
+    checks.push(("path not a UUID", 400, "invalid_id", error_code(r).await));
+
+    let r = stack.http.get(stack.url("/designs")).send().await.unwrap();
+    checks.push(("missing auth", 401, "missing_auth", error_code(r).await));
+
+    let r = stack.http.get(stack.url("/designs")).bearer_auth("pw_nope").send().await.unwrap();
+    checks.push(("unknown key", 401, "invalid_auth", error_code(r).await));
+
+    let r = stack
+        .http
+        .post(stack.url("/admin/companies"))
+        .bearer_auth(&tenant.key)
+        .json(&json!({"name": "x", "design_limit": 1}))
+        .send()
+        .await
+        .unwrap();
+    checks.push(("company key on admin route", 401, "invalid_auth", error_code(r).await));
+
+    let r = stack
+        .http
+        .post(stack.url("/admin/companies"))
+        .bearer_auth(&stack.admin_token)
+        .json(&json!({"name": "x", "design_limit": -5}))
+        .send()
+        .await
+        .unwrap();
+    checks.push(("negative limit", 400, "invalid_request", error_code(r).await));
+
+    let r = stack.get(&tenant, "/no/such/route").await;
+    checks.push(("unknown route", 404, "not_found", error_code(r).await));
+
+    // Uploads.
+    let big = Form::new()
+        .part("metadata", Part::text(json!({"name": "big"}).to_string()))
+        .part("image", Part::bytes(images::png(0, 8192)).file_name("a.png").mime_str("image/png").unwrap());
+    let r = stack.http.post(stack.url("/templates")).bearer_auth(&tenant.key).multipart(big).send().await.unwrap();
+    checks.push(("image over its limit", 413, "payload_too_large", error_code(r).await));
+
+    let mut huge = Form::new().part("metadata", Part::text(json!({"name": "huge"}).to_string()));
+    for i in 0..40 {
+        huge = huge.part("image", Part::bytes(images::png(i, 4000)).file_name("a.png").mime_str("image/png").unwrap());
+    }
+    let r = stack.http.post(stack.url("/templates")).bearer_auth(&tenant.key).multipart(huge).send().await.unwrap();
+    checks.push(("upload over its limit", 413, "payload_too_large", error_code(r).await));
+
+    let r = stack.upload_template(&tenant, 0, json!({"name": "empty"})).await;
+    checks.push(("no images", 422, "template_has_no_images", error_code(r).await));
+
+    let r = stack.upload_template(&tenant, 1, json!({"name": ""})).await;
+    checks.push(("empty name", 400, "invalid_request", error_code(r).await));
+
+    let r = stack.upload_template(&tenant, 1, json!({"name": "x", "layout": [1, 2]})).await;
+    checks.push(("layout not an object", 400, "invalid_request", error_code(r).await));
+
+    let bad_meta = Form::new()
+        .part("metadata", Part::text("{not json"))
+        .part("image", Part::bytes(images::png(0, 64)).file_name("a.png").mime_str("image/png").unwrap());
+    let r = stack.http.post(stack.url("/templates")).bearer_auth(&tenant.key).multipart(bad_meta).send().await.unwrap();
+    checks.push(("metadata not JSON", 400, "malformed_json", error_code(r).await));
+
+    let not_image = Form::new()
+        .part("metadata", Part::text(json!({"name": "x"}).to_string()))
+        .part("image", Part::bytes(b"hello".to_vec()).file_name("a.txt").mime_str("text/plain").unwrap());
+    let r = stack.http.post(stack.url("/templates")).bearer_auth(&tenant.key).multipart(not_image).send().await.unwrap();
+    checks.push(("image part not an image", 415, "unsupported_media_type", error_code(r).await));
+
+    let r = stack
+        .http
+        .post(stack.url("/templates"))
+        .bearer_auth(&tenant.key)
+        .json(&json!({"name": "x"}))
+        .send()
+        .await
+        .unwrap();
+    checks.push(("template as JSON", 415, "unsupported_media_type", error_code(r).await));
+
+    let mut failures = Vec::new();
+    for (what, status, code, (got_status, got_code)) in &checks {
+        assert!(got_status.as_u16() < 500, "{what}: a 5xx for bad input");
+        if (got_status.as_u16(), got_code.as_str()) != (*status, *code) {
+            failures.push(format!("{what}: want {status} {code}, got {got_status} {got_code}"));
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+    // Nothing was stored by the refused uploads.
+    assert!(stack.objects.list("templates/").await.unwrap().is_empty());
+    stack.finish().await;
+}

@@ -1,0 +1,98 @@
+//! Tenant isolation (I9): company B never sees company A's private templates
+//! or any of A's designs, on any endpoint.
+
+use prewarm_tests::{error_code, Options, TestStack};
+use reqwest::multipart::{Form, Part};
+use serde_json::json;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_company_gets_404_on_every_endpoint() {
+    let stack = TestStack::spawn(Options {
+        worker: false,
+        ..Options::default()
+    })
+    .await;
+    let a = stack.create_tenant("a", 10).await;
+    let b = stack.create_tenant("b", 10).await;
+    let private = stack.create_template(&a, 2, "private").await;
+    let design = stack.create_design(&a, private.id).await;
+    let t = private.id;
+    let d = design.id;
+
+    let expect = |status: u16, code: &str, what: &str, got: (reqwest::StatusCode, String)| {
+        assert_eq!((got.0.as_u16(), got.1.as_str()), (status, code), "{what}");
+    };
+    expect(404, "template_not_found", "GET template", error_code(stack.get(&b, &format!("/templates/{t}")).await).await);
+    expect(404, "template_not_found", "GET pool", error_code(stack.get(&b, &format!("/templates/{t}/pool")).await).await);
+    let patch = stack
+        .http
+        .patch(stack.url(&format!("/templates/{t}")))
+        .bearer_auth(&b.key)
+        .json(&json!({"name": "mine now"}))
+        .send()
+        .await
+        .unwrap();
+    expect(404, "template_not_found", "PATCH template", error_code(patch).await);
+    let form = Form::new().part("image", Part::bytes(vec![1, 2, 3]).file_name("x.png").mime_str("image/png").unwrap());
+    let put = stack
+        .http
+        .put(stack.url(&format!("/templates/{t}/images")))
+        .bearer_auth(&b.key)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    expect(404, "template_not_found", "PUT images", error_code(put).await);
+    expect(404, "template_not_found", "POST design", error_code(stack.post_design(&b, t).await).await);
+    expect(404, "design_not_found", "GET design", error_code(stack.get(&b, &format!("/designs/{d}")).await).await);
+    let del = stack
+        .http
+        .delete(stack.url(&format!("/designs/{d}")))
+        .bearer_auth(&b.key)
+        .send()
+        .await
+        .unwrap();
+    expect(404, "design_not_found", "DELETE design", error_code(del).await);
+
+    // Lists: B sees neither.
+    let templates: serde_json::Value = stack.get(&b, "/templates").await.json().await.unwrap();
+    assert!(templates["templates"].as_array().unwrap().is_empty());
+    let designs: serde_json::Value = stack.get(&b, "/designs").await.json().await.unwrap();
+    assert!(designs["designs"].as_array().unwrap().is_empty());
+
+    // A still has both, untouched.
+    assert_eq!(stack.get(&a, &format!("/designs/{d}")).await.status(), 200);
+    let read: serde_json::Value = stack.get(&a, &format!("/templates/{t}")).await.json().await.unwrap();
+    assert_eq!(read["name"], "Poster");
+    stack.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_public_template_is_usable_by_all_but_editable_by_its_owner_only() {
+    let stack = TestStack::spawn(Options {
+        worker: false,
+        ..Options::default()
+    })
+    .await;
+    let a = stack.create_tenant("a", 10).await;
+    let b = stack.create_tenant("b", 10).await;
+    let public = stack.create_template(&a, 2, "public").await;
+
+    assert_eq!(stack.get(&b, &format!("/templates/{}", public.id)).await.status(), 200);
+    let design = stack.create_design(&b, public.id).await;
+    assert_eq!(design.company_id, b.id);
+    // A cannot read B's design of A's public template.
+    assert_eq!(stack.get(&a, &format!("/designs/{}", design.id)).await.status(), 404);
+
+    let patch = stack
+        .http
+        .patch(stack.url(&format!("/templates/{}", public.id)))
+        .bearer_auth(&b.key)
+        .json(&json!({"name": "hijack"}))
+        .send()
+        .await
+        .unwrap();
+    let (status, code) = error_code(patch).await;
+    assert_eq!((status.as_u16(), code.as_str()), (403, "forbidden"));
+    stack.finish().await;
+}
