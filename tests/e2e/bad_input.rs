@@ -24,7 +24,12 @@ async fn bad_requests_get_stable_4xx_codes() {
     let mut checks: Vec<(&str, u16, &str, (reqwest::StatusCode, String))> = Vec::new();
 
     let r = stack.post_design(&tenant, TemplateId::new()).await;
-    checks.push(("unknown template", 404, "template_not_found", error_code(r).await));
+    checks.push((
+        "unknown template",
+        404,
+        "template_not_found",
+        error_code(r).await,
+    ));
 
     let r = stack
         .http
@@ -66,7 +71,12 @@ async fn bad_requests_get_stable_4xx_codes() {
         .send()
         .await
         .unwrap();
-    checks.push(("oversized JSON", 413, "payload_too_large", error_code(r).await));
+    checks.push((
+        "oversized JSON",
+        413,
+        "payload_too_large",
+        error_code(r).await,
+    ));
 
     let r = stack
         .http
@@ -76,7 +86,12 @@ async fn bad_requests_get_stable_4xx_codes() {
         .send()
         .await
         .unwrap();
-    checks.push(("not JSON", 415, "unsupported_media_type", error_code(r).await));
+    checks.push((
+        "not JSON",
+        415,
+        "unsupported_media_type",
+        error_code(r).await,
+    ));
 
     let r = stack.get(&tenant, "/designs/not-a-uuid").await;
     checks.push(("path not a UUID", 400, "invalid_id", error_code(r).await));
@@ -84,7 +99,13 @@ async fn bad_requests_get_stable_4xx_codes() {
     let r = stack.http.get(stack.url("/designs")).send().await.unwrap();
     checks.push(("missing auth", 401, "missing_auth", error_code(r).await));
 
-    let r = stack.http.get(stack.url("/designs")).bearer_auth("pw_nope").send().await.unwrap();
+    let r = stack
+        .http
+        .get(stack.url("/designs"))
+        .bearer_auth("pw_nope")
+        .send()
+        .await
+        .unwrap();
     checks.push(("unknown key", 401, "invalid_auth", error_code(r).await));
 
     let r = stack
@@ -95,7 +116,12 @@ async fn bad_requests_get_stable_4xx_codes() {
         .send()
         .await
         .unwrap();
-    checks.push(("company key on admin route", 401, "invalid_auth", error_code(r).await));
+    checks.push((
+        "company key on admin route",
+        401,
+        "invalid_auth",
+        error_code(r).await,
+    ));
 
     let r = stack
         .http
@@ -105,7 +131,12 @@ async fn bad_requests_get_stable_4xx_codes() {
         .send()
         .await
         .unwrap();
-    checks.push(("negative limit", 400, "invalid_request", error_code(r).await));
+    checks.push((
+        "negative limit",
+        400,
+        "invalid_request",
+        error_code(r).await,
+    ));
 
     let r = stack.get(&tenant, "/no/such/route").await;
     checks.push(("unknown route", 404, "not_found", error_code(r).await));
@@ -113,37 +144,121 @@ async fn bad_requests_get_stable_4xx_codes() {
     // Uploads.
     let big = Form::new()
         .part("metadata", Part::text(json!({"name": "big"}).to_string()))
-        .part("image", Part::bytes(images::png(0, 8192)).file_name("a.png").mime_str("image/png").unwrap());
-    let r = stack.http.post(stack.url("/templates")).bearer_auth(&tenant.key).multipart(big).send().await.unwrap();
-    checks.push(("image over its limit", 413, "payload_too_large", error_code(r).await));
+        .part(
+            "image",
+            Part::bytes(images::png(0, 8192))
+                .file_name("a.png")
+                .mime_str("image/png")
+                .unwrap(),
+        );
+    let r = stack
+        .http
+        .post(stack.url("/templates"))
+        .bearer_auth(&tenant.key)
+        .multipart(big)
+        .send()
+        .await
+        .unwrap();
+    checks.push((
+        "image over its limit",
+        413,
+        "payload_too_large",
+        error_code(r).await,
+    ));
 
     let mut huge = Form::new().part("metadata", Part::text(json!({"name": "huge"}).to_string()));
     for i in 0..40 {
-        huge = huge.part("image", Part::bytes(images::png(i, 4000)).file_name("a.png").mime_str("image/png").unwrap());
+        huge = huge.part(
+            "image",
+            Part::bytes(images::png(i, 4000))
+                .file_name("a.png")
+                .mime_str("image/png")
+                .unwrap(),
+        );
     }
-    let r = stack.http.post(stack.url("/templates")).bearer_auth(&tenant.key).multipart(huge).send().await.unwrap();
-    checks.push(("upload over its limit", 413, "payload_too_large", error_code(r).await));
+    let r = stack
+        .http
+        .post(stack.url("/templates"))
+        .bearer_auth(&tenant.key)
+        .multipart(huge)
+        .send()
+        .await
+        .unwrap();
+    checks.push((
+        "upload over its limit",
+        413,
+        "payload_too_large",
+        error_code(r).await,
+    ));
 
-    let r = stack.upload_template(&tenant, 0, json!({"name": "empty"})).await;
-    checks.push(("no images", 422, "template_has_no_images", error_code(r).await));
+    let r = stack
+        .upload_template(&tenant, 0, json!({"name": "empty"}))
+        .await;
+    checks.push((
+        "no images",
+        422,
+        "template_has_no_images",
+        error_code(r).await,
+    ));
 
     let r = stack.upload_template(&tenant, 1, json!({"name": ""})).await;
     checks.push(("empty name", 400, "invalid_request", error_code(r).await));
 
-    let r = stack.upload_template(&tenant, 1, json!({"name": "x", "layout": [1, 2]})).await;
-    checks.push(("layout not an object", 400, "invalid_request", error_code(r).await));
+    let r = stack
+        .upload_template(&tenant, 1, json!({"name": "x", "layout": [1, 2]}))
+        .await;
+    checks.push((
+        "layout not an object",
+        400,
+        "invalid_request",
+        error_code(r).await,
+    ));
 
-    let bad_meta = Form::new()
-        .part("metadata", Part::text("{not json"))
-        .part("image", Part::bytes(images::png(0, 64)).file_name("a.png").mime_str("image/png").unwrap());
-    let r = stack.http.post(stack.url("/templates")).bearer_auth(&tenant.key).multipart(bad_meta).send().await.unwrap();
-    checks.push(("metadata not JSON", 400, "malformed_json", error_code(r).await));
+    let bad_meta = Form::new().part("metadata", Part::text("{not json")).part(
+        "image",
+        Part::bytes(images::png(0, 64))
+            .file_name("a.png")
+            .mime_str("image/png")
+            .unwrap(),
+    );
+    let r = stack
+        .http
+        .post(stack.url("/templates"))
+        .bearer_auth(&tenant.key)
+        .multipart(bad_meta)
+        .send()
+        .await
+        .unwrap();
+    checks.push((
+        "metadata not JSON",
+        400,
+        "malformed_json",
+        error_code(r).await,
+    ));
 
     let not_image = Form::new()
         .part("metadata", Part::text(json!({"name": "x"}).to_string()))
-        .part("image", Part::bytes(b"hello".to_vec()).file_name("a.txt").mime_str("text/plain").unwrap());
-    let r = stack.http.post(stack.url("/templates")).bearer_auth(&tenant.key).multipart(not_image).send().await.unwrap();
-    checks.push(("image part not an image", 415, "unsupported_media_type", error_code(r).await));
+        .part(
+            "image",
+            Part::bytes(b"hello".to_vec())
+                .file_name("a.txt")
+                .mime_str("text/plain")
+                .unwrap(),
+        );
+    let r = stack
+        .http
+        .post(stack.url("/templates"))
+        .bearer_auth(&tenant.key)
+        .multipart(not_image)
+        .send()
+        .await
+        .unwrap();
+    checks.push((
+        "image part not an image",
+        415,
+        "unsupported_media_type",
+        error_code(r).await,
+    ));
 
     let r = stack
         .http
@@ -153,13 +268,20 @@ async fn bad_requests_get_stable_4xx_codes() {
         .send()
         .await
         .unwrap();
-    checks.push(("template as JSON", 415, "unsupported_media_type", error_code(r).await));
+    checks.push((
+        "template as JSON",
+        415,
+        "unsupported_media_type",
+        error_code(r).await,
+    ));
 
     let mut failures = Vec::new();
     for (what, status, code, (got_status, got_code)) in &checks {
         assert!(got_status.as_u16() < 500, "{what}: a 5xx for bad input");
         if (got_status.as_u16(), got_code.as_str()) != (*status, *code) {
-            failures.push(format!("{what}: want {status} {code}, got {got_status} {got_code}"));
+            failures.push(format!(
+                "{what}: want {status} {code}, got {got_status} {got_code}"
+            ));
         }
     }
     assert!(failures.is_empty(), "{failures:#?}");

@@ -32,9 +32,13 @@ async fn the_design_past_the_limit_is_refused_on_the_warm_path_and_the_item_stay
     let stack = TestStack::spawn(Options::default()).await;
     let tenant = stack.create_tenant("small", 1).await;
     let template = stack.create_template(&tenant, 2, "private").await;
-    stack.wait_pool(&tenant, template.id, 4, Duration::from_secs(45)).await;
+    stack
+        .wait_pool(&tenant, template.id, 4, Duration::from_secs(45))
+        .await;
     stack.create_design(&tenant, template.id).await;
-    stack.wait_pool(&tenant, template.id, 4, Duration::from_secs(45)).await;
+    stack
+        .wait_pool(&tenant, template.id, 4, Duration::from_secs(45))
+        .await;
 
     let (status, code) = error_code(stack.post_design(&tenant, template.id).await).await;
     assert_eq!(status, 409);

@@ -22,8 +22,18 @@ async fn another_company_gets_404_on_every_endpoint() {
     let expect = |status: u16, code: &str, what: &str, got: (reqwest::StatusCode, String)| {
         assert_eq!((got.0.as_u16(), got.1.as_str()), (status, code), "{what}");
     };
-    expect(404, "template_not_found", "GET template", error_code(stack.get(&b, &format!("/templates/{t}")).await).await);
-    expect(404, "template_not_found", "GET pool", error_code(stack.get(&b, &format!("/templates/{t}/pool")).await).await);
+    expect(
+        404,
+        "template_not_found",
+        "GET template",
+        error_code(stack.get(&b, &format!("/templates/{t}")).await).await,
+    );
+    expect(
+        404,
+        "template_not_found",
+        "GET pool",
+        error_code(stack.get(&b, &format!("/templates/{t}/pool")).await).await,
+    );
     let patch = stack
         .http
         .patch(stack.url(&format!("/templates/{t}")))
@@ -32,8 +42,19 @@ async fn another_company_gets_404_on_every_endpoint() {
         .send()
         .await
         .unwrap();
-    expect(404, "template_not_found", "PATCH template", error_code(patch).await);
-    let form = Form::new().part("image", Part::bytes(vec![1, 2, 3]).file_name("x.png").mime_str("image/png").unwrap());
+    expect(
+        404,
+        "template_not_found",
+        "PATCH template",
+        error_code(patch).await,
+    );
+    let form = Form::new().part(
+        "image",
+        Part::bytes(vec![1, 2, 3])
+            .file_name("x.png")
+            .mime_str("image/png")
+            .unwrap(),
+    );
     let put = stack
         .http
         .put(stack.url(&format!("/templates/{t}/images")))
@@ -42,9 +63,24 @@ async fn another_company_gets_404_on_every_endpoint() {
         .send()
         .await
         .unwrap();
-    expect(404, "template_not_found", "PUT images", error_code(put).await);
-    expect(404, "template_not_found", "POST design", error_code(stack.post_design(&b, t).await).await);
-    expect(404, "design_not_found", "GET design", error_code(stack.get(&b, &format!("/designs/{d}")).await).await);
+    expect(
+        404,
+        "template_not_found",
+        "PUT images",
+        error_code(put).await,
+    );
+    expect(
+        404,
+        "template_not_found",
+        "POST design",
+        error_code(stack.post_design(&b, t).await).await,
+    );
+    expect(
+        404,
+        "design_not_found",
+        "GET design",
+        error_code(stack.get(&b, &format!("/designs/{d}")).await).await,
+    );
     let del = stack
         .http
         .delete(stack.url(&format!("/designs/{d}")))
@@ -52,7 +88,12 @@ async fn another_company_gets_404_on_every_endpoint() {
         .send()
         .await
         .unwrap();
-    expect(404, "design_not_found", "DELETE design", error_code(del).await);
+    expect(
+        404,
+        "design_not_found",
+        "DELETE design",
+        error_code(del).await,
+    );
 
     // Lists: B sees neither.
     let templates: serde_json::Value = stack.get(&b, "/templates").await.json().await.unwrap();
@@ -62,7 +103,12 @@ async fn another_company_gets_404_on_every_endpoint() {
 
     // A still has both, untouched.
     assert_eq!(stack.get(&a, &format!("/designs/{d}")).await.status(), 200);
-    let read: serde_json::Value = stack.get(&a, &format!("/templates/{t}")).await.json().await.unwrap();
+    let read: serde_json::Value = stack
+        .get(&a, &format!("/templates/{t}"))
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(read["name"], "Poster");
     stack.finish().await;
 }
@@ -78,11 +124,23 @@ async fn a_public_template_is_usable_by_all_but_editable_by_its_owner_only() {
     let b = stack.create_tenant("b", 10).await;
     let public = stack.create_template(&a, 2, "public").await;
 
-    assert_eq!(stack.get(&b, &format!("/templates/{}", public.id)).await.status(), 200);
+    assert_eq!(
+        stack
+            .get(&b, &format!("/templates/{}", public.id))
+            .await
+            .status(),
+        200
+    );
     let design = stack.create_design(&b, public.id).await;
     assert_eq!(design.company_id, b.id);
     // A cannot read B's design of A's public template.
-    assert_eq!(stack.get(&a, &format!("/designs/{}", design.id)).await.status(), 404);
+    assert_eq!(
+        stack
+            .get(&a, &format!("/designs/{}", design.id))
+            .await
+            .status(),
+        404
+    );
 
     let patch = stack
         .http

@@ -14,13 +14,29 @@ const FILL: Duration = Duration::from_secs(45);
 /// Every object of every design exists, and no key is shared by two designs
 /// or with the template.
 async fn assert_owned_objects(stack: &TestStack, template: &Template, designs: &[Design]) {
-    let template_keys: HashSet<&str> = template.images.iter().map(|i| i.object_key.as_str()).collect();
+    let template_keys: HashSet<&str> = template
+        .images
+        .iter()
+        .map(|i| i.object_key.as_str())
+        .collect();
     let mut seen = HashSet::new();
     for design in designs {
-        assert_eq!(design.images.len(), template.images.len(), "design {} has every image", design.id);
+        assert_eq!(
+            design.images.len(),
+            template.images.len(),
+            "design {} has every image",
+            design.id
+        );
         for img in &design.images {
-            assert!(!template_keys.contains(img.object_key.as_str()), "design shares a template object");
-            assert!(seen.insert(img.object_key.clone()), "object {} in two designs", img.object_key);
+            assert!(
+                !template_keys.contains(img.object_key.as_str()),
+                "design shares a template object"
+            );
+            assert!(
+                seen.insert(img.object_key.clone()),
+                "object {} in two designs",
+                img.object_key
+            );
             assert!(
                 stack.objects.exists(&img.object_key).await.unwrap(),
                 "object {} missing",
@@ -29,7 +45,11 @@ async fn assert_owned_objects(stack: &TestStack, template: &Template, designs: &
         }
         // Copies carry the template's bytes, by position.
         let first = &design.images[0];
-        let source = template.images.iter().find(|i| i.position == first.position).unwrap();
+        let source = template
+            .images
+            .iter()
+            .find(|i| i.position == first.position)
+            .unwrap();
         assert_eq!(
             stack.objects.get(&first.object_key).await.unwrap(),
             stack.objects.get(&source.object_key).await.unwrap()
@@ -60,7 +80,9 @@ async fn warm_path_serves_from_the_pool_and_the_pool_refills() {
     stack.wait_pool(&tenant, template.id, 4, FILL).await;
 
     // The design reads back as created.
-    let resp = stack.get(&tenant, &format!("/designs/{}", designs[0].id)).await;
+    let resp = stack
+        .get(&tenant, &format!("/designs/{}", designs[0].id))
+        .await;
     assert_eq!(resp.status(), 200);
     let read: Design = resp.json().await.unwrap();
     assert_eq!(read, designs[0]);
@@ -105,7 +127,13 @@ async fn cold_path_copies_on_the_spot_when_the_pool_is_empty() {
     for img in &designs[1].images {
         assert!(stack.objects.exists(&img.object_key).await.unwrap());
     }
-    assert_eq!(stack.get(&tenant, &format!("/designs/{}", designs[0].id)).await.status(), 404);
+    assert_eq!(
+        stack
+            .get(&tenant, &format!("/designs/{}", designs[0].id))
+            .await
+            .status(),
+        404
+    );
     stack.finish().await;
 }
 
@@ -135,7 +163,12 @@ async fn duplicate_warmup_messages_never_push_a_pool_above_target() {
     stack.wait_pool(&tenant, template.id, 4, FILL).await;
     // No copies were made beyond the first fill: duplicates found no gap.
     let mut conn = stack.db.conn().await.unwrap();
-    assert_eq!(pool_items::total_reserved(&mut conn, template.id).await.unwrap(), 4);
+    assert_eq!(
+        pool_items::total_reserved(&mut conn, template.id)
+            .await
+            .unwrap(),
+        4
+    );
     stack.finish().await;
 }
 
@@ -149,9 +182,17 @@ async fn a_stale_pool_id_is_skipped_and_never_used_twice() {
     let first = stack.create_design(&tenant, template.id).await;
     let used = first.pool_item_id.unwrap();
     // Put the used id back in Redis, as a replayed or duplicated index write would.
-    stack.index.push_front(template.id, template.version, used).await.unwrap();
+    stack
+        .index
+        .push_front(template.id, template.version, used)
+        .await
+        .unwrap();
     let second = stack.create_design(&tenant, template.id).await;
     assert_eq!(second.served_from, ServedFrom::Pool);
-    assert_ne!(second.pool_item_id, Some(used), "a used item was handed out again");
+    assert_ne!(
+        second.pool_item_id,
+        Some(used),
+        "a used item was handed out again"
+    );
     stack.finish().await;
 }

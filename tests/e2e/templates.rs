@@ -16,7 +16,9 @@ async fn edits_bump_the_version_and_designs_follow_the_new_one() {
     let template = stack.create_template(&tenant, 3, "private").await;
     assert_eq!(template.version, 1);
     assert_eq!(template.images.len(), 3);
-    stack.wait_pool(&tenant, template.id, 4, Duration::from_secs(45)).await;
+    stack
+        .wait_pool(&tenant, template.id, 4, Duration::from_secs(45))
+        .await;
 
     // A rename is not a new version.
     let resp = stack
@@ -36,7 +38,10 @@ async fn edits_bump_the_version_and_designs_follow_the_new_one() {
     for i in 10..12 {
         form = form.part(
             "image",
-            Part::bytes(prewarm_tests::images::png(i, 300)).file_name("n.png").mime_str("image/png").unwrap(),
+            Part::bytes(prewarm_tests::images::png(i, 300))
+                .file_name("n.png")
+                .mime_str("image/png")
+                .unwrap(),
         );
     }
     let resp = stack
@@ -58,18 +63,31 @@ async fn edits_bump_the_version_and_designs_follow_the_new_one() {
     assert_eq!(design.images.len(), 2);
 
     // The pool of version 2 fills; version 1's items are discarded and their objects deleted.
-    let status = stack.wait_pool(&tenant, template.id, 4, Duration::from_secs(45)).await;
+    let status = stack
+        .wait_pool(&tenant, template.id, 4, Duration::from_secs(45))
+        .await;
     assert_eq!(status.template_version, 2);
     let warm = stack.create_design(&tenant, template.id).await;
-    assert_eq!((warm.served_from, warm.template_version), (ServedFrom::Pool, 2));
+    assert_eq!(
+        (warm.served_from, warm.template_version),
+        (ServedFrom::Pool, 2)
+    );
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     loop {
-        let pool_keys = stack.objects.list(&format!("pool/{}/", template.id)).await.unwrap();
+        let pool_keys = stack
+            .objects
+            .list(&format!("pool/{}/", template.id))
+            .await
+            .unwrap();
         // Live v2 items (4 x 2 images) plus the warm design's 2 objects, nothing of v1.
         if pool_keys.len() == 4 * 2 + 2 {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "v1 pool objects not deleted: {}", pool_keys.len());
+        assert!(
+            std::time::Instant::now() < deadline,
+            "v1 pool objects not deleted: {}",
+            pool_keys.len()
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 

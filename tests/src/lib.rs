@@ -98,15 +98,27 @@ impl TestStack {
         let admin_token = format!("admin-{suffix}");
         let mut env: Vec<(String, String)> = [
             ("PREWARM_ADMIN_TOKEN", admin_token.clone()),
-            ("PREWARM_DATABASE__URL", format!("{}/{db_name}", pg_server())),
+            (
+                "PREWARM_DATABASE__URL",
+                format!("{}/{db_name}", pg_server()),
+            ),
             ("PREWARM_DATABASE__MAX_CONNECTIONS", "8".into()),
-            ("PREWARM_REDIS__URL", env_or("PREWARM_TEST_REDIS", "redis://127.0.0.1:6379")),
+            (
+                "PREWARM_REDIS__URL",
+                env_or("PREWARM_TEST_REDIS", "redis://127.0.0.1:6379"),
+            ),
             ("PREWARM_REDIS__KEY_PREFIX", format!("test:{suffix}:")),
-            ("PREWARM_KAFKA__BROKERS", env_or("PREWARM_TEST_KAFKA", "127.0.0.1:9092")),
+            (
+                "PREWARM_KAFKA__BROKERS",
+                env_or("PREWARM_TEST_KAFKA", "127.0.0.1:9092"),
+            ),
             ("PREWARM_KAFKA__TOPIC", format!("prewarm.test.{suffix}")),
             ("PREWARM_KAFKA__CREATE_TOPIC", "true".into()),
             ("PREWARM_KAFKA__PARTITIONS", "2".into()),
-            ("PREWARM_S3__ENDPOINT", env_or("PREWARM_TEST_S3", "http://127.0.0.1:9000")),
+            (
+                "PREWARM_S3__ENDPOINT",
+                env_or("PREWARM_TEST_S3", "http://127.0.0.1:9000"),
+            ),
             ("PREWARM_S3__BUCKET", format!("prewarm-test-{suffix}")),
             ("PREWARM_S3__ACCESS_KEY_ID", "test".into()),
             ("PREWARM_S3__SECRET_ACCESS_KEY", "test".into()),
@@ -122,9 +134,13 @@ impl TestStack {
         .collect();
         env.extend(options.env.iter().cloned());
 
-        let api_settings = template_api::settings::load_from(env.clone().into_iter()).expect("api settings");
+        let api_settings =
+            template_api::settings::load_from(env.clone().into_iter()).expect("api settings");
         let objects = ObjectStore::new(&api_settings.s3);
-        objects.ensure_bucket().await.expect("create test bucket (is `make up` done?)");
+        objects
+            .ensure_bucket()
+            .await
+            .expect("create test bucket (is `make up` done?)");
         let publisher = WarmupPublisher::new(&api_settings.kafka).expect("kafka producer");
 
         let stop = CancellationToken::new();
@@ -143,7 +159,8 @@ impl TestStack {
 
         let mut refiller = None;
         if options.worker {
-            let worker_settings = warmup_worker::settings::load_from(env.clone().into_iter()).expect("worker settings");
+            let worker_settings = warmup_worker::settings::load_from(env.clone().into_iter())
+                .expect("worker settings");
             let worker = warmup_worker::startup::Worker::build(worker_settings)
                 .await
                 .expect("build warmup-worker");
@@ -188,7 +205,9 @@ impl TestStack {
             t.abort();
         }
         drop(self.db);
-        if let Ok(mut admin) = AsyncPgConnection::establish(&format!("{}/postgres", pg_server())).await {
+        if let Ok(mut admin) =
+            AsyncPgConnection::establish(&format!("{}/postgres", pg_server())).await
+        {
             let drop_db = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.db_name);
             if let Err(e) = diesel::sql_query(drop_db).execute(&mut admin).await {
                 eprintln!("could not drop {}: {e}", self.db_name);
@@ -228,7 +247,9 @@ impl TestStack {
     pub async fn upload_template(&self, tenant: &Tenant, n: usize, metadata: Value) -> Response {
         let mut form = Form::new().part(
             "metadata",
-            Part::text(metadata.to_string()).mime_str("application/json").unwrap(),
+            Part::text(metadata.to_string())
+                .mime_str("application/json")
+                .unwrap(),
         );
         for i in 0..n {
             form = form.part(
@@ -290,14 +311,22 @@ impl TestStack {
     }
 
     pub async fn pool_status(&self, tenant: &Tenant, template: TemplateId) -> PoolStatus {
-        let resp = self.get(tenant, &format!("/templates/{template}/pool")).await;
+        let resp = self
+            .get(tenant, &format!("/templates/{template}/pool"))
+            .await;
         assert_eq!(resp.status(), StatusCode::OK);
         resp.json().await.expect("pool status json")
     }
 
     /// Waits until the template's Redis list holds `n` ids (and the ledger
     /// agrees); panics after `timeout`.
-    pub async fn wait_pool(&self, tenant: &Tenant, template: TemplateId, n: i64, timeout: Duration) -> PoolStatus {
+    pub async fn wait_pool(
+        &self,
+        tenant: &Tenant,
+        template: TemplateId,
+        n: i64,
+        timeout: Duration,
+    ) -> PoolStatus {
         let start = Instant::now();
         loop {
             let status = self.pool_status(tenant, template).await;
@@ -317,6 +346,9 @@ impl TestStack {
 pub async fn error_code(resp: Response) -> (StatusCode, String) {
     let status = resp.status();
     let body: Value = resp.json().await.unwrap_or(Value::Null);
-    let code = body["error"]["code"].as_str().unwrap_or("<no code>").to_string();
+    let code = body["error"]["code"]
+        .as_str()
+        .unwrap_or("<no code>")
+        .to_string();
     (status, code)
 }

@@ -118,7 +118,8 @@ mod tests {
         for code in all {
             let json = serde_json::to_string(&code).unwrap();
             assert_eq!(json, format!("\"{}\"", code.as_str()));
-            let dependency_fault = matches!(code, StorageUnavailable | ObjectStoreUnavailable | Internal);
+            let dependency_fault =
+                matches!(code, StorageUnavailable | ObjectStoreUnavailable | Internal);
             assert_eq!(code.status() >= 500, dependency_fault, "{code:?}");
         }
     }

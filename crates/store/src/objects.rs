@@ -124,15 +124,28 @@ impl ObjectStore {
     /// Creates the bucket unless it exists (dev and tests; production buckets
     /// are provisioned outside the app).
     pub async fn ensure_bucket(&self) -> Result<(), ObjectError> {
-        if self.client.head_bucket().bucket(&self.bucket).send().await.is_ok() {
+        if self
+            .client
+            .head_bucket()
+            .bucket(&self.bucket)
+            .send()
+            .await
+            .is_ok()
+        {
             return Ok(());
         }
-        match self.client.create_bucket().bucket(&self.bucket).send().await {
+        match self
+            .client
+            .create_bucket()
+            .bucket(&self.bucket)
+            .send()
+            .await
+        {
             Ok(_) => Ok(()),
             Err(e) => {
-                let owned = e
-                    .as_service_error()
-                    .is_some_and(|s| s.is_bucket_already_owned_by_you() || s.is_bucket_already_exists());
+                let owned = e.as_service_error().is_some_and(|s| {
+                    s.is_bucket_already_owned_by_you() || s.is_bucket_already_exists()
+                });
                 if owned {
                     Ok(())
                 } else {
@@ -182,7 +195,14 @@ impl ObjectStore {
     }
 
     pub async fn exists(&self, key: &str) -> Result<bool, ObjectError> {
-        match self.client.head_object().bucket(&self.bucket).key(key).send().await {
+        match self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+        {
             Ok(_) => Ok(true),
             Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => Ok(false),
             Err(e) => Err(err("head", key, e)),
@@ -194,7 +214,12 @@ impl ObjectStore {
         for chunk in keys.chunks(1000) {
             let objects = chunk
                 .iter()
-                .map(|k| ObjectIdentifier::builder().key(k).build().map_err(|e| err("delete", k, e)))
+                .map(|k| {
+                    ObjectIdentifier::builder()
+                        .key(k)
+                        .build()
+                        .map_err(|e| err("delete", k, e))
+                })
                 .collect::<Result<Vec<_>, _>>()?;
             let delete = Delete::builder()
                 .set_objects(Some(objects))
@@ -210,7 +235,11 @@ impl ObjectStore {
                 .await
                 .map_err(|e| err("delete", &chunk[0], e))?;
             if let Some(first) = out.errors().first() {
-                return Err(err("delete", first.key().unwrap_or_default(), first.message()));
+                return Err(err(
+                    "delete",
+                    first.key().unwrap_or_default(),
+                    first.message(),
+                ));
             }
         }
         Ok(())
@@ -228,7 +257,11 @@ impl ObjectStore {
             .send();
         while let Some(page) = pages.next().await {
             let page = page.map_err(|e| err("list", prefix, e))?;
-            keys.extend(page.contents().iter().filter_map(|o| o.key().map(str::to_string)));
+            keys.extend(
+                page.contents()
+                    .iter()
+                    .filter_map(|o| o.key().map(str::to_string)),
+            );
         }
         Ok(keys)
     }

@@ -31,7 +31,12 @@ pub struct PoolIndex {
 impl PoolIndex {
     /// Connects a small pool of multiplexed connections. Every command gets
     /// `command_timeout`, so a stalled Redis degrades requests instead of hanging them.
-    pub async fn connect(url: &str, prefix: &str, size: usize, command_timeout: Duration) -> Result<Self, IndexError> {
+    pub async fn connect(
+        url: &str,
+        prefix: &str,
+        size: usize,
+        command_timeout: Duration,
+    ) -> Result<Self, IndexError> {
         let config = Config::from_url(url)?;
         let pool = Builder::from_config(config)
             .with_performance_config(|p| p.default_command_timeout = command_timeout)
@@ -53,13 +58,22 @@ impl PoolIndex {
     }
 
     /// Pops one ready item id, or `None` when the pool is empty.
-    pub async fn pop(&self, template: TemplateId, version: i32) -> Result<Option<PoolItemId>, IndexError> {
+    pub async fn pop(
+        &self,
+        template: TemplateId,
+        version: i32,
+    ) -> Result<Option<PoolItemId>, IndexError> {
         let id: Option<String> = self.pool.lpop(self.key(template, version), None).await?;
         Ok(id.and_then(|s| s.parse().ok()))
     }
 
     /// Appends ready item ids at the tail.
-    pub async fn push(&self, template: TemplateId, version: i32, ids: &[PoolItemId]) -> Result<(), IndexError> {
+    pub async fn push(
+        &self,
+        template: TemplateId,
+        version: i32,
+        ids: &[PoolItemId],
+    ) -> Result<(), IndexError> {
         if ids.is_empty() {
             return Ok(());
         }
@@ -69,8 +83,16 @@ impl PoolIndex {
     }
 
     /// Puts an item popped but not used back at the head, so it is served next.
-    pub async fn push_front(&self, template: TemplateId, version: i32, id: PoolItemId) -> Result<(), IndexError> {
-        let _: i64 = self.pool.lpush(self.key(template, version), id.to_string()).await?;
+    pub async fn push_front(
+        &self,
+        template: TemplateId,
+        version: i32,
+        id: PoolItemId,
+    ) -> Result<(), IndexError> {
+        let _: i64 = self
+            .pool
+            .lpush(self.key(template, version), id.to_string())
+            .await?;
         Ok(())
     }
 
@@ -79,7 +101,11 @@ impl PoolIndex {
     }
 
     /// The ids currently listed, head first.
-    pub async fn list(&self, template: TemplateId, version: i32) -> Result<Vec<PoolItemId>, IndexError> {
+    pub async fn list(
+        &self,
+        template: TemplateId,
+        version: i32,
+    ) -> Result<Vec<PoolItemId>, IndexError> {
         let ids: Vec<String> = self.pool.lrange(self.key(template, version), 0, -1).await?;
         Ok(ids.iter().filter_map(|s| s.parse().ok()).collect())
     }

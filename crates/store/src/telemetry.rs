@@ -33,7 +33,10 @@ fn default_level() -> String {
 impl LogSettings {
     pub fn validate(&self) -> Result<(), config::ConfigError> {
         if self.format != "text" && self.format != "json" {
-            return Err(crate::settings::invalid("log.format", "must be `text` or `json`"));
+            return Err(crate::settings::invalid(
+                "log.format",
+                "must be `text` or `json`",
+            ));
         }
         Ok(())
     }
@@ -41,7 +44,8 @@ impl LogSettings {
 
 /// Installs the global subscriber once; later calls (tests) are no-ops.
 pub fn init(settings: &LogSettings) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&settings.level));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&settings.level));
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
     let result = if settings.format == "json" {
         builder.json().try_init()

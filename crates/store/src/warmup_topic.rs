@@ -53,13 +53,18 @@ pub fn base_config(settings: &KafkaSettings) -> ClientConfig {
 /// Creates the topic unless it exists.
 pub async fn ensure_topic(settings: &KafkaSettings) -> Result<(), KafkaError> {
     let admin: AdminClient<DefaultClientContext> = base_config(settings).create()?;
-    let topic = NewTopic::new(&settings.topic, settings.partitions, TopicReplication::Fixed(1));
+    let topic = NewTopic::new(
+        &settings.topic,
+        settings.partitions,
+        TopicReplication::Fixed(1),
+    );
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
     for result in admin.create_topics([&topic], &options).await? {
         match result {
             Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
             Err((name, code)) => {
-                return Err(KafkaError::AdminOp(code)).inspect_err(|_| tracing::error!(topic = %name, ?code, "create topic"))
+                return Err(KafkaError::AdminOp(code))
+                    .inspect_err(|_| tracing::error!(topic = %name, ?code, "create topic"))
             }
         }
     }
@@ -78,7 +83,10 @@ pub struct WarmupPublisher {
 impl WarmupPublisher {
     pub fn new(settings: &KafkaSettings) -> Result<Self, KafkaError> {
         let producer: FutureProducer = base_config(settings)
-            .set("message.timeout.ms", settings.message_timeout_ms.to_string())
+            .set(
+                "message.timeout.ms",
+                settings.message_timeout_ms.to_string(),
+            )
             // Small linger: batches bursts of pops without adding visible latency.
             .set("linger.ms", "2")
             .set("queue.buffering.max.messages", "100000")
@@ -102,7 +110,9 @@ impl WarmupPublisher {
                 tokio::spawn(async move {
                     match delivery.await {
                         Ok(Ok(_)) => {}
-                        Ok(Err((e, _))) => tracing::warn!(%template, error = %e, "warm-up request not delivered"),
+                        Ok(Err((e, _))) => {
+                            tracing::warn!(%template, error = %e, "warm-up request not delivered")
+                        }
                         Err(_) => tracing::warn!(%template, "warm-up request cancelled"),
                     }
                 });

@@ -36,7 +36,12 @@ fn bearer(req: &HttpRequest) -> Result<String, ApiError> {
     let header = req
         .headers()
         .get(actix_web::http::header::AUTHORIZATION)
-        .ok_or_else(|| ApiError::new(ErrorCode::MissingAuth, "missing `Authorization: Bearer <key>` header"))?;
+        .ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::MissingAuth,
+                "missing `Authorization: Bearer <key>` header",
+            )
+        })?;
     let value = header
         .to_str()
         .map_err(|_| ApiError::new(ErrorCode::InvalidAuth, "malformed Authorization header"))?;
@@ -44,7 +49,12 @@ fn bearer(req: &HttpRequest) -> Result<String, ApiError> {
         .strip_prefix("Bearer ")
         .map(str::trim)
         .filter(|t| !t.is_empty())
-        .ok_or_else(|| ApiError::new(ErrorCode::InvalidAuth, "expected `Authorization: Bearer <key>`"))?;
+        .ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::InvalidAuth,
+                "expected `Authorization: Bearer <key>`",
+            )
+        })?;
     Ok(token.to_string())
 }
 

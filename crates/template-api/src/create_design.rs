@@ -25,11 +25,20 @@ fn limit_reached() -> ApiError {
     )
 }
 
-pub async fn create_design(state: &AppState, company: CompanyId, template_id: TemplateId) -> Result<Design, ApiError> {
+pub async fn create_design(
+    state: &AppState,
+    company: CompanyId,
+    template_id: TemplateId,
+) -> Result<Design, ApiError> {
     let mut conn = state.db.conn().await?;
     let template = templates::find_visible_row(&mut conn, template_id, company)
         .await?
-        .ok_or_else(|| ApiError::new(ErrorCode::TemplateNotFound, format!("template {template_id} not found")))?;
+        .ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::TemplateNotFound,
+                format!("template {template_id} not found"),
+            )
+        })?;
     let spec = DesignSpec {
         id: DesignId::new(),
         company,
@@ -75,7 +84,12 @@ pub async fn create_design(state: &AppState, company: CompanyId, template_id: Te
 
 /// Puts back an item that was popped but not used, so it is not stranded
 /// until the reconciler re-indexes it.
-async fn requeue(state: &AppState, template: TemplateId, version: i32, item: shared_domain::ids::PoolItemId) {
+async fn requeue(
+    state: &AppState,
+    template: TemplateId,
+    version: i32,
+    item: shared_domain::ids::PoolItemId,
+) {
     if let Err(e) = state.index.push_front(template, version, item).await {
         tracing::warn!(%template, %item, error = %e, "could not re-index an unused pool item");
     }
@@ -96,7 +110,12 @@ async fn create_cold(
 
     let pairs: Vec<(String, String)> = images
         .iter()
-        .map(|img| (img.object_key.clone(), object_keys::design_image(spec.id, img.position)))
+        .map(|img| {
+            (
+                img.object_key.clone(),
+                object_keys::design_image(spec.id, img.position),
+            )
+        })
         .collect();
     let results = state
         .objects
@@ -141,7 +160,10 @@ async fn create_cold(
         }
         Ok(CreateOutcome::ItemUnavailable) => {
             delete_quietly(state, &copied).await;
-            Err(ApiError::new(ErrorCode::Internal, "unexpected pool outcome on the copy path"))
+            Err(ApiError::new(
+                ErrorCode::Internal,
+                "unexpected pool outcome on the copy path",
+            ))
         }
         Err(e) => {
             delete_quietly(state, &copied).await;

@@ -51,7 +51,9 @@ impl From<StoreError> for ApiError {
             StoreError::NotFound => ApiError::new(ErrorCode::NotFound, "not found"),
             StoreError::Unavailable(m) => ApiError::new(ErrorCode::StorageUnavailable, m),
             StoreError::Conflict(m) => ApiError::new(ErrorCode::Internal, format!("conflict: {m}")),
-            StoreError::Migration(m) | StoreError::Query(m) => ApiError::new(ErrorCode::Internal, m),
+            StoreError::Migration(m) | StoreError::Query(m) => {
+                ApiError::new(ErrorCode::Internal, m)
+            }
         }
     }
 }
@@ -66,10 +68,14 @@ impl From<prewarm_store::objects::ObjectError> for ApiError {
 pub fn json_error(err: actix_web::error::JsonPayloadError) -> ApiError {
     use actix_web::error::JsonPayloadError as J;
     match err {
-        J::Overflow { limit } | J::OverflowKnownLength { limit, .. } => {
-            ApiError::new(ErrorCode::PayloadTooLarge, format!("JSON body larger than {limit} bytes"))
-        }
-        J::ContentType => ApiError::new(ErrorCode::UnsupportedMediaType, "expected Content-Type: application/json"),
+        J::Overflow { limit } | J::OverflowKnownLength { limit, .. } => ApiError::new(
+            ErrorCode::PayloadTooLarge,
+            format!("JSON body larger than {limit} bytes"),
+        ),
+        J::ContentType => ApiError::new(
+            ErrorCode::UnsupportedMediaType,
+            "expected Content-Type: application/json",
+        ),
         J::Deserialize(e) if e.is_data() => ApiError::new(ErrorCode::InvalidRequest, e.to_string()),
         J::Deserialize(e) => ApiError::new(ErrorCode::MalformedJson, e.to_string()),
         other => ApiError::new(ErrorCode::MalformedJson, other.to_string()),

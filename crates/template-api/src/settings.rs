@@ -3,11 +3,12 @@
 //! e.g. `PREWARM_DATABASE__URL`, `PREWARM_POOL__TARGET`. Invalid or missing
 //! values fail at start with the key named.
 
-use prewarm_store::settings::{invalid, DatabaseSettings, KafkaSettings, PoolSettings, RedisSettings, S3Settings};
+use prewarm_store::settings::{
+    invalid, DatabaseSettings, KafkaSettings, PoolSettings, RedisSettings, S3Settings,
+};
 use prewarm_store::telemetry::LogSettings;
 use secrecy::SecretString;
 use serde::Deserialize;
-
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -71,7 +72,9 @@ pub fn load() -> Result<Settings, config::ConfigError> {
 }
 
 /// Loads the settings from the given variables (tests pass their own).
-pub fn load_from(vars: impl Iterator<Item = (String, String)>) -> Result<Settings, config::ConfigError> {
+pub fn load_from(
+    vars: impl Iterator<Item = (String, String)>,
+) -> Result<Settings, config::ConfigError> {
     let settings: Settings = prewarm_store::settings::load(vars)?;
     validate(&settings)?;
     Ok(settings)
@@ -125,7 +128,9 @@ mod tests {
         let e = load_from(vars.into_iter()).unwrap_err().to_string();
         assert!(e.contains("pool.target"), "{e}");
 
-        let vars = base().into_iter().filter(|(k, _)| k != "PREWARM_S3__BUCKET");
+        let vars = base()
+            .into_iter()
+            .filter(|(k, _)| k != "PREWARM_S3__BUCKET");
         let e = load_from(vars).unwrap_err().to_string();
         assert!(e.contains("bucket"), "{e}");
     }

@@ -32,7 +32,11 @@ impl Application {
         let listener = TcpListener::bind((s.host.as_str(), s.port))?;
         let port = listener.local_addr()?.port();
         let server = run(listener, state.clone())?;
-        Ok(Self { port, server, state })
+        Ok(Self {
+            port,
+            server,
+            state,
+        })
     }
 
     pub fn port(&self) -> u16 {
@@ -48,7 +52,9 @@ impl Application {
     /// pending warm-up requests.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let result = self.server.await;
-        self.state.publisher.flush(std::time::Duration::from_secs(5));
+        self.state
+            .publisher
+            .flush(std::time::Duration::from_secs(5));
         result
     }
 }
@@ -95,7 +101,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/healthz", web::get().to(health::healthz))
         .route("/readyz", web::get().to(health::readyz))
         .route("/admin/companies", web::post().to(admin::create_company))
-        .route("/admin/companies/{id}/api-keys", web::post().to(admin::create_api_key))
+        .route(
+            "/admin/companies/{id}/api-keys",
+            web::post().to(admin::create_api_key),
+        )
         .service(
             web::resource("/templates")
                 .route(web::post().to(templates::create))
@@ -106,8 +115,14 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .route(web::get().to(templates::get))
                 .route(web::patch().to(templates::update)),
         )
-        .route("/templates/{id}/images", web::put().to(templates::replace_images))
-        .route("/templates/{id}/pool", web::get().to(templates::pool_status))
+        .route(
+            "/templates/{id}/images",
+            web::put().to(templates::replace_images),
+        )
+        .route(
+            "/templates/{id}/pool",
+            web::get().to(templates::pool_status),
+        )
         .service(
             web::resource("/designs")
                 .route(web::post().to(designs::create))

@@ -43,7 +43,11 @@ fn multipart_error(e: MultipartError) -> ApiError {
 }
 
 /// Reads the whole multipart body under the configured limits.
-pub async fn read_upload(req: &HttpRequest, payload: web::Payload, limits: &ServerSettings) -> Result<Upload, ApiError> {
+pub async fn read_upload(
+    req: &HttpRequest,
+    payload: web::Payload,
+    limits: &ServerSettings,
+) -> Result<Upload, ApiError> {
     if let Some(len) = req
         .headers()
         .get(actix_web::http::header::CONTENT_LENGTH)
@@ -79,11 +83,16 @@ pub async fn read_upload(req: &HttpRequest, payload: web::Payload, limits: &Serv
             }
         };
         if name == "image" {
-            let is_image = content_type.as_deref().is_some_and(|ct| ct.starts_with("image/"));
+            let is_image = content_type
+                .as_deref()
+                .is_some_and(|ct| ct.starts_with("image/"));
             if !is_image && rejected.is_none() {
                 rejected = Some(ApiError::new(
                     ErrorCode::UnsupportedMediaType,
-                    format!("image part {} must have an image/* content type", upload.images.len()),
+                    format!(
+                        "image part {} must have an image/* content type",
+                        upload.images.len()
+                    ),
                 ));
             }
             if upload.images.len() >= MAX_IMAGES && rejected.is_none() {
@@ -98,7 +107,9 @@ pub async fn read_upload(req: &HttpRequest, payload: web::Payload, limits: &Serv
             let chunk = chunk.map_err(multipart_error)?;
             total += chunk.len();
             if total > hard_cap {
-                return Err(rejected.unwrap_or_else(|| too_large(limits.max_upload_bytes, "upload")));
+                return Err(
+                    rejected.unwrap_or_else(|| too_large(limits.max_upload_bytes, "upload"))
+                );
             }
             if rejected.is_some() {
                 continue;
@@ -130,5 +141,8 @@ pub async fn read_upload(req: &HttpRequest, payload: web::Payload, limits: &Serv
 }
 
 fn too_large(limit: usize, what: &str) -> ApiError {
-    ApiError::new(ErrorCode::PayloadTooLarge, format!("{what} larger than {limit} bytes"))
+    ApiError::new(
+        ErrorCode::PayloadTooLarge,
+        format!("{what} larger than {limit} bytes"),
+    )
 }

@@ -67,13 +67,18 @@ pub async fn run(
 /// Boxes a future as `Send`. Checking `Send` at a concrete lifetime works
 /// around rustc's "not general enough" errors with borrowed futures
 /// (rust-lang/rust#102211).
-fn boxed<'a, T>(f: impl Future<Output = T> + Send + 'a) -> Pin<Box<dyn Future<Output = T> + Send + 'a>> {
+fn boxed<'a, T>(
+    f: impl Future<Output = T> + Send + 'a,
+) -> Pin<Box<dyn Future<Output = T> + Send + 'a>> {
     Box::pin(f)
 }
 
 /// Waits for one message, then keeps taking messages for `batch_window` or
 /// until `batch_max`. Returns owned data only: no borrowed message outlives it.
-async fn next_batch(consumer: &StreamConsumer, settings: &WorkerSettings) -> Vec<(Option<TemplateId>, Position)> {
+async fn next_batch(
+    consumer: &StreamConsumer,
+    settings: &WorkerSettings,
+) -> Vec<(Option<TemplateId>, Position)> {
     let first = match recv(consumer).await {
         Ok(m) => m,
         Err(e) => {
@@ -100,7 +105,9 @@ async fn next_batch(consumer: &StreamConsumer, settings: &WorkerSettings) -> Vec
 
 /// Receives one message and decodes it at once, so the borrowed message
 /// never lives across an await of the caller.
-async fn recv(consumer: &StreamConsumer) -> rdkafka::error::KafkaResult<(Option<TemplateId>, Position)> {
+async fn recv(
+    consumer: &StreamConsumer,
+) -> rdkafka::error::KafkaResult<(Option<TemplateId>, Position)> {
     consumer.recv().await.map(|m| decode(&m))
 }
 

@@ -38,7 +38,11 @@ pub enum RefillError {
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("{failed} of {reserved} items failed to copy: {first}")]
-    Copies { failed: usize, reserved: usize, first: String },
+    Copies {
+        failed: usize,
+        reserved: usize,
+        first: String,
+    },
 }
 
 #[derive(Clone)]
@@ -74,11 +78,25 @@ impl Refiller {
         }
 
         // Items copy side by side; the process-wide limiter bounds the total.
-        let results = futures::future::join_all(reservation.reserved.iter().map(|item| self.copy_item(item))).await;
-        let copied: Vec<(PoolItemId, Result<(), String>)> =
-            reservation.reserved.iter().map(|i| i.id).zip(results).collect();
-        let ok: Vec<PoolItemId> = copied.iter().filter(|(_, r)| r.is_ok()).map(|(id, _)| *id).collect();
-        let failed: Vec<PoolItemId> = copied.iter().filter(|(_, r)| r.is_err()).map(|(id, _)| *id).collect();
+        let results =
+            futures::future::join_all(reservation.reserved.iter().map(|item| self.copy_item(item)))
+                .await;
+        let copied: Vec<(PoolItemId, Result<(), String>)> = reservation
+            .reserved
+            .iter()
+            .map(|i| i.id)
+            .zip(results)
+            .collect();
+        let ok: Vec<PoolItemId> = copied
+            .iter()
+            .filter(|(_, r)| r.is_ok())
+            .map(|(id, _)| *id)
+            .collect();
+        let failed: Vec<PoolItemId> = copied
+            .iter()
+            .filter(|(_, r)| r.is_err())
+            .map(|(id, _)| *id)
+            .collect();
 
         let mut conn = self.db.conn().await?;
         let (ready, superseded) = pool_items::mark_ready(&mut conn, template, version, &ok).await?;
@@ -116,7 +134,11 @@ impl Refiller {
             .collect();
         let results = self
             .objects
-            .copy_all(&pairs, self.item_parallelism, Some(self.copy_limiter.clone()))
+            .copy_all(
+                &pairs,
+                self.item_parallelism,
+                Some(self.copy_limiter.clone()),
+            )
             .await;
         match results.iter().find_map(|r| r.as_ref().err()) {
             None => Ok(()),
@@ -125,7 +147,10 @@ impl Refiller {
     }
 
     async fn delete_items(&self, items: &[DiscardedItem]) {
-        let keys: Vec<String> = items.iter().flat_map(|i| i.object_keys.iter().cloned()).collect();
+        let keys: Vec<String> = items
+            .iter()
+            .flat_map(|i| i.object_keys.iter().cloned())
+            .collect();
         if keys.is_empty() {
             return;
         }

@@ -5,7 +5,9 @@
 
 use std::time::Duration;
 
-use prewarm_store::settings::{invalid, DatabaseSettings, KafkaSettings, PoolSettings, RedisSettings, S3Settings};
+use prewarm_store::settings::{
+    invalid, DatabaseSettings, KafkaSettings, PoolSettings, RedisSettings, S3Settings,
+};
 use prewarm_store::telemetry::LogSettings;
 use serde::Deserialize;
 
@@ -77,7 +79,9 @@ pub fn load() -> Result<Settings, config::ConfigError> {
     load_from(std::env::vars())
 }
 
-pub fn load_from(vars: impl Iterator<Item = (String, String)>) -> Result<Settings, config::ConfigError> {
+pub fn load_from(
+    vars: impl Iterator<Item = (String, String)>,
+) -> Result<Settings, config::ConfigError> {
     let settings: Settings = prewarm_store::settings::load(vars)?;
     let w = &settings.worker;
     settings.pool.validate()?;

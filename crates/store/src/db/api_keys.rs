@@ -7,7 +7,11 @@ use shared_domain::ids::{ApiKeyId, CompanyId};
 use super::schema::api_keys;
 use super::StoreError;
 
-pub async fn insert(conn: &mut AsyncPgConnection, company: CompanyId, key_hash: &[u8]) -> Result<ApiKeyId, StoreError> {
+pub async fn insert(
+    conn: &mut AsyncPgConnection,
+    company: CompanyId,
+    key_hash: &[u8],
+) -> Result<ApiKeyId, StoreError> {
     let id = ApiKeyId::new();
     diesel::insert_into(api_keys::table)
         .values((
@@ -22,7 +26,10 @@ pub async fn insert(conn: &mut AsyncPgConnection, company: CompanyId, key_hash: 
 }
 
 /// The company a (hashed) key belongs to, unless unknown or revoked.
-pub async fn company_for_key(conn: &mut AsyncPgConnection, key_hash: &[u8]) -> Result<Option<CompanyId>, StoreError> {
+pub async fn company_for_key(
+    conn: &mut AsyncPgConnection,
+    key_hash: &[u8],
+) -> Result<Option<CompanyId>, StoreError> {
     let id = api_keys::table
         .filter(api_keys::key_hash.eq(key_hash))
         .filter(api_keys::revoked_at.is_null())

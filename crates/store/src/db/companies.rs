@@ -49,7 +49,10 @@ pub async fn insert(conn: &mut AsyncPgConnection, new: &NewCompany) -> Result<Co
     Ok(row.into())
 }
 
-pub async fn find(conn: &mut AsyncPgConnection, id: CompanyId) -> Result<Option<Company>, StoreError> {
+pub async fn find(
+    conn: &mut AsyncPgConnection,
+    id: CompanyId,
+) -> Result<Option<Company>, StoreError> {
     let row = companies::table
         .find(id.0)
         .select(CompanyRow::as_select())
@@ -61,7 +64,10 @@ pub async fn find(conn: &mut AsyncPgConnection, id: CompanyId) -> Result<Option<
 
 /// Does the company have room for one more design? A cheap pre-check made
 /// before copying on the cold path; the binding check is [`take_design_slot`].
-pub async fn has_design_room(conn: &mut AsyncPgConnection, id: CompanyId) -> Result<bool, StoreError> {
+pub async fn has_design_room(
+    conn: &mut AsyncPgConnection,
+    id: CompanyId,
+) -> Result<bool, StoreError> {
     let room: Option<bool> = companies::table
         .find(id.0)
         .select(companies::design_count.lt(companies::design_limit))
@@ -73,7 +79,10 @@ pub async fn has_design_room(conn: &mut AsyncPgConnection, id: CompanyId) -> Res
 
 /// Counts one more design against the plan limit, atomically: false when the
 /// company is at its limit. Call inside the transaction that inserts the design.
-pub async fn take_design_slot(conn: &mut AsyncPgConnection, id: CompanyId) -> Result<bool, diesel::result::Error> {
+pub async fn take_design_slot(
+    conn: &mut AsyncPgConnection,
+    id: CompanyId,
+) -> Result<bool, diesel::result::Error> {
     let updated = diesel::update(
         companies::table
             .find(id.0)
@@ -86,10 +95,17 @@ pub async fn take_design_slot(conn: &mut AsyncPgConnection, id: CompanyId) -> Re
 }
 
 /// Gives a slot back when a design is deleted.
-pub async fn release_design_slot(conn: &mut AsyncPgConnection, id: CompanyId) -> Result<(), diesel::result::Error> {
-    diesel::update(companies::table.find(id.0).filter(companies::design_count.gt(0)))
-        .set(companies::design_count.eq(companies::design_count - 1))
-        .execute(conn)
-        .await?;
+pub async fn release_design_slot(
+    conn: &mut AsyncPgConnection,
+    id: CompanyId,
+) -> Result<(), diesel::result::Error> {
+    diesel::update(
+        companies::table
+            .find(id.0)
+            .filter(companies::design_count.gt(0)),
+    )
+    .set(companies::design_count.eq(companies::design_count - 1))
+    .execute(conn)
+    .await?;
     Ok(())
 }

@@ -107,8 +107,14 @@ fn finish(result: Result<Design, Abort>) -> Result<CreateOutcome, StoreError> {
     }
 }
 
-async fn insert_design(conn: &mut AsyncPgConnection, row: &DesignRow) -> Result<(), diesel::result::Error> {
-    diesel::insert_into(designs::table).values(row).execute(conn).await?;
+async fn insert_design(
+    conn: &mut AsyncPgConnection,
+    row: &DesignRow,
+) -> Result<(), diesel::result::Error> {
+    diesel::insert_into(designs::table)
+        .values(row)
+        .execute(conn)
+        .await?;
     Ok(())
 }
 
@@ -175,7 +181,9 @@ pub async fn create_from_pool_item(
                 .values(&image_rows)
                 .execute(conn)
                 .await?;
-            Ok(row.clone().into_design(image_rows.into_iter().map(DesignImage::from).collect()))
+            Ok(row
+                .clone()
+                .into_design(image_rows.into_iter().map(DesignImage::from).collect()))
         })
         .await;
     finish(result)
@@ -213,7 +221,10 @@ pub async fn create_from_copies(
     finish(result)
 }
 
-async fn images_of(conn: &mut AsyncPgConnection, ids: &[Uuid]) -> Result<HashMap<Uuid, Vec<DesignImage>>, StoreError> {
+async fn images_of(
+    conn: &mut AsyncPgConnection,
+    ids: &[Uuid],
+) -> Result<HashMap<Uuid, Vec<DesignImage>>, StoreError> {
     let rows: Vec<DesignImageRow> = design_images::table
         .filter(design_images::design_id.eq_any(ids))
         .order((design_images::design_id, design_images::position))
@@ -228,7 +239,11 @@ async fn images_of(conn: &mut AsyncPgConnection, ids: &[Uuid]) -> Result<HashMap
 }
 
 /// One of `company`'s designs.
-pub async fn find(conn: &mut AsyncPgConnection, company: CompanyId, id: DesignId) -> Result<Option<Design>, StoreError> {
+pub async fn find(
+    conn: &mut AsyncPgConnection,
+    company: CompanyId,
+    id: DesignId,
+) -> Result<Option<Design>, StoreError> {
     let Some(row) = designs::table
         .find(id.0)
         .filter(designs::company_id.eq(company.0))
@@ -286,9 +301,13 @@ pub async fn delete(
                 .select(design_images::object_key)
                 .load(conn)
                 .await?;
-            let deleted = diesel::delete(designs::table.find(id.0).filter(designs::company_id.eq(company.0)))
-                .execute(conn)
-                .await?;
+            let deleted = diesel::delete(
+                designs::table
+                    .find(id.0)
+                    .filter(designs::company_id.eq(company.0)),
+            )
+            .execute(conn)
+            .await?;
             if deleted == 0 {
                 return Ok(None);
             }

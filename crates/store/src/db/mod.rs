@@ -36,13 +36,20 @@ pub struct Db {
 }
 
 impl Db {
-    pub fn connect(url: &str, max_connections: usize, acquire_timeout: Duration) -> Result<Self, StoreError> {
+    pub fn connect(
+        url: &str,
+        max_connections: usize,
+        acquire_timeout: Duration,
+    ) -> Result<Self, StoreError> {
         let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new(url);
         let pool = Pool::builder(manager)
             .max_size(max_connections)
             .build()
             .map_err(|e| StoreError::Unavailable(format!("building the Postgres pool: {e}")))?;
-        Ok(Self { pool, acquire_timeout })
+        Ok(Self {
+            pool,
+            acquire_timeout,
+        })
     }
 
     /// A pooled connection, or `Unavailable` after the acquire timeout.

@@ -68,7 +68,10 @@ struct Locked {
 
 /// Serializes refills of one template across workers and replicas, for the
 /// rest of the current transaction.
-async fn lock_template(conn: &mut AsyncPgConnection, template: TemplateId) -> Result<(), diesel::result::Error> {
+async fn lock_template(
+    conn: &mut AsyncPgConnection,
+    template: TemplateId,
+) -> Result<(), diesel::result::Error> {
     diesel::sql_query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0)) IS NULL AS locked")
         .bind::<Text, _>(format!("pool:{template}"))
         .get_result::<Locked>(conn)
@@ -76,7 +79,10 @@ async fn lock_template(conn: &mut AsyncPgConnection, template: TemplateId) -> Re
     Ok(())
 }
 
-async fn keys_of(conn: &mut AsyncPgConnection, ids: &[Uuid]) -> Result<Vec<(Uuid, String)>, diesel::result::Error> {
+async fn keys_of(
+    conn: &mut AsyncPgConnection,
+    ids: &[Uuid],
+) -> Result<Vec<(Uuid, String)>, diesel::result::Error> {
     pool_item_images::table
         .filter(pool_item_images::item_id.eq_any(ids))
         .select((pool_item_images::item_id, pool_item_images::object_key))
@@ -88,7 +94,11 @@ fn group_keys(ids: &[Uuid], keys: Vec<(Uuid, String)>) -> Vec<DiscardedItem> {
     ids.iter()
         .map(|id| DiscardedItem {
             id: PoolItemId(*id),
-            object_keys: keys.iter().filter(|(i, _)| i == id).map(|(_, k)| k.clone()).collect(),
+            object_keys: keys
+                .iter()
+                .filter(|(i, _)| i == id)
+                .map(|(_, k)| k.clone())
+                .collect(),
         })
         .collect()
 }
@@ -134,7 +144,10 @@ pub async fn reserve(
             let live_before: i64 = pool_items::table
                 .filter(pool_items::template_id.eq(template.0))
                 .filter(pool_items::template_version.eq(version))
-                .filter(pool_items::state.eq_any([PoolItemState::Copying.as_str(), PoolItemState::Ready.as_str()]))
+                .filter(pool_items::state.eq_any([
+                    PoolItemState::Copying.as_str(),
+                    PoolItemState::Ready.as_str(),
+                ]))
                 .count()
                 .get_result(conn)
                 .await?;
@@ -244,45 +257,68 @@ pub async fn mark_ready(
         .await?)
 }
 
-async fn discard_in_tx(conn: &mut AsyncPgConnection, ids: &[Uuid]) -> Result<Vec<DiscardedItem>, diesel::result::Error> {
-    let discarded: Vec<Uuid> = diesel::update(
-        pool_items::table
-            .filter(pool_items::id.eq_any(ids))
-            .filter(pool_items::state.eq_any([PoolItemState::Copying.as_str(), PoolItemState::Ready.as_str()])),
-    )
-    .set((
-        pool_items::state.eq(PoolItemState::Discarded.as_str()),
-        pool_items::finished_at.eq(super::now()),
-    ))
-    .returning(pool_items::id)
-    .get_results(conn)
-    .await?;
+async fn discard_in_tx(
+    conn: &mut AsyncPgConnection,
+    ids: &[Uuid],
+) -> Result<Vec<DiscardedItem>, diesel::result::Error> {
+    let discarded: Vec<Uuid> =
+        diesel::update(pool_items::table.filter(pool_items::id.eq_any(ids)).filter(
+            pool_items::state.eq_any([
+                PoolItemState::Copying.as_str(),
+                PoolItemState::Ready.as_str(),
+            ]),
+        ))
+        .set((
+            pool_items::state.eq(PoolItemState::Discarded.as_str()),
+            pool_items::finished_at.eq(super::now()),
+        ))
+        .returning(pool_items::id)
+        .get_results(conn)
+        .await?;
     let keys = keys_of(conn, &discarded).await?;
     Ok(group_keys(&discarded, keys))
 }
 
 /// Gives up on items (a failed copy, say); returns their keys for deletion.
-pub async fn discard(conn: &mut AsyncPgConnection, ids: &[PoolItemId]) -> Result<Vec<DiscardedItem>, StoreError> {
+pub async fn discard(
+    conn: &mut AsyncPgConnection,
+    ids: &[PoolItemId],
+) -> Result<Vec<DiscardedItem>, StoreError> {
     let ids: Vec<Uuid> = ids.iter().map(|i| i.0).collect();
     Ok(discard_in_tx(conn, &ids).await?)
 }
 
 /// Counts of `ready` and `copying` items for one template version.
-pub async fn counts(conn: &mut AsyncPgConnection, template: TemplateId, version: i32) -> Result<(i64, i64), StoreError> {
+pub async fn counts(
+    conn: &mut AsyncPgConnection,
+    template: TemplateId,
+    version: i32,
+) -> Result<(i64, i64), StoreError> {
     let rows: Vec<(String, i64)> = pool_items::table
         .filter(pool_items::template_id.eq(template.0))
         .filter(pool_items::template_version.eq(version))
-        .filter(pool_items::state.eq_any([PoolItemState::Copying.as_str(), PoolItemState::Ready.as_str()]))
+        .filter(pool_items::state.eq_any([
+            PoolItemState::Copying.as_str(),
+            PoolItemState::Ready.as_str(),
+        ]))
         .group_by(pool_items::state)
         .select((pool_items::state, diesel::dsl::count_star()))
         .load(conn)
         .await?;
-    let get = |s: PoolItemState| rows.iter().find(|(st, _)| st == s.as_str()).map_or(0, |(_, n)| *n);
+    let get = |s: PoolItemState| {
+        rows.iter()
+            .find(|(st, _)| st == s.as_str())
+            .map_or(0, |(_, n)| *n)
+    };
     Ok((get(PoolItemState::Ready), get(PoolItemState::Copying)))
 }
 
 /// Ids of the `ready` items of one template version (to rebuild the Redis index).
-pub async fn ready_ids(conn: &mut AsyncPgConnection, template: TemplateId, version: i32) -> Result<Vec<PoolItemId>, StoreError> {
+pub async fn ready_ids(
+    conn: &mut AsyncPgConnection,
+    template: TemplateId,
+    version: i32,
+) -> Result<Vec<PoolItemId>, StoreError> {
     let ids: Vec<Uuid> = pool_items::table
         .filter(pool_items::template_id.eq(template.0))
         .filter(pool_items::template_version.eq(version))
@@ -298,7 +334,10 @@ pub async fn ready_ids(conn: &mut AsyncPgConnection, template: TemplateId, versi
 pub async fn live_object_keys(conn: &mut AsyncPgConnection) -> Result<Vec<String>, StoreError> {
     Ok(pool_item_images::table
         .inner_join(pool_items::table)
-        .filter(pool_items::state.eq_any([PoolItemState::Copying.as_str(), PoolItemState::Ready.as_str()]))
+        .filter(pool_items::state.eq_any([
+            PoolItemState::Copying.as_str(),
+            PoolItemState::Ready.as_str(),
+        ]))
         .select(pool_item_images::object_key)
         .load(conn)
         .await?)
@@ -311,10 +350,14 @@ struct Total {
 }
 
 /// How many items were ever reserved for a template (copies made = this x images).
-pub async fn total_reserved(conn: &mut AsyncPgConnection, template: TemplateId) -> Result<i64, StoreError> {
-    let total: Total = diesel::sql_query("SELECT count(*) AS n FROM pool_items WHERE template_id = $1")
-        .bind::<diesel::sql_types::Uuid, _>(template.0)
-        .get_result(conn)
-        .await?;
+pub async fn total_reserved(
+    conn: &mut AsyncPgConnection,
+    template: TemplateId,
+) -> Result<i64, StoreError> {
+    let total: Total =
+        diesel::sql_query("SELECT count(*) AS n FROM pool_items WHERE template_id = $1")
+            .bind::<diesel::sql_types::Uuid, _>(template.0)
+            .get_result(conn)
+            .await?;
     Ok(total.n)
 }

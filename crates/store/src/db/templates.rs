@@ -108,7 +108,10 @@ pub async fn insert(
     };
     let rows = image_rows(id, 1, images);
     conn.transaction::<_, diesel::result::Error, _>(async |conn| {
-        diesel::insert_into(templates::table).values(&row).execute(conn).await?;
+        diesel::insert_into(templates::table)
+            .values(&row)
+            .execute(conn)
+            .await?;
         diesel::insert_into(template_images::table)
             .values(&rows)
             .execute(conn)
@@ -140,7 +143,10 @@ pub async fn find_visible_row(
 }
 
 /// The current row of a template, whoever owns it (the worker's view).
-pub async fn find_row(conn: &mut AsyncPgConnection, id: TemplateId) -> Result<Option<TemplateRow>, StoreError> {
+pub async fn find_row(
+    conn: &mut AsyncPgConnection,
+    id: TemplateId,
+) -> Result<Option<TemplateRow>, StoreError> {
     Ok(templates::table
         .find(id.0)
         .select(TemplateRow::as_select())
@@ -210,7 +216,10 @@ pub async fn list_visible(
     let mut by_template: HashMap<Uuid, Vec<TemplateImage>> = HashMap::new();
     for img in image_rows {
         if current.get(&img.template_id) == Some(&img.version) {
-            by_template.entry(img.template_id).or_default().push(img.into());
+            by_template
+                .entry(img.template_id)
+                .or_default()
+                .push(img.into());
         }
     }
     Ok(rows

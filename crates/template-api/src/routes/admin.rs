@@ -17,7 +17,10 @@ pub async fn create_company(
 ) -> Result<HttpResponse, ApiError> {
     let name = body.name.trim();
     if name.is_empty() || name.len() > 200 {
-        return Err(ApiError::new(ErrorCode::InvalidRequest, "`name` must be 1 to 200 characters"));
+        return Err(ApiError::new(
+            ErrorCode::InvalidRequest,
+            "`name` must be 1 to 200 characters",
+        ));
     }
     if !(0..=MAX_DESIGN_LIMIT).contains(&body.design_limit) {
         return Err(ApiError::new(
@@ -42,7 +45,10 @@ pub async fn create_api_key(
     let company = path.into_inner();
     let mut conn = state.db.conn().await?;
     if companies::find(&mut conn, company).await?.is_none() {
-        return Err(ApiError::new(ErrorCode::CompanyNotFound, format!("company {company} not found")));
+        return Err(ApiError::new(
+            ErrorCode::CompanyNotFound,
+            format!("company {company} not found"),
+        ));
     }
     let key = new_api_key();
     let id = api_keys::insert(&mut conn, company, &hash_token(&key)).await?;

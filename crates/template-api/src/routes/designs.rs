@@ -44,7 +44,9 @@ pub async fn get(
 ) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
     let mut conn = state.db.conn().await?;
-    let design = designs::find(&mut conn, company.0, id).await?.ok_or_else(|| not_found(id))?;
+    let design = designs::find(&mut conn, company.0, id)
+        .await?
+        .ok_or_else(|| not_found(id))?;
     Ok(HttpResponse::Ok().json(design))
 }
 
@@ -58,7 +60,9 @@ pub async fn delete(
 ) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
     let mut conn = state.db.conn().await?;
-    let keys = designs::delete(&mut conn, company.0, id).await?.ok_or_else(|| not_found(id))?;
+    let keys = designs::delete(&mut conn, company.0, id)
+        .await?
+        .ok_or_else(|| not_found(id))?;
     drop(conn);
     if let Err(e) = state.objects.delete_many(&keys).await {
         tracing::warn!(design = %id, error = %e, "design deleted but its objects were not; the GC will collect them");

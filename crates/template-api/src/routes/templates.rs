@@ -9,7 +9,8 @@ use shared_domain::ids::{CompanyId, TemplateId};
 use shared_domain::object_keys;
 use shared_domain::pool::PoolStatus;
 use shared_domain::template::{
-    NewTemplate, Template, TemplateImage, TemplateList, TemplatePatch, MAX_CATEGORY_LEN, MAX_NAME_LEN,
+    NewTemplate, Template, TemplateImage, TemplateList, TemplatePatch, MAX_CATEGORY_LEN,
+    MAX_NAME_LEN,
 };
 use shared_domain::warmup::Reason;
 
@@ -23,7 +24,10 @@ use crate::upload::{read_upload, UploadedImage};
 const UPLOAD_PARALLELISM: usize = 8;
 
 fn not_found(id: TemplateId) -> ApiError {
-    ApiError::new(ErrorCode::TemplateNotFound, format!("template {id} not found"))
+    ApiError::new(
+        ErrorCode::TemplateNotFound,
+        format!("template {id} not found"),
+    )
 }
 
 fn invalid(message: impl Into<String>) -> ApiError {
@@ -35,7 +39,9 @@ fn check_text(field: &str, value: &str, max: usize, required: bool) -> Result<()
         return Err(invalid(format!("`{field}` must not be empty")));
     }
     if value.chars().count() > max {
-        return Err(invalid(format!("`{field}` must be at most {max} characters")));
+        return Err(invalid(format!(
+            "`{field}` must be at most {max} characters"
+        )));
     }
     Ok(())
 }
@@ -90,9 +96,12 @@ pub async fn create(
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let upload = read_upload(&req, payload, &state.settings.server).await?;
-    let metadata = upload
-        .metadata
-        .ok_or_else(|| ApiError::new(ErrorCode::InvalidMultipart, "missing `metadata` part (JSON)"))?;
+    let metadata = upload.metadata.ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::InvalidMultipart,
+            "missing `metadata` part (JSON)",
+        )
+    })?;
     let new: NewTemplate = serde_json::from_slice(&metadata).map_err(|e| {
         let code = if e.is_data() {
             ErrorCode::InvalidRequest
@@ -105,7 +114,10 @@ pub async fn create(
     check_text("category", &new.category, MAX_CATEGORY_LEN, false)?;
     check_layout(&new.layout)?;
     if upload.images.is_empty() {
-        return Err(ApiError::new(ErrorCode::TemplateHasNoImages, "a template needs at least one `image` part"));
+        return Err(ApiError::new(
+            ErrorCode::TemplateHasNoImages,
+            "a template needs at least one `image` part",
+        ));
     }
 
     let id = TemplateId::new();
@@ -135,7 +147,8 @@ pub async fn list(
     page: web::Query<Page>,
 ) -> Result<HttpResponse, ApiError> {
     let mut conn = state.db.conn().await?;
-    let templates = templates::list_visible(&mut conn, company.0, page.limit(), page.offset()).await?;
+    let templates =
+        templates::list_visible(&mut conn, company.0, page.limit(), page.offset()).await?;
     Ok(HttpResponse::Ok().json(TemplateList { templates }))
 }
 
@@ -166,7 +179,10 @@ async fn apply_edit(
         .await?
         .ok_or_else(|| not_found(id))?;
     if before.owner_company_id != company.0 {
-        return Err(ApiError::new(ErrorCode::Forbidden, "only the owning company may edit a template"));
+        return Err(ApiError::new(
+            ErrorCode::Forbidden,
+            "only the owning company may edit a template",
+        ));
     }
     let updated = templates::update(&mut conn, id, company, patch, images)
         .await?
@@ -211,19 +227,36 @@ pub async fn replace_images(
         let row = templates::find_visible_row(&mut conn, id, company.0)
             .await?
             .ok_or_else(|| not_found(id))?;
-        if row.owner_company_id != company.0.0 {
-            return Err(ApiError::new(ErrorCode::Forbidden, "only the owning company may edit a template"));
+        if row.owner_company_id != company.0 .0 {
+            return Err(ApiError::new(
+                ErrorCode::Forbidden,
+                "only the owning company may edit a template",
+            ));
         }
     }
     let upload = read_upload(&req, payload, &state.settings.server).await?;
     if upload.metadata.is_some() {
-        return Err(ApiError::new(ErrorCode::InvalidMultipart, "send only `image` parts here"));
+        return Err(ApiError::new(
+            ErrorCode::InvalidMultipart,
+            "send only `image` parts here",
+        ));
     }
     if upload.images.is_empty() {
-        return Err(ApiError::new(ErrorCode::TemplateHasNoImages, "send at least one `image` part"));
+        return Err(ApiError::new(
+            ErrorCode::TemplateHasNoImages,
+            "send at least one `image` part",
+        ));
     }
     let images = store_images(&state, id, upload.images).await?;
-    match apply_edit(&state, company.0, id, &TemplatePatch::default(), Some(&images)).await {
+    match apply_edit(
+        &state,
+        company.0,
+        id,
+        &TemplatePatch::default(),
+        Some(&images),
+    )
+    .await
+    {
         Ok(template) => Ok(HttpResponse::Ok().json(template)),
         Err(e) => {
             let keys: Vec<String> = images.into_iter().map(|i| i.object_key).collect();
