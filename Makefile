@@ -14,7 +14,7 @@ demo:          ## bring everything up, start both services, run the demo client
 	scripts/demo.sh
 
 test: up       ## the whole test suite, against the real stack
-	cargo test --workspace --no-fail-fast
+	scripts/test.sh
 
 lint:          ## formatting and clippy, as CI would want them
 	cargo fmt --all -- --check

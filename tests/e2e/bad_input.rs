@@ -17,6 +17,27 @@ fn small_limits() -> Options {
     }
 }
 
+/// POSTs a raw body with the given content type.
+async fn post_raw(
+    stack: &TestStack,
+    path: &str,
+    token: &str,
+    content_type: &str,
+    body: String,
+) -> reqwest::Response {
+    stack
+        .http
+        .post(stack.url(path))
+        .bearer_auth(token)
+        .header("content-type", content_type)
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+}
+
+const JSON: &str = "application/json";
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_requests_get_stable_4xx_codes() {
     let stack = TestStack::spawn(small_limits()).await;
@@ -31,46 +52,38 @@ async fn bad_requests_get_stable_4xx_codes() {
         error_code(r).await,
     ));
 
-    let r = stack
-        .http
-        .post(stack.url("/designs"))
-        .bearer_auth(&tenant.key)
-        .header("content-type", "application/json")
-        .body("{\"template_id\": ")
-        .send()
-        .await
-        .unwrap();
+    let r = post_raw(
+        &stack,
+        "/designs",
+        &tenant.key,
+        JSON,
+        "{\"template_id\": ".into(),
+    )
+    .await;
     checks.push(("truncated JSON", 400, "malformed_json", error_code(r).await));
 
-    let r = stack
-        .http
-        .post(stack.url("/designs"))
-        .bearer_auth(&tenant.key)
-        .json(&json!({"template": "x"}))
-        .send()
-        .await
-        .unwrap();
+    let r = post_raw(
+        &stack,
+        "/designs",
+        &tenant.key,
+        JSON,
+        json!({"template": "x"}).to_string(),
+    )
+    .await;
     checks.push(("wrong field", 400, "invalid_request", error_code(r).await));
 
-    let r = stack
-        .http
-        .post(stack.url("/designs"))
-        .bearer_auth(&tenant.key)
-        .json(&json!({"template_id": "not-a-uuid"}))
-        .send()
-        .await
-        .unwrap();
+    let r = post_raw(
+        &stack,
+        "/designs",
+        &tenant.key,
+        JSON,
+        json!({"template_id": "not-a-uuid"}).to_string(),
+    )
+    .await;
     checks.push(("id not a UUID", 400, "invalid_request", error_code(r).await));
 
-    let r = stack
-        .http
-        .post(stack.url("/designs"))
-        .bearer_auth(&tenant.key)
-        .header("content-type", "application/json")
-        .body(format!("{{\"template_id\": \"{}\"}}", "x".repeat(4000)))
-        .send()
-        .await
-        .unwrap();
+    let big = json!({"template_id": "x".repeat(4000)}).to_string();
+    let r = post_raw(&stack, "/designs", &tenant.key, JSON, big).await;
     checks.push((
         "oversized JSON",
         413,
@@ -78,14 +91,14 @@ async fn bad_requests_get_stable_4xx_codes() {
         error_code(r).await,
     ));
 
-    let r = stack
-        .http
-        .post(stack.url("/designs"))
-        .bearer_auth(&tenant.key)
-        .body("template_id=1")
-        .send()
-        .await
-        .unwrap();
+    let r = post_raw(
+        &stack,
+        "/designs",
+        &tenant.key,
+        "text/plain",
+        "template_id=1".into(),
+    )
+    .await;
     checks.push((
         "not JSON",
         415,
@@ -108,14 +121,8 @@ async fn bad_requests_get_stable_4xx_codes() {
         .unwrap();
     checks.push(("unknown key", 401, "invalid_auth", error_code(r).await));
 
-    let r = stack
-        .http
-        .post(stack.url("/admin/companies"))
-        .bearer_auth(&tenant.key)
-        .json(&json!({"name": "x", "design_limit": 1}))
-        .send()
-        .await
-        .unwrap();
+    let company = json!({"name": "x", "design_limit": 1}).to_string();
+    let r = post_raw(&stack, "/admin/companies", &tenant.key, JSON, company).await;
     checks.push((
         "company key on admin route",
         401,
@@ -123,14 +130,15 @@ async fn bad_requests_get_stable_4xx_codes() {
         error_code(r).await,
     ));
 
-    let r = stack
-        .http
-        .post(stack.url("/admin/companies"))
-        .bearer_auth(&stack.admin_token)
-        .json(&json!({"name": "x", "design_limit": -5}))
-        .send()
-        .await
-        .unwrap();
+    let negative = json!({"name": "x", "design_limit": -5}).to_string();
+    let r = post_raw(
+        &stack,
+        "/admin/companies",
+        &stack.admin_token,
+        JSON,
+        negative,
+    )
+    .await;
     checks.push((
         "negative limit",
         400,
@@ -260,14 +268,14 @@ async fn bad_requests_get_stable_4xx_codes() {
         error_code(r).await,
     ));
 
-    let r = stack
-        .http
-        .post(stack.url("/templates"))
-        .bearer_auth(&tenant.key)
-        .json(&json!({"name": "x"}))
-        .send()
-        .await
-        .unwrap();
+    let r = post_raw(
+        &stack,
+        "/templates",
+        &tenant.key,
+        JSON,
+        json!({"name": "x"}).to_string(),
+    )
+    .await;
     checks.push((
         "template as JSON",
         415,

@@ -3,6 +3,7 @@
 //! fred, aws-sdk or rdkafka types.
 //!
 //! Layout:
+//! - [`connect`]: connects all of the above at a service's start.
 //! - [`db`]: Postgres (diesel-async). `db/schema.rs` tables, `migrations/` at the
 //!   crate root, one module per table; `db/pool_items.rs` is the pool ledger.
 //! - [`pool_index`]: the Redis lists of ready pool item ids (fred).
@@ -11,6 +12,7 @@
 //! - [`settings`]: the settings sections both services embed, and the layered loader.
 //! - [`telemetry`]: logging setup (text or JSON).
 
+pub mod connect;
 pub mod db;
 pub mod objects;
 pub mod pool_index;

@@ -148,3 +148,19 @@ pub fn load<T: serde::de::DeserializeOwned>(
 pub fn invalid(key: &str, why: &str) -> config::ConfigError {
     config::ConfigError::Message(format!("invalid setting `{key}`: {why}"))
 }
+
+/// The smallest valid environment for either service (tests and docs start here).
+pub fn example_env() -> Vec<(String, String)> {
+    [
+        ("PREWARM_ADMIN_TOKEN", "t"),
+        ("PREWARM_DATABASE__URL", "postgres://localhost/x"),
+        ("PREWARM_REDIS__URL", "redis://localhost"),
+        ("PREWARM_KAFKA__BROKERS", "localhost:9092"),
+        ("PREWARM_S3__BUCKET", "b"),
+        ("PREWARM_S3__ACCESS_KEY_ID", "k"),
+        ("PREWARM_S3__SECRET_ACCESS_KEY", "s"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}

@@ -6,11 +6,8 @@ use std::sync::Arc;
 
 use actix_web::dev::Server;
 use actix_web::{web, App, HttpResponse, HttpServer};
-use prewarm_store::db::{self, Db};
-use prewarm_store::objects::ObjectStore;
-use prewarm_store::pool_index::PoolIndex;
-use prewarm_store::warmup_topic::{self, WarmupPublisher};
-use secrecy::ExposeSecret;
+use prewarm_store::connect::connect;
+use prewarm_store::warmup_topic::WarmupPublisher;
 use shared_domain::error::ErrorCode;
 use tokio::sync::Semaphore;
 
@@ -60,33 +57,20 @@ impl Application {
 }
 
 pub async fn build_state(settings: Settings) -> anyhow::Result<AppState> {
-    let db_url = settings.database.url.expose_secret().to_string();
-    if settings.database.migrate {
-        db::run_migrations(&db_url).await?;
-    }
-    let db = Db::connect(
-        &db_url,
-        settings.database.max_connections,
-        settings.database.acquire_timeout(),
-    )?;
-    let index = PoolIndex::connect(
-        settings.redis.url.expose_secret(),
-        &settings.redis.key_prefix,
-        settings.redis.pool_size,
-        settings.redis.command_timeout(),
+    let clients = connect(
+        &settings.database,
+        &settings.redis,
+        &settings.s3,
+        &settings.kafka,
     )
     .await?;
-    let objects = ObjectStore::new(&settings.s3);
-    if settings.kafka.create_topic {
-        warmup_topic::ensure_topic(&settings.kafka).await?;
-    }
     let publisher = WarmupPublisher::new(&settings.kafka)?;
     let copy_limiter = Arc::new(Semaphore::new(settings.pool.cold_copy_global_limit));
     Ok(AppState {
         settings: Arc::new(settings),
-        db,
-        index,
-        objects,
+        db: clients.db,
+        index: clients.index,
+        objects: clients.objects,
         publisher,
         copy_limiter,
     })

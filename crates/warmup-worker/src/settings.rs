@@ -110,17 +110,7 @@ mod tests {
     use super::*;
 
     fn base() -> Vec<(String, String)> {
-        [
-            ("PREWARM_DATABASE__URL", "postgres://localhost/x"),
-            ("PREWARM_REDIS__URL", "redis://localhost"),
-            ("PREWARM_KAFKA__BROKERS", "localhost:9092"),
-            ("PREWARM_S3__BUCKET", "b"),
-            ("PREWARM_S3__ACCESS_KEY_ID", "k"),
-            ("PREWARM_S3__SECRET_ACCESS_KEY", "s"),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
+        prewarm_store::settings::example_env()
     }
 
     #[test]

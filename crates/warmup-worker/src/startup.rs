@@ -3,12 +3,9 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use prewarm_store::db::{self, Db};
-use prewarm_store::objects::ObjectStore;
-use prewarm_store::pool_index::PoolIndex;
+use prewarm_store::connect::connect;
 use prewarm_store::warmup_topic;
 use rdkafka::consumer::{Consumer, StreamConsumer};
-use secrecy::ExposeSecret;
 use tokio::sync::Semaphore;
 
 use crate::refill::Refiller;
@@ -22,26 +19,13 @@ pub struct Worker {
 
 impl Worker {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
-        let db_url = settings.database.url.expose_secret().to_string();
-        if settings.database.migrate {
-            db::run_migrations(&db_url).await?;
-        }
-        let db = Db::connect(
-            &db_url,
-            settings.database.max_connections,
-            settings.database.acquire_timeout(),
-        )?;
-        let index = PoolIndex::connect(
-            settings.redis.url.expose_secret(),
-            &settings.redis.key_prefix,
-            settings.redis.pool_size,
-            settings.redis.command_timeout(),
+        let clients = connect(
+            &settings.database,
+            &settings.redis,
+            &settings.s3,
+            &settings.kafka,
         )
         .await?;
-        let objects = ObjectStore::new(&settings.s3);
-        if settings.kafka.create_topic {
-            warmup_topic::ensure_topic(&settings.kafka).await?;
-        }
         let consumer: StreamConsumer = warmup_topic::base_config(&settings.kafka)
             .set("group.id", &settings.worker.group_id)
             .set("enable.auto.commit", "true")
@@ -53,9 +37,9 @@ impl Worker {
             .create()?;
         consumer.subscribe(&[settings.kafka.topic.as_str()])?;
         let refiller = Refiller {
-            db,
-            index,
-            objects,
+            db: clients.db,
+            index: clients.index,
+            objects: clients.objects,
             copy_limiter: Arc::new(Semaphore::new(settings.worker.copy_concurrency)),
             target: settings.pool.target,
             lease: settings.pool.lease(),

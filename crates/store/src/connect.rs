@@ -1,0 +1,44 @@
+//! Connecting the dependencies both services share, in one place.
+
+use secrecy::ExposeSecret;
+
+use crate::db::{self, Db};
+use crate::objects::ObjectStore;
+use crate::pool_index::PoolIndex;
+use crate::settings::{DatabaseSettings, KafkaSettings, RedisSettings, S3Settings};
+use crate::warmup_topic;
+
+/// Handles to Postgres, the Redis pool index and S3.
+#[derive(Clone)]
+pub struct Clients {
+    pub db: Db,
+    pub index: PoolIndex,
+    pub objects: ObjectStore,
+}
+
+/// Migrates (when enabled), connects Postgres, Redis and S3, and creates the
+/// Kafka topic when `kafka.create_topic` is set.
+pub async fn connect(
+    database: &DatabaseSettings,
+    redis: &RedisSettings,
+    s3: &S3Settings,
+    kafka: &KafkaSettings,
+) -> anyhow::Result<Clients> {
+    let db_url = database.url.expose_secret();
+    if database.migrate {
+        db::run_migrations(db_url).await?;
+    }
+    let db = Db::connect(db_url, database.max_connections, database.acquire_timeout())?;
+    let index = PoolIndex::connect(
+        redis.url.expose_secret(),
+        &redis.key_prefix,
+        redis.pool_size,
+        redis.command_timeout(),
+    )
+    .await?;
+    let objects = ObjectStore::new(s3);
+    if kafka.create_topic {
+        warmup_topic::ensure_topic(kafka).await?;
+    }
+    Ok(Clients { db, index, objects })
+}
