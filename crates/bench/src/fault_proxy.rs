@@ -1,0 +1,155 @@
+//! A fault-injecting HTTP proxy: every request waits `delay` (plus up to
+//! `jitter`), then is answered with an S3-style 503 with probability
+//! `error_rate`, stalled past any client timeout with probability
+//! `stall_rate`, or forwarded to the upstream. Faults can be changed while it
+//! runs (the benchmark turns latency on after filling pools).
+//!
+//! `tc netem` has no kernel support on the machines this runs on, so latency
+//! is injected here, per request, at the HTTP layer.
+
+use std::net::TcpListener;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use actix_web::dev::ServerHandle;
+use actix_web::http::StatusCode;
+use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use bytes::Bytes;
+use rand::Rng;
+
+#[derive(Debug, Clone, Default)]
+pub struct Faults {
+    pub delay: Duration,
+    pub jitter: Duration,
+    /// Share of requests answered 503 SlowDown without reaching the upstream.
+    pub error_rate: f64,
+    /// Share of requests held for `stall` before being dropped with a 504.
+    pub stall_rate: f64,
+    pub stall: Duration,
+}
+
+/// A running proxy; dropping the handle does not stop it, `stop` does.
+pub struct FaultProxy {
+    pub port: u16,
+    pub faults: Arc<RwLock<Faults>>,
+    handle: ServerHandle,
+    /// Requests seen, for reports.
+    pub requests: Arc<std::sync::atomic::AtomicU64>,
+}
+
+struct State {
+    upstream: String,
+    client: reqwest::Client,
+    faults: Arc<RwLock<Faults>>,
+    requests: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl FaultProxy {
+    /// Starts on `127.0.0.1:port` (0 = any free port) in front of `upstream`
+    /// (e.g. `http://127.0.0.1:9000`).
+    pub fn start(port: u16, upstream: &str, faults: Faults) -> std::io::Result<FaultProxy> {
+        let listener = TcpListener::bind(("127.0.0.1", port))?;
+        let port = listener.local_addr()?.port();
+        let faults = Arc::new(RwLock::new(faults));
+        let requests = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let state = web::Data::new(State {
+            upstream: upstream.trim_end_matches('/').to_string(),
+            client: reqwest::Client::builder()
+                .pool_max_idle_per_host(512)
+                .build()
+                .map_err(std::io::Error::other)?,
+            faults: faults.clone(),
+            requests: requests.clone(),
+        });
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(state.clone())
+                .app_data(web::PayloadConfig::new(256 * 1024 * 1024))
+                .default_service(web::to(forward))
+        })
+        .workers(2)
+        .max_connections(4096)
+        .backlog(4096)
+        .listen(listener)?
+        .run();
+        let handle = server.handle();
+        tokio::spawn(server);
+        Ok(FaultProxy {
+            port,
+            faults,
+            handle,
+            requests,
+        })
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn set(&self, faults: Faults) {
+        if let Ok(mut f) = self.faults.write() {
+            *f = faults;
+        }
+    }
+
+    pub async fn stop(&self) {
+        self.handle.stop(false).await;
+    }
+}
+
+async fn forward(req: HttpRequest, body: Bytes, state: web::Data<State>) -> HttpResponse {
+    state.requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let faults = state.faults.read().map(|f| f.clone()).unwrap_or_default();
+    let (delay, fail, stall) = {
+        let mut rng = rand::rng();
+        let jitter = if faults.jitter.is_zero() {
+            Duration::ZERO
+        } else {
+            faults.jitter.mul_f64(rng.random::<f64>())
+        };
+        (
+            faults.delay + jitter,
+            rng.random::<f64>() < faults.error_rate,
+            rng.random::<f64>() < faults.stall_rate,
+        )
+    };
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
+    if stall {
+        tokio::time::sleep(faults.stall).await;
+        return HttpResponse::GatewayTimeout().finish();
+    }
+    if fail {
+        return HttpResponse::ServiceUnavailable()
+            .content_type("application/xml")
+            .body("<Error><Code>SlowDown</Code><Message>injected fault</Message></Error>");
+    }
+    let path = req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    let method = reqwest::Method::from_bytes(req.method().as_str().as_bytes()).unwrap_or(reqwest::Method::GET);
+    let mut upstream = state.client.request(method, format!("{}{}", state.upstream, path));
+    for (name, value) in req.headers() {
+        // The client recomputes these for the upstream connection.
+        if matches!(name.as_str(), "connection" | "content-length" | "transfer-encoding") {
+            continue;
+        }
+        upstream = upstream.header(name.as_str(), value.as_bytes());
+    }
+    match upstream.body(body).send().await {
+        Ok(resp) => {
+            let status = StatusCode::from_u16(resp.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+            let mut out = HttpResponse::build(status);
+            for (name, value) in resp.headers() {
+                if matches!(name.as_str(), "connection" | "content-length" | "transfer-encoding") {
+                    continue;
+                }
+                out.insert_header((name.as_str(), value.as_bytes()));
+            }
+            match resp.bytes().await {
+                Ok(bytes) => out.body(bytes),
+                Err(e) => HttpResponse::BadGateway().body(e.to_string()),
+            }
+        }
+        Err(e) => HttpResponse::BadGateway().body(e.to_string()),
+    }
+}

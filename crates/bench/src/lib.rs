@@ -1,0 +1,19 @@
+//! The benchmark harness behind `make bench`.
+//!
+//! Layout:
+//! - [`fault_proxy`]: an HTTP proxy that injects latency, errors and stalls
+//!   between the services and S3 (also usable as the `fault-proxy` binary).
+//! - [`load`]: closed-loop (N clients) and open-loop (constant rate, latency
+//!   measured from the intended send time, so no coordinated omission)
+//!   generators recording into HdrHistograms.
+//! - [`floor`]: the physical floor -- the same Redis pop and Postgres
+//!   transaction as the warm path, issued with no HTTP and no framework.
+//! - [`services`]: starts the release binaries and reads their peak memory.
+//! - [`report`]: markdown tables and the latency plot.
+//! - `src/bin/prewarm-bench.rs`: the scenarios, in order.
+
+pub mod fault_proxy;
+pub mod floor;
+pub mod load;
+pub mod report;
+pub mod services;
