@@ -1,5 +1,5 @@
 # Prewarm: the commands a developer and CI use.
-.PHONY: up down status demo test lint fmt build
+.PHONY: up down status demo test lint fmt build bench bench-quick bench-build
 
 up:            ## install what is missing and start postgres, redis, tansu (Kafka), moto (S3)
 	scripts/stack.sh up
@@ -25,3 +25,14 @@ fmt:
 
 build:
 	cargo build --workspace --release
+
+bench-build:
+	cargo build --release -p template-api -p warmup-worker -p prewarm-bench
+
+bench: bench-build  ## all scenarios; writes docs/benchmarks.md and docs/bench-latency.png
+	scripts/stack.sh bench
+	target/release/prewarm-bench
+
+bench-quick: bench-build  ## the same scenarios, shorter (under 3 minutes once built); writes .run/
+	scripts/stack.sh bench
+	target/release/prewarm-bench --quick --out .run/benchmarks-quick.md --plot .run/bench-latency-quick.png

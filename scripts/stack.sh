@@ -5,6 +5,7 @@
 #   scripts/stack.sh up      install what is missing, start what is down, wait until each answers
 #   scripts/stack.sh down    stop what this script started (tansu, moto)
 #   scripts/stack.sh status  one line per service
+#   scripts/stack.sh bench   also start s3s-fs, the fast S3 server the benchmarks use
 #
 # Idempotent: running `up` twice starts nothing twice. Slow installs are cached
 # under $PREWARM_CACHE (default ~/.cache/prewarm) and reused.
@@ -113,6 +114,28 @@ start_moto() {
   curl -sf -X PUT "http://127.0.0.1:$S3_PORT/$BUCKET" >/dev/null || true
 }
 
+S3S_PORT="${PREWARM_BENCH_S3_PORT:-9010}"
+S3S_VERSION="0.14.1"
+
+start_s3s() {
+  if [[ ! -x "$TOOLS/bin/s3s-fs" ]]; then
+    log "building s3s-fs $S3S_VERSION (a few minutes on 2 cores; cached in $TOOLS)"
+    cargo install s3s-fs --version "$S3S_VERSION" --locked --features binary --root "$TOOLS" >"$CACHE/s3s-build.log" 2>&1 \
+      || { tail -30 "$CACHE/s3s-build.log" >&2; return 1; }
+  fi
+  if ! port_open "$S3S_PORT"; then
+    # Benchmark data is disposable: start from an empty directory.
+    rm -rf "$RUN/s3s-data" && mkdir -p "$RUN/s3s-data"
+    log "starting s3s-fs (S3) on 127.0.0.1:$S3S_PORT"
+    nohup "$TOOLS/bin/s3s-fs" --host 127.0.0.1 --port "$S3S_PORT" \
+      --access-key prewarm --secret-key prewarm-secret "$RUN/s3s-data" >"$RUN/s3s.log" 2>&1 &
+    echo $! >"$RUN/s3s.pid"
+    wait_for s3s-fs 30 port_open "$S3S_PORT"
+  else
+    log "s3s-fs is up"
+  fi
+}
+
 stop_pidfile() {
   local f="$RUN/$1.pid"
   if [[ -f "$f" ]]; then
@@ -130,7 +153,14 @@ case "${1:-up}" in
     start_tansu
     log "stack ready: postgres :$PG_PORT, redis :$REDIS_PORT, kafka :$KAFKA_PORT, s3 :$S3_PORT (bucket $BUCKET)"
     ;;
+  bench)
+    start_postgres
+    start_redis
+    start_tansu
+    start_s3s
+    ;;
   down)
+    stop_pidfile s3s
     stop_pidfile tansu
     stop_pidfile moto
     log "postgres and redis are the machine's own services; left running"
@@ -141,5 +171,5 @@ case "${1:-up}" in
     port_open "$KAFKA_PORT" && echo "kafka up" || echo "kafka down"
     port_open "$S3_PORT" && echo "s3 up" || echo "s3 down"
     ;;
-  *) echo "usage: $0 up|down|status" >&2; exit 2 ;;
+  *) echo "usage: $0 up|down|status|bench" >&2; exit 2 ;;
 esac

@@ -98,7 +98,9 @@ impl FaultProxy {
 }
 
 async fn forward(req: HttpRequest, body: Bytes, state: web::Data<State>) -> HttpResponse {
-    state.requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    state
+        .requests
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let faults = state.faults.read().map(|f| f.clone()).unwrap_or_default();
     let (delay, fail, stall) = {
         let mut rng = rand::rng();
@@ -125,22 +127,36 @@ async fn forward(req: HttpRequest, body: Bytes, state: web::Data<State>) -> Http
             .content_type("application/xml")
             .body("<Error><Code>SlowDown</Code><Message>injected fault</Message></Error>");
     }
-    let path = req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/");
-    let method = reqwest::Method::from_bytes(req.method().as_str().as_bytes()).unwrap_or(reqwest::Method::GET);
-    let mut upstream = state.client.request(method, format!("{}{}", state.upstream, path));
+    let path = req
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/");
+    let method = reqwest::Method::from_bytes(req.method().as_str().as_bytes())
+        .unwrap_or(reqwest::Method::GET);
+    let mut upstream = state
+        .client
+        .request(method, format!("{}{}", state.upstream, path));
     for (name, value) in req.headers() {
         // The client recomputes these for the upstream connection.
-        if matches!(name.as_str(), "connection" | "content-length" | "transfer-encoding") {
+        if matches!(
+            name.as_str(),
+            "connection" | "content-length" | "transfer-encoding"
+        ) {
             continue;
         }
         upstream = upstream.header(name.as_str(), value.as_bytes());
     }
     match upstream.body(body).send().await {
         Ok(resp) => {
-            let status = StatusCode::from_u16(resp.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+            let status =
+                StatusCode::from_u16(resp.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
             let mut out = HttpResponse::build(status);
             for (name, value) in resp.headers() {
-                if matches!(name.as_str(), "connection" | "content-length" | "transfer-encoding") {
+                if matches!(
+                    name.as_str(),
+                    "connection" | "content-length" | "transfer-encoding"
+                ) {
                     continue;
                 }
                 out.insert_header((name.as_str(), value.as_bytes()));

@@ -35,10 +35,16 @@ impl Floor {
 
     pub async fn one(&self) -> Outcome {
         match self.run().await {
-            Ok(()) => Outcome { ok: true, warm: true },
+            Ok(()) => Outcome {
+                ok: true,
+                warm: true,
+            },
             Err(e) => {
                 eprintln!("floor op failed: {e}");
-                Outcome { ok: false, warm: false }
+                Outcome {
+                    ok: false,
+                    warm: false,
+                }
             }
         }
     }
@@ -70,7 +76,10 @@ impl Floor {
                 ))
                 .execute(conn)
                 .await?;
-            diesel::insert_into(design_images::table).values(&rows).execute(conn).await?;
+            diesel::insert_into(design_images::table)
+                .values(&rows)
+                .execute(conn)
+                .await?;
             Ok(())
         })
         .await?;

@@ -17,7 +17,12 @@ pub fn release_binary(root: &Path, binary: &str) -> PathBuf {
 }
 
 impl Service {
-    pub fn spawn(name: &str, binary: &Path, env: &[(String, String)], log: &Path) -> anyhow::Result<Service> {
+    pub fn spawn(
+        name: &str,
+        binary: &Path,
+        env: &[(String, String)],
+        log: &Path,
+    ) -> anyhow::Result<Service> {
         let log_file = std::fs::File::create(log)?;
         let child = Command::new(binary)
             .env_clear()
@@ -49,8 +54,15 @@ impl Service {
     pub async fn stop(mut self) -> Option<f64> {
         let peak = self.peak_mib();
         if let Some(pid) = self.pid() {
-            let _ = Command::new("kill").arg("-TERM").arg(pid.to_string()).status().await;
-            if tokio::time::timeout(Duration::from_secs(30), self.child.wait()).await.is_err() {
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(pid.to_string())
+                .status()
+                .await;
+            if tokio::time::timeout(Duration::from_secs(30), self.child.wait())
+                .await
+                .is_err()
+            {
                 let _ = self.child.kill().await;
             }
         }

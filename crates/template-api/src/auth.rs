@@ -1,8 +1,11 @@
 //! Bearer-token authentication. Companies present an API key (stored hashed);
 //! the admin presents the configured admin token.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::RwLock;
+use std::time::{Duration, Instant};
 
 use actix_web::{dev::Payload, web, FromRequest, HttpRequest};
 use prewarm_store::db::api_keys;
@@ -13,6 +16,44 @@ use shared_domain::ids::CompanyId;
 
 use crate::error::ApiError;
 use crate::state::AppState;
+
+/// API keys recently seen valid, so the hot path skips a database round trip.
+/// Only positive answers are kept, for `ttl`: a revoked key stops working
+/// within `ttl` (setting `server.auth_cache_ttl_secs`, 0 disables the cache).
+pub struct AuthCache {
+    ttl: Duration,
+    entries: RwLock<HashMap<Vec<u8>, (CompanyId, Instant)>>,
+}
+
+/// Beyond this many keys the cache starts over (bounded memory under key spraying).
+const AUTH_CACHE_MAX: usize = 100_000;
+
+impl AuthCache {
+    pub fn new(ttl: Duration) -> Self {
+        Self {
+            ttl,
+            entries: RwLock::new(HashMap::new()),
+        }
+    }
+
+    fn get(&self, hash: &[u8]) -> Option<CompanyId> {
+        let entries = self.entries.read().ok()?;
+        let (company, at) = entries.get(hash)?;
+        (at.elapsed() < self.ttl).then_some(*company)
+    }
+
+    fn put(&self, hash: Vec<u8>, company: CompanyId) {
+        if self.ttl.is_zero() {
+            return;
+        }
+        if let Ok(mut entries) = self.entries.write() {
+            if entries.len() >= AUTH_CACHE_MAX {
+                entries.clear();
+            }
+            entries.insert(hash, (company, Instant::now()));
+        }
+    }
+}
 
 /// The authenticated company of a request.
 #[derive(Debug, Clone, Copy)]
@@ -74,11 +115,17 @@ impl FromRequest for AuthCompany {
         Box::pin(async move {
             let hash = hash_token(&token?);
             let state = state?;
+            if let Some(company) = state.auth_cache.get(&hash) {
+                return Ok(AuthCompany(company));
+            }
             let mut conn = state.db.conn().await?;
-            api_keys::company_for_key(&mut conn, &hash)
+            let company = api_keys::company_for_key(&mut conn, &hash)
                 .await?
-                .map(AuthCompany)
-                .ok_or_else(|| ApiError::new(ErrorCode::InvalidAuth, "unknown or revoked API key"))
+                .ok_or_else(|| {
+                    ApiError::new(ErrorCode::InvalidAuth, "unknown or revoked API key")
+                })?;
+            state.auth_cache.put(hash, company);
+            Ok(AuthCompany(company))
         })
     }
 }

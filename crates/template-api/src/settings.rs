@@ -50,6 +50,9 @@ pub struct ServerSettings {
     pub workers: usize,
     /// Seconds in-flight requests get to finish on SIGTERM.
     pub shutdown_timeout_secs: u64,
+    /// How long a valid API key is remembered in-process (0 = ask Postgres
+    /// every time). A revoked key keeps working at most this long.
+    pub auth_cache_ttl_secs: u64,
 }
 
 impl Default for ServerSettings {
@@ -62,6 +65,7 @@ impl Default for ServerSettings {
             max_upload_bytes: 100 * 1024 * 1024,
             workers: 0,
             shutdown_timeout_secs: 30,
+            auth_cache_ttl_secs: 30,
         }
     }
 }

@@ -3,6 +3,7 @@
 
 use std::net::TcpListener;
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix_web::dev::Server;
 use actix_web::{web, App, HttpResponse, HttpServer};
@@ -11,6 +12,7 @@ use prewarm_store::warmup_topic::WarmupPublisher;
 use shared_domain::error::ErrorCode;
 use tokio::sync::Semaphore;
 
+use crate::auth::AuthCache;
 use crate::error::{json_error, path_error, query_error, ApiError};
 use crate::routes::{admin, designs, health, templates};
 use crate::settings::Settings;
@@ -67,12 +69,15 @@ pub async fn build_state(settings: Settings) -> anyhow::Result<AppState> {
     let publisher = WarmupPublisher::new(&settings.kafka)?;
     let copy_limiter = Arc::new(Semaphore::new(settings.pool.cold_copy_global_limit));
     Ok(AppState {
-        settings: Arc::new(settings),
         db: clients.db,
         index: clients.index,
         objects: clients.objects,
         publisher,
         copy_limiter,
+        auth_cache: Arc::new(AuthCache::new(Duration::from_secs(
+            settings.server.auth_cache_ttl_secs,
+        ))),
+        settings: Arc::new(settings),
     })
 }
 

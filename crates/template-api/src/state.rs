@@ -22,6 +22,7 @@ pub struct AppState {
     /// Caps CopyObject calls made by cold-path requests of this process, so a
     /// burst of misses cannot open thousands of S3 connections.
     pub copy_limiter: Arc<Semaphore>,
+    pub auth_cache: Arc<crate::auth::AuthCache>,
 }
 
 impl AppState {

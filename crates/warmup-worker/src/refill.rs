@@ -12,7 +12,7 @@ use prewarm_store::db::pool_items::{self, DiscardedItem, ReservedItem};
 use prewarm_store::db::{Db, StoreError};
 use prewarm_store::objects::ObjectStore;
 use prewarm_store::pool_index::PoolIndex;
-use shared_domain::ids::{PoolItemId, TemplateId};
+use shared_domain::ids::TemplateId;
 use tokio::sync::Semaphore;
 
 /// What a refill did.
@@ -77,52 +77,76 @@ impl Refiller {
             }
         }
 
-        // Items copy side by side; the process-wide limiter bounds the total.
-        let results =
-            futures::future::join_all(reservation.reserved.iter().map(|item| self.copy_item(item)))
-                .await;
-        let copied: Vec<(PoolItemId, Result<(), String>)> = reservation
-            .reserved
-            .iter()
-            .map(|i| i.id)
-            .zip(results)
-            .collect();
-        let ok: Vec<PoolItemId> = copied
-            .iter()
-            .filter(|(_, r)| r.is_ok())
-            .map(|(id, _)| *id)
-            .collect();
-        let failed: Vec<PoolItemId> = copied
-            .iter()
-            .filter(|(_, r)| r.is_err())
-            .map(|(id, _)| *id)
-            .collect();
-
-        let mut conn = self.db.conn().await?;
-        let (ready, superseded) = pool_items::mark_ready(&mut conn, template, version, &ok).await?;
-        let given_up = pool_items::discard(&mut conn, &failed).await?;
-        drop(conn);
-        self.delete_items(&superseded).await;
-        self.delete_items(&given_up).await;
-        if let Err(e) = self.index.push(template, version, &ready).await {
-            // The items are ready in the ledger; the reconciler re-indexes them.
-            tracing::warn!(%template, error = %e, "could not index ready items");
+        // Items copy side by side (the process-wide limiter bounds the total);
+        // each becomes ready and servable as soon as its own copies landed.
+        let results = futures::future::join_all(
+            reservation
+                .reserved
+                .iter()
+                .map(|item| self.finish_item(template, version, item)),
+        )
+        .await;
+        let mut ready = 0;
+        let mut failed = 0;
+        let mut first_error = None;
+        for result in results {
+            match result {
+                Ok(true) => ready += 1,
+                Ok(false) => failed += 1,
+                Err(e) => {
+                    failed += 1;
+                    first_error.get_or_insert(e);
+                }
+            }
         }
-        let outcome = Outcome::Refilled {
-            version,
-            live_before: reservation.live_before,
-            ready: ready.len(),
-            failed: failed.len() + superseded.len(),
-            stale: reservation.stale.len(),
-        };
-        if let Some((_, Err(first))) = copied.iter().find(|(_, r)| r.is_err()) {
+        if let Some(first) = first_error {
             return Err(RefillError::Copies {
-                failed: failed.len(),
+                failed,
                 reserved: reservation.reserved.len(),
-                first: first.clone(),
+                first,
             });
         }
-        Ok(outcome)
+        Ok(Outcome::Refilled {
+            version,
+            live_before: reservation.live_before,
+            ready,
+            failed,
+            stale: reservation.stale.len(),
+        })
+    }
+
+    /// Copies one reserved item, then marks it ready and indexes it.
+    /// `Ok(true)`: ready; `Ok(false)`: superseded by a newer version (discarded);
+    /// `Err`: a copy failed (discarded, its copies deleted).
+    async fn finish_item(
+        &self,
+        template: TemplateId,
+        version: i32,
+        item: &ReservedItem,
+    ) -> Result<bool, String> {
+        let copied = self.copy_item(item).await;
+        let mut conn = self.db.conn().await.map_err(|e| e.to_string())?;
+        if let Err(e) = copied {
+            let given_up = pool_items::discard(&mut conn, &[item.id])
+                .await
+                .map_err(|e| e.to_string())?;
+            drop(conn);
+            self.delete_items(&given_up).await;
+            return Err(e);
+        }
+        let (ready, superseded) = pool_items::mark_ready(&mut conn, template, version, &[item.id])
+            .await
+            .map_err(|e| e.to_string())?;
+        drop(conn);
+        self.delete_items(&superseded).await;
+        if ready.is_empty() {
+            return Ok(false);
+        }
+        if let Err(e) = self.index.push(template, version, &ready).await {
+            // The item is ready in the ledger; the reconciler re-indexes it.
+            tracing::warn!(%template, error = %e, "could not index a ready item");
+        }
+        Ok(true)
     }
 
     /// Copies one item's objects; on a partial failure deletes what landed.

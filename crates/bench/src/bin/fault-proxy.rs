@@ -10,11 +10,15 @@ use prewarm_bench::fault_proxy::{FaultProxy, Faults};
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
-    let upstream = args.next().ok_or_else(|| anyhow::anyhow!("usage: fault-proxy UPSTREAM [--port P] [--delay-ms D] ..."))?;
+    let upstream = args.next().ok_or_else(|| {
+        anyhow::anyhow!("usage: fault-proxy UPSTREAM [--port P] [--delay-ms D] ...")
+    })?;
     let mut port = 9100u16;
     let mut faults = Faults::default();
     while let Some(flag) = args.next() {
-        let value = args.next().ok_or_else(|| anyhow::anyhow!("{flag} needs a value"))?;
+        let value = args
+            .next()
+            .ok_or_else(|| anyhow::anyhow!("{flag} needs a value"))?;
         match flag.as_str() {
             "--port" => port = value.parse()?,
             "--delay-ms" => faults.delay = Duration::from_millis(value.parse()?),
@@ -26,7 +30,10 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     let proxy = FaultProxy::start(port, &upstream, faults.clone())?;
-    println!("fault-proxy on {} -> {upstream} with {faults:?}", proxy.url());
+    println!(
+        "fault-proxy on {} -> {upstream} with {faults:?}",
+        proxy.url()
+    );
     tokio::signal::ctrl_c().await?;
     proxy.stop().await;
     Ok(())

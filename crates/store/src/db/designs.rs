@@ -9,10 +9,9 @@ use diesel::prelude::*;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use shared_domain::design::{Design, DesignImage, ServedFrom};
 use shared_domain::ids::{CompanyId, DesignId, PoolItemId, TemplateId};
-use shared_domain::pool::PoolItemState;
 use uuid::Uuid;
 
-use super::schema::{design_images, designs, pool_item_images, pool_items};
+use super::schema::{design_images, designs};
 use super::{companies, StoreError};
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
@@ -131,59 +130,85 @@ fn spec_row(spec: &DesignSpec, served_from: ServedFrom, item: Option<PoolItemId>
     }
 }
 
+/// The claim statement: claim the item (only if `ready` for this template
+/// version), take a plan slot (only if the claim succeeded), insert the design
+/// and move the item's objects to it -- one round trip. The caller's
+/// transaction commits it only when both the claim and the slot succeeded.
+const CLAIM_SQL: &str = "
+WITH claimed AS (
+    UPDATE pool_items SET state = 'used', finished_at = $7
+    WHERE id = $1 AND state = 'ready' AND template_id = $2 AND template_version = $3
+    RETURNING id),
+slot AS (
+    UPDATE companies SET design_count = design_count + 1
+    WHERE id = $4 AND design_count < design_limit AND EXISTS (SELECT 1 FROM claimed)
+    RETURNING id),
+design AS (
+    INSERT INTO designs (id, company_id, template_id, template_version, layout, served_from, pool_item_id, created_at)
+    SELECT $5, $4, $2, $3, $6, 'pool', $1, $7 FROM slot
+    RETURNING id),
+images AS (
+    INSERT INTO design_images (design_id, position, object_key)
+    SELECT design.id, i.position, i.object_key FROM pool_item_images i, design WHERE i.item_id = $1
+    RETURNING position, object_key)
+SELECT (SELECT count(*) FROM claimed) AS claimed,
+       (SELECT count(*) FROM slot) AS slot,
+       images.position, images.object_key
+FROM (SELECT 1) AS one LEFT JOIN images ON true
+ORDER BY images.position";
+
+#[derive(QueryableByName)]
+struct ClaimRow {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    claimed: i64,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    slot: i64,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Integer>)]
+    position: Option<i32>,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+    object_key: Option<String>,
+}
+
 /// The warm path's transaction: claim pool item `item` (it must be `ready` and
 /// of `spec.template_version`), take a plan slot, and move the item's objects
-/// to the new design. Either all of it commits or none.
+/// to the new design. Either all of it commits or none. Three round trips:
+/// BEGIN, the claim statement, COMMIT (or ROLLBACK).
 pub async fn create_from_pool_item(
     conn: &mut AsyncPgConnection,
     spec: &DesignSpec,
     item: PoolItemId,
 ) -> Result<CreateOutcome, StoreError> {
+    use diesel::sql_types::{Jsonb, Timestamptz, Uuid as SqlUuid};
     let row = spec_row(spec, ServedFrom::Pool, Some(item));
     let result = conn
         .transaction::<_, Abort, _>(async |conn| {
-            let now = super::now();
-            let claimed = diesel::update(
-                pool_items::table
-                    .find(item.0)
-                    .filter(pool_items::state.eq(PoolItemState::Ready.as_str()))
-                    .filter(pool_items::template_id.eq(spec.template.0))
-                    .filter(pool_items::template_version.eq(spec.template_version)),
-            )
-            .set((
-                pool_items::state.eq(PoolItemState::Used.as_str()),
-                pool_items::finished_at.eq(now),
-            ))
-            .execute(conn)
-            .await?;
+            let rows: Vec<ClaimRow> = diesel::sql_query(CLAIM_SQL)
+                .bind::<SqlUuid, _>(item.0)
+                .bind::<SqlUuid, _>(spec.template.0)
+                .bind::<diesel::sql_types::Integer, _>(spec.template_version)
+                .bind::<SqlUuid, _>(spec.company.0)
+                .bind::<SqlUuid, _>(row.id)
+                .bind::<Jsonb, _>(&row.layout)
+                .bind::<Timestamptz, _>(row.created_at)
+                .load(conn)
+                .await?;
+            let (claimed, slot) = rows.as_slice().first().map_or((0, 0), |r| (r.claimed, r.slot));
             if claimed != 1 {
                 return Err(Abort::Item);
             }
-            if !companies::take_design_slot(conn, spec.company).await? {
+            if slot != 1 {
                 return Err(Abort::Limit);
             }
-            insert_design(conn, &row).await?;
-            let images: Vec<(i32, String)> = pool_item_images::table
-                .filter(pool_item_images::item_id.eq(item.0))
-                .order(pool_item_images::position.asc())
-                .select((pool_item_images::position, pool_item_images::object_key))
-                .load(conn)
-                .await?;
-            let image_rows: Vec<DesignImageRow> = images
+            let images: Vec<DesignImage> = rows
                 .into_iter()
-                .map(|(position, object_key)| DesignImageRow {
-                    design_id: row.id,
-                    position,
-                    object_key,
+                .filter_map(|r| {
+                    Some(DesignImage {
+                        position: r.position?,
+                        object_key: r.object_key?,
+                    })
                 })
                 .collect();
-            diesel::insert_into(design_images::table)
-                .values(&image_rows)
-                .execute(conn)
-                .await?;
-            Ok(row
-                .clone()
-                .into_design(image_rows.into_iter().map(DesignImage::from).collect()))
+            Ok(row.clone().into_design(images))
         })
         .await;
     finish(result)

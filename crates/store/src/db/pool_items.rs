@@ -24,6 +24,9 @@ use uuid::Uuid;
 use super::schema::{pool_item_images, pool_items, template_images, templates};
 use super::StoreError;
 
+/// Rows per INSERT statement (x at most 6 columns, well under Postgres' bind limit).
+const INSERT_CHUNK: usize = 5_000;
+
 /// One object to copy for a reserved item.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PlannedCopy {
@@ -191,13 +194,16 @@ pub async fn reserve(
                     }
                     reserved.push(ReservedItem { id, copies });
                 }
-                diesel::insert_into(pool_items::table)
-                    .values(&item_rows)
-                    .execute(conn)
-                    .await?;
-                if !image_rows.is_empty() {
+                // Chunked: Postgres takes at most 65,535 bind parameters a statement.
+                for chunk in item_rows.chunks(INSERT_CHUNK) {
+                    diesel::insert_into(pool_items::table)
+                        .values(chunk)
+                        .execute(conn)
+                        .await?;
+                }
+                for chunk in image_rows.chunks(INSERT_CHUNK) {
                     diesel::insert_into(pool_item_images::table)
-                        .values(&image_rows)
+                        .values(chunk)
                         .execute(conn)
                         .await?;
                 }
