@@ -69,3 +69,56 @@ impl Service {
         peak
     }
 }
+
+/// CPU seconds used so far by every process on the machine, summed by
+/// command name (`postgres`, `template-api`, `tansu`, ...), from `/proc/*/stat`.
+pub fn cpu_by_command() -> std::collections::BTreeMap<String, f64> {
+    // USER_HZ is 100 on Linux for /proc accounting.
+    const TICKS: f64 = 100.0;
+    let mut out = std::collections::BTreeMap::new();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for entry in dir.flatten() {
+        let name = entry.file_name();
+        if !name.to_string_lossy().bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // `pid (comm) state ppid ...`: comm may hold spaces, so split at the last ')'.
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        let comm = stat[open + 1..close].to_string();
+        let fields: Vec<&str> = stat[close + 2..].split_whitespace().collect();
+        // utime and stime are fields 14 and 15 of the whole line, 12 and 13 after comm.
+        let (Some(u), Some(s)) = (fields.get(11), fields.get(12)) else {
+            continue;
+        };
+        let secs = (u.parse::<f64>().unwrap_or(0.0) + s.parse::<f64>().unwrap_or(0.0)) / TICKS;
+        *out.entry(comm).or_insert(0.0) += secs;
+    }
+    out
+}
+
+/// CPU milliseconds per request, by command, between two snapshots (only
+/// commands that used at least 1% of the total).
+pub fn cpu_per_request(
+    before: &std::collections::BTreeMap<String, f64>,
+    after: &std::collections::BTreeMap<String, f64>,
+    requests: u64,
+) -> Vec<(String, f64)> {
+    let mut rows: Vec<(String, f64)> = after
+        .iter()
+        .map(|(k, v)| (k.clone(), v - before.get(k).copied().unwrap_or(0.0)))
+        .filter(|(_, d)| *d > 0.0)
+        .collect();
+    let total: f64 = rows.iter().map(|(_, d)| d).sum();
+    rows.retain(|(_, d)| *d >= total * 0.01);
+    rows.sort_by(|a, b| b.1.total_cmp(&a.1));
+    rows.into_iter()
+        .map(|(k, d)| (k, d * 1000.0 / requests.max(1) as f64))
+        .collect()
+}

@@ -8,6 +8,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::stream::{self, StreamExt};
 use prewarm_store::db::pool_items::{self, DiscardedItem, ReservedItem};
 use prewarm_store::db::{Db, StoreError};
 use prewarm_store::objects::ObjectStore;
@@ -55,6 +56,8 @@ pub struct Refiller {
     pub target: i32,
     pub lease: Duration,
     pub item_parallelism: usize,
+    /// Items copied at once within one refill.
+    pub items_in_flight: usize,
 }
 
 impl Refiller {
@@ -79,13 +82,17 @@ impl Refiller {
 
         // Items copy side by side (the process-wide limiter bounds the total);
         // each becomes ready and servable as soon as its own copies landed.
-        let results = futures::future::join_all(
-            reservation
-                .reserved
-                .iter()
-                .map(|item| self.finish_item(template, version, item)),
-        )
-        .await;
+        // At most `items_in_flight` items at a time, so a large gap does not
+        // hold hundreds of half-done items (and their database connections).
+        let finishing: Vec<_> = reservation
+            .reserved
+            .iter()
+            .map(|item| self.finish_item(template, version, item))
+            .collect();
+        let results: Vec<Result<bool, String>> = stream::iter(finishing)
+            .buffer_unordered(self.items_in_flight.max(1))
+            .collect()
+            .await;
         let mut ready = 0;
         let mut failed = 0;
         let mut first_error = None;
@@ -125,7 +132,7 @@ impl Refiller {
         item: &ReservedItem,
     ) -> Result<bool, String> {
         let copied = self.copy_item(item).await;
-        let mut conn = self.db.conn().await.map_err(|e| e.to_string())?;
+        let mut conn = self.conn_with_retry().await?;
         if let Err(e) = copied {
             let given_up = pool_items::discard(&mut conn, &[item.id])
                 .await
@@ -147,6 +154,23 @@ impl Refiller {
             tracing::warn!(%template, error = %e, "could not index a ready item");
         }
         Ok(true)
+    }
+
+    /// A database connection, retried with backoff: the copies are already
+    /// paid for, so a brief database hiccup must not waste them.
+    async fn conn_with_retry(&self) -> Result<prewarm_store::db::DbConn, String> {
+        let mut delay = std::time::Duration::from_millis(100);
+        for _ in 0..5 {
+            match self.db.conn().await {
+                Ok(conn) => return Ok(conn),
+                Err(e) => {
+                    tracing::warn!(error = %e, "no database connection; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay *= 2;
+                }
+            }
+        }
+        self.db.conn().await.map_err(|e| e.to_string())
     }
 
     /// Copies one item's objects; on a partial failure deletes what landed.

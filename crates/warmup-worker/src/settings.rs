@@ -44,6 +44,8 @@ pub struct WorkerSettings {
     pub copy_concurrency: usize,
     /// Parallel copies within one pool item.
     pub item_parallelism: usize,
+    /// Items copied at once within one refill.
+    pub items_in_flight: usize,
     /// Templates refilled at once.
     pub refill_parallelism: usize,
     /// Most messages taken into one batch (requests for one template in a
@@ -61,6 +63,7 @@ impl Default for WorkerSettings {
             group_id: "prewarm-warmup-worker".into(),
             copy_concurrency: 64,
             item_parallelism: 16,
+            items_in_flight: 8,
             refill_parallelism: 8,
             batch_max: 500,
             batch_window_ms: 20,
@@ -89,6 +92,7 @@ pub fn load_from(
         ("worker.copy_concurrency", w.copy_concurrency),
         ("worker.item_parallelism", w.item_parallelism),
         ("worker.refill_parallelism", w.refill_parallelism),
+        ("worker.items_in_flight", w.items_in_flight),
         ("worker.batch_max", w.batch_max),
     ] {
         if value == 0 {

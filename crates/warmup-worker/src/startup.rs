@@ -44,6 +44,7 @@ impl Worker {
             target: settings.pool.target,
             lease: settings.pool.lease(),
             item_parallelism: settings.worker.item_parallelism,
+            items_in_flight: settings.worker.items_in_flight,
         };
         Ok(Self {
             refiller,

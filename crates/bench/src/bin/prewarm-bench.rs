@@ -22,7 +22,7 @@ use prewarm_bench::fault_proxy::{FaultProxy, Faults};
 use prewarm_bench::floor::Floor;
 use prewarm_bench::load::{closed_loop, open_loop, Outcome, RunResult};
 use prewarm_bench::report;
-use prewarm_bench::services::{release_binary, Service};
+use prewarm_bench::services::{cpu_by_command, cpu_per_request, release_binary, Service};
 use prewarm_store::db::{self, Db};
 use prewarm_store::objects::ObjectStore;
 use prewarm_store::pool_index::PoolIndex;
@@ -343,7 +343,7 @@ async fn main() -> anyhow::Result<()> {
         .ensure_bucket()
         .await?;
     db::run_migrations(&db_url).await?;
-    let dbh = Db::connect(&db_url, 70, Duration::from_secs(5))?;
+    let dbh = Db::connect(&db_url, 66, Duration::from_secs(5))?;
     let index = PoolIndex::connect(
         "redis://127.0.0.1:6379",
         &format!("bench:{suffix}:"),
@@ -402,6 +402,7 @@ async fn main() -> anyhow::Result<()> {
         format!("bench-prefill-{suffix}"),
     );
     set(&mut prefill_env, "PREWARM_WORKER__COPY_CONCURRENCY", 128);
+    set(&mut prefill_env, "PREWARM_WORKER__ITEMS_IN_FLIGHT", 16);
     let prefill_worker = Service::spawn(
         "warmup-worker (prefill)",
         &release_binary(&root, "warmup-worker"),
@@ -433,13 +434,16 @@ async fn main() -> anyhow::Result<()> {
         .prepare(sizes.floor.iter().map(|(_, n)| n).sum())
         .await?;
     let mut floor_runs = Vec::new();
+    let mut cpu_rows: Vec<(String, Vec<(String, f64)>)> = Vec::new();
     for (clients, n) in sizes.floor {
         let f = floor.clone();
+        let before = cpu_by_command();
         let r = closed_loop(clients, n, move || {
             let f = f.clone();
             async move { f.one().await }
         })
         .await;
+        cpu_rows.push((format!("floor, {clients} clients"), cpu_per_request(&before, &cpu_by_command(), r.count())));
         eprintln!(
             "floor {clients}: p50 {:.2} ms, {:.0}/s",
             r.ms(0.5),
@@ -447,6 +451,11 @@ async fn main() -> anyhow::Result<()> {
         );
         floor_runs.push((clients, r));
     }
+
+    // The floor's 66 connections go back, so the API processes below fit in
+    // Postgres' default 100.
+    drop(floor);
+    drop(dbh);
 
     // 3. Warm path.
     let mut warm_runs = Vec::new();
@@ -660,6 +669,13 @@ async fn main() -> anyhow::Result<()> {
     rows.push((format!("warm, open loop {} req/s", sizes.open_rate), &open));
     let rows_ref: Vec<(&str, &RunResult)> = rows.iter().map(|(l, r)| (l.as_str(), *r)).collect();
     md.push_str(&report::table(&rows_ref));
+    md.push_str("\n### Where the time goes\n\nCPU milliseconds per request, by process, over each run (from `/proc/*/stat`; \
+                 all processes share the same 2 cores, so CPU per request bounds throughput):\n\n");
+    for (label, rows) in &cpu_rows {
+        let parts: Vec<String> = rows.iter().map(|(k, ms)| format!("{k} {ms:.2}")).collect();
+        let total: f64 = rows.iter().map(|(_, ms)| ms).sum();
+        md.push_str(&format!("- {label}: **{total:.2} ms** = {}\n", parts.join(", ")));
+    }
     md.push_str("\n## 3. Sustained load below and above the worker's copy capacity\n\n");
     md.push_str(&format!(
         "Pool target 4; the worker copies through the proxy ({} ms per copy) with {WORKER_COPY_CONCURRENCY} copies in \
@@ -737,7 +753,6 @@ async fn main() -> anyhow::Result<()> {
     std::fs::write(&args.out, &md)?;
     println!("{md}");
 
-    drop(dbh);
     let mut admin = AsyncPgConnection::establish(&format!("{pg}/postgres")).await?;
     diesel::sql_query(format!("DROP DATABASE IF EXISTS {db_name} WITH (FORCE)"))
         .execute(&mut admin)
