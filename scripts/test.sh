@@ -6,6 +6,8 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 mkdir -p "$ROOT/.run"
 LOG="$ROOT/.run/test.log"
 cd "$ROOT"
+# The crash tests run the real worker binary as a child process.
+cargo build --workspace --bins 2>&1 | tail -1
 cargo test --workspace --no-fail-fast "$@" 2>&1 | tee "$LOG"
 status=${PIPESTATUS[0]}
 read -r passed failed < <(awk '/^test result:/ {

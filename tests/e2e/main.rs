@@ -6,4 +6,5 @@ mod bad_input;
 mod design_limit;
 mod isolation;
 mod pool;
+mod reliability;
 mod templates;

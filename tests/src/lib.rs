@@ -47,6 +47,8 @@ pub struct Options {
     pub pool_target: i32,
     /// Extra `PREWARM_*` variables (e.g. small upload limits).
     pub env: Vec<(String, String)>,
+    /// Extra variables for the worker only (applied after `env`).
+    pub worker_env: Vec<(String, String)>,
 }
 
 impl Default for Options {
@@ -55,6 +57,7 @@ impl Default for Options {
             worker: true,
             pool_target: 4,
             env: Vec::new(),
+            worker_env: Vec::new(),
         }
     }
 }
@@ -159,7 +162,9 @@ impl TestStack {
 
         let mut refiller = None;
         if options.worker {
-            let worker_settings = warmup_worker::settings::load_from(env.clone().into_iter())
+            let mut worker_env = env.clone();
+            worker_env.extend(options.worker_env.iter().cloned());
+            let worker_settings = warmup_worker::settings::load_from(worker_env.into_iter())
                 .expect("worker settings");
             let worker = warmup_worker::startup::Worker::build(worker_settings)
                 .await
@@ -191,6 +196,48 @@ impl TestStack {
             stop,
             tasks,
         }
+    }
+
+    /// The worker's settings for this test's resources, with `extra` applied.
+    pub fn worker_settings(&self, extra: &[(&str, &str)]) -> warmup_worker::settings::Settings {
+        let mut env = self.env.clone();
+        env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        warmup_worker::settings::load_from(env.into_iter()).expect("worker settings")
+    }
+
+    /// An in-process reconciler over this test's resources.
+    pub async fn reconciler(
+        &self,
+        extra: &[(&str, &str)],
+    ) -> warmup_worker::reconciler::Reconciler {
+        let worker = warmup_worker::startup::Worker::build(self.worker_settings(extra))
+            .await
+            .expect("build warmup-worker");
+        worker.reconciler()
+    }
+
+    /// Starts the real warmup-worker binary (built by `make test`) as a child
+    /// process over this test's resources, for crash tests.
+    pub fn spawn_worker_process(&self, extra: &[(&str, &str)]) -> std::process::Child {
+        let target = std::env::var("CARGO_TARGET_DIR")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|_| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
+        let binary = target.join("debug").join("warmup-worker");
+        assert!(
+            binary.exists(),
+            "{} is missing: run `cargo build --bins` (make test does)",
+            binary.display()
+        );
+        let mut cmd = std::process::Command::new(binary);
+        cmd.env_clear()
+            .envs(self.env.iter().cloned())
+            .env("PREWARM_LOG__LEVEL", "error")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        for (k, v) in extra {
+            cmd.env(k, v);
+        }
+        cmd.spawn().expect("spawn warmup-worker")
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -247,6 +247,16 @@ impl ObjectStore {
 
     /// Every key under `prefix` (tests and the garbage collector).
     pub async fn list(&self, prefix: &str) -> Result<Vec<String>, ObjectError> {
+        Ok(self
+            .list_modified(prefix)
+            .await?
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect())
+    }
+
+    /// Every key under `prefix` with its last-modified time (seconds since the epoch).
+    pub async fn list_modified(&self, prefix: &str) -> Result<Vec<(String, i64)>, ObjectError> {
         let mut keys = Vec::new();
         let mut pages = self
             .client
@@ -257,11 +267,10 @@ impl ObjectStore {
             .send();
         while let Some(page) = pages.next().await {
             let page = page.map_err(|e| err("list", prefix, e))?;
-            keys.extend(
-                page.contents()
-                    .iter()
-                    .filter_map(|o| o.key().map(str::to_string)),
-            );
+            keys.extend(page.contents().iter().filter_map(|o| {
+                let modified = o.last_modified().map_or(0, |t| t.secs());
+                o.key().map(|k| (k.to_string(), modified))
+            }));
         }
         Ok(keys)
     }

@@ -116,6 +116,43 @@ impl PoolIndex {
         Ok(())
     }
 
+    /// Makes the list hold exactly `ids`, atomically (`MULTI`/`DEL`/`RPUSH`/`EXEC`):
+    /// how the reconciler rebuilds the index from the ledger.
+    pub async fn replace(
+        &self,
+        template: TemplateId,
+        version: i32,
+        ids: &[PoolItemId],
+    ) -> Result<(), IndexError> {
+        let key = self.key(template, version);
+        let trx = self.pool.next().multi();
+        let _: () = trx.del(&key).await?;
+        if !ids.is_empty() {
+            let values: Vec<String> = ids.iter().map(ToString::to_string).collect();
+            let _: () = trx.rpush(&key, values).await?;
+        }
+        let _: fred::types::Value = trx.exec(true).await?;
+        Ok(())
+    }
+
+    /// Deletes every key under this index's prefix (tests simulate a Redis
+    /// flush with it without touching other tests' keys).
+    pub async fn clear_prefix(&self) -> Result<u64, IndexError> {
+        use futures::TryStreamExt;
+        let keys: Vec<fred::types::Key> = self
+            .pool
+            .next()
+            .scan_buffered(format!("{}*", self.prefix), Some(500), None)
+            .try_collect()
+            .await?;
+        let mut deleted = 0;
+        for chunk in keys.chunks(500) {
+            let n: u64 = self.pool.del(chunk.to_vec()).await?;
+            deleted += n;
+        }
+        Ok(deleted)
+    }
+
     pub async fn ping(&self) -> Result<(), IndexError> {
         let _: String = self.pool.ping(None).await?;
         Ok(())

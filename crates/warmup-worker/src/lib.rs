@@ -7,9 +7,12 @@
 //!   ready and index them in Redis. Idempotent: a duplicate request finds no gap.
 //! - [`consumer`]: the Kafka consumer-group loop: batch, coalesce per template,
 //!   refill, then store offsets (at-least-once); shutdown is a future passed in.
+//! - [`reconciler`]: the periodic pass that heals without messages (expired
+//!   leases, top-ups, Redis rebuilt from the ledger) and the S3 garbage collector.
 //! - [`startup`]: connects dependencies and builds the `Worker`.
 
 pub mod consumer;
+pub mod reconciler;
 pub mod refill;
 pub mod settings;
 pub mod startup;

@@ -194,7 +194,7 @@ impl Refiller {
         }
     }
 
-    async fn delete_items(&self, items: &[DiscardedItem]) {
+    pub async fn delete_items(&self, items: &[DiscardedItem]) {
         let keys: Vec<String> = items
             .iter()
             .flat_map(|i| i.object_keys.iter().cloned())

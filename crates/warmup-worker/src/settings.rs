@@ -55,6 +55,14 @@ pub struct WorkerSettings {
     pub batch_window_ms: u64,
     /// Attempts per refill before it is left to the next request.
     pub refill_attempts: u32,
+    /// How often the reconciler tops pools up and rebuilds the Redis index
+    /// from the ledger (0 disables it).
+    pub reconcile_interval_ms: u64,
+    /// How often the garbage collector scans S3 (0 disables it).
+    pub gc_interval_secs: u64,
+    /// Unreferenced objects younger than this are left alone (covers copies
+    /// whose design or item is still being committed).
+    pub gc_grace_secs: u64,
 }
 
 impl Default for WorkerSettings {
@@ -68,6 +76,9 @@ impl Default for WorkerSettings {
             batch_max: 500,
             batch_window_ms: 20,
             refill_attempts: 3,
+            reconcile_interval_ms: 30_000,
+            gc_interval_secs: 600,
+            gc_grace_secs: 3_600,
         }
     }
 }

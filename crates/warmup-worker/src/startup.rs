@@ -2,12 +2,16 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
 
 use prewarm_store::connect::connect;
 use prewarm_store::warmup_topic;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use tokio::sync::Semaphore;
 
+use crate::reconciler::Reconciler;
 use crate::refill::Refiller;
 use crate::settings::Settings;
 
@@ -53,8 +57,38 @@ impl Worker {
         })
     }
 
-    /// Consumes until `shutdown` resolves, then commits and returns.
+    pub fn reconciler(&self) -> Reconciler {
+        let w = &self.settings.worker;
+        Reconciler {
+            refiller: self.refiller.clone(),
+            interval: Duration::from_millis(w.reconcile_interval_ms.max(1)),
+            gc_interval: Duration::from_secs(w.gc_interval_secs.max(1)),
+            gc_grace: Duration::from_secs(w.gc_grace_secs),
+            parallelism: w.refill_parallelism,
+        }
+    }
+
+    /// Consumes and reconciles until `shutdown` resolves, then commits and returns.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
-        crate::consumer::run(self.consumer, self.refiller, self.settings.worker, shutdown).await
+        let stop = CancellationToken::new();
+        let reconciler = self.reconciler();
+        let reconcile = self.settings.worker.reconcile_interval_ms > 0;
+        let consumer = crate::consumer::run(
+            self.consumer,
+            self.refiller,
+            self.settings.worker,
+            stop.clone().cancelled_owned(),
+        );
+        let reconciling = async {
+            if reconcile {
+                reconciler.run(stop.clone().cancelled_owned()).await;
+            }
+        };
+        let watcher = async {
+            shutdown.await;
+            stop.cancel();
+        };
+        let (_, consumed, _) = tokio::join!(watcher, consumer, reconciling);
+        consumed
     }
 }

@@ -443,7 +443,10 @@ async fn main() -> anyhow::Result<()> {
             async move { f.one().await }
         })
         .await;
-        cpu_rows.push((format!("floor, {clients} clients"), cpu_per_request(&before, &cpu_by_command(), r.count())));
+        cpu_rows.push((
+            format!("floor, {clients} clients"),
+            cpu_per_request(&before, &cpu_by_command(), r.count()),
+        ));
         eprintln!(
             "floor {clients}: p50 {:.2} ms, {:.0}/s",
             r.ms(0.5),
@@ -461,11 +464,16 @@ async fn main() -> anyhow::Result<()> {
     let mut warm_runs = Vec::new();
     for (clients, n) in sizes.warm {
         let c = client.clone();
+        let before = cpu_by_command();
         let r = closed_loop(clients, n, move || {
             let c = c.clone();
             async move { c.post_design(template_a).await }
         })
         .await;
+        cpu_rows.push((
+            format!("warm, {clients} clients"),
+            cpu_per_request(&before, &cpu_by_command(), r.count()),
+        ));
         eprintln!(
             "warm {clients}: p50 {:.2} ms, {:.0}/s, warm {:.1}%",
             r.ms(0.5),
@@ -674,7 +682,10 @@ async fn main() -> anyhow::Result<()> {
     for (label, rows) in &cpu_rows {
         let parts: Vec<String> = rows.iter().map(|(k, ms)| format!("{k} {ms:.2}")).collect();
         let total: f64 = rows.iter().map(|(_, ms)| ms).sum();
-        md.push_str(&format!("- {label}: **{total:.2} ms** = {}\n", parts.join(", ")));
+        md.push_str(&format!(
+            "- {label}: **{total:.2} ms** = {}\n",
+            parts.join(", ")
+        ));
     }
     md.push_str("\n## 3. Sustained load below and above the worker's copy capacity\n\n");
     md.push_str(&format!(

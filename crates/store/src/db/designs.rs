@@ -192,7 +192,10 @@ pub async fn create_from_pool_item(
                 .bind::<Timestamptz, _>(row.created_at)
                 .load(conn)
                 .await?;
-            let (claimed, slot) = rows.as_slice().first().map_or((0, 0), |r| (r.claimed, r.slot));
+            let (claimed, slot) = rows
+                .as_slice()
+                .first()
+                .map_or((0, 0), |r| (r.claimed, r.slot));
             if claimed != 1 {
                 return Err(Abort::Item);
             }

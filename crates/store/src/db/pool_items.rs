@@ -294,6 +294,28 @@ pub async fn discard(
     Ok(discard_in_tx(conn, &ids).await?)
 }
 
+/// Discards `copying` items whose lease expired (their worker died or gave
+/// up mid-copy) and returns their keys for deletion.
+pub async fn rescue_expired(
+    conn: &mut AsyncPgConnection,
+) -> Result<Vec<DiscardedItem>, StoreError> {
+    let now = super::now();
+    let expired: Vec<Uuid> = diesel::update(
+        pool_items::table
+            .filter(pool_items::state.eq(PoolItemState::Copying.as_str()))
+            .filter(pool_items::lease_until.lt(now)),
+    )
+    .set((
+        pool_items::state.eq(PoolItemState::Discarded.as_str()),
+        pool_items::finished_at.eq(now),
+    ))
+    .returning(pool_items::id)
+    .get_results(conn)
+    .await?;
+    let keys = keys_of(conn, &expired).await?;
+    Ok(group_keys(&expired, keys))
+}
+
 /// Counts of `ready` and `copying` items for one template version.
 pub async fn counts(
     conn: &mut AsyncPgConnection,

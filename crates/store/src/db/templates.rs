@@ -315,3 +315,18 @@ pub async fn update(
         None => Ok(None),
     }
 }
+
+/// Every template's id and current version (the reconciler's worklist).
+pub async fn all_current(
+    conn: &mut AsyncPgConnection,
+) -> Result<Vec<(TemplateId, i32)>, StoreError> {
+    let rows: Vec<(Uuid, i32)> = templates::table
+        .select((templates::id, templates::version))
+        .order(templates::id)
+        .load(conn)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, v)| (TemplateId(id), v))
+        .collect())
+}

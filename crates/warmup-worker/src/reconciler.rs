@@ -1,0 +1,234 @@
+//! The reconciler and the garbage collector: Kafka messages are hints, these
+//! make the pool correct without them.
+//!
+//! Every `worker.reconcile_interval_ms` the reconciler (one replica at a time,
+//! under a Postgres advisory lock):
+//! 1. discards `copying` items whose lease expired (a worker died mid-refill)
+//!    and deletes their objects;
+//! 2. tops every template's pool up to target (the same idempotent refill the
+//!    consumer runs), which also retires items of old versions;
+//! 3. rebuilds each template's Redis list from the ledger when they differ
+//!    (after a Redis flush or restart, or an id popped by a process that died
+//!    before claiming it).
+//!
+//! Every `worker.gc_interval_secs` the garbage collector deletes objects under
+//! `pool/` and `designs/` that no design and no live pool item references and
+//! that are older than `worker.gc_grace_secs`.
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::time::Duration;
+
+use diesel::sql_types::{BigInt, Bool};
+use diesel_async::RunQueryDsl;
+use futures::stream::{self, StreamExt};
+use prewarm_store::db::{designs, pool_items, templates, DbConn, StoreError};
+use shared_domain::ids::TemplateId;
+use shared_domain::object_keys::{DESIGNS_PREFIX, POOL_PREFIX};
+
+use crate::refill::Refiller;
+
+const RECONCILE_LOCK: i64 = 0x7072_6577_7263_6e00;
+const GC_LOCK: i64 = 0x7072_6577_6763_0000;
+
+#[derive(Clone)]
+pub struct Reconciler {
+    pub refiller: Refiller,
+    pub interval: Duration,
+    pub gc_interval: Duration,
+    pub gc_grace: Duration,
+    pub parallelism: usize,
+}
+
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct TickReport {
+    /// Another replica held the lock; nothing done.
+    pub skipped: bool,
+    pub templates: usize,
+    pub rescued: usize,
+    pub reindexed: usize,
+    pub refill_errors: usize,
+}
+
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct GcReport {
+    pub skipped: bool,
+    pub scanned: usize,
+    pub deleted: usize,
+}
+
+#[derive(diesel::QueryableByName)]
+struct Locked {
+    #[diesel(sql_type = Bool)]
+    locked: bool,
+}
+
+async fn try_lock(conn: &mut DbConn, key: i64) -> Result<bool, StoreError> {
+    let row: Locked = diesel::sql_query("SELECT pg_try_advisory_lock($1) AS locked")
+        .bind::<BigInt, _>(key)
+        .get_result(conn)
+        .await?;
+    Ok(row.locked)
+}
+
+async fn unlock(conn: &mut DbConn, key: i64) {
+    if let Err(e) = diesel::sql_query("SELECT pg_advisory_unlock($1)")
+        .bind::<BigInt, _>(key)
+        .execute(conn)
+        .await
+    {
+        tracing::warn!(error = %e, "could not release an advisory lock; it goes with the connection");
+    }
+}
+
+impl Reconciler {
+    /// One reconciliation pass (skipped if another replica is running one).
+    pub async fn tick(&self) -> Result<TickReport, StoreError> {
+        let mut lock_conn = self.refiller.db.conn().await?;
+        if !try_lock(&mut lock_conn, RECONCILE_LOCK).await? {
+            return Ok(TickReport {
+                skipped: true,
+                ..TickReport::default()
+            });
+        }
+        let result = self.tick_locked().await;
+        unlock(&mut lock_conn, RECONCILE_LOCK).await;
+        result
+    }
+
+    async fn tick_locked(&self) -> Result<TickReport, StoreError> {
+        let (rescued, all) = {
+            let mut conn = self.refiller.db.conn().await?;
+            let rescued = pool_items::rescue_expired(&mut conn).await?;
+            let all = templates::all_current(&mut conn).await?;
+            (rescued, all)
+        };
+        self.refiller.delete_items(&rescued).await;
+        let passes: Vec<_> = all
+            .iter()
+            .map(|(t, v)| self.reconcile_template(*t, *v))
+            .collect();
+        let results: Vec<(bool, bool)> = stream::iter(passes)
+            .buffer_unordered(self.parallelism.max(1))
+            .collect()
+            .await;
+        Ok(TickReport {
+            skipped: false,
+            templates: all.len(),
+            rescued: rescued.len(),
+            reindexed: results.iter().filter(|(re, _)| *re).count(),
+            refill_errors: results.iter().filter(|(_, err)| *err).count(),
+        })
+    }
+
+    /// Tops one template up and re-indexes it; returns (reindexed, refill failed).
+    async fn reconcile_template(&self, template: TemplateId, version: i32) -> (bool, bool) {
+        let refill_failed = match self.refiller.refill(template).await {
+            Ok(_) => false,
+            Err(e) => {
+                tracing::warn!(%template, error = %e, "reconciler refill failed");
+                true
+            }
+        };
+        match self.reindex(template, version).await {
+            Ok(changed) => (changed, refill_failed),
+            Err(e) => {
+                tracing::warn!(%template, error = %e, "reconciler could not re-index");
+                (false, refill_failed)
+            }
+        }
+    }
+
+    /// Makes the Redis list hold exactly the ledger's ready items.
+    async fn reindex(&self, template: TemplateId, version: i32) -> anyhow::Result<bool> {
+        let ledger = {
+            let mut conn = self.refiller.db.conn().await?;
+            pool_items::ready_ids(&mut conn, template, version).await?
+        };
+        let indexed = self.refiller.index.list(template, version).await?;
+        let ledger_set: HashSet<_> = ledger.iter().collect();
+        let indexed_set: HashSet<_> = indexed.iter().collect();
+        if ledger_set == indexed_set && indexed.len() == ledger.len() {
+            return Ok(false);
+        }
+        tracing::info!(%template, ledger = ledger.len(), indexed = indexed.len(), "rebuilding pool index");
+        self.refiller
+            .index
+            .replace(template, version, &ledger)
+            .await?;
+        Ok(true)
+    }
+
+    /// Deletes unreferenced objects older than the grace period.
+    pub async fn gc(&self) -> anyhow::Result<GcReport> {
+        let mut lock_conn = self.refiller.db.conn().await?;
+        if !try_lock(&mut lock_conn, GC_LOCK).await? {
+            return Ok(GcReport {
+                skipped: true,
+                ..GcReport::default()
+            });
+        }
+        let result = self.gc_locked().await;
+        unlock(&mut lock_conn, GC_LOCK).await;
+        result
+    }
+
+    async fn gc_locked(&self) -> anyhow::Result<GcReport> {
+        let cutoff = chrono::Utc::now().timestamp() - self.gc_grace.as_secs() as i64;
+        let mut report = GcReport::default();
+        for prefix in [POOL_PREFIX, DESIGNS_PREFIX] {
+            // List first, then read the references: an object created after
+            // the listing is not a candidate, and one referenced by the time
+            // the references are read is kept.
+            let objects = self.refiller.objects.list_modified(prefix).await?;
+            let referenced: HashSet<String> = {
+                let mut conn = self.refiller.db.conn().await?;
+                let mut keys = designs::all_object_keys(&mut conn).await?;
+                keys.extend(pool_items::live_object_keys(&mut conn).await?);
+                keys.into_iter().collect()
+            };
+            report.scanned += objects.len();
+            let garbage: Vec<String> = objects
+                .into_iter()
+                .filter(|(key, modified)| *modified <= cutoff && !referenced.contains(key))
+                .map(|(key, _)| key)
+                .collect();
+            if !garbage.is_empty() {
+                tracing::info!(
+                    prefix,
+                    count = garbage.len(),
+                    "deleting unreferenced objects"
+                );
+                self.refiller.objects.delete_many(&garbage).await?;
+                report.deleted += garbage.len();
+            }
+        }
+        Ok(report)
+    }
+
+    /// Ticks every `interval` and collects every `gc_interval` until `shutdown`.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        let mut tick = tokio::time::interval(self.interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut gc = tokio::time::interval(self.gc_interval);
+        gc.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => break,
+                _ = tick.tick() => match self.tick().await {
+                    Ok(report) if report.rescued + report.reindexed + report.refill_errors > 0 => {
+                        tracing::info!(?report, "reconciled");
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "reconciler tick failed"),
+                },
+                _ = gc.tick() => match self.gc().await {
+                    Ok(report) if report.deleted > 0 => tracing::info!(?report, "garbage collected"),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "garbage collection failed"),
+                },
+            }
+        }
+    }
+}

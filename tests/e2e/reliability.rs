@@ -1,0 +1,282 @@
+//! Reliability: the pool heals without messages (I6), after a Redis flush
+//! (I7), after a request died between pop and claim (I4), and across worker
+//! crashes at random points (I1-I3, I5); the GC collects what crashes leave (I3).
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use prewarm_store::db::{designs, pool_items};
+use prewarm_tests::{Options, TestStack};
+use rand::Rng;
+use shared_domain::object_keys::{DESIGNS_PREFIX, POOL_PREFIX};
+
+const INTERVAL_MS: &str = "500";
+
+fn reconciling(extra: &[(&str, &str)]) -> Options {
+    let mut worker_env = vec![(
+        "PREWARM_WORKER__RECONCILE_INTERVAL_MS".to_string(),
+        INTERVAL_MS.to_string(),
+    )];
+    worker_env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    Options {
+        worker_env,
+        ..Options::default()
+    }
+}
+
+/// Every object under the pool and design prefixes is referenced by a design
+/// or a live item, every referenced object exists, and no key is in two designs.
+async fn assert_no_leak_and_no_sharing(stack: &TestStack) {
+    let mut conn = stack.db.conn().await.unwrap();
+    let design_keys = designs::all_object_keys(&mut conn).await.unwrap();
+    let live_keys = pool_items::live_object_keys(&mut conn).await.unwrap();
+    let unique: HashSet<&String> = design_keys.iter().collect();
+    assert_eq!(
+        unique.len(),
+        design_keys.len(),
+        "an object is in two designs"
+    );
+    let referenced: HashSet<String> = design_keys.iter().chain(&live_keys).cloned().collect();
+    let mut stored = stack.objects.list(POOL_PREFIX).await.unwrap();
+    stored.extend(stack.objects.list(DESIGNS_PREFIX).await.unwrap());
+    let stored: HashSet<String> = stored.into_iter().collect();
+    let leaked: Vec<_> = stored.difference(&referenced).collect();
+    assert!(
+        leaked.is_empty(),
+        "{} unreferenced objects, e.g. {:?}",
+        leaked.len(),
+        leaked.first()
+    );
+    let missing: Vec<_> = design_keys
+        .iter()
+        .filter(|k| !stored.contains(*k))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "designs reference missing objects: {missing:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pools_fill_without_any_warmup_message() {
+    // The worker listens on a topic nobody publishes to: only the reconciler acts.
+    let stack = TestStack::spawn(reconciling(&[(
+        "PREWARM_KAFKA__TOPIC",
+        "prewarm.nobody-publishes-here",
+    )]))
+    .await;
+    let tenant = stack.create_tenant("acme", 100).await;
+    let template = stack.create_template(&tenant, 3, "private").await;
+    let started = Instant::now();
+    stack
+        .wait_pool(&tenant, template.id, 4, Duration::from_secs(3))
+        .await;
+    let first = started.elapsed();
+    for _ in 0..3 {
+        stack.create_design(&tenant, template.id).await;
+    }
+    stack
+        .wait_pool(&tenant, template.id, 4, Duration::from_secs(3))
+        .await;
+    eprintln!("filled without messages in {first:?}");
+    stack.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_flush_mid_load_heals_within_an_interval_without_5xx() {
+    let stack = TestStack::spawn(reconciling(&[])).await;
+    let tenant = stack.create_tenant("acme", 1000).await;
+    let template = stack.create_template(&tenant, 3, "private").await;
+    stack
+        .wait_pool(&tenant, template.id, 4, Duration::from_secs(30))
+        .await;
+
+    let mut statuses = Vec::new();
+    let load_until = Instant::now() + Duration::from_secs(3);
+    let mut flushed = false;
+    while Instant::now() < load_until {
+        let resp = stack.post_design(&tenant, template.id).await;
+        statuses.push(resp.status().as_u16());
+        if !flushed
+            && statuses.len() >= 5
+            && stack
+                .index
+                .len(template.id, template.version)
+                .await
+                .unwrap()
+                > 0
+        {
+            let deleted = stack.index.clear_prefix().await.unwrap();
+            assert!(deleted > 0, "nothing to flush");
+            flushed = true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(flushed, "the pool list never existed to be flushed");
+    assert!(statuses.iter().all(|s| *s == 201), "{statuses:?}");
+    let healed = Instant::now();
+    stack
+        .wait_pool(&tenant, template.id, 4, Duration::from_secs(3))
+        .await;
+    eprintln!(
+        "{} requests, healed {:?} after the load",
+        statuses.len(),
+        healed.elapsed()
+    );
+    assert_no_leak_and_no_sharing(&stack).await;
+    stack.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_item_popped_by_a_request_that_died_is_indexed_again() {
+    let stack = TestStack::spawn(reconciling(&[])).await;
+    let tenant = stack.create_tenant("acme", 100).await;
+    let template = stack.create_template(&tenant, 2, "private").await;
+    stack
+        .wait_pool(&tenant, template.id, 4, Duration::from_secs(30))
+        .await;
+    // A request popped this id, then its process died before the claim.
+    let lost = stack
+        .index
+        .pop(template.id, template.version)
+        .await
+        .unwrap()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let listed = stack
+            .index
+            .list(template.id, template.version)
+            .await
+            .unwrap();
+        if listed.contains(&lost) {
+            assert_eq!(listed.len(), 4);
+            break;
+        }
+        assert!(Instant::now() < deadline, "item {lost} never re-indexed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // And it is usable.
+    let mut conn = stack.db.conn().await.unwrap();
+    assert_eq!(
+        pool_items::total_reserved(&mut conn, template.id)
+            .await
+            .unwrap(),
+        4,
+        "no copy was made for it"
+    );
+    stack.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gc_deletes_only_unreferenced_objects_past_the_grace_period() {
+    let stack = TestStack::spawn(Options::default()).await;
+    let tenant = stack.create_tenant("acme", 100).await;
+    let template = stack.create_template(&tenant, 2, "private").await;
+    stack
+        .wait_pool(&tenant, template.id, 4, Duration::from_secs(30))
+        .await;
+    stack.create_design(&tenant, template.id).await;
+    stack
+        .wait_pool(&tenant, template.id, 4, Duration::from_secs(30))
+        .await;
+    // Debris of crashes: copies never recorded anywhere.
+    for key in ["pool/crashed/item/0000", "designs/never-committed/0000"] {
+        stack
+            .objects
+            .put(key, bytes::Bytes::from_static(b"x"), "image/png")
+            .await
+            .unwrap();
+    }
+    let patient = stack
+        .reconciler(&[("PREWARM_WORKER__GC_GRACE_SECS", "3600")])
+        .await;
+    let report = patient.gc().await.unwrap();
+    assert_eq!(
+        report.deleted, 0,
+        "young objects are within the grace period"
+    );
+
+    let eager = stack
+        .reconciler(&[("PREWARM_WORKER__GC_GRACE_SECS", "0")])
+        .await;
+    let report = eager.gc().await.unwrap();
+    assert_eq!(report.deleted, 2, "{report:?}");
+    assert_no_leak_and_no_sharing(&stack).await;
+    stack.finish().await;
+}
+
+/// sled-style crash test: the real worker binary is killed with SIGKILL at a
+/// random point of its refills, 50 times; then the reconciler (leases
+/// shortened) and the GC (grace 0) run, and the invariants are checked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn worker_killed_at_random_points_loses_and_leaks_nothing() {
+    let stack = TestStack::spawn(Options {
+        worker: false,
+        ..Options::default()
+    })
+    .await;
+    let tenant = stack.create_tenant("acme", 10_000).await;
+    let mut templates = Vec::new();
+    for _ in 0..3 {
+        templates.push(stack.create_template(&tenant, 4, "private").await);
+    }
+    let worker_env = [
+        ("PREWARM_WORKER__RECONCILE_INTERVAL_MS", "50"),
+        ("PREWARM_POOL__LEASE_SECS", "1"),
+        ("PREWARM_DATABASE__MIGRATE", "false"),
+    ];
+    let cycles = 50;
+    let mut designs_made = 0;
+    for cycle in 0..cycles {
+        // Open a gap: take a design from each template (warm if the pool has one).
+        for t in &templates {
+            stack.create_design(&tenant, t.id).await;
+            designs_made += 1;
+        }
+        let mut child = stack.spawn_worker_process(&worker_env);
+        let delay = rand::rng().random_range(20..400);
+        tokio::time::sleep(Duration::from_millis(delay)).await;
+        child.kill().expect("SIGKILL the worker");
+        child.wait().expect("reap the worker");
+        if cycle % 10 == 9 {
+            eprintln!("crash cycle {} done", cycle + 1);
+        }
+    }
+
+    // Let every lease expire, then heal and collect.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let reconciler = stack
+        .reconciler(&[
+            ("PREWARM_POOL__LEASE_SECS", "1"),
+            ("PREWARM_WORKER__GC_GRACE_SECS", "0"),
+        ])
+        .await;
+    let tick = reconciler.tick().await.unwrap();
+    eprintln!("after {cycles} kills: {tick:?}");
+    // A second pass re-indexes what the first one's refills made ready.
+    reconciler.tick().await.unwrap();
+    let gc = reconciler.gc().await.unwrap();
+    eprintln!("gc: {gc:?}");
+
+    for t in &templates {
+        let status = stack.pool_status(&tenant, t.id).await;
+        assert_eq!(
+            (status.ready, status.copying, status.indexed),
+            (4, 0, 4),
+            "{status:?}"
+        );
+    }
+    let list: serde_json::Value = stack
+        .get(&tenant, "/designs?limit=100")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        list["designs"].as_array().unwrap().len(),
+        designs_made.min(100)
+    );
+    assert_no_leak_and_no_sharing(&stack).await;
+    stack.finish().await;
+}
