@@ -280,3 +280,177 @@ async fn worker_killed_at_random_points_loses_and_leaks_nothing() {
     assert_no_leak_and_no_sharing(&stack).await;
     stack.finish().await;
 }
+
+/// The API is killed with SIGKILL in the middle of a burst of design
+/// requests, 5 times. Afterwards every 201 has its design and objects, no
+/// pool item was used twice, and items popped by the dead process are listed
+/// again (I1, I2, I4).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_killed_mid_burst_loses_no_design_and_uses_no_item_twice() {
+    let stack = TestStack::spawn(reconciling(&[])).await;
+    let tenant = stack.create_tenant("acme", 10_000).await;
+    let template = stack.create_template(&tenant, 3, "private").await;
+    stack
+        .wait_pool(&tenant, template.id, 4, Duration::from_secs(30))
+        .await;
+
+    let mut created: Vec<shared_domain::design::Design> = Vec::new();
+    let mut answered = 0;
+    for round in 0..5 {
+        let (mut api, base) = stack.spawn_api_process(&[("PREWARM_DATABASE__MIGRATE", "false")]);
+        let ready = Instant::now();
+        while stack
+            .http
+            .get(format!("{base}/healthz"))
+            .send()
+            .await
+            .is_err()
+        {
+            assert!(
+                ready.elapsed() < Duration::from_secs(20),
+                "api process did not start"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let burst: Vec<_> = (0..20)
+            .map(|_| {
+                let http = stack.http.clone();
+                let url = format!("{base}/designs");
+                let key = tenant.key.clone();
+                let body = serde_json::json!({ "template_id": template.id });
+                tokio::spawn(
+                    async move { http.post(url).bearer_auth(key).json(&body).send().await },
+                )
+            })
+            .collect();
+        let kill_after = rand::rng().random_range(5..60);
+        tokio::time::sleep(Duration::from_millis(kill_after)).await;
+        api.kill().expect("SIGKILL the api");
+        api.wait().expect("reap the api");
+        for request in burst {
+            if let Ok(Ok(resp)) = request.await {
+                if resp.status().as_u16() == 201 {
+                    if let Ok(design) = resp.json().await {
+                        created.push(design);
+                    }
+                }
+                answered += 1;
+            }
+        }
+        eprintln!(
+            "round {round}: killed after {kill_after} ms; {} designs so far",
+            created.len()
+        );
+    }
+    // Every 201 answer has its committed design, readable with its objects.
+    for design in &created {
+        let resp = stack.get(&tenant, &format!("/designs/{}", design.id)).await;
+        assert_eq!(
+            resp.status(),
+            200,
+            "design {} answered 201 but is missing",
+            design.id
+        );
+        for img in &design.images {
+            assert!(stack.objects.exists(&img.object_key).await.unwrap());
+        }
+    }
+    // No item twice: each design's item is distinct (also a unique constraint).
+    let items: HashSet<_> = created.iter().filter_map(|d| d.pool_item_id).collect();
+    assert_eq!(
+        items.len(),
+        created.iter().filter(|d| d.pool_item_id.is_some()).count()
+    );
+    // Popped-but-unclaimed items are listed again; the pool is whole.
+    stack
+        .wait_pool(&tenant, template.id, 4, Duration::from_secs(10))
+        .await;
+    eprintln!(
+        "{} answers, {} designs (201) across 5 kills",
+        answered,
+        created.len()
+    );
+    assert_no_leak_after_gc(&stack).await;
+    stack.finish().await;
+}
+
+/// Runs the GC with no grace, then checks for leaks and sharing.
+async fn assert_no_leak_after_gc(stack: &TestStack) {
+    let gc = stack
+        .reconciler(&[("PREWARM_WORKER__GC_GRACE_SECS", "0")])
+        .await;
+    let report = gc.gc().await.unwrap();
+    eprintln!("gc: {report:?}");
+    assert_no_leak_and_no_sharing(stack).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refill_that_keeps_failing_is_dead_lettered_with_its_reason() {
+    use rdkafka::consumer::{Consumer, StreamConsumer};
+    use rdkafka::message::{Headers, Message};
+
+    let stack = TestStack::spawn(Options {
+        worker_env: vec![("PREWARM_WORKER__REFILL_ATTEMPTS".into(), "2".into())],
+        ..Options::default()
+    })
+    .await;
+    let tenant = stack.create_tenant("acme", 100).await;
+    let template = stack.create_template(&tenant, 2, "private").await;
+    stack
+        .wait_pool(&tenant, template.id, 4, Duration::from_secs(30))
+        .await;
+
+    // Break the template: its source objects vanish, so every copy fails.
+    let sources: Vec<String> = template
+        .images
+        .iter()
+        .map(|i| i.object_key.clone())
+        .collect();
+    stack.objects.delete_many(&sources).await.unwrap();
+    let design = stack.create_design(&tenant, template.id).await;
+    assert_eq!(design.served_from, shared_domain::design::ServedFrom::Pool);
+
+    let topic = stack
+        .env
+        .iter()
+        .find(|(k, _)| k == "PREWARM_KAFKA__TOPIC")
+        .unwrap()
+        .1
+        .clone();
+    let brokers = stack
+        .env
+        .iter()
+        .find(|(k, _)| k == "PREWARM_KAFKA__BROKERS")
+        .unwrap()
+        .1
+        .clone();
+    let consumer: StreamConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .set("group.id", format!("dlq-reader-{}", uuid::Uuid::new_v4()))
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .unwrap();
+    consumer
+        .subscribe(&[format!("{topic}.dead-letter").as_str()])
+        .unwrap();
+    let msg = tokio::time::timeout(Duration::from_secs(60), consumer.recv())
+        .await
+        .expect("a dead letter within 60 s")
+        .unwrap();
+    assert_eq!(msg.key(), Some(template.id.to_string().as_bytes()));
+    let headers = msg.headers().expect("headers");
+    let header = |name: &str| {
+        headers
+            .iter()
+            .find(|h| h.key == name)
+            .and_then(|h| h.value)
+            .map(|v| String::from_utf8_lossy(v).to_string())
+    };
+    assert_eq!(header("attempts").as_deref(), Some("2"));
+    let reason = header("reason").unwrap_or_default();
+    assert!(reason.contains("copy"), "reason: {reason}");
+    // The failed item was discarded: the pool holds what it had, not more.
+    let status = stack.pool_status(&tenant, template.id).await;
+    assert_eq!((status.ready, status.copying), (3, 0), "{status:?}");
+    stack.finish().await;
+}

@@ -219,10 +219,29 @@ impl TestStack {
     /// Starts the real warmup-worker binary (built by `make test`) as a child
     /// process over this test's resources, for crash tests.
     pub fn spawn_worker_process(&self, extra: &[(&str, &str)]) -> std::process::Child {
+        self.spawn_binary("warmup-worker", extra)
+    }
+
+    /// Starts the real template-api binary on a free port; returns it and its base URL.
+    pub fn spawn_api_process(&self, extra: &[(&str, &str)]) -> (std::process::Child, String) {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("a free port");
+        let port_text = port.to_string();
+        let mut vars: Vec<(&str, &str)> = vec![("PREWARM_SERVER__PORT", port_text.as_str())];
+        vars.extend_from_slice(extra);
+        (
+            self.spawn_binary("template-api", &vars),
+            format!("http://127.0.0.1:{port}"),
+        )
+    }
+
+    fn spawn_binary(&self, name: &str, extra: &[(&str, &str)]) -> std::process::Child {
         let target = std::env::var("CARGO_TARGET_DIR")
             .map(std::path::PathBuf::from)
             .unwrap_or_else(|_| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
-        let binary = target.join("debug").join("warmup-worker");
+        let binary = target.join("debug").join(name);
         assert!(
             binary.exists(),
             "{} is missing: run `cargo build --bins` (make test does)",

@@ -115,6 +115,19 @@ pub fn cpu_per_request(
         .map(|(k, v)| (k.clone(), v - before.get(k).copied().unwrap_or(0.0)))
         .filter(|(_, d)| *d > 0.0)
         .collect();
+    // Kernel threads (virtio, memory management) are the VM's, not the system's.
+    rows.retain(|(k, _)| {
+        ![
+            "kworker",
+            "kdamond",
+            "ksoftirqd",
+            "rcu_",
+            "migration/",
+            "kswapd",
+        ]
+        .iter()
+        .any(|p| k.starts_with(p))
+    });
     let total: f64 = rows.iter().map(|(_, d)| d).sum();
     rows.retain(|(_, d)| *d >= total * 0.01);
     rows.sort_by(|a, b| b.1.total_cmp(&a.1));

@@ -29,6 +29,18 @@ pub struct KafkaSettings {
     /// (and logged): warm-up requests are hints, the reconciler heals gaps.
     #[serde(default = "default_message_timeout_ms")]
     pub message_timeout_ms: u64,
+    /// Where refills that keep failing are parked, with their reason
+    /// (default: `<topic>.dead-letter`).
+    #[serde(default)]
+    pub dead_letter_topic: Option<String>,
+}
+
+impl KafkaSettings {
+    pub fn dead_letter_topic(&self) -> String {
+        self.dead_letter_topic
+            .clone()
+            .unwrap_or_else(|| format!("{}.dead-letter", self.topic))
+    }
 }
 
 fn default_topic() -> String {
@@ -123,6 +135,37 @@ impl WarmupPublisher {
                 false
             }
         }
+    }
+
+    /// Parks a request that keeps failing on the dead-letter topic, with its
+    /// reason and attempt count in headers; waits for the broker's ack.
+    pub async fn dead_letter(
+        &self,
+        topic: &str,
+        request: &WarmupRequest,
+        reason: &str,
+        attempts: u32,
+    ) -> Result<(), KafkaError> {
+        let payload = request.to_bytes();
+        let attempts = attempts.to_string();
+        let headers = rdkafka::message::OwnedHeaders::new()
+            .insert(rdkafka::message::Header {
+                key: "reason",
+                value: Some(reason.as_bytes()),
+            })
+            .insert(rdkafka::message::Header {
+                key: "attempts",
+                value: Some(attempts.as_bytes()),
+            });
+        let record = FutureRecord::to(topic)
+            .key(request.template_id.as_bytes())
+            .payload(&payload)
+            .headers(headers);
+        self.producer
+            .send(record, Duration::from_secs(5))
+            .await
+            .map(|_| ())
+            .map_err(|(e, _)| e)
     }
 
     /// Waits for buffered messages to be delivered (graceful shutdown).

@@ -10,6 +10,7 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use futures::stream::{self, StreamExt};
+use prewarm_store::warmup_topic::WarmupPublisher;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::Message;
 use shared_domain::ids::TemplateId;
@@ -34,9 +35,17 @@ pub struct BatchReport {
     pub failed_refills: usize,
 }
 
+/// Where refills that keep failing go.
+#[derive(Clone)]
+pub struct DeadLetters {
+    pub publisher: WarmupPublisher,
+    pub topic: String,
+}
+
 pub async fn run(
     consumer: StreamConsumer,
     refiller: Refiller,
+    dead_letters: DeadLetters,
     settings: WorkerSettings,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
@@ -49,7 +58,7 @@ pub async fn run(
         if batch.is_empty() {
             continue;
         }
-        let report = boxed(process_batch(&refiller, &settings, &batch)).await;
+        let report = boxed(process_batch(&refiller, &dead_letters, &settings, &batch)).await;
         tracing::debug!(?report, "batch done");
         for (_, pos) in &batch {
             if let Err(e) = consumer.store_offset(&pos.topic, pos.partition, pos.offset) {
@@ -129,6 +138,7 @@ fn decode(msg: &rdkafka::message::BorrowedMessage<'_>) -> (Option<TemplateId>, P
 /// Refills each distinct template of the batch once, retrying failures with backoff.
 async fn process_batch(
     refiller: &Refiller,
+    dead_letters: &DeadLetters,
     settings: &WorkerSettings,
     batch: &[(Option<TemplateId>, Position)],
 ) -> BatchReport {
@@ -141,7 +151,7 @@ async fn process_batch(
     // Owned futures (no borrowing closure inside the stream), run N at a time.
     let refills: Vec<_> = templates
         .into_iter()
-        .map(|t| refill_with_retry(refiller.clone(), attempts, t))
+        .map(|t| refill_with_retry(refiller.clone(), dead_letters.clone(), attempts, t))
         .collect();
     let results: Vec<bool> = stream::iter(refills)
         .buffer_unordered(settings.refill_parallelism)
@@ -156,7 +166,12 @@ async fn process_batch(
     }
 }
 
-async fn refill_with_retry(refiller: Refiller, attempts: u32, template: TemplateId) -> bool {
+async fn refill_with_retry(
+    refiller: Refiller,
+    dead_letters: DeadLetters,
+    attempts: u32,
+    template: TemplateId,
+) -> bool {
     let mut delay = Duration::from_millis(200);
     for attempt in 1..=attempts {
         match refiller.refill(template).await {
@@ -171,7 +186,20 @@ async fn refill_with_retry(refiller: Refiller, attempts: u32, template: Template
                 delay *= 2;
             }
             Err(e) => {
-                tracing::error!(%template, attempts, error = %e, "refill failed; giving up until the next request");
+                tracing::error!(%template, attempts, error = %e, "refill failed; dead-lettered");
+                let request = WarmupRequest::new(
+                    template,
+                    0,
+                    shared_domain::warmup::Reason::Unspecified,
+                    chrono::Utc::now().timestamp_millis(),
+                );
+                if let Err(dl) = dead_letters
+                    .publisher
+                    .dead_letter(&dead_letters.topic, &request, &e.to_string(), attempts)
+                    .await
+                {
+                    tracing::error!(%template, error = %dl, "could not dead-letter a failed refill");
+                }
             }
         }
     }

@@ -7,10 +7,11 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use prewarm_store::connect::connect;
-use prewarm_store::warmup_topic;
+use prewarm_store::warmup_topic::{self, WarmupPublisher};
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use tokio::sync::Semaphore;
 
+use crate::consumer::DeadLetters;
 use crate::reconciler::Reconciler;
 use crate::refill::Refiller;
 use crate::settings::Settings;
@@ -73,9 +74,14 @@ impl Worker {
         let stop = CancellationToken::new();
         let reconciler = self.reconciler();
         let reconcile = self.settings.worker.reconcile_interval_ms > 0;
+        let dead_letters = DeadLetters {
+            publisher: WarmupPublisher::new(&self.settings.kafka)?,
+            topic: self.settings.kafka.dead_letter_topic(),
+        };
         let consumer = crate::consumer::run(
             self.consumer,
             self.refiller,
+            dead_letters,
             self.settings.worker,
             stop.clone().cancelled_owned(),
         );

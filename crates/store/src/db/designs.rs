@@ -87,7 +87,6 @@ pub enum CreateOutcome {
 #[derive(Debug)]
 enum Abort {
     Limit,
-    Item,
     Db(diesel::result::Error),
 }
 
@@ -101,7 +100,6 @@ fn finish(result: Result<Design, Abort>) -> Result<CreateOutcome, StoreError> {
     match result {
         Ok(design) => Ok(CreateOutcome::Created(design)),
         Err(Abort::Limit) => Ok(CreateOutcome::LimitReached),
-        Err(Abort::Item) => Ok(CreateOutcome::ItemUnavailable),
         Err(Abort::Db(e)) => Err(e.into()),
     }
 }
@@ -130,91 +128,56 @@ fn spec_row(spec: &DesignSpec, served_from: ServedFrom, item: Option<PoolItemId>
     }
 }
 
-/// The claim statement: claim the item (only if `ready` for this template
-/// version), take a plan slot (only if the claim succeeded), insert the design
-/// and move the item's objects to it -- one round trip. The caller's
-/// transaction commits it only when both the claim and the slot succeeded.
-const CLAIM_SQL: &str = "
-WITH claimed AS (
-    UPDATE pool_items SET state = 'used', finished_at = $7
-    WHERE id = $1 AND state = 'ready' AND template_id = $2 AND template_version = $3
-    RETURNING id),
-slot AS (
-    UPDATE companies SET design_count = design_count + 1
-    WHERE id = $4 AND design_count < design_limit AND EXISTS (SELECT 1 FROM claimed)
-    RETURNING id),
-design AS (
-    INSERT INTO designs (id, company_id, template_id, template_version, layout, served_from, pool_item_id, created_at)
-    SELECT $5, $4, $2, $3, $6, 'pool', $1, $7 FROM slot
-    RETURNING id),
-images AS (
-    INSERT INTO design_images (design_id, position, object_key)
-    SELECT design.id, i.position, i.object_key FROM pool_item_images i, design WHERE i.item_id = $1
-    RETURNING position, object_key)
-SELECT (SELECT count(*) FROM claimed) AS claimed,
-       (SELECT count(*) FROM slot) AS slot,
-       images.position, images.object_key
-FROM (SELECT 1) AS one LEFT JOIN images ON true
-ORDER BY images.position";
-
 #[derive(QueryableByName)]
-struct ClaimRow {
-    #[diesel(sql_type = diesel::sql_types::BigInt)]
-    claimed: i64,
-    #[diesel(sql_type = diesel::sql_types::BigInt)]
-    slot: i64,
-    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Integer>)]
-    position: Option<i32>,
-    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
-    object_key: Option<String>,
+struct ClaimedImage {
+    #[diesel(sql_type = diesel::sql_types::Integer)]
+    image_position: i32,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    image_key: String,
 }
 
 /// The warm path's transaction: claim pool item `item` (it must be `ready` and
 /// of `spec.template_version`), take a plan slot, and move the item's objects
-/// to the new design. Either all of it commits or none. Three round trips:
-/// BEGIN, the claim statement, COMMIT (or ROLLBACK).
+/// to the new design -- all or nothing, in one statement and one round trip
+/// (`prewarm_claim_pool_item`, migration 2).
 pub async fn create_from_pool_item(
     conn: &mut AsyncPgConnection,
     spec: &DesignSpec,
     item: PoolItemId,
 ) -> Result<CreateOutcome, StoreError> {
-    use diesel::sql_types::{Jsonb, Timestamptz, Uuid as SqlUuid};
+    use diesel::sql_types::{Integer, Jsonb, Timestamptz, Uuid as SqlUuid};
     let row = spec_row(spec, ServedFrom::Pool, Some(item));
-    let result = conn
-        .transaction::<_, Abort, _>(async |conn| {
-            let rows: Vec<ClaimRow> = diesel::sql_query(CLAIM_SQL)
-                .bind::<SqlUuid, _>(item.0)
-                .bind::<SqlUuid, _>(spec.template.0)
-                .bind::<diesel::sql_types::Integer, _>(spec.template_version)
-                .bind::<SqlUuid, _>(spec.company.0)
-                .bind::<SqlUuid, _>(row.id)
-                .bind::<Jsonb, _>(&row.layout)
-                .bind::<Timestamptz, _>(row.created_at)
-                .load(conn)
-                .await?;
-            let (claimed, slot) = rows
-                .as_slice()
-                .first()
-                .map_or((0, 0), |r| (r.claimed, r.slot));
-            if claimed != 1 {
-                return Err(Abort::Item);
-            }
-            if slot != 1 {
-                return Err(Abort::Limit);
-            }
-            let images: Vec<DesignImage> = rows
+    let result: Result<Vec<ClaimedImage>, diesel::result::Error> =
+        diesel::sql_query("SELECT image_position, image_key FROM prewarm_claim_pool_item($1, $2, $3, $4, $5, $6, $7)")
+            .bind::<SqlUuid, _>(item.0)
+            .bind::<SqlUuid, _>(spec.template.0)
+            .bind::<Integer, _>(spec.template_version)
+            .bind::<SqlUuid, _>(spec.company.0)
+            .bind::<SqlUuid, _>(row.id)
+            .bind::<Jsonb, _>(&row.layout)
+            .bind::<Timestamptz, _>(row.created_at)
+            .load(conn)
+            .await;
+    match result {
+        Ok(images) => {
+            let mut images: Vec<DesignImage> = images
                 .into_iter()
-                .filter_map(|r| {
-                    Some(DesignImage {
-                        position: r.position?,
-                        object_key: r.object_key?,
-                    })
+                .map(|i| DesignImage {
+                    position: i.image_position,
+                    object_key: i.image_key,
                 })
                 .collect();
-            Ok(row.clone().into_design(images))
-        })
-        .await;
-    finish(result)
+            images.sort_by_key(|i| i.position);
+            Ok(CreateOutcome::Created(row.into_design(images)))
+        }
+        Err(diesel::result::Error::DatabaseError(_, info)) if info.message() == "prewarm:item_unavailable" => {
+            Ok(CreateOutcome::ItemUnavailable)
+        }
+        Err(diesel::result::Error::DatabaseError(_, info)) if info.message() == "prewarm:design_limit" => {
+            Ok(CreateOutcome::LimitReached)
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// The cold path's transaction: take a plan slot and record a design whose
