@@ -62,21 +62,28 @@ pub fn base_config(settings: &KafkaSettings) -> ClientConfig {
     config
 }
 
-/// Creates the topic unless it exists.
+/// Creates the warm-up topic and its dead-letter topic unless they exist.
 pub async fn ensure_topic(settings: &KafkaSettings) -> Result<(), KafkaError> {
     let admin: AdminClient<DefaultClientContext> = base_config(settings).create()?;
-    let topic = NewTopic::new(
-        &settings.topic,
-        settings.partitions,
-        TopicReplication::Fixed(1),
-    );
+    let dead_letter = settings.dead_letter_topic();
+    let topics = [
+        NewTopic::new(
+            &settings.topic,
+            settings.partitions,
+            TopicReplication::Fixed(1),
+        ),
+        NewTopic::new(&dead_letter, 1, TopicReplication::Fixed(1)),
+    ];
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
-    for result in admin.create_topics([&topic], &options).await? {
-        match result {
-            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-            Err((name, code)) => {
-                return Err(KafkaError::AdminOp(code))
-                    .inspect_err(|_| tracing::error!(topic = %name, ?code, "create topic"))
+    // One topic per request: simpler for Kafka-protocol brokers other than Kafka.
+    for topic in &topics {
+        for result in admin.create_topics([topic], &options).await? {
+            match result {
+                Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Err((name, code)) => {
+                    tracing::error!(topic = %name, ?code, "create topic");
+                    return Err(KafkaError::AdminOp(code));
+                }
             }
         }
     }

@@ -147,17 +147,18 @@ pub async fn create_from_pool_item(
 ) -> Result<CreateOutcome, StoreError> {
     use diesel::sql_types::{Integer, Jsonb, Timestamptz, Uuid as SqlUuid};
     let row = spec_row(spec, ServedFrom::Pool, Some(item));
-    let result: Result<Vec<ClaimedImage>, diesel::result::Error> =
-        diesel::sql_query("SELECT image_position, image_key FROM prewarm_claim_pool_item($1, $2, $3, $4, $5, $6, $7)")
-            .bind::<SqlUuid, _>(item.0)
-            .bind::<SqlUuid, _>(spec.template.0)
-            .bind::<Integer, _>(spec.template_version)
-            .bind::<SqlUuid, _>(spec.company.0)
-            .bind::<SqlUuid, _>(row.id)
-            .bind::<Jsonb, _>(&row.layout)
-            .bind::<Timestamptz, _>(row.created_at)
-            .load(conn)
-            .await;
+    let result: Result<Vec<ClaimedImage>, diesel::result::Error> = diesel::sql_query(
+        "SELECT image_position, image_key FROM prewarm_claim_pool_item($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind::<SqlUuid, _>(item.0)
+    .bind::<SqlUuid, _>(spec.template.0)
+    .bind::<Integer, _>(spec.template_version)
+    .bind::<SqlUuid, _>(spec.company.0)
+    .bind::<SqlUuid, _>(row.id)
+    .bind::<Jsonb, _>(&row.layout)
+    .bind::<Timestamptz, _>(row.created_at)
+    .load(conn)
+    .await;
     match result {
         Ok(images) => {
             let mut images: Vec<DesignImage> = images
@@ -170,10 +171,14 @@ pub async fn create_from_pool_item(
             images.sort_by_key(|i| i.position);
             Ok(CreateOutcome::Created(row.into_design(images)))
         }
-        Err(diesel::result::Error::DatabaseError(_, info)) if info.message() == "prewarm:item_unavailable" => {
+        Err(diesel::result::Error::DatabaseError(_, info))
+            if info.message() == "prewarm:item_unavailable" =>
+        {
             Ok(CreateOutcome::ItemUnavailable)
         }
-        Err(diesel::result::Error::DatabaseError(_, info)) if info.message() == "prewarm:design_limit" => {
+        Err(diesel::result::Error::DatabaseError(_, info))
+            if info.message() == "prewarm:design_limit" =>
+        {
             Ok(CreateOutcome::LimitReached)
         }
         Err(e) => Err(e.into()),
