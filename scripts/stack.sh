@@ -123,8 +123,12 @@ start_s3s() {
     cargo install s3s-fs --version "$S3S_VERSION" --locked --features binary --root "$TOOLS" >"$CACHE/s3s-build.log" 2>&1 \
       || { tail -30 "$CACHE/s3s-build.log" >&2; return 1; }
   fi
+  # Benchmark data is disposable, and a directory grown by earlier runs slows
+  # s3s-fs down: every benchmark starts it afresh on an empty directory.
+  stop_pidfile s3s
+  pkill -f "s3s-fs --host 127.0.0.1 --port $S3S_PORT" 2>/dev/null || true
+  for _ in $(seq 1 20); do port_open "$S3S_PORT" || break; sleep 0.2; done
   if ! port_open "$S3S_PORT"; then
-    # Benchmark data is disposable: start from an empty directory.
     rm -rf "$RUN/s3s-data" && mkdir -p "$RUN/s3s-data"
     log "starting s3s-fs (S3) on 127.0.0.1:$S3S_PORT"
     nohup "$TOOLS/bin/s3s-fs" --host 127.0.0.1 --port "$S3S_PORT" \

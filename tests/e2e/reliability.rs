@@ -473,3 +473,126 @@ async fn a_refill_that_keeps_failing_is_dead_lettered_with_its_reason() {
     assert_eq!((status.ready, status.copying), (3, 0), "{status:?}");
     stack.finish().await;
 }
+
+/// Duplicate delivery across several consumers and a forced rebalance: three
+/// worker processes share the consumer group (no reconciler: only Kafka drives
+/// them), 30 duplicate warm-up requests per template arrive while designs are
+/// taken, and one worker leaves mid-run (SIGTERM: the group rebalances). No
+/// pool ever exceeds its target, and every copy is accounted for: items
+/// reserved = ready + used + discarded, and S3 holds exactly the objects of
+/// the ready and used items once the GC ran.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn duplicates_across_consumers_and_a_rebalance_never_overfill() {
+    let stack = TestStack::spawn(Options {
+        worker: false,
+        ..Options::default()
+    })
+    .await;
+    let tenant = stack.create_tenant("acme", 10_000).await;
+    let mut templates = Vec::new();
+    for _ in 0..3 {
+        templates.push(stack.create_template(&tenant, 2, "private").await);
+    }
+    let no_reconciler = [
+        ("PREWARM_WORKER__RECONCILE_INTERVAL_MS", "0"),
+        ("PREWARM_DATABASE__MIGRATE", "false"),
+    ];
+    let mut workers: Vec<std::process::Child> = (0..3)
+        .map(|_| stack.spawn_worker_process(&no_reconciler))
+        .collect();
+    for t in &templates {
+        stack
+            .wait_pool(&tenant, t.id, 4, Duration::from_secs(60))
+            .await;
+    }
+
+    let mut designs = 0;
+    for round in 0..6 {
+        for t in &templates {
+            for _ in 0..5 {
+                let msg = shared_domain::warmup::WarmupRequest::new(
+                    t.id,
+                    t.version,
+                    shared_domain::warmup::Reason::PoolPop,
+                    0,
+                );
+                assert!(stack.publisher.publish(&msg));
+            }
+            stack.create_design(&tenant, t.id).await;
+            designs += 1;
+        }
+        if round == 2 {
+            // One consumer leaves: its partitions move to the others.
+            let leaving = workers.remove(0);
+            let _ = std::process::Command::new("kill")
+                .args(["-TERM", &leaving.id().to_string()])
+                .status();
+            let mut leaving = leaving;
+            let _ = leaving.wait();
+        }
+        for t in &templates {
+            let status = stack.pool_status(&tenant, t.id).await;
+            assert!(status.ready + status.copying <= 4, "{status:?}");
+            assert!(status.indexed <= 4, "{status:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for t in &templates {
+        stack
+            .wait_pool(&tenant, t.id, 4, Duration::from_secs(60))
+            .await;
+    }
+    for mut w in workers {
+        let _ = w.kill();
+        let _ = w.wait();
+    }
+    assert_no_leak_after_gc(&stack).await;
+
+    // Copies accounting, per template: every reserved item is ready, used by
+    // exactly one design, or discarded -- and only ready and used items still
+    // have objects in S3.
+    let list: serde_json::Value = stack
+        .get(&tenant, "/designs?limit=100")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let mut conn = stack.db.conn().await.unwrap();
+    for t in &templates {
+        let reserved = pool_items::total_reserved(&mut conn, t.id).await.unwrap();
+        let by_state = pool_items::state_counts(&mut conn, t.id).await.unwrap();
+        let count = |s: &str| by_state.iter().find(|(k, _)| k == s).map_or(0, |(_, n)| *n);
+        let (ready, used, discarded, copying) = (
+            count("ready"),
+            count("used"),
+            count("discarded"),
+            count("copying"),
+        );
+        assert_eq!(copying, 0);
+        assert_eq!(reserved, ready + used + discarded);
+        let warm_designs = list["designs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|d| d["template_id"] == serde_json::json!(t.id) && d["served_from"] == "pool")
+            .count() as i64;
+        assert_eq!(
+            used, warm_designs,
+            "pool items used != designs served from the pool"
+        );
+        let objects = stack
+            .objects
+            .list(&format!("{POOL_PREFIX}{}/", t.id))
+            .await
+            .unwrap()
+            .len() as i64;
+        assert_eq!(
+            objects,
+            (ready + used) * 2,
+            "pool objects are exactly those of ready and used items"
+        );
+        eprintln!("template {}: reserved {reserved} = ready {ready} + used {used} + discarded {discarded}; objects {objects}", t.id);
+    }
+    eprintln!("{designs} designs with 30 duplicate requests per template and one consumer leaving");
+    stack.finish().await;
+}

@@ -389,3 +389,16 @@ pub async fn total_reserved(
             .await?;
     Ok(total.n)
 }
+
+/// Items of a template (all versions) by state, e.g. `[("ready", 4), ("used", 6)]`.
+pub async fn state_counts(
+    conn: &mut AsyncPgConnection,
+    template: TemplateId,
+) -> Result<Vec<(String, i64)>, StoreError> {
+    Ok(pool_items::table
+        .filter(pool_items::template_id.eq(template.0))
+        .group_by(pool_items::state)
+        .select((pool_items::state, diesel::dsl::count_star()))
+        .load(conn)
+        .await?)
+}
