@@ -129,7 +129,12 @@ start_s3s() {
   pkill -f "s3s-fs --host 127.0.0.1 --port $S3S_PORT" 2>/dev/null || true
   for _ in $(seq 1 20); do port_open "$S3S_PORT" || break; sleep 0.2; done
   if ! port_open "$S3S_PORT"; then
-    rm -rf "$RUN/s3s-data" && mkdir -p "$RUN/s3s-data"
+    # Move the old data aside and delete it in the background (it can be large).
+    if [[ -d "$RUN/s3s-data" ]]; then
+      mv "$RUN/s3s-data" "$RUN/s3s-data.old.$$"
+      (rm -rf "$RUN/s3s-data.old.$$" &)
+    fi
+    mkdir -p "$RUN/s3s-data"
     log "starting s3s-fs (S3) on 127.0.0.1:$S3S_PORT"
     nohup "$TOOLS/bin/s3s-fs" --host 127.0.0.1 --port "$S3S_PORT" \
       --access-key prewarm --secret-key prewarm-secret "$RUN/s3s-data" >"$RUN/s3s.log" 2>&1 &

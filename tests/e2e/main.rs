@@ -5,6 +5,7 @@
 mod bad_input;
 mod design_limit;
 mod isolation;
+mod ledger_model;
 mod pool;
 mod reliability;
 mod templates;

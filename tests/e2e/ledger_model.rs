@@ -1,0 +1,213 @@
+//! A property test of the pool ledger as a state machine, against the real
+//! stack: random sequences of pops, refills (some duplicated and racing),
+//! crashed refills (reserved, never copied), Redis flushes, template edits,
+//! lease expiry and reconciler/GC ticks. After every step the invariants hold:
+//! the pool never exceeds its target (ledger and Redis), no Redis id is listed
+//! twice, every design is of the template's version at its creation and owns
+//! its objects alone, and after a GC tick nothing under the template's pool
+//! prefix is unreferenced.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use diesel_async::RunQueryDsl;
+use prewarm_store::db::{designs, pool_items};
+use prewarm_tests::{Options, Tenant, TestStack};
+use proptest::prelude::*;
+use proptest::test_runner::{Config, TestCaseError, TestRunner};
+use shared_domain::design::Design;
+use shared_domain::object_keys::POOL_PREFIX;
+use shared_domain::template::Template;
+use warmup_worker::reconciler::Reconciler;
+
+const TARGET: i64 = 4;
+
+#[derive(Debug, Clone, Copy)]
+enum Op {
+    Pop,
+    Refill,
+    DuplicateRefill,
+    CrashedRefill,
+    Flush,
+    Edit,
+    ExpireLeases,
+    Tick,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        4 => Just(Op::Pop),
+        3 => Just(Op::Refill),
+        2 => Just(Op::DuplicateRefill),
+        1 => Just(Op::CrashedRefill),
+        1 => Just(Op::Flush),
+        1 => Just(Op::Edit),
+        1 => Just(Op::ExpireLeases),
+        2 => Just(Op::Tick),
+    ]
+}
+
+struct Model<'a> {
+    stack: &'a TestStack,
+    tenant: &'a Tenant,
+    reconciler: &'a Reconciler,
+    template: Template,
+    designs: Vec<Design>,
+}
+
+fn check(cond: bool, msg: impl Into<String>) -> Result<(), TestCaseError> {
+    if cond {
+        Ok(())
+    } else {
+        Err(TestCaseError::fail(msg.into()))
+    }
+}
+
+impl Model<'_> {
+    async fn apply(&mut self, op: Op) -> Result<(), TestCaseError> {
+        let t = self.template.id;
+        let refiller = &self.reconciler.refiller;
+        match op {
+            Op::Pop => {
+                let resp = self.stack.post_design(self.tenant, t).await;
+                check(resp.status().as_u16() == 201, format!("pop answered {}", resp.status()))?;
+                let design: Design = resp.json().await.map_err(|e| TestCaseError::fail(e.to_string()))?;
+                check(
+                    design.template_version == self.template.version,
+                    format!("design of v{} while the template is at v{}", design.template_version, self.template.version),
+                )?;
+                self.designs.push(design);
+            }
+            Op::Refill => {
+                refiller.refill(t).await.map_err(|e| TestCaseError::fail(e.to_string()))?;
+            }
+            Op::DuplicateRefill => {
+                let (a, b) = tokio::join!(refiller.refill(t), refiller.refill(t));
+                a.and(b).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            }
+            Op::CrashedRefill => {
+                // Reserved, then the worker died before copying anything.
+                let mut conn = refiller.db.conn().await.map_err(|e| TestCaseError::fail(e.to_string()))?;
+                pool_items::reserve(&mut conn, t, TARGET as i32, Duration::from_secs(300))
+                    .await
+                    .map_err(|e| TestCaseError::fail(e.to_string()))?;
+            }
+            Op::Flush => {
+                self.stack.index.clear_prefix().await.map_err(|e| TestCaseError::fail(e.to_string()))?;
+            }
+            Op::Edit => {
+                let resp = self
+                    .stack
+                    .http
+                    .patch(self.stack.url(&format!("/templates/{t}")))
+                    .bearer_auth(&self.tenant.key)
+                    .json(&serde_json::json!({"layout": {"edit": self.template.version + 1}}))
+                    .send()
+                    .await
+                    .map_err(|e| TestCaseError::fail(e.to_string()))?;
+                check(resp.status().as_u16() == 200, "edit refused")?;
+                self.template = resp.json().await.map_err(|e| TestCaseError::fail(e.to_string()))?;
+            }
+            Op::ExpireLeases => {
+                let mut conn = refiller.db.conn().await.map_err(|e| TestCaseError::fail(e.to_string()))?;
+                diesel::sql_query(
+                    "UPDATE pool_items SET lease_until = now() - interval '1 second' \
+                     WHERE template_id = $1 AND state = 'copying'",
+                )
+                .bind::<diesel::sql_types::Uuid, _>(t.0)
+                .execute(&mut conn)
+                .await
+                .map_err(|e| TestCaseError::fail(e.to_string()))?;
+            }
+            Op::Tick => {
+                self.reconciler.tick().await.map_err(|e| TestCaseError::fail(e.to_string()))?;
+                self.reconciler.gc().await.map_err(|e| TestCaseError::fail(e.to_string()))?;
+                self.check_no_garbage().await?;
+            }
+        }
+        self.check_invariants().await
+    }
+
+    async fn check_invariants(&self) -> Result<(), TestCaseError> {
+        let t = self.template.id;
+        let v = self.template.version;
+        let fail = |e: String| TestCaseError::fail(e);
+        let mut conn = self.reconciler.refiller.db.conn().await.map_err(|e| fail(e.to_string()))?;
+        let (ready, copying) = pool_items::counts(&mut conn, t, v).await.map_err(|e| fail(e.to_string()))?;
+        check(ready + copying <= TARGET, format!("ledger above target: {ready} ready + {copying} copying"))?;
+        let listed = self.stack.index.list(t, v).await.map_err(|e| fail(e.to_string()))?;
+        check(listed.len() as i64 <= TARGET, format!("Redis list above target: {}", listed.len()))?;
+        let distinct: HashSet<_> = listed.iter().collect();
+        check(distinct.len() == listed.len(), "an id listed twice")?;
+        let keys = designs::all_object_keys(&mut conn).await.map_err(|e| fail(e.to_string()))?;
+        let unique: HashSet<_> = keys.iter().collect();
+        check(unique.len() == keys.len(), "an object in two designs")?;
+        let items: Vec<_> = self.designs.iter().filter_map(|d| d.pool_item_id).collect();
+        let unique_items: HashSet<_> = items.iter().collect();
+        check(unique_items.len() == items.len(), "a pool item used twice")?;
+        Ok(())
+    }
+
+    async fn check_no_garbage(&self) -> Result<(), TestCaseError> {
+        let fail = |e: String| TestCaseError::fail(e);
+        let mut conn = self.reconciler.refiller.db.conn().await.map_err(|e| fail(e.to_string()))?;
+        let mut referenced: HashSet<String> =
+            designs::all_object_keys(&mut conn).await.map_err(|e| fail(e.to_string()))?.into_iter().collect();
+        referenced.extend(pool_items::live_object_keys(&mut conn).await.map_err(|e| fail(e.to_string()))?);
+        let stored = self
+            .stack
+            .objects
+            .list(&format!("{POOL_PREFIX}{}/", self.template.id))
+            .await
+            .map_err(|e| fail(e.to_string()))?;
+        let garbage: Vec<_> = stored.iter().filter(|k| !referenced.contains(*k)).collect();
+        check(garbage.is_empty(), format!("{} unreferenced objects after a GC tick", garbage.len()))
+    }
+}
+
+#[test]
+fn the_ledger_keeps_its_invariants_under_random_operations() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let stack = rt.block_on(TestStack::spawn(Options {
+        worker: false,
+        ..Options::default()
+    }));
+    let tenant = rt.block_on(stack.create_tenant("model", 100_000));
+    let reconciler = rt.block_on(stack.reconciler(&[("PREWARM_WORKER__GC_GRACE_SECS", "0")]));
+    let mut runner = TestRunner::new(Config {
+        cases: 12,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    let result = runner.run(&proptest::collection::vec(op(), 1..14), |ops| {
+        rt.block_on(async {
+            let template = stack.create_template(&tenant, 2, "private").await;
+            let mut model = Model {
+                stack: &stack,
+                tenant: &tenant,
+                reconciler: &reconciler,
+                template,
+                designs: Vec::new(),
+            };
+            for op in ops {
+                model.apply(op).await?;
+            }
+            // Whatever happened, one reconciler pass brings the pool back to target.
+            model.apply(Op::ExpireLeases).await?;
+            model.apply(Op::Tick).await?;
+            let status = stack.pool_status(&tenant, model.template.id).await;
+            check(
+                (status.ready, status.copying, status.indexed) == (TARGET, 0, TARGET),
+                format!("not healed after a tick: {status:?}"),
+            )
+        })
+    });
+    rt.block_on(stack.finish());
+    if let Err(e) = result {
+        panic!("{e}");
+    }
+}
