@@ -70,16 +70,28 @@ impl Model<'_> {
         match op {
             Op::Pop => {
                 let resp = self.stack.post_design(self.tenant, t).await;
-                check(resp.status().as_u16() == 201, format!("pop answered {}", resp.status()))?;
-                let design: Design = resp.json().await.map_err(|e| TestCaseError::fail(e.to_string()))?;
+                check(
+                    resp.status().as_u16() == 201,
+                    format!("pop answered {}", resp.status()),
+                )?;
+                let design: Design = resp
+                    .json()
+                    .await
+                    .map_err(|e| TestCaseError::fail(e.to_string()))?;
                 check(
                     design.template_version == self.template.version,
-                    format!("design of v{} while the template is at v{}", design.template_version, self.template.version),
+                    format!(
+                        "design of v{} while the template is at v{}",
+                        design.template_version, self.template.version
+                    ),
                 )?;
                 self.designs.push(design);
             }
             Op::Refill => {
-                refiller.refill(t).await.map_err(|e| TestCaseError::fail(e.to_string()))?;
+                refiller
+                    .refill(t)
+                    .await
+                    .map_err(|e| TestCaseError::fail(e.to_string()))?;
             }
             Op::DuplicateRefill => {
                 let (a, b) = tokio::join!(refiller.refill(t), refiller.refill(t));
@@ -87,13 +99,21 @@ impl Model<'_> {
             }
             Op::CrashedRefill => {
                 // Reserved, then the worker died before copying anything.
-                let mut conn = refiller.db.conn().await.map_err(|e| TestCaseError::fail(e.to_string()))?;
+                let mut conn = refiller
+                    .db
+                    .conn()
+                    .await
+                    .map_err(|e| TestCaseError::fail(e.to_string()))?;
                 pool_items::reserve(&mut conn, t, TARGET as i32, Duration::from_secs(300))
                     .await
                     .map_err(|e| TestCaseError::fail(e.to_string()))?;
             }
             Op::Flush => {
-                self.stack.index.clear_prefix().await.map_err(|e| TestCaseError::fail(e.to_string()))?;
+                self.stack
+                    .index
+                    .clear_prefix()
+                    .await
+                    .map_err(|e| TestCaseError::fail(e.to_string()))?;
             }
             Op::Edit => {
                 let resp = self
@@ -106,10 +126,17 @@ impl Model<'_> {
                     .await
                     .map_err(|e| TestCaseError::fail(e.to_string()))?;
                 check(resp.status().as_u16() == 200, "edit refused")?;
-                self.template = resp.json().await.map_err(|e| TestCaseError::fail(e.to_string()))?;
+                self.template = resp
+                    .json()
+                    .await
+                    .map_err(|e| TestCaseError::fail(e.to_string()))?;
             }
             Op::ExpireLeases => {
-                let mut conn = refiller.db.conn().await.map_err(|e| TestCaseError::fail(e.to_string()))?;
+                let mut conn = refiller
+                    .db
+                    .conn()
+                    .await
+                    .map_err(|e| TestCaseError::fail(e.to_string()))?;
                 diesel::sql_query(
                     "UPDATE pool_items SET lease_until = now() - interval '1 second' \
                      WHERE template_id = $1 AND state = 'copying'",
@@ -120,8 +147,14 @@ impl Model<'_> {
                 .map_err(|e| TestCaseError::fail(e.to_string()))?;
             }
             Op::Tick => {
-                self.reconciler.tick().await.map_err(|e| TestCaseError::fail(e.to_string()))?;
-                self.reconciler.gc().await.map_err(|e| TestCaseError::fail(e.to_string()))?;
+                self.reconciler
+                    .tick()
+                    .await
+                    .map_err(|e| TestCaseError::fail(e.to_string()))?;
+                self.reconciler
+                    .gc()
+                    .await
+                    .map_err(|e| TestCaseError::fail(e.to_string()))?;
                 self.check_no_garbage().await?;
             }
         }
@@ -132,14 +165,35 @@ impl Model<'_> {
         let t = self.template.id;
         let v = self.template.version;
         let fail = |e: String| TestCaseError::fail(e);
-        let mut conn = self.reconciler.refiller.db.conn().await.map_err(|e| fail(e.to_string()))?;
-        let (ready, copying) = pool_items::counts(&mut conn, t, v).await.map_err(|e| fail(e.to_string()))?;
-        check(ready + copying <= TARGET, format!("ledger above target: {ready} ready + {copying} copying"))?;
-        let listed = self.stack.index.list(t, v).await.map_err(|e| fail(e.to_string()))?;
-        check(listed.len() as i64 <= TARGET, format!("Redis list above target: {}", listed.len()))?;
+        let mut conn = self
+            .reconciler
+            .refiller
+            .db
+            .conn()
+            .await
+            .map_err(|e| fail(e.to_string()))?;
+        let (ready, copying) = pool_items::counts(&mut conn, t, v)
+            .await
+            .map_err(|e| fail(e.to_string()))?;
+        check(
+            ready + copying <= TARGET,
+            format!("ledger above target: {ready} ready + {copying} copying"),
+        )?;
+        let listed = self
+            .stack
+            .index
+            .list(t, v)
+            .await
+            .map_err(|e| fail(e.to_string()))?;
+        check(
+            listed.len() as i64 <= TARGET,
+            format!("Redis list above target: {}", listed.len()),
+        )?;
         let distinct: HashSet<_> = listed.iter().collect();
         check(distinct.len() == listed.len(), "an id listed twice")?;
-        let keys = designs::all_object_keys(&mut conn).await.map_err(|e| fail(e.to_string()))?;
+        let keys = designs::all_object_keys(&mut conn)
+            .await
+            .map_err(|e| fail(e.to_string()))?;
         let unique: HashSet<_> = keys.iter().collect();
         check(unique.len() == keys.len(), "an object in two designs")?;
         let items: Vec<_> = self.designs.iter().filter_map(|d| d.pool_item_id).collect();
@@ -150,10 +204,23 @@ impl Model<'_> {
 
     async fn check_no_garbage(&self) -> Result<(), TestCaseError> {
         let fail = |e: String| TestCaseError::fail(e);
-        let mut conn = self.reconciler.refiller.db.conn().await.map_err(|e| fail(e.to_string()))?;
-        let mut referenced: HashSet<String> =
-            designs::all_object_keys(&mut conn).await.map_err(|e| fail(e.to_string()))?.into_iter().collect();
-        referenced.extend(pool_items::live_object_keys(&mut conn).await.map_err(|e| fail(e.to_string()))?);
+        let mut conn = self
+            .reconciler
+            .refiller
+            .db
+            .conn()
+            .await
+            .map_err(|e| fail(e.to_string()))?;
+        let mut referenced: HashSet<String> = designs::all_object_keys(&mut conn)
+            .await
+            .map_err(|e| fail(e.to_string()))?
+            .into_iter()
+            .collect();
+        referenced.extend(
+            pool_items::live_object_keys(&mut conn)
+                .await
+                .map_err(|e| fail(e.to_string()))?,
+        );
         let stored = self
             .stack
             .objects
@@ -161,7 +228,10 @@ impl Model<'_> {
             .await
             .map_err(|e| fail(e.to_string()))?;
         let garbage: Vec<_> = stored.iter().filter(|k| !referenced.contains(*k)).collect();
-        check(garbage.is_empty(), format!("{} unreferenced objects after a GC tick", garbage.len()))
+        check(
+            garbage.is_empty(),
+            format!("{} unreferenced objects after a GC tick", garbage.len()),
+        )
     }
 }
 
