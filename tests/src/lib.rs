@@ -7,9 +7,11 @@
 //!   builds template-api (port 0) and, optionally, warmup-worker, and offers
 //!   request helpers.
 //! - [`images`]: small generated image payloads.
+//! - [`relay`]: a TCP relay a test can cut, to take a dependency "down".
 //! - The `demo` binary (`src/bin/demo.rs`) drives a running deployment over HTTP.
 
 pub mod images;
+pub mod relay;
 
 use std::time::{Duration, Instant};
 

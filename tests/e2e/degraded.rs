@@ -1,0 +1,122 @@
+//! Dependencies failing at run time: the API degrades to the cold path or a
+//! clear 503, never a panic, a hang or a leaked object.
+
+use std::time::Duration;
+
+use prewarm_bench::fault_proxy::{FaultProxy, Faults};
+use prewarm_tests::relay::TcpRelay;
+use prewarm_tests::{error_code, Options, TestStack};
+use shared_domain::design::{Design, ServedFrom};
+use shared_domain::object_keys::DESIGNS_PREFIX;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_down_degrades_to_copies_without_5xx() {
+    let relay = TcpRelay::start("127.0.0.1:6379").await;
+    let stack = TestStack::spawn(Options {
+        env: vec![(
+            "PREWARM_REDIS__URL".into(),
+            format!("redis://127.0.0.1:{}", relay.port),
+        )],
+        ..Options::default()
+    })
+    .await;
+    let tenant = stack.create_tenant("acme", 100).await;
+    let template = stack.create_template(&tenant, 3, "private").await;
+    stack
+        .wait_pool(&tenant, template.id, 4, Duration::from_secs(30))
+        .await;
+
+    relay.cut();
+    for _ in 0..3 {
+        let started = std::time::Instant::now();
+        let resp = stack.post_design(&tenant, template.id).await;
+        assert_eq!(resp.status(), 201, "a 5xx or 4xx while Redis is down");
+        let design: Design = resp.json().await.unwrap();
+        assert_eq!(design.served_from, ServedFrom::Copy);
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "took {:?}",
+            started.elapsed()
+        );
+        for img in &design.images {
+            assert!(stack.objects.exists(&img.object_key).await.unwrap());
+        }
+    }
+    // The pool items are untouched in the ledger, waiting for Redis to return.
+    let status = stack.pool_status(&tenant, template.id).await;
+    assert_eq!((status.ready, status.indexed), (4, 0), "{status:?}");
+    stack.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_errors_are_retried_and_failures_are_clear_503s_without_leaks() {
+    let proxy = FaultProxy::start(0, "http://127.0.0.1:9000", Faults::default()).unwrap();
+    let stack = TestStack::spawn(Options {
+        worker: false,
+        env: vec![("PREWARM_S3__ENDPOINT".into(), proxy.url())],
+        ..Options::default()
+    })
+    .await;
+    let tenant = stack.create_tenant("acme", 1000).await;
+    let template = stack.create_template(&tenant, 4, "private").await;
+
+    // One S3 request in four fails with 503 SlowDown: the SDK retries them.
+    proxy.set(Faults {
+        error_rate: 0.25,
+        ..Faults::default()
+    });
+    let (mut ok, mut unavailable) = (0, 0);
+    for _ in 0..12 {
+        let resp = stack.post_design(&tenant, template.id).await;
+        match resp.status().as_u16() {
+            201 => ok += 1,
+            503 => {
+                let (_, code) = error_code(resp).await;
+                assert_eq!(code, "object_store_unavailable");
+                unavailable += 1;
+            }
+            other => panic!("unexpected status {other}"),
+        }
+    }
+    eprintln!("with 25% of S3 requests failing: {ok} designs, {unavailable} clear 503s");
+    assert!(ok >= 9, "retries should absorb most faults: {ok} of 12");
+
+    // S3 down altogether: a clear 503 with a stable code, quickly, never a hang.
+    proxy.set(Faults {
+        error_rate: 1.0,
+        ..Faults::default()
+    });
+    for _ in 0..3 {
+        let started = std::time::Instant::now();
+        let (status, code) = error_code(stack.post_design(&tenant, template.id).await).await;
+        assert_eq!(
+            (status.as_u16(), code.as_str()),
+            (503, "object_store_unavailable")
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "took {:?}",
+            started.elapsed()
+        );
+    }
+
+    // Every design's objects exist; nothing else is left under designs/ once
+    // the collector ran (a failed request's cleanup may itself have failed).
+    proxy.set(Faults::default());
+    let gc = stack
+        .reconciler(&[("PREWARM_WORKER__GC_GRACE_SECS", "0")])
+        .await;
+    gc.gc().await.unwrap();
+    let list: serde_json::Value = stack.get(&tenant, "/designs").await.json().await.unwrap();
+    let designs: Vec<Design> = serde_json::from_value(list["designs"].clone()).unwrap();
+    assert_eq!(designs.len(), ok);
+    let stored = stack.objects.list(DESIGNS_PREFIX).await.unwrap();
+    assert_eq!(
+        stored.len(),
+        ok * 4,
+        "objects under designs/: {}",
+        stored.len()
+    );
+    proxy.stop().await;
+    stack.finish().await;
+}
