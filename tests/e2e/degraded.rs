@@ -120,3 +120,38 @@ async fn s3_errors_are_retried_and_failures_are_clear_503s_without_leaks() {
     proxy.stop().await;
     stack.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_unreachable_never_blocks_designs_and_pools_still_fill() {
+    // Nothing listens on port 1: every warm-up request is undeliverable.
+    let stack = TestStack::spawn(Options {
+        env: vec![
+            ("PREWARM_KAFKA__BROKERS".into(), "127.0.0.1:1".into()),
+            ("PREWARM_KAFKA__CREATE_TOPIC".into(), "false".into()),
+            ("PREWARM_KAFKA__MESSAGE_TIMEOUT_MS".into(), "1000".into()),
+        ],
+        worker_env: vec![("PREWARM_WORKER__RECONCILE_INTERVAL_MS".into(), "300".into())],
+        ..Options::default()
+    })
+    .await;
+    let tenant = stack.create_tenant("acme", 100).await;
+    let template = stack.create_template(&tenant, 2, "private").await;
+    // Only the reconciler can fill the pool: no message ever arrives.
+    stack
+        .wait_pool(&tenant, template.id, 4, Duration::from_secs(10))
+        .await;
+    for _ in 0..3 {
+        let started = std::time::Instant::now();
+        let design = stack.create_design(&tenant, template.id).await;
+        assert_eq!(design.served_from, ServedFrom::Pool);
+        assert!(
+            started.elapsed() < Duration::from_millis(500),
+            "a design waited for Kafka: {:?}",
+            started.elapsed()
+        );
+    }
+    stack
+        .wait_pool(&tenant, template.id, 4, Duration::from_secs(10))
+        .await;
+    stack.finish().await;
+}
