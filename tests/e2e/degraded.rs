@@ -45,6 +45,17 @@ async fn redis_down_degrades_to_copies_without_5xx() {
     // The pool items are untouched in the ledger, waiting for Redis to return.
     let status = stack.pool_status(&tenant, template.id).await;
     assert_eq!((status.ready, status.indexed), (4, 0), "{status:?}");
+    // The fall-back is visible in metrics, not only in the log.
+    let degraded = stack
+        .metric("prewarm_degraded_total", &[("dependency", "redis")])
+        .await;
+    let by_copy = stack
+        .metric(
+            "prewarm_designs_created_total",
+            &[("served_from", "copy"), ("cause", "redis_down")],
+        )
+        .await;
+    assert_eq!((degraded, by_copy), (3.0, 3.0));
     stack.finish().await;
 }
 
@@ -153,5 +164,23 @@ async fn kafka_unreachable_never_blocks_designs_and_pools_still_fill() {
     stack
         .wait_pool(&tenant, template.id, 4, Duration::from_secs(10))
         .await;
+    // Each undeliverable warm-up request is counted once the producer gives up.
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let undelivered = stack
+            .metric(
+                "prewarm_warmup_requests_total",
+                &[("outcome", "undelivered")],
+            )
+            .await;
+        if undelivered >= 3.0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "undelivered warm-up requests not counted: {undelivered}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     stack.finish().await;
 }

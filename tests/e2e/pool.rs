@@ -4,7 +4,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use prewarm_store::db::pool_items;
-use prewarm_tests::{Options, TestStack};
+use prewarm_tests::{metric_value, Options, TestStack};
 use shared_domain::design::{Design, ServedFrom};
 use shared_domain::template::Template;
 use shared_domain::warmup::{Reason, WarmupRequest};
@@ -86,6 +86,25 @@ async fn warm_path_serves_from_the_pool_and_the_pool_refills() {
     assert_eq!(resp.status(), 200);
     let read: Design = resp.json().await.unwrap();
     assert_eq!(read, designs[0]);
+
+    // Metrics: three pool hits, and the latency histogram keyed by route pattern.
+    let text = stack.metrics().await;
+    let hits = metric_value(
+        &text,
+        "prewarm_designs_created_total",
+        &[("served_from", "pool")],
+    );
+    let observed = metric_value(
+        &text,
+        "prewarm_http_request_duration_seconds_count",
+        &[("route", "/designs"), ("method", "POST"), ("status", "201")],
+    );
+    let by_id = metric_value(
+        &text,
+        "prewarm_http_request_duration_seconds_count",
+        &[("route", "/designs/{id}"), ("status", "200")],
+    );
+    assert_eq!((hits, observed, by_id), (Some(3.0), Some(3.0), Some(1.0)));
     stack.finish().await;
 }
 
@@ -111,6 +130,13 @@ async fn cold_path_copies_on_the_spot_when_the_pool_is_empty() {
         designs.push(design);
     }
     assert_owned_objects(&stack, &template, &designs).await;
+    let misses = stack
+        .metric(
+            "prewarm_designs_created_total",
+            &[("served_from", "copy"), ("cause", "pool_empty")],
+        )
+        .await;
+    assert_eq!(misses, 2.0);
 
     // Deleting a design deletes its objects, and only its objects.
     let resp = stack

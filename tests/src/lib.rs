@@ -261,6 +261,23 @@ impl TestStack {
         cmd.spawn().expect("spawn warmup-worker")
     }
 
+    /// The API's `/metrics` text.
+    pub async fn metrics(&self) -> String {
+        let resp = self
+            .http
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .expect("GET /metrics");
+        assert_eq!(resp.status(), StatusCode::OK);
+        resp.text().await.expect("metrics text")
+    }
+
+    /// One metric of the API (0 when the series does not exist yet).
+    pub async fn metric(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        metric_value(&self.metrics().await, name, labels).unwrap_or(0.0)
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
     }
@@ -408,6 +425,21 @@ impl TestStack {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
+}
+
+/// One sample of a Prometheus text exposition: the first line of metric
+/// `name` whose labels include every `key="value"` of `labels`.
+pub fn metric_value(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
+        .find(|l| {
+            labels
+                .iter()
+                .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
+        })
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
 }
 
 /// Reads an error body's stable code.

@@ -10,10 +10,12 @@
 //! - [`objects`]: S3 (aws-sdk-s3), including the bounded-parallel copy.
 //! - [`warmup_topic`]: the Kafka warm-up topic (rdkafka producer, topic admin).
 //! - [`settings`]: the settings sections both services embed, and the layered loader.
+//! - [`metrics`]: Prometheus registry helpers (constructors, text encoding).
 //! - [`telemetry`]: logging setup (text or JSON).
 
 pub mod connect;
 pub mod db;
+pub mod metrics;
 pub mod objects;
 pub mod pool_index;
 pub mod settings;

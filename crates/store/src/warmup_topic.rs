@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use prometheus::{IntCounterVec, Opts, Registry};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
@@ -97,6 +98,9 @@ pub async fn ensure_topic(settings: &KafkaSettings) -> Result<(), KafkaError> {
 pub struct WarmupPublisher {
     producer: FutureProducer,
     topic: String,
+    /// `prewarm_warmup_requests_total{outcome}`: queued, dropped (local queue
+    /// full or producer failing), undelivered (the broker never acked).
+    outcomes: IntCounterVec,
 }
 
 impl WarmupPublisher {
@@ -110,10 +114,25 @@ impl WarmupPublisher {
             .set("linger.ms", "2")
             .set("queue.buffering.max.messages", "100000")
             .create()?;
+        let outcomes = IntCounterVec::new(
+            Opts::new(
+                "prewarm_warmup_requests_total",
+                "Warm-up requests by outcome: queued, dropped (never queued), undelivered (no broker ack). \
+                 Dropped or undelivered requests mean Kafka is degraded; the reconciler heals the pools.",
+            ),
+            &["outcome"],
+        )
+        .map_err(|e| KafkaError::ClientCreation(e.to_string()))?;
         Ok(Self {
             producer,
             topic: settings.topic.clone(),
+            outcomes,
         })
+    }
+
+    /// Exposes this producer's outcome counter in `registry`.
+    pub fn register_metrics(&self, registry: &Registry) -> prometheus::Result<()> {
+        registry.register(Box::new(self.outcomes.clone()))
     }
 
     /// Enqueues one request; never blocks. Returns false if it was dropped
@@ -125,20 +144,27 @@ impl WarmupPublisher {
             .payload(&payload);
         match self.producer.send_result(record) {
             Ok(delivery) => {
+                self.outcomes.with_label_values(&["queued"]).inc();
                 let template = request.template_id.clone();
+                let undelivered = self.outcomes.with_label_values(&["undelivered"]);
                 tokio::spawn(async move {
                     match delivery.await {
                         Ok(Ok(_)) => {}
                         Ok(Err((e, _))) => {
-                            tracing::warn!(%template, error = %e, "warm-up request not delivered")
+                            undelivered.inc();
+                            tracing::warn!(%template, error = %e, "warm-up request not delivered; kafka degraded")
                         }
-                        Err(_) => tracing::warn!(%template, "warm-up request cancelled"),
+                        Err(_) => {
+                            undelivered.inc();
+                            tracing::warn!(%template, "warm-up request cancelled; kafka degraded")
+                        }
                     }
                 });
                 true
             }
             Err((e, _)) => {
-                tracing::warn!(template = %request.template_id, error = %e, "warm-up request dropped");
+                self.outcomes.with_label_values(&["dropped"]).inc();
+                tracing::warn!(template = %request.template_id, error = %e, "warm-up request dropped; kafka degraded");
                 false
             }
         }

@@ -16,6 +16,7 @@ use shared_domain::object_keys;
 use shared_domain::warmup::Reason;
 
 use crate::error::ApiError;
+use crate::metrics::Served;
 use crate::state::AppState;
 
 fn limit_reached() -> ApiError {
@@ -48,19 +49,24 @@ pub async fn create_design(
     };
     let version = template.version;
 
+    let mut served = Served::CopyPoolDisabled;
     if state.settings.pool.enabled {
+        served = Served::CopyPoolEmpty;
         for _ in 0..state.settings.pool.pop_attempts {
             let item = match state.index.pop(template_id, version).await {
                 Ok(Some(item)) => item,
                 Ok(None) => break,
                 Err(e) => {
-                    tracing::warn!(%template_id, error = %e, "pool index unavailable; serving by copy");
+                    tracing::warn!(%template_id, error = %e, "pool index unavailable; degraded to serving by copy");
+                    state.metrics.degraded("redis");
+                    served = Served::CopyRedisDown;
                     break;
                 }
             };
             let outcome = designs::create_from_pool_item(&mut conn, &spec, item).await;
             match outcome {
                 Ok(CreateOutcome::Created(design)) => {
+                    state.metrics.design_created(Served::Pool);
                     state.request_warmup(template_id, version, Reason::PoolPop);
                     return Ok(design);
                 }
@@ -79,7 +85,9 @@ pub async fn create_design(
             }
         }
     }
-    create_cold(state, conn, spec).await
+    let design = create_cold(state, conn, spec).await?;
+    state.metrics.design_created(served);
+    Ok(design)
 }
 
 /// Puts back an item that was popped but not used, so it is not stranded

@@ -8,11 +8,13 @@
 //! - [`upload`]: multipart parsing of template images, with size limits.
 //! - [`auth`]: bearer-token extractors for companies and the admin.
 //! - [`error`]: `ApiError`, the one mapping from failures to JSON error responses.
+//! - [`metrics`]: Prometheus metrics at `/metrics` and the latency middleware.
 //! - [`state`]: what every handler shares (database, Redis index, S3, Kafka producer).
 
 pub mod auth;
 pub mod create_design;
 pub mod error;
+pub mod metrics;
 pub mod routes;
 pub mod settings;
 pub mod startup;

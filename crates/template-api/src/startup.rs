@@ -14,6 +14,7 @@ use tokio::sync::Semaphore;
 
 use crate::auth::AuthCache;
 use crate::error::{json_error, path_error, query_error, ApiError};
+use crate::metrics::ApiMetrics;
 use crate::routes::{admin, designs, health, templates};
 use crate::settings::Settings;
 use crate::state::AppState;
@@ -67,6 +68,8 @@ pub async fn build_state(settings: Settings) -> anyhow::Result<AppState> {
     )
     .await?;
     let publisher = WarmupPublisher::new(&settings.kafka)?;
+    let metrics = ApiMetrics::new()?;
+    publisher.register_metrics(&metrics.registry)?;
     let copy_limiter = Arc::new(Semaphore::new(settings.pool.cold_copy_global_limit));
     Ok(AppState {
         db: clients.db,
@@ -77,6 +80,7 @@ pub async fn build_state(settings: Settings) -> anyhow::Result<AppState> {
         auth_cache: Arc::new(AuthCache::new(Duration::from_secs(
             settings.server.auth_cache_ttl_secs,
         ))),
+        metrics: Arc::new(metrics),
         settings: Arc::new(settings),
     })
 }
@@ -89,6 +93,7 @@ async fn not_found() -> Result<HttpResponse, ApiError> {
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/healthz", web::get().to(health::healthz))
         .route("/readyz", web::get().to(health::readyz))
+        .route("/metrics", web::get().to(crate::metrics::metrics))
         .route("/admin/companies", web::post().to(admin::create_company))
         .route(
             "/admin/companies/{id}/api-keys",
@@ -138,6 +143,7 @@ fn run(listener: TcpListener, state: AppState) -> std::io::Result<Server> {
             )
             .app_data(web::PathConfig::default().error_handler(|e, _| path_error(e).into()))
             .app_data(web::QueryConfig::default().error_handler(|e, _| query_error(e).into()))
+            .wrap(actix_web::middleware::from_fn(crate::metrics::observe))
             .wrap(actix_web::middleware::Logger::new("%r %s %Dms").exclude("/healthz"))
             .configure(routes)
             .default_service(web::to(not_found))

@@ -23,6 +23,7 @@ pub struct AppState {
     /// burst of misses cannot open thousands of S3 connections.
     pub copy_limiter: Arc<Semaphore>,
     pub auth_cache: Arc<crate::auth::AuthCache>,
+    pub metrics: Arc<crate::metrics::ApiMetrics>,
 }
 
 impl AppState {

@@ -1,0 +1,108 @@
+//! The API's Prometheus metrics, served at `/metrics`. Every label has a small,
+//! fixed set of values (routes are patterns, never raw paths), so cardinality
+//! is bounded whatever the traffic.
+
+use std::time::Instant;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::middleware::Next;
+use actix_web::{web, HttpResponse};
+use prewarm_store::metrics::{counter_vec, encode, histogram_vec, CONTENT_TYPE};
+use prometheus::{HistogramVec, IntCounterVec, Registry};
+
+use crate::state::AppState;
+
+/// Why a design was not served from the pool.
+#[derive(Debug, Clone, Copy)]
+pub enum Served {
+    Pool,
+    /// The pool had no ready item for the template's version.
+    CopyPoolEmpty,
+    /// `pool.enabled = false`.
+    CopyPoolDisabled,
+    /// Redis failed: the API degraded to the cold path.
+    CopyRedisDown,
+}
+
+impl Served {
+    fn labels(self) -> [&'static str; 2] {
+        match self {
+            Served::Pool => ["pool", "hit"],
+            Served::CopyPoolEmpty => ["copy", "pool_empty"],
+            Served::CopyPoolDisabled => ["copy", "pool_disabled"],
+            Served::CopyRedisDown => ["copy", "redis_down"],
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct ApiMetrics {
+    pub registry: Registry,
+    http: HistogramVec,
+    designs: IntCounterVec,
+    degraded: IntCounterVec,
+}
+
+impl ApiMetrics {
+    pub fn new() -> prometheus::Result<Self> {
+        let registry = Registry::new();
+        Ok(Self {
+            http: histogram_vec(
+                &registry,
+                "prewarm_http_request_duration_seconds",
+                "HTTP request latency by method, route pattern and status.",
+                &["method", "route", "status"],
+            )?,
+            designs: counter_vec(
+                &registry,
+                "prewarm_designs_created_total",
+                "Designs created, by where they came from (pool or copy) and why.",
+                &["served_from", "cause"],
+            )?,
+            degraded: counter_vec(
+                &registry,
+                "prewarm_degraded_total",
+                "Times a dependency failed and the API fell back (redis: served by copy).",
+                &["dependency"],
+            )?,
+            registry,
+        })
+    }
+
+    pub fn design_created(&self, served: Served) {
+        self.designs.with_label_values(&served.labels()).inc();
+    }
+
+    pub fn degraded(&self, dependency: &str) {
+        self.degraded.with_label_values(&[dependency]).inc();
+    }
+}
+
+/// Middleware: observes every request's latency under its route pattern.
+pub async fn observe(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let started = Instant::now();
+    let metrics = req
+        .app_data::<web::Data<AppState>>()
+        .map(|s| s.metrics.clone());
+    let method = req.method().clone();
+    let res = next.call(req).await?;
+    if let Some(metrics) = metrics {
+        let route = res.request().match_pattern();
+        let route = route.as_deref().unwrap_or("unmatched");
+        metrics
+            .http
+            .with_label_values(&[method.as_str(), route, res.status().as_str()])
+            .observe(started.elapsed().as_secs_f64());
+    }
+    Ok(res)
+}
+
+pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type(CONTENT_TYPE)
+        .body(encode(&state.metrics.registry))
+}
