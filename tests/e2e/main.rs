@@ -9,4 +9,5 @@ mod isolation;
 mod ledger_model;
 mod pool;
 mod reliability;
+mod similar;
 mod templates;

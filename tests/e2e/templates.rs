@@ -99,3 +99,124 @@ async fn edits_bump_the_version_and_designs_follow_the_new_one() {
     assert_eq!(templates[0]["images"].as_array().unwrap().len(), 2);
     stack.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_design_is_never_recorded_for_a_version_older_than_a_committed_edit() {
+    use prewarm_store::db::designs::{self, CreateOutcome, DesignSpec};
+    use shared_domain::design::DesignImage;
+    use shared_domain::ids::{DesignId, PoolItemId};
+
+    let stack = TestStack::spawn(Options {
+        worker: false,
+        ..Options::default()
+    })
+    .await;
+    let tenant = stack.create_tenant("acme", 100).await;
+    let template = stack.create_template(&tenant, 1, "private").await;
+    let spec = DesignSpec {
+        id: DesignId::new(),
+        company: tenant.id,
+        template: template.id,
+        template_version: template.version,
+        layout: json!({}),
+    };
+    // An edit commits after the request read version 1 ...
+    let resp = stack
+        .http
+        .patch(stack.url(&format!("/templates/{}", template.id)))
+        .bearer_auth(&tenant.key)
+        .json(&json!({"layout": {"v": 2}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    // ... so neither path may record a design of version 1.
+    let mut conn = stack.db.conn().await.unwrap();
+    let images = [DesignImage {
+        position: 0,
+        object_key: format!("designs/{}/0000", spec.id),
+    }];
+    let cold = designs::create_from_copies(&mut conn, &spec, &images)
+        .await
+        .unwrap();
+    assert!(matches!(cold, CreateOutcome::TemplateChanged), "{cold:?}");
+    let warm = designs::create_from_pool_item(&mut conn, &spec, PoolItemId::new())
+        .await
+        .unwrap();
+    assert!(matches!(warm, CreateOutcome::TemplateChanged), "{warm:?}");
+    // Through the API the request re-reads the template and succeeds on version 2.
+    let design = stack.create_design(&tenant, template.id).await;
+    assert_eq!(design.template_version, 2);
+    stack.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_template_hides_it_retires_its_pool_and_deletes_its_images() {
+    use prewarm_store::db::pool_items;
+
+    let stack = TestStack::spawn(Options::default()).await;
+    let owner = stack.create_tenant("owner", 100).await;
+    let other = stack.create_tenant("other", 100).await;
+    let template = stack.create_template(&owner, 2, "public").await;
+    stack
+        .wait_pool(&owner, template.id, 4, Duration::from_secs(45))
+        .await;
+    let design = stack.create_design(&owner, template.id).await;
+
+    let delete = |tenant: &prewarm_tests::Tenant| {
+        stack
+            .http
+            .delete(stack.url(&format!("/templates/{}", template.id)))
+            .bearer_auth(&tenant.key)
+            .send()
+    };
+    let (status, code) = prewarm_tests::error_code(delete(&other).await.unwrap()).await;
+    assert_eq!((status.as_u16(), code.as_str()), (403, "forbidden"));
+    assert_eq!(delete(&owner).await.unwrap().status(), 204);
+    let (status, code) = prewarm_tests::error_code(delete(&owner).await.unwrap()).await;
+    assert_eq!(
+        (status.as_u16(), code.as_str()),
+        (404, "template_not_found")
+    );
+
+    for tenant in [&owner, &other] {
+        let resp = stack
+            .get(tenant, &format!("/templates/{}", template.id))
+            .await;
+        assert_eq!(resp.status(), 404);
+        let resp = stack.post_design(tenant, template.id).await;
+        assert_eq!(
+            prewarm_tests::error_code(resp).await.1,
+            "template_not_found"
+        );
+        let list: serde_json::Value = stack.get(tenant, "/templates").await.json().await.unwrap();
+        assert_eq!(list["templates"].as_array().unwrap().len(), 0);
+    }
+    // Its images are gone from S3; the design made before keeps its own copies.
+    for img in &template.images {
+        assert!(!stack.objects.exists(&img.object_key).await.unwrap());
+    }
+    for img in &design.images {
+        assert!(stack.objects.exists(&img.object_key).await.unwrap());
+    }
+    // Its pool is retired: no ready or copying item of any version remains.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let mut conn = stack.db.conn().await.unwrap();
+        let old = pool_items::counts(&mut conn, template.id, template.version)
+            .await
+            .unwrap();
+        let new = pool_items::counts(&mut conn, template.id, template.version + 1)
+            .await
+            .unwrap();
+        if (old, new) == ((0, 0), (0, 0)) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "pool not retired: {old:?} {new:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    stack.finish().await;
+}

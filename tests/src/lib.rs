@@ -16,6 +16,7 @@ pub mod relay;
 use std::time::{Duration, Instant};
 
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use prewarm_recommender::{Faults, Recommender};
 use prewarm_store::db::Db;
 use prewarm_store::objects::ObjectStore;
 use prewarm_store::pool_index::PoolIndex;
@@ -51,6 +52,9 @@ pub struct Options {
     pub env: Vec<(String, String)>,
     /// Extra variables for the worker only (applied after `env`).
     pub worker_env: Vec<(String, String)>,
+    /// Start the stand-in recommendation service (in-process, real HTTP, over
+    /// this test's database) with these faults, and point the API at it.
+    pub recommender: Option<Faults>,
 }
 
 impl Default for Options {
@@ -60,6 +64,7 @@ impl Default for Options {
             pool_target: 4,
             env: Vec::new(),
             worker_env: Vec::new(),
+            recommender: None,
         }
     }
 }
@@ -83,6 +88,7 @@ pub struct TestStack {
     pub refiller: Option<Refiller>,
     pub options: Options,
     pub env: Vec<(String, String)>,
+    pub recommender: Option<Recommender>,
     db_name: String,
     stop: CancellationToken,
     tasks: Vec<tokio::task::JoinHandle<()>>,
@@ -137,6 +143,15 @@ impl TestStack {
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
         .collect();
+        let recommender_listener = options.recommender.as_ref().map(|_| {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind recommender");
+            let port = listener.local_addr().expect("recommender port").port();
+            env.push((
+                "PREWARM_SIMILAR__UPSTREAM_URL".into(),
+                format!("http://127.0.0.1:{port}"),
+            ));
+            listener
+        });
         env.extend(options.env.iter().cloned());
 
         let api_settings =
@@ -161,6 +176,17 @@ impl TestStack {
                 eprintln!("template-api stopped: {e}");
             }
         }));
+
+        let recommender = recommender_listener.map(|listener| {
+            let faults = options.recommender.clone().unwrap_or_default();
+            let catalogue = Db::connect(
+                &format!("{}/{db_name}", pg_server()),
+                4,
+                Duration::from_secs(5),
+            )
+            .expect("recommender database");
+            Recommender::start(listener, catalogue, faults).expect("start recommender")
+        });
 
         let mut refiller = None;
         if options.worker {
@@ -194,6 +220,7 @@ impl TestStack {
             refiller,
             options,
             env,
+            recommender,
             db_name,
             stop,
             tasks,
@@ -259,6 +286,74 @@ impl TestStack {
             cmd.env(k, v);
         }
         cmd.spawn().expect("spawn warmup-worker")
+    }
+
+    /// Another template-api instance over this test's resources (same
+    /// database, Redis prefix, topic, bucket), in-process; returns its base URL.
+    pub async fn spawn_second_api(&mut self, extra: &[(&str, &str)]) -> String {
+        let mut env = self.env.clone();
+        env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let settings = template_api::settings::load_from(env.into_iter()).expect("api settings");
+        let app = template_api::startup::Application::build(settings)
+            .await
+            .expect("build second template-api");
+        let base = format!("http://127.0.0.1:{}", app.port());
+        self.tasks.push(tokio::spawn(async move {
+            if let Err(e) = app.run_until_stopped().await {
+                eprintln!("second template-api stopped: {e}");
+            }
+        }));
+        base
+    }
+
+    /// `GET {base}/templates/{id}/similar?page=N` as `tenant`.
+    pub async fn similar_at(
+        &self,
+        base: &str,
+        tenant: &Tenant,
+        template: TemplateId,
+        page: u32,
+    ) -> Response {
+        self.http
+            .get(format!("{base}/templates/{template}/similar?page={page}"))
+            .bearer_auth(&tenant.key)
+            .send()
+            .await
+            .expect("GET similar")
+    }
+
+    /// Calls the stand-in recommendation service has answered (or is answering).
+    pub async fn upstream_calls(&self) -> u64 {
+        let r = self
+            .recommender
+            .as_ref()
+            .expect("stack without recommender");
+        let stats: Value = self
+            .http
+            .get(format!("{}/stats", r.url()))
+            .send()
+            .await
+            .expect("recommender stats")
+            .json()
+            .await
+            .expect("stats json");
+        stats["calls"].as_u64().expect("calls")
+    }
+
+    /// Changes the stand-in's latency/failures at run time.
+    pub async fn set_upstream_faults(&self, faults: &Faults) {
+        let r = self
+            .recommender
+            .as_ref()
+            .expect("stack without recommender");
+        let resp = self
+            .http
+            .post(format!("{}/control", r.url()))
+            .json(faults)
+            .send()
+            .await
+            .expect("recommender control");
+        assert_eq!(resp.status(), StatusCode::OK);
     }
 
     /// The API's `/metrics` text.

@@ -24,12 +24,19 @@ pub enum ErrorCode {
     CompanyNotFound,
     // 409 / 413 / 415 / 422
     DesignLimitReached,
+    /// The template was edited or deleted again and again while the design
+    /// was being made; retrying is safe.
+    TemplateChanged,
     PayloadTooLarge,
     UnsupportedMediaType,
     TemplateHasNoImages,
     // 5xx: faults in dependencies, never bad input
     StorageUnavailable,
     ObjectStoreUnavailable,
+    /// The recommendation service failed and no stale answer may be served.
+    RecommendationsUnavailable,
+    /// The recommendation service did not answer within its timeout.
+    RecommendationsTimeout,
     Internal,
 }
 
@@ -42,11 +49,12 @@ impl ErrorCode {
             MissingAuth | InvalidAuth => 401,
             Forbidden => 403,
             NotFound | TemplateNotFound | DesignNotFound | CompanyNotFound => 404,
-            DesignLimitReached => 409,
+            DesignLimitReached | TemplateChanged => 409,
             PayloadTooLarge => 413,
             UnsupportedMediaType => 415,
             TemplateHasNoImages => 422,
-            StorageUnavailable | ObjectStoreUnavailable => 503,
+            StorageUnavailable | ObjectStoreUnavailable | RecommendationsUnavailable => 503,
+            RecommendationsTimeout => 504,
             Internal => 500,
         }
     }
@@ -66,11 +74,14 @@ impl ErrorCode {
             DesignNotFound => "design_not_found",
             CompanyNotFound => "company_not_found",
             DesignLimitReached => "design_limit_reached",
+            TemplateChanged => "template_changed",
             PayloadTooLarge => "payload_too_large",
             UnsupportedMediaType => "unsupported_media_type",
             TemplateHasNoImages => "template_has_no_images",
             StorageUnavailable => "storage_unavailable",
             ObjectStoreUnavailable => "object_store_unavailable",
+            RecommendationsUnavailable => "recommendations_unavailable",
+            RecommendationsTimeout => "recommendations_timeout",
             Internal => "internal",
         }
     }
@@ -108,18 +119,27 @@ mod tests {
             DesignNotFound,
             CompanyNotFound,
             DesignLimitReached,
+            TemplateChanged,
             PayloadTooLarge,
             UnsupportedMediaType,
             TemplateHasNoImages,
             StorageUnavailable,
             ObjectStoreUnavailable,
+            RecommendationsUnavailable,
+            RecommendationsTimeout,
             Internal,
         ];
         for code in all {
             let json = serde_json::to_string(&code).unwrap();
             assert_eq!(json, format!("\"{}\"", code.as_str()));
-            let dependency_fault =
-                matches!(code, StorageUnavailable | ObjectStoreUnavailable | Internal);
+            let dependency_fault = matches!(
+                code,
+                StorageUnavailable
+                    | ObjectStoreUnavailable
+                    | RecommendationsUnavailable
+                    | RecommendationsTimeout
+                    | Internal
+            );
             assert_eq!(code.status() >= 500, dependency_fault, "{code:?}");
         }
     }

@@ -95,3 +95,25 @@ pub struct TemplatePatch {
 pub struct TemplateList {
     pub templates: Vec<Template>,
 }
+
+/// What "similar templates" shows of each template.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TemplateSummary {
+    pub id: TemplateId,
+    pub owner_company_id: CompanyId,
+    pub visibility: Visibility,
+    pub name: String,
+    pub category: String,
+    pub version: i32,
+}
+
+/// `GET /templates/{id}/similar?page=N`: up to `page_size` templates of the
+/// source's category visible to the caller, best first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SimilarTemplates {
+    pub template_id: TemplateId,
+    pub page: u32,
+    pub items: Vec<TemplateSummary>,
+    /// The next page, when there may be one.
+    pub next_page: Option<u32>,
+}

@@ -7,6 +7,7 @@
 //! - [`db`]: Postgres (diesel-async). `db/schema.rs` tables, `migrations/` at the
 //!   crate root, one module per table; `db/pool_items.rs` is the pool ledger.
 //! - [`pool_index`]: the Redis lists of ready pool item ids (fred).
+//! - [`shared_cache`]: the Redis tier of the API's caches and its invalidation channel.
 //! - [`objects`]: S3 (aws-sdk-s3), including the bounded-parallel copy.
 //! - [`warmup_topic`]: the Kafka warm-up topic (rdkafka producer, topic admin).
 //! - [`settings`]: the settings sections both services embed, and the layered loader.
@@ -19,5 +20,6 @@ pub mod metrics;
 pub mod objects;
 pub mod pool_index;
 pub mod settings;
+pub mod shared_cache;
 pub mod telemetry;
 pub mod warmup_topic;

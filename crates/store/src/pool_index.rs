@@ -53,6 +53,11 @@ impl PoolIndex {
         })
     }
 
+    /// The connection pool and key prefix, for the other Redis adapters.
+    pub(crate) fn pool(&self) -> (&Pool, &str) {
+        (&self.pool, &self.prefix)
+    }
+
     pub fn key(&self, template: TemplateId, version: i32) -> String {
         format!("{}pool:{template}:v{version}", self.prefix)
     }

@@ -26,11 +26,38 @@ fn limit_reached() -> ApiError {
     )
 }
 
+/// How many times a design is attempted when the template changes under it.
+const TEMPLATE_CHANGE_ATTEMPTS: usize = 3;
+
+enum Attempt {
+    Created(Design),
+    /// The template was edited or deleted after it was read: nothing was
+    /// written (copies already deleted); read it again.
+    TemplateChanged,
+}
+
 pub async fn create_design(
     state: &AppState,
     company: CompanyId,
     template_id: TemplateId,
 ) -> Result<Design, ApiError> {
+    for _ in 0..TEMPLATE_CHANGE_ATTEMPTS {
+        if let Attempt::Created(design) = attempt(state, company, template_id).await? {
+            return Ok(design);
+        }
+        tracing::debug!(%template_id, "template changed while making a design; reading it again");
+    }
+    Err(ApiError::new(
+        ErrorCode::TemplateChanged,
+        format!("template {template_id} kept changing; retry"),
+    ))
+}
+
+async fn attempt(
+    state: &AppState,
+    company: CompanyId,
+    template_id: TemplateId,
+) -> Result<Attempt, ApiError> {
     let mut conn = state.db.conn().await?;
     let template = templates::find_visible_row(&mut conn, template_id, company)
         .await?
@@ -68,8 +95,11 @@ pub async fn create_design(
                 Ok(CreateOutcome::Created(design)) => {
                     state.metrics.design_created(Served::Pool);
                     state.request_warmup(template_id, version, Reason::PoolPop);
-                    return Ok(design);
+                    return Ok(Attempt::Created(design));
                 }
+                // The item is of a version that is no longer current: the
+                // reconciler discards it; it is not put back.
+                Ok(CreateOutcome::TemplateChanged) => return Ok(Attempt::TemplateChanged),
                 Ok(CreateOutcome::ItemUnavailable) => {
                     tracing::debug!(%item, "popped a stale pool item id; trying the next");
                 }
@@ -85,9 +115,11 @@ pub async fn create_design(
             }
         }
     }
-    let design = create_cold(state, conn, spec).await?;
-    state.metrics.design_created(served);
-    Ok(design)
+    let attempt = create_cold(state, conn, spec).await?;
+    if matches!(attempt, Attempt::Created(_)) {
+        state.metrics.design_created(served);
+    }
+    Ok(attempt)
 }
 
 /// Puts back an item that was popped but not used, so it is not stranded
@@ -107,7 +139,7 @@ async fn create_cold(
     state: &AppState,
     mut conn: prewarm_store::db::DbConn,
     spec: DesignSpec,
-) -> Result<Design, ApiError> {
+) -> Result<Attempt, ApiError> {
     // Cheap pre-check, so a company at its limit costs no copies.
     if !companies::has_design_room(&mut conn, spec.company).await? {
         return Err(limit_reached());
@@ -160,7 +192,11 @@ async fn create_cold(
     match outcome {
         Ok(CreateOutcome::Created(design)) => {
             state.request_warmup(spec.template, spec.template_version, Reason::PoolMiss);
-            Ok(design)
+            Ok(Attempt::Created(design))
+        }
+        Ok(CreateOutcome::TemplateChanged) => {
+            delete_quietly(state, &copied).await;
+            Ok(Attempt::TemplateChanged)
         }
         Ok(CreateOutcome::LimitReached) => {
             delete_quietly(state, &copied).await;

@@ -5,6 +5,7 @@
 //! - [`startup`]: builds the state, binds the listener, holds the one route table.
 //! - [`routes`]: one module per resource (`admin`, `templates`, `designs`, `health`).
 //! - [`create_design`]: the hot path -- pop a pool item (warm) or copy on the spot (cold).
+//! - [`similar`]: similar templates behind a two-tier cache (moka in-process, Redis shared).
 //! - [`upload`]: multipart parsing of template images, with size limits.
 //! - [`auth`]: bearer-token extractors for companies and the admin.
 //! - [`error`]: `ApiError`, the one mapping from failures to JSON error responses.
@@ -17,6 +18,7 @@ pub mod error;
 pub mod metrics;
 pub mod routes;
 pub mod settings;
+pub mod similar;
 pub mod startup;
 pub mod state;
 pub mod upload;

@@ -8,8 +8,10 @@ use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
 use actix_web::{web, HttpResponse};
-use prewarm_store::metrics::{counter_vec, encode, histogram_vec, CONTENT_TYPE};
-use prometheus::{HistogramVec, IntCounterVec, Registry};
+use prewarm_store::metrics::{counter_vec, encode, gauge_vec, histogram_vec, CONTENT_TYPE};
+use prometheus::{HistogramVec, IntCounterVec, IntGaugeVec, Registry};
+
+use crate::similar::swr_cache::CacheMetrics;
 
 use crate::state::AppState;
 
@@ -42,6 +44,10 @@ pub struct ApiMetrics {
     http: HistogramVec,
     designs: IntCounterVec,
     degraded: IntCounterVec,
+    cache_requests: IntCounterVec,
+    cache_refreshes: IntCounterVec,
+    cache_entries: IntGaugeVec,
+    pub upstream_latency: HistogramVec,
 }
 
 impl ApiMetrics {
@@ -66,8 +72,42 @@ impl ApiMetrics {
                 "Times a dependency failed and the API fell back (redis: served by copy).",
                 &["dependency"],
             )?,
+            cache_requests: counter_vec(
+                &registry,
+                "prewarm_cache_requests_total",
+                "Cache reads by cache and result: hit, miss (loaded), stale (served past TTL because the upstream failed).",
+                &["cache", "result"],
+            )?,
+            cache_refreshes: counter_vec(
+                &registry,
+                "prewarm_cache_refreshes_total",
+                "Cache loads from the upstream (misses, refresh-ahead, reloads after expiry) by outcome.",
+                &["cache", "outcome"],
+            )?,
+            cache_entries: gauge_vec(
+                &registry,
+                "prewarm_cache_entries",
+                "Entries held by each in-process cache (updated by the sweeper).",
+                &["cache"],
+            )?,
+            upstream_latency: histogram_vec(
+                &registry,
+                "prewarm_upstream_request_duration_seconds",
+                "Calls to external services (the recommendation service) by outcome: ok, error, timeout.",
+                &["upstream", "outcome"],
+            )?,
             registry,
         })
+    }
+
+    /// The counters of one named cache.
+    pub fn cache(&self, name: &'static str) -> CacheMetrics {
+        CacheMetrics {
+            name,
+            requests: self.cache_requests.clone(),
+            refreshes: self.cache_refreshes.clone(),
+            entries: self.cache_entries.clone(),
+        }
     }
 
     pub fn design_created(&self, served: Served) {

@@ -10,6 +10,8 @@ use prewarm_store::telemetry::LogSettings;
 use secrecy::SecretString;
 use serde::Deserialize;
 
+use crate::similar::settings::SimilarSettings;
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Settings {
@@ -28,6 +30,8 @@ pub struct Settings {
     pub pool: PoolSettings,
     #[serde(default)]
     pub log: LogSettings,
+    #[serde(default)]
+    pub similar: SimilarSettings,
     /// The worker's section, accepted (and ignored) so both services can share
     /// one environment or file.
     #[serde(default)]
@@ -93,6 +97,7 @@ fn validate(s: &Settings) -> Result<(), config::ConfigError> {
     if s.s3.bucket.is_empty() {
         return fail("s3.bucket", "must not be empty");
     }
+    s.similar.validate()?;
     s.log.validate()
 }
 

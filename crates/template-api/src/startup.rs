@@ -8,7 +8,9 @@ use std::time::Duration;
 use actix_web::dev::Server;
 use actix_web::{web, App, HttpResponse, HttpServer};
 use prewarm_store::connect::connect;
+use prewarm_store::shared_cache::SharedCache;
 use prewarm_store::warmup_topic::WarmupPublisher;
+use secrecy::ExposeSecret;
 use shared_domain::error::ErrorCode;
 use tokio::sync::Semaphore;
 
@@ -17,6 +19,7 @@ use crate::error::{json_error, path_error, query_error, ApiError};
 use crate::metrics::ApiMetrics;
 use crate::routes::{admin, designs, health, templates};
 use crate::settings::Settings;
+use crate::similar::SimilarTemplates;
 use crate::state::AppState;
 
 pub struct Application {
@@ -70,6 +73,9 @@ pub async fn build_state(settings: Settings) -> anyhow::Result<AppState> {
     let publisher = WarmupPublisher::new(&settings.kafka)?;
     let metrics = ApiMetrics::new()?;
     publisher.register_metrics(&metrics.registry)?;
+    let shared = SharedCache::new(&clients.index);
+    let similar = SimilarTemplates::new(&settings.similar, Some(shared.clone()), &metrics)?;
+    spawn_cache_upkeep(&similar, &shared, settings.redis.url.expose_secret()).await;
     let copy_limiter = Arc::new(Semaphore::new(settings.pool.cold_copy_global_limit));
     Ok(AppState {
         db: clients.db,
@@ -81,8 +87,37 @@ pub async fn build_state(settings: Settings) -> anyhow::Result<AppState> {
             settings.server.auth_cache_ttl_secs,
         ))),
         metrics: Arc::new(metrics),
+        similar,
         settings: Arc::new(settings),
     })
+}
+
+/// Starts the cache sweeper and the invalidation listener of this replica.
+async fn spawn_cache_upkeep(similar: &SimilarTemplates, shared: &SharedCache, redis_url: &str) {
+    let sweeper = similar.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(sweeper.sweep_interval());
+        loop {
+            tick.tick().await;
+            sweeper.sweep();
+        }
+    });
+    match shared.subscribe(redis_url).await {
+        Ok(mut rx) => {
+            let listener = similar.clone();
+            tokio::spawn(async move {
+                while let Some(message) = rx.recv().await {
+                    match message {
+                        Some(template) => listener.drop_local(template),
+                        None => listener.drop_all_local(),
+                    }
+                }
+            });
+        }
+        // Without the channel, entries of other replicas' edits expire with
+        // `similar.metadata_ttl_secs`; this replica's own edits still apply.
+        Err(e) => tracing::warn!(error = %e, "cache invalidation channel unavailable"),
+    }
 }
 
 async fn not_found() -> Result<HttpResponse, ApiError> {
@@ -107,8 +142,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(
             web::resource("/templates/{id}")
                 .route(web::get().to(templates::get))
-                .route(web::patch().to(templates::update)),
+                .route(web::patch().to(templates::update))
+                .route(web::delete().to(templates::delete)),
         )
+        .route("/templates/{id}/similar", web::get().to(templates::similar))
         .route(
             "/templates/{id}/images",
             web::put().to(templates::replace_images),

@@ -24,6 +24,7 @@ pub struct AppState {
     pub copy_limiter: Arc<Semaphore>,
     pub auth_cache: Arc<crate::auth::AuthCache>,
     pub metrics: Arc<crate::metrics::ApiMetrics>,
+    pub similar: crate::similar::SimilarTemplates,
 }
 
 impl AppState {

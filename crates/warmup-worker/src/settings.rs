@@ -22,6 +22,8 @@ pub struct Settings {
     pub admin_token: Option<serde::de::IgnoredAny>,
     #[serde(default)]
     pub server: Option<serde::de::IgnoredAny>,
+    #[serde(default)]
+    pub similar: Option<serde::de::IgnoredAny>,
     pub database: DatabaseSettings,
     pub redis: RedisSettings,
     pub kafka: KafkaSettings,

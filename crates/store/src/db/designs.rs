@@ -12,7 +12,7 @@ use shared_domain::ids::{CompanyId, DesignId, PoolItemId, TemplateId};
 use uuid::Uuid;
 
 use super::schema::{design_images, designs};
-use super::{companies, StoreError};
+use super::{companies, templates, StoreError};
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = designs)]
@@ -81,12 +81,16 @@ pub enum CreateOutcome {
     /// The pool item was not `ready` for this template version (already used,
     /// discarded, stale): nothing was written, pop another one.
     ItemUnavailable,
+    /// The template was edited or deleted since the caller read its version:
+    /// nothing was written; read the template again.
+    TemplateChanged,
 }
 
 /// Aborts a transaction for a business reason (rolled back like an error).
 #[derive(Debug)]
 enum Abort {
     Limit,
+    TemplateChanged,
     Db(diesel::result::Error),
 }
 
@@ -100,6 +104,7 @@ fn finish(result: Result<Design, Abort>) -> Result<CreateOutcome, StoreError> {
     match result {
         Ok(design) => Ok(CreateOutcome::Created(design)),
         Err(Abort::Limit) => Ok(CreateOutcome::LimitReached),
+        Err(Abort::TemplateChanged) => Ok(CreateOutcome::TemplateChanged),
         Err(Abort::Db(e)) => Err(e.into()),
     }
 }
@@ -139,7 +144,7 @@ struct ClaimedImage {
 /// The warm path's transaction: claim pool item `item` (it must be `ready` and
 /// of `spec.template_version`), take a plan slot, and move the item's objects
 /// to the new design -- all or nothing, in one statement and one round trip
-/// (`prewarm_claim_pool_item`, migration 2).
+/// (`prewarm_claim_pool_item`, migrations 2 and 3).
 pub async fn create_from_pool_item(
     conn: &mut AsyncPgConnection,
     spec: &DesignSpec,
@@ -177,6 +182,11 @@ pub async fn create_from_pool_item(
             Ok(CreateOutcome::ItemUnavailable)
         }
         Err(diesel::result::Error::DatabaseError(_, info))
+            if info.message() == "prewarm:template_changed" =>
+        {
+            Ok(CreateOutcome::TemplateChanged)
+        }
+        Err(diesel::result::Error::DatabaseError(_, info))
             if info.message() == "prewarm:design_limit" =>
         {
             Ok(CreateOutcome::LimitReached)
@@ -203,6 +213,12 @@ pub async fn create_from_copies(
         .collect();
     let result = conn
         .transaction::<_, Abort, _>(async |conn| {
+            // Same rule as the warm claim: the template must still be at the
+            // version the copies were made from (an edit during seconds of
+            // copying must not yield a design of the old version).
+            if !templates::lock_version(conn, spec.template, spec.template_version).await? {
+                return Err(Abort::TemplateChanged);
+            }
             if !companies::take_design_slot(conn, spec.company).await? {
                 return Err(Abort::Limit);
             }

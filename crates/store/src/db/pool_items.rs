@@ -118,15 +118,18 @@ pub async fn reserve(
     Ok(conn
         .transaction::<_, diesel::result::Error, _>(async |conn| {
             lock_template(conn, template).await?;
-            let Some(version) = templates::table
+            let Some((version, deleted_at)) = templates::table
                 .find(template.0)
-                .select(templates::version)
-                .first::<i32>(conn)
+                .select((templates::version, templates::deleted_at))
+                .first::<(i32, Option<chrono::DateTime<chrono::Utc>>)>(conn)
                 .await
                 .optional()?
             else {
                 return Ok(None);
             };
+            // A deleted template keeps no pool: its items were of older
+            // versions (deletion bumps it) and are discarded below.
+            let target = if deleted_at.is_some() { 0 } else { target };
             let now = super::now();
 
             let stale_ids: Vec<Uuid> = diesel::update(

@@ -131,6 +131,7 @@ pub async fn find_visible_row(
 ) -> Result<Option<TemplateRow>, StoreError> {
     Ok(templates::table
         .find(id.0)
+        .filter(templates::deleted_at.is_null())
         .filter(
             templates::visibility
                 .eq(Visibility::Public.as_str())
@@ -149,6 +150,7 @@ pub async fn find_row(
 ) -> Result<Option<TemplateRow>, StoreError> {
     Ok(templates::table
         .find(id.0)
+        .filter(templates::deleted_at.is_null())
         .select(TemplateRow::as_select())
         .first(conn)
         .await
@@ -192,6 +194,7 @@ pub async fn list_visible(
     offset: i64,
 ) -> Result<Vec<Template>, StoreError> {
     let rows: Vec<TemplateRow> = templates::table
+        .filter(templates::deleted_at.is_null())
         .filter(
             templates::visibility
                 .eq(Visibility::Public.as_str())
@@ -248,6 +251,7 @@ pub async fn update(
             let Some(mut row) = templates::table
                 .find(id.0)
                 .filter(templates::owner_company_id.eq(owner.0))
+                .filter(templates::deleted_at.is_null())
                 .for_update()
                 .select(TemplateRow::as_select())
                 .first(conn)
@@ -316,11 +320,19 @@ pub async fn update(
     }
 }
 
-/// Every template's id and current version (the reconciler's worklist).
+/// Every template's id and current version (the reconciler's worklist): the
+/// live ones, and deleted ones that still have live pool items to retire.
 pub async fn all_current(
     conn: &mut AsyncPgConnection,
 ) -> Result<Vec<(TemplateId, i32)>, StoreError> {
+    use super::schema::pool_items;
+    let has_live_items = diesel::dsl::exists(
+        pool_items::table
+            .filter(pool_items::template_id.eq(templates::id))
+            .filter(pool_items::state.eq_any(["copying", "ready"])),
+    );
     let rows: Vec<(Uuid, i32)> = templates::table
+        .filter(templates::deleted_at.is_null().or(has_live_items))
         .select((templates::id, templates::version))
         .order(templates::id)
         .load(conn)
@@ -329,4 +341,102 @@ pub async fn all_current(
         .into_iter()
         .map(|(id, v)| (TemplateId(id), v))
         .collect())
+}
+
+/// Takes a KEY SHARE lock on the template row if it is still at `version` and
+/// not deleted; false otherwise. Called in the transaction that records a
+/// design, so an edit (which locks the row FOR UPDATE) cannot commit between
+/// this check and the design's commit.
+pub async fn lock_version(
+    conn: &mut AsyncPgConnection,
+    id: TemplateId,
+    version: i32,
+) -> Result<bool, diesel::result::Error> {
+    let found: Option<Uuid> = templates::table
+        .find(id.0)
+        .filter(templates::version.eq(version))
+        .filter(templates::deleted_at.is_null())
+        .for_key_share()
+        .select(templates::id)
+        .first(conn)
+        .await
+        .optional()?;
+    Ok(found.is_some())
+}
+
+/// Deletes a template owned by `owner` (soft: designs made from it keep their
+/// history). Its version is bumped, so every pool item of it is stale and the
+/// reconciler discards it. Returns the object keys of all its image versions,
+/// for the caller to delete from S3, or `None` when it is not the owner's.
+pub async fn delete(
+    conn: &mut AsyncPgConnection,
+    id: TemplateId,
+    owner: CompanyId,
+) -> Result<Option<Vec<String>>, StoreError> {
+    let now = super::now();
+    let deleted = diesel::update(
+        templates::table
+            .find(id.0)
+            .filter(templates::owner_company_id.eq(owner.0))
+            .filter(templates::deleted_at.is_null()),
+    )
+    .set((
+        templates::deleted_at.eq(now),
+        templates::updated_at.eq(now),
+        templates::version.eq(templates::version + 1),
+    ))
+    .execute(conn)
+    .await?;
+    if deleted == 0 {
+        return Ok(None);
+    }
+    let keys: Vec<String> = template_images::table
+        .filter(template_images::template_id.eq(id.0))
+        .select(template_images::object_key)
+        .load(conn)
+        .await?;
+    Ok(Some(keys))
+}
+
+/// What "similar templates" needs to filter and show a template.
+#[derive(Debug, Clone, PartialEq, Queryable, Selectable)]
+#[diesel(table_name = templates)]
+#[diesel(check_for_backend(diesel::pg::Pg))]
+pub struct TemplateMetaRow {
+    pub id: Uuid,
+    pub owner_company_id: Uuid,
+    pub visibility: String,
+    pub name: String,
+    pub category: String,
+    pub version: i32,
+}
+
+/// The live (not deleted) templates among `ids`, in no particular order.
+pub async fn metadata(
+    conn: &mut AsyncPgConnection,
+    ids: &[Uuid],
+) -> Result<Vec<TemplateMetaRow>, StoreError> {
+    Ok(templates::table
+        .filter(templates::id.eq_any(ids))
+        .filter(templates::deleted_at.is_null())
+        .select(TemplateMetaRow::as_select())
+        .load(conn)
+        .await?)
+}
+
+/// Every live template with what a recommender ranks on (the stand-in
+/// recommendation service's catalogue).
+pub async fn catalogue(
+    conn: &mut AsyncPgConnection,
+) -> Result<Vec<(Uuid, String, String, serde_json::Value)>, StoreError> {
+    Ok(templates::table
+        .filter(templates::deleted_at.is_null())
+        .select((
+            templates::id,
+            templates::category,
+            templates::name,
+            templates::layout,
+        ))
+        .load(conn)
+        .await?)
 }

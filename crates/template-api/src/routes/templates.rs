@@ -190,7 +190,76 @@ async fn apply_edit(
     if updated.version != before.version {
         state.request_warmup(id, updated.version, Reason::TemplateEdited);
     }
+    // Any edit may change what similar-template answers hold about it.
+    state.similar.invalidate(id).await;
     Ok(updated)
+}
+
+/// `DELETE /templates/{id}` (owner only): the template disappears at once;
+/// its pool is retired (the version bump makes every item stale), its images
+/// are deleted from S3, and every replica's cached answers about it dropped.
+/// Designs made from it keep their own copies.
+pub async fn delete(
+    company: AuthCompany,
+    state: web::Data<AppState>,
+    path: web::Path<TemplateId>,
+) -> Result<HttpResponse, ApiError> {
+    let id = path.into_inner();
+    let mut conn = state.db.conn().await?;
+    let before = templates::find_visible_row(&mut conn, id, company.0)
+        .await?
+        .ok_or_else(|| not_found(id))?;
+    if before.owner_company_id != company.0 .0 {
+        return Err(ApiError::new(
+            ErrorCode::Forbidden,
+            "only the owning company may delete a template",
+        ));
+    }
+    let keys = templates::delete(&mut conn, id, company.0)
+        .await?
+        .ok_or_else(|| not_found(id))?;
+    drop(conn);
+    state.request_warmup(id, before.version + 1, Reason::TemplateEdited);
+    state.similar.invalidate(id).await;
+    if let Err(e) = state.objects.delete_many(&keys).await {
+        tracing::warn!(%id, count = keys.len(), error = %e, "could not delete a deleted template's images");
+    }
+    Ok(HttpResponse::NoContent().finish())
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SimilarQuery {
+    #[serde(default = "first_page")]
+    page: u32,
+}
+
+fn first_page() -> u32 {
+    1
+}
+
+/// `GET /templates/{id}/similar?page=N`: header `X-Cache: hit|miss|stale`.
+pub async fn similar(
+    company: AuthCompany,
+    state: web::Data<AppState>,
+    path: web::Path<TemplateId>,
+    query: web::Query<SimilarQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let page = query.page;
+    let max = state.settings.similar.max_page;
+    if page == 0 || page > max {
+        return Err(ApiError::new(
+            ErrorCode::InvalidRequest,
+            format!("page must be between 1 and {max}"),
+        ));
+    }
+    let (answer, lookup) = state
+        .similar
+        .page(&state.db, company.0, path.into_inner(), page)
+        .await?;
+    Ok(HttpResponse::Ok()
+        .insert_header(("x-cache", lookup.as_str()))
+        .json(answer))
 }
 
 pub async fn update(

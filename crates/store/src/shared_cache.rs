@@ -1,0 +1,128 @@
+//! The Redis tier shared by every API replica for slow lookups ("similar
+//! templates"), and the pub/sub channel that tells every replica to drop what
+//! it cached about a template when it is edited or deleted.
+//!
+//! Entries are JSON strings in one hash per template
+//! (`{prefix}similar:{template}`, one field per upstream page), so one `DEL`
+//! invalidates all of a template's pages. Each hash expires after the longest
+//! time an entry may be served (TTL + stale-if-error window).
+
+use std::time::Duration;
+
+use fred::clients::SubscriberClient;
+use fred::prelude::*;
+use shared_domain::ids::TemplateId;
+use tokio::sync::mpsc;
+
+use crate::pool_index::{IndexError, PoolIndex};
+
+#[derive(Clone)]
+pub struct SharedCache {
+    pool: Pool,
+    prefix: String,
+}
+
+impl SharedCache {
+    pub fn new(index: &PoolIndex) -> Self {
+        let (pool, prefix) = index.pool();
+        Self {
+            pool: pool.clone(),
+            prefix: prefix.to_string(),
+        }
+    }
+
+    fn key(&self, template: TemplateId) -> String {
+        format!("{}similar:{template}", self.prefix)
+    }
+
+    /// The channel carrying invalidated template ids.
+    pub fn channel(&self) -> String {
+        format!("{}invalidate", self.prefix)
+    }
+
+    pub async fn get(
+        &self,
+        template: TemplateId,
+        field: &str,
+    ) -> Result<Option<String>, IndexError> {
+        Ok(self.pool.hget(self.key(template), field).await?)
+    }
+
+    pub async fn put(
+        &self,
+        template: TemplateId,
+        field: &str,
+        value: &str,
+        keep_for: Duration,
+    ) -> Result<(), IndexError> {
+        let key = self.key(template);
+        let tx = self.pool.next().multi();
+        let _: () = tx.hset(&key, (field, value)).await?;
+        let _: () = tx
+            .expire(&key, keep_for.as_secs().max(1) as i64, None)
+            .await?;
+        let _: () = tx.exec(true).await?;
+        Ok(())
+    }
+
+    /// Drops the template's shared entries and tells every replica (this one
+    /// included) to drop its local ones.
+    pub async fn invalidate(&self, template: TemplateId) -> Result<(), IndexError> {
+        let _: () = self.pool.del(self.key(template)).await?;
+        let _: () = self
+            .pool
+            .next()
+            .publish(self.channel(), template.to_string())
+            .await?;
+        Ok(())
+    }
+
+    /// Subscribes to invalidations on a dedicated connection that
+    /// re-subscribes after reconnecting. Sends `Some(id)` per invalidated
+    /// template and `None` after a reconnect (messages may have been missed
+    /// while disconnected, so the receiver should drop everything).
+    pub async fn subscribe(
+        &self,
+        url: &str,
+    ) -> Result<mpsc::UnboundedReceiver<Option<TemplateId>>, IndexError> {
+        let config = Config::from_url(url)?;
+        let subscriber: SubscriberClient = Builder::from_config(config)
+            .set_policy(ReconnectPolicy::new_exponential(0, 50, 2_000, 2))
+            .build_subscriber_client()?;
+        subscriber.init().await?;
+        let _resubscribe = subscriber.manage_subscriptions();
+        let (tx, rx) = mpsc::unbounded_channel();
+        let mut messages = subscriber.message_rx();
+        let mut reconnects = subscriber.reconnect_rx();
+        subscriber.subscribe(self.channel()).await?;
+        tokio::spawn(async move {
+            // Keeps the client (and its connection) alive as long as the task runs.
+            let _subscriber = subscriber;
+            loop {
+                let sent = tokio::select! {
+                    msg = messages.recv() => match msg {
+                        Ok(msg) => {
+                            let id = msg.value.as_string().and_then(|s| s.parse().ok());
+                            match id {
+                                Some(id) => tx.send(Some(id)),
+                                None => Ok(()),
+                            }
+                        }
+                        // Lagged: messages were lost; drop everything.
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => tx.send(None),
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+                    },
+                    r = reconnects.recv() => match r {
+                        Ok(_) => tx.send(None),
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => tx.send(None),
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+                    },
+                };
+                if sent.is_err() {
+                    break; // the receiver is gone
+                }
+            }
+        });
+        Ok(rx)
+    }
+}
