@@ -1,6 +1,7 @@
 //! The demo client: against a running template-api, creates a company, a
 //! 30-image template, waits for its warm pool, then creates designs -- paced,
-//! then in a burst -- and prints which were served warm and how fast.
+//! then in a burst -- and prints which were served warm and how fast; then
+//! reads similar templates three times (uncached, then cached).
 //!
 //! Usage: `demo [BASE_URL]` (default `http://127.0.0.1:8080`); the admin token
 //! comes from `PREWARM_ADMIN_TOKEN`.
@@ -135,6 +136,69 @@ async fn main() -> anyhow::Result<()> {
         median_ms(&mut cold)
     );
     println!("(S3 here is a local moto server; in production each CopyObject costs ~100-200 ms, see docs/benchmarks.md)");
+    similar_templates(&http, &base, &key, &tid).await
+}
+
+/// Similar templates: the first read waits for the recommendation service
+/// (the stand-in takes ~900 ms a call), the next ones come from the cache.
+async fn similar_templates(
+    http: &reqwest::Client,
+    base: &str,
+    key: &str,
+    tid: &str,
+) -> anyhow::Result<()> {
+    for (name, tags) in [
+        ("Spring poster bold", ["spring", "flowers"]),
+        ("Summer poster", ["summer", "beach"]),
+        ("Spring sale poster", ["spring", "sale"]),
+        ("Autumn poster", ["autumn", "leaves"]),
+    ] {
+        let metadata = json!({"name": name, "category": "posters", "layout": {"tags": tags}});
+        let form = Form::new()
+            .part("metadata", Part::text(metadata.to_string()).mime_str("application/json")?)
+            .part(
+                "image",
+                Part::bytes(images::png(0, 1024))
+                    .file_name("0.png")
+                    .mime_str("image/png")?,
+            );
+        expect(
+            http.post(format!("{base}/templates"))
+                .bearer_auth(key)
+                .multipart(form),
+            201,
+        )
+        .await?;
+    }
+    println!("\nsimilar templates of {tid}:");
+    for read in 1..=3 {
+        let started = Instant::now();
+        let resp = http
+            .get(format!("{base}/templates/{tid}/similar"))
+            .bearer_auth(key)
+            .send()
+            .await?;
+        let cache = resp
+            .headers()
+            .get("x-cache")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("?")
+            .to_string();
+        let status = resp.status().as_u16();
+        let body: Value = resp.json().await.unwrap_or(Value::Null);
+        if status != 200 {
+            bail!("similar templates: {status}: {body}");
+        }
+        let names: Vec<&str> = body["items"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|t| t["name"].as_str()).collect())
+            .unwrap_or_default();
+        println!(
+            "read {read}: {:>8.1} ms  (cache {cache})  {}",
+            started.elapsed().as_secs_f64() * 1e3,
+            names.join(", ")
+        );
+    }
     Ok(())
 }
 
