@@ -27,7 +27,7 @@ build:
 	cargo build --workspace --release
 
 bench-build:
-	cargo build --release -p template-api -p warmup-worker -p prewarm-bench
+	cargo build --release -p template-api -p warmup-worker -p prewarm-recommender -p prewarm-bench
 
 bench: bench-build  ## all scenarios; writes docs/benchmarks.md and docs/bench-latency.png
 	scripts/stack.sh bench

@@ -7,6 +7,7 @@ mod degraded;
 mod design_limit;
 mod isolation;
 mod ledger_model;
+mod operations;
 mod pool;
 mod reliability;
 mod similar;

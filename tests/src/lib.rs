@@ -89,6 +89,8 @@ pub struct TestStack {
     pub options: Options,
     pub env: Vec<(String, String)>,
     pub recommender: Option<Recommender>,
+    /// The in-process worker's health and metrics port, when it runs.
+    pub worker_base: Option<String>,
     db_name: String,
     stop: CancellationToken,
     tasks: Vec<tokio::task::JoinHandle<()>>,
@@ -139,6 +141,8 @@ impl TestStack {
             ("PREWARM_POOL__TARGET", options.pool_target.to_string()),
             ("PREWARM_WORKER__GROUP_ID", format!("prewarm-test-{suffix}")),
             ("PREWARM_WORKER__BATCH_WINDOW_MS", "10".into()),
+            ("PREWARM_WORKER__HTTP_HOST", "127.0.0.1".into()),
+            ("PREWARM_WORKER__HTTP_PORT", "0".into()),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
@@ -189,6 +193,7 @@ impl TestStack {
         });
 
         let mut refiller = None;
+        let mut worker_base = None;
         if options.worker {
             let mut worker_env = env.clone();
             worker_env.extend(options.worker_env.iter().cloned());
@@ -198,6 +203,7 @@ impl TestStack {
                 .await
                 .expect("build warmup-worker");
             refiller = Some(worker.refiller.clone());
+            worker_base = Some(format!("http://127.0.0.1:{}", worker.http_port()));
             let token = stop.clone();
             tasks.push(tokio::spawn(async move {
                 if let Err(e) = worker.run(token.cancelled_owned()).await {
@@ -221,6 +227,7 @@ impl TestStack {
             options,
             env,
             recommender,
+            worker_base,
             db_name,
             stop,
             tasks,

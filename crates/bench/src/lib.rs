@@ -8,6 +8,7 @@
 //!   generators recording into HdrHistograms.
 //! - [`floor`]: the physical floor -- the same Redis pop and Postgres
 //!   transaction as the warm path, issued with no HTTP and no framework.
+//! - [`similar`]: the similar-templates scenario (uncached, cached, stampede).
 //! - [`services`]: starts the release binaries and reads their peak memory.
 //! - [`report`]: markdown tables and the latency plot.
 //! - `src/bin/prewarm-bench.rs`: the scenarios, in order.
@@ -17,3 +18,4 @@ pub mod floor;
 pub mod load;
 pub mod report;
 pub mod services;
+pub mod similar;

@@ -42,3 +42,11 @@ pub async fn connect(
     }
     Ok(Clients { db, index, objects })
 }
+
+/// One readiness check as reported by `/readyz`: `"ok"` or the error's text.
+pub fn check<T, E: std::fmt::Display>(result: &Result<T, E>) -> String {
+    match result {
+        Ok(_) => "ok".to_string(),
+        Err(e) => e.to_string(),
+    }
+}

@@ -130,6 +130,22 @@ impl WarmupPublisher {
         })
     }
 
+    /// Readiness: the broker answers a metadata request for the topic within
+    /// `timeout` (run off the async threads; librdkafka blocks).
+    pub async fn ping(&self, timeout: Duration) -> Result<(), KafkaError> {
+        let producer = self.producer.clone();
+        let topic = self.topic.clone();
+        tokio::task::spawn_blocking(move || {
+            producer
+                .client()
+                .fetch_metadata(Some(&topic), timeout)
+                .map(|_| ())
+        })
+        .await
+        .map_err(|_| KafkaError::MetadataFetch(RDKafkaErrorCode::Fail))
+        .and_then(|r| r)
+    }
+
     /// Exposes this producer's outcome counter in `registry`.
     pub fn register_metrics(&self, registry: &Registry) -> prometheus::Result<()> {
         registry.register(Box::new(self.outcomes.clone()))

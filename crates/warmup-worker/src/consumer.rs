@@ -4,7 +4,7 @@
 //! refills finished, so a crash replays the batch -- harmless, since a refill
 //! only fills the gap the ledger shows.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
@@ -14,10 +14,32 @@ use prewarm_store::warmup_topic::WarmupPublisher;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::Message;
 use shared_domain::ids::TemplateId;
+use shared_domain::warmup::Reason;
 use shared_domain::warmup::WarmupRequest;
 
+use crate::metrics::WorkerMetrics;
 use crate::refill::{Outcome, Refiller};
 use crate::settings::WorkerSettings;
+
+/// What the worker needs of one warm-up request.
+#[derive(Debug, Clone, Copy)]
+struct Request {
+    template: TemplateId,
+    requested_at_ms: i64,
+    reason: &'static str,
+}
+
+fn reason_label(reason: Reason) -> &'static str {
+    match reason {
+        Reason::Unspecified => "unspecified",
+        Reason::PoolPop => "pool_pop",
+        Reason::TemplateCreated => "template_created",
+        Reason::TemplateEdited => "template_edited",
+        Reason::PoolMiss => "pool_miss",
+    }
+}
+
+type Batch = Vec<(Option<Request>, Position)>;
 
 /// A message's position, kept so its offset is stored after the work is done.
 struct Position {
@@ -43,7 +65,7 @@ pub struct DeadLetters {
 }
 
 pub async fn run(
-    consumer: StreamConsumer,
+    consumer: StreamConsumer<WorkerContext>,
     refiller: Refiller,
     dead_letters: DeadLetters,
     settings: WorkerSettings,
@@ -84,10 +106,7 @@ fn boxed<'a, T>(
 
 /// Waits for one message, then keeps taking messages for `batch_window` or
 /// until `batch_max`. Returns owned data only: no borrowed message outlives it.
-async fn next_batch(
-    consumer: &StreamConsumer,
-    settings: &WorkerSettings,
-) -> Vec<(Option<TemplateId>, Position)> {
+async fn next_batch(consumer: &StreamConsumer<WorkerContext>, settings: &WorkerSettings) -> Batch {
     let first = match recv(consumer).await {
         Ok(m) => m,
         Err(e) => {
@@ -115,18 +134,24 @@ async fn next_batch(
 /// Receives one message and decodes it at once, so the borrowed message
 /// never lives across an await of the caller.
 async fn recv(
-    consumer: &StreamConsumer,
-) -> rdkafka::error::KafkaResult<(Option<TemplateId>, Position)> {
+    consumer: &StreamConsumer<WorkerContext>,
+) -> rdkafka::error::KafkaResult<(Option<Request>, Position)> {
     consumer.recv().await.map(|m| decode(&m))
 }
 
-fn decode(msg: &rdkafka::message::BorrowedMessage<'_>) -> (Option<TemplateId>, Position) {
-    let template = msg
+fn decode(msg: &rdkafka::message::BorrowedMessage<'_>) -> (Option<Request>, Position) {
+    let request = msg
         .payload()
         .and_then(|p| WarmupRequest::from_bytes(p).ok())
-        .and_then(|r| r.template());
+        .and_then(|r| {
+            Some(Request {
+                template: r.template()?,
+                requested_at_ms: r.requested_at_ms,
+                reason: reason_label(r.reason()),
+            })
+        });
     (
-        template,
+        request,
         Position {
             topic: msg.topic().to_string(),
             partition: msg.partition(),
@@ -140,9 +165,20 @@ async fn process_batch(
     refiller: &Refiller,
     dead_letters: &DeadLetters,
     settings: &WorkerSettings,
-    batch: &[(Option<TemplateId>, Position)],
+    batch: &[(Option<Request>, Position)],
 ) -> BatchReport {
-    let templates: BTreeSet<TemplateId> = batch.iter().filter_map(|(t, _)| *t).collect();
+    // Coalesced per template; the oldest request of each measures the lag.
+    let mut templates: BTreeMap<TemplateId, Request> = BTreeMap::new();
+    for r in batch.iter().filter_map(|(r, _)| *r) {
+        templates
+            .entry(r.template)
+            .and_modify(|e| {
+                if r.requested_at_ms < e.requested_at_ms {
+                    *e = r;
+                }
+            })
+            .or_insert(r);
+    }
     let invalid = batch.iter().filter(|(t, _)| t.is_none()).count();
     if invalid > 0 {
         tracing::warn!(invalid, "skipped undecodable warm-up messages");
@@ -150,8 +186,8 @@ async fn process_batch(
     let attempts = settings.refill_attempts;
     // Owned futures (no borrowing closure inside the stream), run N at a time.
     let refills: Vec<_> = templates
-        .into_iter()
-        .map(|t| refill_with_retry(refiller.clone(), dead_letters.clone(), attempts, t))
+        .into_values()
+        .map(|r| refill_with_retry(refiller.clone(), dead_letters.clone(), attempts, r))
         .collect();
     let results: Vec<bool> = stream::iter(refills)
         .buffer_unordered(settings.refill_parallelism)
@@ -170,22 +206,39 @@ async fn refill_with_retry(
     refiller: Refiller,
     dead_letters: DeadLetters,
     attempts: u32,
-    template: TemplateId,
+    request: Request,
 ) -> bool {
+    let template = request.template;
+    let metrics = refiller.metrics.clone();
     let mut delay = Duration::from_millis(200);
     for attempt in 1..=attempts {
         match refiller.refill(template).await {
-            Ok(Outcome::Refilled { ready, .. }) if ready > 0 => {
-                tracing::debug!(%template, ready, "pool refilled");
+            Ok(outcome) => {
+                let label = match outcome {
+                    Outcome::TemplateGone => "gone",
+                    Outcome::Refilled { ready, .. } => {
+                        tracing::debug!(%template, ready, "pool refilled");
+                        "ok"
+                    }
+                };
+                metrics.refills.with_label_values(&[label]).inc();
+                let lag_ms = chrono::Utc::now().timestamp_millis() - request.requested_at_ms;
+                if request.requested_at_ms > 0 && lag_ms >= 0 {
+                    metrics
+                        .refill_lag
+                        .with_label_values(&[request.reason])
+                        .observe(lag_ms as f64 / 1000.0);
+                }
                 return true;
             }
-            Ok(_) => return true,
             Err(e) if attempt < attempts => {
+                metrics.refills.with_label_values(&["failed"]).inc();
                 tracing::warn!(%template, attempt, error = %e, "refill failed; retrying");
                 tokio::time::sleep(delay).await;
                 delay *= 2;
             }
             Err(e) => {
+                metrics.refills.with_label_values(&["dead_lettered"]).inc();
                 tracing::error!(%template, attempts, error = %e, "refill failed; dead-lettered");
                 let request = WarmupRequest::new(
                     template,
@@ -205,3 +258,28 @@ async fn refill_with_retry(
     }
     false
 }
+
+/// The consumer's context: librdkafka's statistics (every
+/// `statistics.interval.ms`) feed the consumer-lag gauge.
+pub struct WorkerContext {
+    pub metrics: std::sync::Arc<WorkerMetrics>,
+}
+
+impl rdkafka::client::ClientContext for WorkerContext {
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        for topic in statistics.topics.values() {
+            for (partition, p) in &topic.partitions {
+                // -1 is librdkafka's "unknown" (no committed offset yet), and the
+                // internal UA partition is not a real one.
+                if *partition >= 0 && p.consumer_lag >= 0 {
+                    self.metrics
+                        .consumer_lag
+                        .with_label_values(&[&partition.to_string()])
+                        .set(p.consumer_lag);
+                }
+            }
+        }
+    }
+}
+
+impl rdkafka::consumer::ConsumerContext for WorkerContext {}

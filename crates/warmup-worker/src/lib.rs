@@ -9,9 +9,13 @@
 //!   refill, then store offsets (at-least-once); shutdown is a future passed in.
 //! - [`reconciler`]: the periodic pass that heals without messages (expired
 //!   leases, top-ups, Redis rebuilt from the ledger) and the S3 garbage collector.
+//! - [`metrics`]: the worker's Prometheus metrics; [`http`]: `/healthz`,
+//!   `/readyz` and `/metrics` on `worker.http_port`.
 //! - [`startup`]: connects dependencies and builds the `Worker`.
 
 pub mod consumer;
+pub mod http;
+pub mod metrics;
 pub mod reconciler;
 pub mod refill;
 pub mod settings;

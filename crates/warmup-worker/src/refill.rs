@@ -58,6 +58,7 @@ pub struct Refiller {
     pub item_parallelism: usize,
     /// Items copied at once within one refill.
     pub items_in_flight: usize,
+    pub metrics: Arc<crate::metrics::WorkerMetrics>,
 }
 
 impl Refiller {
@@ -131,9 +132,15 @@ impl Refiller {
         version: i32,
         item: &ReservedItem,
     ) -> Result<bool, String> {
+        let started = std::time::Instant::now();
         let copied = self.copy_item(item).await;
+        self.metrics
+            .item_copy
+            .with_label_values(&[if copied.is_ok() { "ok" } else { "error" }])
+            .observe(started.elapsed().as_secs_f64());
         let mut conn = self.conn_with_retry().await?;
         if let Err(e) = copied {
+            self.metrics.items.with_label_values(&["failed"]).inc();
             let given_up = pool_items::discard(&mut conn, &[item.id])
                 .await
                 .map_err(|e| e.to_string())?;
@@ -147,8 +154,10 @@ impl Refiller {
         drop(conn);
         self.delete_items(&superseded).await;
         if ready.is_empty() {
+            self.metrics.items.with_label_values(&["superseded"]).inc();
             return Ok(false);
         }
+        self.metrics.items.with_label_values(&["ready"]).inc();
         if let Err(e) = self.index.push(template, version, &ready).await {
             // The item is ready in the ledger; the reconciler re-indexes it.
             tracing::warn!(%template, error = %e, "could not index a ready item");

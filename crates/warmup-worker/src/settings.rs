@@ -65,6 +65,14 @@ pub struct WorkerSettings {
     /// Unreferenced objects younger than this are left alone (covers copies
     /// whose design or item is still being committed).
     pub gc_grace_secs: u64,
+    /// Address of the health and metrics port.
+    pub http_host: String,
+    /// Port of `/healthz`, `/readyz`, `/metrics` (0 = any free port).
+    pub http_port: u16,
+    /// How often pool depths are read from the ledger for the metrics.
+    pub metrics_interval_ms: u64,
+    /// Templates that get their own pool-depth series (the most depleted).
+    pub metrics_templates: usize,
 }
 
 impl Default for WorkerSettings {
@@ -81,6 +89,10 @@ impl Default for WorkerSettings {
             reconcile_interval_ms: 30_000,
             gc_interval_secs: 600,
             gc_grace_secs: 3_600,
+            http_host: "0.0.0.0".into(),
+            http_port: 9091,
+            metrics_interval_ms: 15_000,
+            metrics_templates: 20,
         }
     }
 }
@@ -114,6 +126,9 @@ pub fn load_from(
     }
     if w.refill_attempts == 0 {
         return Err(invalid("worker.refill_attempts", "must be >= 1"));
+    }
+    if w.metrics_interval_ms == 0 {
+        return Err(invalid("worker.metrics_interval_ms", "must be >= 1"));
     }
     if w.group_id.is_empty() {
         return Err(invalid("worker.group_id", "must not be empty"));

@@ -11,15 +11,25 @@ use prewarm_store::warmup_topic::{self, WarmupPublisher};
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use tokio::sync::Semaphore;
 
-use crate::consumer::DeadLetters;
+use std::net::TcpListener;
+
+use actix_web::dev::Server;
+use prewarm_store::db::pool_items;
+
+use crate::consumer::{DeadLetters, WorkerContext};
+use crate::http::Probes;
+use crate::metrics::WorkerMetrics;
 use crate::reconciler::Reconciler;
 use crate::refill::Refiller;
 use crate::settings::Settings;
 
 pub struct Worker {
     pub refiller: Refiller,
-    consumer: StreamConsumer,
+    consumer: StreamConsumer<WorkerContext>,
     settings: Settings,
+    publisher: WarmupPublisher,
+    http: Server,
+    http_port: u16,
 }
 
 impl Worker {
@@ -31,7 +41,8 @@ impl Worker {
             &settings.kafka,
         )
         .await?;
-        let consumer: StreamConsumer = warmup_topic::base_config(&settings.kafka)
+        let metrics = Arc::new(WorkerMetrics::new()?);
+        let consumer: StreamConsumer<WorkerContext> = warmup_topic::base_config(&settings.kafka)
             .set("group.id", &settings.worker.group_id)
             .set("enable.auto.commit", "true")
             .set("auto.commit.interval.ms", "1000")
@@ -39,7 +50,11 @@ impl Worker {
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
             .set("session.timeout.ms", "10000")
-            .create()?;
+            // Feeds the consumer-lag gauge.
+            .set("statistics.interval.ms", "5000")
+            .create_with_context(WorkerContext {
+                metrics: metrics.clone(),
+            })?;
         consumer.subscribe(&[settings.kafka.topic.as_str()])?;
         let refiller = Refiller {
             db: clients.db,
@@ -50,12 +65,36 @@ impl Worker {
             lease: settings.pool.lease(),
             item_parallelism: settings.worker.item_parallelism,
             items_in_flight: settings.worker.items_in_flight,
+            metrics: metrics.clone(),
         };
+        let publisher = WarmupPublisher::new(&settings.kafka)?;
+        publisher.register_metrics(&metrics.registry)?;
+        let listener = TcpListener::bind((
+            settings.worker.http_host.as_str(),
+            settings.worker.http_port,
+        ))?;
+        let http_port = listener.local_addr()?.port();
+        let http = crate::http::serve(
+            listener,
+            Probes {
+                refiller: refiller.clone(),
+                publisher: publisher.clone(),
+                metrics,
+            },
+        )?;
         Ok(Self {
             refiller,
             consumer,
             settings,
+            publisher,
+            http,
+            http_port,
         })
+    }
+
+    /// The port of `/healthz`, `/readyz` and `/metrics`.
+    pub fn http_port(&self) -> u16 {
+        self.http_port
     }
 
     pub fn reconciler(&self) -> Reconciler {
@@ -75,9 +114,18 @@ impl Worker {
         let reconciler = self.reconciler();
         let reconcile = self.settings.worker.reconcile_interval_ms > 0;
         let dead_letters = DeadLetters {
-            publisher: WarmupPublisher::new(&self.settings.kafka)?,
+            publisher: self.publisher.clone(),
             topic: self.settings.kafka.dead_letter_topic(),
         };
+        let http = self.http.handle();
+        let http_server = self.http;
+        let depths = pool_depths(
+            self.refiller.clone(),
+            self.settings.pool.target,
+            Duration::from_millis(self.settings.worker.metrics_interval_ms),
+            self.settings.worker.metrics_templates,
+            stop.clone(),
+        );
         let consumer = crate::consumer::run(
             self.consumer,
             self.refiller,
@@ -94,7 +142,55 @@ impl Worker {
             shutdown.await;
             stop.cancel();
         };
-        let (_, consumed, _) = tokio::join!(watcher, consumer, reconciling);
+        let serving = async {
+            if let Err(e) = http_server.await {
+                tracing::warn!(error = %e, "health/metrics server stopped");
+            }
+        };
+        let stopping_http = async {
+            stop.cancelled().await;
+            http.stop(true).await;
+        };
+        let (_, consumed, _, _, _, _) = tokio::join!(
+            watcher,
+            consumer,
+            reconciling,
+            depths,
+            serving,
+            stopping_http
+        );
         consumed
+    }
+}
+
+/// Reads every live template's ready count from the ledger for the metrics.
+async fn pool_depths(
+    refiller: Refiller,
+    target: i32,
+    every: Duration,
+    keep: usize,
+    stop: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let depths = match refiller.db.conn().await {
+            Ok(mut conn) => pool_items::ready_by_template(&mut conn).await,
+            Err(e) => Err(e),
+        };
+        match depths {
+            Ok(depths) => refiller.metrics.set_pools(
+                target,
+                depths
+                    .into_iter()
+                    .map(|(t, n)| (t.to_string(), n))
+                    .collect(),
+                keep,
+            ),
+            Err(e) => tracing::warn!(error = %e, "could not read pool depths for the metrics"),
+        }
     }
 }

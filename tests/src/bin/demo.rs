@@ -155,7 +155,10 @@ async fn similar_templates(
     ] {
         let metadata = json!({"name": name, "category": "posters", "layout": {"tags": tags}});
         let form = Form::new()
-            .part("metadata", Part::text(metadata.to_string()).mime_str("application/json")?)
+            .part(
+                "metadata",
+                Part::text(metadata.to_string()).mime_str("application/json")?,
+            )
             .part(
                 "image",
                 Part::bytes(images::png(0, 1024))

@@ -405,3 +405,32 @@ pub async fn state_counts(
         .load(conn)
         .await?)
 }
+
+#[derive(diesel::QueryableByName)]
+struct Depth {
+    #[diesel(sql_type = diesel::sql_types::Uuid)]
+    template_id: Uuid,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    ready: i64,
+}
+
+/// Ready items of the current version of every live template (0 included),
+/// for the pool-depth metrics.
+pub async fn ready_by_template(
+    conn: &mut AsyncPgConnection,
+) -> Result<Vec<(TemplateId, i64)>, StoreError> {
+    let rows: Vec<Depth> = diesel::sql_query(
+        "SELECT t.id AS template_id, count(p.id) AS ready
+           FROM templates t
+           LEFT JOIN pool_items p
+             ON p.template_id = t.id AND p.template_version = t.version AND p.state = 'ready'
+          WHERE t.deleted_at IS NULL
+          GROUP BY t.id",
+    )
+    .load(conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|d| (TemplateId(d.template_id), d.ready))
+        .collect())
+}

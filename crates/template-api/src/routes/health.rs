@@ -1,6 +1,10 @@
-//! `/healthz` (the process answers) and `/readyz` (its dependencies answer).
+//! `/healthz` (the process answers) and `/readyz` (its dependencies answer:
+//! Postgres, Redis and S3 gate readiness; Kafka is reported).
+
+use std::time::Duration;
 
 use actix_web::{web, HttpResponse};
+use prewarm_store::connect::check;
 use serde_json::json;
 
 use crate::state::AppState;
@@ -10,16 +14,21 @@ pub async fn healthz() -> HttpResponse {
 }
 
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
-    let (db, redis, s3) = tokio::join!(
+    let (db, redis, s3, kafka) = tokio::join!(
         state.db.ping(),
         state.index.ping(),
-        state.objects.exists("readyz-probe")
+        state.objects.exists("readyz-probe"),
+        state.publisher.ping(Duration::from_secs(2)),
     );
     let checks = json!({
-        "postgres": db.as_ref().map(|_| "ok").map_err(ToString::to_string),
-        "redis": redis.as_ref().map(|_| "ok").map_err(ToString::to_string),
-        "s3": s3.as_ref().map(|_| "ok").map_err(ToString::to_string),
+        "postgres": check(&db),
+        "redis": check(&redis),
+        "s3": check(&s3),
+        "kafka": check(&kafka),
     });
+    // Kafka is reported but does not gate readiness: without it the API
+    // still serves every design (warm-up requests are hints; the
+    // reconciler heals), so taking the pod out of rotation would only hurt.
     if db.is_ok() && redis.is_ok() && s3.is_ok() {
         HttpResponse::Ok().json(json!({"status": "ready", "checks": checks}))
     } else {

@@ -1,0 +1,134 @@
+//! The worker's Prometheus metrics, served with `/healthz` and `/readyz` on
+//! its small HTTP port ([`crate::http`]). Labels have small fixed value sets;
+//! per-template pool depth is reported only for the `worker.metrics_templates`
+//! most depleted templates, so cardinality stays bounded however many
+//! templates exist.
+
+use prewarm_store::metrics::{counter_vec, gauge_vec, histogram_vec};
+use prometheus::{HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
+
+#[derive(Clone)]
+pub struct WorkerMetrics {
+    pub registry: Registry,
+    /// Refills by outcome: ok, failed (will retry), dead_lettered, gone.
+    pub refills: IntCounterVec,
+    /// Pool items by outcome: ready, failed (a copy failed), superseded.
+    pub items: IntCounterVec,
+    /// Time to copy all objects of one pool item, by outcome (ok, error).
+    pub item_copy: HistogramVec,
+    /// From the warm-up request's send time to the end of its refill.
+    pub refill_lag: HistogramVec,
+    /// Messages behind the partition's end, per assigned partition (from
+    /// librdkafka's statistics).
+    pub consumer_lag: IntGaugeVec,
+    /// Ready items of the current version, per template (most depleted only).
+    pub pool_ready: IntGaugeVec,
+    pub pool_target: IntGauge,
+    pub pools_below_target: IntGauge,
+    pub pool_ready_total: IntGauge,
+}
+
+fn gauge(registry: &Registry, name: &str, help: &str) -> prometheus::Result<IntGauge> {
+    let g = IntGauge::with_opts(Opts::new(name, help))?;
+    registry.register(Box::new(g.clone()))?;
+    Ok(g)
+}
+
+impl WorkerMetrics {
+    pub fn new() -> prometheus::Result<Self> {
+        let registry = Registry::new();
+        Ok(Self {
+            refills: counter_vec(
+                &registry,
+                "prewarm_refills_total",
+                "Refills by outcome: ok, failed (retried), dead_lettered, gone (template deleted).",
+                &["outcome"],
+            )?,
+            items: counter_vec(
+                &registry,
+                "prewarm_pool_items_total",
+                "Pool items finished, by outcome: ready, failed (a copy failed), superseded (template edited meanwhile).",
+                &["outcome"],
+            )?,
+            item_copy: histogram_vec(
+                &registry,
+                "prewarm_item_copy_duration_seconds",
+                "Time to copy every object of one pool item (S3 CopyObject calls), by outcome.",
+                &["outcome"],
+            )?,
+            refill_lag: histogram_vec(
+                &registry,
+                "prewarm_refill_lag_seconds",
+                "From a warm-up request's send time to the end of the refill it asked for.",
+                &["reason"],
+            )?,
+            consumer_lag: gauge_vec(
+                &registry,
+                "prewarm_consumer_lag_messages",
+                "Warm-up messages not yet consumed, per assigned partition.",
+                &["partition"],
+            )?,
+            pool_ready: gauge_vec(
+                &registry,
+                "prewarm_pool_ready_items",
+                "Ready items of the current version, for the most depleted templates only (bounded cardinality).",
+                &["template"],
+            )?,
+            pool_target: gauge(&registry, "prewarm_pool_target_items", "Ready items kept per template.")?,
+            pools_below_target: gauge(
+                &registry,
+                "prewarm_pools_below_target",
+                "Templates whose pool holds fewer ready items than the target.",
+            )?,
+            pool_ready_total: gauge(
+                &registry,
+                "prewarm_pool_ready_items_total",
+                "Ready items across all templates.",
+            )?,
+            registry,
+        })
+    }
+
+    /// Publishes a snapshot of pool depths: `(template, ready)` for every live
+    /// template, of which only the `keep` most depleted get their own series.
+    pub fn set_pools(&self, target: i32, mut depths: Vec<(String, i64)>, keep: usize) {
+        self.pool_target.set(i64::from(target));
+        self.pool_ready_total
+            .set(depths.iter().map(|(_, n)| n).sum());
+        self.pools_below_target.set(
+            depths
+                .iter()
+                .filter(|(_, n)| *n < i64::from(target))
+                .count() as i64,
+        );
+        depths.sort_by(|a, b| a.1.cmp(&b.1).then_with(|| a.0.cmp(&b.0)));
+        self.pool_ready.reset();
+        for (template, ready) in depths.into_iter().take(keep) {
+            self.pool_ready.with_label_values(&[&template]).set(ready);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pool_series_are_bounded_to_the_most_depleted() {
+        let m = WorkerMetrics::new().unwrap();
+        let depths = (0..100).map(|i| (format!("t{i:03}"), i % 7)).collect();
+        m.set_pools(4, depths, 10);
+        let text = prewarm_store::metrics::encode(&m.registry);
+        let series = text
+            .lines()
+            .filter(|l| l.starts_with("prewarm_pool_ready_items{"))
+            .count();
+        assert_eq!(series, 10);
+        assert!(
+            text.contains("prewarm_pool_ready_items_total 295"),
+            "{text}"
+        );
+        let below = (0..100).filter(|i| i % 7 < 4).count();
+        assert!(text.contains(&format!("prewarm_pools_below_target {below}")));
+    }
+}

@@ -1,0 +1,239 @@
+//! Running it: health, readiness and metrics of the worker; graceful
+//! shutdown of both services on SIGTERM.
+
+use std::time::{Duration, Instant};
+
+use prewarm_bench::fault_proxy::{FaultProxy, Faults};
+use prewarm_tests::{metric_value, Options, TestStack};
+use shared_domain::object_keys::POOL_PREFIX;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_worker_serves_health_readiness_and_metrics() {
+    let stack = TestStack::spawn(Options {
+        worker_env: vec![("PREWARM_WORKER__METRICS_INTERVAL_MS".into(), "100".into())],
+        ..Options::default()
+    })
+    .await;
+    let base = stack.worker_base.clone().expect("in-process worker");
+    let tenant = stack.create_tenant("acme", 100).await;
+    let template = stack.create_template(&tenant, 3, "private").await;
+    stack
+        .wait_pool(&tenant, template.id, 4, Duration::from_secs(30))
+        .await;
+    stack.create_design(&tenant, template.id).await;
+    stack
+        .wait_pool(&tenant, template.id, 4, Duration::from_secs(30))
+        .await;
+
+    let health = stack
+        .http
+        .get(format!("{base}/healthz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+    let ready: serde_json::Value = stack
+        .http
+        .get(format!("{base}/readyz"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ready["status"], "ready", "{ready}");
+    for dep in ["postgres", "redis", "s3", "kafka"] {
+        assert_eq!(ready["checks"][dep], "ok", "{ready}");
+    }
+
+    // Refills, copies, lag and pool depth are counted; consumer lag arrives
+    // with librdkafka's statistics (every 5 s).
+    let deadline = Instant::now() + Duration::from_secs(12);
+    loop {
+        let text = stack
+            .http
+            .get(format!("{base}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let refills = metric_value(&text, "prewarm_refills_total", &[("outcome", "ok")]);
+        let items = metric_value(&text, "prewarm_pool_items_total", &[("outcome", "ready")]);
+        let copies = metric_value(
+            &text,
+            "prewarm_item_copy_duration_seconds_count",
+            &[("outcome", "ok")],
+        );
+        let lag = metric_value(
+            &text,
+            "prewarm_refill_lag_seconds_count",
+            &[("reason", "pool_pop")],
+        );
+        let depth = metric_value(
+            &text,
+            "prewarm_pool_ready_items",
+            &[("template", &template.id.to_string())],
+        );
+        let total = metric_value(&text, "prewarm_pool_ready_items_total", &[]);
+        let consumer_lag = metric_value(&text, "prewarm_consumer_lag_messages", &[]);
+        let done = refills >= Some(2.0)
+            && items == Some(5.0)
+            && copies == Some(5.0)
+            && lag >= Some(1.0)
+            && depth == Some(4.0)
+            && total == Some(4.0)
+            && consumer_lag == Some(0.0);
+        if done {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "refills {refills:?} items {items:?} copies {copies:?} lag {lag:?} depth {depth:?} \
+             total {total:?} consumer lag {consumer_lag:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    stack.finish().await;
+}
+
+/// SIGTERM while a refill is copying: the worker finishes the refill (items
+/// ready and indexed), commits, and exits 0; nothing is left half-done.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_mid_refill_finishes_it_and_loses_nothing() {
+    let stack = TestStack::spawn(Options {
+        worker: false,
+        ..Options::default()
+    })
+    .await;
+    let slow = FaultProxy::start(0, "http://127.0.0.1:9000", Faults::default()).unwrap();
+    slow.set(Faults {
+        delay: Duration::from_millis(300),
+        ..Faults::default()
+    });
+    let tenant = stack.create_tenant("acme", 100).await;
+    let template = stack.create_template(&tenant, 5, "private").await;
+    let proxy_url = slow.url();
+    let mut child = stack.spawn_worker_process(&[
+        ("PREWARM_S3__ENDPOINT", proxy_url.as_str()),
+        // One copy at a time per item: 5 x 300 ms per item.
+        ("PREWARM_WORKER__ITEM_PARALLELISM", "1"),
+        ("PREWARM_WORKER__RECONCILE_INTERVAL_MS", "0"),
+        ("PREWARM_DATABASE__MIGRATE", "false"),
+    ]);
+    // Wait until the refill is copying.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let status = stack.pool_status(&tenant, template.id).await;
+        if status.copying > 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the refill never started: {status:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let signalled = Instant::now();
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let exit = child.wait().unwrap();
+    eprintln!(
+        "worker exited {exit:?} {:?} after SIGTERM",
+        signalled.elapsed()
+    );
+    assert!(exit.success(), "{exit:?}");
+
+    // The refill finished before exit: ready, indexed, nothing copying.
+    let status = stack.pool_status(&tenant, template.id).await;
+    assert_eq!(
+        (status.ready, status.copying, status.indexed),
+        (4, 0, 4),
+        "{status:?}"
+    );
+    // And its objects are exactly those of the 4 items.
+    let objects = stack
+        .objects
+        .list(&format!("{POOL_PREFIX}{}/", template.id))
+        .await
+        .unwrap();
+    assert_eq!(objects.len(), 4 * 5);
+    stack.finish().await;
+}
+
+/// SIGTERM while designs are being copied: the API stops accepting new
+/// connections and finishes the requests in flight.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_in_flight_requests_finish() {
+    let stack = TestStack::spawn(Options {
+        worker: false,
+        ..Options::default()
+    })
+    .await;
+    let slow = FaultProxy::start(0, "http://127.0.0.1:9000", Faults::default()).unwrap();
+    let tenant = stack.create_tenant("acme", 100).await;
+    let template = stack.create_template(&tenant, 4, "private").await;
+    slow.set(Faults {
+        delay: Duration::from_millis(400),
+        ..Faults::default()
+    });
+    let proxy_url = slow.url();
+    let (mut api, base) = stack.spawn_api_process(&[
+        ("PREWARM_S3__ENDPOINT", proxy_url.as_str()),
+        ("PREWARM_POOL__ENABLED", "false"),
+        ("PREWARM_DATABASE__MIGRATE", "false"),
+    ]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while stack
+        .http
+        .get(format!("{base}/healthz"))
+        .send()
+        .await
+        .is_err()
+    {
+        assert!(Instant::now() < deadline, "api never answered");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Three cold designs in flight (each at least 400 ms of copying).
+    let in_flight: Vec<_> = (0..3)
+        .map(|_| {
+            let http = stack.http.clone();
+            let url = format!("{base}/designs");
+            let key = tenant.key.clone();
+            let id = template.id;
+            tokio::spawn(async move {
+                http.post(url)
+                    .bearer_auth(key)
+                    .json(&serde_json::json!({"template_id": id}))
+                    .send()
+                    .await
+                    .map(|r| r.status().as_u16())
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    std::process::Command::new("kill")
+        .args(["-TERM", &api.id().to_string()])
+        .status()
+        .unwrap();
+    for r in in_flight {
+        assert_eq!(
+            r.await.unwrap().unwrap(),
+            201,
+            "an in-flight request was cut"
+        );
+    }
+    let exit = api.wait().unwrap();
+    assert!(exit.success(), "{exit:?}");
+    // Stopped: new connections are refused.
+    let fresh = reqwest::Client::new();
+    assert!(fresh.get(format!("{base}/healthz")).send().await.is_err());
+    let list: serde_json::Value = stack.get(&tenant, "/designs").await.json().await.unwrap();
+    assert_eq!(list["designs"].as_array().unwrap().len(), 3);
+    stack.finish().await;
+}
