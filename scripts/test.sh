@@ -16,6 +16,12 @@ read -r passed failed < <(awk '/^test result:/ {
       if ($(i+1) ~ /^failed/) f += $i
     }
   } END { print p + 0, f + 0 }' "$LOG")
+# The Helm chart: lint, render, validate, settings in step.
+if "$ROOT/scripts/check-chart.sh"; then
+  passed=$(( ${passed:-0} + 1 ))
+else
+  failed=$(( ${failed:-0} + 1 )); status=1
+fi
 echo
 echo "Total: ${passed:-0} passed, ${failed:-0} failed"
 if [[ $status -eq 0 && ${passed:-0} -eq 0 ]]; then

@@ -3,6 +3,7 @@
 //! test gets its own database, key prefix, topic and bucket.
 
 mod bad_input;
+mod config_consistency;
 mod degraded;
 mod design_limit;
 mod isolation;

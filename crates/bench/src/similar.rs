@@ -27,6 +27,8 @@ pub struct Params {
 }
 
 pub struct Results {
+    /// `GET /healthz` at the same rate: what HTTP alone costs here.
+    pub http_floor: RunResult,
     pub uncached: RunResult,
     pub cached: RunResult,
     pub stampede: RunResult,
@@ -73,6 +75,26 @@ pub async fn run(p: &Params) -> anyhow::Result<Results> {
         .await
     };
 
+    // The HTTP floor: a handler that does nothing, at the same rate.
+    let http_floor = {
+        let p = p.clone();
+        open_loop(p.rate, Duration::from_secs_f64(p.secs), move || {
+            let p = p.clone();
+            async move {
+                let ok = match p.http.get(format!("{}/healthz", p.base)).send().await {
+                    Ok(r) => {
+                        let ok = r.status().is_success();
+                        let _ = r.bytes().await;
+                        ok
+                    }
+                    Err(_) => false,
+                };
+                Outcome { ok, warm: false }
+            }
+        })
+        .await
+    };
+
     // Stampede: every client asks for the same cold key at once.
     let before = upstream_calls(p).await?;
     let stampede = {
@@ -85,6 +107,7 @@ pub async fn run(p: &Params) -> anyhow::Result<Results> {
     };
     let stampede_calls = upstream_calls(p).await? - before;
     Ok(Results {
+        http_floor,
         uncached,
         cached,
         stampede,

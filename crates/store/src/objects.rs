@@ -18,11 +18,11 @@ use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
 use bytes::Bytes;
 use futures::stream::{self, StreamExt};
 use secrecy::{ExposeSecret, SecretString};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
 
 /// How to reach the object store. Shared by both services' settings.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct S3Settings {
     /// Endpoint URL; empty for AWS itself.
@@ -31,7 +31,9 @@ pub struct S3Settings {
     #[serde(default = "default_region")]
     pub region: String,
     pub bucket: String,
+    #[serde(skip_serializing)]
     pub access_key_id: SecretString,
+    #[serde(skip_serializing)]
     pub secret_access_key: SecretString,
     /// Path-style addressing (`endpoint/bucket/key`), needed by most S3 look-alikes.
     #[serde(default = "default_true")]

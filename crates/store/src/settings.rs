@@ -4,15 +4,16 @@
 use std::time::Duration;
 
 use secrecy::SecretString;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 pub use crate::objects::S3Settings;
 pub use crate::warmup_topic::KafkaSettings;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct DatabaseSettings {
     /// `postgres://user:pass@host:port/db`; a secret because it may hold a password.
+    #[serde(skip_serializing)]
     pub url: SecretString,
     #[serde(default = "default_max_connections")]
     pub max_connections: usize,
@@ -30,9 +31,10 @@ impl DatabaseSettings {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RedisSettings {
+    #[serde(skip_serializing)]
     pub url: SecretString,
     /// Prefix of every key this deployment writes (several deployments or
     /// tests can share one Redis).
@@ -52,7 +54,7 @@ impl RedisSettings {
 
 /// The warm pool's knobs. One section for both services: the worker fills
 /// to `target`, the API reports it and uses the rest on the request path.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PoolSettings {
     /// Ready items kept per template (current version).

@@ -10,11 +10,11 @@ use rdkafka::config::ClientConfig;
 use rdkafka::error::KafkaError;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::types::RDKafkaErrorCode;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use shared_domain::warmup::WarmupRequest;
 
 /// How to reach the broker and which topic carries warm-up requests.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct KafkaSettings {
     pub brokers: String,

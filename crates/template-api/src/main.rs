@@ -1,10 +1,24 @@
 //! Entry point: load settings, start logging, build and run the server.
+//!
+//! `template-api healthcheck` probes a running server's `/healthz` (the
+//! image's HEALTHCHECK). `template-api migrate` only applies the database migrations (reading
+//! `PREWARM_DATABASE__URL`) and exits: the Helm chart's migration Job.
 
 use prewarm_store::telemetry;
 use template_api::{settings, startup::Application};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    if std::env::args().nth(1).as_deref() == Some("healthcheck") {
+        std::process::exit(prewarm_store::probe::run("PREWARM_SERVER__PORT", 8080));
+    }
+    if std::env::args().nth(1).as_deref() == Some("migrate") {
+        let url = std::env::var("PREWARM_DATABASE__URL")
+            .map_err(|_| anyhow::anyhow!("PREWARM_DATABASE__URL is required"))?;
+        prewarm_store::db::run_migrations(&url).await?;
+        println!("migrations applied");
+        return Ok(());
+    }
     let settings = settings::load()?;
     telemetry::init(&settings.log);
     let app = Application::build(settings).await?;

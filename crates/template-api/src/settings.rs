@@ -8,11 +8,11 @@ use prewarm_store::settings::{
 };
 use prewarm_store::telemetry::LogSettings;
 use secrecy::SecretString;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::similar::settings::SimilarSettings;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Settings {
     /// Path of the TOML file these settings were layered from (read from the environment).
@@ -21,6 +21,7 @@ pub struct Settings {
     #[serde(default)]
     pub server: ServerSettings,
     /// Bearer token for `/admin/*` (creating companies and API keys).
+    #[serde(skip_serializing)]
     pub admin_token: SecretString,
     pub database: DatabaseSettings,
     pub redis: RedisSettings,
@@ -34,11 +35,11 @@ pub struct Settings {
     pub similar: SimilarSettings,
     /// The worker's section, accepted (and ignored) so both services can share
     /// one environment or file.
-    #[serde(default)]
+    #[serde(default, skip_serializing)]
     pub worker: Option<serde::de::IgnoredAny>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerSettings {
     pub host: String,

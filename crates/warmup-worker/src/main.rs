@@ -1,10 +1,14 @@
 //! Entry point: load settings, start logging, build the worker, run it until SIGTERM/SIGINT.
+//! `warmup-worker healthcheck` probes a running worker's `/healthz` (the image's HEALTHCHECK).
 
 use prewarm_store::telemetry;
 use warmup_worker::{settings, startup::Worker};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    if std::env::args().nth(1).as_deref() == Some("healthcheck") {
+        std::process::exit(prewarm_store::probe::run("PREWARM_WORKER__HTTP_PORT", 9091));
+    }
     let settings = settings::load()?;
     telemetry::init(&settings.log);
     let worker = Worker::build(settings).await?;

@@ -9,20 +9,20 @@ use prewarm_store::settings::{
     invalid, DatabaseSettings, KafkaSettings, PoolSettings, RedisSettings, S3Settings,
 };
 use prewarm_store::telemetry::LogSettings;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Settings {
     #[serde(default)]
     pub config_file: Option<String>,
     /// The API's sections, accepted (and ignored) so both services can share
     /// one environment or file.
-    #[serde(default)]
+    #[serde(default, skip_serializing)]
     pub admin_token: Option<serde::de::IgnoredAny>,
-    #[serde(default)]
+    #[serde(default, skip_serializing)]
     pub server: Option<serde::de::IgnoredAny>,
-    #[serde(default)]
+    #[serde(default, skip_serializing)]
     pub similar: Option<serde::de::IgnoredAny>,
     pub database: DatabaseSettings,
     pub redis: RedisSettings,
@@ -36,7 +36,7 @@ pub struct Settings {
     pub log: LogSettings,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct WorkerSettings {
     /// Kafka consumer group; replicas sharing it split the partitions.

@@ -754,9 +754,10 @@ async fn main() -> anyhow::Result<()> {
                     sizes.open_rate
                 ),
                 format!(
-                    "{:.2} ms (uncached p50 {:.0} ms)",
+                    "{:.2} ms (uncached p50 {:.0} ms; GET /healthz alone: p99 {:.2} ms)",
                     similar.cached.ms(0.99),
-                    similar.uncached.ms(0.5)
+                    similar.uncached.ms(0.5),
+                    similar.http_floor.ms(0.99)
                 ),
                 verdict(similar.cached.ms(0.99) <= 1.0).into(),
             ],
@@ -901,13 +902,25 @@ async fn main() -> anyhow::Result<()> {
         ("uncached (900 ms upstream)", &similar.uncached),
         ("cached, open loop", &similar.cached),
         (
+            "HTTP floor: GET /healthz, same open loop",
+            &similar.http_floor,
+        ),
+        (
             "stampede: 1,000 concurrent on one cold key",
             &similar.stampede,
         ),
     ]));
     md.push_str(&format!(
-        "\nUpstream calls made by the stampede, counted at the stand-in service: **{}**.\n",
-        similar.stampede_calls
+        "\nUpstream calls made by the stampede, counted at the stand-in service: **{}**.\n\n\
+         Where a cached answer's time goes: `GET /healthz` -- a handler that does nothing -- sent by the same client \
+         at the same rate takes p50 {:.2} ms / p99 {:.2} ms here, so HTTP through actix and reqwest on this \
+         2-core VM (client and server sharing the cores) is most of it; the cache lookups, the per-caller filter \
+         and the JSON of 10 templates add {:.2} ms at p50. Where the HTTP floor's own p99 is above 1 ms, the \
+         target cannot be met end to end on this machine.\n",
+        similar.stampede_calls,
+        similar.http_floor.ms(0.5),
+        similar.http_floor.ms(0.99),
+        (similar.cached.ms(0.5) - similar.http_floor.ms(0.5)).max(0.0),
     ));
     md.push_str("\n## Peak memory (VmHWM)\n\n");
     let mib = |m: Option<f64>| {

@@ -4,9 +4,9 @@
 use std::time::Duration;
 
 use prewarm_store::settings::invalid;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SimilarSettings {
     /// Base URL of the recommendation service.

@@ -1,8 +1,29 @@
-{{- define "prewarm.image" -}}
-{{- $reg := .root.Values.image.registry -}}
-{{- if $reg }}{{ $reg }}/{{ end }}{{ .name }}:{{ .root.Values.image.tag }}
+{{/* Names and labels. */}}
+{{- define "prewarm.fullname" -}}
+{{- printf "%s-prewarm" .Release.Name | trunc 63 | trimSuffix "-" -}}
 {{- end -}}
 
+{{- define "prewarm.labels" -}}
+app.kubernetes.io/name: {{ .component }}
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+app.kubernetes.io/part-of: prewarm
+app.kubernetes.io/version: {{ .root.Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .root.Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .root.Chart.Name .root.Chart.Version }}
+{{- end -}}
+
+{{- define "prewarm.selector" -}}
+app.kubernetes.io/name: {{ .component }}
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+{{- end -}}
+
+{{- define "prewarm.image" -}}
+{{- $reg := .root.Values.image.registry -}}
+{{- $tag := .root.Values.image.tag | default .root.Chart.AppVersion -}}
+{{- if $reg }}{{ $reg }}/{{ end }}{{ .name }}:{{ $tag }}
+{{- end -}}
+
+{{/* One env entry read from a Secret. */}}
 {{- define "prewarm.secretEnv" -}}
 - name: {{ .env }}
   valueFrom:
@@ -11,22 +32,43 @@
       key: {{ .ref.key }}
 {{- end -}}
 
-{{- define "prewarm.env" -}}
-{{- $s := .Values.settings -}}
+{{/* The secrets both services read. */}}
+{{- define "prewarm.secrets" -}}
+{{ include "prewarm.secretEnv" (dict "env" "PREWARM_ADMIN_TOKEN" "ref" .Values.secrets.adminToken) }}
 {{ include "prewarm.secretEnv" (dict "env" "PREWARM_DATABASE__URL" "ref" .Values.secrets.databaseUrl) }}
 {{ include "prewarm.secretEnv" (dict "env" "PREWARM_REDIS__URL" "ref" .Values.secrets.redisUrl) }}
 {{ include "prewarm.secretEnv" (dict "env" "PREWARM_S3__ACCESS_KEY_ID" "ref" .Values.secrets.s3AccessKeyId) }}
 {{ include "prewarm.secretEnv" (dict "env" "PREWARM_S3__SECRET_ACCESS_KEY" "ref" .Values.secrets.s3SecretAccessKey) }}
-- { name: PREWARM_KAFKA__BROKERS, value: {{ $s.kafka.brokers | quote }} }
-- { name: PREWARM_KAFKA__TOPIC, value: {{ $s.kafka.topic | quote }} }
-- { name: PREWARM_KAFKA__CREATE_TOPIC, value: {{ $s.kafka.createTopic | quote }} }
-- { name: PREWARM_S3__ENDPOINT, value: {{ $s.s3.endpoint | quote }} }
-- { name: PREWARM_S3__REGION, value: {{ $s.s3.region | quote }} }
-- { name: PREWARM_S3__BUCKET, value: {{ $s.s3.bucket | quote }} }
-- { name: PREWARM_REDIS__KEY_PREFIX, value: {{ $s.redis.keyPrefix | quote }} }
-- { name: PREWARM_POOL__TARGET, value: {{ $s.pool.target | quote }} }
-- { name: PREWARM_POOL__COLD_COPY_PARALLELISM, value: {{ $s.pool.coldCopyParallelism | quote }} }
-- { name: PREWARM_POOL__COLD_COPY_GLOBAL_LIMIT, value: {{ $s.pool.coldCopyGlobalLimit | quote }} }
-- { name: PREWARM_LOG__FORMAT, value: {{ $s.log.format | quote }} }
-- { name: PREWARM_LOG__LEVEL, value: {{ $s.log.level | quote }} }
+{{- end -}}
+
+{{/* config.<section>.<key> -> PREWARM_<SECTION>__<KEY>; empty strings are left out. */}}
+{{- define "prewarm.configData" -}}
+{{- range $section, $keys := .Values.config }}
+{{- range $key, $value := $keys }}
+{{- if ne (toString $value) "" }}
+{{- /* Helm reads YAML numbers as float64: print whole numbers as integers. */}}
+{{- $text := toString $value }}
+{{- if and (kindIs "float64" $value) (eq $value (float64 (int64 $value))) }}{{ $text = toString (int64 $value) }}{{ end }}
+{{ printf "PREWARM_%s__%s" (upper $section) (upper $key) }}: {{ $text | quote }}
+{{- end }}
+{{- end }}
+{{- end }}
+PREWARM_SERVER__HOST: "0.0.0.0"
+PREWARM_SERVER__PORT: {{ .Values.api.port | quote }}
+PREWARM_WORKER__HTTP_HOST: "0.0.0.0"
+PREWARM_WORKER__HTTP_PORT: {{ .Values.worker.metricsPort | quote }}
+PREWARM_DATABASE__MIGRATE: {{ not .Values.migrations.enabled | quote }}
+{{- end -}}
+
+{{/* Pod scheduling knobs of one component. */}}
+{{- define "prewarm.scheduling" -}}
+{{- with .nodeSelector }}
+nodeSelector: {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .tolerations }}
+tolerations: {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .affinity }}
+affinity: {{- toYaml . | nindent 2 }}
+{{- end }}
 {{- end -}}
