@@ -1,5 +1,5 @@
 # Prewarm: the commands a developer and CI use.
-.PHONY: up down status demo test lint fmt build bench bench-quick bench-build chart-check
+.PHONY: up down status demo test lint fmt build bench bench-quick bench-build check-artifacts
 
 up:            ## install what is missing and start postgres, redis, tansu (Kafka), moto (S3)
 	scripts/stack.sh up
@@ -16,8 +16,8 @@ demo:          ## bring everything up, start both services, run the demo client
 test: up       ## the whole test suite, against the real stack
 	scripts/test.sh
 
-chart-check:   ## lint, render and validate the Helm chart offline (also part of `make test`)
-	scripts/check-chart.sh
+check-artifacts: ## the Helm chart (lint, render, validate) and docs/openapi.json, offline (also part of `make test`)
+	scripts/check-artifacts.sh
 
 lint:          ## formatting and clippy, as CI would want them
 	cargo fmt --all -- --check

@@ -17,7 +17,7 @@ read -r passed failed < <(awk '/^test result:/ {
     }
   } END { print p + 0, f + 0 }' "$LOG")
 # The Helm chart: lint, render, validate, settings in step.
-if "$ROOT/scripts/check-chart.sh"; then
+if "$ROOT/scripts/check-artifacts.sh"; then
   passed=$(( ${passed:-0} + 1 ))
 else
   failed=$(( ${failed:-0} + 1 )); status=1

@@ -9,7 +9,7 @@ use crate::ids::{ApiKeyId, CompanyId};
 pub const MAX_DESIGN_LIMIT: i32 = 1_000_000;
 
 /// A tenant with a plan limit on how many designs it may own.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Company {
     pub id: CompanyId,
     pub name: String,
@@ -19,7 +19,7 @@ pub struct Company {
 }
 
 /// `POST /admin/companies` body.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewCompany {
     pub name: String,
@@ -28,7 +28,7 @@ pub struct NewCompany {
 
 /// `POST /admin/companies/{id}/api-keys` answer. The secret is shown once only;
 /// the server keeps just its SHA-256.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ApiKeyCreated {
     pub id: ApiKeyId,
     pub company_id: CompanyId,

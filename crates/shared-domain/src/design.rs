@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use crate::ids::{CompanyId, DesignId, PoolItemId, TemplateId};
 
 /// How a design's objects came to be.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ServedFrom {
     /// Taken ready-made from the warm pool (milliseconds).
@@ -33,14 +33,14 @@ impl ServedFrom {
 }
 
 /// One image of a design: an S3 object owned by this design alone.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct DesignImage {
     pub position: i32,
     pub object_key: String,
 }
 
 /// A company's design.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Design {
     pub id: DesignId,
     pub company_id: CompanyId,
@@ -55,14 +55,14 @@ pub struct Design {
 }
 
 /// `POST /designs` body.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateDesign {
     pub template_id: TemplateId,
 }
 
 /// `GET /designs` answer.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct DesignList {
     pub designs: Vec<Design>,
 }

@@ -8,7 +8,8 @@
 //! - [`error`]: the stable error codes every HTTP error carries, with their status.
 //! - [`warmup`]: the Kafka warm-up message, generated from `proto/warmup.proto`.
 //!
-//! This crate depends on serde, uuid, chrono and prost only: no web, database or broker client.
+//! This crate depends on serde, schemars (JSON Schemas of the DTOs, for the OpenAPI document), uuid,
+//! chrono and prost only: no web, database or broker client.
 
 pub mod company;
 pub mod design;

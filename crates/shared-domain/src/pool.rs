@@ -6,7 +6,7 @@ use crate::ids::{PoolItemId, TemplateId};
 
 /// Lifecycle of a pool item in the Postgres ledger (the source of truth;
 /// Redis only indexes the `Ready` ones).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum PoolItemState {
     /// Slot reserved, objects being copied; counts toward the target so two
@@ -33,7 +33,7 @@ impl PoolItemState {
 
 /// A ready-made design (the seed's `CopyDesignDto`): copied object keys for
 /// one template version, owned by nobody yet.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct PoolItem {
     pub id: PoolItemId,
     pub template_id: TemplateId,
@@ -43,7 +43,7 @@ pub struct PoolItem {
 }
 
 /// `GET /templates/{id}/pool` answer: how warm a template is.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct PoolStatus {
     pub template_id: TemplateId,
     pub template_version: i32,

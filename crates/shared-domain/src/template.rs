@@ -11,7 +11,9 @@ pub const MAX_CATEGORY_LEN: usize = 100;
 pub const MAX_IMAGES: usize = 200;
 
 /// Who may use a template.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Visibility {
     /// Only the owning company sees and uses it.
@@ -39,7 +41,7 @@ impl Visibility {
 }
 
 /// One image of a template version, in order.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct TemplateImage {
     pub position: i32,
     pub object_key: String,
@@ -48,7 +50,7 @@ pub struct TemplateImage {
 }
 
 /// A template at its current version.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Template {
     pub id: TemplateId,
     pub owner_company_id: CompanyId,
@@ -64,7 +66,7 @@ pub struct Template {
 }
 
 /// The `metadata` part of `POST /templates` (multipart); the `image` parts follow it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewTemplate {
     pub name: String,
@@ -81,7 +83,7 @@ fn empty_layout() -> serde_json::Value {
 }
 
 /// `PATCH /templates/{id}` body: any subset of fields. A layout change bumps the version.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TemplatePatch {
     pub name: Option<String>,
@@ -91,13 +93,13 @@ pub struct TemplatePatch {
 }
 
 /// A page of templates.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct TemplateList {
     pub templates: Vec<Template>,
 }
 
 /// What "similar templates" shows of each template.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct TemplateSummary {
     pub id: TemplateId,
     pub owner_company_id: CompanyId,
@@ -109,7 +111,7 @@ pub struct TemplateSummary {
 
 /// `GET /templates/{id}/similar?page=N`: up to `page_size` templates of the
 /// source's category visible to the caller, best first.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct SimilarTemplates {
     pub template_id: TemplateId,
     pub page: u32,

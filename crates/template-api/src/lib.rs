@@ -10,12 +10,15 @@
 //! - [`auth`]: bearer-token extractors for companies and the admin.
 //! - [`error`]: `ApiError`, the one mapping from failures to JSON error responses.
 //! - [`metrics`]: Prometheus metrics at `/metrics` and the latency middleware.
+//! - [`openapi`]: the OpenAPI 3.1 document served at `/openapi.json` (paths from the
+//!   route table, schemas derived from the DTO types; committed as docs/openapi.json).
 //! - [`state`]: what every handler shares (database, Redis index, S3, Kafka producer).
 
 pub mod auth;
 pub mod create_design;
 pub mod error;
 pub mod metrics;
+pub mod openapi;
 pub mod routes;
 pub mod settings;
 pub mod similar;

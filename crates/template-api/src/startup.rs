@@ -124,46 +124,39 @@ async fn not_found() -> Result<HttpResponse, ApiError> {
     Err(ApiError::new(ErrorCode::NotFound, "no such route"))
 }
 
-/// The route table.
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/healthz", web::get().to(health::healthz))
-        .route("/readyz", web::get().to(health::readyz))
-        .route("/metrics", web::get().to(crate::metrics::metrics))
-        .route("/admin/companies", web::post().to(admin::create_company))
-        .route(
-            "/admin/companies/{id}/api-keys",
-            web::post().to(admin::create_api_key),
-        )
-        .service(
-            web::resource("/templates")
-                .route(web::post().to(templates::create))
-                .route(web::get().to(templates::list)),
-        )
-        .service(
-            web::resource("/templates/{id}")
-                .route(web::get().to(templates::get))
-                .route(web::patch().to(templates::update))
-                .route(web::delete().to(templates::delete)),
-        )
-        .route("/templates/{id}/similar", web::get().to(templates::similar))
-        .route(
-            "/templates/{id}/images",
-            web::put().to(templates::replace_images),
-        )
-        .route(
-            "/templates/{id}/pool",
-            web::get().to(templates::pool_status),
-        )
-        .service(
-            web::resource("/designs")
-                .route(web::post().to(designs::create))
-                .route(web::get().to(designs::list)),
-        )
-        .service(
-            web::resource("/designs/{id}")
-                .route(web::get().to(designs::get))
-                .route(web::delete().to(designs::delete)),
-        );
+/// Declares the route table once: `routes()` registers it with actix, and
+/// `ROUTES` lists every (method, path) so the OpenAPI document is checked
+/// against what is actually served (`openapi::tests`).
+macro_rules! route_table {
+    ($( $path:literal => { $( $method:ident $handler:path ),+ $(,)? } ),+ $(,)?) => {
+        /// The route table.
+        pub fn routes(cfg: &mut web::ServiceConfig) {
+            $( cfg.service(web::resource($path)$(.route(web::$method().to($handler)))+); )+
+        }
+
+        /// Every (method, path) served, in the table's order.
+        pub const ROUTES: &[(&str, &str)] = &[ $( $( (stringify!($method), $path) ),+ ),+ ];
+    };
+}
+
+route_table! {
+    "/healthz" => { get health::healthz },
+    "/readyz" => { get health::readyz },
+    "/metrics" => { get crate::metrics::metrics },
+    "/openapi.json" => { get crate::openapi::serve },
+    "/admin/companies" => { post admin::create_company },
+    "/admin/companies/{id}/api-keys" => { post admin::create_api_key },
+    "/templates" => { post templates::create, get templates::list },
+    "/templates/{id}" => {
+        get templates::get,
+        patch templates::update,
+        delete templates::delete,
+    },
+    "/templates/{id}/similar" => { get templates::similar },
+    "/templates/{id}/images" => { put templates::replace_images },
+    "/templates/{id}/pool" => { get templates::pool_status },
+    "/designs" => { post designs::create, get designs::list },
+    "/designs/{id}" => { get designs::get, delete designs::delete },
 }
 
 fn run(listener: TcpListener, state: AppState) -> std::io::Result<Server> {
