@@ -263,3 +263,117 @@ async fn the_api_serves_its_openapi_document_as_committed() {
     assert_eq!(served["openapi"], "3.1.0");
     stack.finish().await;
 }
+
+/// One trace covers the design request in template-api, the warm-up message
+/// and the refill in warmup-worker (two processes exporting to one OTLP
+/// receiver); the API's JSON log lines carry that trace id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_trace_spans_the_request_the_message_and_the_refill() {
+    use prewarm_tests::otlp::OtlpReceiver;
+
+    let receiver = OtlpReceiver::start().unwrap();
+    let stack = TestStack::spawn(Options {
+        worker: false,
+        ..Options::default()
+    })
+    .await;
+    let tenant = stack.create_tenant("acme", 100).await;
+    let endpoint = receiver.url();
+    let traced = [
+        ("PREWARM_TRACE__OTLP_ENDPOINT", endpoint.as_str()),
+        ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+        ("PREWARM_DATABASE__MIGRATE", "false"),
+        // Only Kafka messages fill the pool here, so a full pool proves the
+        // consumer is live before the traced request is sent.
+        ("PREWARM_WORKER__RECONCILE_INTERVAL_MS", "0"),
+    ];
+    let dir = std::env::temp_dir().join(format!("prewarm-trace-{}", tenant.id));
+    std::fs::create_dir_all(&dir).unwrap();
+    let worker_log = dir.join("warmup-worker.log");
+    let mut worker = stack.spawn_logged("warmup-worker", &traced, Some(&worker_log));
+    let template = stack.create_template(&tenant, 2, "private").await;
+    // The first fill (from the untraced template upload) is done first, so
+    // the traced request's message is not coalesced with it.
+    stack
+        .wait_pool(&tenant, template.id, 4, Duration::from_secs(30))
+        .await;
+
+    let api_log = dir.join("template-api.log");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+        .to_string();
+    let mut api_env = traced.to_vec();
+    api_env.push(("PREWARM_SERVER__PORT", port.as_str()));
+    let mut api = stack.spawn_logged("template-api", &api_env, Some(&api_log));
+    let base = format!("http://127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while stack
+        .http
+        .get(format!("{base}/healthz"))
+        .send()
+        .await
+        .is_err()
+    {
+        assert!(Instant::now() < deadline, "api never answered");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let resp = stack
+        .http
+        .post(format!("{base}/designs"))
+        .bearer_auth(&tenant.key)
+        .json(&serde_json::json!({"template_id": template.id}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+
+    // Wait for a trace holding spans of both services.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let shared = loop {
+        let spans = receiver.spans();
+        let api_traces: std::collections::HashSet<String> = spans
+            .iter()
+            .filter(|s| s.service == "template-api" && s.name == "POST /designs")
+            .map(|s| s.trace_id.clone())
+            .collect();
+        let joined = spans
+            .iter()
+            .find(|s| s.service == "warmup-worker" && api_traces.contains(&s.trace_id));
+        if let Some(refill) = joined {
+            assert_eq!(refill.name, "warm-up refill");
+            assert!(
+                !refill.parent_span_id.is_empty(),
+                "the refill has a remote parent"
+            );
+            break refill.trace_id.clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no trace spans both services: {spans:?}\nworker log:\n{}",
+            std::fs::read_to_string(&worker_log).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+
+    // SIGTERM flushes; the request's log line names the same trace.
+    for child in [&mut api, &mut worker] {
+        std::process::Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        child.wait().unwrap();
+    }
+    let log = std::fs::read_to_string(&api_log).unwrap();
+    let line = log
+        .lines()
+        .find(|l| l.contains("POST /designs"))
+        .unwrap_or_else(|| panic!("no access log line in {log}"));
+    let parsed: serde_json::Value = serde_json::from_str(line).expect("a JSON log line");
+    assert_eq!(parsed["span"]["trace_id"], shared.as_str(), "{line}");
+    receiver.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
+    stack.finish().await;
+}

@@ -11,6 +11,7 @@
 //! - The `demo` binary (`src/bin/demo.rs`) drives a running deployment over HTTP.
 
 pub mod images;
+pub mod otlp;
 pub mod relay;
 
 use std::time::{Duration, Instant};
@@ -274,6 +275,17 @@ impl TestStack {
     }
 
     fn spawn_binary(&self, name: &str, extra: &[(&str, &str)]) -> std::process::Child {
+        self.spawn_logged(name, extra, None)
+    }
+
+    /// Starts `template-api` or `warmup-worker` as a child process; with
+    /// `log`, its stdout (JSON logs at info) goes to that file.
+    pub fn spawn_logged(
+        &self,
+        name: &str,
+        extra: &[(&str, &str)],
+        log: Option<&std::path::Path>,
+    ) -> std::process::Child {
         let target = std::env::var("CARGO_TARGET_DIR")
             .map(std::path::PathBuf::from)
             .unwrap_or_else(|_| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
@@ -286,9 +298,19 @@ impl TestStack {
         let mut cmd = std::process::Command::new(binary);
         cmd.env_clear()
             .envs(self.env.iter().cloned())
-            .env("PREWARM_LOG__LEVEL", "error")
-            .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null());
+        match log {
+            Some(path) => {
+                let file = std::fs::File::create(path).expect("create the log file");
+                cmd.env("PREWARM_LOG__LEVEL", "info")
+                    .env("PREWARM_LOG__FORMAT", "json")
+                    .stdout(file);
+            }
+            None => {
+                cmd.env("PREWARM_LOG__LEVEL", "error")
+                    .stdout(std::process::Stdio::null());
+            }
+        }
         for (k, v) in extra {
             cmd.env(k, v);
         }

@@ -1,7 +1,26 @@
-//! Logging: readable text in development, JSON lines in production.
+//! Logs and traces.
+//!
+//! Logs: readable text in development, JSON lines in production (`log.*`).
+//! Traces: OpenTelemetry spans exported over OTLP/HTTP when
+//! `trace.otlp_endpoint` is set. The W3C trace context travels in HTTP
+//! headers (`traceparent`) and in Kafka message headers ([`inject`] on the
+//! producer, [`extract`] on the consumer), so one trace covers
+//! request -> warm-up message -> refill. Spans carry a `trace_id` field
+//! ([`record_trace_id`]), so every log line inside them names its trace.
 
+use std::collections::HashMap;
+
+use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
+use opentelemetry::trace::{TraceContextExt, TracerProvider as _};
+use opentelemetry_otlp::WithExportConfig;
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
+use opentelemetry_sdk::Resource;
 use serde::{Deserialize, Serialize};
-use tracing_subscriber::EnvFilter;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -42,17 +61,176 @@ impl LogSettings {
     }
 }
 
-/// Installs the global subscriber once; later calls (tests) are no-ops.
-pub fn init(settings: &LogSettings) {
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&settings.level));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    let result = if settings.format == "json" {
-        builder.json().try_init()
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TraceSettings {
+    /// Base URL of an OTLP/HTTP collector, e.g. `http://otel-collector:4318`
+    /// (spans go to `<url>/v1/traces`); empty: no tracing.
+    pub otlp_endpoint: String,
+    /// Share of new traces recorded, 0.0-1.0; a request whose caller sampled
+    /// it is always recorded (parent-based).
+    pub sample_ratio: f64,
+}
+
+impl Default for TraceSettings {
+    fn default() -> Self {
+        Self {
+            otlp_endpoint: String::new(),
+            sample_ratio: 1.0,
+        }
+    }
+}
+
+impl TraceSettings {
+    pub fn validate(&self) -> Result<(), config::ConfigError> {
+        if !(0.0..=1.0).contains(&self.sample_ratio) {
+            return Err(crate::settings::invalid(
+                "trace.sample_ratio",
+                "must be between 0.0 and 1.0",
+            ));
+        }
+        let e = &self.otlp_endpoint;
+        if !e.is_empty() && !e.starts_with("http://") && !e.starts_with("https://") {
+            return Err(crate::settings::invalid(
+                "trace.otlp_endpoint",
+                "must be an http(s) URL or empty",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Keeps the tracer provider alive; dropping it flushes pending spans.
+pub struct Telemetry {
+    provider: Option<SdkTracerProvider>,
+}
+
+impl Drop for Telemetry {
+    fn drop(&mut self) {
+        if let Some(provider) = self.provider.take() {
+            if let Err(e) = provider.shutdown() {
+                eprintln!("flushing traces: {e}");
+            }
+        }
+    }
+}
+
+/// Installs logging (and tracing when configured) for `service` once; later
+/// calls (tests) leave the first subscriber in place.
+pub fn init(log: &LogSettings, trace: &TraceSettings, service: &'static str) -> Telemetry {
+    opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
+    let provider = if trace.otlp_endpoint.is_empty() {
+        None
     } else {
-        builder.try_init()
+        match tracer_provider(trace, service) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                eprintln!("tracing disabled: cannot build the OTLP exporter: {e}");
+                None
+            }
+        }
     };
+    // Each layer has its own filter: the log level must not decide which
+    // spans are traced.
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&log.level));
+    let fmt = if log.format == "json" {
+        tracing_subscriber::fmt::layer()
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .with_filter(filter)
+            .boxed()
+    } else {
+        tracing_subscriber::fmt::layer().with_filter(filter).boxed()
+    };
+    let otel = provider.as_ref().map(|p| {
+        tracing_opentelemetry::layer()
+            .with_tracer(p.tracer(service))
+            .with_filter(EnvFilter::new("info"))
+    });
+    let result = tracing_subscriber::registry()
+        .with(fmt)
+        .with(otel)
+        .try_init();
     if result.is_err() {
         tracing::debug!("logging was already initialised");
+    }
+    Telemetry { provider }
+}
+
+fn tracer_provider(
+    trace: &TraceSettings,
+    service: &'static str,
+) -> Result<SdkTracerProvider, opentelemetry_otlp::ExporterBuildError> {
+    let endpoint = format!("{}/v1/traces", trace.otlp_endpoint.trim_end_matches('/'));
+    let exporter = opentelemetry_otlp::SpanExporter::builder()
+        .with_http()
+        .with_endpoint(endpoint)
+        .build()?;
+    Ok(SdkTracerProvider::builder()
+        .with_batch_exporter(exporter)
+        .with_sampler(Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(
+            trace.sample_ratio,
+        ))))
+        .with_resource(Resource::builder().with_service_name(service).build())
+        .build())
+}
+
+/// Writes the span's trace id into its `trace_id` field (declared
+/// `trace_id = tracing::field::Empty`), when it belongs to a real trace.
+pub fn record_trace_id(span: &tracing::Span) {
+    let context = span.context();
+    let span_context = context.span().span_context().clone();
+    if span_context.is_valid() {
+        span.record("trace_id", span_context.trace_id().to_string());
+    }
+}
+
+/// Makes a remote caller's trace (W3C `traceparent`/`tracestate` carried in
+/// `headers`) the parent of `span`.
+pub fn adopt_parent<'a>(
+    span: &tracing::Span,
+    headers: impl IntoIterator<Item = (&'a str, &'a str)>,
+) {
+    let carrier: HashMap<String, String> = headers
+        .into_iter()
+        .map(|(k, v)| (k.to_ascii_lowercase(), v.to_string()))
+        .collect();
+    let parent = TraceContextPropagator::new().extract(&MapCarrier(carrier));
+    if parent.span().span_context().is_valid() {
+        // Fails only when the span is disabled or already started a trace of its own.
+        let _ = span.set_parent(parent);
+    }
+}
+
+/// The current span's trace context as headers (`traceparent`, `tracestate`),
+/// empty when there is no trace.
+pub fn inject() -> Vec<(String, String)> {
+    let context = tracing::Span::current().context();
+    let mut carrier = MapCarrier(HashMap::new());
+    TraceContextPropagator::new().inject_context(&context, &mut carrier);
+    carrier.0.into_iter().collect()
+}
+
+/// Alias of [`adopt_parent`] for owned header pairs (the consumer side).
+pub fn extract(span: &tracing::Span, headers: &[(String, String)]) {
+    adopt_parent(span, headers.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+}
+
+struct MapCarrier(HashMap<String, String>);
+
+impl Injector for MapCarrier {
+    fn set(&mut self, key: &str, value: String) {
+        self.0.insert(key.to_string(), value);
+    }
+}
+
+impl Extractor for MapCarrier {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).map(String::as_str)
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(String::as_str).collect()
     }
 }

@@ -8,6 +8,7 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::error::KafkaError;
+use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::types::RDKafkaErrorCode;
 use serde::{Deserialize, Serialize};
@@ -155,9 +156,18 @@ impl WarmupPublisher {
     /// (local queue full or producer failing), which the caller counts.
     pub fn publish(&self, request: &WarmupRequest) -> bool {
         let payload = request.to_bytes();
+        // The caller's trace goes along, so the refill joins it.
+        let mut headers = OwnedHeaders::new();
+        for (key, value) in crate::telemetry::inject() {
+            headers = headers.insert(Header {
+                key: &key,
+                value: Some(&value),
+            });
+        }
         let record = FutureRecord::to(&self.topic)
             .key(request.template_id.as_bytes())
-            .payload(&payload);
+            .payload(&payload)
+            .headers(headers);
         match self.producer.send_result(record) {
             Ok(delivery) => {
                 self.outcomes.with_label_values(&["queued"]).inc();

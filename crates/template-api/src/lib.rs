@@ -12,6 +12,7 @@
 //! - [`metrics`]: Prometheus metrics at `/metrics` and the latency middleware.
 //! - [`openapi`]: the OpenAPI 3.1 document served at `/openapi.json` (paths from the
 //!   route table, schemas derived from the DTO types; committed as docs/openapi.json).
+//! - [`request_span`]: one tracing span per request (continues the caller's trace; access log).
 //! - [`state`]: what every handler shares (database, Redis index, S3, Kafka producer).
 
 pub mod auth;
@@ -19,6 +20,7 @@ pub mod create_design;
 pub mod error;
 pub mod metrics;
 pub mod openapi;
+pub mod request_span;
 pub mod routes;
 pub mod settings;
 pub mod similar;

@@ -20,7 +20,7 @@ async fn main() -> anyhow::Result<()> {
         return Ok(());
     }
     let settings = settings::load()?;
-    telemetry::init(&settings.log);
+    let _telemetry = telemetry::init(&settings.log, &settings.trace, "template-api");
     let app = Application::build(settings).await?;
     tracing::info!(port = app.port(), "template-api listening");
     app.run_until_stopped().await?;

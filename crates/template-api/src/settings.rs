@@ -6,7 +6,7 @@
 use prewarm_store::settings::{
     invalid, DatabaseSettings, KafkaSettings, PoolSettings, RedisSettings, S3Settings,
 };
-use prewarm_store::telemetry::LogSettings;
+use prewarm_store::telemetry::{LogSettings, TraceSettings};
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
@@ -31,6 +31,8 @@ pub struct Settings {
     pub pool: PoolSettings,
     #[serde(default)]
     pub log: LogSettings,
+    #[serde(default)]
+    pub trace: TraceSettings,
     #[serde(default)]
     pub similar: SimilarSettings,
     /// The worker's section, accepted (and ignored) so both services can share
@@ -99,6 +101,7 @@ fn validate(s: &Settings) -> Result<(), config::ConfigError> {
         return fail("s3.bucket", "must not be empty");
     }
     s.similar.validate()?;
+    s.trace.validate()?;
     s.log.validate()
 }
 

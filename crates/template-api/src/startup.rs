@@ -174,7 +174,9 @@ fn run(listener: TcpListener, state: AppState) -> std::io::Result<Server> {
             .app_data(web::PathConfig::default().error_handler(|e, _| path_error(e).into()))
             .app_data(web::QueryConfig::default().error_handler(|e, _| query_error(e).into()))
             .wrap(actix_web::middleware::from_fn(crate::metrics::observe))
-            .wrap(actix_web::middleware::Logger::new("%r %s %Dms").exclude("/healthz"))
+            .wrap(actix_web::middleware::from_fn(
+                crate::request_span::request_span,
+            ))
             .configure(routes)
             .default_service(web::to(not_found))
     })

@@ -12,21 +12,24 @@ use std::time::Duration;
 use futures::stream::{self, StreamExt};
 use prewarm_store::warmup_topic::WarmupPublisher;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
-use rdkafka::message::Message;
+use rdkafka::message::{Headers, Message};
 use shared_domain::ids::TemplateId;
 use shared_domain::warmup::Reason;
 use shared_domain::warmup::WarmupRequest;
+use tracing::Instrument;
 
 use crate::metrics::WorkerMetrics;
 use crate::refill::{Outcome, Refiller};
 use crate::settings::WorkerSettings;
 
 /// What the worker needs of one warm-up request.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Request {
     template: TemplateId,
     requested_at_ms: i64,
     reason: &'static str,
+    /// The producer's trace context (`traceparent`, `tracestate` headers).
+    trace: Vec<(String, String)>,
 }
 
 fn reason_label(reason: Reason) -> &'static str {
@@ -139,6 +142,21 @@ async fn recv(
     consumer.recv().await.map(|m| decode(&m))
 }
 
+/// The W3C trace-context headers of a message.
+fn trace_headers(msg: &rdkafka::message::BorrowedMessage<'_>) -> Vec<(String, String)> {
+    let Some(headers) = msg.headers() else {
+        return Vec::new();
+    };
+    headers
+        .iter()
+        .filter(|h| h.key == "traceparent" || h.key == "tracestate")
+        .filter_map(|h| {
+            let value = std::str::from_utf8(h.value?).ok()?;
+            Some((h.key.to_string(), value.to_string()))
+        })
+        .collect()
+}
+
 fn decode(msg: &rdkafka::message::BorrowedMessage<'_>) -> (Option<Request>, Position) {
     let request = msg
         .payload()
@@ -148,6 +166,7 @@ fn decode(msg: &rdkafka::message::BorrowedMessage<'_>) -> (Option<Request>, Posi
                 template: r.template()?,
                 requested_at_ms: r.requested_at_ms,
                 reason: reason_label(r.reason()),
+                trace: trace_headers(msg),
             })
         });
     (
@@ -169,15 +188,24 @@ async fn process_batch(
 ) -> BatchReport {
     // Coalesced per template; the oldest request of each measures the lag.
     let mut templates: BTreeMap<TemplateId, Request> = BTreeMap::new();
-    for r in batch.iter().filter_map(|(r, _)| *r) {
-        templates
-            .entry(r.template)
-            .and_modify(|e| {
-                if r.requested_at_ms < e.requested_at_ms {
-                    *e = r;
+    // The refill joins the trace of the oldest request that carried one.
+    for r in batch.iter().filter_map(|(r, _)| r.clone()) {
+        match templates.get_mut(&r.template) {
+            Some(e) => {
+                if e.trace.is_empty()
+                    || (!r.trace.is_empty() && r.requested_at_ms < e.requested_at_ms)
+                {
+                    e.trace = r.trace.clone();
                 }
-            })
-            .or_insert(r);
+                if r.requested_at_ms < e.requested_at_ms {
+                    e.requested_at_ms = r.requested_at_ms;
+                    e.reason = r.reason;
+                }
+            }
+            None => {
+                templates.insert(r.template, r);
+            }
+        }
     }
     let invalid = batch.iter().filter(|(t, _)| t.is_none()).count();
     if invalid > 0 {
@@ -203,6 +231,29 @@ async fn process_batch(
 }
 
 async fn refill_with_retry(
+    refiller: Refiller,
+    dead_letters: DeadLetters,
+    attempts: u32,
+    request: Request,
+) -> bool {
+    let template = request.template;
+    // The refill joins the trace of a request that asked for it.
+    let span = tracing::info_span!(
+        "refill",
+        otel.name = "warm-up refill",
+        otel.kind = "consumer",
+        template = %template,
+        reason = request.reason,
+        trace_id = tracing::field::Empty,
+    );
+    prewarm_store::telemetry::extract(&span, &request.trace);
+    prewarm_store::telemetry::record_trace_id(&span);
+    refill_traced(refiller, dead_letters, attempts, request)
+        .instrument(span)
+        .await
+}
+
+async fn refill_traced(
     refiller: Refiller,
     dead_letters: DeadLetters,
     attempts: u32,

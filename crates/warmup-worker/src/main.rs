@@ -10,7 +10,7 @@ async fn main() -> anyhow::Result<()> {
         std::process::exit(prewarm_store::probe::run("PREWARM_WORKER__HTTP_PORT", 9091));
     }
     let settings = settings::load()?;
-    telemetry::init(&settings.log);
+    let _telemetry = telemetry::init(&settings.log, &settings.trace, "warmup-worker");
     let worker = Worker::build(settings).await?;
     tracing::info!("warmup-worker started");
     worker.run(shutdown_signal()).await?;

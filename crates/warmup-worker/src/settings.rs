@@ -8,7 +8,7 @@ use std::time::Duration;
 use prewarm_store::settings::{
     invalid, DatabaseSettings, KafkaSettings, PoolSettings, RedisSettings, S3Settings,
 };
-use prewarm_store::telemetry::LogSettings;
+use prewarm_store::telemetry::{LogSettings, TraceSettings};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -34,6 +34,8 @@ pub struct Settings {
     pub worker: WorkerSettings,
     #[serde(default)]
     pub log: LogSettings,
+    #[serde(default)]
+    pub trace: TraceSettings,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -133,6 +135,7 @@ pub fn load_from(
     if w.group_id.is_empty() {
         return Err(invalid("worker.group_id", "must not be empty"));
     }
+    settings.trace.validate()?;
     settings.log.validate()?;
     Ok(settings)
 }

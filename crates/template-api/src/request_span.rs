@@ -1,0 +1,87 @@
+//! One span per request: it continues the caller's trace (W3C `traceparent`),
+//! is named after the route pattern, carries the trace id into every log line
+//! written while serving the request, and ends with one access-log line.
+
+use std::time::Instant;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::middleware::Next;
+use prewarm_store::telemetry::{adopt_parent, record_trace_id};
+use tracing::field::Empty;
+use tracing::Instrument;
+
+pub async fn request_span(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let started = Instant::now();
+    let method = req.method().clone();
+    // Named before routing (an OpenTelemetry span's name is fixed once its
+    // context exists): the route table's pattern that matches the path.
+    let route = route_of(req.path());
+    let span = tracing::info_span!(
+        "http.request",
+        otel.name = %format!("{method} {route}"),
+        otel.kind = "server",
+        http.request.method = %method,
+        http.route = route,
+        http.response.status_code = Empty,
+        trace_id = Empty,
+    );
+    adopt_parent(
+        &span,
+        req.headers()
+            .iter()
+            .filter_map(|(k, v)| Some((k.as_str(), v.to_str().ok()?))),
+    );
+    record_trace_id(&span);
+    let path = req.path().to_string();
+    let res = next.call(req).instrument(span.clone()).await?;
+    let status = res.status().as_u16();
+    span.record("http.response.status_code", status);
+    if path != "/healthz" && path != "/readyz" && path != "/metrics" {
+        span.in_scope(|| {
+            tracing::info!(
+                status,
+                latency_ms = started.elapsed().as_secs_f64() * 1e3,
+                "{method} {path}"
+            )
+        });
+    }
+    Ok(res)
+}
+
+/// The route pattern serving `path` (`/templates/{id}`), or `unmatched`.
+fn route_of(path: &str) -> &'static str {
+    use std::sync::OnceLock;
+    static TABLE: OnceLock<Vec<(actix_web::dev::ResourceDef, &'static str)>> = OnceLock::new();
+    let table = TABLE.get_or_init(|| {
+        crate::startup::ROUTES
+            .iter()
+            .map(|(_, pattern)| (actix_web::dev::ResourceDef::new(*pattern), *pattern))
+            .collect()
+    });
+    table
+        .iter()
+        .find(|(def, _)| def.is_match(path))
+        .map_or("unmatched", |(_, pattern)| pattern)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn paths_map_to_their_route_patterns() {
+        let id = "0192a0c4-0000-7000-8000-000000000000";
+        assert_eq!(super::route_of("/designs"), "/designs");
+        assert_eq!(
+            super::route_of(&format!("/templates/{id}")),
+            "/templates/{id}"
+        );
+        assert_eq!(
+            super::route_of(&format!("/templates/{id}/similar")),
+            "/templates/{id}/similar"
+        );
+        assert_eq!(super::route_of("/nope"), "unmatched");
+    }
+}
