@@ -12,4 +12,5 @@ mod operations;
 mod pool;
 mod reliability;
 mod similar;
+mod sizing;
 mod templates;

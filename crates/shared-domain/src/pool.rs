@@ -55,3 +55,27 @@ pub struct PoolStatus {
     /// Items listed in the Redis index (what a `POST /designs` can pop).
     pub indexed: i64,
 }
+
+/// `GET /admin/templates/{id}/sizing`: how big a template's pool is meant to
+/// be and why.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct PoolSizing {
+    pub template_id: TemplateId,
+    /// `fixed` or `adaptive` (`pool.sizing`).
+    pub sizing: String,
+    /// Ready items the worker keeps for this template now.
+    pub target: i32,
+    /// Ready items of the current version.
+    pub ready: i64,
+    /// Adaptive: designs per minute, decayed over `pool.demand_fast_secs`
+    /// and `pool.demand_slow_secs`.
+    pub demand_fast_per_minute: Option<f64>,
+    pub demand_slow_per_minute: Option<f64>,
+    /// Adaptive: estimated seconds to make one item ready after a pop.
+    pub refill_secs: Option<f64>,
+    /// Adaptive: when the plan was computed (none yet: the template keeps `pool.min`).
+    pub planned_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// Adaptive: sum of all planned targets, and the budget (0: none).
+    pub planned_items_total: Option<i64>,
+    pub budget_items: Option<u64>,
+}

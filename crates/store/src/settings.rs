@@ -57,8 +57,25 @@ impl RedisSettings {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PoolSettings {
-    /// Ready items kept per template (current version).
+    /// `fixed`: every template keeps `target` items. `adaptive`: each
+    /// template's size follows its demand (see `warmup_worker::sizing`).
+    pub sizing: String,
+    /// Ready items kept per template (current version) with `fixed` sizing.
     pub target: i32,
+    /// Adaptive: fewest items a live template keeps.
+    pub min: i32,
+    /// Adaptive: most items one template keeps.
+    pub max: i32,
+    /// Adaptive: most pooled items across all templates (0 = no limit).
+    pub budget_items: u64,
+    /// Adaptive: accepted chance that one refill period's demand exceeds the pool.
+    pub miss_target: f64,
+    /// Adaptive: time constant of the fast demand estimate (reacts to bursts).
+    pub demand_fast_secs: u64,
+    /// Adaptive: time constant of the slow demand estimate (steady popularity).
+    pub demand_slow_secs: u64,
+    /// Adaptive: how often the plan is recomputed.
+    pub sizing_interval_ms: u64,
     /// How long a reserved (`copying`) item may take before it is presumed lost.
     pub lease_secs: u64,
     /// Serve from the pool at all (off = every design is copied; for comparison).
@@ -74,7 +91,15 @@ pub struct PoolSettings {
 impl Default for PoolSettings {
     fn default() -> Self {
         Self {
+            sizing: "fixed".into(),
             target: 4,
+            min: 1,
+            max: 32,
+            budget_items: 0,
+            miss_target: 0.01,
+            demand_fast_secs: 60,
+            demand_slow_secs: 1800,
+            sizing_interval_ms: 2000,
             lease_secs: 300,
             enabled: true,
             pop_attempts: 3,
@@ -89,6 +114,27 @@ impl PoolSettings {
         if self.target < 0 {
             return Err(invalid("pool.target", "must be >= 0"));
         }
+        if self.sizing != "fixed" && self.sizing != "adaptive" {
+            return Err(invalid("pool.sizing", "must be `fixed` or `adaptive`"));
+        }
+        if self.min < 0 || self.max < self.min {
+            return Err(invalid("pool.max", "need 0 <= pool.min <= pool.max"));
+        }
+        if !(self.miss_target > 0.0 && self.miss_target < 1.0) {
+            return Err(invalid(
+                "pool.miss_target",
+                "must be between 0 and 1 (exclusive)",
+            ));
+        }
+        if self.demand_fast_secs == 0 || self.demand_slow_secs < self.demand_fast_secs {
+            return Err(invalid(
+                "pool.demand_slow_secs",
+                "need 1 <= pool.demand_fast_secs <= pool.demand_slow_secs",
+            ));
+        }
+        if self.sizing_interval_ms == 0 {
+            return Err(invalid("pool.sizing_interval_ms", "must be >= 1"));
+        }
         if self.lease_secs == 0 {
             return Err(invalid("pool.lease_secs", "must be >= 1"));
         }
@@ -99,6 +145,10 @@ impl PoolSettings {
             return Err(invalid("pool.cold_copy_global_limit", "must be >= 1"));
         }
         Ok(())
+    }
+
+    pub fn adaptive(&self) -> bool {
+        self.sizing == "adaptive"
     }
 
     pub fn lease(&self) -> Duration {

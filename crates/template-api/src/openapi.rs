@@ -14,7 +14,7 @@ use serde_json::{json, Map, Value};
 use shared_domain::company::{ApiKeyCreated, Company, NewCompany};
 use shared_domain::design::{CreateDesign, Design, DesignList};
 use shared_domain::error::{ErrorBody, ErrorCode};
-use shared_domain::pool::PoolStatus;
+use shared_domain::pool::{PoolSizing, PoolStatus};
 use shared_domain::template::{
     NewTemplate, SimilarTemplates, Template, TemplateList, TemplatePatch,
 };
@@ -72,6 +72,7 @@ const OPERATIONS: &[Operation] = &[
     Operation { method: "get", path: "/openapi.json", id: "openapi", summary: "This document.", auth: Auth::None, query: &[], body: Body::None, ok: (200, None, "the OpenAPI document"), errors: &[] },
     Operation { method: "post", path: "/admin/companies", id: "createCompany", summary: "Create a company with a plan limit.", auth: Auth::Admin, query: &[], body: Body::Json(schema::<NewCompany>), ok: (201, Some(schema::<Company>), "created"), errors: &[E::MalformedJson, E::InvalidRequest, E::PayloadTooLarge, E::UnsupportedMediaType] },
     Operation { method: "post", path: "/admin/companies/{id}/api-keys", id: "createApiKey", summary: "Issue an API key for a company (shown once).", auth: Auth::Admin, query: &[], body: Body::None, ok: (201, Some(schema::<ApiKeyCreated>), "the key"), errors: &[E::InvalidId, E::CompanyNotFound] },
+    Operation { method: "get", path: "/admin/templates/{id}/sizing", id: "poolSizing", summary: "How big a template's pool is meant to be and why: target, demand, refill time, budget use.", auth: Auth::Admin, query: &[], body: Body::None, ok: (200, Some(schema::<PoolSizing>), "the template's sizing"), errors: &[E::InvalidId, E::TemplateNotFound] },
     Operation { method: "post", path: "/templates", id: "createTemplate", summary: "Upload a template: a `metadata` JSON part (NewTemplate), then `image` parts in order.", auth: Auth::Company, query: &[], body: Body::Multipart { metadata: true }, ok: (201, Some(schema::<Template>), "created"), errors: &[E::MalformedJson, E::InvalidRequest, E::InvalidMultipart, E::PayloadTooLarge, E::UnsupportedMediaType, E::TemplateHasNoImages, E::ObjectStoreUnavailable] },
     Operation { method: "get", path: "/templates", id: "listTemplates", summary: "Templates the company may see: public ones and its own, newest first.", auth: Auth::Company, query: PAGE, body: Body::None, ok: (200, Some(schema::<TemplateList>), "a page of templates"), errors: &[E::InvalidRequest] },
     Operation { method: "get", path: "/templates/{id}", id: "getTemplate", summary: "One visible template at its current version.", auth: Auth::Company, query: &[], body: Body::None, ok: (200, Some(schema::<Template>), "the template"), errors: &[E::InvalidId, E::TemplateNotFound] },

@@ -146,6 +146,7 @@ route_table! {
     "/openapi.json" => { get crate::openapi::serve },
     "/admin/companies" => { post admin::create_company },
     "/admin/companies/{id}/api-keys" => { post admin::create_api_key },
+    "/admin/templates/{id}/sizing" => { get admin::pool_sizing },
     "/templates" => { post templates::create, get templates::list },
     "/templates/{id}" => {
         get templates::get,

@@ -275,6 +275,7 @@ async fn refill_traced(
                 metrics.refills.with_label_values(&[label]).inc();
                 let lag_ms = chrono::Utc::now().timestamp_millis() - request.requested_at_ms;
                 if request.requested_at_ms > 0 && lag_ms >= 0 {
+                    refiller.estimates.observe_lag(lag_ms as f64 / 1000.0);
                     metrics
                         .refill_lag
                         .with_label_values(&[request.reason])

@@ -9,6 +9,9 @@
 //!   refill, then store offsets (at-least-once); shutdown is a future passed in.
 //! - [`reconciler`]: the periodic pass that heals without messages (expired
 //!   leases, top-ups, Redis rebuilt from the ledger) and the S3 garbage collector.
+//! - [`sizing`]: the adaptive sizing policy (Poisson demand over the refill time,
+//!   clamped, a global budget handed out by likelihood of use) -- pure functions.
+//! - [`sizer`]: the periodic planning pass that applies it (plan kept in `pool_targets`).
 //! - [`metrics`]: the worker's Prometheus metrics; [`http`]: `/healthz`,
 //!   `/readyz` and `/metrics` on `worker.http_port`.
 //! - [`startup`]: connects dependencies and builds the `Worker`.
@@ -19,4 +22,6 @@ pub mod metrics;
 pub mod reconciler;
 pub mod refill;
 pub mod settings;
+pub mod sizer;
+pub mod sizing;
 pub mod startup;

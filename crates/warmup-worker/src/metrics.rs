@@ -5,7 +5,7 @@
 //! templates exist.
 
 use prewarm_store::metrics::{counter_vec, gauge_vec, histogram_vec};
-use prometheus::{HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
+use prometheus::{GaugeVec, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 
 #[derive(Clone)]
 pub struct WorkerMetrics {
@@ -26,6 +26,13 @@ pub struct WorkerMetrics {
     pub pool_target: IntGauge,
     pub pools_below_target: IntGauge,
     pub pool_ready_total: IntGauge,
+    /// Adaptive sizing: sum of planned targets, and the budget (0: none).
+    pub pool_planned_total: IntGauge,
+    pub pool_budget: IntGauge,
+    /// Adaptive sizing, for the most demanded templates only: planned target
+    /// and demand (designs per minute).
+    pub planned_target: IntGaugeVec,
+    pub demand: GaugeVec,
 }
 
 fn gauge(registry: &Registry, name: &str, help: &str) -> prometheus::Result<IntGauge> {
@@ -85,25 +92,50 @@ impl WorkerMetrics {
                 "prewarm_pool_ready_items_total",
                 "Ready items across all templates.",
             )?,
+            pool_planned_total: gauge(
+                &registry,
+                "prewarm_pool_planned_items_total",
+                "Adaptive sizing: sum of every template's planned target (budget use).",
+            )?,
+            pool_budget: gauge(
+                &registry,
+                "prewarm_pool_budget_items",
+                "Adaptive sizing: most pooled items across all templates (0 = no limit).",
+            )?,
+            planned_target: gauge_vec(
+                &registry,
+                "prewarm_pool_planned_target",
+                "Adaptive sizing: planned target, for the most demanded templates only.",
+                &["template"],
+            )?,
+            demand: {
+                let g = GaugeVec::new(
+                    Opts::new(
+                        "prewarm_template_demand_per_minute",
+                        "Adaptive sizing: decayed design rate, for the most demanded templates only.",
+                    ),
+                    &["template"],
+                )?;
+                registry.register(Box::new(g.clone()))?;
+                g
+            },
             registry,
         })
     }
 
-    /// Publishes a snapshot of pool depths: `(template, ready)` for every live
-    /// template, of which only the `keep` most depleted get their own series.
-    pub fn set_pools(&self, target: i32, mut depths: Vec<(String, i64)>, keep: usize) {
+    /// Publishes a snapshot of pool depths: `(template, ready, target)` for
+    /// every live template, of which only the `keep` most depleted (furthest
+    /// below target) get their own series. `target` is the fixed target (or,
+    /// with adaptive sizing, the minimum).
+    pub fn set_pools(&self, target: i32, mut depths: Vec<(String, i64, i64)>, keep: usize) {
         self.pool_target.set(i64::from(target));
         self.pool_ready_total
-            .set(depths.iter().map(|(_, n)| n).sum());
-        self.pools_below_target.set(
-            depths
-                .iter()
-                .filter(|(_, n)| *n < i64::from(target))
-                .count() as i64,
-        );
-        depths.sort_by(|a, b| a.1.cmp(&b.1).then_with(|| a.0.cmp(&b.0)));
+            .set(depths.iter().map(|(_, n, _)| n).sum());
+        self.pools_below_target
+            .set(depths.iter().filter(|(_, n, t)| n < t).count() as i64);
+        depths.sort_by(|a, b| (a.1 - a.2).cmp(&(b.1 - b.2)).then_with(|| a.0.cmp(&b.0)));
         self.pool_ready.reset();
-        for (template, ready) in depths.into_iter().take(keep) {
+        for (template, ready, _) in depths.into_iter().take(keep) {
             self.pool_ready.with_label_values(&[&template]).set(ready);
         }
     }
@@ -116,7 +148,7 @@ mod tests {
     #[test]
     fn pool_series_are_bounded_to_the_most_depleted() {
         let m = WorkerMetrics::new().unwrap();
-        let depths = (0..100).map(|i| (format!("t{i:03}"), i % 7)).collect();
+        let depths = (0..100).map(|i| (format!("t{i:03}"), i % 7, 4)).collect();
         m.set_pools(4, depths, 10);
         let text = prewarm_store::metrics::encode(&m.registry);
         let series = text

@@ -63,7 +63,7 @@ struct Locked {
     locked: bool,
 }
 
-async fn try_lock(conn: &mut DbConn, key: i64) -> Result<bool, StoreError> {
+pub(crate) async fn try_lock(conn: &mut DbConn, key: i64) -> Result<bool, StoreError> {
     let row: Locked = diesel::sql_query("SELECT pg_try_advisory_lock($1) AS locked")
         .bind::<BigInt, _>(key)
         .get_result(conn)
@@ -71,7 +71,7 @@ async fn try_lock(conn: &mut DbConn, key: i64) -> Result<bool, StoreError> {
     Ok(row.locked)
 }
 
-async fn unlock(conn: &mut DbConn, key: i64) {
+pub(crate) async fn unlock(conn: &mut DbConn, key: i64) {
     if let Err(e) = diesel::sql_query("SELECT pg_advisory_unlock($1)")
         .bind::<BigInt, _>(key)
         .execute(conn)

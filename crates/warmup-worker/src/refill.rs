@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use futures::stream::{self, StreamExt};
 use prewarm_store::db::pool_items::{self, DiscardedItem, ReservedItem};
+use prewarm_store::db::pool_targets;
 use prewarm_store::db::{Db, StoreError};
 use prewarm_store::objects::ObjectStore;
 use prewarm_store::pool_index::PoolIndex;
@@ -53,24 +54,89 @@ pub struct Refiller {
     pub objects: ObjectStore,
     /// Process-wide cap on CopyObject calls in flight.
     pub copy_limiter: Arc<Semaphore>,
+    /// Items kept per template with fixed sizing.
     pub target: i32,
+    /// With adaptive sizing, the minimum a template without a planned
+    /// target keeps; targets come from `pool_targets` (the sizer's plan).
+    pub adaptive_min: Option<i32>,
     pub lease: Duration,
     pub item_parallelism: usize,
     /// Items copied at once within one refill.
     pub items_in_flight: usize,
     pub metrics: Arc<crate::metrics::WorkerMetrics>,
+    /// Observed copy and refill times, for the sizer.
+    pub estimates: Arc<Estimates>,
+}
+
+/// Exponentially weighted averages of what refills take, shared by the
+/// refills (writers) and the sizer (reader). f64s stored as bits.
+#[derive(Debug)]
+pub struct Estimates {
+    copy_secs: std::sync::atomic::AtomicU64,
+    lag_secs: std::sync::atomic::AtomicU64,
+}
+
+impl Default for Estimates {
+    fn default() -> Self {
+        // Until measured: 150 ms per CopyObject, 1 s from request to refill.
+        Self {
+            copy_secs: std::sync::atomic::AtomicU64::new(0.15f64.to_bits()),
+            lag_secs: std::sync::atomic::AtomicU64::new(1.0f64.to_bits()),
+        }
+    }
+}
+
+impl Estimates {
+    const WEIGHT: f64 = 0.1;
+
+    fn update(cell: &std::sync::atomic::AtomicU64, sample: f64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let _ = cell.fetch_update(Relaxed, Relaxed, |bits| {
+            let old = f64::from_bits(bits);
+            Some((old + Self::WEIGHT * (sample - old)).to_bits())
+        });
+    }
+
+    /// One item's copies took `secs` in `rounds` sequential rounds.
+    pub fn observe_copy(&self, secs: f64, rounds: usize) {
+        Self::update(&self.copy_secs, secs / rounds.max(1) as f64);
+    }
+
+    /// A request was refilled `secs` after it was sent.
+    pub fn observe_lag(&self, secs: f64) {
+        Self::update(&self.lag_secs, secs);
+    }
+
+    /// Seconds to make one item of `images` images ready again after a pop.
+    pub fn refill_secs(&self, images: i64, item_parallelism: usize) -> f64 {
+        use std::sync::atomic::Ordering::Relaxed;
+        let rounds = (images.max(1) as f64 / item_parallelism.max(1) as f64).ceil();
+        let copying = f64::from_bits(self.copy_secs.load(Relaxed)) * rounds;
+        copying.max(f64::from_bits(self.lag_secs.load(Relaxed)))
+    }
 }
 
 impl Refiller {
     pub async fn refill(&self, template: TemplateId) -> Result<Outcome, RefillError> {
         let reservation = {
             let mut conn = self.db.conn().await?;
-            pool_items::reserve(&mut conn, template, self.target, self.lease).await?
+            let target = match self.adaptive_min {
+                None => self.target,
+                Some(min) => pool_targets::find(&mut conn, template)
+                    .await?
+                    .map_or(min, |planned| planned.target),
+            };
+            pool_items::reserve(&mut conn, template, target, self.lease).await?
         };
         let Some(reservation) = reservation else {
             return Ok(Outcome::TemplateGone);
         };
         let version = reservation.version;
+        if !reservation.surplus.is_empty() {
+            // The index must stop offering retired ids at once.
+            self.delete_items(&reservation.surplus).await;
+            self.reindex(template, version).await;
+        }
         if !reservation.stale.is_empty() {
             self.delete_items(&reservation.stale).await;
             // Old versions' lists can only hold ids the ledger now refuses.
@@ -134,10 +200,15 @@ impl Refiller {
     ) -> Result<bool, String> {
         let started = std::time::Instant::now();
         let copied = self.copy_item(item).await;
+        let took = started.elapsed().as_secs_f64();
         self.metrics
             .item_copy
             .with_label_values(&[if copied.is_ok() { "ok" } else { "error" }])
-            .observe(started.elapsed().as_secs_f64());
+            .observe(took);
+        if copied.is_ok() {
+            let rounds = item.copies.len().div_ceil(self.item_parallelism.max(1));
+            self.estimates.observe_copy(took, rounds);
+        }
         let mut conn = self.conn_with_retry().await?;
         if let Err(e) = copied {
             self.metrics.items.with_label_values(&["failed"]).inc();
@@ -163,6 +234,22 @@ impl Refiller {
             tracing::warn!(%template, error = %e, "could not index a ready item");
         }
         Ok(true)
+    }
+
+    /// Rewrites the template version's Redis list from the ledger's ready ids.
+    async fn reindex(&self, template: TemplateId, version: i32) {
+        let ready = match self.db.conn().await {
+            Ok(mut conn) => pool_items::ready_ids(&mut conn, template, version).await,
+            Err(e) => Err(e),
+        };
+        match ready {
+            Ok(ids) => {
+                if let Err(e) = self.index.replace(template, version, &ids).await {
+                    tracing::warn!(%template, error = %e, "could not re-index after retiring items");
+                }
+            }
+            Err(e) => tracing::warn!(%template, error = %e, "could not read ready items"),
+        }
     }
 
     /// A database connection, retried with backoff: the copies are already

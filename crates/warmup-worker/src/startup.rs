@@ -14,7 +14,7 @@ use tokio::sync::Semaphore;
 use std::net::TcpListener;
 
 use actix_web::dev::Server;
-use prewarm_store::db::pool_items;
+use prewarm_store::db::{pool_items, pool_targets};
 
 use crate::consumer::{DeadLetters, WorkerContext};
 use crate::http::Probes;
@@ -22,6 +22,8 @@ use crate::metrics::WorkerMetrics;
 use crate::reconciler::Reconciler;
 use crate::refill::Refiller;
 use crate::settings::Settings;
+use crate::sizer::Sizer;
+use crate::sizing::Policy;
 
 pub struct Worker {
     pub refiller: Refiller,
@@ -62,6 +64,8 @@ impl Worker {
             objects: clients.objects,
             copy_limiter: Arc::new(Semaphore::new(settings.worker.copy_concurrency)),
             target: settings.pool.target,
+            adaptive_min: settings.pool.adaptive().then_some(settings.pool.min),
+            estimates: Arc::default(),
             lease: settings.pool.lease(),
             item_parallelism: settings.worker.item_parallelism,
             items_in_flight: settings.worker.items_in_flight,
@@ -92,6 +96,27 @@ impl Worker {
         })
     }
 
+    /// The adaptive sizer, when `pool.sizing = adaptive`.
+    pub fn sizer(&self) -> Option<Sizer> {
+        let p = &self.settings.pool;
+        let w = &self.settings.worker;
+        p.adaptive().then(|| Sizer {
+            refiller: self.refiller.clone(),
+            policy: Policy {
+                min: p.min,
+                max: p.max,
+                budget: (p.budget_items > 0).then_some(p.budget_items),
+                miss_target: p.miss_target,
+            },
+            demand_fast_secs: p.demand_fast_secs as f64,
+            demand_slow_secs: p.demand_slow_secs as f64,
+            interval: Duration::from_millis(p.sizing_interval_ms),
+            item_parallelism: w.item_parallelism,
+            refill_parallelism: w.refill_parallelism,
+            metrics_templates: w.metrics_templates,
+        })
+    }
+
     /// The port of `/healthz`, `/readyz` and `/metrics`.
     pub fn http_port(&self) -> u16 {
         self.http_port
@@ -117,11 +142,21 @@ impl Worker {
             publisher: self.publisher.clone(),
             topic: self.settings.kafka.dead_letter_topic(),
         };
+        let sizer = self.sizer();
         let http = self.http.handle();
         let http_server = self.http;
+        let sizing = async {
+            if let Some(sizer) = sizer {
+                sizer.run(stop.clone()).await;
+            }
+        };
+        let fixed_or_min = match self.refiller.adaptive_min {
+            Some(min) => min,
+            None => self.settings.pool.target,
+        };
         let depths = pool_depths(
             self.refiller.clone(),
-            self.settings.pool.target,
+            fixed_or_min,
             Duration::from_millis(self.settings.worker.metrics_interval_ms),
             self.settings.worker.metrics_templates,
             stop.clone(),
@@ -151,10 +186,11 @@ impl Worker {
             stop.cancelled().await;
             http.stop(true).await;
         };
-        let (_, consumed, _, _, _, _) = tokio::join!(
+        let (_, consumed, _, _, _, _, _) = tokio::join!(
             watcher,
             consumer,
             reconciling,
+            sizing,
             depths,
             serving,
             stopping_http
@@ -178,15 +214,24 @@ async fn pool_depths(
             _ = tick.tick() => {}
         }
         let depths = match refiller.db.conn().await {
-            Ok(mut conn) => pool_items::ready_by_template(&mut conn).await,
+            Ok(mut conn) => match pool_items::ready_by_template(&mut conn).await {
+                Ok(depths) if refiller.adaptive_min.is_some() => pool_targets::all(&mut conn)
+                    .await
+                    .map(|planned| (depths, planned)),
+                Ok(depths) => Ok((depths, Default::default())),
+                Err(e) => Err(e),
+            },
             Err(e) => Err(e),
         };
         match depths {
-            Ok(depths) => refiller.metrics.set_pools(
+            Ok((depths, planned)) => refiller.metrics.set_pools(
                 target,
                 depths
                     .into_iter()
-                    .map(|(t, n)| (t.to_string(), n))
+                    .map(|(t, n)| {
+                        let goal = planned.get(&t).copied().unwrap_or(target);
+                        (t.to_string(), n, i64::from(goal))
+                    })
                     .collect(),
                 keep,
             ),

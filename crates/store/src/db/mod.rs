@@ -6,6 +6,7 @@ pub mod companies;
 pub mod designs;
 pub mod error;
 pub mod pool_items;
+pub mod pool_targets;
 pub mod schema;
 pub mod templates;
 

@@ -60,6 +60,8 @@ pub struct Reservation {
     pub reserved: Vec<ReservedItem>,
     /// Ready items of older versions, now discarded (I8).
     pub stale: Vec<DiscardedItem>,
+    /// Ready items above a lowered target (adaptive sizing), now discarded.
+    pub surplus: Vec<DiscardedItem>,
 }
 
 #[derive(QueryableByName)]
@@ -157,6 +159,30 @@ pub async fn reserve(
                 .count()
                 .get_result(conn)
                 .await?;
+            // A lowered target: the newest ready items above it are retired.
+            let mut surplus_ids: Vec<Uuid> = Vec::new();
+            if live_before > i64::from(target) {
+                let excess = live_before - i64::from(target);
+                let newest: Vec<Uuid> = pool_items::table
+                    .filter(pool_items::template_id.eq(template.0))
+                    .filter(pool_items::template_version.eq(version))
+                    .filter(pool_items::state.eq(PoolItemState::Ready.as_str()))
+                    .order(pool_items::ready_at.desc())
+                    .limit(excess)
+                    .select(pool_items::id)
+                    .load(conn)
+                    .await?;
+                surplus_ids =
+                    diesel::update(pool_items::table.filter(pool_items::id.eq_any(&newest)))
+                        .set((
+                            pool_items::state.eq(PoolItemState::Discarded.as_str()),
+                            pool_items::finished_at.eq(now),
+                        ))
+                        .returning(pool_items::id)
+                        .get_results(conn)
+                        .await?;
+            }
+            let surplus = group_keys(&surplus_ids, keys_of(conn, &surplus_ids).await?);
             let gap = (i64::from(target) - live_before).max(0);
             let mut reserved = Vec::new();
             if gap > 0 {
@@ -217,6 +243,7 @@ pub async fn reserve(
                 live_before,
                 reserved,
                 stale,
+                surplus,
             }))
         })
         .await?)

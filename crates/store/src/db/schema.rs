@@ -107,3 +107,14 @@ diesel::allow_tables_to_appear_in_same_query!(
     pool_items,
     pool_item_images,
 );
+
+diesel::table! {
+    pool_targets (template_id) {
+        template_id -> Uuid,
+        target -> Int4,
+        demand_fast -> Float8,
+        demand_slow -> Float8,
+        refill_secs -> Float8,
+        computed_at -> Timestamptz,
+    }
+}

@@ -348,6 +348,13 @@ pub async fn pool_status(
         .await?
         .ok_or_else(|| not_found(id))?;
     let (ready, copying) = pool_items::counts(&mut conn, id, row.version).await?;
+    let target = if state.settings.pool.adaptive() {
+        prewarm_store::db::pool_targets::find(&mut conn, id)
+            .await?
+            .map_or(state.settings.pool.min, |p| p.target)
+    } else {
+        state.settings.pool.target
+    };
     let indexed = match state.index.len(id, row.version).await {
         Ok(n) => n,
         Err(e) => {
@@ -358,7 +365,7 @@ pub async fn pool_status(
     Ok(HttpResponse::Ok().json(PoolStatus {
         template_id: id,
         template_version: row.version,
-        target: state.settings.pool.target,
+        target,
         ready,
         copying,
         indexed,

@@ -1,0 +1,2 @@
+DROP TABLE pool_targets;
+DROP INDEX designs_recent;

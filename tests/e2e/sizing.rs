@@ -1,0 +1,205 @@
+//! Adaptive pool sizing on the real stack: demand grows a template's pool,
+//! decayed demand shrinks it back (surplus objects deleted), idle templates
+//! keep the minimum, and a global budget is never exceeded.
+
+use std::time::{Duration, Instant};
+
+use prewarm_tests::{Options, Tenant, TestStack};
+use serde_json::Value;
+use shared_domain::ids::TemplateId;
+use shared_domain::object_keys::POOL_PREFIX;
+use shared_domain::pool::PoolSizing;
+
+fn adaptive(extra: &[(&str, &str)]) -> Options {
+    let mut env: Vec<(String, String)> = [
+        ("PREWARM_POOL__SIZING", "adaptive"),
+        ("PREWARM_POOL__MIN", "1"),
+        ("PREWARM_POOL__MAX", "12"),
+        ("PREWARM_POOL__SIZING_INTERVAL_MS", "200"),
+        ("PREWARM_POOL__DEMAND_FAST_SECS", "1"),
+        ("PREWARM_POOL__DEMAND_SLOW_SECS", "2"),
+        ("PREWARM_POOL__MISS_TARGET", "0.01"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    Options {
+        env,
+        ..Options::default()
+    }
+}
+
+async fn sizing(stack: &TestStack, template: TemplateId) -> PoolSizing {
+    let resp = stack
+        .http
+        .get(stack.url(&format!("/admin/templates/{template}/sizing")))
+        .bearer_auth(&stack.admin_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    resp.json().await.unwrap()
+}
+
+async fn wait_for(
+    stack: &TestStack,
+    template: TemplateId,
+    timeout: Duration,
+    what: &str,
+    ok: impl Fn(&PoolSizing) -> bool,
+) -> PoolSizing {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let s = sizing(stack, template).await;
+        if ok(&s) {
+            return s;
+        }
+        assert!(Instant::now() < deadline, "{what}: {s:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn burst(stack: &TestStack, tenant: &Tenant, template: TemplateId, n: usize) {
+    let requests = (0..n).map(|_| stack.post_design(tenant, template));
+    for resp in futures::future::join_all(requests).await {
+        assert_eq!(resp.status(), 201);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demand_grows_a_pool_and_its_decay_shrinks_it_back() {
+    let stack = TestStack::spawn(adaptive(&[])).await;
+    let tenant = stack.create_tenant("acme", 1000).await;
+    let hot = stack.create_template(&tenant, 3, "private").await;
+    let idle = stack.create_template(&tenant, 3, "private").await;
+    for t in [hot.id, idle.id] {
+        wait_for(&stack, t, Duration::from_secs(20), "min pool", |s| {
+            s.sizing == "adaptive" && s.target == 1 && s.ready == 1
+        })
+        .await;
+    }
+
+    // A burst on `hot`: its demand, then its target and its pool grow.
+    burst(&stack, &tenant, hot.id, 24).await;
+    let grown = wait_for(&stack, hot.id, Duration::from_secs(20), "no growth", |s| {
+        s.target >= 3 && s.ready >= i64::from(s.target) && s.planned_at.is_some()
+    })
+    .await;
+    eprintln!("after the burst: {grown:?}");
+    assert!(grown.demand_fast_per_minute.unwrap() > 0.0);
+    assert!(grown.refill_secs.unwrap() > 0.0);
+    assert_eq!(
+        sizing(&stack, idle.id).await.target,
+        1,
+        "idle keeps the minimum"
+    );
+
+    // Demand decays: back to the minimum, surplus items retired, their objects deleted.
+    let shrunk = wait_for(&stack, hot.id, Duration::from_secs(40), "no shrink", |s| {
+        s.target == 1 && s.ready == 1
+    })
+    .await;
+    eprintln!("after the decay: {shrunk:?}");
+    // Objects under pool/<hot>/ belong to the one ready item or to designs
+    // made from pool items; none to the retired items.
+    let list: Value = stack
+        .get(&tenant, "/designs?limit=100")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let warm = list["designs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["template_id"] == hot.id.to_string() && d["served_from"] == "pool")
+        .count();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let objects = stack
+            .objects
+            .list(&format!("{POOL_PREFIX}{}/", hot.id))
+            .await
+            .unwrap();
+        if objects.len() == (1 + warm) * 3 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} pool objects left for 1 ready item and {warm} warm designs",
+            objects.len()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The worker's metrics show the plan.
+    let worker = stack.worker_base.clone().unwrap();
+    let text = stack
+        .http
+        .get(format!("{worker}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let planned = prewarm_tests::metric_value(&text, "prewarm_pool_planned_items_total", &[]);
+    assert_eq!(planned, Some(2.0), "two templates at their minimum");
+    stack.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_budget_caps_the_items_pooled_across_templates() {
+    let stack = TestStack::spawn(adaptive(&[
+        ("PREWARM_POOL__BUDGET_ITEMS", "5"),
+        ("PREWARM_POOL__DEMAND_FAST_SECS", "30"),
+        ("PREWARM_POOL__DEMAND_SLOW_SECS", "60"),
+    ]))
+    .await;
+    let tenant = stack.create_tenant("acme", 1000).await;
+    let mut templates = Vec::new();
+    for _ in 0..3 {
+        templates.push(stack.create_template(&tenant, 2, "private").await);
+    }
+    for t in &templates {
+        burst(&stack, &tenant, t.id, 16).await;
+    }
+    // Demand wants far more than 5 in all; the plan holds 5, and the ledger follows.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let s = sizing(&stack, templates[0].id).await;
+        let mut ready = 0;
+        let mut targets = 0;
+        for t in &templates {
+            let s = sizing(&stack, t.id).await;
+            ready += s.ready;
+            targets += s.target;
+        }
+        assert!(
+            targets <= 5 && ready <= 5,
+            "targets {targets}, ready {ready}"
+        );
+        if s.planned_items_total == Some(5) && ready == 5 {
+            for t in &templates {
+                assert!(
+                    sizing(&stack, t.id).await.target >= 1,
+                    "each keeps its minimum"
+                );
+            }
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "plan never used the budget: {s:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let body: Value = stack
+        .get(&tenant, &format!("/templates/{}/pool", templates[0].id))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(body["target"].as_i64().unwrap() >= 1);
+    stack.finish().await;
+}
