@@ -9,6 +9,7 @@
 //! - [`floor`]: the physical floor -- the same Redis pop and Postgres
 //!   transaction as the warm path, issued with no HTTP and no framework.
 //! - [`similar`]: the similar-templates scenario (uncached, cached, stampede).
+//! - [`sizing`]: fixed N=4 vs adaptive pool sizing on a Zipf workload with a burst.
 //! - [`services`]: starts the release binaries and reads their peak memory.
 //! - [`report`]: markdown tables and the latency plot.
 //! - `src/bin/prewarm-bench.rs`: the scenarios, in order.
@@ -19,3 +20,4 @@ pub mod load;
 pub mod report;
 pub mod services;
 pub mod similar;
+pub mod sizing;

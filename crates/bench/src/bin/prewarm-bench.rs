@@ -49,6 +49,8 @@ struct Sizes {
     high_rate: f64,
     similar_sources: usize,
     similar_secs: f64,
+    sizing_rate: f64,
+    sizing_secs: f64,
 }
 
 impl Sizes {
@@ -65,6 +67,8 @@ impl Sizes {
                 high_rate: 30.0,
                 similar_sources: 16,
                 similar_secs: 3.0,
+                sizing_rate: 30.0,
+                sizing_secs: 20.0,
             }
         } else {
             Sizes {
@@ -78,6 +82,8 @@ impl Sizes {
                 high_rate: 30.0,
                 similar_sources: 40,
                 similar_secs: 10.0,
+                sizing_rate: 40.0,
+                sizing_secs: 60.0,
             }
         }
     }
@@ -680,6 +686,31 @@ async fn main() -> anyhow::Result<()> {
         similar.cached.ms(0.99),
         similar.stampede_calls
     );
+    // 7. Adaptive sizing vs fixed N=4: Zipf popularity and a burst.
+    let sizing_params = prewarm_bench::sizing::Params {
+        http: http.clone(),
+        base: base.clone(),
+        key: client.key.clone(),
+        templates: 200,
+        images: 4,
+        zipf_s: 1.1,
+        rate: sizes.sizing_rate,
+        secs: sizes.sizing_secs,
+        burst: 30,
+        worker_env: env.clone(),
+        db: Db::connect(&db_url, 4, Duration::from_secs(5))?,
+    };
+    let sizing = prewarm_bench::sizing::run(&sizing_params, &root, &run_dir).await?;
+    for r in &sizing {
+        eprintln!(
+            "sizing {}: warm {:.1}%, burst {:.1}%, objects mean {:.0}, copies/design {:.2}",
+            r.mode,
+            r.load.warm_share() * 100.0,
+            r.burst.warm_share() * 100.0,
+            r.mean_objects,
+            r.copies_per_design
+        );
+    }
     let api_peak = api.stop().await;
     let recommender_peak = recommender.stop().await;
     proxy.stop().await;
@@ -922,6 +953,22 @@ async fn main() -> anyhow::Result<()> {
         similar.http_floor.ms(0.99),
         (similar.cached.ms(0.5) - similar.http_floor.ms(0.5)).max(0.0),
     ));
+    md.push_str("\n## 5. Adaptive pool sizing vs fixed N=4\n\n");
+    md.push_str(&prewarm_bench::sizing::report(&sizing_params, &sizing));
+    if let [fixed, adaptive] = sizing.as_slice() {
+        let better_hits = adaptive.load.warm_share() > fixed.load.warm_share();
+        let fewer_objects = adaptive.mean_objects < fixed.mean_objects;
+        md.push_str(&format!(
+            "\nGoal (a higher warm hit rate than fixed N=4 with fewer pooled objects): hit rate {:.1}% vs {:.1}% \
+             ({}), mean pooled objects {:.0} vs {:.0} ({}).\n",
+            adaptive.load.warm_share() * 100.0,
+            fixed.load.warm_share() * 100.0,
+            if better_hits { "higher" } else { "**not higher**" },
+            adaptive.mean_objects,
+            fixed.mean_objects,
+            if fewer_objects { "fewer" } else { "**not fewer**" },
+        ));
+    }
     md.push_str("\n## Peak memory (VmHWM)\n\n");
     let mib = |m: Option<f64>| {
         m.map(|v| format!("{v:.0} MiB"))

@@ -1,0 +1,325 @@
+//! Scenario: fixed N=4 pools vs adaptive sizing, on 200 templates whose
+//! popularity follows a Zipf law, with a burst on a cold template halfway.
+//! For each mode a fresh set of templates and a worker process in that mode;
+//! the same open-loop load; measured: warm hit rate (overall and in the
+//! burst), pooled objects held (sampled), and S3 copies made per design.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use diesel::sql_types::{BigInt, Timestamptz, Uuid as SqlUuid};
+use diesel::QueryableByName;
+use diesel_async::RunQueryDsl;
+use prewarm_store::db::Db;
+use rand::Rng;
+use reqwest::multipart::{Form, Part};
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use crate::load::{closed_loop, open_loop, Outcome, RunResult};
+use crate::services::{release_binary, Service};
+
+pub struct Params {
+    pub http: reqwest::Client,
+    pub base: String,
+    pub key: String,
+    pub templates: usize,
+    pub images: usize,
+    pub zipf_s: f64,
+    pub rate: f64,
+    pub secs: f64,
+    pub burst: usize,
+    /// Worker environment (stack endpoints, S3 behind the latency proxy).
+    pub worker_env: Vec<(String, String)>,
+    pub db: Db,
+}
+
+pub struct ModeResult {
+    pub mode: &'static str,
+    pub load: RunResult,
+    pub burst: RunResult,
+    /// Mean and peak of ready items x images across the run.
+    pub mean_objects: f64,
+    pub peak_objects: i64,
+    /// Objects held when the load started (after the prefill).
+    pub start_objects: i64,
+    /// S3 copies made during the run (pool items created x images, plus
+    /// cold copies) per design served.
+    pub copies_per_design: f64,
+}
+
+const FIXED: &[(&str, &str)] = &[
+    ("PREWARM_POOL__SIZING", "fixed"),
+    ("PREWARM_POOL__TARGET", "4"),
+];
+const ADAPTIVE: &[(&str, &str)] = &[
+    ("PREWARM_POOL__SIZING", "adaptive"),
+    ("PREWARM_POOL__MIN", "1"),
+    ("PREWARM_POOL__MAX", "32"),
+    ("PREWARM_POOL__DEMAND_FAST_SECS", "10"),
+    ("PREWARM_POOL__DEMAND_SLOW_SECS", "120"),
+    ("PREWARM_POOL__SIZING_INTERVAL_MS", "1000"),
+];
+
+pub async fn run(p: &Params, root: &Path, log_dir: &Path) -> anyhow::Result<Vec<ModeResult>> {
+    let mut results = Vec::new();
+    for (mode, settings) in [("fixed N=4", FIXED), ("adaptive", ADAPTIVE)] {
+        results.push(run_mode(p, root, log_dir, mode, settings).await?);
+    }
+    Ok(results)
+}
+
+async fn run_mode(
+    p: &Params,
+    root: &Path,
+    log_dir: &Path,
+    mode: &'static str,
+    settings: &[(&str, &str)],
+) -> anyhow::Result<ModeResult> {
+    let mut env = p.worker_env.clone();
+    let group = format!("bench-sizing-{}", Uuid::new_v4().simple());
+    env.push(("PREWARM_WORKER__GROUP_ID".into(), group));
+    env.extend(settings.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    let worker = Service::spawn(
+        &format!("warmup-worker ({mode})"),
+        &release_binary(root, "warmup-worker"),
+        &env,
+        &log_dir.join(format!(
+            "bench-worker-sizing-{}.log",
+            mode.split(' ').next().unwrap_or(mode)
+        )),
+    )?;
+    let mut ids = Vec::with_capacity(p.templates);
+    for i in 0..p.templates {
+        ids.push(upload(p, &format!("zipf {mode} {i}")).await?);
+    }
+    // Prefill: every template at its starting size (4, or the minimum 1).
+    let start_size = if mode == "adaptive" { 1 } else { 4 };
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while ready_items(&p.db, &ids).await? < (p.templates * start_size) as i64 {
+        if Instant::now() > deadline {
+            bail!("{mode}: prefill did not finish");
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let start_objects = ready_items(&p.db, &ids).await? * p.images as i64;
+
+    let started_at: chrono::DateTime<chrono::Utc> = chrono::Utc::now();
+    let ids = Arc::new(ids);
+    let weights = Arc::new(zipf_cdf(p.templates, p.zipf_s));
+    let samples = Arc::new(Mutex::new(Vec::new()));
+    let sampler = {
+        let (db, ids, samples, images) = (p.db.clone(), ids.clone(), samples.clone(), p.images);
+        tokio::spawn(async move {
+            loop {
+                if let Ok(n) = ready_items(&db, &ids).await {
+                    if let Ok(mut s) = samples.lock() {
+                        s.push(n * images as i64);
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        })
+    };
+    // The burst lands halfway, on the least popular template.
+    let burst = {
+        let (http, base, key, cold) = (
+            p.http.clone(),
+            p.base.clone(),
+            p.key.clone(),
+            ids[p.templates - 1].clone(),
+        );
+        let n = p.burst;
+        let delay = Duration::from_secs_f64(p.secs / 2.0);
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            let next = Arc::new(AtomicUsize::new(0));
+            closed_loop(n, n, move || {
+                let _ = next.fetch_add(1, Ordering::Relaxed);
+                let (http, base, key, cold) =
+                    (http.clone(), base.clone(), key.clone(), cold.clone());
+                async move { design(&http, &base, &key, &cold).await }
+            })
+            .await
+        })
+    };
+    let load = {
+        let (http, base, key, ids, weights) = (
+            p.http.clone(),
+            p.base.clone(),
+            p.key.clone(),
+            ids.clone(),
+            weights.clone(),
+        );
+        open_loop(p.rate, Duration::from_secs_f64(p.secs), move || {
+            let u: f64 = rand::rng().random();
+            let i = weights.partition_point(|&c| c < u).min(ids.len() - 1);
+            let (http, base, key, id) = (http.clone(), base.clone(), key.clone(), ids[i].clone());
+            async move { design(&http, &base, &key, &id).await }
+        })
+        .await
+    };
+    let burst = burst.await.context("burst task")?;
+    sampler.abort();
+    let samples = samples.lock().map(|s| s.clone()).unwrap_or_default();
+    let items_made = items_created(&p.db, &ids, started_at).await?;
+    worker.stop().await;
+
+    let designs = (load.ok + burst.ok) as f64;
+    let cold = (load.ok - load.warm + burst.ok - burst.warm) as f64;
+    let copies = (items_made as f64 + cold) * p.images as f64;
+    Ok(ModeResult {
+        mode,
+        mean_objects: samples.iter().sum::<i64>() as f64 / samples.len().max(1) as f64,
+        peak_objects: samples.iter().copied().max().unwrap_or(0),
+        start_objects,
+        copies_per_design: copies / designs.max(1.0),
+        load,
+        burst,
+    })
+}
+
+/// Cumulative Zipf weights of ranks 1..=n.
+fn zipf_cdf(n: usize, s: f64) -> Vec<f64> {
+    let weights: Vec<f64> = (1..=n).map(|k| 1.0 / (k as f64).powf(s)).collect();
+    let total: f64 = weights.iter().sum();
+    let mut acc = 0.0;
+    weights
+        .iter()
+        .map(|w| {
+            acc += w / total;
+            acc
+        })
+        .collect()
+}
+
+async fn design(http: &reqwest::Client, base: &str, key: &str, template: &str) -> Outcome {
+    let resp = http
+        .post(format!("{base}/designs"))
+        .bearer_auth(key)
+        .json(&json!({ "template_id": template }))
+        .send()
+        .await;
+    match resp {
+        Ok(r) if r.status().as_u16() == 201 => {
+            let warm = r
+                .headers()
+                .get("x-served-from")
+                .is_some_and(|v| v == "pool");
+            let _ = r.bytes().await;
+            Outcome { ok: true, warm }
+        }
+        Ok(r) => {
+            eprintln!("sizing scenario: design failed: {}", r.status());
+            Outcome {
+                ok: false,
+                warm: false,
+            }
+        }
+        Err(e) => {
+            eprintln!("sizing scenario: design failed: {e}");
+            Outcome {
+                ok: false,
+                warm: false,
+            }
+        }
+    }
+}
+
+async fn upload(p: &Params, name: &str) -> anyhow::Result<String> {
+    let metadata = json!({"name": name, "category": "zipf", "visibility": "private"});
+    let mut form = Form::new().part(
+        "metadata",
+        Part::text(metadata.to_string()).mime_str("application/json")?,
+    );
+    for i in 0..p.images {
+        form = form.part(
+            "image",
+            Part::bytes(vec![(i % 251) as u8; 2048])
+                .file_name(format!("{i}.png"))
+                .mime_str("image/png")?,
+        );
+    }
+    let resp = p
+        .http
+        .post(format!("{}/templates", p.base))
+        .bearer_auth(&p.key)
+        .multipart(form)
+        .send()
+        .await?;
+    if resp.status().as_u16() != 201 {
+        bail!("template upload failed: {}", resp.text().await?);
+    }
+    let t: Value = resp.json().await?;
+    Ok(t["id"].as_str().context("template id")?.to_string())
+}
+
+#[derive(QueryableByName)]
+struct Count {
+    #[diesel(sql_type = BigInt)]
+    n: i64,
+}
+
+fn uuids(ids: &[String]) -> Vec<Uuid> {
+    ids.iter().filter_map(|s| s.parse().ok()).collect()
+}
+
+async fn ready_items(db: &Db, ids: &[String]) -> anyhow::Result<i64> {
+    let mut conn = db.conn().await?;
+    let c: Count = diesel::sql_query(
+        "SELECT count(*) AS n FROM pool_items WHERE template_id = ANY($1) AND state = 'ready'",
+    )
+    .bind::<diesel::sql_types::Array<SqlUuid>, _>(uuids(ids))
+    .get_result(&mut conn)
+    .await?;
+    Ok(c.n)
+}
+
+async fn items_created(
+    db: &Db,
+    ids: &[String],
+    since: chrono::DateTime<chrono::Utc>,
+) -> anyhow::Result<i64> {
+    let mut conn = db.conn().await?;
+    let c: Count = diesel::sql_query(
+        "SELECT count(*) AS n FROM pool_items WHERE template_id = ANY($1) AND created_at >= $2",
+    )
+    .bind::<diesel::sql_types::Array<SqlUuid>, _>(uuids(ids))
+    .bind::<Timestamptz, _>(since)
+    .get_result(&mut conn)
+    .await?;
+    Ok(c.n)
+}
+
+/// The markdown section of the report.
+pub fn report(p: &Params, results: &[ModeResult]) -> String {
+    let mut md = String::new();
+    md.push_str(&format!(
+        "{} templates of {} images, popularity Zipf (s = {}); an open loop of {} designs/s for {} s, and halfway a \
+         burst of {} concurrent designs on the least popular template. Each mode gets fresh templates and its own \
+         worker (S3 copies through the proxy). Adaptive: min 1, max 32, demand time constants 10 s and 120 s, \
+         plan every 1 s, no budget.\n\n",
+        p.templates, p.images, p.zipf_s, p.rate, p.secs, p.burst
+    ));
+    md.push_str("| mode | designs | warm hit rate | burst hit rate | pooled objects: start / mean / peak | copies per design | p50 ms | p99 ms |\n");
+    md.push_str("|---|---:|---:|---:|---:|---:|---:|---:|\n");
+    for r in results {
+        md.push_str(&format!(
+            "| {} | {} | {:.1}% | {:.1}% | {} / {:.0} / {} | {:.2} | {:.2} | {:.2} |\n",
+            r.mode,
+            r.load.count() + r.burst.count(),
+            r.load.warm_share() * 100.0,
+            r.burst.warm_share() * 100.0,
+            r.start_objects,
+            r.mean_objects,
+            r.peak_objects,
+            r.copies_per_design,
+            r.load.ms(0.5),
+            r.load.ms(0.99),
+        ));
+    }
+    md
+}
