@@ -41,7 +41,11 @@ pub struct TemplateDemand {
 
 /// Every live template's image count and decayed design rates: the sum over
 /// its recent designs of `exp(-age/tau) / tau` (a steady rate of r designs/s
-/// reads r), for `tau` = `fast_secs` and `slow_secs`.
+/// reads r), for `tau` = `fast_secs` and `slow_secs`. A template younger than
+/// a few `tau` has not had the time to build that sum up, so it is divided by
+/// `1 - exp(-W/tau)`, `W` the template's age (at least 1 s): an unbiased
+/// estimate from the first seconds on, so new popular templates are sized
+/// while they are new.
 pub async fn demand(
     conn: &mut AsyncPgConnection,
     fast_secs: f64,
@@ -50,21 +54,22 @@ pub async fn demand(
     Ok(diesel::sql_query(
         "WITH recent AS (
              SELECT template_id,
-                    sum(exp(-extract(epoch FROM now() - created_at) / $1)) / $1 AS fast,
-                    sum(exp(-extract(epoch FROM now() - created_at) / $2)) / $2 AS slow
+                    sum(exp(-extract(epoch FROM now() - created_at) / $1)) AS fast,
+                    sum(exp(-extract(epoch FROM now() - created_at) / $2)) AS slow
                FROM designs
               WHERE created_at > now() - make_interval(secs => $2 * 6)
               GROUP BY template_id),
-         images AS (
-             SELECT t.id, count(i.position) AS images
+         live AS (
+             SELECT t.id, count(i.position) AS images,
+                    greatest(extract(epoch FROM now() - t.created_at), 1.0)::float8 AS age
                FROM templates t
                JOIN template_images i ON i.template_id = t.id AND i.version = t.version
               WHERE t.deleted_at IS NULL
               GROUP BY t.id)
-         SELECT images.id AS template_id, images.images,
-                coalesce(recent.fast, 0)::float8 AS fast,
-                coalesce(recent.slow, 0)::float8 AS slow
-           FROM images LEFT JOIN recent ON recent.template_id = images.id",
+         SELECT live.id AS template_id, live.images,
+                (coalesce(recent.fast, 0) / ($1 * (1 - exp(-live.age / $1))))::float8 AS fast,
+                (coalesce(recent.slow, 0) / ($2 * (1 - exp(-live.age / $2))))::float8 AS slow
+           FROM live LEFT JOIN recent ON recent.template_id = live.id",
     )
     .bind::<Double, _>(fast_secs.max(1.0))
     .bind::<Double, _>(slow_secs.max(1.0))
