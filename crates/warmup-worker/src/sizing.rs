@@ -1,11 +1,12 @@
 //! Adaptive pool sizing: how many ready items each template should keep.
 //!
 //! For template `t` with demand `λ` (designs per second) and refill time `T`
-//! (seconds to make one item ready), the designs asked for while a pop is
-//! being refilled are about Poisson with mean `m = λ·T` (Little's law gives
-//! the mean). A pool of `k` items misses only when more than `k` arrive in
-//! that time, so the wanted size is the smallest `k` with
-//! `P(N > k) <= miss_target`, clamped to `[min, max]`.
+//! (seconds to make one item ready), every pop starts one refill: the pool is
+//! a base-stock inventory with lead time `T`. The refills under way at any
+//! moment are Poisson with mean `m = λ·T` (Little's law gives the mean, the
+//! M/G/∞ queue the law), and an arriving request finds the pool empty exactly
+//! when `k` or more are under way. So the wanted size is the smallest `k`
+//! with `P(N >= k) <= miss_target`, clamped to `[min, max]`.
 //!
 //! Under a global budget (most pooled items in all), every template first
 //! gets its `min`, then the remaining items go where they are most likely to
@@ -64,11 +65,12 @@ pub fn tail(mean: f64, k: i32) -> f64 {
 }
 
 /// The unconstrained size for one template: smallest `k` with
-/// `P(N > k) <= miss_target`, within `[min, max]`.
+/// `P(N >= k) <= miss_target` (the chance a request finds the pool empty),
+/// within `[min, max]`.
 pub fn wanted(policy: &Policy, demand: &Demand) -> i32 {
     let m = demand.mean();
     let mut k = 0;
-    while k < policy.max && tail(m, k + 1) > policy.miss_target {
+    while k < policy.max && tail(m, k) > policy.miss_target {
         k += 1;
     }
     k.clamp(policy.min, policy.max.max(policy.min))
@@ -156,8 +158,10 @@ mod tests {
     fn no_demand_keeps_the_minimum_and_demand_grows_the_pool() {
         let p = policy(1, 64, None);
         assert_eq!(wanted(&p, &demand(1, 0.0, 2.0)), 1);
-        // 1 design/s, 2 s to refill: mean 2; P(N > 6) < 1% <= P(N > 5).
-        assert_eq!(wanted(&p, &demand(1, 1.0, 2.0)), 6);
+        // 1 design/s, 2 s to refill: mean 2; P(N >= 7) < 1% <= P(N >= 6).
+        assert_eq!(wanted(&p, &demand(1, 1.0, 2.0)), 7);
+        // A rarely used template: mean 0.05; P(N >= 1) = 4.9%, P(N >= 2) = 0.12%.
+        assert_eq!(wanted(&p, &demand(1, 0.05, 1.0)), 2);
         assert_eq!(wanted(&p, &demand(1, 1000.0, 2.0)), 64, "clamped to max");
     }
 
