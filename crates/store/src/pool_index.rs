@@ -88,6 +88,26 @@ impl PoolIndex {
     }
 
     /// Puts an item popped but not used back at the head, so it is served next.
+    /// Removes these ids from the list (retired items), leaving every other
+    /// id -- including ones pushed meanwhile -- in place.
+    pub async fn remove_ids(
+        &self,
+        template: TemplateId,
+        version: i32,
+        ids: &[PoolItemId],
+    ) -> Result<(), IndexError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let key = self.key(template, version);
+        let tx = self.pool.next().multi();
+        for id in ids {
+            let _: () = tx.lrem(&key, 0, id.to_string()).await?;
+        }
+        let _: () = tx.exec(true).await?;
+        Ok(())
+    }
+
     pub async fn push_front(
         &self,
         template: TemplateId,

@@ -133,9 +133,13 @@ impl Refiller {
         };
         let version = reservation.version;
         if !reservation.surplus.is_empty() {
-            // The index must stop offering retired ids at once.
+            // The index must stop offering retired ids at once (LREM: ids
+            // pushed by concurrent refills stay listed).
+            let ids: Vec<_> = reservation.surplus.iter().map(|i| i.id).collect();
+            if let Err(e) = self.index.remove_ids(template, version, &ids).await {
+                tracing::warn!(%template, error = %e, "could not unlist retired items; the reconciler will");
+            }
             self.delete_items(&reservation.surplus).await;
-            self.reindex(template, version).await;
         }
         if !reservation.stale.is_empty() {
             self.delete_items(&reservation.stale).await;
@@ -234,22 +238,6 @@ impl Refiller {
             tracing::warn!(%template, error = %e, "could not index a ready item");
         }
         Ok(true)
-    }
-
-    /// Rewrites the template version's Redis list from the ledger's ready ids.
-    async fn reindex(&self, template: TemplateId, version: i32) {
-        let ready = match self.db.conn().await {
-            Ok(mut conn) => pool_items::ready_ids(&mut conn, template, version).await,
-            Err(e) => Err(e),
-        };
-        match ready {
-            Ok(ids) => {
-                if let Err(e) = self.index.replace(template, version, &ids).await {
-                    tracing::warn!(%template, error = %e, "could not re-index after retiring items");
-                }
-            }
-            Err(e) => tracing::warn!(%template, error = %e, "could not read ready items"),
-        }
     }
 
     /// A database connection, retried with backoff: the copies are already

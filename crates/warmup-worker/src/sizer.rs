@@ -70,7 +70,9 @@ impl Sizer {
             .map(|r| Demand {
                 template: TemplateId(r.template_id),
                 rate: r.fast.max(r.slow),
+                slow_rate: r.slow,
                 refill_secs: estimates.refill_secs(r.images, self.item_parallelism),
+                current: before.get(&TemplateId(r.template_id)).copied(),
             })
             .collect();
         let plan = sizing::plan(&self.policy, &demands);

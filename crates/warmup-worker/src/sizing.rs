@@ -8,6 +8,11 @@
 //! when `k` or more are under way. So the wanted size is the smallest `k`
 //! with `P(N >= k) <= miss_target`, clamped to `[min, max]`.
 //!
+//! Pools grow on the larger of a fast and a slow demand estimate but shrink
+//! only as far as the slow one allows: a template's new size stays where it
+//! is when it lies between the two sizes, so a short lull between bursts does
+//! not retire items that would be copied again seconds later.
+//!
 //! Under a global budget (most pooled items in all), every template first
 //! gets its `min`, then the remaining items go where they are most likely to
 //! be used: the `k`-th item of template `t` is used during one refill with
@@ -34,15 +39,26 @@ pub struct Policy {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Demand {
     pub template: TemplateId,
-    /// Designs per second (the larger of the fast and slow decayed rates).
+    /// Designs per second: the larger of the fast and slow decayed rates.
     pub rate: f64,
+    /// Designs per second over the slow time constant alone (<= `rate`).
+    pub slow_rate: f64,
     /// Seconds to make one item ready.
     pub refill_secs: f64,
+    /// The target planned last time, if any.
+    pub current: Option<i32>,
 }
 
 impl Demand {
     fn mean(&self) -> f64 {
         (self.rate.max(0.0) * self.refill_secs.max(0.0)).min(700.0)
+    }
+
+    fn slow(&self) -> Demand {
+        Demand {
+            rate: self.slow_rate.min(self.rate),
+            ..*self
+        }
     }
 }
 
@@ -64,10 +80,18 @@ pub fn tail(mean: f64, k: i32) -> f64 {
     (1.0 - cdf).max(0.0)
 }
 
-/// The unconstrained size for one template: smallest `k` with
-/// `P(N >= k) <= miss_target` (the chance a request finds the pool empty),
-/// within `[min, max]`.
+/// The unconstrained size for one template, with hysteresis: the size for
+/// `rate` when growing, the size for `slow_rate` when shrinking, the current
+/// size in between.
 pub fn wanted(policy: &Policy, demand: &Demand) -> i32 {
+    let up = size_for(policy, demand);
+    let down = size_for(policy, &demand.slow());
+    demand.current.map_or(up, |c| c.clamp(down, up))
+}
+
+/// Smallest `k` with `P(N >= k) <= miss_target` (the chance a request finds
+/// the pool empty), within `[min, max]`.
+pub fn size_for(policy: &Policy, demand: &Demand) -> i32 {
     let m = demand.mean();
     let mut k = 0;
     while k < policy.max && tail(m, k) > policy.miss_target {
@@ -142,8 +166,37 @@ mod tests {
         Demand {
             template: TemplateId(Uuid::from_u128(n)),
             rate,
+            slow_rate: rate,
             refill_secs,
+            current: None,
         }
+    }
+
+    #[test]
+    fn pools_grow_on_the_fast_estimate_and_shrink_only_on_the_slow_one() {
+        let p = policy(1, 64, None);
+        let d = |fast: f64, slow: f64, current: Option<i32>| Demand {
+            rate: fast.max(slow),
+            slow_rate: slow,
+            current,
+            ..demand(1, 0.0, 2.0)
+        };
+        assert_eq!(wanted(&p, &d(1.0, 0.0, None)), 7, "a burst grows at once");
+        assert_eq!(
+            wanted(&p, &d(0.3, 0.0, Some(7))),
+            4,
+            "no more than the fast size"
+        );
+        assert_eq!(
+            wanted(&p, &d(1.0, 0.2, Some(4))),
+            4,
+            "between the two: unchanged"
+        );
+        assert_eq!(
+            wanted(&p, &d(0.0, 0.0, Some(7))),
+            1,
+            "no demand at all: the minimum"
+        );
     }
 
     #[test]
@@ -183,8 +236,27 @@ mod tests {
         );
     }
 
-    fn demands() -> impl Strategy<Value = Vec<(f64, f64)>> {
-        prop::collection::vec((0.0f64..20.0, 0.05f64..5.0), 1..30)
+    fn demands() -> impl Strategy<Value = Vec<(f64, f64, f64, Option<i32>)>> {
+        prop::collection::vec(
+            (
+                0.0f64..20.0,
+                0.0f64..1.0,
+                0.05f64..5.0,
+                prop::option::of(0i32..50),
+            ),
+            1..30,
+        )
+    }
+
+    fn build(ds: &[(f64, f64, f64, Option<i32>)]) -> Vec<Demand> {
+        ds.iter()
+            .enumerate()
+            .map(|(i, (rate, slow_share, refill, current))| Demand {
+                slow_rate: rate * slow_share,
+                current: *current,
+                ..demand(i as u128, *rate, *refill)
+            })
+            .collect()
     }
 
     proptest! {
@@ -196,8 +268,7 @@ mod tests {
             budget in prop::option::of(0u64..200),
         ) {
             let p = policy(min, min + span, budget);
-            let demands: Vec<Demand> = ds.iter().enumerate()
-                .map(|(i, (r, t))| demand(i as u128, *r, *t)).collect();
+            let demands = build(&ds);
             let plan = plan(&p, &demands);
             prop_assert_eq!(plan.len(), demands.len());
             let total: u64 = plan.values().map(|&t| t as u64).sum();
@@ -226,11 +297,11 @@ mod tests {
             budget in prop::option::of(0u64..200),
         ) {
             let p = policy(1, 48, budget);
-            let mut demands: Vec<Demand> = ds.iter().enumerate()
-                .map(|(i, (r, t))| demand(i as u128, *r, *t)).collect();
+            let mut demands = build(&ds);
             let i = pick.index(demands.len());
             let before = plan(&p, &demands)[&demands[i].template];
             demands[i].rate += extra;
+            demands[i].slow_rate += extra;
             let after = plan(&p, &demands)[&demands[i].template];
             prop_assert!(after >= before, "{} -> {}", before, after);
         }
