@@ -59,7 +59,7 @@ const ADAPTIVE: &[(&str, &str)] = &[
     ("PREWARM_POOL__SIZING", "adaptive"),
     ("PREWARM_POOL__MIN", "1"),
     ("PREWARM_POOL__MAX", "32"),
-    ("PREWARM_POOL__DEMAND_FAST_SECS", "10"),
+    ("PREWARM_POOL__DEMAND_FAST_SECS", "3"),
     ("PREWARM_POOL__DEMAND_SLOW_SECS", "120"),
     ("PREWARM_POOL__SIZING_INTERVAL_MS", "1000"),
 ];
@@ -300,7 +300,7 @@ pub fn report(p: &Params, results: &[ModeResult]) -> String {
     md.push_str(&format!(
         "{} templates of {} images, popularity Zipf (s = {}); an open loop of {} designs/s for {} s, and halfway a \
          burst of {} concurrent designs on the least popular template. Each mode gets fresh templates and its own \
-         worker (S3 copies through the proxy). Adaptive: min 1, max 32, demand time constants 10 s and 120 s, \
+         worker (S3 copies through the proxy). Adaptive: min 1, max 32, demand time constants 3 s and 120 s, \
          plan every 1 s, no budget.\n\n",
         p.templates, p.images, p.zipf_s, p.rate, p.secs, p.burst
     ));

@@ -97,7 +97,7 @@ impl Default for PoolSettings {
             max: 32,
             budget_items: 0,
             miss_target: 0.01,
-            demand_fast_secs: 60,
+            demand_fast_secs: 15,
             demand_slow_secs: 1800,
             sizing_interval_ms: 2000,
             lease_secs: 300,
