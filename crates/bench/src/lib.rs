@@ -1,6 +1,7 @@
 //! The benchmark harness behind `make bench`.
 //!
 //! Layout:
+//! - [`client`]: the API calls the scenarios make (upload a template, post a design).
 //! - [`fault_proxy`]: an HTTP proxy that injects latency, errors and stalls
 //!   between the services and S3 (also usable as the `fault-proxy` binary).
 //! - [`load`]: closed-loop (N clients) and open-loop (constant rate, latency
@@ -14,6 +15,7 @@
 //! - [`report`]: markdown tables and the latency plot.
 //! - `src/bin/prewarm-bench.rs`: the scenarios, in order.
 
+pub mod client;
 pub mod fault_proxy;
 pub mod floor;
 pub mod load;

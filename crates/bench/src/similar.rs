@@ -6,8 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{bail, Context};
-use reqwest::multipart::{Form, Part};
+use anyhow::Context;
 use serde_json::{json, Value};
 
 use crate::load::{closed_loop, open_loop, Outcome, RunResult};
@@ -153,29 +152,7 @@ async fn get(p: &Params, id: &str) -> Outcome {
 async fn upload(p: &Params, name: &str, category: &str, tags: &[&str]) -> anyhow::Result<String> {
     let metadata = json!({"name": name, "category": category, "visibility": "public",
                           "layout": {"tags": tags}});
-    let form = Form::new()
-        .part(
-            "metadata",
-            Part::text(metadata.to_string()).mime_str("application/json")?,
-        )
-        .part(
-            "image",
-            Part::bytes(vec![7u8; 512])
-                .file_name("0.png")
-                .mime_str("image/png")?,
-        );
-    let resp = p
-        .http
-        .post(format!("{}/templates", p.base))
-        .bearer_auth(&p.key)
-        .multipart(form)
-        .send()
-        .await?;
-    if resp.status().as_u16() != 201 {
-        bail!("template upload failed: {}", resp.text().await?);
-    }
-    let t: Value = resp.json().await?;
-    Ok(t["id"].as_str().context("template id")?.to_string())
+    crate::client::upload_template(&p.http, &p.base, &p.key, &metadata, 1, 512).await
 }
 
 async fn upstream_calls(p: &Params) -> anyhow::Result<u64> {

@@ -15,8 +15,7 @@ use diesel::QueryableByName;
 use diesel_async::RunQueryDsl;
 use prewarm_store::db::Db;
 use rand::Rng;
-use reqwest::multipart::{Form, Part};
-use serde_json::{json, Value};
+use serde_json::json;
 use uuid::Uuid;
 
 use crate::load::{closed_loop, open_loop, Outcome, RunResult};
@@ -197,64 +196,12 @@ fn zipf_cdf(n: usize, s: f64) -> Vec<f64> {
 }
 
 async fn design(http: &reqwest::Client, base: &str, key: &str, template: &str) -> Outcome {
-    let resp = http
-        .post(format!("{base}/designs"))
-        .bearer_auth(key)
-        .json(&json!({ "template_id": template }))
-        .send()
-        .await;
-    match resp {
-        Ok(r) if r.status().as_u16() == 201 => {
-            let warm = r
-                .headers()
-                .get("x-served-from")
-                .is_some_and(|v| v == "pool");
-            let _ = r.bytes().await;
-            Outcome { ok: true, warm }
-        }
-        Ok(r) => {
-            eprintln!("sizing scenario: design failed: {}", r.status());
-            Outcome {
-                ok: false,
-                warm: false,
-            }
-        }
-        Err(e) => {
-            eprintln!("sizing scenario: design failed: {e}");
-            Outcome {
-                ok: false,
-                warm: false,
-            }
-        }
-    }
+    crate::client::post_design(http, base, key, template).await
 }
 
 async fn upload(p: &Params, name: &str) -> anyhow::Result<String> {
     let metadata = json!({"name": name, "category": "zipf", "visibility": "private"});
-    let mut form = Form::new().part(
-        "metadata",
-        Part::text(metadata.to_string()).mime_str("application/json")?,
-    );
-    for i in 0..p.images {
-        form = form.part(
-            "image",
-            Part::bytes(vec![(i % 251) as u8; 2048])
-                .file_name(format!("{i}.png"))
-                .mime_str("image/png")?,
-        );
-    }
-    let resp = p
-        .http
-        .post(format!("{}/templates", p.base))
-        .bearer_auth(&p.key)
-        .multipart(form)
-        .send()
-        .await?;
-    if resp.status().as_u16() != 201 {
-        bail!("template upload failed: {}", resp.text().await?);
-    }
-    let t: Value = resp.json().await?;
-    Ok(t["id"].as_str().context("template id")?.to_string())
+    crate::client::upload_template(&p.http, &p.base, &p.key, &metadata, p.images, 2048).await
 }
 
 #[derive(QueryableByName)]

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use prewarm_bench::client;
 use prewarm_bench::fault_proxy::{FaultProxy, Faults};
 use prewarm_bench::floor::Floor;
 use prewarm_bench::load::{closed_loop, open_loop, Outcome, RunResult};
@@ -26,7 +27,6 @@ use prewarm_bench::services::{cpu_by_command, cpu_per_request, release_binary, S
 use prewarm_store::db::{self, Db};
 use prewarm_store::objects::ObjectStore;
 use prewarm_store::pool_index::PoolIndex;
-use reqwest::multipart::{Form, Part};
 use serde_json::{json, Value};
 use shared_domain::ids::{CompanyId, TemplateId};
 
@@ -154,71 +154,21 @@ struct Api {
 
 impl Api {
     async fn post_design(&self, template: TemplateId) -> Outcome {
-        let resp = self
-            .http
-            .post(format!("{}/designs", self.base))
-            .bearer_auth(&self.key)
-            .json(&json!({ "template_id": template }))
-            .send()
-            .await;
-        match resp {
-            Ok(r) if r.status().as_u16() == 201 => {
-                let warm = r
-                    .headers()
-                    .get("x-served-from")
-                    .is_some_and(|v| v == "pool");
-                // Drain the body so the connection is reused.
-                let _ = r.bytes().await;
-                Outcome { ok: true, warm }
-            }
-            Ok(r) => {
-                let status = r.status();
-                let body = r.text().await.unwrap_or_default();
-                eprintln!("design request failed: {status} {body}");
-                Outcome {
-                    ok: false,
-                    warm: false,
-                }
-            }
-            Err(e) => {
-                eprintln!("design request failed: {e}");
-                Outcome {
-                    ok: false,
-                    warm: false,
-                }
-            }
-        }
+        client::post_design(&self.http, &self.base, &self.key, &template.to_string()).await
     }
 
     async fn upload_template(&self, name: &str) -> anyhow::Result<TemplateId> {
-        let mut form = Form::new().part(
-            "metadata",
-            Part::text(
-                json!({"name": name, "category": "bench", "layout": {"w": 1080}, "visibility": "public"}).to_string(),
-            )
-            .mime_str("application/json")?,
-        );
-        for i in 0..IMAGES {
-            let bytes = vec![(i % 251) as u8; IMAGE_BYTES];
-            form = form.part(
-                "image",
-                Part::bytes(bytes)
-                    .file_name(format!("{i}.png"))
-                    .mime_str("image/png")?,
-            );
-        }
-        let resp = self
-            .http
-            .post(format!("{}/templates", self.base))
-            .bearer_auth(&self.key)
-            .multipart(form)
-            .send()
-            .await?;
-        if resp.status().as_u16() != 201 {
-            bail!("template upload failed: {}", resp.text().await?);
-        }
-        let t: Value = resp.json().await?;
-        Ok(t["id"].as_str().context("template id")?.parse()?)
+        let metadata = json!({"name": name, "category": "bench", "layout": {"w": 1080}, "visibility": "public"});
+        let id = client::upload_template(
+            &self.http,
+            &self.base,
+            &self.key,
+            &metadata,
+            IMAGES,
+            IMAGE_BYTES,
+        )
+        .await?;
+        Ok(id.parse()?)
     }
 }
 
