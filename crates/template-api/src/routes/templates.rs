@@ -165,8 +165,27 @@ pub async fn get(
     Ok(HttpResponse::Ok().json(template))
 }
 
-/// Applies an edit as the owner; a visible template of another company is
-/// 403, an invisible one 404 (its existence is not disclosed).
+/// The template's row if `company` owns it: a visible template of another
+/// company is 403, an invisible one 404 (its existence is not disclosed).
+async fn owned_row(
+    conn: &mut prewarm_store::db::DbConn,
+    company: CompanyId,
+    id: TemplateId,
+    action: &str,
+) -> Result<templates::TemplateRow, ApiError> {
+    let row = templates::find_visible_row(conn, id, company)
+        .await?
+        .ok_or_else(|| not_found(id))?;
+    if row.owner_company_id != company.0 {
+        return Err(ApiError::new(
+            ErrorCode::Forbidden,
+            format!("only the owning company may {action} a template"),
+        ));
+    }
+    Ok(row)
+}
+
+/// Applies an edit as the owner.
 async fn apply_edit(
     state: &AppState,
     company: CompanyId,
@@ -175,15 +194,7 @@ async fn apply_edit(
     images: Option<&[TemplateImage]>,
 ) -> Result<Template, ApiError> {
     let mut conn = state.db.conn().await?;
-    let before = templates::find_visible_row(&mut conn, id, company)
-        .await?
-        .ok_or_else(|| not_found(id))?;
-    if before.owner_company_id != company.0 {
-        return Err(ApiError::new(
-            ErrorCode::Forbidden,
-            "only the owning company may edit a template",
-        ));
-    }
+    let before = owned_row(&mut conn, company, id, "edit").await?;
     let updated = templates::update(&mut conn, id, company, patch, images)
         .await?
         .ok_or_else(|| not_found(id))?;
@@ -206,15 +217,7 @@ pub async fn delete(
 ) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
     let mut conn = state.db.conn().await?;
-    let before = templates::find_visible_row(&mut conn, id, company.0)
-        .await?
-        .ok_or_else(|| not_found(id))?;
-    if before.owner_company_id != company.0 .0 {
-        return Err(ApiError::new(
-            ErrorCode::Forbidden,
-            "only the owning company may delete a template",
-        ));
-    }
+    let before = owned_row(&mut conn, company.0, id, "delete").await?;
     let keys = templates::delete(&mut conn, id, company.0)
         .await?
         .ok_or_else(|| not_found(id))?;
@@ -293,15 +296,7 @@ pub async fn replace_images(
     {
         // Check ownership before accepting bytes into S3.
         let mut conn = state.db.conn().await?;
-        let row = templates::find_visible_row(&mut conn, id, company.0)
-            .await?
-            .ok_or_else(|| not_found(id))?;
-        if row.owner_company_id != company.0 .0 {
-            return Err(ApiError::new(
-                ErrorCode::Forbidden,
-                "only the owning company may edit a template",
-            ));
-        }
+        owned_row(&mut conn, company.0, id, "edit").await?;
     }
     let upload = read_upload(&req, payload, &state.settings.server).await?;
     if upload.metadata.is_some() {
