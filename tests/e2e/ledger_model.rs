@@ -104,9 +104,15 @@ impl Model<'_> {
                     .conn()
                     .await
                     .map_err(|e| TestCaseError::fail(e.to_string()))?;
-                pool_items::reserve(&mut conn, t, TARGET as i32, Duration::from_secs(300))
-                    .await
-                    .map_err(|e| TestCaseError::fail(e.to_string()))?;
+                pool_items::reserve(
+                    &mut conn,
+                    t,
+                    TARGET as i32,
+                    Duration::from_secs(300),
+                    &Default::default(),
+                )
+                .await
+                .map_err(|e| TestCaseError::fail(e.to_string()))?;
             }
             Op::Flush => {
                 self.stack

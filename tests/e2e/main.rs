@@ -3,9 +3,11 @@
 //! test gets its own database, key prefix, topic and bucket.
 
 mod bad_input;
+mod concurrent;
 mod config_consistency;
 mod degraded;
 mod design_limit;
+mod interleavings;
 mod isolation;
 mod ledger_model;
 mod operations;

@@ -136,7 +136,7 @@ async fn a_design_is_never_recorded_for_a_version_older_than_a_committed_edit() 
         position: 0,
         object_key: format!("designs/{}/0000", spec.id),
     }];
-    let cold = designs::create_from_copies(&mut conn, &spec, &images)
+    let cold = designs::create_from_copies(&mut conn, &spec, &images, &Default::default())
         .await
         .unwrap();
     assert!(matches!(cold, CreateOutcome::TemplateChanged), "{cold:?}");

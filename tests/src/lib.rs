@@ -7,10 +7,12 @@
 //!   builds template-api (port 0) and, optionally, warmup-worker, and offers
 //!   request helpers.
 //! - [`images`]: small generated image payloads.
+//! - [`invariants`]: the "no design lost an object" checks concurrency tests end with.
 //! - [`relay`]: a TCP relay a test can cut, to take a dependency "down".
 //! - The `demo` binary (`src/bin/demo.rs`) drives a running deployment over HTTP.
 
 pub mod images;
+pub mod invariants;
 pub mod otlp;
 pub mod relay;
 
@@ -20,6 +22,7 @@ use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use prewarm_recommender::{Faults, Recommender};
 use prewarm_store::db::Db;
 use prewarm_store::objects::ObjectStore;
+use prewarm_store::pause::PausePoints;
 use prewarm_store::pool_index::PoolIndex;
 use prewarm_store::warmup_topic::WarmupPublisher;
 use reqwest::multipart::{Form, Part};
@@ -92,6 +95,9 @@ pub struct TestStack {
     pub recommender: Option<Recommender>,
     /// The in-process worker's health and metrics port, when it runs.
     pub worker_base: Option<String>,
+    /// Pause points shared by this stack's API, worker and the reconcilers
+    /// the test builds: arm one to force an interleaving.
+    pub pause: PausePoints,
     db_name: String,
     stop: CancellationToken,
     tasks: Vec<tokio::task::JoinHandle<()>>,
@@ -170,9 +176,13 @@ impl TestStack {
 
         let stop = CancellationToken::new();
         let mut tasks = Vec::new();
-        let app = template_api::startup::Application::build(api_settings.clone())
-            .await
-            .expect("build template-api");
+        let pause = PausePoints::enabled();
+        let app = template_api::startup::Application::build_with_pause_points(
+            api_settings.clone(),
+            pause.clone(),
+        )
+        .await
+        .expect("build template-api");
         let base = format!("http://127.0.0.1:{}", app.port());
         let db = app.state().db.clone();
         let index = app.state().index.clone();
@@ -200,9 +210,10 @@ impl TestStack {
             worker_env.extend(options.worker_env.iter().cloned());
             let worker_settings = warmup_worker::settings::load_from(worker_env.into_iter())
                 .expect("worker settings");
-            let worker = warmup_worker::startup::Worker::build(worker_settings)
+            let mut worker = warmup_worker::startup::Worker::build(worker_settings)
                 .await
                 .expect("build warmup-worker");
+            worker.refiller.pause = pause.clone();
             refiller = Some(worker.refiller.clone());
             worker_base = Some(format!("http://127.0.0.1:{}", worker.http_port()));
             let token = stop.clone();
@@ -229,6 +240,7 @@ impl TestStack {
             env,
             recommender,
             worker_base,
+            pause,
             db_name,
             stop,
             tasks,
@@ -247,9 +259,10 @@ impl TestStack {
         &self,
         extra: &[(&str, &str)],
     ) -> warmup_worker::reconciler::Reconciler {
-        let worker = warmup_worker::startup::Worker::build(self.worker_settings(extra))
+        let mut worker = warmup_worker::startup::Worker::build(self.worker_settings(extra))
             .await
             .expect("build warmup-worker");
+        worker.refiller.pause = self.pause.clone();
         worker.reconciler()
     }
 

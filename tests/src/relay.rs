@@ -1,14 +1,39 @@
 //! A TCP relay in front of a real server, which a test can cut to make the
-//! server "go down" for the system under test (and only for it).
+//! server "go down" for the system under test (and only for it), or stall to
+//! make it hang: connections stay open, but no byte goes through.
 
 use std::sync::Arc;
 
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 pub struct TcpRelay {
     pub port: u16,
     cut: CancellationToken,
+    stalled: watch::Sender<bool>,
+}
+
+/// Copies one direction, holding every chunk while the relay is stalled.
+async fn pump(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    mut stalled: watch::Receiver<bool>,
+) {
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        if stalled.wait_for(|s| !*s).await.is_err() {
+            return;
+        }
+        if to.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
+    }
 }
 
 impl TcpRelay {
@@ -17,6 +42,7 @@ impl TcpRelay {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind relay");
         let port = listener.local_addr().expect("relay addr").port();
         let cut = CancellationToken::new();
+        let (stalled, stalled_rx) = watch::channel(false);
         let upstream = Arc::new(upstream.to_string());
         let token = cut.clone();
         tokio::spawn(async move {
@@ -25,27 +51,42 @@ impl TcpRelay {
                     _ = token.cancelled() => return,
                     a = listener.accept() => a,
                 };
-                let Ok((mut inbound, _)) = accepted else {
+                let Ok((inbound, _)) = accepted else {
                     continue;
                 };
                 let upstream = upstream.clone();
                 let token = token.clone();
+                let stalled = stalled_rx.clone();
                 tokio::spawn(async move {
-                    let Ok(mut outbound) = TcpStream::connect(upstream.as_str()).await else {
+                    let Ok(outbound) = TcpStream::connect(upstream.as_str()).await else {
                         return;
                     };
+                    let (in_read, in_write) = inbound.into_split();
+                    let (out_read, out_write) = outbound.into_split();
                     tokio::select! {
                         _ = token.cancelled() => {}
-                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = pump(in_read, out_write, stalled.clone()) => {}
+                        _ = pump(out_read, in_write, stalled) => {}
                     }
                 });
             }
         });
-        TcpRelay { port, cut }
+        TcpRelay { port, cut, stalled }
     }
 
     /// Drops every relayed connection and stops accepting: the server is gone.
     pub fn cut(&self) {
         self.cut.cancel();
+    }
+
+    /// Holds every byte in both directions (connections stay open): the
+    /// server hangs, as a Redis stuck in a long command or a dead network path.
+    pub fn stall(&self) {
+        let _ = self.stalled.send(true);
+    }
+
+    /// Lets held and new bytes through again.
+    pub fn resume(&self) {
+        let _ = self.stalled.send(false);
     }
 }

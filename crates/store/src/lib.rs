@@ -10,6 +10,7 @@
 //! - [`shared_cache`]: the Redis tier of the API's caches and its invalidation channel.
 //! - [`objects`]: S3 (aws-sdk-s3), including the bounded-parallel copy.
 //! - [`warmup_topic`]: the Kafka warm-up topic (rdkafka producer, topic admin).
+//! - [`pause`]: test-only pause points that force interleavings (a no-op in release builds).
 //! - [`probe`]: the `healthcheck` subcommand of both binaries (the image's HEALTHCHECK).
 //! - [`settings`]: the settings sections both services embed, and the layered loader.
 //! - [`metrics`]: Prometheus registry helpers (constructors, text encoding).
@@ -19,6 +20,7 @@ pub mod connect;
 pub mod db;
 pub mod metrics;
 pub mod objects;
+pub mod pause;
 pub mod pool_index;
 pub mod probe;
 pub mod settings;

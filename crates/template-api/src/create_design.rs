@@ -9,6 +9,7 @@
 
 use prewarm_store::db::designs::{self, CreateOutcome, DesignSpec};
 use prewarm_store::db::{companies, templates};
+use prewarm_store::pause;
 use shared_domain::design::{Design, DesignImage};
 use shared_domain::error::ErrorCode;
 use shared_domain::ids::{CompanyId, DesignId, TemplateId};
@@ -90,6 +91,7 @@ async fn attempt(
                     break;
                 }
             };
+            state.pause.reach(pause::at::WARM_POPPED).await;
             let outcome = designs::create_from_pool_item(&mut conn, &spec, item).await;
             match outcome {
                 Ok(CreateOutcome::Created(design)) => {
@@ -186,7 +188,9 @@ async fn create_cold(
         })
         .collect();
     let outcome = match state.db.conn().await {
-        Ok(mut conn) => designs::create_from_copies(&mut conn, &spec, &design_images).await,
+        Ok(mut conn) => {
+            designs::create_from_copies(&mut conn, &spec, &design_images, &state.pause).await
+        }
         Err(e) => Err(e),
     };
     match outcome {

@@ -8,6 +8,7 @@ use std::time::Duration;
 use actix_web::dev::Server;
 use actix_web::{web, App, HttpResponse, HttpServer};
 use prewarm_store::connect::connect;
+use prewarm_store::pause::PausePoints;
 use prewarm_store::shared_cache::SharedCache;
 use prewarm_store::warmup_topic::WarmupPublisher;
 use secrecy::ExposeSecret;
@@ -30,7 +31,16 @@ pub struct Application {
 
 impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
-        let state = build_state(settings).await?;
+        Self::build_with_pause_points(settings, PausePoints::default()).await
+    }
+
+    /// [`Application::build`] with a test's pause points wired in.
+    pub async fn build_with_pause_points(
+        settings: Settings,
+        pause: PausePoints,
+    ) -> anyhow::Result<Self> {
+        let mut state = build_state(settings).await?;
+        state.pause = pause;
         let s = &state.settings.server;
         let listener = TcpListener::bind((s.host.as_str(), s.port))?;
         let port = listener.local_addr()?.port();
@@ -89,6 +99,7 @@ pub async fn build_state(settings: Settings) -> anyhow::Result<AppState> {
         metrics: Arc::new(metrics),
         similar,
         settings: Arc::new(settings),
+        pause: PausePoints::default(),
     })
 }
 

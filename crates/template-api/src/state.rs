@@ -25,6 +25,8 @@ pub struct AppState {
     pub auth_cache: Arc<crate::auth::AuthCache>,
     pub metrics: Arc<crate::metrics::ApiMetrics>,
     pub similar: crate::similar::SimilarTemplates,
+    /// Test-only pause points (a no-op unless a test armed one).
+    pub pause: prewarm_store::pause::PausePoints,
 }
 
 impl AppState {

@@ -23,6 +23,7 @@ use diesel::sql_types::{BigInt, Bool};
 use diesel_async::RunQueryDsl;
 use futures::stream::{self, StreamExt};
 use prewarm_store::db::{designs, pool_items, templates, DbConn, StoreError};
+use prewarm_store::pause;
 use shared_domain::ids::TemplateId;
 use shared_domain::object_keys::{DESIGNS_PREFIX, POOL_PREFIX};
 
@@ -145,6 +146,7 @@ impl Reconciler {
             let mut conn = self.refiller.db.conn().await?;
             pool_items::ready_ids(&mut conn, template, version).await?
         };
+        self.refiller.pause.reach(pause::at::REINDEX_READ).await;
         let indexed = self.refiller.index.list(template, version).await?;
         let ledger_set: HashSet<_> = ledger.iter().collect();
         let indexed_set: HashSet<_> = indexed.iter().collect();
@@ -184,6 +186,7 @@ impl Reconciler {
             let referenced: HashSet<String> = {
                 let mut conn = self.refiller.db.conn().await?;
                 let mut keys = designs::all_object_keys(&mut conn).await?;
+                self.refiller.pause.reach(pause::at::GC_DECIDING).await;
                 keys.extend(pool_items::live_object_keys(&mut conn).await?);
                 keys.into_iter().collect()
             };

@@ -13,6 +13,7 @@ use prewarm_store::db::pool_items::{self, DiscardedItem, ReservedItem};
 use prewarm_store::db::pool_targets;
 use prewarm_store::db::{Db, StoreError};
 use prewarm_store::objects::ObjectStore;
+use prewarm_store::pause::{self, PausePoints};
 use prewarm_store::pool_index::PoolIndex;
 use shared_domain::ids::TemplateId;
 use tokio::sync::Semaphore;
@@ -66,6 +67,8 @@ pub struct Refiller {
     pub metrics: Arc<crate::metrics::WorkerMetrics>,
     /// Observed copy and refill times, for the sizer.
     pub estimates: Arc<Estimates>,
+    /// Test-only pause points (a no-op unless a test armed one).
+    pub pause: PausePoints,
 }
 
 /// Exponentially weighted averages of what refills take, shared by the
@@ -126,7 +129,7 @@ impl Refiller {
                     .await?
                     .map_or(min, |planned| planned.target),
             };
-            pool_items::reserve(&mut conn, template, target, self.lease).await?
+            pool_items::reserve(&mut conn, template, target, self.lease, &self.pause).await?
         };
         let Some(reservation) = reservation else {
             return Ok(Outcome::TemplateGone);
@@ -203,6 +206,7 @@ impl Refiller {
         item: &ReservedItem,
     ) -> Result<bool, String> {
         let started = std::time::Instant::now();
+        self.pause.reach(pause::at::ITEM_COPYING).await;
         let copied = self.copy_item(item).await;
         let took = started.elapsed().as_secs_f64();
         self.metrics

@@ -70,6 +70,7 @@ impl Worker {
             item_parallelism: settings.worker.item_parallelism,
             items_in_flight: settings.worker.items_in_flight,
             metrics: metrics.clone(),
+            pause: Default::default(),
         };
         let publisher = WarmupPublisher::new(&settings.kafka)?;
         publisher.register_metrics(&metrics.registry)?;

@@ -11,6 +11,8 @@ use shared_domain::design::{Design, DesignImage, ServedFrom};
 use shared_domain::ids::{CompanyId, DesignId, PoolItemId, TemplateId};
 use uuid::Uuid;
 
+use crate::pause::{self, PausePoints};
+
 use super::schema::{design_images, designs};
 use super::{companies, templates, StoreError};
 
@@ -201,6 +203,7 @@ pub async fn create_from_copies(
     conn: &mut AsyncPgConnection,
     spec: &DesignSpec,
     images: &[DesignImage],
+    pause: &PausePoints,
 ) -> Result<CreateOutcome, StoreError> {
     let row = spec_row(spec, ServedFrom::Copy, None);
     let image_rows: Vec<DesignImageRow> = images
@@ -219,6 +222,7 @@ pub async fn create_from_copies(
             if !templates::lock_version(conn, spec.template, spec.template_version).await? {
                 return Err(Abort::TemplateChanged);
             }
+            pause.reach(pause::at::COLD_LOCKED).await;
             if !companies::take_design_slot(conn, spec.company).await? {
                 return Err(Abort::Limit);
             }

@@ -21,6 +21,8 @@ use shared_domain::object_keys;
 use shared_domain::pool::PoolItemState;
 use uuid::Uuid;
 
+use crate::pause::{self, PausePoints};
+
 use super::schema::{pool_item_images, pool_items, template_images, templates};
 use super::StoreError;
 
@@ -115,6 +117,7 @@ pub async fn reserve(
     template: TemplateId,
     target: i32,
     lease: Duration,
+    pause: &PausePoints,
 ) -> Result<Option<Reservation>, StoreError> {
     let lease = chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::seconds(300));
     Ok(conn
@@ -172,6 +175,7 @@ pub async fn reserve(
                     .select(pool_items::id)
                     .load(conn)
                     .await?;
+                pause.reach(pause::at::RETIRE_CHOSEN).await;
                 surplus_ids =
                     diesel::update(pool_items::table.filter(pool_items::id.eq_any(&newest)))
                         .set((

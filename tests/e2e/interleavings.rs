@@ -1,0 +1,308 @@
+//! Forced interleavings: each test parks one background mechanism at a pause
+//! point (`prewarm_store::pause`), in the middle of the decision that used to
+//! be unsafe, makes the concurrent change a client would make, lets it go on,
+//! and checks that no design lost an object. Each failed on the code before
+//! the fix it guards (see `docs/reliability.md`).
+
+use std::time::{Duration, Instant};
+
+use prewarm_store::db::pool_items;
+use prewarm_store::pause::at;
+use prewarm_tests::invariants::{check_designs, check_pool_list};
+use prewarm_tests::relay::TcpRelay;
+use prewarm_tests::{error_code, Options, TestStack};
+use reqwest::StatusCode;
+use shared_domain::design::{Design, ServedFrom};
+
+/// The stack's own worker consumes warm-up messages but runs no reconciler
+/// passes: the test drives the background mechanism it pauses.
+fn quiet_worker(pool_target: i32, env: &[(&str, &str)]) -> Options {
+    Options {
+        pool_target,
+        env: env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        worker_env: vec![("PREWARM_WORKER__RECONCILE_INTERVAL_MS".into(), "0".into())],
+        ..Options::default()
+    }
+}
+
+const FILL: Duration = Duration::from_secs(30);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retiring_surplus_never_discards_an_item_a_design_claimed() {
+    let stack = TestStack::spawn(quiet_worker(4, &[])).await;
+    let tenant = stack.create_tenant("acme", 100).await;
+    let template = stack.create_template(&tenant, 3, "private").await;
+    stack.wait_pool(&tenant, template.id, 4, FILL).await;
+
+    // A replica with a lowered target retires the 3 newest ready items...
+    let shrinker = stack
+        .reconciler(&[("PREWARM_POOL__TARGET", "1")])
+        .await
+        .refiller;
+    let mut gate = stack.pause.arm(at::RETIRE_CHOSEN);
+    let t = template.id;
+    let shrink = tokio::spawn(async move { shrinker.refill(t).await });
+    gate.reached().await;
+    // ...and, after it chose them, clients claim every item.
+    let mut made = Vec::new();
+    for _ in 0..4 {
+        let design = stack.create_design(&tenant, template.id).await;
+        assert_eq!(design.served_from, ServedFrom::Pool);
+        made.push(design);
+    }
+    gate.release();
+    shrink.await.unwrap().expect("shrink");
+    check_designs(&stack, tenant.id, &made).await;
+    stack.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gc_never_deletes_the_objects_of_an_item_claimed_while_it_decides() {
+    let stack = TestStack::spawn(quiet_worker(2, &[])).await;
+    let tenant = stack.create_tenant("acme", 100).await;
+    let template = stack.create_template(&tenant, 3, "private").await;
+    stack.wait_pool(&tenant, template.id, 2, FILL).await;
+
+    let gc = stack
+        .reconciler(&[("PREWARM_WORKER__GC_GRACE_SECS", "0")])
+        .await;
+    let mut gate = stack.pause.arm(at::GC_DECIDING);
+    let collecting = tokio::spawn(async move { gc.gc().await });
+    gate.reached().await;
+    // Both ready items become designs while the GC decides what is garbage.
+    let made = vec![
+        stack.create_design(&tenant, template.id).await,
+        stack.create_design(&tenant, template.id).await,
+    ];
+    assert!(made.iter().all(|d| d.served_from == ServedFrom::Pool));
+    gate.release();
+    collecting.await.unwrap().expect("gc");
+    check_designs(&stack, tenant.id, &made).await;
+    stack.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gc_never_deletes_a_cold_designs_copies_before_it_commits() {
+    let stack = TestStack::spawn(Options {
+        worker: false,
+        env: vec![("PREWARM_POOL__ENABLED".into(), "false".into())],
+        ..Options::default()
+    })
+    .await;
+    let tenant = stack.create_tenant("acme", 100).await;
+    let template = stack.create_template(&tenant, 3, "private").await;
+    let gc = stack
+        .reconciler(&[("PREWARM_WORKER__GC_GRACE_SECS", "0")])
+        .await;
+
+    // The copies have landed; the design is not committed yet.
+    let mut gate = stack.pause.arm(at::COLD_LOCKED);
+    let post = {
+        let (http, url, key) = (
+            stack.http.clone(),
+            stack.url("/designs"),
+            tenant.key.clone(),
+        );
+        let body = serde_json::json!({ "template_id": template.id });
+        tokio::spawn(async move { http.post(url).bearer_auth(key).json(&body).send().await })
+    };
+    gate.reached().await;
+    let report = gc.gc().await.expect("gc");
+    gate.release();
+    let resp = post.await.unwrap().expect("post design");
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    let design: Design = resp.json().await.unwrap();
+    assert_eq!(design.served_from, ServedFrom::Copy);
+    check_designs(&stack, tenant.id, &[design]).await;
+    assert_eq!(report.deleted, 0, "nothing was garbage: {report:?}");
+    stack.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_template_delete_waits_for_a_design_being_recorded() {
+    let stack = TestStack::spawn(Options {
+        worker: false,
+        env: vec![("PREWARM_POOL__ENABLED".into(), "false".into())],
+        ..Options::default()
+    })
+    .await;
+    let tenant = stack.create_tenant("acme", 100).await;
+    let template = stack.create_template(&tenant, 2, "private").await;
+
+    let mut gate = stack.pause.arm(at::COLD_LOCKED);
+    let post = {
+        let (http, url, key) = (
+            stack.http.clone(),
+            stack.url("/designs"),
+            tenant.key.clone(),
+        );
+        let body = serde_json::json!({ "template_id": template.id });
+        tokio::spawn(async move { http.post(url).bearer_auth(key).json(&body).send().await })
+    };
+    gate.reached().await;
+    // The design holds the template's version lock: the delete must wait.
+    let delete = {
+        let (http, url, key) = (
+            stack.http.clone(),
+            stack.url(&format!("/templates/{}", template.id)),
+            tenant.key.clone(),
+        );
+        tokio::spawn(async move { http.delete(url).bearer_auth(key).send().await })
+    };
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let deleted_first = delete.is_finished();
+    gate.release();
+    let design = post.await.unwrap().expect("post design");
+    let deleted = delete.await.unwrap().expect("delete");
+    assert_eq!(deleted.status(), StatusCode::NO_CONTENT);
+    assert!(
+        !deleted_first,
+        "the delete committed while a design of the template was being recorded"
+    );
+    assert_eq!(design.status(), StatusCode::CREATED);
+    let design: Design = design.json().await.unwrap();
+    check_designs(&stack, tenant.id, &[design]).await;
+    // After the delete committed, no design of it can be made.
+    let (status, code) = error_code(stack.post_design(&tenant, template.id).await).await;
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::NOT_FOUND, "template_not_found")
+    );
+    stack.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rebuilding_a_pool_list_keeps_new_ids_and_never_relists_popped_ones() {
+    let stack = TestStack::spawn(quiet_worker(2, &[])).await;
+    let tenant = stack.create_tenant("acme", 100).await;
+    let template = stack.create_template(&tenant, 2, "private").await;
+    stack.wait_pool(&tenant, template.id, 2, FILL).await;
+
+    let reconciler = stack.reconciler(&[]).await;
+    let mut gate = stack.pause.arm(at::REINDEX_READ);
+    let tick = tokio::spawn(async move { reconciler.tick().await });
+    gate.reached().await;
+    // Meanwhile one id is popped and claimed, and the worker refills the
+    // pool: a new id is pushed.
+    let design = stack.create_design(&tenant, template.id).await;
+    assert_eq!(design.served_from, ServedFrom::Pool);
+    let claimed = design.pool_item_id.expect("warm design has an item");
+    let deadline = Instant::now() + FILL;
+    loop {
+        let listed = stack.index.list(template.id, 1).await.unwrap();
+        if listed.len() == 2 && !listed.contains(&claimed) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "pool not refilled: {listed:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    gate.release();
+    tick.await.unwrap().expect("tick");
+    let listed = stack.index.list(template.id, 1).await.unwrap();
+    assert!(
+        !listed.contains(&claimed),
+        "the rebuild listed a claimed id again: {listed:?}"
+    );
+    check_pool_list(&stack, template.id, true).await;
+    check_designs(&stack, tenant.id, &[design]).await;
+    stack.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refill_slower_than_its_lease_keeps_its_items() {
+    let stack = TestStack::spawn(Options {
+        worker: false,
+        pool_target: 2,
+        env: vec![("PREWARM_POOL__LEASE_SECS".into(), "1".into())],
+        ..Options::default()
+    })
+    .await;
+    let tenant = stack.create_tenant("acme", 100).await;
+    let template = stack.create_template(&tenant, 2, "private").await;
+    let refiller = stack.reconciler(&[]).await.refiller;
+    let rescuer = stack.reconciler(&[]).await;
+
+    // One item's copy takes 2.5 lease periods.
+    let mut gate = stack.pause.arm(at::ITEM_COPYING);
+    let t = template.id;
+    let refill = tokio::spawn(async move { refiller.refill(t).await });
+    gate.reached().await;
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    let report = rescuer.tick().await.expect("reconciler tick");
+    gate.release();
+    let outcome = refill.await.unwrap().expect("refill");
+    assert_eq!(
+        report.rescued, 0,
+        "a running refill was rescued: {report:?}"
+    );
+    assert!(
+        matches!(
+            outcome,
+            warmup_worker::refill::Outcome::Refilled {
+                ready: 2,
+                failed: 0,
+                ..
+            }
+        ),
+        "{outcome:?}"
+    );
+    let mut conn = stack.db.conn().await.unwrap();
+    let states = pool_items::state_counts(&mut conn, template.id)
+        .await
+        .unwrap();
+    assert_eq!(states, vec![("ready".to_string(), 2)], "{states:?}");
+    stack.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_redis_degrades_to_copies_without_exhausting_the_database() {
+    const MAX_CONNECTIONS: usize = 4;
+    let relay = TcpRelay::start("127.0.0.1:6379").await;
+    let stack = TestStack::spawn(Options {
+        worker: false,
+        pool_target: 2,
+        env: vec![
+            (
+                "PREWARM_REDIS__URL".into(),
+                format!("redis://127.0.0.1:{}", relay.port),
+            ),
+            (
+                "PREWARM_DATABASE__MAX_CONNECTIONS".into(),
+                MAX_CONNECTIONS.to_string(),
+            ),
+            ("PREWARM_DATABASE__ACQUIRE_TIMEOUT_MS".into(), "1000".into()),
+            ("PREWARM_REDIS__COMMAND_TIMEOUT_MS".into(), "1000".into()),
+        ],
+        ..Options::default()
+    })
+    .await;
+    let tenant = stack.create_tenant("acme", 1000).await;
+    let template = stack.create_template(&tenant, 2, "private").await;
+    relay.stall();
+    let burst = 5 * MAX_CONNECTIONS;
+    let posts: Vec<_> = (0..burst)
+        .map(|_| stack.post_design(&tenant, template.id))
+        .collect();
+    let responses = futures::future::join_all(posts).await;
+    relay.resume();
+    let mut made = Vec::new();
+    let mut errors = Vec::new();
+    for resp in responses {
+        if resp.status() == StatusCode::CREATED {
+            made.push(resp.json::<Design>().await.unwrap());
+        } else {
+            errors.push(error_code(resp).await);
+        }
+    }
+    assert!(
+        errors.is_empty(),
+        "{} of {burst} failed: {errors:?}",
+        errors.len()
+    );
+    assert!(made.iter().all(|d| d.served_from == ServedFrom::Copy));
+    check_designs(&stack, tenant.id, &made).await;
+    stack.finish().await;
+}
