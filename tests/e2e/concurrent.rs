@@ -160,7 +160,8 @@ async fn no_design_loses_an_object_while_every_background_mechanism_runs() {
                 let t = ids[rand::rng().random_range(0..ids.len())];
                 let resp = s.post_design(&tenant, t).await;
                 if resp.status() == StatusCode::CREATED {
-                    made.lock().unwrap().push(resp.json().await.unwrap());
+                    let design: Design = resp.json().await.unwrap();
+                    made.lock().unwrap().push(design);
                     continue;
                 }
                 let (status, code) = error_code(resp).await;

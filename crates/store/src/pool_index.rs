@@ -5,11 +5,25 @@
 //! The index is only a fast path. The Postgres ledger decides whether an id
 //! may still be used (its claim is conditional on `state = 'ready'`), so a
 //! stale or duplicated id in Redis can never produce a second design.
+//!
+//! Still, the list is kept exact under concurrency, so no pop is wasted and
+//! no ready item is left out: every write is one Lua script (atomic in
+//! Redis) over the list and a sorted set of recently popped ids
+//! (`pool_index_scripts.rs`). A pop records its id; a push or a rebuild never lists an
+//! id that is listed already or was popped within [`POPPED_MEMORY`].
 
 use std::time::Duration;
 
 use fred::prelude::*;
 use shared_domain::ids::{PoolItemId, TemplateId};
+
+#[path = "pool_index_scripts.rs"]
+mod scripts;
+
+/// How long a popped id is remembered (and so kept out of the list). A
+/// request claims its id within milliseconds; an id popped by a request that
+/// died before claiming is listed again by the reconciler after this.
+pub const POPPED_MEMORY: Duration = Duration::from_secs(60);
 
 #[derive(Debug, thiserror::Error)]
 #[error("redis: {0}")]
@@ -58,36 +72,65 @@ impl PoolIndex {
         (&self.pool, &self.prefix)
     }
 
+    /// The list of one template version. The braces are a Redis Cluster hash
+    /// tag: the list and its [`popped_key`](Self::popped_key) share a slot,
+    /// so the scripts below may touch both.
     pub fn key(&self, template: TemplateId, version: i32) -> String {
-        format!("{}pool:{template}:v{version}", self.prefix)
+        format!("{}pool:{{{template}:v{version}}}", self.prefix)
     }
 
-    /// Pops one ready item id, or `None` when the pool is empty.
+    /// The ids recently popped from that list (a sorted set scored by pop
+    /// time in ms), so neither a late push nor a rebuild lists them again.
+    pub fn popped_key(&self, template: TemplateId, version: i32) -> String {
+        format!("{}:popped", self.key(template, version))
+    }
+
+    async fn script<R: fred::types::FromValue>(
+        &self,
+        lua: &'static str,
+        template: TemplateId,
+        version: i32,
+        args: Vec<String>,
+    ) -> Result<R, IndexError> {
+        let keys = vec![
+            self.key(template, version),
+            self.popped_key(template, version),
+        ];
+        Ok(self.pool.next().eval(lua, keys, args).await?)
+    }
+
+    /// Pops one ready item id, or `None` when the pool is empty. The id is
+    /// remembered as popped for [`POPPED_MEMORY`].
     pub async fn pop(
         &self,
         template: TemplateId,
         version: i32,
     ) -> Result<Option<PoolItemId>, IndexError> {
-        let id: Option<String> = self.pool.lpop(self.key(template, version), None).await?;
+        let args = vec![POPPED_MEMORY.as_millis().to_string()];
+        let id: Option<String> = self.script(scripts::POP, template, version, args).await?;
         Ok(id.and_then(|s| s.parse().ok()))
     }
 
-    /// Appends ready item ids at the tail.
+    /// Appends newly ready ids at the tail -- each only if it is neither
+    /// listed already nor recently popped (so a push racing a rebuild or a
+    /// pop never lists an id twice or again). Returns how many were added.
     pub async fn push(
         &self,
         template: TemplateId,
         version: i32,
         ids: &[PoolItemId],
-    ) -> Result<(), IndexError> {
+    ) -> Result<i64, IndexError> {
         if ids.is_empty() {
-            return Ok(());
+            return Ok(0);
         }
-        let values: Vec<String> = ids.iter().map(ToString::to_string).collect();
-        let _: i64 = self.pool.rpush(self.key(template, version), values).await?;
-        Ok(())
+        let mut args = vec!["0".to_string()];
+        args.extend(ids.iter().map(ToString::to_string));
+        let counts: Vec<i64> = self
+            .script(scripts::RECONCILE, template, version, args)
+            .await?;
+        Ok(counts.get(1).copied().unwrap_or(0))
     }
 
-    /// Puts an item popped but not used back at the head, so it is served next.
     /// Removes these ids from the list (retired items), leaving every other
     /// id -- including ones pushed meanwhile -- in place.
     pub async fn remove_ids(
@@ -99,15 +142,16 @@ impl PoolIndex {
         if ids.is_empty() {
             return Ok(());
         }
-        let key = self.key(template, version);
-        let tx = self.pool.next().multi();
-        for id in ids {
-            let _: () = tx.lrem(&key, 0, id.to_string()).await?;
-        }
-        let _: () = tx.exec(true).await?;
+        let mut args = vec![ids.len().to_string()];
+        args.extend(ids.iter().map(ToString::to_string));
+        let _: Vec<i64> = self
+            .script(scripts::RECONCILE, template, version, args)
+            .await?;
         Ok(())
     }
 
+    /// Puts an item popped but not used back at the head, so it is served
+    /// next (its claim rolled back: it is still ready and nobody holds it).
     pub async fn push_front(
         &self,
         template: TemplateId,
@@ -115,10 +159,33 @@ impl PoolIndex {
         id: PoolItemId,
     ) -> Result<(), IndexError> {
         let _: i64 = self
-            .pool
-            .lpush(self.key(template, version), id.to_string())
+            .script(scripts::REQUEUE, template, version, vec![id.to_string()])
             .await?;
         Ok(())
+    }
+
+    /// Brings the list in line with the ledger without losing a concurrent
+    /// push or relisting a concurrent pop, in one atomic script:
+    /// `unready` -- ids seen listed *before* the ledger was read and not
+    /// ready in it -- are removed (an item never becomes ready again);
+    /// `missing` -- ready in the ledger -- are appended unless listed or
+    /// recently popped; an id listed twice keeps one place.
+    /// Returns (removed, added, duplicates dropped).
+    pub async fn reconcile(
+        &self,
+        template: TemplateId,
+        version: i32,
+        unready: &[PoolItemId],
+        missing: &[PoolItemId],
+    ) -> Result<(i64, i64, i64), IndexError> {
+        let mut args = vec![unready.len().to_string()];
+        args.extend(unready.iter().map(ToString::to_string));
+        args.extend(missing.iter().map(ToString::to_string));
+        let counts: Vec<i64> = self
+            .script(scripts::RECONCILE, template, version, args)
+            .await?;
+        let at = |i: usize| counts.get(i).copied().unwrap_or(0);
+        Ok((at(0), at(1), at(2)))
     }
 
     pub async fn len(&self, template: TemplateId, version: i32) -> Result<i64, IndexError> {
@@ -135,28 +202,13 @@ impl PoolIndex {
         Ok(ids.iter().filter_map(|s| s.parse().ok()).collect())
     }
 
-    /// Drops the list of an old version.
+    /// Drops the list of an old version (and its popped ids).
     pub async fn remove(&self, template: TemplateId, version: i32) -> Result<(), IndexError> {
-        let _: i64 = self.pool.del(self.key(template, version)).await?;
-        Ok(())
-    }
-
-    /// Makes the list hold exactly `ids`, atomically (`MULTI`/`DEL`/`RPUSH`/`EXEC`):
-    /// how the reconciler rebuilds the index from the ledger.
-    pub async fn replace(
-        &self,
-        template: TemplateId,
-        version: i32,
-        ids: &[PoolItemId],
-    ) -> Result<(), IndexError> {
-        let key = self.key(template, version);
-        let trx = self.pool.next().multi();
-        let _: () = trx.del(&key).await?;
-        if !ids.is_empty() {
-            let values: Vec<String> = ids.iter().map(ToString::to_string).collect();
-            let _: () = trx.rpush(&key, values).await?;
-        }
-        let _: fred::types::Value = trx.exec(true).await?;
+        let keys = vec![
+            self.key(template, version),
+            self.popped_key(template, version),
+        ];
+        let _: i64 = self.pool.next().del(keys).await?;
         Ok(())
     }
 

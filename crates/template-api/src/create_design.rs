@@ -8,7 +8,7 @@
 //! warm-up request is published after the commit, without waiting for Kafka.
 
 use prewarm_store::db::designs::{self, CreateOutcome, DesignSpec};
-use prewarm_store::db::{companies, templates};
+use prewarm_store::db::{companies, object_refs, templates};
 use prewarm_store::pause;
 use shared_domain::design::{Design, DesignImage};
 use shared_domain::error::ErrorCode;
@@ -59,15 +59,19 @@ async fn attempt(
     company: CompanyId,
     template_id: TemplateId,
 ) -> Result<Attempt, ApiError> {
-    let mut conn = state.db.conn().await?;
-    let template = templates::find_visible_row(&mut conn, template_id, company)
-        .await?
-        .ok_or_else(|| {
-            ApiError::new(
-                ErrorCode::TemplateNotFound,
-                format!("template {template_id} not found"),
-            )
-        })?;
+    let template = {
+        let mut conn = state.db.conn().await?;
+        templates::find_visible_row(&mut conn, template_id, company)
+            .await?
+            .ok_or_else(|| {
+                ApiError::new(
+                    ErrorCode::TemplateNotFound,
+                    format!("template {template_id} not found"),
+                )
+            })?
+        // The connection goes back to the pool here: none is held while
+        // Redis answers, so a stalled Redis cannot drain the pool.
+    };
     let spec = DesignSpec {
         id: DesignId::new(),
         company,
@@ -92,7 +96,10 @@ async fn attempt(
                 }
             };
             state.pause.reach(pause::at::WARM_POPPED).await;
-            let outcome = designs::create_from_pool_item(&mut conn, &spec, item).await;
+            let outcome = match state.db.conn().await {
+                Ok(mut conn) => designs::create_from_pool_item(&mut conn, &spec, item).await,
+                Err(e) => Err(e),
+            };
             match outcome {
                 Ok(CreateOutcome::Created(design)) => {
                     state.metrics.design_created(Served::Pool);
@@ -109,6 +116,13 @@ async fn attempt(
                     requeue(state, template_id, version, item).await;
                     return Err(limit_reached());
                 }
+                Ok(CreateOutcome::CopiesExpired) => {
+                    requeue(state, template_id, version, item).await;
+                    return Err(ApiError::new(
+                        ErrorCode::Internal,
+                        "unexpected cold outcome on the warm path",
+                    ));
+                }
                 Err(e) => {
                     // The transaction rolled back: the item is still ready.
                     requeue(state, template_id, version, item).await;
@@ -117,7 +131,7 @@ async fn attempt(
             }
         }
     }
-    let attempt = create_cold(state, conn, spec).await?;
+    let attempt = create_cold(state, spec).await?;
     if matches!(attempt, Attempt::Created(_)) {
         state.metrics.design_created(served);
     }
@@ -137,18 +151,24 @@ async fn requeue(
     }
 }
 
-async fn create_cold(
-    state: &AppState,
-    mut conn: prewarm_store::db::DbConn,
-    spec: DesignSpec,
-) -> Result<Attempt, ApiError> {
-    // Cheap pre-check, so a company at its limit costs no copies.
-    if !companies::has_design_room(&mut conn, spec.company).await? {
-        return Err(limit_reached());
-    }
-    let images = templates::images(&mut conn, spec.template, spec.template_version).await?;
-    // Hold no database connection during seconds of copying.
-    drop(conn);
+async fn create_cold(state: &AppState, spec: DesignSpec) -> Result<Attempt, ApiError> {
+    let images = {
+        let mut conn = state.db.conn().await?;
+        // Cheap pre-check, so a company at its limit costs no copies.
+        if !companies::has_design_room(&mut conn, spec.company).await? {
+            return Err(limit_reached());
+        }
+        let images = templates::images(&mut conn, spec.template, spec.template_version).await?;
+        let pairs: Vec<String> = images
+            .iter()
+            .map(|img| object_keys::design_image(spec.id, img.position))
+            .collect();
+        // Announced before any copy exists, so the garbage collector never
+        // takes a copy of a design that is not committed yet.
+        object_refs::announce(&mut conn, spec.id, &pairs, state.settings.pool.lease()).await?;
+        images
+        // No database connection is held during seconds of copying.
+    };
 
     let pairs: Vec<(String, String)> = images
         .iter()
@@ -175,7 +195,12 @@ async fn create_cold(
         .collect();
     if let Some(Err(e)) = results.iter().find(|r| r.is_err()) {
         let message = e.to_string();
-        delete_quietly(state, &copied).await;
+        abandon(state, spec.id, &copied).await;
+        // A template deleted or edited meanwhile takes its sources with it:
+        // read it again rather than report an S3 fault.
+        if !still_current(state, &spec).await {
+            return Ok(Attempt::TemplateChanged);
+        }
         return Err(ApiError::new(ErrorCode::ObjectStoreUnavailable, message));
     }
 
@@ -193,30 +218,49 @@ async fn create_cold(
         }
         Err(e) => Err(e),
     };
-    match outcome {
+    let failed = match outcome {
         Ok(CreateOutcome::Created(design)) => {
             state.request_warmup(spec.template, spec.template_version, Reason::PoolMiss);
-            Ok(Attempt::Created(design))
+            return Ok(Attempt::Created(design));
         }
-        Ok(CreateOutcome::TemplateChanged) => {
-            delete_quietly(state, &copied).await;
-            Ok(Attempt::TemplateChanged)
-        }
-        Ok(CreateOutcome::LimitReached) => {
-            delete_quietly(state, &copied).await;
-            Err(limit_reached())
-        }
-        Ok(CreateOutcome::ItemUnavailable) => {
-            delete_quietly(state, &copied).await;
-            Err(ApiError::new(
-                ErrorCode::Internal,
-                "unexpected pool outcome on the copy path",
-            ))
-        }
-        Err(e) => {
-            delete_quietly(state, &copied).await;
-            Err(e.into())
-        }
+        Ok(CreateOutcome::TemplateChanged) => Ok(Attempt::TemplateChanged),
+        Ok(CreateOutcome::LimitReached) => Err(limit_reached()),
+        Ok(CreateOutcome::CopiesExpired) => Err(ApiError::new(
+            ErrorCode::ObjectStoreUnavailable,
+            "copying the template's images took longer than pool.lease_secs; retry",
+        )),
+        Ok(CreateOutcome::ItemUnavailable) => Err(ApiError::new(
+            ErrorCode::Internal,
+            "unexpected pool outcome on the copy path",
+        )),
+        Err(e) => Err(e.into()),
+    };
+    abandon(state, spec.id, &copied).await;
+    failed
+}
+
+/// Is the template still at the version the design was started from?
+async fn still_current(state: &AppState, spec: &DesignSpec) -> bool {
+    let Ok(mut conn) = state.db.conn().await else {
+        return true;
+    };
+    matches!(
+        templates::find_row(&mut conn, spec.template).await,
+        Ok(Some(row)) if row.version == spec.template_version
+    )
+}
+
+/// A cold design that will not be recorded: its copies are deleted, then
+/// its announcement dropped (what fails here, the garbage collector takes
+/// once the announcement expires).
+async fn abandon(state: &AppState, design: DesignId, copied: &[String]) {
+    delete_quietly(state, copied).await;
+    let forgotten = match state.db.conn().await {
+        Ok(mut conn) => object_refs::forget(&mut conn, design).await,
+        Err(e) => Err(e),
+    };
+    if let Err(e) = forgotten {
+        tracing::warn!(%design, error = %e, "could not drop the announcement of abandoned copies");
     }
 }
 

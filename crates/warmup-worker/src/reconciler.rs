@@ -12,8 +12,10 @@
 //!    before claiming it).
 //!
 //! Every `worker.gc_interval_secs` the garbage collector deletes objects under
-//! `pool/` and `designs/` that no design and no live pool item references and
-//! that are older than `worker.gc_grace_secs`.
+//! `pool/` and `designs/` that no design, no live pool item and no pending
+//! cold copy references and that are older than `worker.gc_grace_secs`
+//! (which may be 0: correctness does not rest on it, see
+//! `prewarm_store::db::object_refs`).
 
 use std::collections::HashSet;
 use std::future::Future;
@@ -22,7 +24,7 @@ use std::time::Duration;
 use diesel::sql_types::{BigInt, Bool};
 use diesel_async::RunQueryDsl;
 use futures::stream::{self, StreamExt};
-use prewarm_store::db::{designs, pool_items, templates, DbConn, StoreError};
+use prewarm_store::db::{object_refs, pool_items, templates, DbConn, StoreError};
 use prewarm_store::pause;
 use shared_domain::ids::TemplateId;
 use shared_domain::object_keys::{DESIGNS_PREFIX, POOL_PREFIX};
@@ -31,6 +33,8 @@ use crate::refill::Refiller;
 
 const RECONCILE_LOCK: i64 = 0x7072_6577_7263_6e00;
 const GC_LOCK: i64 = 0x7072_6577_6763_0000;
+/// Keys checked against the ledger per query.
+const GC_PAGE: usize = 1_000;
 
 #[derive(Clone)]
 pub struct Reconciler {
@@ -140,25 +144,37 @@ impl Reconciler {
         }
     }
 
-    /// Makes the Redis list hold exactly the ledger's ready items.
+    /// Makes the Redis list hold exactly the ledger's ready items, without
+    /// undoing a concurrent push or pop: the list is read *before* the
+    /// ledger, so an id listed then and not ready now was used or discarded
+    /// (items never become ready again) and may go; ready ids not listed are
+    /// appended by a script that skips ids listed or popped meanwhile.
     async fn reindex(&self, template: TemplateId, version: i32) -> anyhow::Result<bool> {
+        let index = &self.refiller.index;
+        let listed = index.list(template, version).await?;
         let ledger = {
             let mut conn = self.refiller.db.conn().await?;
             pool_items::ready_ids(&mut conn, template, version).await?
         };
         self.refiller.pause.reach(pause::at::REINDEX_READ).await;
-        let indexed = self.refiller.index.list(template, version).await?;
-        let ledger_set: HashSet<_> = ledger.iter().collect();
-        let indexed_set: HashSet<_> = indexed.iter().collect();
-        if ledger_set == indexed_set && indexed.len() == ledger.len() {
+        let listed_set: HashSet<_> = listed.iter().copied().collect();
+        let ledger_set: HashSet<_> = ledger.iter().copied().collect();
+        if listed_set == ledger_set && listed.len() == ledger.len() {
             return Ok(false);
         }
-        tracing::info!(%template, ledger = ledger.len(), indexed = indexed.len(), "rebuilding pool index");
-        self.refiller
-            .index
-            .replace(template, version, &ledger)
+        let unready: Vec<_> = listed_set.difference(&ledger_set).copied().collect();
+        let missing: Vec<_> = ledger
+            .iter()
+            .filter(|id| !listed_set.contains(id))
+            .copied()
+            .collect();
+        let (removed, added, duplicates) = index
+            .reconcile(template, version, &unready, &missing)
             .await?;
-        Ok(true)
+        if removed + added + duplicates > 0 {
+            tracing::info!(%template, removed, added, duplicates, "pool index reconciled with the ledger");
+        }
+        Ok(removed + added + duplicates > 0)
     }
 
     /// Deletes unreferenced objects older than the grace period.
@@ -178,25 +194,38 @@ impl Reconciler {
     async fn gc_locked(&self) -> anyhow::Result<GcReport> {
         let cutoff = chrono::Utc::now().timestamp() - self.gc_grace.as_secs() as i64;
         let mut report = GcReport::default();
+        {
+            // Cold designs that died or gave up: their copies become garbage.
+            let mut conn = self.refiller.db.conn().await?;
+            object_refs::purge_expired(&mut conn).await?;
+        }
         for prefix in [POOL_PREFIX, DESIGNS_PREFIX] {
-            // List first, then read the references: an object created after
-            // the listing is not a candidate, and one referenced by the time
-            // the references are read is kept.
+            // List first, then ask the ledger: every object is recorded
+            // (reserved item, announced copy) before it is created, so an
+            // object in the listing that no design, live item or pending copy
+            // holds in one consistent read is garbage for good
+            // (`object_refs::referenced`).
             let objects = self.refiller.objects.list_modified(prefix).await?;
-            let referenced: HashSet<String> = {
-                let mut conn = self.refiller.db.conn().await?;
-                let mut keys = designs::all_object_keys(&mut conn).await?;
-                self.refiller.pause.reach(pause::at::GC_DECIDING).await;
-                keys.extend(pool_items::live_object_keys(&mut conn).await?);
-                keys.into_iter().collect()
-            };
             report.scanned += objects.len();
-            let garbage: Vec<String> = objects
+            let candidates: Vec<String> = objects
                 .into_iter()
-                .filter(|(key, modified)| *modified <= cutoff && !referenced.contains(key))
+                .filter(|(_, modified)| *modified <= cutoff)
                 .map(|(key, _)| key)
                 .collect();
-            if !garbage.is_empty() {
+            self.refiller.pause.reach(pause::at::GC_DECIDING).await;
+            for page in candidates.chunks(GC_PAGE) {
+                let referenced = {
+                    let mut conn = self.refiller.db.conn().await?;
+                    object_refs::referenced(&mut conn, page).await?
+                };
+                let garbage: Vec<String> = page
+                    .iter()
+                    .filter(|key| !referenced.contains(*key))
+                    .cloned()
+                    .collect();
+                if garbage.is_empty() {
+                    continue;
+                }
                 tracing::info!(
                     prefix,
                     count = garbage.len(),

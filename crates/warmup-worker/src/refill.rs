@@ -15,7 +15,7 @@ use prewarm_store::db::{Db, StoreError};
 use prewarm_store::objects::ObjectStore;
 use prewarm_store::pause::{self, PausePoints};
 use prewarm_store::pool_index::PoolIndex;
-use shared_domain::ids::TemplateId;
+use shared_domain::ids::{PoolItemId, TemplateId};
 use tokio::sync::Semaphore;
 
 /// What a refill did.
@@ -46,6 +46,15 @@ pub enum RefillError {
         reserved: usize,
         first: String,
     },
+}
+
+/// Aborts a background task when dropped (the lease heartbeat of a refill).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 #[derive(Clone)]
@@ -154,6 +163,10 @@ impl Refiller {
             }
         }
 
+        // While the copies run, a heartbeat keeps the items' leases alive, so
+        // a refill slower than `pool.lease_secs` is never rescued under it.
+        let _heartbeat = self.keep_leases(reservation.reserved.iter().map(|i| i.id).collect());
+
         // Items copy side by side (the process-wide limiter bounds the total);
         // each becomes ready and servable as soon as its own copies landed.
         // At most `items_in_flight` items at a time, so a large gap does not
@@ -194,6 +207,31 @@ impl Refiller {
             failed,
             stale: reservation.stale.len(),
         })
+    }
+
+    /// Renews the leases of `ids` (those still copying) every third of a
+    /// lease until the returned guard is dropped.
+    fn keep_leases(&self, ids: Vec<PoolItemId>) -> Option<AbortOnDrop> {
+        if ids.is_empty() {
+            return None;
+        }
+        let (db, lease) = (self.db.clone(), self.lease);
+        let every = (lease / 3).max(Duration::from_millis(100));
+        Some(AbortOnDrop(tokio::spawn(async move {
+            let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+            loop {
+                tick.tick().await;
+                let renewed = match db.conn().await {
+                    Ok(mut conn) => pool_items::renew_leases(&mut conn, &ids, lease).await,
+                    Err(e) => Err(e),
+                };
+                match renewed {
+                    Ok(0) => return,
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "could not renew copy leases; retrying"),
+                }
+            }
+        })))
     }
 
     /// Copies one reserved item, then marks it ready and indexes it.

@@ -14,7 +14,7 @@ use uuid::Uuid;
 use crate::pause::{self, PausePoints};
 
 use super::schema::{design_images, designs};
-use super::{companies, templates, StoreError};
+use super::{companies, object_refs, templates, StoreError};
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = designs)]
@@ -86,6 +86,9 @@ pub enum CreateOutcome {
     /// The template was edited or deleted since the caller read its version:
     /// nothing was written; read the template again.
     TemplateChanged,
+    /// Cold path: the copies' announcement expired before the design was
+    /// recorded (the garbage collector may have taken them): nothing was written.
+    CopiesExpired,
 }
 
 /// Aborts a transaction for a business reason (rolled back like an error).
@@ -93,6 +96,7 @@ pub enum CreateOutcome {
 enum Abort {
     Limit,
     TemplateChanged,
+    CopiesExpired,
     Db(diesel::result::Error),
 }
 
@@ -107,6 +111,7 @@ fn finish(result: Result<Design, Abort>) -> Result<CreateOutcome, StoreError> {
         Ok(design) => Ok(CreateOutcome::Created(design)),
         Err(Abort::Limit) => Ok(CreateOutcome::LimitReached),
         Err(Abort::TemplateChanged) => Ok(CreateOutcome::TemplateChanged),
+        Err(Abort::CopiesExpired) => Ok(CreateOutcome::CopiesExpired),
         Err(Abort::Db(e)) => Err(e.into()),
     }
 }
@@ -198,7 +203,8 @@ pub async fn create_from_pool_item(
 }
 
 /// The cold path's transaction: take a plan slot and record a design whose
-/// objects were just copied (`images`, by position).
+/// objects were just copied (`images`, by position), taking over the copies
+/// announced in `pending_copies` ([`object_refs::announce`]).
 pub async fn create_from_copies(
     conn: &mut AsyncPgConnection,
     spec: &DesignSpec,
@@ -223,6 +229,9 @@ pub async fn create_from_copies(
                 return Err(Abort::TemplateChanged);
             }
             pause.reach(pause::at::COLD_LOCKED).await;
+            if object_refs::settle(conn, spec.id).await? != images.len() {
+                return Err(Abort::CopiesExpired);
+            }
             if !companies::take_design_slot(conn, spec.company).await? {
                 return Err(Abort::Limit);
             }

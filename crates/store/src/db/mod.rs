@@ -5,6 +5,7 @@ pub mod api_keys;
 pub mod companies;
 pub mod designs;
 pub mod error;
+pub mod object_refs;
 pub mod pool_items;
 pub mod pool_targets;
 pub mod schema;

@@ -176,15 +176,21 @@ pub async fn reserve(
                     .load(conn)
                     .await?;
                 pause.reach(pause::at::RETIRE_CHOSEN).await;
-                surplus_ids =
-                    diesel::update(pool_items::table.filter(pool_items::id.eq_any(&newest)))
-                        .set((
-                            pool_items::state.eq(PoolItemState::Discarded.as_str()),
-                            pool_items::finished_at.eq(now),
-                        ))
-                        .returning(pool_items::id)
-                        .get_results(conn)
-                        .await?;
+                // Compare-and-set: a chosen item claimed meanwhile is `used`
+                // now and stays so (the claim's UPDATE and this one serialize
+                // on the row; whichever is second re-checks the state).
+                surplus_ids = diesel::update(
+                    pool_items::table
+                        .filter(pool_items::id.eq_any(&newest))
+                        .filter(pool_items::state.eq(PoolItemState::Ready.as_str())),
+                )
+                .set((
+                    pool_items::state.eq(PoolItemState::Discarded.as_str()),
+                    pool_items::finished_at.eq(now),
+                ))
+                .returning(pool_items::id)
+                .get_results(conn)
+                .await?;
             }
             let surplus = group_keys(&surplus_ids, keys_of(conn, &surplus_ids).await?);
             let gap = (i64::from(target) - live_before).max(0);
@@ -255,7 +261,8 @@ pub async fn reserve(
 
 /// Step 3: items whose copies all landed become `ready` -- unless the template
 /// moved to a newer version meanwhile. Returns the ids that became ready;
-/// the others were discarded and come back in the second list for deletion.
+/// the others were discarded (here, or by a lease rescue while they copied)
+/// and come back in the second list for deletion.
 pub async fn mark_ready(
     conn: &mut AsyncPgConnection,
     template: TemplateId,
@@ -274,6 +281,16 @@ pub async fn mark_ready(
                 .await
                 .optional()?;
             let now = super::now();
+            // An item rescued while its copies ran (its lease lapsed) is
+            // discarded already; copies that landed after the rescue deleted
+            // its objects must go too.
+            let rescued: Vec<Uuid> = pool_items::table
+                .filter(pool_items::id.eq_any(&ids))
+                .filter(pool_items::state.eq(PoolItemState::Discarded.as_str()))
+                .select(pool_items::id)
+                .load(conn)
+                .await?;
+            let mut gone = group_keys(&rescued, keys_of(conn, &rescued).await?);
             if current == Some(version) {
                 let ready: Vec<Uuid> = diesel::update(
                     pool_items::table
@@ -288,33 +305,33 @@ pub async fn mark_ready(
                 .returning(pool_items::id)
                 .get_results(conn)
                 .await?;
-                Ok((ready.into_iter().map(PoolItemId).collect(), Vec::new()))
+                Ok((ready.into_iter().map(PoolItemId).collect(), gone))
             } else {
-                let gone = discard_in_tx(conn, &ids).await?;
+                gone.extend(discard_in_tx(conn, &ids).await?);
                 Ok((Vec::new(), gone))
             }
         })
         .await?)
 }
 
+/// Discards the refill's own `copying` items among `ids` (never a `ready`
+/// one: a client may be claiming it).
 async fn discard_in_tx(
     conn: &mut AsyncPgConnection,
     ids: &[Uuid],
 ) -> Result<Vec<DiscardedItem>, diesel::result::Error> {
-    let discarded: Vec<Uuid> =
-        diesel::update(pool_items::table.filter(pool_items::id.eq_any(ids)).filter(
-            pool_items::state.eq_any([
-                PoolItemState::Copying.as_str(),
-                PoolItemState::Ready.as_str(),
-            ]),
-        ))
-        .set((
-            pool_items::state.eq(PoolItemState::Discarded.as_str()),
-            pool_items::finished_at.eq(super::now()),
-        ))
-        .returning(pool_items::id)
-        .get_results(conn)
-        .await?;
+    let discarded: Vec<Uuid> = diesel::update(
+        pool_items::table
+            .filter(pool_items::id.eq_any(ids))
+            .filter(pool_items::state.eq(PoolItemState::Copying.as_str())),
+    )
+    .set((
+        pool_items::state.eq(PoolItemState::Discarded.as_str()),
+        pool_items::finished_at.eq(super::now()),
+    ))
+    .returning(pool_items::id)
+    .get_results(conn)
+    .await?;
     let keys = keys_of(conn, &discarded).await?;
     Ok(group_keys(&discarded, keys))
 }
@@ -326,6 +343,25 @@ pub async fn discard(
 ) -> Result<Vec<DiscardedItem>, StoreError> {
     let ids: Vec<Uuid> = ids.iter().map(|i| i.0).collect();
     Ok(discard_in_tx(conn, &ids).await?)
+}
+
+/// Extends the leases of those of `ids` still `copying` (the refill's
+/// heartbeat while it copies); returns how many were extended.
+pub async fn renew_leases(
+    conn: &mut AsyncPgConnection,
+    ids: &[PoolItemId],
+    lease: Duration,
+) -> Result<usize, StoreError> {
+    let ids: Vec<Uuid> = ids.iter().map(|i| i.0).collect();
+    let lease = chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::seconds(300));
+    Ok(diesel::update(
+        pool_items::table
+            .filter(pool_items::id.eq_any(&ids))
+            .filter(pool_items::state.eq(PoolItemState::Copying.as_str())),
+    )
+    .set(pool_items::lease_until.eq(Some(super::now() + lease)))
+    .execute(conn)
+    .await?)
 }
 
 /// Discards `copying` items whose lease expired (their worker died or gave

@@ -368,34 +368,50 @@ pub async fn lock_version(
 /// history). Its version is bumped, so every pool item of it is stale and the
 /// reconciler discards it. Returns the object keys of all its image versions,
 /// for the caller to delete from S3, or `None` when it is not the owner's.
+///
+/// The row is locked `FOR UPDATE` first: that conflicts with the `KEY SHARE`
+/// lock a design's transaction holds on the template ([`lock_version`] and
+/// the warm claim), so the delete waits for designs being recorded, and a
+/// design started after it sees the template gone. A plain `UPDATE` of
+/// non-key columns would not conflict, and a design could commit after the
+/// delete. `deleted_at` is read after the lock is granted, so every design
+/// of the template was created before it.
 pub async fn delete(
     conn: &mut AsyncPgConnection,
     id: TemplateId,
     owner: CompanyId,
 ) -> Result<Option<Vec<String>>, StoreError> {
-    let now = super::now();
-    let deleted = diesel::update(
-        templates::table
-            .find(id.0)
-            .filter(templates::owner_company_id.eq(owner.0))
-            .filter(templates::deleted_at.is_null()),
-    )
-    .set((
-        templates::deleted_at.eq(now),
-        templates::updated_at.eq(now),
-        templates::version.eq(templates::version + 1),
-    ))
-    .execute(conn)
-    .await?;
-    if deleted == 0 {
-        return Ok(None);
-    }
-    let keys: Vec<String> = template_images::table
-        .filter(template_images::template_id.eq(id.0))
-        .select(template_images::object_key)
-        .load(conn)
-        .await?;
-    Ok(Some(keys))
+    Ok(conn
+        .transaction::<_, diesel::result::Error, _>(async |conn| {
+            let locked: Option<Uuid> = templates::table
+                .find(id.0)
+                .filter(templates::owner_company_id.eq(owner.0))
+                .filter(templates::deleted_at.is_null())
+                .for_update()
+                .select(templates::id)
+                .first(conn)
+                .await
+                .optional()?;
+            if locked.is_none() {
+                return Ok(None);
+            }
+            let now = super::now();
+            diesel::update(templates::table.find(id.0))
+                .set((
+                    templates::deleted_at.eq(now),
+                    templates::updated_at.eq(now),
+                    templates::version.eq(templates::version + 1),
+                ))
+                .execute(conn)
+                .await?;
+            let keys: Vec<String> = template_images::table
+                .filter(template_images::template_id.eq(id.0))
+                .select(template_images::object_key)
+                .load(conn)
+                .await?;
+            Ok(Some(keys))
+        })
+        .await?)
 }
 
 /// What "similar templates" needs to filter and show a template.
