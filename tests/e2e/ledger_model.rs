@@ -1,7 +1,9 @@
 //! A property test of the pool ledger as a state machine, against the real
-//! stack: random sequences of pops, refills (some duplicated and racing),
-//! crashed refills (reserved, never copied), Redis flushes, template edits,
-//! lease expiry and reconciler/GC ticks. After every step the invariants hold:
+//! stack: random sequences of steps, each one to three operations running at
+//! the same time -- pops, refills (some duplicated and racing), crashed
+//! refills (reserved, never copied), surplus retires (a replica with a lower
+//! target), Redis flushes, template edits, lease expiry and reconciler/GC
+//! ticks. After every step the invariants hold:
 //! the pool never exceeds its target (ledger and Redis), no Redis id is listed
 //! twice, every design is of the template's version at its creation and owns
 //! its objects alone, and after a GC tick nothing under the template's pool
@@ -32,6 +34,14 @@ enum Op {
     Edit,
     ExpireLeases,
     Tick,
+    Shrink,
+}
+
+/// What an operation changed in the model.
+enum Effect {
+    None,
+    Design(Design),
+    Edited(Template),
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -44,13 +54,21 @@ fn op() -> impl Strategy<Value = Op> {
         1 => Just(Op::Edit),
         1 => Just(Op::ExpireLeases),
         2 => Just(Op::Tick),
+        1 => Just(Op::Shrink),
     ]
+}
+
+/// A step: one operation, or up to three running at the same time.
+fn step() -> impl Strategy<Value = Vec<Op>> {
+    proptest::collection::vec(op(), 1..=3)
 }
 
 struct Model<'a> {
     stack: &'a TestStack,
     tenant: &'a Tenant,
     reconciler: &'a Reconciler,
+    /// A refiller whose target is 1 (surplus retire).
+    shrinker: &'a warmup_worker::refill::Refiller,
     template: Template,
     designs: Vec<Design>,
 }
@@ -64,7 +82,40 @@ fn check(cond: bool, msg: impl Into<String>) -> Result<(), TestCaseError> {
 }
 
 impl Model<'_> {
-    async fn apply(&mut self, op: Op) -> Result<(), TestCaseError> {
+    /// Runs one step: its operations at the same time (one alone is a
+    /// sequential step), then checks the invariants once all are done.
+    async fn step(&mut self, ops: &[Op]) -> Result<(), TestCaseError> {
+        let version_before = self.template.version;
+        let effects =
+            futures::future::join_all(ops.iter().map(|op| self.run(*op, version_before))).await;
+        for effect in effects {
+            match effect? {
+                Effect::None => {}
+                Effect::Design(design) => self.designs.push(design),
+                Effect::Edited(template) => {
+                    if template.version > self.template.version {
+                        self.template = template;
+                    }
+                }
+            }
+        }
+        // No design may be of a version newer than the template's now.
+        for design in &self.designs {
+            check(
+                design.template_version <= self.template.version,
+                format!(
+                    "design of v{} > template v{}",
+                    design.template_version, self.template.version
+                ),
+            )?;
+        }
+        if ops.iter().any(|op| matches!(op, Op::Tick)) {
+            self.check_no_garbage().await?;
+        }
+        self.check_invariants().await
+    }
+
+    async fn run(&self, op: Op, version_before: i32) -> Result<Effect, TestCaseError> {
         let t = self.template.id;
         let refiller = &self.reconciler.refiller;
         match op {
@@ -78,14 +129,16 @@ impl Model<'_> {
                     .json()
                     .await
                     .map_err(|e| TestCaseError::fail(e.to_string()))?;
+                // Never older than the version when the step began (an edit
+                // in the same step may make it newer).
                 check(
-                    design.template_version == self.template.version,
+                    design.template_version >= version_before,
                     format!(
-                        "design of v{} while the template is at v{}",
-                        design.template_version, self.template.version
+                        "design of v{} while the template was at v{version_before}",
+                        design.template_version
                     ),
                 )?;
-                self.designs.push(design);
+                return Ok(Effect::Design(design));
             }
             Op::Refill => {
                 refiller
@@ -109,6 +162,7 @@ impl Model<'_> {
                     t,
                     TARGET as i32,
                     Duration::from_secs(300),
+                    None,
                     &Default::default(),
                 )
                 .await
@@ -127,13 +181,21 @@ impl Model<'_> {
                     .http
                     .patch(self.stack.url(&format!("/templates/{t}")))
                     .bearer_auth(&self.tenant.key)
-                    .json(&serde_json::json!({"layout": {"edit": self.template.version + 1}}))
+                    .json(&serde_json::json!({"layout": {"edit": uuid::Uuid::new_v4()}}))
                     .send()
                     .await
                     .map_err(|e| TestCaseError::fail(e.to_string()))?;
                 check(resp.status().as_u16() == 200, "edit refused")?;
-                self.template = resp
+                let template: Template = resp
                     .json()
+                    .await
+                    .map_err(|e| TestCaseError::fail(e.to_string()))?;
+                return Ok(Effect::Edited(template));
+            }
+            Op::Shrink => {
+                // A replica with a lowered target retires surplus items.
+                self.shrinker
+                    .refill(t)
                     .await
                     .map_err(|e| TestCaseError::fail(e.to_string()))?;
             }
@@ -161,10 +223,9 @@ impl Model<'_> {
                     .gc()
                     .await
                     .map_err(|e| TestCaseError::fail(e.to_string()))?;
-                self.check_no_garbage().await?;
             }
         }
-        self.check_invariants().await
+        Ok(Effect::None)
     }
 
     async fn check_invariants(&self) -> Result<(), TestCaseError> {
@@ -202,6 +263,8 @@ impl Model<'_> {
             .map_err(|e| fail(e.to_string()))?;
         let unique: HashSet<_> = keys.iter().collect();
         check(unique.len() == keys.len(), "an object in two designs")?;
+        // Every design still has every object, and its item stayed `used`.
+        prewarm_tests::invariants::check_designs(self.stack, self.tenant.id, &self.designs).await;
         let items: Vec<_> = self.designs.iter().filter_map(|d| d.pool_item_id).collect();
         let unique_items: HashSet<_> = items.iter().collect();
         check(unique_items.len() == items.len(), "a pool item used twice")?;
@@ -259,22 +322,26 @@ fn the_ledger_keeps_its_invariants_under_random_operations() {
         failure_persistence: None,
         ..Config::default()
     });
-    let result = runner.run(&proptest::collection::vec(op(), 1..14), |ops| {
+    let shrinker = rt
+        .block_on(stack.reconciler(&[("PREWARM_POOL__TARGET", "1")]))
+        .refiller;
+    let result = runner.run(&proptest::collection::vec(step(), 1..10), |steps| {
         rt.block_on(async {
             let template = stack.create_template(&tenant, 2, "private").await;
             let mut model = Model {
                 stack: &stack,
                 tenant: &tenant,
                 reconciler: &reconciler,
+                shrinker: &shrinker,
                 template,
                 designs: Vec::new(),
             };
-            for op in ops {
-                model.apply(op).await?;
+            for ops in steps {
+                model.step(&ops).await?;
             }
             // Whatever happened, one reconciler pass brings the pool back to target.
-            model.apply(Op::ExpireLeases).await?;
-            model.apply(Op::Tick).await?;
+            model.step(&[Op::ExpireLeases]).await?;
+            model.step(&[Op::Tick]).await?;
             let status = stack.pool_status(&tenant, model.template.id).await;
             check(
                 (status.ready, status.copying, status.indexed) == (TARGET, 0, TARGET),

@@ -90,8 +90,9 @@ async fn the_worker_serves_health_readiness_and_metrics() {
         }
         assert!(
             Instant::now() < deadline,
-            "refills {refills:?} items {items:?} copies {copies:?} lag {lag:?} depth {depth:?} \
-             total {total:?} consumer lag {consumer_lag:?}"
+            "{}\nrefills {refills:?} items {items:?} copies {copies:?} lag {lag:?} depth {depth:?} \
+             total {total:?} consumer lag {consumer_lag:?}",
+            text.lines().filter(|l| l.contains("refill")).collect::<Vec<_>>().join("\n")
         );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }

@@ -129,7 +129,9 @@ async fn a_redis_flush_mid_load_heals_within_an_interval_without_5xx() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_item_popped_by_a_request_that_died_is_indexed_again() {
-    let stack = TestStack::spawn(reconciling(&[])).await;
+    // A popped id stays out of its list for `redis.pop_memory_ms` (so no
+    // rebuild relists an id a live request is claiming); then it is back.
+    let stack = TestStack::spawn(reconciling(&[("PREWARM_REDIS__POP_MEMORY_MS", "1000")])).await;
     let tenant = stack.create_tenant("acme", 100).await;
     let template = stack.create_template(&tenant, 2, "private").await;
     stack
@@ -287,7 +289,7 @@ async fn worker_killed_at_random_points_loses_and_leaks_nothing() {
 /// again (I1, I2, I4).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn api_killed_mid_burst_loses_no_design_and_uses_no_item_twice() {
-    let stack = TestStack::spawn(reconciling(&[])).await;
+    let stack = TestStack::spawn(reconciling(&[("PREWARM_REDIS__POP_MEMORY_MS", "1000")])).await;
     let tenant = stack.create_tenant("acme", 10_000).await;
     let template = stack.create_template(&tenant, 3, "private").await;
     stack
@@ -297,7 +299,11 @@ async fn api_killed_mid_burst_loses_no_design_and_uses_no_item_twice() {
     let mut created: Vec<shared_domain::design::Design> = Vec::new();
     let mut answered = 0;
     for round in 0..5 {
-        let (mut api, base) = stack.spawn_api_process(&[("PREWARM_DATABASE__MIGRATE", "false")]);
+        // Cold copies a killed process announced expire after the lease.
+        let (mut api, base) = stack.spawn_api_process(&[
+            ("PREWARM_DATABASE__MIGRATE", "false"),
+            ("PREWARM_POOL__LEASE_SECS", "2"),
+        ]);
         let ready = Instant::now();
         while stack
             .http
@@ -389,6 +395,9 @@ async fn api_killed_mid_burst_loses_no_design_and_uses_no_item_twice() {
         "too few designs to mean anything: {}",
         created.len()
     );
+    // The announcements of cold copies the kills cut short expire (lease
+    // 2 s); then the GC takes their objects.
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
     assert_no_leak_after_gc(&stack).await;
     stack.finish().await;
 }

@@ -35,7 +35,8 @@ pub async fn connect(
         redis.pool_size,
         redis.command_timeout(),
     )
-    .await?;
+    .await?
+    .with_pop_memory(redis.pop_memory());
     let objects = ObjectStore::new(s3);
     if kafka.create_topic {
         warmup_topic::ensure_topic(kafka).await?;

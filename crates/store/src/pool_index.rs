@@ -10,7 +10,8 @@
 //! no ready item is left out: every write is one Lua script (atomic in
 //! Redis) over the list and a sorted set of recently popped ids
 //! (`pool_index_scripts.rs`). A pop records its id; a push or a rebuild never lists an
-//! id that is listed already or was popped within [`POPPED_MEMORY`].
+//! id that is listed already or was popped within the pop memory
+//! (`redis.pop_memory_ms`).
 
 use std::time::Duration;
 
@@ -20,9 +21,10 @@ use shared_domain::ids::{PoolItemId, TemplateId};
 #[path = "pool_index_scripts.rs"]
 mod scripts;
 
-/// How long a popped id is remembered (and so kept out of the list). A
-/// request claims its id within milliseconds; an id popped by a request that
-/// died before claiming is listed again by the reconciler after this.
+/// How long a popped id is remembered (and so kept out of the list) unless
+/// set otherwise (`redis.pop_memory_ms`). A request claims its id within
+/// milliseconds; an id popped by a request that died before claiming is
+/// listed again by the reconciler after this.
 pub const POPPED_MEMORY: Duration = Duration::from_secs(60);
 
 #[derive(Debug, thiserror::Error)]
@@ -40,6 +42,7 @@ impl From<fred::error::Error> for IndexError {
 pub struct PoolIndex {
     pool: Pool,
     prefix: String,
+    pop_memory: Duration,
 }
 
 impl PoolIndex {
@@ -64,7 +67,14 @@ impl PoolIndex {
         Ok(Self {
             pool,
             prefix: prefix.to_string(),
+            pop_memory: POPPED_MEMORY,
         })
+    }
+
+    /// How long popped ids are kept out of their list.
+    pub fn with_pop_memory(mut self, pop_memory: Duration) -> Self {
+        self.pop_memory = pop_memory;
+        self
     }
 
     /// The connection pool and key prefix, for the other Redis adapters.
@@ -85,6 +95,8 @@ impl PoolIndex {
         format!("{}:popped", self.key(template, version))
     }
 
+    /// Runs one script over the list and its popped set; ARGV[1] is always
+    /// the pop memory in ms, `args` follow.
     async fn script<R: fred::types::FromValue>(
         &self,
         lua: &'static str,
@@ -96,18 +108,19 @@ impl PoolIndex {
             self.key(template, version),
             self.popped_key(template, version),
         ];
-        Ok(self.pool.next().eval(lua, keys, args).await?)
+        let mut argv = vec![self.pop_memory.as_millis().to_string()];
+        argv.extend(args);
+        Ok(self.pool.next().eval(lua, keys, argv).await?)
     }
 
     /// Pops one ready item id, or `None` when the pool is empty. The id is
-    /// remembered as popped for [`POPPED_MEMORY`].
+    /// remembered as popped for the pop memory.
     pub async fn pop(
         &self,
         template: TemplateId,
         version: i32,
     ) -> Result<Option<PoolItemId>, IndexError> {
-        let args = vec![POPPED_MEMORY.as_millis().to_string()];
-        let id: Option<String> = self.script(scripts::POP, template, version, args).await?;
+        let id: Option<String> = self.script(scripts::POP, template, version, vec![]).await?;
         Ok(id.and_then(|s| s.parse().ok()))
     }
 

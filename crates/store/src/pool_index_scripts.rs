@@ -1,8 +1,10 @@
 //! The Lua scripts behind [`PoolIndex`](super::PoolIndex). Each runs
 //! atomically in Redis. KEYS[1] is a pool list, KEYS[2] its sorted set of
 //! recently popped ids (score: pop time in ms); both share a hash slot.
+//! ARGV[1] is always how long a pop is remembered (ms); the scripts' own
+//! arguments follow.
 
-/// LPOP one id and remember it as popped. ARGV[1]: how long to remember (ms).
+/// LPOP one id and remember it as popped.
 pub const POP: &str = r"
 local id = redis.call('LPOP', KEYS[1])
 if id then
@@ -17,25 +19,28 @@ return id
 ";
 
 /// Put back an id whose claim rolled back: forget the pop, list it at the
-/// head unless it is listed. ARGV[1]: the id.
+/// head unless it is listed. ARGV[2]: the id.
 pub const REQUEUE: &str = r"
-redis.call('ZREM', KEYS[2], ARGV[1])
-if redis.call('LPOS', KEYS[1], ARGV[1]) then
+redis.call('ZREM', KEYS[2], ARGV[2])
+if redis.call('LPOS', KEYS[1], ARGV[2]) then
   return 0
 end
-return redis.call('LPUSH', KEYS[1], ARGV[1])
+return redis.call('LPUSH', KEYS[1], ARGV[2])
 ";
 
-/// ARGV[1] = n; ARGV[2..n+1]: ids to remove; the rest: ids to append unless
-/// listed or recently popped. Then one place per id. Returns
+/// ARGV[2] = n; ARGV[3..n+2]: ids to remove; the rest: ids to append unless
+/// listed or popped within the pop memory. Then one place per id. Returns
 /// {removed, added, duplicates dropped}.
 pub const RECONCILE: &str = r"
-local n = tonumber(ARGV[1])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - tonumber(ARGV[1]))
+local n = tonumber(ARGV[2])
 local removed, added, dropped = 0, 0, 0
-for i = 2, n + 1 do
+for i = 3, n + 2 do
   removed = removed + redis.call('LREM', KEYS[1], 0, ARGV[i])
 end
-for i = n + 2, #ARGV do
+for i = n + 3, #ARGV do
   local id = ARGV[i]
   if not redis.call('ZSCORE', KEYS[2], id) and not redis.call('LPOS', KEYS[1], id) then
     redis.call('RPUSH', KEYS[1], id)

@@ -44,11 +44,20 @@ pub struct RedisSettings {
     pub pool_size: usize,
     #[serde(default = "default_command_timeout_ms")]
     pub command_timeout_ms: u64,
+    /// How long a popped pool id is remembered and kept out of its list (a
+    /// late push or a rebuild never lists it again meanwhile). An id popped
+    /// by a request that died before claiming it is listed again after this.
+    #[serde(default = "default_pop_memory_ms")]
+    pub pop_memory_ms: u64,
 }
 
 impl RedisSettings {
     pub fn command_timeout(&self) -> Duration {
         Duration::from_millis(self.command_timeout_ms)
+    }
+
+    pub fn pop_memory(&self) -> Duration {
+        Duration::from_millis(self.pop_memory_ms.max(1))
     }
 }
 
@@ -170,6 +179,9 @@ fn default_key_prefix() -> String {
 }
 fn default_redis_pool() -> usize {
     4
+}
+fn default_pop_memory_ms() -> u64 {
+    60_000
 }
 fn default_command_timeout_ms() -> u64 {
     500

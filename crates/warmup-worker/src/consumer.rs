@@ -58,6 +58,8 @@ pub struct BatchReport {
     pub templates: usize,
     pub invalid: usize,
     pub failed_refills: usize,
+    /// Templates not refilled because the batch budget was spent.
+    pub deferred_refills: usize,
 }
 
 /// Where refills that keep failing go.
@@ -212,21 +214,46 @@ async fn process_batch(
         tracing::warn!(invalid, "skipped undecodable warm-up messages");
     }
     let attempts = settings.refill_attempts;
+    // Past the batch budget no refill starts: the consumer must poll again
+    // within `max.poll.interval.ms`. Skipped templates are not lost (the
+    // messages are hints): the reconciler tops every pool up.
+    let deadline = tokio::time::Instant::now() + settings.batch_budget();
     // Owned futures (no borrowing closure inside the stream), run N at a time.
     let refills: Vec<_> = templates
         .into_values()
-        .map(|r| refill_with_retry(refiller.clone(), dead_letters.clone(), attempts, r))
+        .map(|r| {
+            let (refiller, dead_letters) = (refiller.clone(), dead_letters.clone());
+            async move {
+                if tokio::time::Instant::now() >= deadline {
+                    refiller
+                        .metrics
+                        .refills
+                        .with_label_values(&["deferred"])
+                        .inc();
+                    return None;
+                }
+                Some(refill_with_retry(refiller, dead_letters, attempts, r).await)
+            }
+        })
         .collect();
-    let results: Vec<bool> = stream::iter(refills)
+    let results: Vec<Option<bool>> = stream::iter(refills)
         .buffer_unordered(settings.refill_parallelism)
         .collect()
         .await;
-    let failed = results.iter().filter(|ok| !**ok).count();
+    let failed = results.iter().filter(|r| **r == Some(false)).count();
+    let deferred = results.iter().filter(|r| r.is_none()).count();
+    if deferred > 0 {
+        tracing::warn!(
+            deferred,
+            "batch budget spent; refills left to the reconciler"
+        );
+    }
     BatchReport {
         messages: batch.len(),
         templates: results.len(),
         invalid,
         failed_refills: failed,
+        deferred_refills: deferred,
     }
 }
 

@@ -10,7 +10,7 @@ use prometheus::{GaugeVec, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, O
 #[derive(Clone)]
 pub struct WorkerMetrics {
     pub registry: Registry,
-    /// Refills by outcome: ok, failed (will retry), dead_lettered, gone.
+    /// Refills by outcome: ok, failed (will retry), dead_lettered, gone, deferred.
     pub refills: IntCounterVec,
     /// Pool items by outcome: ready, failed (a copy failed), superseded.
     pub items: IntCounterVec,
@@ -48,7 +48,7 @@ impl WorkerMetrics {
             refills: counter_vec(
                 &registry,
                 "prewarm_refills_total",
-                "Refills by outcome: ok, failed (retried), dead_lettered, gone (template deleted).",
+                "Refills by outcome: ok, failed (retried), dead_lettered, gone (template deleted), deferred (batch budget spent; left to the reconciler).",
                 &["outcome"],
             )?,
             items: counter_vec(

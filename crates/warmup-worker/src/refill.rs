@@ -69,6 +69,9 @@ pub struct Refiller {
     /// With adaptive sizing, the minimum a template without a planned
     /// target keeps; targets come from `pool_targets` (the sizer's plan).
     pub adaptive_min: Option<i32>,
+    /// With adaptive sizing and `pool.budget_items`, the most live items
+    /// all templates together may hold (enforced when reserving).
+    pub budget: Option<i64>,
     pub lease: Duration,
     pub item_parallelism: usize,
     /// Items copied at once within one refill.
@@ -138,7 +141,15 @@ impl Refiller {
                     .await?
                     .map_or(min, |planned| planned.target),
             };
-            pool_items::reserve(&mut conn, template, target, self.lease, &self.pause).await?
+            pool_items::reserve(
+                &mut conn,
+                template,
+                target,
+                self.lease,
+                self.budget,
+                &self.pause,
+            )
+            .await?
         };
         let Some(reservation) = reservation else {
             return Ok(Outcome::TemplateGone);

@@ -59,6 +59,11 @@ pub struct WorkerSettings {
     pub batch_window_ms: u64,
     /// Attempts per refill before it is left to the next request.
     pub refill_attempts: u32,
+    /// librdkafka's `max.poll.interval.ms`: the most time between two polls
+    /// before the broker deems this consumer dead and rebalances. A batch
+    /// starts no new refill after half of it (the rest is left to the
+    /// reconciler and later requests), so a long batch never trips it.
+    pub max_poll_interval_ms: u64,
     /// How often the reconciler tops pools up and rebuilds the Redis index
     /// from the ledger (0 disables it).
     pub reconcile_interval_ms: u64,
@@ -88,6 +93,7 @@ impl Default for WorkerSettings {
             batch_max: 500,
             batch_window_ms: 20,
             refill_attempts: 3,
+            max_poll_interval_ms: 300_000,
             reconcile_interval_ms: 30_000,
             gc_interval_secs: 600,
             gc_grace_secs: 3_600,
@@ -102,6 +108,11 @@ impl Default for WorkerSettings {
 impl WorkerSettings {
     pub fn batch_window(&self) -> Duration {
         Duration::from_millis(self.batch_window_ms)
+    }
+
+    /// How long a batch may keep starting refills (half the poll interval).
+    pub fn batch_budget(&self) -> Duration {
+        Duration::from_millis(self.max_poll_interval_ms / 2)
     }
 }
 
@@ -128,6 +139,10 @@ pub fn load_from(
     }
     if w.refill_attempts == 0 {
         return Err(invalid("worker.refill_attempts", "must be >= 1"));
+    }
+    if w.max_poll_interval_ms < 10_000 {
+        // librdkafka wants it at least `session.timeout.ms` (10 s here).
+        return Err(invalid("worker.max_poll_interval_ms", "must be >= 10000"));
     }
     if w.metrics_interval_ms == 0 {
         return Err(invalid("worker.metrics_interval_ms", "must be >= 1"));

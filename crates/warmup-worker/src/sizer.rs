@@ -94,28 +94,33 @@ impl Sizer {
             pool_targets::save(&mut conn, &saved).await?;
         }
         self.publish_metrics(&saved);
-        let changed: Vec<TemplateId> = plan
+        let changed: Vec<(TemplateId, bool)> = plan
             .iter()
             .filter(|(t, n)| before.get(t) != Some(n))
-            .map(|(t, _)| *t)
+            .map(|(t, n)| (*t, before.get(t).is_some_and(|old| n < old)))
             .collect();
-        // Pools grow (or shrink) now, not at the next reconciler pass.
-        let refills: Vec<_> = changed
-            .iter()
-            .map(|t| {
-                let refiller = self.refiller.clone();
-                let t = *t;
-                async move {
-                    if let Err(e) = refiller.refill(t).await {
-                        tracing::warn!(template = %t, error = %e, "refill after a new target failed");
+        // Pools change now, not at the next reconciler pass: shrinking ones
+        // first, so the slots they give back are free (under a budget) when
+        // the growing ones reserve.
+        for shrinking in [true, false] {
+            let refills: Vec<_> = changed
+                .iter()
+                .filter(|(_, s)| *s == shrinking)
+                .map(|(t, _)| {
+                    let refiller = self.refiller.clone();
+                    let t = *t;
+                    async move {
+                        if let Err(e) = refiller.refill(t).await {
+                            tracing::warn!(template = %t, error = %e, "refill after a new target failed");
+                        }
                     }
-                }
-            })
-            .collect();
-        stream::iter(refills)
-            .buffer_unordered(self.refill_parallelism.max(1))
-            .collect::<Vec<()>>()
-            .await;
+                })
+                .collect();
+            stream::iter(refills)
+                .buffer_unordered(self.refill_parallelism.max(1))
+                .collect::<Vec<()>>()
+                .await;
+        }
         Ok(SizerReport {
             skipped: false,
             templates: saved.len(),

@@ -52,6 +52,10 @@ impl Worker {
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
             .set("session.timeout.ms", "10000")
+            .set(
+                "max.poll.interval.ms",
+                settings.worker.max_poll_interval_ms.to_string(),
+            )
             // Feeds the consumer-lag gauge.
             .set("statistics.interval.ms", "5000")
             .create_with_context(WorkerContext {
@@ -65,6 +69,8 @@ impl Worker {
             copy_limiter: Arc::new(Semaphore::new(settings.worker.copy_concurrency)),
             target: settings.pool.target,
             adaptive_min: settings.pool.adaptive().then_some(settings.pool.min),
+            budget: (settings.pool.adaptive() && settings.pool.budget_items > 0)
+                .then(|| i64::try_from(settings.pool.budget_items).unwrap_or(i64::MAX)),
             estimates: Arc::default(),
             lease: settings.pool.lease(),
             item_parallelism: settings.worker.item_parallelism,

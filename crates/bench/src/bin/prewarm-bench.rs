@@ -322,7 +322,8 @@ async fn main() -> anyhow::Result<()> {
         4,
         Duration::from_secs(2),
     )
-    .await?;
+    .await?
+    .with_pop_memory(prewarm_store::pool_index::POPPED_MEMORY);
 
     // The stand-in recommendation service (900 ms a call), over this run's catalogue.
     let rec_port = free_port()?;

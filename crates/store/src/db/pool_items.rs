@@ -86,6 +86,25 @@ async fn lock_template(
     Ok(())
 }
 
+/// Live items of every template, counted under a global lock held to the
+/// end of the reserving transaction, so two reserves never both fill the
+/// budget's last slot.
+async fn live_items_everywhere(conn: &mut AsyncPgConnection) -> Result<i64, diesel::result::Error> {
+    diesel::sql_query(
+        "SELECT pg_advisory_xact_lock(hashtextextended('pool:budget', 0)) IS NULL AS locked",
+    )
+    .get_result::<Locked>(conn)
+    .await?;
+    pool_items::table
+        .filter(pool_items::state.eq_any([
+            PoolItemState::Copying.as_str(),
+            PoolItemState::Ready.as_str(),
+        ]))
+        .count()
+        .get_result(conn)
+        .await
+}
+
 async fn keys_of(
     conn: &mut AsyncPgConnection,
     ids: &[Uuid],
@@ -111,12 +130,14 @@ fn group_keys(ids: &[Uuid], keys: Vec<(Uuid, String)>) -> Vec<DiscardedItem> {
 }
 
 /// Step 1 of a refill: reserve slots up to `target` for the template's current
-/// version. `None` when the template no longer exists.
+/// version, and (with a `budget`) no more than keeps the live items of all
+/// templates within it. `None` when the template no longer exists.
 pub async fn reserve(
     conn: &mut AsyncPgConnection,
     template: TemplateId,
     target: i32,
     lease: Duration,
+    budget: Option<i64>,
     pause: &PausePoints,
 ) -> Result<Option<Reservation>, StoreError> {
     let lease = chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::seconds(300));
@@ -193,7 +214,14 @@ pub async fn reserve(
                 .await?;
             }
             let surplus = group_keys(&surplus_ids, keys_of(conn, &surplus_ids).await?);
-            let gap = (i64::from(target) - live_before).max(0);
+            let mut gap = (i64::from(target) - live_before).max(0);
+            if let (Some(budget), true) = (budget, gap > 0) {
+                // A global cap: whatever the plan said when each template
+                // read it, live items never exceed the budget (a slot moved
+                // from one template to another is filled once the first
+                // gave it back).
+                gap = gap.min((budget - live_items_everywhere(conn).await?).max(0));
+            }
             let mut reserved = Vec::new();
             if gap > 0 {
                 let sources: Vec<(i32, String)> = template_images::table
