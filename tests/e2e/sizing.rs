@@ -224,3 +224,56 @@ async fn the_budget_caps_the_items_pooled_across_templates() {
     assert!(body["target"].as_i64().unwrap() >= 1);
     stack.finish().await;
 }
+
+/// The plan moves slots between templates; whichever template a replica
+/// refills first, live items never exceed the budget (the reserve counts
+/// every template's live items under one lock), and the moved slots are
+/// filled once the shrinking template gave them back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plan_that_moves_slots_never_overfills_the_budget() {
+    let mut options = adaptive(&[("PREWARM_POOL__BUDGET_ITEMS", "5")]);
+    options.worker = false;
+    let stack = TestStack::spawn(options).await;
+    let tenant = stack.create_tenant("acme", 1000).await;
+    let a = stack.create_template(&tenant, 1, "private").await.id;
+    let b = stack.create_template(&tenant, 1, "private").await.id;
+    let refiller = stack.reconciler(&[]).await.refiller;
+    let plan = |targets: [(TemplateId, i32); 2]| {
+        let db = stack.db.clone();
+        async move {
+            let rows: Vec<_> = targets
+                .iter()
+                .map(|(t, n)| prewarm_store::db::pool_targets::PoolTargetRow {
+                    template_id: t.0,
+                    target: *n,
+                    demand_fast: 0.0,
+                    demand_slow: 0.0,
+                    refill_secs: 1.0,
+                    computed_at: chrono::Utc::now(),
+                })
+                .collect();
+            let mut conn = db.conn().await.unwrap();
+            prewarm_store::db::pool_targets::save(&mut conn, &rows)
+                .await
+                .unwrap();
+        }
+    };
+    plan([(a, 4), (b, 1)]).await;
+    refiller.refill(a).await.unwrap();
+    refiller.refill(b).await.unwrap();
+    assert_eq!(pooled_items(&stack).await, (5, 5));
+    // The plan turns around; the growing template is refilled first.
+    plan([(a, 1), (b, 4)]).await;
+    refiller.refill(b).await.unwrap();
+    let (live, _) = pooled_items(&stack).await;
+    assert!(live <= 5, "live items {live} over the budget of 5");
+    refiller.refill(a).await.unwrap();
+    refiller.refill(b).await.unwrap();
+    assert_eq!(pooled_items(&stack).await, (5, 5));
+    let mut conn = stack.db.conn().await.unwrap();
+    let (ready_b, _) = prewarm_store::db::pool_items::counts(&mut conn, b, 1)
+        .await
+        .unwrap();
+    assert_eq!(ready_b, 4, "the moved slots were filled");
+    stack.finish().await;
+}

@@ -233,7 +233,10 @@ async fn create_cold(state: &AppState, spec: DesignSpec) -> Result<Attempt, ApiE
             ErrorCode::Internal,
             "unexpected pool outcome on the copy path",
         )),
-        Err(e) => Err(e.into()),
+        // The commit may have happened even so (a lost reply): the copies
+        // stay. The announcement keeps them until it expires; then they are
+        // the design's if it committed, and the garbage collector's if not.
+        Err(e) => return Err(e.into()),
     };
     abandon(state, spec.id, &copied).await;
     failed

@@ -151,6 +151,12 @@ impl Reconciler {
     /// appended by a script that skips ids listed or popped meanwhile.
     async fn reindex(&self, template: TemplateId, version: i32) -> anyhow::Result<bool> {
         let index = &self.refiller.index;
+        if version > 1 {
+            // A push or put-back racing an edit can recreate the previous
+            // version's list after the edit's refill dropped it; no one
+            // pops from it any more.
+            index.remove(template, version - 1).await?;
+        }
         let listed = index.list(template, version).await?;
         let ledger = {
             let mut conn = self.refiller.db.conn().await?;

@@ -310,7 +310,8 @@ impl Refiller {
         self.db.conn().await.map_err(|e| e.to_string())
     }
 
-    /// Copies one item's objects; on a partial failure deletes what landed.
+    /// Copies one item's objects (on a failure the caller discards the item
+    /// and deletes every planned key, landed or not).
     async fn copy_item(&self, item: &ReservedItem) -> Result<(), String> {
         let pairs: Vec<(String, String)> = item
             .copies

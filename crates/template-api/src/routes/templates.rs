@@ -89,6 +89,28 @@ async fn store_images(
     result
 }
 
+/// After a failed save: deletes the uploaded images no template version
+/// holds. An error may come after the commit (a lost reply, a read after
+/// it), so the ledger is asked first; if it cannot be asked, the images
+/// stay (a leak is better than a template whose images are gone).
+async fn discard_unsaved(state: &AppState, images: Vec<TemplateImage>) {
+    let keys: Vec<String> = images.into_iter().map(|i| i.object_key).collect();
+    let in_use = match state.db.conn().await {
+        Ok(mut conn) => templates::image_keys_in_use(&mut conn, &keys).await,
+        Err(e) => Err(e),
+    };
+    let unsaved: Vec<String> = match in_use {
+        Ok(in_use) => keys.into_iter().filter(|k| !in_use.contains(k)).collect(),
+        Err(e) => {
+            tracing::warn!(count = keys.len(), error = %e, "could not tell whether a failed save committed; its images are kept");
+            return;
+        }
+    };
+    if let Err(e) = state.objects.delete_many(&unsaved).await {
+        tracing::warn!(error = %e, "could not delete the images of a failed save");
+    }
+}
+
 pub async fn create(
     company: AuthCompany,
     state: web::Data<AppState>,
@@ -129,10 +151,7 @@ pub async fn create(
     let template = match inserted {
         Ok(t) => t,
         Err(e) => {
-            let keys: Vec<String> = images.into_iter().map(|i| i.object_key).collect();
-            if let Err(del) = state.objects.delete_many(&keys).await {
-                tracing::warn!(error = %del, "could not delete images of a template that failed to save");
-            }
+            discard_unsaved(&state, images).await;
             return Err(e.into());
         }
     };
@@ -323,10 +342,7 @@ pub async fn replace_images(
     {
         Ok(template) => Ok(HttpResponse::Ok().json(template)),
         Err(e) => {
-            let keys: Vec<String> = images.into_iter().map(|i| i.object_key).collect();
-            if let Err(del) = state.objects.delete_many(&keys).await {
-                tracing::warn!(error = %del, "could not delete images of a failed edit");
-            }
+            discard_unsaved(&state, images).await;
             Err(e)
         }
     }
