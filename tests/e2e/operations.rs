@@ -9,8 +9,15 @@ use shared_domain::object_keys::POOL_PREFIX;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_worker_serves_health_readiness_and_metrics() {
+    // Only the consumer refills here: a reconciler pass could fill the pool
+    // first, and the consumer would then coalesce the creation's and the
+    // pop's messages into one refill (one count, reason of the oldest) --
+    // which made this test fail about 1 run in 3 under `make test`.
     let stack = TestStack::spawn(Options {
-        worker_env: vec![("PREWARM_WORKER__METRICS_INTERVAL_MS".into(), "100".into())],
+        worker_env: vec![
+            ("PREWARM_WORKER__METRICS_INTERVAL_MS".into(), "100".into()),
+            ("PREWARM_WORKER__RECONCILE_INTERVAL_MS".into(), "0".into()),
+        ],
         ..Options::default()
     })
     .await;
@@ -20,6 +27,28 @@ async fn the_worker_serves_health_readiness_and_metrics() {
     stack
         .wait_pool(&tenant, template.id, 4, Duration::from_secs(30))
         .await;
+    // The creation's refill is counted before the pop's message is sent.
+    let counted = Instant::now() + Duration::from_secs(10);
+    while metric_value(
+        &stack
+            .http
+            .get(format!("{base}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+        "prewarm_refills_total",
+        &[("outcome", "ok")],
+    ) < Some(1.0)
+    {
+        assert!(
+            Instant::now() < counted,
+            "the first refill was never counted"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     stack.create_design(&tenant, template.id).await;
     stack
         .wait_pool(&tenant, template.id, 4, Duration::from_secs(30))
