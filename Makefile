@@ -1,5 +1,5 @@
 # Prewarm: the commands a developer and CI use.
-.PHONY: up down status demo test lint fmt build bench bench-quick bench-build check-artifacts
+.PHONY: up down status demo test lint fmt build bench bench-quick bench-build check-artifacts images
 
 up:            ## install what is missing and start postgres, redis, tansu (Kafka), moto (S3)
 	scripts/stack.sh up
@@ -18,6 +18,9 @@ test: up       ## the whole test suite, against the real stack
 
 check-artifacts: ## the Helm chart (lint, render, validate) and docs/openapi.json, offline (also part of `make test`)
 	scripts/check-artifacts.sh
+
+images:        ## build both images with a real Docker engine (local base, host binaries) and smoke-test them
+	scripts/images.sh
 
 lint:          ## formatting and clippy, as CI would want them
 	cargo fmt --all -- --check

@@ -13,10 +13,22 @@ pub fn http_ok(port: u16, path: &str, timeout: Duration) -> Result<(), String> {
         .set_read_timeout(Some(timeout))
         .and_then(|_| stream.set_write_timeout(Some(timeout)))
         .map_err(|e| e.to_string())?;
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").map_err(|e| e.to_string())?;
-    let mut head = [0u8; 32];
-    let n = stream.read(&mut head).map_err(|e| e.to_string())?;
-    let line = String::from_utf8_lossy(&head[..n]);
+    // One write (`write!` on a socket may send the request in pieces), and
+    // reads until the status line is whole (one read may return less).
+    let request = format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
+    stream
+        .write_all(request.as_bytes())
+        .map_err(|e| e.to_string())?;
+    let mut head = Vec::with_capacity(64);
+    let mut buf = [0u8; 64];
+    while !head.windows(2).any(|w| w == b"\r\n") && head.len() < 256 {
+        let n = stream.read(&mut buf).map_err(|e| e.to_string())?;
+        if n == 0 {
+            break;
+        }
+        head.extend_from_slice(&buf[..n]);
+    }
+    let line = String::from_utf8_lossy(&head);
     match line.split_whitespace().nth(1) {
         Some(code) if code.starts_with('2') => Ok(()),
         Some(code) => Err(format!("status {code}")),
@@ -61,8 +73,16 @@ mod tests {
             let port = listener.local_addr().unwrap().port();
             let server = std::thread::spawn(move || {
                 let (mut s, _) = listener.accept().unwrap();
+                // Read the whole request: closing with unread bytes resets
+                // the connection before the client reads the answer.
+                let mut request = Vec::new();
                 let mut buf = [0u8; 256];
-                let _ = s.read(&mut buf);
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => request.extend_from_slice(&buf[..n]),
+                    }
+                }
                 let _ = write!(s, "HTTP/1.1 {status}\r\ncontent-length: 0\r\n\r\n");
             });
             assert_eq!(
