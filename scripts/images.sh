@@ -41,7 +41,7 @@ docker_() { DOCKER_BUILDKIT=1 /usr/bin/docker -H "unix://$SOCK" "$@"; }
 
 install() {
   local missing=()
-  [[ -x /usr/bin/dockerd ]] || missing+=(docker.io)
+  [[ -x /usr/sbin/dockerd ]] || missing+=(docker.io)
   command -v debootstrap >/dev/null || missing+=(debootstrap)
   if ((${#missing[@]})); then
     log "installing ${missing[*]}"
@@ -54,7 +54,7 @@ start_engine() {
   if docker_ info >/dev/null 2>&1; then log "dockerd is up"; return; fi
   log "starting dockerd (data root $DATA_ROOT)"
   mkdir -p "$DATA_ROOT" "$CACHE/docker-exec"
-  nohup /usr/bin/dockerd --data-root "$DATA_ROOT" --exec-root "$CACHE/docker-exec" \
+  nohup /usr/sbin/dockerd --data-root "$DATA_ROOT" --exec-root "$CACHE/docker-exec" \
     --host "unix://$SOCK" --pidfile "$RUN/dockerd.pid" \
     --bridge=none --iptables=false --ip-masq=false >"$RUN/dockerd.log" 2>&1 &
   for _ in $(seq 1 120); do
@@ -135,7 +135,8 @@ smoke() {
   (cd "$ROOT" && cargo build -q --bin demo --bin recommender)
   trap cleanup EXIT
   cleanup
-  RECOMMENDER_ADDR="127.0.0.1:$REC_PORT" "$ROOT/target/debug/recommender" >"$RUN/images-recommender.log" 2>&1 &
+  PREWARM_DATABASE__URL="postgres://postgres@127.0.0.1:5432/prewarm_$SUFFIX" RECOMMENDER_ADDR="127.0.0.1:$REC_PORT" \
+    "$ROOT/target/debug/recommender" >"$RUN/images-recommender.log" 2>&1 &
   REC_PID=$!
   # shellcheck disable=SC2046
   docker_ run -d --name prewarm-images-api --network host $(env_args) prewarm/template-api:local >/dev/null

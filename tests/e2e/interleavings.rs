@@ -306,3 +306,61 @@ async fn a_stalled_redis_degrades_to_copies_without_exhausting_the_database() {
     check_designs(&stack, tenant.id, &made).await;
     stack.finish().await;
 }
+
+/// A batch starts no refill after half of `max.poll.interval.ms`: a slow
+/// refill (held at a pause point past the budget) makes the batch defer the
+/// next template instead of starving the consumer's poll; the deferred
+/// template is refilled by a later request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_batch_defers_what_it_cannot_start_within_the_poll_budget() {
+    let stack = TestStack::spawn(Options {
+        worker_env: vec![
+            ("PREWARM_WORKER__RECONCILE_INTERVAL_MS".into(), "0".into()),
+            ("PREWARM_WORKER__MAX_POLL_INTERVAL_MS".into(), "10000".into()),
+            ("PREWARM_WORKER__REFILL_PARALLELISM".into(), "1".into()),
+            // Both creations' messages land in one batch.
+            ("PREWARM_WORKER__BATCH_WINDOW_MS".into(), "3000".into()),
+        ],
+        ..Options::default()
+    })
+    .await;
+    let worker = stack.worker_base.clone().expect("in-process worker");
+    let tenant = stack.create_tenant("acme", 100).await;
+    let mut gate = stack.pause.arm(at::ITEM_COPYING);
+    let first = stack.create_template(&tenant, 1, "private").await;
+    let second = stack.create_template(&tenant, 1, "private").await;
+    gate.reached().await;
+    // The batch budget is 5 s; the first refill holds the batch for 6.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    gate.release();
+    let deadline = Instant::now() + FILL;
+    loop {
+        let text = stack
+            .http
+            .get(format!("{worker}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let deferred = prewarm_tests::metric_value(
+            &text,
+            "prewarm_refills_total",
+            &[("outcome", "deferred")],
+        );
+        if deferred == Some(1.0) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "nothing deferred: {deferred:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    stack.wait_pool(&tenant, first.id, 4, FILL).await;
+    let status = stack.pool_status(&tenant, second.id).await;
+    assert_eq!((status.ready, status.copying), (0, 0), "{status:?}");
+    // The next request for it brings its refill.
+    let design = stack.create_design(&tenant, second.id).await;
+    assert_eq!(design.served_from, ServedFrom::Copy);
+    stack.wait_pool(&tenant, second.id, 4, FILL).await;
+    stack.finish().await;
+}
