@@ -316,7 +316,10 @@ async fn a_long_batch_defers_what_it_cannot_start_within_the_poll_budget() {
     let stack = TestStack::spawn(Options {
         worker_env: vec![
             ("PREWARM_WORKER__RECONCILE_INTERVAL_MS".into(), "0".into()),
-            ("PREWARM_WORKER__MAX_POLL_INTERVAL_MS".into(), "10000".into()),
+            (
+                "PREWARM_WORKER__MAX_POLL_INTERVAL_MS".into(),
+                "10000".into(),
+            ),
             ("PREWARM_WORKER__REFILL_PARALLELISM".into(), "1".into()),
             // Both creations' messages land in one batch.
             ("PREWARM_WORKER__BATCH_WINDOW_MS".into(), "3000".into()),
@@ -344,11 +347,8 @@ async fn a_long_batch_defers_what_it_cannot_start_within_the_poll_budget() {
             .text()
             .await
             .unwrap();
-        let deferred = prewarm_tests::metric_value(
-            &text,
-            "prewarm_refills_total",
-            &[("outcome", "deferred")],
-        );
+        let deferred =
+            prewarm_tests::metric_value(&text, "prewarm_refills_total", &[("outcome", "deferred")]);
         if deferred == Some(1.0) {
             break;
         }

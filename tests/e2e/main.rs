@@ -12,6 +12,7 @@ mod isolation;
 mod ledger_model;
 mod operations;
 mod pool;
+mod readiness;
 mod reliability;
 mod similar;
 mod sizing;

@@ -59,6 +59,9 @@ pub struct Options {
     /// Start the stand-in recommendation service (in-process, real HTTP, over
     /// this test's database) with these faults, and point the API at it.
     pub recommender: Option<Faults>,
+    /// Where the services reach Postgres (`postgres://user@host:port`), if
+    /// not the local server (e.g. through a relay a test can cut).
+    pub pg_server: Option<String>,
 }
 
 impl Default for Options {
@@ -69,6 +72,7 @@ impl Default for Options {
             env: Vec::new(),
             worker_env: Vec::new(),
             recommender: None,
+            pg_server: None,
         }
     }
 }
@@ -120,7 +124,10 @@ impl TestStack {
             ("PREWARM_ADMIN_TOKEN", admin_token.clone()),
             (
                 "PREWARM_DATABASE__URL",
-                format!("{}/{db_name}", pg_server()),
+                format!(
+                    "{}/{db_name}",
+                    options.pg_server.clone().unwrap_or_else(pg_server)
+                ),
             ),
             ("PREWARM_DATABASE__MAX_CONNECTIONS", "8".into()),
             (

@@ -13,6 +13,7 @@ pub struct TcpRelay {
     pub port: u16,
     cut: CancellationToken,
     stalled: watch::Sender<bool>,
+    refusing: watch::Sender<bool>,
 }
 
 /// Copies one direction, holding every chunk while the relay is stalled.
@@ -43,6 +44,7 @@ impl TcpRelay {
         let port = listener.local_addr().expect("relay addr").port();
         let cut = CancellationToken::new();
         let (stalled, stalled_rx) = watch::channel(false);
+        let (refusing, refusing_rx) = watch::channel(false);
         let upstream = Arc::new(upstream.to_string());
         let token = cut.clone();
         tokio::spawn(async move {
@@ -54,6 +56,10 @@ impl TcpRelay {
                 let Ok((inbound, _)) = accepted else {
                     continue;
                 };
+                if *refusing_rx.borrow() {
+                    drop(inbound);
+                    continue;
+                }
                 let upstream = upstream.clone();
                 let token = token.clone();
                 let stalled = stalled_rx.clone();
@@ -71,7 +77,12 @@ impl TcpRelay {
                 });
             }
         });
-        TcpRelay { port, cut, stalled }
+        TcpRelay {
+            port,
+            cut,
+            stalled,
+            refusing,
+        }
     }
 
     /// Drops every relayed connection and stops accepting: the server is gone.
@@ -83,6 +94,17 @@ impl TcpRelay {
     /// server hangs, as a Redis stuck in a long command or a dead network path.
     pub fn stall(&self) {
         let _ = self.stalled.send(true);
+    }
+
+    /// Closes every new connection at once (open ones stay): the server is
+    /// down for whoever connects now. Undone by [`TcpRelay::accept`].
+    pub fn refuse(&self) {
+        let _ = self.refusing.send(true);
+    }
+
+    /// Relays new connections again.
+    pub fn accept(&self) {
+        let _ = self.refusing.send(false);
     }
 
     /// Lets held and new bytes through again.

@@ -11,6 +11,7 @@
 //! - [`objects`]: S3 (aws-sdk-s3), including the bounded-parallel copy.
 //! - [`warmup_topic`]: the Kafka warm-up topic (rdkafka producer, topic admin).
 //! - [`pause`]: test-only pause points that force interleavings (a no-op in release builds).
+//! - [`readiness`]: `/readyz` of both services (only Postgres gates; the rest is reported).
 //! - [`probe`]: the `healthcheck` subcommand of both binaries (the image's HEALTHCHECK).
 //! - [`settings`]: the settings sections both services embed, and the layered loader.
 //! - [`metrics`]: Prometheus registry helpers (constructors, text encoding).
@@ -23,6 +24,7 @@ pub mod objects;
 pub mod pause;
 pub mod pool_index;
 pub mod probe;
+pub mod readiness;
 pub mod settings;
 pub mod shared_cache;
 pub mod telemetry;

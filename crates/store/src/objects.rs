@@ -211,6 +211,30 @@ impl ObjectStore {
         }
     }
 
+    /// Whether S3 answers for the bucket, with no permission beyond the
+    /// service's own (no ListBucket): a HEAD of a key that does not exist is
+    /// 404 with ListBucket and 403 without it -- either way S3 answered.
+    pub async fn reachable(&self) -> Result<(), ObjectError> {
+        const PROBE: &str = "readyz-probe";
+        match self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(PROBE)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e)
+                if e.raw_response()
+                    .is_some_and(|r| matches!(r.status().as_u16(), 403 | 404)) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(err("head", PROBE, e)),
+        }
+    }
+
     /// Deletes keys in batches of 1,000 (S3's limit per call). Missing keys are fine.
     pub async fn delete_many(&self, keys: &[String]) -> Result<(), ObjectError> {
         for chunk in keys.chunks(1000) {

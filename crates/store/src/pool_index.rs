@@ -47,14 +47,20 @@ pub struct PoolIndex {
 
 impl PoolIndex {
     /// Connects a small pool of multiplexed connections. Every command gets
-    /// `command_timeout`, so a stalled Redis degrades requests instead of hanging them.
+    /// `command_timeout`, so a stalled Redis degrades requests instead of
+    /// hanging them. A Redis down at start does not stop the service: the
+    /// connections keep retrying in the background.
     pub async fn connect(
         url: &str,
         prefix: &str,
         size: usize,
         command_timeout: Duration,
     ) -> Result<Self, IndexError> {
-        let config = Config::from_url(url)?;
+        let mut config = Config::from_url(url)?;
+        // A Redis that is down at start is retried in the background like a
+        // lost connection; meanwhile commands fail after `command_timeout`
+        // and the API serves by copy.
+        config.fail_fast = false;
         let pool = Builder::from_config(config)
             .with_performance_config(|p| p.default_command_timeout = command_timeout)
             .with_connection_config(|c| {
@@ -63,7 +69,17 @@ impl PoolIndex {
             })
             .set_policy(ReconnectPolicy::new_exponential(0, 50, 2_000, 2))
             .build_pool(size.max(1))?;
-        pool.init().await?;
+        let _connections = pool.connect_pool();
+        let wait = command_timeout.max(Duration::from_secs(1));
+        match tokio::time::timeout(wait, pool.wait_for_connect()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "redis unavailable at start; reconnecting in the background")
+            }
+            Err(_) => {
+                tracing::warn!("redis not reachable at start; reconnecting in the background")
+            }
+        }
         Ok(Self {
             pool,
             prefix: prefix.to_string(),

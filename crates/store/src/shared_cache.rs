@@ -85,17 +85,33 @@ impl SharedCache {
         &self,
         url: &str,
     ) -> Result<mpsc::UnboundedReceiver<Option<TemplateId>>, IndexError> {
-        let config = Config::from_url(url)?;
+        let mut config = Config::from_url(url)?;
+        // Down at start: retried in the background (see `PoolIndex::connect`).
+        config.fail_fast = false;
         let subscriber: SubscriberClient = Builder::from_config(config)
             .set_policy(ReconnectPolicy::new_exponential(0, 50, 2_000, 2))
             .build_subscriber_client()?;
-        subscriber.init().await?;
+        let _connection = subscriber.connect();
         let _resubscribe = subscriber.manage_subscriptions();
         let (tx, rx) = mpsc::unbounded_channel();
         let mut messages = subscriber.message_rx();
         let mut reconnects = subscriber.reconnect_rx();
-        subscriber.subscribe(self.channel()).await?;
+        let channel = self.channel();
         tokio::spawn(async move {
+            // Subscribes once connected (retrying while Redis is away); the
+            // client re-subscribes by itself after later reconnects.
+            loop {
+                if subscriber.wait_for_connect().await.is_ok()
+                    && subscriber.subscribe(channel.clone()).await.is_ok()
+                {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            }
+            // Anything published before the subscription was missed.
+            if tx.send(None).is_err() {
+                return;
+            }
             // Keeps the client (and its connection) alive as long as the task runs.
             let _subscriber = subscriber;
             loop {

@@ -44,6 +44,8 @@ pub struct ApiMetrics {
     http: HistogramVec,
     designs: IntCounterVec,
     degraded: IntCounterVec,
+    /// 1/0 per dependency at the last readiness probe.
+    pub dependency_up: IntGaugeVec,
     cache_requests: IntCounterVec,
     cache_refreshes: IntCounterVec,
     cache_entries: IntGaugeVec,
@@ -70,6 +72,12 @@ impl ApiMetrics {
                 &registry,
                 "prewarm_degraded_total",
                 "Times a dependency failed and the API fell back (redis: served by copy).",
+                &["dependency"],
+            )?,
+            dependency_up: gauge_vec(
+                &registry,
+                "prewarm_dependency_up",
+                prewarm_store::readiness::DEPENDENCY_UP_HELP,
                 &["dependency"],
             )?,
             cache_requests: counter_vec(

@@ -1,15 +1,15 @@
 //! The worker's small HTTP port (`worker.http_port`): `/healthz` (the
-//! process answers), `/readyz` (Postgres, Redis, S3 and Kafka answer) and
+//! process answers), `/readyz` (Postgres answers; Redis, S3 and Kafka are
+//! reported, see `prewarm_store::readiness`) and
 //! `/metrics` (Prometheus text).
 
 use std::net::TcpListener;
 use std::sync::Arc;
-use std::time::Duration;
 
 use actix_web::dev::Server;
 use actix_web::{web, App, HttpResponse, HttpServer};
-use prewarm_store::connect::check;
 use prewarm_store::metrics::{encode, CONTENT_TYPE};
+use prewarm_store::readiness::{self, Dependencies};
 use prewarm_store::warmup_topic::WarmupPublisher;
 use serde_json::json;
 
@@ -45,24 +45,20 @@ async fn healthz() -> HttpResponse {
 
 async fn readyz(p: web::Data<Probes>) -> HttpResponse {
     let r = &p.refiller;
-    let (db, redis, s3, kafka) = tokio::join!(
-        r.db.ping(),
-        r.index.ping(),
-        r.objects.exists("readyz-probe"),
-        p.publisher.ping(Duration::from_secs(2)),
-    );
-    let checks = json!({
-        "postgres": check(&db),
-        "redis": check(&redis),
-        "s3": check(&s3),
-        "kafka": check(&kafka),
-    });
-    // The worker needs all four to refill (the reconciler alone needs no Kafka,
-    // but a worker that cannot consume should be seen).
-    if db.is_ok() && redis.is_ok() && s3.is_ok() && kafka.is_ok() {
-        HttpResponse::Ok().json(json!({"status": "ready", "checks": checks}))
+    let found = readiness::probe(
+        Dependencies {
+            db: &r.db,
+            index: &r.index,
+            objects: &r.objects,
+            publisher: &p.publisher,
+        },
+        &p.metrics.dependency_up,
+    )
+    .await;
+    if found.ready {
+        HttpResponse::Ok().json(found.body)
     } else {
-        HttpResponse::ServiceUnavailable().json(json!({"status": "not_ready", "checks": checks}))
+        HttpResponse::ServiceUnavailable().json(found.body)
     }
 }
 

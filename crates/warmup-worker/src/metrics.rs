@@ -33,6 +33,8 @@ pub struct WorkerMetrics {
     /// and demand (designs per minute).
     pub planned_target: IntGaugeVec,
     pub demand: GaugeVec,
+    /// 1/0 per dependency at the last readiness probe.
+    pub dependency_up: IntGaugeVec,
 }
 
 fn gauge(registry: &Registry, name: &str, help: &str) -> prometheus::Result<IntGauge> {
@@ -68,6 +70,12 @@ impl WorkerMetrics {
                 "prewarm_refill_lag_seconds",
                 "From a warm-up request's send time to the end of the refill it asked for.",
                 &["reason"],
+            )?,
+            dependency_up: gauge_vec(
+                &registry,
+                "prewarm_dependency_up",
+                prewarm_store::readiness::DEPENDENCY_UP_HELP,
+                &["dependency"],
             )?,
             consumer_lag: gauge_vec(
                 &registry,

@@ -1,10 +1,8 @@
-//! `/healthz` (the process answers) and `/readyz` (its dependencies answer:
-//! Postgres, Redis and S3 gate readiness; Kafka is reported).
-
-use std::time::Duration;
+//! `/healthz` (the process answers) and `/readyz` (Postgres answers; Redis,
+//! S3 and Kafka are reported, see `prewarm_store::readiness`).
 
 use actix_web::{web, HttpResponse};
-use prewarm_store::connect::check;
+use prewarm_store::readiness::{self, Dependencies};
 use serde_json::json;
 
 use crate::state::AppState;
@@ -14,24 +12,19 @@ pub async fn healthz() -> HttpResponse {
 }
 
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
-    let (db, redis, s3, kafka) = tokio::join!(
-        state.db.ping(),
-        state.index.ping(),
-        state.objects.exists("readyz-probe"),
-        state.publisher.ping(Duration::from_secs(2)),
-    );
-    let checks = json!({
-        "postgres": check(&db),
-        "redis": check(&redis),
-        "s3": check(&s3),
-        "kafka": check(&kafka),
-    });
-    // Kafka is reported but does not gate readiness: without it the API
-    // still serves every design (warm-up requests are hints; the
-    // reconciler heals), so taking the pod out of rotation would only hurt.
-    if db.is_ok() && redis.is_ok() && s3.is_ok() {
-        HttpResponse::Ok().json(json!({"status": "ready", "checks": checks}))
+    let found = readiness::probe(
+        Dependencies {
+            db: &state.db,
+            index: &state.index,
+            objects: &state.objects,
+            publisher: &state.publisher,
+        },
+        &state.metrics.dependency_up,
+    )
+    .await;
+    if found.ready {
+        HttpResponse::Ok().json(found.body)
     } else {
-        HttpResponse::ServiceUnavailable().json(json!({"status": "not_ready", "checks": checks}))
+        HttpResponse::ServiceUnavailable().json(found.body)
     }
 }
