@@ -7,6 +7,9 @@
 #   scripts/stack.sh status  one line per service
 #   scripts/stack.sh bench   also start s3s-fs, the fast S3 server the benchmarks use
 #
+# `up` also starts the hardened servers the connectivity tests use: test
+# certificates (.run/tls/) and a second, TLS-only PostgreSQL cluster.
+#
 # Idempotent: running `up` twice starts nothing twice. Slow installs are cached
 # under $PREWARM_CACHE (default ~/.cache/prewarm) and reused.
 set -euo pipefail
@@ -145,6 +148,64 @@ start_s3s() {
   fi
 }
 
+# ---- the hardened servers (TLS) the connectivity tests use -------------
+TLS_DIR="$RUN/tls"
+PG_TLS_PORT="${PREWARM_PG_TLS_PORT:-5433}"
+PG_TLS_DATA="${PREWARM_PG_TLS_DATA:-/var/tmp/prewarm-pg-tls}"
+
+# A test CA and a server certificate for localhost/127.0.0.1 signed by it,
+# plus an unrelated CA (for "a wrong CA is refused"). Made once.
+make_certs() {
+  [[ -s "$TLS_DIR/server.pem" && -s "$TLS_DIR/other-ca.pem" ]] && return
+  log "generating test certificates in $TLS_DIR"
+  mkdir -p "$TLS_DIR"
+  (
+    cd "$TLS_DIR"
+    for ca in ca other-ca; do
+      openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=prewarm test $ca" \
+        -keyout "$ca.key" -out "$ca.pem" 2>/dev/null
+    done
+    openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" \
+      -keyout server.key -out server.csr 2>/dev/null
+    printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n' >server.ext
+    openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 3650 \
+      -extfile server.ext -out server.pem 2>/dev/null
+    chmod 644 ./*.pem ./*.key
+  )
+}
+
+# A second PostgreSQL cluster that accepts TLS connections only
+# (`hostssl` in pg_hba.conf, ssl=on), on $PG_TLS_PORT.
+start_pg_tls() {
+  make_certs
+  if pg_isready -q -h 127.0.0.1 -p "$PG_TLS_PORT" 2>/dev/null; then log "postgres (TLS) is up"; return; fi
+  local bin; bin="$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)"
+  if [[ ! -s "$PG_TLS_DATA/PG_VERSION" ]]; then
+    log "initdb a TLS-only postgres cluster in $PG_TLS_DATA"
+    rm -rf "$PG_TLS_DATA"; mkdir -p "$PG_TLS_DATA"; chown postgres: "$PG_TLS_DATA"
+    runuser -u postgres -- "$bin/initdb" -D "$PG_TLS_DATA" -U postgres --auth=trust >/dev/null
+    install -o postgres -m 600 "$TLS_DIR/server.key" "$PG_TLS_DATA/server.key"
+    install -o postgres -m 644 "$TLS_DIR/server.pem" "$PG_TLS_DATA/server.crt"
+    cat >>"$PG_TLS_DATA/postgresql.conf" <<CONF
+listen_addresses = '127.0.0.1'
+port = $PG_TLS_PORT
+ssl = on
+ssl_cert_file = 'server.crt'
+ssl_key_file = 'server.key'
+unix_socket_directories = '$PG_TLS_DATA'
+max_connections = 200
+CONF
+    cat >"$PG_TLS_DATA/pg_hba.conf" <<HBA
+local   all all             trust
+hostssl all all 127.0.0.1/32 trust
+hostnossl all all 0.0.0.0/0 reject
+HBA
+  fi
+  log "starting postgres (TLS only) on 127.0.0.1:$PG_TLS_PORT"
+  runuser -u postgres -- "$bin/pg_ctl" -D "$PG_TLS_DATA" -l "$PG_TLS_DATA/server.log" -w start >/dev/null
+  wait_for "postgres (TLS)" 30 pg_isready -q -h 127.0.0.1 -p "$PG_TLS_PORT"
+}
+
 stop_pidfile() {
   local f="$RUN/$1.pid"
   if [[ -f "$f" ]]; then
@@ -160,7 +221,8 @@ case "${1:-up}" in
     start_redis
     start_moto
     start_tansu
-    log "stack ready: postgres :$PG_PORT, redis :$REDIS_PORT, kafka :$KAFKA_PORT, s3 :$S3_PORT (bucket $BUCKET)"
+    start_pg_tls
+    log "stack ready: postgres :$PG_PORT (TLS-only :$PG_TLS_PORT), redis :$REDIS_PORT, kafka :$KAFKA_PORT, s3 :$S3_PORT (bucket $BUCKET)"
     ;;
   bench)
     start_postgres
@@ -169,6 +231,10 @@ case "${1:-up}" in
     start_s3s
     ;;
   down)
+    if pg_isready -q -h 127.0.0.1 -p "$PG_TLS_PORT" 2>/dev/null; then
+      runuser -u postgres -- "$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)/pg_ctl" \
+        -D "$PG_TLS_DATA" -m fast stop >/dev/null && log "stopped postgres (TLS)"
+    fi
     stop_pidfile s3s
     stop_pidfile tansu
     stop_pidfile moto

@@ -10,6 +10,7 @@ mod design_limit;
 mod interleavings;
 mod isolation;
 mod ledger_model;
+mod managed;
 mod operations;
 mod pool;
 mod readiness;

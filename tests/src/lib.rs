@@ -18,7 +18,7 @@ pub mod relay;
 
 use std::time::{Duration, Instant};
 
-use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use diesel_async::RunQueryDsl;
 use prewarm_recommender::{Faults, Recommender};
 use prewarm_store::db::Db;
 use prewarm_store::objects::ObjectStore;
@@ -46,6 +46,16 @@ fn pg_server() -> String {
     env_or("PREWARM_TEST_PG", "postgres://postgres@127.0.0.1:5432")
 }
 
+/// The TLS the test's own admin connection uses (that of the services).
+fn admin_tls(options: &Options) -> prewarm_store::db::tls::PgTls {
+    let Some((mode, ca)) = &options.pg_tls else {
+        return Default::default();
+    };
+    let mode = serde_json::from_value(Value::String(mode.clone())).expect("ssl mode");
+    let ca = (!ca.is_empty()).then(|| std::path::PathBuf::from(ca));
+    prewarm_store::db::tls::PgTls::new(mode, ca.as_ref()).expect("test TLS setup")
+}
+
 /// Knobs a test may turn.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -60,8 +70,12 @@ pub struct Options {
     /// this test's database) with these faults, and point the API at it.
     pub recommender: Option<Faults>,
     /// Where the services reach Postgres (`postgres://user@host:port`), if
-    /// not the local server (e.g. through a relay a test can cut).
+    /// not the local server (e.g. through a relay a test can cut, or the
+    /// TLS-only cluster); the test database is created there too.
     pub pg_server: Option<String>,
+    /// TLS to that server (`database.ssl_mode`, `database.ssl_root_cert`),
+    /// for the services and the test's own admin connection alike.
+    pub pg_tls: Option<(String, String)>,
 }
 
 impl Default for Options {
@@ -73,6 +87,7 @@ impl Default for Options {
             worker_env: Vec::new(),
             recommender: None,
             pg_server: None,
+            pg_tls: None,
         }
     }
 }
@@ -111,7 +126,10 @@ impl TestStack {
     pub async fn spawn(options: Options) -> TestStack {
         let suffix = Uuid::new_v4().simple().to_string()[..12].to_string();
         let db_name = format!("prewarm_test_{suffix}");
-        let mut admin = AsyncPgConnection::establish(&format!("{}/postgres", pg_server()))
+        let admin_server = options.pg_server.clone().unwrap_or_else(pg_server);
+        let admin_tls = admin_tls(&options);
+        let mut admin = admin_tls
+            .establish(&format!("{admin_server}/postgres"))
             .await
             .expect("connect to Postgres (is `make up` done?)");
         diesel::sql_query(format!("CREATE DATABASE {db_name}"))
@@ -130,6 +148,17 @@ impl TestStack {
                 ),
             ),
             ("PREWARM_DATABASE__MAX_CONNECTIONS", "8".into()),
+            (
+                "PREWARM_DATABASE__SSL_MODE",
+                options
+                    .pg_tls
+                    .clone()
+                    .map_or("disable".into(), |(mode, _)| mode),
+            ),
+            (
+                "PREWARM_DATABASE__SSL_ROOT_CERT",
+                options.pg_tls.clone().map_or(String::new(), |(_, ca)| ca),
+            ),
             (
                 "PREWARM_REDIS__URL",
                 env_or("PREWARM_TEST_REDIS", "redis://127.0.0.1:6379"),
@@ -201,10 +230,11 @@ impl TestStack {
 
         let recommender = recommender_listener.map(|listener| {
             let faults = options.recommender.clone().unwrap_or_default();
-            let catalogue = Db::connect(
-                &format!("{}/{db_name}", pg_server()),
+            let catalogue = Db::connect_with(
+                &format!("{admin_server}/{db_name}"),
                 4,
                 Duration::from_secs(5),
+                &admin_tls,
             )
             .expect("recommender database");
             Recommender::start(listener, catalogue, faults).expect("start recommender")
@@ -434,8 +464,10 @@ impl TestStack {
             t.abort();
         }
         drop(self.db);
-        if let Ok(mut admin) =
-            AsyncPgConnection::establish(&format!("{}/postgres", pg_server())).await
+        let admin_server = self.options.pg_server.clone().unwrap_or_else(pg_server);
+        if let Ok(mut admin) = admin_tls(&self.options)
+            .establish(&format!("{admin_server}/postgres"))
+            .await
         {
             let drop_db = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.db_name);
             if let Err(e) = diesel::sql_query(drop_db).execute(&mut admin).await {

@@ -25,10 +25,24 @@ pub async fn connect(
     kafka: &KafkaSettings,
 ) -> anyhow::Result<Clients> {
     let db_url = database.url.expose_secret();
+    let tls = database.tls().map_err(anyhow::Error::msg)?;
     if database.migrate {
-        db::run_migrations(db_url).await?;
+        db::run_migrations_with(db_url, &tls).await?;
     }
-    let db = Db::connect(db_url, database.max_connections, database.acquire_timeout())?;
+    let db = Db::connect_with(
+        db_url,
+        database.max_connections,
+        database.acquire_timeout(),
+        &tls,
+    )?;
+    // One connection now, so a wrong CA or host name stops the service at
+    // start with the reason, instead of every request failing later.
+    db.ping().await.map_err(|e| {
+        anyhow::anyhow!(
+            "Postgres at start (database.ssl_mode = {:?}): {e}",
+            database.ssl_mode
+        )
+    })?;
     let index = PoolIndex::connect(
         redis.url.expose_secret(),
         &redis.key_prefix,

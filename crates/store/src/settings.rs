@@ -23,11 +23,26 @@ pub struct DatabaseSettings {
     /// Apply pending migrations at start.
     #[serde(default = "default_true")]
     pub migrate: bool,
+    /// `disable`, `require`, `verify-ca` or `verify-full` (see `db::tls`).
+    #[serde(default)]
+    pub ssl_mode: crate::db::tls::SslMode,
+    /// PEM file of the CA(s) the server certificate must chain to (empty:
+    /// the system's roots).
+    #[serde(default)]
+    pub ssl_root_cert: String,
 }
 
 impl DatabaseSettings {
     pub fn acquire_timeout(&self) -> Duration {
         Duration::from_millis(self.acquire_timeout_ms)
+    }
+
+    /// The TLS configuration these settings ask for (an unreadable CA file
+    /// is an error naming the setting).
+    pub fn tls(&self) -> Result<crate::db::tls::PgTls, String> {
+        let root =
+            (!self.ssl_root_cert.is_empty()).then(|| std::path::PathBuf::from(&self.ssl_root_cert));
+        crate::db::tls::PgTls::new(self.ssl_mode, root.as_ref())
     }
 }
 

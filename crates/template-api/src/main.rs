@@ -2,7 +2,8 @@
 //!
 //! `template-api healthcheck` probes a running server's `/healthz` (the
 //! image's HEALTHCHECK). `template-api migrate` only applies the database migrations (reading
-//! `PREWARM_DATABASE__URL`) and exits: the Helm chart's migration Job.
+//! `PREWARM_DATABASE__URL`, `__SSL_MODE` and `__SSL_ROOT_CERT`) and exits: the Helm chart's
+//! migration Job.
 
 use prewarm_store::telemetry;
 use template_api::{settings, startup::Application};
@@ -15,7 +16,18 @@ async fn main() -> anyhow::Result<()> {
     if std::env::args().nth(1).as_deref() == Some("migrate") {
         let url = std::env::var("PREWARM_DATABASE__URL")
             .map_err(|_| anyhow::anyhow!("PREWARM_DATABASE__URL is required"))?;
-        prewarm_store::db::run_migrations(&url).await?;
+        let mode: prewarm_store::db::tls::SslMode =
+            match std::env::var("PREWARM_DATABASE__SSL_MODE") {
+                Ok(mode) => serde_json::from_value(serde_json::Value::String(mode))
+                    .map_err(|e| anyhow::anyhow!("PREWARM_DATABASE__SSL_MODE: {e}"))?,
+                Err(_) => Default::default(),
+            };
+        let root = std::env::var_os("PREWARM_DATABASE__SSL_ROOT_CERT")
+            .filter(|p| !p.is_empty())
+            .map(std::path::PathBuf::from);
+        let tls =
+            prewarm_store::db::tls::PgTls::new(mode, root.as_ref()).map_err(anyhow::Error::msg)?;
+        prewarm_store::db::run_migrations_with(&url, &tls).await?;
         println!("migrations applied");
         return Ok(());
     }

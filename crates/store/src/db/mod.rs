@@ -1,5 +1,6 @@
-//! Postgres through diesel-async: the connection pool, the migrations, and one
-//! module per table (rows kept separate from domain types, converted explicitly).
+//! Postgres through diesel-async: the connection pool, the migrations, TLS
+//! (`tls.rs`), and one module per table (rows kept separate from domain
+//! types, converted explicitly).
 
 pub mod api_keys;
 pub mod companies;
@@ -10,12 +11,13 @@ pub mod pool_items;
 pub mod pool_targets;
 pub mod schema;
 pub mod templates;
+pub mod tls;
 
 use std::time::Duration;
 
 use diesel_async::pooled_connection::deadpool::{Object, Pool};
-use diesel_async::pooled_connection::AsyncDieselConnectionManager;
-use diesel_async::{AsyncConnection, AsyncMigrationHarness, AsyncPgConnection, RunQueryDsl};
+use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig};
+use diesel_async::{AsyncMigrationHarness, AsyncPgConnection, RunQueryDsl};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
 pub use error::StoreError;
@@ -38,12 +40,36 @@ pub struct Db {
 }
 
 impl Db {
+    /// A pool of plain connections (local tools, tests).
     pub fn connect(
         url: &str,
         max_connections: usize,
         acquire_timeout: Duration,
     ) -> Result<Self, StoreError> {
-        let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new(url);
+        Self::connect_with(
+            url,
+            max_connections,
+            acquire_timeout,
+            &tls::PgTls::default(),
+        )
+    }
+
+    /// A pool whose connections use `tls` (see [`tls`]).
+    pub fn connect_with(
+        url: &str,
+        max_connections: usize,
+        acquire_timeout: Duration,
+        tls: &tls::PgTls,
+    ) -> Result<Self, StoreError> {
+        let mut config = ManagerConfig::<AsyncPgConnection>::default();
+        let tls = tls.clone();
+        config.custom_setup = Box::new(move |url| {
+            let tls = tls.clone();
+            let url = url.to_string();
+            Box::pin(async move { tls.establish(&url).await })
+        });
+        let manager =
+            AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(url, config);
         let pool = Pool::builder(manager)
             .max_size(max_connections)
             .build()
@@ -79,7 +105,13 @@ impl Db {
 /// Must run on a multi-threaded tokio runtime (diesel's migration harness is
 /// synchronous and the async harness bridges it with `block_in_place`).
 pub async fn run_migrations(url: &str) -> Result<(), StoreError> {
-    let mut conn = AsyncPgConnection::establish(url)
+    run_migrations_with(url, &tls::PgTls::default()).await
+}
+
+/// [`run_migrations`] over a connection secured by `tls`.
+pub async fn run_migrations_with(url: &str, tls: &tls::PgTls) -> Result<(), StoreError> {
+    let mut conn = tls
+        .establish(url)
         .await
         .map_err(|e| StoreError::Unavailable(format!("Postgres: {e}")))?;
     diesel::sql_query(format!("SELECT pg_advisory_lock({MIGRATION_LOCK_KEY})"))

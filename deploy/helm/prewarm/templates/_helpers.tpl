@@ -72,3 +72,29 @@ tolerations: {{- toYaml . | nindent 2 }}
 affinity: {{- toYaml . | nindent 2 }}
 {{- end }}
 {{- end -}}
+
+{{/* The CA bundle for TLS to managed services, mounted read-only at
+     /etc/prewarm/ca in every pod when `caBundle` names a ConfigMap or Secret. */}}
+{{- define "prewarm.caMount" -}}
+{{- if or .Values.caBundle.configMapName .Values.caBundle.secretName }}
+volumeMounts:
+  - { name: ca-bundle, mountPath: /etc/prewarm/ca, readOnly: true }
+{{- end }}
+{{- end -}}
+
+{{- define "prewarm.podExtras" -}}
+{{- if or .Values.caBundle.configMapName .Values.caBundle.secretName }}
+volumes:
+  - name: ca-bundle
+{{- if .Values.caBundle.configMapName }}
+    configMap: { name: {{ .Values.caBundle.configMapName }} }
+{{- else }}
+    secret: { secretName: {{ .Values.caBundle.secretName }} }
+{{- end }}
+{{- end }}
+serviceAccountName: {{ include "prewarm.serviceAccountName" . }}
+{{- end -}}
+
+{{- define "prewarm.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}{{ default (printf "%s-prewarm" (include "prewarm.fullname" .)) .Values.serviceAccount.name }}{{ else }}{{ default "default" .Values.serviceAccount.name }}{{ end }}
+{{- end -}}
