@@ -98,3 +98,177 @@ async fn a_certificate_from_another_ca_is_refused_at_start_with_the_reason() {
     assert!(missing.contains("database.ssl_root_cert"), "{missing}");
     stack.finish().await;
 }
+
+/// The stored objects' encryption as S3 reports it (`ServerSideEncryption`,
+/// `SSEKMSKeyId` of a HEAD), read with an independent client: boto3 from
+/// the venv `make up` installs moto into, not the AWS SDK for Rust the
+/// services use.
+fn stored_encryption(
+    stack: &TestStack,
+    keys: &[String],
+) -> std::collections::HashMap<String, (Option<String>, Option<String>)> {
+    const HEAD: &str = r#"
+import boto3, json, sys
+s3 = boto3.client("s3", endpoint_url=sys.argv[1], region_name="us-east-1",
+                  aws_access_key_id="test", aws_secret_access_key="test")
+print(json.dumps({k: [h.get("ServerSideEncryption"), h.get("SSEKMSKeyId")]
+                  for k in sys.argv[3:]
+                  for h in [s3.head_object(Bucket=sys.argv[2], Key=k)]}))
+"#;
+    let cache = std::env::var("PREWARM_CACHE")
+        .unwrap_or_else(|_| format!("{}/.cache/prewarm", std::env::var("HOME").unwrap()));
+    let out = std::process::Command::new(format!("{cache}/venv/bin/python"))
+        .arg("-c")
+        .arg(HEAD)
+        .arg(env_or("PREWARM_TEST_S3", "http://127.0.0.1:9000"))
+        .arg(stack.objects.bucket())
+        .args(keys)
+        .output()
+        .expect("run boto3 (installed by `make up`)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("boto3 output")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_object_is_written_with_the_configured_server_side_encryption() {
+    const KEY: &str = "arn:aws:kms:us-east-1:123456789012:key/prewarm-test";
+    for (sse, kms_key) in [("AES256", ""), ("aws:kms", KEY)] {
+        let stack = TestStack::spawn(Options {
+            pool_target: 1,
+            env: vec![
+                ("PREWARM_S3__SERVER_SIDE_ENCRYPTION".into(), sse.into()),
+                ("PREWARM_S3__SSE_KMS_KEY_ID".into(), kms_key.into()),
+            ],
+            ..Options::default()
+        })
+        .await;
+        let tenant = stack.create_tenant("acme", 100).await;
+        let template = stack.create_template(&tenant, 2, "private").await;
+        stack
+            .wait_pool(&tenant, template.id, 1, std::time::Duration::from_secs(30))
+            .await;
+        // A put (the template), a worker's copy (warm) and the API's copy (cold).
+        let warm = stack.create_design(&tenant, template.id).await;
+        let cold = stack.create_design(&tenant, template.id).await;
+        assert_eq!(
+            (warm.served_from, cold.served_from),
+            (ServedFrom::Pool, ServedFrom::Copy)
+        );
+        let keys: Vec<String> = template
+            .images
+            .iter()
+            .map(|i| i.object_key.clone())
+            .chain(
+                warm.images
+                    .iter()
+                    .chain(&cold.images)
+                    .map(|i| i.object_key.clone()),
+            )
+            .collect();
+        let stored = stored_encryption(&stack, &keys);
+        assert_eq!(stored.len(), keys.len());
+        for (key, (found, found_key)) in stored {
+            assert_eq!(found.as_deref(), Some(sse), "{key}");
+            if !kms_key.is_empty() {
+                assert_eq!(found_key.as_deref(), Some(kms_key), "{key}");
+            }
+        }
+        stack.finish().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_static_keys_s3_credentials_come_from_web_identity() {
+    let stack = TestStack::spawn(Options {
+        worker: false,
+        ..Options::default()
+    })
+    .await;
+    let token = std::env::temp_dir().join(format!("prewarm-web-identity-{}", uuid::Uuid::new_v4()));
+    std::fs::write(&token, "a-projected-service-account-token").unwrap();
+    let token = token.to_string_lossy().to_string();
+    let s3 = env_or("PREWARM_TEST_S3", "http://127.0.0.1:9000");
+    let web_identity = [
+        ("PREWARM_S3__ACCESS_KEY_ID", ""),
+        ("PREWARM_S3__SECRET_ACCESS_KEY", ""),
+        ("PREWARM_DATABASE__MIGRATE", "false"),
+        ("AWS_ROLE_ARN", "arn:aws:iam::123456789012:role/prewarm"),
+        ("AWS_ROLE_SESSION_NAME", "prewarm-test"),
+        ("AWS_WEB_IDENTITY_TOKEN_FILE", token.as_str()),
+        // STS is the local S3-protocol server (moto answers STS too).
+        ("AWS_ENDPOINT_URL_STS", s3.as_str()),
+        ("AWS_REGION", "us-east-1"),
+        // Never look for instance metadata (a link-local address).
+        ("AWS_EC2_METADATA_DISABLED", "true"),
+    ];
+    let (mut api, base) = stack.spawn_api_process(&web_identity);
+    let ready = std::time::Instant::now();
+    while stack
+        .http
+        .get(format!("{base}/healthz"))
+        .send()
+        .await
+        .is_err()
+    {
+        assert!(ready.elapsed().as_secs() < 30, "the API did not start");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let tenant = stack.create_tenant("acme", 100).await;
+    let metadata = serde_json::json!({
+        "name": "Spring sale", "category": "poster",
+        "layout": {"blocks": []}, "visibility": "private"
+    });
+    // An upload through the process: its S3 puts are signed with the role's
+    // temporary credentials.
+    let resp = stack
+        .http
+        .post(format!("{base}/templates"))
+        .bearer_auth(&tenant.key)
+        .multipart(prewarm_tests::template_form(2, &metadata))
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status();
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(status, reqwest::StatusCode::CREATED, "{body}");
+    let key = body["images"][0]["object_key"].as_str().unwrap();
+    assert!(stack.objects.exists(key).await.unwrap());
+    api.kill().unwrap();
+    let _ = api.wait();
+
+    // Without the role there are no credentials at all: the write fails.
+    let no_role: Vec<(&str, &str)> = web_identity
+        .iter()
+        .filter(|(k, _)| !k.starts_with("AWS_ROLE_ARN"))
+        .copied()
+        .collect();
+    let (mut api, base) = stack.spawn_api_process(&no_role);
+    let ready = std::time::Instant::now();
+    while stack
+        .http
+        .get(format!("{base}/healthz"))
+        .send()
+        .await
+        .is_err()
+    {
+        assert!(ready.elapsed().as_secs() < 30, "the API did not start");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let resp = stack
+        .http
+        .post(format!("{base}/templates"))
+        .bearer_auth(&tenant.key)
+        .multipart(prewarm_tests::template_form(2, &metadata))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), reqwest::StatusCode::SERVICE_UNAVAILABLE);
+    api.kill().unwrap();
+    let _ = api.wait();
+    let _ = std::fs::remove_file(&token);
+    stack.finish().await;
+}

@@ -203,7 +203,7 @@ impl TestStack {
 
         let api_settings =
             template_api::settings::load_from(env.clone().into_iter()).expect("api settings");
-        let objects = ObjectStore::new(&api_settings.s3);
+        let objects = ObjectStore::new(&api_settings.s3).await;
         objects
             .ensure_bucket()
             .await
@@ -506,25 +506,10 @@ impl TestStack {
 
     /// Uploads a template with `n` generated images.
     pub async fn upload_template(&self, tenant: &Tenant, n: usize, metadata: Value) -> Response {
-        let mut form = Form::new().part(
-            "metadata",
-            Part::text(metadata.to_string())
-                .mime_str("application/json")
-                .unwrap(),
-        );
-        for i in 0..n {
-            form = form.part(
-                "image",
-                Part::bytes(images::png(i, 256))
-                    .file_name(format!("img{i}.png"))
-                    .mime_str("image/png")
-                    .unwrap(),
-            );
-        }
         self.http
             .post(self.url("/templates"))
             .bearer_auth(&tenant.key)
-            .multipart(form)
+            .multipart(template_form(n, &metadata))
             .send()
             .await
             .expect("upload template")
@@ -601,6 +586,27 @@ impl TestStack {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
+}
+
+/// The multipart body of `POST /templates`: the `metadata` part, then `n`
+/// generated PNG `image` parts.
+pub fn template_form(n: usize, metadata: &Value) -> Form {
+    let mut form = Form::new().part(
+        "metadata",
+        Part::text(metadata.to_string())
+            .mime_str("application/json")
+            .unwrap(),
+    );
+    for i in 0..n {
+        form = form.part(
+            "image",
+            Part::bytes(images::png(i, 256))
+                .file_name(format!("img{i}.png"))
+                .mime_str("image/png")
+                .unwrap(),
+        );
+    }
+    form
 }
 
 /// One sample of a Prometheus text exposition: the first line of metric

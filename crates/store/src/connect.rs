@@ -51,7 +51,7 @@ pub async fn connect(
     )
     .await?
     .with_pop_memory(redis.pop_memory());
-    let objects = ObjectStore::new(s3);
+    let objects = ObjectStore::new(s3).await;
     if kafka.create_topic {
         warmup_topic::ensure_topic(kafka).await?;
     }

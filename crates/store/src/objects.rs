@@ -12,7 +12,7 @@ use aws_sdk_s3::config::{
     ResponseChecksumValidation,
 };
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{Delete, ObjectIdentifier};
+use aws_sdk_s3::types::{Delete, ObjectIdentifier, ServerSideEncryption};
 use aws_sdk_s3::Client;
 use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
 use bytes::Bytes;
@@ -31,13 +31,24 @@ pub struct S3Settings {
     #[serde(default = "default_region")]
     pub region: String,
     pub bucket: String,
-    #[serde(skip_serializing)]
+    /// Static credentials; both empty = the default AWS credential chain
+    /// (environment, profile, web identity / IRSA, container and instance
+    /// metadata).
+    #[serde(skip_serializing, default = "empty_secret")]
     pub access_key_id: SecretString,
-    #[serde(skip_serializing)]
+    #[serde(skip_serializing, default = "empty_secret")]
     pub secret_access_key: SecretString,
-    /// Path-style addressing (`endpoint/bucket/key`), needed by most S3 look-alikes.
-    #[serde(default = "default_true")]
-    pub force_path_style: bool,
+    /// `auto` (path-style with an `endpoint`, virtual-hosted on AWS), `path`
+    /// (`endpoint/bucket/key`, most S3 look-alikes) or `virtual`.
+    #[serde(default)]
+    pub addressing: Addressing,
+    /// Server-side encryption of every object written (puts and copies):
+    /// empty (the bucket's default), `AES256` or `aws:kms`.
+    #[serde(default)]
+    pub server_side_encryption: String,
+    /// With `aws:kms`: the KMS key id or ARN (empty: the AWS-managed key).
+    #[serde(default)]
+    pub sse_kms_key_id: String,
     /// Deadline for one S3 call, retries included.
     #[serde(default = "default_operation_timeout_ms")]
     pub operation_timeout_ms: u64,
@@ -46,11 +57,22 @@ pub struct S3Settings {
     pub max_attempts: u32,
 }
 
+/// How bucket and key go into the URL.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Addressing {
+    #[default]
+    Auto,
+    Path,
+    Virtual,
+}
+
+fn empty_secret() -> SecretString {
+    SecretString::from(String::new())
+}
+
 fn default_region() -> String {
     "us-east-1".into()
-}
-fn default_true() -> bool {
-    true
 }
 fn default_operation_timeout_ms() -> u64 {
     10_000
@@ -80,25 +102,44 @@ fn err<E: std::fmt::Debug>(op: &'static str, key: &str, e: E) -> ObjectError {
 pub struct ObjectStore {
     client: Client,
     bucket: String,
+    encryption: Option<(ServerSideEncryption, Option<String>)>,
 }
 
 impl ObjectStore {
-    pub fn new(settings: &S3Settings) -> Self {
+    /// The client for `settings`. Without static keys, credentials come
+    /// from the default AWS chain (resolved, and refreshed, by the SDK).
+    pub async fn new(settings: &S3Settings) -> Self {
         let http = aws_smithy_http_client::Builder::new()
             .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
             .build_https();
         let timeout = Duration::from_millis(settings.operation_timeout_ms);
-        let mut builder = S3ConfigBuilder::new()
-            .behavior_version(BehaviorVersion::latest())
+        let static_keys = !settings.access_key_id.expose_secret().is_empty();
+        let mut builder = if static_keys {
+            S3ConfigBuilder::new()
+                .behavior_version(BehaviorVersion::latest())
+                .credentials_provider(Credentials::new(
+                    settings.access_key_id.expose_secret(),
+                    settings.secret_access_key.expose_secret(),
+                    None,
+                    None,
+                    "prewarm-settings",
+                ))
+        } else {
+            let shared = aws_config::defaults(BehaviorVersion::latest())
+                .http_client(http.clone())
+                .region(Region::new(settings.region.clone()))
+                .load()
+                .await;
+            S3ConfigBuilder::from(&shared)
+        };
+        let path_style = match settings.addressing {
+            Addressing::Auto => !settings.endpoint.is_empty(),
+            Addressing::Path => true,
+            Addressing::Virtual => false,
+        };
+        builder = builder
             .region(Region::new(settings.region.clone()))
-            .credentials_provider(Credentials::new(
-                settings.access_key_id.expose_secret(),
-                settings.secret_access_key.expose_secret(),
-                None,
-                None,
-                "prewarm-settings",
-            ))
-            .force_path_style(settings.force_path_style)
+            .force_path_style(path_style)
             .http_client(http)
             .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
             .response_checksum_validation(ResponseChecksumValidation::WhenRequired)
@@ -113,10 +154,22 @@ impl ObjectStore {
         if !settings.endpoint.is_empty() {
             builder = builder.endpoint_url(settings.endpoint.clone());
         }
+        let encryption = (!settings.server_side_encryption.is_empty()).then(|| {
+            (
+                ServerSideEncryption::from(settings.server_side_encryption.as_str()),
+                (!settings.sse_kms_key_id.is_empty()).then(|| settings.sse_kms_key_id.clone()),
+            )
+        });
         Self {
             client: Client::from_conf(builder.build()),
             bucket: settings.bucket.clone(),
+            encryption,
         }
+    }
+
+    /// The server-side encryption objects are written with (`s3.*` settings).
+    pub fn encryption(&self) -> Option<&ServerSideEncryption> {
+        self.encryption.as_ref().map(|(sse, _)| sse)
     }
 
     pub fn bucket(&self) -> &str {
@@ -158,12 +211,15 @@ impl ObjectStore {
     }
 
     pub async fn put(&self, key: &str, body: Bytes, content_type: &str) -> Result<(), ObjectError> {
+        let (sse, kms_key) = self.encryption.clone().unzip();
         self.client
             .put_object()
             .bucket(&self.bucket)
             .key(key)
             .content_type(content_type)
             .body(ByteStream::from(body))
+            .set_server_side_encryption(sse)
+            .set_ssekms_key_id(kms_key.flatten())
             .send()
             .await
             .map_err(|e| err("put", key, e))?;
@@ -185,11 +241,14 @@ impl ObjectStore {
 
     /// Server-side copy within the bucket.
     pub async fn copy(&self, source: &str, dest: &str) -> Result<(), ObjectError> {
+        let (sse, kms_key) = self.encryption.clone().unzip();
         self.client
             .copy_object()
             .bucket(&self.bucket)
             .copy_source(format!("{}/{}", self.bucket, source))
             .key(dest)
+            .set_server_side_encryption(sse)
+            .set_ssekms_key_id(kms_key.flatten())
             .send()
             .await
             .map_err(|e| err("copy", dest, e))?;

@@ -223,6 +223,36 @@ pub fn load<T: serde::de::DeserializeOwned>(
     builder.build()?.try_deserialize()
 }
 
+/// Checks the `s3` section: both static keys or neither; a known
+/// server-side encryption.
+pub fn validate_s3(s3: &S3Settings) -> Result<(), config::ConfigError> {
+    use secrecy::ExposeSecret;
+    if s3.access_key_id.expose_secret().is_empty()
+        != s3.secret_access_key.expose_secret().is_empty()
+    {
+        return Err(invalid(
+            "s3.access_key_id",
+            "set both static keys (s3.access_key_id, s3.secret_access_key) or neither (the default AWS credential chain)",
+        ));
+    }
+    if !matches!(
+        s3.server_side_encryption.as_str(),
+        "" | "AES256" | "aws:kms" | "aws:kms:dsse"
+    ) {
+        return Err(invalid(
+            "s3.server_side_encryption",
+            "must be empty, AES256, aws:kms or aws:kms:dsse",
+        ));
+    }
+    if !s3.sse_kms_key_id.is_empty() && !s3.server_side_encryption.starts_with("aws:kms") {
+        return Err(invalid(
+            "s3.sse_kms_key_id",
+            "needs s3.server_side_encryption = aws:kms",
+        ));
+    }
+    Ok(())
+}
+
 /// An error naming an invalid setting.
 pub fn invalid(key: &str, why: &str) -> config::ConfigError {
     config::ConfigError::Message(format!("invalid setting `{key}`: {why}"))

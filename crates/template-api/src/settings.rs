@@ -101,6 +101,7 @@ fn validate(s: &Settings) -> Result<(), config::ConfigError> {
         return fail("s3.bucket", "must not be empty");
     }
     s.similar.validate()?;
+    prewarm_store::settings::validate_s3(&s.s3)?;
     s.trace.validate()?;
     s.log.validate()
 }

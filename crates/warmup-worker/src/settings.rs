@@ -150,6 +150,7 @@ pub fn load_from(
     if w.group_id.is_empty() {
         return Err(invalid("worker.group_id", "must not be empty"));
     }
+    prewarm_store::settings::validate_s3(&settings.s3)?;
     settings.trace.validate()?;
     settings.log.validate()?;
     Ok(settings)

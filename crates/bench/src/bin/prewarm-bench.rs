@@ -312,6 +312,7 @@ async fn main() -> anyhow::Result<()> {
         e
     };
     ObjectStore::new(&s3_settings(&direct_s3)?)
+        .await
         .ensure_bucket()
         .await?;
     db::run_migrations(&db_url).await?;

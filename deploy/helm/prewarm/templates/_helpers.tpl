@@ -37,8 +37,10 @@ app.kubernetes.io/instance: {{ .root.Release.Name }}
 {{ include "prewarm.secretEnv" (dict "env" "PREWARM_ADMIN_TOKEN" "ref" .Values.secrets.adminToken) }}
 {{ include "prewarm.secretEnv" (dict "env" "PREWARM_DATABASE__URL" "ref" .Values.secrets.databaseUrl) }}
 {{ include "prewarm.secretEnv" (dict "env" "PREWARM_REDIS__URL" "ref" .Values.secrets.redisUrl) }}
+{{- if .Values.secrets.s3AccessKeyId.name }}
 {{ include "prewarm.secretEnv" (dict "env" "PREWARM_S3__ACCESS_KEY_ID" "ref" .Values.secrets.s3AccessKeyId) }}
 {{ include "prewarm.secretEnv" (dict "env" "PREWARM_S3__SECRET_ACCESS_KEY" "ref" .Values.secrets.s3SecretAccessKey) }}
+{{- end }}
 {{- end -}}
 
 {{/* config.<section>.<key> -> PREWARM_<SECTION>__<KEY>; empty strings are left out. */}}
