@@ -8,7 +8,8 @@
 #   scripts/stack.sh bench   also start s3s-fs, the fast S3 server the benchmarks use
 #
 # `up` also starts the hardened servers the connectivity tests use: test
-# certificates (.run/tls/) and a second, TLS-only PostgreSQL cluster.
+# certificates (.run/tls/), a second, TLS-only PostgreSQL cluster, a TLS-only
+# Redis with an ACL user, and a 3-primary Redis Cluster.
 #
 # Idempotent: running `up` twice starts nothing twice. Slow installs are cached
 # under $PREWARM_CACHE (default ~/.cache/prewarm) and reused.
@@ -206,6 +207,50 @@ HBA
   wait_for "postgres (TLS)" 30 pg_isready -q -h 127.0.0.1 -p "$PG_TLS_PORT"
 }
 
+REDIS_TLS_PORT="${PREWARM_REDIS_TLS_PORT:-6380}"
+REDIS_CLUSTER_PORTS=(7000 7001 7002)
+
+# A Redis that speaks TLS only (server cert from the test CA) and requires
+# an ACL user, `prewarm` / `prewarm-secret`; the default user is off.
+start_redis_tls() {
+  make_certs
+  local cli=(redis-cli -h 127.0.0.1 -p "$REDIS_TLS_PORT" --tls --cacert "$TLS_DIR/ca.pem" --user prewarm --pass prewarm-secret --no-auth-warning)
+  if "${cli[@]}" ping 2>/dev/null | grep -q PONG; then log "redis (TLS) is up"; return; fi
+  log "starting redis (TLS only, ACL user) on 127.0.0.1:$REDIS_TLS_PORT"
+  mkdir -p "$RUN/redis-tls"
+  redis-server --daemonize yes --bind 127.0.0.1 --port 0 --tls-port "$REDIS_TLS_PORT" \
+    --tls-cert-file "$TLS_DIR/server.pem" --tls-key-file "$TLS_DIR/server.key" \
+    --tls-ca-cert-file "$TLS_DIR/ca.pem" --tls-auth-clients no \
+    --user default off --user prewarm on '>prewarm-secret' '~*' '&*' '+@all' \
+    --save "" --appendonly no --dir "$RUN/redis-tls" --pidfile "$RUN/redis-tls.pid" \
+    --logfile "$RUN/redis-tls.log"
+  wait_for "redis (TLS)" 30 sh -c "${cli[*]} ping | grep -q PONG"
+}
+
+# Three primaries in one Redis Cluster (no replicas), on 7000-7002.
+start_redis_cluster() {
+  local first=${REDIS_CLUSTER_PORTS[0]}
+  if redis-cli -p "$first" cluster info 2>/dev/null | grep -q 'cluster_state:ok'; then log "redis cluster is up"; return; fi
+  log "starting a 3-primary redis cluster on ${REDIS_CLUSTER_PORTS[*]}"
+  local nodes=()
+  for port in "${REDIS_CLUSTER_PORTS[@]}"; do
+    mkdir -p "$RUN/redis-cluster/$port"
+    if ! redis-cli -p "$port" ping 2>/dev/null | grep -q PONG; then
+      rm -f "$RUN/redis-cluster/$port/nodes.conf"
+      redis-server --daemonize yes --bind 127.0.0.1 --port "$port" --cluster-enabled yes \
+        --cluster-config-file nodes.conf --cluster-node-timeout 5000 --save "" --appendonly no \
+        --dir "$RUN/redis-cluster/$port" --pidfile "$RUN/redis-cluster-$port.pid" \
+        --logfile "$RUN/redis-cluster/$port/redis.log"
+      wait_for "redis :$port" 30 sh -c "redis-cli -p $port ping | grep -q PONG"
+    fi
+    nodes+=("127.0.0.1:$port")
+  done
+  if ! redis-cli -p "$first" cluster info | grep -q 'cluster_slots_assigned:16384'; then
+    redis-cli --cluster create "${nodes[@]}" --cluster-replicas 0 --cluster-yes >/dev/null
+  fi
+  wait_for "redis cluster" 30 sh -c "redis-cli -p $first cluster info | grep -q cluster_state:ok"
+}
+
 stop_pidfile() {
   local f="$RUN/$1.pid"
   if [[ -f "$f" ]]; then
@@ -222,7 +267,9 @@ case "${1:-up}" in
     start_moto
     start_tansu
     start_pg_tls
-    log "stack ready: postgres :$PG_PORT (TLS-only :$PG_TLS_PORT), redis :$REDIS_PORT, kafka :$KAFKA_PORT, s3 :$S3_PORT (bucket $BUCKET)"
+    start_redis_tls
+    start_redis_cluster
+    log "stack ready: postgres :$PG_PORT (TLS-only :$PG_TLS_PORT), redis :$REDIS_PORT (TLS+ACL :$REDIS_TLS_PORT, cluster :${REDIS_CLUSTER_PORTS[0]}-${REDIS_CLUSTER_PORTS[2]}), kafka :$KAFKA_PORT, s3 :$S3_PORT (bucket $BUCKET)"
     ;;
   bench)
     start_postgres
@@ -235,6 +282,8 @@ case "${1:-up}" in
       runuser -u postgres -- "$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)/pg_ctl" \
         -D "$PG_TLS_DATA" -m fast stop >/dev/null && log "stopped postgres (TLS)"
     fi
+    stop_pidfile redis-tls
+    for port in "${REDIS_CLUSTER_PORTS[@]}"; do stop_pidfile "redis-cluster-$port"; done
     stop_pidfile s3s
     stop_pidfile tansu
     stop_pidfile moto

@@ -272,3 +272,107 @@ async fn without_static_keys_s3_credentials_come_from_web_identity() {
     let _ = std::fs::remove_file(&token);
     stack.finish().await;
 }
+
+/// The whole warm path, the refill, the shared cache tier and its
+/// invalidation channel, against one Redis `url` (`ca` for TLS).
+async fn everything_through_redis(url: &str, ca: &str) {
+    let mut stack = TestStack::spawn(Options {
+        env: vec![
+            ("PREWARM_REDIS__URL".into(), url.into()),
+            ("PREWARM_REDIS__CA_FILE".into(), ca.into()),
+        ],
+        recommender: Some(Default::default()),
+        ..Options::default()
+    })
+    .await;
+    let (status, body) = {
+        let resp = stack.http.get(stack.url("/readyz")).send().await.unwrap();
+        (
+            resp.status(),
+            resp.json::<serde_json::Value>().await.unwrap(),
+        )
+    };
+    assert_eq!(
+        (status.as_u16(), body["status"].as_str()),
+        (200, Some("ready")),
+        "{body}"
+    );
+    let tenant = stack.create_tenant("acme", 100).await;
+    let source = stack.create_template(&tenant, 2, "public").await;
+    let similar_one = stack.create_template(&tenant, 1, "public").await;
+    // Refill (the worker pushes) and warm claim (the API pops), through this Redis.
+    stack
+        .wait_pool(&tenant, source.id, 4, std::time::Duration::from_secs(30))
+        .await;
+    let design = stack.create_design(&tenant, source.id).await;
+    assert_eq!(design.served_from, ServedFrom::Pool);
+    // The shared tier: a second replica's first read is answered from it.
+    let first = stack.base.clone();
+    let second = stack.spawn_second_api(&[]).await;
+    assert_eq!(
+        stack
+            .similar_at(&first, &tenant, source.id, 1)
+            .await
+            .status(),
+        200
+    );
+    let calls = stack.upstream_calls().await;
+    let page: serde_json::Value = stack
+        .similar_at(&second, &tenant, source.id, 1)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        stack.upstream_calls().await,
+        calls,
+        "the shared tier answered"
+    );
+    assert!(
+        page.to_string().contains(&similar_one.id.to_string()),
+        "{page}"
+    );
+    // The channel: an edit through the first replica reaches the second.
+    let resp = stack
+        .http
+        .delete(format!("{first}/templates/{}", similar_one.id))
+        .bearer_auth(&tenant.key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 204);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let page: serde_json::Value = stack
+            .similar_at(&second, &tenant, source.id, 1)
+            .await
+            .json()
+            .await
+            .unwrap();
+        if !page.to_string().contains(&similar_one.id.to_string()) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the second replica still shows the deleted template"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    stack.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_over_tls_with_an_acl_user() {
+    let port = env_or("PREWARM_TEST_REDIS_TLS_PORT", "6380");
+    everything_through_redis(
+        &format!("rediss://prewarm:prewarm-secret@localhost:{port}"),
+        &tls_file("ca.pem"),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_cluster_with_three_primaries() {
+    let port = env_or("PREWARM_TEST_REDIS_CLUSTER_PORT", "7000");
+    everything_through_redis(&format!("redis-cluster://127.0.0.1:{port}"), "").await;
+}

@@ -45,6 +45,7 @@ pub async fn connect(
     })?;
     let index = PoolIndex::connect(
         redis.url.expose_secret(),
+        redis.ca_path(),
         &redis.key_prefix,
         redis.pool_size,
         redis.command_timeout(),

@@ -15,6 +15,7 @@
 //! - [`probe`]: the `healthcheck` subcommand of both binaries (the image's HEALTHCHECK).
 //! - [`settings`]: the settings sections both services embed, and the layered loader.
 //! - [`metrics`]: Prometheus registry helpers (constructors, text encoding).
+//! - [`tls`]: rustls client configuration (CA bundles, system roots) for Redis and Postgres.
 //! - [`telemetry`]: logging setup (text or JSON).
 
 pub mod connect;
@@ -28,4 +29,5 @@ pub mod readiness;
 pub mod settings;
 pub mod shared_cache;
 pub mod telemetry;
+pub mod tls;
 pub mod warmup_topic;

@@ -13,6 +13,7 @@
 //! id that is listed already or was popped within the pop memory
 //! (`redis.pop_memory_ms`).
 
+use std::path::Path;
 use std::time::Duration;
 
 use fred::prelude::*;
@@ -29,12 +30,26 @@ pub const POPPED_MEMORY: Duration = Duration::from_secs(60);
 
 #[derive(Debug, thiserror::Error)]
 #[error("redis: {0}")]
-pub struct IndexError(String);
+pub struct IndexError(pub(crate) String);
 
 impl From<fred::error::Error> for IndexError {
     fn from(e: fred::error::Error) -> Self {
         IndexError(e.to_string())
     }
+}
+
+/// The fred configuration for `url`: `redis://` or `rediss://` (TLS, with
+/// `ca_file` or the system's roots; `user:password@` for an ACL user),
+/// `redis-cluster://` / `rediss-cluster://` for Redis Cluster (every
+/// multi-key command here stays in one hash slot), `redis-sentinel://`.
+pub fn client_config(url: &str, ca_file: Option<&Path>) -> Result<Config, IndexError> {
+    let mut config = Config::from_url(url)?;
+    if config.tls.is_some() {
+        let roots = crate::tls::roots(ca_file, "redis.ca_file").map_err(IndexError)?;
+        let client = crate::tls::verifying_client(roots).map_err(IndexError)?;
+        config.tls = Some(client.into());
+    }
+    Ok(config)
 }
 
 /// Typed access to the pool lists; handlers never see fred types.
@@ -52,11 +67,12 @@ impl PoolIndex {
     /// connections keep retrying in the background.
     pub async fn connect(
         url: &str,
+        ca_file: Option<&Path>,
         prefix: &str,
         size: usize,
         command_timeout: Duration,
     ) -> Result<Self, IndexError> {
-        let mut config = Config::from_url(url)?;
+        let mut config = client_config(url, ca_file)?;
         // A Redis that is down at start is retried in the background like a
         // lost connection; meanwhile commands fail after `command_timeout`
         // and the API serves by copy.
@@ -245,15 +261,24 @@ impl PoolIndex {
     /// flush with it without touching other tests' keys).
     pub async fn clear_prefix(&self) -> Result<u64, IndexError> {
         use futures::TryStreamExt;
-        let keys: Vec<fred::types::Key> = self
-            .pool
-            .next()
-            .scan_buffered(format!("{}*", self.prefix), Some(500), None)
-            .try_collect()
-            .await?;
+        let client = self.pool.next();
+        let pattern = format!("{}*", self.prefix);
+        // Redis Cluster: every primary is scanned; keys are deleted one by
+        // one (they may live in different slots).
+        let keys: Vec<fred::types::Key> = if client.is_clustered() {
+            client
+                .scan_cluster_buffered(pattern, Some(500), None)
+                .try_collect()
+                .await?
+        } else {
+            client
+                .scan_buffered(pattern, Some(500), None)
+                .try_collect()
+                .await?
+        };
         let mut deleted = 0;
-        for chunk in keys.chunks(500) {
-            let n: u64 = self.pool.del(chunk.to_vec()).await?;
+        for key in keys {
+            let n: u64 = self.pool.del(key).await?;
             deleted += n;
         }
         Ok(deleted)

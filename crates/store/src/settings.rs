@@ -64,11 +64,20 @@ pub struct RedisSettings {
     /// by a request that died before claiming it is listed again after this.
     #[serde(default = "default_pop_memory_ms")]
     pub pop_memory_ms: u64,
+    /// With `rediss://`: PEM file of the CA(s) the server must chain to
+    /// (empty: the system's roots).
+    #[serde(default)]
+    pub ca_file: String,
 }
 
 impl RedisSettings {
     pub fn command_timeout(&self) -> Duration {
         Duration::from_millis(self.command_timeout_ms)
+    }
+
+    /// `ca_file` as a path, if set.
+    pub fn ca_path(&self) -> Option<&std::path::Path> {
+        (!self.ca_file.is_empty()).then(|| std::path::Path::new(self.ca_file.as_str()))
     }
 
     pub fn pop_memory(&self) -> Duration {

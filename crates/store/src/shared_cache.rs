@@ -84,8 +84,9 @@ impl SharedCache {
     pub async fn subscribe(
         &self,
         url: &str,
+        ca_file: Option<&std::path::Path>,
     ) -> Result<mpsc::UnboundedReceiver<Option<TemplateId>>, IndexError> {
-        let mut config = Config::from_url(url)?;
+        let mut config = crate::pool_index::client_config(url, ca_file)?;
         // Down at start: retried in the background (see `PoolIndex::connect`).
         config.fail_fast = false;
         let subscriber: SubscriberClient = Builder::from_config(config)

@@ -85,7 +85,7 @@ pub async fn build_state(settings: Settings) -> anyhow::Result<AppState> {
     publisher.register_metrics(&metrics.registry)?;
     let shared = SharedCache::new(&clients.index);
     let similar = SimilarTemplates::new(&settings.similar, Some(shared.clone()), &metrics)?;
-    spawn_cache_upkeep(&similar, &shared, settings.redis.url.expose_secret()).await;
+    spawn_cache_upkeep(&similar, &shared, &settings.redis).await;
     let copy_limiter = Arc::new(Semaphore::new(settings.pool.cold_copy_global_limit));
     Ok(AppState {
         db: clients.db,
@@ -104,7 +104,11 @@ pub async fn build_state(settings: Settings) -> anyhow::Result<AppState> {
 }
 
 /// Starts the cache sweeper and the invalidation listener of this replica.
-async fn spawn_cache_upkeep(similar: &SimilarTemplates, shared: &SharedCache, redis_url: &str) {
+async fn spawn_cache_upkeep(
+    similar: &SimilarTemplates,
+    shared: &SharedCache,
+    redis: &prewarm_store::settings::RedisSettings,
+) {
     let sweeper = similar.clone();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(sweeper.sweep_interval());
@@ -113,7 +117,10 @@ async fn spawn_cache_upkeep(similar: &SimilarTemplates, shared: &SharedCache, re
             sweeper.sweep();
         }
     });
-    match shared.subscribe(redis_url).await {
+    match shared
+        .subscribe(redis.url.expose_secret(), redis.ca_path())
+        .await
+    {
         Ok(mut rx) => {
             let listener = similar.clone();
             tokio::spawn(async move {

@@ -319,6 +319,7 @@ async fn main() -> anyhow::Result<()> {
     let dbh = Db::connect(&db_url, 66, Duration::from_secs(5))?;
     let index = PoolIndex::connect(
         "redis://127.0.0.1:6379",
+        None,
         &format!("bench:{suffix}:"),
         4,
         Duration::from_secs(2),

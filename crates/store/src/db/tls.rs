@@ -20,9 +20,14 @@ use diesel::{ConnectionError, ConnectionResult};
 use diesel_async::AsyncPgConnection;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::WebPkiServerVerifier;
-use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+
+use crate::tls::provider;
+
+fn roots(root_cert: Option<&PathBuf>) -> Result<RootCertStore, String> {
+    crate::tls::roots(root_cert.map(PathBuf::as_path), "database.ssl_root_cert")
+}
 use serde::{Deserialize, Serialize};
 
 /// How a Postgres connection is secured (libpq's `sslmode` names).
@@ -50,33 +55,6 @@ impl std::fmt::Debug for PgTls {
             "PgTls(off)"
         })
     }
-}
-
-fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
-}
-
-fn roots(root_cert: Option<&PathBuf>) -> Result<RootCertStore, String> {
-    let mut roots = RootCertStore::empty();
-    match root_cert {
-        Some(path) => {
-            let certs = CertificateDer::pem_file_iter(path)
-                .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-                .map_err(|e| format!("database.ssl_root_cert {}: {e}", path.display()))?;
-            let (added, _) = roots.add_parsable_certificates(certs);
-            if added == 0 {
-                return Err(format!(
-                    "database.ssl_root_cert {}: no certificate in it",
-                    path.display()
-                ));
-            }
-        }
-        None => {
-            let found = rustls_native_certs::load_native_certs();
-            roots.add_parsable_certificates(found.certs);
-        }
-    }
-    Ok(roots)
 }
 
 impl PgTls {
