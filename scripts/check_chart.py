@@ -59,6 +59,8 @@ def rendered_env(docs):
                 fail(f"unexpected variable {name}")
                 continue
             section, key = m.group(1).lower(), (m.group(2) or "").lower()
+            # A map setting (kafka.properties) renders one variable per entry.
+            key = key.split("__")[0]
             keys.add(f"{section}.{key}" if key else section)
     return keys
 

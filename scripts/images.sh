@@ -27,7 +27,7 @@ CACHE="${PREWARM_CACHE:-$HOME/.cache/prewarm}"
 RUN="$ROOT/.run"
 DATA_ROOT="$CACHE/docker"
 SOCK="$RUN/docker.sock"
-BASE_IMAGE="prewarm/debian-base:bookworm"
+BASE_IMAGE="prewarm/debian-base:bookworm-2"
 REPORT="$RUN/images-report.txt"
 API_PORT="${PREWARM_IMAGES_API_PORT:-18080}"
 WORKER_PORT="${PREWARM_IMAGES_WORKER_PORT:-19091}"
@@ -78,7 +78,7 @@ make_base() {
   local rootfs="$CACHE/rootfs-bookworm"
   rm -rf "$rootfs"
   log "debootstrap bookworm (minbase) from $(mirror)"
-  debootstrap --variant=minbase --include=ca-certificates,zlib1g bookworm "$rootfs" "$(mirror)" \
+  debootstrap --variant=minbase --include=ca-certificates,zlib1g,libssl3 bookworm "$rootfs" "$(mirror)" \
     >"$RUN/debootstrap.log" 2>&1 || { tail -20 "$RUN/debootstrap.log" >&2; return 1; }
   # What a slim image leaves out: apt lists, docs, man pages, caches.
   rm -rf "$rootfs"/var/lib/apt/lists/* "$rootfs"/var/cache/apt/* "$rootfs"/usr/share/doc/* \

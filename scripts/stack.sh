@@ -9,7 +9,8 @@
 #
 # `up` also starts the hardened servers the connectivity tests use: test
 # certificates (.run/tls/), a second, TLS-only PostgreSQL cluster, a TLS-only
-# Redis with an ACL user, and a 3-primary Redis Cluster.
+# Redis with an ACL user, a 3-primary Redis Cluster, and a TLS-only Kafka
+# listener (stunnel4 in front of a second tansu).
 #
 # Idempotent: running `up` twice starts nothing twice. Slow installs are cached
 # under $PREWARM_CACHE (default ~/.cache/prewarm) and reused.
@@ -251,6 +252,45 @@ start_redis_cluster() {
   wait_for "redis cluster" 30 sh -c "redis-cli -p $first cluster info | grep -q cluster_state:ok"
 }
 
+KAFKA_TLS_PORT="${PREWARM_KAFKA_TLS_PORT:-9093}"
+KAFKA_TLS_BACKEND_PORT="${PREWARM_KAFKA_TLS_BACKEND_PORT:-9094}"
+
+# A Kafka listener that speaks TLS only: a second tansu broker (its own
+# in-memory cluster) behind stunnel4, advertising the TLS address so every
+# connection a client makes goes through TLS. tansu itself has no TLS.
+start_kafka_tls() {
+  make_certs
+  if ! command -v stunnel4 >/dev/null; then
+    log "installing stunnel4"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq stunnel4 >/dev/null
+  fi
+  install_tansu
+  if ! port_open "$KAFKA_TLS_BACKEND_PORT"; then
+    log "starting tansu (behind TLS) on 127.0.0.1:$KAFKA_TLS_BACKEND_PORT"
+    nohup tansu broker --storage-engine memory://tansu-tls/ \
+      --listener-url "tcp://127.0.0.1:$KAFKA_TLS_BACKEND_PORT" \
+      --advertised-listener-url "tcp://localhost:$KAFKA_TLS_PORT" \
+      >"$RUN/tansu-tls.log" 2>&1 &
+    echo $! >"$RUN/tansu-tls.pid"
+    wait_for "tansu (TLS backend)" 60 port_open "$KAFKA_TLS_BACKEND_PORT"
+  fi
+  if ! port_open "$KAFKA_TLS_PORT"; then
+    log "starting stunnel4 (Kafka TLS) on 127.0.0.1:$KAFKA_TLS_PORT"
+    cat >"$RUN/stunnel-kafka.conf" <<CONF
+pid = $RUN/stunnel-kafka.pid
+output = $RUN/stunnel-kafka.log
+[kafka]
+accept = 127.0.0.1:$KAFKA_TLS_PORT
+connect = 127.0.0.1:$KAFKA_TLS_BACKEND_PORT
+cert = $TLS_DIR/server.pem
+key = $TLS_DIR/server.key
+CONF
+    stunnel4 "$RUN/stunnel-kafka.conf"
+    wait_for "kafka (TLS)" 30 port_open "$KAFKA_TLS_PORT"
+  else
+    log "kafka (TLS) is up"
+  fi
+}
+
 stop_pidfile() {
   local f="$RUN/$1.pid"
   if [[ -f "$f" ]]; then
@@ -269,7 +309,8 @@ case "${1:-up}" in
     start_pg_tls
     start_redis_tls
     start_redis_cluster
-    log "stack ready: postgres :$PG_PORT (TLS-only :$PG_TLS_PORT), redis :$REDIS_PORT (TLS+ACL :$REDIS_TLS_PORT, cluster :${REDIS_CLUSTER_PORTS[0]}-${REDIS_CLUSTER_PORTS[2]}), kafka :$KAFKA_PORT, s3 :$S3_PORT (bucket $BUCKET)"
+    start_kafka_tls
+    log "stack ready: postgres :$PG_PORT (TLS-only :$PG_TLS_PORT), redis :$REDIS_PORT (TLS+ACL :$REDIS_TLS_PORT, cluster :${REDIS_CLUSTER_PORTS[0]}-${REDIS_CLUSTER_PORTS[2]}), kafka :$KAFKA_PORT (TLS :$KAFKA_TLS_PORT), s3 :$S3_PORT (bucket $BUCKET)"
     ;;
   bench)
     start_postgres
@@ -282,6 +323,8 @@ case "${1:-up}" in
       runuser -u postgres -- "$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)/pg_ctl" \
         -D "$PG_TLS_DATA" -m fast stop >/dev/null && log "stopped postgres (TLS)"
     fi
+    stop_pidfile stunnel-kafka
+    stop_pidfile tansu-tls
     stop_pidfile redis-tls
     for port in "${REDIS_CLUSTER_PORTS[@]}"; do stop_pidfile "redis-cluster-$port"; done
     stop_pidfile s3s

@@ -109,6 +109,21 @@ fn the_chart_values_cover_every_setting_and_both_services_accept_them() {
     let mut env: Vec<(String, String)> = Vec::new();
     for (section, entries) in config.as_object().unwrap() {
         for (key, value) in entries.as_object().unwrap() {
+            // A map (kafka.properties) is one variable per entry, as the chart renders it.
+            if let Value::Object(map) = value {
+                for (name, entry) in map {
+                    env.push((
+                        format!(
+                            "PREWARM_{}__{}__{}",
+                            section.to_uppercase(),
+                            key.to_uppercase(),
+                            name.replace('.', "_").to_uppercase()
+                        ),
+                        entry.as_str().map_or(entry.to_string(), str::to_string),
+                    ));
+                }
+                continue;
+            }
             let text = match value {
                 Value::String(s) => s.clone(),
                 other => other.to_string(),

@@ -376,3 +376,64 @@ async fn redis_cluster_with_three_primaries() {
     let port = env_or("PREWARM_TEST_REDIS_CLUSTER_PORT", "7000");
     everything_through_redis(&format!("redis-cluster://127.0.0.1:{port}"), "").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_over_tls_with_the_ca_checked() {
+    let brokers = env_or("PREWARM_TEST_KAFKA_TLS", "localhost:9093");
+    let tls = |ca: &str| -> Vec<(String, String)> {
+        [
+            ("PREWARM_KAFKA__BROKERS", brokers.clone()),
+            ("PREWARM_KAFKA__PROPERTIES__SECURITY_PROTOCOL", "ssl".into()),
+            ("PREWARM_KAFKA__PROPERTIES__SSL_CA_LOCATION", tls_file(ca)),
+            (
+                "PREWARM_KAFKA__PROPERTIES__SSL_ENDPOINT_IDENTIFICATION_ALGORITHM",
+                "https".into(),
+            ),
+        ]
+        .map(|(k, v)| (k.to_string(), v))
+        .to_vec()
+    };
+    // Only the consumer refills (no reconciler): a full pool means the
+    // warm-up message went API -> broker -> worker over TLS.
+    let stack = TestStack::spawn(Options {
+        env: tls("ca.pem"),
+        worker_env: vec![("PREWARM_WORKER__RECONCILE_INTERVAL_MS".into(), "0".into())],
+        ..Options::default()
+    })
+    .await;
+    let tenant = stack.create_tenant("acme", 100).await;
+    let template = stack.create_template(&tenant, 2, "private").await;
+    stack
+        .wait_pool(&tenant, template.id, 4, std::time::Duration::from_secs(60))
+        .await;
+    let design = stack.create_design(&tenant, template.id).await;
+    assert_eq!(design.served_from, ServedFrom::Pool);
+    stack
+        .wait_pool(&tenant, template.id, 4, std::time::Duration::from_secs(60))
+        .await;
+    assert_eq!(
+        stack
+            .metric(
+                "prewarm_warmup_requests_total",
+                &[("outcome", "undelivered")]
+            )
+            .await,
+        0.0
+    );
+    // The same broker with a CA that did not sign its certificate: the
+    // producer cannot deliver (the API still serves, by copy).
+    let mut env = stack.env.clone();
+    env.extend(tls("other-ca.pem"));
+    env.push(("PREWARM_KAFKA__MESSAGE_TIMEOUT_MS".into(), "2000".into()));
+    env.push(("PREWARM_KAFKA__CREATE_TOPIC".into(), "false".into()));
+    let settings = template_api::settings::load_from(env.into_iter()).unwrap();
+    let publisher = prewarm_store::warmup_topic::WarmupPublisher::new(&settings.kafka).unwrap();
+    assert!(
+        publisher
+            .ping(std::time::Duration::from_secs(3))
+            .await
+            .is_err(),
+        "a broker whose certificate the CA did not sign was accepted"
+    );
+    stack.finish().await;
+}

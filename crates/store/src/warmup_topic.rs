@@ -1,6 +1,7 @@
 //! The Kafka warm-up topic: a non-blocking producer for the API, topic
 //! creation for dev/tests, and the consumer configuration the worker uses.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use prometheus::{IntCounterVec, Opts, Registry};
@@ -35,6 +36,20 @@ pub struct KafkaSettings {
     /// (default: `<topic>.dead-letter`).
     #[serde(default)]
     pub dead_letter_topic: Option<String>,
+    /// Any librdkafka client property, passed through as is and applied
+    /// last (over Prewarm's own): `security.protocol`, `ssl.*`, `sasl.*`,
+    /// timeouts... In names, `_` stands for `.` (environment variables
+    /// cannot hold dots): `PREWARM_KAFKA__PROPERTIES__SECURITY_PROTOCOL=ssl`.
+    /// Serialized with values hidden: they may hold a SASL password.
+    #[serde(default, serialize_with = "names_only")]
+    pub properties: BTreeMap<String, String>,
+}
+
+fn names_only<S: serde::Serializer>(
+    properties: &BTreeMap<String, String>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.collect_map(properties.keys().map(|k| (k, "<hidden>")))
 }
 
 impl KafkaSettings {
@@ -55,6 +70,9 @@ fn default_message_timeout_ms() -> u64 {
     5_000
 }
 
+/// The client properties every Kafka client of Prewarm starts from; the
+/// caller adds its own, then [`with_properties`] applies `kafka.properties`
+/// last, so an operator's property always wins.
 pub fn base_config(settings: &KafkaSettings) -> ClientConfig {
     let mut config = ClientConfig::new();
     config
@@ -64,9 +82,22 @@ pub fn base_config(settings: &KafkaSettings) -> ClientConfig {
     config
 }
 
+/// Applies `kafka.properties` (names with `_` read as `.`), over whatever
+/// the config holds.
+pub fn with_properties<'a>(
+    config: &'a mut ClientConfig,
+    settings: &KafkaSettings,
+) -> &'a mut ClientConfig {
+    for (name, value) in &settings.properties {
+        config.set(name.replace('_', "."), value);
+    }
+    config
+}
+
 /// Creates the warm-up topic and its dead-letter topic unless they exist.
 pub async fn ensure_topic(settings: &KafkaSettings) -> Result<(), KafkaError> {
-    let admin: AdminClient<DefaultClientContext> = base_config(settings).create()?;
+    let admin: AdminClient<DefaultClientContext> =
+        with_properties(&mut base_config(settings), settings).create()?;
     let dead_letter = settings.dead_letter_topic();
     let topics = [
         NewTopic::new(
@@ -106,15 +137,16 @@ pub struct WarmupPublisher {
 
 impl WarmupPublisher {
     pub fn new(settings: &KafkaSettings) -> Result<Self, KafkaError> {
-        let producer: FutureProducer = base_config(settings)
+        let mut config = base_config(settings);
+        config
             .set(
                 "message.timeout.ms",
                 settings.message_timeout_ms.to_string(),
             )
             // Small linger: batches bursts of pops without adding visible latency.
             .set("linger.ms", "2")
-            .set("queue.buffering.max.messages", "100000")
-            .create()?;
+            .set("queue.buffering.max.messages", "100000");
+        let producer: FutureProducer = with_properties(&mut config, settings).create()?;
         let outcomes = IntCounterVec::new(
             Opts::new(
                 "prewarm_warmup_requests_total",

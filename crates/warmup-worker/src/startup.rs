@@ -44,7 +44,8 @@ impl Worker {
         )
         .await?;
         let metrics = Arc::new(WorkerMetrics::new()?);
-        let consumer: StreamConsumer<WorkerContext> = warmup_topic::base_config(&settings.kafka)
+        let mut config = warmup_topic::base_config(&settings.kafka);
+        config
             .set("group.id", &settings.worker.group_id)
             .set("enable.auto.commit", "true")
             .set("auto.commit.interval.ms", "1000")
@@ -57,10 +58,13 @@ impl Worker {
                 settings.worker.max_poll_interval_ms.to_string(),
             )
             // Feeds the consumer-lag gauge.
-            .set("statistics.interval.ms", "5000")
-            .create_with_context(WorkerContext {
-                metrics: metrics.clone(),
-            })?;
+            .set("statistics.interval.ms", "5000");
+        let consumer: StreamConsumer<WorkerContext> =
+            warmup_topic::with_properties(&mut config, &settings.kafka).create_with_context(
+                WorkerContext {
+                    metrics: metrics.clone(),
+                },
+            )?;
         consumer.subscribe(&[settings.kafka.topic.as_str()])?;
         let refiller = Refiller {
             db: clients.db,

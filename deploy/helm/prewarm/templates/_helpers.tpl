@@ -37,6 +37,9 @@ app.kubernetes.io/instance: {{ .root.Release.Name }}
 {{ include "prewarm.secretEnv" (dict "env" "PREWARM_ADMIN_TOKEN" "ref" .Values.secrets.adminToken) }}
 {{ include "prewarm.secretEnv" (dict "env" "PREWARM_DATABASE__URL" "ref" .Values.secrets.databaseUrl) }}
 {{ include "prewarm.secretEnv" (dict "env" "PREWARM_REDIS__URL" "ref" .Values.secrets.redisUrl) }}
+{{- if .Values.secrets.kafkaSaslPassword.name }}
+{{ include "prewarm.secretEnv" (dict "env" "PREWARM_KAFKA__PROPERTIES__SASL_PASSWORD" "ref" .Values.secrets.kafkaSaslPassword) }}
+{{- end }}
 {{- if .Values.secrets.s3AccessKeyId.name }}
 {{ include "prewarm.secretEnv" (dict "env" "PREWARM_S3__ACCESS_KEY_ID" "ref" .Values.secrets.s3AccessKeyId) }}
 {{ include "prewarm.secretEnv" (dict "env" "PREWARM_S3__SECRET_ACCESS_KEY" "ref" .Values.secrets.s3SecretAccessKey) }}
@@ -47,7 +50,12 @@ app.kubernetes.io/instance: {{ .root.Release.Name }}
 {{- define "prewarm.configData" -}}
 {{- range $section, $keys := .Values.config }}
 {{- range $key, $value := $keys }}
-{{- if ne (toString $value) "" }}
+{{- if kindIs "map" $value }}
+{{- /* A map (kafka.properties): one variable per entry, dots as underscores. */}}
+{{- range $name, $entry := $value }}
+{{ printf "PREWARM_%s__%s__%s" (upper $section) (upper $key) (upper (replace "." "_" $name)) }}: {{ toString $entry | quote }}
+{{- end }}
+{{- else if ne (toString $value) "" }}
 {{- /* Helm reads YAML numbers as float64: print whole numbers as integers. */}}
 {{- $text := toString $value }}
 {{- if and (kindIs "float64" $value) (eq $value (float64 (int64 $value))) }}{{ $text = toString (int64 $value) }}{{ end }}
