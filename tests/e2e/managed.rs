@@ -437,3 +437,81 @@ async fn kafka_over_tls_with_the_ca_checked() {
     );
     stack.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_recommender_and_the_trace_collector_over_https() {
+    use prewarm_tests::otlp::OtlpReceiver;
+    use prewarm_tests::tls_relay::TlsRelay;
+    let (cert, key) = (tls_file("server.pem"), tls_file("server.key"));
+    let mut stack = TestStack::spawn(Options {
+        recommender: Some(Default::default()),
+        ..Options::default()
+    })
+    .await;
+    let upstream = stack.recommender.as_ref().unwrap().url();
+    let https = TlsRelay::start(upstream.trim_start_matches("http://"), &cert, &key).await;
+    let tenant = stack.create_tenant("acme", 100).await;
+    let source = stack.create_template(&tenant, 1, "public").await;
+    stack.create_template(&tenant, 1, "public").await;
+    let https_url = format!("https://localhost:{}", https.port);
+    // Trusting the test CA: answered over HTTPS.
+    let trusting = stack
+        .spawn_second_api(&[
+            ("PREWARM_SIMILAR__UPSTREAM_URL", https_url.as_str()),
+            ("PREWARM_SIMILAR__CA_FILE", tls_file("ca.pem").as_str()),
+            // Every answer from the upstream itself, not from Redis.
+            ("PREWARM_SIMILAR__SHARED_TIER", "false"),
+        ])
+        .await;
+    let resp = stack.similar_at(&trusting, &tenant, source.id, 1).await;
+    assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
+    // Trusting another CA only: the certificate is refused.
+    let wary = stack
+        .spawn_second_api(&[
+            ("PREWARM_SIMILAR__UPSTREAM_URL", https_url.as_str()),
+            (
+                "PREWARM_SIMILAR__CA_FILE",
+                tls_file("other-ca.pem").as_str(),
+            ),
+            ("PREWARM_SIMILAR__SHARED_TIER", "false"),
+        ])
+        .await;
+    let (status, code) =
+        prewarm_tests::error_code(stack.similar_at(&wary, &tenant, source.id, 1).await).await;
+    assert_eq!(
+        (status.as_u16(), code.as_str()),
+        (503, "recommendations_unavailable")
+    );
+
+    // Spans reach a collector behind HTTPS (a child process: tracing is
+    // set up once per process).
+    let receiver = OtlpReceiver::start().unwrap();
+    let collector =
+        TlsRelay::start(receiver.url().trim_start_matches("http://"), &cert, &key).await;
+    let endpoint = format!("https://localhost:{}", collector.port);
+    let (mut api, base) = stack.spawn_api_process(&[
+        ("PREWARM_DATABASE__MIGRATE", "false"),
+        ("PREWARM_TRACE__OTLP_ENDPOINT", endpoint.as_str()),
+        ("PREWARM_TRACE__CA_FILE", tls_file("ca.pem").as_str()),
+    ]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let _ = stack
+            .http
+            .get(format!("{base}/templates/{}", source.id))
+            .bearer_auth(&tenant.key)
+            .send()
+            .await;
+        if receiver.spans().iter().any(|s| s.service == "template-api") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no span reached the HTTPS collector"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    api.kill().unwrap();
+    let _ = api.wait();
+    stack.finish().await;
+}

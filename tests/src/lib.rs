@@ -9,12 +9,14 @@
 //! - [`images`]: small generated image payloads.
 //! - [`invariants`]: the "no design lost an object" checks concurrency tests end with.
 //! - [`relay`]: a TCP relay a test can cut, to take a dependency "down".
+//! - [`tls_relay`]: a TLS terminator, the HTTPS stand-in for a managed endpoint.
 //! - The `demo` binary (`src/bin/demo.rs`) drives a running deployment over HTTP.
 
 pub mod images;
 pub mod invariants;
 pub mod otlp;
 pub mod relay;
+pub mod tls_relay;
 
 use std::time::{Duration, Instant};
 

@@ -9,10 +9,11 @@
 //! ([`record_trace_id`]), so every log line inside them names its trace.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
 use opentelemetry::trace::{TraceContextExt, TracerProvider as _};
-use opentelemetry_otlp::WithExportConfig;
+use opentelemetry_otlp::{WithExportConfig, WithHttpConfig};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
 use opentelemetry_sdk::Resource;
@@ -70,6 +71,9 @@ pub struct TraceSettings {
     /// Share of new traces recorded, 0.0-1.0; a request whose caller sampled
     /// it is always recorded (parent-based).
     pub sample_ratio: f64,
+    /// With an `https://` collector: a PEM bundle of the CA(s) to trust
+    /// besides the system's roots (empty: the system's only).
+    pub ca_file: String,
 }
 
 impl Default for TraceSettings {
@@ -77,6 +81,7 @@ impl Default for TraceSettings {
         Self {
             otlp_endpoint: String::new(),
             sample_ratio: 1.0,
+            ca_file: String::new(),
         }
     }
 }
@@ -163,10 +168,16 @@ fn tracer_provider(
     service: &'static str,
 ) -> Result<SdkTracerProvider, opentelemetry_otlp::ExporterBuildError> {
     let endpoint = format!("{}/v1/traces", trace.otlp_endpoint.trim_end_matches('/'));
-    let exporter = opentelemetry_otlp::SpanExporter::builder()
+    let mut builder = opentelemetry_otlp::SpanExporter::builder()
         .with_http()
-        .with_endpoint(endpoint)
-        .build()?;
+        .with_endpoint(endpoint);
+    if !trace.ca_file.is_empty() {
+        builder = builder.with_http_client(
+            otlp_client(&trace.ca_file)
+                .map_err(|e| opentelemetry_otlp::ExporterBuildError::InternalFailure(e))?,
+        );
+    }
+    let exporter = builder.build()?;
     Ok(SdkTracerProvider::builder()
         .with_batch_exporter(exporter)
         .with_sampler(Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(
@@ -174,6 +185,25 @@ fn tracer_provider(
         ))))
         .with_resource(Resource::builder().with_service_name(service).build())
         .build())
+}
+
+/// The exporter's HTTP client when the collector's certificate chains to
+/// `trace.ca_file`. Built on a thread of its own: a blocking client must not
+/// be made (or dropped) inside the async runtime.
+fn otlp_client(ca_file: &str) -> Result<reqwest::blocking::Client, String> {
+    let ca_file = ca_file.to_string();
+    std::thread::spawn(move || {
+        let pem = std::fs::read(&ca_file).map_err(|e| format!("trace.ca_file {ca_file}: {e}"))?;
+        let mut client = reqwest::blocking::Client::builder().timeout(Duration::from_secs(10));
+        for cert in reqwest::Certificate::from_pem_bundle(&pem)
+            .map_err(|e| format!("trace.ca_file {ca_file}: {e}"))?
+        {
+            client = client.add_root_certificate(cert);
+        }
+        client.build().map_err(|e| format!("trace.ca_file: {e}"))
+    })
+    .join()
+    .map_err(|_| "building the OTLP client panicked".to_string())?
 }
 
 /// Writes the span's trace id into its `trace_id` field (declared

@@ -72,6 +72,7 @@ impl SimilarTemplates {
             ),
             upstream: Upstream::new(
                 &settings.upstream_url,
+                &settings.ca_file,
                 settings.upstream_page_size,
                 settings.upstream_timeout(),
                 metrics.upstream_latency.clone(),

@@ -9,8 +9,11 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SimilarSettings {
-    /// Base URL of the recommendation service.
+    /// Base URL of the recommendation service (`http://` or `https://`).
     pub upstream_url: String,
+    /// With `https://`: a PEM bundle of the CA(s) to trust besides the
+    /// system's roots (empty: the system's only).
+    pub ca_file: String,
     /// Longest wait for one upstream page before answering 504 (or serving stale).
     pub upstream_timeout_ms: u64,
     /// Candidates asked for per upstream page.
@@ -48,6 +51,7 @@ impl Default for SimilarSettings {
     fn default() -> Self {
         Self {
             upstream_url: "http://127.0.0.1:9100".into(),
+            ca_file: String::new(),
             upstream_timeout_ms: 2_000,
             upstream_page_size: 20,
             max_upstream_pages: 10,

@@ -52,17 +52,29 @@ pub struct Upstream {
 }
 
 impl Upstream {
+    /// A client of the service at `base` (`http://` or `https://`; HTTPS
+    /// trusts the system's roots, plus the PEM bundle `ca_file` if set).
     pub fn new(
         base: &str,
+        ca_file: &str,
         page_size: u32,
         timeout: Duration,
         latency: HistogramVec,
-    ) -> reqwest::Result<Self> {
+    ) -> anyhow::Result<Self> {
+        let mut http = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout.min(Duration::from_secs(1)));
+        if !ca_file.is_empty() {
+            let pem = std::fs::read(ca_file)
+                .map_err(|e| anyhow::anyhow!("similar.ca_file {ca_file}: {e}"))?;
+            for cert in reqwest::Certificate::from_pem_bundle(&pem)
+                .map_err(|e| anyhow::anyhow!("similar.ca_file {ca_file}: {e}"))?
+            {
+                http = http.add_root_certificate(cert);
+            }
+        }
         Ok(Self {
-            http: reqwest::Client::builder()
-                .timeout(timeout)
-                .connect_timeout(timeout.min(Duration::from_secs(1)))
-                .build()?,
+            http: http.build()?,
             base: base.trim_end_matches('/').to_string(),
             page_size,
             timeout,
