@@ -174,7 +174,7 @@ fn tracer_provider(
     if !trace.ca_file.is_empty() {
         builder = builder.with_http_client(
             otlp_client(&trace.ca_file)
-                .map_err(|e| opentelemetry_otlp::ExporterBuildError::InternalFailure(e))?,
+                .map_err(opentelemetry_otlp::ExporterBuildError::InternalFailure)?,
         );
     }
     let exporter = builder.build()?;
