@@ -6,7 +6,10 @@
    are validated against values.schema.json on the way.
 2. Renders both and validates every manifest against the Kubernetes OpenAPI
    schemas (kubernetes-validate, strict: unknown fields are errors). The
-   ServiceMonitor is a CRD with no bundled schema; it is checked by hand.
+   ServiceMonitor and PrometheusRule are CRDs with no bundled schema; they
+   are checked by hand.
+4. Every metric the Grafana dashboard and the alert rules query is one the
+   services export (listed in docs/operations.md).
 3. Keeps the chart and the settings in step: the PREWARM_* variables the chart
    renders are exactly the keys documented in docs/configuration.md (the Rust
    test `config_consistency` keeps those keys and the settings structs in step).
@@ -46,8 +49,10 @@ def rendered_env(docs):
     """PREWARM_* names set by ConfigMaps and container env, as dotted keys."""
     keys = set()
     for doc in docs:
-        if doc.get("kind") == "ConfigMap":
+        if doc.get("kind") == "ConfigMap" and doc["metadata"]["name"].endswith("-config"):
             names = doc.get("data", {}).keys()
+        elif doc.get("kind") == "ConfigMap":
+            continue
         elif doc.get("kind") in ("Deployment", "Job"):
             containers = doc["spec"]["template"]["spec"]["containers"]
             names = [e["name"] for c in containers for e in c.get("env", [])]
@@ -98,10 +103,52 @@ def validate(doc, where):
         if doc.get("apiVersion") != "monitoring.coreos.com/v1" or not spec.get("endpoints"):
             fail(f"{where}: malformed ServiceMonitor")
         return
+    if kind == "PrometheusRule":
+        groups = doc.get("spec", {}).get("groups", [])
+        rules = [r for g in groups for r in g.get("rules", [])]
+        if doc.get("apiVersion") != "monitoring.coreos.com/v1" or not rules:
+            fail(f"{where}: malformed PrometheusRule")
+        for rule in rules:
+            if not rule.get("alert") or not rule.get("expr"):
+                fail(f"{where}: a rule without alert or expr: {rule}")
+        return
     try:
         kubernetes_validate.validate(doc, KUBE_VERSION, strict=True)
     except kubernetes_validate.ValidationError as e:
         fail(f"{where}: {kind} {doc['metadata'].get('name')}: {e.message} at {list(e.path)}")
+
+
+def exported_metrics():
+    """Metric names listed in docs/operations.md (first cell of its tables)."""
+    names = set()
+    with open(os.path.join(ROOT, "docs", "operations.md")) as f:
+        for line in f:
+            if line.startswith("| `prewarm_"):
+                names.update(re.findall(r"`(prewarm_[a-z0-9_]+)`", line.split("|")[1]))
+    return names
+
+
+def queried_metrics(expr):
+    """prewarm_* names in a PromQL expression, histogram suffixes removed."""
+    return {re.sub(r"_(bucket|sum|count)$", "", m) for m in re.findall(r"prewarm_[a-z0-9_]+", expr)}
+
+
+def check_queries(docs):
+    exported = exported_metrics()
+    exprs = []
+    for doc in docs:
+        if doc.get("kind") == "PrometheusRule":
+            exprs += [r["expr"] for g in doc["spec"]["groups"] for r in g["rules"]]
+        if doc.get("kind") == "ConfigMap" and "prewarm.json" in doc.get("data", {}):
+            import json
+            dashboard = json.loads(doc["data"]["prewarm.json"])
+            exprs += [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+    if not exprs:
+        fail("the all-features render has no dashboard or alert queries")
+    for expr in exprs:
+        for name in sorted(queried_metrics(str(expr)) - exported):
+            fail(f"{name} is queried by the dashboard or an alert but not exported")
+    print(f"{len(exprs)} dashboard and alert queries use exported metrics")
 
 
 def main():
@@ -110,9 +157,10 @@ def main():
     kinds = sorted({d["kind"] for d in full_docs})
     print(f"rendered kinds (all features): {', '.join(kinds)}")
     for required in ("ConfigMap", "Deployment", "Service", "Job", "HorizontalPodAutoscaler",
-                     "PodDisruptionBudget", "ServiceMonitor"):
+                     "PodDisruptionBudget", "ServiceMonitor", "PrometheusRule", "ServiceAccount"):
         if required not in kinds:
             fail(f"all-features render has no {required}")
+    check_queries(full_docs)
 
     docs_keys = documented_keys()
     env_keys = rendered_env(full_docs)

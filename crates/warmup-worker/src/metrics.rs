@@ -5,7 +5,9 @@
 //! templates exist.
 
 use prewarm_store::metrics::{counter_vec, gauge_vec, histogram_vec};
-use prometheus::{GaugeVec, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
+use prometheus::{
+    GaugeVec, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+};
 
 #[derive(Clone)]
 pub struct WorkerMetrics {
@@ -35,6 +37,8 @@ pub struct WorkerMetrics {
     pub demand: GaugeVec,
     /// 1/0 per dependency at the last readiness probe.
     pub dependency_up: IntGaugeVec,
+    /// Objects the garbage collector deleted.
+    pub gc_deleted: IntCounter,
 }
 
 fn gauge(registry: &Registry, name: &str, help: &str) -> prometheus::Result<IntGauge> {
@@ -110,6 +114,14 @@ impl WorkerMetrics {
                 "prewarm_pool_budget_items",
                 "Adaptive sizing: most pooled items across all templates (0 = no limit).",
             )?,
+            gc_deleted: {
+                let c = IntCounter::new(
+                    "prewarm_gc_deleted_objects_total",
+                    "Unreferenced objects the garbage collector deleted from S3.",
+                )?;
+                registry.register(Box::new(c.clone()))?;
+                c
+            },
             planned_target: gauge_vec(
                 &registry,
                 "prewarm_pool_planned_target",

@@ -239,6 +239,10 @@ impl Reconciler {
                 );
                 self.refiller.objects.delete_many(&garbage).await?;
                 report.deleted += garbage.len();
+                self.refiller
+                    .metrics
+                    .gc_deleted
+                    .inc_by(garbage.len() as u64);
             }
         }
         Ok(report)
