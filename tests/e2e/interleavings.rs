@@ -364,3 +364,42 @@ async fn a_long_batch_defers_what_it_cannot_start_within_the_poll_budget() {
     stack.wait_pool(&tenant, second.id, 4, FILL).await;
     stack.finish().await;
 }
+
+/// Two worker replicas: while one runs a reconciler pass (held at a pause
+/// point), the other's pass is skipped; once it is done, the other runs.
+/// The lease is a row, not a session lock, so a transaction-pooling proxy
+/// cannot break it; a holder that dies frees it when it expires.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exactly_one_replica_runs_each_background_pass() {
+    let stack = TestStack::spawn(quiet_worker(2, &[])).await;
+    let tenant = stack.create_tenant("acme", 100).await;
+    stack.create_template(&tenant, 1, "private").await;
+    let (one, two) = (stack.reconciler(&[]).await, stack.reconciler(&[]).await);
+    assert_ne!(one.singleton.holder(), two.singleton.holder());
+    let mut gate = stack.pause.arm(at::REINDEX_READ);
+    let first = tokio::spawn(async move { one.tick().await });
+    gate.reached().await;
+    let meanwhile = two.tick().await.expect("tick");
+    assert!(meanwhile.skipped, "two replicas ran the reconciler at once");
+    // The GC's lease is another one: it runs.
+    assert!(!two.gc().await.expect("gc").skipped);
+    gate.release();
+    assert!(!first.await.unwrap().expect("tick").skipped);
+    assert!(
+        !two.tick().await.expect("tick").skipped,
+        "the lease was not given back"
+    );
+
+    // A holder that died mid-pass: its lease expires, then another takes it.
+    let mut conn = stack.db.conn().await.unwrap();
+    let lease = std::time::Duration::from_millis(300);
+    assert!(
+        prewarm_store::db::leases::try_acquire(&mut conn, "gc", "dead-replica", lease)
+            .await
+            .unwrap()
+    );
+    assert!(two.gc().await.expect("gc").skipped);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(!two.gc().await.expect("gc").skipped);
+    stack.finish().await;
+}

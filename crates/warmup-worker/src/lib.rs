@@ -12,6 +12,8 @@
 //! - [`sizing`]: the adaptive sizing policy (Poisson demand over the refill time,
 //!   clamped, a global budget handed out by likelihood of use) -- pure functions.
 //! - [`sizer`]: the periodic planning pass that applies it (plan kept in `pool_targets`).
+//! - [`singleton`]: one replica at a time per background pass (leases in
+//!   `singleton_leases`, renewed while the pass runs).
 //! - [`metrics`]: the worker's Prometheus metrics; [`http`]: `/healthz`,
 //!   `/readyz` and `/metrics` on `worker.http_port`.
 //! - [`startup`]: connects dependencies and builds the `Worker`.
@@ -22,6 +24,7 @@ pub mod metrics;
 pub mod reconciler;
 pub mod refill;
 pub mod settings;
+pub mod singleton;
 pub mod sizer;
 pub mod sizing;
 pub mod startup;

@@ -2,7 +2,7 @@
 //! make the pool correct without them.
 //!
 //! Every `worker.reconcile_interval_ms` the reconciler (one replica at a time,
-//! under a Postgres advisory lock):
+//! under a lease in `singleton_leases`):
 //! 1. discards `copying` items whose lease expired (a worker died mid-refill)
 //!    and deletes their objects;
 //! 2. tops every template's pool up to target (the same idempotent refill the
@@ -21,24 +21,23 @@ use std::collections::HashSet;
 use std::future::Future;
 use std::time::Duration;
 
-use diesel::sql_types::{BigInt, Bool};
-use diesel_async::RunQueryDsl;
 use futures::stream::{self, StreamExt};
-use prewarm_store::db::{object_refs, pool_items, templates, DbConn, StoreError};
+use prewarm_store::db::{object_refs, pool_items, templates, StoreError};
 use prewarm_store::pause;
 use shared_domain::ids::TemplateId;
 use shared_domain::object_keys::{DESIGNS_PREFIX, POOL_PREFIX};
 
 use crate::refill::Refiller;
+use crate::singleton::Singleton;
 
-const RECONCILE_LOCK: i64 = 0x7072_6577_7263_6e00;
-const GC_LOCK: i64 = 0x7072_6577_6763_0000;
 /// Keys checked against the ledger per query.
 const GC_PAGE: usize = 1_000;
 
 #[derive(Clone)]
 pub struct Reconciler {
     pub refiller: Refiller,
+    /// One replica at a time runs a pass (`singleton_leases`).
+    pub singleton: Singleton,
     pub interval: Duration,
     pub gc_interval: Duration,
     pub gc_grace: Duration,
@@ -47,7 +46,7 @@ pub struct Reconciler {
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct TickReport {
-    /// Another replica held the lock; nothing done.
+    /// Another replica held the lease; nothing done.
     pub skipped: bool,
     pub templates: usize,
     pub rescued: usize,
@@ -62,43 +61,16 @@ pub struct GcReport {
     pub deleted: usize,
 }
 
-#[derive(diesel::QueryableByName)]
-struct Locked {
-    #[diesel(sql_type = Bool)]
-    locked: bool,
-}
-
-pub(crate) async fn try_lock(conn: &mut DbConn, key: i64) -> Result<bool, StoreError> {
-    let row: Locked = diesel::sql_query("SELECT pg_try_advisory_lock($1) AS locked")
-        .bind::<BigInt, _>(key)
-        .get_result(conn)
-        .await?;
-    Ok(row.locked)
-}
-
-pub(crate) async fn unlock(conn: &mut DbConn, key: i64) {
-    if let Err(e) = diesel::sql_query("SELECT pg_advisory_unlock($1)")
-        .bind::<BigInt, _>(key)
-        .execute(conn)
-        .await
-    {
-        tracing::warn!(error = %e, "could not release an advisory lock; it goes with the connection");
-    }
-}
-
 impl Reconciler {
     /// One reconciliation pass (skipped if another replica is running one).
     pub async fn tick(&self) -> Result<TickReport, StoreError> {
-        let mut lock_conn = self.refiller.db.conn().await?;
-        if !try_lock(&mut lock_conn, RECONCILE_LOCK).await? {
-            return Ok(TickReport {
+        match self.singleton.run("reconciler", self.tick_locked()).await? {
+            Some(result) => result,
+            None => Ok(TickReport {
                 skipped: true,
                 ..TickReport::default()
-            });
+            }),
         }
-        let result = self.tick_locked().await;
-        unlock(&mut lock_conn, RECONCILE_LOCK).await;
-        result
     }
 
     async fn tick_locked(&self) -> Result<TickReport, StoreError> {
@@ -185,16 +157,13 @@ impl Reconciler {
 
     /// Deletes unreferenced objects older than the grace period.
     pub async fn gc(&self) -> anyhow::Result<GcReport> {
-        let mut lock_conn = self.refiller.db.conn().await?;
-        if !try_lock(&mut lock_conn, GC_LOCK).await? {
-            return Ok(GcReport {
+        match self.singleton.run("gc", self.gc_locked()).await? {
+            Some(result) => result,
+            None => Ok(GcReport {
                 skipped: true,
                 ..GcReport::default()
-            });
+            }),
         }
-        let result = self.gc_locked().await;
-        unlock(&mut lock_conn, GC_LOCK).await;
-        result
     }
 
     async fn gc_locked(&self) -> anyhow::Result<GcReport> {

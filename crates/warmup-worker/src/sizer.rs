@@ -4,7 +4,7 @@
 //! every replica refills to the same targets and the API can show them),
 //! and refills the templates whose target changed -- growing pools at once
 //! for a burst, retiring surplus items of templates whose demand decayed.
-//! One replica plans at a time (a Postgres advisory lock).
+//! One replica plans at a time (a lease in `singleton_leases`).
 
 use std::time::Duration;
 
@@ -14,15 +14,15 @@ use prewarm_store::db::StoreError;
 use shared_domain::ids::TemplateId;
 use tokio_util::sync::CancellationToken;
 
-use crate::reconciler::{try_lock, unlock};
 use crate::refill::Refiller;
+use crate::singleton::Singleton;
 use crate::sizing::{self, Demand, Policy};
-
-const SIZER_LOCK: i64 = 0x7072_6577_737a_0000;
 
 #[derive(Clone)]
 pub struct Sizer {
     pub refiller: Refiller,
+    /// One replica at a time plans (`singleton_leases`).
+    pub singleton: Singleton,
     pub policy: Policy,
     pub demand_fast_secs: f64,
     pub demand_slow_secs: f64,
@@ -44,16 +44,13 @@ pub struct SizerReport {
 
 impl Sizer {
     pub async fn tick(&self) -> Result<SizerReport, StoreError> {
-        let mut lock_conn = self.refiller.db.conn().await?;
-        if !try_lock(&mut lock_conn, SIZER_LOCK).await? {
-            return Ok(SizerReport {
+        match self.singleton.run("sizer", self.tick_locked()).await? {
+            Some(result) => result,
+            None => Ok(SizerReport {
                 skipped: true,
                 ..SizerReport::default()
-            });
+            }),
         }
-        let result = self.tick_locked().await;
-        unlock(&mut lock_conn, SIZER_LOCK).await;
-        result
     }
 
     async fn tick_locked(&self) -> Result<SizerReport, StoreError> {

@@ -22,11 +22,14 @@ use crate::metrics::WorkerMetrics;
 use crate::reconciler::Reconciler;
 use crate::refill::Refiller;
 use crate::settings::Settings;
+use crate::singleton::Singleton;
 use crate::sizer::Sizer;
 use crate::sizing::Policy;
 
 pub struct Worker {
     pub refiller: Refiller,
+    /// This replica's holder of the background passes' leases.
+    pub singleton: Singleton,
     consumer: StreamConsumer<WorkerContext>,
     settings: Settings,
     publisher: WarmupPublisher,
@@ -98,6 +101,7 @@ impl Worker {
             },
         )?;
         Ok(Self {
+            singleton: Singleton::new(refiller.db.clone()),
             refiller,
             consumer,
             settings,
@@ -113,6 +117,7 @@ impl Worker {
         let w = &self.settings.worker;
         p.adaptive().then(|| Sizer {
             refiller: self.refiller.clone(),
+            singleton: self.singleton.clone(),
             policy: Policy {
                 min: p.min,
                 max: p.max,
@@ -137,6 +142,7 @@ impl Worker {
         let w = &self.settings.worker;
         Reconciler {
             refiller: self.refiller.clone(),
+            singleton: self.singleton.clone(),
             interval: Duration::from_millis(w.reconcile_interval_ms.max(1)),
             gc_interval: Duration::from_secs(w.gc_interval_secs.max(1)),
             gc_grace: Duration::from_secs(w.gc_grace_secs),

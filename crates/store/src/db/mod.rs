@@ -6,6 +6,7 @@ pub mod api_keys;
 pub mod companies;
 pub mod designs;
 pub mod error;
+pub mod leases;
 pub mod object_refs;
 pub mod pool_items;
 pub mod pool_targets;
