@@ -223,9 +223,12 @@ async fn worker_killed_at_random_points_loses_and_leaks_nothing() {
     for _ in 0..3 {
         templates.push(stack.create_template(&tenant, 4, "private").await);
     }
+    // Leases of 1 s: items and background passes a killed worker held are
+    // free again a second after the last kill.
     let worker_env = [
         ("PREWARM_WORKER__RECONCILE_INTERVAL_MS", "50"),
         ("PREWARM_POOL__LEASE_SECS", "1"),
+        ("PREWARM_WORKER__SINGLETON_LEASE_SECS", "1"),
         ("PREWARM_DATABASE__MIGRATE", "false"),
     ];
     let cycles = 50;
@@ -255,6 +258,10 @@ async fn worker_killed_at_random_points_loses_and_leaks_nothing() {
         ])
         .await;
     let tick = reconciler.tick().await.unwrap();
+    assert!(
+        !tick.skipped,
+        "a killed worker's lease outlived its time to live"
+    );
     eprintln!("after {cycles} kills: {tick:?}");
     // A second pass re-indexes what the first one's refills made ready.
     reconciler.tick().await.unwrap();

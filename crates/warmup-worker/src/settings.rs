@@ -72,6 +72,10 @@ pub struct WorkerSettings {
     /// Unreferenced objects younger than this are left alone (covers copies
     /// whose design or item is still being committed).
     pub gc_grace_secs: u64,
+    /// How long a replica's lease on a background pass (reconciler, GC,
+    /// sizer) lasts unrenewed: after a crash, another replica takes the pass
+    /// over within this time. Renewed every third of it while a pass runs.
+    pub singleton_lease_secs: u64,
     /// Address of the health and metrics port.
     pub http_host: String,
     /// Port of `/healthz`, `/readyz`, `/metrics` (0 = any free port).
@@ -97,6 +101,7 @@ impl Default for WorkerSettings {
             reconcile_interval_ms: 30_000,
             gc_interval_secs: 600,
             gc_grace_secs: 3_600,
+            singleton_lease_secs: 30,
             http_host: "0.0.0.0".into(),
             http_port: 9091,
             metrics_interval_ms: 15_000,
@@ -143,6 +148,9 @@ pub fn load_from(
     if w.max_poll_interval_ms < 10_000 {
         // librdkafka wants it at least `session.timeout.ms` (10 s here).
         return Err(invalid("worker.max_poll_interval_ms", "must be >= 10000"));
+    }
+    if w.singleton_lease_secs == 0 {
+        return Err(invalid("worker.singleton_lease_secs", "must be >= 1"));
     }
     if w.metrics_interval_ms == 0 {
         return Err(invalid("worker.metrics_interval_ms", "must be >= 1"));

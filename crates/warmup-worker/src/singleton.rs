@@ -11,9 +11,6 @@ use std::time::Duration;
 
 use prewarm_store::db::{leases, Db, StoreError};
 
-/// How long a lease lasts without renewal.
-pub const LEASE_TTL: Duration = Duration::from_secs(60);
-
 #[derive(Clone)]
 pub struct Singleton {
     db: Db,
@@ -25,12 +22,13 @@ pub struct Singleton {
 impl Singleton {
     /// A new holder: the pod's name (`HOSTNAME`) and a random suffix, so two
     /// processes never share one.
-    pub fn new(db: Db) -> Self {
+    /// Leases last `ttl` unrenewed (`worker.singleton_lease_secs`).
+    pub fn new(db: Db, ttl: Duration) -> Self {
         let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "warmup-worker".into());
         Self {
             db,
             holder: format!("{host}-{}", uuid::Uuid::new_v4().simple()).into(),
-            ttl: LEASE_TTL,
+            ttl,
         }
     }
 

@@ -101,7 +101,10 @@ impl Worker {
             },
         )?;
         Ok(Self {
-            singleton: Singleton::new(refiller.db.clone()),
+            singleton: Singleton::new(
+                refiller.db.clone(),
+                Duration::from_secs(settings.worker.singleton_lease_secs),
+            ),
             refiller,
             consumer,
             settings,
