@@ -100,15 +100,7 @@ async fn gc_never_deletes_a_cold_designs_copies_before_it_commits() {
 
     // The copies have landed; the design is not committed yet.
     let mut gate = stack.pause.arm(at::COLD_LOCKED);
-    let post = {
-        let (http, url, key) = (
-            stack.http.clone(),
-            stack.url("/designs"),
-            tenant.key.clone(),
-        );
-        let body = serde_json::json!({ "template_id": template.id });
-        tokio::spawn(async move { http.post(url).bearer_auth(key).json(&body).send().await })
-    };
+    let post = stack.post_design_in_background(&tenant, template.id);
     gate.reached().await;
     let report = gc.gc().await.expect("gc");
     gate.release();
@@ -133,15 +125,7 @@ async fn a_template_delete_waits_for_a_design_being_recorded() {
     let template = stack.create_template(&tenant, 2, "private").await;
 
     let mut gate = stack.pause.arm(at::COLD_LOCKED);
-    let post = {
-        let (http, url, key) = (
-            stack.http.clone(),
-            stack.url("/designs"),
-            tenant.key.clone(),
-        );
-        let body = serde_json::json!({ "template_id": template.id });
-        tokio::spawn(async move { http.post(url).bearer_auth(key).json(&body).send().await })
-    };
+    let post = stack.post_design_in_background(&tenant, template.id);
     gate.reached().await;
     // The design holds the template's version lock: the delete must wait.
     let delete = {

@@ -206,17 +206,7 @@ async fn without_static_keys_s3_credentials_come_from_web_identity() {
         ("AWS_EC2_METADATA_DISABLED", "true"),
     ];
     let (mut api, base) = stack.spawn_api_process(&web_identity);
-    let ready = std::time::Instant::now();
-    while stack
-        .http
-        .get(format!("{base}/healthz"))
-        .send()
-        .await
-        .is_err()
-    {
-        assert!(ready.elapsed().as_secs() < 30, "the API did not start");
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    stack.wait_healthy(&base).await;
     let tenant = stack.create_tenant("acme", 100).await;
     let metadata = serde_json::json!({
         "name": "Spring sale", "category": "poster",
@@ -247,17 +237,7 @@ async fn without_static_keys_s3_credentials_come_from_web_identity() {
         .copied()
         .collect();
     let (mut api, base) = stack.spawn_api_process(&no_role);
-    let ready = std::time::Instant::now();
-    while stack
-        .http
-        .get(format!("{base}/healthz"))
-        .send()
-        .await
-        .is_err()
-    {
-        assert!(ready.elapsed().as_secs() < 30, "the API did not start");
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    stack.wait_healthy(&base).await;
     let resp = stack
         .http
         .post(format!("{base}/templates"))

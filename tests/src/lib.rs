@@ -541,6 +541,36 @@ impl TestStack {
             .expect("post design")
     }
 
+    /// `POST /designs` on a task of its own, for a test that pauses the
+    /// request midway and acts meanwhile.
+    pub fn post_design_in_background(
+        &self,
+        tenant: &Tenant,
+        template: TemplateId,
+    ) -> tokio::task::JoinHandle<reqwest::Result<Response>> {
+        let (http, url, key) = (self.http.clone(), self.url("/designs"), tenant.key.clone());
+        let body = json!({ "template_id": template });
+        tokio::spawn(async move { http.post(url).bearer_auth(key).json(&body).send().await })
+    }
+
+    /// Waits until a service process at `base` answers `/healthz` (30 s at most).
+    pub async fn wait_healthy(&self, base: &str) {
+        let started = Instant::now();
+        while self
+            .http
+            .get(format!("{base}/healthz"))
+            .send()
+            .await
+            .is_err()
+        {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "{base} did not start"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     pub async fn create_design(&self, tenant: &Tenant, template: TemplateId) -> Design {
         let resp = self.post_design(tenant, template).await;
         let status = resp.status();
