@@ -10,7 +10,8 @@
 # `up` also starts the hardened servers the connectivity tests use: test
 # certificates (.run/tls/), a second, TLS-only PostgreSQL cluster, a TLS-only
 # Redis with an ACL user, a 3-primary Redis Cluster, and a TLS-only Kafka
-# listener (stunnel4 in front of a second tansu).
+# listener (stunnel4 in front of a second tansu), and PgBouncer in transaction
+# mode in front of the local PostgreSQL.
 #
 # Idempotent: running `up` twice starts nothing twice. Slow installs are cached
 # under $PREWARM_CACHE (default ~/.cache/prewarm) and reused.
@@ -291,6 +292,60 @@ CONF
   fi
 }
 
+PGBOUNCER_PORT="${PREWARM_PGBOUNCER_PORT:-6432}"
+PGBOUNCER_VERSION_MIN="1.21"
+
+# PgBouncer in transaction mode in front of the local PostgreSQL. Debian 12
+# ships 1.18, which cannot carry protocol-level prepared statements (the
+# driver's); so it is built from Debian 13's source package (a Debian
+# package, from the same mirror), about 5 s, cached in $TOOLS.
+install_pgbouncer() {
+  if [[ -x "$TOOLS/bin/pgbouncer" ]]; then return; fi
+  log "building pgbouncer (>= $PGBOUNCER_VERSION_MIN) from Debian trixie's source package"
+  local work="$CACHE/pgbouncer-src" mirror
+  mirror=$(grep -rhoE '^URIs: \S+' /etc/apt/sources.list.d/*.sources 2>/dev/null | head -1 | cut -d' ' -f2 || true)
+  rm -rf "$work"; mkdir -p "$work/lists"
+  echo "deb-src [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] ${mirror:-http://deb.debian.org/debian} trixie main" >"$work/sources.list"
+  local apt=(-o "Dir::Etc::SourceList=$work/sources.list" -o Dir::Etc::SourceParts=/dev/null -o "Dir::State::Lists=$work/lists")
+  apt-get "${apt[@]}" update -qq
+  (cd "$work" && apt-get "${apt[@]}" source --download-only -qq pgbouncer) 2>/dev/null
+  dpkg -s libevent-dev >/dev/null 2>&1 || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libevent-dev >/dev/null
+  (
+    cd "$work" && tar xzf pgbouncer_*.orig.tar.gz && cd pgbouncer-*/ &&
+      ./configure --prefix="$TOOLS" --without-cares --without-pam --without-ldap --without-systemd >configure.log 2>&1 &&
+      make -j2 >make.log 2>&1 && install -m 755 pgbouncer "$TOOLS/bin/pgbouncer"
+  ) || { log "pgbouncer build failed (see $work)"; return 1; }
+}
+
+start_pgbouncer() {
+  install_pgbouncer
+  if port_open "$PGBOUNCER_PORT"; then log "pgbouncer is up"; return; fi
+  mkdir -p "$RUN/pgbouncer"; chown postgres: "$RUN/pgbouncer"
+  cat >"$RUN/pgbouncer/pgbouncer.ini" <<INI
+[databases]
+* = host=127.0.0.1 port=$PG_PORT user=postgres
+
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = $PGBOUNCER_PORT
+unix_socket_dir =
+auth_type = any
+pool_mode = transaction
+max_prepared_statements = 500
+default_pool_size = 20
+max_client_conn = 2000
+server_reset_query =
+ignore_startup_parameters = extra_float_digits,options
+logfile = $RUN/pgbouncer/pgbouncer.log
+pidfile = $RUN/pgbouncer/pgbouncer.pid
+INI
+  chown postgres: "$RUN/pgbouncer/pgbouncer.ini"
+  log "starting pgbouncer (transaction pooling) on 127.0.0.1:$PGBOUNCER_PORT"
+  # Started as root, it drops to the postgres user itself (-u).
+  "$TOOLS/bin/pgbouncer" -d -u postgres "$RUN/pgbouncer/pgbouncer.ini"
+  wait_for pgbouncer 30 port_open "$PGBOUNCER_PORT"
+}
+
 stop_pidfile() {
   local f="$RUN/$1.pid"
   if [[ -f "$f" ]]; then
@@ -310,7 +365,8 @@ case "${1:-up}" in
     start_redis_tls
     start_redis_cluster
     start_kafka_tls
-    log "stack ready: postgres :$PG_PORT (TLS-only :$PG_TLS_PORT), redis :$REDIS_PORT (TLS+ACL :$REDIS_TLS_PORT, cluster :${REDIS_CLUSTER_PORTS[0]}-${REDIS_CLUSTER_PORTS[2]}), kafka :$KAFKA_PORT (TLS :$KAFKA_TLS_PORT), s3 :$S3_PORT (bucket $BUCKET)"
+    start_pgbouncer
+    log "stack ready: postgres :$PG_PORT (TLS-only :$PG_TLS_PORT, pgbouncer :$PGBOUNCER_PORT), redis :$REDIS_PORT (TLS+ACL :$REDIS_TLS_PORT, cluster :${REDIS_CLUSTER_PORTS[0]}-${REDIS_CLUSTER_PORTS[2]}), kafka :$KAFKA_PORT (TLS :$KAFKA_TLS_PORT), s3 :$S3_PORT (bucket $BUCKET)"
     ;;
   bench)
     start_postgres
@@ -323,6 +379,7 @@ case "${1:-up}" in
       runuser -u postgres -- "$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)/pg_ctl" \
         -D "$PG_TLS_DATA" -m fast stop >/dev/null && log "stopped postgres (TLS)"
     fi
+    if [[ -f "$RUN/pgbouncer/pgbouncer.pid" ]]; then kill "$(cat "$RUN/pgbouncer/pgbouncer.pid")" 2>/dev/null && log "stopped pgbouncer"; fi
     stop_pidfile stunnel-kafka
     stop_pidfile tansu-tls
     stop_pidfile redis-tls

@@ -495,3 +495,91 @@ async fn the_recommender_and_the_trace_collector_over_https() {
     let _ = api.wait();
     stack.finish().await;
 }
+
+fn pgbouncer() -> String {
+    env_or(
+        "PREWARM_TEST_PGBOUNCER",
+        "postgres://postgres@127.0.0.1:6432",
+    )
+}
+
+/// Every connection (API, worker, migrations, the test's own) goes through a
+/// real PgBouncer in transaction mode: warm and cold designs, refills, an
+/// edit; two worker replicas, exactly one running each background pass;
+/// workers killed mid-refill, then healed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn everything_through_pgbouncer_in_transaction_mode() {
+    use prewarm_store::pause::at;
+    use prewarm_tests::invariants::check_designs;
+    let stack = TestStack::spawn(Options {
+        pg_server: Some(pgbouncer()),
+        worker_env: vec![("PREWARM_WORKER__RECONCILE_INTERVAL_MS".into(), "0".into())],
+        ..Options::default()
+    })
+    .await;
+    let tenant = stack.create_tenant("acme", 1000).await;
+    let template = stack.create_template(&tenant, 3, "private").await;
+    stack
+        .wait_pool(&tenant, template.id, 4, std::time::Duration::from_secs(30))
+        .await;
+    let mut made = Vec::new();
+    for _ in 0..6 {
+        made.push(stack.create_design(&tenant, template.id).await);
+    }
+    assert!(made.iter().any(|d| d.served_from == ServedFrom::Pool));
+    assert!(made.iter().any(|d| d.served_from == ServedFrom::Copy));
+    let resp = stack
+        .http
+        .patch(stack.url(&format!("/templates/{}", template.id)))
+        .bearer_auth(&tenant.key)
+        .json(&serde_json::json!({ "layout": { "edited": true } }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    made.push(stack.create_design(&tenant, template.id).await);
+
+    // Two replicas: one holds the reconciler's lease while paused; the
+    // other's pass is skipped.
+    let (one, two) = (stack.reconciler(&[]).await, stack.reconciler(&[]).await);
+    let mut gate = stack.pause.arm(at::REINDEX_READ);
+    let first = tokio::spawn(async move { one.tick().await });
+    gate.reached().await;
+    assert!(
+        two.tick().await.expect("tick").skipped,
+        "two replicas ran the reconciler at once"
+    );
+    gate.release();
+    assert!(!first.await.unwrap().expect("tick").skipped);
+
+    // Worker processes killed mid-refill, then a healing pass (leases of 1 s).
+    let worker_env = [
+        ("PREWARM_WORKER__RECONCILE_INTERVAL_MS", "50"),
+        ("PREWARM_POOL__LEASE_SECS", "1"),
+        ("PREWARM_WORKER__SINGLETON_LEASE_SECS", "1"),
+        ("PREWARM_DATABASE__MIGRATE", "false"),
+    ];
+    for _ in 0..5 {
+        made.push(stack.create_design(&tenant, template.id).await);
+        let mut child = stack.spawn_worker_process(&worker_env);
+        let delay = rand::Rng::random_range(&mut rand::rng(), 50..400);
+        tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
+    let healer = stack
+        .reconciler(&[
+            ("PREWARM_POOL__LEASE_SECS", "1"),
+            ("PREWARM_WORKER__GC_GRACE_SECS", "0"),
+        ])
+        .await;
+    assert!(!healer.tick().await.expect("tick").skipped);
+    healer.tick().await.expect("tick");
+    healer.gc().await.expect("gc");
+    stack
+        .wait_pool(&tenant, template.id, 4, std::time::Duration::from_secs(30))
+        .await;
+    check_designs(&stack, tenant.id, &made).await;
+    stack.finish().await;
+}

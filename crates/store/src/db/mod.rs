@@ -28,10 +28,6 @@ pub type DbConn = Object<AsyncPgConnection>;
 
 const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
 
-/// Arbitrary but fixed: every Prewarm process migrating the same database
-/// takes this advisory lock first, so replicas starting together don't race.
-const MIGRATION_LOCK_KEY: i64 = 0x7072_6577_6172_6d00;
-
 /// The database handle every query goes through: a pool plus how long to wait
 /// for a free connection before answering "unavailable" instead of hanging.
 #[derive(Clone)]
@@ -101,7 +97,7 @@ impl Db {
     }
 }
 
-/// Applies pending migrations under a session advisory lock.
+/// Applies pending migrations, one process at a time.
 ///
 /// Must run on a multi-threaded tokio runtime (diesel's migration harness is
 /// synchronous and the async harness bridges it with `block_in_place`).
@@ -109,24 +105,41 @@ pub async fn run_migrations(url: &str) -> Result<(), StoreError> {
     run_migrations_with(url, &tls::PgTls::default()).await
 }
 
-/// [`run_migrations`] over a connection secured by `tls`.
+/// How long one migration run may hold the `migrations` lease.
+const MIGRATION_LEASE: Duration = Duration::from_secs(600);
+
+/// [`run_migrations`] over a connection secured by `tls`. Processes starting
+/// together take turns through the `migrations` row of `singleton_leases`
+/// (created here if missing): no session advisory lock, so this works
+/// through a transaction-pooling proxy too.
 pub async fn run_migrations_with(url: &str, tls: &tls::PgTls) -> Result<(), StoreError> {
     let mut conn = tls
         .establish(url)
         .await
         .map_err(|e| StoreError::Unavailable(format!("Postgres: {e}")))?;
-    diesel::sql_query(format!("SELECT pg_advisory_lock({MIGRATION_LOCK_KEY})"))
-        .execute(&mut conn)
-        .await?;
+    diesel::sql_query(
+        "CREATE TABLE IF NOT EXISTS singleton_leases (
+             name TEXT PRIMARY KEY, holder TEXT NOT NULL, expires_at TIMESTAMPTZ NOT NULL)",
+    )
+    .execute(&mut conn)
+    .await?;
+    let holder = format!("migrations-{}", uuid::Uuid::new_v4().simple());
+    let deadline = tokio::time::Instant::now() + MIGRATION_LEASE;
+    while !leases::try_acquire(&mut conn, "migrations", &holder, MIGRATION_LEASE).await? {
+        if tokio::time::Instant::now() > deadline {
+            return Err(StoreError::Migration(
+                "another process held the migrations lease for 10 minutes".into(),
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     let mut harness = AsyncMigrationHarness::new(conn);
     let applied = harness
         .run_pending_migrations(MIGRATIONS)
         .map(|versions| versions.len())
         .map_err(|e| StoreError::Migration(e.to_string()));
     let mut conn = harness.into_inner();
-    diesel::sql_query(format!("SELECT pg_advisory_unlock({MIGRATION_LOCK_KEY})"))
-        .execute(&mut conn)
-        .await?;
+    leases::release(&mut conn, "migrations", &holder).await?;
     let applied = applied?;
     if applied > 0 {
         tracing::info!(applied, "applied database migrations");
