@@ -11,7 +11,7 @@
 # certificates (.run/tls/), a second, TLS-only PostgreSQL cluster, a TLS-only
 # Redis with an ACL user, a 3-primary Redis Cluster, and a TLS-only Kafka
 # listener (stunnel4 in front of a second tansu), and PgBouncer in transaction
-# mode in front of the local PostgreSQL.
+# mode in front of the local PostgreSQL, and a Redis Sentinel.
 #
 # Idempotent: running `up` twice starts nothing twice. Slow installs are cached
 # under $PREWARM_CACHE (default ~/.cache/prewarm) and reused.
@@ -292,6 +292,36 @@ CONF
   fi
 }
 
+REDIS_SENTINEL_PRIMARY_PORT="${PREWARM_REDIS_SENTINEL_PRIMARY_PORT:-6390}"
+REDIS_SENTINEL_PORT="${PREWARM_REDIS_SENTINEL_PORT:-26379}"
+
+# A Redis primary watched by a Sentinel (service name `prewarm`): clients
+# ask the Sentinel where the primary is.
+start_redis_sentinel() {
+  if redis-cli -p "$REDIS_SENTINEL_PORT" sentinel get-master-addr-by-name prewarm 2>/dev/null | grep -q 127.0.0.1; then
+    log "redis sentinel is up"; return
+  fi
+  mkdir -p "$RUN/redis-sentinel"
+  if ! redis-cli -p "$REDIS_SENTINEL_PRIMARY_PORT" ping 2>/dev/null | grep -q PONG; then
+    redis-server --daemonize yes --bind 127.0.0.1 --port "$REDIS_SENTINEL_PRIMARY_PORT" --save "" \
+      --appendonly no --dir "$RUN/redis-sentinel" --pidfile "$RUN/redis-sentinel-primary.pid" \
+      --logfile "$RUN/redis-sentinel/primary.log"
+    wait_for "redis (sentinel primary)" 30 sh -c "redis-cli -p $REDIS_SENTINEL_PRIMARY_PORT ping | grep -q PONG"
+  fi
+  log "starting redis sentinel on 127.0.0.1:$REDIS_SENTINEL_PORT"
+  cat >"$RUN/redis-sentinel/sentinel.conf" <<CONF
+bind 127.0.0.1
+port $REDIS_SENTINEL_PORT
+daemonize yes
+pidfile $RUN/redis-sentinel.pid
+logfile $RUN/redis-sentinel/sentinel.log
+dir $RUN/redis-sentinel
+sentinel monitor prewarm 127.0.0.1 $REDIS_SENTINEL_PRIMARY_PORT 1
+CONF
+  redis-server "$RUN/redis-sentinel/sentinel.conf" --sentinel
+  wait_for "redis sentinel" 30 sh -c "redis-cli -p $REDIS_SENTINEL_PORT sentinel get-master-addr-by-name prewarm | grep -q 127.0.0.1"
+}
+
 PGBOUNCER_PORT="${PREWARM_PGBOUNCER_PORT:-6432}"
 PGBOUNCER_VERSION_MIN="1.21"
 
@@ -366,7 +396,8 @@ case "${1:-up}" in
     start_redis_cluster
     start_kafka_tls
     start_pgbouncer
-    log "stack ready: postgres :$PG_PORT (TLS-only :$PG_TLS_PORT, pgbouncer :$PGBOUNCER_PORT), redis :$REDIS_PORT (TLS+ACL :$REDIS_TLS_PORT, cluster :${REDIS_CLUSTER_PORTS[0]}-${REDIS_CLUSTER_PORTS[2]}), kafka :$KAFKA_PORT (TLS :$KAFKA_TLS_PORT), s3 :$S3_PORT (bucket $BUCKET)"
+    start_redis_sentinel
+    log "stack ready: postgres :$PG_PORT (TLS-only :$PG_TLS_PORT, pgbouncer :$PGBOUNCER_PORT), redis :$REDIS_PORT (TLS+ACL :$REDIS_TLS_PORT, cluster :${REDIS_CLUSTER_PORTS[0]}-${REDIS_CLUSTER_PORTS[2]}, sentinel :$REDIS_SENTINEL_PORT), kafka :$KAFKA_PORT (TLS :$KAFKA_TLS_PORT), s3 :$S3_PORT (bucket $BUCKET)"
     ;;
   bench)
     start_postgres
@@ -380,6 +411,8 @@ case "${1:-up}" in
         -D "$PG_TLS_DATA" -m fast stop >/dev/null && log "stopped postgres (TLS)"
     fi
     if [[ -f "$RUN/pgbouncer/pgbouncer.pid" ]]; then kill "$(cat "$RUN/pgbouncer/pgbouncer.pid")" 2>/dev/null && log "stopped pgbouncer"; fi
+    stop_pidfile redis-sentinel
+    stop_pidfile redis-sentinel-primary
     stop_pidfile stunnel-kafka
     stop_pidfile tansu-tls
     stop_pidfile redis-tls

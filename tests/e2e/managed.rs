@@ -583,3 +583,13 @@ async fn everything_through_pgbouncer_in_transaction_mode() {
     check_designs(&stack, tenant.id, &made).await;
     stack.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_behind_a_sentinel() {
+    let port = env_or("PREWARM_TEST_REDIS_SENTINEL_PORT", "26379");
+    everything_through_redis(
+        &format!("redis-sentinel://127.0.0.1:{port}/0?sentinelServiceName=prewarm"),
+        "",
+    )
+    .await;
+}
