@@ -57,6 +57,18 @@ pub struct S3Settings {
     pub max_attempts: u32,
 }
 
+impl S3Settings {
+    /// Path-style URLs (`endpoint/bucket/key`)? `auto`: only with an
+    /// endpoint (S3 look-alikes); AWS itself gets virtual-hosted URLs.
+    pub fn path_style(&self) -> bool {
+        match self.addressing {
+            Addressing::Auto => !self.endpoint.is_empty(),
+            Addressing::Path => true,
+            Addressing::Virtual => false,
+        }
+    }
+}
+
 /// How bucket and key go into the URL.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -132,11 +144,7 @@ impl ObjectStore {
                 .await;
             S3ConfigBuilder::from(&shared)
         };
-        let path_style = match settings.addressing {
-            Addressing::Auto => !settings.endpoint.is_empty(),
-            Addressing::Path => true,
-            Addressing::Virtual => false,
-        };
+        let path_style = settings.path_style();
         builder = builder
             .region(Region::new(settings.region.clone()))
             .force_path_style(path_style)
@@ -394,5 +402,33 @@ impl ObjectStore {
             .await;
         results.sort_by_key(|(i, _)| *i);
         results.into_iter().map(|(_, r)| r).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(endpoint: &str, addressing: Addressing) -> S3Settings {
+        S3Settings {
+            endpoint: endpoint.into(),
+            region: default_region(),
+            bucket: "b".into(),
+            access_key_id: empty_secret(),
+            secret_access_key: empty_secret(),
+            addressing,
+            server_side_encryption: String::new(),
+            sse_kms_key_id: String::new(),
+            operation_timeout_ms: default_operation_timeout_ms(),
+            max_attempts: default_max_attempts(),
+        }
+    }
+
+    #[test]
+    fn auto_addressing_is_virtual_hosted_on_aws_and_path_style_with_an_endpoint() {
+        assert!(!settings("", Addressing::Auto).path_style());
+        assert!(settings("http://127.0.0.1:9000", Addressing::Auto).path_style());
+        assert!(settings("", Addressing::Path).path_style());
+        assert!(!settings("http://minio:9000", Addressing::Virtual).path_style());
     }
 }
