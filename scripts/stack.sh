@@ -8,7 +8,7 @@
 #   scripts/stack.sh bench   also start s3s-fs, the fast S3 server the benchmarks use
 #
 # `up` also starts the hardened servers the connectivity tests use: test
-# certificates (.run/tls/), a second, TLS-only PostgreSQL cluster, a TLS-only
+# certificates (~/.cache/prewarm/tls/), a second, TLS-only PostgreSQL cluster, a TLS-only
 # Redis with an ACL user, a 3-primary Redis Cluster, and a TLS-only Kafka
 # listener (stunnel4 in front of a second tansu), and PgBouncer in transaction
 # mode in front of the local PostgreSQL, and a Redis Sentinel.
@@ -152,7 +152,9 @@ start_s3s() {
 }
 
 # ---- the hardened servers (TLS) the connectivity tests use -------------
-TLS_DIR="$RUN/tls"
+# Under the cache, not the work tree: every clone on this machine (CI's too)
+# must present the certificates the running TLS servers were started with.
+TLS_DIR="$CACHE/tls"
 PG_TLS_PORT="${PREWARM_PG_TLS_PORT:-5433}"
 PG_TLS_DATA="${PREWARM_PG_TLS_DATA:-/var/tmp/prewarm-pg-tls}"
 

@@ -1,6 +1,6 @@
 //! Connections configured the hardened way, against real servers that
-//! `make up` starts (`scripts/stack.sh`): a second PostgreSQL cluster that
-//! accepts TLS only, with a server certificate from a test CA (`.run/tls/`).
+//! `make up` starts (`scripts/stack.sh`) with certificates from a test CA it
+//! makes (`~/.cache/prewarm/tls/`).
 
 use diesel::sql_types::Bool;
 use diesel_async::RunQueryDsl;
@@ -8,10 +8,14 @@ use prewarm_store::db::tls::{PgTls, SslMode};
 use prewarm_tests::{env_or, Options, TestStack};
 use shared_domain::design::ServedFrom;
 
-const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
 
+/// A file of the test CA `make up` made (`$PREWARM_CACHE/tls`, default
+/// `~/.cache/prewarm/tls`: shared by every clone on the machine, like the
+/// TLS servers started with it).
 fn tls_file(name: &str) -> String {
-    format!("{ROOT}/.run/tls/{name}")
+    let cache = std::env::var("PREWARM_CACHE")
+        .unwrap_or_else(|_| format!("{}/.cache/prewarm", std::env::var("HOME").unwrap()));
+    format!("{cache}/tls/{name}")
 }
 
 fn pg_tls_server() -> String {

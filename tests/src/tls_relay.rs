@@ -1,5 +1,5 @@
 //! A TLS terminator in front of a plain server: the HTTPS (or any TLS)
-//! stand-in for a managed endpoint. It presents `.run/tls/server.pem` (the
+//! stand-in for a managed endpoint. It presents the test CA's `server.pem` (the
 //! test CA's certificate for localhost and 127.0.0.1) and relays the
 //! decrypted bytes to `upstream`.
 
