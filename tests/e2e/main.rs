@@ -15,6 +15,7 @@ mod operations;
 mod pool;
 mod readiness;
 mod reliability;
+mod request_ids;
 mod similar;
 mod sizing;
 mod templates;

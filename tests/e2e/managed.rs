@@ -8,7 +8,6 @@ use prewarm_store::db::tls::{PgTls, SslMode};
 use prewarm_tests::{env_or, Options, TestStack};
 use shared_domain::design::ServedFrom;
 
-
 /// A file of the test CA `make up` made (`$PREWARM_CACHE/tls`, default
 /// `~/.cache/prewarm/tls`: shared by every clone on the machine, like the
 /// TLS servers started with it).

@@ -403,6 +403,9 @@ async fn one_trace_spans_the_request_the_message_and_the_refill() {
         .unwrap_or_else(|| panic!("no access log line in {log}"));
     let parsed: serde_json::Value = serde_json::from_str(line).expect("a JSON log line");
     assert_eq!(parsed["span"]["trace_id"], shared.as_str(), "{line}");
+    // The request id is in the access log line too (the client got it as X-Request-Id).
+    let id = parsed["span"]["request_id"].as_str().unwrap_or_default();
+    assert!(!id.is_empty(), "no request id in {line}");
     receiver.stop().await;
     let _ = std::fs::remove_dir_all(&dir);
     stack.finish().await;

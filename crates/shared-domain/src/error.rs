@@ -96,7 +96,13 @@ pub struct ErrorBody {
 #[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ErrorDetail {
     pub code: ErrorCode,
+    /// For 5xx, a generic text: the details go to the service's log under
+    /// `request_id`, never to the client.
     pub message: String,
+    /// The request's id (also the `X-Request-Id` response header): quote it
+    /// when reporting a failure.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
 }
 
 #[cfg(test)]

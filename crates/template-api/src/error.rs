@@ -1,5 +1,7 @@
 //! The one place where failures become HTTP responses: every error is
-//! `{"error": {"code", "message"}}` with the status from `ErrorCode::status`.
+//! `{"error": {"code", "message", "request_id"}}` with the status from
+//! `ErrorCode::status`. A 5xx's message is generic; its details are logged
+//! with the request id.
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
@@ -33,15 +35,40 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        if self.code.status() >= 500 {
-            tracing::error!(code = self.code.as_str(), message = %self.message, "request failed");
-        }
+        let request_id = crate::request_span::current_request_id();
+        // A 5xx's details (database, S3, upstream addresses and errors) go to
+        // the log with the request id; the client gets a generic message.
+        let message = if self.code.status() >= 500 {
+            tracing::error!(
+                code = self.code.as_str(),
+                message = %self.message,
+                request_id = request_id.as_deref().unwrap_or(""),
+                "request failed"
+            );
+            opaque_message(self.code).to_string()
+        } else {
+            self.message.clone()
+        };
         HttpResponse::build(self.status_code()).json(ErrorBody {
             error: ErrorDetail {
                 code: self.code,
-                message: self.message.clone(),
+                message,
+                request_id,
             },
         })
+    }
+}
+
+/// What a client reads for a 5xx: which dependency failed, nothing more.
+fn opaque_message(code: ErrorCode) -> &'static str {
+    match code {
+        ErrorCode::StorageUnavailable => "the database is unavailable; retry later",
+        ErrorCode::ObjectStoreUnavailable => "the object store is unavailable; retry later",
+        ErrorCode::RecommendationsUnavailable => {
+            "the recommendation service is unavailable; retry later"
+        }
+        ErrorCode::RecommendationsTimeout => "the recommendation service did not answer in time",
+        _ => "internal error; quote the request id when reporting it",
     }
 }
 

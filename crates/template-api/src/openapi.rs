@@ -108,7 +108,7 @@ pub fn document() -> Value {
             .next()
             .unwrap_or("");
         operation.insert("tags".into(), json!([tag]));
-        let mut params: Vec<Value> = Vec::new();
+        let mut params: Vec<Value> = vec![json!({"$ref": "#/components/parameters/RequestId"})];
         if op.path.contains("{id}") {
             params.push(json!({"name": "id", "in": "path", "required": true,
                 "schema": {"type": "string", "format": "uuid"}}));
@@ -117,9 +117,7 @@ pub fn document() -> Value {
             params.push(json!({"name": name, "in": "query", "required": false,
                 "description": description, "schema": {"type": "integer", "minimum": 0}}));
         }
-        if !params.is_empty() {
-            operation.insert("parameters".into(), Value::Array(params));
-        }
+        operation.insert("parameters".into(), Value::Array(params));
         match op.body {
             Body::None => {}
             Body::Json(schema_of) => {
@@ -145,7 +143,8 @@ pub fn document() -> Value {
         }
         let mut responses = Map::new();
         let (status, body, description) = op.ok;
-        let mut ok = json!({"description": description});
+        let request_id = json!({"X-Request-Id": {"$ref": "#/components/headers/RequestId"}});
+        let mut ok = json!({"description": description, "headers": request_id});
         if let Some(schema_of) = body {
             ok["content"] = json!({"application/json": {"schema": schema_of(&mut generator)}});
         }
@@ -177,6 +176,7 @@ pub fn document() -> Value {
                 status.to_string(),
                 json!({
                     "description": format!("error codes: {}", codes.join(", ")),
+                    "headers": request_id,
                     "content": {"application/json": {"schema": error}},
                 }),
             );
@@ -194,11 +194,21 @@ pub fn document() -> Value {
             "title": "Prewarm template API",
             "version": env!("CARGO_PKG_VERSION"),
             "description": "Designs from templates in milliseconds, served from a warm pool of ready-made S3 copies. \
-                            Errors are {\"error\": {\"code\", \"message\"}} with a stable code (docs/api.md).",
+                            Errors are {\"error\": {\"code\", \"message\", \"request_id\"}} with a stable code (docs/api.md); \
+                            a 5xx message is generic, its details are logged under the request id.",
         },
         "paths": paths,
         "components": {
             "schemas": schemas,
+            "parameters": {
+                "RequestId": {"name": "X-Request-Id", "in": "header", "required": false,
+                    "description": "the caller's request id (1-128 of A-Z a-z 0-9 . _ -); echoed, else one is made",
+                    "schema": {"type": "string", "maxLength": 128, "pattern": "^[A-Za-z0-9._-]+$"}},
+            },
+            "headers": {
+                "RequestId": {"description": "this request's id, also in the log lines it wrote and in error bodies",
+                    "schema": {"type": "string"}},
+            },
             "securitySchemes": {
                 "apiKey": {"type": "http", "scheme": "bearer", "description": "a company's API key"},
                 "adminToken": {"type": "http", "scheme": "bearer", "description": "the admin token (admin_token)"},

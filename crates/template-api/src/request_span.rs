@@ -1,6 +1,8 @@
 //! One span per request: it continues the caller's trace (W3C `traceparent`),
-//! is named after the route pattern, carries the trace id into every log line
-//! written while serving the request, and ends with one access-log line.
+//! is named after the route pattern, carries the trace id and the request id
+//! (`X-Request-Id`: the caller's if sane, else a new one; echoed on every
+//! response) into every log line written while serving the request, and ends
+//! with one access-log line.
 
 use std::time::Instant;
 
@@ -11,11 +13,38 @@ use prewarm_store::telemetry::{adopt_parent, record_trace_id};
 use tracing::field::Empty;
 use tracing::Instrument;
 
+tokio::task_local! {
+    static REQUEST_ID: String;
+}
+
+/// The id of the request being served (`None` outside a request).
+pub fn current_request_id() -> Option<String> {
+    REQUEST_ID.try_with(Clone::clone).ok()
+}
+
+const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// The caller's `X-Request-Id` if it is a sane token (1-128 characters of
+/// `A-Z a-z 0-9 . _ -`), else a new one.
+fn request_id_of(req: &ServiceRequest) -> String {
+    req.headers()
+        .get(REQUEST_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| {
+            !v.is_empty()
+                && v.len() <= 128
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+        })
+        .map_or_else(|| uuid::Uuid::new_v4().simple().to_string(), str::to_string)
+}
+
 pub async fn request_span(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let started = Instant::now();
+    let request_id = request_id_of(&req);
     let method = req.method().clone();
     // Named before routing (an OpenTelemetry span's name is fixed once its
     // context exists): the route table's pattern that matches the path.
@@ -28,6 +57,7 @@ pub async fn request_span(
         http.route = route,
         http.response.status_code = Empty,
         trace_id = Empty,
+        request_id = %request_id,
     );
     adopt_parent(
         &span,
@@ -37,7 +67,15 @@ pub async fn request_span(
     );
     record_trace_id(&span);
     let path = req.path().to_string();
-    let res = next.call(req).instrument(span.clone()).await?;
+    let mut res = REQUEST_ID
+        .scope(request_id.clone(), next.call(req).instrument(span.clone()))
+        .await?;
+    if let Ok(value) = actix_web::http::header::HeaderValue::from_str(&request_id) {
+        res.headers_mut().insert(
+            actix_web::http::header::HeaderName::from_static(REQUEST_ID_HEADER),
+            value,
+        );
+    }
     let status = res.status().as_u16();
     span.record("http.response.status_code", status);
     if path != "/healthz" && path != "/readyz" && path != "/metrics" {
