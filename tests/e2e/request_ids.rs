@@ -124,3 +124,31 @@ async fn database_and_s3_failures_are_opaque_to_the_client() {
     .await;
     stack.finish().await;
 }
+
+/// An unknown API key is remembered as such: trying it again costs no
+/// database query (it is refused even with the database gone).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_key_costs_no_database_query_when_tried_again() {
+    let pg = TcpRelay::start("127.0.0.1:5432").await;
+    let stack = TestStack::spawn(Options {
+        worker: false,
+        pg_server: Some(format!("postgres://postgres@127.0.0.1:{}", pg.port)),
+        ..Options::default()
+    })
+    .await;
+    let attempt = || {
+        stack
+            .http
+            .get(stack.url("/templates"))
+            .bearer_auth("pw_made_up_key")
+            .send()
+    };
+    let first = attempt().await.unwrap();
+    assert_eq!(first.status(), 401);
+    pg.cut();
+    let again = attempt().await.unwrap();
+    assert_eq!(again.status(), 401, "the unknown key cost a database query");
+    let body: Value = again.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "invalid_auth");
+    stack.finish().await;
+}

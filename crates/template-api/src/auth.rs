@@ -17,22 +17,50 @@ use shared_domain::ids::CompanyId;
 use crate::error::ApiError;
 use crate::state::AppState;
 
-/// API keys recently seen valid, so the hot path skips a database round trip.
-/// Only positive answers are kept, for `ttl`: a revoked key stops working
-/// within `ttl` (setting `server.auth_cache_ttl_secs`, 0 disables the cache).
+/// API keys recently seen, so the hot path skips a database round trip:
+/// valid keys for `ttl` (a revoked key stops working within `ttl`; setting
+/// `server.auth_cache_ttl_secs`, 0 disables the cache), and unknown keys for
+/// `ttl` too, so a client spraying made-up keys costs no database query per
+/// attempt. Lookups that do reach the database are bounded (`lookups`), so
+/// such a client cannot take every pooled connection either.
 pub struct AuthCache {
     ttl: Duration,
     entries: RwLock<HashMap<Vec<u8>, (CompanyId, Instant)>>,
+    unknown: RwLock<HashMap<Vec<u8>, Instant>>,
+    lookups: tokio::sync::Semaphore,
 }
 
 /// Beyond this many keys the cache starts over (bounded memory under key spraying).
 const AUTH_CACHE_MAX: usize = 100_000;
 
 impl AuthCache {
-    pub fn new(ttl: Duration) -> Self {
+    /// `max_lookups`: database lookups in flight at once (misses only).
+    pub fn new(ttl: Duration, max_lookups: usize) -> Self {
         Self {
             ttl,
             entries: RwLock::new(HashMap::new()),
+            unknown: RwLock::new(HashMap::new()),
+            lookups: tokio::sync::Semaphore::new(max_lookups.max(1)),
+        }
+    }
+
+    fn is_known_unknown(&self, hash: &[u8]) -> bool {
+        self.unknown
+            .read()
+            .ok()
+            .and_then(|unknown| unknown.get(hash).map(|at| at.elapsed() < self.ttl))
+            .unwrap_or(false)
+    }
+
+    fn put_unknown(&self, hash: Vec<u8>) {
+        if self.ttl.is_zero() {
+            return;
+        }
+        if let Ok(mut unknown) = self.unknown.write() {
+            if unknown.len() >= AUTH_CACHE_MAX {
+                unknown.clear();
+            }
+            unknown.insert(hash, Instant::now());
         }
     }
 
@@ -115,17 +143,30 @@ impl FromRequest for AuthCompany {
         Box::pin(async move {
             let hash = hash_token(&token?);
             let state = state?;
-            if let Some(company) = state.auth_cache.get(&hash) {
+            let cache = &state.auth_cache;
+            let refused = || ApiError::new(ErrorCode::InvalidAuth, "unknown or revoked API key");
+            if let Some(company) = cache.get(&hash) {
                 return Ok(AuthCompany(company));
             }
+            if cache.is_known_unknown(&hash) {
+                return Err(refused());
+            }
+            let _lookup = cache
+                .lookups
+                .acquire()
+                .await
+                .map_err(|_| ApiError::new(ErrorCode::Internal, "auth lookups closed"))?;
             let mut conn = state.db.conn().await?;
-            let company = api_keys::company_for_key(&mut conn, &hash)
-                .await?
-                .ok_or_else(|| {
-                    ApiError::new(ErrorCode::InvalidAuth, "unknown or revoked API key")
-                })?;
-            state.auth_cache.put(hash, company);
-            Ok(AuthCompany(company))
+            match api_keys::company_for_key(&mut conn, &hash).await? {
+                Some(company) => {
+                    cache.put(hash, company);
+                    Ok(AuthCompany(company))
+                }
+                None => {
+                    cache.put_unknown(hash);
+                    Err(refused())
+                }
+            }
         })
     }
 }

@@ -93,9 +93,12 @@ pub async fn build_state(settings: Settings) -> anyhow::Result<AppState> {
         objects: clients.objects,
         publisher,
         copy_limiter,
-        auth_cache: Arc::new(AuthCache::new(Duration::from_secs(
-            settings.server.auth_cache_ttl_secs,
-        ))),
+        // At most half the pool looks keys up at once: a spray of unknown keys
+        // leaves connections for the requests that carry valid ones.
+        auth_cache: Arc::new(AuthCache::new(
+            Duration::from_secs(settings.server.auth_cache_ttl_secs),
+            settings.database.max_connections / 2,
+        )),
         metrics: Arc::new(metrics),
         similar,
         settings: Arc::new(settings),
