@@ -2,6 +2,7 @@
 //! Kafka (tansu) and S3 (moto). One binary, so everything links once; each
 //! test gets its own database, key prefix, topic and bucket.
 
+mod api_contract;
 mod bad_input;
 mod concurrent;
 mod config_consistency;

@@ -269,7 +269,12 @@ async fn everything_through_redis(url: &str, ca: &str) {
     })
     .await;
     let (status, body) = {
-        let resp = stack.http.get(stack.url("/readyz")).send().await.unwrap();
+        let resp = stack
+            .http
+            .get(stack.ops_url("/readyz"))
+            .send()
+            .await
+            .unwrap();
         (
             resp.status(),
             resp.json::<serde_json::Value>().await.unwrap(),

@@ -12,7 +12,12 @@ use serde_json::Value;
 use shared_domain::design::ServedFrom;
 
 async fn readyz(stack: &TestStack) -> (StatusCode, Value) {
-    let resp = stack.http.get(stack.url("/readyz")).send().await.unwrap();
+    let resp = stack
+        .http
+        .get(stack.ops_url("/readyz"))
+        .send()
+        .await
+        .unwrap();
     (resp.status(), resp.json().await.unwrap())
 }
 

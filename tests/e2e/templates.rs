@@ -135,12 +135,13 @@ async fn a_design_is_never_recorded_for_a_version_older_than_a_committed_edit() 
     let images = [DesignImage {
         position: 0,
         object_key: format!("designs/{}/0000", spec.id),
+        url: None,
     }];
-    let cold = designs::create_from_copies(&mut conn, &spec, &images, &Default::default())
+    let cold = designs::create_from_copies(&mut conn, &spec, &images, None, &Default::default())
         .await
         .unwrap();
     assert!(matches!(cold, CreateOutcome::TemplateChanged), "{cold:?}");
-    let warm = designs::create_from_pool_item(&mut conn, &spec, PoolItemId::new())
+    let warm = designs::create_from_pool_item(&mut conn, &spec, PoolItemId::new(), None)
         .await
         .unwrap();
     assert!(matches!(warm, CreateOutcome::TemplateChanged), "{warm:?}");

@@ -103,6 +103,8 @@ pub struct Tenant {
 
 pub struct TestStack {
     pub base: String,
+    /// The API's operations listener (`/metrics`, detailed `/readyz`).
+    pub ops_base: String,
     pub http: reqwest::Client,
     pub admin_token: String,
     pub db: Db,
@@ -182,6 +184,10 @@ impl TestStack {
             ("PREWARM_S3__SECRET_ACCESS_KEY", "test".into()),
             ("PREWARM_SERVER__HOST", "127.0.0.1".into()),
             ("PREWARM_SERVER__PORT", "0".into()),
+            ("PREWARM_SERVER__METRICS_PORT", "0".into()),
+            // Tests burst far beyond a tenant's default budget; the rate
+            // limit tests turn it back on with their own sizes.
+            ("PREWARM_RATE_LIMIT__ENABLED", "false".into()),
             ("PREWARM_SERVER__WORKERS", "2".into()),
             ("PREWARM_POOL__TARGET", options.pool_target.to_string()),
             ("PREWARM_WORKER__GROUP_ID", format!("prewarm-test-{suffix}")),
@@ -222,6 +228,7 @@ impl TestStack {
         .await
         .expect("build template-api");
         let base = format!("http://127.0.0.1:{}", app.port());
+        let ops_base = format!("http://127.0.0.1:{}", app.metrics_port());
         let db = app.state().db.clone();
         let index = app.state().index.clone();
         tasks.push(tokio::spawn(async move {
@@ -265,6 +272,7 @@ impl TestStack {
 
         TestStack {
             base,
+            ops_base,
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(60))
                 .build()
@@ -318,7 +326,10 @@ impl TestStack {
             .map(|a| a.port())
             .expect("a free port");
         let port_text = port.to_string();
-        let mut vars: Vec<(&str, &str)> = vec![("PREWARM_SERVER__PORT", port_text.as_str())];
+        let mut vars: Vec<(&str, &str)> = vec![
+            ("PREWARM_SERVER__PORT", port_text.as_str()),
+            ("PREWARM_SERVER__METRICS_PORT", "0"),
+        ];
         vars.extend_from_slice(extra);
         (
             self.spawn_binary("template-api", &vars),
@@ -441,7 +452,7 @@ impl TestStack {
     pub async fn metrics(&self) -> String {
         let resp = self
             .http
-            .get(self.url("/metrics"))
+            .get(self.ops_url("/metrics"))
             .send()
             .await
             .expect("GET /metrics");
@@ -456,6 +467,11 @@ impl TestStack {
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
+    }
+
+    /// A URL on the API's operations listener.
+    pub fn ops_url(&self, path: &str) -> String {
+        format!("{}{}", self.ops_base, path)
     }
 
     /// Stops the services and drops the test database.

@@ -34,3 +34,40 @@ pub struct ApiKeyCreated {
     pub company_id: CompanyId,
     pub api_key: String,
 }
+
+/// One API key as listed to the admin: never its secret, only the first
+/// characters (`hint`) so a person can tell keys apart.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct ApiKeyInfo {
+    pub id: ApiKeyId,
+    pub company_id: CompanyId,
+    pub hint: String,
+    pub created_at: DateTime<Utc>,
+    /// Set once revoked: the key no longer authenticates.
+    pub revoked_at: Option<DateTime<Utc>>,
+    /// Set on a rotated key: it authenticates until then.
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// `GET /admin/companies/{id}/api-keys` answer.
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct ApiKeyList {
+    pub api_keys: Vec<ApiKeyInfo>,
+}
+
+/// `POST /admin/api-keys/{id}/rotate` body.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RotateApiKey {
+    /// How long the old key keeps working (default 24 h, at most 30 days; 0 ends it at once).
+    #[serde(default)]
+    pub grace_secs: Option<u64>,
+}
+
+/// `POST /admin/api-keys/{id}/rotate` answer: the new key (shown once) and
+/// when the old one stops working.
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct ApiKeyRotated {
+    pub new_key: ApiKeyCreated,
+    pub old_key_expires_at: DateTime<Utc>,
+}

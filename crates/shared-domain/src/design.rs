@@ -37,6 +37,10 @@ impl ServedFrom {
 pub struct DesignImage {
     pub position: i32,
     pub object_key: String,
+    /// A time-limited GET URL of the object, only with `?include=urls`
+    /// (valid until the design's `urls_expire_at`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
 }
 
 /// A company's design.
@@ -52,6 +56,9 @@ pub struct Design {
     /// The pool item it was made from, when served warm.
     pub pool_item_id: Option<PoolItemId>,
     pub created_at: DateTime<Utc>,
+    /// When the images' `url`s stop working (only with `?include=urls`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub urls_expire_at: Option<DateTime<Utc>>,
 }
 
 /// `POST /designs` body.
@@ -65,4 +72,7 @@ pub struct CreateDesign {
 #[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct DesignList {
     pub designs: Vec<Design>,
+    /// Pass as `?cursor=` for the next page; absent on the last page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
 }

@@ -22,14 +22,24 @@ pub enum ErrorCode {
     TemplateNotFound,
     DesignNotFound,
     CompanyNotFound,
-    // 409 / 413 / 415 / 422
+    ApiKeyNotFound,
+    // 409 / 412 / 413 / 415 / 422 / 429
     DesignLimitReached,
     /// The template was edited or deleted again and again while the design
     /// was being made; retrying is safe.
     TemplateChanged,
+    /// Another request with the same `Idempotency-Key` is still being
+    /// processed; retry after `Retry-After`.
+    RequestInProgress,
+    /// `If-Match` names a representation that is no longer current.
+    PreconditionFailed,
     PayloadTooLarge,
     UnsupportedMediaType,
     TemplateHasNoImages,
+    /// The `Idempotency-Key` was used before with a different request.
+    IdempotencyKeyReused,
+    /// Too many requests; retry after `Retry-After` seconds.
+    RateLimited,
     // 5xx: faults in dependencies, never bad input
     StorageUnavailable,
     ObjectStoreUnavailable,
@@ -37,6 +47,9 @@ pub enum ErrorCode {
     RecommendationsUnavailable,
     /// The recommendation service did not answer within its timeout.
     RecommendationsTimeout,
+    /// This replica is at its capacity for the work asked (upload bytes in
+    /// flight); retry after `Retry-After` seconds.
+    Busy,
     Internal,
 }
 
@@ -48,12 +61,14 @@ impl ErrorCode {
             MalformedJson | InvalidRequest | InvalidMultipart | InvalidId => 400,
             MissingAuth | InvalidAuth => 401,
             Forbidden => 403,
-            NotFound | TemplateNotFound | DesignNotFound | CompanyNotFound => 404,
-            DesignLimitReached | TemplateChanged => 409,
+            NotFound | TemplateNotFound | DesignNotFound | CompanyNotFound | ApiKeyNotFound => 404,
+            DesignLimitReached | TemplateChanged | RequestInProgress => 409,
+            PreconditionFailed => 412,
             PayloadTooLarge => 413,
             UnsupportedMediaType => 415,
-            TemplateHasNoImages => 422,
-            StorageUnavailable | ObjectStoreUnavailable | RecommendationsUnavailable => 503,
+            TemplateHasNoImages | IdempotencyKeyReused => 422,
+            RateLimited => 429,
+            StorageUnavailable | ObjectStoreUnavailable | RecommendationsUnavailable | Busy => 503,
             RecommendationsTimeout => 504,
             Internal => 500,
         }
@@ -73,15 +88,21 @@ impl ErrorCode {
             TemplateNotFound => "template_not_found",
             DesignNotFound => "design_not_found",
             CompanyNotFound => "company_not_found",
+            ApiKeyNotFound => "api_key_not_found",
             DesignLimitReached => "design_limit_reached",
             TemplateChanged => "template_changed",
+            RequestInProgress => "request_in_progress",
+            PreconditionFailed => "precondition_failed",
             PayloadTooLarge => "payload_too_large",
             UnsupportedMediaType => "unsupported_media_type",
             TemplateHasNoImages => "template_has_no_images",
+            IdempotencyKeyReused => "idempotency_key_reused",
+            RateLimited => "rate_limited",
             StorageUnavailable => "storage_unavailable",
             ObjectStoreUnavailable => "object_store_unavailable",
             RecommendationsUnavailable => "recommendations_unavailable",
             RecommendationsTimeout => "recommendations_timeout",
+            Busy => "busy",
             Internal => "internal",
         }
     }
@@ -124,15 +145,21 @@ mod tests {
             TemplateNotFound,
             DesignNotFound,
             CompanyNotFound,
+            ApiKeyNotFound,
             DesignLimitReached,
             TemplateChanged,
+            RequestInProgress,
+            PreconditionFailed,
             PayloadTooLarge,
             UnsupportedMediaType,
             TemplateHasNoImages,
+            IdempotencyKeyReused,
+            RateLimited,
             StorageUnavailable,
             ObjectStoreUnavailable,
             RecommendationsUnavailable,
             RecommendationsTimeout,
+            Busy,
             Internal,
         ];
         for code in all {
@@ -144,8 +171,10 @@ mod tests {
                     | ObjectStoreUnavailable
                     | RecommendationsUnavailable
                     | RecommendationsTimeout
+                    | Busy
                     | Internal
             );
+            // `busy` is this replica's own capacity, never bad input.
             assert_eq!(code.status() >= 500, dependency_fault, "{code:?}");
         }
     }

@@ -82,6 +82,21 @@ fn empty_layout() -> serde_json::Value {
     serde_json::json!({})
 }
 
+impl Template {
+    /// The entity tag of this representation (RFC 9110), quoted: it changes
+    /// with every edit (the version counts layout and image changes only,
+    /// so the edit time is part of it).
+    pub fn etag(&self) -> String {
+        etag(self.id, self.version, self.updated_at)
+    }
+}
+
+/// The entity tag of a template at `version`, last edited at `updated_at`.
+pub fn etag(id: TemplateId, version: i32, updated_at: DateTime<Utc>) -> String {
+    let micros = updated_at.timestamp_micros();
+    format!("\"{}-{version}-{micros:x}\"", id.0.simple())
+}
+
 /// `PATCH /templates/{id}` body: any subset of fields. A layout change bumps the version.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -96,6 +111,9 @@ pub struct TemplatePatch {
 #[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct TemplateList {
     pub templates: Vec<Template>,
+    /// Pass as `?cursor=` for the next page; absent on the last page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
 }
 
 /// What "similar templates" shows of each template.

@@ -7,8 +7,10 @@
 //! - [`db`]: Postgres (diesel-async). `db/schema.rs` tables, `migrations/` at the
 //!   crate root, one module per table; `db/pool_items.rs` is the pool ledger.
 //! - [`pool_index`]: the Redis lists of ready pool item ids (fred).
+//! - [`rate_buckets`]: token buckets in Redis (the API's rate limits).
 //! - [`shared_cache`]: the Redis tier of the API's caches and its invalidation channel.
-//! - [`objects`]: S3 (aws-sdk-s3), including the bounded-parallel copy.
+//! - [`objects`]: S3 (aws-sdk-s3), including the bounded-parallel copy;
+//!   [`object_upload`]: streaming (multipart) uploads and presigned GET URLs.
 //! - [`warmup_topic`]: the Kafka warm-up topic (rdkafka producer, topic admin).
 //! - [`pause`]: test-only pause points that force interleavings (a no-op in release builds).
 //! - [`readiness`]: `/readyz` of both services (only Postgres gates; the rest is reported).
@@ -21,10 +23,12 @@
 pub mod connect;
 pub mod db;
 pub mod metrics;
+pub mod object_upload;
 pub mod objects;
 pub mod pause;
 pub mod pool_index;
 pub mod probe;
+pub mod rate_buckets;
 pub mod readiness;
 pub mod settings;
 pub mod shared_cache;

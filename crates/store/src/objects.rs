@@ -101,7 +101,7 @@ pub struct ObjectError {
     pub message: String,
 }
 
-fn err<E: std::fmt::Debug>(op: &'static str, key: &str, e: E) -> ObjectError {
+pub(crate) fn err<E: std::fmt::Debug>(op: &'static str, key: &str, e: E) -> ObjectError {
     ObjectError {
         op,
         key: key.to_string(),
@@ -112,9 +112,9 @@ fn err<E: std::fmt::Debug>(op: &'static str, key: &str, e: E) -> ObjectError {
 /// A bucket, and the client to reach it.
 #[derive(Clone)]
 pub struct ObjectStore {
-    client: Client,
-    bucket: String,
-    encryption: Option<(ServerSideEncryption, Option<String>)>,
+    pub(crate) client: Client,
+    pub(crate) bucket: String,
+    pub(crate) encryption: Option<(ServerSideEncryption, Option<String>)>,
 }
 
 impl ObjectStore {

@@ -16,6 +16,26 @@ use tokio::sync::mpsc;
 
 use crate::pool_index::{IndexError, PoolIndex};
 
+/// One message of the invalidation channel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Invalidation {
+    /// Drop what is cached about this template.
+    Template(TemplateId),
+    /// Drop this API key (SHA-256 of the token): it was revoked.
+    ApiKey(Vec<u8>),
+    /// Messages may have been missed (a reconnect): drop everything.
+    All,
+}
+
+impl Invalidation {
+    fn parse(text: &str) -> Option<Invalidation> {
+        match text.strip_prefix("key:") {
+            Some(hash) => hex::decode(hash).ok().map(Invalidation::ApiKey),
+            None => text.parse().ok().map(Invalidation::Template),
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct SharedCache {
     pool: Pool,
@@ -77,15 +97,25 @@ impl SharedCache {
         Ok(())
     }
 
+    /// Tells every replica that an API key (its SHA-256) was revoked.
+    pub async fn revoke_key(&self, key_hash: &[u8]) -> Result<(), IndexError> {
+        let _: () = self
+            .pool
+            .next()
+            .publish(self.channel(), format!("key:{}", hex::encode(key_hash)))
+            .await?;
+        Ok(())
+    }
+
     /// Subscribes to invalidations on a dedicated connection that
-    /// re-subscribes after reconnecting. Sends `Some(id)` per invalidated
-    /// template and `None` after a reconnect (messages may have been missed
-    /// while disconnected, so the receiver should drop everything).
+    /// re-subscribes after reconnecting. Sends each message, and
+    /// [`Invalidation::All`] after a reconnect (messages may have been
+    /// missed while disconnected, so the receiver should drop everything).
     pub async fn subscribe(
         &self,
         url: &str,
         ca_file: Option<&std::path::Path>,
-    ) -> Result<mpsc::UnboundedReceiver<Option<TemplateId>>, IndexError> {
+    ) -> Result<mpsc::UnboundedReceiver<Invalidation>, IndexError> {
         let mut config = crate::pool_index::client_config(url, ca_file)?;
         // Down at start: retried in the background (see `PoolIndex::connect`).
         config.fail_fast = false;
@@ -110,7 +140,7 @@ impl SharedCache {
                 tokio::time::sleep(std::time::Duration::from_millis(500)).await;
             }
             // Anything published before the subscription was missed.
-            if tx.send(None).is_err() {
+            if tx.send(Invalidation::All).is_err() {
                 return;
             }
             // Keeps the client (and its connection) alive as long as the task runs.
@@ -119,19 +149,18 @@ impl SharedCache {
                 let sent = tokio::select! {
                     msg = messages.recv() => match msg {
                         Ok(msg) => {
-                            let id = msg.value.as_string().and_then(|s| s.parse().ok());
-                            match id {
-                                Some(id) => tx.send(Some(id)),
+                            match msg.value.as_string().and_then(|s| Invalidation::parse(&s)) {
+                                Some(message) => tx.send(message),
                                 None => Ok(()),
                             }
                         }
                         // Lagged: messages were lost; drop everything.
-                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => tx.send(None),
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => tx.send(Invalidation::All),
                         Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
                     },
                     r = reconnects.recv() => match r {
-                        Ok(_) => tx.send(None),
-                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => tx.send(None),
+                        Ok(_) => tx.send(Invalidation::All),
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => tx.send(Invalidation::All),
                         Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
                     },
                 };

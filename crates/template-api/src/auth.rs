@@ -8,7 +8,7 @@ use std::sync::RwLock;
 use std::time::{Duration, Instant};
 
 use actix_web::{dev::Payload, web, FromRequest, HttpRequest};
-use prewarm_store::db::api_keys;
+use prewarm_store::db::api_keys::{self, ValidKey};
 use secrecy::ExposeSecret;
 use sha2::{Digest, Sha256};
 use shared_domain::error::ErrorCode;
@@ -18,13 +18,16 @@ use crate::error::ApiError;
 use crate::state::AppState;
 
 /// API keys recently seen, so the hot path skips a database round trip:
-/// valid keys for `ttl` (a revoked key stops working within `ttl`; setting
+/// valid keys for `ttl` (or until a rotated key's end, if sooner; a key
+/// revoked through the admin API is dropped at once on every replica that
+/// hears the revocation, and stops within `ttl` on one that missed it;
 /// `server.auth_cache_ttl_secs`, 0 disables the cache), and unknown keys for
 /// `ttl` too, so a client spraying made-up keys costs no database query per
 /// attempt. Lookups that do reach the database are bounded (`lookups`), so
 /// such a client cannot take every pooled connection either.
 pub struct AuthCache {
     ttl: Duration,
+    /// Company, and until when the entry may be used.
     entries: RwLock<HashMap<Vec<u8>, (CompanyId, Instant)>>,
     unknown: RwLock<HashMap<Vec<u8>, Instant>>,
     lookups: tokio::sync::Semaphore,
@@ -66,19 +69,41 @@ impl AuthCache {
 
     fn get(&self, hash: &[u8]) -> Option<CompanyId> {
         let entries = self.entries.read().ok()?;
-        let (company, at) = entries.get(hash)?;
-        (at.elapsed() < self.ttl).then_some(*company)
+        let (company, until) = entries.get(hash)?;
+        (Instant::now() < *until).then_some(*company)
     }
 
-    fn put(&self, hash: Vec<u8>, company: CompanyId) {
+    /// Drops one key (revoked).
+    pub fn forget(&self, hash: &[u8]) {
+        if let Ok(mut entries) = self.entries.write() {
+            entries.remove(hash);
+        }
+    }
+
+    /// Drops every key (revocations may have been missed).
+    pub fn forget_all(&self) {
+        if let Ok(mut entries) = self.entries.write() {
+            entries.clear();
+        }
+    }
+
+    fn put(&self, hash: Vec<u8>, key: ValidKey) {
         if self.ttl.is_zero() {
             return;
         }
+        let mut keep = self.ttl;
+        if let Some(expires_at) = key.expires_at {
+            let left = (expires_at - chrono::Utc::now())
+                .to_std()
+                .unwrap_or_default();
+            keep = keep.min(left);
+        }
+        let company = key.company;
         if let Ok(mut entries) = self.entries.write() {
             if entries.len() >= AUTH_CACHE_MAX {
                 entries.clear();
             }
-            entries.insert(hash, (company, Instant::now()));
+            entries.insert(hash, (company, Instant::now() + keep));
         }
     }
 }
@@ -99,6 +124,11 @@ pub fn hash_token(token: &str) -> Vec<u8> {
 pub fn new_api_key() -> String {
     let bytes: [u8; 32] = rand::random();
     format!("pw_{}", hex::encode(bytes))
+}
+
+/// What a listing shows of a key: its first 8 characters (20 random bits).
+pub fn key_hint(key: &str) -> String {
+    format!("{}…", &key[..key.len().min(8)])
 }
 
 fn bearer(req: &HttpRequest) -> Result<String, ApiError> {
@@ -158,9 +188,9 @@ impl FromRequest for AuthCompany {
                 .map_err(|_| ApiError::new(ErrorCode::Internal, "auth lookups closed"))?;
             let mut conn = state.db.conn().await?;
             match api_keys::company_for_key(&mut conn, &hash).await? {
-                Some(company) => {
-                    cache.put(hash, company);
-                    Ok(AuthCompany(company))
+                Some(key) => {
+                    cache.put(hash, key);
+                    Ok(AuthCompany(key.company))
                 }
                 None => {
                     cache.put_unknown(hash);

@@ -6,8 +6,11 @@
 //! Cold (empty pool, Redis down, or pool disabled): copy every image with
 //! bounded parallelism, then record the design the same way. Either way a
 //! warm-up request is published after the commit, without waiting for Kafka.
+//! With an `Idempotency-Key` claim, the design's answer is stored in the
+//! transaction that records it (see `idempotency`).
 
 use prewarm_store::db::designs::{self, CreateOutcome, DesignSpec};
+use prewarm_store::db::idempotency::Claim;
 use prewarm_store::db::{companies, object_refs, templates};
 use prewarm_store::pause;
 use shared_domain::design::{Design, DesignImage};
@@ -41,9 +44,10 @@ pub async fn create_design(
     state: &AppState,
     company: CompanyId,
     template_id: TemplateId,
+    key: Option<&Claim>,
 ) -> Result<Design, ApiError> {
     for _ in 0..TEMPLATE_CHANGE_ATTEMPTS {
-        if let Attempt::Created(design) = attempt(state, company, template_id).await? {
+        if let Attempt::Created(design) = attempt(state, company, template_id, key).await? {
             return Ok(design);
         }
         tracing::debug!(%template_id, "template changed while making a design; reading it again");
@@ -58,6 +62,7 @@ async fn attempt(
     state: &AppState,
     company: CompanyId,
     template_id: TemplateId,
+    key: Option<&Claim>,
 ) -> Result<Attempt, ApiError> {
     let template = {
         let mut conn = state.db.conn().await?;
@@ -97,7 +102,7 @@ async fn attempt(
             };
             state.pause.reach(pause::at::WARM_POPPED).await;
             let outcome = match state.db.conn().await {
-                Ok(mut conn) => designs::create_from_pool_item(&mut conn, &spec, item).await,
+                Ok(mut conn) => designs::create_from_pool_item(&mut conn, &spec, item, key).await,
                 Err(e) => Err(e),
             };
             match outcome {
@@ -116,6 +121,10 @@ async fn attempt(
                     requeue(state, template_id, version, item).await;
                     return Err(limit_reached());
                 }
+                Ok(CreateOutcome::KeyLost) => {
+                    requeue(state, template_id, version, item).await;
+                    return Err(crate::idempotency::in_progress());
+                }
                 Ok(CreateOutcome::CopiesExpired) => {
                     requeue(state, template_id, version, item).await;
                     return Err(ApiError::new(
@@ -131,7 +140,7 @@ async fn attempt(
             }
         }
     }
-    let attempt = create_cold(state, spec).await?;
+    let attempt = create_cold(state, spec, key).await?;
     if matches!(attempt, Attempt::Created(_)) {
         state.metrics.design_created(served);
     }
@@ -151,7 +160,11 @@ async fn requeue(
     }
 }
 
-async fn create_cold(state: &AppState, spec: DesignSpec) -> Result<Attempt, ApiError> {
+async fn create_cold(
+    state: &AppState,
+    spec: DesignSpec,
+    key: Option<&Claim>,
+) -> Result<Attempt, ApiError> {
     let images = {
         let mut conn = state.db.conn().await?;
         // Cheap pre-check, so a company at its limit costs no copies.
@@ -210,11 +223,12 @@ async fn create_cold(state: &AppState, spec: DesignSpec) -> Result<Attempt, ApiE
         .map(|(img, (_, dest))| DesignImage {
             position: img.position,
             object_key: dest.clone(),
+            url: None,
         })
         .collect();
     let outcome = match state.db.conn().await {
         Ok(mut conn) => {
-            designs::create_from_copies(&mut conn, &spec, &design_images, &state.pause).await
+            designs::create_from_copies(&mut conn, &spec, &design_images, key, &state.pause).await
         }
         Err(e) => Err(e),
     };
@@ -225,6 +239,7 @@ async fn create_cold(state: &AppState, spec: DesignSpec) -> Result<Attempt, ApiE
         }
         Ok(CreateOutcome::TemplateChanged) => Ok(Attempt::TemplateChanged),
         Ok(CreateOutcome::LimitReached) => Err(limit_reached()),
+        Ok(CreateOutcome::KeyLost) => Err(crate::idempotency::in_progress()),
         Ok(CreateOutcome::CopiesExpired) => Err(ApiError::new(
             ErrorCode::ObjectStoreUnavailable,
             "copying the template's images took longer than pool.lease_secs; retry",

@@ -12,6 +12,8 @@ use shared_domain::error::{ErrorBody, ErrorCode, ErrorDetail};
 pub struct ApiError {
     pub code: ErrorCode,
     pub message: String,
+    /// Extra response headers (`Retry-After`, `RateLimit-*`).
+    pub headers: Vec<(&'static str, String)>,
 }
 
 impl ApiError {
@@ -19,7 +21,18 @@ impl ApiError {
         Self {
             code,
             message: message.into(),
+            headers: Vec::new(),
         }
+    }
+
+    pub fn with_header(mut self, name: &'static str, value: impl ToString) -> Self {
+        self.headers.push((name, value.to_string()));
+        self
+    }
+
+    /// Adds `Retry-After` (whole seconds, at least 1).
+    pub fn retry_after(self, secs: u64) -> Self {
+        self.with_header("retry-after", secs.max(1))
     }
 }
 
@@ -49,7 +62,11 @@ impl ResponseError for ApiError {
         } else {
             self.message.clone()
         };
-        HttpResponse::build(self.status_code()).json(ErrorBody {
+        let mut response = HttpResponse::build(self.status_code());
+        for (name, value) in &self.headers {
+            response.insert_header((*name, value.as_str()));
+        }
+        response.json(ErrorBody {
             error: ErrorDetail {
                 code: self.code,
                 message,

@@ -6,7 +6,10 @@
 //! - [`routes`]: one module per resource (`admin`, `templates`, `designs`, `health`).
 //! - [`create_design`]: the hot path -- pop a pool item (warm) or copy on the spot (cold).
 //! - [`similar`]: similar templates behind a two-tier cache (moka in-process, Redis shared).
-//! - [`upload`]: multipart parsing of template images, with size limits.
+//! - [`upload`]: multipart template uploads streamed to S3, with size limits and a
+//!   process-wide budget of bytes in flight.
+//! - [`idempotency`]: the `Idempotency-Key` header (replayed answers, one resource per key).
+//! - [`rate_limit`]: token buckets per key and address (Redis, in-process fallback).
 //! - [`auth`]: bearer-token extractors for companies and the admin.
 //! - [`error`]: `ApiError`, the one mapping from failures to JSON error responses.
 //! - [`metrics`]: Prometheus metrics at `/metrics` and the latency middleware.
@@ -18,8 +21,10 @@
 pub mod auth;
 pub mod create_design;
 pub mod error;
+pub mod idempotency;
 pub mod metrics;
 pub mod openapi;
+pub mod rate_limit;
 pub mod request_span;
 pub mod routes;
 pub mod settings;

@@ -44,6 +44,8 @@ pub struct ApiMetrics {
     http: HistogramVec,
     designs: IntCounterVec,
     degraded: IntCounterVec,
+    rate_limited: IntCounterVec,
+    idempotent_replays: IntCounterVec,
     /// 1/0 per dependency at the last readiness probe.
     pub dependency_up: IntGaugeVec,
     cache_requests: IntCounterVec,
@@ -73,6 +75,18 @@ impl ApiMetrics {
                 "prewarm_degraded_total",
                 "Times a dependency failed and the API fell back (redis: served by copy).",
                 &["dependency"],
+            )?,
+            rate_limited: counter_vec(
+                &registry,
+                "prewarm_rate_limited_total",
+                "Requests refused with 429 by route class (create_design, upload, read).",
+                &["class"],
+            )?,
+            idempotent_replays: counter_vec(
+                &registry,
+                "prewarm_idempotent_replays_total",
+                "Requests answered from a stored Idempotency-Key answer, by route.",
+                &["route"],
             )?,
             dependency_up: gauge_vec(
                 &registry,
@@ -120,6 +134,14 @@ impl ApiMetrics {
 
     pub fn design_created(&self, served: Served) {
         self.designs.with_label_values(&served.labels()).inc();
+    }
+
+    pub fn rate_limited(&self, class: &str) {
+        self.rate_limited.with_label_values(&[class]).inc();
+    }
+
+    pub fn idempotent_replay(&self, route: &str) {
+        self.idempotent_replays.with_label_values(&[route]).inc();
     }
 
     pub fn degraded(&self, dependency: &str) {

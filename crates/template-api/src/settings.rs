@@ -35,6 +35,10 @@ pub struct Settings {
     pub trace: TraceSettings,
     #[serde(default)]
     pub similar: SimilarSettings,
+    #[serde(default)]
+    pub idempotency: IdempotencySettings,
+    #[serde(default)]
+    pub rate_limit: RateLimitSettings,
     /// The worker's section, accepted (and ignored) so both services can share
     /// one environment or file.
     #[serde(default, skip_serializing)]
@@ -47,6 +51,9 @@ pub struct ServerSettings {
     pub host: String,
     /// 0 picks a free port (tests).
     pub port: u16,
+    /// Port of the operations listener (`/metrics`, `/readyz` in detail),
+    /// kept off the public port. 0 picks a free port (tests).
+    pub metrics_port: u16,
     /// Largest JSON body accepted (413 above).
     pub json_limit_bytes: usize,
     /// Largest single template image (413 above).
@@ -60,6 +67,11 @@ pub struct ServerSettings {
     /// How long a valid API key is remembered in-process (0 = ask Postgres
     /// every time). A revoked key keeps working at most this long.
     pub auth_cache_ttl_secs: u64,
+    /// Upload bytes this process holds in flight at once, over every
+    /// request; above it uploads get 503 `busy` with `Retry-After`.
+    pub max_upload_bytes_in_flight: usize,
+    /// How long a presigned image URL (`?include=urls`) stays valid.
+    pub presign_ttl_secs: u64,
 }
 
 impl Default for ServerSettings {
@@ -73,7 +85,106 @@ impl Default for ServerSettings {
             workers: 0,
             shutdown_timeout_secs: 30,
             auth_cache_ttl_secs: 30,
+            metrics_port: 9090,
+            max_upload_bytes_in_flight: 256 * 1024 * 1024,
+            presign_ttl_secs: 900,
         }
+    }
+}
+
+/// `idempotency.*`: the `Idempotency-Key` header of `POST /designs` and
+/// `POST /templates`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IdempotencySettings {
+    /// How long a key's first answer is replayed.
+    pub retention_secs: u64,
+    /// How long a request owns its key before a retry may take it over (a
+    /// crashed request's key frees up after this); longer than any create.
+    pub lock_secs: u64,
+    /// How long a request waits for another request with the same key
+    /// before answering 409 `request_in_progress`.
+    pub wait_ms: u64,
+}
+
+impl Default for IdempotencySettings {
+    fn default() -> Self {
+        Self {
+            retention_secs: 24 * 3600,
+            lock_secs: 120,
+            wait_ms: 5_000,
+        }
+    }
+}
+
+/// `rate_limit.*`: token buckets per API key and per client address, per
+/// route class, shared by replicas through Redis (each replica limits on its
+/// own while Redis is down).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimitSettings {
+    pub enabled: bool,
+    /// `POST /designs`: sustained requests per second per key, and burst.
+    pub create_design_per_sec: f64,
+    pub create_design_burst: f64,
+    /// `POST /templates`, `PUT /templates/{id}/images`.
+    pub upload_per_sec: f64,
+    pub upload_burst: f64,
+    /// Every other authenticated route (reads, edits, deletes).
+    pub read_per_sec: f64,
+    pub read_burst: f64,
+    /// A client address gets this many times a key's budget (several keys
+    /// or users may share one address).
+    pub address_factor: f64,
+    /// Failed authentications per client address: per minute, and burst.
+    pub failed_auth_per_min: f64,
+    pub failed_auth_burst: f64,
+    /// Take the client address from `X-Forwarded-For` (only behind a proxy
+    /// that sets it); otherwise the peer address.
+    pub trust_forwarded_for: bool,
+}
+
+impl Default for RateLimitSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            create_design_per_sec: 50.0,
+            create_design_burst: 100.0,
+            upload_per_sec: 2.0,
+            upload_burst: 10.0,
+            read_per_sec: 100.0,
+            read_burst: 200.0,
+            address_factor: 4.0,
+            failed_auth_per_min: 20.0,
+            failed_auth_burst: 10.0,
+            trust_forwarded_for: false,
+        }
+    }
+}
+
+impl RateLimitSettings {
+    fn validate(&self) -> Result<(), config::ConfigError> {
+        for (key, v) in [
+            (
+                "rate_limit.create_design_per_sec",
+                self.create_design_per_sec,
+            ),
+            ("rate_limit.create_design_burst", self.create_design_burst),
+            ("rate_limit.upload_per_sec", self.upload_per_sec),
+            ("rate_limit.upload_burst", self.upload_burst),
+            ("rate_limit.read_per_sec", self.read_per_sec),
+            ("rate_limit.read_burst", self.read_burst),
+            ("rate_limit.failed_auth_per_min", self.failed_auth_per_min),
+            ("rate_limit.failed_auth_burst", self.failed_auth_burst),
+        ] {
+            if !(v.is_finite() && v > 0.0) {
+                return Err(invalid(key, "must be a number > 0"));
+            }
+        }
+        if !(self.address_factor.is_finite() && self.address_factor >= 1.0) {
+            return Err(invalid("rate_limit.address_factor", "must be >= 1"));
+        }
+        Ok(())
     }
 }
 
@@ -101,6 +212,25 @@ fn validate(s: &Settings) -> Result<(), config::ConfigError> {
         return fail("s3.bucket", "must not be empty");
     }
     s.similar.validate()?;
+    s.rate_limit.validate()?;
+    if s.idempotency.retention_secs == 0 || s.idempotency.lock_secs == 0 {
+        return fail(
+            "idempotency.retention_secs / lock_secs",
+            "must be >= 1 second",
+        );
+    }
+    if s.server.max_upload_bytes_in_flight < s.server.max_image_bytes {
+        return fail(
+            "server.max_upload_bytes_in_flight",
+            "must be >= server.max_image_bytes",
+        );
+    }
+    if !(1..=7 * 24 * 3600).contains(&s.server.presign_ttl_secs) {
+        return fail(
+            "server.presign_ttl_secs",
+            "must be 1 to 604800 (S3's limit)",
+        );
+    }
     prewarm_store::settings::validate_s3(&s.s3)?;
     s.trace.validate()?;
     s.log.validate()

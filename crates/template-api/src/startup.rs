@@ -1,5 +1,6 @@
-//! Builds the application: connects dependencies, binds the listener (port 0
-//! picks a free one, for tests) and holds the one route table.
+//! Builds the application: connects dependencies, binds the public listener
+//! and the operations listener (`/metrics`, detailed `/readyz`; port 0 picks
+//! a free one, for tests) and holds the route tables.
 
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -9,7 +10,7 @@ use actix_web::dev::Server;
 use actix_web::{web, App, HttpResponse, HttpServer};
 use prewarm_store::connect::connect;
 use prewarm_store::pause::PausePoints;
-use prewarm_store::shared_cache::SharedCache;
+use prewarm_store::shared_cache::{Invalidation, SharedCache};
 use prewarm_store::warmup_topic::WarmupPublisher;
 use secrecy::ExposeSecret;
 use shared_domain::error::ErrorCode;
@@ -18,14 +19,19 @@ use tokio::sync::Semaphore;
 use crate::auth::AuthCache;
 use crate::error::{json_error, path_error, query_error, ApiError};
 use crate::metrics::ApiMetrics;
+use crate::rate_limit::RateLimiter;
 use crate::routes::{admin, designs, health, templates};
 use crate::settings::Settings;
 use crate::similar::SimilarTemplates;
 use crate::state::AppState;
+use crate::upload::UploadBudget;
+use prewarm_store::rate_buckets::RateBuckets;
 
 pub struct Application {
     port: u16,
+    metrics_port: u16,
     server: Server,
+    ops: Server,
     state: AppState,
 }
 
@@ -44,16 +50,27 @@ impl Application {
         let s = &state.settings.server;
         let listener = TcpListener::bind((s.host.as_str(), s.port))?;
         let port = listener.local_addr()?.port();
+        let ops_listener = TcpListener::bind((s.host.as_str(), s.metrics_port))?;
+        let metrics_port = ops_listener.local_addr()?.port();
         let server = run(listener, state.clone())?;
+        let ops = run_ops(ops_listener, state.clone())?;
+        crate::idempotency::spawn_purge(state.clone());
         Ok(Self {
             port,
+            metrics_port,
             server,
+            ops,
             state,
         })
     }
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The operations listener's port (`/metrics`, detailed `/readyz`).
+    pub fn metrics_port(&self) -> u16 {
+        self.metrics_port
     }
 
     pub fn state(&self) -> &AppState {
@@ -64,7 +81,10 @@ impl Application {
     /// requests finish within `server.shutdown_timeout_secs`), then flushes
     /// pending warm-up requests.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let ops = self.ops.handle();
+        tokio::spawn(self.ops);
         let result = self.server.await;
+        ops.stop(true).await;
         self.state
             .publisher
             .flush(std::time::Duration::from_secs(5));
@@ -85,22 +105,34 @@ pub async fn build_state(settings: Settings) -> anyhow::Result<AppState> {
     publisher.register_metrics(&metrics.registry)?;
     let shared = SharedCache::new(&clients.index);
     let similar = SimilarTemplates::new(&settings.similar, Some(shared.clone()), &metrics)?;
-    spawn_cache_upkeep(&similar, &shared, &settings.redis).await;
+    // At most half the pool looks keys up at once: a spray of unknown keys
+    // leaves connections for the requests that carry valid ones.
+    let auth_cache = Arc::new(AuthCache::new(
+        Duration::from_secs(settings.server.auth_cache_ttl_secs),
+        settings.database.max_connections / 2,
+    ));
+    spawn_cache_upkeep(&similar, &auth_cache, &shared, &settings.redis).await;
     let copy_limiter = Arc::new(Semaphore::new(settings.pool.cold_copy_global_limit));
+    let rate_limiter = settings.rate_limit.enabled.then(|| {
+        Arc::new(RateLimiter::new(
+            settings.rate_limit.clone(),
+            RateBuckets::new(&clients.index),
+        ))
+    });
     Ok(AppState {
         db: clients.db,
         index: clients.index,
         objects: clients.objects,
         publisher,
         copy_limiter,
-        // At most half the pool looks keys up at once: a spray of unknown keys
-        // leaves connections for the requests that carry valid ones.
-        auth_cache: Arc::new(AuthCache::new(
-            Duration::from_secs(settings.server.auth_cache_ttl_secs),
-            settings.database.max_connections / 2,
-        )),
+        auth_cache,
+        shared_cache: shared,
         metrics: Arc::new(metrics),
         similar,
+        upload_budget: Arc::new(UploadBudget::new(
+            settings.server.max_upload_bytes_in_flight,
+        )),
+        rate_limiter,
         settings: Arc::new(settings),
         pause: PausePoints::default(),
     })
@@ -109,6 +141,7 @@ pub async fn build_state(settings: Settings) -> anyhow::Result<AppState> {
 /// Starts the cache sweeper and the invalidation listener of this replica.
 async fn spawn_cache_upkeep(
     similar: &SimilarTemplates,
+    auth: &Arc<AuthCache>,
     shared: &SharedCache,
     redis: &prewarm_store::settings::RedisSettings,
 ) {
@@ -126,11 +159,16 @@ async fn spawn_cache_upkeep(
     {
         Ok(mut rx) => {
             let listener = similar.clone();
+            let auth = auth.clone();
             tokio::spawn(async move {
                 while let Some(message) = rx.recv().await {
                     match message {
-                        Some(template) => listener.drop_local(template),
-                        None => listener.drop_all_local(),
+                        Invalidation::Template(template) => listener.drop_local(template),
+                        Invalidation::ApiKey(hash) => auth.forget(&hash),
+                        Invalidation::All => {
+                            listener.drop_all_local();
+                            auth.forget_all();
+                        }
                     }
                 }
             });
@@ -162,11 +200,15 @@ macro_rules! route_table {
 
 route_table! {
     "/healthz" => { get health::healthz },
-    "/readyz" => { get health::readyz },
-    "/metrics" => { get crate::metrics::metrics },
+    "/readyz" => { get health::ready },
     "/openapi.json" => { get crate::openapi::serve },
     "/admin/companies" => { post admin::create_company },
-    "/admin/companies/{id}/api-keys" => { post admin::create_api_key },
+    "/admin/companies/{id}/api-keys" => {
+        post admin::create_api_key,
+        get admin::list_api_keys,
+    },
+    "/admin/api-keys/{id}" => { delete admin::revoke_api_key },
+    "/admin/api-keys/{id}/rotate" => { post admin::rotate_api_key },
     "/admin/templates/{id}/sizing" => { get admin::pool_sizing },
     "/templates" => { post templates::create, get templates::list },
     "/templates/{id}" => {
@@ -195,6 +237,9 @@ fn run(listener: TcpListener, state: AppState) -> std::io::Result<Server> {
             )
             .app_data(web::PathConfig::default().error_handler(|e, _| path_error(e).into()))
             .app_data(web::QueryConfig::default().error_handler(|e, _| query_error(e).into()))
+            .wrap(actix_web::middleware::from_fn(
+                crate::rate_limit::rate_limit,
+            ))
             .wrap(actix_web::middleware::from_fn(crate::metrics::observe))
             .wrap(actix_web::middleware::from_fn(
                 crate::request_span::request_span,
@@ -207,5 +252,25 @@ fn run(listener: TcpListener, state: AppState) -> std::io::Result<Server> {
     if server_settings.workers > 0 {
         server = server.workers(server_settings.workers);
     }
+    Ok(server.run())
+}
+
+/// The operations listener: `/metrics`, `/readyz` with every dependency's
+/// state, `/healthz`. Kept off the public port (the chart's ServiceMonitor
+/// and probes use it).
+fn run_ops(listener: TcpListener, state: AppState) -> std::io::Result<Server> {
+    let data = web::Data::new(state);
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(data.clone())
+            .route("/metrics", web::get().to(crate::metrics::metrics))
+            .route("/readyz", web::get().to(health::readyz))
+            .route("/healthz", web::get().to(health::healthz))
+            .default_service(web::to(not_found))
+    })
+    .workers(1)
+    .disable_signals()
+    .shutdown_timeout(1)
+    .listen(listener)?;
     Ok(server.run())
 }

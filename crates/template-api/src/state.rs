@@ -23,8 +23,15 @@ pub struct AppState {
     /// burst of misses cannot open thousands of S3 connections.
     pub copy_limiter: Arc<Semaphore>,
     pub auth_cache: Arc<crate::auth::AuthCache>,
+    /// The Redis tier of the caches, and the channel that invalidates them
+    /// on every replica (templates edited, API keys revoked).
+    pub shared_cache: prewarm_store::shared_cache::SharedCache,
     pub metrics: Arc<crate::metrics::ApiMetrics>,
     pub similar: crate::similar::SimilarTemplates,
+    /// Upload bytes held in memory by this process (`server.max_upload_bytes_in_flight`).
+    pub upload_budget: Arc<crate::upload::UploadBudget>,
+    /// `None` when `rate_limit.enabled` is false.
+    pub rate_limiter: Option<Arc<crate::rate_limit::RateLimiter>>,
     /// Test-only pause points (a no-op unless a test armed one).
     pub pause: prewarm_store::pause::PausePoints,
 }

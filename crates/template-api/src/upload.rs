@@ -1,33 +1,94 @@
 //! Multipart uploads of templates: an optional `metadata` part (JSON) and one
-//! `image` part per image, in order. Sizes are enforced while streaming; a
-//! body over the limit is drained (up to a hard cap) so the client reads a
-//! clean 413 instead of a reset connection.
+//! `image` part per image, in order.
+//!
+//! Images stream to S3 as they arrive ([`prewarm_store::object_upload`]): a
+//! request holds at most one multipart part per image in memory, and every
+//! buffered byte counts against a process-wide budget
+//! (`server.max_upload_bytes_in_flight`); a request that would exceed it is
+//! refused with 503 `busy` and `Retry-After`. Sizes are enforced while
+//! streaming; a body over the limit is drained (up to a hard cap) so the
+//! client reads a clean 413 instead of a reset connection. On any failure the
+//! objects already written are deleted. The request is hashed on the way
+//! (for `Idempotency-Key`).
 
-use actix_multipart::{Multipart, MultipartError};
+use std::sync::Arc;
+
+use actix_multipart::{Field, Multipart, MultipartError};
 use actix_web::{web, HttpRequest};
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
 use shared_domain::error::ErrorCode;
-use shared_domain::template::MAX_IMAGES;
+use shared_domain::ids::TemplateId;
+use shared_domain::object_keys;
+use shared_domain::template::{TemplateImage, MAX_IMAGES};
+use tokio::sync::Semaphore;
 
 use crate::error::ApiError;
-use crate::settings::ServerSettings;
+use crate::idempotency::RequestHasher;
+use crate::state::AppState;
 
-/// One uploaded image, in memory.
-#[derive(Debug)]
-pub struct UploadedImage {
-    pub content_type: String,
-    pub data: Bytes,
-}
-
-/// The parsed parts of an upload.
+/// The parsed parts of an upload; the images are already in S3.
 #[derive(Debug, Default)]
 pub struct Upload {
     pub metadata: Option<Bytes>,
-    pub images: Vec<UploadedImage>,
+    pub images: Vec<TemplateImage>,
+    /// SHA-256 of the route, the metadata and each image (type and bytes).
+    pub request_hash: Vec<u8>,
 }
 
 const MAX_METADATA_BYTES: usize = 256 * 1024;
+
+/// Upload bytes held in memory by this process, over every request.
+pub struct UploadBudget {
+    kib: Arc<Semaphore>,
+}
+
+impl UploadBudget {
+    pub fn new(max_bytes: usize) -> Self {
+        Self {
+            kib: Arc::new(Semaphore::new(max_bytes.div_ceil(1024))),
+        }
+    }
+}
+
+/// The share of the budget one request holds; given back as parts are sent
+/// and when dropped.
+struct Held {
+    kib: Arc<Semaphore>,
+    count: u32,
+}
+
+impl Held {
+    /// Holds enough for `bytes` buffered bytes (up or down).
+    fn resize(&mut self, bytes: usize) -> Result<(), ApiError> {
+        let want = u32::try_from(bytes.div_ceil(1024)).unwrap_or(u32::MAX);
+        if want > self.count {
+            let permit = self
+                .kib
+                .try_acquire_many(want - self.count)
+                .map_err(|_| busy())?;
+            permit.forget();
+        } else {
+            self.kib.add_permits((self.count - want) as usize);
+        }
+        self.count = want;
+        Ok(())
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.kib.add_permits(self.count as usize);
+    }
+}
+
+fn busy() -> ApiError {
+    ApiError::new(
+        ErrorCode::Busy,
+        "this replica has too many upload bytes in flight; retry",
+    )
+    .retry_after(2)
+}
 
 fn multipart_error(e: MultipartError) -> ApiError {
     let text = e.to_string();
@@ -42,12 +103,25 @@ fn multipart_error(e: MultipartError) -> ApiError {
     }
 }
 
-/// Reads the whole multipart body under the configured limits.
+fn too_large(limit: usize, what: &str) -> ApiError {
+    ApiError::new(
+        ErrorCode::PayloadTooLarge,
+        format!("{what} larger than {limit} bytes"),
+    )
+}
+
+/// Reads the whole multipart body under the configured limits, writing the
+/// images of template `template` to S3. `check_metadata` runs as soon as the
+/// metadata part is read (a bad one stores no image).
 pub async fn read_upload(
     req: &HttpRequest,
     payload: web::Payload,
-    limits: &ServerSettings,
+    state: &AppState,
+    template: TemplateId,
+    route: &str,
+    check_metadata: impl Fn(&[u8]) -> Result<(), ApiError>,
 ) -> Result<Upload, ApiError> {
+    let limits = &state.settings.server;
     if let Some(len) = req
         .headers()
         .get(actix_web::http::header::CONTENT_LENGTH)
@@ -58,91 +132,230 @@ pub async fn read_upload(
             return Err(too_large(limits.max_upload_bytes, "upload"));
         }
     }
-    let mut multipart = Multipart::new(req.headers(), payload);
-    let mut upload = Upload::default();
-    let mut total = 0usize;
-    // Set once a limit is crossed; the rest is drained, not kept.
-    let mut rejected: Option<ApiError> = None;
-    let hard_cap = limits.max_upload_bytes.saturating_mul(2);
+    let mut reader = Reader {
+        state,
+        template,
+        upload: Upload::default(),
+        hasher: RequestHasher::new(route),
+        total: 0,
+        rejected: None,
+        held: Held {
+            kib: state.upload_budget.kib.clone(),
+            count: 0,
+        },
+    };
+    let result = reader.read_all(req, payload, &check_metadata).await;
+    let Reader {
+        upload,
+        hasher,
+        rejected,
+        ..
+    } = reader;
+    let failure = match result {
+        Err(e) => Some(e),
+        Ok(()) => rejected,
+    };
+    if let Some(e) = failure {
+        discard(state, &upload.images).await;
+        return Err(e);
+    }
+    Ok(Upload {
+        request_hash: hasher.finish(),
+        ..upload
+    })
+}
 
-    while let Some(field) = multipart.next().await {
-        let mut field = field.map_err(multipart_error)?;
-        let name = field.name().unwrap_or_default().to_string();
-        let content_type = field.content_type().map(|m| m.essence_str().to_string());
-        let limit = match name.as_str() {
-            "metadata" => MAX_METADATA_BYTES,
-            "image" => limits.max_image_bytes,
-            other => {
-                rejected.get_or_insert_with(|| {
-                    ApiError::new(
-                        ErrorCode::InvalidMultipart,
-                        format!("unknown part `{other}`; expected `metadata` and `image` parts"),
-                    )
-                });
-                0
-            }
-        };
-        if name == "image" {
-            let is_image = content_type
-                .as_deref()
-                .is_some_and(|ct| ct.starts_with("image/"));
-            if !is_image && rejected.is_none() {
-                rejected = Some(ApiError::new(
-                    ErrorCode::UnsupportedMediaType,
-                    format!(
-                        "image part {} must have an image/* content type",
-                        upload.images.len()
-                    ),
-                ));
-            }
-            if upload.images.len() >= MAX_IMAGES && rejected.is_none() {
-                rejected = Some(ApiError::new(
-                    ErrorCode::PayloadTooLarge,
-                    format!("at most {MAX_IMAGES} images per template"),
-                ));
+/// Deletes images written for a request that will not keep them.
+pub async fn discard(state: &AppState, images: &[TemplateImage]) {
+    if images.is_empty() {
+        return;
+    }
+    let keys: Vec<String> = images.iter().map(|i| i.object_key.clone()).collect();
+    if let Err(e) = state.objects.delete_many(&keys).await {
+        tracing::warn!(error = %e, "could not delete the images of a failed upload");
+    }
+}
+
+struct Reader<'a> {
+    state: &'a AppState,
+    template: TemplateId,
+    upload: Upload,
+    hasher: RequestHasher,
+    total: usize,
+    /// Set once a limit is crossed; the rest is drained, not kept.
+    rejected: Option<ApiError>,
+    held: Held,
+}
+
+impl Reader<'_> {
+    async fn read_all(
+        &mut self,
+        req: &HttpRequest,
+        payload: web::Payload,
+        check_metadata: &impl Fn(&[u8]) -> Result<(), ApiError>,
+    ) -> Result<(), ApiError> {
+        let mut multipart = Multipart::new(req.headers(), payload);
+        while let Some(field) = multipart.next().await {
+            let field = field.map_err(multipart_error)?;
+            let name = field.name().unwrap_or_default().to_string();
+            match name.as_str() {
+                "metadata" => {
+                    let bytes = self.read_metadata(field).await?;
+                    if self.rejected.is_none() {
+                        if let Some(bytes) = bytes {
+                            if let Err(e) = check_metadata(&bytes) {
+                                self.rejected = Some(e);
+                            }
+                            self.hasher.part(b"metadata");
+                            self.hasher.part(&bytes);
+                            self.upload.metadata = Some(bytes);
+                        }
+                    }
+                }
+                "image" => self.read_image(field).await?,
+                other => {
+                    self.rejected.get_or_insert_with(|| {
+                        ApiError::new(
+                            ErrorCode::InvalidMultipart,
+                            format!(
+                                "unknown part `{other}`; expected `metadata` and `image` parts"
+                            ),
+                        )
+                    });
+                    self.drain(field).await?;
+                }
             }
         }
+        Ok(())
+    }
+
+    /// Counts a chunk against the request's limits; `false` once rejected.
+    fn count(&mut self, len: usize) -> Result<bool, ApiError> {
+        let limits = &self.state.settings.server;
+        self.total += len;
+        if self.total > limits.max_upload_bytes.saturating_mul(2) {
+            return Err(self
+                .rejected
+                .take()
+                .unwrap_or_else(|| too_large(limits.max_upload_bytes, "upload")));
+        }
+        if self.rejected.is_none() && self.total > limits.max_upload_bytes {
+            self.rejected = Some(too_large(limits.max_upload_bytes, "upload"));
+        }
+        Ok(self.rejected.is_none())
+    }
+
+    async fn drain(&mut self, mut field: Field) -> Result<(), ApiError> {
+        while let Some(chunk) = field.next().await {
+            let chunk = chunk.map_err(multipart_error)?;
+            self.count(chunk.len())?;
+        }
+        Ok(())
+    }
+
+    async fn read_metadata(&mut self, mut field: Field) -> Result<Option<Bytes>, ApiError> {
         let mut buf = BytesMut::new();
         while let Some(chunk) = field.next().await {
             let chunk = chunk.map_err(multipart_error)?;
-            total += chunk.len();
-            if total > hard_cap {
-                return Err(
-                    rejected.unwrap_or_else(|| too_large(limits.max_upload_bytes, "upload"))
-                );
-            }
-            if rejected.is_some() {
+            if !self.count(chunk.len())? {
                 continue;
             }
-            if total > limits.max_upload_bytes {
-                rejected = Some(too_large(limits.max_upload_bytes, "upload"));
-            } else if buf.len() + chunk.len() > limit {
-                rejected = Some(too_large(limit, &name));
+            if buf.len() + chunk.len() > MAX_METADATA_BYTES {
+                self.rejected = Some(too_large(MAX_METADATA_BYTES, "metadata"));
             } else {
                 buf.extend_from_slice(&chunk);
             }
         }
-        if rejected.is_some() {
-            continue;
-        }
-        match name.as_str() {
-            "metadata" => upload.metadata = Some(buf.freeze()),
-            "image" => upload.images.push(UploadedImage {
-                content_type: content_type.unwrap_or_else(|| "application/octet-stream".into()),
-                data: buf.freeze(),
-            }),
-            _ => {}
-        }
+        Ok(self.rejected.is_none().then(|| buf.freeze()))
     }
-    match rejected {
-        Some(e) => Err(e),
-        None => Ok(upload),
+
+    async fn read_image(&mut self, mut field: Field) -> Result<(), ApiError> {
+        let position = self.upload.images.len();
+        let content_type = field.content_type().map(|m| m.essence_str().to_string());
+        let is_image = content_type
+            .as_deref()
+            .is_some_and(|ct| ct.starts_with("image/"));
+        if !is_image && self.rejected.is_none() {
+            self.rejected = Some(ApiError::new(
+                ErrorCode::UnsupportedMediaType,
+                format!("image part {position} must have an image/* content type"),
+            ));
+        }
+        if position >= MAX_IMAGES && self.rejected.is_none() {
+            self.rejected = Some(ApiError::new(
+                ErrorCode::PayloadTooLarge,
+                format!("at most {MAX_IMAGES} images per template"),
+            ));
+        }
+        if self.rejected.is_some() {
+            return self.drain(field).await;
+        }
+        let content_type = content_type.unwrap_or_default();
+        let key = object_keys::template_image(self.template);
+        let mut object = self.state.objects.upload(&key, &content_type);
+        let max_image = self.state.settings.server.max_image_bytes;
+        let mut image_hash = RequestHasher::new("image");
+        image_hash.part(content_type.as_bytes());
+        let outcome: Result<(), ApiError> = async {
+            while let Some(chunk) = field.next().await {
+                let chunk = chunk.map_err(multipart_error)?;
+                if !self.count(chunk.len())? {
+                    continue;
+                }
+                if object.size() as usize + chunk.len() > max_image {
+                    self.rejected = Some(too_large(max_image, "image"));
+                    continue;
+                }
+                image_hash.stream(&chunk);
+                self.held.resize(object.buffered() + chunk.len())?;
+                object.write(&chunk).await?;
+                self.held.resize(object.buffered())?;
+            }
+            Ok(())
+        }
+        .await;
+        if outcome.is_err() || self.rejected.is_some() {
+            object.abort().await;
+            self.held.resize(0)?;
+            // The loop above read the field to its end (draining once rejected).
+            return outcome;
+        }
+        let size = object.finish().await?;
+        self.held.resize(0)?;
+        self.hasher.part(b"image");
+        self.hasher.part(&image_hash.finish());
+        self.upload.images.push(TemplateImage {
+            position: position as i32,
+            object_key: key,
+            content_type,
+            size_bytes: size as i64,
+        });
+        Ok(())
     }
 }
 
-fn too_large(limit: usize, what: &str) -> ApiError {
-    ApiError::new(
-        ErrorCode::PayloadTooLarge,
-        format!("{what} larger than {limit} bytes"),
-    )
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_budget_refuses_beyond_its_bytes_and_frees_on_drop() {
+        let budget = UploadBudget::new(10 * 1024);
+        let mut a = Held {
+            kib: budget.kib.clone(),
+            count: 0,
+        };
+        a.resize(8 * 1024).unwrap();
+        let mut b = Held {
+            kib: budget.kib.clone(),
+            count: 0,
+        };
+        let refused = b.resize(4 * 1024).unwrap_err();
+        assert_eq!(refused.code, ErrorCode::Busy);
+        a.resize(1024).unwrap();
+        b.resize(4 * 1024).unwrap();
+        drop(a);
+        drop(b);
+        assert_eq!(budget.kib.available_permits(), 10);
+    }
 }

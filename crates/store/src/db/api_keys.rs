@@ -1,8 +1,13 @@
-//! `api_keys`: bearer tokens, stored as SHA-256 hashes.
+//! `api_keys`: bearer tokens, stored as SHA-256 hashes (plus a short,
+//! non-secret hint). A key stops working when revoked, or when a rotation's
+//! grace period (`expires_at`) ends.
 
+use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use shared_domain::company::ApiKeyInfo;
 use shared_domain::ids::{ApiKeyId, CompanyId};
+use uuid::Uuid;
 
 use super::schema::api_keys;
 use super::StoreError;
@@ -11,6 +16,7 @@ pub async fn insert(
     conn: &mut AsyncPgConnection,
     company: CompanyId,
     key_hash: &[u8],
+    hint: &str,
 ) -> Result<ApiKeyId, StoreError> {
     let id = ApiKeyId::new();
     diesel::insert_into(api_keys::table)
@@ -18,6 +24,7 @@ pub async fn insert(
             api_keys::id.eq(id.0),
             api_keys::company_id.eq(company.0),
             api_keys::key_hash.eq(key_hash),
+            api_keys::hint.eq(hint),
             api_keys::created_at.eq(super::now()),
         ))
         .execute(conn)
@@ -25,17 +32,148 @@ pub async fn insert(
     Ok(id)
 }
 
-/// The company a (hashed) key belongs to, unless unknown or revoked.
+/// A key that authenticates: its company, and when it stops (rotated keys).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ValidKey {
+    pub company: CompanyId,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// The company a (hashed) key belongs to, unless unknown, revoked or expired.
 pub async fn company_for_key(
     conn: &mut AsyncPgConnection,
     key_hash: &[u8],
-) -> Result<Option<CompanyId>, StoreError> {
-    let id = api_keys::table
+) -> Result<Option<ValidKey>, StoreError> {
+    let now = super::now();
+    let found = api_keys::table
         .filter(api_keys::key_hash.eq(key_hash))
         .filter(api_keys::revoked_at.is_null())
-        .select(api_keys::company_id)
-        .first::<uuid::Uuid>(conn)
+        .filter(
+            api_keys::expires_at
+                .is_null()
+                .or(api_keys::expires_at.gt(now)),
+        )
+        .select((api_keys::company_id, api_keys::expires_at))
+        .first::<(Uuid, Option<DateTime<Utc>>)>(conn)
         .await
         .optional()?;
-    Ok(id.map(CompanyId))
+    Ok(found.map(|(company, expires_at)| ValidKey {
+        company: CompanyId(company),
+        expires_at,
+    }))
+}
+
+type InfoRow = (
+    Uuid,
+    Uuid,
+    String,
+    DateTime<Utc>,
+    Option<DateTime<Utc>>,
+    Option<DateTime<Utc>>,
+);
+
+fn info((id, company, hint, created_at, revoked_at, expires_at): InfoRow) -> ApiKeyInfo {
+    ApiKeyInfo {
+        id: ApiKeyId(id),
+        company_id: CompanyId(company),
+        hint,
+        created_at,
+        revoked_at,
+        expires_at,
+    }
+}
+
+const INFO: (
+    api_keys::id,
+    api_keys::company_id,
+    api_keys::hint,
+    api_keys::created_at,
+    api_keys::revoked_at,
+    api_keys::expires_at,
+) = (
+    api_keys::id,
+    api_keys::company_id,
+    api_keys::hint,
+    api_keys::created_at,
+    api_keys::revoked_at,
+    api_keys::expires_at,
+);
+
+/// A company's keys, oldest first (never their secrets).
+pub async fn list(
+    conn: &mut AsyncPgConnection,
+    company: CompanyId,
+) -> Result<Vec<ApiKeyInfo>, StoreError> {
+    let rows: Vec<InfoRow> = api_keys::table
+        .filter(api_keys::company_id.eq(company.0))
+        .order((api_keys::created_at.asc(), api_keys::id.asc()))
+        .select(INFO)
+        .load(conn)
+        .await?;
+    Ok(rows.into_iter().map(info).collect())
+}
+
+/// Revokes a key at once; returns its hash (for the replicas' caches), or
+/// `None` if there is no such key. Revoking twice keeps the first time.
+pub async fn revoke(
+    conn: &mut AsyncPgConnection,
+    id: ApiKeyId,
+) -> Result<Option<Vec<u8>>, StoreError> {
+    let hash = diesel::update(api_keys::table.find(id.0))
+        .set(api_keys::revoked_at.eq(diesel::dsl::sql::<
+            diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>,
+        >("COALESCE(revoked_at, now())")))
+        .returning(api_keys::key_hash)
+        .get_result::<Vec<u8>>(conn)
+        .await
+        .optional()?;
+    Ok(hash)
+}
+
+/// Rotation: a new key for the same company, and the old one (which must
+/// be live) stops at `old_expires_at` -- in one transaction. `None` if the
+/// old key is unknown, revoked or expired.
+pub async fn rotate(
+    conn: &mut AsyncPgConnection,
+    old: ApiKeyId,
+    new_hash: &[u8],
+    new_hint: &str,
+    old_expires_at: DateTime<Utc>,
+) -> Result<Option<(ApiKeyId, CompanyId, Vec<u8>)>, StoreError> {
+    let now = super::now();
+    let new_id = ApiKeyId::new();
+    let rotated = conn
+        .transaction::<_, diesel::result::Error, _>(async |conn| {
+            let Some((company, old_hash)) = diesel::update(
+                api_keys::table
+                    .find(old.0)
+                    .filter(api_keys::revoked_at.is_null())
+                    .filter(
+                        api_keys::expires_at
+                            .is_null()
+                            .or(api_keys::expires_at.gt(now)),
+                    ),
+            )
+            .set(api_keys::expires_at.eq(old_expires_at))
+            .returning((api_keys::company_id, api_keys::key_hash))
+            .get_result::<(Uuid, Vec<u8>)>(conn)
+            .await
+            .optional()?
+            else {
+                return Ok(None);
+            };
+            diesel::insert_into(api_keys::table)
+                .values((
+                    api_keys::id.eq(new_id.0),
+                    api_keys::company_id.eq(company),
+                    api_keys::key_hash.eq(new_hash),
+                    api_keys::hint.eq(new_hint),
+                    api_keys::created_at.eq(now),
+                ))
+                .execute(conn)
+                .await?;
+            Ok(Some((new_id, CompanyId(company), old_hash)))
+        })
+        .await?;
+    Ok(rotated)
 }

@@ -13,6 +13,7 @@ use uuid::Uuid;
 
 use crate::pause::{self, PausePoints};
 
+use super::idempotency::{self, Claim, StoredAnswer};
 use super::schema::{design_images, designs};
 use super::{companies, object_refs, templates, StoreError};
 
@@ -51,6 +52,7 @@ impl DesignRow {
             served_from: ServedFrom::parse(&self.served_from).unwrap_or(ServedFrom::Copy),
             pool_item_id: self.pool_item_id.map(PoolItemId),
             created_at: self.created_at,
+            urls_expire_at: None,
         }
     }
 }
@@ -60,6 +62,7 @@ impl From<DesignImageRow> for DesignImage {
         DesignImage {
             position: row.position,
             object_key: row.object_key,
+            url: None,
         }
     }
 }
@@ -89,6 +92,9 @@ pub enum CreateOutcome {
     /// Cold path: the copies' announcement expired before the design was
     /// recorded (the garbage collector may have taken them): nothing was written.
     CopiesExpired,
+    /// The request's idempotency key was taken over by a retry (this request
+    /// outlived its lock): nothing was written.
+    KeyLost,
 }
 
 /// Aborts a transaction for a business reason (rolled back like an error).
@@ -97,6 +103,9 @@ enum Abort {
     Limit,
     TemplateChanged,
     CopiesExpired,
+    KeyLost,
+    /// A warm claim's business refusal inside a transaction.
+    Outcome(CreateOutcome),
     Db(diesel::result::Error),
 }
 
@@ -112,7 +121,31 @@ fn finish(result: Result<Design, Abort>) -> Result<CreateOutcome, StoreError> {
         Err(Abort::Limit) => Ok(CreateOutcome::LimitReached),
         Err(Abort::TemplateChanged) => Ok(CreateOutcome::TemplateChanged),
         Err(Abort::CopiesExpired) => Ok(CreateOutcome::CopiesExpired),
+        Err(Abort::KeyLost) => Ok(CreateOutcome::KeyLost),
+        Err(Abort::Outcome(outcome)) => Ok(outcome),
         Err(Abort::Db(e)) => Err(e.into()),
+    }
+}
+
+/// Stores `design` as the answer (201) of the request's idempotency key,
+/// inside the transaction that made it.
+async fn complete_key(
+    conn: &mut AsyncPgConnection,
+    key: Option<&Claim>,
+    design: &Design,
+) -> Result<(), Abort> {
+    let Some(claim) = key else {
+        return Ok(());
+    };
+    let answer = StoredAnswer {
+        status: 201,
+        body: serde_json::to_value(design)
+            .map_err(|e| Abort::Db(diesel::result::Error::SerializationError(Box::new(e))))?,
+    };
+    if idempotency::complete(conn, claim, &answer).await? {
+        Ok(())
+    } else {
+        Err(Abort::KeyLost)
     }
 }
 
@@ -151,12 +184,38 @@ struct ClaimedImage {
 /// The warm path's transaction: claim pool item `item` (it must be `ready` and
 /// of `spec.template_version`), take a plan slot, and move the item's objects
 /// to the new design -- all or nothing, in one statement and one round trip
-/// (`prewarm_claim_pool_item`, migrations 2 and 3).
+/// (`prewarm_claim_pool_item`, migrations 2 and 3). With an idempotency
+/// `key`, the claim and the stored answer share one transaction.
 pub async fn create_from_pool_item(
     conn: &mut AsyncPgConnection,
     spec: &DesignSpec,
     item: PoolItemId,
+    key: Option<&Claim>,
 ) -> Result<CreateOutcome, StoreError> {
+    if key.is_none() {
+        return Ok(claim_item(conn, spec, item).await?);
+    }
+    let result = conn
+        .transaction::<_, Abort, _>(async |conn| {
+            match claim_item(conn, spec, item).await {
+                Ok(CreateOutcome::Created(design)) => {
+                    complete_key(conn, key, &design).await?;
+                    Ok(design)
+                }
+                // Roll back: the failed statement aborted the transaction.
+                Ok(other) => Err(Abort::Outcome(other)),
+                Err(e) => Err(Abort::Db(e)),
+            }
+        })
+        .await;
+    finish(result)
+}
+
+async fn claim_item(
+    conn: &mut AsyncPgConnection,
+    spec: &DesignSpec,
+    item: PoolItemId,
+) -> Result<CreateOutcome, diesel::result::Error> {
     use diesel::sql_types::{Integer, Jsonb, Timestamptz, Uuid as SqlUuid};
     let row = spec_row(spec, ServedFrom::Pool, Some(item));
     let result: Result<Vec<ClaimedImage>, diesel::result::Error> = diesel::sql_query(
@@ -178,6 +237,7 @@ pub async fn create_from_pool_item(
                 .map(|i| DesignImage {
                     position: i.image_position,
                     object_key: i.image_key,
+                    url: None,
                 })
                 .collect();
             images.sort_by_key(|i| i.position);
@@ -198,17 +258,19 @@ pub async fn create_from_pool_item(
         {
             Ok(CreateOutcome::LimitReached)
         }
-        Err(e) => Err(e.into()),
+        Err(e) => Err(e),
     }
 }
 
 /// The cold path's transaction: take a plan slot and record a design whose
 /// objects were just copied (`images`, by position), taking over the copies
-/// announced in `pending_copies` ([`object_refs::announce`]).
+/// announced in `pending_copies` ([`object_refs::announce`]); with an
+/// idempotency `key`, its answer is stored in the same transaction.
 pub async fn create_from_copies(
     conn: &mut AsyncPgConnection,
     spec: &DesignSpec,
     images: &[DesignImage],
+    key: Option<&Claim>,
     pause: &PausePoints,
 ) -> Result<CreateOutcome, StoreError> {
     let row = spec_row(spec, ServedFrom::Copy, None);
@@ -240,7 +302,9 @@ pub async fn create_from_copies(
                 .values(&image_rows)
                 .execute(conn)
                 .await?;
-            Ok(row.clone().into_design(images.to_vec()))
+            let design = row.clone().into_design(images.to_vec());
+            complete_key(conn, key, &design).await?;
+            Ok(design)
         })
         .await;
     finish(result)
@@ -289,13 +353,17 @@ pub async fn list(
     conn: &mut AsyncPgConnection,
     company: CompanyId,
     limit: i64,
-    offset: i64,
+    at: &super::page::PageAt,
 ) -> Result<Vec<Design>, StoreError> {
     let rows: Vec<DesignRow> = designs::table
         .filter(designs::company_id.eq(company.0))
+        .filter(after_designs(at))
         .order((designs::created_at.desc(), designs::id.desc()))
         .limit(limit)
-        .offset(offset)
+        .offset(match at {
+            super::page::PageAt::Offset(n) => *n,
+            super::page::PageAt::After { .. } => 0,
+        })
         .select(DesignRow::as_select())
         .load(conn)
         .await?;
@@ -348,4 +416,21 @@ pub async fn all_object_keys(conn: &mut AsyncPgConnection) -> Result<Vec<String>
         .select(design_images::object_key)
         .load(conn)
         .await?)
+}
+
+/// Rows strictly after the cursor in (`created_at`, `id`) descending order
+/// (an offset position admits every row).
+fn after_designs(
+    at: &super::page::PageAt,
+) -> Box<dyn BoxableExpression<designs::table, diesel::pg::Pg, SqlType = diesel::sql_types::Bool>> {
+    match at {
+        super::page::PageAt::After { created_at, id } => Box::new(
+            designs::created_at
+                .lt(*created_at)
+                .or(designs::created_at.eq(*created_at).and(designs::id.lt(*id))),
+        ),
+        super::page::PageAt::Offset(_) => {
+            Box::new(diesel::dsl::sql::<diesel::sql_types::Bool>("TRUE"))
+        }
+    }
 }

@@ -18,6 +18,8 @@ diesel::table! {
         key_hash -> Bytea,
         created_at -> Timestamptz,
         revoked_at -> Nullable<Timestamptz>,
+        hint -> Text,
+        expires_at -> Nullable<Timestamptz>,
     }
 }
 

@@ -9,6 +9,7 @@ use shared_domain::ids::{CompanyId, TemplateId};
 use shared_domain::template::{NewTemplate, Template, TemplateImage, TemplatePatch, Visibility};
 use uuid::Uuid;
 
+use super::idempotency::{self, Claim, KeyLost, StoredAnswer};
 use super::schema::{template_images, templates};
 use super::StoreError;
 
@@ -87,13 +88,17 @@ fn image_rows(id: TemplateId, version: i32, images: &[TemplateImage]) -> Vec<Tem
 }
 
 /// Inserts a template (version 1) and its images in one transaction.
+/// Records a new template (version 1) and its stored images; with an
+/// idempotency `key`, its answer (201) is stored in the same transaction
+/// (`Err(KeyLost)` if a retry took the key meanwhile: nothing was written).
 pub async fn insert(
     conn: &mut AsyncPgConnection,
     id: TemplateId,
     owner: CompanyId,
     new: &NewTemplate,
     images: &[TemplateImage],
-) -> Result<Template, StoreError> {
+    key: Option<&Claim>,
+) -> Result<Result<Template, KeyLost>, StoreError> {
     let now = super::now();
     let row = TemplateRow {
         id: id.0,
@@ -107,19 +112,45 @@ pub async fn insert(
         updated_at: now,
     };
     let rows = image_rows(id, 1, images);
-    conn.transaction::<_, diesel::result::Error, _>(async |conn| {
-        diesel::insert_into(templates::table)
-            .values(&row)
-            .execute(conn)
-            .await?;
-        diesel::insert_into(template_images::table)
-            .values(&rows)
-            .execute(conn)
-            .await?;
-        Ok(())
-    })
-    .await?;
-    Ok(row.into_template(images.to_vec()))
+    let template = row.clone().into_template(images.to_vec());
+    let stored = conn
+        .transaction::<_, diesel::result::Error, _>(async |conn| {
+            diesel::insert_into(templates::table)
+                .values(&row)
+                .execute(conn)
+                .await?;
+            diesel::insert_into(template_images::table)
+                .values(&rows)
+                .execute(conn)
+                .await?;
+            if let Some(claim) = key {
+                let answer = StoredAnswer {
+                    status: 201,
+                    body: serde_json::to_value(&template)
+                        .map_err(|e| diesel::result::Error::SerializationError(Box::new(e)))?,
+                };
+                if !idempotency::complete(conn, claim, &answer).await? {
+                    return Err(diesel::result::Error::RollbackTransaction);
+                }
+            }
+            Ok(())
+        })
+        .await;
+    match stored {
+        Ok(()) => Ok(Ok(template)),
+        Err(diesel::result::Error::RollbackTransaction) => Ok(Err(KeyLost)),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// What an edit came to.
+#[derive(Debug)]
+pub enum UpdateOutcome {
+    Updated(Template),
+    /// No such live template of this owner.
+    NotFound,
+    /// `If-Match` named another representation: nothing was written.
+    PreconditionFailed,
 }
 
 /// The template row if `company` may see it (public, or its own); no images.
@@ -191,7 +222,7 @@ pub async fn list_visible(
     conn: &mut AsyncPgConnection,
     company: CompanyId,
     limit: i64,
-    offset: i64,
+    at: &super::page::PageAt,
 ) -> Result<Vec<Template>, StoreError> {
     let rows: Vec<TemplateRow> = templates::table
         .filter(templates::deleted_at.is_null())
@@ -200,9 +231,13 @@ pub async fn list_visible(
                 .eq(Visibility::Public.as_str())
                 .or(templates::owner_company_id.eq(company.0)),
         )
+        .filter(after_templates(at))
         .order((templates::created_at.desc(), templates::id.desc()))
         .limit(limit)
-        .offset(offset)
+        .offset(match at {
+            super::page::PageAt::Offset(n) => *n,
+            super::page::PageAt::After { .. } => 0,
+        })
         .select(TemplateRow::as_select())
         .load(conn)
         .await?;
@@ -243,7 +278,8 @@ pub async fn update(
     owner: CompanyId,
     patch: &TemplatePatch,
     new_images: Option<&[TemplateImage]>,
-) -> Result<Option<Template>, StoreError> {
+    if_match: Option<&str>,
+) -> Result<UpdateOutcome, StoreError> {
     let patch = patch.clone();
     let new_images = new_images.map(<[TemplateImage]>::to_vec);
     let updated = conn
@@ -260,6 +296,14 @@ pub async fn update(
             else {
                 return Ok(None);
             };
+            // Checked on the locked row: two editors holding one ETag cannot
+            // both write.
+            if let Some(expected) = if_match {
+                let current = shared_domain::template::etag(id, row.version, row.updated_at);
+                if !etag_matches(expected, &current) {
+                    return Ok(Some(Err(())));
+                }
+            }
             let bump = patch.layout.is_some() || new_images.is_some();
             let old_version = row.version;
             if let Some(name) = patch.name {
@@ -308,16 +352,23 @@ pub async fn update(
                     .execute(conn)
                     .await?;
             }
-            Ok(Some(row))
+            Ok(Some(Ok(row)))
         })
         .await?;
     match updated {
-        Some(row) => {
+        Some(Ok(row)) => {
             let images = images(conn, id, row.version).await?;
-            Ok(Some(row.into_template(images)))
+            Ok(UpdateOutcome::Updated(row.into_template(images)))
         }
-        None => Ok(None),
+        Some(Err(())) => Ok(UpdateOutcome::PreconditionFailed),
+        None => Ok(UpdateOutcome::NotFound),
     }
+}
+
+/// `If-Match: *` or a list of entity tags, one of which is `current`
+/// (strong comparison, RFC 9110 section 13.1.1).
+pub fn etag_matches(if_match: &str, current: &str) -> bool {
+    if_match.trim() == "*" || if_match.split(',').any(|tag| tag.trim() == current)
 }
 
 /// Every template's id and current version (the reconciler's worklist): the
@@ -471,4 +522,24 @@ pub async fn catalogue(
         ))
         .load(conn)
         .await?)
+}
+
+/// Rows strictly after the cursor in (`created_at`, `id`) descending order
+/// (an offset position admits every row).
+fn after_templates(
+    at: &super::page::PageAt,
+) -> Box<dyn BoxableExpression<templates::table, diesel::pg::Pg, SqlType = diesel::sql_types::Bool>>
+{
+    match at {
+        super::page::PageAt::After { created_at, id } => Box::new(
+            templates::created_at
+                .lt(*created_at)
+                .or(templates::created_at
+                    .eq(*created_at)
+                    .and(templates::id.lt(*id))),
+        ),
+        super::page::PageAt::Offset(_) => {
+            Box::new(diesel::dsl::sql::<diesel::sql_types::Bool>("TRUE"))
+        }
+    }
 }

@@ -1,13 +1,16 @@
-//! `/admin`: companies and API keys, behind the admin token.
+//! `/admin`: companies and API keys (issue, list, revoke, rotate), behind
+//! the admin token.
 
 use actix_web::{web, HttpResponse};
 use prewarm_store::db::{api_keys, companies, pool_items, pool_targets, templates};
-use shared_domain::company::{ApiKeyCreated, NewCompany, MAX_DESIGN_LIMIT};
+use shared_domain::company::{
+    ApiKeyCreated, ApiKeyList, ApiKeyRotated, NewCompany, RotateApiKey, MAX_DESIGN_LIMIT,
+};
 use shared_domain::error::ErrorCode;
-use shared_domain::ids::{CompanyId, TemplateId};
+use shared_domain::ids::{ApiKeyId, CompanyId, TemplateId};
 use shared_domain::pool::PoolSizing;
 
-use crate::auth::{hash_token, new_api_key, Admin};
+use crate::auth::{hash_token, key_hint, new_api_key, Admin};
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -45,18 +48,124 @@ pub async fn create_api_key(
 ) -> Result<HttpResponse, ApiError> {
     let company = path.into_inner();
     let mut conn = state.db.conn().await?;
-    if companies::find(&mut conn, company).await?.is_none() {
+    company_exists(&mut conn, company).await?;
+    let key = new_api_key();
+    let id = api_keys::insert(&mut conn, company, &hash_token(&key), &key_hint(&key)).await?;
+    Ok(HttpResponse::Created().json(ApiKeyCreated {
+        id,
+        company_id: company,
+        api_key: key,
+    }))
+}
+
+async fn company_exists(
+    conn: &mut prewarm_store::db::DbConn,
+    company: CompanyId,
+) -> Result<(), ApiError> {
+    if companies::find(conn, company).await?.is_none() {
         return Err(ApiError::new(
             ErrorCode::CompanyNotFound,
             format!("company {company} not found"),
         ));
     }
+    Ok(())
+}
+
+fn key_not_found(id: ApiKeyId) -> ApiError {
+    ApiError::new(
+        ErrorCode::ApiKeyNotFound,
+        format!("API key {id} not found (or no longer live)"),
+    )
+}
+
+/// `GET /admin/companies/{id}/api-keys`: every key of the company, oldest
+/// first, with its state; never a secret.
+pub async fn list_api_keys(
+    _: Admin,
+    state: web::Data<AppState>,
+    path: web::Path<CompanyId>,
+) -> Result<HttpResponse, ApiError> {
+    let company = path.into_inner();
+    let mut conn = state.db.conn().await?;
+    company_exists(&mut conn, company).await?;
+    let api_keys = api_keys::list(&mut conn, company).await?;
+    Ok(HttpResponse::Ok().json(ApiKeyList { api_keys }))
+}
+
+/// Drops a key from this replica's cache and tells the others.
+async fn publish_revocation(state: &AppState, key_hash: &[u8]) {
+    state.auth_cache.forget(key_hash);
+    if let Err(e) = state.shared_cache.revoke_key(key_hash).await {
+        // Replicas that miss it stop accepting the key within
+        // `server.auth_cache_ttl_secs`.
+        tracing::warn!(error = %e, "could not publish a key revocation");
+    }
+}
+
+/// `DELETE /admin/api-keys/{id}`: the key stops working at once, on every
+/// replica (the revocation is published; caches drop the key).
+pub async fn revoke_api_key(
+    _: Admin,
+    state: web::Data<AppState>,
+    path: web::Path<ApiKeyId>,
+) -> Result<HttpResponse, ApiError> {
+    let id = path.into_inner();
+    let hash = {
+        let mut conn = state.db.conn().await?;
+        api_keys::revoke(&mut conn, id)
+            .await?
+            .ok_or_else(|| key_not_found(id))?
+    };
+    publish_revocation(&state, &hash).await;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// The longest grace period of a rotated key.
+const MAX_GRACE_SECS: u64 = 30 * 24 * 3600;
+const DEFAULT_GRACE_SECS: u64 = 24 * 3600;
+
+/// `POST /admin/api-keys/{id}/rotate`: a new key for the same company; the
+/// old one keeps working for the grace period (`grace_secs`, default 24 h).
+pub async fn rotate_api_key(
+    _: Admin,
+    state: web::Data<AppState>,
+    path: web::Path<ApiKeyId>,
+    body: Option<web::Json<RotateApiKey>>,
+) -> Result<HttpResponse, ApiError> {
+    let id = path.into_inner();
+    let grace = body
+        .and_then(|b| b.into_inner().grace_secs)
+        .unwrap_or(DEFAULT_GRACE_SECS);
+    if grace > MAX_GRACE_SECS {
+        return Err(ApiError::new(
+            ErrorCode::InvalidRequest,
+            format!("`grace_secs` must be at most {MAX_GRACE_SECS}"),
+        ));
+    }
+    let old_expires_at = prewarm_store::db::now() + chrono::Duration::seconds(grace as i64);
     let key = new_api_key();
-    let id = api_keys::insert(&mut conn, company, &hash_token(&key)).await?;
-    Ok(HttpResponse::Created().json(ApiKeyCreated {
-        id,
-        company_id: company,
-        api_key: key,
+    let rotated = {
+        let mut conn = state.db.conn().await?;
+        api_keys::rotate(
+            &mut conn,
+            id,
+            &hash_token(&key),
+            &key_hint(&key),
+            old_expires_at,
+        )
+        .await?
+        .ok_or_else(|| key_not_found(id))?
+    };
+    let (new_id, company, old_hash) = rotated;
+    // Cached entries of the old key must learn its end: drop them.
+    publish_revocation(&state, &old_hash).await;
+    Ok(HttpResponse::Created().json(ApiKeyRotated {
+        new_key: ApiKeyCreated {
+            id: new_id,
+            company_id: company,
+            api_key: key,
+        },
+        old_key_expires_at: old_expires_at,
     }))
 }
 

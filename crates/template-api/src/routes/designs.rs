@@ -1,29 +1,128 @@
-//! `/designs`: a company's designs. `POST` is the hot path (see `create_design`).
+//! `/designs`: a company's designs. `POST` is the hot path (see
+//! `create_design`), idempotent with an `Idempotency-Key`; `?include=urls`
+//! adds a presigned GET URL per image.
 
-use actix_web::{web, HttpResponse};
+use std::time::Duration;
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use futures::future::try_join_all;
 use prewarm_store::db::designs;
-use shared_domain::design::{CreateDesign, DesignList};
+use shared_domain::design::{CreateDesign, Design, DesignList};
 use shared_domain::error::ErrorCode;
 use shared_domain::ids::DesignId;
 
-use super::Page;
+use super::{Page, PageOf};
 use crate::auth::AuthCompany;
 use crate::create_design::create_design;
 use crate::error::ApiError;
+use crate::idempotency::{self, RequestHasher, Start};
 use crate::state::AppState;
+
+/// The route an `Idempotency-Key` of a design creation belongs to.
+const CREATE_ROUTE: &str = "POST /designs";
 
 fn not_found(id: DesignId) -> ApiError {
     ApiError::new(ErrorCode::DesignNotFound, format!("design {id} not found"))
 }
 
+/// `?include=urls` on design reads and creation.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Include {
+    include: Option<String>,
+}
+
+impl Include {
+    fn urls(&self) -> Result<bool, ApiError> {
+        match self.include.as_deref() {
+            None | Some("") => Ok(false),
+            Some("urls") => Ok(true),
+            Some(other) => Err(ApiError::new(
+                ErrorCode::InvalidRequest,
+                format!("unknown `include` value `{other}`; the only one is `urls`"),
+            )),
+        }
+    }
+}
+
+/// Adds a presigned GET URL (valid `server.presign_ttl_secs`) to each image.
+async fn with_urls(state: &AppState, mut design: Design) -> Result<Design, ApiError> {
+    let ttl = Duration::from_secs(state.settings.server.presign_ttl_secs);
+    let expires_at = chrono::Utc::now() + chrono::Duration::seconds(ttl.as_secs() as i64);
+    let urls = try_join_all(
+        design
+            .images
+            .iter()
+            .map(|img| state.objects.presign_get(&img.object_key, ttl)),
+    )
+    .await?;
+    for (img, url) in design.images.iter_mut().zip(urls) {
+        img.url = Some(url);
+    }
+    design.urls_expire_at = Some(expires_at);
+    Ok(design)
+}
+
 pub async fn create(
     company: AuthCompany,
     state: web::Data<AppState>,
+    req: HttpRequest,
+    include: web::Query<Include>,
     body: web::Json<CreateDesign>,
 ) -> Result<HttpResponse, ApiError> {
-    let design = create_design(&state, company.0, body.template_id).await?;
+    let urls = include.urls()?;
+    let key = idempotency::key_of(&req)?;
+    let mut hash = RequestHasher::new(CREATE_ROUTE);
+    hash.part(body.template_id.to_string().as_bytes());
+    let claim =
+        match idempotency::start(&state, company.0, CREATE_ROUTE, key, hash.finish()).await? {
+            Start::Proceed(claim) => claim,
+            Start::Replay(answer) => {
+                let design: Design = serde_json::from_value(answer.body.clone()).map_err(|e| {
+                    ApiError::new(
+                        ErrorCode::Internal,
+                        format!("stored answer unreadable: {e}"),
+                    )
+                })?;
+                let design = if urls {
+                    with_urls(&state, design).await?
+                } else {
+                    design
+                };
+                let mut response = idempotency::replay(&state, CREATE_ROUTE, &answer, &design);
+                if let Ok(v) =
+                    actix_web::http::header::HeaderValue::from_str(design.served_from.as_str())
+                {
+                    response.headers_mut().insert(
+                        actix_web::http::header::HeaderName::from_static("x-served-from"),
+                        v,
+                    );
+                }
+                return Ok(response);
+            }
+        };
+    let design = match create_design(&state, company.0, body.template_id, claim.as_ref()).await {
+        Ok(design) => design,
+        Err(e) => {
+            idempotency::release(&state, claim.as_ref()).await;
+            return Err(e);
+        }
+    };
+    let served_from = design.served_from;
+    // The design exists: a failure to sign URLs must not hide it.
+    let design = if urls {
+        match with_urls(&state, design.clone()).await {
+            Ok(signed) => signed,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not presign a new design's image URLs");
+                design
+            }
+        }
+    } else {
+        design
+    };
     Ok(HttpResponse::Created()
-        .insert_header(("X-Served-From", design.served_from.as_str()))
+        .insert_header(("X-Served-From", served_from.as_str()))
         .json(design))
 }
 
@@ -31,22 +130,42 @@ pub async fn list(
     company: AuthCompany,
     state: web::Data<AppState>,
     page: web::Query<Page>,
+    req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
+    let at = page.position()?;
     let mut conn = state.db.conn().await?;
-    let designs = designs::list(&mut conn, company.0, page.limit(), page.offset()).await?;
-    Ok(HttpResponse::Ok().json(DesignList { designs }))
+    let designs = designs::list(&mut conn, company.0, page.limit() + 1, &at).await?;
+    let PageOf { items, next_cursor } =
+        PageOf::cut(designs, page.limit(), |d| (d.created_at, d.id.0));
+    Ok(page.respond(
+        &req,
+        next_cursor.as_deref(),
+        &DesignList {
+            designs: items,
+            next_cursor: next_cursor.clone(),
+        },
+    ))
 }
 
 pub async fn get(
     company: AuthCompany,
     state: web::Data<AppState>,
     path: web::Path<DesignId>,
+    include: web::Query<Include>,
 ) -> Result<HttpResponse, ApiError> {
+    let urls = include.urls()?;
     let id = path.into_inner();
-    let mut conn = state.db.conn().await?;
-    let design = designs::find(&mut conn, company.0, id)
-        .await?
-        .ok_or_else(|| not_found(id))?;
+    let design = {
+        let mut conn = state.db.conn().await?;
+        designs::find(&mut conn, company.0, id)
+            .await?
+            .ok_or_else(|| not_found(id))?
+    };
+    let design = if urls {
+        with_urls(&state, design).await?
+    } else {
+        design
+    };
     Ok(HttpResponse::Ok().json(design))
 }
 

@@ -1,12 +1,12 @@
 //! `/templates`: create (multipart), read, list, edit, replace images, and the
 //! pool status of one template.
 
+use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
-use futures::stream::{self, StreamExt, TryStreamExt};
+use prewarm_store::db::templates::UpdateOutcome;
 use prewarm_store::db::{pool_items, templates};
 use shared_domain::error::ErrorCode;
 use shared_domain::ids::{CompanyId, TemplateId};
-use shared_domain::object_keys;
 use shared_domain::pool::PoolStatus;
 use shared_domain::template::{
     NewTemplate, Template, TemplateImage, TemplateList, TemplatePatch, MAX_CATEGORY_LEN,
@@ -14,14 +14,15 @@ use shared_domain::template::{
 };
 use shared_domain::warmup::Reason;
 
-use super::Page;
+use super::{Page, PageOf};
 use crate::auth::AuthCompany;
 use crate::error::ApiError;
+use crate::idempotency::{self, Start};
 use crate::state::AppState;
-use crate::upload::{read_upload, UploadedImage};
+use crate::upload::{discard, read_upload};
 
-/// Parallel PutObject calls while storing one upload.
-const UPLOAD_PARALLELISM: usize = 8;
+/// The route an `Idempotency-Key` of a template creation belongs to.
+const CREATE_ROUTE: &str = "POST /templates";
 
 fn not_found(id: TemplateId) -> ApiError {
     ApiError::new(
@@ -54,41 +55,6 @@ fn check_layout(layout: &serde_json::Value) -> Result<(), ApiError> {
     }
 }
 
-/// Stores uploaded images under fresh keys; on any failure deletes those
-/// already stored, so a failed upload leaves nothing behind.
-async fn store_images(
-    state: &AppState,
-    template: TemplateId,
-    images: Vec<UploadedImage>,
-) -> Result<Vec<TemplateImage>, ApiError> {
-    let planned: Vec<(i32, String, UploadedImage)> = images
-        .into_iter()
-        .enumerate()
-        .map(|(i, img)| (i as i32, object_keys::template_image(template), img))
-        .collect();
-    let keys: Vec<String> = planned.iter().map(|(_, k, _)| k.clone()).collect();
-    let result: Result<Vec<TemplateImage>, ApiError> = stream::iter(planned)
-        .map(|(position, key, img)| async move {
-            let size = img.data.len() as i64;
-            state.objects.put(&key, img.data, &img.content_type).await?;
-            Ok::<_, ApiError>(TemplateImage {
-                position,
-                object_key: key,
-                content_type: img.content_type,
-                size_bytes: size,
-            })
-        })
-        .buffered(UPLOAD_PARALLELISM)
-        .try_collect()
-        .await;
-    if result.is_err() {
-        if let Err(e) = state.objects.delete_many(&keys).await {
-            tracing::warn!(error = %e, "could not delete images of a failed upload");
-        }
-    }
-    result
-}
-
 /// After a failed save: deletes the uploaded images no template version
 /// holds. An error may come after the commit (a lost reply, a read after
 /// it), so the ledger is asked first; if it cannot be asked, the images
@@ -111,20 +77,8 @@ async fn discard_unsaved(state: &AppState, images: Vec<TemplateImage>) {
     }
 }
 
-pub async fn create(
-    company: AuthCompany,
-    state: web::Data<AppState>,
-    req: HttpRequest,
-    payload: web::Payload,
-) -> Result<HttpResponse, ApiError> {
-    let upload = read_upload(&req, payload, &state.settings.server).await?;
-    let metadata = upload.metadata.ok_or_else(|| {
-        ApiError::new(
-            ErrorCode::InvalidMultipart,
-            "missing `metadata` part (JSON)",
-        )
-    })?;
-    let new: NewTemplate = serde_json::from_slice(&metadata).map_err(|e| {
+fn parse_metadata(bytes: &[u8]) -> Result<NewTemplate, ApiError> {
+    let new: NewTemplate = serde_json::from_slice(bytes).map_err(|e| {
         let code = if e.is_data() {
             ErrorCode::InvalidRequest
         } else {
@@ -135,40 +89,123 @@ pub async fn create(
     check_text("name", &new.name, MAX_NAME_LEN, true)?;
     check_text("category", &new.category, MAX_CATEGORY_LEN, false)?;
     check_layout(&new.layout)?;
-    if upload.images.is_empty() {
-        return Err(ApiError::new(
+    Ok(new)
+}
+
+/// A template answer with its entity tag.
+fn with_etag(mut response: actix_web::HttpResponseBuilder, template: &Template) -> HttpResponse {
+    response
+        .insert_header((header::ETAG, template.etag()))
+        .json(template)
+}
+
+/// `POST /templates` (multipart). With an `Idempotency-Key`, a retry of the
+/// same upload replays the first answer (its images are not stored twice).
+pub async fn create(
+    company: AuthCompany,
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let key = idempotency::key_of(&req)?;
+    let id = TemplateId::new();
+    let upload = read_upload(&req, payload, &state, id, CREATE_ROUTE, |m| {
+        parse_metadata(m).map(drop)
+    })
+    .await?;
+    let checked = match &upload.metadata {
+        None => Err(ApiError::new(
+            ErrorCode::InvalidMultipart,
+            "missing `metadata` part (JSON)",
+        )),
+        Some(_) if upload.images.is_empty() => Err(ApiError::new(
             ErrorCode::TemplateHasNoImages,
             "a template needs at least one `image` part",
-        ));
-    }
-
-    let id = TemplateId::new();
-    let images = store_images(&state, id, upload.images).await?;
+        )),
+        Some(metadata) => parse_metadata(metadata),
+    };
+    let new = match checked {
+        Ok(new) => new,
+        Err(e) => {
+            discard(&state, &upload.images).await;
+            return Err(e);
+        }
+    };
+    let claim = match idempotency::start(
+        &state,
+        company.0,
+        CREATE_ROUTE,
+        key,
+        upload.request_hash.clone(),
+    )
+    .await
+    {
+        Ok(Start::Proceed(claim)) => claim,
+        Ok(Start::Replay(answer)) => {
+            discard(&state, &upload.images).await;
+            return Ok(idempotency::replay(
+                &state,
+                CREATE_ROUTE,
+                &answer,
+                &answer.body,
+            ));
+        }
+        Err(e) => {
+            discard(&state, &upload.images).await;
+            return Err(e);
+        }
+    };
     let inserted = match state.db.conn().await {
-        Ok(mut conn) => templates::insert(&mut conn, id, company.0, &new, &images).await,
+        Ok(mut conn) => {
+            templates::insert(
+                &mut conn,
+                id,
+                company.0,
+                &new,
+                &upload.images,
+                claim.as_ref(),
+            )
+            .await
+        }
         Err(e) => Err(e),
     };
     let template = match inserted {
-        Ok(t) => t,
+        Ok(Ok(t)) => t,
+        // A retry took the key over: nothing was written; it answers.
+        Ok(Err(prewarm_store::db::idempotency::KeyLost)) => {
+            discard(&state, &upload.images).await;
+            return Err(idempotency::in_progress());
+        }
         Err(e) => {
-            discard_unsaved(&state, images).await;
+            discard_unsaved(&state, upload.images).await;
+            idempotency::release(&state, claim.as_ref()).await;
             return Err(e.into());
         }
     };
     // Fill the new template's pool before anyone asks for a design.
     state.request_warmup(id, template.version, Reason::TemplateCreated);
-    Ok(HttpResponse::Created().json(template))
+    Ok(with_etag(HttpResponse::Created(), &template))
 }
 
 pub async fn list(
     company: AuthCompany,
     state: web::Data<AppState>,
     page: web::Query<Page>,
+    req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
+    let at = page.position()?;
     let mut conn = state.db.conn().await?;
-    let templates =
-        templates::list_visible(&mut conn, company.0, page.limit(), page.offset()).await?;
-    Ok(HttpResponse::Ok().json(TemplateList { templates }))
+    let templates = templates::list_visible(&mut conn, company.0, page.limit() + 1, &at).await?;
+    let PageOf { items, next_cursor } =
+        PageOf::cut(templates, page.limit(), |t| (t.created_at, t.id.0));
+    Ok(page.respond(
+        &req,
+        next_cursor.as_deref(),
+        &TemplateList {
+            templates: items,
+            next_cursor: next_cursor.clone(),
+        },
+    ))
 }
 
 pub async fn get(
@@ -181,7 +218,25 @@ pub async fn get(
     let template = templates::find_visible(&mut conn, id, company.0)
         .await?
         .ok_or_else(|| not_found(id))?;
-    Ok(HttpResponse::Ok().json(template))
+    Ok(with_etag(HttpResponse::Ok(), &template))
+}
+
+/// The request's `If-Match`, if any.
+fn if_match(req: &HttpRequest) -> Result<Option<String>, ApiError> {
+    match req.headers().get(header::IF_MATCH) {
+        None => Ok(None),
+        Some(v) => v
+            .to_str()
+            .map(|s| Some(s.to_string()))
+            .map_err(|_| ApiError::new(ErrorCode::InvalidRequest, "`If-Match` must be ASCII")),
+    }
+}
+
+fn precondition_failed(id: TemplateId) -> ApiError {
+    ApiError::new(
+        ErrorCode::PreconditionFailed,
+        format!("template {id} changed since that ETag was read; read it again"),
+    )
 }
 
 /// The template's row if `company` owns it: a visible template of another
@@ -211,12 +266,15 @@ async fn apply_edit(
     id: TemplateId,
     patch: &TemplatePatch,
     images: Option<&[TemplateImage]>,
+    expected: Option<&str>,
 ) -> Result<Template, ApiError> {
     let mut conn = state.db.conn().await?;
     let before = owned_row(&mut conn, company, id, "edit").await?;
-    let updated = templates::update(&mut conn, id, company, patch, images)
-        .await?
-        .ok_or_else(|| not_found(id))?;
+    let updated = match templates::update(&mut conn, id, company, patch, images, expected).await? {
+        UpdateOutcome::Updated(t) => t,
+        UpdateOutcome::NotFound => return Err(not_found(id)),
+        UpdateOutcome::PreconditionFailed => return Err(precondition_failed(id)),
+    };
     if updated.version != before.version {
         state.request_warmup(id, updated.version, Reason::TemplateEdited);
     }
@@ -288,8 +346,10 @@ pub async fn update(
     company: AuthCompany,
     state: web::Data<AppState>,
     path: web::Path<TemplateId>,
+    req: HttpRequest,
     body: web::Json<TemplatePatch>,
 ) -> Result<HttpResponse, ApiError> {
+    let expected = if_match(&req)?;
     let patch = body.into_inner();
     if let Some(name) = &patch.name {
         check_text("name", name, MAX_NAME_LEN, true)?;
@@ -300,10 +360,20 @@ pub async fn update(
     if let Some(layout) = &patch.layout {
         check_layout(layout)?;
     }
-    let template = apply_edit(&state, company.0, path.into_inner(), &patch, None).await?;
-    Ok(HttpResponse::Ok().json(template))
+    let template = apply_edit(
+        &state,
+        company.0,
+        path.into_inner(),
+        &patch,
+        None,
+        expected.as_deref(),
+    )
+    .await?;
+    Ok(with_etag(HttpResponse::Ok(), &template))
 }
 
+/// `PUT /templates/{id}/images` (owner only, multipart `image` parts):
+/// a new version with these images.
 pub async fn replace_images(
     company: AuthCompany,
     state: web::Data<AppState>,
@@ -312,37 +382,51 @@ pub async fn replace_images(
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
+    let expected = if_match(&req)?;
     {
-        // Check ownership before accepting bytes into S3.
+        // Check ownership (and the precondition) before accepting bytes into S3.
         let mut conn = state.db.conn().await?;
-        owned_row(&mut conn, company.0, id, "edit").await?;
+        let row = owned_row(&mut conn, company.0, id, "edit").await?;
+        if let Some(expected) = &expected {
+            let current = shared_domain::template::etag(id, row.version, row.updated_at);
+            if !templates::etag_matches(expected, &current) {
+                return Err(precondition_failed(id));
+            }
+        }
     }
-    let upload = read_upload(&req, payload, &state.settings.server).await?;
-    if upload.metadata.is_some() {
-        return Err(ApiError::new(
-            ErrorCode::InvalidMultipart,
-            "send only `image` parts here",
-        ));
-    }
+    let upload = read_upload(
+        &req,
+        payload,
+        &state,
+        id,
+        "PUT /templates/{id}/images",
+        |_| {
+            Err(ApiError::new(
+                ErrorCode::InvalidMultipart,
+                "send only `image` parts here",
+            ))
+        },
+    )
+    .await?;
     if upload.images.is_empty() {
         return Err(ApiError::new(
             ErrorCode::TemplateHasNoImages,
             "send at least one `image` part",
         ));
     }
-    let images = store_images(&state, id, upload.images).await?;
     match apply_edit(
         &state,
         company.0,
         id,
         &TemplatePatch::default(),
-        Some(&images),
+        Some(&upload.images),
+        expected.as_deref(),
     )
     .await
     {
-        Ok(template) => Ok(HttpResponse::Ok().json(template)),
+        Ok(template) => Ok(with_etag(HttpResponse::Ok(), &template)),
         Err(e) => {
-            discard_unsaved(&state, images).await;
+            discard_unsaved(&state, upload.images).await;
             Err(e)
         }
     }

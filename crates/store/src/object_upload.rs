@@ -1,0 +1,187 @@
+//! Streaming uploads and presigned reads of S3 objects.
+//!
+//! [`Upload`] writes an object of unknown length while it arrives: parts are
+//! buffered up to [`PART_BYTES`] and sent as an S3 multipart upload, so an
+//! upload never holds more than one part in memory; an object that ends
+//! within its first part is sent with one PutObject. [`ObjectStore::presign_get`]
+//! signs a time-limited GET URL.
+
+use std::time::Duration;
+
+use aws_sdk_s3::presigning::PresigningConfig;
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use bytes::{Bytes, BytesMut};
+
+use crate::objects::{err, ObjectError, ObjectStore};
+
+/// Size of each multipart part (S3's minimum for every part but the last).
+pub const PART_BYTES: usize = 5 * 1024 * 1024;
+
+impl ObjectStore {
+    /// A GET URL for `key`, valid for `ttl` (at most 7 days).
+    pub async fn presign_get(&self, key: &str, ttl: Duration) -> Result<String, ObjectError> {
+        let config = PresigningConfig::expires_in(ttl).map_err(|e| err("presign", key, e))?;
+        let request = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .presigned(config)
+            .await
+            .map_err(|e| err("presign", key, e))?;
+        Ok(request.uri().to_string())
+    }
+
+    /// Starts writing `key` (see [`Upload`]).
+    pub fn upload(&self, key: &str, content_type: &str) -> Upload {
+        Upload {
+            store: self.clone(),
+            key: key.to_string(),
+            content_type: content_type.to_string(),
+            buffer: BytesMut::new(),
+            multipart: None,
+            size: 0,
+        }
+    }
+}
+
+/// One object being written (see the module docs). Dropping it unfinished
+/// may leave an incomplete multipart upload: call [`Upload::abort`] (and let
+/// the bucket's lifecycle rule for incomplete uploads catch the rest).
+pub struct Upload {
+    store: ObjectStore,
+    key: String,
+    content_type: String,
+    buffer: BytesMut,
+    multipart: Option<(String, Vec<CompletedPart>)>,
+    size: u64,
+}
+
+impl Upload {
+    /// Bytes written so far.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Bytes held in memory, waiting for a full part.
+    pub fn buffered(&self) -> usize {
+        self.buffer.len()
+    }
+
+    /// Adds bytes; sends a part once [`PART_BYTES`] are buffered. Returns
+    /// how many buffered bytes were sent (and so freed).
+    pub async fn write(&mut self, chunk: &[u8]) -> Result<usize, ObjectError> {
+        self.buffer.extend_from_slice(chunk);
+        self.size += chunk.len() as u64;
+        if self.buffer.len() < PART_BYTES {
+            return Ok(0);
+        }
+        let part = self.buffer.split().freeze();
+        let sent = part.len();
+        self.send_part(part).await?;
+        Ok(sent)
+    }
+
+    async fn send_part(&mut self, part: Bytes) -> Result<(), ObjectError> {
+        if self.multipart.is_none() {
+            let (sse, kms_key) = self.store.encryption.clone().unzip();
+            let created = self
+                .store
+                .client
+                .create_multipart_upload()
+                .bucket(&self.store.bucket)
+                .key(&self.key)
+                .content_type(&self.content_type)
+                .set_server_side_encryption(sse)
+                .set_ssekms_key_id(kms_key.flatten())
+                .send()
+                .await
+                .map_err(|e| err("create_multipart", &self.key, e))?;
+            let id = created
+                .upload_id()
+                .ok_or_else(|| err("create_multipart", &self.key, "no upload id"))?;
+            self.multipart = Some((id.to_string(), Vec::new()));
+        }
+        let Some((id, parts)) = &mut self.multipart else {
+            unreachable!("started above");
+        };
+        let number = parts.len() as i32 + 1;
+        let out = self
+            .store
+            .client
+            .upload_part()
+            .bucket(&self.store.bucket)
+            .key(&self.key)
+            .upload_id(id.as_str())
+            .part_number(number)
+            .body(ByteStream::from(part))
+            .send()
+            .await
+            .map_err(|e| err("upload_part", &self.key, e))?;
+        parts.push(
+            CompletedPart::builder()
+                .part_number(number)
+                .set_e_tag(out.e_tag().map(str::to_string))
+                .build(),
+        );
+        Ok(())
+    }
+
+    /// Sends what is buffered and completes the object.
+    pub async fn finish(mut self) -> Result<u64, ObjectError> {
+        let rest = self.buffer.split().freeze();
+        if self.multipart.is_none() {
+            self.store.put(&self.key, rest, &self.content_type).await?;
+            return Ok(self.size);
+        }
+        if !rest.is_empty() {
+            self.send_part(rest).await?;
+        }
+        let Some((id, parts)) = self.multipart.take() else {
+            unreachable!("multipart checked above");
+        };
+        let completed = self
+            .store
+            .client
+            .complete_multipart_upload()
+            .bucket(&self.store.bucket)
+            .key(&self.key)
+            .upload_id(&id)
+            .multipart_upload(
+                CompletedMultipartUpload::builder()
+                    .set_parts(Some(parts))
+                    .build(),
+            )
+            .send()
+            .await;
+        if let Err(e) = completed {
+            self.abort_upload(&id).await;
+            return Err(err("complete_multipart", &self.key, e));
+        }
+        Ok(self.size)
+    }
+
+    /// Gives the object up: aborts a started multipart upload (nothing was
+    /// completed, so no object exists).
+    pub async fn abort(mut self) {
+        if let Some((id, _)) = self.multipart.take() {
+            self.abort_upload(&id).await;
+        }
+    }
+
+    async fn abort_upload(&self, id: &str) {
+        let aborted = self
+            .store
+            .client
+            .abort_multipart_upload()
+            .bucket(&self.store.bucket)
+            .key(&self.key)
+            .upload_id(id)
+            .send()
+            .await;
+        if let Err(e) = aborted {
+            tracing::warn!(key = %self.key, error = ?e, "could not abort a multipart upload");
+        }
+    }
+}

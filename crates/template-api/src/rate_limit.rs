@@ -1,0 +1,375 @@
+//! Rate limits: token buckets per API key and per client address, per route
+//! class, shared by every replica through Redis
+//! ([`prewarm_store::rate_buckets`]). While Redis is down each replica
+//! limits on its own, with in-process buckets of the same sizes.
+//!
+//! Classes: `create_design` (`POST /designs`), `upload` (`POST /templates`,
+//! `PUT /templates/{id}/images`), `read` (every other authenticated route).
+//! An address gets `rate_limit.address_factor` times a key's budget. Failed
+//! authentications spend an address's `failed_auth` bucket; an address with
+//! that bucket empty gets 429 on every route until it refills.
+//!
+//! Every limited response carries `RateLimit-Limit`, `RateLimit-Remaining`
+//! and `RateLimit-Reset` (seconds until the bucket is full again); a 429
+//! also `Retry-After` (seconds until one request is allowed).
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Instant;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::middleware::Next;
+use actix_web::{web, ResponseError};
+use prewarm_store::rate_buckets::{RateBuckets, Taken};
+use sha2::{Digest, Sha256};
+use shared_domain::error::ErrorCode;
+
+use crate::error::ApiError;
+use crate::settings::RateLimitSettings;
+use crate::state::AppState;
+
+/// The route classes, each with its own budget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Class {
+    CreateDesign,
+    Upload,
+    Read,
+}
+
+impl Class {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Class::CreateDesign => "create_design",
+            Class::Upload => "upload",
+            Class::Read => "read",
+        }
+    }
+
+    /// The class of a request; `None` for unlimited routes (health,
+    /// metrics, the OpenAPI document, `/admin`).
+    pub fn of(method: &actix_web::http::Method, path: &str) -> Option<Class> {
+        use actix_web::http::Method;
+        let path = path.trim_end_matches('/');
+        if matches!(path, "/healthz" | "/readyz" | "/metrics" | "/openapi.json")
+            || path.starts_with("/admin")
+        {
+            return None;
+        }
+        if *method == Method::POST && path == "/designs" {
+            Some(Class::CreateDesign)
+        } else if (*method == Method::POST && path == "/templates")
+            || (*method == Method::PUT && path.ends_with("/images"))
+        {
+            Some(Class::Upload)
+        } else {
+            Some(Class::Read)
+        }
+    }
+}
+
+/// A bucket's size: tokens per second, and capacity.
+#[derive(Debug, Clone, Copy)]
+struct Size {
+    rate: f64,
+    burst: f64,
+}
+
+/// One bucket's answer, as headers.
+#[derive(Debug, Clone, Copy)]
+pub struct Verdict {
+    pub allowed: bool,
+    pub limit: u64,
+    pub remaining: u64,
+    /// Seconds until the bucket is full.
+    pub reset_secs: u64,
+    /// Seconds until one token is there.
+    pub retry_after_secs: u64,
+}
+
+impl Verdict {
+    fn of(taken: Taken, size: Size) -> Self {
+        let tokens = taken.tokens.max(0.0);
+        Self {
+            allowed: taken.allowed,
+            limit: size.burst.floor() as u64,
+            remaining: tokens.floor() as u64,
+            reset_secs: ((size.burst - tokens) / size.rate).ceil().max(0.0) as u64,
+            retry_after_secs: ((1.0 - tokens) / size.rate).ceil().max(1.0) as u64,
+        }
+    }
+
+    fn headers(&self) -> [(&'static str, String); 3] {
+        [
+            ("ratelimit-limit", self.limit.to_string()),
+            ("ratelimit-remaining", self.remaining.to_string()),
+            ("ratelimit-reset", self.reset_secs.to_string()),
+        ]
+    }
+
+    fn refusal(&self, what: &str) -> ApiError {
+        let mut e = ApiError::new(
+            ErrorCode::RateLimited,
+            format!(
+                "too many requests {what}; retry after {} s",
+                self.retry_after_secs
+            ),
+        )
+        .retry_after(self.retry_after_secs);
+        for (name, value) in self.headers() {
+            e = e.with_header(name, value);
+        }
+        e
+    }
+}
+
+/// In-process buckets: the fallback while Redis is down.
+#[derive(Default)]
+struct LocalBuckets {
+    buckets: Mutex<HashMap<String, (f64, Instant)>>,
+}
+
+/// Beyond this many buckets the local table starts over (bounded memory).
+const LOCAL_MAX: usize = 100_000;
+
+impl LocalBuckets {
+    fn take(&self, name: &str, size: Size, cost: f64) -> Taken {
+        let Ok(mut buckets) = self.buckets.lock() else {
+            return Taken {
+                allowed: true,
+                tokens: size.burst,
+            };
+        };
+        if buckets.len() >= LOCAL_MAX && !buckets.contains_key(name) {
+            buckets.clear();
+        }
+        let now = Instant::now();
+        let (tokens, at) = buckets.entry(name.to_string()).or_insert((size.burst, now));
+        *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * size.rate).min(size.burst);
+        *at = now;
+        let allowed = cost > 0.0 && *tokens >= cost;
+        if allowed {
+            *tokens -= cost;
+        }
+        Taken {
+            allowed,
+            tokens: *tokens,
+        }
+    }
+}
+
+pub struct RateLimiter {
+    settings: RateLimitSettings,
+    shared: RateBuckets,
+    local: LocalBuckets,
+}
+
+impl RateLimiter {
+    pub fn new(settings: RateLimitSettings, shared: RateBuckets) -> Self {
+        Self {
+            settings,
+            shared,
+            local: LocalBuckets::default(),
+        }
+    }
+
+    fn size(&self, class: Class) -> Size {
+        let s = &self.settings;
+        let (rate, burst) = match class {
+            Class::CreateDesign => (s.create_design_per_sec, s.create_design_burst),
+            Class::Upload => (s.upload_per_sec, s.upload_burst),
+            Class::Read => (s.read_per_sec, s.read_burst),
+        };
+        Size { rate, burst }
+    }
+
+    fn failed_auth_size(&self) -> Size {
+        Size {
+            rate: self.settings.failed_auth_per_min / 60.0,
+            burst: self.settings.failed_auth_burst,
+        }
+    }
+
+    async fn take(&self, state: &AppState, name: String, size: Size, cost: f64) -> Verdict {
+        let taken = match self.shared.take(&name, size.rate, size.burst, cost).await {
+            Ok(taken) => taken,
+            Err(e) => {
+                tracing::debug!(error = %e, "rate buckets unavailable; limiting in-process");
+                state.metrics.degraded("redis");
+                self.local.take(&name, size, cost)
+            }
+        };
+        let mut verdict = Verdict::of(taken, size);
+        // A peek (cost 0) "allows" if a token is there.
+        if cost == 0.0 {
+            verdict.allowed = taken.tokens >= 1.0;
+        }
+        verdict
+    }
+}
+
+/// The client's address: the peer, or the first `X-Forwarded-For` hop when
+/// `rate_limit.trust_forwarded_for` is set.
+fn client_address(req: &ServiceRequest, trust_forwarded_for: bool) -> String {
+    if trust_forwarded_for {
+        if let Some(ip) = req.connection_info().realip_remote_addr() {
+            return strip_port(ip).to_string();
+        }
+    }
+    req.peer_addr()
+        .map(|a| a.ip().to_string())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+fn strip_port(addr: &str) -> &str {
+    if let Some(rest) = addr.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or(rest);
+    }
+    match addr.rsplit_once(':') {
+        Some((host, port)) if !host.contains(':') && port.parse::<u16>().is_ok() => host,
+        _ => addr,
+    }
+}
+
+/// The bucket name of a bearer token (hashed: no secret reaches Redis).
+fn key_id(req: &ServiceRequest) -> Option<String> {
+    let value = req
+        .headers()
+        .get(actix_web::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
+    let token = value.strip_prefix("Bearer ")?.trim();
+    (!token.is_empty()).then(|| hex::encode(&Sha256::digest(token.as_bytes())[..16]))
+}
+
+/// Middleware: applies the limits (see the module docs).
+pub async fn rate_limit(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let state = req.app_data::<web::Data<AppState>>().cloned();
+    let class = Class::of(req.method(), req.path());
+    let (Some(state), Some(class)) = (state, class) else {
+        return Ok(next.call(req).await?.map_into_left_body());
+    };
+    let Some(limiter) = state.rate_limiter.as_deref() else {
+        return Ok(next.call(req).await?.map_into_left_body());
+    };
+    let address = client_address(&req, limiter.settings.trust_forwarded_for);
+    let key = key_id(&req);
+    let size = limiter.size(class);
+    let address_size = Size {
+        rate: size.rate * limiter.settings.address_factor,
+        burst: size.burst * limiter.settings.address_factor,
+    };
+    let failed_auth = format!("auth:{address}");
+    let (blocked, by_address, by_key) = tokio::join!(
+        limiter.take(&state, failed_auth.clone(), limiter.failed_auth_size(), 0.0),
+        limiter.take(
+            &state,
+            format!("{}:ip:{address}", class.as_str()),
+            address_size,
+            1.0
+        ),
+        async {
+            match &key {
+                Some(key) => Some(
+                    limiter
+                        .take(&state, format!("{}:key:{key}", class.as_str()), size, 1.0)
+                        .await,
+                ),
+                None => None,
+            }
+        },
+    );
+    let refusal = if !blocked.allowed {
+        Some(blocked.refusal("with failed authentication from this address"))
+    } else if !by_address.allowed {
+        Some(by_address.refusal("from this address"))
+    } else {
+        by_key
+            .filter(|v| !v.allowed)
+            .map(|v| v.refusal("for this API key"))
+    };
+    if let Some(e) = refusal {
+        state.metrics.rate_limited(class.as_str());
+        let response = e.error_response();
+        return Ok(req.into_response(response).map_into_right_body());
+    }
+    let mut res = next.call(req).await?;
+    if res.status() == actix_web::http::StatusCode::UNAUTHORIZED {
+        limiter
+            .take(&state, failed_auth, limiter.failed_auth_size(), 1.0)
+            .await;
+    }
+    let shown = by_key.unwrap_or(by_address);
+    for (name, value) in shown.headers() {
+        if let Ok(value) = actix_web::http::header::HeaderValue::from_str(&value) {
+            res.headers_mut().insert(
+                actix_web::http::header::HeaderName::from_static(name),
+                value,
+            );
+        }
+    }
+    Ok(res.map_into_left_body())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_fall_into_their_classes() {
+        use actix_web::http::Method;
+        assert_eq!(
+            Class::of(&Method::POST, "/designs"),
+            Some(Class::CreateDesign)
+        );
+        assert_eq!(Class::of(&Method::POST, "/templates"), Some(Class::Upload));
+        assert_eq!(
+            Class::of(&Method::PUT, "/templates/x/images"),
+            Some(Class::Upload)
+        );
+        assert_eq!(Class::of(&Method::GET, "/designs"), Some(Class::Read));
+        assert_eq!(Class::of(&Method::DELETE, "/designs/x"), Some(Class::Read));
+        assert_eq!(Class::of(&Method::GET, "/healthz"), None);
+        assert_eq!(Class::of(&Method::POST, "/admin/companies"), None);
+    }
+
+    #[test]
+    fn a_local_bucket_spends_then_refills() {
+        let local = LocalBuckets::default();
+        let size = Size {
+            rate: 1000.0,
+            burst: 2.0,
+        };
+        assert!(local.take("a", size, 1.0).allowed);
+        assert!(local.take("a", size, 1.0).allowed);
+        assert!(!local.take("a", size, 1.0).allowed);
+        assert!(local.take("b", size, 1.0).allowed, "buckets are separate");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        assert!(local.take("a", size, 1.0).allowed, "refilled");
+    }
+
+    #[test]
+    fn headers_follow_the_bucket() {
+        let size = Size {
+            rate: 2.0,
+            burst: 10.0,
+        };
+        let v = Verdict::of(
+            Taken {
+                allowed: false,
+                tokens: 0.5,
+            },
+            size,
+        );
+        assert_eq!(
+            (v.limit, v.remaining, v.reset_secs, v.retry_after_secs),
+            (10, 0, 5, 1)
+        );
+        assert_eq!(strip_port("10.0.0.1:5000"), "10.0.0.1");
+        assert_eq!(strip_port("[::1]:5000"), "::1");
+        assert_eq!(strip_port("::1"), "::1");
+    }
+}
