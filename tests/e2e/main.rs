@@ -7,6 +7,7 @@ mod bad_input;
 mod concurrent;
 mod config_consistency;
 mod degraded;
+mod idempotency;
 mod design_limit;
 mod interleavings;
 mod isolation;

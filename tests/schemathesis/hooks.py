@@ -177,7 +177,7 @@ def tenant_isolation(ctx, response, case):
 INTERNALS = re.compile(
     r"127\.0\.0\.1|localhost|:\d{4,5}\b|postgres|diesel|redis|fred|kafka|rdkafka|aws|s3|bucket"
     r"|dispatch|connection|SELECT |INSERT |UPDATE |DELETE FROM|designs/|templates/|pool:"
-    r"|prewarm_|panicked|\.rs:\d+|::",
+    r"|prewarm_|panicked|\.rs:\d+|::|db error|ERROR:|relation \"|duplicate key|constraint|timed out",
     re.IGNORECASE,
 )
 

@@ -13,6 +13,8 @@ pub struct TcpRelay {
     pub port: u16,
     cut: CancellationToken,
     stalled: watch::Sender<bool>,
+    /// Holds the server's replies only (requests still go through).
+    holding: watch::Sender<bool>,
     refusing: watch::Sender<bool>,
 }
 
@@ -37,6 +39,28 @@ async fn pump(
     }
 }
 
+/// The server-to-client direction: also held while replies are held.
+async fn pump_replies(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    mut stalled: watch::Receiver<bool>,
+    mut holding: watch::Receiver<bool>,
+) {
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        if stalled.wait_for(|s| !*s).await.is_err() || holding.wait_for(|h| !*h).await.is_err() {
+            return;
+        }
+        if to.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
+    }
+}
+
 impl TcpRelay {
     /// Listens on a free loopback port and relays every connection to `upstream`.
     pub async fn start(upstream: &str) -> TcpRelay {
@@ -45,6 +69,7 @@ impl TcpRelay {
         let cut = CancellationToken::new();
         let (stalled, stalled_rx) = watch::channel(false);
         let (refusing, refusing_rx) = watch::channel(false);
+        let (holding, holding_rx) = watch::channel(false);
         let upstream = Arc::new(upstream.to_string());
         let token = cut.clone();
         tokio::spawn(async move {
@@ -63,6 +88,7 @@ impl TcpRelay {
                 let upstream = upstream.clone();
                 let token = token.clone();
                 let stalled = stalled_rx.clone();
+                let holding = holding_rx.clone();
                 tokio::spawn(async move {
                     let Ok(outbound) = TcpStream::connect(upstream.as_str()).await else {
                         return;
@@ -72,7 +98,7 @@ impl TcpRelay {
                     tokio::select! {
                         _ = token.cancelled() => {}
                         _ = pump(in_read, out_write, stalled.clone()) => {}
-                        _ = pump(out_read, in_write, stalled) => {}
+                        _ = pump_replies(out_read, in_write, stalled, holding) => {}
                     }
                 });
             }
@@ -81,6 +107,7 @@ impl TcpRelay {
             port,
             cut,
             stalled,
+            holding,
             refusing,
         }
     }
@@ -105,6 +132,12 @@ impl TcpRelay {
     /// Relays new connections again.
     pub fn accept(&self) {
         let _ = self.refusing.send(false);
+    }
+
+    /// Holds every byte the server sends (requests still reach it): the
+    /// server did the work, but its answer never arrives.
+    pub fn hold_replies(&self) {
+        let _ = self.holding.send(true);
     }
 
     /// Lets held and new bytes through again.

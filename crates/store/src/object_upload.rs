@@ -72,12 +72,16 @@ impl Upload {
     /// Adds bytes; sends a part once [`PART_BYTES`] are buffered. Returns
     /// how many buffered bytes were sent (and so freed).
     pub async fn write(&mut self, chunk: &[u8]) -> Result<usize, ObjectError> {
+        if self.buffer.capacity() == 0 {
+            // One allocation per part (no doubling past the part size).
+            self.buffer.reserve(PART_BYTES + chunk.len());
+        }
         self.buffer.extend_from_slice(chunk);
         self.size += chunk.len() as u64;
         if self.buffer.len() < PART_BYTES {
             return Ok(0);
         }
-        let part = self.buffer.split().freeze();
+        let part = std::mem::take(&mut self.buffer).freeze();
         let sent = part.len();
         self.send_part(part).await?;
         Ok(sent)
@@ -130,7 +134,7 @@ impl Upload {
 
     /// Sends what is buffered and completes the object.
     pub async fn finish(mut self) -> Result<u64, ObjectError> {
-        let rest = self.buffer.split().freeze();
+        let rest = std::mem::take(&mut self.buffer).freeze();
         if self.multipart.is_none() {
             self.store.put(&self.key, rest, &self.content_type).await?;
             return Ok(self.size);
