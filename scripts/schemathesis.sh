@@ -12,7 +12,7 @@
 #   PREWARM_ST_TEMPLATE_PRIVATE          A's private template   } optional ids the hooks put into
 #   PREWARM_ST_TEMPLATE_PUBLIC           B's public template    } paths and bodies, so that calls
 #   PREWARM_ST_DESIGN                    A's design             } reach the 2xx paths
-#   PREWARM_ST_SEED (default 20261124), PREWARM_ST_MAX_EXAMPLES (default 15), PREWARM_ST_WORKERS (1),
+#   PREWARM_ST_SEED (default 20261124), PREWARM_ST_MAX_EXAMPLES (default 25), PREWARM_ST_WORKERS (1),
 #   PREWARM_ST_TIMEOUT (default 300 s: the whole run is killed after it)
 # Extra arguments after BASE_URL go to `schemathesis run` as they are (e.g. --include-path /designs).
 # A failure prints the seed and a curl line for each failing request.
@@ -22,6 +22,10 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 CACHE="${PREWARM_CACHE:-$HOME/.cache/prewarm}"
 VENV="$CACHE/schemathesis-venv"
 ST_VERSION="4.32.5"
+# schemathesis' own, then the two of tests/schemathesis/hooks.py.
+CHECKS=not_a_server_error,status_code_conformance,content_type_conformance
+CHECKS+=,response_headers_conformance,response_schema_conformance
+CHECKS+=,tenant_isolation,opaque_server_errors
 
 log() { printf '[schemathesis] %s\n' "$*" >&2; }
 
@@ -41,8 +45,8 @@ install() {
 run() {
   local base=${1:?usage: $0 run BASE_URL [schemathesis options]}; shift
   base=${base%/}
-  : "${PREWARM_ST_KEY_A:?PREWARM_ST_KEY_A (tenant A's API key) is required}"
-  : "${PREWARM_ST_KEY_B:?PREWARM_ST_KEY_B (tenant B's API key) is required}"
+  : "${PREWARM_ST_KEY_A:?PREWARM_ST_KEY_A (the API key of tenant A) is required}"
+  : "${PREWARM_ST_KEY_B:?PREWARM_ST_KEY_B (the API key of tenant B) is required}"
   install
   local seed=${PREWARM_ST_SEED:-20261124}
   log "seed $seed (PREWARM_ST_SEED=$seed reproduces this run)"
@@ -51,13 +55,13 @@ run() {
   WORK=$(mktemp -d)
   trap 'rm -rf "$WORK"' EXIT
   cd "$WORK"
-  SCHEMATHESIS_HOOKS="$ROOT/tests/schemathesis/hooks.py" \
+  SCHEMATHESIS_HOOKS="$ROOT/tests/schemathesis/hooks.py" PYTHONDONTWRITEBYTECODE=1 \
     timeout --kill-after=10 "${PREWARM_ST_TIMEOUT:-300}" \
     "$VENV/bin/schemathesis" run "$base/openapi.json" \
     --url "$base" \
-    --checks not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,response_schema_conformance,tenant_isolation,opaque_server_errors \
+    --checks "$CHECKS" \
     --phases examples,coverage,fuzzing,stateful \
-    --max-examples "${PREWARM_ST_MAX_EXAMPLES:-15}" \
+    --max-examples "${PREWARM_ST_MAX_EXAMPLES:-25}" \
     --seed "$seed" \
     --workers "${PREWARM_ST_WORKERS:-1}" \
     --request-timeout 20 \

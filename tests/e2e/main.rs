@@ -3,6 +3,7 @@
 //! test gets its own database, key prefix, topic and bucket.
 
 mod api_contract;
+mod api_features;
 mod bad_input;
 mod concurrent;
 mod config_consistency;
@@ -15,6 +16,7 @@ mod ledger_model;
 mod managed;
 mod operations;
 mod pool;
+mod rate_limits;
 mod readiness;
 mod reliability;
 mod request_ids;

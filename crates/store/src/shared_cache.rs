@@ -145,6 +145,9 @@ impl SharedCache {
             }
             // Keeps the client (and its connection) alive as long as the task runs.
             let _subscriber = subscriber;
+            // The first connection is announced like a reconnect: it is the
+            // one just covered by the `All` above, not a lost message.
+            let mut first_connection = true;
             loop {
                 let sent = tokio::select! {
                     msg = messages.recv() => match msg {
@@ -159,6 +162,7 @@ impl SharedCache {
                         Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
                     },
                     r = reconnects.recv() => match r {
+                        Ok(_) if std::mem::take(&mut first_connection) => Ok(()),
                         Ok(_) => tx.send(Invalidation::All),
                         Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => tx.send(Invalidation::All),
                         Err(tokio::sync::broadcast::error::RecvError::Closed) => break,

@@ -1,0 +1,138 @@
+//! Rate limits: token buckets per API key and per client address, shared by
+//! the replicas through Redis, with in-process buckets while Redis is down;
+//! failed authentications limited per address. Every limited answer carries
+//! `RateLimit-*` headers; a 429 `Retry-After`.
+
+use prewarm_tests::relay::TcpRelay;
+use prewarm_tests::{Options, Tenant, TestStack};
+use reqwest::StatusCode;
+use serde_json::Value;
+
+fn limited(read_burst: u32) -> Vec<(String, String)> {
+    [
+        ("PREWARM_RATE_LIMIT__ENABLED", "true".to_string()),
+        // One token back every 20 s: a burst test sees no refill.
+        ("PREWARM_RATE_LIMIT__READ_PER_SEC", "0.05".into()),
+        ("PREWARM_RATE_LIMIT__READ_BURST", read_burst.to_string()),
+        // Both tenants come from 127.0.0.1: the address budget stays out of the way.
+        ("PREWARM_RATE_LIMIT__ADDRESS_FACTOR", "100".into()),
+        ("PREWARM_RATE_LIMIT__FAILED_AUTH_PER_MIN", "1".into()),
+        ("PREWARM_RATE_LIMIT__FAILED_AUTH_BURST", "3".into()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
+}
+
+fn header(resp: &reqwest::Response, name: &str) -> u64 {
+    resp.headers()[name].to_str().unwrap().parse().unwrap()
+}
+
+async fn list(stack: &TestStack, base: &str, tenant: &Tenant) -> reqwest::Response {
+    stack
+        .http
+        .get(format!("{base}/designs"))
+        .bearer_auth(&tenant.key)
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_over_the_limit_gets_429s_across_two_replicas_and_spares_other_tenants() {
+    let mut stack = TestStack::spawn(Options {
+        worker: false,
+        env: limited(6),
+        ..Options::default()
+    })
+    .await;
+    let second = stack.spawn_second_api(&[]).await;
+    let tenant = stack.create_tenant("acme", 10).await;
+    let other = stack.create_tenant("globex", 10).await;
+    let mut remaining = Vec::new();
+    let mut refused = 0;
+    for i in 0..10 {
+        // Alternate replicas: they share one bucket per key.
+        let base = if i % 2 == 0 { stack.base.clone() } else { second.clone() };
+        let resp = list(&stack, &base, &tenant).await;
+        assert_eq!(header(&resp, "ratelimit-limit"), 6);
+        match resp.status() {
+            StatusCode::OK => remaining.push(header(&resp, "ratelimit-remaining")),
+            StatusCode::TOO_MANY_REQUESTS => {
+                refused += 1;
+                assert_eq!(header(&resp, "ratelimit-remaining"), 0);
+                let retry = header(&resp, "retry-after");
+                assert!((1..=20).contains(&retry), "retry-after {retry}");
+                let reset = header(&resp, "ratelimit-reset");
+                assert!((100..=120).contains(&reset), "reset {reset}");
+                let body: Value = resp.json().await.unwrap();
+                assert_eq!(body["error"]["code"], "rate_limited", "{body}");
+            }
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert_eq!(remaining, vec![5, 4, 3, 2, 1, 0], "one bucket across replicas");
+    assert_eq!(refused, 4);
+    // Another tenant has its own budget.
+    let theirs = list(&stack, &second, &other).await;
+    assert_eq!(theirs.status(), StatusCode::OK);
+    assert_eq!(header(&theirs, "ratelimit-remaining"), 5);
+    // Health and metrics are never limited.
+    assert_eq!(stack.http.get(stack.url("/healthz")).send().await.unwrap().status(), 200);
+    assert!(stack.metric("prewarm_rate_limited_total", &[("class", "read")]).await >= 2.0);
+    stack.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_authentications_are_limited_per_address() {
+    let stack = TestStack::spawn(Options {
+        worker: false,
+        env: limited(100),
+        ..Options::default()
+    })
+    .await;
+    let tenant = stack.create_tenant("acme", 10).await;
+    let guess = |n: u32| Tenant {
+        id: tenant.id,
+        key: format!("pw_guess{n}"),
+    };
+    for n in 0..3 {
+        let resp = list(&stack, &stack.base, &guess(n)).await;
+        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    }
+    // The address used its failed-authentication budget: refused before any
+    // key is checked, the valid one included, until it refills.
+    let resp = list(&stack, &stack.base, &guess(9)).await;
+    assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(header(&resp, "retry-after") >= 1);
+    let resp = list(&stack, &stack.base, &tenant).await;
+    assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+    stack.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_redis_each_replica_limits_on_its_own() {
+    let redis = TcpRelay::start("127.0.0.1:6379").await;
+    let mut env = limited(4);
+    env.push((
+        "PREWARM_REDIS__URL".into(),
+        format!("redis://127.0.0.1:{}", redis.port),
+    ));
+    env.push(("PREWARM_REDIS__COMMAND_TIMEOUT_MS".into(), "200".into()));
+    let stack = TestStack::spawn(Options {
+        worker: false,
+        env,
+        ..Options::default()
+    })
+    .await;
+    let tenant = stack.create_tenant("acme", 10).await;
+    assert_eq!(list(&stack, &stack.base, &tenant).await.status(), StatusCode::OK);
+    redis.cut();
+    let mut statuses = Vec::new();
+    for _ in 0..6 {
+        statuses.push(list(&stack, &stack.base, &tenant).await.status().as_u16());
+    }
+    // The in-process bucket starts full: 4 pass, then 429s -- never a 5xx.
+    assert_eq!(statuses, vec![200, 200, 200, 200, 429, 429]);
+    stack.finish().await;
+}
