@@ -23,3 +23,4 @@ mod request_ids;
 mod similar;
 mod sizing;
 mod templates;
+mod uploads;

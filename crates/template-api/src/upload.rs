@@ -307,7 +307,12 @@ impl Reader<'_> {
                     continue;
                 }
                 image_hash.stream(&chunk);
-                self.held.resize(object.buffered() + chunk.len())?;
+                // Over the budget: refused, and the rest drained so the
+                // client reads a clean 503.
+                if let Err(busy) = self.held.resize(object.buffered() + chunk.len()) {
+                    self.rejected = Some(busy);
+                    continue;
+                }
                 object.write(&chunk).await?;
                 self.held.resize(object.buffered())?;
             }

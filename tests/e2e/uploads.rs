@@ -1,0 +1,140 @@
+//! Template uploads stream to S3: a replica's memory stays bounded however
+//! many large images arrive at once, and past its budget of bytes in flight
+//! it answers 503 `busy` (with `Retry-After`) without leaving objects behind.
+
+use futures::future::join_all;
+use prewarm_tests::{Options, Tenant, TestStack};
+use reqwest::multipart::{Form, Part};
+use serde_json::{json, Value};
+
+const MIB: usize = 1024 * 1024;
+
+fn big_image(seed: usize, len: usize) -> Vec<u8> {
+    let mut data = prewarm_tests::images::png(seed, 4096);
+    data.resize(len, (seed % 251) as u8);
+    data
+}
+
+fn form(image: Vec<u8>) -> Form {
+    Form::new()
+        .part(
+            "metadata",
+            Part::text(json!({"name": "Big", "layout": {}}).to_string())
+                .mime_str("application/json")
+                .unwrap(),
+        )
+        .part(
+            "image",
+            Part::bytes(image).file_name("big.png").mime_str("image/png").unwrap(),
+        )
+}
+
+/// `VmRSS` and `VmHWM` (peak) of a process, in bytes.
+fn memory(pid: u32) -> (usize, usize) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|kb| kb.parse::<usize>().ok())
+            .unwrap()
+            * 1024
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+async fn upload_all(stack: &TestStack, base: &str, tenant: &Tenant, images: Vec<Vec<u8>>) -> Vec<(u16, Value)> {
+    join_all(images.into_iter().map(|image| async move {
+        let resp = stack
+            .http
+            .post(format!("{base}/templates"))
+            .bearer_auth(&tenant.key)
+            .multipart(form(image))
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        let retry = resp.headers().get("retry-after").is_some();
+        let mut body: Value = resp.json().await.unwrap();
+        body["retry_after_present"] = json!(retry);
+        (status, body)
+    }))
+    .await
+}
+
+/// The stated bound: 20 concurrent 10 MiB images (200 MiB in all) raise the
+/// API's peak memory by less than 150 MiB -- each upload holds at most one
+/// 5 MiB part. (Holding whole uploads needs more than 200 MiB.)
+const PEAK_GROWTH_BOUND: usize = 150 * MIB;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn twenty_concurrent_ten_mib_images_keep_the_api_memory_bounded() {
+    let stack = TestStack::spawn(Options {
+        worker: false,
+        ..Options::default()
+    })
+    .await;
+    let tenant = stack.create_tenant("acme", 10).await;
+    let (mut api, base) = stack.spawn_api_process(&[("PREWARM_SERVER__WORKERS", "4")]);
+    stack.wait_healthy(&base).await;
+    // Warm the process up (pools, TLS-free S3 client) before the baseline.
+    let warm = upload_all(&stack, &base, &tenant, vec![big_image(99, 64 * 1024)]).await;
+    assert_eq!(warm[0].0, 201, "{}", warm[0].1);
+    let (before, _) = memory(api.id());
+    let images: Vec<Vec<u8>> = (0..20).map(|i| big_image(i, 10 * MIB)).collect();
+    let answers = upload_all(&stack, &base, &tenant, images).await;
+    for (status, body) in &answers {
+        assert_eq!(*status, 201, "{body}");
+        assert_eq!(body["images"][0]["size_bytes"], 10 * MIB);
+    }
+    let (_, peak) = memory(api.id());
+    let growth = peak.saturating_sub(before);
+    eprintln!(
+        "API memory: {} MiB before, peak {} MiB, growth {} MiB for 200 MiB uploaded",
+        before / MIB,
+        peak / MIB,
+        growth / MIB
+    );
+    assert!(growth < PEAK_GROWTH_BOUND, "peak grew by {} MiB", growth / MIB);
+    // What was stored is what was sent.
+    let key = answers[3].1["images"][0]["object_key"].as_str().unwrap();
+    assert_eq!(stack.objects.get(key).await.unwrap().len(), 10 * MIB);
+    api.kill().unwrap();
+    api.wait().unwrap();
+    stack.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn past_its_budget_a_replica_answers_busy_and_keeps_nothing_of_the_refused() {
+    let stack = TestStack::spawn(Options {
+        worker: false,
+        env: vec![("PREWARM_SERVER__MAX_UPLOAD_BYTES_IN_FLIGHT".into(), (10 * MIB).to_string())],
+        ..Options::default()
+    })
+    .await;
+    let tenant = stack.create_tenant("acme", 10).await;
+    let images: Vec<Vec<u8>> = (0..6).map(|i| big_image(i, 8 * MIB)).collect();
+    let answers = upload_all(&stack, &stack.base, &tenant, images).await;
+    let mut stored = 0;
+    let mut busy = 0;
+    for (status, body) in &answers {
+        match status {
+            201 => stored += 1,
+            503 => {
+                busy += 1;
+                assert_eq!(body["error"]["code"], "busy", "{body}");
+                assert_eq!(body["retry_after_present"], true);
+            }
+            other => panic!("unexpected {other}: {body}"),
+        }
+    }
+    assert!(busy >= 1, "six 8 MiB uploads cannot all fit in 10 MiB at once");
+    assert!(stored >= 1, "some fit");
+    let objects = stack.objects.list("templates/").await.unwrap();
+    assert_eq!(objects.len(), stored, "no object of a refused upload stays: {objects:?}");
+    // The budget is given back: one upload alone fits again.
+    let again = upload_all(&stack, &stack.base, &tenant, vec![big_image(7, 8 * MIB)]).await;
+    assert_eq!(again[0].0, 201, "{}", again[0].1);
+    stack.finish().await;
+}
