@@ -399,6 +399,8 @@ case "${1:-up}" in
     start_kafka_tls
     start_pgbouncer
     start_redis_sentinel
+    # The API contract test's tool (schemathesis, pinned, in a cached venv).
+    "$ROOT/scripts/schemathesis.sh" install
     log "stack ready: postgres :$PG_PORT (TLS-only :$PG_TLS_PORT, pgbouncer :$PGBOUNCER_PORT), redis :$REDIS_PORT (TLS+ACL :$REDIS_TLS_PORT, cluster :${REDIS_CLUSTER_PORTS[0]}-${REDIS_CLUSTER_PORTS[2]}, sentinel :$REDIS_SENTINEL_PORT), kafka :$KAFKA_PORT (TLS :$KAFKA_TLS_PORT), s3 :$S3_PORT (bucket $BUCKET)"
     ;;
   bench)

@@ -20,7 +20,13 @@ fn image_only_form() -> reqwest::multipart::Form {
     )
 }
 
-async fn patch(stack: &TestStack, tenant: &Tenant, id: &str, etag: Option<&str>, name: &str) -> reqwest::Response {
+async fn patch(
+    stack: &TestStack,
+    tenant: &Tenant,
+    id: &str,
+    etag: Option<&str>,
+    name: &str,
+) -> reqwest::Response {
     let mut req = stack
         .http
         .patch(stack.url(&format!("/templates/{id}")))
@@ -64,9 +70,22 @@ async fn two_editors_with_one_etag_cannot_both_write() {
     let body: Value = loser.json().await.unwrap();
     assert_eq!(body["error"]["code"], "precondition_failed");
     // The new ETag works; `*` always does; no If-Match is last-writer-wins.
-    assert_eq!(patch(&stack, &tenant, &id, Some(&new_tag), "Third").await.status(), 200);
-    assert_eq!(patch(&stack, &tenant, &id, Some("*"), "Fourth").await.status(), 200);
-    assert_eq!(patch(&stack, &tenant, &id, None, "Fifth").await.status(), 200);
+    assert_eq!(
+        patch(&stack, &tenant, &id, Some(&new_tag), "Third")
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(
+        patch(&stack, &tenant, &id, Some("*"), "Fourth")
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(
+        patch(&stack, &tenant, &id, None, "Fifth").await.status(),
+        200
+    );
     // Replacing images honours it too, and is refused before any byte is stored.
     let stale = stack
         .http
@@ -117,7 +136,10 @@ async fn cursor_pages_stay_stable_while_designs_are_made() {
         match body["next_cursor"].as_str() {
             Some(cursor) => {
                 let link = link.expect("a Link header with the next page");
-                assert!(link.contains(cursor) && link.ends_with("rel=\"next\""), "{link}");
+                assert!(
+                    link.contains(cursor) && link.ends_with("rel=\"next\""),
+                    "{link}"
+                );
                 path = format!("/designs?limit=3&cursor={cursor}");
             }
             None => {
@@ -126,16 +148,31 @@ async fn cursor_pages_stay_stable_while_designs_are_made() {
             }
         }
     }
-    assert_eq!(seen.len(), 7, "each of the first 7 once, none of the later 3");
+    assert_eq!(
+        seen.len(),
+        7,
+        "each of the first 7 once, none of the later 3"
+    );
     let mut unique = seen.clone();
     unique.sort();
     unique.dedup();
     assert_eq!(unique.len(), 7);
     // Offsets still work (deprecated); a forged cursor is a 400.
-    let by_offset: Value = stack.get(&tenant, "/designs?limit=2&offset=1").await.json().await.unwrap();
+    let by_offset: Value = stack
+        .get(&tenant, "/designs?limit=2&offset=1")
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(by_offset["designs"].as_array().unwrap().len(), 2);
     assert_eq!(stack.get(&tenant, "/designs?cursor=zz").await.status(), 400);
-    assert_eq!(stack.get(&tenant, "/templates?cursor=00&offset=1").await.status(), 400);
+    assert_eq!(
+        stack
+            .get(&tenant, "/templates?cursor=00&offset=1")
+            .await
+            .status(),
+        400
+    );
     stack.finish().await;
 }
 
@@ -166,20 +203,44 @@ async fn presigned_urls_fetch_the_designs_own_objects() {
         .json()
         .await
         .unwrap();
-    let plain: Value = stack.get(&tenant, &format!("/designs/{id}")).await.json().await.unwrap();
-    assert!(plain["images"][0].get("url").is_none(), "no URLs unless asked");
+    let plain: Value = stack
+        .get(&tenant, &format!("/designs/{id}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        plain["images"][0].get("url").is_none(),
+        "no URLs unless asked"
+    );
     for (i, image) in read["images"].as_array().unwrap().iter().enumerate() {
         let url = image["url"].as_str().unwrap();
-        assert!(url.contains("X-Amz-Signature") && url.contains("X-Amz-Expires=900"), "{url}");
+        assert!(
+            url.contains("X-Amz-Signature") && url.contains("X-Amz-Expires=900"),
+            "{url}"
+        );
         // No credentials but the URL's own signature.
         let fetched = reqwest::get(url).await.unwrap();
         assert_eq!(fetched.status(), 200, "{url}");
         let bytes = fetched.bytes().await.unwrap();
-        let stored = stack.objects.get(image["object_key"].as_str().unwrap()).await.unwrap();
+        let stored = stack
+            .objects
+            .get(image["object_key"].as_str().unwrap())
+            .await
+            .unwrap();
         assert_eq!(bytes, stored, "image {i}");
-        assert_eq!(bytes.as_ref(), prewarm_tests::images::png(i, 256).as_slice());
+        assert_eq!(
+            bytes.as_ref(),
+            prewarm_tests::images::png(i, 256).as_slice()
+        );
     }
-    assert_eq!(stack.get(&tenant, &format!("/designs/{id}?include=everything")).await.status(), 400);
+    assert_eq!(
+        stack
+            .get(&tenant, &format!("/designs/{id}?include=everything"))
+            .await
+            .status(),
+        400
+    );
     stack.finish().await;
 }
 
@@ -194,11 +255,22 @@ async fn wait_subscribed(stack: &TestStack, n: usize) {
         .unwrap();
     for _ in 0..200 {
         let out = std::process::Command::new("redis-cli")
-            .args(["-p", "6379", "PUBSUB", "NUMSUB", &format!("{prefix}invalidate")])
+            .args([
+                "-p",
+                "6379",
+                "PUBSUB",
+                "NUMSUB",
+                &format!("{prefix}invalidate"),
+            ])
             .output()
             .expect("redis-cli");
         let text = String::from_utf8_lossy(&out.stdout);
-        if text.lines().nth(1).and_then(|l| l.trim().parse::<usize>().ok()) == Some(n) {
+        if text
+            .lines()
+            .nth(1)
+            .and_then(|l| l.trim().parse::<usize>().ok())
+            == Some(n)
+        {
             tokio::time::sleep(Duration::from_millis(100)).await;
             return;
         }
@@ -221,9 +293,13 @@ async fn keys_are_listed_without_secrets_revoked_everywhere_at_once_and_rotated_
     let tenant = stack.create_tenant("acme", 10).await;
     let admin = |req: reqwest::RequestBuilder| req.bearer_auth(&stack.admin_token).send();
     let list = || async {
-        let resp = admin(stack.http.get(stack.url(&format!("/admin/companies/{}/api-keys", tenant.id))))
-            .await
-            .unwrap();
+        let resp = admin(
+            stack
+                .http
+                .get(stack.url(&format!("/admin/companies/{}/api-keys", tenant.id))),
+        )
+        .await
+        .unwrap();
         assert_eq!(resp.status(), 200);
         resp.json::<Value>().await.unwrap()["api_keys"].clone()
     };
@@ -231,7 +307,10 @@ async fn keys_are_listed_without_secrets_revoked_everywhere_at_once_and_rotated_
     assert_eq!(keys.as_array().unwrap().len(), 1);
     let text = keys.to_string();
     assert!(!text.contains(&tenant.key), "never the secret: {text}");
-    assert_eq!(keys[0]["hint"].as_str().unwrap(), format!("{}…", &tenant.key[..8]));
+    assert_eq!(
+        keys[0]["hint"].as_str().unwrap(),
+        format!("{}…", &tenant.key[..8])
+    );
     let key_id = keys[0]["id"].as_str().unwrap().to_string();
 
     // Rotate: a new key; the old one keeps working for its grace period.
@@ -251,13 +330,25 @@ async fn keys_are_listed_without_secrets_revoked_everywhere_at_once_and_rotated_
     };
     for base in [&stack.base, &second] {
         for who in [&tenant, &new] {
-            let resp = stack.http.get(format!("{base}/designs")).bearer_auth(&who.key).send().await.unwrap();
+            let resp = stack
+                .http
+                .get(format!("{base}/designs"))
+                .bearer_auth(&who.key)
+                .send()
+                .await
+                .unwrap();
             assert_eq!(resp.status(), 200);
         }
     }
     tokio::time::sleep(Duration::from_millis(2_200)).await;
     for base in [&stack.base, &second] {
-        let old = stack.http.get(format!("{base}/designs")).bearer_auth(&tenant.key).send().await.unwrap();
+        let old = stack
+            .http
+            .get(format!("{base}/designs"))
+            .bearer_auth(&tenant.key)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(old.status(), 401, "the old key ended with its grace period");
     }
     let keys = list().await;
@@ -267,7 +358,13 @@ async fn keys_are_listed_without_secrets_revoked_everywhere_at_once_and_rotated_
     // Revoke the new key through one replica: both refuse it at once,
     // although both have it cached for ten minutes.
     let new_id = rotated["new_key"]["id"].as_str().unwrap();
-    let revoked = admin(stack.http.delete(stack.url(&format!("/admin/api-keys/{new_id}")))).await.unwrap();
+    let revoked = admin(
+        stack
+            .http
+            .delete(stack.url(&format!("/admin/api-keys/{new_id}"))),
+    )
+    .await
+    .unwrap();
     assert_eq!(revoked.status(), 204);
     let refused = join_all([&stack.base, &second].map(|base| {
         let url = format!("{base}/designs");
@@ -275,7 +372,13 @@ async fn keys_are_listed_without_secrets_revoked_everywhere_at_once_and_rotated_
         async move {
             // The revocation crosses Redis pub/sub: allow it a moment.
             for _ in 0..50 {
-                let status = http.get(&url).bearer_auth(&key).send().await.unwrap().status();
+                let status = http
+                    .get(&url)
+                    .bearer_auth(&key)
+                    .send()
+                    .await
+                    .unwrap()
+                    .status();
                 if status == 401 {
                     return true;
                 }
@@ -285,12 +388,20 @@ async fn keys_are_listed_without_secrets_revoked_everywhere_at_once_and_rotated_
         }
     }))
     .await;
-    assert_eq!(refused, vec![true, true], "revoked on every replica within a second");
+    assert_eq!(
+        refused,
+        vec![true, true],
+        "revoked on every replica within a second"
+    );
     let keys = list().await;
     assert!(keys[1]["revoked_at"].is_string(), "{keys}");
-    let unknown = admin(stack.http.delete(stack.url(&format!("/admin/api-keys/{}", uuid::Uuid::new_v4()))))
-        .await
-        .unwrap();
+    let unknown = admin(
+        stack
+            .http
+            .delete(stack.url(&format!("/admin/api-keys/{}", uuid::Uuid::new_v4()))),
+    )
+    .await
+    .unwrap();
     assert_eq!(unknown.status(), 404);
     stack.finish().await;
 }

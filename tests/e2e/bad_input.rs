@@ -222,6 +222,63 @@ async fn bad_requests_get_stable_4xx_codes() {
         error_code(r).await,
     ));
 
+    // What Postgres or a JSON reader would refuse later is refused now
+    // (found by the schemathesis contract test: these were 500s).
+    let r = stack
+        .upload_template(
+            &tenant,
+            1,
+            json!({"name": "x", "layout": {"x": 1.7976931348623157e308}}),
+        )
+        .await;
+    checks.push((
+        "huge layout number",
+        400,
+        "invalid_request",
+        error_code(r).await,
+    ));
+    let r = stack
+        .upload_template(&tenant, 1, json!({"name": "a\u{0}b"}))
+        .await;
+    checks.push(("NUL in a name", 400, "invalid_request", error_code(r).await));
+    let r = stack
+        .upload_template(&tenant, 1, json!({"name": "x", "layout": {"k": "\u{0}"}}))
+        .await;
+    checks.push((
+        "NUL in a layout",
+        400,
+        "invalid_request",
+        error_code(r).await,
+    ));
+    let r = stack
+        .http
+        .post(stack.url("/admin/companies"))
+        .bearer_auth(&stack.admin_token)
+        .json(&json!({"name": "a\u{0}b", "design_limit": 5}))
+        .send()
+        .await
+        .unwrap();
+    checks.push((
+        "NUL in a company name",
+        400,
+        "invalid_request",
+        error_code(r).await,
+    ));
+    let r = stack
+        .http
+        .put(stack.url("/designs"))
+        .bearer_auth(&tenant.key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["allow"], "POST, GET");
+    checks.push((
+        "method not served",
+        405,
+        "method_not_allowed",
+        error_code(r).await,
+    ));
+
     let bad_meta = Form::new().part("metadata", Part::text("{not json")).part(
         "image",
         Part::bytes(images::png(0, 64))

@@ -18,9 +18,10 @@ const SECRETS: [&str; 5] = [
 ];
 
 /// Keys the chart sets itself (from other values), not under `config`.
-const CHART_MANAGED: [&str; 5] = [
+const CHART_MANAGED: [&str; 6] = [
     "server.host",
     "server.port",
+    "server.metrics_port",
     "worker.http_host",
     "worker.http_port",
     "database.migrate",

@@ -55,7 +55,9 @@ async fn designs_of(stack: &TestStack, tenant: &Tenant) -> Vec<Design> {
 /// that is a 201 names the same design; exactly one design, one plan slot,
 /// one set of objects.
 async fn fifty_at_once(stack: &TestStack, tenant: &Tenant, template: TemplateId, images: usize) {
-    let answers = join_all((0..50).map(|_| post_keyed(stack, &stack.base, tenant, template, "order-42"))).await;
+    let answers =
+        join_all((0..50).map(|_| post_keyed(stack, &stack.base, tenant, template, "order-42")))
+            .await;
     let mut ids = Vec::new();
     let mut replayed = 0;
     for answer in answers {
@@ -68,7 +70,9 @@ async fn fifty_at_once(stack: &TestStack, tenant: &Tenant, template: TemplateId,
                 replayed += usize::from(replay);
                 ids.push(body["id"].as_str().unwrap().to_string());
             }
-            StatusCode::CONFLICT => assert_eq!(body["error"]["code"], "request_in_progress", "{body}"),
+            StatusCode::CONFLICT => {
+                assert_eq!(body["error"]["code"], "request_in_progress", "{body}")
+            }
             other => panic!("unexpected {other}: {body}"),
         }
     }
@@ -79,7 +83,11 @@ async fn fifty_at_once(stack: &TestStack, tenant: &Tenant, template: TemplateId,
     let made = designs_of(stack, tenant).await;
     assert_eq!(made.len(), 1, "one design");
     assert_eq!(made[0].id.to_string(), ids[0]);
-    assert_eq!(company(stack, tenant).await.design_count, 1, "one plan slot");
+    assert_eq!(
+        company(stack, tenant).await.design_count,
+        1,
+        "one plan slot"
+    );
     let objects = stack.objects.list("designs/").await.unwrap();
     assert_eq!(objects.len(), images, "one set of objects: {objects:?}");
     let checked = prewarm_tests::invariants::check_designs(stack, tenant.id, &made).await;
@@ -126,7 +134,9 @@ async fn fifty_concurrent_requests_with_one_key_make_one_warm_design() {
     .await;
     let tenant = stack.create_tenant("acme", 100).await;
     let template = stack.create_template(&tenant, 2, "private").await;
-    stack.wait_pool(&tenant, template.id, 4, Duration::from_secs(30)).await;
+    stack
+        .wait_pool(&tenant, template.id, 4, Duration::from_secs(30))
+        .await;
     // Count only designs' objects: the pool's own copies live elsewhere.
     fifty_at_once(&stack, &tenant, template.id, 0).await;
     let made = designs_of(&stack, &tenant).await;
@@ -147,11 +157,15 @@ async fn a_key_replays_its_answer_refuses_another_body_and_is_freed_by_a_failure
     let a = stack.create_template(&tenant, 1, "public").await;
     let b = stack.create_template(&tenant, 1, "private").await;
 
-    let first = post_keyed(&stack, &stack.base, &tenant, a.id, "k1").await.unwrap();
+    let first = post_keyed(&stack, &stack.base, &tenant, a.id, "k1")
+        .await
+        .unwrap();
     assert_eq!(first.status(), StatusCode::CREATED);
     assert!(first.headers().get("idempotent-replayed").is_none());
     let first: Value = first.json().await.unwrap();
-    let again = post_keyed(&stack, &stack.base, &tenant, a.id, "k1").await.unwrap();
+    let again = post_keyed(&stack, &stack.base, &tenant, a.id, "k1")
+        .await
+        .unwrap();
     assert_eq!(again.status(), StatusCode::CREATED);
     assert_eq!(again.headers()["idempotent-replayed"], "true");
     assert_eq!(again.headers()["x-served-from"], "copy");
@@ -159,21 +173,33 @@ async fn a_key_replays_its_answer_refuses_another_body_and_is_freed_by_a_failure
     assert_eq!(again, first, "the first answer, byte for byte");
 
     // Same key, other body.
-    let reused = post_keyed(&stack, &stack.base, &tenant, b.id, "k1").await.unwrap();
+    let reused = post_keyed(&stack, &stack.base, &tenant, b.id, "k1")
+        .await
+        .unwrap();
     assert_eq!(reused.status(), StatusCode::UNPROCESSABLE_ENTITY);
     let body: Value = reused.json().await.unwrap();
     assert_eq!(body["error"]["code"], "idempotency_key_reused");
     // Keys are per company: another tenant's "k1" is its own.
-    let theirs = post_keyed(&stack, &stack.base, &other, a.id, "k1").await.unwrap();
+    let theirs = post_keyed(&stack, &stack.base, &other, a.id, "k1")
+        .await
+        .unwrap();
     assert_eq!(theirs.status(), StatusCode::CREATED);
     assert!(theirs.headers().get("idempotent-replayed").is_none());
 
     // A request that fails makes nothing and frees its key.
     let missing = TemplateId::new();
-    let failed = post_keyed(&stack, &stack.base, &tenant, missing, "k2").await.unwrap();
+    let failed = post_keyed(&stack, &stack.base, &tenant, missing, "k2")
+        .await
+        .unwrap();
     assert_eq!(failed.status(), StatusCode::NOT_FOUND);
-    let retried = post_keyed(&stack, &stack.base, &tenant, b.id, "k2").await.unwrap();
-    assert_eq!(retried.status(), StatusCode::CREATED, "a failed request does not hold its key");
+    let retried = post_keyed(&stack, &stack.base, &tenant, b.id, "k2")
+        .await
+        .unwrap();
+    assert_eq!(
+        retried.status(),
+        StatusCode::CREATED,
+        "a failed request does not hold its key"
+    );
 
     // A bad key is a 400.
     let bad = stack
@@ -189,7 +215,9 @@ async fn a_key_replays_its_answer_refuses_another_body_and_is_freed_by_a_failure
 
     // After the retention the key is free again (and the purge removes it).
     tokio::time::sleep(Duration::from_millis(2_100)).await;
-    let reused_later = post_keyed(&stack, &stack.base, &tenant, b.id, "k1").await.unwrap();
+    let reused_later = post_keyed(&stack, &stack.base, &tenant, b.id, "k1")
+        .await
+        .unwrap();
     assert_eq!(reused_later.status(), StatusCode::CREATED);
     assert!(reused_later.headers().get("idempotent-replayed").is_none());
     assert_eq!(designs_of(&stack, &tenant).await.len(), 3);
@@ -211,7 +239,11 @@ async fn a_retry_after_the_api_died_between_commit_and_reply_gets_the_same_desig
     relay.hold_replies();
     let through = format!("http://127.0.0.1:{}", relay.port);
     let request = {
-        let (http, key, url) = (stack.http.clone(), tenant.key.clone(), format!("{through}/designs"));
+        let (http, key, url) = (
+            stack.http.clone(),
+            tenant.key.clone(),
+            format!("{through}/designs"),
+        );
         tokio::spawn(async move {
             http.post(url)
                 .bearer_auth(key)
@@ -230,11 +262,16 @@ async fn a_retry_after_the_api_died_between_commit_and_reply_gets_the_same_desig
     api.kill().unwrap();
     api.wait().unwrap();
     relay.cut();
-    assert!(request.await.unwrap().is_err(), "the client never got its answer");
+    assert!(
+        request.await.unwrap().is_err(),
+        "the client never got its answer"
+    );
 
     let (mut api, base) = stack.spawn_api_process(&[]);
     stack.wait_healthy(&base).await;
-    let retry = post_keyed(&stack, &base, &tenant, template.id, "lost-reply").await.unwrap();
+    let retry = post_keyed(&stack, &base, &tenant, template.id, "lost-reply")
+        .await
+        .unwrap();
     assert_eq!(retry.status(), StatusCode::CREATED);
     assert_eq!(retry.headers()["idempotent-replayed"], "true");
     let replayed: Design = retry.json().await.unwrap();

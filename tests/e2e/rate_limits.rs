@@ -53,7 +53,11 @@ async fn a_burst_over_the_limit_gets_429s_across_two_replicas_and_spares_other_t
     let mut refused = 0;
     for i in 0..10 {
         // Alternate replicas: they share one bucket per key.
-        let base = if i % 2 == 0 { stack.base.clone() } else { second.clone() };
+        let base = if i % 2 == 0 {
+            stack.base.clone()
+        } else {
+            second.clone()
+        };
         let resp = list(&stack, &base, &tenant).await;
         assert_eq!(header(&resp, "ratelimit-limit"), 6);
         match resp.status() {
@@ -71,15 +75,33 @@ async fn a_burst_over_the_limit_gets_429s_across_two_replicas_and_spares_other_t
             other => panic!("unexpected {other}"),
         }
     }
-    assert_eq!(remaining, vec![5, 4, 3, 2, 1, 0], "one bucket across replicas");
+    assert_eq!(
+        remaining,
+        vec![5, 4, 3, 2, 1, 0],
+        "one bucket across replicas"
+    );
     assert_eq!(refused, 4);
     // Another tenant has its own budget.
     let theirs = list(&stack, &second, &other).await;
     assert_eq!(theirs.status(), StatusCode::OK);
     assert_eq!(header(&theirs, "ratelimit-remaining"), 5);
     // Health and metrics are never limited.
-    assert_eq!(stack.http.get(stack.url("/healthz")).send().await.unwrap().status(), 200);
-    assert!(stack.metric("prewarm_rate_limited_total", &[("class", "read")]).await >= 2.0);
+    assert_eq!(
+        stack
+            .http
+            .get(stack.url("/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert!(
+        stack
+            .metric("prewarm_rate_limited_total", &[("class", "read")])
+            .await
+            >= 2.0
+    );
     stack.finish().await;
 }
 
@@ -126,7 +148,10 @@ async fn without_redis_each_replica_limits_on_its_own() {
     })
     .await;
     let tenant = stack.create_tenant("acme", 10).await;
-    assert_eq!(list(&stack, &stack.base, &tenant).await.status(), StatusCode::OK);
+    assert_eq!(
+        list(&stack, &stack.base, &tenant).await.status(),
+        StatusCode::OK
+    );
     redis.cut();
     let mut statuses = Vec::new();
     for _ in 0..6 {

@@ -25,7 +25,10 @@ fn form(image: Vec<u8>) -> Form {
         )
         .part(
             "image",
-            Part::bytes(image).file_name("big.png").mime_str("image/png").unwrap(),
+            Part::bytes(image)
+                .file_name("big.png")
+                .mime_str("image/png")
+                .unwrap(),
         )
 }
 
@@ -44,7 +47,12 @@ fn memory(pid: u32) -> (usize, usize) {
     (field("VmRSS:"), field("VmHWM:"))
 }
 
-async fn upload_all(stack: &TestStack, base: &str, tenant: &Tenant, images: Vec<Vec<u8>>) -> Vec<(u16, Value)> {
+async fn upload_all(
+    stack: &TestStack,
+    base: &str,
+    tenant: &Tenant,
+    images: Vec<Vec<u8>>,
+) -> Vec<(u16, Value)> {
     join_all(images.into_iter().map(|image| async move {
         let resp = stack
             .http
@@ -96,7 +104,11 @@ async fn twenty_concurrent_ten_mib_images_keep_the_api_memory_bounded() {
         peak / MIB,
         growth / MIB
     );
-    assert!(growth < PEAK_GROWTH_BOUND, "peak grew by {} MiB", growth / MIB);
+    assert!(
+        growth < PEAK_GROWTH_BOUND,
+        "peak grew by {} MiB",
+        growth / MIB
+    );
     // What was stored is what was sent.
     let key = answers[3].1["images"][0]["object_key"].as_str().unwrap();
     assert_eq!(stack.objects.get(key).await.unwrap().len(), 10 * MIB);
@@ -109,7 +121,10 @@ async fn twenty_concurrent_ten_mib_images_keep_the_api_memory_bounded() {
 async fn past_its_budget_a_replica_answers_busy_and_keeps_nothing_of_the_refused() {
     let stack = TestStack::spawn(Options {
         worker: false,
-        env: vec![("PREWARM_SERVER__MAX_UPLOAD_BYTES_IN_FLIGHT".into(), (10 * MIB).to_string())],
+        env: vec![(
+            "PREWARM_SERVER__MAX_UPLOAD_BYTES_IN_FLIGHT".into(),
+            (10 * MIB).to_string(),
+        )],
         ..Options::default()
     })
     .await;
@@ -129,10 +144,17 @@ async fn past_its_budget_a_replica_answers_busy_and_keeps_nothing_of_the_refused
             other => panic!("unexpected {other}: {body}"),
         }
     }
-    assert!(busy >= 1, "six 8 MiB uploads cannot all fit in 10 MiB at once");
+    assert!(
+        busy >= 1,
+        "six 8 MiB uploads cannot all fit in 10 MiB at once"
+    );
     assert!(stored >= 1, "some fit");
     let objects = stack.objects.list("templates/").await.unwrap();
-    assert_eq!(objects.len(), stored, "no object of a refused upload stays: {objects:?}");
+    assert_eq!(
+        objects.len(),
+        stored,
+        "no object of a refused upload stays: {objects:?}"
+    );
     // The budget is given back: one upload alone fits again.
     let again = upload_all(&stack, &stack.base, &tenant, vec![big_image(7, 8 * MIB)]).await;
     assert_eq!(again[0].0, 201, "{}", again[0].1);

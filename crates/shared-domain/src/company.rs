@@ -22,7 +22,9 @@ pub struct Company {
 #[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewCompany {
+    #[schemars(length(min = 1, max = 200))]
     pub name: String,
+    #[schemars(range(min = 0, max = 1_000_000))]
     pub design_limit: i32,
 }
 

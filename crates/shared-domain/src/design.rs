@@ -50,6 +50,7 @@ pub struct Design {
     pub company_id: CompanyId,
     pub template_id: TemplateId,
     pub template_version: i32,
+    #[schemars(with = "serde_json::Map<String, serde_json::Value>")]
     pub layout: serde_json::Value,
     pub images: Vec<DesignImage>,
     pub served_from: ServedFrom,

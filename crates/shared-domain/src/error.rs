@@ -19,6 +19,8 @@ pub enum ErrorCode {
     Forbidden,
     // 404
     NotFound,
+    /// The path exists, the method does not (the `Allow` header lists those that do).
+    MethodNotAllowed,
     TemplateNotFound,
     DesignNotFound,
     CompanyNotFound,
@@ -62,6 +64,7 @@ impl ErrorCode {
             MissingAuth | InvalidAuth => 401,
             Forbidden => 403,
             NotFound | TemplateNotFound | DesignNotFound | CompanyNotFound | ApiKeyNotFound => 404,
+            MethodNotAllowed => 405,
             DesignLimitReached | TemplateChanged | RequestInProgress => 409,
             PreconditionFailed => 412,
             PayloadTooLarge => 413,
@@ -85,6 +88,7 @@ impl ErrorCode {
             InvalidAuth => "invalid_auth",
             Forbidden => "forbidden",
             NotFound => "not_found",
+            MethodNotAllowed => "method_not_allowed",
             TemplateNotFound => "template_not_found",
             DesignNotFound => "design_not_found",
             CompanyNotFound => "company_not_found",
@@ -142,6 +146,7 @@ mod tests {
             InvalidAuth,
             Forbidden,
             NotFound,
+            MethodNotAllowed,
             TemplateNotFound,
             DesignNotFound,
             CompanyNotFound,

@@ -57,6 +57,7 @@ pub struct Template {
     pub visibility: Visibility,
     pub name: String,
     pub category: String,
+    #[schemars(with = "serde_json::Map<String, serde_json::Value>")]
     pub layout: serde_json::Value,
     /// Bumped by every edit of the layout or the images.
     pub version: i32,
@@ -69,10 +70,13 @@ pub struct Template {
 #[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewTemplate {
+    #[schemars(length(min = 1, max = 200))]
     pub name: String,
     #[serde(default)]
+    #[schemars(length(max = 100))]
     pub category: String,
     #[serde(default = "empty_layout")]
+    #[schemars(with = "serde_json::Map<String, serde_json::Value>")]
     pub layout: serde_json::Value,
     #[serde(default)]
     pub visibility: Visibility,
@@ -101,8 +105,11 @@ pub fn etag(id: TemplateId, version: i32, updated_at: DateTime<Utc>) -> String {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TemplatePatch {
+    #[schemars(length(min = 1, max = 200))]
     pub name: Option<String>,
+    #[schemars(length(max = 100))]
     pub category: Option<String>,
+    #[schemars(with = "Option<serde_json::Map<String, serde_json::Value>>")]
     pub layout: Option<serde_json::Value>,
     pub visibility: Option<Visibility>,
 }

@@ -11,7 +11,9 @@ use actix_web::HttpResponse;
 use schemars::generate::SchemaSettings;
 use schemars::{JsonSchema, SchemaGenerator};
 use serde_json::{json, Map, Value};
-use shared_domain::company::{ApiKeyCreated, Company, NewCompany};
+use shared_domain::company::{
+    ApiKeyCreated, ApiKeyList, ApiKeyRotated, Company, NewCompany, RotateApiKey,
+};
 use shared_domain::design::{CreateDesign, Design, DesignList};
 use shared_domain::error::{ErrorBody, ErrorCode};
 use shared_domain::pool::{PoolSizing, PoolStatus};
@@ -33,11 +35,16 @@ type SchemaOf = fn(&mut SchemaGenerator) -> Value;
 enum Body {
     None,
     Json(SchemaOf),
+    /// A JSON body that may be left out.
+    OptionalJson(SchemaOf),
     /// multipart/form-data: an optional `metadata` JSON part, then `image` parts.
     Multipart {
         metadata: bool,
     },
 }
+
+/// A query parameter: name, description, schema.
+type Query = (&'static str, &'static str, fn() -> Value);
 
 struct Operation {
     method: &'static str,
@@ -45,47 +52,153 @@ struct Operation {
     id: &'static str,
     summary: &'static str,
     auth: Auth,
-    /// Integer query parameters: (name, description).
-    query: &'static [(&'static str, &'static str)],
+    query: &'static [Query],
+    /// Request headers, by their name under `components/parameters`.
+    headers: &'static [&'static str],
     body: Body,
     /// Success status, its schema (None: no body, or free-form JSON), description.
     ok: (u16, Option<SchemaOf>, &'static str),
-    /// Error codes this operation answers, besides auth and server faults.
+    /// Headers of the success answer, by their name under `components/headers`.
+    ok_headers: &'static [&'static str],
+    /// OpenAPI links of the success answer: (name, operationId, parameter or
+    /// body field, runtime expression).
+    links: &'static [(&'static str, &'static str, Link)],
+    /// Error codes this operation answers, besides auth, rate limits and server faults.
     errors: &'static [ErrorCode],
+}
+
+/// Where a link puts the value it takes from the answer.
+#[derive(Clone, Copy)]
+enum Link {
+    /// The `id` path parameter, from this field of the answer.
+    Id(&'static str),
+    /// The `template_id` of a JSON body, from this field of the answer.
+    TemplateBody(&'static str),
 }
 
 fn schema<T: JsonSchema>(g: &mut SchemaGenerator) -> Value {
     g.subschema_for::<T>().to_value()
 }
 
-const PAGE: &[(&str, &str)] = &[
-    ("limit", "page size, 1-100 (default 50)"),
-    ("offset", "items to skip (default 0)"),
+fn limit() -> Value {
+    json!({"type": "integer", "minimum": 1, "maximum": 100, "default": 50})
+}
+fn offset() -> Value {
+    json!({"type": "integer", "minimum": 0, "deprecated": true})
+}
+fn cursor() -> Value {
+    json!({"type": "string", "pattern": "^[0-9a-f]{48}$"})
+}
+fn include() -> Value {
+    json!({"type": "string", "enum": ["urls"]})
+}
+fn similar_page() -> Value {
+    json!({"type": "integer", "minimum": 1, "default": 1})
+}
+
+const PAGE: &[Query] = &[
+    ("limit", "page size, 1-100 (default 50)", limit),
+    (
+        "cursor",
+        "the `next_cursor` of the previous page (keyset: stable while rows are inserted)",
+        cursor,
+    ),
+    (
+        "offset",
+        "deprecated: items to skip (rows inserted meanwhile shift the pages); use `cursor`",
+        offset,
+    ),
 ];
+const INCLUDE: &[Query] = &[(
+    "include",
+    "`urls`: a presigned GET URL per image (valid server.presign_ttl_secs)",
+    include,
+)];
 
 use ErrorCode as E;
+use Link::{Id, TemplateBody};
+
+/// Errors of every JSON body.
+const JSON_BODY: [ErrorCode; 4] = [
+    E::MalformedJson,
+    E::InvalidRequest,
+    E::PayloadTooLarge,
+    E::UnsupportedMediaType,
+];
 
 const OPERATIONS: &[Operation] = &[
-    Operation { method: "get", path: "/healthz", id: "healthz", summary: "Liveness: the process answers.", auth: Auth::None, query: &[], body: Body::None, ok: (200, None, "alive"), errors: &[] },
-    Operation { method: "get", path: "/readyz", id: "readyz", summary: "Readiness: Postgres, Redis and S3 answer (Kafka is reported, not required).", auth: Auth::None, query: &[], body: Body::None, ok: (200, None, "ready; 503 with the failing checks otherwise"), errors: &[] },
-    Operation { method: "get", path: "/metrics", id: "metrics", summary: "Prometheus metrics (text exposition format).", auth: Auth::None, query: &[], body: Body::None, ok: (200, None, "metrics"), errors: &[] },
-    Operation { method: "get", path: "/openapi.json", id: "openapi", summary: "This document.", auth: Auth::None, query: &[], body: Body::None, ok: (200, None, "the OpenAPI document"), errors: &[] },
-    Operation { method: "post", path: "/admin/companies", id: "createCompany", summary: "Create a company with a plan limit.", auth: Auth::Admin, query: &[], body: Body::Json(schema::<NewCompany>), ok: (201, Some(schema::<Company>), "created"), errors: &[E::MalformedJson, E::InvalidRequest, E::PayloadTooLarge, E::UnsupportedMediaType] },
-    Operation { method: "post", path: "/admin/companies/{id}/api-keys", id: "createApiKey", summary: "Issue an API key for a company (shown once).", auth: Auth::Admin, query: &[], body: Body::None, ok: (201, Some(schema::<ApiKeyCreated>), "the key"), errors: &[E::InvalidId, E::CompanyNotFound] },
-    Operation { method: "get", path: "/admin/templates/{id}/sizing", id: "poolSizing", summary: "How big a template's pool is meant to be and why: target, demand, refill time, budget use.", auth: Auth::Admin, query: &[], body: Body::None, ok: (200, Some(schema::<PoolSizing>), "the template's sizing"), errors: &[E::InvalidId, E::TemplateNotFound] },
-    Operation { method: "post", path: "/templates", id: "createTemplate", summary: "Upload a template: a `metadata` JSON part (NewTemplate), then `image` parts in order.", auth: Auth::Company, query: &[], body: Body::Multipart { metadata: true }, ok: (201, Some(schema::<Template>), "created"), errors: &[E::MalformedJson, E::InvalidRequest, E::InvalidMultipart, E::PayloadTooLarge, E::UnsupportedMediaType, E::TemplateHasNoImages, E::ObjectStoreUnavailable] },
-    Operation { method: "get", path: "/templates", id: "listTemplates", summary: "Templates the company may see: public ones and its own, newest first.", auth: Auth::Company, query: PAGE, body: Body::None, ok: (200, Some(schema::<TemplateList>), "a page of templates"), errors: &[E::InvalidRequest] },
-    Operation { method: "get", path: "/templates/{id}", id: "getTemplate", summary: "One visible template at its current version.", auth: Auth::Company, query: &[], body: Body::None, ok: (200, Some(schema::<Template>), "the template"), errors: &[E::InvalidId, E::TemplateNotFound] },
-    Operation { method: "patch", path: "/templates/{id}", id: "updateTemplate", summary: "Edit name, category, layout or visibility (owner only); a layout change bumps the version.", auth: Auth::Company, query: &[], body: Body::Json(schema::<TemplatePatch>), ok: (200, Some(schema::<Template>), "the edited template"), errors: &[E::InvalidId, E::MalformedJson, E::InvalidRequest, E::Forbidden, E::TemplateNotFound] },
-    Operation { method: "delete", path: "/templates/{id}", id: "deleteTemplate", summary: "Delete a template (owner only): hidden at once, its pool retired, its images deleted.", auth: Auth::Company, query: &[], body: Body::None, ok: (204, None, "deleted"), errors: &[E::InvalidId, E::Forbidden, E::TemplateNotFound] },
-    Operation { method: "get", path: "/templates/{id}/similar", id: "similarTemplates", summary: "Similar templates (same category, visible to the caller), from the recommendation service behind a two-tier cache; header X-Cache: hit|miss|stale.", auth: Auth::Company, query: &[("page", "answer page, 1 to similar.max_page (default 1)")], body: Body::None, ok: (200, Some(schema::<SimilarTemplates>), "a page of similar templates"), errors: &[E::InvalidId, E::InvalidRequest, E::TemplateNotFound, E::RecommendationsUnavailable, E::RecommendationsTimeout] },
-    Operation { method: "put", path: "/templates/{id}/images", id: "replaceImages", summary: "Replace the images (owner only; `image` parts in order); bumps the version.", auth: Auth::Company, query: &[], body: Body::Multipart { metadata: false }, ok: (200, Some(schema::<Template>), "the edited template"), errors: &[E::InvalidId, E::InvalidMultipart, E::PayloadTooLarge, E::UnsupportedMediaType, E::TemplateHasNoImages, E::Forbidden, E::TemplateNotFound, E::ObjectStoreUnavailable] },
-    Operation { method: "get", path: "/templates/{id}/pool", id: "poolStatus", summary: "How warm a template is: target, ready, copying and indexed items.", auth: Auth::Company, query: &[], body: Body::None, ok: (200, Some(schema::<PoolStatus>), "the pool's state"), errors: &[E::InvalidId, E::TemplateNotFound] },
-    Operation { method: "post", path: "/designs", id: "createDesign", summary: "Turn a template into a design: from the warm pool in milliseconds, else by copying; header X-Served-From: pool|copy.", auth: Auth::Company, query: &[], body: Body::Json(schema::<CreateDesign>), ok: (201, Some(schema::<Design>), "created"), errors: &[E::MalformedJson, E::InvalidRequest, E::TemplateNotFound, E::DesignLimitReached, E::TemplateChanged, E::ObjectStoreUnavailable] },
-    Operation { method: "get", path: "/designs", id: "listDesigns", summary: "The company's designs, newest first.", auth: Auth::Company, query: PAGE, body: Body::None, ok: (200, Some(schema::<DesignList>), "a page of designs"), errors: &[E::InvalidRequest] },
-    Operation { method: "get", path: "/designs/{id}", id: "getDesign", summary: "One of the company's designs.", auth: Auth::Company, query: &[], body: Body::None, ok: (200, Some(schema::<Design>), "the design"), errors: &[E::InvalidId, E::DesignNotFound] },
-    Operation { method: "delete", path: "/designs/{id}", id: "deleteDesign", summary: "Delete a design and its S3 objects.", auth: Auth::Company, query: &[], body: Body::None, ok: (204, None, "deleted"), errors: &[E::InvalidId, E::DesignNotFound] },
+    Operation { method: "get", path: "/healthz", id: "healthz", summary: "Liveness: the process answers.", auth: Auth::None, query: &[], headers: &[], body: Body::None, ok: (200, None, "alive"), ok_headers: &[], links: &[], errors: &[] },
+    Operation { method: "get", path: "/readyz", id: "readyz", summary: "Readiness: Postgres answers (status only here; the operations port names every dependency).", auth: Auth::None, query: &[], headers: &[], body: Body::None, ok: (200, None, "ready; 503 `{\"status\": \"not_ready\"}` otherwise"), ok_headers: &[], links: &[], errors: &[] },
+    Operation { method: "get", path: "/openapi.json", id: "openapi", summary: "This document.", auth: Auth::None, query: &[], headers: &[], body: Body::None, ok: (200, None, "the OpenAPI document"), ok_headers: &[], links: &[], errors: &[] },
+    Operation { method: "post", path: "/admin/companies", id: "createCompany", summary: "Create a company with a plan limit.", auth: Auth::Admin, query: &[], headers: &[], body: Body::Json(schema::<NewCompany>), ok: (201, Some(schema::<Company>), "created"), ok_headers: &[], links: &[("CreateApiKey", "createApiKey", Id("id")), ("ListApiKeys", "listApiKeys", Id("id"))], errors: &JSON_BODY },
+    Operation { method: "post", path: "/admin/companies/{id}/api-keys", id: "createApiKey", summary: "Issue an API key for a company (shown once).", auth: Auth::Admin, query: &[], headers: &[], body: Body::None, ok: (201, Some(schema::<ApiKeyCreated>), "the key"), ok_headers: &[], links: &[("RotateApiKey", "rotateApiKey", Id("id")), ("RevokeApiKey", "revokeApiKey", Id("id"))], errors: &[E::InvalidId, E::CompanyNotFound] },
+    Operation { method: "get", path: "/admin/companies/{id}/api-keys", id: "listApiKeys", summary: "A company's API keys, oldest first, with their state (never a secret: a hint of the first characters).", auth: Auth::Admin, query: &[], headers: &[], body: Body::None, ok: (200, Some(schema::<ApiKeyList>), "the keys"), ok_headers: &[], links: &[], errors: &[E::InvalidId, E::CompanyNotFound] },
+    Operation { method: "delete", path: "/admin/api-keys/{id}", id: "revokeApiKey", summary: "Revoke a key: refused at once by every replica (the revocation is published, caches drop the key).", auth: Auth::Admin, query: &[], headers: &[], body: Body::None, ok: (204, None, "revoked"), ok_headers: &[], links: &[], errors: &[E::InvalidId, E::ApiKeyNotFound] },
+    Operation { method: "post", path: "/admin/api-keys/{id}/rotate", id: "rotateApiKey", summary: "Rotate a live key: a new key (shown once); the old one keeps working for `grace_secs` (default 24 h).", auth: Auth::Admin, query: &[], headers: &[], body: Body::OptionalJson(schema::<RotateApiKey>), ok: (201, Some(schema::<ApiKeyRotated>), "the new key and the old one's end"), ok_headers: &[], links: &[], errors: &[E::InvalidId, E::ApiKeyNotFound, E::MalformedJson, E::InvalidRequest, E::PayloadTooLarge, E::UnsupportedMediaType] },
+    Operation { method: "get", path: "/admin/templates/{id}/sizing", id: "poolSizing", summary: "How big a template's pool is meant to be and why: target, demand, refill time, budget use.", auth: Auth::Admin, query: &[], headers: &[], body: Body::None, ok: (200, Some(schema::<PoolSizing>), "the template's sizing"), ok_headers: &[], links: &[], errors: &[E::InvalidId, E::TemplateNotFound] },
+    Operation { method: "post", path: "/templates", id: "createTemplate", summary: "Upload a template: a `metadata` JSON part (NewTemplate), then `image` parts in order; streamed to S3. With `Idempotency-Key`, a retry replays the first answer.", auth: Auth::Company, query: &[], headers: &["IdempotencyKey"], body: Body::Multipart { metadata: true }, ok: (201, Some(schema::<Template>), "created (or replayed: `Idempotent-Replayed: true`)"), ok_headers: &["ETag", "IdempotentReplayed"], links: &[("GetTemplate", "getTemplate", Id("id")), ("UpdateTemplate", "updateTemplate", Id("id")), ("ReplaceImages", "replaceImages", Id("id")), ("PoolStatus", "poolStatus", Id("id")), ("SimilarTemplates", "similarTemplates", Id("id")), ("CreateDesign", "createDesign", TemplateBody("id")), ("DeleteTemplate", "deleteTemplate", Id("id"))], errors: &[E::MalformedJson, E::InvalidRequest, E::InvalidMultipart, E::PayloadTooLarge, E::UnsupportedMediaType, E::TemplateHasNoImages, E::IdempotencyKeyReused, E::RequestInProgress, E::Busy, E::ObjectStoreUnavailable] },
+    Operation { method: "get", path: "/templates", id: "listTemplates", summary: "Templates the company may see: public ones and its own, newest first; `next_cursor` and `Link: rel=\"next\"` lead to the next page.", auth: Auth::Company, query: PAGE, headers: &[], body: Body::None, ok: (200, Some(schema::<TemplateList>), "a page of templates"), ok_headers: &["Link"], links: &[], errors: &[E::InvalidRequest] },
+    Operation { method: "get", path: "/templates/{id}", id: "getTemplate", summary: "One visible template at its current version; `ETag` for conditional edits.", auth: Auth::Company, query: &[], headers: &[], body: Body::None, ok: (200, Some(schema::<Template>), "the template"), ok_headers: &["ETag"], links: &[], errors: &[E::InvalidId, E::TemplateNotFound] },
+    Operation { method: "patch", path: "/templates/{id}", id: "updateTemplate", summary: "Edit name, category, layout or visibility (owner only); a layout change bumps the version. With `If-Match`, only if the template is still at that ETag (else 412).", auth: Auth::Company, query: &[], headers: &["IfMatch"], body: Body::Json(schema::<TemplatePatch>), ok: (200, Some(schema::<Template>), "the edited template"), ok_headers: &["ETag"], links: &[], errors: &[E::InvalidId, E::MalformedJson, E::InvalidRequest, E::PayloadTooLarge, E::UnsupportedMediaType, E::Forbidden, E::TemplateNotFound, E::PreconditionFailed] },
+    Operation { method: "delete", path: "/templates/{id}", id: "deleteTemplate", summary: "Delete a template (owner only): hidden at once, its pool retired, its images deleted.", auth: Auth::Company, query: &[], headers: &[], body: Body::None, ok: (204, None, "deleted"), ok_headers: &[], links: &[], errors: &[E::InvalidId, E::Forbidden, E::TemplateNotFound] },
+    Operation { method: "get", path: "/templates/{id}/similar", id: "similarTemplates", summary: "Similar templates (same category, visible to the caller), from the recommendation service behind a two-tier cache; header X-Cache: hit|miss|stale.", auth: Auth::Company, query: &[("page", "answer page, 1 to similar.max_page (default 1)", similar_page)], headers: &[], body: Body::None, ok: (200, Some(schema::<SimilarTemplates>), "a page of similar templates"), ok_headers: &["XCache"], links: &[], errors: &[E::InvalidId, E::InvalidRequest, E::TemplateNotFound, E::RecommendationsUnavailable, E::RecommendationsTimeout] },
+    Operation { method: "put", path: "/templates/{id}/images", id: "replaceImages", summary: "Replace the images (owner only; `image` parts in order, streamed to S3); bumps the version. With `If-Match`, only at that ETag (else 412, before any byte is stored).", auth: Auth::Company, query: &[], headers: &["IfMatch"], body: Body::Multipart { metadata: false }, ok: (200, Some(schema::<Template>), "the edited template"), ok_headers: &["ETag"], links: &[], errors: &[E::InvalidId, E::InvalidMultipart, E::PayloadTooLarge, E::UnsupportedMediaType, E::TemplateHasNoImages, E::Forbidden, E::TemplateNotFound, E::PreconditionFailed, E::Busy, E::ObjectStoreUnavailable] },
+    Operation { method: "get", path: "/templates/{id}/pool", id: "poolStatus", summary: "How warm a template is: target, ready, copying and indexed items.", auth: Auth::Company, query: &[], headers: &[], body: Body::None, ok: (200, Some(schema::<PoolStatus>), "the pool's state"), ok_headers: &[], links: &[], errors: &[E::InvalidId, E::TemplateNotFound] },
+    Operation { method: "post", path: "/designs", id: "createDesign", summary: "Turn a template into a design: from the warm pool in milliseconds, else by copying; header X-Served-From: pool|copy. With `Idempotency-Key`, one key makes one design and a retry replays the first answer.", auth: Auth::Company, query: INCLUDE, headers: &["IdempotencyKey"], body: Body::Json(schema::<CreateDesign>), ok: (201, Some(schema::<Design>), "created (or replayed: `Idempotent-Replayed: true`)"), ok_headers: &["XServedFrom", "IdempotentReplayed"], links: &[("GetDesign", "getDesign", Id("id")), ("DeleteDesign", "deleteDesign", Id("id")), ("GetTemplate", "getTemplate", Id("template_id"))], errors: &[E::MalformedJson, E::InvalidRequest, E::PayloadTooLarge, E::UnsupportedMediaType, E::TemplateNotFound, E::DesignLimitReached, E::TemplateChanged, E::IdempotencyKeyReused, E::RequestInProgress, E::ObjectStoreUnavailable] },
+    Operation { method: "get", path: "/designs", id: "listDesigns", summary: "The company's designs, newest first; `next_cursor` and `Link: rel=\"next\"` lead to the next page.", auth: Auth::Company, query: PAGE, headers: &[], body: Body::None, ok: (200, Some(schema::<DesignList>), "a page of designs"), ok_headers: &["Link"], links: &[], errors: &[E::InvalidRequest] },
+    Operation { method: "get", path: "/designs/{id}", id: "getDesign", summary: "One of the company's designs; `?include=urls` adds a presigned GET URL per image.", auth: Auth::Company, query: INCLUDE, headers: &[], body: Body::None, ok: (200, Some(schema::<Design>), "the design"), ok_headers: &[], links: &[], errors: &[E::InvalidId, E::InvalidRequest, E::DesignNotFound, E::ObjectStoreUnavailable] },
+    Operation { method: "delete", path: "/designs/{id}", id: "deleteDesign", summary: "Delete a design and its S3 objects.", auth: Auth::Company, query: &[], headers: &[], body: Body::None, ok: (204, None, "deleted"), ok_headers: &[], links: &[], errors: &[E::InvalidId, E::DesignNotFound] },
 ];
+
+/// Headers every rate-limited answer carries.
+const RATE_LIMIT_HEADERS: [&str; 3] = ["RateLimitLimit", "RateLimitRemaining", "RateLimitReset"];
+
+fn headers_of(names: &[&str]) -> Value {
+    let mut map = Map::new();
+    map.insert(
+        "X-Request-Id".into(),
+        json!({"$ref": "#/components/headers/RequestId"}),
+    );
+    for name in names {
+        let header = match *name {
+            "ETag" => "ETag",
+            "Link" => "Link",
+            "IdempotentReplayed" => "Idempotent-Replayed",
+            "XServedFrom" => "X-Served-From",
+            "XCache" => "X-Cache",
+            "RetryAfter" => "Retry-After",
+            "RateLimitLimit" => "RateLimit-Limit",
+            "RateLimitRemaining" => "RateLimit-Remaining",
+            "RateLimitReset" => "RateLimit-Reset",
+            other => other,
+        };
+        map.insert(
+            header.into(),
+            json!({"$ref": format!("#/components/headers/{name}")}),
+        );
+    }
+    Value::Object(map)
+}
+
+fn multipart(generator: &mut SchemaGenerator, metadata: bool) -> Value {
+    let mut props = Map::new();
+    let mut required = vec!["image"];
+    let mut encoding = json!({"image": {"contentType": "image/*"}});
+    if metadata {
+        props.insert("metadata".into(), schema::<NewTemplate>(generator));
+        required.insert(0, "metadata");
+        encoding["metadata"] = json!({"contentType": "application/json"});
+    }
+    props.insert(
+        "image".into(),
+        json!({"type": "array", "minItems": 1,
+        "items": {"type": "string", "contentMediaType": "image/*"}}),
+    );
+    json!({"required": true, "content": {"multipart/form-data": {
+        "schema": {"type": "object", "properties": props, "required": required, "additionalProperties": false},
+        "encoding": encoding,
+    }}})
+}
 
 /// Builds the document.
 pub fn document() -> Value {
@@ -109,51 +222,64 @@ pub fn document() -> Value {
             .unwrap_or("");
         operation.insert("tags".into(), json!([tag]));
         let mut params: Vec<Value> = vec![json!({"$ref": "#/components/parameters/RequestId"})];
+        for name in op.headers {
+            params.push(json!({"$ref": format!("#/components/parameters/{name}")}));
+        }
         if op.path.contains("{id}") {
             params.push(json!({"name": "id", "in": "path", "required": true,
                 "schema": {"type": "string", "format": "uuid"}}));
         }
-        for (name, description) in op.query {
+        for (name, description, schema_of) in op.query {
             params.push(json!({"name": name, "in": "query", "required": false,
-                "description": description, "schema": {"type": "integer", "minimum": 0}}));
+                "description": description, "schema": schema_of()}));
         }
         operation.insert("parameters".into(), Value::Array(params));
         match op.body {
             Body::None => {}
-            Body::Json(schema_of) => {
+            Body::Json(schema_of) | Body::OptionalJson(schema_of) => {
+                let required = matches!(op.body, Body::Json(_));
                 operation.insert(
                     "requestBody".into(),
-                    json!({"required": true,
+                    json!({"required": required,
                     "content": {"application/json": {"schema": schema_of(&mut generator)}}}),
                 );
             }
             Body::Multipart { metadata } => {
-                let mut props = Map::new();
-                if metadata {
-                    props.insert("metadata".into(), schema::<NewTemplate>(&mut generator));
-                }
-                props.insert(
-                    "image".into(),
-                    json!({"type": "array",
-                    "items": {"type": "string", "contentMediaType": "image/*"}}),
-                );
-                operation.insert("requestBody".into(), json!({"required": true,
-                    "content": {"multipart/form-data": {"schema": {"type": "object", "properties": props}}}}));
+                operation.insert("requestBody".into(), multipart(&mut generator, metadata));
             }
+        }
+        let limited = matches!(op.auth, Auth::Company);
+        let mut base_headers: Vec<&str> = Vec::new();
+        if limited {
+            base_headers.extend(RATE_LIMIT_HEADERS);
         }
         let mut responses = Map::new();
         let (status, body, description) = op.ok;
-        let request_id = json!({"X-Request-Id": {"$ref": "#/components/headers/RequestId"}});
-        let mut ok = json!({"description": description, "headers": request_id});
+        let mut ok_headers = base_headers.clone();
+        ok_headers.extend(op.ok_headers);
+        let mut ok = json!({"description": description, "headers": headers_of(&ok_headers)});
         if let Some(schema_of) = body {
             ok["content"] = json!({"application/json": {"schema": schema_of(&mut generator)}});
+        }
+        if !op.links.is_empty() {
+            let mut links = Map::new();
+            for (name, target, link) in op.links {
+                let value = match link {
+                    Id(field) => json!({"operationId": target,
+                        "parameters": {"id": format!("$response.body#/{field}")}}),
+                    TemplateBody(field) => json!({"operationId": target,
+                        "requestBody": {"template_id": format!("$response.body#/{field}")}}),
+                };
+                links.insert(name.to_string(), value);
+            }
+            ok["links"] = Value::Object(links);
         }
         responses.insert(status.to_string(), ok);
         let mut errors: Vec<ErrorCode> = op.errors.to_vec();
         match op.auth {
             Auth::None => {}
             Auth::Company => {
-                errors.extend([E::MissingAuth, E::InvalidAuth]);
+                errors.extend([E::MissingAuth, E::InvalidAuth, E::RateLimited]);
                 operation.insert("security".into(), json!([{"apiKey": []}]));
             }
             Auth::Admin => {
@@ -166,17 +292,21 @@ pub fn document() -> Value {
         }
         let mut by_status: std::collections::BTreeMap<u16, Vec<&str>> = Default::default();
         for code in errors {
-            by_status
-                .entry(code.status())
-                .or_default()
-                .push(code.as_str());
+            let codes = by_status.entry(code.status()).or_default();
+            if !codes.contains(&code.as_str()) {
+                codes.push(code.as_str());
+            }
         }
         for (status, codes) in by_status {
+            let mut headers = base_headers.clone();
+            if matches!(status, 409 | 429 | 503) {
+                headers.push("RetryAfter");
+            }
             responses.insert(
                 status.to_string(),
                 json!({
                     "description": format!("error codes: {}", codes.join(", ")),
-                    "headers": request_id,
+                    "headers": headers_of(&headers),
                     "content": {"application/json": {"schema": error}},
                 }),
             );
@@ -188,6 +318,9 @@ pub fn document() -> Value {
         item[op.method] = Value::Object(operation);
     }
     let schemas = generator.take_definitions(true);
+    let text =
+        |description: &str| json!({"description": description, "schema": {"type": "string"}});
+    let integer = |description: &str| json!({"description": description, "schema": {"type": "integer", "minimum": 0}});
     json!({
         "openapi": "3.1.0",
         "info": {
@@ -195,7 +328,8 @@ pub fn document() -> Value {
             "version": env!("CARGO_PKG_VERSION"),
             "description": "Designs from templates in milliseconds, served from a warm pool of ready-made S3 copies. \
                             Errors are {\"error\": {\"code\", \"message\", \"request_id\"}} with a stable code (docs/api.md); \
-                            a 5xx message is generic, its details are logged under the request id.",
+                            a 5xx message is generic, its details are logged under the request id. \
+                            Company routes are rate limited per key and per address (429 `rate_limited`, `RateLimit-*` headers).",
         },
         "paths": paths,
         "components": {
@@ -204,10 +338,24 @@ pub fn document() -> Value {
                 "RequestId": {"name": "X-Request-Id", "in": "header", "required": false,
                     "description": "the caller's request id (1-128 of A-Z a-z 0-9 . _ -); echoed, else one is made",
                     "schema": {"type": "string", "maxLength": 128, "pattern": "^[A-Za-z0-9._-]+$"}},
+                "IdempotencyKey": {"name": "Idempotency-Key", "in": "header", "required": false,
+                    "description": "makes the request safe to retry: the same key (per company) with the same request replays the first answer for idempotency.retention_secs (24 h); with another request it is 422 `idempotency_key_reused`; while the first is running, 409 `request_in_progress`",
+                    "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[\\x20-\\x7e]+$"}},
+                "IfMatch": {"name": "If-Match", "in": "header", "required": false,
+                    "description": "an ETag from a read of this template (or `*`): the edit happens only if the template is still at it, else 412 `precondition_failed`",
+                    "schema": {"type": "string"}},
             },
             "headers": {
-                "RequestId": {"description": "this request's id, also in the log lines it wrote and in error bodies",
-                    "schema": {"type": "string"}},
+                "RequestId": text("this request's id, also in the log lines it wrote and in error bodies"),
+                "ETag": text("the template's entity tag: send it back in `If-Match`"),
+                "Link": text("`<...>; rel=\"next\"`: the next page, when there is one"),
+                "IdempotentReplayed": text("`true` when the answer is the stored first answer of the Idempotency-Key"),
+                "XServedFrom": text("`pool` (warm) or `copy` (copied on the spot)"),
+                "XCache": text("`hit`, `miss` or `stale`"),
+                "RetryAfter": integer("seconds to wait before retrying"),
+                "RateLimitLimit": integer("the bucket's size (requests) of this key, or address, for this route class"),
+                "RateLimitRemaining": integer("requests left in the bucket"),
+                "RateLimitReset": integer("seconds until the bucket is full again"),
             },
             "securitySchemes": {
                 "apiKey": {"type": "http", "scheme": "bearer", "description": "a company's API key"},

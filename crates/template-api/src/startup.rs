@@ -183,6 +183,21 @@ async fn not_found() -> Result<HttpResponse, ApiError> {
     Err(ApiError::new(ErrorCode::NotFound, "no such route"))
 }
 
+/// A served path with a method it does not have: 405 in the error envelope.
+async fn method_not_allowed(req: actix_web::HttpRequest) -> Result<HttpResponse, ApiError> {
+    let pattern = req.match_pattern().unwrap_or_default();
+    let allowed: Vec<String> = ROUTES
+        .iter()
+        .filter(|(_, path)| *path == pattern)
+        .map(|(method, _)| method.to_uppercase())
+        .collect();
+    Err(ApiError::new(
+        ErrorCode::MethodNotAllowed,
+        format!("{} is not served at {}", req.method(), req.path()),
+    )
+    .with_header("allow", allowed.join(", ")))
+}
+
 /// Declares the route table once: `routes()` registers it with actix, and
 /// `ROUTES` lists every (method, path) so the OpenAPI document is checked
 /// against what is actually served (`openapi::tests`).
@@ -190,7 +205,11 @@ macro_rules! route_table {
     ($( $path:literal => { $( $method:ident $handler:path ),+ $(,)? } ),+ $(,)?) => {
         /// The route table.
         pub fn routes(cfg: &mut web::ServiceConfig) {
-            $( cfg.service(web::resource($path)$(.route(web::$method().to($handler)))+); )+
+            $( cfg.service(
+                web::resource($path)
+                    $(.route(web::$method().to($handler)))+
+                    .default_service(web::to(method_not_allowed)),
+            ); )+
         }
 
         /// Every (method, path) served, in the table's order.

@@ -30,11 +30,19 @@ impl PageAt {
             return None;
         }
         let micros = i64::from_be_bytes(bytes[..8].try_into().ok()?);
+        // A forged cursor may name any time; Postgres takes 4713 BC to
+        // 294276 AD, rows are made today: only 1970 to 9999 reads back.
+        if !(0..=MAX_MICROS).contains(&micros) {
+            return None;
+        }
         let created_at = DateTime::from_timestamp_micros(micros)?;
         let id = Uuid::from_slice(&bytes[8..]).ok()?;
         Some(PageAt::After { created_at, id })
     }
 }
+
+/// 9999-12-31T23:59:59.999999Z in microseconds since 1970.
+const MAX_MICROS: i64 = 253_402_300_799_999_999;
 
 fn hex_encode(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
@@ -63,7 +71,8 @@ mod tests {
             PageAt::from_cursor(&cursor),
             Some(PageAt::After { created_at: at, id })
         );
-        for bad in ["", "zz", "abc", &cursor[..46], "00"] {
+        let far_future = format!("ac08381e1f0f1d5f{}", &cursor[16..]);
+        for bad in ["", "zz", "abc", &cursor[..46], "00", &far_future] {
             assert_eq!(PageAt::from_cursor(bad), None, "{bad}");
         }
     }

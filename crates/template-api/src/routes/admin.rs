@@ -20,12 +20,7 @@ pub async fn create_company(
     body: web::Json<NewCompany>,
 ) -> Result<HttpResponse, ApiError> {
     let name = body.name.trim();
-    if name.is_empty() || name.len() > 200 {
-        return Err(ApiError::new(
-            ErrorCode::InvalidRequest,
-            "`name` must be 1 to 200 characters",
-        ));
-    }
+    crate::validate::check_text("name", name, 200, true)?;
     if !(0..=MAX_DESIGN_LIMIT).contains(&body.design_limit) {
         return Err(ApiError::new(
             ErrorCode::InvalidRequest,

@@ -31,8 +31,23 @@ impl Page {
         self.limit.unwrap_or(50).clamp(1, Self::MAX_LIMIT)
     }
 
-    /// Where the page starts.
+    /// Where the page starts (and the page's size checked: 1 to 100).
     pub fn position(&self) -> Result<PageAt, ApiError> {
+        if self
+            .limit
+            .is_some_and(|l| !(1..=Self::MAX_LIMIT).contains(&l))
+        {
+            return Err(ApiError::new(
+                ErrorCode::InvalidRequest,
+                format!("`limit` must be 1 to {}", Self::MAX_LIMIT),
+            ));
+        }
+        if self.offset.is_some_and(|o| o < 0) {
+            return Err(ApiError::new(
+                ErrorCode::InvalidRequest,
+                "`offset` must be >= 0",
+            ));
+        }
         match (&self.cursor, self.offset) {
             (Some(_), Some(_)) => Err(ApiError::new(
                 ErrorCode::InvalidRequest,

@@ -20,6 +20,7 @@ use crate::error::ApiError;
 use crate::idempotency::{self, Start};
 use crate::state::AppState;
 use crate::upload::{discard, read_upload};
+use crate::validate::{check_layout, check_text};
 
 /// The route an `Idempotency-Key` of a template creation belongs to.
 const CREATE_ROUTE: &str = "POST /templates";
@@ -29,30 +30,6 @@ fn not_found(id: TemplateId) -> ApiError {
         ErrorCode::TemplateNotFound,
         format!("template {id} not found"),
     )
-}
-
-fn invalid(message: impl Into<String>) -> ApiError {
-    ApiError::new(ErrorCode::InvalidRequest, message)
-}
-
-fn check_text(field: &str, value: &str, max: usize, required: bool) -> Result<(), ApiError> {
-    if required && value.trim().is_empty() {
-        return Err(invalid(format!("`{field}` must not be empty")));
-    }
-    if value.chars().count() > max {
-        return Err(invalid(format!(
-            "`{field}` must be at most {max} characters"
-        )));
-    }
-    Ok(())
-}
-
-fn check_layout(layout: &serde_json::Value) -> Result<(), ApiError> {
-    if layout.is_object() {
-        Ok(())
-    } else {
-        Err(invalid("`layout` must be a JSON object"))
-    }
 }
 
 /// After a failed save: deletes the uploaded images no template version

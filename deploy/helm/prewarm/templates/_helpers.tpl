@@ -65,6 +65,7 @@ app.kubernetes.io/instance: {{ .root.Release.Name }}
 {{- end }}
 PREWARM_SERVER__HOST: "0.0.0.0"
 PREWARM_SERVER__PORT: {{ .Values.api.port | quote }}
+PREWARM_SERVER__METRICS_PORT: {{ .Values.api.metricsPort | quote }}
 PREWARM_WORKER__HTTP_HOST: "0.0.0.0"
 PREWARM_WORKER__HTTP_PORT: {{ .Values.worker.metricsPort | quote }}
 PREWARM_DATABASE__MIGRATE: {{ not .Values.migrations.enabled | quote }}
