@@ -152,12 +152,25 @@ async fn without_redis_each_replica_limits_on_its_own() {
         list(&stack, &stack.base, &tenant).await.status(),
         StatusCode::OK
     );
-    redis.cut();
+    let degraded_before = stack
+        .metric("prewarm_degraded_total", &[("dependency", "redis")])
+        .await;
+    redis.stall();
     let mut statuses = Vec::new();
     for _ in 0..6 {
         statuses.push(list(&stack, &stack.base, &tenant).await.status().as_u16());
     }
     // The in-process bucket starts full: 4 pass, then 429s -- never a 5xx.
     assert_eq!(statuses, vec![200, 200, 200, 200, 429, 429]);
+    // Only the first request waited for the stalled Redis (its three
+    // buckets); the others went straight to the in-process ones.
+    let degraded = stack
+        .metric("prewarm_degraded_total", &[("dependency", "redis")])
+        .await
+        - degraded_before;
+    assert!(
+        degraded <= 3.0,
+        "Redis was asked {degraded} times while backing off"
+    );
     stack.finish().await;
 }

@@ -1,7 +1,10 @@
 //! Rate limits: token buckets per API key and per client address, per route
 //! class, shared by every replica through Redis
 //! ([`prewarm_store::rate_buckets`]). While Redis is down each replica
-//! limits on its own, with in-process buckets of the same sizes.
+//! limits on its own, with in-process buckets of the same sizes; after a
+//! Redis failure the replica stays on them for [`REDIS_BACKOFF`] before it
+//! asks Redis again, so a stalled Redis does not add its timeout to every
+//! request.
 //!
 //! Classes: `create_design` (`POST /designs`), `upload` (`POST /templates`,
 //! `PUT /templates/{id}/images`), `read` (every other authenticated route).
@@ -15,7 +18,7 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
@@ -158,10 +161,15 @@ impl LocalBuckets {
     }
 }
 
+/// How long a replica limits in-process after Redis failed it.
+pub const REDIS_BACKOFF: Duration = Duration::from_secs(2);
+
 pub struct RateLimiter {
     settings: RateLimitSettings,
     shared: RateBuckets,
     local: LocalBuckets,
+    /// Until when Redis is not asked (set by a failure).
+    redis_down_until: Mutex<Option<Instant>>,
 }
 
 impl RateLimiter {
@@ -170,7 +178,16 @@ impl RateLimiter {
             settings,
             shared,
             local: LocalBuckets::default(),
+            redis_down_until: Mutex::new(None),
         }
+    }
+
+    fn redis_backing_off(&self) -> bool {
+        self.redis_down_until
+            .lock()
+            .ok()
+            .and_then(|until| *until)
+            .is_some_and(|until| Instant::now() < until)
     }
 
     fn size(&self, class: Class) -> Size {
@@ -191,14 +208,22 @@ impl RateLimiter {
     }
 
     async fn take(&self, state: &AppState, name: String, size: Size, cost: f64) -> Verdict {
-        let taken = match self.shared.take(&name, size.rate, size.burst, cost).await {
-            Ok(taken) => taken,
-            Err(e) => {
-                tracing::debug!(error = %e, "rate buckets unavailable; limiting in-process");
-                state.metrics.degraded("redis");
-                self.local.take(&name, size, cost)
+        let shared = if self.redis_backing_off() {
+            None
+        } else {
+            match self.shared.take(&name, size.rate, size.burst, cost).await {
+                Ok(taken) => Some(taken),
+                Err(e) => {
+                    tracing::debug!(error = %e, "rate buckets unavailable; limiting in-process");
+                    state.metrics.degraded("redis");
+                    if let Ok(mut until) = self.redis_down_until.lock() {
+                        *until = Some(Instant::now() + REDIS_BACKOFF);
+                    }
+                    None
+                }
             }
         };
+        let taken = shared.unwrap_or_else(|| self.local.take(&name, size, cost));
         let mut verdict = Verdict::of(taken, size);
         // A peek (cost 0) "allows" if a token is there.
         if cost == 0.0 {
