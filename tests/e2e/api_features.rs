@@ -405,3 +405,62 @@ async fn keys_are_listed_without_secrets_revoked_everywhere_at_once_and_rotated_
     assert_eq!(unknown.status(), 404);
     stack.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lookup_racing_a_revocation_does_not_cache_the_revoked_key() {
+    let stack = TestStack::spawn(Options {
+        worker: false,
+        env: vec![("PREWARM_SERVER__AUTH_CACHE_TTL_SECS".into(), "600".into())],
+        ..Options::default()
+    })
+    .await;
+    let tenant = stack.create_tenant("acme", 10).await;
+    let keys: Value = stack
+        .http
+        .get(stack.url(&format!("/admin/companies/{}/api-keys", tenant.id)))
+        .bearer_auth(&stack.admin_token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let key_id = keys["api_keys"][0]["id"].as_str().unwrap().to_string();
+    // A request finds the key valid in Postgres and stops before caching it...
+    let mut gate = stack.pause.arm(prewarm_store::pause::at::AUTH_LOOKED_UP);
+    let request = {
+        let (http, url, key) = (
+            stack.http.clone(),
+            stack.url("/designs"),
+            tenant.key.clone(),
+        );
+        tokio::spawn(async move {
+            http.get(url)
+                .bearer_auth(key)
+                .send()
+                .await
+                .unwrap()
+                .status()
+        })
+    };
+    gate.reached().await;
+    // ... the key is revoked meanwhile (on the same replica) ...
+    let revoked = stack
+        .http
+        .delete(stack.url(&format!("/admin/api-keys/{key_id}")))
+        .bearer_auth(&stack.admin_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoked.status(), 204);
+    gate.release();
+    // ... that request was already in, but its stale answer is not cached.
+    assert_eq!(request.await.unwrap(), 200);
+    let after = stack.get(&tenant, "/designs").await;
+    assert_eq!(
+        after.status(),
+        401,
+        "the revoked key was cached by the racing lookup"
+    );
+    stack.finish().await;
+}

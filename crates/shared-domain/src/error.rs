@@ -1,115 +1,92 @@
 //! Stable error codes. Every HTTP error body is
-//! `{"error": {"code": "<code>", "message": "<human text>"}}`; clients match on
-//! `code`, which never changes meaning once released. One table maps each code
-//! to its HTTP status.
+//! `{"error": {"code": "<code>", "message": "<human text>", "request_id": "..."}}`;
+//! clients match on `code`, which never changes meaning once released.
+//!
+//! [`error_codes!`] below is the one table: one row per code (variant, wire
+//! name, HTTP status, meaning). The enum, its status, its name and the list
+//! of every code are generated from it; nothing is listed twice.
 
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum ErrorCode {
-    // 400
-    MalformedJson,
-    InvalidRequest,
-    InvalidMultipart,
-    InvalidId,
-    // 401 / 403
-    MissingAuth,
-    InvalidAuth,
-    Forbidden,
-    // 404
-    NotFound,
-    /// The path exists, the method does not (the `Allow` header lists those that do).
-    MethodNotAllowed,
-    TemplateNotFound,
-    DesignNotFound,
-    CompanyNotFound,
-    ApiKeyNotFound,
-    // 409 / 412 / 413 / 415 / 422 / 429
-    DesignLimitReached,
-    /// The template was edited or deleted again and again while the design
-    /// was being made; retrying is safe.
-    TemplateChanged,
-    /// Another request with the same `Idempotency-Key` is still being
-    /// processed; retry after `Retry-After`.
-    RequestInProgress,
-    /// `If-Match` names a representation that is no longer current.
-    PreconditionFailed,
-    PayloadTooLarge,
-    UnsupportedMediaType,
-    TemplateHasNoImages,
-    /// The `Idempotency-Key` was used before with a different request.
-    IdempotencyKeyReused,
-    /// Too many requests; retry after `Retry-After` seconds.
-    RateLimited,
-    // 5xx: faults in dependencies, never bad input
-    StorageUnavailable,
-    ObjectStoreUnavailable,
-    /// The recommendation service failed and no stale answer may be served.
-    RecommendationsUnavailable,
-    /// The recommendation service did not answer within its timeout.
-    RecommendationsTimeout,
-    /// This replica is at its capacity for the work asked (upload bytes in
-    /// flight); retry after `Retry-After` seconds.
-    Busy,
-    Internal,
+macro_rules! error_codes {
+    ($( $(#[doc = $doc:literal])* $variant:ident = ($name:literal, $status:literal), )+) => {
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
+        #[serde(rename_all = "snake_case")]
+        pub enum ErrorCode {
+            $( $(#[doc = $doc])* $variant, )+
+        }
+
+        impl ErrorCode {
+            /// Every code, in the table's order.
+            pub const ALL: &'static [ErrorCode] = &[ $( ErrorCode::$variant ),+ ];
+
+            /// The HTTP status for this code.
+            pub fn status(self) -> u16 {
+                match self { $( ErrorCode::$variant => $status, )+ }
+            }
+
+            /// The wire name (`code` in error bodies).
+            pub fn as_str(self) -> &'static str {
+                match self { $( ErrorCode::$variant => $name, )+ }
+            }
+        }
+    };
 }
 
-impl ErrorCode {
-    /// The HTTP status for this code: the one table.
-    pub fn status(self) -> u16 {
-        use ErrorCode::*;
-        match self {
-            MalformedJson | InvalidRequest | InvalidMultipart | InvalidId => 400,
-            MissingAuth | InvalidAuth => 401,
-            Forbidden => 403,
-            NotFound | TemplateNotFound | DesignNotFound | CompanyNotFound | ApiKeyNotFound => 404,
-            MethodNotAllowed => 405,
-            DesignLimitReached | TemplateChanged | RequestInProgress => 409,
-            PreconditionFailed => 412,
-            PayloadTooLarge => 413,
-            UnsupportedMediaType => 415,
-            TemplateHasNoImages | IdempotencyKeyReused => 422,
-            RateLimited => 429,
-            StorageUnavailable | ObjectStoreUnavailable | RecommendationsUnavailable | Busy => 503,
-            RecommendationsTimeout => 504,
-            Internal => 500,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        use ErrorCode::*;
-        match self {
-            MalformedJson => "malformed_json",
-            InvalidRequest => "invalid_request",
-            InvalidMultipart => "invalid_multipart",
-            InvalidId => "invalid_id",
-            MissingAuth => "missing_auth",
-            InvalidAuth => "invalid_auth",
-            Forbidden => "forbidden",
-            NotFound => "not_found",
-            MethodNotAllowed => "method_not_allowed",
-            TemplateNotFound => "template_not_found",
-            DesignNotFound => "design_not_found",
-            CompanyNotFound => "company_not_found",
-            ApiKeyNotFound => "api_key_not_found",
-            DesignLimitReached => "design_limit_reached",
-            TemplateChanged => "template_changed",
-            RequestInProgress => "request_in_progress",
-            PreconditionFailed => "precondition_failed",
-            PayloadTooLarge => "payload_too_large",
-            UnsupportedMediaType => "unsupported_media_type",
-            TemplateHasNoImages => "template_has_no_images",
-            IdempotencyKeyReused => "idempotency_key_reused",
-            RateLimited => "rate_limited",
-            StorageUnavailable => "storage_unavailable",
-            ObjectStoreUnavailable => "object_store_unavailable",
-            RecommendationsUnavailable => "recommendations_unavailable",
-            RecommendationsTimeout => "recommendations_timeout",
-            Busy => "busy",
-            Internal => "internal",
-        }
-    }
+error_codes! {
+    /// The body (or the `metadata` part) is not valid JSON.
+    MalformedJson = ("malformed_json", 400),
+    /// Valid JSON of the wrong shape or with invalid values; a bad query or header.
+    InvalidRequest = ("invalid_request", 400),
+    /// A broken multipart body, or an unexpected part.
+    InvalidMultipart = ("invalid_multipart", 400),
+    /// A path segment that is not a UUID.
+    InvalidId = ("invalid_id", 400),
+    /// No `Authorization: Bearer` header.
+    MissingAuth = ("missing_auth", 401),
+    /// An unknown, revoked or expired key, or a wrong admin token.
+    InvalidAuth = ("invalid_auth", 401),
+    /// Editing another company's public template.
+    Forbidden = ("forbidden", 403),
+    /// No such route.
+    NotFound = ("not_found", 404),
+    /// The path exists, the method does not (the `Allow` header lists those that do).
+    MethodNotAllowed = ("method_not_allowed", 405),
+    TemplateNotFound = ("template_not_found", 404),
+    DesignNotFound = ("design_not_found", 404),
+    CompanyNotFound = ("company_not_found", 404),
+    ApiKeyNotFound = ("api_key_not_found", 404),
+    /// The request body stopped arriving (an upload idle for 30 s).
+    RequestTimeout = ("request_timeout", 408),
+    /// The company's plan allows no more designs.
+    DesignLimitReached = ("design_limit_reached", 409),
+    /// The template was edited or deleted again and again while the design
+    /// was being made; retrying is safe.
+    TemplateChanged = ("template_changed", 409),
+    /// Another request with the same `Idempotency-Key` is still being
+    /// processed; retry after `Retry-After`.
+    RequestInProgress = ("request_in_progress", 409),
+    /// `If-Match` names a representation that is no longer current.
+    PreconditionFailed = ("precondition_failed", 412),
+    PayloadTooLarge = ("payload_too_large", 413),
+    UnsupportedMediaType = ("unsupported_media_type", 415),
+    TemplateHasNoImages = ("template_has_no_images", 422),
+    /// The `Idempotency-Key` was used before with a different request.
+    IdempotencyKeyReused = ("idempotency_key_reused", 422),
+    /// Too many requests; retry after `Retry-After` seconds.
+    RateLimited = ("rate_limited", 429),
+    // 5xx from here on: faults in dependencies or capacity, never bad input.
+    /// Postgres unreachable or out of connections.
+    StorageUnavailable = ("storage_unavailable", 503),
+    ObjectStoreUnavailable = ("object_store_unavailable", 503),
+    /// The recommendation service failed and no stale answer may be served.
+    RecommendationsUnavailable = ("recommendations_unavailable", 503),
+    /// The recommendation service did not answer within its timeout.
+    RecommendationsTimeout = ("recommendations_timeout", 504),
+    /// This replica is at its capacity for the work asked (upload bytes in
+    /// flight); retry after `Retry-After` seconds.
+    Busy = ("busy", 503),
+    Internal = ("internal", 500),
 }
 
 /// The JSON error envelope.
@@ -135,42 +112,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn serde_name_matches_as_str_and_bad_input_is_never_5xx() {
+    fn wire_names_match_serde_and_bad_input_is_never_5xx() {
         use ErrorCode::*;
-        let all = [
-            MalformedJson,
-            InvalidRequest,
-            InvalidMultipart,
-            InvalidId,
-            MissingAuth,
-            InvalidAuth,
-            Forbidden,
-            NotFound,
-            MethodNotAllowed,
-            TemplateNotFound,
-            DesignNotFound,
-            CompanyNotFound,
-            ApiKeyNotFound,
-            DesignLimitReached,
-            TemplateChanged,
-            RequestInProgress,
-            PreconditionFailed,
-            PayloadTooLarge,
-            UnsupportedMediaType,
-            TemplateHasNoImages,
-            IdempotencyKeyReused,
-            RateLimited,
-            StorageUnavailable,
-            ObjectStoreUnavailable,
-            RecommendationsUnavailable,
-            RecommendationsTimeout,
-            Busy,
-            Internal,
-        ];
-        for code in all {
+        let mut names = std::collections::HashSet::new();
+        for &code in ErrorCode::ALL {
             let json = serde_json::to_string(&code).unwrap();
             assert_eq!(json, format!("\"{}\"", code.as_str()));
-            let dependency_fault = matches!(
+            assert!(names.insert(code.as_str()), "{code:?} listed twice");
+            // 5xx: a dependency's fault or this replica's capacity.
+            let server_side = matches!(
                 code,
                 StorageUnavailable
                     | ObjectStoreUnavailable
@@ -179,8 +129,7 @@ mod tests {
                     | Busy
                     | Internal
             );
-            // `busy` is this replica's own capacity, never bad input.
-            assert_eq!(code.status() >= 500, dependency_fault, "{code:?}");
+            assert_eq!(code.status() >= 500, server_side, "{code:?}");
         }
     }
 }

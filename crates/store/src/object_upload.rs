@@ -140,7 +140,10 @@ impl Upload {
             return Ok(self.size);
         }
         if !rest.is_empty() {
-            self.send_part(rest).await?;
+            if let Err(e) = self.send_part(rest).await {
+                self.abort().await;
+                return Err(e);
+            }
         }
         let Some((id, parts)) = self.multipart.take() else {
             unreachable!("multipart checked above");
@@ -168,7 +171,7 @@ impl Upload {
 
     /// Gives the object up: aborts a started multipart upload (nothing was
     /// completed, so no object exists).
-    pub async fn abort(mut self) {
+    pub async fn abort(&mut self) {
         if let Some((id, _)) = self.multipart.take() {
             self.abort_upload(&id).await;
         }

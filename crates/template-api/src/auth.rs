@@ -31,6 +31,9 @@ pub struct AuthCache {
     entries: RwLock<HashMap<Vec<u8>, (CompanyId, Instant)>>,
     unknown: RwLock<HashMap<Vec<u8>, Instant>>,
     lookups: tokio::sync::Semaphore,
+    /// Bumped by every revocation heard: a lookup that began before one
+    /// does not cache its (possibly stale) answer.
+    generation: std::sync::atomic::AtomicU64,
 }
 
 /// Beyond this many keys the cache starts over (bounded memory under key spraying).
@@ -44,7 +47,17 @@ impl AuthCache {
             entries: RwLock::new(HashMap::new()),
             unknown: RwLock::new(HashMap::new()),
             lookups: tokio::sync::Semaphore::new(max_lookups.max(1)),
+            generation: std::sync::atomic::AtomicU64::new(0),
         }
+    }
+
+    fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Whether `hash` is cached as a valid key (no database query).
+    pub fn is_known_valid(&self, hash: &[u8]) -> bool {
+        self.get(hash).is_some()
     }
 
     fn is_known_unknown(&self, hash: &[u8]) -> bool {
@@ -75,6 +88,8 @@ impl AuthCache {
 
     /// Drops one key (revoked).
     pub fn forget(&self, hash: &[u8]) {
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         if let Ok(mut entries) = self.entries.write() {
             entries.remove(hash);
         }
@@ -82,12 +97,16 @@ impl AuthCache {
 
     /// Drops every key (revocations may have been missed).
     pub fn forget_all(&self) {
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         if let Ok(mut entries) = self.entries.write() {
             entries.clear();
         }
     }
 
-    fn put(&self, hash: Vec<u8>, key: ValidKey) {
+    /// Caches a key found valid by a lookup that began at `generation`;
+    /// skipped if a revocation was heard since (the answer may be stale).
+    fn put(&self, hash: Vec<u8>, key: ValidKey, generation: u64) {
         if self.ttl.is_zero() {
             return;
         }
@@ -100,6 +119,12 @@ impl AuthCache {
         }
         let company = key.company;
         if let Ok(mut entries) = self.entries.write() {
+            // Checked under the write lock `forget` also takes: a revocation
+            // either bumped the generation before this check, or removes
+            // this entry after it.
+            if self.generation() != generation {
+                return;
+            }
             if entries.len() >= AUTH_CACHE_MAX {
                 entries.clear();
             }
@@ -186,10 +211,15 @@ impl FromRequest for AuthCompany {
                 .acquire()
                 .await
                 .map_err(|_| ApiError::new(ErrorCode::Internal, "auth lookups closed"))?;
+            let generation = cache.generation();
             let mut conn = state.db.conn().await?;
             match api_keys::company_for_key(&mut conn, &hash).await? {
                 Some(key) => {
-                    cache.put(hash, key);
+                    state
+                        .pause
+                        .reach(prewarm_store::pause::at::AUTH_LOOKED_UP)
+                        .await;
+                    cache.put(hash, key, generation);
                     Ok(AuthCompany(key.company))
                 }
                 None => {

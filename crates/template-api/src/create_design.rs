@@ -230,7 +230,11 @@ async fn create_cold(
         Ok(mut conn) => {
             designs::create_from_copies(&mut conn, &spec, &design_images, key, &state.pause).await
         }
-        Err(e) => Err(e),
+        Err(e) => {
+            // No transaction began: nothing can have committed.
+            abandon(state, spec.id, &copied).await;
+            return Err(e.into());
+        }
     };
     let failed = match outcome {
         Ok(CreateOutcome::Created(design)) => {

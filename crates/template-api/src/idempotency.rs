@@ -177,7 +177,7 @@ pub fn spawn_purge(state: AppState) {
                     Err(e) => Err(e),
                 };
                 match purged {
-                    Ok(n) if n == 1000 => continue,
+                    Ok(1000) => continue,
                     Ok(_) => break,
                     Err(e) => {
                         tracing::warn!(error = %e, "could not purge expired idempotency keys");

@@ -25,7 +25,6 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
 use actix_web::{web, ResponseError};
 use prewarm_store::rate_buckets::{RateBuckets, Taken};
-use sha2::{Digest, Sha256};
 use shared_domain::error::ErrorCode;
 
 use crate::error::ApiError;
@@ -163,6 +162,9 @@ impl LocalBuckets {
 
 /// How long a replica limits in-process after Redis failed it.
 pub const REDIS_BACKOFF: Duration = Duration::from_secs(2);
+/// How long a bucket may take in Redis before the replica decides alone
+/// (far below `redis.command_timeout_ms`: every request waits for it).
+pub const REDIS_TIMEOUT: Duration = Duration::from_millis(50);
 
 pub struct RateLimiter {
     settings: RateLimitSettings,
@@ -211,7 +213,14 @@ impl RateLimiter {
         let shared = if self.redis_backing_off() {
             None
         } else {
-            match self.shared.take(&name, size.rate, size.burst, cost).await {
+            let asked = tokio::time::timeout(
+                REDIS_TIMEOUT,
+                self.shared.take(&name, size.rate, size.burst, cost),
+            )
+            .await
+            .map_err(|_| format!("no answer within {REDIS_TIMEOUT:?}"))
+            .and_then(|r| r.map_err(|e| e.to_string()));
+            match asked {
                 Ok(taken) => Some(taken),
                 Err(e) => {
                     tracing::debug!(error = %e, "rate buckets unavailable; limiting in-process");
@@ -233,17 +242,31 @@ impl RateLimiter {
     }
 }
 
-/// The client's address: the peer, or the first `X-Forwarded-For` hop when
-/// `rate_limit.trust_forwarded_for` is set.
-fn client_address(req: &ServiceRequest, trust_forwarded_for: bool) -> String {
-    if trust_forwarded_for {
-        if let Some(ip) = req.connection_info().realip_remote_addr() {
-            return strip_port(ip).to_string();
-        }
-    }
-    req.peer_addr()
+/// The client's address: the peer, or -- behind `rate_limit.forwarded_hops`
+/// proxies that each append the address they saw to `X-Forwarded-For` --
+/// the entry the outermost trusted proxy appended (counted from the right:
+/// entries further left are the client's own say, and may be forged).
+fn client_address(req: &ServiceRequest, forwarded_hops: usize) -> String {
+    let peer = req
+        .peer_addr()
         .map(|a| a.ip().to_string())
-        .unwrap_or_else(|| "unknown".into())
+        .unwrap_or_else(|| "unknown".into());
+    if forwarded_hops == 0 {
+        return peer;
+    }
+    let hops: Vec<String> = req
+        .headers()
+        .get_all("x-forwarded-for")
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|hop| strip_port(hop.trim()).to_string())
+        .filter(|hop| !hop.is_empty())
+        .collect();
+    match hops.len().checked_sub(forwarded_hops) {
+        Some(i) => hops[i].clone(),
+        // Fewer entries than proxies: the request did not come through them.
+        None => peer,
+    }
 }
 
 fn strip_port(addr: &str) -> &str {
@@ -254,17 +277,6 @@ fn strip_port(addr: &str) -> &str {
         Some((host, port)) if !host.contains(':') && port.parse::<u16>().is_ok() => host,
         _ => addr,
     }
-}
-
-/// The bucket name of a bearer token (hashed: no secret reaches Redis).
-fn key_id(req: &ServiceRequest) -> Option<String> {
-    let value = req
-        .headers()
-        .get(actix_web::http::header::AUTHORIZATION)?
-        .to_str()
-        .ok()?;
-    let token = value.strip_prefix("Bearer ")?.trim();
-    (!token.is_empty()).then(|| hex::encode(&Sha256::digest(token.as_bytes())[..16]))
 }
 
 /// Middleware: applies the limits (see the module docs).
@@ -280,63 +292,94 @@ pub async fn rate_limit(
     let Some(limiter) = state.rate_limiter.as_deref() else {
         return Ok(next.call(req).await?.map_into_left_body());
     };
-    let address = client_address(&req, limiter.settings.trust_forwarded_for);
-    let key = key_id(&req);
+    let address = client_address(&req, limiter.settings.forwarded_hops);
+    let token_hash = bearer_hash(&req);
     let size = limiter.size(class);
     let address_size = Size {
         rate: size.rate * limiter.settings.address_factor,
         burst: size.burst * limiter.settings.address_factor,
     };
     let failed_auth = format!("auth:{address}");
-    let (blocked, by_address, by_key) = tokio::join!(
+    // The key's bucket first: a key refused by its own budget spends
+    // nothing of its address's (it cannot crowd out the address's other keys).
+    let (auth_left, by_key) = tokio::join!(
         limiter.take(&state, failed_auth.clone(), limiter.failed_auth_size(), 0.0),
-        limiter.take(
-            &state,
-            format!("{}:ip:{address}", class.as_str()),
-            address_size,
-            1.0
-        ),
         async {
-            match &key {
-                Some(key) => Some(
-                    limiter
-                        .take(&state, format!("{}:key:{key}", class.as_str()), size, 1.0)
-                        .await,
-                ),
+            match &token_hash {
+                Some(hash) => {
+                    let name = format!("{}:key:{}", class.as_str(), hex::encode(&hash[..16]));
+                    Some(limiter.take(&state, name, size, 1.0).await)
+                }
                 None => None,
             }
         },
     );
-    let refusal = if !blocked.allowed {
-        Some(blocked.refusal("with failed authentication from this address"))
-    } else if !by_address.allowed {
-        Some(by_address.refusal("from this address"))
+    // An address out of failed authentications is refused, but for keys
+    // already known valid here: a guesser's next guess is not checked, an
+    // active client behind the same address keeps working.
+    let known_valid = token_hash
+        .as_deref()
+        .is_some_and(|hash| state.auth_cache.is_known_valid(hash));
+    let mut refusal = if !auth_left.allowed && !known_valid {
+        Some(auth_left.refusal("with failed authentication from this address"))
     } else {
         by_key
             .filter(|v| !v.allowed)
             .map(|v| v.refusal("for this API key"))
     };
+    let mut shown = by_key;
+    if refusal.is_none() {
+        let by_address = limiter
+            .take(
+                &state,
+                format!("{}:ip:{address}", class.as_str()),
+                address_size,
+                1.0,
+            )
+            .await;
+        if !by_address.allowed {
+            refusal = Some(by_address.refusal("from this address"));
+        }
+        // Show the tighter of the two budgets.
+        if shown.is_none_or(|key| by_address.remaining < key.remaining) {
+            shown = Some(by_address);
+        }
+    }
     if let Some(e) = refusal {
         state.metrics.rate_limited(class.as_str());
         let response = e.error_response();
         return Ok(req.into_response(response).map_into_right_body());
     }
     let mut res = next.call(req).await?;
-    if res.status() == actix_web::http::StatusCode::UNAUTHORIZED {
+    // Only a key that was presented and refused counts (not a missing header).
+    if res.status() == actix_web::http::StatusCode::UNAUTHORIZED && token_hash.is_some() {
         limiter
             .take(&state, failed_auth, limiter.failed_auth_size(), 1.0)
             .await;
     }
-    let shown = by_key.unwrap_or(by_address);
-    for (name, value) in shown.headers() {
-        if let Ok(value) = actix_web::http::header::HeaderValue::from_str(&value) {
-            res.headers_mut().insert(
-                actix_web::http::header::HeaderName::from_static(name),
-                value,
-            );
+    if let Some(shown) = shown {
+        for (name, value) in shown.headers() {
+            if let Ok(value) = actix_web::http::header::HeaderValue::from_str(&value) {
+                res.headers_mut().insert(
+                    actix_web::http::header::HeaderName::from_static(name),
+                    value,
+                );
+            }
         }
     }
     Ok(res.map_into_left_body())
+}
+
+/// SHA-256 of the bearer token, if any (no secret reaches Redis, and the
+/// auth cache is keyed the same way).
+fn bearer_hash(req: &ServiceRequest) -> Option<Vec<u8>> {
+    let value = req
+        .headers()
+        .get(actix_web::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
+    let token = value.strip_prefix("Bearer ")?.trim();
+    (!token.is_empty()).then(|| crate::auth::hash_token(token))
 }
 
 #[cfg(test)]
@@ -374,6 +417,24 @@ mod tests {
         assert!(local.take("b", size, 1.0).allowed, "buckets are separate");
         std::thread::sleep(std::time::Duration::from_millis(5));
         assert!(local.take("a", size, 1.0).allowed, "refilled");
+    }
+
+    #[test]
+    fn the_client_address_is_the_one_the_outermost_trusted_proxy_saw() {
+        use actix_web::test::TestRequest;
+        let req = || {
+            TestRequest::default()
+                .peer_addr("10.0.0.9:4000".parse().unwrap())
+                // The client wrote the first entry itself; the Ingress appended the second.
+                .insert_header(("x-forwarded-for", "1.2.3.4, 203.0.113.7"))
+                .insert_header(("forwarded", "for=6.6.6.6"))
+                .to_srv_request()
+        };
+        assert_eq!(client_address(&req(), 0), "10.0.0.9");
+        assert_eq!(client_address(&req(), 1), "203.0.113.7");
+        assert_eq!(client_address(&req(), 2), "1.2.3.4");
+        // More proxies configured than entries: not through them; the peer.
+        assert_eq!(client_address(&req(), 3), "10.0.0.9");
     }
 
     #[test]

@@ -9,6 +9,7 @@ use std::time::Instant;
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
+use futures::FutureExt;
 use prewarm_store::telemetry::{adopt_parent, record_trace_id};
 use tracing::field::Empty;
 use tracing::Instrument;
@@ -20,6 +21,20 @@ tokio::task_local! {
 /// The id of the request being served (`None` outside a request).
 pub fn current_request_id() -> Option<String> {
     REQUEST_ID.try_with(Clone::clone).ok()
+}
+
+/// Runs `work` on a task of its own that finishes even if the request is
+/// dropped (the client went away), still in the request's span and with
+/// its request id; the request awaits it.
+pub async fn detached<T: 'static>(
+    work: impl std::future::Future<Output = T> + 'static,
+) -> Result<T, tokio::task::JoinError> {
+    let span = tracing::Span::current();
+    let task = match current_request_id() {
+        Some(id) => actix_web::rt::spawn(REQUEST_ID.scope(id, work.instrument(span)).boxed_local()),
+        None => actix_web::rt::spawn(work.instrument(span).boxed_local()),
+    };
+    task.await
 }
 
 const REQUEST_ID_HEADER: &str = "x-request-id";

@@ -111,7 +111,7 @@ impl Default for IdempotencySettings {
     fn default() -> Self {
         Self {
             retention_secs: 24 * 3600,
-            lock_secs: 120,
+            lock_secs: 600,
             wait_ms: 5_000,
         }
     }
@@ -139,9 +139,10 @@ pub struct RateLimitSettings {
     /// Failed authentications per client address: per minute, and burst.
     pub failed_auth_per_min: f64,
     pub failed_auth_burst: f64,
-    /// Take the client address from `X-Forwarded-For` (only behind a proxy
-    /// that sets it); otherwise the peer address.
-    pub trust_forwarded_for: bool,
+    /// How many proxies in front of the API append to `X-Forwarded-For`
+    /// (an Ingress controller: 1). The client address is the entry the
+    /// outermost of them appended; 0 = the peer address.
+    pub forwarded_hops: usize,
 }
 
 impl Default for RateLimitSettings {
@@ -157,7 +158,7 @@ impl Default for RateLimitSettings {
             address_factor: 4.0,
             failed_auth_per_min: 20.0,
             failed_auth_burst: 10.0,
-            trust_forwarded_for: false,
+            forwarded_hops: 0,
         }
     }
 }
@@ -213,10 +214,15 @@ fn validate(s: &Settings) -> Result<(), config::ConfigError> {
     }
     s.similar.validate()?;
     s.rate_limit.validate()?;
-    if s.idempotency.retention_secs == 0 || s.idempotency.lock_secs == 0 {
+    if s.idempotency.retention_secs == 0 {
+        return fail("idempotency.retention_secs", "must be >= 1 second");
+    }
+    // A cold create may copy for up to `pool.lease_secs`: its key must not
+    // be taken over meanwhile.
+    if s.idempotency.lock_secs <= s.pool.lease_secs {
         return fail(
-            "idempotency.retention_secs / lock_secs",
-            "must be >= 1 second",
+            "idempotency.lock_secs",
+            "must be greater than pool.lease_secs (the slowest create)",
         );
     }
     if s.server.max_upload_bytes_in_flight < s.server.max_image_bytes {

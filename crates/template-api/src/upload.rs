@@ -5,7 +5,8 @@
 //! request holds at most one multipart part per image in memory, and every
 //! buffered byte counts against a process-wide budget
 //! (`server.max_upload_bytes_in_flight`); a request that would exceed it is
-//! refused with 503 `busy` and `Retry-After`. Sizes are enforced while
+//! refused with 503 `busy` and `Retry-After`; a body silent for
+//! [`UPLOAD_IDLE_TIMEOUT`] is refused with 408. Sizes are enforced while
 //! streaming; a body over the limit is drained (up to a hard cap) so the
 //! client reads a clean 413 instead of a reset connection. On any failure the
 //! objects already written are deleted. The request is hashed on the way
@@ -100,6 +101,22 @@ fn multipart_error(e: MultipartError) -> ApiError {
             format!("expected Content-Type: multipart/form-data ({text})"),
         ),
         _ => ApiError::new(ErrorCode::InvalidMultipart, text),
+    }
+}
+
+/// The longest a request may send no byte of its body: a client trickling
+/// an upload cannot hold its share of the byte budget for long.
+pub const UPLOAD_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The next chunk of a part, or 408 after [`UPLOAD_IDLE_TIMEOUT`] of silence.
+async fn next_chunk(field: &mut Field) -> Result<Option<Bytes>, ApiError> {
+    match tokio::time::timeout(UPLOAD_IDLE_TIMEOUT, field.next()).await {
+        Ok(Some(chunk)) => chunk.map(Some).map_err(multipart_error),
+        Ok(None) => Ok(None),
+        Err(_) => Err(ApiError::new(
+            ErrorCode::RequestTimeout,
+            format!("no upload byte for {} s", UPLOAD_IDLE_TIMEOUT.as_secs()),
+        )),
     }
 }
 
@@ -246,8 +263,7 @@ impl Reader<'_> {
     }
 
     async fn drain(&mut self, mut field: Field) -> Result<(), ApiError> {
-        while let Some(chunk) = field.next().await {
-            let chunk = chunk.map_err(multipart_error)?;
+        while let Some(chunk) = next_chunk(&mut field).await? {
             self.count(chunk.len())?;
         }
         Ok(())
@@ -255,8 +271,7 @@ impl Reader<'_> {
 
     async fn read_metadata(&mut self, mut field: Field) -> Result<Option<Bytes>, ApiError> {
         let mut buf = BytesMut::new();
-        while let Some(chunk) = field.next().await {
-            let chunk = chunk.map_err(multipart_error)?;
+        while let Some(chunk) = next_chunk(&mut field).await? {
             if !self.count(chunk.len())? {
                 continue;
             }
@@ -297,8 +312,7 @@ impl Reader<'_> {
         let mut image_hash = RequestHasher::new("image");
         image_hash.part(content_type.as_bytes());
         let outcome: Result<(), ApiError> = async {
-            while let Some(chunk) = field.next().await {
-                let chunk = chunk.map_err(multipart_error)?;
+            while let Some(chunk) = next_chunk(&mut field).await? {
                 if !self.count(chunk.len())? {
                     continue;
                 }

@@ -279,7 +279,9 @@ async fn main() -> anyhow::Result<()> {
         ("PREWARM_SERVER__HOST", "127.0.0.1"),
         ("PREWARM_SERVER__METRICS_PORT", "0"),
         // One tenant drives thousands of requests a second here: far past
-        // its default rate limit, which is not what is being measured.
+        // its default rate limit, which is not what is being measured
+        // (PREWARM_BENCH_RATE_LIMITS=1 turns the buckets on, sized never
+        // to refuse, to measure what checking them costs).
         ("PREWARM_RATE_LIMIT__ENABLED", "false"),
         ("PREWARM_LOG__LEVEL", "warn"),
         ("PREWARM_WORKER__HTTP_HOST", "127.0.0.1"),
@@ -288,6 +290,17 @@ async fn main() -> anyhow::Result<()> {
     .into_iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect();
+    if std::env::var_os("PREWARM_BENCH_RATE_LIMITS").is_some() {
+        set(&mut env, "PREWARM_RATE_LIMIT__ENABLED", true);
+        for class in ["CREATE_DESIGN", "READ", "UPLOAD"] {
+            set(
+                &mut env,
+                &format!("PREWARM_RATE_LIMIT__{class}_PER_SEC"),
+                1e9,
+            );
+            set(&mut env, &format!("PREWARM_RATE_LIMIT__{class}_BURST"), 1e9);
+        }
+    }
     set(
         &mut env,
         "PREWARM_REDIS__KEY_PREFIX",

@@ -25,6 +25,11 @@ ALTER TABLE api_keys ADD COLUMN expires_at TIMESTAMPTZ;
 CREATE INDEX api_keys_by_company ON api_keys (company_id, created_at);
 
 -- Keyset pagination: (created_at, id) per company, newest first.
-CREATE INDEX designs_page ON designs (company_id, created_at DESC, id DESC);
-DROP INDEX designs_by_company;
-CREATE INDEX templates_page ON templates (created_at DESC, id DESC) WHERE deleted_at IS NULL;
+-- These build inside the migration's transaction and block writes to the
+-- table meanwhile; on a large table create them first, without blocking
+-- (docs/operations.md, "Upgrades"):
+--   CREATE INDEX CONCURRENTLY IF NOT EXISTS designs_page ON designs (company_id, created_at DESC, id DESC);
+--   CREATE INDEX CONCURRENTLY IF NOT EXISTS templates_page ON templates (created_at DESC, id DESC) WHERE deleted_at IS NULL;
+CREATE INDEX IF NOT EXISTS designs_page ON designs (company_id, created_at DESC, id DESC);
+DROP INDEX IF EXISTS designs_by_company;
+CREATE INDEX IF NOT EXISTS templates_page ON templates (created_at DESC, id DESC) WHERE deleted_at IS NULL;

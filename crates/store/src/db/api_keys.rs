@@ -130,6 +130,17 @@ pub async fn revoke(
     Ok(hash)
 }
 
+/// A rotation's result.
+#[derive(Debug)]
+pub struct Rotated {
+    pub new_id: ApiKeyId,
+    pub company: CompanyId,
+    /// The old key's hash (for the replicas' caches).
+    pub old_hash: Vec<u8>,
+    /// When the old key stops (the earlier end if it was rotating already).
+    pub old_expires_at: DateTime<Utc>,
+}
+
 /// Rotation: a new key for the same company, and the old one (which must
 /// be live) stops at `old_expires_at` -- in one transaction. `None` if the
 /// old key is unknown, revoked or expired.
@@ -139,29 +150,45 @@ pub async fn rotate(
     new_hash: &[u8],
     new_hint: &str,
     old_expires_at: DateTime<Utc>,
-) -> Result<Option<(ApiKeyId, CompanyId, Vec<u8>)>, StoreError> {
+) -> Result<Option<Rotated>, StoreError> {
     let now = super::now();
     let new_id = ApiKeyId::new();
     let rotated = conn
         .transaction::<_, diesel::result::Error, _>(async |conn| {
-            let Some((company, old_hash)) = diesel::update(
-                api_keys::table
-                    .find(old.0)
-                    .filter(api_keys::revoked_at.is_null())
-                    .filter(
-                        api_keys::expires_at
-                            .is_null()
-                            .or(api_keys::expires_at.gt(now)),
-                    ),
-            )
-            .set(api_keys::expires_at.eq(old_expires_at))
-            .returning((api_keys::company_id, api_keys::key_hash))
-            .get_result::<(Uuid, Vec<u8>)>(conn)
-            .await
-            .optional()?
+            let Some((company, old_hash, ends)) =
+                diesel::update(
+                    api_keys::table
+                        .find(old.0)
+                        .filter(api_keys::revoked_at.is_null())
+                        .filter(
+                            api_keys::expires_at
+                                .is_null()
+                                .or(api_keys::expires_at.gt(now)),
+                        ),
+                )
+                // A key already rotating keeps the earlier end: rotating again
+                // never lengthens the life of a key being retired.
+                .set(
+                    api_keys::expires_at.eq(diesel::dsl::sql::<
+                        diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>,
+                    >("LEAST(COALESCE(expires_at, ")
+                    .bind::<diesel::sql_types::Timestamptz, _>(old_expires_at)
+                    .sql("), ")
+                    .bind::<diesel::sql_types::Timestamptz, _>(old_expires_at)
+                    .sql(")")),
+                )
+                .returning((
+                    api_keys::company_id,
+                    api_keys::key_hash,
+                    api_keys::expires_at,
+                ))
+                .get_result::<(Uuid, Vec<u8>, Option<DateTime<Utc>>)>(conn)
+                .await
+                .optional()?
             else {
                 return Ok(None);
             };
+            let old_end = ends.unwrap_or(old_expires_at);
             diesel::insert_into(api_keys::table)
                 .values((
                     api_keys::id.eq(new_id.0),
@@ -172,7 +199,12 @@ pub async fn rotate(
                 ))
                 .execute(conn)
                 .await?;
-            Ok(Some((new_id, CompanyId(company), old_hash)))
+            Ok(Some(Rotated {
+                new_id,
+                company: CompanyId(company),
+                old_hash,
+                old_expires_at: old_end,
+            }))
         })
         .await?;
     Ok(rotated)

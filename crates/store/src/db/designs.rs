@@ -424,10 +424,14 @@ fn after_designs(
     at: &super::page::PageAt,
 ) -> Box<dyn BoxableExpression<designs::table, diesel::pg::Pg, SqlType = diesel::sql_types::Bool>> {
     match at {
+        // A row-value comparison: Postgres seeks the (created_at, id) index
+        // to the cursor instead of filtering every newer row.
         super::page::PageAt::After { created_at, id } => Box::new(
-            designs::created_at
-                .lt(*created_at)
-                .or(designs::created_at.eq(*created_at).and(designs::id.lt(*id))),
+            diesel::dsl::sql::<diesel::sql_types::Bool>("(designs.created_at, designs.id) < (")
+                .bind::<diesel::sql_types::Timestamptz, _>(*created_at)
+                .sql(", ")
+                .bind::<diesel::sql_types::Uuid, _>(*id)
+                .sql(")"),
         ),
         super::page::PageAt::Offset(_) => {
             Box::new(diesel::dsl::sql::<diesel::sql_types::Bool>("TRUE"))

@@ -20,12 +20,12 @@ impl PageAt {
     pub fn cursor_after(created_at: DateTime<Utc>, id: Uuid) -> String {
         let mut bytes = created_at.timestamp_micros().to_be_bytes().to_vec();
         bytes.extend_from_slice(id.as_bytes());
-        hex_encode(&bytes)
+        hex::encode(&bytes)
     }
 
     /// Reads a cursor made by [`PageAt::cursor_after`].
     pub fn from_cursor(cursor: &str) -> Option<PageAt> {
-        let bytes = hex_decode(cursor)?;
+        let bytes = hex::decode(cursor).ok()?;
         if bytes.len() != 24 {
             return None;
         }
@@ -43,20 +43,6 @@ impl PageAt {
 
 /// 9999-12-31T23:59:59.999999Z in microseconds since 1970.
 const MAX_MICROS: i64 = 253_402_300_799_999_999;
-
-fn hex_encode(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn hex_decode(text: &str) -> Option<Vec<u8>> {
-    if text.len() % 2 != 0 || !text.is_ascii() {
-        return None;
-    }
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).ok())
-        .collect()
-}
 
 #[cfg(test)]
 mod tests {

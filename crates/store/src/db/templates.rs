@@ -531,12 +531,14 @@ fn after_templates(
 ) -> Box<dyn BoxableExpression<templates::table, diesel::pg::Pg, SqlType = diesel::sql_types::Bool>>
 {
     match at {
+        // A row-value comparison: Postgres seeks the (created_at, id) index
+        // to the cursor instead of filtering every newer row.
         super::page::PageAt::After { created_at, id } => Box::new(
-            templates::created_at
-                .lt(*created_at)
-                .or(templates::created_at
-                    .eq(*created_at)
-                    .and(templates::id.lt(*id))),
+            diesel::dsl::sql::<diesel::sql_types::Bool>("(templates.created_at, templates.id) < (")
+                .bind::<diesel::sql_types::Timestamptz, _>(*created_at)
+                .sql(", ")
+                .bind::<diesel::sql_types::Uuid, _>(*id)
+                .sql(")"),
         ),
         super::page::PageAt::Offset(_) => {
             Box::new(diesel::dsl::sql::<diesel::sql_types::Bool>("TRUE"))

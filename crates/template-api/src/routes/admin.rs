@@ -125,12 +125,24 @@ pub async fn rotate_api_key(
     _: Admin,
     state: web::Data<AppState>,
     path: web::Path<ApiKeyId>,
-    body: Option<web::Json<RotateApiKey>>,
+    body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
-    let grace = body
-        .and_then(|b| b.into_inner().grace_secs)
-        .unwrap_or(DEFAULT_GRACE_SECS);
+    // No body: the defaults. A body that does not parse is a 400, never
+    // silently the default (an admin ending a leaked key sends 0).
+    let asked: RotateApiKey = if body.iter().all(u8::is_ascii_whitespace) {
+        RotateApiKey::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| {
+            let code = if e.is_data() {
+                ErrorCode::InvalidRequest
+            } else {
+                ErrorCode::MalformedJson
+            };
+            ApiError::new(code, e.to_string())
+        })?
+    };
+    let grace = asked.grace_secs.unwrap_or(DEFAULT_GRACE_SECS);
     if grace > MAX_GRACE_SECS {
         return Err(ApiError::new(
             ErrorCode::InvalidRequest,
@@ -151,16 +163,15 @@ pub async fn rotate_api_key(
         .await?
         .ok_or_else(|| key_not_found(id))?
     };
-    let (new_id, company, old_hash) = rotated;
     // Cached entries of the old key must learn its end: drop them.
-    publish_revocation(&state, &old_hash).await;
+    publish_revocation(&state, &rotated.old_hash).await;
     Ok(HttpResponse::Created().json(ApiKeyRotated {
         new_key: ApiKeyCreated {
-            id: new_id,
-            company_id: company,
+            id: rotated.new_id,
+            company_id: rotated.company,
             api_key: key,
         },
-        old_key_expires_at: old_expires_at,
+        old_key_expires_at: rotated.old_expires_at,
     }))
 }
 

@@ -16,6 +16,7 @@ use crate::auth::AuthCompany;
 use crate::create_design::create_design;
 use crate::error::ApiError;
 use crate::idempotency::{self, RequestHasher, Start};
+use crate::request_span::detached;
 use crate::state::AppState;
 
 /// The route an `Idempotency-Key` of a design creation belongs to.
@@ -77,53 +78,71 @@ pub async fn create(
     let claim =
         match idempotency::start(&state, company.0, CREATE_ROUTE, key, hash.finish()).await? {
             Start::Proceed(claim) => claim,
-            Start::Replay(answer) => {
-                let design: Design = serde_json::from_value(answer.body.clone()).map_err(|e| {
-                    ApiError::new(
-                        ErrorCode::Internal,
-                        format!("stored answer unreadable: {e}"),
-                    )
-                })?;
-                let design = if urls {
-                    with_urls(&state, design).await?
-                } else {
-                    design
-                };
-                let mut response = idempotency::replay(&state, CREATE_ROUTE, &answer, &design);
-                if let Ok(v) =
-                    actix_web::http::header::HeaderValue::from_str(design.served_from.as_str())
-                {
-                    response.headers_mut().insert(
-                        actix_web::http::header::HeaderName::from_static("x-served-from"),
-                        v,
-                    );
-                }
-                return Ok(response);
-            }
+            Start::Replay(answer) => return replay(&state, &answer, urls).await,
         };
-    let design = match create_design(&state, company.0, body.template_id, claim.as_ref()).await {
-        Ok(design) => design,
-        Err(e) => {
-            idempotency::release(&state, claim.as_ref()).await;
-            return Err(e);
+    // Made on a task of its own: a client that goes away mid-request does
+    // not cancel it halfway (a popped item unclaimed, copies unrecorded, a
+    // key held until its lock runs out); its answer waits for the retry.
+    let (task_state, template) = (state.clone(), body.template_id);
+    let made = detached(async move {
+        let made = create_design(&task_state, company.0, template, claim.as_ref()).await;
+        if made.is_err() {
+            idempotency::release(&task_state, claim.as_ref()).await;
         }
-    };
+        made
+    })
+    .await
+    .map_err(|e| ApiError::new(ErrorCode::Internal, format!("design task failed: {e}")))?;
+    let design = made?;
     let served_from = design.served_from;
-    // The design exists: a failure to sign URLs must not hide it.
     let design = if urls {
-        match with_urls(&state, design.clone()).await {
-            Ok(signed) => signed,
-            Err(e) => {
-                tracing::warn!(error = %e, "could not presign a new design's image URLs");
-                design
-            }
-        }
+        signed_or_plain(&state, design).await
     } else {
         design
     };
     Ok(HttpResponse::Created()
         .insert_header(("X-Served-From", served_from.as_str()))
         .json(design))
+}
+
+/// The stored first answer of an `Idempotency-Key`.
+async fn replay(
+    state: &AppState,
+    answer: &prewarm_store::db::idempotency::StoredAnswer,
+    urls: bool,
+) -> Result<HttpResponse, ApiError> {
+    let design: Design = serde_json::from_value(answer.body.clone()).map_err(|e| {
+        ApiError::new(
+            ErrorCode::Internal,
+            format!("stored answer unreadable: {e}"),
+        )
+    })?;
+    let design = if urls {
+        signed_or_plain(state, design).await
+    } else {
+        design
+    };
+    let mut response = idempotency::replay(state, CREATE_ROUTE, answer, &design);
+    if let Ok(v) = actix_web::http::header::HeaderValue::from_str(design.served_from.as_str()) {
+        response.headers_mut().insert(
+            actix_web::http::header::HeaderName::from_static("x-served-from"),
+            v,
+        );
+    }
+    Ok(response)
+}
+
+/// A design with signed URLs, or without them if signing fails: the design
+/// exists, a failure to sign must not hide it (the client can `GET` it with
+/// `?include=urls` later).
+async fn signed_or_plain(state: &AppState, design: Design) -> Design {
+    match with_urls(state, design.clone()).await {
+        Ok(signed) => signed,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not presign a design's image URLs");
+            design
+        }
+    }
 }
 
 pub async fn list(

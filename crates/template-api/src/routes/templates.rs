@@ -120,12 +120,13 @@ pub async fn create(
         Ok(Start::Proceed(claim)) => claim,
         Ok(Start::Replay(answer)) => {
             discard(&state, &upload.images).await;
-            return Ok(idempotency::replay(
-                &state,
-                CREATE_ROUTE,
-                &answer,
-                &answer.body,
-            ));
+            let mut response = idempotency::replay(&state, CREATE_ROUTE, &answer, &answer.body);
+            if let Ok(template) = serde_json::from_value::<Template>(answer.body.clone()) {
+                if let Ok(etag) = header::HeaderValue::from_str(&template.etag()) {
+                    response.headers_mut().insert(header::ETAG, etag);
+                }
+            }
+            return Ok(response);
         }
         Err(e) => {
             discard(&state, &upload.images).await;
