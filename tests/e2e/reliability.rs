@@ -9,6 +9,7 @@ use prewarm_store::db::{designs, pool_items};
 use prewarm_tests::{Options, TestStack};
 use rand::Rng;
 use shared_domain::object_keys::{DESIGNS_PREFIX, POOL_PREFIX};
+use shared_domain::template::Template;
 
 const INTERVAL_MS: &str = "500";
 
@@ -182,8 +183,13 @@ async fn gc_deletes_only_unreferenced_objects_past_the_grace_period() {
     stack
         .wait_pool(&tenant, template.id, 4, Duration::from_secs(30))
         .await;
-    // Debris of crashes: copies never recorded anywhere.
-    for key in ["pool/crashed/item/0000", "designs/never-committed/0000"] {
+    // Debris of crashes: copies never recorded anywhere, an image of an
+    // upload whose process died before saving it.
+    for key in [
+        "pool/crashed/item/0000",
+        "designs/never-committed/0000",
+        "templates/never-saved/0000",
+    ] {
         stack
             .objects
             .put(key, bytes::Bytes::from_static(b"x"), "image/png")
@@ -203,8 +209,62 @@ async fn gc_deletes_only_unreferenced_objects_past_the_grace_period() {
         .reconciler(&[("PREWARM_WORKER__GC_GRACE_SECS", "0")])
         .await;
     let report = eager.gc().await.unwrap();
-    assert_eq!(report.deleted, 2, "{report:?}");
+    assert_eq!(report.deleted, 3, "{report:?}");
+    // The live template's images stay.
+    for image in &template.images {
+        stack.objects.get(&image.object_key).await.unwrap();
+    }
     assert_no_leak_and_no_sharing(&stack).await;
+    stack.finish().await;
+}
+
+/// An upload's image is in S3 before its template is saved: the garbage
+/// collector (grace 0) runs right then and must keep it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gc_never_takes_an_uploaded_image_before_its_template_is_saved() {
+    let stack = TestStack::spawn(Options {
+        worker: false,
+        ..Options::default()
+    })
+    .await;
+    let tenant = stack.create_tenant("acme", 10).await;
+    let mut gate = stack.pause.arm(prewarm_store::pause::at::UPLOAD_STORED);
+    let upload = {
+        let (http, url, key) = (
+            stack.http.clone(),
+            stack.url("/templates"),
+            tenant.key.clone(),
+        );
+        tokio::spawn(async move {
+            let form = prewarm_tests::template_form(1, &serde_json::json!({"name": "t"}));
+            http.post(url)
+                .bearer_auth(key)
+                .multipart(form)
+                .send()
+                .await
+                .unwrap()
+        })
+    };
+    gate.reached().await;
+    let stored = stack.objects.list("templates/").await.unwrap();
+    assert_eq!(
+        stored.len(),
+        1,
+        "the image is in S3, no template holds it yet"
+    );
+    let eager = stack
+        .reconciler(&[("PREWARM_WORKER__GC_GRACE_SECS", "0")])
+        .await;
+    let report = eager.gc().await.unwrap();
+    assert_eq!(report.deleted, 0, "an announced upload is kept: {report:?}");
+    gate.release();
+    let resp = upload.await.unwrap();
+    assert_eq!(resp.status(), 201);
+    let template: Template = resp.json().await.unwrap();
+    assert_eq!(template.images[0].object_key, stored[0]);
+    // Saved: the template holds it now, its announcement is gone.
+    assert_eq!(eager.gc().await.unwrap().deleted, 0);
+    stack.objects.get(&stored[0]).await.unwrap();
     stack.finish().await;
 }
 

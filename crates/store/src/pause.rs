@@ -31,6 +31,8 @@ pub mod at {
     pub const COLD_LOCKED: &str = "design.cold_locked";
     /// Warm design: an id was popped from Redis, not yet claimed.
     pub const WARM_POPPED: &str = "design.warm_popped";
+    /// Upload: an image is stored in S3, its template not saved yet.
+    pub const UPLOAD_STORED: &str = "upload.image_stored";
     /// Authentication: a key was found valid in Postgres, not yet cached.
     pub const AUTH_LOOKED_UP: &str = "auth.looked_up";
 }

@@ -178,7 +178,7 @@ async fn create_cold(
             .collect();
         // Announced before any copy exists, so the garbage collector never
         // takes a copy of a design that is not committed yet.
-        object_refs::announce(&mut conn, spec.id, &pairs, state.settings.pool.lease()).await?;
+        object_refs::announce(&mut conn, spec.id.0, &pairs, state.settings.pool.lease()).await?;
         images
         // No database connection is held during seconds of copying.
     };
@@ -278,7 +278,7 @@ async fn still_current(state: &AppState, spec: &DesignSpec) -> bool {
 async fn abandon(state: &AppState, design: DesignId, copied: &[String]) {
     delete_quietly(state, copied).await;
     let forgotten = match state.db.conn().await {
-        Ok(mut conn) => object_refs::forget(&mut conn, design).await,
+        Ok(mut conn) => object_refs::forget(&mut conn, design.0).await,
         Err(e) => Err(e),
     };
     if let Err(e) = forgotten {

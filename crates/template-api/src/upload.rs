@@ -31,6 +31,10 @@ use crate::state::AppState;
 /// The parsed parts of an upload; the images are already in S3.
 #[derive(Debug, Default)]
 pub struct Upload {
+    /// Owner of the images' announcement (`pending_copies`): until it is
+    /// forgotten, the garbage collector keeps them even if no template
+    /// holds them yet.
+    pub id: uuid::Uuid,
     pub metadata: Option<Bytes>,
     pub images: Vec<TemplateImage>,
     /// SHA-256 of the route, the metadata and each image (type and bytes).
@@ -38,6 +42,10 @@ pub struct Upload {
 }
 
 const MAX_METADATA_BYTES: usize = 256 * 1024;
+
+/// How long an upload's images stay announced: after this, images of an
+/// upload whose process died before saving them are collected.
+pub const UPLOAD_ANNOUNCE_TTL: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// Upload bytes held in memory by this process, over every request.
 pub struct UploadBudget {
@@ -152,7 +160,10 @@ pub async fn read_upload(
     let mut reader = Reader {
         state,
         template,
-        upload: Upload::default(),
+        upload: Upload {
+            id: uuid::Uuid::new_v4(),
+            ..Upload::default()
+        },
         hasher: RequestHasher::new(route),
         total: 0,
         rejected: None,
@@ -173,7 +184,7 @@ pub async fn read_upload(
         Ok(()) => rejected,
     };
     if let Some(e) = failure {
-        discard(state, &upload.images).await;
+        discard(state, &upload).await;
         return Err(e);
     }
     Ok(Upload {
@@ -182,14 +193,29 @@ pub async fn read_upload(
     })
 }
 
-/// Deletes images written for a request that will not keep them.
-pub async fn discard(state: &AppState, images: &[TemplateImage]) {
-    if images.is_empty() {
-        return;
+/// Deletes images written for a request that will not keep them, then
+/// their announcement (if the delete fails, the announcement expires and
+/// the garbage collector takes them).
+pub async fn discard(state: &AppState, upload: &Upload) {
+    let keys: Vec<String> = upload.images.iter().map(|i| i.object_key.clone()).collect();
+    if !keys.is_empty() {
+        if let Err(e) = state.objects.delete_many(&keys).await {
+            tracing::warn!(error = %e, "could not delete the images of a failed upload");
+            return;
+        }
     }
-    let keys: Vec<String> = images.iter().map(|i| i.object_key.clone()).collect();
-    if let Err(e) = state.objects.delete_many(&keys).await {
-        tracing::warn!(error = %e, "could not delete the images of a failed upload");
+    settled(state, upload.id).await;
+}
+
+/// Drops an upload's announcement: its images are deleted, or held by a
+/// committed template now. A failure only delays the garbage collector.
+pub async fn settled(state: &AppState, upload: uuid::Uuid) {
+    let forgotten = match state.db.conn().await {
+        Ok(mut conn) => prewarm_store::db::object_refs::forget(&mut conn, upload).await,
+        Err(e) => Err(e),
+    };
+    if let Err(e) = forgotten {
+        tracing::warn!(error = %e, "could not drop an upload's announcement");
     }
 }
 
@@ -307,6 +333,18 @@ impl Reader<'_> {
         }
         let content_type = content_type.unwrap_or_default();
         let key = object_keys::template_image(self.template);
+        {
+            // Announced before any byte is written: the garbage collector
+            // never takes an image whose template is not committed yet.
+            let mut conn = self.state.db.conn().await?;
+            prewarm_store::db::object_refs::announce(
+                &mut conn,
+                self.upload.id,
+                std::slice::from_ref(&key),
+                UPLOAD_ANNOUNCE_TTL,
+            )
+            .await?;
+        }
         let mut object = self.state.objects.upload(&key, &content_type);
         let max_image = self.state.settings.server.max_image_bytes;
         let mut image_hash = RequestHasher::new("image");
@@ -340,6 +378,10 @@ impl Reader<'_> {
             return outcome;
         }
         let size = object.finish().await?;
+        self.state
+            .pause
+            .reach(prewarm_store::pause::at::UPLOAD_STORED)
+            .await;
         self.held.resize(0)?;
         self.hasher.part(b"image");
         self.hasher.part(&image_hash.finish());

@@ -12,8 +12,9 @@
 //!    before claiming it).
 //!
 //! Every `worker.gc_interval_secs` the garbage collector deletes objects under
-//! `pool/` and `designs/` that no design, no live pool item and no pending
-//! cold copy references and that are older than `worker.gc_grace_secs`
+//! `pool/`, `designs/` and `templates/` that no design, no live pool item,
+//! no live template and no pending copy or upload references and that are
+//! older than `worker.gc_grace_secs`
 //! (which may be 0: correctness does not rest on it, see
 //! `prewarm_store::db::object_refs`).
 
@@ -25,7 +26,7 @@ use futures::stream::{self, StreamExt};
 use prewarm_store::db::{object_refs, pool_items, templates, StoreError};
 use prewarm_store::pause;
 use shared_domain::ids::TemplateId;
-use shared_domain::object_keys::{DESIGNS_PREFIX, POOL_PREFIX};
+use shared_domain::object_keys::{DESIGNS_PREFIX, POOL_PREFIX, TEMPLATES_PREFIX};
 
 use crate::refill::Refiller;
 use crate::singleton::Singleton;
@@ -174,7 +175,7 @@ impl Reconciler {
             let mut conn = self.refiller.db.conn().await?;
             object_refs::purge_expired(&mut conn).await?;
         }
-        for prefix in [POOL_PREFIX, DESIGNS_PREFIX] {
+        for prefix in [POOL_PREFIX, DESIGNS_PREFIX, TEMPLATES_PREFIX] {
             // List first, then ask the ledger: every object is recorded
             // (reserved item, announced copy) before it is created, so an
             // object in the listing that no design, live item or pending copy

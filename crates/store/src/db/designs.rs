@@ -291,7 +291,7 @@ pub async fn create_from_copies(
                 return Err(Abort::TemplateChanged);
             }
             pause.reach(pause::at::COLD_LOCKED).await;
-            if object_refs::settle(conn, spec.id).await? != images.len() {
+            if object_refs::settle(conn, spec.id.0).await? != images.len() {
                 return Err(Abort::CopiesExpired);
             }
             if !companies::take_design_slot(conn, spec.company).await? {

@@ -1,13 +1,17 @@
 //! Which S3 objects the ledger still needs, asked one page of keys at a
-//! time, and `pending_copies`: the cold path's announcement of objects it is
-//! about to copy for a design that is not committed yet.
+//! time, and `pending_copies`: the announcement of objects about to be
+//! written for a row that is not committed yet -- the cold path's copies
+//! (owner: the design's id) and uploaded template images (owner: the
+//! upload's id).
 //!
 //! An object is referenced when its key belongs to a design, to a live
-//! (`copying` or `ready`) pool item, or to a pending copy. Every path that
-//! creates an object records its key first (a pool item is reserved, a
-//! pending copy announced) and every move between these sets happens in one
-//! transaction (a claim turns a ready item's keys into a design's; a cold
-//! design turns its pending keys into a design's). So [`referenced`], one
+//! (`copying` or `ready`) pool item, to a live template (any version), or to
+//! a pending copy. Every path that creates an object records its key first
+//! (a pool item is reserved, a pending copy announced) and every move
+//! between these sets happens in one transaction (a claim turns a ready
+//! item's keys into a design's; a cold design turns its pending keys into a
+//! design's; an upload's keys are a template's from the commit that saves
+//! them, before its announcement is dropped). So [`referenced`], one
 //! statement over one snapshot, never misses a key that is in use, and a key
 //! it does not return for a listed object is garbage for good.
 
@@ -16,7 +20,7 @@ use std::time::Duration;
 
 use diesel::sql_types::{Array, BigInt, Text, Timestamptz, Uuid as SqlUuid};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
-use shared_domain::ids::DesignId;
+use uuid::Uuid;
 
 use super::StoreError;
 
@@ -46,6 +50,8 @@ pub async fn referenced(
           WHERE EXISTS (SELECT 1 FROM design_images d WHERE d.object_key = k)
              OR EXISTS (SELECT 1 FROM pool_item_images i JOIN pool_items p ON p.id = i.item_id
                          WHERE i.object_key = k AND p.state IN ('copying', 'ready'))
+             OR EXISTS (SELECT 1 FROM template_images t JOIN templates tp ON tp.id = t.template_id
+                         WHERE t.object_key = k AND tp.deleted_at IS NULL)
              OR EXISTS (SELECT 1 FROM pending_copies c WHERE c.object_key = k)",
     )
     .bind::<Array<Text>, _>(keys)
@@ -54,11 +60,12 @@ pub async fn referenced(
     Ok(rows.into_iter().map(|r| r.object_key).collect())
 }
 
-/// Announces the copies a cold design is about to make; they count as
-/// referenced until the design commits or `ttl` passes.
+/// Announces objects about to be written for `owner` (a cold design's id,
+/// an upload's id); they count as referenced until the owner settles or
+/// forgets them, or `ttl` passes.
 pub async fn announce(
     conn: &mut AsyncPgConnection,
-    design: DesignId,
+    owner: Uuid,
     keys: &[String],
     ttl: Duration,
 ) -> Result<(), StoreError> {
@@ -68,7 +75,7 @@ pub async fn announce(
          SELECT k, $2, $3 FROM unnest($1::text[]) AS k",
     )
     .bind::<Array<Text>, _>(keys)
-    .bind::<SqlUuid, _>(design.0)
+    .bind::<SqlUuid, _>(owner)
     .bind::<Timestamptz, _>(super::now() + ttl)
     .execute(conn)
     .await?;
@@ -80,21 +87,22 @@ pub async fn announce(
 /// been collected, so the design must not be recorded).
 pub async fn settle(
     conn: &mut AsyncPgConnection,
-    design: DesignId,
+    owner: Uuid,
 ) -> Result<usize, diesel::result::Error> {
     let n: Count = diesel::sql_query(
         "WITH gone AS (DELETE FROM pending_copies WHERE design_id = $1 RETURNING 1)
          SELECT count(*) AS n FROM gone",
     )
-    .bind::<SqlUuid, _>(design.0)
+    .bind::<SqlUuid, _>(owner)
     .get_result(conn)
     .await?;
     Ok(usize::try_from(n.n).unwrap_or(0))
 }
 
-/// Drops a failed design's announcement (its copies were deleted).
-pub async fn forget(conn: &mut AsyncPgConnection, design: DesignId) -> Result<(), StoreError> {
-    settle(conn, design).await?;
+/// Drops an announcement: its objects were deleted (a failed design or
+/// upload), or are held by a committed row now (a saved template).
+pub async fn forget(conn: &mut AsyncPgConnection, owner: Uuid) -> Result<(), StoreError> {
+    settle(conn, owner).await?;
     Ok(())
 }
 

@@ -465,22 +465,6 @@ pub async fn delete(
         .await?)
 }
 
-/// The keys among `keys` that some template version's images hold (a failed
-/// upload may delete only the others: its transaction may have committed
-/// even though the caller saw an error).
-pub async fn image_keys_in_use(
-    conn: &mut AsyncPgConnection,
-    keys: &[String],
-) -> Result<std::collections::HashSet<String>, StoreError> {
-    Ok(template_images::table
-        .filter(template_images::object_key.eq_any(keys))
-        .select(template_images::object_key)
-        .load::<String>(conn)
-        .await?
-        .into_iter()
-        .collect())
-}
-
 /// What "similar templates" needs to filter and show a template.
 #[derive(Debug, Clone, PartialEq, Queryable, Selectable)]
 #[diesel(table_name = templates)]

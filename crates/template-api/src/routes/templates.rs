@@ -19,7 +19,7 @@ use crate::auth::AuthCompany;
 use crate::error::ApiError;
 use crate::idempotency::{self, Start};
 use crate::state::AppState;
-use crate::upload::{discard, read_upload};
+use crate::upload::{discard, read_upload, settled, Upload};
 use crate::validate::{check_layout, check_text};
 
 /// The route an `Idempotency-Key` of a template creation belongs to.
@@ -32,26 +32,16 @@ fn not_found(id: TemplateId) -> ApiError {
     )
 }
 
-/// After a failed save: deletes the uploaded images no template version
-/// holds. An error may come after the commit (a lost reply, a read after
-/// it), so the ledger is asked first; if it cannot be asked, the images
-/// stay (a leak is better than a template whose images are gone).
-async fn discard_unsaved(state: &AppState, images: Vec<TemplateImage>) {
-    let keys: Vec<String> = images.into_iter().map(|i| i.object_key).collect();
-    let in_use = match state.db.conn().await {
-        Ok(mut conn) => templates::image_keys_in_use(&mut conn, &keys).await,
-        Err(e) => Err(e),
-    };
-    let unsaved: Vec<String> = match in_use {
-        Ok(in_use) => keys.into_iter().filter(|k| !in_use.contains(k)).collect(),
-        Err(e) => {
-            tracing::warn!(count = keys.len(), error = %e, "could not tell whether a failed save committed; its images are kept");
-            return;
-        }
-    };
-    if let Err(e) = state.objects.delete_many(&unsaved).await {
-        tracing::warn!(error = %e, "could not delete the images of a failed save");
-    }
+/// After a failed save whose outcome is unknown (the database failed: the
+/// commit may have happened, its reply lost): the images are neither
+/// deleted nor released. Their announcement keeps them for
+/// `UPLOAD_ANNOUNCE_TTL`; then the garbage collector keeps them if a
+/// template holds them, and deletes them if not.
+fn leave_to_collector(upload: &Upload) {
+    tracing::warn!(
+        count = upload.images.len(),
+        "a template save failed with an unknown outcome; its images are left to the garbage collector"
+    );
 }
 
 fn parse_metadata(bytes: &[u8]) -> Result<NewTemplate, ApiError> {
@@ -104,7 +94,7 @@ pub async fn create(
     let new = match checked {
         Ok(new) => new,
         Err(e) => {
-            discard(&state, &upload.images).await;
+            discard(&state, &upload).await;
             return Err(e);
         }
     };
@@ -119,7 +109,7 @@ pub async fn create(
     {
         Ok(Start::Proceed(claim)) => claim,
         Ok(Start::Replay(answer)) => {
-            discard(&state, &upload.images).await;
+            discard(&state, &upload).await;
             let mut response = idempotency::replay(&state, CREATE_ROUTE, &answer, &answer.body);
             if let Ok(template) = serde_json::from_value::<Template>(answer.body.clone()) {
                 if let Ok(etag) = header::HeaderValue::from_str(&template.etag()) {
@@ -129,7 +119,7 @@ pub async fn create(
             return Ok(response);
         }
         Err(e) => {
-            discard(&state, &upload.images).await;
+            discard(&state, &upload).await;
             return Err(e);
         }
     };
@@ -151,15 +141,16 @@ pub async fn create(
         Ok(Ok(t)) => t,
         // A retry took the key over: nothing was written; it answers.
         Ok(Err(prewarm_store::db::idempotency::KeyLost)) => {
-            discard(&state, &upload.images).await;
+            discard(&state, &upload).await;
             return Err(idempotency::in_progress());
         }
         Err(e) => {
-            discard_unsaved(&state, upload.images).await;
+            leave_to_collector(&upload);
             idempotency::release(&state, claim.as_ref()).await;
             return Err(e.into());
         }
     };
+    settled(&state, upload.id).await;
     // Fill the new template's pool before anyone asks for a design.
     state.request_warmup(id, template.version, Reason::TemplateCreated);
     Ok(with_etag(HttpResponse::Created(), &template))
@@ -402,9 +393,17 @@ pub async fn replace_images(
     )
     .await
     {
-        Ok(template) => Ok(with_etag(HttpResponse::Ok(), &template)),
+        Ok(template) => {
+            settled(&state, upload.id).await;
+            Ok(with_etag(HttpResponse::Ok(), &template))
+        }
+        // Refused (412, 403, 404...): nothing was written.
+        Err(e) if e.code.status() < 500 => {
+            discard(&state, &upload).await;
+            Err(e)
+        }
         Err(e) => {
-            discard_unsaved(&state, upload.images).await;
+            leave_to_collector(&upload);
             Err(e)
         }
     }
