@@ -244,41 +244,6 @@ async fn presigned_urls_fetch_the_designs_own_objects() {
     stack.finish().await;
 }
 
-/// Waits until `n` replicas listen on the invalidation channel (each drops
-/// its caches once when it starts listening).
-async fn wait_subscribed(stack: &TestStack, n: usize) {
-    let prefix = stack
-        .env
-        .iter()
-        .find(|(k, _)| k == "PREWARM_REDIS__KEY_PREFIX")
-        .map(|(_, v)| v.clone())
-        .unwrap();
-    for _ in 0..200 {
-        let out = std::process::Command::new("redis-cli")
-            .args([
-                "-p",
-                "6379",
-                "PUBSUB",
-                "NUMSUB",
-                &format!("{prefix}invalidate"),
-            ])
-            .output()
-            .expect("redis-cli");
-        let text = String::from_utf8_lossy(&out.stdout);
-        if text
-            .lines()
-            .nth(1)
-            .and_then(|l| l.trim().parse::<usize>().ok())
-            == Some(n)
-        {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("the replicas never subscribed");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keys_are_listed_without_secrets_revoked_everywhere_at_once_and_rotated_with_grace() {
     let mut stack = TestStack::spawn(Options {
@@ -289,7 +254,7 @@ async fn keys_are_listed_without_secrets_revoked_everywhere_at_once_and_rotated_
     })
     .await;
     let second = stack.spawn_second_api(&[]).await;
-    wait_subscribed(&stack, 2).await;
+    stack.wait_subscribed(2).await;
     let tenant = stack.create_tenant("acme", 10).await;
     let admin = |req: reqwest::RequestBuilder| req.bearer_auth(&stack.admin_token).send();
     let list = || async {
@@ -414,6 +379,7 @@ async fn a_lookup_racing_a_revocation_does_not_cache_the_revoked_key() {
         ..Options::default()
     })
     .await;
+    stack.wait_subscribed(1).await;
     let tenant = stack.create_tenant("acme", 10).await;
     let keys: Value = stack
         .http

@@ -113,6 +113,7 @@ async fn failed_authentications_are_limited_per_address() {
         ..Options::default()
     })
     .await;
+    stack.wait_subscribed(1).await;
     let tenant = stack.create_tenant("acme", 10).await;
     let newcomer = stack.create_tenant("initech", 10).await;
     // Known valid on this replica (cached) before the guessing starts.

@@ -469,6 +469,42 @@ impl TestStack {
         format!("{}{}", self.base, path)
     }
 
+    /// Waits until `n` API replicas listen on the cache invalidation channel
+    /// (each drops its caches once when it starts listening: a test that
+    /// relies on a cached entry fills it after that).
+    pub async fn wait_subscribed(&self, n: usize) {
+        let prefix = self
+            .env
+            .iter()
+            .find(|(k, _)| k == "PREWARM_REDIS__KEY_PREFIX")
+            .map(|(_, v)| v.clone())
+            .expect("a key prefix");
+        for _ in 0..400 {
+            let out = std::process::Command::new("redis-cli")
+                .args([
+                    "-p",
+                    "6379",
+                    "PUBSUB",
+                    "NUMSUB",
+                    &format!("{prefix}invalidate"),
+                ])
+                .output()
+                .expect("redis-cli");
+            let text = String::from_utf8_lossy(&out.stdout);
+            let count = text
+                .lines()
+                .nth(1)
+                .and_then(|l| l.trim().parse::<usize>().ok());
+            if count == Some(n) {
+                // The listener drops its caches right after subscribing.
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("{n} replicas never listened on the invalidation channel");
+    }
+
     /// A URL on the API's operations listener.
     pub fn ops_url(&self, path: &str) -> String {
         format!("{}{}", self.ops_base, path)

@@ -70,6 +70,9 @@ pub struct ServerSettings {
     /// Upload bytes this process holds in flight at once, over every
     /// request; above it uploads get 503 `busy` with `Retry-After`.
     pub max_upload_bytes_in_flight: usize,
+    /// How long an upload waits for its share of that budget before the
+    /// 503 (0: refused at once).
+    pub upload_budget_wait_ms: u64,
     /// How long a presigned image URL (`?include=urls`) stays valid.
     pub presign_ttl_secs: u64,
 }
@@ -87,6 +90,7 @@ impl Default for ServerSettings {
             auth_cache_ttl_secs: 30,
             metrics_port: 9090,
             max_upload_bytes_in_flight: 256 * 1024 * 1024,
+            upload_budget_wait_ms: 2_000,
             presign_ttl_secs: 900,
         }
     }
@@ -225,10 +229,10 @@ fn validate(s: &Settings) -> Result<(), config::ConfigError> {
             "must be greater than pool.lease_secs (the slowest create)",
         );
     }
-    if s.server.max_upload_bytes_in_flight < s.server.max_image_bytes {
+    if s.server.max_upload_bytes_in_flight < crate::upload::MIN_BUDGET_BYTES {
         return fail(
             "server.max_upload_bytes_in_flight",
-            "must be >= server.max_image_bytes",
+            "must hold one image's share (5 MiB part + 256 KiB)",
         );
     }
     if !(1..=7 * 24 * 3600).contains(&s.server.presign_ttl_secs) {

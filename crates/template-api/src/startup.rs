@@ -131,6 +131,7 @@ pub async fn build_state(settings: Settings) -> anyhow::Result<AppState> {
         similar,
         upload_budget: Arc::new(UploadBudget::new(
             settings.server.max_upload_bytes_in_flight,
+            Duration::from_millis(settings.server.upload_budget_wait_ms),
         )),
         rate_limiter,
         settings: Arc::new(settings),

@@ -2,10 +2,11 @@
 //! `image` part per image, in order.
 //!
 //! Images stream to S3 as they arrive ([`prewarm_store::object_upload`]): a
-//! request holds at most one multipart part per image in memory, and every
-//! buffered byte counts against a process-wide budget
-//! (`server.max_upload_bytes_in_flight`); a request that would exceed it is
-//! refused with 503 `busy` and `Retry-After`; a body silent for
+//! request holds at most one multipart part in memory, and each image being
+//! written holds one part's share of a process-wide budget
+//! (`server.max_upload_bytes_in_flight`, [`UploadBudget`]); an upload that
+//! gets no share within `server.upload_budget_wait_ms` is refused with 503
+//! `busy` and `Retry-After`; a body silent for
 //! [`UPLOAD_IDLE_TIMEOUT`] is refused with 408. Sizes are enforced while
 //! streaming; a body over the limit is drained (up to a hard cap) so the
 //! client reads a clean 413 instead of a reset connection. On any failure the
@@ -22,7 +23,10 @@ use shared_domain::error::ErrorCode;
 use shared_domain::ids::TemplateId;
 use shared_domain::object_keys;
 use shared_domain::template::{TemplateImage, MAX_IMAGES};
-use tokio::sync::Semaphore;
+use std::time::Duration;
+
+use prewarm_store::object_upload;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::error::ApiError;
 use crate::idempotency::RequestHasher;
@@ -47,47 +51,37 @@ const MAX_METADATA_BYTES: usize = 256 * 1024;
 /// upload whose process died before saving them are collected.
 pub const UPLOAD_ANNOUNCE_TTL: std::time::Duration = std::time::Duration::from_secs(3600);
 
-/// Upload bytes held in memory by this process, over every request.
+/// Upload bytes held in memory by this process, over every request. An
+/// image being written holds one part's worth (a part plus one chunk) from
+/// its first byte to its last -- all of it at once, so two uploads can never
+/// each hold half of what both need and wait for each other.
 pub struct UploadBudget {
     kib: Arc<Semaphore>,
+    wait: Duration,
 }
+
+/// What one image being written holds of the budget, in KiB.
+const PART_KIB: u32 = ((object_upload::PART_BYTES + 256 * 1024) / 1024) as u32;
+
+/// The smallest budget that lets one image through.
+pub const MIN_BUDGET_BYTES: usize = PART_KIB as usize * 1024;
 
 impl UploadBudget {
-    pub fn new(max_bytes: usize) -> Self {
+    /// `max_bytes` in flight; an upload waits up to `wait` for its share.
+    pub fn new(max_bytes: usize, wait: Duration) -> Self {
         Self {
-            kib: Arc::new(Semaphore::new(max_bytes.div_ceil(1024))),
+            kib: Arc::new(Semaphore::new(max_bytes / 1024)),
+            wait,
         }
     }
-}
 
-/// The share of the budget one request holds; given back as parts are sent
-/// and when dropped.
-struct Held {
-    kib: Arc<Semaphore>,
-    count: u32,
-}
-
-impl Held {
-    /// Holds enough for `bytes` buffered bytes (up or down).
-    fn resize(&mut self, bytes: usize) -> Result<(), ApiError> {
-        let want = u32::try_from(bytes.div_ceil(1024)).unwrap_or(u32::MAX);
-        if want > self.count {
-            let permit = self
-                .kib
-                .try_acquire_many(want - self.count)
-                .map_err(|_| busy())?;
-            permit.forget();
-        } else {
-            self.kib.add_permits((self.count - want) as usize);
+    /// One image's share, or 503 `busy` after waiting `wait` for it.
+    async fn reserve(&self) -> Result<OwnedSemaphorePermit, ApiError> {
+        let acquire = self.kib.clone().acquire_many_owned(PART_KIB);
+        match tokio::time::timeout(self.wait, acquire).await {
+            Ok(Ok(permit)) => Ok(permit),
+            _ => Err(busy()),
         }
-        self.count = want;
-        Ok(())
-    }
-}
-
-impl Drop for Held {
-    fn drop(&mut self) {
-        self.kib.add_permits(self.count as usize);
     }
 }
 
@@ -167,10 +161,6 @@ pub async fn read_upload(
         hasher: RequestHasher::new(route),
         total: 0,
         rejected: None,
-        held: Held {
-            kib: state.upload_budget.kib.clone(),
-            count: 0,
-        },
     };
     let result = reader.read_all(req, payload, &check_metadata).await;
     let Reader {
@@ -227,7 +217,6 @@ struct Reader<'a> {
     total: usize,
     /// Set once a limit is crossed; the rest is drained, not kept.
     rejected: Option<ApiError>,
-    held: Held,
 }
 
 impl Reader<'_> {
@@ -331,6 +320,16 @@ impl Reader<'_> {
         if self.rejected.is_some() {
             return self.drain(field).await;
         }
+        // This image's share of the process's budget, until its last byte
+        // is sent; none left: refused, and the rest drained so the client
+        // reads a clean 503.
+        let _share = match self.state.upload_budget.reserve().await {
+            Ok(share) => share,
+            Err(busy) => {
+                self.rejected = Some(busy);
+                return self.drain(field).await;
+            }
+        };
         let content_type = content_type.unwrap_or_default();
         let key = object_keys::template_image(self.template);
         {
@@ -359,21 +358,13 @@ impl Reader<'_> {
                     continue;
                 }
                 image_hash.stream(&chunk);
-                // Over the budget: refused, and the rest drained so the
-                // client reads a clean 503.
-                if let Err(busy) = self.held.resize(object.buffered() + chunk.len()) {
-                    self.rejected = Some(busy);
-                    continue;
-                }
                 object.write(&chunk).await?;
-                self.held.resize(object.buffered())?;
             }
             Ok(())
         }
         .await;
         if outcome.is_err() || self.rejected.is_some() {
             object.abort().await;
-            self.held.resize(0)?;
             // The loop above read the field to its end (draining once rejected).
             return outcome;
         }
@@ -382,7 +373,6 @@ impl Reader<'_> {
             .pause
             .reach(prewarm_store::pause::at::UPLOAD_STORED)
             .await;
-        self.held.resize(0)?;
         self.hasher.part(b"image");
         self.hasher.part(&image_hash.finish());
         self.upload.images.push(TemplateImage {
@@ -399,24 +389,16 @@ impl Reader<'_> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn the_budget_refuses_beyond_its_bytes_and_frees_on_drop() {
-        let budget = UploadBudget::new(10 * 1024);
-        let mut a = Held {
-            kib: budget.kib.clone(),
-            count: 0,
-        };
-        a.resize(8 * 1024).unwrap();
-        let mut b = Held {
-            kib: budget.kib.clone(),
-            count: 0,
-        };
-        let refused = b.resize(4 * 1024).unwrap_err();
+    #[tokio::test]
+    async fn the_budget_lends_whole_shares_waits_briefly_and_takes_them_back() {
+        let budget = UploadBudget::new(2 * MIN_BUDGET_BYTES + 1024, Duration::from_millis(50));
+        let a = budget.reserve().await.unwrap();
+        let b = budget.reserve().await.unwrap();
+        let refused = budget.reserve().await.unwrap_err();
         assert_eq!(refused.code, ErrorCode::Busy);
-        a.resize(1024).unwrap();
-        b.resize(4 * 1024).unwrap();
         drop(a);
-        drop(b);
-        assert_eq!(budget.kib.available_permits(), 10);
+        let c = budget.reserve().await.unwrap();
+        drop((b, c));
+        assert_eq!(budget.kib.available_permits(), 2 * PART_KIB as usize + 1);
     }
 }
