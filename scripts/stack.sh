@@ -131,24 +131,25 @@ start_s3s() {
   fi
   # Benchmark data is disposable, and a directory grown by earlier runs slows
   # s3s-fs down: every benchmark starts it afresh on an empty directory.
+  # Stopped by its pid file only: a process this script did not start is
+  # never killed (if one holds the port, the wait below fails and says so).
   stop_pidfile s3s
-  pkill -f "s3s-fs --host 127.0.0.1 --port $S3S_PORT" 2>/dev/null || true
   for _ in $(seq 1 20); do port_open "$S3S_PORT" || break; sleep 0.2; done
-  if ! port_open "$S3S_PORT"; then
-    # Move the old data aside and delete it in the background (it can be large).
-    if [[ -d "$RUN/s3s-data" ]]; then
-      mv "$RUN/s3s-data" "$RUN/s3s-data.old.$$"
-      (rm -rf "$RUN/s3s-data.old.$$" &)
-    fi
-    mkdir -p "$RUN/s3s-data"
-    log "starting s3s-fs (S3) on 127.0.0.1:$S3S_PORT"
-    nohup "$TOOLS/bin/s3s-fs" --host 127.0.0.1 --port "$S3S_PORT" \
-      --access-key prewarm --secret-key prewarm-secret "$RUN/s3s-data" >"$RUN/s3s.log" 2>&1 &
-    echo $! >"$RUN/s3s.pid"
-    wait_for s3s-fs 30 port_open "$S3S_PORT"
-  else
-    log "s3s-fs is up"
+  if port_open "$S3S_PORT"; then
+    echo "[stack] port $S3S_PORT is held by a process this script did not start (no $RUN/s3s.pid); stop it" >&2
+    return 1
   fi
+  # Move the old data aside and delete it in the background (it can be large).
+  if [[ -d "$RUN/s3s-data" ]]; then
+    mv "$RUN/s3s-data" "$RUN/s3s-data.old.$$"
+    (rm -rf "$RUN/s3s-data.old.$$" &)
+  fi
+  mkdir -p "$RUN/s3s-data"
+  log "starting s3s-fs (S3) on 127.0.0.1:$S3S_PORT"
+  nohup "$TOOLS/bin/s3s-fs" --host 127.0.0.1 --port "$S3S_PORT" \
+    --access-key prewarm --secret-key prewarm-secret "$RUN/s3s-data" >"$RUN/s3s.log" 2>&1 &
+  echo $! >"$RUN/s3s.pid"
+  wait_for s3s-fs 30 port_open "$S3S_PORT"
 }
 
 # ---- the hardened servers (TLS) the connectivity tests use -------------
