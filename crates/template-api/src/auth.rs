@@ -9,13 +9,14 @@ use std::time::{Duration, Instant};
 
 use actix_web::{dev::Payload, web, FromRequest, HttpRequest};
 use prewarm_store::db::api_keys::{self, ValidKey};
-use secrecy::ExposeSecret;
+use prewarm_store::db::Db;
+use prewarm_store::pause::PausePoints;
+use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 use shared_domain::error::ErrorCode;
 use shared_domain::ids::CompanyId;
 
 use crate::error::ApiError;
-use crate::state::AppState;
 
 /// API keys recently seen, so the hot path skips a database round trip:
 /// valid keys for `ttl` (or until a rotated key's end, if sooner; a key
@@ -182,10 +183,31 @@ fn bearer(req: &HttpRequest) -> Result<String, ApiError> {
     Ok(token.to_string())
 }
 
-fn state(req: &HttpRequest) -> Result<web::Data<AppState>, ApiError> {
-    req.app_data::<web::Data<AppState>>()
+/// What authentication needs, registered as its own app data (so this
+/// module depends on nothing above it): the key cache, the database, the
+/// admin token's digest, and the test pause points.
+pub struct Authenticator {
+    pub cache: AuthCache,
+    db: Db,
+    admin_token_hash: Vec<u8>,
+    pause: PausePoints,
+}
+
+impl Authenticator {
+    pub fn new(cache: AuthCache, db: Db, admin_token: &SecretString, pause: PausePoints) -> Self {
+        Self {
+            cache,
+            db,
+            admin_token_hash: hash_token(admin_token.expose_secret()),
+            pause,
+        }
+    }
+}
+
+fn authenticator(req: &HttpRequest) -> Result<web::Data<Authenticator>, ApiError> {
+    req.app_data::<web::Data<Authenticator>>()
         .cloned()
-        .ok_or_else(|| ApiError::new(ErrorCode::Internal, "application state missing"))
+        .ok_or_else(|| ApiError::new(ErrorCode::Internal, "authenticator missing"))
 }
 
 impl FromRequest for AuthCompany {
@@ -194,11 +216,11 @@ impl FromRequest for AuthCompany {
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let token = bearer(req);
-        let state = state(req);
+        let auth = authenticator(req);
         Box::pin(async move {
             let hash = hash_token(&token?);
-            let state = state?;
-            let cache = &state.auth_cache;
+            let auth = auth?;
+            let cache = &auth.cache;
             let refused = || ApiError::new(ErrorCode::InvalidAuth, "unknown or revoked API key");
             if let Some(company) = cache.get(&hash) {
                 return Ok(AuthCompany(company));
@@ -212,11 +234,10 @@ impl FromRequest for AuthCompany {
                 .await
                 .map_err(|_| ApiError::new(ErrorCode::Internal, "auth lookups closed"))?;
             let generation = cache.generation();
-            let mut conn = state.db.conn().await?;
+            let mut conn = auth.db.conn().await?;
             match api_keys::company_for_key(&mut conn, &hash).await? {
                 Some(key) => {
-                    state
-                        .pause
+                    auth.pause
                         .reach(prewarm_store::pause::at::AUTH_LOOKED_UP)
                         .await;
                     cache.put(hash, key, generation);
@@ -238,10 +259,9 @@ impl FromRequest for Admin {
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let result = (|| {
             let token = bearer(req)?;
-            let state = state(req)?;
+            let auth = authenticator(req)?;
             // Compare digests, so the comparison time says nothing about the token.
-            let expected = hash_token(state.settings.admin_token.expose_secret());
-            if hash_token(&token) == expected {
+            if hash_token(&token) == auth.admin_token_hash {
                 Ok(Admin)
             } else {
                 Err(ApiError::new(ErrorCode::InvalidAuth, "invalid admin token"))

@@ -48,7 +48,7 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        let request_id = crate::request_span::current_request_id();
+        let request_id = crate::request_id::current_request_id();
         // A 5xx's details (database, S3, upstream addresses and errors) go to
         // the log with the request id; the client gets a generic message.
         let message = if self.code.status() >= 500 {

@@ -12,12 +12,14 @@ use std::time::{Duration, Instant};
 
 use actix_web::{HttpRequest, HttpResponse};
 use prewarm_store::db::idempotency::{self, Begin, Claim, KeyedRequest, StoredAnswer};
+use prewarm_store::db::Db;
 use sha2::{Digest, Sha256};
 use shared_domain::error::ErrorCode;
 use shared_domain::ids::CompanyId;
 
 use crate::error::ApiError;
-use crate::state::AppState;
+use crate::metrics::ApiMetrics;
+use crate::settings::IdempotencySettings;
 
 pub const HEADER: &str = "idempotency-key";
 /// On a replayed answer.
@@ -79,7 +81,8 @@ pub enum Start {
 
 /// Starts a request that may carry a key (see the module docs).
 pub async fn start(
-    state: &AppState,
+    db: &Db,
+    settings: &IdempotencySettings,
     company: CompanyId,
     route: &'static str,
     key: Option<String>,
@@ -88,7 +91,6 @@ pub async fn start(
     let Some(key) = key else {
         return Ok(Start::Proceed(None));
     };
-    let settings = &state.settings.idempotency;
     let request = KeyedRequest {
         company,
         route,
@@ -101,7 +103,7 @@ pub async fn start(
     let mut pause = Duration::from_millis(10);
     loop {
         let begun = {
-            let mut conn = state.db.conn().await?;
+            let mut conn = db.conn().await?;
             idempotency::begin(&mut conn, &request, lock, retention).await?
         };
         match begun {
@@ -134,11 +136,11 @@ pub fn in_progress() -> ApiError {
 }
 
 /// Frees the key of a request that failed without making anything.
-pub async fn release(state: &AppState, claim: Option<&Claim>) {
+pub async fn release(db: &Db, claim: Option<&Claim>) {
     let Some(claim) = claim else {
         return;
     };
-    let released = match state.db.conn().await {
+    let released = match db.conn().await {
         Ok(mut conn) => idempotency::release(&mut conn, claim).await,
         Err(e) => Err(e),
     };
@@ -150,12 +152,12 @@ pub async fn release(state: &AppState, claim: Option<&Claim>) {
 
 /// A replayed answer: the stored status and body, marked as replayed.
 pub fn replay(
-    state: &AppState,
+    metrics: &ApiMetrics,
     route: &str,
     answer: &StoredAnswer,
     body: &impl serde::Serialize,
 ) -> HttpResponse {
-    state.metrics.idempotent_replay(route);
+    metrics.idempotent_replay(route);
     let status = actix_web::http::StatusCode::from_u16(answer.status)
         .unwrap_or(actix_web::http::StatusCode::OK);
     HttpResponse::build(status)
@@ -165,14 +167,13 @@ pub fn replay(
 
 /// Deletes keys past their retention, a page at a time, every minute (each
 /// replica; they skip each other's rows).
-pub fn spawn_purge(state: AppState) {
+pub fn spawn_purge(db: Db, retention: Duration) {
     tokio::spawn(async move {
-        let retention = Duration::from_secs(state.settings.idempotency.retention_secs);
         let mut tick = tokio::time::interval(Duration::from_secs(60));
         loop {
             tick.tick().await;
             loop {
-                let purged = match state.db.conn().await {
+                let purged = match db.conn().await {
                     Ok(mut conn) => idempotency::purge_expired(&mut conn, retention, 1000).await,
                     Err(e) => Err(e),
                 };

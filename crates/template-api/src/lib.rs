@@ -16,7 +16,8 @@
 //! - [`metrics`]: Prometheus metrics at `/metrics` and the latency middleware.
 //! - [`openapi`]: the OpenAPI 3.1 document served at `/openapi.json` (paths from the
 //!   route table, schemas derived from the DTO types; committed as docs/openapi.json).
-//! - [`request_span`]: one tracing span per request (continues the caller's trace; access log).
+//! - [`request_span`]: one tracing span per request (continues the caller's trace; access log);
+//!   [`request_id`]: the request's id as a task-local (error bodies, detached work).
 //! - [`state`]: what every handler shares (database, Redis index, S3, Kafka producer).
 
 pub mod auth;
@@ -26,6 +27,7 @@ pub mod idempotency;
 pub mod metrics;
 pub mod openapi;
 pub mod rate_limit;
+pub mod request_id;
 pub mod request_span;
 pub mod routes;
 pub mod settings;

@@ -11,10 +11,6 @@ use actix_web::{web, HttpResponse};
 use prewarm_store::metrics::{counter_vec, encode, gauge_vec, histogram_vec, CONTENT_TYPE};
 use prometheus::{HistogramVec, IntCounterVec, IntGaugeVec, Registry};
 
-use crate::similar::swr_cache::CacheMetrics;
-
-use crate::state::AppState;
-
 /// Why a design was not served from the pool.
 #[derive(Debug, Clone, Copy)]
 pub enum Served {
@@ -149,15 +145,36 @@ impl ApiMetrics {
     }
 }
 
+/// The cache's counters, already labelled with its name.
+#[derive(Clone)]
+pub struct CacheMetrics {
+    pub name: &'static str,
+    pub requests: IntCounterVec,
+    pub refreshes: IntCounterVec,
+    pub entries: IntGaugeVec,
+}
+
+impl CacheMetrics {
+    /// One read, by its result (`hit`, `miss`, `stale`).
+    pub fn request(&self, result: &str) {
+        self.requests.with_label_values(&[self.name, result]).inc();
+    }
+
+    pub fn refresh(&self, ok: bool) {
+        let outcome = if ok { "ok" } else { "error" };
+        self.refreshes
+            .with_label_values(&[self.name, outcome])
+            .inc();
+    }
+}
+
 /// Middleware: observes every request's latency under its route pattern.
 pub async fn observe(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let started = Instant::now();
-    let metrics = req
-        .app_data::<web::Data<AppState>>()
-        .map(|s| s.metrics.clone());
+    let metrics = req.app_data::<web::Data<ApiMetrics>>().cloned();
     let method = req.method().clone();
     let res = next.call(req).await?;
     if let Some(metrics) = metrics {
@@ -171,8 +188,8 @@ pub async fn observe(
     Ok(res)
 }
 
-pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+pub async fn metrics(metrics: web::Data<ApiMetrics>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type(CONTENT_TYPE)
-        .body(encode(&state.metrics.registry))
+        .body(encode(&metrics.registry))
 }

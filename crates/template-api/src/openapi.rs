@@ -1,8 +1,8 @@
 //! The OpenAPI 3.1 document of the HTTP API, served at `/openapi.json` and
 //! committed as `docs/openapi.json`.
 //!
-//! Paths come from [`OPERATIONS`], which the tests hold equal to the route
-//! table actix serves (`startup::ROUTES`); schemas are derived from the DTO
+//! Paths come from [`OPERATIONS`], which a test holds equal to the route
+//! table actix serves (`routes::ROUTES`); schemas are derived from the DTO
 //! types (`schemars`), so a changed field changes the document. The committed
 //! copy is checked against the generated one; regenerate it with
 //! `PREWARM_UPDATE_OPENAPI=1 cargo test -p template-api openapi`.
@@ -372,24 +372,11 @@ pub async fn serve() -> HttpResponse {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeSet;
-
     use super::*;
 
     #[test]
-    fn the_document_lists_exactly_the_routes_served() {
-        let served: BTreeSet<(String, String)> = crate::startup::ROUTES
-            .iter()
-            .map(|(m, p)| (m.to_string(), p.to_string()))
-            .collect();
+    fn every_schema_reference_resolves() {
         let doc = document();
-        let mut documented = BTreeSet::new();
-        for (path, item) in doc["paths"].as_object().unwrap() {
-            for method in item.as_object().unwrap().keys() {
-                documented.insert((method.clone(), path.clone()));
-            }
-        }
-        assert_eq!(documented, served, "OPERATIONS and the route table differ");
         // Every $ref points at a schema the document defines.
         let text = doc.to_string();
         for name in text.split("\"$ref\":\"#/components/schemas/").skip(1) {

@@ -17,7 +17,7 @@
 //! also `Retry-After` (seconds until one request is allowed).
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use actix_web::body::MessageBody;
@@ -27,9 +27,10 @@ use actix_web::{web, ResponseError};
 use prewarm_store::rate_buckets::{RateBuckets, Taken};
 use shared_domain::error::ErrorCode;
 
+use crate::auth::Authenticator;
 use crate::error::ApiError;
+use crate::metrics::ApiMetrics;
 use crate::settings::RateLimitSettings;
-use crate::state::AppState;
 
 /// The route classes, each with its own budget.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -170,15 +171,25 @@ pub struct RateLimiter {
     settings: RateLimitSettings,
     shared: RateBuckets,
     local: LocalBuckets,
+    /// Which keys this replica knows valid (spared by the failed-auth lockout).
+    auth: Arc<Authenticator>,
+    metrics: Arc<ApiMetrics>,
     /// Until when Redis is not asked (set by a failure).
     redis_down_until: Mutex<Option<Instant>>,
 }
 
 impl RateLimiter {
-    pub fn new(settings: RateLimitSettings, shared: RateBuckets) -> Self {
+    pub fn new(
+        settings: RateLimitSettings,
+        shared: RateBuckets,
+        auth: Arc<Authenticator>,
+        metrics: Arc<ApiMetrics>,
+    ) -> Self {
         Self {
             settings,
             shared,
+            auth,
+            metrics,
             local: LocalBuckets::default(),
             redis_down_until: Mutex::new(None),
         }
@@ -209,7 +220,7 @@ impl RateLimiter {
         }
     }
 
-    async fn take(&self, state: &AppState, name: String, size: Size, cost: f64) -> Verdict {
+    async fn take(&self, name: String, size: Size, cost: f64) -> Verdict {
         let shared = if self.redis_backing_off() {
             None
         } else {
@@ -224,7 +235,7 @@ impl RateLimiter {
                 Ok(taken) => Some(taken),
                 Err(e) => {
                     tracing::debug!(error = %e, "rate buckets unavailable; limiting in-process");
-                    state.metrics.degraded("redis");
+                    self.metrics.degraded("redis");
                     if let Ok(mut until) = self.redis_down_until.lock() {
                         *until = Some(Instant::now() + REDIS_BACKOFF);
                     }
@@ -284,12 +295,10 @@ pub async fn rate_limit(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    let state = req.app_data::<web::Data<AppState>>().cloned();
+    // Registered only when `rate_limit.enabled`.
+    let limiter = req.app_data::<web::Data<RateLimiter>>().cloned();
     let class = Class::of(req.method(), req.path());
-    let (Some(state), Some(class)) = (state, class) else {
-        return Ok(next.call(req).await?.map_into_left_body());
-    };
-    let Some(limiter) = state.rate_limiter.as_deref() else {
+    let (Some(limiter), Some(class)) = (limiter, class) else {
         return Ok(next.call(req).await?.map_into_left_body());
     };
     let address = client_address(&req, limiter.settings.forwarded_hops);
@@ -303,12 +312,12 @@ pub async fn rate_limit(
     // The key's bucket first: a key refused by its own budget spends
     // nothing of its address's (it cannot crowd out the address's other keys).
     let (auth_left, by_key) = tokio::join!(
-        limiter.take(&state, failed_auth.clone(), limiter.failed_auth_size(), 0.0),
+        limiter.take(failed_auth.clone(), limiter.failed_auth_size(), 0.0),
         async {
             match &token_hash {
                 Some(hash) => {
                     let name = format!("{}:key:{}", class.as_str(), hex::encode(&hash[..16]));
-                    Some(limiter.take(&state, name, size, 1.0).await)
+                    Some(limiter.take(name, size, 1.0).await)
                 }
                 None => None,
             }
@@ -319,7 +328,7 @@ pub async fn rate_limit(
     // active client behind the same address keeps working.
     let known_valid = token_hash
         .as_deref()
-        .is_some_and(|hash| state.auth_cache.is_known_valid(hash));
+        .is_some_and(|hash| limiter.auth.cache.is_known_valid(hash));
     let mut refusal = if !auth_left.allowed && !known_valid {
         Some(auth_left.refusal("with failed authentication from this address"))
     } else {
@@ -331,7 +340,6 @@ pub async fn rate_limit(
     if refusal.is_none() {
         let by_address = limiter
             .take(
-                &state,
                 format!("{}:ip:{address}", class.as_str()),
                 address_size,
                 1.0,
@@ -346,7 +354,7 @@ pub async fn rate_limit(
         }
     }
     if let Some(e) = refusal {
-        state.metrics.rate_limited(class.as_str());
+        limiter.metrics.rate_limited(class.as_str());
         let response = e.error_response();
         return Ok(req.into_response(response).map_into_right_body());
     }
@@ -354,7 +362,7 @@ pub async fn rate_limit(
     // Only a key that was presented and refused counts (not a missing header).
     if res.status() == actix_web::http::StatusCode::UNAUTHORIZED && token_hash.is_some() {
         limiter
-            .take(&state, failed_auth, limiter.failed_auth_size(), 1.0)
+            .take(failed_auth, limiter.failed_auth_size(), 1.0)
             .await;
     }
     if let Some(shown) = shown {

@@ -9,33 +9,9 @@ use std::time::Instant;
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
-use futures::FutureExt;
 use prewarm_store::telemetry::{adopt_parent, record_trace_id};
 use tracing::field::Empty;
 use tracing::Instrument;
-
-tokio::task_local! {
-    static REQUEST_ID: String;
-}
-
-/// The id of the request being served (`None` outside a request).
-pub fn current_request_id() -> Option<String> {
-    REQUEST_ID.try_with(Clone::clone).ok()
-}
-
-/// Runs `work` on a task of its own that finishes even if the request is
-/// dropped (the client went away), still in the request's span and with
-/// its request id; the request awaits it.
-pub async fn detached<T: 'static>(
-    work: impl std::future::Future<Output = T> + 'static,
-) -> Result<T, tokio::task::JoinError> {
-    let span = tracing::Span::current();
-    let task = match current_request_id() {
-        Some(id) => actix_web::rt::spawn(REQUEST_ID.scope(id, work.instrument(span)).boxed_local()),
-        None => actix_web::rt::spawn(work.instrument(span).boxed_local()),
-    };
-    task.await
-}
 
 const REQUEST_ID_HEADER: &str = "x-request-id";
 
@@ -82,9 +58,9 @@ pub async fn request_span(
     );
     record_trace_id(&span);
     let path = req.path().to_string();
-    let mut res = REQUEST_ID
-        .scope(request_id.clone(), next.call(req).instrument(span.clone()))
-        .await?;
+    let mut res =
+        crate::request_id::scope(request_id.clone(), next.call(req).instrument(span.clone()))
+            .await?;
     if let Ok(value) = actix_web::http::header::HeaderValue::from_str(&request_id) {
         res.headers_mut().insert(
             actix_web::http::header::HeaderName::from_static(REQUEST_ID_HEADER),
@@ -110,7 +86,7 @@ fn route_of(path: &str) -> &'static str {
     use std::sync::OnceLock;
     static TABLE: OnceLock<Vec<(actix_web::dev::ResourceDef, &'static str)>> = OnceLock::new();
     let table = TABLE.get_or_init(|| {
-        crate::startup::ROUTES
+        crate::routes::ROUTES
             .iter()
             .map(|(_, pattern)| (actix_web::dev::ResourceDef::new(*pattern), *pattern))
             .collect()

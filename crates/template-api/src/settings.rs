@@ -193,6 +193,10 @@ impl RateLimitSettings {
     }
 }
 
+/// What one image being uploaded holds of `server.max_upload_bytes_in_flight`:
+/// one multipart part, plus one chunk of slack.
+pub const UPLOAD_SHARE_BYTES: usize = prewarm_store::object_upload::PART_BYTES + 256 * 1024;
+
 /// Loads the settings from the process environment.
 pub fn load() -> Result<Settings, config::ConfigError> {
     load_from(std::env::vars())
@@ -229,7 +233,7 @@ fn validate(s: &Settings) -> Result<(), config::ConfigError> {
             "must be greater than pool.lease_secs (the slowest create)",
         );
     }
-    if s.server.max_upload_bytes_in_flight < crate::upload::MIN_BUDGET_BYTES {
+    if s.server.max_upload_bytes_in_flight < UPLOAD_SHARE_BYTES {
         return fail(
             "server.max_upload_bytes_in_flight",
             "must hold one image's share (5 MiB part + 256 KiB)",

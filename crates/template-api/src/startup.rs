@@ -1,26 +1,25 @@
 //! Builds the application: connects dependencies, binds the public listener
-//! and the operations listener (`/metrics`, detailed `/readyz`; port 0 picks
-//! a free one, for tests) and holds the route tables.
+//! (its route table is `routes::routes`) and the operations listener
+//! (`/metrics`, detailed `/readyz`; port 0 picks a free one, for tests).
 
 use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::dev::Server;
-use actix_web::{web, App, HttpResponse, HttpServer};
+use actix_web::{web, App, HttpServer};
 use prewarm_store::connect::connect;
 use prewarm_store::pause::PausePoints;
 use prewarm_store::shared_cache::{Invalidation, SharedCache};
 use prewarm_store::warmup_topic::WarmupPublisher;
 use secrecy::ExposeSecret;
-use shared_domain::error::ErrorCode;
 use tokio::sync::Semaphore;
 
-use crate::auth::AuthCache;
-use crate::error::{json_error, path_error, query_error, ApiError};
+use crate::auth::{AuthCache, Authenticator};
+use crate::error::{json_error, path_error, query_error};
 use crate::metrics::ApiMetrics;
 use crate::rate_limit::RateLimiter;
-use crate::routes::{admin, designs, health, templates};
+use crate::routes::{self, health, not_found};
 use crate::settings::Settings;
 use crate::similar::SimilarTemplates;
 use crate::state::AppState;
@@ -45,8 +44,7 @@ impl Application {
         settings: Settings,
         pause: PausePoints,
     ) -> anyhow::Result<Self> {
-        let mut state = build_state(settings).await?;
-        state.pause = pause;
+        let state = build_state(settings, pause).await?;
         let s = &state.settings.server;
         let listener = TcpListener::bind((s.host.as_str(), s.port))?;
         let port = listener.local_addr()?.port();
@@ -54,7 +52,10 @@ impl Application {
         let metrics_port = ops_listener.local_addr()?.port();
         let server = run(listener, state.clone())?;
         let ops = run_ops(ops_listener, state.clone())?;
-        crate::idempotency::spawn_purge(state.clone());
+        crate::idempotency::spawn_purge(
+            state.db.clone(),
+            Duration::from_secs(state.settings.idempotency.retention_secs),
+        );
         Ok(Self {
             port,
             metrics_port,
@@ -92,7 +93,7 @@ impl Application {
     }
 }
 
-pub async fn build_state(settings: Settings) -> anyhow::Result<AppState> {
+pub async fn build_state(settings: Settings, pause: PausePoints) -> anyhow::Result<AppState> {
     let clients = connect(
         &settings.database,
         &settings.redis,
@@ -107,16 +108,24 @@ pub async fn build_state(settings: Settings) -> anyhow::Result<AppState> {
     let similar = SimilarTemplates::new(&settings.similar, Some(shared.clone()), &metrics)?;
     // At most half the pool looks keys up at once: a spray of unknown keys
     // leaves connections for the requests that carry valid ones.
-    let auth_cache = Arc::new(AuthCache::new(
-        Duration::from_secs(settings.server.auth_cache_ttl_secs),
-        settings.database.max_connections / 2,
+    let auth = Arc::new(Authenticator::new(
+        AuthCache::new(
+            Duration::from_secs(settings.server.auth_cache_ttl_secs),
+            settings.database.max_connections / 2,
+        ),
+        clients.db.clone(),
+        &settings.admin_token,
+        pause.clone(),
     ));
-    spawn_cache_upkeep(&similar, &auth_cache, &shared, &settings.redis).await;
+    spawn_cache_upkeep(&similar, &auth, &shared, &settings.redis).await;
+    let metrics = Arc::new(metrics);
     let copy_limiter = Arc::new(Semaphore::new(settings.pool.cold_copy_global_limit));
     let rate_limiter = settings.rate_limit.enabled.then(|| {
         Arc::new(RateLimiter::new(
             settings.rate_limit.clone(),
             RateBuckets::new(&clients.index),
+            auth.clone(),
+            metrics.clone(),
         ))
     });
     Ok(AppState {
@@ -125,9 +134,9 @@ pub async fn build_state(settings: Settings) -> anyhow::Result<AppState> {
         objects: clients.objects,
         publisher,
         copy_limiter,
-        auth_cache,
+        auth,
         shared_cache: shared,
-        metrics: Arc::new(metrics),
+        metrics,
         similar,
         upload_budget: Arc::new(UploadBudget::new(
             settings.server.max_upload_bytes_in_flight,
@@ -135,14 +144,14 @@ pub async fn build_state(settings: Settings) -> anyhow::Result<AppState> {
         )),
         rate_limiter,
         settings: Arc::new(settings),
-        pause: PausePoints::default(),
+        pause,
     })
 }
 
 /// Starts the cache sweeper and the invalidation listener of this replica.
 async fn spawn_cache_upkeep(
     similar: &SimilarTemplates,
-    auth: &Arc<AuthCache>,
+    auth: &Arc<Authenticator>,
     shared: &SharedCache,
     redis: &prewarm_store::settings::RedisSettings,
 ) {
@@ -165,10 +174,10 @@ async fn spawn_cache_upkeep(
                 while let Some(message) = rx.recv().await {
                     match message {
                         Invalidation::Template(template) => listener.drop_local(template),
-                        Invalidation::ApiKey(hash) => auth.forget(&hash),
+                        Invalidation::ApiKey(hash) => auth.cache.forget(&hash),
                         Invalidation::All => {
                             listener.drop_all_local();
-                            auth.forget_all();
+                            auth.cache.forget_all();
                         }
                     }
                 }
@@ -180,92 +189,39 @@ async fn spawn_cache_upkeep(
     }
 }
 
-async fn not_found() -> Result<HttpResponse, ApiError> {
-    Err(ApiError::new(ErrorCode::NotFound, "no such route"))
-}
-
-/// A served path with a method it does not have: 405 in the error envelope.
-async fn method_not_allowed(req: actix_web::HttpRequest) -> Result<HttpResponse, ApiError> {
-    let pattern = req.match_pattern().unwrap_or_default();
-    let allowed: Vec<String> = ROUTES
-        .iter()
-        .filter(|(_, path)| *path == pattern)
-        .map(|(method, _)| method.to_uppercase())
-        .collect();
-    Err(ApiError::new(
-        ErrorCode::MethodNotAllowed,
-        format!("{} is not served at {}", req.method(), req.path()),
-    )
-    .with_header("allow", allowed.join(", ")))
-}
-
-/// Declares the route table once: `routes()` registers it with actix, and
-/// `ROUTES` lists every (method, path) so the OpenAPI document is checked
-/// against what is actually served (`openapi::tests`).
-macro_rules! route_table {
-    ($( $path:literal => { $( $method:ident $handler:path ),+ $(,)? } ),+ $(,)?) => {
-        /// The route table.
-        pub fn routes(cfg: &mut web::ServiceConfig) {
-            $( cfg.service(
-                web::resource($path)
-                    $(.route(web::$method().to($handler)))+
-                    .default_service(web::to(method_not_allowed)),
-            ); )+
-        }
-
-        /// Every (method, path) served, in the table's order.
-        pub const ROUTES: &[(&str, &str)] = &[ $( $( (stringify!($method), $path) ),+ ),+ ];
-    };
-}
-
-route_table! {
-    "/healthz" => { get health::healthz },
-    "/readyz" => { get health::ready },
-    "/openapi.json" => { get crate::openapi::serve },
-    "/admin/companies" => { post admin::create_company },
-    "/admin/companies/{id}/api-keys" => {
-        post admin::create_api_key,
-        get admin::list_api_keys,
-    },
-    "/admin/api-keys/{id}" => { delete admin::revoke_api_key },
-    "/admin/api-keys/{id}/rotate" => { post admin::rotate_api_key },
-    "/admin/templates/{id}/sizing" => { get admin::pool_sizing },
-    "/templates" => { post templates::create, get templates::list },
-    "/templates/{id}" => {
-        get templates::get,
-        patch templates::update,
-        delete templates::delete,
-    },
-    "/templates/{id}/similar" => { get templates::similar },
-    "/templates/{id}/images" => { put templates::replace_images },
-    "/templates/{id}/pool" => { get templates::pool_status },
-    "/designs" => { post designs::create, get designs::list },
-    "/designs/{id}" => { get designs::get, delete designs::delete },
-}
-
 fn run(listener: TcpListener, state: AppState) -> std::io::Result<Server> {
     let server_settings = state.settings.server.clone();
+    // What a middleware or extractor needs alone is registered alone: those
+    // modules then depend on nothing above them (not on `AppState`).
+    let metrics = web::Data::from(state.metrics.clone());
+    let auth = web::Data::from(state.auth.clone());
+    let limiter = state.rate_limiter.clone().map(web::Data::from);
     let data = web::Data::new(state);
     let mut server = HttpServer::new(move || {
         let json_limit = data.settings.server.json_limit_bytes;
-        App::new()
+        let mut app = App::new()
             .app_data(data.clone())
-            .app_data(
-                web::JsonConfig::default()
-                    .limit(json_limit)
-                    .error_handler(|e, _| json_error(e).into()),
-            )
-            .app_data(web::PathConfig::default().error_handler(|e, _| path_error(e).into()))
-            .app_data(web::QueryConfig::default().error_handler(|e, _| query_error(e).into()))
-            .wrap(actix_web::middleware::from_fn(
-                crate::rate_limit::rate_limit,
-            ))
-            .wrap(actix_web::middleware::from_fn(crate::metrics::observe))
-            .wrap(actix_web::middleware::from_fn(
-                crate::request_span::request_span,
-            ))
-            .configure(routes)
-            .default_service(web::to(not_found))
+            .app_data(metrics.clone())
+            .app_data(auth.clone());
+        if let Some(limiter) = &limiter {
+            app = app.app_data(limiter.clone());
+        }
+        app.app_data(
+            web::JsonConfig::default()
+                .limit(json_limit)
+                .error_handler(|e, _| json_error(e).into()),
+        )
+        .app_data(web::PathConfig::default().error_handler(|e, _| path_error(e).into()))
+        .app_data(web::QueryConfig::default().error_handler(|e, _| query_error(e).into()))
+        .wrap(actix_web::middleware::from_fn(
+            crate::rate_limit::rate_limit,
+        ))
+        .wrap(actix_web::middleware::from_fn(crate::metrics::observe))
+        .wrap(actix_web::middleware::from_fn(
+            crate::request_span::request_span,
+        ))
+        .configure(routes::routes)
+        .default_service(web::to(not_found))
     })
     .shutdown_timeout(server_settings.shutdown_timeout_secs)
     .listen(listener)?;
@@ -279,10 +235,12 @@ fn run(listener: TcpListener, state: AppState) -> std::io::Result<Server> {
 /// state, `/healthz`. Kept off the public port (the chart's ServiceMonitor
 /// and probes use it).
 fn run_ops(listener: TcpListener, state: AppState) -> std::io::Result<Server> {
+    let metrics = web::Data::from(state.metrics.clone());
     let data = web::Data::new(state);
     let server = HttpServer::new(move || {
         App::new()
             .app_data(data.clone())
+            .app_data(metrics.clone())
             .route("/metrics", web::get().to(crate::metrics::metrics))
             .route("/readyz", web::get().to(health::readyz))
             .route("/healthz", web::get().to(health::healthz))

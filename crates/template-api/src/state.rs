@@ -22,7 +22,8 @@ pub struct AppState {
     /// Caps CopyObject calls made by cold-path requests of this process, so a
     /// burst of misses cannot open thousands of S3 connections.
     pub copy_limiter: Arc<Semaphore>,
-    pub auth_cache: Arc<crate::auth::AuthCache>,
+    /// API keys: the cache, the lookups, the admin token (also its own app data).
+    pub auth: Arc<crate::auth::Authenticator>,
     /// The Redis tier of the caches, and the channel that invalidates them
     /// on every replica (templates edited, API keys revoked).
     pub shared_cache: prewarm_store::shared_cache::SharedCache,
@@ -37,6 +38,17 @@ pub struct AppState {
 }
 
 impl AppState {
+    /// What an upload needs, borrowed from this state.
+    pub fn uploads(&self) -> crate::upload::Uploads<'_> {
+        crate::upload::Uploads {
+            db: &self.db,
+            objects: &self.objects,
+            limits: &self.settings.server,
+            budget: &self.upload_budget,
+            pause: &self.pause,
+        }
+    }
+
     /// Asks the worker to top a template's pool up; never waits for Kafka.
     pub fn request_warmup(&self, template: TemplateId, version: i32, reason: Reason) {
         let now_ms = chrono::Utc::now().timestamp_millis();

@@ -25,12 +25,14 @@ use shared_domain::object_keys;
 use shared_domain::template::{TemplateImage, MAX_IMAGES};
 use std::time::Duration;
 
-use prewarm_store::object_upload;
+use prewarm_store::db::Db;
+use prewarm_store::objects::ObjectStore;
+use prewarm_store::pause::PausePoints;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::error::ApiError;
 use crate::idempotency::RequestHasher;
-use crate::state::AppState;
+use crate::settings::{ServerSettings, UPLOAD_SHARE_BYTES};
 
 /// The parsed parts of an upload; the images are already in S3.
 #[derive(Debug, Default)]
@@ -51,6 +53,16 @@ const MAX_METADATA_BYTES: usize = 256 * 1024;
 /// upload whose process died before saving them are collected.
 pub const UPLOAD_ANNOUNCE_TTL: std::time::Duration = std::time::Duration::from_secs(3600);
 
+/// What an upload needs of the service, borrowed from its state.
+#[derive(Clone, Copy)]
+pub struct Uploads<'a> {
+    pub db: &'a Db,
+    pub objects: &'a ObjectStore,
+    pub limits: &'a ServerSettings,
+    pub budget: &'a UploadBudget,
+    pub pause: &'a PausePoints,
+}
+
 /// Upload bytes held in memory by this process, over every request. An
 /// image being written holds one part's worth (a part plus one chunk) from
 /// its first byte to its last -- all of it at once, so two uploads can never
@@ -61,10 +73,7 @@ pub struct UploadBudget {
 }
 
 /// What one image being written holds of the budget, in KiB.
-const PART_KIB: u32 = ((object_upload::PART_BYTES + 256 * 1024) / 1024) as u32;
-
-/// The smallest budget that lets one image through.
-pub const MIN_BUDGET_BYTES: usize = PART_KIB as usize * 1024;
+const PART_KIB: u32 = (UPLOAD_SHARE_BYTES / 1024) as u32;
 
 impl UploadBudget {
     /// `max_bytes` in flight; an upload waits up to `wait` for its share.
@@ -135,12 +144,12 @@ fn too_large(limit: usize, what: &str) -> ApiError {
 pub async fn read_upload(
     req: &HttpRequest,
     payload: web::Payload,
-    state: &AppState,
+    up: Uploads<'_>,
     template: TemplateId,
     route: &str,
     check_metadata: impl Fn(&[u8]) -> Result<(), ApiError>,
 ) -> Result<Upload, ApiError> {
-    let limits = &state.settings.server;
+    let limits = up.limits;
     if let Some(len) = req
         .headers()
         .get(actix_web::http::header::CONTENT_LENGTH)
@@ -152,7 +161,7 @@ pub async fn read_upload(
         }
     }
     let mut reader = Reader {
-        state,
+        up,
         template,
         upload: Upload {
             id: uuid::Uuid::new_v4(),
@@ -174,7 +183,7 @@ pub async fn read_upload(
         Ok(()) => rejected,
     };
     if let Some(e) = failure {
-        discard(state, &upload).await;
+        discard(up, &upload).await;
         return Err(e);
     }
     Ok(Upload {
@@ -186,21 +195,21 @@ pub async fn read_upload(
 /// Deletes images written for a request that will not keep them, then
 /// their announcement (if the delete fails, the announcement expires and
 /// the garbage collector takes them).
-pub async fn discard(state: &AppState, upload: &Upload) {
+pub async fn discard(up: Uploads<'_>, upload: &Upload) {
     let keys: Vec<String> = upload.images.iter().map(|i| i.object_key.clone()).collect();
     if !keys.is_empty() {
-        if let Err(e) = state.objects.delete_many(&keys).await {
+        if let Err(e) = up.objects.delete_many(&keys).await {
             tracing::warn!(error = %e, "could not delete the images of a failed upload");
             return;
         }
     }
-    settled(state, upload.id).await;
+    settled(up.db, upload.id).await;
 }
 
 /// Drops an upload's announcement: its images are deleted, or held by a
 /// committed template now. A failure only delays the garbage collector.
-pub async fn settled(state: &AppState, upload: uuid::Uuid) {
-    let forgotten = match state.db.conn().await {
+pub async fn settled(db: &Db, upload: uuid::Uuid) {
+    let forgotten = match db.conn().await {
         Ok(mut conn) => prewarm_store::db::object_refs::forget(&mut conn, upload).await,
         Err(e) => Err(e),
     };
@@ -210,7 +219,7 @@ pub async fn settled(state: &AppState, upload: uuid::Uuid) {
 }
 
 struct Reader<'a> {
-    state: &'a AppState,
+    up: Uploads<'a>,
     template: TemplateId,
     upload: Upload,
     hasher: RequestHasher,
@@ -263,7 +272,7 @@ impl Reader<'_> {
 
     /// Counts a chunk against the request's limits; `false` once rejected.
     fn count(&mut self, len: usize) -> Result<bool, ApiError> {
-        let limits = &self.state.settings.server;
+        let limits = self.up.limits;
         self.total += len;
         if self.total > limits.max_upload_bytes.saturating_mul(2) {
             return Err(self
@@ -323,7 +332,7 @@ impl Reader<'_> {
         // This image's share of the process's budget, until its last byte
         // is sent; none left: refused, and the rest drained so the client
         // reads a clean 503.
-        let _share = match self.state.upload_budget.reserve().await {
+        let _share = match self.up.budget.reserve().await {
             Ok(share) => share,
             Err(busy) => {
                 self.rejected = Some(busy);
@@ -335,7 +344,7 @@ impl Reader<'_> {
         {
             // Announced before any byte is written: the garbage collector
             // never takes an image whose template is not committed yet.
-            let mut conn = self.state.db.conn().await?;
+            let mut conn = self.up.db.conn().await?;
             prewarm_store::db::object_refs::announce(
                 &mut conn,
                 self.upload.id,
@@ -344,8 +353,8 @@ impl Reader<'_> {
             )
             .await?;
         }
-        let mut object = self.state.objects.upload(&key, &content_type);
-        let max_image = self.state.settings.server.max_image_bytes;
+        let mut object = self.up.objects.upload(&key, &content_type);
+        let max_image = self.up.limits.max_image_bytes;
         let mut image_hash = RequestHasher::new("image");
         image_hash.part(content_type.as_bytes());
         let outcome: Result<(), ApiError> = async {
@@ -369,7 +378,7 @@ impl Reader<'_> {
             return outcome;
         }
         let size = object.finish().await?;
-        self.state
+        self.up
             .pause
             .reach(prewarm_store::pause::at::UPLOAD_STORED)
             .await;
@@ -391,7 +400,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_budget_lends_whole_shares_waits_briefly_and_takes_them_back() {
-        let budget = UploadBudget::new(2 * MIN_BUDGET_BYTES + 1024, Duration::from_millis(50));
+        let budget = UploadBudget::new(2 * UPLOAD_SHARE_BYTES + 1024, Duration::from_millis(50));
         let a = budget.reserve().await.unwrap();
         let b = budget.reserve().await.unwrap();
         let refused = budget.reserve().await.unwrap_err();

@@ -89,7 +89,7 @@ pub async fn list_api_keys(
 
 /// Drops a key from this replica's cache and tells the others.
 async fn publish_revocation(state: &AppState, key_hash: &[u8]) {
-    state.auth_cache.forget(key_hash);
+    state.auth.cache.forget(key_hash);
     if let Err(e) = state.shared_cache.revoke_key(key_hash).await {
         // Replicas that miss it stop accepting the key within
         // `server.auth_cache_ttl_secs`.

@@ -16,7 +16,7 @@ use crate::auth::AuthCompany;
 use crate::create_design::create_design;
 use crate::error::ApiError;
 use crate::idempotency::{self, RequestHasher, Start};
-use crate::request_span::detached;
+use crate::request_id::detached;
 use crate::state::AppState;
 
 /// The route an `Idempotency-Key` of a design creation belongs to.
@@ -75,11 +75,19 @@ pub async fn create(
     let key = idempotency::key_of(&req)?;
     let mut hash = RequestHasher::new(CREATE_ROUTE);
     hash.part(body.template_id.to_string().as_bytes());
-    let claim =
-        match idempotency::start(&state, company.0, CREATE_ROUTE, key, hash.finish()).await? {
-            Start::Proceed(claim) => claim,
-            Start::Replay(answer) => return replay(&state, &answer, urls).await,
-        };
+    let claim = match idempotency::start(
+        &state.db,
+        &state.settings.idempotency,
+        company.0,
+        CREATE_ROUTE,
+        key,
+        hash.finish(),
+    )
+    .await?
+    {
+        Start::Proceed(claim) => claim,
+        Start::Replay(answer) => return replay(&state, &answer, urls).await,
+    };
     // Made on a task of its own: a client that goes away mid-request does
     // not cancel it halfway (a popped item unclaimed, copies unrecorded, a
     // key held until its lock runs out); its answer waits for the retry.
@@ -87,7 +95,7 @@ pub async fn create(
     let made = detached(async move {
         let made = create_design(&task_state, company.0, template, claim.as_ref()).await;
         if made.is_err() {
-            idempotency::release(&task_state, claim.as_ref()).await;
+            idempotency::release(&task_state.db, claim.as_ref()).await;
         }
         made
     })
@@ -122,7 +130,7 @@ async fn replay(
     } else {
         design
     };
-    let mut response = idempotency::replay(state, CREATE_ROUTE, answer, &design);
+    let mut response = idempotency::replay(&state.metrics, CREATE_ROUTE, answer, &design);
     if let Ok(v) = actix_web::http::header::HeaderValue::from_str(design.served_from.as_str()) {
         response.headers_mut().insert(
             actix_web::http::header::HeaderName::from_static("x-served-from"),

@@ -1,18 +1,82 @@
-//! One module per resource; the route table itself is in `startup.rs`.
-//! List pages ([`Page`], [`PageOf`]) are shared here.
+//! The route table ([`routes`], [`ROUTES`]: one list, checked against the
+//! OpenAPI document), one module per resource, and what list endpoints
+//! share ([`Page`], [`PageOf`]).
 
 pub mod admin;
 pub mod designs;
 pub mod health;
 pub mod templates;
 
-use actix_web::{HttpRequest, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
 use prewarm_store::db::page::PageAt;
 use serde::Deserialize;
 use shared_domain::error::ErrorCode;
 
 use crate::error::ApiError;
+
+pub async fn not_found() -> Result<HttpResponse, ApiError> {
+    Err(ApiError::new(ErrorCode::NotFound, "no such route"))
+}
+
+/// A served path with a method it does not have: 405 in the error envelope.
+async fn method_not_allowed(req: actix_web::HttpRequest) -> Result<HttpResponse, ApiError> {
+    let pattern = req.match_pattern().unwrap_or_default();
+    let allowed: Vec<String> = ROUTES
+        .iter()
+        .filter(|(_, path)| *path == pattern)
+        .map(|(method, _)| method.to_uppercase())
+        .collect();
+    Err(ApiError::new(
+        ErrorCode::MethodNotAllowed,
+        format!("{} is not served at {}", req.method(), req.path()),
+    )
+    .with_header("allow", allowed.join(", ")))
+}
+
+/// Declares the route table once: `routes()` registers it with actix, and
+/// `ROUTES` lists every (method, path) so the OpenAPI document is checked
+/// against what is actually served (`openapi::tests`).
+macro_rules! route_table {
+    ($( $path:literal => { $( $method:ident $handler:path ),+ $(,)? } ),+ $(,)?) => {
+        /// The route table.
+        pub fn routes(cfg: &mut web::ServiceConfig) {
+            $( cfg.service(
+                web::resource($path)
+                    $(.route(web::$method().to($handler)))+
+                    .default_service(web::to(method_not_allowed)),
+            ); )+
+        }
+
+        /// Every (method, path) served, in the table's order.
+        pub const ROUTES: &[(&str, &str)] = &[ $( $( (stringify!($method), $path) ),+ ),+ ];
+    };
+}
+
+route_table! {
+    "/healthz" => { get health::healthz },
+    "/readyz" => { get health::ready },
+    "/openapi.json" => { get crate::openapi::serve },
+    "/admin/companies" => { post admin::create_company },
+    "/admin/companies/{id}/api-keys" => {
+        post admin::create_api_key,
+        get admin::list_api_keys,
+    },
+    "/admin/api-keys/{id}" => { delete admin::revoke_api_key },
+    "/admin/api-keys/{id}/rotate" => { post admin::rotate_api_key },
+    "/admin/templates/{id}/sizing" => { get admin::pool_sizing },
+    "/templates" => { post templates::create, get templates::list },
+    "/templates/{id}" => {
+        get templates::get,
+        patch templates::update,
+        delete templates::delete,
+    },
+    "/templates/{id}/similar" => { get templates::similar },
+    "/templates/{id}/images" => { put templates::replace_images },
+    "/templates/{id}/pool" => { get templates::pool_status },
+    "/designs" => { post designs::create, get designs::list },
+    "/designs/{id}" => { get designs::get, delete designs::delete },
+}
 
 /// `?limit=&cursor=` on list endpoints (`offset` still works but is deprecated).
 #[derive(Debug, Deserialize)]
@@ -111,5 +175,26 @@ impl<T> PageOf<T> {
             items: rows,
             next_cursor,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    #[test]
+    fn the_openapi_document_lists_exactly_the_routes_served() {
+        let served: BTreeSet<(String, String)> = super::ROUTES
+            .iter()
+            .map(|(m, p)| (m.to_string(), p.to_string()))
+            .collect();
+        let doc = crate::openapi::document();
+        let mut documented = BTreeSet::new();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for method in item.as_object().unwrap().keys() {
+                documented.insert((method.clone(), path.clone()));
+            }
+        }
+        assert_eq!(documented, served, "OPERATIONS and the route table differ");
     }
 }

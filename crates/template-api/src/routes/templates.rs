@@ -76,7 +76,7 @@ pub async fn create(
 ) -> Result<HttpResponse, ApiError> {
     let key = idempotency::key_of(&req)?;
     let id = TemplateId::new();
-    let upload = read_upload(&req, payload, &state, id, CREATE_ROUTE, |m| {
+    let upload = read_upload(&req, payload, state.uploads(), id, CREATE_ROUTE, |m| {
         parse_metadata(m).map(drop)
     })
     .await?;
@@ -94,12 +94,13 @@ pub async fn create(
     let new = match checked {
         Ok(new) => new,
         Err(e) => {
-            discard(&state, &upload).await;
+            discard(state.uploads(), &upload).await;
             return Err(e);
         }
     };
     let claim = match idempotency::start(
-        &state,
+        &state.db,
+        &state.settings.idempotency,
         company.0,
         CREATE_ROUTE,
         key,
@@ -109,8 +110,9 @@ pub async fn create(
     {
         Ok(Start::Proceed(claim)) => claim,
         Ok(Start::Replay(answer)) => {
-            discard(&state, &upload).await;
-            let mut response = idempotency::replay(&state, CREATE_ROUTE, &answer, &answer.body);
+            discard(state.uploads(), &upload).await;
+            let mut response =
+                idempotency::replay(&state.metrics, CREATE_ROUTE, &answer, &answer.body);
             if let Ok(template) = serde_json::from_value::<Template>(answer.body.clone()) {
                 if let Ok(etag) = header::HeaderValue::from_str(&template.etag()) {
                     response.headers_mut().insert(header::ETAG, etag);
@@ -119,7 +121,7 @@ pub async fn create(
             return Ok(response);
         }
         Err(e) => {
-            discard(&state, &upload).await;
+            discard(state.uploads(), &upload).await;
             return Err(e);
         }
     };
@@ -141,16 +143,16 @@ pub async fn create(
         Ok(Ok(t)) => t,
         // A retry took the key over: nothing was written; it answers.
         Ok(Err(prewarm_store::db::idempotency::KeyLost)) => {
-            discard(&state, &upload).await;
+            discard(state.uploads(), &upload).await;
             return Err(idempotency::in_progress());
         }
         Err(e) => {
             leave_to_collector(&upload);
-            idempotency::release(&state, claim.as_ref()).await;
+            idempotency::release(&state.db, claim.as_ref()).await;
             return Err(e.into());
         }
     };
-    settled(&state, upload.id).await;
+    settled(&state.db, upload.id).await;
     // Fill the new template's pool before anyone asks for a design.
     state.request_warmup(id, template.version, Reason::TemplateCreated);
     Ok(with_etag(HttpResponse::Created(), &template))
@@ -366,7 +368,7 @@ pub async fn replace_images(
     let upload = read_upload(
         &req,
         payload,
-        &state,
+        state.uploads(),
         id,
         "PUT /templates/{id}/images",
         |_| {
@@ -394,12 +396,12 @@ pub async fn replace_images(
     .await
     {
         Ok(template) => {
-            settled(&state, upload.id).await;
+            settled(&state.db, upload.id).await;
             Ok(with_etag(HttpResponse::Ok(), &template))
         }
         // Refused (412, 403, 404...): nothing was written.
         Err(e) if e.code.status() < 500 => {
-            discard(&state, &upload).await;
+            discard(state.uploads(), &upload).await;
             Err(e)
         }
         Err(e) => {

@@ -12,7 +12,7 @@ use prewarm_store::db::templates::{self, TemplateMetaRow};
 use prewarm_store::db::{Db, StoreError};
 use uuid::Uuid;
 
-use super::swr_cache::CacheMetrics;
+use crate::metrics::CacheMetrics;
 
 #[derive(Clone)]
 pub struct MetadataCache {

@@ -21,7 +21,8 @@ use std::time::{Duration, Instant};
 use futures::future::{BoxFuture, FutureExt, Shared};
 use moka::sync::Cache;
 use moka::Expiry;
-use prometheus::{IntCounterVec, IntGaugeVec};
+
+use crate::metrics::CacheMetrics;
 
 /// A value and when it was fetched from its source (Unix ms, so the age
 /// survives a trip through Redis to another replica).
@@ -88,30 +89,6 @@ impl Lookup {
             (Miss, _) | (_, Miss) => Miss,
             _ => Hit,
         }
-    }
-}
-
-/// The cache's counters, already labelled with its name.
-#[derive(Clone)]
-pub struct CacheMetrics {
-    pub name: &'static str,
-    pub requests: IntCounterVec,
-    pub refreshes: IntCounterVec,
-    pub entries: IntGaugeVec,
-}
-
-impl CacheMetrics {
-    fn request(&self, lookup: Lookup) {
-        self.requests
-            .with_label_values(&[self.name, lookup.as_str()])
-            .inc();
-    }
-
-    fn refresh(&self, ok: bool) {
-        let outcome = if ok { "ok" } else { "error" };
-        self.refreshes
-            .with_label_values(&[self.name, outcome])
-            .inc();
     }
 }
 
@@ -219,7 +196,7 @@ where
             }),
         };
         if let Ok((_, lookup)) = &result {
-            self.metrics.request(*lookup);
+            self.metrics.request(lookup.as_str());
         }
         result
     }
