@@ -377,7 +377,7 @@ impl TestStack {
         for (k, v) in extra {
             cmd.env(k, v);
         }
-        cmd.spawn().expect("spawn warmup-worker")
+        cmd.spawn().unwrap_or_else(|e| panic!("spawn {name}: {e}"))
     }
 
     /// Another template-api instance over this test's resources (same

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::ids::{PoolItemId, TemplateId};
+use crate::ids::TemplateId;
 
 /// Lifecycle of a pool item in the Postgres ledger (the source of truth;
 /// Redis only indexes the `Ready` ones).
@@ -29,17 +29,6 @@ impl PoolItemState {
             PoolItemState::Discarded => "discarded",
         }
     }
-}
-
-/// A ready-made design (the seed's `CopyDesignDto`): copied object keys for
-/// one template version, owned by nobody yet.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
-pub struct PoolItem {
-    pub id: PoolItemId,
-    pub template_id: TemplateId,
-    pub template_version: i32,
-    /// Copied object keys, by image position.
-    pub object_keys: Vec<String>,
 }
 
 /// `GET /templates/{id}/pool` answer: how warm a template is.

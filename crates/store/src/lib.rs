@@ -15,13 +15,16 @@
 //! - [`pause`]: test-only pause points that force interleavings (a no-op in release builds).
 //! - [`readiness`]: `/readyz` of both services (only Postgres gates; the rest is reported).
 //! - [`probe`]: the `healthcheck` subcommand of both binaries (the image's HEALTHCHECK).
-//! - [`settings`]: the settings sections both services embed, and the layered loader.
+//! - [`settings`]: the settings sections both services embed, and the layered loader;
+//!   [`invalid_setting`]: the error naming a bad key.
 //! - [`metrics`]: Prometheus registry helpers (constructors, text encoding).
 //! - [`tls`]: rustls client configuration (CA bundles, system roots) for Redis and Postgres.
-//! - [`telemetry`]: logging setup (text or JSON).
+//! - [`telemetry`]: logs (text or JSON) and traces (OTLP export; W3C trace context carried
+//!   in HTTP and Kafka headers).
 
 pub mod connect;
 pub mod db;
+pub mod invalid_setting;
 pub mod metrics;
 pub mod object_upload;
 pub mod objects;

@@ -1,6 +1,7 @@
 //! The Redis index of ready pool items: one list per (template, version),
-//! holding item ids. `POST /designs` pops with one `LPOP` (atomic: two callers
-//! never get the same id); the worker appends with `RPUSH`.
+//! holding item ids. `POST /designs` pops one id (two callers never get the
+//! same id); the worker appends the ids it made ready; the reconciler
+//! rebuilds a list from the ledger.
 //!
 //! The index is only a fast path. The Postgres ledger decides whether an id
 //! may still be used (its claim is conditional on `state = 'ready'`), so a

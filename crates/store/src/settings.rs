@@ -6,6 +6,7 @@ use std::time::Duration;
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
+pub use crate::invalid_setting::invalid;
 pub use crate::objects::S3Settings;
 pub use crate::warmup_topic::KafkaSettings;
 
@@ -260,11 +261,6 @@ pub fn validate_s3(s3: &S3Settings) -> Result<(), config::ConfigError> {
         ));
     }
     Ok(())
-}
-
-/// An error naming an invalid setting.
-pub fn invalid(key: &str, why: &str) -> config::ConfigError {
-    config::ConfigError::Message(format!("invalid setting `{key}`: {why}"))
 }
 
 /// The smallest valid environment for either service (tests and docs start here).

@@ -53,7 +53,7 @@ fn default_level() -> String {
 impl LogSettings {
     pub fn validate(&self) -> Result<(), config::ConfigError> {
         if self.format != "text" && self.format != "json" {
-            return Err(crate::settings::invalid(
+            return Err(crate::invalid_setting::invalid(
                 "log.format",
                 "must be `text` or `json`",
             ));
@@ -89,14 +89,14 @@ impl Default for TraceSettings {
 impl TraceSettings {
     pub fn validate(&self) -> Result<(), config::ConfigError> {
         if !(0.0..=1.0).contains(&self.sample_ratio) {
-            return Err(crate::settings::invalid(
+            return Err(crate::invalid_setting::invalid(
                 "trace.sample_ratio",
                 "must be between 0.0 and 1.0",
             ));
         }
         let e = &self.otlp_endpoint;
         if !e.is_empty() && !e.starts_with("http://") && !e.starts_with("https://") {
-            return Err(crate::settings::invalid(
+            return Err(crate::invalid_setting::invalid(
                 "trace.otlp_endpoint",
                 "must be an http(s) URL or empty",
             ));

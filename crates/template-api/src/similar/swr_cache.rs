@@ -301,11 +301,6 @@ where
     pub fn entry_count(&self) -> u64 {
         self.entries.entry_count()
     }
-
-    /// A value fetched from the shared tier or elsewhere, stored as is.
-    pub fn insert(&self, key: K, value: Stamped<V>) {
-        self.entries.insert(key, Arc::new(value));
-    }
 }
 
 #[cfg(test)]
