@@ -573,7 +573,7 @@ async fn duplicates_across_consumers_and_a_rebalance_never_overfill() {
         ("PREWARM_WORKER__RECONCILE_INTERVAL_MS", "0"),
         ("PREWARM_DATABASE__MIGRATE", "false"),
     ];
-    let mut workers: Vec<std::process::Child> = (0..3)
+    let mut workers: Vec<prewarm_tests::Process> = (0..3)
         .map(|_| stack.spawn_worker_process(&no_reconciler))
         .collect();
     for t in &templates {

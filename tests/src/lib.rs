@@ -44,6 +44,69 @@ pub fn env_or(key: &str, default: &str) -> String {
     std::env::var(key).unwrap_or_else(|_| default.to_string())
 }
 
+/// A service process a test started: killed when dropped, so a test that
+/// fails (panics) leaves no process behind holding database connections.
+/// Derefs to the [`std::process::Child`] for `kill`, `wait`, `id`.
+pub struct Process(pub std::process::Child);
+
+impl std::ops::Deref for Process {
+    type Target = std::process::Child;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Process {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+/// What a test stack leaves behind, removed when the stack is dropped: its
+/// Redis keys always, its database unless `finish()` dropped it -- so a
+/// test that fails (panics) cleans up too. Blocking (`psql`, `redis-cli`):
+/// it runs while the test unwinds.
+struct Cleanup {
+    admin_url: String,
+    db_name: String,
+    redis_prefix: String,
+    db_dropped: bool,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let script = format!(
+            "redis-cli -p 6379 --scan --pattern '{}*' | xargs -r redis-cli -p 6379 DEL >/dev/null",
+            self.redis_prefix
+        );
+        let _ = std::process::Command::new("sh")
+            .args(["-c", &script])
+            .status();
+        if self.db_dropped {
+            return;
+        }
+        let dropped = std::process::Command::new("psql")
+            .arg(&self.admin_url)
+            .args([
+                "-qc",
+                &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.db_name),
+            ])
+            .output();
+        if !dropped.is_ok_and(|out| out.status.success()) {
+            eprintln!("could not drop {} after a failed test", self.db_name);
+        }
+    }
+}
+
 fn pg_server() -> String {
     env_or("PREWARM_TEST_PG", "postgres://postgres@127.0.0.1:5432")
 }
@@ -122,6 +185,9 @@ pub struct TestStack {
     /// the test builds: arm one to force an interleaving.
     pub pause: PausePoints,
     db_name: String,
+    /// Drops the database and the Redis keys if the test ends without
+    /// `finish()` (a failed assertion unwinds through it).
+    cleanup: Cleanup,
     stop: CancellationToken,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -288,6 +354,12 @@ impl TestStack {
             recommender,
             worker_base,
             pause,
+            cleanup: Cleanup {
+                admin_url: format!("{admin_server}/postgres"),
+                db_name: db_name.clone(),
+                redis_prefix: format!("test:{suffix}:"),
+                db_dropped: false,
+            },
             db_name,
             stop,
             tasks,
@@ -315,12 +387,12 @@ impl TestStack {
 
     /// Starts the real warmup-worker binary (built by `make test`) as a child
     /// process over this test's resources, for crash tests.
-    pub fn spawn_worker_process(&self, extra: &[(&str, &str)]) -> std::process::Child {
+    pub fn spawn_worker_process(&self, extra: &[(&str, &str)]) -> Process {
         self.spawn_binary("warmup-worker", extra)
     }
 
     /// Starts the real template-api binary on a free port; returns it and its base URL.
-    pub fn spawn_api_process(&self, extra: &[(&str, &str)]) -> (std::process::Child, String) {
+    pub fn spawn_api_process(&self, extra: &[(&str, &str)]) -> (Process, String) {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .map(|a| a.port())
@@ -337,7 +409,7 @@ impl TestStack {
         )
     }
 
-    fn spawn_binary(&self, name: &str, extra: &[(&str, &str)]) -> std::process::Child {
+    fn spawn_binary(&self, name: &str, extra: &[(&str, &str)]) -> Process {
         self.spawn_logged(name, extra, None)
     }
 
@@ -348,7 +420,7 @@ impl TestStack {
         name: &str,
         extra: &[(&str, &str)],
         log: Option<&std::path::Path>,
-    ) -> std::process::Child {
+    ) -> Process {
         let target = std::env::var("CARGO_TARGET_DIR")
             .map(std::path::PathBuf::from)
             .unwrap_or_else(|_| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
@@ -377,7 +449,7 @@ impl TestStack {
         for (k, v) in extra {
             cmd.env(k, v);
         }
-        cmd.spawn().unwrap_or_else(|e| panic!("spawn {name}: {e}"))
+        Process(cmd.spawn().unwrap_or_else(|e| panic!("spawn {name}: {e}")))
     }
 
     /// Another template-api instance over this test's resources (same
@@ -511,7 +583,7 @@ impl TestStack {
     }
 
     /// Stops the services and drops the test database.
-    pub async fn finish(self) {
+    pub async fn finish(mut self) {
         self.stop.cancel();
         tokio::time::sleep(Duration::from_millis(100)).await;
         for t in &self.tasks {
@@ -524,8 +596,9 @@ impl TestStack {
             .await
         {
             let drop_db = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.db_name);
-            if let Err(e) = diesel::sql_query(drop_db).execute(&mut admin).await {
-                eprintln!("could not drop {}: {e}", self.db_name);
+            match diesel::sql_query(drop_db).execute(&mut admin).await {
+                Ok(_) => self.cleanup.db_dropped = true,
+                Err(e) => eprintln!("could not drop {}: {e}", self.db_name),
             }
         }
     }

@@ -12,14 +12,19 @@
 //! - [`similar`]: the similar-templates scenario (uncached, cached, stampede).
 //! - [`sizing`]: fixed N=4 vs adaptive pool sizing on a Zipf workload with a burst.
 //! - [`services`]: starts the release binaries and reads their peak memory.
-//! - [`report`]: markdown tables and the latency plot.
-//! - `src/bin/prewarm-bench.rs`: the scenarios, in order.
+//! - [`report`]: markdown tables and the latency plot; [`markdown`]: the report itself.
+//! - [`setup`]: the command line, a run's environment and services ([`setup::Bench`]).
+//! - [`scenarios`]: the scenarios, one function each, in the order they run.
+//! - `src/bin/prewarm-bench.rs`: runs them and writes the report.
 
 pub mod client;
 pub mod fault_proxy;
 pub mod floor;
 pub mod load;
+pub mod markdown;
 pub mod report;
+pub mod scenarios;
 pub mod services;
+pub mod setup;
 pub mod similar;
 pub mod sizing;

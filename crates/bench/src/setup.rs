@@ -1,0 +1,536 @@
+//! What every scenario shares: the command line, the sizes of a run, the
+//! services started for it (API, recommender, the fault-injecting S3
+//! proxy) and its tenants ([`Bench`]), and small helpers.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use prewarm_store::db::{self, Db};
+use prewarm_store::objects::ObjectStore;
+use prewarm_store::pool_index::PoolIndex;
+use serde_json::{json, Value};
+use shared_domain::ids::{CompanyId, TemplateId};
+
+use crate::client;
+use crate::fault_proxy::{FaultProxy, Faults};
+use crate::load::Outcome;
+use crate::services::{release_binary, Service};
+
+pub const IMAGES: usize = 30;
+/// Small objects: a CopyObject costs the same round trip whatever the size,
+/// and the prefill writes hundreds of thousands of them to local disk.
+pub const IMAGE_BYTES: usize = 8 * 1024;
+pub const WORKER_COPY_CONCURRENCY: usize = 64;
+/// Companies the load is spread over.
+pub const TENANTS: usize = 64;
+
+/// How to read the sizing scenario's burst and copy figures.
+pub const SIZING_NOTE: &str = "The burst's 30 requests arrive at once on a template whose demand was near zero, so no sizing can react within it: it gets what the pool held when it began -- 4 items with fixed sizing, `pool.min` = 1 with adaptive sizing. Adaptive sizing gives those 3 hits up for the head templates' larger pools and far fewer pooled objects; raise `pool.min` where bursts on cold templates matter more. Copies per design are above 4 (the images per design) for adaptive sizing because pools grown during the run still hold their items at its end, and items retired when demand decays were copied for nothing.";
+
+pub struct Sizes {
+    pub floor: [(usize, usize); 3],
+    pub warm: [(usize, usize); 3],
+    pub open_rate: f64,
+    pub open_secs: f64,
+    pub cold: usize,
+    pub steady_secs: f64,
+    pub low_rate: f64,
+    pub high_rate: f64,
+    pub similar_sources: usize,
+    pub similar_secs: f64,
+    pub sizing_rate: f64,
+    pub sizing_secs: f64,
+}
+
+impl Sizes {
+    pub fn new(quick: bool) -> Self {
+        if quick {
+            Sizes {
+                floor: [(1, 300), (8, 1500), (64, 3000)],
+                warm: [(1, 150), (8, 400), (64, 800)],
+                open_rate: 200.0,
+                open_secs: 2.0,
+                cold: 128,
+                steady_secs: 10.0,
+                low_rate: 5.0,
+                high_rate: 30.0,
+                similar_sources: 16,
+                similar_secs: 3.0,
+                sizing_rate: 30.0,
+                sizing_secs: 20.0,
+            }
+        } else {
+            Sizes {
+                floor: [(1, 1000), (8, 5000), (64, 10000)],
+                warm: [(1, 400), (8, 1500), (64, 2500)],
+                open_rate: 200.0,
+                open_secs: 8.0,
+                cold: 320,
+                steady_secs: 30.0,
+                low_rate: 5.0,
+                high_rate: 30.0,
+                similar_sources: 40,
+                similar_secs: 10.0,
+                sizing_rate: 40.0,
+                sizing_secs: 60.0,
+            }
+        }
+    }
+
+    pub fn warm_items(&self) -> usize {
+        // The closed-loop runs, the one-company run (as long as the 8-client
+        // run), the open loop, and a margin.
+        self.warm.iter().map(|(_, n)| n).sum::<usize>()
+            + self.warm[1].1
+            + (self.open_rate * self.open_secs) as usize
+            + 20
+    }
+}
+
+pub struct Args {
+    pub quick: bool,
+    pub out: PathBuf,
+    pub plot: PathBuf,
+    pub delay: Duration,
+    pub s3: String,
+}
+
+pub fn args() -> anyhow::Result<Args> {
+    let mut a = Args {
+        quick: false,
+        out: "docs/benchmarks.md".into(),
+        plot: "docs/bench-latency.png".into(),
+        delay: Duration::from_millis(150),
+        s3: std::env::var("PREWARM_BENCH_S3").unwrap_or_else(|_| "http://127.0.0.1:9010".into()),
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        match flag.as_str() {
+            "--quick" => a.quick = true,
+            "--out" => a.out = it.next().context("--out PATH")?.into(),
+            "--plot" => a.plot = it.next().context("--plot PATH")?.into(),
+            "--delay-ms" => {
+                a.delay = Duration::from_millis(it.next().context("--delay-ms N")?.parse()?)
+            }
+            "--s3" => a.s3 = it.next().context("--s3 URL")?,
+            other => bail!("unknown flag {other}"),
+        }
+    }
+    Ok(a)
+}
+
+pub fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+pub fn set(env: &mut Vec<(String, String)>, key: &str, value: impl ToString) {
+    env.retain(|(k, _)| k != key);
+    env.push((key.to_string(), value.to_string()));
+}
+
+/// One client of the API: posts designs and reports whether each was warm.
+#[derive(Clone)]
+pub struct Api {
+    pub http: reqwest::Client,
+    pub base: String,
+    pub key: String,
+}
+
+impl Api {
+    pub async fn post_design(&self, template: TemplateId) -> Outcome {
+        client::post_design(&self.http, &self.base, &self.key, &template.to_string()).await
+    }
+
+    pub async fn upload_template(&self, name: &str) -> anyhow::Result<TemplateId> {
+        let metadata = json!({"name": name, "category": "bench", "layout": {"w": 1080}, "visibility": "public"});
+        let id = client::upload_template(
+            &self.http,
+            &self.base,
+            &self.key,
+            &metadata,
+            IMAGES,
+            IMAGE_BYTES,
+        )
+        .await?;
+        Ok(id.parse()?)
+    }
+}
+
+pub async fn wait_ready(base: &str) -> anyhow::Result<()> {
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(60) {
+        if let Ok(r) = reqwest::get(format!("{base}/readyz")).await {
+            if r.status().is_success() {
+                return Ok(());
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    bail!("{base} not ready within 60 s")
+}
+
+pub async fn wait_pool(
+    index: &PoolIndex,
+    template: TemplateId,
+    n: i64,
+    limit: Duration,
+) -> anyhow::Result<Duration> {
+    let started = Instant::now();
+    let mut last_print = Instant::now();
+    loop {
+        let len = index.len(template, 1).await?;
+        if len >= n {
+            return Ok(started.elapsed());
+        }
+        if started.elapsed() > limit {
+            bail!("pool of {template} at {len}/{n} after {limit:?}");
+        }
+        if last_print.elapsed() > Duration::from_secs(10) {
+            eprintln!("  pool {len}/{n} after {:.0?}", started.elapsed());
+            last_print = Instant::now();
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+pub fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .next()
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|k| k.parse::<f64>().ok())
+        })
+        .map(|kib| format!("{:.0} GiB", kib / 1024.0 / 1024.0))
+        .unwrap_or_default();
+    format!("{cores} cores ({cpu}), {mem} RAM, Linux")
+}
+
+pub fn git_commit() -> String {
+    std::process::Command::new("git")
+        .args(["rev-parse", "--short", "HEAD"])
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// The `s3` section of a settings environment.
+pub fn s3_settings(
+    env: &[(String, String)],
+) -> anyhow::Result<prewarm_store::settings::S3Settings> {
+    #[derive(serde::Deserialize)]
+    struct S3Only {
+        s3: prewarm_store::settings::S3Settings,
+    }
+    Ok(prewarm_store::settings::load::<S3Only>(env.iter().cloned())?.s3)
+}
+
+/// One run's environment: its database, Redis prefix, topic and bucket
+/// (all named after `suffix`), the services, and the tenants.
+pub struct Bench {
+    pub args: Args,
+    pub sizes: Sizes,
+    pub root: PathBuf,
+    pub run_dir: PathBuf,
+    pub suffix: String,
+    pub pg: String,
+    pub db_name: String,
+    pub db_url: String,
+    pub started_at: chrono::DateTime<chrono::Utc>,
+    pub bench_started: Instant,
+    pub proxy: FaultProxy,
+    /// The services' environment (S3 through the proxy).
+    pub env: Vec<(String, String)>,
+    /// The same with S3 direct (no proxy).
+    pub direct_s3: Vec<(String, String)>,
+    /// A direct pool (66 connections), given back after the floor.
+    pub dbh: Option<Db>,
+    pub index: PoolIndex,
+    pub recommender_url: String,
+    pub recommender: Option<Service>,
+    pub api: Option<Service>,
+    pub base: String,
+    pub http: reqwest::Client,
+    pub company_id: CompanyId,
+    /// The one-company client.
+    pub client: Api,
+    tenants: Arc<Vec<String>>,
+    next_tenant: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Bench {
+    /// Creates the run's database, bucket and services, and its tenants.
+    pub async fn start(args: Args) -> anyhow::Result<Bench> {
+        let sizes = Sizes::new(args.quick);
+        let root = std::env::current_dir()?;
+        let run_dir = root.join(".run");
+        std::fs::create_dir_all(&run_dir)?;
+        let suffix = uuid::Uuid::new_v4().simple().to_string()[..10].to_string();
+        let db_name = format!("prewarm_bench_{suffix}");
+        let pg = std::env::var("PREWARM_BENCH_PG")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
+        {
+            let mut admin = AsyncPgConnection::establish(&format!("{pg}/postgres")).await?;
+            diesel::sql_query(format!("CREATE DATABASE {db_name}"))
+                .execute(&mut admin)
+                .await?;
+        }
+        let db_url = format!("{pg}/{db_name}");
+        let started_at = chrono::Utc::now();
+        let bench_started = Instant::now();
+
+        // S3 behind the fault-injecting proxy; no latency until the pools are filled.
+        let proxy = FaultProxy::start(0, &args.s3, Faults::default())?;
+        let admin_token = format!("bench-{suffix}");
+        let mut env = service_env(&suffix, &db_url, &admin_token, &proxy.url());
+        let direct_s3 = {
+            let mut e = env.clone();
+            set(&mut e, "PREWARM_S3__ENDPOINT", &args.s3);
+            e
+        };
+        ObjectStore::new(&s3_settings(&direct_s3)?)
+            .await
+            .ensure_bucket()
+            .await?;
+        db::run_migrations(&db_url).await?;
+        let dbh = Db::connect(&db_url, 66, Duration::from_secs(5))?;
+        let index = PoolIndex::connect(
+            "redis://127.0.0.1:6379",
+            None,
+            &format!("bench:{suffix}:"),
+            4,
+            Duration::from_secs(2),
+        )
+        .await?
+        .with_pop_memory(prewarm_store::pool_index::POPPED_MEMORY);
+
+        // The stand-in recommendation service (900 ms a call), over this run's catalogue.
+        let rec_port = free_port()?;
+        let recommender_url = format!("http://127.0.0.1:{rec_port}");
+        set(&mut env, "PREWARM_SIMILAR__UPSTREAM_URL", &recommender_url);
+        let recommender = Service::spawn(
+            "recommender",
+            &release_binary(&root, "recommender"),
+            &[
+                ("PREWARM_DATABASE__URL".to_string(), db_url.clone()),
+                (
+                    "RECOMMENDER_ADDR".to_string(),
+                    format!("127.0.0.1:{rec_port}"),
+                ),
+                ("RECOMMENDER_LATENCY_MS".to_string(), "900".to_string()),
+            ],
+            &run_dir.join("bench-recommender.log"),
+        )?;
+
+        let api_port = free_port()?;
+        let mut api_env = env.clone();
+        set(&mut api_env, "PREWARM_SERVER__PORT", api_port);
+        set(&mut api_env, "PREWARM_SERVER__WORKERS", 2);
+        let api = Service::spawn(
+            "template-api",
+            &release_binary(&root, "template-api"),
+            &api_env,
+            &run_dir.join("bench-api.log"),
+        )?;
+        let base = format!("http://127.0.0.1:{api_port}");
+        wait_ready(&base).await?;
+
+        let http = reqwest::Client::builder()
+            .pool_max_idle_per_host(256)
+            .timeout(Duration::from_secs(120))
+            .build()?;
+        let (company_id, key) = new_tenant(&http, &base, &admin_token, "bench").await?;
+        let client = Api {
+            http: http.clone(),
+            base: base.clone(),
+            key,
+        };
+        // Load comes from many companies, as in production: a company's designs
+        // are serialized by its plan-limit row (see "Where the time goes").
+        let mut tenants = Vec::new();
+        for i in 0..TENANTS {
+            let (_, key) = new_tenant(&http, &base, &admin_token, &format!("tenant {i}")).await?;
+            tenants.push(key);
+        }
+        Ok(Bench {
+            args,
+            sizes,
+            root,
+            run_dir,
+            suffix,
+            pg,
+            db_name,
+            db_url,
+            started_at,
+            bench_started,
+            proxy,
+            env,
+            direct_s3,
+            dbh: Some(dbh),
+            index,
+            recommender_url,
+            recommender: Some(recommender),
+            api: Some(api),
+            base,
+            http,
+            company_id,
+            client,
+            tenants: Arc::new(tenants),
+            next_tenant: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
+        })
+    }
+
+    /// A client of the next tenant, round robin: load comes from many
+    /// companies, as in production (a company's designs are serialized by
+    /// its plan-limit row, see "Where the time goes").
+    pub fn many(&self) -> impl Fn() -> Api + Clone + Send + Sync + 'static {
+        let client = self.client.clone();
+        let tenants = self.tenants.clone();
+        let next_tenant = self.next_tenant.clone();
+        move || {
+            let i = next_tenant.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % tenants.len();
+            Api {
+                key: tenants[i].clone(),
+                ..client.clone()
+            }
+        }
+    }
+
+    /// Stops the API and the recommender; their peak memory (MiB).
+    pub async fn stop_services(&mut self) -> (Option<f64>, Option<f64>) {
+        let api = match self.api.take() {
+            Some(api) => api.stop().await,
+            None => None,
+        };
+        let recommender = match self.recommender.take() {
+            Some(r) => r.stop().await,
+            None => None,
+        };
+        self.proxy.stop().await;
+        (api, recommender)
+    }
+
+    /// Drops the run's database.
+    pub async fn drop_database(&self) -> anyhow::Result<()> {
+        let (pg, db_name) = (&self.pg, &self.db_name);
+        let mut admin = AsyncPgConnection::establish(&format!("{pg}/postgres")).await?;
+        diesel::sql_query(format!("DROP DATABASE IF EXISTS {db_name} WITH (FORCE)"))
+            .execute(&mut admin)
+            .await?;
+        Ok(())
+    }
+}
+
+/// The services' environment for a run (its names from `suffix`; S3
+/// through the proxy at `proxy_url`).
+fn service_env(
+    suffix: &str,
+    db_url: &str,
+    admin_token: &str,
+    proxy_url: &str,
+) -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> = [
+        ("PREWARM_ADMIN_TOKEN", admin_token),
+        ("PREWARM_DATABASE__URL", db_url),
+        ("PREWARM_DATABASE__MAX_CONNECTIONS", "32"),
+        ("PREWARM_REDIS__URL", "redis://127.0.0.1:6379"),
+        ("PREWARM_KAFKA__BROKERS", "127.0.0.1:9092"),
+        ("PREWARM_KAFKA__CREATE_TOPIC", "true"),
+        ("PREWARM_S3__ACCESS_KEY_ID", "prewarm"),
+        ("PREWARM_S3__SECRET_ACCESS_KEY", "prewarm-secret"),
+        ("PREWARM_SERVER__HOST", "127.0.0.1"),
+        ("PREWARM_SERVER__METRICS_PORT", "0"),
+        // One tenant drives thousands of requests a second here: far past
+        // its default rate limit, which is not what is being measured
+        // (PREWARM_BENCH_RATE_LIMITS=1 turns the buckets on, sized never
+        // to refuse, to measure what checking them costs).
+        ("PREWARM_RATE_LIMIT__ENABLED", "false"),
+        ("PREWARM_LOG__LEVEL", "warn"),
+        ("PREWARM_WORKER__HTTP_HOST", "127.0.0.1"),
+        ("PREWARM_WORKER__HTTP_PORT", "0"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    if std::env::var_os("PREWARM_BENCH_RATE_LIMITS").is_some() {
+        set(&mut env, "PREWARM_RATE_LIMIT__ENABLED", true);
+        for class in ["CREATE_DESIGN", "READ", "UPLOAD"] {
+            set(
+                &mut env,
+                &format!("PREWARM_RATE_LIMIT__{class}_PER_SEC"),
+                1e9,
+            );
+            set(&mut env, &format!("PREWARM_RATE_LIMIT__{class}_BURST"), 1e9);
+        }
+    }
+    set(
+        &mut env,
+        "PREWARM_REDIS__KEY_PREFIX",
+        format!("bench:{suffix}:"),
+    );
+    set(
+        &mut env,
+        "PREWARM_KAFKA__TOPIC",
+        format!("prewarm.bench.{suffix}"),
+    );
+    set(
+        &mut env,
+        "PREWARM_S3__BUCKET",
+        format!("prewarm-bench-{suffix}"),
+    );
+    set(&mut env, "PREWARM_S3__ENDPOINT", proxy_url);
+    set(
+        &mut env,
+        "PREWARM_WORKER__COPY_CONCURRENCY",
+        WORKER_COPY_CONCURRENCY,
+    );
+
+    env
+}
+
+/// A company with a plan of a million designs, and its API key.
+async fn new_tenant(
+    http: &reqwest::Client,
+    base: &str,
+    admin_token: &str,
+    name: &str,
+) -> anyhow::Result<(CompanyId, String)> {
+    let company: Value = http
+        .post(format!("{base}/admin/companies"))
+        .bearer_auth(admin_token)
+        .json(&json!({"name": name, "design_limit": 1_000_000}))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let company_id: CompanyId = company["id"].as_str().context("company id")?.parse()?;
+    let key: Value = http
+        .post(format!("{base}/admin/companies/{company_id}/api-keys"))
+        .bearer_auth(admin_token)
+        .send()
+        .await?
+        .json()
+        .await?;
+    Ok((
+        company_id,
+        key["api_key"].as_str().context("api key")?.to_string(),
+    ))
+}
