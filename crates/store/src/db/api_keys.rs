@@ -63,54 +63,44 @@ pub async fn company_for_key(
     }))
 }
 
-type InfoRow = (
-    Uuid,
-    Uuid,
-    String,
-    DateTime<Utc>,
-    Option<DateTime<Utc>>,
-    Option<DateTime<Utc>>,
-);
-
-fn info((id, company, hint, created_at, revoked_at, expires_at): InfoRow) -> ApiKeyInfo {
-    ApiKeyInfo {
-        id: ApiKeyId(id),
-        company_id: CompanyId(company),
-        hint,
-        created_at,
-        revoked_at,
-        expires_at,
-    }
+/// What a listing shows of a key (never its hash).
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = api_keys)]
+#[diesel(check_for_backend(diesel::pg::Pg))]
+struct KeyRow {
+    id: Uuid,
+    company_id: Uuid,
+    hint: String,
+    created_at: DateTime<Utc>,
+    revoked_at: Option<DateTime<Utc>>,
+    expires_at: Option<DateTime<Utc>>,
 }
 
-const INFO: (
-    api_keys::id,
-    api_keys::company_id,
-    api_keys::hint,
-    api_keys::created_at,
-    api_keys::revoked_at,
-    api_keys::expires_at,
-) = (
-    api_keys::id,
-    api_keys::company_id,
-    api_keys::hint,
-    api_keys::created_at,
-    api_keys::revoked_at,
-    api_keys::expires_at,
-);
+impl From<KeyRow> for ApiKeyInfo {
+    fn from(row: KeyRow) -> Self {
+        ApiKeyInfo {
+            id: ApiKeyId(row.id),
+            company_id: CompanyId(row.company_id),
+            hint: row.hint,
+            created_at: row.created_at,
+            revoked_at: row.revoked_at,
+            expires_at: row.expires_at,
+        }
+    }
+}
 
 /// A company's keys, oldest first (never their secrets).
 pub async fn list(
     conn: &mut AsyncPgConnection,
     company: CompanyId,
 ) -> Result<Vec<ApiKeyInfo>, StoreError> {
-    let rows: Vec<InfoRow> = api_keys::table
+    let rows: Vec<KeyRow> = api_keys::table
         .filter(api_keys::company_id.eq(company.0))
         .order((api_keys::created_at.asc(), api_keys::id.asc()))
-        .select(INFO)
+        .select(KeyRow::as_select())
         .load(conn)
         .await?;
-    Ok(rows.into_iter().map(info).collect())
+    Ok(rows.into_iter().map(ApiKeyInfo::from).collect())
 }
 
 /// Revokes a key at once; returns its hash (for the replicas' caches), or

@@ -11,7 +11,7 @@ use shared_domain::design::{CreateDesign, Design, DesignList};
 use shared_domain::error::ErrorCode;
 use shared_domain::ids::DesignId;
 
-use super::{Page, PageOf};
+use super::Page;
 use crate::auth::AuthCompany;
 use crate::create_design::create_design;
 use crate::error::ApiError;
@@ -161,15 +161,14 @@ pub async fn list(
 ) -> Result<HttpResponse, ApiError> {
     let at = page.position()?;
     let mut conn = state.db.conn().await?;
-    let designs = designs::list(&mut conn, company.0, page.limit() + 1, &at).await?;
-    let PageOf { items, next_cursor } =
-        PageOf::cut(designs, page.limit(), |d| (d.created_at, d.id.0));
-    Ok(page.respond(
+    let rows = designs::list(&mut conn, company.0, page.limit() + 1, &at).await?;
+    Ok(page.answer(
         &req,
-        next_cursor.as_deref(),
-        &DesignList {
-            designs: items,
-            next_cursor: next_cursor.clone(),
+        rows,
+        |d| (d.created_at, d.id.0),
+        |designs, next_cursor| DesignList {
+            designs,
+            next_cursor,
         },
     ))
 }

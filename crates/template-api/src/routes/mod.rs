@@ -129,7 +129,7 @@ impl Page {
 
     /// A 200 with the page, and a `Link: <...>; rel="next"` header when
     /// there is a next page.
-    pub fn respond(
+    fn respond(
         &self,
         req: &HttpRequest,
         next_cursor: Option<&str>,
@@ -148,18 +148,34 @@ impl Page {
     }
 }
 
+impl Page {
+    /// The answer for `rows` (read with `limit() + 1`): the page, its
+    /// `next_cursor` (the last row's `key`) and `Link` header; `body`
+    /// wraps the items and the cursor into the list type.
+    pub fn answer<T, B: serde::Serialize>(
+        &self,
+        req: &HttpRequest,
+        rows: Vec<T>,
+        key: impl Fn(&T) -> (DateTime<Utc>, uuid::Uuid),
+        body: impl FnOnce(Vec<T>, Option<String>) -> B,
+    ) -> HttpResponse {
+        let PageOf { items, next_cursor } = PageOf::cut(rows, self.limit(), key);
+        self.respond(
+            req,
+            next_cursor.as_deref(),
+            &body(items, next_cursor.clone()),
+        )
+    }
+}
+
 /// One page cut from `limit + 1` rows: the extra row says a next page exists.
-pub struct PageOf<T> {
+struct PageOf<T> {
     pub items: Vec<T>,
     pub next_cursor: Option<String>,
 }
 
 impl<T> PageOf<T> {
-    pub fn cut(
-        mut rows: Vec<T>,
-        limit: i64,
-        key: impl Fn(&T) -> (DateTime<Utc>, uuid::Uuid),
-    ) -> Self {
+    fn cut(mut rows: Vec<T>, limit: i64, key: impl Fn(&T) -> (DateTime<Utc>, uuid::Uuid)) -> Self {
         let limit = usize::try_from(limit).unwrap_or(0);
         let more = rows.len() > limit;
         rows.truncate(limit);

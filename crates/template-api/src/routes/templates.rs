@@ -14,7 +14,7 @@ use shared_domain::template::{
 };
 use shared_domain::warmup::Reason;
 
-use super::{Page, PageOf};
+use super::Page;
 use crate::auth::AuthCompany;
 use crate::error::ApiError;
 use crate::idempotency::{self, Start};
@@ -166,15 +166,14 @@ pub async fn list(
 ) -> Result<HttpResponse, ApiError> {
     let at = page.position()?;
     let mut conn = state.db.conn().await?;
-    let templates = templates::list_visible(&mut conn, company.0, page.limit() + 1, &at).await?;
-    let PageOf { items, next_cursor } =
-        PageOf::cut(templates, page.limit(), |t| (t.created_at, t.id.0));
-    Ok(page.respond(
+    let rows = templates::list_visible(&mut conn, company.0, page.limit() + 1, &at).await?;
+    Ok(page.answer(
         &req,
-        next_cursor.as_deref(),
-        &TemplateList {
-            templates: items,
-            next_cursor: next_cursor.clone(),
+        rows,
+        |t| (t.created_at, t.id.0),
+        |templates, next_cursor| TemplateList {
+            templates,
+            next_cursor,
         },
     ))
 }
