@@ -94,15 +94,19 @@ impl Drop for Cleanup {
         if self.db_dropped {
             return;
         }
-        let dropped = std::process::Command::new("psql")
-            .arg(&self.admin_url)
-            .args([
-                "-qc",
-                &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.db_name),
-            ])
-            .output();
-        if !dropped.is_ok_and(|out| out.status.success()) {
-            eprintln!("could not drop {} after a failed test", self.db_name);
+        // The stack's own server first; then the machine's, directly: a test
+        // that reached Postgres through a relay may have cut it.
+        let direct = format!("{}/postgres", pg_server());
+        let statement = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.db_name);
+        let dropped = [&self.admin_url, &direct].into_iter().any(|url| {
+            std::process::Command::new("psql")
+                .arg(url)
+                .args(["-qc", &statement])
+                .output()
+                .is_ok_and(|out| out.status.success())
+        });
+        if !dropped {
+            eprintln!("could not drop {}", self.db_name);
         }
     }
 }
