@@ -72,6 +72,9 @@ async fn the_filter_pulls_pages_until_ten_pass_and_stops_at_the_last_page() {
         &[("PREWARM_SIMILAR__UPSTREAM_PAGE_SIZE", "3")],
     ))
     .await;
+    // Cached entries are what these tests read: fill them after the
+    // invalidation listener's start-up flush.
+    stack.wait_subscribed(1).await;
     let a = stack.create_tenant("a", 100).await;
     let b = stack.create_tenant("b", 100).await;
     let source = template(&stack, &a, "blue birthday card", "cards", "public").await;
@@ -137,6 +140,7 @@ async fn the_filter_pulls_pages_until_ten_pass_and_stops_at_the_last_page() {
 async fn a_thousand_concurrent_requests_for_a_cold_key_make_one_upstream_call() {
     // The stand-in's default latency (900 ms) keeps every request in the window.
     let stack = TestStack::spawn(options(Faults::default(), &[])).await;
+    stack.wait_subscribed(1).await;
     let a = stack.create_tenant("a", 100).await;
     let source = template(&stack, &a, "poster", "posters", "public").await;
     for i in 0..10 {
@@ -172,6 +176,9 @@ async fn entries_expire_and_unread_ones_are_swept() {
         ],
     ))
     .await;
+    // Cached entries are what these tests read: fill them after the
+    // invalidation listener's start-up flush.
+    stack.wait_subscribed(1).await;
     let a = stack.create_tenant("a", 100).await;
     let s1 = template(&stack, &a, "menu", "menus", "public").await;
     let s2 = template(&stack, &a, "menu two", "menus", "public").await;
@@ -215,6 +222,9 @@ async fn upstream_down_serves_stale_within_its_window_and_cold_keys_fail_fast() 
         ],
     ))
     .await;
+    // Cached entries are what these tests read: fill them after the
+    // invalidation listener's start-up flush.
+    stack.wait_subscribed(1).await;
     let a = stack.create_tenant("a", 100).await;
     let warm = template(&stack, &a, "invite", "invites", "public").await;
     template(&stack, &a, "invite party", "invites", "public").await;
@@ -293,6 +303,7 @@ async fn upstream_down_serves_stale_within_its_window_and_cold_keys_fail_fast() 
 async fn two_instances_share_answers_and_edits_invalidate_both() {
     let mut stack = TestStack::spawn(options(fast(), &[])).await;
     let second = stack.spawn_second_api(&[]).await;
+    stack.wait_subscribed(2).await;
     let first = stack.base.clone();
     let a = stack.create_tenant("a", 100).await;
     let source = template(&stack, &a, "wedding card", "cards", "public").await;
