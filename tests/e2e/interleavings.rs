@@ -164,20 +164,29 @@ async fn rebuilding_a_pool_list_keeps_new_ids_and_never_relists_popped_ones() {
     let tenant = stack.create_tenant("acme", 100).await;
     let template = stack.create_template(&tenant, 2, "private").await;
     stack.wait_pool(&tenant, template.id, 2, FILL).await;
+    // One ready id goes missing from the list (as if popped by a request
+    // that died): the list is shorter than the ledger, so the pass rebuilds it.
+    let listed = stack.index.list(template.id, 1).await.unwrap();
+    let lost = listed[0];
+    stack
+        .index
+        .remove_ids(template.id, 1, &[lost])
+        .await
+        .unwrap();
 
     let reconciler = stack.reconciler(&[]).await;
     let mut gate = stack.pause.arm(at::REINDEX_READ);
     let tick = tokio::spawn(async move { reconciler.tick().await });
     gate.reached().await;
-    // Meanwhile one id is popped and claimed, and the worker refills the
-    // pool: a new id is pushed.
+    // Meanwhile the listed id is popped and claimed, and the worker refills
+    // the pool: a new id is pushed.
     let design = stack.create_design(&tenant, template.id).await;
     assert_eq!(design.served_from, ServedFrom::Pool);
     let claimed = design.pool_item_id.expect("warm design has an item");
     let deadline = Instant::now() + FILL;
     loop {
         let listed = stack.index.list(template.id, 1).await.unwrap();
-        if listed.len() == 2 && !listed.contains(&claimed) {
+        if listed.len() == 1 && !listed.contains(&claimed) && !listed.contains(&lost) {
             break;
         }
         assert!(Instant::now() < deadline, "pool not refilled: {listed:?}");
@@ -190,6 +199,11 @@ async fn rebuilding_a_pool_list_keeps_new_ids_and_never_relists_popped_ones() {
         !listed.contains(&claimed),
         "the rebuild listed a claimed id again: {listed:?}"
     );
+    assert!(
+        listed.contains(&lost),
+        "the lost id was not listed again: {listed:?}"
+    );
+    assert_eq!(listed.len(), 2, "the new id was kept: {listed:?}");
     check_pool_list(&stack, template.id, true).await;
     check_designs(&stack, tenant.id, &[design]).await;
     stack.finish().await;
@@ -357,7 +371,15 @@ async fn a_long_batch_defers_what_it_cannot_start_within_the_poll_budget() {
 async fn exactly_one_replica_runs_each_background_pass() {
     let stack = TestStack::spawn(quiet_worker(2, &[])).await;
     let tenant = stack.create_tenant("acme", 100).await;
-    stack.create_template(&tenant, 1, "private").await;
+    let template = stack.create_template(&tenant, 1, "private").await;
+    stack.wait_pool(&tenant, template.id, 2, FILL).await;
+    // A list shorter than the ledger: the pass rebuilds it (and pauses there).
+    let listed = stack.index.list(template.id, 1).await.unwrap();
+    stack
+        .index
+        .remove_ids(template.id, 1, &listed[..1])
+        .await
+        .unwrap();
     let (one, two) = (stack.reconciler(&[]).await, stack.reconciler(&[]).await);
     assert_ne!(one.singleton.holder(), two.singleton.holder());
     let mut gate = stack.pause.arm(at::REINDEX_READ);

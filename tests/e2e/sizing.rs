@@ -250,6 +250,7 @@ async fn a_plan_that_moves_slots_never_overfills_the_budget() {
                     demand_slow: 0.0,
                     refill_secs: 1.0,
                     computed_at: chrono::Utc::now(),
+                    last_design_at: None,
                 })
                 .collect();
             let mut conn = db.conn().await.unwrap();

@@ -141,7 +141,13 @@ async fn a_design_is_never_recorded_for_a_version_older_than_a_committed_edit() 
         .await
         .unwrap();
     assert!(matches!(cold, CreateOutcome::TemplateChanged), "{cold:?}");
-    let warm = designs::create_from_pool_item(&mut conn, &spec, PoolItemId::new(), None)
+    let warm_spec = designs::WarmSpec {
+        id: spec.id,
+        company: spec.company,
+        template: spec.template,
+        template_version: spec.template_version,
+    };
+    let warm = designs::create_from_pool_item(&mut conn, &warm_spec, PoolItemId::new(), None)
         .await
         .unwrap();
     assert!(matches!(warm, CreateOutcome::TemplateChanged), "{warm:?}");

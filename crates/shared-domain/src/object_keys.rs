@@ -2,9 +2,16 @@
 //! prefixes, so ownership (and, later, garbage collection) reads off the key:
 //!
 //! - `templates/{template}/{upload}`: a template's source images (uploaded).
-//! - `pool/{template}/{item}/{position}`: a pool item's copies; they keep this
-//!   key when the item becomes a design (S3 has no rename, and the key is unique).
-//! - `designs/{design}/{position}`: copies made on the cold path for one design.
+//! - `pool/{template}/{hh}/{item}/{position}`: a pool item's copies; they
+//!   keep this key when the item becomes a design (S3 has no rename, and the
+//!   key is unique).
+//! - `designs/{hh}/{design}/{position}`: copies made on the cold path for one
+//!   design.
+//!
+//! `{hh}` is two hex digits taken from the random bits of the item's or
+//! design's id: S3 serves about 3,500 writes a second per key prefix, so a
+//! popular template's refills spread over 256 prefixes (and cold designs,
+//! whose ids are time-ordered, do not all land on the newest one).
 
 use uuid::Uuid;
 
@@ -21,11 +28,22 @@ pub fn template_image(template: TemplateId) -> String {
 }
 
 pub fn pool_image(template: TemplateId, item: PoolItemId, position: i32) -> String {
-    format!("{POOL_PREFIX}{template}/{item}/{position:04}")
+    format!(
+        "{POOL_PREFIX}{template}/{:02x}/{item}/{position:04}",
+        spread(item.0)
+    )
 }
 
 pub fn design_image(design: DesignId, position: i32) -> String {
-    format!("{DESIGNS_PREFIX}{design}/{position:04}")
+    format!(
+        "{DESIGNS_PREFIX}{:02x}/{design}/{position:04}",
+        spread(design.0)
+    )
+}
+
+/// The spreading byte: the id's last byte, random in v4 and v7 UUIDs alike.
+fn spread(id: Uuid) -> u8 {
+    id.as_bytes()[15]
 }
 
 #[cfg(test)]
@@ -41,5 +59,18 @@ mod tests {
         assert_ne!(a, b);
         assert!(design_image(DesignId::new(), 3).ends_with("/0003"));
         assert_ne!(template_image(t), template_image(t));
+    }
+
+    #[test]
+    fn keys_spread_over_256_hashed_prefixes() {
+        let t = TemplateId::new();
+        let pool: std::collections::HashSet<String> = (0..4096)
+            .map(|_| pool_image(t, PoolItemId::new(), 0)[..POOL_PREFIX.len() + 36 + 3].to_string())
+            .collect();
+        let designs: std::collections::HashSet<String> = (0..4096)
+            .map(|_| design_image(DesignId::new(), 0)[..DESIGNS_PREFIX.len() + 2].to_string())
+            .collect();
+        assert!(pool.len() > 240, "{} pool prefixes", pool.len());
+        assert!(designs.len() > 240, "{} design prefixes", designs.len());
     }
 }

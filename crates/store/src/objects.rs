@@ -351,21 +351,46 @@ impl ObjectStore {
     /// Every key under `prefix` with its last-modified time (seconds since the epoch).
     pub async fn list_modified(&self, prefix: &str) -> Result<Vec<(String, i64)>, ObjectError> {
         let mut keys = Vec::new();
-        let mut pages = self
+        let mut after: Option<String> = None;
+        loop {
+            let page = self.list_page(prefix, after.as_deref(), 1_000).await?;
+            after = page.last().map(|(k, _)| k.clone());
+            let done = page.len() < 1_000;
+            keys.extend(page);
+            if done {
+                return Ok(keys);
+            }
+        }
+    }
+
+    /// One listing page: up to `max` keys under `prefix` that sort after
+    /// `start_after`, with their last-modified times. A caller resumes from
+    /// the last key it saw (a key, unlike a continuation token, can be
+    /// stored and stays valid across restarts).
+    pub async fn list_page(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        max: i32,
+    ) -> Result<Vec<(String, i64)>, ObjectError> {
+        let page = self
             .client
             .list_objects_v2()
             .bucket(&self.bucket)
             .prefix(prefix)
-            .into_paginator()
-            .send();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| err("list", prefix, e))?;
-            keys.extend(page.contents().iter().filter_map(|o| {
+            .set_start_after(start_after.map(str::to_string))
+            .max_keys(max)
+            .send()
+            .await
+            .map_err(|e| err("list", prefix, e))?;
+        Ok(page
+            .contents()
+            .iter()
+            .filter_map(|o| {
                 let modified = o.last_modified().map_or(0, |t| t.secs());
                 o.key().map(|k| (k.to_string(), modified))
-            }));
-        }
-        Ok(keys)
+            })
+            .collect())
     }
 
     /// Copies every `(source, dest)` pair, at most `parallelism` at a time for

@@ -238,6 +238,43 @@ impl PoolIndex {
         Ok(self.pool.llen(self.key(template, version)).await?)
     }
 
+    /// The lengths of many lists in one pipelined round trip (the
+    /// reconciler compares them with the ledger's ready counts first and
+    /// reads a list only when they differ).
+    pub async fn lens(&self, lists: &[(TemplateId, i32)]) -> Result<Vec<i64>, IndexError> {
+        if lists.is_empty() {
+            return Ok(Vec::new());
+        }
+        let pipeline = self.pool.next().pipeline();
+        for (template, version) in lists {
+            let _: () = pipeline.llen(self.key(*template, *version)).await?;
+        }
+        let lens: Vec<i64> = pipeline.all().await?;
+        Ok(lens)
+    }
+
+    /// The key marking that every list was built from the ledger since
+    /// Redis last lost its data (a flush, a restart without persistence, a
+    /// failover to an empty replica all drop it).
+    fn built_key(&self) -> String {
+        format!("{}pool:built", self.prefix)
+    }
+
+    /// Whether the lists were all built since Redis last lost its data.
+    pub async fn is_built(&self) -> Result<bool, IndexError> {
+        let n: i64 = self.pool.exists(self.built_key()).await?;
+        Ok(n > 0)
+    }
+
+    /// Records that every list was built from the ledger.
+    pub async fn mark_built(&self) -> Result<(), IndexError> {
+        let _: () = self
+            .pool
+            .set(self.built_key(), "1", None, None, false)
+            .await?;
+        Ok(())
+    }
+
     /// The ids currently listed, head first.
     pub async fn list(
         &self,

@@ -96,7 +96,8 @@ pub struct PoolSettings {
     pub sizing: String,
     /// Ready items kept per template (current version) with `fixed` sizing.
     pub target: i32,
-    /// Adaptive: fewest items a live template keeps.
+    /// Fewest items a live template keeps (adaptive sizing, and idle
+    /// templates with `idle_secs`).
     pub min: i32,
     /// Adaptive: most items one template keeps.
     pub max: i32,
@@ -110,6 +111,10 @@ pub struct PoolSettings {
     pub demand_slow_secs: u64,
     /// Adaptive: how often the plan is recomputed.
     pub sizing_interval_ms: u64,
+    /// A template without a design for this long keeps only `pool.min` items,
+    /// whatever the sizing (0 = off: fixed sizing keeps `target` forever).
+    /// Templates younger than this count as in demand.
+    pub idle_secs: u64,
     /// How long a reserved (`copying`) item may take before it is presumed lost.
     pub lease_secs: u64,
     /// Serve from the pool at all (off = every design is copied; for comparison).
@@ -134,6 +139,7 @@ impl Default for PoolSettings {
             demand_fast_secs: 15,
             demand_slow_secs: 1800,
             sizing_interval_ms: 2000,
+            idle_secs: 0,
             lease_secs: 300,
             enabled: true,
             pop_attempts: 3,
@@ -187,6 +193,11 @@ impl PoolSettings {
 
     pub fn lease(&self) -> Duration {
         Duration::from_secs(self.lease_secs)
+    }
+
+    /// `pool.idle_secs` as a duration, `None` when off.
+    pub fn idle(&self) -> Option<Duration> {
+        (self.idle_secs > 0).then(|| Duration::from_secs(self.idle_secs))
     }
 }
 

@@ -1,15 +1,17 @@
 //! The hot path: turn a template into a company's design.
 //!
-//! Warm: `LPOP` one item id from the template version's Redis list, then one
-//! Postgres transaction claims the item (only if still `ready` for this
-//! version), takes a plan slot and moves the item's objects to the design.
+//! Warm: `LPOP` one item id from the template version's Redis list (the
+//! version remembered from earlier designs, else read), then one Postgres
+//! statement checks the template, claims the item (only if still `ready`
+//! for this version), takes a plan slot and records a design that owns the
+//! item's objects (`designs::create_from_pool_item`).
 //! Cold (empty pool, Redis down, or pool disabled): copy every image with
 //! bounded parallelism, then record the design the same way. Either way a
 //! warm-up request is published after the commit, without waiting for Kafka.
 //! With an `Idempotency-Key` claim, the design's answer is stored in the
 //! transaction that records it (see `idempotency`).
 
-use prewarm_store::db::designs::{self, CreateOutcome, DesignSpec};
+use prewarm_store::db::designs::{self, CreateOutcome, DesignSpec, WarmSpec};
 use prewarm_store::db::idempotency::Claim;
 use prewarm_store::db::{companies, object_refs, templates};
 use prewarm_store::pause;
@@ -64,31 +66,30 @@ async fn attempt(
     template_id: TemplateId,
     key: Option<&Claim>,
 ) -> Result<Attempt, ApiError> {
-    let template = {
-        let mut conn = state.db.conn().await?;
-        templates::find_visible_row(&mut conn, template_id, company)
-            .await?
-            .ok_or_else(|| {
-                ApiError::new(
-                    ErrorCode::TemplateNotFound,
-                    format!("template {template_id} not found"),
-                )
-            })?
-        // The connection goes back to the pool here: none is held while
-        // Redis answers, so a stalled Redis cannot drain the pool.
+    // A version remembered from an earlier design spares the template read
+    // on the warm path: the claim checks it on the locked row.
+    let mut template = None;
+    let version = match state.versions.get(template_id) {
+        Some(version) => version,
+        None => {
+            let row = read_template(state, company, template_id).await?;
+            state.versions.remember(template_id, row.version);
+            let version = row.version;
+            template = Some(row);
+            version
+        }
     };
-    let spec = DesignSpec {
-        id: DesignId::new(),
-        company,
-        template: template_id,
-        template_version: template.version,
-        layout: template.layout.clone(),
-    };
-    let version = template.version;
+    let id = DesignId::new();
 
     let mut served = Served::CopyPoolDisabled;
     if state.settings.pool.enabled {
         served = Served::CopyPoolEmpty;
+        let spec = WarmSpec {
+            id,
+            company,
+            template: template_id,
+            template_version: version,
+        };
         for _ in 0..state.settings.pool.pop_attempts {
             let item = match state.index.pop(template_id, version).await {
                 Ok(Some(item)) => item,
@@ -113,7 +114,17 @@ async fn attempt(
                 }
                 // The item is of a version that is no longer current: the
                 // reconciler discards it; it is not put back.
-                Ok(CreateOutcome::TemplateChanged) => return Ok(Attempt::TemplateChanged),
+                Ok(CreateOutcome::TemplateChanged) => {
+                    state.versions.forget(template_id);
+                    return Ok(Attempt::TemplateChanged);
+                }
+                // Another company's private template, known to this replica
+                // from that company's designs: read it as this company.
+                Ok(CreateOutcome::TemplateHidden) => {
+                    requeue(state, template_id, version, item).await;
+                    read_template(state, company, template_id).await?;
+                    return Ok(Attempt::TemplateChanged);
+                }
                 Ok(CreateOutcome::ItemUnavailable) => {
                     tracing::debug!(%item, "popped a stale pool item id; trying the next");
                 }
@@ -140,11 +151,44 @@ async fn attempt(
             }
         }
     }
+    let template = match template {
+        Some(row) => row,
+        None => read_template(state, company, template_id).await?,
+    };
+    if template.version != version {
+        state.versions.remember(template_id, template.version);
+    }
+    let spec = DesignSpec {
+        id,
+        company,
+        template: template_id,
+        template_version: template.version,
+        layout: template.layout,
+    };
     let attempt = create_cold(state, spec, key).await?;
     if matches!(attempt, Attempt::Created(_)) {
         state.metrics.design_created(served);
     }
     Ok(attempt)
+}
+
+/// The template as `company` may see it, or 404.
+async fn read_template(
+    state: &AppState,
+    company: CompanyId,
+    template_id: TemplateId,
+) -> Result<templates::TemplateRow, ApiError> {
+    let mut conn = state.db.conn().await?;
+    templates::find_visible_row(&mut conn, template_id, company)
+        .await?
+        .ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::TemplateNotFound,
+                format!("template {template_id} not found"),
+            )
+        })
+    // The connection goes back to the pool here: none is held while Redis
+    // answers, so a stalled Redis cannot drain the pool.
 }
 
 /// Puts back an item that was popped but not used, so it is not stranded
@@ -248,7 +292,7 @@ async fn create_cold(
             ErrorCode::ObjectStoreUnavailable,
             "copying the template's images took longer than pool.lease_secs; retry",
         )),
-        Ok(CreateOutcome::ItemUnavailable) => Err(ApiError::new(
+        Ok(CreateOutcome::ItemUnavailable | CreateOutcome::TemplateHidden) => Err(ApiError::new(
             ErrorCode::Internal,
             "unexpected pool outcome on the copy path",
         )),

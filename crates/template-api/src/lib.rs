@@ -34,5 +34,6 @@ pub mod settings;
 pub mod similar;
 pub mod startup;
 pub mod state;
+pub mod template_versions;
 pub mod upload;
 pub mod validate;

@@ -23,6 +23,7 @@ use crate::routes::{self, health, not_found};
 use crate::settings::Settings;
 use crate::similar::SimilarTemplates;
 use crate::state::AppState;
+use crate::template_versions::TemplateVersions;
 use crate::upload::UploadBudget;
 use prewarm_store::rate_buckets::RateBuckets;
 
@@ -117,7 +118,8 @@ pub async fn build_state(settings: Settings, pause: PausePoints) -> anyhow::Resu
         &settings.admin_token,
         pause.clone(),
     ));
-    spawn_cache_upkeep(&similar, &auth, &shared, &settings.redis).await;
+    let versions = Arc::new(TemplateVersions::default());
+    spawn_cache_upkeep(&similar, &auth, &versions, &shared, &settings.redis).await;
     let metrics = Arc::new(metrics);
     let copy_limiter = Arc::new(Semaphore::new(settings.pool.cold_copy_global_limit));
     let rate_limiter = settings.rate_limit.enabled.then(|| {
@@ -144,6 +146,7 @@ pub async fn build_state(settings: Settings, pause: PausePoints) -> anyhow::Resu
         )),
         rate_limiter,
         settings: Arc::new(settings),
+        versions,
         pause,
     })
 }
@@ -152,6 +155,7 @@ pub async fn build_state(settings: Settings, pause: PausePoints) -> anyhow::Resu
 async fn spawn_cache_upkeep(
     similar: &SimilarTemplates,
     auth: &Arc<Authenticator>,
+    versions: &Arc<TemplateVersions>,
     shared: &SharedCache,
     redis: &prewarm_store::settings::RedisSettings,
 ) {
@@ -170,14 +174,19 @@ async fn spawn_cache_upkeep(
         Ok(mut rx) => {
             let listener = similar.clone();
             let auth = auth.clone();
+            let versions = versions.clone();
             tokio::spawn(async move {
                 while let Some(message) = rx.recv().await {
                     match message {
-                        Invalidation::Template(template) => listener.drop_local(template),
+                        Invalidation::Template(template) => {
+                            listener.drop_local(template);
+                            versions.forget(template);
+                        }
                         Invalidation::ApiKey(hash) => auth.cache.forget(&hash),
                         Invalidation::All => {
                             listener.drop_all_local();
                             auth.cache.forget_all();
+                            versions.forget_all();
                         }
                     }
                 }

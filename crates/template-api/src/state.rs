@@ -33,6 +33,8 @@ pub struct AppState {
     pub upload_budget: Arc<crate::upload::UploadBudget>,
     /// `None` when `rate_limit.enabled` is false.
     pub rate_limiter: Option<Arc<crate::rate_limit::RateLimiter>>,
+    /// Templates' current versions, for warm designs without a template read.
+    pub versions: Arc<crate::template_versions::TemplateVersions>,
     /// Test-only pause points (a no-op unless a test armed one).
     pub pause: prewarm_store::pause::PausePoints,
 }

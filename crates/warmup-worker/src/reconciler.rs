@@ -1,38 +1,66 @@
 //! The reconciler and the garbage collector: Kafka messages are hints, these
-//! make the pool correct without them.
+//! make the pool correct without them. Each pass costs what changed since
+//! the previous one, in bounded batches that resume where the last stopped.
 //!
 //! Every `worker.reconcile_interval_ms` the reconciler (one replica at a time,
 //! under a lease in `singleton_leases`):
 //! 1. discards `copying` items whose lease expired (a worker died mid-refill)
-//!    and deletes their objects;
-//! 2. tops every template's pool up to target (the same idempotent refill the
-//!    consumer runs), which also retires items of old versions;
-//! 3. rebuilds each template's Redis list from the ledger when they differ
-//!    (after a Redis flush or restart, or an id popped by a process that died
-//!    before claiming it).
+//!    and deletes their objects (an index of copying items' leases);
+//! 2. picks the templates to check: those whose pool changed since its
+//!    watermark -- an item used, discarded or rescued, the template created,
+//!    edited or deleted (two index range scans, at most
+//!    `worker.reconcile_batch` templates, the rest next pass) -- plus the
+//!    next `worker.reconcile_sweep` templates of a rolling sweep in id order
+//!    (which catches what no change recorded, such as an id popped by a
+//!    process that died before claiming it), or every template in pages
+//!    when Redis lost its data (its `built` marker is gone);
+//! 3. reads their pool state in one statement and their Redis list lengths
+//!    in one pipeline, and only then refills a template whose live count is
+//!    off its target (or that holds items of old versions), and rebuilds a
+//!    list whose length differs from the ledger's ready count.
+//!
+//! Watermark and sweep position are stored in `background_cursors`, so a
+//! restart or another replica resumes them.
 //!
 //! Every `worker.gc_interval_secs` the garbage collector deletes objects under
 //! `pool/`, `designs/` and `templates/` that no design, no live pool item,
 //! no live template and no pending copy or upload references and that are
 //! older than `worker.gc_grace_secs`
 //! (which may be 0: correctness does not rest on it, see
-//! `prewarm_store::db::object_refs`).
+//! `prewarm_store::db::object_refs`). It lists one page (1,000 keys) at a
+//! time, checks the page against the ledger and deletes its garbage before
+//! the next, so its memory is one page whatever the bucket holds; after
+//! `worker.gc_pages_per_pass` pages it stops and the next pass resumes from
+//! the stored key.
 
 use std::collections::HashSet;
 use std::future::Future;
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use futures::stream::{self, StreamExt};
-use prewarm_store::db::{object_refs, pool_items, templates, StoreError};
+use prewarm_store::db::pool_checks::{self, PoolState, Watermark};
+use prewarm_store::db::{cursors, object_refs, pool_items, StoreError};
 use prewarm_store::pause;
 use shared_domain::ids::TemplateId;
 use shared_domain::object_keys::{DESIGNS_PREFIX, POOL_PREFIX, TEMPLATES_PREFIX};
+use uuid::Uuid;
 
 use crate::refill::Refiller;
 use crate::singleton::Singleton;
 
-/// Keys checked against the ledger per query.
-const GC_PAGE: usize = 1_000;
+/// Keys per S3 listing page (the most S3 returns), checked against the
+/// ledger in one query.
+const GC_PAGE: i32 = 1_000;
+/// The prefixes the GC walks, in order.
+const GC_PREFIXES: [&str; 3] = [POOL_PREFIX, DESIGNS_PREFIX, TEMPLATES_PREFIX];
+/// Cursor names in `background_cursors`.
+const CHANGES_CURSOR: &str = "reconciler:changes";
+const SWEEP_CURSOR: &str = "reconciler:sweep";
+const GC_CURSOR: &str = "gc";
+/// Changes are read up to the database clock less this, so a transaction
+/// committing this much after its timestamp is still seen.
+const COMMIT_LAG: chrono::TimeDelta = chrono::TimeDelta::seconds(5);
 
 #[derive(Clone)]
 pub struct Reconciler {
@@ -43,16 +71,32 @@ pub struct Reconciler {
     pub gc_interval: Duration,
     pub gc_grace: Duration,
     pub parallelism: usize,
+    /// Most changed templates checked per pass.
+    pub batch: usize,
+    /// Templates the rolling sweep checks per pass.
+    pub sweep: usize,
+    /// Most listing pages per GC pass.
+    pub gc_pages: usize,
 }
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct TickReport {
     /// Another replica held the lease; nothing done.
     pub skipped: bool,
+    /// Templates checked (changed + swept).
     pub templates: usize,
+    /// Of which found through the change watermark.
+    pub changed: usize,
     pub rescued: usize,
+    /// Templates refilled (their live count was off target).
+    pub refilled: usize,
     pub reindexed: usize,
     pub refill_errors: usize,
+    /// Redis had lost its data: every list was checked.
+    pub rebuilt: bool,
+    /// Database statements and Redis round trips spent finding and checking
+    /// the templates (refills and rebuilds not included).
+    pub queries: usize,
 }
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -60,6 +104,16 @@ pub struct GcReport {
     pub skipped: bool,
     pub scanned: usize,
     pub deleted: usize,
+    pub pages: usize,
+    /// The pass reached the end of the last prefix (the next starts over).
+    pub finished: bool,
+}
+
+/// What to do about one checked template.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Work {
+    refill: bool,
+    reindex: bool,
 }
 
 impl Reconciler {
@@ -75,44 +129,180 @@ impl Reconciler {
     }
 
     async fn tick_locked(&self) -> Result<TickReport, StoreError> {
-        let (rescued, all) = {
-            let mut conn = self.refiller.db.conn().await?;
-            let rescued = pool_items::rescue_expired(&mut conn).await?;
-            let all = templates::all_current(&mut conn).await?;
-            (rescued, all)
+        let mut report = TickReport::default();
+        let index = &self.refiller.index;
+        // A Redis error here is a Redis that cannot be rebuilt now: the
+        // checks below fail on it too and the next pass retries.
+        let built = index.is_built().await.unwrap_or(true);
+        report.queries += 1;
+        let mut conn = self.refiller.db.conn().await?;
+        let rescued = pool_items::rescue_expired(&mut conn).await?;
+        report.rescued = rescued.len();
+        report.queries += 1;
+
+        let from = parse_watermark(cursors::get(&mut conn, CHANGES_CURSOR).await?);
+        let until = Utc::now() - COMMIT_LAG;
+        let changed =
+            pool_checks::changed_templates(&mut conn, from, until, self.batch as i64).await?;
+        report.queries += 2;
+        let watermark = match changed.last() {
+            Some((_, last)) if changed.len() >= self.batch => *last,
+            // Caught up: everything up to the horizon was seen.
+            _ => (until, Uuid::from_u128(u128::MAX)),
         };
+        report.changed = changed.len();
+        let mut candidates: Vec<TemplateId> = changed.iter().map(|(t, _)| *t).collect();
+        let edited: HashSet<TemplateId> = candidates.iter().copied().collect();
+
+        let sweep_from = cursors::get(&mut conn, SWEEP_CURSOR)
+            .await?
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(Uuid::nil());
+        report.queries += 1;
+        drop(conn);
+        if built {
+            let swept = self.sweep_page(sweep_from, &mut report).await?;
+            let next = match swept.last() {
+                Some(last) if swept.len() >= self.sweep => last.0,
+                _ => Uuid::nil(),
+            };
+            candidates.extend(swept);
+            self.check(&candidates, &edited, &mut report).await?;
+            let mut conn = self.refiller.db.conn().await?;
+            cursors::set(&mut conn, SWEEP_CURSOR, &next.to_string()).await?;
+            report.queries += 1;
+        } else {
+            // Redis lost its data: every list is rebuilt, page by page.
+            report.rebuilt = true;
+            self.check(&candidates, &edited, &mut report).await?;
+            let mut after = Uuid::nil();
+            loop {
+                let page = self.sweep_page(after, &mut report).await?;
+                let Some(last) = page.last() else { break };
+                after = last.0;
+                let full = page.len() >= self.sweep;
+                self.check(&page, &HashSet::new(), &mut report).await?;
+                if !full {
+                    break;
+                }
+            }
+            if let Err(e) = index.mark_built().await {
+                tracing::warn!(error = %e, "could not mark the pool lists rebuilt");
+            }
+        }
         self.refiller.delete_items(&rescued).await;
-        let passes: Vec<_> = all
-            .iter()
-            .map(|(t, v)| self.reconcile_template(*t, *v))
-            .collect();
-        let results: Vec<(bool, bool)> = stream::iter(passes)
-            .buffer_unordered(self.parallelism.max(1))
-            .collect()
-            .await;
-        Ok(TickReport {
-            skipped: false,
-            templates: all.len(),
-            rescued: rescued.len(),
-            reindexed: results.iter().filter(|(re, _)| *re).count(),
-            refill_errors: results.iter().filter(|(_, err)| *err).count(),
-        })
+        let mut conn = self.refiller.db.conn().await?;
+        cursors::set(&mut conn, CHANGES_CURSOR, &format_watermark(watermark)).await?;
+        report.queries += 1;
+        Ok(report)
     }
 
-    /// Tops one template up and re-indexes it; returns (reindexed, refill failed).
-    async fn reconcile_template(&self, template: TemplateId, version: i32) -> (bool, bool) {
-        let refill_failed = match self.refiller.refill(template).await {
-            Ok(_) => false,
-            Err(e) => {
-                tracing::warn!(%template, error = %e, "reconciler refill failed");
-                true
+    async fn sweep_page(
+        &self,
+        after: Uuid,
+        report: &mut TickReport,
+    ) -> Result<Vec<TemplateId>, StoreError> {
+        let mut conn = self.refiller.db.conn().await?;
+        report.queries += 1;
+        pool_checks::templates_after(&mut conn, after, self.sweep as i64).await
+    }
+
+    /// Reads the pool state of `templates` (one statement per 1,000) and
+    /// their list lengths (one pipeline), then refills and rebuilds only
+    /// what is off. Templates in `edited` also lose their previous
+    /// version's list.
+    async fn check(
+        &self,
+        templates: &[TemplateId],
+        edited: &HashSet<TemplateId>,
+        report: &mut TickReport,
+    ) -> Result<(), StoreError> {
+        let mut seen = HashSet::new();
+        let unique: Vec<TemplateId> = templates
+            .iter()
+            .copied()
+            .filter(|t| seen.insert(*t))
+            .collect();
+        for chunk in unique.chunks(1_000) {
+            let states = {
+                let mut conn = self.refiller.db.conn().await?;
+                pool_checks::pool_states(&mut conn, chunk).await?
+            };
+            report.queries += 1;
+            let lists: Vec<(TemplateId, i32)> = states
+                .iter()
+                .map(|s| (TemplateId(s.template_id), s.version))
+                .collect();
+            // Without the lengths every list is compared in full.
+            let lens = match self.refiller.index.lens(&lists).await {
+                Ok(lens) => lens,
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not read the pool list lengths");
+                    vec![-1; lists.len()]
+                }
+            };
+            report.queries += 1;
+            report.templates += states.len();
+            let passes: Vec<_> = states
+                .iter()
+                .zip(lens)
+                .filter_map(|(state, len)| {
+                    let work = self.work(state, len);
+                    let template = TemplateId(state.template_id);
+                    (work.refill || work.reindex || edited.contains(&template))
+                        .then(|| self.reconcile_template(template, state.version, work))
+                })
+                .collect();
+            let results: Vec<(Work, bool, bool)> = stream::iter(passes)
+                .buffer_unordered(self.parallelism.max(1))
+                .collect()
+                .await;
+            for (work, reindexed, failed) in results {
+                report.refilled += usize::from(work.refill);
+                report.reindexed += usize::from(reindexed);
+                report.refill_errors += usize::from(failed);
             }
+        }
+        Ok(())
+    }
+
+    /// Whether a template's pool needs a refill (live count off target, old
+    /// versions' items to discard, a deleted template's items) or its list
+    /// a rebuild (length off the ready count).
+    fn work(&self, state: &PoolState, listed: i64) -> Work {
+        let target = if state.deleted {
+            0
+        } else {
+            self.refiller.rule.target(state.planned, state.age)
         };
-        match self.reindex(template, version).await {
-            Ok(changed) => (changed, refill_failed),
+        Work {
+            refill: state.live != i64::from(target) || state.stale > 0,
+            reindex: !state.deleted && listed != state.ready,
+        }
+    }
+
+    /// Refills and re-indexes one template as `work` says; returns (work,
+    /// reindexed, refill failed).
+    async fn reconcile_template(
+        &self,
+        template: TemplateId,
+        version: i32,
+        work: Work,
+    ) -> (Work, bool, bool) {
+        let mut refill_failed = false;
+        if work.refill {
+            if let Err(e) = self.refiller.refill(template).await {
+                tracing::warn!(%template, error = %e, "reconciler refill failed");
+                refill_failed = true;
+            }
+        }
+        // A refill changes the ready count only through items it indexes
+        // itself; the list is rebuilt when it was off before.
+        match self.reindex(template, version, work.reindex).await {
+            Ok(changed) => (work, changed, refill_failed),
             Err(e) => {
                 tracing::warn!(%template, error = %e, "reconciler could not re-index");
-                (false, refill_failed)
+                (work, false, refill_failed)
             }
         }
     }
@@ -122,13 +312,22 @@ impl Reconciler {
     /// ledger, so an id listed then and not ready now was used or discarded
     /// (items never become ready again) and may go; ready ids not listed are
     /// appended by a script that skips ids listed or popped meanwhile.
-    async fn reindex(&self, template: TemplateId, version: i32) -> anyhow::Result<bool> {
+    /// Without `compare`, only the previous version's list is dropped.
+    async fn reindex(
+        &self,
+        template: TemplateId,
+        version: i32,
+        compare: bool,
+    ) -> anyhow::Result<bool> {
         let index = &self.refiller.index;
         if version > 1 {
             // A push or put-back racing an edit can recreate the previous
             // version's list after the edit's refill dropped it; no one
             // pops from it any more.
             index.remove(template, version - 1).await?;
+        }
+        if !compare {
+            return Ok(false);
         }
         let listed = index.list(template, version).await?;
         let ledger = {
@@ -170,52 +369,87 @@ impl Reconciler {
     async fn gc_locked(&self) -> anyhow::Result<GcReport> {
         let cutoff = chrono::Utc::now().timestamp() - self.gc_grace.as_secs() as i64;
         let mut report = GcReport::default();
-        {
+        let stored = {
             // Cold designs that died or gave up: their copies become garbage.
             let mut conn = self.refiller.db.conn().await?;
             object_refs::purge_expired(&mut conn).await?;
-        }
-        for prefix in [POOL_PREFIX, DESIGNS_PREFIX, TEMPLATES_PREFIX] {
+            cursors::get(&mut conn, GC_CURSOR).await?
+        };
+        // Where the last pass stopped: a prefix and the last key checked.
+        let (mut prefix_at, mut after) = parse_gc_cursor(stored.as_deref());
+        while report.pages < self.gc_pages.max(1) {
+            let prefix = GC_PREFIXES[prefix_at];
             // List first, then ask the ledger: every object is recorded
             // (reserved item, announced copy) before it is created, so an
             // object in the listing that no design, live item or pending copy
             // holds in one consistent read is garbage for good
             // (`object_refs::referenced`).
-            let objects = self.refiller.objects.list_modified(prefix).await?;
-            report.scanned += objects.len();
-            let candidates: Vec<String> = objects
+            let page = self
+                .refiller
+                .objects
+                .list_page(prefix, after.as_deref(), GC_PAGE)
+                .await?;
+            report.pages += 1;
+            report.scanned += page.len();
+            let last = page.last().map(|(k, _)| k.clone());
+            let full = page.len() >= GC_PAGE as usize;
+            let candidates: Vec<String> = page
                 .into_iter()
                 .filter(|(_, modified)| *modified <= cutoff)
                 .map(|(key, _)| key)
                 .collect();
             self.refiller.pause.reach(pause::at::GC_DECIDING).await;
-            for page in candidates.chunks(GC_PAGE) {
-                let referenced = {
-                    let mut conn = self.refiller.db.conn().await?;
-                    object_refs::referenced(&mut conn, page).await?
-                };
-                let garbage: Vec<String> = page
-                    .iter()
-                    .filter(|key| !referenced.contains(*key))
-                    .cloned()
-                    .collect();
-                if garbage.is_empty() {
-                    continue;
-                }
-                tracing::info!(
-                    prefix,
-                    count = garbage.len(),
-                    "deleting unreferenced objects"
-                );
-                self.refiller.objects.delete_many(&garbage).await?;
-                report.deleted += garbage.len();
-                self.refiller
-                    .metrics
-                    .gc_deleted
-                    .inc_by(garbage.len() as u64);
+            self.collect_page(prefix, &candidates, &mut report).await?;
+            if full {
+                after = last;
+            } else if prefix_at + 1 < GC_PREFIXES.len() {
+                (prefix_at, after) = (prefix_at + 1, None);
+            } else {
+                report.finished = true;
+                (prefix_at, after) = (0, None);
+                break;
             }
         }
+        let mut conn = self.refiller.db.conn().await?;
+        let position = format!("{prefix_at}\t{}", after.unwrap_or_default());
+        cursors::set(&mut conn, GC_CURSOR, &position).await?;
         Ok(report)
+    }
+
+    /// Deletes the keys of one page that the ledger does not reference.
+    async fn collect_page(
+        &self,
+        prefix: &str,
+        candidates: &[String],
+        report: &mut GcReport,
+    ) -> anyhow::Result<()> {
+        if candidates.is_empty() {
+            return Ok(());
+        }
+        let referenced = {
+            let mut conn = self.refiller.db.conn().await?;
+            object_refs::referenced(&mut conn, candidates).await?
+        };
+        let garbage: Vec<String> = candidates
+            .iter()
+            .filter(|key| !referenced.contains(*key))
+            .cloned()
+            .collect();
+        if garbage.is_empty() {
+            return Ok(());
+        }
+        tracing::info!(
+            prefix,
+            count = garbage.len(),
+            "deleting unreferenced objects"
+        );
+        self.refiller.objects.delete_many(&garbage).await?;
+        report.deleted += garbage.len();
+        self.refiller
+            .metrics
+            .gc_deleted
+            .inc_by(garbage.len() as u64);
+        Ok(())
     }
 
     /// Ticks every `interval` and collects every `gc_interval` until `shutdown`.
@@ -242,5 +476,58 @@ impl Reconciler {
                 },
             }
         }
+    }
+}
+
+/// `(prefix index, last key)` from the GC's stored position.
+fn parse_gc_cursor(stored: Option<&str>) -> (usize, Option<String>) {
+    let Some((at, key)) = stored.and_then(|s| s.split_once('\t')) else {
+        return (0, None);
+    };
+    match at.parse::<usize>() {
+        Ok(at) if at < GC_PREFIXES.len() => (at, (!key.is_empty()).then(|| key.to_string())),
+        _ => (0, None),
+    }
+}
+
+fn format_watermark((at, id): Watermark) -> String {
+    format!(
+        "{}|{id}",
+        at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+    )
+}
+
+/// The stored change watermark; none yet: from the beginning.
+fn parse_watermark(stored: Option<String>) -> Watermark {
+    stored
+        .as_deref()
+        .and_then(|s| s.split_once('|'))
+        .and_then(|(at, id)| {
+            Some((
+                DateTime::parse_from_rfc3339(at).ok()?.with_timezone(&Utc),
+                id.parse().ok()?,
+            ))
+        })
+        .unwrap_or((DateTime::<Utc>::UNIX_EPOCH, Uuid::nil()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip_and_bad_ones_start_over() {
+        let w = (Utc::now(), Uuid::now_v7());
+        let parsed = parse_watermark(Some(format_watermark(w)));
+        assert_eq!(parsed.1, w.1);
+        assert_eq!(parsed.0.timestamp_micros(), w.0.timestamp_micros());
+        assert_eq!(parse_watermark(Some("junk".into())).1, Uuid::nil());
+        assert_eq!(
+            parse_gc_cursor(Some("1\tdesigns/ab/x")),
+            (1, Some("designs/ab/x".into()))
+        );
+        assert_eq!(parse_gc_cursor(Some("2\t")), (2, None));
+        assert_eq!(parse_gc_cursor(Some("9\tx")), (0, None));
+        assert_eq!(parse_gc_cursor(None), (0, None));
     }
 }

@@ -18,6 +18,8 @@ use prewarm_store::pool_index::PoolIndex;
 use shared_domain::ids::{PoolItemId, TemplateId};
 use tokio::sync::Semaphore;
 
+use crate::sizing::TargetRule;
+
 /// What a refill did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
@@ -64,11 +66,9 @@ pub struct Refiller {
     pub objects: ObjectStore,
     /// Process-wide cap on CopyObject calls in flight.
     pub copy_limiter: Arc<Semaphore>,
-    /// Items kept per template with fixed sizing.
-    pub target: i32,
-    /// With adaptive sizing, the minimum a template without a planned
-    /// target keeps; targets come from `pool_targets` (the sizer's plan).
-    pub adaptive_min: Option<i32>,
+    /// Each template's target, from the sizer's plan (`pool_targets`) when
+    /// it plans, else `pool.target` or `pool.min`.
+    pub rule: TargetRule,
     /// With adaptive sizing and `pool.budget_items`, the most live items
     /// all templates together may hold (enforced when reserving).
     pub budget: Option<i64>,
@@ -135,11 +135,14 @@ impl Refiller {
     pub async fn refill(&self, template: TemplateId) -> Result<Outcome, RefillError> {
         let reservation = {
             let mut conn = self.db.conn().await?;
-            let target = match self.adaptive_min {
-                None => self.target,
-                Some(min) => pool_targets::find(&mut conn, template)
-                    .await?
-                    .map_or(min, |planned| planned.target),
+            let target = if self.rule.planned() {
+                let Some((planned, age)) = pool_targets::target_inputs(&mut conn, template).await?
+                else {
+                    return Ok(Outcome::TemplateGone);
+                };
+                self.rule.target(planned, age)
+            } else {
+                self.rule.fixed
             };
             pool_items::reserve(
                 &mut conn,

@@ -72,8 +72,18 @@ pub struct WorkerSettings {
     /// How often the reconciler tops pools up and rebuilds the Redis index
     /// from the ledger (0 disables it).
     pub reconcile_interval_ms: u64,
+    /// Most templates whose pool changed (items used or discarded, template
+    /// edited) one reconciler pass checks; the next pass resumes after them.
+    pub reconcile_batch: usize,
+    /// Templates the reconciler's rolling sweep re-checks per pass whatever
+    /// changed (it catches what no change recorded, e.g. an id popped by a
+    /// process that died); a full cycle takes templates / this many passes.
+    pub reconcile_sweep: usize,
     /// How often the garbage collector scans S3 (0 disables it).
     pub gc_interval_secs: u64,
+    /// Most listing pages (1,000 keys each) one GC pass checks; the next
+    /// pass resumes after the last key (memory stays one page).
+    pub gc_pages_per_pass: usize,
     /// Unreferenced objects younger than this are left alone (covers copies
     /// whose design or item is still being committed).
     pub gc_grace_secs: u64,
@@ -104,7 +114,10 @@ impl Default for WorkerSettings {
             refill_attempts: 3,
             max_poll_interval_ms: 300_000,
             reconcile_interval_ms: 30_000,
+            reconcile_batch: 2_000,
+            reconcile_sweep: 1_000,
             gc_interval_secs: 600,
+            gc_pages_per_pass: 100,
             gc_grace_secs: 3_600,
             singleton_lease_secs: 30,
             http_host: "0.0.0.0".into(),
@@ -142,6 +155,9 @@ pub fn load_from(
         ("worker.refill_parallelism", w.refill_parallelism),
         ("worker.items_in_flight", w.items_in_flight),
         ("worker.batch_max", w.batch_max),
+        ("worker.reconcile_batch", w.reconcile_batch),
+        ("worker.reconcile_sweep", w.reconcile_sweep),
+        ("worker.gc_pages_per_pass", w.gc_pages_per_pass),
     ] {
         if value == 0 {
             return Err(invalid(key, "must be >= 1"));

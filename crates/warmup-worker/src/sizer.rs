@@ -1,22 +1,47 @@
-//! The adaptive sizer: every `pool.sizing_interval_ms` it reads each live
-//! template's demand from the ledger, turns it into targets with the
-//! [`sizing`](crate::sizing) policy, stores the plan in `pool_targets` (so
-//! every replica refills to the same targets and the API can show them),
-//! and refills the templates whose target changed -- growing pools at once
-//! for a burst, retiring surplus items of templates whose demand decayed.
-//! One replica plans at a time (a lease in `singleton_leases`).
+//! The sizer: every `pool.sizing_interval_ms` it turns demand into targets
+//! with the [`sizing`](crate::sizing) policy (adaptive sizing) or the idle
+//! rule (`pool.idle_secs`), stores the plan in `pool_targets` (so every
+//! replica refills to the same targets and the API can show them), and
+//! refills the templates whose target changed -- growing pools at once for a
+//! burst, retiring surplus items of templates whose demand decayed. One
+//! replica plans at a time (a lease in `singleton_leases`).
+//!
+//! Demand is kept incrementally, so a pass costs what changed, not the
+//! catalogue: the sizer remembers, per template *with recent demand*, two
+//! exponentially decayed design counts (fast and slow time constants) as of
+//! the last pass; each pass decays them and adds the designs made since
+//! (one range scan of the `(created_at, template_id)` index). A template
+//! whose demand decayed to nothing is dropped from the plan (its row
+//! deleted): it keeps the default target. The memory is the table itself --
+//! rows hold the counts as of their `computed_at`, and the read position is
+//! stored with them -- so another replica (or this one after a restart)
+//! takes over where the last pass stopped.
 
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::stream::{self, StreamExt};
 use prewarm_store::db::pool_targets::{self, PoolTargetRow};
-use prewarm_store::db::StoreError;
+use prewarm_store::db::{cursors, DbConn, StoreError};
 use shared_domain::ids::TemplateId;
 use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
 
 use crate::refill::Refiller;
 use crate::singleton::Singleton;
-use crate::sizing::{self, Demand, Policy};
+use crate::sizing::{self, Demand, Policy, TargetRule};
+
+/// The cursor holding how far the designs have been read.
+const CURSOR: &str = "sizer";
+/// Designs committing later than this after their `created_at` are counted
+/// late, never missed: a pass reads up to the database's clock less this.
+const COMMIT_LAG_SECS: f64 = 1.0;
+/// Below this rate (designs/s, about one a day) a template's demand is nil.
+const NEGLIGIBLE_RATE: f64 = 1e-5;
+/// How often live templates (the default share of the plan) are counted in
+/// full; in between the count follows creations and deletions.
+const LIVE_COUNT_EVERY: Duration = Duration::from_secs(600);
 
 #[derive(Clone)]
 pub struct Sizer {
@@ -24,6 +49,7 @@ pub struct Sizer {
     /// One replica at a time plans (`singleton_leases`).
     pub singleton: Singleton,
     pub policy: Policy,
+    pub rule: TargetRule,
     pub demand_fast_secs: f64,
     pub demand_slow_secs: f64,
     pub interval: Duration,
@@ -31,15 +57,47 @@ pub struct Sizer {
     pub refill_parallelism: usize,
     /// Templates that get their own target/demand series in the metrics.
     pub metrics_templates: usize,
+    /// What the last pass of this replica left (reloaded from the table when
+    /// another replica planned since).
+    pub book: Arc<tokio::sync::Mutex<Option<Book>>>,
 }
 
 /// What one planning pass did.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct SizerReport {
     pub skipped: bool,
+    /// Templates with recent demand (rows in the plan).
     pub templates: usize,
+    /// Designs read (made since the previous pass).
+    pub designs: i64,
+    /// Items planned in all (templates without a row at the default).
     pub planned_items: i64,
     pub changed: usize,
+    /// Rows written or dropped.
+    pub written: usize,
+}
+
+/// The sizer's memory of the templates with recent demand.
+#[derive(Debug, Default)]
+pub struct Book {
+    /// The stored read position this memory corresponds to.
+    cursor: String,
+    /// Designs up to this time (seconds since the epoch) are counted.
+    upper: f64,
+    templates: HashMap<TemplateId, Tracked>,
+    /// Live templates, and when that was read.
+    live: Option<(i64, std::time::Instant)>,
+}
+
+#[derive(Debug, Clone)]
+struct Tracked {
+    created_at: f64,
+    images: i64,
+    /// Decayed design counts `sum(exp(-age/tau))` as of `Book::upper`.
+    fast: f64,
+    slow: f64,
+    last_design: Option<f64>,
+    target: i32,
 }
 
 impl Sizer {
@@ -54,51 +112,286 @@ impl Sizer {
     }
 
     async fn tick_locked(&self) -> Result<SizerReport, StoreError> {
-        let (rows, before) = {
-            let mut conn = self.refiller.db.conn().await?;
-            let rows =
-                pool_targets::demand(&mut conn, self.demand_fast_secs, self.demand_slow_secs)
-                    .await?;
-            (rows, pool_targets::all(&mut conn).await?)
+        let mut guard = self.book.lock().await;
+        let mut conn = self.refiller.db.conn().await?;
+        let stored = cursors::get(&mut conn, CURSOR).await?;
+        let book = match guard.take() {
+            Some(book) if Some(&book.cursor) == stored.as_ref() => book,
+            _ => self.load(&mut conn, stored).await?,
         };
-        let estimates = &self.refiller.estimates;
-        let demands: Vec<Demand> = rows
-            .iter()
-            .map(|r| Demand {
-                template: TemplateId(r.template_id),
-                rate: r.fast.max(r.slow),
-                slow_rate: r.slow,
-                refill_secs: estimates.refill_secs(r.images, self.item_parallelism),
-                current: before.get(&TemplateId(r.template_id)).copied(),
-            })
-            .collect();
-        let plan = sizing::plan(&self.policy, &demands);
+        let book = guard.insert(book);
+        let (fast_tau, slow_tau) = (self.demand_fast_secs, self.demand_slow_secs);
+        let upper = pool_targets::read_horizon(&mut conn, COMMIT_LAG_SECS)
+            .await?
+            .max(book.upper);
+        let new =
+            pool_targets::designs_since(&mut conn, book.upper, upper, fast_tau, slow_tau).await?;
+        let designs: i64 = new.iter().map(|n| n.designs).sum();
+        let gap = upper - book.upper;
+        let after = book.upper;
+        for t in book.templates.values_mut() {
+            t.fast *= (-gap / fast_tau).exp();
+            t.slow *= (-gap / slow_tau).exp();
+        }
+        book.upper = upper;
+        let ids: Vec<Uuid> = new.iter().map(|n| n.template_id).collect();
+        let facts: HashMap<Uuid, pool_targets::TemplateFacts> =
+            pool_targets::template_facts(&mut conn, &ids)
+                .await?
+                .into_iter()
+                .map(|f| (f.template_id, f))
+                .collect();
+        let mut touched = HashSet::new();
+        let mut dropped = Vec::new();
+        for n in &new {
+            let id = TemplateId(n.template_id);
+            let Some(f) = facts.get(&n.template_id) else {
+                // Deleted meanwhile: its pool goes with it.
+                if book.templates.remove(&id).is_some() {
+                    dropped.push(n.template_id);
+                }
+                continue;
+            };
+            let default = self.rule.target(None, upper - f.created_at);
+            let t = book.templates.entry(id).or_insert(Tracked {
+                created_at: f.created_at,
+                images: f.images,
+                fast: 0.0,
+                slow: 0.0,
+                last_design: None,
+                target: default,
+            });
+            t.images = f.images;
+            t.fast += n.fast_sum;
+            t.slow += n.slow_sum;
+            t.last_design = Some(t.last_design.unwrap_or(0.0).max(n.last));
+            touched.insert(id);
+        }
+        let live = self.live_templates(&mut conn, book, after).await?;
+        drop(conn);
+
+        let plan = self.plan(book, live);
+        let mut changed: Vec<(TemplateId, bool)> = Vec::new();
+        let mut rows = Vec::new();
         let now = chrono::Utc::now();
-        let saved: Vec<PoolTargetRow> = rows
-            .iter()
-            .zip(&demands)
-            .map(|(r, d)| PoolTargetRow {
-                template_id: r.template_id,
-                target: plan[&d.template],
-                demand_fast: r.fast,
-                demand_slow: r.slow,
-                refill_secs: d.refill_secs,
-                computed_at: now,
-            })
-            .collect();
+        for (id, target) in &plan {
+            let t = book
+                .templates
+                .get_mut(id)
+                .expect("planned templates are tracked");
+            let (fast, slow) = self.rates(t, upper);
+            if *target != t.target {
+                changed.push((*id, *target < t.target));
+            }
+            let default = self.rule.target(None, upper - t.created_at);
+            let idle = self.idle(t, upper);
+            // Back to the default: dropped when idle, or (adaptive) when
+            // its demand is nil. Fixed sizing keeps a row until idle, as
+            // the default of an old template without one is the minimum.
+            let nil = self.rule.adaptive && fast.max(slow) < NEGLIGIBLE_RATE;
+            if *target == default && (idle || nil) {
+                book.templates.remove(id);
+                dropped.push(id.0);
+                continue;
+            }
+            if *target != t.target || touched.contains(id) {
+                rows.push(PoolTargetRow {
+                    template_id: id.0,
+                    target: *target,
+                    demand_fast: fast,
+                    demand_slow: slow,
+                    refill_secs: self.refill_secs(t),
+                    computed_at: now,
+                    last_design_at: t.last_design.and_then(to_time),
+                });
+            }
+            t.target = *target;
+        }
+        // Rows written at other times hold counts as of their `computed_at`:
+        // only what changed is written, and a reload decays from there.
+        let cursor = format!("{upper:.6}");
         {
             let mut conn = self.refiller.db.conn().await?;
-            pool_targets::save(&mut conn, &saved).await?;
+            pool_targets::apply(&mut conn, &rows, &dropped, (CURSOR, &cursor)).await?;
         }
-        self.publish_metrics(&saved);
-        let changed: Vec<(TemplateId, bool)> = plan
-            .iter()
-            .filter(|(t, n)| before.get(t) != Some(n))
-            .map(|(t, n)| (*t, before.get(t).is_some_and(|old| n < old)))
+        book.cursor = cursor;
+        let tracked_total: i64 = book.templates.values().map(|t| i64::from(t.target)).sum();
+        let untracked = (live - book.templates.len() as i64).max(0);
+        let planned_items = tracked_total + untracked * i64::from(self.default_target());
+        self.publish_metrics(book, planned_items, upper);
+        let report = SizerReport {
+            skipped: false,
+            templates: book.templates.len(),
+            designs,
+            planned_items,
+            changed: changed.len(),
+            written: rows.len() + dropped.len(),
+        };
+        drop(guard);
+        self.refill_changed(&changed).await;
+        Ok(report)
+    }
+
+    /// Rebuilds the memory from the table (first pass, or another replica
+    /// planned since this one's last pass).
+    async fn load(&self, conn: &mut DbConn, stored: Option<String>) -> Result<Book, StoreError> {
+        let rows = pool_targets::load_tracked(conn).await?;
+        let ids: Vec<Uuid> = rows.iter().map(|r| r.template_id).collect();
+        let facts: HashMap<Uuid, pool_targets::TemplateFacts> =
+            pool_targets::template_facts(conn, &ids)
+                .await?
+                .into_iter()
+                .map(|f| (f.template_id, f))
+                .collect();
+        let now = pool_targets::read_horizon(conn, COMMIT_LAG_SECS).await?;
+        let upper = match stored.as_deref().and_then(|s| s.parse::<f64>().ok()) {
+            Some(upper) => upper,
+            // Never planned incrementally: count the designs that can still
+            // weigh (six slow time constants), once.
+            None => now - 6.0 * self.demand_slow_secs,
+        };
+        let counted = stored.is_some();
+        let (fast_tau, slow_tau) = (self.demand_fast_secs, self.demand_slow_secs);
+        let templates = rows
+            .into_iter()
+            .filter_map(|r| {
+                let f = facts.get(&r.template_id)?;
+                // Stored rates -> decayed counts as of `upper`.
+                let raw = |rate: f64, tau: f64| {
+                    let age = (r.computed_at - f.created_at).max(1.0);
+                    let count = rate * tau * (1.0 - (-age / tau).exp());
+                    count * (-(upper - r.computed_at).max(0.0) / tau).exp()
+                };
+                let tracked = Tracked {
+                    created_at: f.created_at,
+                    images: f.images,
+                    fast: if counted {
+                        raw(r.demand_fast, fast_tau)
+                    } else {
+                        0.0
+                    },
+                    slow: if counted {
+                        raw(r.demand_slow, slow_tau)
+                    } else {
+                        0.0
+                    },
+                    last_design: r.last_design_at,
+                    target: r.target,
+                };
+                Some((TemplateId(r.template_id), tracked))
+            })
             .collect();
-        // Pools change now, not at the next reconciler pass: shrinking ones
-        // first, so the slots they give back are free (under a budget) when
-        // the growing ones reserve.
+        Ok(Book {
+            cursor: stored.unwrap_or_default(),
+            upper,
+            templates,
+            live: None,
+        })
+    }
+
+    /// Live templates: counted in full at most every [`LIVE_COUNT_EVERY`],
+    /// kept in step in between from the templates created and deleted
+    /// since the last pass (index range scans).
+    async fn live_templates(
+        &self,
+        conn: &mut DbConn,
+        book: &mut Book,
+        after: f64,
+    ) -> Result<i64, StoreError> {
+        match book.live {
+            Some((n, at)) if at.elapsed() < LIVE_COUNT_EVERY => {
+                let n = n + pool_targets::live_templates_delta(conn, after, book.upper).await?;
+                book.live = Some((n, at));
+                Ok(n)
+            }
+            _ => {
+                let n = pool_targets::live_templates(conn).await?;
+                book.live = Some((n, std::time::Instant::now()));
+                Ok(n)
+            }
+        }
+    }
+
+    fn default_target(&self) -> i32 {
+        if self.rule.adaptive || self.rule.idle.is_some() {
+            self.rule.min
+        } else {
+            self.rule.fixed
+        }
+    }
+
+    /// Designs per second (fast, slow) of a tracked template as of `upper`;
+    /// a template younger than a few time constants has not had the time to
+    /// build its counts up, so they are divided by `1 - exp(-age/tau)`.
+    fn rates(&self, t: &Tracked, upper: f64) -> (f64, f64) {
+        let age = (upper - t.created_at).max(1.0);
+        let rate = |count: f64, tau: f64| count / (tau * (1.0 - (-age / tau).exp()));
+        (
+            rate(t.fast, self.demand_fast_secs),
+            rate(t.slow, self.demand_slow_secs),
+        )
+    }
+
+    fn idle(&self, t: &Tracked, upper: f64) -> bool {
+        self.rule.idle.is_some_and(|idle| {
+            let since = t.last_design.unwrap_or(t.created_at);
+            upper - since > idle.as_secs_f64()
+        })
+    }
+
+    fn refill_secs(&self, t: &Tracked) -> f64 {
+        self.refiller
+            .estimates
+            .refill_secs(t.images, self.item_parallelism)
+    }
+
+    /// Targets of the tracked templates: the policy's (adaptive) or the
+    /// fixed target, and the minimum for idle ones. Under a budget, the
+    /// templates without a row hold their minimum first.
+    fn plan(&self, book: &Book, live: i64) -> HashMap<TemplateId, i32> {
+        let upper = book.upper;
+        let mut plan = if self.rule.adaptive {
+            let demands: Vec<Demand> = book
+                .templates
+                .iter()
+                .map(|(id, t)| {
+                    let (fast, slow) = self.rates(t, upper);
+                    Demand {
+                        template: *id,
+                        rate: fast.max(slow),
+                        slow_rate: slow,
+                        refill_secs: self.refill_secs(t),
+                        current: Some(t.target),
+                    }
+                })
+                .collect();
+            let untracked = (live - book.templates.len() as i64).max(0) as u64;
+            let policy = Policy {
+                budget: self
+                    .policy
+                    .budget
+                    .map(|b| b.saturating_sub(untracked * self.policy.min.max(0) as u64)),
+                ..self.policy
+            };
+            sizing::plan(&policy, &demands)
+        } else {
+            book.templates
+                .keys()
+                .map(|id| (*id, self.rule.fixed))
+                .collect()
+        };
+        for (id, target) in plan.iter_mut() {
+            if self.idle(&book.templates[id], upper) {
+                *target = (*target).min(self.rule.min);
+            }
+        }
+        plan
+    }
+
+    /// Pools change now, not at the next reconciler pass: shrinking ones
+    /// first, so the slots they give back are free (under a budget) when the
+    /// growing ones reserve.
+    async fn refill_changed(&self, changed: &[(TemplateId, bool)]) {
         for shrinking in [true, false] {
             let refills: Vec<_> = changed
                 .iter()
@@ -118,36 +411,30 @@ impl Sizer {
                 .collect::<Vec<()>>()
                 .await;
         }
-        Ok(SizerReport {
-            skipped: false,
-            templates: saved.len(),
-            planned_items: saved.iter().map(|r| i64::from(r.target)).sum(),
-            changed: changed.len(),
-        })
     }
 
-    fn publish_metrics(&self, rows: &[PoolTargetRow]) {
+    fn publish_metrics(&self, book: &Book, planned_items: i64, upper: f64) {
         let m = &self.refiller.metrics;
-        m.pool_planned_total
-            .set(rows.iter().map(|r| i64::from(r.target)).sum());
+        m.pool_planned_total.set(planned_items);
         m.pool_budget
             .set(self.policy.budget.map_or(0, |b| b as i64));
-        let mut by_demand: Vec<&PoolTargetRow> = rows.iter().collect();
-        by_demand.sort_by(|a, b| {
-            b.demand_fast
-                .max(b.demand_slow)
-                .total_cmp(&a.demand_fast.max(a.demand_slow))
-        });
+        let mut by_demand: Vec<(TemplateId, i32, f64)> = book
+            .templates
+            .iter()
+            .map(|(id, t)| {
+                let (fast, slow) = self.rates(t, upper);
+                (*id, t.target, fast.max(slow))
+            })
+            .collect();
+        by_demand.sort_by(|a, b| b.2.total_cmp(&a.2));
         m.planned_target.reset();
         m.demand.reset();
-        for r in by_demand.into_iter().take(self.metrics_templates) {
-            let t = r.template_id.to_string();
+        for (id, target, rate) in by_demand.into_iter().take(self.metrics_templates) {
+            let t = id.to_string();
             m.planned_target
                 .with_label_values(&[&t])
-                .set(i64::from(r.target));
-            m.demand
-                .with_label_values(&[&t])
-                .set(r.demand_fast.max(r.demand_slow) * 60.0);
+                .set(i64::from(target));
+            m.demand.with_label_values(&[&t]).set(rate * 60.0);
         }
     }
 
@@ -165,4 +452,8 @@ impl Sizer {
             }
         }
     }
+}
+
+fn to_time(secs: f64) -> Option<chrono::DateTime<chrono::Utc>> {
+    chrono::DateTime::from_timestamp_micros((secs * 1e6) as i64)
 }

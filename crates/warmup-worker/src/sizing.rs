@@ -21,6 +21,7 @@
 
 use std::cmp::Ordering;
 use std::collections::HashMap;
+use std::time::Duration;
 
 use shared_domain::ids::TemplateId;
 
@@ -33,6 +34,44 @@ pub struct Policy {
     pub budget: Option<u64>,
     /// Accepted chance that a refill period's demand exceeds the pool.
     pub miss_target: f64,
+}
+
+/// The target a template's pool is refilled to (by the refiller and the
+/// reconciler alike), from its planned row in `pool_targets`, if any, and
+/// its age.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TargetRule {
+    /// `pool.target` (fixed sizing).
+    pub fixed: i32,
+    /// `pool.sizing = adaptive`.
+    pub adaptive: bool,
+    /// `pool.min`.
+    pub min: i32,
+    /// `pool.idle_secs`, when on.
+    pub idle: Option<Duration>,
+}
+
+impl TargetRule {
+    /// Whether the sizer plans targets (adaptive sizing, or idle tracking):
+    /// only then are `pool_targets` rows read.
+    pub fn planned(&self) -> bool {
+        self.adaptive || self.idle.is_some()
+    }
+
+    /// The template's target: its planned row when the sizer plans, else
+    /// the default -- `min` with adaptive sizing or for an idle template
+    /// (older than `idle` and without recent demand, which would have given
+    /// it a row), `fixed` otherwise.
+    pub fn target(&self, planned: Option<i32>, age_secs: f64) -> i32 {
+        match planned {
+            Some(target) if self.planned() => target,
+            _ if self.adaptive => self.min,
+            _ => match self.idle {
+                Some(idle) if age_secs > idle.as_secs_f64() => self.min,
+                _ => self.fixed,
+            },
+        }
+    }
 }
 
 /// What the sizer knows of one template.
@@ -197,6 +236,39 @@ mod tests {
             1,
             "no demand at all: the minimum"
         );
+    }
+
+    #[test]
+    fn the_target_rule_falls_back_to_min_for_idle_templates_only_when_asked() {
+        let fixed = TargetRule {
+            fixed: 4,
+            adaptive: false,
+            min: 1,
+            idle: None,
+        };
+        assert_eq!(
+            fixed.target(Some(9), 1e6),
+            4,
+            "rows are ignored when nothing plans"
+        );
+        assert_eq!(fixed.target(None, 1e6), 4, "today's behaviour when off");
+        let idle = TargetRule {
+            idle: Some(Duration::from_secs(600)),
+            ..fixed
+        };
+        assert_eq!(idle.target(None, 60.0), 4, "a young template is in demand");
+        assert_eq!(
+            idle.target(None, 601.0),
+            1,
+            "an old one without a row is idle"
+        );
+        assert_eq!(idle.target(Some(4), 1e6), 4, "recent demand keeps a row");
+        let adaptive = TargetRule {
+            adaptive: true,
+            ..fixed
+        };
+        assert_eq!(adaptive.target(None, 1.0), 1);
+        assert_eq!(adaptive.target(Some(7), 1.0), 7);
     }
 
     #[test]

@@ -24,7 +24,7 @@ use crate::refill::Refiller;
 use crate::settings::Settings;
 use crate::singleton::Singleton;
 use crate::sizer::Sizer;
-use crate::sizing::Policy;
+use crate::sizing::{Policy, TargetRule};
 
 pub struct Worker {
     pub refiller: Refiller,
@@ -74,8 +74,12 @@ impl Worker {
             index: clients.index,
             objects: clients.objects,
             copy_limiter: Arc::new(Semaphore::new(settings.worker.copy_concurrency)),
-            target: settings.pool.target,
-            adaptive_min: settings.pool.adaptive().then_some(settings.pool.min),
+            rule: TargetRule {
+                fixed: settings.pool.target,
+                adaptive: settings.pool.adaptive(),
+                min: settings.pool.min,
+                idle: settings.pool.idle(),
+            },
             budget: (settings.pool.adaptive() && settings.pool.budget_items > 0)
                 .then(|| i64::try_from(settings.pool.budget_items).unwrap_or(i64::MAX)),
             estimates: Arc::default(),
@@ -118,9 +122,11 @@ impl Worker {
     pub fn sizer(&self) -> Option<Sizer> {
         let p = &self.settings.pool;
         let w = &self.settings.worker;
-        p.adaptive().then(|| Sizer {
+        self.refiller.rule.planned().then(|| Sizer {
             refiller: self.refiller.clone(),
             singleton: self.singleton.clone(),
+            rule: self.refiller.rule,
+            book: Default::default(),
             policy: Policy {
                 min: p.min,
                 max: p.max,
@@ -150,6 +156,9 @@ impl Worker {
             gc_interval: Duration::from_secs(w.gc_interval_secs.max(1)),
             gc_grace: Duration::from_secs(w.gc_grace_secs),
             parallelism: w.refill_parallelism,
+            batch: w.reconcile_batch,
+            sweep: w.reconcile_sweep,
+            gc_pages: w.gc_pages_per_pass,
         }
     }
 
@@ -170,10 +179,8 @@ impl Worker {
                 sizer.run(stop.clone()).await;
             }
         };
-        let fixed_or_min = match self.refiller.adaptive_min {
-            Some(min) => min,
-            None => self.settings.pool.target,
-        };
+        let rule = self.refiller.rule;
+        let fixed_or_min = if rule.adaptive { rule.min } else { rule.fixed };
         let depths = pool_depths(
             self.refiller.clone(),
             fixed_or_min,
@@ -235,7 +242,7 @@ async fn pool_depths(
         }
         let depths = match refiller.db.conn().await {
             Ok(mut conn) => match pool_items::ready_by_template(&mut conn).await {
-                Ok(depths) if refiller.adaptive_min.is_some() => pool_targets::all(&mut conn)
+                Ok(depths) if refiller.rule.planned() => pool_targets::all(&mut conn)
                     .await
                     .map(|planned| (depths, planned)),
                 Ok(depths) => Ok((depths, Default::default())),

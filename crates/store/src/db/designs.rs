@@ -14,7 +14,7 @@ use uuid::Uuid;
 use crate::pause::{self, PausePoints};
 
 use super::idempotency::{self, Claim, StoredAnswer};
-use super::schema::{design_images, designs};
+use super::schema::{design_images, designs, pool_item_images, pool_items};
 use super::{companies, object_refs, templates, StoreError};
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
@@ -89,6 +89,9 @@ pub enum CreateOutcome {
     /// The template was edited or deleted since the caller read its version:
     /// nothing was written; read the template again.
     TemplateChanged,
+    /// Warm path: the template is private to another company (the caller
+    /// had not read it): nothing was written, the item is still ready.
+    TemplateHidden,
     /// Cold path: the copies' announcement expired before the design was
     /// recorded (the garbage collector may have taken them): nothing was written.
     CopiesExpired,
@@ -174,21 +177,37 @@ fn spec_row(spec: &DesignSpec, served_from: ServedFrom, item: Option<PoolItemId>
 }
 
 #[derive(QueryableByName)]
-struct ClaimedImage {
-    #[diesel(sql_type = diesel::sql_types::Integer)]
-    image_position: i32,
-    #[diesel(sql_type = diesel::sql_types::Text)]
-    image_key: String,
+struct Claimed {
+    #[diesel(sql_type = diesel::sql_types::Jsonb)]
+    layout: serde_json::Value,
+    #[diesel(sql_type = diesel::sql_types::Array<diesel::sql_types::Integer>)]
+    positions: Vec<i32>,
+    #[diesel(sql_type = diesel::sql_types::Array<diesel::sql_types::Text>)]
+    object_keys: Vec<String>,
+}
+
+/// What a warm claim needs: the design to make and the template version the
+/// popped item must be of. The layout comes from the template inside the
+/// claim, which also checks the version and the company's right to see it,
+/// so the caller need not read the template first.
+#[derive(Debug, Clone)]
+pub struct WarmSpec {
+    pub id: DesignId,
+    pub company: CompanyId,
+    pub template: TemplateId,
+    pub template_version: i32,
 }
 
 /// The warm path's transaction: claim pool item `item` (it must be `ready` and
-/// of `spec.template_version`), take a plan slot, and move the item's objects
-/// to the new design -- all or nothing, in one statement and one round trip
-/// (`prewarm_claim_pool_item`, migrations 2 and 3). With an idempotency
-/// `key`, the claim and the stored answer share one transaction.
+/// of `spec.template_version`, the template's current version), take a plan
+/// slot and record a design that owns the item's objects -- all or nothing,
+/// in one statement and one round trip (`prewarm_claim_warm`, migration 8).
+/// It writes one design row, one item update and one counter update whatever
+/// the image count. With an idempotency `key`, the claim and the stored
+/// answer share one transaction.
 pub async fn create_from_pool_item(
     conn: &mut AsyncPgConnection,
-    spec: &DesignSpec,
+    spec: &WarmSpec,
     item: PoolItemId,
     key: Option<&Claim>,
 ) -> Result<CreateOutcome, StoreError> {
@@ -213,53 +232,56 @@ pub async fn create_from_pool_item(
 
 async fn claim_item(
     conn: &mut AsyncPgConnection,
-    spec: &DesignSpec,
+    spec: &WarmSpec,
     item: PoolItemId,
 ) -> Result<CreateOutcome, diesel::result::Error> {
-    use diesel::sql_types::{Integer, Jsonb, Timestamptz, Uuid as SqlUuid};
-    let row = spec_row(spec, ServedFrom::Pool, Some(item));
-    let result: Result<Vec<ClaimedImage>, diesel::result::Error> = diesel::sql_query(
-        "SELECT image_position, image_key FROM prewarm_claim_pool_item($1, $2, $3, $4, $5, $6, $7)",
+    use diesel::sql_types::{Integer, Timestamptz, Uuid as SqlUuid};
+    let created_at = super::now();
+    let result: Result<Claimed, diesel::result::Error> = diesel::sql_query(
+        "SELECT layout, positions, object_keys FROM prewarm_claim_warm($1, $2, $3, $4, $5, $6)",
     )
     .bind::<SqlUuid, _>(item.0)
     .bind::<SqlUuid, _>(spec.template.0)
     .bind::<Integer, _>(spec.template_version)
     .bind::<SqlUuid, _>(spec.company.0)
-    .bind::<SqlUuid, _>(row.id)
-    .bind::<Jsonb, _>(&row.layout)
-    .bind::<Timestamptz, _>(row.created_at)
-    .load(conn)
+    .bind::<SqlUuid, _>(spec.id.0)
+    .bind::<Timestamptz, _>(created_at)
+    .get_result(conn)
     .await;
-    match result {
-        Ok(images) => {
-            let mut images: Vec<DesignImage> = images
+    let message = match result {
+        Ok(claimed) => {
+            let images = claimed
+                .positions
                 .into_iter()
-                .map(|i| DesignImage {
-                    position: i.image_position,
-                    object_key: i.image_key,
+                .zip(claimed.object_keys)
+                .map(|(position, object_key)| DesignImage {
+                    position,
+                    object_key,
                     url: None,
                 })
                 .collect();
-            images.sort_by_key(|i| i.position);
-            Ok(CreateOutcome::Created(row.into_design(images)))
+            let row = DesignRow {
+                id: spec.id.0,
+                company_id: spec.company.0,
+                template_id: spec.template.0,
+                template_version: spec.template_version,
+                layout: claimed.layout,
+                served_from: ServedFrom::Pool.as_str().to_string(),
+                pool_item_id: Some(item.0),
+                created_at,
+            };
+            return Ok(CreateOutcome::Created(row.into_design(images)));
         }
-        Err(diesel::result::Error::DatabaseError(_, info))
-            if info.message() == "prewarm:item_unavailable" =>
-        {
-            Ok(CreateOutcome::ItemUnavailable)
-        }
-        Err(diesel::result::Error::DatabaseError(_, info))
-            if info.message() == "prewarm:template_changed" =>
-        {
-            Ok(CreateOutcome::TemplateChanged)
-        }
-        Err(diesel::result::Error::DatabaseError(_, info))
-            if info.message() == "prewarm:design_limit" =>
-        {
-            Ok(CreateOutcome::LimitReached)
-        }
-        Err(e) => Err(e),
-    }
+        Err(diesel::result::Error::DatabaseError(kind, info)) => match info.message() {
+            "prewarm:item_unavailable" => return Ok(CreateOutcome::ItemUnavailable),
+            "prewarm:template_changed" => return Ok(CreateOutcome::TemplateChanged),
+            "prewarm:template_hidden" => return Ok(CreateOutcome::TemplateHidden),
+            "prewarm:design_limit" => return Ok(CreateOutcome::LimitReached),
+            _ => diesel::result::Error::DatabaseError(kind, info),
+        },
+        Err(e) => e,
+    };
+    Err(message)
 }
 
 /// The cold path's transaction: take a plan slot and record a design whose
@@ -310,19 +332,42 @@ pub async fn create_from_copies(
     finish(result)
 }
 
+#[derive(QueryableByName)]
+struct ObjectRow {
+    #[diesel(sql_type = diesel::sql_types::Uuid)]
+    design_id: Uuid,
+    #[diesel(sql_type = diesel::sql_types::Integer)]
+    position: i32,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    object_key: String,
+}
+
+/// The images of these designs, whichever way each was made (the
+/// `design_objects` view: cold copies' rows and warm items' rows).
 async fn images_of(
     conn: &mut AsyncPgConnection,
     ids: &[Uuid],
 ) -> Result<HashMap<Uuid, Vec<DesignImage>>, StoreError> {
-    let rows: Vec<DesignImageRow> = design_images::table
-        .filter(design_images::design_id.eq_any(ids))
-        .order((design_images::design_id, design_images::position))
-        .select(DesignImageRow::as_select())
-        .load(conn)
-        .await?;
+    let rows: Vec<ObjectRow> = diesel::sql_query(
+        "SELECT design_id, position, object_key FROM design_objects
+          WHERE design_id = ANY($1) ORDER BY design_id, position",
+    )
+    .bind::<diesel::sql_types::Array<diesel::sql_types::Uuid>, _>(ids)
+    .load(conn)
+    .await?;
     let mut map: HashMap<Uuid, Vec<DesignImage>> = HashMap::new();
     for row in rows {
-        map.entry(row.design_id).or_default().push(row.into());
+        let images = map.entry(row.design_id).or_default();
+        // A design made by an API of before migration 8 during a rolling
+        // upgrade has both kinds of rows, with the same keys.
+        if images.last().is_some_and(|i| i.position == row.position) {
+            continue;
+        }
+        images.push(DesignImage {
+            position: row.position,
+            object_key: row.object_key,
+            url: None,
+        });
     }
     Ok(map)
 }
@@ -378,8 +423,9 @@ pub async fn list(
         .collect())
 }
 
-/// Deletes one of `company`'s designs and frees its plan slot; returns the
-/// object keys the caller must now delete from S3 (`None` if not found).
+/// Deletes one of `company`\'s designs and frees its plan slot; returns the
+/// object keys the caller must now delete from S3 (`None` if not found). A
+/// warm design's pool item (which holds its image rows) goes with it.
 pub async fn delete(
     conn: &mut AsyncPgConnection,
     company: CompanyId,
@@ -387,35 +433,60 @@ pub async fn delete(
 ) -> Result<Option<Vec<String>>, StoreError> {
     Ok(conn
         .transaction::<_, diesel::result::Error, _>(async |conn| {
-            let keys: Vec<String> = design_images::table
+            // A cold design's own rows go with it (ON DELETE CASCADE): read
+            // them first. A warm design's keys are its item's rows.
+            let mut keys: Vec<String> = design_images::table
                 .inner_join(designs::table)
                 .filter(designs::id.eq(id.0))
                 .filter(designs::company_id.eq(company.0))
                 .select(design_images::object_key)
                 .load(conn)
                 .await?;
-            let deleted = diesel::delete(
+            let Some(item) = diesel::delete(
                 designs::table
                     .find(id.0)
                     .filter(designs::company_id.eq(company.0)),
             )
-            .execute(conn)
-            .await?;
-            if deleted == 0 {
+            .returning(designs::pool_item_id)
+            .get_result::<Option<Uuid>>(conn)
+            .await
+            .optional()?
+            else {
                 return Ok(None);
+            };
+            if let Some(item) = item {
+                keys.extend(
+                    diesel::delete(
+                        pool_item_images::table.filter(pool_item_images::item_id.eq(item)),
+                    )
+                    .returning(pool_item_images::object_key)
+                    .get_results::<String>(conn)
+                    .await?,
+                );
+                diesel::delete(pool_items::table.find(item))
+                    .execute(conn)
+                    .await?;
             }
             companies::release_design_slot(conn, company).await?;
+            keys.sort();
+            keys.dedup();
             Ok(Some(keys))
         })
         .await?)
 }
 
-/// Every object key referenced by any design (for invariant checks and the GC).
+#[derive(QueryableByName)]
+struct KeyRow {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    object_key: String,
+}
+
+/// Every object key referenced by any design (for invariant checks).
 pub async fn all_object_keys(conn: &mut AsyncPgConnection) -> Result<Vec<String>, StoreError> {
-    Ok(design_images::table
-        .select(design_images::object_key)
+    let rows: Vec<KeyRow> = diesel::sql_query("SELECT object_key FROM design_objects")
         .load(conn)
-        .await?)
+        .await?;
+    Ok(rows.into_iter().map(|r| r.object_key).collect())
 }
 
 /// Rows strictly after the cursor in (`created_at`, `id`) descending order

@@ -4,12 +4,14 @@
 
 pub mod api_keys;
 pub mod companies;
+pub mod cursors;
 pub mod designs;
 pub mod error;
 pub mod idempotency;
 pub mod leases;
 pub mod object_refs;
 pub mod page;
+pub mod pool_checks;
 pub mod pool_items;
 pub mod pool_targets;
 pub mod schema;

@@ -4,7 +4,8 @@
 //! (owner: the design's id) and uploaded template images (owner: the
 //! upload's id).
 //!
-//! An object is referenced when its key belongs to a design, to a live
+//! An object is referenced when its key belongs to a design (a cold
+//! design's own row, or the pool item a warm design owns), to a live
 //! (`copying` or `ready`) pool item, to a live template (any version), or to
 //! a pending copy. Every path that creates an object records its key first
 //! (a pool item is reserved, a pending copy announced) and every move
@@ -49,7 +50,9 @@ pub async fn referenced(
         "SELECT k AS object_key FROM unnest($1::text[]) AS k
           WHERE EXISTS (SELECT 1 FROM design_images d WHERE d.object_key = k)
              OR EXISTS (SELECT 1 FROM pool_item_images i JOIN pool_items p ON p.id = i.item_id
-                         WHERE i.object_key = k AND p.state IN ('copying', 'ready'))
+                         WHERE i.object_key = k
+                           AND (p.state IN ('copying', 'ready')
+                                OR EXISTS (SELECT 1 FROM designs d WHERE d.pool_item_id = p.id)))
              OR EXISTS (SELECT 1 FROM template_images t JOIN templates tp ON tp.id = t.template_id
                          WHERE t.object_key = k AND tp.deleted_at IS NULL)
              OR EXISTS (SELECT 1 FROM pending_copies c WHERE c.object_key = k)",

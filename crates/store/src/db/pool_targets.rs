@@ -1,5 +1,9 @@
-//! `pool_targets`: the adaptive sizer's plan (one row per live template), and
-//! the demand it is computed from.
+//! `pool_targets`: the sizer's plan and the demand it is computed from, one
+//! row per template *with recent demand* (a template without a row keeps the
+//! default: `pool.min` with adaptive sizing or when idle, `pool.target`
+//! otherwise). The sizer keeps the rows incrementally: each pass reads only
+//! the designs made since the previous one ([`designs_since`]) and writes
+//! only the rows that changed.
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
@@ -20,61 +24,10 @@ pub struct PoolTargetRow {
     pub demand_fast: f64,
     pub demand_slow: f64,
     pub refill_secs: f64,
+    /// The demand fields are as of this time (they decay from it).
     pub computed_at: DateTime<Utc>,
-}
-
-/// What the sizer reads of one live template.
-#[derive(Debug, Clone, PartialEq, QueryableByName)]
-pub struct TemplateDemand {
-    #[diesel(sql_type = SqlUuid)]
-    pub template_id: Uuid,
-    /// Images of the current version (drives the refill time).
-    #[diesel(sql_type = BigInt)]
-    pub images: i64,
-    /// Designs per second, exponentially decayed with the fast time constant.
-    #[diesel(sql_type = Double)]
-    pub fast: f64,
-    /// The same with the slow time constant.
-    #[diesel(sql_type = Double)]
-    pub slow: f64,
-}
-
-/// Every live template's image count and decayed design rates: the sum over
-/// its recent designs of `exp(-age/tau) / tau` (a steady rate of r designs/s
-/// reads r), for `tau` = `fast_secs` and `slow_secs`. A template younger than
-/// a few `tau` has not had the time to build that sum up, so it is divided by
-/// `1 - exp(-W/tau)`, `W` the template's age (at least 1 s): an unbiased
-/// estimate from the first seconds on, so new popular templates are sized
-/// while they are new.
-pub async fn demand(
-    conn: &mut AsyncPgConnection,
-    fast_secs: f64,
-    slow_secs: f64,
-) -> Result<Vec<TemplateDemand>, StoreError> {
-    Ok(diesel::sql_query(
-        "WITH recent AS (
-             SELECT template_id,
-                    sum(exp(-extract(epoch FROM now() - created_at) / $1)) AS fast,
-                    sum(exp(-extract(epoch FROM now() - created_at) / $2)) AS slow
-               FROM designs
-              WHERE created_at > now() - make_interval(secs => $2 * 6)
-              GROUP BY template_id),
-         live AS (
-             SELECT t.id, count(i.position) AS images,
-                    greatest(extract(epoch FROM now() - t.created_at), 1.0)::float8 AS age
-               FROM templates t
-               JOIN template_images i ON i.template_id = t.id AND i.version = t.version
-              WHERE t.deleted_at IS NULL
-              GROUP BY t.id)
-         SELECT live.id AS template_id, live.images,
-                (coalesce(recent.fast, 0) / ($1 * (1 - exp(-live.age / $1))))::float8 AS fast,
-                (coalesce(recent.slow, 0) / ($2 * (1 - exp(-live.age / $2))))::float8 AS slow
-           FROM live LEFT JOIN recent ON recent.template_id = live.id",
-    )
-    .bind::<Double, _>(fast_secs.max(1.0))
-    .bind::<Double, _>(slow_secs.max(1.0))
-    .load(conn)
-    .await?)
+    /// The template's latest design seen by the sizer.
+    pub last_design_at: Option<DateTime<Utc>>,
 }
 
 /// Replaces the plan: upserts every row and drops rows of templates no longer planned.
@@ -85,29 +38,247 @@ pub async fn save(conn: &mut AsyncPgConnection, rows: &[PoolTargetRow]) -> Resul
         diesel::delete(pool_targets::table.filter(pool_targets::template_id.ne_all(&ids)))
             .execute(conn)
             .await?;
-        for chunk in rows.chunks(5_000) {
-            diesel::insert_into(pool_targets::table)
-                .values(chunk)
-                .on_conflict(pool_targets::template_id)
-                .do_update()
-                .set((
-                    pool_targets::target.eq(diesel::upsert::excluded(pool_targets::target)),
-                    pool_targets::demand_fast
-                        .eq(diesel::upsert::excluded(pool_targets::demand_fast)),
-                    pool_targets::demand_slow
-                        .eq(diesel::upsert::excluded(pool_targets::demand_slow)),
-                    pool_targets::refill_secs
-                        .eq(diesel::upsert::excluded(pool_targets::refill_secs)),
-                    pool_targets::computed_at
-                        .eq(diesel::upsert::excluded(pool_targets::computed_at)),
-                ))
-                .execute(conn)
-                .await?;
-        }
-        Ok(())
+        upsert_in(conn, &rows).await
     })
     .await?;
     Ok(())
+}
+
+/// One incremental step of the plan, in one transaction: upserts `rows`,
+/// drops the rows of `dropped` (back to the default), and stores the
+/// sizer's `cursor` (how far it has read the designs) with them.
+pub async fn apply(
+    conn: &mut AsyncPgConnection,
+    rows: &[PoolTargetRow],
+    dropped: &[Uuid],
+    cursor: (&str, &str),
+) -> Result<(), StoreError> {
+    let (rows, dropped) = (rows.to_vec(), dropped.to_vec());
+    let (name, position) = (cursor.0.to_string(), cursor.1.to_string());
+    conn.transaction::<_, diesel::result::Error, _>(async |conn| {
+        if !dropped.is_empty() {
+            diesel::delete(pool_targets::table.filter(pool_targets::template_id.eq_any(&dropped)))
+                .execute(conn)
+                .await?;
+        }
+        upsert_in(conn, &rows).await?;
+        super::cursors::set_in(conn, &name, &position).await
+    })
+    .await?;
+    Ok(())
+}
+
+async fn upsert_in(
+    conn: &mut AsyncPgConnection,
+    rows: &[PoolTargetRow],
+) -> Result<(), diesel::result::Error> {
+    for chunk in rows.chunks(5_000) {
+        diesel::insert_into(pool_targets::table)
+            .values(chunk)
+            .on_conflict(pool_targets::template_id)
+            .do_update()
+            .set((
+                pool_targets::target.eq(diesel::upsert::excluded(pool_targets::target)),
+                pool_targets::demand_fast.eq(diesel::upsert::excluded(pool_targets::demand_fast)),
+                pool_targets::demand_slow.eq(diesel::upsert::excluded(pool_targets::demand_slow)),
+                pool_targets::refill_secs.eq(diesel::upsert::excluded(pool_targets::refill_secs)),
+                pool_targets::computed_at.eq(diesel::upsert::excluded(pool_targets::computed_at)),
+                pool_targets::last_design_at
+                    .eq(diesel::upsert::excluded(pool_targets::last_design_at)),
+            ))
+            .execute(conn)
+            .await?;
+    }
+    Ok(())
+}
+
+/// What the sizer keeps about one template with a row, as stored.
+#[derive(Debug, Clone, PartialEq, QueryableByName)]
+pub struct TrackedRow {
+    #[diesel(sql_type = SqlUuid)]
+    pub template_id: Uuid,
+    #[diesel(sql_type = diesel::sql_types::Integer)]
+    pub target: i32,
+    #[diesel(sql_type = Double)]
+    pub demand_fast: f64,
+    #[diesel(sql_type = Double)]
+    pub demand_slow: f64,
+    /// Seconds since the epoch.
+    #[diesel(sql_type = Double)]
+    pub computed_at: f64,
+    #[diesel(sql_type = diesel::sql_types::Nullable<Double>)]
+    pub last_design_at: Option<f64>,
+}
+
+/// Every row of the plan (the sizer's state after a restart or a hand-over).
+pub async fn load_tracked(conn: &mut AsyncPgConnection) -> Result<Vec<TrackedRow>, StoreError> {
+    Ok(diesel::sql_query(
+        "SELECT template_id, target, demand_fast, demand_slow,
+                extract(epoch FROM computed_at)::float8 AS computed_at,
+                extract(epoch FROM last_design_at)::float8 AS last_design_at
+           FROM pool_targets",
+    )
+    .load(conn)
+    .await?)
+}
+
+/// Designs of one template made in a window, as decayed sums at its end.
+#[derive(Debug, Clone, PartialEq, QueryableByName)]
+pub struct NewDemand {
+    #[diesel(sql_type = SqlUuid)]
+    pub template_id: Uuid,
+    #[diesel(sql_type = BigInt)]
+    pub designs: i64,
+    /// `sum(exp(-(upper - created_at) / fast_secs))`.
+    #[diesel(sql_type = Double)]
+    pub fast_sum: f64,
+    #[diesel(sql_type = Double)]
+    pub slow_sum: f64,
+    /// Seconds since the epoch of the latest design.
+    #[diesel(sql_type = Double)]
+    pub last: f64,
+}
+
+#[derive(QueryableByName)]
+struct Now {
+    #[diesel(sql_type = Double)]
+    now: f64,
+}
+
+/// The database's clock less `lag_secs`, in seconds since the epoch: the
+/// upper end of the window a pass reads (designs committing late by less
+/// than the lag are not missed).
+pub async fn read_horizon(conn: &mut AsyncPgConnection, lag_secs: f64) -> Result<f64, StoreError> {
+    let now: Now = diesel::sql_query("SELECT extract(epoch FROM now())::float8 - $1 AS now")
+        .bind::<Double, _>(lag_secs)
+        .get_result(conn)
+        .await?;
+    Ok(now.now)
+}
+
+/// The designs made in `(after, upper]` (seconds since the epoch), per
+/// template: a range scan of the `(created_at, template_id)` index, so a pass
+/// costs the designs made since the previous one, not hours of them.
+pub async fn designs_since(
+    conn: &mut AsyncPgConnection,
+    after: f64,
+    upper: f64,
+    fast_secs: f64,
+    slow_secs: f64,
+) -> Result<Vec<NewDemand>, StoreError> {
+    Ok(diesel::sql_query(
+        "SELECT template_id, count(*) AS designs,
+                sum(exp(-($2 - extract(epoch FROM created_at)) / $3))::float8 AS fast_sum,
+                sum(exp(-($2 - extract(epoch FROM created_at)) / $4))::float8 AS slow_sum,
+                max(extract(epoch FROM created_at))::float8 AS last
+           FROM designs
+          WHERE created_at > to_timestamp($1) AND created_at <= to_timestamp($2)
+          GROUP BY template_id",
+    )
+    .bind::<Double, _>(after)
+    .bind::<Double, _>(upper)
+    .bind::<Double, _>(fast_secs.max(1.0))
+    .bind::<Double, _>(slow_secs.max(1.0))
+    .load(conn)
+    .await?)
+}
+
+/// What the sizer needs of a template besides its demand.
+#[derive(Debug, Clone, PartialEq, QueryableByName)]
+pub struct TemplateFacts {
+    #[diesel(sql_type = SqlUuid)]
+    pub template_id: Uuid,
+    /// Seconds since the epoch.
+    #[diesel(sql_type = Double)]
+    pub created_at: f64,
+    /// Images of the current version.
+    #[diesel(sql_type = BigInt)]
+    pub images: i64,
+}
+
+/// Creation time and image count of those of `ids` that are live templates.
+pub async fn template_facts(
+    conn: &mut AsyncPgConnection,
+    ids: &[Uuid],
+) -> Result<Vec<TemplateFacts>, StoreError> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(diesel::sql_query(
+        "SELECT t.id AS template_id, extract(epoch FROM t.created_at)::float8 AS created_at,
+                (SELECT count(*) FROM template_images i
+                  WHERE i.template_id = t.id AND i.version = t.version) AS images
+           FROM templates t
+          WHERE t.id = ANY($1) AND t.deleted_at IS NULL",
+    )
+    .bind::<diesel::sql_types::Array<SqlUuid>, _>(ids)
+    .load(conn)
+    .await?)
+}
+
+#[derive(QueryableByName)]
+struct Total {
+    #[diesel(sql_type = BigInt)]
+    n: i64,
+}
+
+/// Live templates (each keeps at least the minimum under a budget).
+pub async fn live_templates(conn: &mut AsyncPgConnection) -> Result<i64, StoreError> {
+    let total: Total =
+        diesel::sql_query("SELECT count(*) AS n FROM templates WHERE deleted_at IS NULL")
+            .get_result(conn)
+            .await?;
+    Ok(total.n)
+}
+
+/// The change in live templates over `(after, upper]` (seconds since the
+/// epoch): created in it and still live, less those deleted in it that were
+/// created before it -- two index range scans, so the sizer keeps the count
+/// without counting the catalogue every pass.
+pub async fn live_templates_delta(
+    conn: &mut AsyncPgConnection,
+    after: f64,
+    upper: f64,
+) -> Result<i64, StoreError> {
+    let total: Total = diesel::sql_query(
+        "SELECT (SELECT count(*) FROM templates
+                  WHERE created_at > to_timestamp($1) AND created_at <= to_timestamp($2)
+                    AND deleted_at IS NULL)
+              - (SELECT count(*) FROM templates
+                  WHERE updated_at > to_timestamp($1) AND updated_at <= to_timestamp($2)
+                    AND deleted_at > to_timestamp($1) AND deleted_at <= to_timestamp($2)
+                    AND created_at <= to_timestamp($1)) AS n",
+    )
+    .bind::<Double, _>(after)
+    .bind::<Double, _>(upper)
+    .get_result(conn)
+    .await?;
+    Ok(total.n)
+}
+
+#[derive(QueryableByName)]
+struct Inputs {
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Integer>)]
+    planned: Option<i32>,
+    #[diesel(sql_type = Double)]
+    age: f64,
+}
+
+/// A template's planned target (if it has a row) and its age in seconds, in
+/// one statement: what the worker's target rule needs.
+pub async fn target_inputs(
+    conn: &mut AsyncPgConnection,
+    template: TemplateId,
+) -> Result<Option<(Option<i32>, f64)>, StoreError> {
+    let rows: Vec<Inputs> = diesel::sql_query(
+        "SELECT p.target AS planned, extract(epoch FROM now() - t.created_at)::float8 AS age
+           FROM templates t LEFT JOIN pool_targets p ON p.template_id = t.id
+          WHERE t.id = $1",
+    )
+    .bind::<SqlUuid, _>(template.0)
+    .load(conn)
+    .await?;
+    Ok(rows.into_iter().next().map(|r| (r.planned, r.age)))
 }
 
 /// The planned row of one template, if the sizer has planned it.

@@ -118,5 +118,14 @@ diesel::table! {
         demand_slow -> Float8,
         refill_secs -> Float8,
         computed_at -> Timestamptz,
+        last_design_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    background_cursors (name) {
+        name -> Text,
+        position -> Text,
+        updated_at -> Timestamptz,
     }
 }

@@ -249,6 +249,7 @@ async fn apply_edit(
         state.request_warmup(id, updated.version, Reason::TemplateEdited);
     }
     // Any edit may change what similar-template answers hold about it.
+    state.versions.forget(id);
     state.similar.invalidate(id).await;
     Ok(updated)
 }
@@ -270,6 +271,7 @@ pub async fn delete(
         .ok_or_else(|| not_found(id))?;
     drop(conn);
     state.request_warmup(id, before.version + 1, Reason::TemplateEdited);
+    state.versions.forget(id);
     state.similar.invalidate(id).await;
     if let Err(e) = state.objects.delete_many(&keys).await {
         tracing::warn!(%id, count = keys.len(), error = %e, "could not delete a deleted template's images");

@@ -1,0 +1,139 @@
+//! What the reconciler reads to find the templates whose pool needs work
+//! without visiting every template: the templates that changed since a
+//! watermark (items used or discarded, templates created, edited or
+//! deleted -- two index range scans), a rolling sweep in id order, and the
+//! pool state of a batch of templates in one statement.
+
+use chrono::{DateTime, Utc};
+use diesel::sql_types::{
+    Array, BigInt, Bool, Double, Integer, Nullable, Timestamptz, Uuid as SqlUuid,
+};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use shared_domain::ids::TemplateId;
+use uuid::Uuid;
+
+use super::StoreError;
+
+/// A position in the stream of pool changes: (time, template id).
+pub type Watermark = (DateTime<Utc>, Uuid);
+
+#[derive(diesel::QueryableByName)]
+struct Changed {
+    #[diesel(sql_type = SqlUuid)]
+    template_id: Uuid,
+    #[diesel(sql_type = Timestamptz)]
+    at: DateTime<Utc>,
+}
+
+/// Up to `limit` templates whose pool may have changed after `from` and up
+/// to `until`: an item of theirs left the pool (`finished_at`: used,
+/// discarded, rescued) or the template row changed (`updated_at`: created,
+/// edited, deleted). Ordered by their latest change, so the last one
+/// returned is the next watermark when the batch is full. Cost: the changes
+/// in the window (two index range scans), not the catalogue.
+pub async fn changed_templates(
+    conn: &mut AsyncPgConnection,
+    from: Watermark,
+    until: DateTime<Utc>,
+    limit: i64,
+) -> Result<Vec<(TemplateId, Watermark)>, StoreError> {
+    let rows: Vec<Changed> = diesel::sql_query(
+        "WITH ev AS (
+             SELECT template_id, finished_at AS at FROM pool_items
+              WHERE finished_at >= $1 AND finished_at <= $3
+             UNION ALL
+             SELECT id, updated_at FROM templates
+              WHERE updated_at >= $1 AND updated_at <= $3)
+         SELECT template_id, max(at) AS at FROM ev
+          GROUP BY template_id
+         HAVING (max(at), template_id) > ($1, $2)
+          ORDER BY 2, 1
+          LIMIT $4",
+    )
+    .bind::<Timestamptz, _>(from.0)
+    .bind::<SqlUuid, _>(from.1)
+    .bind::<Timestamptz, _>(until)
+    .bind::<BigInt, _>(limit)
+    .load(conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| (TemplateId(r.template_id), (r.at, r.template_id)))
+        .collect())
+}
+
+#[derive(diesel::QueryableByName)]
+struct Id {
+    #[diesel(sql_type = SqlUuid)]
+    id: Uuid,
+}
+
+/// The next `limit` live templates after `after` in id order (the rolling
+/// sweep; a primary-key range scan).
+pub async fn templates_after(
+    conn: &mut AsyncPgConnection,
+    after: Uuid,
+    limit: i64,
+) -> Result<Vec<TemplateId>, StoreError> {
+    let rows: Vec<Id> = diesel::sql_query(
+        "SELECT id FROM templates WHERE id > $1 AND deleted_at IS NULL ORDER BY id LIMIT $2",
+    )
+    .bind::<SqlUuid, _>(after)
+    .bind::<BigInt, _>(limit)
+    .load(conn)
+    .await?;
+    Ok(rows.into_iter().map(|r| TemplateId(r.id)).collect())
+}
+
+/// One template's pool as the ledger has it.
+#[derive(Debug, Clone, PartialEq, diesel::QueryableByName)]
+pub struct PoolState {
+    #[diesel(sql_type = SqlUuid)]
+    pub template_id: Uuid,
+    #[diesel(sql_type = Integer)]
+    pub version: i32,
+    #[diesel(sql_type = Bool)]
+    pub deleted: bool,
+    /// Seconds since the template was created.
+    #[diesel(sql_type = Double)]
+    pub age: f64,
+    /// The sizer's target, if it planned one.
+    #[diesel(sql_type = Nullable<Integer>)]
+    pub planned: Option<i32>,
+    /// `copying` + `ready` items of the current version.
+    #[diesel(sql_type = BigInt)]
+    pub live: i64,
+    #[diesel(sql_type = BigInt)]
+    pub ready: i64,
+    /// `ready` items of older versions (to discard).
+    #[diesel(sql_type = BigInt)]
+    pub stale: i64,
+}
+
+/// The pool state of each of `templates` that exists, in one statement (the
+/// partial index of live items).
+pub async fn pool_states(
+    conn: &mut AsyncPgConnection,
+    templates: &[TemplateId],
+) -> Result<Vec<PoolState>, StoreError> {
+    if templates.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<Uuid> = templates.iter().map(|t| t.0).collect();
+    Ok(diesel::sql_query(
+        "SELECT t.id AS template_id, t.version, t.deleted_at IS NOT NULL AS deleted,
+                extract(epoch FROM now() - t.created_at)::float8 AS age,
+                pt.target AS planned,
+                count(p.id) FILTER (WHERE p.template_version = t.version) AS live,
+                count(p.id) FILTER (WHERE p.template_version = t.version AND p.state = 'ready') AS ready,
+                count(p.id) FILTER (WHERE p.template_version <> t.version AND p.state = 'ready') AS stale
+           FROM templates t
+           LEFT JOIN pool_targets pt ON pt.template_id = t.id
+           LEFT JOIN pool_items p ON p.template_id = t.id AND p.state IN ('copying', 'ready')
+          WHERE t.id = ANY($1)
+          GROUP BY t.id, pt.target",
+    )
+    .bind::<Array<SqlUuid>, _>(ids)
+    .load(conn)
+    .await?)
+}
