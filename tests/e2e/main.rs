@@ -4,6 +4,7 @@
 
 mod api_contract;
 mod api_features;
+mod background;
 mod bad_input;
 mod concurrent;
 mod config_consistency;

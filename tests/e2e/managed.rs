@@ -547,8 +547,18 @@ async fn everything_through_pgbouncer_in_transaction_mode() {
     assert_eq!(resp.status(), 200);
     made.push(stack.create_design(&tenant, template.id).await);
 
-    // Two replicas: one holds the reconciler's lease while paused; the
-    // other's pass is skipped.
+    // Two replicas: one holds the reconciler's lease while paused (on a
+    // list one id short of the ledger, which it rebuilds); the other's pass
+    // is skipped.
+    stack
+        .wait_pool(&tenant, template.id, 4, std::time::Duration::from_secs(30))
+        .await;
+    let listed = stack.index.list(template.id, 2).await.unwrap();
+    stack
+        .index
+        .remove_ids(template.id, 2, &listed[..1])
+        .await
+        .unwrap();
     let (one, two) = (stack.reconciler(&[]).await, stack.reconciler(&[]).await);
     let mut gate = stack.pause.arm(at::REINDEX_READ);
     let first = tokio::spawn(async move { one.tick().await });

@@ -51,16 +51,16 @@ use crate::singleton::Singleton;
 
 /// Keys per S3 listing page (the most S3 returns), checked against the
 /// ledger in one query.
-const GC_PAGE: i32 = 1_000;
+pub const GC_PAGE: i32 = 1_000;
 /// The prefixes the GC walks, in order.
 const GC_PREFIXES: [&str; 3] = [POOL_PREFIX, DESIGNS_PREFIX, TEMPLATES_PREFIX];
 /// Cursor names in `background_cursors`.
 const CHANGES_CURSOR: &str = "reconciler:changes";
 const SWEEP_CURSOR: &str = "reconciler:sweep";
 const GC_CURSOR: &str = "gc";
-/// Changes are read up to the database clock less this, so a transaction
-/// committing this much after its timestamp is still seen.
-const COMMIT_LAG: chrono::TimeDelta = chrono::TimeDelta::seconds(5);
+/// Changes are read up to the clock less this, so a transaction committing
+/// this much after its timestamp is still seen.
+pub const COMMIT_LAG: Duration = Duration::from_secs(5);
 
 #[derive(Clone)]
 pub struct Reconciler {
@@ -77,6 +77,15 @@ pub struct Reconciler {
     pub sweep: usize,
     /// Most listing pages per GC pass.
     pub gc_pages: usize,
+    /// Keys per listing page ([`GC_PAGE`], the most S3 returns; tests page
+    /// smaller).
+    pub gc_page: i32,
+    /// How far behind the clock changes are read: a transaction committing
+    /// up to this long after its timestamp is still seen ([`COMMIT_LAG`]).
+    pub commit_lag: Duration,
+    /// `pool.idle_secs`: templates crossing it are checked (their target
+    /// drops to the minimum).
+    pub idle: Option<Duration>,
 }
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -141,9 +150,11 @@ impl Reconciler {
         report.queries += 1;
 
         let from = parse_watermark(cursors::get(&mut conn, CHANGES_CURSOR).await?);
-        let until = Utc::now() - COMMIT_LAG;
+        let until = Utc::now()
+            - chrono::TimeDelta::from_std(self.commit_lag).unwrap_or(chrono::TimeDelta::zero());
+        let idle = self.idle.and_then(|d| chrono::TimeDelta::from_std(d).ok());
         let changed =
-            pool_checks::changed_templates(&mut conn, from, until, self.batch as i64).await?;
+            pool_checks::changed_templates(&mut conn, from, until, idle, self.batch as i64).await?;
         report.queries += 2;
         let watermark = match changed.last() {
             Some((_, last)) if changed.len() >= self.batch => *last,
@@ -387,12 +398,12 @@ impl Reconciler {
             let page = self
                 .refiller
                 .objects
-                .list_page(prefix, after.as_deref(), GC_PAGE)
+                .list_page(prefix, after.as_deref(), self.gc_page)
                 .await?;
             report.pages += 1;
             report.scanned += page.len();
             let last = page.last().map(|(k, _)| k.clone());
-            let full = page.len() >= GC_PAGE as usize;
+            let full = page.len() >= self.gc_page.max(1) as usize;
             let candidates: Vec<String> = page
                 .into_iter()
                 .filter(|(_, modified)| *modified <= cutoff)

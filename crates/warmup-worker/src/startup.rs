@@ -159,6 +159,9 @@ impl Worker {
             batch: w.reconcile_batch,
             sweep: w.reconcile_sweep,
             gc_pages: w.gc_pages_per_pass,
+            gc_page: crate::reconciler::GC_PAGE,
+            commit_lag: crate::reconciler::COMMIT_LAG,
+            idle: self.settings.pool.idle(),
         }
     }
 

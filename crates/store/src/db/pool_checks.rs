@@ -6,7 +6,7 @@
 
 use chrono::{DateTime, Utc};
 use diesel::sql_types::{
-    Array, BigInt, Bool, Double, Integer, Nullable, Timestamptz, Uuid as SqlUuid,
+    Array, BigInt, Bool, Double, Integer, Interval, Nullable, Timestamptz, Uuid as SqlUuid,
 };
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use shared_domain::ids::TemplateId;
@@ -27,23 +27,32 @@ struct Changed {
 
 /// Up to `limit` templates whose pool may have changed after `from` and up
 /// to `until`: an item of theirs left the pool (`finished_at`: used,
-/// discarded, rescued) or the template row changed (`updated_at`: created,
-/// edited, deleted). Ordered by their latest change, so the last one
-/// returned is the next watermark when the batch is full. Cost: the changes
-/// in the window (two index range scans), not the catalogue.
+/// discarded, rescued), the template row changed (`updated_at`: created,
+/// edited, deleted), or -- with `idle` -- the template turned `idle` old
+/// (its default target drops to the minimum). Ordered by their latest
+/// change, so the last one returned is the next watermark when the batch is
+/// full. Cost: the changes in the window (index range scans), not the
+/// catalogue.
 pub async fn changed_templates(
     conn: &mut AsyncPgConnection,
     from: Watermark,
     until: DateTime<Utc>,
+    idle: Option<chrono::TimeDelta>,
     limit: i64,
 ) -> Result<Vec<(TemplateId, Watermark)>, StoreError> {
+    // Without idle templates the third range is empty (an idle time past
+    // any template's age).
+    let idle = idle.unwrap_or(chrono::TimeDelta::days(365 * 1000));
     let rows: Vec<Changed> = diesel::sql_query(
         "WITH ev AS (
              SELECT template_id, finished_at AS at FROM pool_items
               WHERE finished_at >= $1 AND finished_at <= $3
              UNION ALL
              SELECT id, updated_at FROM templates
-              WHERE updated_at >= $1 AND updated_at <= $3)
+              WHERE updated_at >= $1 AND updated_at <= $3
+             UNION ALL
+             SELECT id, created_at + $5 FROM templates
+              WHERE created_at >= $1 - $5 AND created_at <= $3 - $5 AND deleted_at IS NULL)
          SELECT template_id, max(at) AS at FROM ev
           GROUP BY template_id
          HAVING (max(at), template_id) > ($1, $2)
@@ -54,12 +63,17 @@ pub async fn changed_templates(
     .bind::<SqlUuid, _>(from.1)
     .bind::<Timestamptz, _>(until)
     .bind::<BigInt, _>(limit)
+    .bind::<Interval, _>(interval(idle))
     .load(conn)
     .await?;
     Ok(rows
         .into_iter()
         .map(|r| (TemplateId(r.template_id), (r.at, r.template_id)))
         .collect())
+}
+
+fn interval(d: chrono::TimeDelta) -> diesel::data_types::PgInterval {
+    diesel::data_types::PgInterval::from_microseconds(d.num_microseconds().unwrap_or(i64::MAX))
 }
 
 #[derive(diesel::QueryableByName)]
