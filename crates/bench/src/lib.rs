@@ -11,6 +11,9 @@
 //!   transaction as the warm path, issued with no HTTP and no framework.
 //! - [`similar`]: the similar-templates scenario (uncached, cached, stampede).
 //! - [`sizing`]: fixed N=4 vs adaptive pool sizing on a Zipf workload with a burst.
+//! - [`scale`]: a catalogue of 10^3-10^5 templates with a long tail: the
+//!   background passes' cost by catalogue size (with `src/bin/gc-pass.rs`,
+//!   the GC in its own process for its memory).
 //! - [`services`]: starts the release binaries and reads their peak memory.
 //! - [`report`]: markdown tables and the latency plot; [`markdown`]: the report itself.
 //! - [`setup`]: the command line, a run's environment and services ([`setup::Bench`]).
@@ -23,6 +26,7 @@ pub mod floor;
 pub mod load;
 pub mod markdown;
 pub mod report;
+pub mod scale;
 pub mod scenarios;
 pub mod services;
 pub mod setup;

@@ -81,45 +81,65 @@ pub async fn prefill(b: &Bench) -> anyhow::Result<Prefill> {
     })
 }
 
-/// Scenario 2: The physical floor (Redis pop + design transaction, no HTTP).
+/// Scenario 2: The physical floor (Redis pop + the warm model's transaction,
+/// no HTTP) at 1, 8, 64 clients, and the old model's floor (a design and its
+/// 30 image rows) at 1 and 64 clients beside it.
 pub async fn floor(
     b: &mut Bench,
     template_a: TemplateId,
     cpu_rows: &mut CpuRows,
-) -> anyhow::Result<Vec<(usize, RunResult)>> {
+) -> anyhow::Result<(Vec<(usize, RunResult)>, Vec<(usize, RunResult)>)> {
     let company_id = b.company_id;
     let index = b.index.clone();
     let sizes_floor = b.sizes.floor;
+    let old_sizes = [(1, sizes_floor[0].1), (64, sizes_floor[2].1 / 2)];
     let floor = Floor {
         db: b.dbh.clone().context("the floor runs once")?,
         index: index.clone(),
         company: company_id,
         template: template_a,
-        images: IMAGES,
+        images: 0,
         list: TemplateId::new(),
     };
     floor
-        .prepare(sizes_floor.iter().map(|(_, n)| n).sum())
+        .prepare(
+            sizes_floor
+                .iter()
+                .chain(old_sizes.iter())
+                .map(|(_, n)| n)
+                .sum(),
+        )
         .await?;
-    let mut floor_runs = Vec::new();
-    for (clients, n) in sizes_floor {
-        let f = floor.clone();
-        let before = cpu_by_command();
-        let r = closed_loop(clients, n, move || {
-            let f = f.clone();
-            async move { f.one().await }
-        })
-        .await;
-        cpu_rows.push((
-            format!("floor, {clients} clients"),
-            cpu_per_request(&before, &cpu_by_command(), r.count()),
-        ));
-        eprintln!(
-            "floor {clients}: p50 {:.2} ms, {:.0}/s",
-            r.ms(0.5),
-            r.throughput()
-        );
-        floor_runs.push((clients, r));
+    let mut runs = (Vec::new(), Vec::new());
+    for (images, sizes) in [(0, &sizes_floor[..]), (IMAGES, &old_sizes[..])] {
+        let model = Floor {
+            images,
+            ..floor.clone()
+        };
+        for &(clients, n) in sizes {
+            let f = model.clone();
+            let before = cpu_by_command();
+            let r = closed_loop(clients, n, move || {
+                let f = f.clone();
+                async move { f.one().await }
+            })
+            .await;
+            let label = if images == 0 {
+                format!("floor, {clients} clients")
+            } else {
+                format!("old floor ({images} image rows), {clients} clients")
+            };
+            cpu_rows.push((
+                label.clone(),
+                cpu_per_request(&before, &cpu_by_command(), r.count()),
+            ));
+            eprintln!("{label}: p50 {:.2} ms, {:.0}/s", r.ms(0.5), r.throughput());
+            if images == 0 {
+                runs.0.push((clients, r));
+            } else {
+                runs.1.push((clients, r));
+            }
+        }
     }
 
     // The floor's 66 connections go back, so the API processes below fit in
@@ -127,7 +147,7 @@ pub async fn floor(
     drop(floor);
     drop(b.dbh.take());
 
-    Ok(floor_runs)
+    Ok(runs)
 }
 
 pub struct Warm {
@@ -365,4 +385,148 @@ pub async fn sizing(
     }
 
     Ok((sizing, sizing_params))
+}
+
+/// Scenario 8: a large catalogue with a long tail: the background passes'
+/// cost by catalogue size (`scale`).
+pub async fn scale(
+    b: &Bench,
+) -> anyhow::Result<(Vec<crate::scale::SizeResult>, crate::scale::Params)> {
+    let params = crate::scale::Params {
+        sizes: b.sizes.scale.to_vec(),
+        rate: b.sizes.scale_rate,
+        secs: b.sizes.scale_secs,
+        zipf_s: 1.1,
+        env: b.direct_s3.clone(),
+        pg: b.pg.clone(),
+        suffix: b.suffix.clone(),
+        admin_token: b.admin_token.clone(),
+        http: b.http.clone(),
+    };
+    let results = crate::scale::run(&params, &b.root, &b.run_dir).await?;
+    Ok((results, params))
+}
+
+/// One image count's warm runs: 1 client, 64 clients, and CPU per design
+/// (all processes) at 64 clients.
+pub struct ImagesRun {
+    pub images: usize,
+    pub one: RunResult,
+    pub many: RunResult,
+    pub cpu_ms: f64,
+}
+
+/// Scenario 3b: the warm path with templates of 1 and 200 images (30 is the
+/// main template): is its cost flat in the image count?
+pub async fn images(b: &Bench, cpu_rows: &mut CpuRows) -> anyhow::Result<Vec<ImagesRun>> {
+    let (n1, n64) = b.sizes.images_requests;
+    let mut out = Vec::new();
+    for images in [1usize, 200] {
+        let items = n1 + n64 + 20;
+        let template = prefill_template(b, images, items).await?;
+        let pick = b.many();
+        let one = closed_loop(1, n1, move || {
+            let c = pick();
+            async move { c.post_design(template).await }
+        })
+        .await;
+        let pick = b.many();
+        let before = cpu_by_command();
+        let many = closed_loop(64, n64, move || {
+            let c = pick();
+            async move { c.post_design(template).await }
+        })
+        .await;
+        let cpu = cpu_per_request(&before, &cpu_by_command(), many.count());
+        let cpu_ms = cpu.iter().map(|(_, ms)| ms).sum();
+        cpu_rows.push((format!("warm, {images} images, 64 clients"), cpu));
+        eprintln!(
+            "warm {images} images: p50@1 {:.2} ms, {:.0}/s @64, {cpu_ms:.2} ms CPU",
+            one.ms(0.5),
+            many.throughput()
+        );
+        out.push(ImagesRun {
+            images,
+            one,
+            many,
+            cpu_ms,
+        });
+    }
+    Ok(out)
+}
+
+/// A template of `images` images with `items` ready items (a worker straight
+/// to S3, stopped once they are ready).
+async fn prefill_template(b: &Bench, images: usize, items: usize) -> anyhow::Result<TemplateId> {
+    let mut env = b.direct_s3.clone();
+    set(&mut env, "PREWARM_POOL__TARGET", items);
+    set(
+        &mut env,
+        "PREWARM_WORKER__GROUP_ID",
+        format!("bench-images-{images}-{}", b.suffix),
+    );
+    set(&mut env, "PREWARM_WORKER__COPY_CONCURRENCY", 128);
+    set(&mut env, "PREWARM_WORKER__ITEMS_IN_FLIGHT", 16);
+    set(&mut env, "PREWARM_WORKER__RECONCILE_INTERVAL_MS", 0);
+    let worker = Service::spawn(
+        &format!("warmup-worker (prefill {images} images)"),
+        &release_binary(&b.root, "warmup-worker"),
+        &env,
+        &b.run_dir.join(format!("bench-worker-images-{images}.log")),
+    )?;
+    let template = b
+        .client
+        .upload_template_of(&format!("{images} images"), images)
+        .await?;
+    wait_pool(&b.index, template, items as i64, Duration::from_secs(1800)).await?;
+    worker.stop().await;
+    Ok(template)
+}
+
+/// The seed's headline at the seed's own load: an open loop of
+/// `headline_rate` designs/s (below the worker's copy capacity), warm (pool
+/// on, the prefilled template) and cold (pool off, every copy through the
+/// latency proxy) side by side.
+pub async fn headline(b: &Bench, template_a: TemplateId) -> anyhow::Result<(RunResult, RunResult)> {
+    let (rate, secs) = (b.sizes.headline_rate, b.sizes.headline_secs);
+    let pick = b.many();
+    let warm = open_loop(rate, Duration::from_secs_f64(secs), move || {
+        let c = pick();
+        async move { c.post_design(template_a).await }
+    })
+    .await;
+    b.proxy.set(Faults {
+        delay: b.args.delay,
+        ..Faults::default()
+    });
+    let port = free_port()?;
+    let mut env = b.env.clone();
+    set(&mut env, "PREWARM_SERVER__PORT", port);
+    set(&mut env, "PREWARM_SERVER__WORKERS", 2);
+    set(&mut env, "PREWARM_POOL__ENABLED", false);
+    let api = Service::spawn(
+        "template-api (pool off, headline)",
+        &release_binary(&b.root, "template-api"),
+        &env,
+        &b.run_dir.join("bench-api-headline.log"),
+    )?;
+    let base = format!("http://127.0.0.1:{port}");
+    wait_ready(&base).await?;
+    let pick = b.many();
+    let cold = open_loop(rate, Duration::from_secs_f64(secs), move || {
+        let c = Api {
+            base: base.clone(),
+            ..pick()
+        };
+        async move { c.post_design(template_a).await }
+    })
+    .await;
+    api.stop().await;
+    b.proxy.set(Faults::default());
+    eprintln!(
+        "headline {rate}/s: warm p95 {:.2} ms, cold p95 {:.0} ms",
+        warm.ms(0.95),
+        cold.ms(0.95)
+    );
+    Ok((warm, cold))
 }

@@ -43,6 +43,15 @@ pub struct Sizes {
     pub similar_secs: f64,
     pub sizing_rate: f64,
     pub sizing_secs: f64,
+    /// Catalogue sizes of the scale scenario, and its load.
+    pub scale: &'static [usize],
+    pub scale_rate: f64,
+    pub scale_secs: f64,
+    /// Warm requests at 1 and 64 clients for the 1- and 200-image templates.
+    pub images_requests: (usize, usize),
+    /// The seed's headline: open-loop rate and length.
+    pub headline_rate: f64,
+    pub headline_secs: f64,
 }
 
 impl Sizes {
@@ -61,6 +70,12 @@ impl Sizes {
                 similar_secs: 3.0,
                 sizing_rate: 30.0,
                 sizing_secs: 20.0,
+                scale: &[1_000, 10_000],
+                scale_rate: 20.0,
+                scale_secs: 10.0,
+                images_requests: (100, 300),
+                headline_rate: 20.0,
+                headline_secs: 5.0,
             }
         } else {
             Sizes {
@@ -76,6 +91,12 @@ impl Sizes {
                 similar_secs: 10.0,
                 sizing_rate: 40.0,
                 sizing_secs: 60.0,
+                scale: &[10_000, 100_000],
+                scale_rate: 20.0,
+                scale_secs: 30.0,
+                images_requests: (200, 800),
+                headline_rate: 20.0,
+                headline_secs: 20.0,
             }
         }
     }
@@ -86,6 +107,7 @@ impl Sizes {
         self.warm.iter().map(|(_, n)| n).sum::<usize>()
             + self.warm[1].1
             + (self.open_rate * self.open_secs) as usize
+            + (self.headline_rate * self.headline_secs) as usize
             + 20
     }
 }
@@ -96,6 +118,8 @@ pub struct Args {
     pub plot: PathBuf,
     pub delay: Duration,
     pub s3: String,
+    /// `--only scale`: run that scenario alone and write its section.
+    pub only: Option<String>,
 }
 
 pub fn args() -> anyhow::Result<Args> {
@@ -105,6 +129,7 @@ pub fn args() -> anyhow::Result<Args> {
         plot: "docs/bench-latency.png".into(),
         delay: Duration::from_millis(150),
         s3: std::env::var("PREWARM_BENCH_S3").unwrap_or_else(|_| "http://127.0.0.1:9010".into()),
+        only: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -116,6 +141,10 @@ pub fn args() -> anyhow::Result<Args> {
                 a.delay = Duration::from_millis(it.next().context("--delay-ms N")?.parse()?)
             }
             "--s3" => a.s3 = it.next().context("--s3 URL")?,
+            "--only" => match it.next().as_deref() {
+                Some("scale") => a.only = Some("scale".into()),
+                _ => bail!("--only takes `scale`"),
+            },
             other => bail!("unknown flag {other}"),
         }
     }
@@ -147,13 +176,21 @@ impl Api {
     }
 
     pub async fn upload_template(&self, name: &str) -> anyhow::Result<TemplateId> {
+        self.upload_template_of(name, IMAGES).await
+    }
+
+    pub async fn upload_template_of(
+        &self,
+        name: &str,
+        images: usize,
+    ) -> anyhow::Result<TemplateId> {
         let metadata = json!({"name": name, "category": "bench", "layout": {"w": 1080}, "visibility": "public"});
         let id = client::upload_template(
             &self.http,
             &self.base,
             &self.key,
             &metadata,
-            IMAGES,
+            images,
             IMAGE_BYTES,
         )
         .await?;
@@ -247,6 +284,7 @@ pub fn s3_settings(
 /// (all named after `suffix`), the services, and the tenants.
 pub struct Bench {
     pub args: Args,
+    pub admin_token: String,
     pub sizes: Sizes,
     pub root: PathBuf,
     pub run_dir: PathBuf,
@@ -371,6 +409,7 @@ impl Bench {
             tenants.push(key);
         }
         Ok(Bench {
+            admin_token,
             args,
             sizes,
             root,
@@ -441,7 +480,7 @@ impl Bench {
 
 /// The services' environment for a run (its names from `suffix`; S3
 /// through the proxy at `proxy_url`).
-fn service_env(
+pub fn service_env(
     suffix: &str,
     db_url: &str,
     admin_token: &str,
@@ -507,7 +546,7 @@ fn service_env(
 }
 
 /// A company with a plan of a million designs, and its API key.
-async fn new_tenant(
+pub async fn new_tenant(
     http: &reqwest::Client,
     base: &str,
     admin_token: &str,

@@ -182,7 +182,7 @@ async fn run_mode(
 }
 
 /// Cumulative Zipf weights of ranks 1..=n.
-fn zipf_cdf(n: usize, s: f64) -> Vec<f64> {
+pub fn zipf_cdf(n: usize, s: f64) -> Vec<f64> {
     let weights: Vec<f64> = (1..=n).map(|k| 1.0 / (k as f64).powf(s)).collect();
     let total: f64 = weights.iter().sum();
     let mut acc = 0.0;

@@ -5,7 +5,10 @@
 //! Layout:
 //! - [`connect`]: connects all of the above at a service's start.
 //! - [`db`]: Postgres (diesel-async). `db/schema.rs` tables, `migrations/` at the
-//!   crate root, one module per table; `db/pool_items.rs` is the pool ledger.
+//!   crate root, one module per table; `db/pool_items.rs` is the pool ledger,
+//!   `db/pool_checks.rs` what the reconciler reads to find work (changes since a
+//!   watermark, a sweep page, pool states), `db/cursors.rs` where paged
+//!   background passes stopped.
 //! - [`pool_index`]: the Redis lists of ready pool item ids (fred).
 //! - [`rate_buckets`]: token buckets in Redis (the API's rate limits).
 //! - [`shared_cache`]: the Redis tier of the API's caches and its invalidation channel.

@@ -4,7 +4,8 @@
 //! - [`settings`]: the typed settings (defaults < file < `PREWARM_*` environment).
 //! - [`startup`]: builds the state, binds the listener, holds the one route table.
 //! - [`routes`]: one module per resource (`admin`, `templates`, `designs`, `health`).
-//! - [`create_design`]: the hot path -- pop a pool item (warm) or copy on the spot (cold).
+//! - [`create_design`]: the hot path -- pop a pool item (warm) or copy on the spot (cold);
+//!   [`template_versions`]: the templates' versions it remembers (no template read when warm).
 //! - [`similar`]: similar templates behind a two-tier cache (moka in-process, Redis shared).
 //! - [`upload`]: multipart template uploads streamed to S3, with size limits and a
 //!   process-wide budget of bytes in flight.

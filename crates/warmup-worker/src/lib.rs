@@ -8,10 +8,13 @@
 //! - [`consumer`]: the Kafka consumer-group loop: batch, coalesce per template,
 //!   refill, then store offsets (at-least-once); shutdown is a future passed in.
 //! - [`reconciler`]: the periodic pass that heals without messages (expired
-//!   leases, top-ups, Redis rebuilt from the ledger) and the S3 garbage collector.
+//!   leases, top-ups, Redis rebuilt from the ledger) on the templates that
+//!   changed plus a rolling sweep page, and the S3 garbage collector (one
+//!   listing page at a time, resumable).
 //! - [`sizing`]: the adaptive sizing policy (Poisson demand over the refill time,
 //!   clamped, a global budget handed out by likelihood of use) -- pure functions.
-//! - [`sizer`]: the periodic planning pass that applies it (plan kept in `pool_targets`).
+//! - [`sizer`]: the periodic planning pass that applies it, and the idle rule
+//!   (`pool.idle_secs`); demand kept incrementally, the plan in `pool_targets`.
 //! - [`singleton`]: one replica at a time per background pass (leases in
 //!   `singleton_leases`, renewed while the pass runs).
 //! - [`metrics`]: the worker's Prometheus metrics; [`http`]: `/healthz`,

@@ -116,6 +116,10 @@ pub struct GcReport {
     pub pages: usize,
     /// The pass reached the end of the last prefix (the next starts over).
     pub finished: bool,
+    /// Time spent listing S3, and checking pages against the ledger and
+    /// deleting their garbage (the collector's own work).
+    pub list_time: Duration,
+    pub check_time: Duration,
 }
 
 /// What to do about one checked template.
@@ -395,11 +399,13 @@ impl Reconciler {
             // object in the listing that no design, live item or pending copy
             // holds in one consistent read is garbage for good
             // (`object_refs::referenced`).
+            let listing = std::time::Instant::now();
             let page = self
                 .refiller
                 .objects
                 .list_page(prefix, after.as_deref(), self.gc_page)
                 .await?;
+            report.list_time += listing.elapsed();
             report.pages += 1;
             report.scanned += page.len();
             let last = page.last().map(|(k, _)| k.clone());
@@ -410,7 +416,9 @@ impl Reconciler {
                 .map(|(key, _)| key)
                 .collect();
             self.refiller.pause.reach(pause::at::GC_DECIDING).await;
+            let checking = std::time::Instant::now();
             self.collect_page(prefix, &candidates, &mut report).await?;
+            report.check_time += checking.elapsed();
             if full {
                 after = last;
             } else if prefix_at + 1 < GC_PREFIXES.len() {

@@ -5,14 +5,19 @@
 //! 1. prefill: a 30-image template's pool filled to cover every warm request
 //!    below (worker straight to S3, no injected latency), then the worker stops
 //!    so the two cores measure the request path alone;
-//! 2. the physical floor (Redis pop + design transaction, no HTTP) at 1, 8, 64 clients;
+//! 2. the physical floor (Redis pop + the warm model's transaction, no HTTP) at
+//!    1, 8, 64 clients, and the old model's (30 image rows) beside it;
 //! 3. the warm path over HTTP at 1, 8, 64 clients, and open-loop at 200 requests/s;
+//!    then with templates of 1 and 200 images; then the seed's headline: an open
+//!    loop of 20 designs/s, warm and cold (pool off) side by side;
 //! 4. the seed's case: the same template, pool off (every design copied through
 //!    the latency-injecting proxy), 64 clients; warm/cold p95 ratio;
 //! 5. sustained open-loop load below and above the worker's copy capacity
 //!    (worker copying through the proxy): warm hit rate and pool depth over time;
 //! 6. similar templates (uncached, cached, a stampede);
-//! 7. adaptive vs fixed pool sizing on a Zipf workload with a burst.
+//! 7. adaptive vs fixed pool sizing on a Zipf workload with a burst;
+//! 8. scale: 10^3-10^5 templates with a long tail, the background passes'
+//!    cost by catalogue size (`--only scale` runs it alone).
 
 use prewarm_bench::markdown::{self, Results};
 use prewarm_bench::scenarios;
@@ -21,19 +26,33 @@ use prewarm_bench::setup::{args, Bench};
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let mut b = Bench::start(args()?).await?;
+    if b.args.only.is_some() {
+        let (scale, params) = scenarios::scale(&b).await?;
+        let md = prewarm_bench::scale::report(&params, &scale);
+        std::fs::write(&b.args.out, &md)?;
+        println!("{md}");
+        b.stop_services().await;
+        return b.drop_database().await;
+    }
     let prefill = scenarios::prefill(&b).await?;
     let template = prefill.template;
     let mut cpu_rows = Vec::new();
-    let floor_runs = scenarios::floor(&mut b, template, &mut cpu_rows).await?;
+    let (floor_runs, old_floor_runs) = scenarios::floor(&mut b, template, &mut cpu_rows).await?;
     let warm = scenarios::warm(&b, template, &mut cpu_rows).await?;
+    let images = scenarios::images(&b, &mut cpu_rows).await?;
+    let headline = scenarios::headline(&b, template).await?;
     let (cold, cold_peak) = scenarios::cold(&b, template).await?;
     let steady = scenarios::steady(&b).await?;
     let similar = scenarios::similar(&b).await?;
     let (sizing, sizing_params) = scenarios::sizing(&b).await?;
+    let (scale, scale_params) = scenarios::scale(&b).await?;
     let (api_peak, recommender_peak) = b.stop_services().await;
     let results = Results {
         prefill,
         floor_runs,
+        old_floor_runs,
+        images,
+        headline,
         cpu_rows,
         warm,
         cold,
@@ -42,6 +61,8 @@ async fn main() -> anyhow::Result<()> {
         similar,
         sizing,
         sizing_params,
+        scale,
+        scale_params,
         api_peak,
         recommender_peak,
     };

@@ -7,5 +7,6 @@ ON CONFLICT DO NOTHING;
 DROP VIEW IF EXISTS design_objects;
 DROP TABLE IF EXISTS background_cursors;
 ALTER TABLE pool_targets DROP COLUMN IF EXISTS last_design_at;
+DROP INDEX IF EXISTS template_images_by_key;
 DROP INDEX IF EXISTS templates_changed;
 DROP INDEX IF EXISTS pool_items_finished;

@@ -7,6 +7,11 @@ CREATE INDEX IF NOT EXISTS pool_items_finished ON pool_items (finished_at, templ
     WHERE finished_at IS NOT NULL;
 CREATE INDEX IF NOT EXISTS templates_changed ON templates (updated_at, id);
 
+-- The GC asks, for each listed key, whether a template image holds it: an
+-- index, so a page of keys costs 1,000 lookups, not 1,000 scans of the
+-- catalogue's images.
+CREATE INDEX IF NOT EXISTS template_images_by_key ON template_images (object_key);
+
 -- The sizer keeps demand incrementally: a row per template with recent
 -- demand (decayed rates as of computed_at, and when it was last used), so a
 -- pass reads only the designs made since the previous one.

@@ -47,15 +47,25 @@ pub async fn referenced(
         return Ok(HashSet::new());
     }
     let rows: Vec<Key> = diesel::sql_query(
-        "SELECT k AS object_key FROM unnest($1::text[]) AS k
-          WHERE EXISTS (SELECT 1 FROM design_images d WHERE d.object_key = k)
-             OR EXISTS (SELECT 1 FROM pool_item_images i JOIN pool_items p ON p.id = i.item_id
-                         WHERE i.object_key = k
-                           AND (p.state IN ('copying', 'ready')
-                                OR EXISTS (SELECT 1 FROM designs d WHERE d.pool_item_id = p.id)))
-             OR EXISTS (SELECT 1 FROM template_images t JOIN templates tp ON tp.id = t.template_id
-                         WHERE t.object_key = k AND tp.deleted_at IS NULL)
-             OR EXISTS (SELECT 1 FROM pending_copies c WHERE c.object_key = k)",
+        // Per key, index probes in each key column, stopping at the first
+        // hit (a lateral subquery with LIMIT: the planner cannot turn it into
+        // a scan of a whole table), so a page costs its keys' probes whatever
+        // the tables hold; one statement, so one snapshot.
+        "SELECT k AS object_key FROM unnest($1::text[]) AS k,
+         LATERAL (
+             (SELECT 1 FROM design_images d WHERE d.object_key = k LIMIT 1)
+             UNION ALL
+             (SELECT 1 FROM pool_item_images i
+                JOIN pool_items p ON p.id = i.item_id
+                LEFT JOIN designs x ON x.pool_item_id = p.id
+               WHERE i.object_key = k AND (p.state IN ('copying', 'ready') OR x.id IS NOT NULL)
+               LIMIT 1)
+             UNION ALL
+             (SELECT 1 FROM template_images t JOIN templates tp ON tp.id = t.template_id
+               WHERE t.object_key = k AND tp.deleted_at IS NULL LIMIT 1)
+             UNION ALL
+             (SELECT 1 FROM pending_copies c WHERE c.object_key = k LIMIT 1)
+             LIMIT 1) AS held",
     )
     .bind::<Array<Text>, _>(keys)
     .load(conn)
