@@ -274,6 +274,33 @@ async fn a_warm_design_owns_its_items_objects_without_copying_rows() {
     .await;
     assert_eq!(owned, 5);
     check_designs(&stack, tenant.id, std::slice::from_ref(&design)).await;
+    assert_eq!(
+        count(
+            &stack,
+            &format!(
+                "SELECT count(*) AS n FROM pool_items WHERE id = '{item}' AND cardinality(image_keys) = 5"
+            )
+        )
+        .await,
+        1,
+        "the item's row holds its keys"
+    );
+    // An item reserved before its row held its keys (migration 8): the
+    // claim reads them from its image rows instead.
+    stack.wait_pool(&tenant, template.id, 1, FILL).await;
+    {
+        let mut conn = stack.db.conn().await.unwrap();
+        diesel::sql_query(
+            "UPDATE pool_items SET image_keys = NULL, image_positions = NULL WHERE state = 'ready'",
+        )
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    }
+    let older = stack.create_design(&tenant, template.id).await;
+    assert_eq!(older.served_from, ServedFrom::Pool);
+    assert_eq!(older.images.len(), 5);
+    check_designs(&stack, tenant.id, &[design.clone(), older]).await;
     // The GC keeps a design's objects (they are its item's rows).
     let gc = stack
         .reconciler(&[("PREWARM_WORKER__GC_GRACE_SECS", "0")])

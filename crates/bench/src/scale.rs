@@ -294,12 +294,15 @@ async fn seed(
             },
         );
         diesel::sql_query(
-            "INSERT INTO pool_items (id, template_id, template_version, state, created_at, ready_at)
-             SELECT i, t, 1, 'ready', now() - interval '2 hours', now() - interval '2 hours'
-               FROM unnest($1::uuid[], $2::uuid[]) AS u(i, t)",
+            "INSERT INTO pool_items (id, template_id, template_version, state, created_at, ready_at,
+                                     image_positions, image_keys)
+             SELECT i, t, 1, 'ready', now() - interval '2 hours', now() - interval '2 hours',
+                    ARRAY[0], ARRAY[k]
+               FROM unnest($1::uuid[], $2::uuid[], $3::text[]) AS u(i, t, k)",
         )
         .bind::<diesel::sql_types::Array<SqlUuid>, _>(&i)
         .bind::<diesel::sql_types::Array<SqlUuid>, _>(&t)
+        .bind::<diesel::sql_types::Array<Text>, _>(&k)
         .execute(&mut conn)
         .await?;
         diesel::sql_query(

@@ -33,6 +33,14 @@ CREATE TABLE IF NOT EXISTS background_cursors (
 DELETE FROM design_images di USING designs d
  WHERE d.id = di.design_id AND d.pool_item_id IS NOT NULL;
 
+-- A pool item also holds its image keys in its own row (written by the
+-- worker when it reserves the item, off the request path), so the warm claim
+-- reads them back from the row it updates instead of one row per image.
+-- Items reserved before this migration have NULL here and are read from
+-- pool_item_images (which stays: the GC looks keys up there).
+ALTER TABLE pool_items ADD COLUMN IF NOT EXISTS image_positions INT[];
+ALTER TABLE pool_items ADD COLUMN IF NOT EXISTS image_keys TEXT[];
+
 -- Every design's objects, whichever way it was made.
 CREATE OR REPLACE VIEW design_objects AS
     SELECT design_id, position, object_key FROM design_images
@@ -42,9 +50,10 @@ CREATE OR REPLACE VIEW design_objects AS
 
 -- The warm claim: checks the template (current version, visible to the
 -- company, not deleted) instead of the caller reading it first, flips the
--- item to `used`, takes a plan slot and inserts one design row -- a fixed
--- number of small writes whatever the image count -- and returns the
--- design's layout and images.
+-- item to `used` (returning the keys its row holds), takes a plan slot and
+-- inserts one design row -- a fixed number of small writes and no read per
+-- image, whatever the image count -- and returns the design's layout and
+-- images.
 CREATE OR REPLACE FUNCTION prewarm_claim_warm(
     p_item uuid, p_template uuid, p_version int, p_company uuid,
     p_design uuid, p_now timestamptz)
@@ -54,6 +63,8 @@ DECLARE
     v_layout jsonb;
     v_version int;
     v_visible boolean;
+    v_positions int[];
+    v_keys text[];
 BEGIN
     SELECT t.layout, t.version, (t.visibility = 'public' OR t.owner_company_id = p_company)
       INTO v_layout, v_version, v_visible
@@ -68,7 +79,8 @@ BEGIN
     END IF;
     UPDATE pool_items SET state = 'used', finished_at = p_now
      WHERE id = p_item AND state = 'ready'
-       AND template_id = p_template AND template_version = p_version;
+       AND template_id = p_template AND template_version = p_version
+    RETURNING image_positions, image_keys INTO v_positions, v_keys;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'prewarm:item_unavailable';
     END IF;
@@ -79,10 +91,13 @@ BEGIN
     END IF;
     INSERT INTO designs (id, company_id, template_id, template_version, layout, served_from, pool_item_id, created_at)
     VALUES (p_design, p_company, p_template, p_version, v_layout, 'pool', p_item, p_now);
-    RETURN QUERY
-        SELECT v_layout,
-               coalesce(array_agg(i.position ORDER BY i.position), '{}'),
+    IF v_keys IS NULL THEN
+        -- An item reserved before migration 8.
+        SELECT coalesce(array_agg(i.position ORDER BY i.position), '{}'),
                coalesce(array_agg(i.object_key ORDER BY i.position), '{}')
+          INTO v_positions, v_keys
           FROM pool_item_images i WHERE i.item_id = p_item;
+    END IF;
+    RETURN QUERY SELECT v_layout, v_positions, v_keys;
 END
 $$;

@@ -26,7 +26,7 @@ use crate::pause::{self, PausePoints};
 use super::schema::{pool_item_images, pool_items, template_images, templates};
 use super::StoreError;
 
-/// Rows per INSERT statement (x at most 6 columns, well under Postgres' bind limit).
+/// Rows per INSERT statement (x at most 8 columns, well under Postgres' bind limit).
 const INSERT_CHUNK: usize = 5_000;
 
 /// One object to copy for a reserved item.
@@ -235,14 +235,6 @@ pub async fn reserve(
                 let mut image_rows = Vec::new();
                 for _ in 0..gap {
                     let id = PoolItemId::new();
-                    item_rows.push((
-                        pool_items::id.eq(id.0),
-                        pool_items::template_id.eq(template.0),
-                        pool_items::template_version.eq(version),
-                        pool_items::state.eq(PoolItemState::Copying.as_str()),
-                        pool_items::created_at.eq(now),
-                        pool_items::lease_until.eq(Some(now + lease)),
-                    ));
                     let copies: Vec<PlannedCopy> = sources
                         .iter()
                         .map(|(position, source)| PlannedCopy {
@@ -251,6 +243,25 @@ pub async fn reserve(
                             object_key: object_keys::pool_image(template, id, *position),
                         })
                         .collect();
+                    // The keys in the item's own row too: a warm claim reads
+                    // them from the row it updates (one row per image stays,
+                    // for the GC's lookups by key).
+                    item_rows.push((
+                        pool_items::id.eq(id.0),
+                        pool_items::template_id.eq(template.0),
+                        pool_items::template_version.eq(version),
+                        pool_items::state.eq(PoolItemState::Copying.as_str()),
+                        pool_items::created_at.eq(now),
+                        pool_items::lease_until.eq(Some(now + lease)),
+                        pool_items::image_positions
+                            .eq(Some(copies.iter().map(|c| c.position).collect::<Vec<_>>())),
+                        pool_items::image_keys.eq(Some(
+                            copies
+                                .iter()
+                                .map(|c| c.object_key.clone())
+                                .collect::<Vec<_>>(),
+                        )),
+                    ));
                     for c in &copies {
                         image_rows.push((
                             pool_item_images::item_id.eq(id.0),

@@ -80,6 +80,8 @@ diesel::table! {
         lease_until -> Nullable<Timestamptz>,
         ready_at -> Nullable<Timestamptz>,
         finished_at -> Nullable<Timestamptz>,
+        image_positions -> Nullable<Array<Int4>>,
+        image_keys -> Nullable<Array<Text>>,
     }
 }
 
