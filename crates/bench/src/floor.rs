@@ -7,6 +7,9 @@
 //! in the same run. With `images` > 0 it is the old model's floor instead:
 //! a design row and that many image rows (reported beside it).
 
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::Arc;
+
 use anyhow::Context;
 use diesel::prelude::*;
 use diesel_async::{AsyncConnection, RunQueryDsl};
@@ -21,7 +24,10 @@ use crate::load::Outcome;
 pub struct Floor {
     pub db: Db,
     pub index: PoolIndex,
-    pub company: CompanyId,
+    /// Designs go to these companies in turn, as the warm path's load does
+    /// (one company's designs serialize on its plan-limit row).
+    pub companies: Arc<Vec<CompanyId>>,
+    pub next: Arc<AtomicUsize>,
     pub template: TemplateId,
     pub images: usize,
     /// The Redis list popped from (a template id no pool uses).
@@ -83,6 +89,7 @@ impl Floor {
             })
             .collect();
         let warm_model = self.images == 0;
+        let company = self.companies[self.next.fetch_add(1, Relaxed) % self.companies.len()];
         let mut conn = self.db.conn().await?;
         conn.transaction::<_, diesel::result::Error, _>(async |conn| {
             if warm_model {
@@ -99,7 +106,7 @@ impl Floor {
                 .await?;
                 diesel::update(
                     companies::table
-                        .find(self.company.0)
+                        .find(company.0)
                         .filter(companies::design_count.lt(companies::design_limit)),
                 )
                 .set(companies::design_count.eq(companies::design_count + 1))
@@ -109,7 +116,7 @@ impl Floor {
             diesel::insert_into(designs::table)
                 .values((
                     designs::id.eq(id.0),
-                    designs::company_id.eq(self.company.0),
+                    designs::company_id.eq(company.0),
                     designs::template_id.eq(self.template.0),
                     designs::template_version.eq(1),
                     designs::layout.eq(serde_json::json!({})),

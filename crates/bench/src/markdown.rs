@@ -365,7 +365,8 @@ fn floor_vs_warm(md: &mut String, v: &View) {
     md.push_str("\n## 2. The physical floor vs the warm path\n\n");
     md.push_str("The floor is the least durable work a warm design needs: one Redis `LPOP` plus one transaction \
                  writing the rows the data model writes (the pool item flipped to `used`, the company's plan \
-                 counter, one design row referencing the item), sent by a minimal client (diesel-async, no HTTP). \
+                 counter, one design row referencing the item), sent by a minimal client (diesel-async, no HTTP) \
+                 and spread over the same 64 companies as the warm path's load. \
                  The old model's floor -- a design row and its 30 image rows -- is shown beside it. The warm path \
                  is `POST /designs` end to end: HTTP, API-key lookup (cached), `LPOP`, and the claim statement \
                  (which checks the template itself: no template read); its load comes from 64 companies.\n\n");

@@ -89,14 +89,14 @@ pub async fn floor(
     template_a: TemplateId,
     cpu_rows: &mut CpuRows,
 ) -> anyhow::Result<(Vec<(usize, RunResult)>, Vec<(usize, RunResult)>)> {
-    let company_id = b.company_id;
     let index = b.index.clone();
     let sizes_floor = b.sizes.floor;
     let old_sizes = [(1, sizes_floor[0].1), (64, sizes_floor[2].1 / 2)];
     let floor = Floor {
         db: b.dbh.clone().context("the floor runs once")?,
         index: index.clone(),
-        company: company_id,
+        companies: Arc::new(b.tenant_companies.clone()),
+        next: Arc::default(),
         template: template_a,
         images: 0,
         list: TemplateId::new(),

@@ -311,6 +311,8 @@ pub struct Bench {
     /// The one-company client.
     pub client: Api,
     tenants: Arc<Vec<String>>,
+    /// The companies of those tenants (the floor spreads its load the same way).
+    pub tenant_companies: Vec<CompanyId>,
     next_tenant: Arc<std::sync::atomic::AtomicUsize>,
 }
 
@@ -404,9 +406,12 @@ impl Bench {
         // Load comes from many companies, as in production: a company's designs
         // are serialized by its plan-limit row (see "Where the time goes").
         let mut tenants = Vec::new();
+        let mut tenant_companies = Vec::new();
         for i in 0..TENANTS {
-            let (_, key) = new_tenant(&http, &base, &admin_token, &format!("tenant {i}")).await?;
+            let (company, key) =
+                new_tenant(&http, &base, &admin_token, &format!("tenant {i}")).await?;
             tenants.push(key);
+            tenant_companies.push(company);
         }
         Ok(Bench {
             admin_token,
@@ -433,6 +438,7 @@ impl Bench {
             company_id,
             client,
             tenants: Arc::new(tenants),
+            tenant_companies,
             next_tenant: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
         })
     }
