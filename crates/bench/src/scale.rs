@@ -87,7 +87,7 @@ const PASSES: usize = 5;
 /// Listing pages the GC walks per size: the test S3 server (s3s-fs) walks
 /// and sorts the whole bucket for every page, so a full walk of 10^5
 /// objects would cost it O(objects^2); the per-page figures are what scale.
-const GC_PAGES: usize = 10;
+const GC_PAGES: usize = 3;
 
 pub async fn run(p: &Params, root: &Path, log_dir: &Path) -> anyhow::Result<Vec<SizeResult>> {
     let mut results = Vec::new();
@@ -381,6 +381,8 @@ async fn gc_pass(root: &Path, env: &[(String, String)]) -> anyhow::Result<GcRun>
     let output = tokio::process::Command::new(release_binary(root, "gc-pass"))
         .envs(env.iter().cloned())
         .env("PREWARM_WORKER__GC_PAGES_PER_PASS", "1")
+        // s3s-fs takes seconds to list one page of 10^5 objects (see GC_PAGES).
+        .env("PREWARM_S3__OPERATION_TIMEOUT_MS", "600000")
         .env("GC_PASS_MAX_PAGES", GC_PAGES.to_string())
         .output()
         .await?;

@@ -153,9 +153,13 @@ impl Reconciler {
         report.rescued = rescued.len();
         report.queries += 1;
 
-        let from = parse_watermark(cursors::get(&mut conn, CHANGES_CURSOR).await?);
         let until = Utc::now()
             - chrono::TimeDelta::from_std(self.commit_lag).unwrap_or(chrono::TimeDelta::zero());
+        // No watermark yet (a first deployment, or an operator deleted it):
+        // start from now. What changed before is covered by the rebuild
+        // (this version's first pass finds no `built` marker) and the sweep.
+        let from = parse_watermark(cursors::get(&mut conn, CHANGES_CURSOR).await?)
+            .unwrap_or((until, Uuid::from_u128(u128::MAX)));
         let idle = self.idle.and_then(|d| chrono::TimeDelta::from_std(d).ok());
         let changed =
             pool_checks::changed_templates(&mut conn, from, until, idle, self.batch as i64).await?;
@@ -516,8 +520,8 @@ fn format_watermark((at, id): Watermark) -> String {
     )
 }
 
-/// The stored change watermark; none yet: from the beginning.
-fn parse_watermark(stored: Option<String>) -> Watermark {
+/// The stored change watermark, if there is a readable one.
+fn parse_watermark(stored: Option<String>) -> Option<Watermark> {
     stored
         .as_deref()
         .and_then(|s| s.split_once('|'))
@@ -527,7 +531,6 @@ fn parse_watermark(stored: Option<String>) -> Watermark {
                 id.parse().ok()?,
             ))
         })
-        .unwrap_or((DateTime::<Utc>::UNIX_EPOCH, Uuid::nil()))
 }
 
 #[cfg(test)]
@@ -537,10 +540,10 @@ mod tests {
     #[test]
     fn cursors_round_trip_and_bad_ones_start_over() {
         let w = (Utc::now(), Uuid::now_v7());
-        let parsed = parse_watermark(Some(format_watermark(w)));
+        let parsed = parse_watermark(Some(format_watermark(w))).unwrap();
         assert_eq!(parsed.1, w.1);
         assert_eq!(parsed.0.timestamp_micros(), w.0.timestamp_micros());
-        assert_eq!(parse_watermark(Some("junk".into())).1, Uuid::nil());
+        assert_eq!(parse_watermark(Some("junk".into())), None);
         assert_eq!(
             parse_gc_cursor(Some("1\tdesigns/ab/x")),
             (1, Some("designs/ab/x".into()))

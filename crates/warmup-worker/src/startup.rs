@@ -229,7 +229,9 @@ impl Worker {
     }
 }
 
-/// Reads every live template's ready count from the ledger for the metrics.
+/// Reads every live template's ready count from the ledger for the metrics
+/// (one aggregate over the catalogue every `worker.metrics_interval_ms`: the
+/// one background read that still grows with it, see docs/design.md).
 async fn pool_depths(
     refiller: Refiller,
     target: i32,
@@ -258,8 +260,8 @@ async fn pool_depths(
                 target,
                 depths
                     .into_iter()
-                    .map(|(t, n)| {
-                        let goal = planned.get(&t).copied().unwrap_or(target);
+                    .map(|(t, n, age)| {
+                        let goal = refiller.rule.target(planned.get(&t).copied(), age);
                         (t.to_string(), n, i64::from(goal))
                     })
                     .collect(),

@@ -518,15 +518,18 @@ struct Depth {
     template_id: Uuid,
     #[diesel(sql_type = diesel::sql_types::BigInt)]
     ready: i64,
+    #[diesel(sql_type = diesel::sql_types::Double)]
+    age: f64,
 }
 
-/// Ready items of the current version of every live template (0 included),
-/// for the pool-depth metrics.
+/// Ready items of the current version of every live template (0 included)
+/// and the template's age in seconds, for the pool-depth metrics.
 pub async fn ready_by_template(
     conn: &mut AsyncPgConnection,
-) -> Result<Vec<(TemplateId, i64)>, StoreError> {
+) -> Result<Vec<(TemplateId, i64, f64)>, StoreError> {
     let rows: Vec<Depth> = diesel::sql_query(
-        "SELECT t.id AS template_id, count(p.id) AS ready
+        "SELECT t.id AS template_id, count(p.id) AS ready,
+                extract(epoch FROM now() - t.created_at)::float8 AS age
            FROM templates t
            LEFT JOIN pool_items p
              ON p.template_id = t.id AND p.template_version = t.version AND p.state = 'ready'
@@ -537,6 +540,6 @@ pub async fn ready_by_template(
     .await?;
     Ok(rows
         .into_iter()
-        .map(|d| (TemplateId(d.template_id), d.ready))
+        .map(|d| (TemplateId(d.template_id), d.ready, d.age))
         .collect())
 }
