@@ -92,13 +92,20 @@ const GC_PAGES: usize = 3;
 pub async fn run(p: &Params, root: &Path, log_dir: &Path) -> anyhow::Result<Vec<SizeResult>> {
     let mut results = Vec::new();
     for &n in &p.sizes {
-        results.push(run_size(p, n, root, log_dir).await?);
+        match run_size(p, n, root, log_dir).await {
+            Ok(r) => results.push(r),
+            Err(e) => {
+                // Do not leave the size's database behind.
+                let _ = drop_database(p, &db_name(p, n)).await;
+                return Err(e);
+            }
+        }
     }
     Ok(results)
 }
 
 async fn run_size(p: &Params, n: usize, root: &Path, log_dir: &Path) -> anyhow::Result<SizeResult> {
-    let db_name = format!("prewarm_bench_{}_scale_{n}", p.suffix);
+    let db_name = db_name(p, n);
     let db_url = format!("{}/{db_name}", p.pg);
     {
         let mut admin = AsyncPgConnection::establish(&format!("{}/postgres", p.pg)).await?;
@@ -217,10 +224,7 @@ async fn run_size(p: &Params, n: usize, root: &Path, log_dir: &Path) -> anyhow::
     eprintln!("scale {n}: gc {gc:?}");
 
     drop(dbh);
-    let mut admin = AsyncPgConnection::establish(&format!("{}/postgres", p.pg)).await?;
-    diesel::sql_query(format!("DROP DATABASE IF EXISTS {db_name} WITH (FORCE)"))
-        .execute(&mut admin)
-        .await?;
+    drop_database(p, &db_name).await?;
     Ok(SizeResult {
         templates: n,
         seed_secs,
@@ -231,6 +235,18 @@ async fn run_size(p: &Params, n: usize, root: &Path, log_dir: &Path) -> anyhow::
         load,
         pooled_objects,
     })
+}
+
+fn db_name(p: &Params, n: usize) -> String {
+    format!("prewarm_bench_{}_scale_{n}", p.suffix)
+}
+
+async fn drop_database(p: &Params, db_name: &str) -> anyhow::Result<()> {
+    let mut admin = AsyncPgConnection::establish(&format!("{}/postgres", p.pg)).await?;
+    diesel::sql_query(format!("DROP DATABASE IF EXISTS {db_name} WITH (FORCE)"))
+        .execute(&mut admin)
+        .await?;
+    Ok(())
 }
 
 fn worker_settings(env: &[(String, String)]) -> anyhow::Result<warmup_worker::settings::Settings> {
