@@ -98,7 +98,7 @@ async fn demand_grows_a_pool_and_its_decay_shrinks_it_back() {
     let idle = stack.create_template(&tenant, 3, "private").await;
     for t in [hot.id, idle.id] {
         wait_for(&stack, t, Duration::from_secs(20), "min pool", |s| {
-            s.sizing == "adaptive" && s.target == 1 && s.ready == 1
+            s.sizing == shared_domain::pool::Sizing::Adaptive && s.target == 1 && s.ready == 1
         })
         .await;
     }

@@ -302,7 +302,7 @@ impl TestStack {
         let db = app.state().db.clone();
         let index = app.state().index.clone();
         tasks.push(tokio::spawn(async move {
-            if let Err(e) = app.run_until_stopped().await {
+            if let Err(e) = app.run(std::future::pending()).await {
                 eprintln!("template-api stopped: {e}");
             }
         }));
@@ -467,7 +467,7 @@ impl TestStack {
             .expect("build second template-api");
         let base = format!("http://127.0.0.1:{}", app.port());
         self.tasks.push(tokio::spawn(async move {
-            if let Err(e) = app.run_until_stopped().await {
+            if let Err(e) = app.run(std::future::pending()).await {
                 eprintln!("second template-api stopped: {e}");
             }
         }));

@@ -23,11 +23,11 @@ pub struct Results {
     pub cold: RunResult,
     pub cold_peak: Option<f64>,
     pub steady: Steady,
-    pub similar: crate::similar::Results,
-    pub sizing: Vec<crate::sizing::ModeResult>,
-    pub sizing_params: crate::sizing::Params,
-    pub scale: Vec<crate::scale::SizeResult>,
-    pub scale_params: crate::scale::Params,
+    pub similar: crate::scenarios::similar::Results,
+    pub sizing: Vec<crate::scenarios::sizing::ModeResult>,
+    pub sizing_params: crate::scenarios::sizing::Params,
+    pub scale: Vec<crate::scenarios::scale::SizeResult>,
+    pub scale_params: crate::scenarios::scale::Params,
     pub api_peak: Option<f64>,
     pub recommender_peak: Option<f64>,
 }
@@ -48,7 +48,7 @@ struct View<'a> {
     old_floor_runs: &'a [(usize, RunResult)],
     images: &'a [crate::scenarios::ImagesRun],
     headline: &'a (RunResult, RunResult),
-    scale: &'a [crate::scale::SizeResult],
+    scale: &'a [crate::scenarios::scale::SizeResult],
     cpu_rows: &'a CpuRows,
     warm_runs: &'a [(usize, RunResult)],
     single: &'a RunResult,
@@ -58,9 +58,9 @@ struct View<'a> {
     steady: &'a [SteadyRun],
     worker_peak: Option<f64>,
     capacity: f64,
-    similar: &'a crate::similar::Results,
-    sizing: &'a [crate::sizing::ModeResult],
-    sizing_params: &'a crate::sizing::Params,
+    similar: &'a crate::scenarios::similar::Results,
+    sizing: &'a [crate::scenarios::sizing::ModeResult],
+    sizing_params: &'a crate::scenarios::sizing::Params,
     api_peak: Option<f64>,
     recommender_peak: Option<f64>,
     f8: &'a RunResult,
@@ -126,7 +126,7 @@ pub fn write(b: &Bench, r: &Results) -> anyhow::Result<()> {
     similar(&mut md, &v);
     sizing(&mut md, &v);
     md.push_str("\n## Scale: background passes by catalogue size\n\n");
-    md.push_str(&crate::scale::report(&r.scale_params, &r.scale));
+    md.push_str(&crate::scenarios::scale::report(&r.scale_params, &r.scale));
     memory(&mut md, &v);
     let args = &b.args;
     std::fs::write(&args.out, &md)?;
@@ -278,9 +278,10 @@ fn targets(md: &mut String, v: &View) {
             large.reconcile.0.as_secs_f64(),
         );
         let sizer = g(small.sizer.0.as_secs_f64(), large.sizer.0.as_secs_f64());
-        let page = |r: &crate::scale::SizeResult| r.gc.check_secs / r.gc.pages.max(1) as f64;
+        let page =
+            |r: &crate::scenarios::scale::SizeResult| r.gc.check_secs / r.gc.pages.max(1) as f64;
         let gc = g(page(small), page(large));
-        let mem = |r: &crate::scale::SizeResult| {
+        let mem = |r: &crate::scenarios::scale::SizeResult| {
             r.gc.peak_rss_kib
                 .saturating_sub(r.gc.baseline_rss_kib)
                 .max(1) as f64
@@ -509,7 +510,7 @@ fn sizing(md: &mut String, v: &View) {
         ..
     } = *v;
     md.push_str("\n## 5. Adaptive pool sizing vs fixed N=4\n\n");
-    md.push_str(&crate::sizing::report(sizing_params, sizing));
+    md.push_str(&crate::scenarios::sizing::report(sizing_params, sizing));
     if let [fixed, adaptive] = sizing {
         let better_hits = adaptive.load.warm_share() > fixed.load.warm_share();
         let fewer_objects = adaptive.mean_objects < fixed.mean_objects;

@@ -70,20 +70,22 @@ impl Service {
     }
 }
 
-/// CPU seconds used so far by every process on the machine, summed by
-/// command name (`postgres`, `template-api`, `tansu`, ...), from `/proc/*/stat`.
-pub fn cpu_by_command() -> std::collections::BTreeMap<String, f64> {
+/// CPU seconds used so far by each process on the machine, by pid, with
+/// its command name (`postgres`, `template-api`, `tansu`, ...), from
+/// `/proc/*/stat`.
+pub type CpuSnapshot = std::collections::BTreeMap<u32, (String, f64)>;
+
+pub fn cpu_by_command() -> CpuSnapshot {
     // USER_HZ is 100 on Linux for /proc accounting.
     const TICKS: f64 = 100.0;
-    let mut out = std::collections::BTreeMap::new();
+    let mut out = CpuSnapshot::new();
     let Ok(dir) = std::fs::read_dir("/proc") else {
         return out;
     };
     for entry in dir.flatten() {
-        let name = entry.file_name();
-        if !name.to_string_lossy().bytes().all(|b| b.is_ascii_digit()) {
+        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse().ok()) else {
             continue;
-        }
+        };
         let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
             continue;
         };
@@ -98,23 +100,30 @@ pub fn cpu_by_command() -> std::collections::BTreeMap<String, f64> {
             continue;
         };
         let secs = (u.parse::<f64>().unwrap_or(0.0) + s.parse::<f64>().unwrap_or(0.0)) / TICKS;
-        *out.entry(comm).or_insert(0.0) += secs;
+        out.insert(pid, (comm, secs));
     }
     out
 }
 
 /// CPU milliseconds per request, by command, between two snapshots (only
-/// commands that used at least 1% of the total).
+/// commands that used at least 1% of the total). Counted per process: one
+/// that started in between counts whole, one that exited in between is
+/// missed (summing by name instead made a Postgres backend that exited
+/// during a run subtract its whole life from the run's Postgres CPU).
 pub fn cpu_per_request(
-    before: &std::collections::BTreeMap<String, f64>,
-    after: &std::collections::BTreeMap<String, f64>,
+    before: &CpuSnapshot,
+    after: &CpuSnapshot,
     requests: u64,
 ) -> Vec<(String, f64)> {
-    let mut rows: Vec<(String, f64)> = after
-        .iter()
-        .map(|(k, v)| (k.clone(), v - before.get(k).copied().unwrap_or(0.0)))
-        .filter(|(_, d)| *d > 0.0)
-        .collect();
+    let mut by_command = std::collections::BTreeMap::<String, f64>::new();
+    for (pid, (comm, secs)) in after {
+        let earlier = match before.get(pid) {
+            Some((c, s)) if c == comm => *s,
+            _ => 0.0,
+        };
+        *by_command.entry(comm.clone()).or_default() += (secs - earlier).max(0.0);
+    }
+    let mut rows: Vec<(String, f64)> = by_command.into_iter().filter(|(_, d)| *d > 0.0).collect();
     // Kernel threads (virtio, memory management) are the VM's, not the system's.
     rows.retain(|(k, _)| {
         ![

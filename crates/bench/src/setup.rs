@@ -473,6 +473,22 @@ impl Bench {
         (api, recommender)
     }
 
+    /// Lets the database settle before a latency run: `VACUUM ANALYZE`
+    /// (fresh statistics, no dead rows from the runs before) and a
+    /// `CHECKPOINT` (the writes of the prefill and earlier runs flushed now,
+    /// not by a timed checkpoint in the middle of the run). What a
+    /// production database is between bursts; the same for every run it
+    /// precedes.
+    pub async fn settle(&self) -> anyhow::Result<()> {
+        let mut conn = AsyncPgConnection::establish(&self.db_url).await?;
+        diesel::sql_query("VACUUM ANALYZE")
+            .execute(&mut conn)
+            .await?;
+        diesel::sql_query("CHECKPOINT").execute(&mut conn).await?;
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        Ok(())
+    }
+
     /// Drops the run's database.
     pub async fn drop_database(&self) -> anyhow::Result<()> {
         let (pg, db_name) = (&self.pg, &self.db_name);

@@ -45,13 +45,26 @@ pub struct PoolStatus {
     pub indexed: i64,
 }
 
+/// How the worker sizes each template's pool (`pool.sizing`).
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Sizing {
+    /// Every template keeps `pool.target` items.
+    #[default]
+    Fixed,
+    /// Each template's size follows its demand.
+    Adaptive,
+}
+
 /// `GET /admin/templates/{id}/sizing`: how big a template's pool is meant to
 /// be and why.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct PoolSizing {
     pub template_id: TemplateId,
-    /// `fixed` or `adaptive` (`pool.sizing`).
-    pub sizing: String,
+    /// `pool.sizing`.
+    pub sizing: Sizing,
     /// Ready items the worker keeps for this template now.
     pub target: i32,
     /// Ready items of the current version.

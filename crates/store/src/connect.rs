@@ -39,8 +39,9 @@ pub async fn connect(
     // start with the reason, instead of every request failing later.
     db.ping().await.map_err(|e| {
         anyhow::anyhow!(
-            "Postgres at start (database.ssl_mode = {:?}): {e}",
-            database.ssl_mode
+            "Postgres at start (database.ssl_mode = {:?}): {}",
+            database.ssl_mode,
+            shared_domain::error::Chain(&e)
         )
     })?;
     let index = PoolIndex::connect(
@@ -57,12 +58,4 @@ pub async fn connect(
         warmup_topic::ensure_topic(kafka).await?;
     }
     Ok(Clients { db, index, objects })
-}
-
-/// One readiness check as reported by `/readyz`: `"ok"` or the error's text.
-pub fn check<T, E: std::fmt::Display>(result: &Result<T, E>) -> String {
-    match result {
-        Ok(_) => "ok".to_string(),
-        Err(e) => e.to_string(),
-    }
 }

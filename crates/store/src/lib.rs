@@ -17,7 +17,8 @@
 //! - [`warmup_topic`]: the Kafka warm-up topic (rdkafka producer, topic admin).
 //! - [`pause`]: test-only pause points that force interleavings (a no-op in release builds).
 //! - [`readiness`]: `/readyz` of both services (only Postgres gates; the rest is reported).
-//! - [`probe`]: the `healthcheck` subcommand of both binaries (the image's HEALTHCHECK).
+//! - [`probe`]: the `healthcheck` subcommand of both binaries (the image's HEALTHCHECK);
+//!   [`shutdown`]: the SIGTERM/SIGINT future both services run until.
 //! - [`settings`]: the settings sections both services embed, and the layered loader;
 //!   [`invalid_setting`]: the error naming a bad key.
 //! - [`metrics`]: Prometheus registry helpers (constructors, text encoding).
@@ -38,6 +39,7 @@ pub mod rate_buckets;
 pub mod readiness;
 pub mod settings;
 pub mod shared_cache;
+pub mod shutdown;
 pub mod telemetry;
 pub mod tls;
 pub mod warmup_topic;

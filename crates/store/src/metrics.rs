@@ -5,6 +5,7 @@
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
 };
+use shared_domain::error::Chain;
 
 /// Latency buckets in seconds, from 0.5 ms (a warm design) to 10 s (a cold
 /// copy of a large template against a slow S3).
@@ -50,7 +51,7 @@ pub fn histogram_vec(
 pub fn encode(registry: &Registry) -> String {
     let mut out = Vec::new();
     if let Err(e) = TextEncoder::new().encode(&registry.gather(), &mut out) {
-        tracing::warn!(error = %e, "encoding metrics");
+        tracing::warn!(error = %Chain(&e), "encoding metrics");
     }
     String::from_utf8(out).unwrap_or_default()
 }

@@ -14,6 +14,7 @@
 //! id that is listed already or was popped within the pop memory
 //! (`redis.pop_memory_ms`).
 
+use shared_domain::error::Chain;
 use std::path::Path;
 use std::time::Duration;
 
@@ -91,7 +92,7 @@ impl PoolIndex {
         match tokio::time::timeout(wait, pool.wait_for_connect()).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => {
-                tracing::warn!(error = %e, "redis unavailable at start; reconnecting in the background")
+                tracing::warn!(error = %Chain(&e), "redis unavailable at start; reconnecting in the background")
             }
             Err(_) => {
                 tracing::warn!("redis not reachable at start; reconnecting in the background")

@@ -33,10 +33,11 @@ pub struct Dependencies<'a> {
     pub publisher: &'a WarmupPublisher,
 }
 
-fn check<T, E: std::fmt::Display>(result: &Result<T, E>) -> String {
+/// `"ok"`, or the error with its causes.
+fn check<T, E: std::error::Error + 'static>(result: &Result<T, E>) -> String {
     match result {
         Ok(_) => "ok".to_string(),
-        Err(e) => e.to_string(),
+        Err(e) => shared_domain::error::Chain(e).to_string(),
     }
 }
 

@@ -1,6 +1,7 @@
 //! Settings sections shared by both services (each service's own settings
 //! struct embeds them). Defaults live here, next to the field they default.
 
+use shared_domain::pool::Sizing;
 use std::time::Duration;
 
 use secrecy::SecretString;
@@ -93,7 +94,7 @@ impl RedisSettings {
 pub struct PoolSettings {
     /// `fixed`: every template keeps `target` items. `adaptive`: each
     /// template's size follows its demand (see `warmup_worker::sizing`).
-    pub sizing: String,
+    pub sizing: Sizing,
     /// Ready items kept per template (current version) with `fixed` sizing.
     pub target: i32,
     /// Fewest items a live template keeps (adaptive sizing, and idle
@@ -130,7 +131,7 @@ pub struct PoolSettings {
 impl Default for PoolSettings {
     fn default() -> Self {
         Self {
-            sizing: "fixed".into(),
+            sizing: Sizing::Fixed,
             target: 4,
             min: 1,
             max: 32,
@@ -153,9 +154,6 @@ impl PoolSettings {
     pub fn validate(&self) -> Result<(), config::ConfigError> {
         if self.target < 0 {
             return Err(invalid("pool.target", "must be >= 0"));
-        }
-        if self.sizing != "fixed" && self.sizing != "adaptive" {
-            return Err(invalid("pool.sizing", "must be `fixed` or `adaptive`"));
         }
         if self.min < 0 || self.max < self.min {
             return Err(invalid("pool.max", "need 0 <= pool.min <= pool.max"));
@@ -188,7 +186,7 @@ impl PoolSettings {
     }
 
     pub fn adaptive(&self) -> bool {
-        self.sizing == "adaptive"
+        self.sizing == Sizing::Adaptive
     }
 
     pub fn lease(&self) -> Duration {

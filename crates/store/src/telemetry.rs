@@ -26,9 +26,8 @@ use tracing_subscriber::{EnvFilter, Layer};
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct LogSettings {
-    /// `text` or `json`.
-    #[serde(default = "default_format")]
-    pub format: String,
+    #[serde(default)]
+    pub format: LogFormat,
     /// An `EnvFilter` directive, e.g. `info,template_api=debug`; `RUST_LOG` wins when set.
     #[serde(default = "default_level")]
     pub level: String,
@@ -37,29 +36,25 @@ pub struct LogSettings {
 impl Default for LogSettings {
     fn default() -> Self {
         Self {
-            format: default_format(),
+            format: LogFormat::Text,
             level: default_level(),
         }
     }
 }
 
-fn default_format() -> String {
-    "text".into()
-}
-fn default_level() -> String {
-    "info".into()
+/// How log lines are written (`log.format`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line (for a log pipeline).
+    Json,
 }
 
-impl LogSettings {
-    pub fn validate(&self) -> Result<(), config::ConfigError> {
-        if self.format != "text" && self.format != "json" {
-            return Err(crate::invalid_setting::invalid(
-                "log.format",
-                "must be `text` or `json`",
-            ));
-        }
-        Ok(())
-    }
+fn default_level() -> String {
+    "info".into()
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -138,7 +133,7 @@ pub fn init(log: &LogSettings, trace: &TraceSettings, service: &'static str) -> 
     // Each layer has its own filter: the log level must not decide which
     // spans are traced.
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&log.level));
-    let fmt = if log.format == "json" {
+    let fmt = if log.format == LogFormat::Json {
         tracing_subscriber::fmt::layer()
             .json()
             .with_current_span(true)

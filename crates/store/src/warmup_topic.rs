@@ -1,6 +1,7 @@
 //! The Kafka warm-up topic: a non-blocking producer for the API, topic
 //! creation for dev/tests, and the consumer configuration the worker uses.
 
+use shared_domain::error::Chain;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -210,7 +211,7 @@ impl WarmupPublisher {
                         Ok(Ok(_)) => {}
                         Ok(Err((e, _))) => {
                             undelivered.inc();
-                            tracing::warn!(%template, error = %e, "warm-up request not delivered; kafka degraded")
+                            tracing::warn!(%template, error = %Chain(&e), "warm-up request not delivered; kafka degraded")
                         }
                         Err(_) => {
                             undelivered.inc();
@@ -222,7 +223,7 @@ impl WarmupPublisher {
             }
             Err((e, _)) => {
                 self.outcomes.with_label_values(&["dropped"]).inc();
-                tracing::warn!(template = %request.template_id, error = %e, "warm-up request dropped; kafka degraded");
+                tracing::warn!(template = %request.template_id, error = %Chain(&e), "warm-up request dropped; kafka degraded");
                 false
             }
         }
@@ -262,7 +263,7 @@ impl WarmupPublisher {
     /// Waits for buffered messages to be delivered (graceful shutdown).
     pub fn flush(&self, timeout: Duration) {
         if let Err(e) = self.producer.flush(timeout) {
-            tracing::warn!(error = %e, "flushing warm-up producer");
+            tracing::warn!(error = %Chain(&e), "flushing warm-up producer");
         }
     }
 }

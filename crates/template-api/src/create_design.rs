@@ -16,6 +16,7 @@ use prewarm_store::db::idempotency::Claim;
 use prewarm_store::db::{companies, object_refs, templates};
 use prewarm_store::pause;
 use shared_domain::design::{Design, DesignImage};
+use shared_domain::error::Chain;
 use shared_domain::error::ErrorCode;
 use shared_domain::ids::{CompanyId, DesignId, TemplateId};
 use shared_domain::object_keys;
@@ -95,7 +96,7 @@ async fn attempt(
                 Ok(Some(item)) => item,
                 Ok(None) => break,
                 Err(e) => {
-                    tracing::warn!(%template_id, error = %e, "pool index unavailable; degraded to serving by copy");
+                    tracing::warn!(%template_id, error = %Chain(&e), "pool index unavailable; degraded to serving by copy");
                     state.metrics.degraded("redis");
                     served = Served::CopyRedisDown;
                     break;
@@ -200,7 +201,7 @@ async fn requeue(
     item: shared_domain::ids::PoolItemId,
 ) {
     if let Err(e) = state.index.push_front(template, version, item).await {
-        tracing::warn!(%template, %item, error = %e, "could not re-index an unused pool item");
+        tracing::warn!(%template, %item, error = %Chain(&e), "could not re-index an unused pool item");
     }
 }
 
@@ -326,7 +327,7 @@ async fn abandon(state: &AppState, design: DesignId, copied: &[String]) {
         Err(e) => Err(e),
     };
     if let Err(e) = forgotten {
-        tracing::warn!(%design, error = %e, "could not drop the announcement of abandoned copies");
+        tracing::warn!(%design, error = %Chain(&e), "could not drop the announcement of abandoned copies");
     }
 }
 
@@ -337,6 +338,6 @@ async fn delete_quietly(state: &AppState, keys: &[String]) {
         return;
     }
     if let Err(e) = state.objects.delete_many(keys).await {
-        tracing::warn!(count = keys.len(), error = %e, "could not delete orphaned copies");
+        tracing::warn!(count = keys.len(), error = %Chain(&e), "could not delete orphaned copies");
     }
 }

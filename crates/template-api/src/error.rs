@@ -90,15 +90,17 @@ fn opaque_message(code: ErrorCode) -> &'static str {
 }
 
 impl From<StoreError> for ApiError {
+    /// The message of a 5xx is the whole error chain: it goes to the log,
+    /// never to the client (`error_response`).
     fn from(e: StoreError) -> Self {
-        match e {
-            StoreError::NotFound => ApiError::new(ErrorCode::NotFound, "not found"),
-            StoreError::Unavailable(m) => ApiError::new(ErrorCode::StorageUnavailable, m),
-            StoreError::Conflict(m) => ApiError::new(ErrorCode::Internal, format!("conflict: {m}")),
-            StoreError::Migration(m) | StoreError::Query(m) => {
-                ApiError::new(ErrorCode::Internal, m)
+        let code = match e {
+            StoreError::NotFound => return ApiError::new(ErrorCode::NotFound, "not found"),
+            StoreError::Unavailable { .. } => ErrorCode::StorageUnavailable,
+            StoreError::Conflict(_) | StoreError::Migration { .. } | StoreError::Query(_) => {
+                ErrorCode::Internal
             }
-        }
+        };
+        ApiError::new(code, prewarm_store::db::error_chain(&e))
     }
 }
 

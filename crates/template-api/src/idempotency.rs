@@ -8,6 +8,7 @@
 //! the key, a 409 `request_in_progress`. A handler that fails after
 //! starting [`release`]s the key, so the client's retry runs afresh.
 
+use shared_domain::error::Chain;
 use std::time::{Duration, Instant};
 
 use actix_web::{HttpRequest, HttpResponse};
@@ -146,7 +147,7 @@ pub async fn release(db: &Db, claim: Option<&Claim>) {
     };
     if let Err(e) = released {
         // The key stays locked until `idempotency.lock_secs`, then frees up.
-        tracing::warn!(error = %e, "could not release an idempotency key");
+        tracing::warn!(error = %Chain(&e), "could not release an idempotency key");
     }
 }
 
@@ -181,7 +182,7 @@ pub fn spawn_purge(db: Db, retention: Duration) {
                     Ok(1000) => continue,
                     Ok(_) => break,
                     Err(e) => {
-                        tracing::warn!(error = %e, "could not purge expired idempotency keys");
+                        tracing::warn!(error = %Chain(&e), "could not purge expired idempotency keys");
                         break;
                     }
                 }

@@ -35,6 +35,6 @@ async fn main() -> anyhow::Result<()> {
     let _telemetry = telemetry::init(&settings.log, &settings.trace, "template-api");
     let app = Application::build(settings).await?;
     tracing::info!(port = app.port(), "template-api listening");
-    app.run_until_stopped().await?;
+    app.run(prewarm_store::shutdown::signal()).await?;
     Ok(())
 }

@@ -246,8 +246,7 @@ fn validate(s: &Settings) -> Result<(), config::ConfigError> {
         );
     }
     prewarm_store::settings::validate_s3(&s.s3)?;
-    s.trace.validate()?;
-    s.log.validate()
+    s.trace.validate()
 }
 
 #[cfg(test)]

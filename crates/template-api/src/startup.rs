@@ -2,6 +2,7 @@
 //! (its route table is `routes::routes`) and the operations listener
 //! (`/metrics`, detailed `/readyz`; port 0 picks a free one, for tests).
 
+use shared_domain::error::Chain;
 use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::Duration;
@@ -79,13 +80,22 @@ impl Application {
         &self.state
     }
 
-    /// Serves until SIGTERM/SIGINT (actix stops accepting, lets in-flight
-    /// requests finish within `server.shutdown_timeout_secs`), then flushes
-    /// pending warm-up requests.
-    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+    /// Serves until `shutdown` completes (the binary passes SIGTERM/SIGINT:
+    /// [`prewarm_store::shutdown::signal`]), then stops accepting, lets
+    /// in-flight requests finish within `server.shutdown_timeout_secs`, and
+    /// flushes pending warm-up requests.
+    pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) -> std::io::Result<()> {
         let ops = self.ops.handle();
+        let handle = self.server.handle();
         tokio::spawn(self.ops);
-        let result = self.server.await;
+        let mut server = std::pin::pin!(self.server);
+        let result = tokio::select! {
+            result = &mut server => result,
+            () = shutdown => {
+                // The server future must keep being polled while it stops.
+                tokio::join!(handle.stop(true), server).1
+            }
+        };
         ops.stop(true).await;
         self.state
             .publisher
@@ -194,7 +204,7 @@ async fn spawn_cache_upkeep(
         }
         // Without the channel, entries of other replicas' edits expire with
         // `similar.metadata_ttl_secs`; this replica's own edits still apply.
-        Err(e) => tracing::warn!(error = %e, "cache invalidation channel unavailable"),
+        Err(e) => tracing::warn!(error = %Chain(&e), "cache invalidation channel unavailable"),
     }
 }
 
@@ -233,6 +243,9 @@ fn run(listener: TcpListener, state: AppState) -> std::io::Result<Server> {
         .default_service(web::to(not_found))
     })
     .shutdown_timeout(server_settings.shutdown_timeout_secs)
+    // Stopped by `Application::run`'s shutdown future, not by actix's own
+    // signal handlers.
+    .disable_signals()
     .listen(listener)?;
     if server_settings.workers > 0 {
         server = server.workers(server_settings.workers);

@@ -13,6 +13,7 @@
 //! objects already written are deleted. The request is hashed on the way
 //! (for `Idempotency-Key`).
 
+use shared_domain::error::Chain;
 use std::sync::Arc;
 
 use actix_multipart::{Field, Multipart, MultipartError};
@@ -199,7 +200,7 @@ pub async fn discard(up: Uploads<'_>, upload: &Upload) {
     let keys: Vec<String> = upload.images.iter().map(|i| i.object_key.clone()).collect();
     if !keys.is_empty() {
         if let Err(e) = up.objects.delete_many(&keys).await {
-            tracing::warn!(error = %e, "could not delete the images of a failed upload");
+            tracing::warn!(error = %Chain(&e), "could not delete the images of a failed upload");
             return;
         }
     }
@@ -214,7 +215,7 @@ pub async fn settled(db: &Db, upload: uuid::Uuid) {
         Err(e) => Err(e),
     };
     if let Err(e) = forgotten {
-        tracing::warn!(error = %e, "could not drop an upload's announcement");
+        tracing::warn!(error = %Chain(&e), "could not drop an upload's announcement");
     }
 }
 

@@ -4,6 +4,7 @@
 //! refills finished, so a crash replays the batch -- harmless, since a refill
 //! only fills the gap the ledger shows.
 
+use shared_domain::error::Chain;
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
@@ -89,13 +90,13 @@ pub async fn run(
         tracing::debug!(?report, "batch done");
         for (_, pos) in &batch {
             if let Err(e) = consumer.store_offset(&pos.topic, pos.partition, pos.offset) {
-                tracing::warn!(error = %e, "could not store offset");
+                tracing::warn!(error = %Chain(&e), "could not store offset");
             }
         }
     }
     // Graceful stop: the batch in hand is done; commit what it stored.
     if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
-        tracing::debug!(error = %e, "final commit (nothing stored, or broker gone)");
+        tracing::debug!(error = %Chain(&e), "final commit (nothing stored, or broker gone)");
     }
     Ok(())
 }
@@ -115,7 +116,7 @@ async fn next_batch(consumer: &StreamConsumer<WorkerContext>, settings: &WorkerS
     let first = match recv(consumer).await {
         Ok(m) => m,
         Err(e) => {
-            tracing::warn!(error = %e, "kafka receive failed; retrying");
+            tracing::warn!(error = %Chain(&e), "kafka receive failed; retrying");
             tokio::time::sleep(Duration::from_millis(500)).await;
             return Vec::new();
         }
@@ -126,7 +127,7 @@ async fn next_batch(consumer: &StreamConsumer<WorkerContext>, settings: &WorkerS
         let next = match tokio::time::timeout_at(deadline, recv(consumer)).await {
             Ok(Ok(m)) => m,
             Ok(Err(e)) => {
-                tracing::warn!(error = %e, "kafka receive failed inside a batch");
+                tracing::warn!(error = %Chain(&e), "kafka receive failed inside a batch");
                 break;
             }
             Err(_) => break,
@@ -312,25 +313,26 @@ async fn refill_traced(
             }
             Err(e) if attempt < attempts => {
                 metrics.refills.with_label_values(&["failed"]).inc();
-                tracing::warn!(%template, attempt, error = %e, "refill failed; retrying");
+                tracing::warn!(%template, attempt, error = %Chain(&e), "refill failed; retrying");
                 tokio::time::sleep(delay).await;
                 delay *= 2;
             }
             Err(e) => {
                 metrics.refills.with_label_values(&["dead_lettered"]).inc();
-                tracing::error!(%template, attempts, error = %e, "refill failed; dead-lettered");
+                tracing::error!(%template, attempts, error = %Chain(&e), "refill failed; dead-lettered");
                 let request = WarmupRequest::new(
                     template,
                     0,
                     shared_domain::warmup::Reason::Unspecified,
                     chrono::Utc::now().timestamp_millis(),
                 );
+                let reason = Chain(&e).to_string();
                 if let Err(dl) = dead_letters
                     .publisher
-                    .dead_letter(&dead_letters.topic, &request, &e.to_string(), attempts)
+                    .dead_letter(&dead_letters.topic, &request, &reason, attempts)
                     .await
                 {
-                    tracing::error!(%template, error = %dl, "could not dead-letter a failed refill");
+                    tracing::error!(%template, error = %Chain(&dl), "could not dead-letter a failed refill");
                 }
             }
         }

@@ -13,32 +13,7 @@ async fn main() -> anyhow::Result<()> {
     let _telemetry = telemetry::init(&settings.log, &settings.trace, "warmup-worker");
     let worker = Worker::build(settings).await?;
     tracing::info!("warmup-worker started");
-    worker.run(shutdown_signal()).await?;
+    worker.run(prewarm_store::shutdown::signal()).await?;
     tracing::info!("warmup-worker stopped");
     Ok(())
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term = match tokio::signal::unix::signal(
-            tokio::signal::unix::SignalKind::terminate(),
-        ) {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot listen for SIGTERM; stopping on Ctrl-C only");
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
-        tokio::select! {
-            _ = ctrl_c => {},
-            _ = term.recv() => {},
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = ctrl_c.await;
-    }
 }

@@ -33,6 +33,7 @@
 //! `worker.gc_pages_per_pass` pages it stops and the next pass resumes from
 //! the stored key.
 
+use shared_domain::error::Chain;
 use std::collections::HashSet;
 use std::future::Future;
 use std::time::Duration;
@@ -206,7 +207,7 @@ impl Reconciler {
                 }
             }
             if let Err(e) = index.mark_built().await {
-                tracing::warn!(error = %e, "could not mark the pool lists rebuilt");
+                tracing::warn!(error = %Chain(&e), "could not mark the pool lists rebuilt");
             }
         }
         self.refiller.delete_items(&rescued).await;
@@ -256,7 +257,7 @@ impl Reconciler {
             let lens = match self.refiller.index.lens(&lists).await {
                 Ok(lens) => lens,
                 Err(e) => {
-                    tracing::warn!(error = %e, "could not read the pool list lengths");
+                    tracing::warn!(error = %Chain(&e), "could not read the pool list lengths");
                     vec![-1; lists.len()]
                 }
             };
@@ -311,7 +312,7 @@ impl Reconciler {
         let mut refill_failed = false;
         if work.refill {
             if let Err(e) = self.refiller.refill(template).await {
-                tracing::warn!(%template, error = %e, "reconciler refill failed");
+                tracing::warn!(%template, error = %Chain(&e), "reconciler refill failed");
                 refill_failed = true;
             }
         }
@@ -320,7 +321,7 @@ impl Reconciler {
         match self.reindex(template, version, work.reindex).await {
             Ok(changed) => (work, changed, refill_failed),
             Err(e) => {
-                tracing::warn!(%template, error = %e, "reconciler could not re-index");
+                tracing::warn!(%template, error = format!("{e:#}"), "reconciler could not re-index");
                 (work, false, refill_failed)
             }
         }
@@ -490,12 +491,12 @@ impl Reconciler {
                         tracing::info!(?report, "reconciled");
                     }
                     Ok(_) => {}
-                    Err(e) => tracing::warn!(error = %e, "reconciler tick failed"),
+                    Err(e) => tracing::warn!(error = %Chain(&e), "reconciler tick failed"),
                 },
                 _ = gc.tick() => match self.gc().await {
                     Ok(report) if report.deleted > 0 => tracing::info!(?report, "garbage collected"),
                     Ok(_) => {}
-                    Err(e) => tracing::warn!(error = %e, "garbage collection failed"),
+                    Err(e) => tracing::warn!(error = format!("{e:#}"), "garbage collection failed"),
                 },
             }
         }

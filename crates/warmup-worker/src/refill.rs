@@ -5,6 +5,7 @@
 //! transaction open, then mark the items ready and index them in Redis.
 //! Failed items are discarded and their copies deleted.
 
+use shared_domain::error::Chain;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,7 +13,7 @@ use futures::stream::{self, StreamExt};
 use prewarm_store::db::pool_items::{self, DiscardedItem, ReservedItem};
 use prewarm_store::db::pool_targets;
 use prewarm_store::db::{Db, StoreError};
-use prewarm_store::objects::ObjectStore;
+use prewarm_store::objects::{ObjectError, ObjectStore};
 use prewarm_store::pause::{self, PausePoints};
 use prewarm_store::pool_index::PoolIndex;
 use shared_domain::ids::{PoolItemId, TemplateId};
@@ -42,12 +43,23 @@ pub enum Outcome {
 pub enum RefillError {
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("{failed} of {reserved} items failed to copy: {first}")]
+    #[error("{failed} of {reserved} items failed")]
     Copies {
         failed: usize,
         reserved: usize,
-        first: String,
+        /// The first item's failure.
+        #[source]
+        first: ItemError,
     },
+}
+
+/// Why one reserved item did not become ready.
+#[derive(Debug, thiserror::Error)]
+pub enum ItemError {
+    #[error("copying its objects")]
+    Copy(#[source] ObjectError),
+    #[error("recording it")]
+    Store(#[from] StoreError),
 }
 
 /// Aborts a background task when dropped (the lease heartbeat of a refill).
@@ -163,7 +175,7 @@ impl Refiller {
             // pushed by concurrent refills stay listed).
             let ids: Vec<_> = reservation.surplus.iter().map(|i| i.id).collect();
             if let Err(e) = self.index.remove_ids(template, version, &ids).await {
-                tracing::warn!(%template, error = %e, "could not unlist retired items; the reconciler will");
+                tracing::warn!(%template, error = %Chain(&e), "could not unlist retired items; the reconciler will");
             }
             self.delete_items(&reservation.surplus).await;
         }
@@ -172,7 +184,7 @@ impl Refiller {
             // Old versions' lists can only hold ids the ledger now refuses.
             for old in (version - 10).max(1)..version {
                 if let Err(e) = self.index.remove(template, old).await {
-                    tracing::warn!(%template, old, error = %e, "could not drop an old pool list");
+                    tracing::warn!(%template, old, error = %Chain(&e), "could not drop an old pool list");
                 }
             }
         }
@@ -190,7 +202,7 @@ impl Refiller {
             .iter()
             .map(|item| self.finish_item(template, version, item))
             .collect();
-        let results: Vec<Result<bool, String>> = stream::iter(finishing)
+        let results: Vec<Result<bool, ItemError>> = stream::iter(finishing)
             .buffer_unordered(self.items_in_flight.max(1))
             .collect()
             .await;
@@ -242,7 +254,9 @@ impl Refiller {
                 match renewed {
                     Ok(0) => return,
                     Ok(_) => {}
-                    Err(e) => tracing::warn!(error = %e, "could not renew copy leases; retrying"),
+                    Err(e) => {
+                        tracing::warn!(error = %Chain(&e), "could not renew copy leases; retrying")
+                    }
                 }
             }
         })))
@@ -256,7 +270,7 @@ impl Refiller {
         template: TemplateId,
         version: i32,
         item: &ReservedItem,
-    ) -> Result<bool, String> {
+    ) -> Result<bool, ItemError> {
         let started = std::time::Instant::now();
         self.pause.reach(pause::at::ITEM_COPYING).await;
         let copied = self.copy_item(item).await;
@@ -272,16 +286,13 @@ impl Refiller {
         let mut conn = self.conn_with_retry().await?;
         if let Err(e) = copied {
             self.metrics.items.with_label_values(&["failed"]).inc();
-            let given_up = pool_items::discard(&mut conn, &[item.id])
-                .await
-                .map_err(|e| e.to_string())?;
+            let given_up = pool_items::discard(&mut conn, &[item.id]).await?;
             drop(conn);
             self.delete_items(&given_up).await;
             return Err(e);
         }
-        let (ready, superseded) = pool_items::mark_ready(&mut conn, template, version, &[item.id])
-            .await
-            .map_err(|e| e.to_string())?;
+        let (ready, superseded) =
+            pool_items::mark_ready(&mut conn, template, version, &[item.id]).await?;
         drop(conn);
         self.delete_items(&superseded).await;
         if ready.is_empty() {
@@ -291,31 +302,31 @@ impl Refiller {
         self.metrics.items.with_label_values(&["ready"]).inc();
         if let Err(e) = self.index.push(template, version, &ready).await {
             // The item is ready in the ledger; the reconciler re-indexes it.
-            tracing::warn!(%template, error = %e, "could not index a ready item");
+            tracing::warn!(%template, error = %Chain(&e), "could not index a ready item");
         }
         Ok(true)
     }
 
     /// A database connection, retried with backoff: the copies are already
     /// paid for, so a brief database hiccup must not waste them.
-    async fn conn_with_retry(&self) -> Result<prewarm_store::db::DbConn, String> {
+    async fn conn_with_retry(&self) -> Result<prewarm_store::db::DbConn, StoreError> {
         let mut delay = std::time::Duration::from_millis(100);
         for _ in 0..5 {
             match self.db.conn().await {
                 Ok(conn) => return Ok(conn),
                 Err(e) => {
-                    tracing::warn!(error = %e, "no database connection; retrying");
+                    tracing::warn!(error = %Chain(&e), "no database connection; retrying");
                     tokio::time::sleep(delay).await;
                     delay *= 2;
                 }
             }
         }
-        self.db.conn().await.map_err(|e| e.to_string())
+        self.db.conn().await
     }
 
     /// Copies one item's objects (on a failure the caller discards the item
     /// and deletes every planned key, landed or not).
-    async fn copy_item(&self, item: &ReservedItem) -> Result<(), String> {
+    async fn copy_item(&self, item: &ReservedItem) -> Result<(), ItemError> {
         let pairs: Vec<(String, String)> = item
             .copies
             .iter()
@@ -329,9 +340,9 @@ impl Refiller {
                 Some(self.copy_limiter.clone()),
             )
             .await;
-        match results.iter().find_map(|r| r.as_ref().err()) {
+        match results.into_iter().find_map(Result::err) {
             None => Ok(()),
-            Some(e) => Err(e.to_string()),
+            Some(e) => Err(ItemError::Copy(e)),
         }
     }
 
@@ -344,7 +355,7 @@ impl Refiller {
             return;
         }
         if let Err(e) = self.objects.delete_many(&keys).await {
-            tracing::warn!(count = keys.len(), error = %e, "could not delete discarded pool objects");
+            tracing::warn!(count = keys.len(), error = %Chain(&e), "could not delete discarded pool objects");
         }
     }
 }

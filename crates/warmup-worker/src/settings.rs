@@ -181,7 +181,6 @@ pub fn load_from(
     }
     prewarm_store::settings::validate_s3(&settings.s3)?;
     settings.trace.validate()?;
-    settings.log.validate()?;
     Ok(settings)
 }
 

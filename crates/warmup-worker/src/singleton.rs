@@ -5,6 +5,7 @@
 //! two run at once -- see docs/design.md, "Concurrency" -- the lease only
 //! saves the duplicate work.)
 
+use shared_domain::error::Chain;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -68,7 +69,7 @@ impl Singleton {
                             return;
                         }
                         Err(e) => {
-                            tracing::warn!(lease = name, error = %e, "could not renew a singleton lease")
+                            tracing::warn!(lease = name, error = %Chain(&e), "could not renew a singleton lease")
                         }
                     }
                 }
@@ -81,7 +82,7 @@ impl Singleton {
             Err(e) => Err(e),
         };
         if let Err(e) = released {
-            tracing::warn!(lease = name, error = %e, "could not release a singleton lease; it expires");
+            tracing::warn!(lease = name, error = %Chain(&e), "could not release a singleton lease; it expires");
         }
         Ok(Some(out))
     }

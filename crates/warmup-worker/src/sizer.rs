@@ -17,6 +17,7 @@
 //! stored with them -- so another replica (or this one after a restart)
 //! takes over where the last pass stopped.
 
+use shared_domain::error::Chain;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
@@ -401,7 +402,7 @@ impl Sizer {
                     let t = *t;
                     async move {
                         if let Err(e) = refiller.refill(t).await {
-                            tracing::warn!(template = %t, error = %e, "refill after a new target failed");
+                            tracing::warn!(template = %t, error = %Chain(&e), "refill after a new target failed");
                         }
                     }
                 })
@@ -448,7 +449,7 @@ impl Sizer {
             }
             match self.tick().await {
                 Ok(report) => tracing::debug!(?report, "pool sizes planned"),
-                Err(e) => tracing::warn!(error = %e, "sizing pass failed"),
+                Err(e) => tracing::warn!(error = %Chain(&e), "sizing pass failed"),
             }
         }
     }

@@ -1,5 +1,6 @@
 //! Connects the worker's dependencies and subscribes to the warm-up topic.
 
+use shared_domain::error::Chain;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -209,7 +210,7 @@ impl Worker {
         };
         let serving = async {
             if let Err(e) = http_server.await {
-                tracing::warn!(error = %e, "health/metrics server stopped");
+                tracing::warn!(error = %Chain(&e), "health/metrics server stopped");
             }
         };
         let stopping_http = async {
@@ -267,7 +268,9 @@ async fn pool_depths(
                     .collect(),
                 keep,
             ),
-            Err(e) => tracing::warn!(error = %e, "could not read pool depths for the metrics"),
+            Err(e) => {
+                tracing::warn!(error = %Chain(&e), "could not read pool depths for the metrics")
+            }
         }
     }
 }

@@ -28,7 +28,7 @@ async fn main() -> anyhow::Result<()> {
     let mut b = Bench::start(args()?).await?;
     if b.args.only.is_some() {
         let (scale, params) = scenarios::scale(&b).await?;
-        let md = prewarm_bench::scale::report(&params, &scale);
+        let md = prewarm_bench::scenarios::scale::report(&params, &scale);
         std::fs::write(&b.args.out, &md)?;
         println!("{md}");
         b.stop_services().await;
@@ -37,9 +37,13 @@ async fn main() -> anyhow::Result<()> {
     let prefill = scenarios::prefill(&b).await?;
     let template = prefill.template;
     let mut cpu_rows = Vec::new();
+    // Each latency scenario starts on a settled database (`Bench::settle`).
+    b.settle().await?;
     let (floor_runs, old_floor_runs) = scenarios::floor(&mut b, template, &mut cpu_rows).await?;
+    b.settle().await?;
     let warm = scenarios::warm(&b, template, &mut cpu_rows).await?;
     let images = scenarios::images(&b, &mut cpu_rows).await?;
+    b.settle().await?;
     let headline = scenarios::headline(&b, template).await?;
     let (cold, cold_peak) = scenarios::cold(&b, template).await?;
     let steady = scenarios::steady(&b).await?;

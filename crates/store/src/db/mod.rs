@@ -25,7 +25,20 @@ use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfi
 use diesel_async::{AsyncMigrationHarness, AsyncPgConnection, RunQueryDsl};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
-pub use error::StoreError;
+pub use error::{error_chain, StoreError};
+
+/// Turns JIT compilation off for the rest of the current transaction. The
+/// background passes' batch statements (a GC page of 1,000 keys, a
+/// reconciler batch of templates) are many cheap index probes whose
+/// estimated cost passes `jit_above_cost` once the tables grow: at 10^5
+/// templates, compiling the GC's page check took 17 ms of its 26. `SET
+/// LOCAL`, so it holds behind a transaction-pooling PgBouncer too.
+pub(crate) async fn jit_off(conn: &mut AsyncPgConnection) -> Result<(), diesel::result::Error> {
+    diesel::sql_query("SET LOCAL jit = off")
+        .execute(conn)
+        .await
+        .map(|_| ())
+}
 
 pub type DbPool = Pool<AsyncPgConnection>;
 pub type DbConn = Object<AsyncPgConnection>;
@@ -74,7 +87,7 @@ impl Db {
         let pool = Pool::builder(manager)
             .max_size(max_connections)
             .build()
-            .map_err(|e| StoreError::Unavailable(format!("building the Postgres pool: {e}")))?;
+            .map_err(|e| StoreError::unavailable("building the Postgres pool", e))?;
         Ok(Self {
             pool,
             acquire_timeout,
@@ -85,11 +98,11 @@ impl Db {
     pub async fn conn(&self) -> Result<DbConn, StoreError> {
         match tokio::time::timeout(self.acquire_timeout, self.pool.get()).await {
             Ok(Ok(conn)) => Ok(conn),
-            Ok(Err(e)) => Err(StoreError::Unavailable(format!("Postgres: {e}"))),
-            Err(_) => Err(StoreError::Unavailable(format!(
-                "Postgres: no connection within {:?}",
-                self.acquire_timeout
-            ))),
+            Ok(Err(e)) => Err(StoreError::unavailable("taking a Postgres connection", e)),
+            Err(_) => Err(StoreError::Unavailable {
+                what: format!("no Postgres connection within {:?}", self.acquire_timeout),
+                source: None,
+            }),
         }
     }
 
@@ -120,7 +133,7 @@ pub async fn run_migrations_with(url: &str, tls: &tls::PgTls) -> Result<(), Stor
     let mut conn = tls
         .establish(url)
         .await
-        .map_err(|e| StoreError::Unavailable(format!("Postgres: {e}")))?;
+        .map_err(|e| StoreError::unavailable("connecting to Postgres", e))?;
     diesel::sql_query(
         "CREATE TABLE IF NOT EXISTS singleton_leases (
              name TEXT PRIMARY KEY, holder TEXT NOT NULL, expires_at TIMESTAMPTZ NOT NULL)",
@@ -131,9 +144,10 @@ pub async fn run_migrations_with(url: &str, tls: &tls::PgTls) -> Result<(), Stor
     let deadline = tokio::time::Instant::now() + MIGRATION_LEASE;
     while !leases::try_acquire(&mut conn, "migrations", &holder, MIGRATION_LEASE).await? {
         if tokio::time::Instant::now() > deadline {
-            return Err(StoreError::Migration(
-                "another process held the migrations lease for 10 minutes".into(),
-            ));
+            return Err(StoreError::Migration {
+                what: "another process held the migrations lease for 10 minutes".into(),
+                source: None,
+            });
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -141,7 +155,10 @@ pub async fn run_migrations_with(url: &str, tls: &tls::PgTls) -> Result<(), Stor
     let applied = harness
         .run_pending_migrations(MIGRATIONS)
         .map(|versions| versions.len())
-        .map_err(|e| StoreError::Migration(e.to_string()));
+        .map_err(|source| StoreError::Migration {
+            what: "applying the pending migrations".into(),
+            source: Some(source),
+        });
     let mut conn = harness.into_inner();
     leases::release(&mut conn, "migrations", &holder).await?;
     let applied = applied?;

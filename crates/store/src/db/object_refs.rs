@@ -20,7 +20,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use diesel::sql_types::{Array, BigInt, Text, Timestamptz, Uuid as SqlUuid};
-use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
 use super::StoreError;
@@ -46,11 +46,11 @@ pub async fn referenced(
     if keys.is_empty() {
         return Ok(HashSet::new());
     }
-    let rows: Vec<Key> = diesel::sql_query(
-        // Per key, index probes in each key column, stopping at the first
-        // hit (a lateral subquery with LIMIT: the planner cannot turn it into
-        // a scan of a whole table), so a page costs its keys' probes whatever
-        // the tables hold; one statement, so one snapshot.
+    // Per key, index probes in each key column, stopping at the first hit
+    // (a lateral subquery with LIMIT: the planner cannot turn it into a scan
+    // of a whole table), so a page costs its keys' probes whatever the
+    // tables hold; one statement, so one snapshot; no JIT (`jit_off`).
+    let query = diesel::sql_query(
         "SELECT k AS object_key FROM unnest($1::text[]) AS k,
          LATERAL (
              (SELECT 1 FROM design_images d WHERE d.object_key = k LIMIT 1)
@@ -67,9 +67,13 @@ pub async fn referenced(
              (SELECT 1 FROM pending_copies c WHERE c.object_key = k LIMIT 1)
              LIMIT 1) AS held",
     )
-    .bind::<Array<Text>, _>(keys)
-    .load(conn)
-    .await?;
+    .bind::<Array<Text>, _>(keys);
+    let rows: Vec<Key> = conn
+        .transaction::<_, diesel::result::Error, _>(async |conn| {
+            super::jit_off(conn).await?;
+            query.load(conn).await
+        })
+        .await?;
     Ok(rows.into_iter().map(|r| r.object_key).collect())
 }
 

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use diesel::sql_types::{
     Array, BigInt, Bool, Double, Integer, Interval, Nullable, Timestamptz, Uuid as SqlUuid,
 };
-use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use shared_domain::ids::TemplateId;
 use uuid::Uuid;
 
@@ -124,8 +124,11 @@ pub struct PoolState {
     pub stale: i64,
 }
 
-/// The pool state of each of `templates` that exists, in one statement (the
-/// partial index of live items).
+/// The pool state of each of `templates` that exists, in one statement:
+/// per template, a primary-key probe and a probe of the partial index of
+/// live items (lateral subqueries with LIMIT, so the planner cannot turn
+/// `id = ANY(batch)` into a scan of the whole catalogue, as it did at 10^5
+/// templates), without JIT (`jit_off`). Cost: the batch, not the catalogue.
 pub async fn pool_states(
     conn: &mut AsyncPgConnection,
     templates: &[TemplateId],
@@ -133,21 +136,30 @@ pub async fn pool_states(
     if templates.is_empty() {
         return Ok(Vec::new());
     }
-    let ids: Vec<Uuid> = templates.iter().map(|t| t.0).collect();
-    Ok(diesel::sql_query(
+    let mut ids: Vec<Uuid> = templates.iter().map(|t| t.0).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let query = diesel::sql_query(
         "SELECT t.id AS template_id, t.version, t.deleted_at IS NOT NULL AS deleted,
                 extract(epoch FROM now() - t.created_at)::float8 AS age,
-                pt.target AS planned,
-                count(p.id) FILTER (WHERE p.template_version = t.version) AS live,
-                count(p.id) FILTER (WHERE p.template_version = t.version AND p.state = 'ready') AS ready,
-                count(p.id) FILTER (WHERE p.template_version <> t.version AND p.state = 'ready') AS stale
-           FROM templates t
-           LEFT JOIN pool_targets pt ON pt.template_id = t.id
-           LEFT JOIN pool_items p ON p.template_id = t.id AND p.state IN ('copying', 'ready')
-          WHERE t.id = ANY($1)
-          GROUP BY t.id, pt.target",
+                (SELECT pt.target FROM pool_targets pt WHERE pt.template_id = t.id) AS planned,
+                c.live, c.ready, c.stale
+           FROM unnest($1::uuid[]) AS k(id)
+          CROSS JOIN LATERAL (
+                SELECT id, version, deleted_at, created_at FROM templates
+                 WHERE id = k.id LIMIT 1) t
+          CROSS JOIN LATERAL (
+                SELECT count(*) FILTER (WHERE p.template_version = t.version) AS live,
+                       count(*) FILTER (WHERE p.template_version = t.version AND p.state = 'ready') AS ready,
+                       count(*) FILTER (WHERE p.template_version <> t.version AND p.state = 'ready') AS stale
+                  FROM pool_items p
+                 WHERE p.template_id = t.id AND p.state IN ('copying', 'ready')) c",
     )
-    .bind::<Array<SqlUuid>, _>(ids)
-    .load(conn)
-    .await?)
+    .bind::<Array<SqlUuid>, _>(ids);
+    Ok(conn
+        .transaction::<_, diesel::result::Error, _>(async |conn| {
+            super::jit_off(conn).await?;
+            query.load(conn).await
+        })
+        .await?)
 }

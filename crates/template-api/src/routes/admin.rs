@@ -6,6 +6,7 @@ use prewarm_store::db::{api_keys, companies, pool_items, pool_targets, templates
 use shared_domain::company::{
     ApiKeyCreated, ApiKeyList, ApiKeyRotated, NewCompany, RotateApiKey, MAX_DESIGN_LIMIT,
 };
+use shared_domain::error::Chain;
 use shared_domain::error::ErrorCode;
 use shared_domain::ids::{ApiKeyId, CompanyId, TemplateId};
 use shared_domain::pool::PoolSizing;
@@ -93,7 +94,7 @@ async fn publish_revocation(state: &AppState, key_hash: &[u8]) {
     if let Err(e) = state.shared_cache.revoke_key(key_hash).await {
         // Replicas that miss it stop accepting the key within
         // `server.auth_cache_ttl_secs`.
-        tracing::warn!(error = %e, "could not publish a key revocation");
+        tracing::warn!(error = %Chain(&e), "could not publish a key revocation");
     }
 }
 
@@ -197,7 +198,7 @@ pub async fn pool_sizing(
         let total = pool_targets::planned_total(&mut conn).await?;
         PoolSizing {
             template_id: id,
-            sizing: pool.sizing.clone(),
+            sizing: pool.sizing,
             target: planned.as_ref().map_or(pool.min, |p| p.target),
             ready,
             demand_fast_per_minute: planned.as_ref().map(|p| p.demand_fast * 60.0),
@@ -210,7 +211,7 @@ pub async fn pool_sizing(
     } else {
         PoolSizing {
             template_id: id,
-            sizing: pool.sizing.clone(),
+            sizing: pool.sizing,
             target: pool.target,
             ready,
             demand_fast_per_minute: None,

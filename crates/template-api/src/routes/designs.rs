@@ -2,6 +2,7 @@
 //! `create_design`), idempotent with an `Idempotency-Key`; `?include=urls`
 //! adds a presigned GET URL per image.
 
+use shared_domain::error::Chain;
 use std::time::Duration;
 
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -210,7 +211,7 @@ pub async fn delete(
         .ok_or_else(|| not_found(id))?;
     drop(conn);
     if let Err(e) = state.objects.delete_many(&keys).await {
-        tracing::warn!(design = %id, error = %e, "design deleted but its objects were not; the GC will collect them");
+        tracing::warn!(design = %id, error = %Chain(&e), "design deleted but its objects were not; the GC will collect them");
     }
     Ok(HttpResponse::NoContent().finish())
 }

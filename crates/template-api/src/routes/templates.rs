@@ -5,6 +5,7 @@ use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use prewarm_store::db::templates::UpdateOutcome;
 use prewarm_store::db::{pool_items, templates};
+use shared_domain::error::Chain;
 use shared_domain::error::ErrorCode;
 use shared_domain::ids::{CompanyId, TemplateId};
 use shared_domain::pool::PoolStatus;
@@ -274,7 +275,7 @@ pub async fn delete(
     state.versions.forget(id);
     state.similar.invalidate(id).await;
     if let Err(e) = state.objects.delete_many(&keys).await {
-        tracing::warn!(%id, count = keys.len(), error = %e, "could not delete a deleted template's images");
+        tracing::warn!(%id, count = keys.len(), error = %Chain(&e), "could not delete a deleted template's images");
     }
     Ok(HttpResponse::NoContent().finish())
 }
@@ -433,7 +434,7 @@ pub async fn pool_status(
     let indexed = match state.index.len(id, row.version).await {
         Ok(n) => n,
         Err(e) => {
-            tracing::warn!(error = %e, "pool index unavailable");
+            tracing::warn!(error = %Chain(&e), "pool index unavailable");
             0
         }
     };

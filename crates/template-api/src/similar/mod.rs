@@ -19,6 +19,7 @@ pub mod settings;
 pub mod swr_cache;
 pub mod upstream;
 
+use shared_domain::error::Chain;
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
@@ -169,7 +170,7 @@ impl SimilarTemplates {
         self.drop_local(template);
         if let Some(shared) = &self.shared {
             if let Err(e) = shared.invalidate(template).await {
-                tracing::warn!(%template, error = %e,
+                tracing::warn!(%template, error = %Chain(&e),
                     "could not invalidate the shared cache; other replicas catch up within metadata_ttl_secs");
             }
         }
@@ -228,7 +229,7 @@ async fn load_page(
             Ok(Some(json)) => serde_json::from_str(&json).ok(),
             Ok(None) => None,
             Err(e) => {
-                tracing::warn!(error = %e, "shared cache tier unavailable");
+                tracing::warn!(error = %Chain(&e), "shared cache tier unavailable");
                 None
             }
         },
@@ -245,7 +246,7 @@ async fn load_page(
             if let Some(tier) = &shared {
                 let json = serde_json::to_string(&entry).unwrap_or_default();
                 if let Err(e) = tier.put(source, &field, &json, policy.keep_for()).await {
-                    tracing::warn!(error = %e, "could not write the shared cache tier");
+                    tracing::warn!(error = %Chain(&e), "could not write the shared cache tier");
                 }
             }
             Ok(entry)

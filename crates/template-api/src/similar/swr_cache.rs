@@ -12,6 +12,7 @@
 //! - older: gone (moka's per-entry expiry; the sweeper removes it even if it
 //!   is never read again).
 
+use shared_domain::error::Chain;
 use std::collections::HashMap;
 use std::future::Future;
 use std::hash::Hash;
@@ -276,7 +277,7 @@ where
     /// invalidation message).
     pub fn invalidate_if(&self, matches: impl Fn(&K) -> bool + Send + Sync + 'static) {
         if let Err(e) = self.entries.invalidate_entries_if(move |k, _| matches(k)) {
-            tracing::warn!(error = %e, "cache invalidation predicate rejected; clearing all");
+            tracing::warn!(error = %Chain(&e), "cache invalidation predicate rejected; clearing all");
             self.entries.invalidate_all();
         }
     }

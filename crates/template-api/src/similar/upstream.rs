@@ -2,6 +2,7 @@
 //! `GET {upstream_url}/v1/templates/{id}/similar?page=P&per_page=N` answers
 //! `{"items": [{"id": ..., "score": ...}], "next_page": P+1 | null}`.
 
+use shared_domain::error::Chain;
 use std::time::{Duration, Instant};
 
 use prometheus::HistogramVec;
@@ -100,7 +101,7 @@ impl Upstream {
             .with_label_values(&["recommender", outcome])
             .observe(started.elapsed().as_secs_f64());
         if let Err(e) = &result {
-            tracing::warn!(%template, page, error = %e, "recommendation service call failed");
+            tracing::warn!(%template, page, error = %Chain(e), "recommendation service call failed");
         }
         result
     }

@@ -10,6 +10,7 @@ use anyhow::Context;
 use serde_json::{json, Value};
 
 use crate::load::{closed_loop, open_loop, Outcome, RunResult};
+use crate::setup::Bench;
 
 /// Where to find the API and the stand-in, and how much load to send.
 #[derive(Clone)]
@@ -164,4 +165,28 @@ async fn upstream_calls(p: &Params) -> anyhow::Result<u64> {
         .json()
         .await?;
     stats["calls"].as_u64().context("stats.calls")
+}
+
+/// Scenario 6: Similar templates: uncached vs cached, and a stampede on one cold key.
+pub async fn similar(b: &Bench) -> anyhow::Result<Results> {
+    let (sizes, http, base, client, recommender_url) =
+        (&b.sizes, &b.http, &b.base, &b.client, &b.recommender_url);
+    let similar = run(&Params {
+        http: http.clone(),
+        base: base.clone(),
+        key: client.key.clone(),
+        recommender: recommender_url.clone(),
+        sources: sizes.similar_sources,
+        rate: sizes.open_rate,
+        secs: sizes.similar_secs,
+        stampede: 1000,
+    })
+    .await?;
+    eprintln!(
+        "similar: uncached p50 {:.0} ms, cached p99 {:.2} ms, stampede upstream calls {}",
+        similar.uncached.ms(0.5),
+        similar.cached.ms(0.99),
+        similar.stampede_calls
+    );
+    Ok(similar)
 }

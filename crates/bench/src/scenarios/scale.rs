@@ -32,10 +32,10 @@ use shared_domain::object_keys;
 use warmup_worker::reconciler::TickReport;
 use warmup_worker::sizer::SizerReport;
 
+use super::sizing::zipf_cdf;
 use crate::load::{open_loop, RunResult};
 use crate::services::{release_binary, Service};
-use crate::setup::{free_port, new_tenant, s3_settings, set, wait_ready};
-use crate::sizing::zipf_cdf;
+use crate::setup::{free_port, new_tenant, s3_settings, set, wait_ready, Bench};
 
 pub struct Params {
     pub sizes: Vec<usize>,
@@ -494,4 +494,22 @@ pub fn report(p: &Params, results: &[SizeResult]) -> String {
         );
     }
     md
+}
+
+/// Scenario 8: a large catalogue with a long tail: the background passes'
+/// cost by catalogue size (`scale`).
+pub async fn scale(b: &Bench) -> anyhow::Result<(Vec<SizeResult>, Params)> {
+    let params = Params {
+        sizes: b.sizes.scale.to_vec(),
+        rate: b.sizes.scale_rate,
+        secs: b.sizes.scale_secs,
+        zipf_s: 1.1,
+        env: b.direct_s3.clone(),
+        pg: b.pg.clone(),
+        suffix: b.suffix.clone(),
+        admin_token: b.admin_token.clone(),
+        http: b.http.clone(),
+    };
+    let results = run(&params, &b.root, &b.run_dir).await?;
+    Ok((results, params))
 }

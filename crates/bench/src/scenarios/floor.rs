@@ -18,7 +18,10 @@ use prewarm_store::db::Db;
 use prewarm_store::pool_index::PoolIndex;
 use shared_domain::ids::{CompanyId, DesignId, PoolItemId, TemplateId};
 
-use crate::load::Outcome;
+use super::CpuRows;
+use crate::load::{closed_loop, Outcome, RunResult};
+use crate::services::{cpu_by_command, cpu_per_request};
+use crate::setup::{Bench, IMAGES};
 
 #[derive(Clone)]
 pub struct Floor {
@@ -137,4 +140,73 @@ impl Floor {
         .await?;
         Ok(())
     }
+}
+
+/// Scenario 2: The physical floor (Redis pop + the warm model's transaction,
+/// no HTTP) at 1, 8, 64 clients, and the old model's floor (a design and its
+/// 30 image rows) at 1 and 64 clients beside it.
+pub async fn floor(
+    b: &mut Bench,
+    template_a: TemplateId,
+    cpu_rows: &mut CpuRows,
+) -> anyhow::Result<(Vec<(usize, RunResult)>, Vec<(usize, RunResult)>)> {
+    let index = b.index.clone();
+    let sizes_floor = b.sizes.floor;
+    let old_sizes = [(1, sizes_floor[0].1), (64, sizes_floor[2].1 / 2)];
+    let floor = Floor {
+        db: b.dbh.clone().context("the floor runs once")?,
+        index: index.clone(),
+        companies: Arc::new(b.tenant_companies.clone()),
+        next: Arc::default(),
+        template: template_a,
+        images: 0,
+        list: TemplateId::new(),
+    };
+    floor
+        .prepare(
+            sizes_floor
+                .iter()
+                .chain(old_sizes.iter())
+                .map(|(_, n)| n)
+                .sum(),
+        )
+        .await?;
+    let mut runs = (Vec::new(), Vec::new());
+    for (images, sizes) in [(0, &sizes_floor[..]), (IMAGES, &old_sizes[..])] {
+        let model = Floor {
+            images,
+            ..floor.clone()
+        };
+        for &(clients, n) in sizes {
+            let f = model.clone();
+            let before = cpu_by_command();
+            let r = closed_loop(clients, n, move || {
+                let f = f.clone();
+                async move { f.one().await }
+            })
+            .await;
+            let label = if images == 0 {
+                format!("floor, {clients} clients")
+            } else {
+                format!("old floor ({images} image rows), {clients} clients")
+            };
+            cpu_rows.push((
+                label.clone(),
+                cpu_per_request(&before, &cpu_by_command(), r.count()),
+            ));
+            eprintln!("{label}: p50 {:.2} ms, {:.0}/s", r.ms(0.5), r.throughput());
+            if images == 0 {
+                runs.0.push((clients, r));
+            } else {
+                runs.1.push((clients, r));
+            }
+        }
+    }
+
+    // The floor's 66 connections go back, so the API processes below fit in
+    // Postgres' default 100.
+    drop(floor);
+    drop(b.dbh.take());
+
+    Ok(runs)
 }

@@ -20,6 +20,7 @@ use uuid::Uuid;
 
 use crate::load::{closed_loop, open_loop, Outcome, RunResult};
 use crate::services::{release_binary, Service};
+use crate::setup::Bench;
 
 pub struct Params {
     pub http: reqwest::Client,
@@ -269,4 +270,37 @@ pub fn report(p: &Params, results: &[ModeResult]) -> String {
         ));
     }
     md
+}
+
+/// Scenario 7: Adaptive sizing vs fixed N=4: Zipf popularity and a burst.
+pub async fn sizing(b: &Bench) -> anyhow::Result<(Vec<ModeResult>, Params)> {
+    let (sizes, http, base, client, env, db_url, root, run_dir) = (
+        &b.sizes, &b.http, &b.base, &b.client, &b.env, &b.db_url, &b.root, &b.run_dir,
+    );
+    let sizing_params = Params {
+        http: http.clone(),
+        base: base.clone(),
+        key: client.key.clone(),
+        templates: 200,
+        images: 4,
+        zipf_s: 1.1,
+        rate: sizes.sizing_rate,
+        secs: sizes.sizing_secs,
+        burst: 30,
+        worker_env: env.clone(),
+        db: Db::connect(db_url, 4, Duration::from_secs(5))?,
+    };
+    let sizing = run(&sizing_params, root, run_dir).await?;
+    for r in &sizing {
+        eprintln!(
+            "sizing {}: warm {:.1}%, burst {:.1}%, objects mean {:.0}, copies/design {:.2}",
+            r.mode,
+            r.load.warm_share() * 100.0,
+            r.burst.warm_share() * 100.0,
+            r.mean_objects,
+            r.copies_per_design
+        );
+    }
+
+    Ok((sizing, sizing_params))
 }

@@ -1,0 +1,45 @@
+//! Scenario 4: the seed's case cold: pool off, 64 clients, every design
+//! copied through the latency-injecting proxy.
+
+use shared_domain::ids::TemplateId;
+
+use crate::fault_proxy::Faults;
+use crate::load::{closed_loop, RunResult};
+use crate::services::{release_binary, Service};
+use crate::setup::{free_port, set, wait_ready, Api, Bench};
+
+/// Scenario 4: The seed's case, cold: pool off, every design copied through the proxy.
+pub async fn cold(b: &Bench, template_a: TemplateId) -> anyhow::Result<(RunResult, Option<f64>)> {
+    let (args, sizes, env, root, run_dir, proxy) =
+        (&b.args, &b.sizes, &b.env, &b.root, &b.run_dir, &b.proxy);
+    proxy.set(Faults {
+        delay: args.delay,
+        ..Faults::default()
+    });
+    let cold_port = free_port()?;
+    let mut cold_env = env.clone();
+    set(&mut cold_env, "PREWARM_SERVER__PORT", cold_port);
+    set(&mut cold_env, "PREWARM_SERVER__WORKERS", 2);
+    set(&mut cold_env, "PREWARM_POOL__ENABLED", false);
+    let cold_api = Service::spawn(
+        "template-api (pool off)",
+        &release_binary(root, "template-api"),
+        &cold_env,
+        &run_dir.join("bench-api-cold.log"),
+    )?;
+    let cold_base = format!("http://127.0.0.1:{cold_port}");
+    wait_ready(&cold_base).await?;
+    let pick = b.many();
+    let cold = closed_loop(64, sizes.cold, move || {
+        let c = Api {
+            base: cold_base.clone(),
+            ..pick()
+        };
+        async move { c.post_design(template_a).await }
+    })
+    .await;
+    let cold_peak = cold_api.stop().await;
+    eprintln!("cold 64: p95 {:.0} ms", cold.ms(0.95));
+
+    Ok((cold, cold_peak))
+}

@@ -1,0 +1,59 @@
+//! The seed's headline: warm and cold side by side in open loops at the
+//! seed's own load.
+
+use std::time::Duration;
+
+use shared_domain::ids::TemplateId;
+
+use crate::fault_proxy::Faults;
+use crate::load::{open_loop, RunResult};
+use crate::services::{release_binary, Service};
+use crate::setup::{free_port, set, wait_ready, Api, Bench};
+
+/// The seed's headline at the seed's own load: an open loop of
+/// `headline_rate` designs/s (below the worker's copy capacity), warm (pool
+/// on, the prefilled template) and cold (pool off, every copy through the
+/// latency proxy) side by side.
+pub async fn headline(b: &Bench, template_a: TemplateId) -> anyhow::Result<(RunResult, RunResult)> {
+    let (rate, secs) = (b.sizes.headline_rate, b.sizes.headline_secs);
+    let pick = b.many();
+    let warm = open_loop(rate, Duration::from_secs_f64(secs), move || {
+        let c = pick();
+        async move { c.post_design(template_a).await }
+    })
+    .await;
+    b.proxy.set(Faults {
+        delay: b.args.delay,
+        ..Faults::default()
+    });
+    let port = free_port()?;
+    let mut env = b.env.clone();
+    set(&mut env, "PREWARM_SERVER__PORT", port);
+    set(&mut env, "PREWARM_SERVER__WORKERS", 2);
+    set(&mut env, "PREWARM_POOL__ENABLED", false);
+    let api = Service::spawn(
+        "template-api (pool off, headline)",
+        &release_binary(&b.root, "template-api"),
+        &env,
+        &b.run_dir.join("bench-api-headline.log"),
+    )?;
+    let base = format!("http://127.0.0.1:{port}");
+    wait_ready(&base).await?;
+    let pick = b.many();
+    let cold = open_loop(rate, Duration::from_secs_f64(secs), move || {
+        let c = Api {
+            base: base.clone(),
+            ..pick()
+        };
+        async move { c.post_design(template_a).await }
+    })
+    .await;
+    api.stop().await;
+    b.proxy.set(Faults::default());
+    eprintln!(
+        "headline {rate}/s: warm p95 {:.2} ms, cold p95 {:.0} ms",
+        warm.ms(0.95),
+        cold.ms(0.95)
+    );
+    Ok((warm, cold))
+}

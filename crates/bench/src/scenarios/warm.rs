@@ -1,0 +1,81 @@
+//! Scenario 3: the warm path over HTTP: closed loops of 1, 8 and 64
+//! clients, 64 clients of one company, and an open loop.
+
+use std::time::Duration;
+
+use shared_domain::ids::TemplateId;
+
+use super::CpuRows;
+use crate::load::{closed_loop, open_loop, RunResult};
+use crate::services::{cpu_by_command, cpu_per_request};
+use crate::setup::Bench;
+
+pub struct Warm {
+    pub runs: Vec<(usize, RunResult)>,
+    /// 64 clients of one company.
+    pub single: RunResult,
+    pub open: RunResult,
+}
+
+/// Scenario 3: The warm path over HTTP: closed loops, one company, open loop.
+pub async fn warm(
+    b: &Bench,
+    template_a: TemplateId,
+    cpu_rows: &mut CpuRows,
+) -> anyhow::Result<Warm> {
+    let (sizes, client) = (&b.sizes, &b.client);
+    let mut warm_runs = Vec::new();
+    for (clients, n) in sizes.warm {
+        let pick = b.many();
+        let before = cpu_by_command();
+        let r = closed_loop(clients, n, move || {
+            let c = pick();
+            async move { c.post_design(template_a).await }
+        })
+        .await;
+        cpu_rows.push((
+            format!("warm, {clients} clients"),
+            cpu_per_request(&before, &cpu_by_command(), r.count()),
+        ));
+        eprintln!(
+            "warm {clients}: p50 {:.2} ms, {:.0}/s, warm {:.1}%",
+            r.ms(0.5),
+            r.throughput(),
+            r.warm_share() * 100.0
+        );
+        warm_runs.push((clients, r));
+    }
+    // The same at 64 clients from one company: its plan-limit row serializes them.
+    let c = client.clone();
+    let single = closed_loop(64, sizes.warm[1].1, move || {
+        let c = c.clone();
+        async move { c.post_design(template_a).await }
+    })
+    .await;
+    eprintln!(
+        "warm 64, one company: p50 {:.2} ms, {:.0}/s",
+        single.ms(0.5),
+        single.throughput()
+    );
+    let pick = b.many();
+    let open = open_loop(
+        sizes.open_rate,
+        Duration::from_secs_f64(sizes.open_secs),
+        move || {
+            let c = pick();
+            async move { c.post_design(template_a).await }
+        },
+    )
+    .await;
+    eprintln!(
+        "warm open-loop {}/s: p99 {:.2} ms",
+        sizes.open_rate,
+        open.ms(0.99)
+    );
+
+    Ok(Warm {
+        runs: warm_runs,
+        single,
+        open,
+    })
+}
