@@ -279,13 +279,32 @@ async fn a_warm_design_owns_its_items_objects_without_copying_rows() {
         count(
             &stack,
             &format!(
-                "SELECT count(*) AS n FROM pool_items WHERE id = '{item}' AND cardinality(image_keys) = 5"
+                "SELECT count(*) AS n FROM pool_items
+                  WHERE id = '{item}' AND cardinality(image_positions) = 5 AND image_keys IS NULL"
             )
         )
         .await,
         1,
-        "the item's row holds its keys"
+        "the item's row holds its positions; its keys follow the key scheme"
     );
+    // An item whose row holds its keys (reserved under migration 8): the
+    // claim answers those.
+    stack.wait_pool(&tenant, template.id, 1, FILL).await;
+    {
+        let mut conn = stack.db.conn().await.unwrap();
+        diesel::sql_query(
+            "UPDATE pool_items p SET image_keys = (SELECT array_agg(i.object_key ORDER BY i.position)
+                                                     FROM pool_item_images i WHERE i.item_id = p.id)
+              WHERE state = 'ready'",
+        )
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    }
+    let keyed = stack.create_design(&tenant, template.id).await;
+    assert_eq!(keyed.served_from, ServedFrom::Pool);
+    assert_eq!(keyed.images.len(), 5);
+    check_designs(&stack, tenant.id, &[design.clone(), keyed]).await;
     // An item reserved before its row held its keys (migration 8): the
     // claim reads them from its image rows instead.
     stack.wait_pool(&tenant, template.id, 1, FILL).await;

@@ -391,7 +391,9 @@ fn floor_vs_warm(md: &mut String, v: &View) {
     let rows_ref: Vec<(&str, &RunResult)> = rows.iter().map(|(l, r)| (l.as_str(), *r)).collect();
     md.push_str(&report::table(&rows_ref));
     md.push_str("\n### Where the time goes\n\nCPU milliseconds per request, by process, over each run (from `/proc/*/stat`; \
-                 all processes share the same 2 cores, so CPU per request bounds throughput):\n\n");
+                 all processes share the same 2 cores, so CPU per request bounds throughput; counted per process, so a \
+                 process that exits during a run is left out rather than subtracted). Each latency scenario starts on \
+                 a settled database (`VACUUM ANALYZE` and a `CHECKPOINT` before it):\n\n");
     for (label, rows) in cpu_rows.iter() {
         let parts: Vec<String> = rows.iter().map(|(k, ms)| format!("{k} {ms:.2}")).collect();
         let total: f64 = rows.iter().map(|(_, ms)| ms).sum();
@@ -410,9 +412,8 @@ fn floor_vs_warm(md: &mut String, v: &View) {
     md.push_str(&format!(
         "\n### Reading the figures\n\n\
          - At 64 clients every process is CPU-bound on the same 2 cores, so throughput is 2 cores / CPU per \
-         design. The warm path costs Postgres {:.2} ms of CPU per design against the floor's {:.2} ms (the \
-         claim also locks and checks the template row and reads the item's image rows back for the \
-         answer); template-api adds {:.2} ms (HTTP, auth, JSON of the design, the Kafka produce), the load \
+         design. The warm path costs Postgres {:.2} ms of CPU per design against the floor's {:.2} ms (one \
+         statement: the claim function also checks the template row; the floor sends five); template-api adds {:.2} ms (HTTP, auth, JSON of the design, the Kafka produce), the load \
          generator and Redis the rest. Warm: {:.0}/s, floor: {:.0}/s.\n\
          - One company's designs are serialized by its plan-limit row (held from the increment to the \
          commit's WAL flush): 64 clients of one company reach {:.0} req/s against {:.0} req/s spread over \

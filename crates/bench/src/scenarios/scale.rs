@@ -313,7 +313,7 @@ async fn seed(
             "INSERT INTO pool_items (id, template_id, template_version, state, created_at, ready_at,
                                      image_positions, image_keys)
              SELECT i, t, 1, 'ready', now() - interval '2 hours', now() - interval '2 hours',
-                    ARRAY[0], ARRAY[k]
+                    ARRAY[0], NULL::text[]
                FROM unnest($1::uuid[], $2::uuid[], $3::text[]) AS u(i, t, k)",
         )
         .bind::<diesel::sql_types::Array<SqlUuid>, _>(&i)

@@ -9,6 +9,7 @@ use diesel::prelude::*;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use shared_domain::design::{Design, DesignImage, ServedFrom};
 use shared_domain::ids::{CompanyId, DesignId, PoolItemId, TemplateId};
+use shared_domain::object_keys;
 use uuid::Uuid;
 
 use crate::pause::{self, PausePoints};
@@ -182,8 +183,9 @@ struct Claimed {
     layout: serde_json::Value,
     #[diesel(sql_type = diesel::sql_types::Array<diesel::sql_types::Integer>)]
     positions: Vec<i32>,
-    #[diesel(sql_type = diesel::sql_types::Array<diesel::sql_types::Text>)]
-    object_keys: Vec<String>,
+    /// `None`: the keys follow the key scheme (`object_keys::pool_image`).
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Array<diesel::sql_types::Text>>)]
+    object_keys: Option<Vec<String>>,
 }
 
 /// What a warm claim needs: the design to make and the template version the
@@ -250,10 +252,20 @@ async fn claim_item(
     .await;
     let message = match result {
         Ok(claimed) => {
+            // An item reserved since migration 9 holds only its positions:
+            // its keys are the key scheme's for the template, the item and
+            // each position (the same function wrote its image rows).
+            let keys = claimed.object_keys.unwrap_or_else(|| {
+                claimed
+                    .positions
+                    .iter()
+                    .map(|&p| object_keys::pool_image(spec.template, item, p))
+                    .collect()
+            });
             let images = claimed
                 .positions
                 .into_iter()
-                .zip(claimed.object_keys)
+                .zip(keys)
                 .map(|(position, object_key)| DesignImage {
                     position,
                     object_key,

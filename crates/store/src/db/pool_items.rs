@@ -243,9 +243,10 @@ pub async fn reserve(
                             object_key: object_keys::pool_image(template, id, *position),
                         })
                         .collect();
-                    // The keys in the item's own row too: a warm claim reads
-                    // them from the row it updates (one row per image stays,
-                    // for the GC's lookups by key).
+                    // The positions in the item's own row too: a warm claim
+                    // reads them from the row it updates and derives the keys
+                    // (the key scheme; migration 9), so it reads no row per
+                    // image. One row per image stays, for the GC's lookups by key.
                     item_rows.push((
                         pool_items::id.eq(id.0),
                         pool_items::template_id.eq(template.0),
@@ -255,12 +256,7 @@ pub async fn reserve(
                         pool_items::lease_until.eq(Some(now + lease)),
                         pool_items::image_positions
                             .eq(Some(copies.iter().map(|c| c.position).collect::<Vec<_>>())),
-                        pool_items::image_keys.eq(Some(
-                            copies
-                                .iter()
-                                .map(|c| c.object_key.clone())
-                                .collect::<Vec<_>>(),
-                        )),
+                        pool_items::image_keys.eq(None::<Vec<String>>),
                     ));
                     for c in &copies {
                         image_rows.push((
