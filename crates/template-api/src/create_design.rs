@@ -81,77 +81,20 @@ async fn attempt(
         }
     };
     let id = DesignId::new();
-
-    let mut served = Served::CopyPoolDisabled;
-    if state.settings.pool.enabled {
-        served = Served::CopyPoolEmpty;
+    let served = if state.settings.pool.enabled {
         let spec = WarmSpec {
             id,
             company,
             template: template_id,
             template_version: version,
         };
-        for _ in 0..state.settings.pool.pop_attempts {
-            let item = match state.index.pop(template_id, version).await {
-                Ok(Some(item)) => item,
-                Ok(None) => break,
-                Err(e) => {
-                    tracing::warn!(%template_id, error = %Chain(&e), "pool index unavailable; degraded to serving by copy");
-                    state.metrics.degraded("redis");
-                    served = Served::CopyRedisDown;
-                    break;
-                }
-            };
-            state.pause.reach(pause::at::WARM_POPPED).await;
-            let outcome = match state.db.conn().await {
-                Ok(mut conn) => designs::create_from_pool_item(&mut conn, &spec, item, key).await,
-                Err(e) => Err(e),
-            };
-            match outcome {
-                Ok(CreateOutcome::Created(design)) => {
-                    state.metrics.design_created(Served::Pool);
-                    state.request_warmup(template_id, version, Reason::PoolPop);
-                    return Ok(Attempt::Created(design));
-                }
-                // The item is of a version that is no longer current: the
-                // reconciler discards it; it is not put back.
-                Ok(CreateOutcome::TemplateChanged) => {
-                    state.versions.forget(template_id);
-                    return Ok(Attempt::TemplateChanged);
-                }
-                // Another company's private template, known to this replica
-                // from that company's designs: read it as this company.
-                Ok(CreateOutcome::TemplateHidden) => {
-                    requeue(state, template_id, version, item).await;
-                    read_template(state, company, template_id).await?;
-                    return Ok(Attempt::TemplateChanged);
-                }
-                Ok(CreateOutcome::ItemUnavailable) => {
-                    tracing::debug!(%item, "popped a stale pool item id; trying the next");
-                }
-                Ok(CreateOutcome::LimitReached) => {
-                    requeue(state, template_id, version, item).await;
-                    return Err(limit_reached());
-                }
-                Ok(CreateOutcome::KeyLost) => {
-                    requeue(state, template_id, version, item).await;
-                    return Err(crate::idempotency::in_progress());
-                }
-                Ok(CreateOutcome::CopiesExpired) => {
-                    requeue(state, template_id, version, item).await;
-                    return Err(ApiError::new(
-                        ErrorCode::Internal,
-                        "unexpected cold outcome on the warm path",
-                    ));
-                }
-                Err(e) => {
-                    // The transaction rolled back: the item is still ready.
-                    requeue(state, template_id, version, item).await;
-                    return Err(e.into());
-                }
-            }
+        match from_pool(state, &spec, key).await? {
+            Warm::Done(attempt) => return Ok(attempt),
+            Warm::Miss(served) => served,
         }
-    }
+    } else {
+        Served::CopyPoolDisabled
+    };
     let template = match template {
         Some(row) => row,
         None => read_template(state, company, template_id).await?,
@@ -171,6 +114,84 @@ async fn attempt(
         state.metrics.design_created(served);
     }
     Ok(attempt)
+}
+
+/// What the pool gave: a finished attempt, or nothing (served by copy, and why).
+enum Warm {
+    Done(Attempt),
+    Miss(Served),
+}
+
+/// The warm path: pops item ids (at most `pool.pop_attempts` stale ones)
+/// and claims the first that is still ready, in one statement.
+async fn from_pool(
+    state: &AppState,
+    spec: &WarmSpec,
+    key: Option<&Claim>,
+) -> Result<Warm, ApiError> {
+    let (template_id, version) = (spec.template, spec.template_version);
+    let mut served = Served::CopyPoolEmpty;
+    for _ in 0..state.settings.pool.pop_attempts {
+        let item = match state.index.pop(template_id, version).await {
+            Ok(Some(item)) => item,
+            Ok(None) => break,
+            Err(e) => {
+                tracing::warn!(%template_id, error = %Chain(&e), "pool index unavailable; degraded to serving by copy");
+                state.metrics.degraded("redis");
+                served = Served::CopyRedisDown;
+                break;
+            }
+        };
+        state.pause.reach(pause::at::WARM_POPPED).await;
+        let outcome = match state.db.conn().await {
+            Ok(mut conn) => designs::create_from_pool_item(&mut conn, spec, item, key).await,
+            Err(e) => Err(e),
+        };
+        match outcome {
+            Ok(CreateOutcome::Created(design)) => {
+                state.metrics.design_created(Served::Pool);
+                state.request_warmup(template_id, version, Reason::PoolPop);
+                return Ok(Warm::Done(Attempt::Created(design)));
+            }
+            // The item is of a version that is no longer current: the
+            // reconciler discards it; it is not put back.
+            Ok(CreateOutcome::TemplateChanged) => {
+                state.versions.forget(template_id);
+                return Ok(Warm::Done(Attempt::TemplateChanged));
+            }
+            // Another company's private template, known to this replica
+            // from that company's designs: read it as this company.
+            Ok(CreateOutcome::TemplateHidden) => {
+                requeue(state, template_id, version, item).await;
+                read_template(state, spec.company, template_id).await?;
+                return Ok(Warm::Done(Attempt::TemplateChanged));
+            }
+            Ok(CreateOutcome::ItemUnavailable) => {
+                tracing::debug!(%item, "popped a stale pool item id; trying the next");
+            }
+            Ok(CreateOutcome::LimitReached) => {
+                requeue(state, template_id, version, item).await;
+                return Err(limit_reached());
+            }
+            Ok(CreateOutcome::KeyLost) => {
+                requeue(state, template_id, version, item).await;
+                return Err(crate::idempotency::in_progress());
+            }
+            Ok(CreateOutcome::CopiesExpired) => {
+                requeue(state, template_id, version, item).await;
+                return Err(ApiError::new(
+                    ErrorCode::Internal,
+                    "unexpected cold outcome on the warm path",
+                ));
+            }
+            Err(e) => {
+                // The transaction rolled back: the item is still ready.
+                requeue(state, template_id, version, item).await;
+                return Err(e.into());
+            }
+        }
+    }
+    Ok(Warm::Miss(served))
 }
 
 /// The template as `company` may see it, or 404.

@@ -131,7 +131,10 @@ fn group_keys(ids: &[Uuid], keys: Vec<(Uuid, String)>) -> Vec<DiscardedItem> {
 
 /// Step 1 of a refill: reserve slots up to `target` for the template's current
 /// version, and (with a `budget`) no more than keeps the live items of all
-/// templates within it. `None` when the template no longer exists.
+/// templates within it. `None` when the template no longer exists. One
+/// transaction under the template's lock, in four steps: discard stale
+/// items, retire the surplus above a lowered target, count the gap, insert
+/// `copying` rows for it.
 pub async fn reserve(
     conn: &mut AsyncPgConnection,
     template: TemplateId,
@@ -157,64 +160,15 @@ pub async fn reserve(
             // versions (deletion bumps it) and are discarded below.
             let target = if deleted_at.is_some() { 0 } else { target };
             let now = super::now();
-
-            let stale_ids: Vec<Uuid> = diesel::update(
-                pool_items::table
-                    .filter(pool_items::template_id.eq(template.0))
-                    .filter(pool_items::template_version.ne(version))
-                    .filter(pool_items::state.eq(PoolItemState::Ready.as_str())),
-            )
-            .set((
-                pool_items::state.eq(PoolItemState::Discarded.as_str()),
-                pool_items::finished_at.eq(now),
-            ))
-            .returning(pool_items::id)
-            .get_results(conn)
-            .await?;
-            let stale = group_keys(&stale_ids, keys_of(conn, &stale_ids).await?);
-
-            let live_before: i64 = pool_items::table
-                .filter(pool_items::template_id.eq(template.0))
-                .filter(pool_items::template_version.eq(version))
-                .filter(pool_items::state.eq_any([
-                    PoolItemState::Copying.as_str(),
-                    PoolItemState::Ready.as_str(),
-                ]))
-                .count()
-                .get_result(conn)
-                .await?;
-            // A lowered target: the newest ready items above it are retired.
-            let mut surplus_ids: Vec<Uuid> = Vec::new();
-            if live_before > i64::from(target) {
-                let excess = live_before - i64::from(target);
-                let newest: Vec<Uuid> = pool_items::table
-                    .filter(pool_items::template_id.eq(template.0))
-                    .filter(pool_items::template_version.eq(version))
-                    .filter(pool_items::state.eq(PoolItemState::Ready.as_str()))
-                    .order(pool_items::ready_at.desc())
-                    .limit(excess)
-                    .select(pool_items::id)
-                    .load(conn)
-                    .await?;
-                pause.reach(pause::at::RETIRE_CHOSEN).await;
-                // Compare-and-set: a chosen item claimed meanwhile is `used`
-                // now and stays so (the claim's UPDATE and this one serialize
-                // on the row; whichever is second re-checks the state).
-                surplus_ids = diesel::update(
-                    pool_items::table
-                        .filter(pool_items::id.eq_any(&newest))
-                        .filter(pool_items::state.eq(PoolItemState::Ready.as_str())),
-                )
-                .set((
-                    pool_items::state.eq(PoolItemState::Discarded.as_str()),
-                    pool_items::finished_at.eq(now),
-                ))
-                .returning(pool_items::id)
-                .get_results(conn)
-                .await?;
-            }
-            let surplus = group_keys(&surplus_ids, keys_of(conn, &surplus_ids).await?);
-            let mut gap = (i64::from(target) - live_before).max(0);
+            let stale = discard_stale(conn, template, version, now).await?;
+            let live_before = count_live(conn, template, version).await?;
+            let excess = live_before - i64::from(target);
+            let surplus = if excess > 0 {
+                retire_surplus(conn, template, version, excess, now, pause).await?
+            } else {
+                Vec::new()
+            };
+            let mut gap = (-excess).max(0);
             if let (Some(budget), true) = (budget, gap > 0) {
                 // A global cap: whatever the plan said when each template
                 // read it, live items never exceed the budget (a slot moved
@@ -222,66 +176,11 @@ pub async fn reserve(
                 // gave it back).
                 gap = gap.min((budget - live_items_everywhere(conn).await?).max(0));
             }
-            let mut reserved = Vec::new();
-            if gap > 0 {
-                let sources: Vec<(i32, String)> = template_images::table
-                    .filter(template_images::template_id.eq(template.0))
-                    .filter(template_images::version.eq(version))
-                    .order(template_images::position.asc())
-                    .select((template_images::position, template_images::object_key))
-                    .load(conn)
-                    .await?;
-                let mut item_rows = Vec::new();
-                let mut image_rows = Vec::new();
-                for _ in 0..gap {
-                    let id = PoolItemId::new();
-                    let copies: Vec<PlannedCopy> = sources
-                        .iter()
-                        .map(|(position, source)| PlannedCopy {
-                            position: *position,
-                            source_key: source.clone(),
-                            object_key: object_keys::pool_image(template, id, *position),
-                        })
-                        .collect();
-                    // The positions in the item's own row too: a warm claim
-                    // reads them from the row it updates and derives the keys
-                    // (the key scheme; migration 9), so it reads no row per
-                    // image. One row per image stays, for the GC's lookups by key.
-                    item_rows.push((
-                        pool_items::id.eq(id.0),
-                        pool_items::template_id.eq(template.0),
-                        pool_items::template_version.eq(version),
-                        pool_items::state.eq(PoolItemState::Copying.as_str()),
-                        pool_items::created_at.eq(now),
-                        pool_items::lease_until.eq(Some(now + lease)),
-                        pool_items::image_positions
-                            .eq(Some(copies.iter().map(|c| c.position).collect::<Vec<_>>())),
-                        pool_items::image_keys.eq(None::<Vec<String>>),
-                    ));
-                    for c in &copies {
-                        image_rows.push((
-                            pool_item_images::item_id.eq(id.0),
-                            pool_item_images::position.eq(c.position),
-                            pool_item_images::source_key.eq(c.source_key.clone()),
-                            pool_item_images::object_key.eq(c.object_key.clone()),
-                        ));
-                    }
-                    reserved.push(ReservedItem { id, copies });
-                }
-                // Chunked: Postgres takes at most 65,535 bind parameters a statement.
-                for chunk in item_rows.chunks(INSERT_CHUNK) {
-                    diesel::insert_into(pool_items::table)
-                        .values(chunk)
-                        .execute(conn)
-                        .await?;
-                }
-                for chunk in image_rows.chunks(INSERT_CHUNK) {
-                    diesel::insert_into(pool_item_images::table)
-                        .values(chunk)
-                        .execute(conn)
-                        .await?;
-                }
-            }
+            let reserved = if gap > 0 {
+                insert_items(conn, template, version, gap, now, now + lease).await?
+            } else {
+                Vec::new()
+            };
             Ok(Some(Reservation {
                 template,
                 version,
@@ -292,6 +191,172 @@ pub async fn reserve(
             }))
         })
         .await?)
+}
+
+/// Reserve, step 1: `ready` items of older versions are discarded (I8).
+async fn discard_stale(
+    conn: &mut AsyncPgConnection,
+    template: TemplateId,
+    version: i32,
+    now: chrono::DateTime<Utc>,
+) -> Result<Vec<DiscardedItem>, diesel::result::Error> {
+    let ids: Vec<Uuid> = pool_items::table
+        .filter(pool_items::template_id.eq(template.0))
+        .filter(pool_items::template_version.ne(version))
+        .filter(pool_items::state.eq(PoolItemState::Ready.as_str()))
+        .select(pool_items::id)
+        .load(conn)
+        .await?;
+    discard_if(conn, &ids, PoolItemState::Ready, None, now).await
+}
+
+/// Live (`copying` + `ready`) items of the template's `version`.
+async fn count_live(
+    conn: &mut AsyncPgConnection,
+    template: TemplateId,
+    version: i32,
+) -> Result<i64, diesel::result::Error> {
+    pool_items::table
+        .filter(pool_items::template_id.eq(template.0))
+        .filter(pool_items::template_version.eq(version))
+        .filter(pool_items::state.eq_any([
+            PoolItemState::Copying.as_str(),
+            PoolItemState::Ready.as_str(),
+        ]))
+        .count()
+        .get_result(conn)
+        .await
+}
+
+/// Reserve, step 2: a lowered target retires the newest `excess` ready items.
+async fn retire_surplus(
+    conn: &mut AsyncPgConnection,
+    template: TemplateId,
+    version: i32,
+    excess: i64,
+    now: chrono::DateTime<Utc>,
+    pause: &PausePoints,
+) -> Result<Vec<DiscardedItem>, diesel::result::Error> {
+    let newest: Vec<Uuid> = pool_items::table
+        .filter(pool_items::template_id.eq(template.0))
+        .filter(pool_items::template_version.eq(version))
+        .filter(pool_items::state.eq(PoolItemState::Ready.as_str()))
+        .order(pool_items::ready_at.desc())
+        .limit(excess)
+        .select(pool_items::id)
+        .load(conn)
+        .await?;
+    pause.reach(pause::at::RETIRE_CHOSEN).await;
+    discard_if(conn, &newest, PoolItemState::Ready, None, now).await
+}
+
+/// Reserve, step 4: `gap` new `copying` items of `version`, each with its
+/// planned copies (one row per image, for the GC's lookups by key).
+async fn insert_items(
+    conn: &mut AsyncPgConnection,
+    template: TemplateId,
+    version: i32,
+    gap: i64,
+    now: chrono::DateTime<Utc>,
+    lease_until: chrono::DateTime<Utc>,
+) -> Result<Vec<ReservedItem>, diesel::result::Error> {
+    let sources: Vec<(i32, String)> = template_images::table
+        .filter(template_images::template_id.eq(template.0))
+        .filter(template_images::version.eq(version))
+        .order(template_images::position.asc())
+        .select((template_images::position, template_images::object_key))
+        .load(conn)
+        .await?;
+    let mut reserved = Vec::new();
+    let mut item_rows = Vec::new();
+    let mut image_rows = Vec::new();
+    for _ in 0..gap {
+        let id = PoolItemId::new();
+        let copies: Vec<PlannedCopy> = sources
+            .iter()
+            .map(|(position, source)| PlannedCopy {
+                position: *position,
+                source_key: source.clone(),
+                object_key: object_keys::pool_image(template, id, *position),
+            })
+            .collect();
+        // The positions in the item's own row too: a warm claim reads them
+        // from the row it updates and derives the keys (the key scheme;
+        // migration 9), so it reads no row per image.
+        item_rows.push((
+            pool_items::id.eq(id.0),
+            pool_items::template_id.eq(template.0),
+            pool_items::template_version.eq(version),
+            pool_items::state.eq(PoolItemState::Copying.as_str()),
+            pool_items::created_at.eq(now),
+            pool_items::lease_until.eq(Some(lease_until)),
+            pool_items::image_positions
+                .eq(Some(copies.iter().map(|c| c.position).collect::<Vec<_>>())),
+            pool_items::image_keys.eq(None::<Vec<String>>),
+        ));
+        for c in &copies {
+            image_rows.push((
+                pool_item_images::item_id.eq(id.0),
+                pool_item_images::position.eq(c.position),
+                pool_item_images::source_key.eq(c.source_key.clone()),
+                pool_item_images::object_key.eq(c.object_key.clone()),
+            ));
+        }
+        reserved.push(ReservedItem { id, copies });
+    }
+    // Chunked: Postgres takes at most 65,535 bind parameters a statement.
+    for chunk in item_rows.chunks(INSERT_CHUNK) {
+        diesel::insert_into(pool_items::table)
+            .values(chunk)
+            .execute(conn)
+            .await?;
+    }
+    for chunk in image_rows.chunks(INSERT_CHUNK) {
+        diesel::insert_into(pool_item_images::table)
+            .values(chunk)
+            .execute(conn)
+            .await?;
+    }
+    Ok(reserved)
+}
+
+#[derive(QueryableByName)]
+struct IdRow {
+    #[diesel(sql_type = diesel::sql_types::Uuid)]
+    id: Uuid,
+}
+
+/// The one way an item is taken out of service: a compare-and-set on its
+/// state. Of `ids`, those still in state `from` (and, with `lease_before`,
+/// whose lease ended before it) become `discarded`; returns them with their
+/// keys for deletion. An item that moved meanwhile (a claim made it `used`,
+/// a heartbeat renewed its lease) is left as it is: the update and the
+/// concurrent change serialize on the row, and the second re-checks it.
+async fn discard_if(
+    conn: &mut AsyncPgConnection,
+    ids: &[Uuid],
+    from: PoolItemState,
+    lease_before: Option<chrono::DateTime<Utc>>,
+    now: chrono::DateTime<Utc>,
+) -> Result<Vec<DiscardedItem>, diesel::result::Error> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rows: Vec<IdRow> = diesel::sql_query(
+        "UPDATE pool_items SET state = 'discarded', finished_at = $3
+          WHERE id = ANY($1) AND state = $2
+            AND ($4::timestamptz IS NULL OR lease_until < $4)
+         RETURNING id",
+    )
+    .bind::<diesel::sql_types::Array<diesel::sql_types::Uuid>, _>(ids)
+    .bind::<Text, _>(from.as_str())
+    .bind::<diesel::sql_types::Timestamptz, _>(now)
+    .bind::<diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>, _>(lease_before)
+    .load(conn)
+    .await?;
+    let discarded: Vec<Uuid> = rows.into_iter().map(|r| r.id).collect();
+    let keys = keys_of(conn, &discarded).await?;
+    Ok(group_keys(&discarded, keys))
 }
 
 /// Step 3: items whose copies all landed become `ready` -- unless the template
@@ -355,20 +420,7 @@ async fn discard_in_tx(
     conn: &mut AsyncPgConnection,
     ids: &[Uuid],
 ) -> Result<Vec<DiscardedItem>, diesel::result::Error> {
-    let discarded: Vec<Uuid> = diesel::update(
-        pool_items::table
-            .filter(pool_items::id.eq_any(ids))
-            .filter(pool_items::state.eq(PoolItemState::Copying.as_str())),
-    )
-    .set((
-        pool_items::state.eq(PoolItemState::Discarded.as_str()),
-        pool_items::finished_at.eq(super::now()),
-    ))
-    .returning(pool_items::id)
-    .get_results(conn)
-    .await?;
-    let keys = keys_of(conn, &discarded).await?;
-    Ok(group_keys(&discarded, keys))
+    discard_if(conn, ids, PoolItemState::Copying, None, super::now()).await
 }
 
 /// Gives up on items (a failed copy, say); returns their keys for deletion.
@@ -400,25 +452,19 @@ pub async fn renew_leases(
 }
 
 /// Discards `copying` items whose lease expired (their worker died or gave
-/// up mid-copy) and returns their keys for deletion.
+/// up mid-copy) and returns their keys for deletion. A lease renewed after
+/// the read is re-checked by the update: that item keeps copying.
 pub async fn rescue_expired(
     conn: &mut AsyncPgConnection,
 ) -> Result<Vec<DiscardedItem>, StoreError> {
     let now = super::now();
-    let expired: Vec<Uuid> = diesel::update(
-        pool_items::table
-            .filter(pool_items::state.eq(PoolItemState::Copying.as_str()))
-            .filter(pool_items::lease_until.lt(now)),
-    )
-    .set((
-        pool_items::state.eq(PoolItemState::Discarded.as_str()),
-        pool_items::finished_at.eq(now),
-    ))
-    .returning(pool_items::id)
-    .get_results(conn)
-    .await?;
-    let keys = keys_of(conn, &expired).await?;
-    Ok(group_keys(&expired, keys))
+    let expired: Vec<Uuid> = pool_items::table
+        .filter(pool_items::state.eq(PoolItemState::Copying.as_str()))
+        .filter(pool_items::lease_until.lt(now))
+        .select(pool_items::id)
+        .load(conn)
+        .await?;
+    Ok(discard_if(conn, &expired, PoolItemState::Copying, Some(now), now).await?)
 }
 
 /// Counts of `ready` and `copying` items for one template version.
