@@ -343,7 +343,9 @@ fn seed_case(md: &mut String, v: &View) {
         "\nThe open loops run at the seed's own load, below the worker's copy capacity; the 64-client closed \
          loops measure queueing on 2 cores as much as the product, and are kept for comparison. Cold copies go \
          through the proxy with {} ms per CopyObject, at most 16 in parallel per request and 256 per API \
-         process. The warm path touches no S3 at all.\n",
+         process. The warm path touches no S3 at all. Before each run every tenant's key is made known to the \
+         API it calls (one authenticated read each), as in a steady state where a key comes back well within \
+         `server.auth_cache_ttl_secs`.\n",
         args.delay.as_millis()
     ));
 }

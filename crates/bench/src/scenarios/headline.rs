@@ -16,6 +16,7 @@ use crate::setup::{free_port, set, wait_ready, Api, Bench};
 /// latency proxy) side by side.
 pub async fn headline(b: &Bench, template_a: TemplateId) -> anyhow::Result<(RunResult, RunResult)> {
     let (rate, secs) = (b.sizes.headline_rate, b.sizes.headline_secs);
+    b.warm_keys(&b.base).await?;
     let pick = b.many();
     let warm = open_loop(rate, Duration::from_secs_f64(secs), move || {
         let c = pick();
@@ -39,6 +40,7 @@ pub async fn headline(b: &Bench, template_a: TemplateId) -> anyhow::Result<(RunR
     )?;
     let base = format!("http://127.0.0.1:{port}");
     wait_ready(&base).await?;
+    b.warm_keys(&base).await?;
     let pick = b.many();
     let cold = open_loop(rate, Duration::from_secs_f64(secs), move || {
         let c = Api {

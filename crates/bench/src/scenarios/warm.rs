@@ -24,6 +24,7 @@ pub async fn warm(
     cpu_rows: &mut CpuRows,
 ) -> anyhow::Result<Warm> {
     let (sizes, client) = (&b.sizes, &b.client);
+    b.warm_keys(&b.base).await?;
     let mut warm_runs = Vec::new();
     for (clients, n) in sizes.warm {
         let pick = b.many();
