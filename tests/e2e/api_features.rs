@@ -11,13 +11,7 @@ use serde_json::{json, Value};
 
 /// One `image` part and nothing else (`PUT /templates/{id}/images`).
 fn image_only_form() -> reqwest::multipart::Form {
-    reqwest::multipart::Form::new().part(
-        "image",
-        reqwest::multipart::Part::bytes(prewarm_tests::images::png(0, 64))
-            .file_name("a.png")
-            .mime_str("image/png")
-            .unwrap(),
-    )
+    reqwest::multipart::Form::new().part("image", prewarm_tests::png_part(0, 64))
 }
 
 async fn patch(

@@ -58,16 +58,76 @@ async fn ready(stack: &TestStack, template: TemplateId) -> i64 {
         .0
 }
 
+/// `(template, ready, goal)` rows of a depth pass, sorted.
+fn depth_rows(report: &warmup_worker::depths::DepthReport) -> Vec<(String, i64, i64)> {
+    let mut rows = report.rows.clone();
+    rows.sort();
+    rows
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pool_depth_metrics_read_the_changed_the_depleted_and_a_sweep_page() {
+    let stack = TestStack::spawn(quiet(2, false)).await;
+    let (tenant, mut templates) = stack.tenant_with_templates("acme", 3, 1).await;
+    templates.sort_by_key(|t| t.0);
+    let name = |i: usize| templates[i].to_string();
+    let settings = stack.worker_settings(&[
+        ("PREWARM_WORKER__RECONCILE_SWEEP", "2"),
+        ("PREWARM_WORKER__METRICS_TEMPLATES", "1"),
+    ]);
+    let worker = warmup_worker::startup::Worker::build(settings)
+        .await
+        .unwrap();
+    let depths = worker.depths();
+    // Created before the pass began watching: only the sweep finds them,
+    // one page of 2 at a time; both are empty, so both are kept.
+    let first = depths.pass().await.unwrap();
+    assert_eq!(first.checked, 2, "{first:?}");
+    assert_eq!(depth_rows(&first), vec![(name(0), 0, 2), (name(1), 0, 2)]);
+    assert_eq!(first.total, 0);
+
+    let mut reconciler = stack.reconciler(&[]).await;
+    reconciler.commit_lag = Duration::ZERO;
+    reconciler.tick().await.unwrap();
+    // The two depleted ones are checked again (now full), with the sweep's
+    // next page (the third); of the settled, only the latest
+    // `metrics_templates` = 1 is kept... all three were seen together, so
+    // the tie goes to the lowest id.
+    let second = depths.pass().await.unwrap();
+    assert_eq!(second.checked, 3, "{second:?}");
+    assert_eq!(depth_rows(&second), vec![(name(0), 2, 2)]);
+    assert_eq!(second.total, 6);
+
+    // A warm design (nobody refills): the change stream brings the template
+    // in, below target, and it stays known while it is.
+    let design = stack.create_design(&tenant, templates[2]).await;
+    assert_eq!(design.served_from, ServedFrom::Pool);
+    let third = depths.pass().await.unwrap();
+    assert!(depth_rows(&third).contains(&(name(2), 1, 2)), "{third:?}");
+    assert_eq!(third.total, 5);
+    let fourth = depths.pass().await.unwrap();
+    assert!(depth_rows(&fourth).contains(&(name(2), 1, 2)), "{fourth:?}");
+
+    // Refilled: checked again as a depleted one, and settled.
+    reconciler.tick().await.unwrap();
+    let fifth = depths.pass().await.unwrap();
+    assert!(
+        depth_rows(&fifth)
+            .iter()
+            .all(|(_, ready, goal)| ready >= goal),
+        "{fifth:?}"
+    );
+    assert_eq!(fifth.total, 6);
+    check_designs(&stack, tenant.id, &[design]).await;
+    stack.finish().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_reconciler_checks_what_changed_and_a_bounded_sweep_page() {
     // No worker: only the reconciler fills pools, so a refill it makes is
     // one it found.
     let stack = TestStack::spawn(quiet(2, false)).await;
-    let tenant = stack.create_tenant("acme", 100).await;
-    let mut templates = Vec::new();
-    for _ in 0..5 {
-        templates.push(stack.create_template(&tenant, 1, "private").await.id);
-    }
+    let (tenant, templates) = stack.tenant_with_templates("acme", 5, 1).await;
     let mut reconciler = stack
         .reconciler(&[("PREWARM_WORKER__RECONCILE_SWEEP", "2")])
         .await;

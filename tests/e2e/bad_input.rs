@@ -1,7 +1,8 @@
 //! Bad input gets a 4xx with a stable code, never a 5xx (I10).
 
-use prewarm_tests::{error_code, images, Options, TestStack};
+use prewarm_tests::{error_code, png_part, Options, TestStack};
 use reqwest::multipart::{Form, Part};
+use reqwest::Method;
 use serde_json::json;
 use shared_domain::ids::TemplateId;
 
@@ -152,21 +153,10 @@ async fn bad_requests_get_stable_4xx_codes() {
     // Uploads.
     let big = Form::new()
         .part("metadata", Part::text(json!({"name": "big"}).to_string()))
-        .part(
-            "image",
-            Part::bytes(images::png(0, 8192))
-                .file_name("a.png")
-                .mime_str("image/png")
-                .unwrap(),
-        );
+        .part("image", png_part(0, 8192));
     let r = stack
-        .http
-        .post(stack.url("/templates"))
-        .bearer_auth(&tenant.key)
-        .multipart(big)
-        .send()
-        .await
-        .unwrap();
+        .send_form(&tenant, Method::POST, "/templates", big)
+        .await;
     checks.push((
         "image over its limit",
         413,
@@ -176,22 +166,11 @@ async fn bad_requests_get_stable_4xx_codes() {
 
     let mut huge = Form::new().part("metadata", Part::text(json!({"name": "huge"}).to_string()));
     for i in 0..40 {
-        huge = huge.part(
-            "image",
-            Part::bytes(images::png(i, 4000))
-                .file_name("a.png")
-                .mime_str("image/png")
-                .unwrap(),
-        );
+        huge = huge.part("image", png_part(i, 4000));
     }
     let r = stack
-        .http
-        .post(stack.url("/templates"))
-        .bearer_auth(&tenant.key)
-        .multipart(huge)
-        .send()
-        .await
-        .unwrap();
+        .send_form(&tenant, Method::POST, "/templates", huge)
+        .await;
     checks.push((
         "upload over its limit",
         413,
@@ -279,21 +258,12 @@ async fn bad_requests_get_stable_4xx_codes() {
         error_code(r).await,
     ));
 
-    let bad_meta = Form::new().part("metadata", Part::text("{not json")).part(
-        "image",
-        Part::bytes(images::png(0, 64))
-            .file_name("a.png")
-            .mime_str("image/png")
-            .unwrap(),
-    );
+    let bad_meta = Form::new()
+        .part("metadata", Part::text("{not json"))
+        .part("image", png_part(0, 64));
     let r = stack
-        .http
-        .post(stack.url("/templates"))
-        .bearer_auth(&tenant.key)
-        .multipart(bad_meta)
-        .send()
-        .await
-        .unwrap();
+        .send_form(&tenant, Method::POST, "/templates", bad_meta)
+        .await;
     checks.push((
         "metadata not JSON",
         400,
@@ -311,13 +281,8 @@ async fn bad_requests_get_stable_4xx_codes() {
                 .unwrap(),
         );
     let r = stack
-        .http
-        .post(stack.url("/templates"))
-        .bearer_auth(&tenant.key)
-        .multipart(not_image)
-        .send()
-        .await
-        .unwrap();
+        .send_form(&tenant, Method::POST, "/templates", not_image)
+        .await;
     checks.push((
         "image part not an image",
         415,

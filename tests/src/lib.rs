@@ -21,6 +21,7 @@ pub mod tls_relay;
 use std::time::{Duration, Instant};
 
 use diesel_async::RunQueryDsl;
+use prewarm_bench::isolated::Isolated;
 use prewarm_recommender::{Faults, Recommender};
 use prewarm_store::db::Db;
 use prewarm_store::objects::ObjectStore;
@@ -36,7 +37,6 @@ use shared_domain::ids::{CompanyId, TemplateId};
 use shared_domain::pool::PoolStatus;
 use shared_domain::template::Template;
 use tokio_util::sync::CancellationToken;
-use uuid::Uuid;
 use warmup_worker::refill::Refiller;
 
 /// Where the local stack listens; overridable for other setups.
@@ -198,76 +198,55 @@ pub struct TestStack {
 
 impl TestStack {
     pub async fn spawn(options: Options) -> TestStack {
-        let suffix = Uuid::new_v4().simple().to_string()[..12].to_string();
-        let db_name = format!("prewarm_test_{suffix}");
         let admin_server = options.pg_server.clone().unwrap_or_else(pg_server);
+        let run = Isolated::new("test", &admin_server);
         let admin_tls = admin_tls(&options);
         let mut admin = admin_tls
             .establish(&format!("{admin_server}/postgres"))
             .await
             .expect("connect to Postgres (is `make up` done?)");
-        diesel::sql_query(format!("CREATE DATABASE {db_name}"))
-            .execute(&mut admin)
+        run.create_database(&mut admin)
             .await
             .expect("create test database");
 
-        let admin_token = format!("admin-{suffix}");
-        let mut env: Vec<(String, String)> = [
-            ("PREWARM_ADMIN_TOKEN", admin_token.clone()),
-            (
-                "PREWARM_DATABASE__URL",
-                format!(
-                    "{}/{db_name}",
-                    options.pg_server.clone().unwrap_or_else(pg_server)
+        let mut env = run.env();
+        env.extend(
+            [
+                ("PREWARM_DATABASE__MAX_CONNECTIONS", "8".into()),
+                (
+                    "PREWARM_DATABASE__SSL_MODE",
+                    options
+                        .pg_tls
+                        .clone()
+                        .map_or("disable".into(), |(mode, _)| mode),
                 ),
-            ),
-            ("PREWARM_DATABASE__MAX_CONNECTIONS", "8".into()),
-            (
-                "PREWARM_DATABASE__SSL_MODE",
-                options
-                    .pg_tls
-                    .clone()
-                    .map_or("disable".into(), |(mode, _)| mode),
-            ),
-            (
-                "PREWARM_DATABASE__SSL_ROOT_CERT",
-                options.pg_tls.clone().map_or(String::new(), |(_, ca)| ca),
-            ),
-            (
-                "PREWARM_REDIS__URL",
-                env_or("PREWARM_TEST_REDIS", "redis://127.0.0.1:6379"),
-            ),
-            ("PREWARM_REDIS__KEY_PREFIX", format!("test:{suffix}:")),
-            (
-                "PREWARM_KAFKA__BROKERS",
-                env_or("PREWARM_TEST_KAFKA", "127.0.0.1:9092"),
-            ),
-            ("PREWARM_KAFKA__TOPIC", format!("prewarm.test.{suffix}")),
-            ("PREWARM_KAFKA__CREATE_TOPIC", "true".into()),
-            ("PREWARM_KAFKA__PARTITIONS", "2".into()),
-            (
-                "PREWARM_S3__ENDPOINT",
-                env_or("PREWARM_TEST_S3", "http://127.0.0.1:9000"),
-            ),
-            ("PREWARM_S3__BUCKET", format!("prewarm-test-{suffix}")),
-            ("PREWARM_S3__ACCESS_KEY_ID", "test".into()),
-            ("PREWARM_S3__SECRET_ACCESS_KEY", "test".into()),
-            ("PREWARM_SERVER__HOST", "127.0.0.1".into()),
-            ("PREWARM_SERVER__PORT", "0".into()),
-            ("PREWARM_SERVER__METRICS_PORT", "0".into()),
-            // Tests burst far beyond a tenant's default budget; the rate
-            // limit tests turn it back on with their own sizes.
-            ("PREWARM_RATE_LIMIT__ENABLED", "false".into()),
-            ("PREWARM_SERVER__WORKERS", "2".into()),
-            ("PREWARM_POOL__TARGET", options.pool_target.to_string()),
-            ("PREWARM_WORKER__GROUP_ID", format!("prewarm-test-{suffix}")),
-            ("PREWARM_WORKER__BATCH_WINDOW_MS", "10".into()),
-            ("PREWARM_WORKER__HTTP_HOST", "127.0.0.1".into()),
-            ("PREWARM_WORKER__HTTP_PORT", "0".into()),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect();
+                (
+                    "PREWARM_DATABASE__SSL_ROOT_CERT",
+                    options.pg_tls.clone().map_or(String::new(), |(_, ca)| ca),
+                ),
+                (
+                    "PREWARM_REDIS__URL",
+                    env_or("PREWARM_TEST_REDIS", "redis://127.0.0.1:6379"),
+                ),
+                (
+                    "PREWARM_KAFKA__BROKERS",
+                    env_or("PREWARM_TEST_KAFKA", "127.0.0.1:9092"),
+                ),
+                ("PREWARM_KAFKA__PARTITIONS", "2".into()),
+                (
+                    "PREWARM_S3__ENDPOINT",
+                    env_or("PREWARM_TEST_S3", "http://127.0.0.1:9000"),
+                ),
+                ("PREWARM_S3__ACCESS_KEY_ID", "test".into()),
+                ("PREWARM_S3__SECRET_ACCESS_KEY", "test".into()),
+                ("PREWARM_SERVER__PORT", "0".into()),
+                ("PREWARM_SERVER__WORKERS", "2".into()),
+                ("PREWARM_POOL__TARGET", options.pool_target.to_string()),
+                ("PREWARM_WORKER__BATCH_WINDOW_MS", "10".into()),
+            ]
+            .into_iter()
+            .map(|(k, v): (&str, String)| (k.to_string(), v)),
+        );
         let recommender_listener = options.recommender.as_ref().map(|_| {
             let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind recommender");
             let port = listener.local_addr().expect("recommender port").port();
@@ -309,13 +288,8 @@ impl TestStack {
 
         let recommender = recommender_listener.map(|listener| {
             let faults = options.recommender.clone().unwrap_or_default();
-            let catalogue = Db::connect_with(
-                &format!("{admin_server}/{db_name}"),
-                4,
-                Duration::from_secs(5),
-                &admin_tls,
-            )
-            .expect("recommender database");
+            let catalogue = Db::connect_with(&run.db_url(), 4, Duration::from_secs(5), &admin_tls)
+                .expect("recommender database");
             Recommender::start(listener, catalogue, faults).expect("start recommender")
         });
 
@@ -347,7 +321,7 @@ impl TestStack {
                 .timeout(Duration::from_secs(60))
                 .build()
                 .expect("http client"),
-            admin_token,
+            admin_token: run.admin_token.clone(),
             db,
             index,
             objects,
@@ -360,11 +334,11 @@ impl TestStack {
             pause,
             cleanup: Cleanup {
                 admin_url: format!("{admin_server}/postgres"),
-                db_name: db_name.clone(),
-                redis_prefix: format!("test:{suffix}:"),
+                db_name: run.db_name.clone(),
+                redis_prefix: run.redis_prefix.clone(),
                 db_dropped: false,
             },
-            db_name,
+            db_name: run.db_name,
             stop,
             tasks,
         }
@@ -646,6 +620,39 @@ impl TestStack {
             .expect("upload template")
     }
 
+    /// Sends `form` as `tenant` with `method` to `path` of the API.
+    pub async fn send_form(
+        &self,
+        tenant: &Tenant,
+        method: reqwest::Method,
+        path: &str,
+        form: Form,
+    ) -> Response {
+        self.http
+            .request(method, self.url(path))
+            .bearer_auth(&tenant.key)
+            .multipart(form)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// A tenant (design limit 1,000) with `n` private templates of `images`
+    /// images each.
+    pub async fn tenant_with_templates(
+        &self,
+        name: &str,
+        n: usize,
+        images: usize,
+    ) -> (Tenant, Vec<TemplateId>) {
+        let tenant = self.create_tenant(name, 1_000).await;
+        let mut templates = Vec::with_capacity(n);
+        for _ in 0..n {
+            templates.push(self.create_template(&tenant, images, "private").await.id);
+        }
+        (tenant, templates)
+    }
+
     pub async fn create_template(&self, tenant: &Tenant, n: usize, visibility: &str) -> Template {
         let resp = self
             .upload_template(
@@ -749,6 +756,14 @@ impl TestStack {
     }
 }
 
+/// One generated PNG `image` part of `bytes` bytes (`seed` varies the pixels).
+pub fn png_part(seed: usize, bytes: usize) -> Part {
+    Part::bytes(images::png(seed, bytes))
+        .file_name(format!("img{seed}.png"))
+        .mime_str("image/png")
+        .unwrap()
+}
+
 /// The multipart body of `POST /templates`: the `metadata` part, then `n`
 /// generated PNG `image` parts.
 pub fn template_form(n: usize, metadata: &Value) -> Form {
@@ -759,13 +774,7 @@ pub fn template_form(n: usize, metadata: &Value) -> Form {
             .unwrap(),
     );
     for i in 0..n {
-        form = form.part(
-            "image",
-            Part::bytes(images::png(i, 256))
-                .file_name(format!("img{i}.png"))
-                .mime_str("image/png")
-                .unwrap(),
-        );
+        form = form.part("image", png_part(i, 256));
     }
     form
 }

@@ -7,6 +7,8 @@
 //! - [`load`]: closed-loop (N clients) and open-loop (constant rate, latency
 //!   measured from the intended send time, so no coordinated omission)
 //!   generators recording into HdrHistograms.
+//! - [`isolated`]: one run's own database, Redis prefix, topic, group and
+//!   bucket on the shared servers (the tests build their stacks on it too).
 //! - [`services`]: starts the release binaries and reads their peak memory.
 //! - [`report`]: markdown tables and the latency plot; [`markdown`]: the report itself.
 //! - [`setup`]: the command line, a run's environment and services ([`setup::Bench`]).
@@ -17,6 +19,7 @@
 
 pub mod client;
 pub mod fault_proxy;
+pub mod isolated;
 pub mod load;
 pub mod markdown;
 pub mod report;

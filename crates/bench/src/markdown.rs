@@ -272,41 +272,31 @@ fn targets(md: &mut String, v: &View) {
         ],
     ];
     if let [small, large] = scale {
-        let g = |a: f64, b: f64| b / a.max(1e-9);
-        let reconcile = g(
-            small.reconcile.0.as_secs_f64(),
-            large.reconcile.0.as_secs_f64(),
-        );
-        let sizer = g(small.sizer.0.as_secs_f64(), large.sizer.0.as_secs_f64());
-        let page =
-            |r: &crate::scenarios::scale::SizeResult| r.gc.check_secs / r.gc.pages.max(1) as f64;
-        let gc = g(page(small), page(large));
-        let mem = |r: &crate::scenarios::scale::SizeResult| {
-            r.gc.peak_rss_kib
-                .saturating_sub(r.gc.baseline_rss_kib)
-                .max(1) as f64
-        };
-        let gc_mem = g(mem(small), mem(large));
+        let growth = crate::scenarios::scale::Growth::of(small, large);
+        let mem = |r: &crate::scenarios::scale::SizeResult| r.gc_mem_kib();
         rows.push(vec![
             format!(
                 "background passes at {} templates < 3x the same at {} (few changed)",
                 large.templates, small.templates
             ),
             format!(
-                "reconciler {reconcile:.2}x, sizer {sizer:.2}x, GC ledger checks per page {gc:.2}x"
+                "reconciler {:.2}x, sizer {:.2}x, pool-depth metrics {:.2}x, GC ledger checks per \
+                 page {:.2}x",
+                growth.reconcile, growth.sizer, growth.depths, growth.gc_page
             ),
-            verdict(reconcile < 3.0 && sizer < 3.0 && gc < 3.0).into(),
+            verdict(growth.bounded()).into(),
         ]);
         rows.push(vec![
             "GC memory bounded by one listing page, not by the bucket".into(),
             format!(
-                "{:.1} MiB over {} objects vs {:.1} MiB over {} ({gc_mem:.2}x)",
+                "{:.1} MiB over {} objects vs {:.1} MiB over {} ({:.2}x)",
                 mem(small) / 1024.0,
                 small.gc.scanned,
                 mem(large) / 1024.0,
-                large.gc.scanned
+                large.gc.scanned,
+                growth.gc_mem
             ),
-            verdict(gc_mem < 3.0).into(),
+            verdict(growth.gc_mem < 3.0).into(),
         ]);
     }
     md.push_str("## Targets\n\nEvery target is a ratio of two figures measured side by side in this run (ARCHITECTURE section 4).\n\n");

@@ -16,6 +16,7 @@ use shared_domain::ids::{CompanyId, TemplateId};
 
 use crate::client;
 use crate::fault_proxy::{FaultProxy, Faults};
+use crate::isolated::Isolated;
 use crate::load::Outcome;
 use crate::services::{release_binary, Service};
 
@@ -118,7 +119,9 @@ pub struct Args {
     pub plot: PathBuf,
     pub delay: Duration,
     pub s3: String,
-    /// `--only scale`: run that scenario alone and write its section.
+    /// `--only scale`: run that scenario alone and write its section;
+    /// `--only headline`: the warm closed and open loops then the headline,
+    /// printed only (for iterating on the warm path).
     pub only: Option<String>,
 }
 
@@ -142,8 +145,8 @@ pub fn args() -> anyhow::Result<Args> {
             }
             "--s3" => a.s3 = it.next().context("--s3 URL")?,
             "--only" => match it.next().as_deref() {
-                Some("scale") => a.only = Some("scale".into()),
-                _ => bail!("--only takes `scale`"),
+                Some(s @ ("scale" | "headline")) => a.only = Some(s.into()),
+                _ => bail!("--only takes `scale` or `headline`"),
             },
             other => bail!("unknown flag {other}"),
         }
@@ -284,13 +287,12 @@ pub fn s3_settings(
 /// (all named after `suffix`), the services, and the tenants.
 pub struct Bench {
     pub args: Args,
-    pub admin_token: String,
+    /// The run's database, Redis prefix, topic, group, bucket and admin
+    /// token on the shared servers.
+    pub run: Isolated,
     pub sizes: Sizes,
     pub root: PathBuf,
     pub run_dir: PathBuf,
-    pub suffix: String,
-    pub pg: String,
-    pub db_name: String,
     pub db_url: String,
     pub started_at: chrono::DateTime<chrono::Utc>,
     pub bench_started: Instant,
@@ -323,24 +325,18 @@ impl Bench {
         let root = std::env::current_dir()?;
         let run_dir = root.join(".run");
         std::fs::create_dir_all(&run_dir)?;
-        let suffix = uuid::Uuid::new_v4().simple().to_string()[..10].to_string();
-        let db_name = format!("prewarm_bench_{suffix}");
         let pg = std::env::var("PREWARM_BENCH_PG")
             .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
-        {
-            let mut admin = AsyncPgConnection::establish(&format!("{pg}/postgres")).await?;
-            diesel::sql_query(format!("CREATE DATABASE {db_name}"))
-                .execute(&mut admin)
-                .await?;
-        }
-        let db_url = format!("{pg}/{db_name}");
+        let run = Isolated::new("bench", &pg);
+        run.create_database(&mut AsyncPgConnection::establish(&format!("{pg}/postgres")).await?)
+            .await?;
+        let db_url = run.db_url();
         let started_at = chrono::Utc::now();
         let bench_started = Instant::now();
 
         // S3 behind the fault-injecting proxy; no latency until the pools are filled.
         let proxy = FaultProxy::start(0, &args.s3, Faults::default())?;
-        let admin_token = format!("bench-{suffix}");
-        let mut env = service_env(&suffix, &db_url, &admin_token, &proxy.url());
+        let mut env = service_env(&run, &proxy.url());
         let direct_s3 = {
             let mut e = env.clone();
             set(&mut e, "PREWARM_S3__ENDPOINT", &args.s3);
@@ -355,7 +351,7 @@ impl Bench {
         let index = PoolIndex::connect(
             "redis://127.0.0.1:6379",
             None,
-            &format!("bench:{suffix}:"),
+            &run.redis_prefix,
             4,
             Duration::from_secs(2),
         )
@@ -397,7 +393,8 @@ impl Bench {
             .pool_max_idle_per_host(256)
             .timeout(Duration::from_secs(120))
             .build()?;
-        let (company_id, key) = new_tenant(&http, &base, &admin_token, "bench").await?;
+        let admin_token = &run.admin_token;
+        let (company_id, key) = new_tenant(&http, &base, admin_token, "bench").await?;
         let client = Api {
             http: http.clone(),
             base: base.clone(),
@@ -409,19 +406,16 @@ impl Bench {
         let mut tenant_companies = Vec::new();
         for i in 0..TENANTS {
             let (company, key) =
-                new_tenant(&http, &base, &admin_token, &format!("tenant {i}")).await?;
+                new_tenant(&http, &base, admin_token, &format!("tenant {i}")).await?;
             tenants.push(key);
             tenant_companies.push(company);
         }
         Ok(Bench {
-            admin_token,
+            run,
             args,
             sizes,
             root,
             run_dir,
-            suffix,
-            pg,
-            db_name,
             db_url,
             started_at,
             bench_started,
@@ -515,10 +509,9 @@ impl Bench {
 
     /// Drops the run's database.
     pub async fn drop_database(&self) -> anyhow::Result<()> {
-        let (pg, db_name) = (&self.pg, &self.db_name);
-        let mut admin = AsyncPgConnection::establish(&format!("{pg}/postgres")).await?;
-        diesel::sql_query(format!("DROP DATABASE IF EXISTS {db_name} WITH (FORCE)"))
-            .execute(&mut admin)
+        let admin = format!("{}/postgres", self.run.pg_server);
+        self.run
+            .drop_database(&mut AsyncPgConnection::establish(&admin).await?)
             .await?;
         Ok(())
     }
@@ -526,35 +519,22 @@ impl Bench {
 
 /// The services' environment for a run (its names from `suffix`; S3
 /// through the proxy at `proxy_url`).
-pub fn service_env(
-    suffix: &str,
-    db_url: &str,
-    admin_token: &str,
-    proxy_url: &str,
-) -> Vec<(String, String)> {
-    let mut env: Vec<(String, String)> = [
-        ("PREWARM_ADMIN_TOKEN", admin_token),
-        ("PREWARM_DATABASE__URL", db_url),
+pub fn service_env(run: &Isolated, proxy_url: &str) -> Vec<(String, String)> {
+    let mut env = run.env();
+    for (k, v) in [
         ("PREWARM_DATABASE__MAX_CONNECTIONS", "32"),
         ("PREWARM_REDIS__URL", "redis://127.0.0.1:6379"),
         ("PREWARM_KAFKA__BROKERS", "127.0.0.1:9092"),
-        ("PREWARM_KAFKA__CREATE_TOPIC", "true"),
         ("PREWARM_S3__ACCESS_KEY_ID", "prewarm"),
         ("PREWARM_S3__SECRET_ACCESS_KEY", "prewarm-secret"),
-        ("PREWARM_SERVER__HOST", "127.0.0.1"),
-        ("PREWARM_SERVER__METRICS_PORT", "0"),
-        // One tenant drives thousands of requests a second here: far past
-        // its default rate limit, which is not what is being measured
-        // (PREWARM_BENCH_RATE_LIMITS=1 turns the buckets on, sized never
-        // to refuse, to measure what checking them costs).
-        ("PREWARM_RATE_LIMIT__ENABLED", "false"),
         ("PREWARM_LOG__LEVEL", "warn"),
-        ("PREWARM_WORKER__HTTP_HOST", "127.0.0.1"),
-        ("PREWARM_WORKER__HTTP_PORT", "0"),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect();
+    ] {
+        set(&mut env, k, v);
+    }
+    // Rate limits are off (`Isolated::env`): one tenant drives thousands of
+    // requests a second here, which is not what is being measured.
+    // PREWARM_BENCH_RATE_LIMITS=1 turns the buckets on, sized never to
+    // refuse, to measure what checking them costs.
     if std::env::var_os("PREWARM_BENCH_RATE_LIMITS").is_some() {
         set(&mut env, "PREWARM_RATE_LIMIT__ENABLED", true);
         for class in ["CREATE_DESIGN", "READ", "UPLOAD"] {
@@ -566,21 +546,6 @@ pub fn service_env(
             set(&mut env, &format!("PREWARM_RATE_LIMIT__{class}_BURST"), 1e9);
         }
     }
-    set(
-        &mut env,
-        "PREWARM_REDIS__KEY_PREFIX",
-        format!("bench:{suffix}:"),
-    );
-    set(
-        &mut env,
-        "PREWARM_KAFKA__TOPIC",
-        format!("prewarm.bench.{suffix}"),
-    );
-    set(
-        &mut env,
-        "PREWARM_S3__BUCKET",
-        format!("prewarm-bench-{suffix}"),
-    );
     set(&mut env, "PREWARM_S3__ENDPOINT", proxy_url);
     set(
         &mut env,

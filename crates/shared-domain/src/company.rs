@@ -4,6 +4,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::ids::{ApiKeyId, CompanyId};
+use crate::valid::{CompanyName, DesignLimit, Invalid};
 
 /// The most designs a company's plan may allow; guards against typos like 1e12.
 pub const MAX_DESIGN_LIMIT: i32 = 1_000_000;
@@ -26,6 +27,19 @@ pub struct NewCompany {
     pub name: String,
     #[schemars(range(min = 0, max = 1_000_000))]
     pub design_limit: i32,
+}
+
+impl NewCompany {
+    /// The company to create: its name trimmed, every field checked by its
+    /// type ([`crate::valid`]).
+    pub fn validated(&self) -> Result<NewCompany, Invalid> {
+        let name = CompanyName::parse(self.name.trim())?;
+        let limit = DesignLimit::parse(self.design_limit)?;
+        Ok(NewCompany {
+            name: name.into_string(),
+            design_limit: limit.get(),
+        })
+    }
 }
 
 /// `POST /admin/companies/{id}/api-keys` answer. The secret is shown once only;

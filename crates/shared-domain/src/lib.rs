@@ -5,6 +5,8 @@
 //! - [`company`], [`template`], [`design`]: domain types and the JSON DTOs of the HTTP API.
 //! - [`pool`]: a pool item (a ready-made design waiting in the warm pool) and pool status.
 //! - [`object_keys`]: the S3 key scheme; who owns an object is readable from its key prefix.
+//! - [`valid`]: client input validated once, in types (`TemplateName`,
+//!   `Layout`, `DesignLimit`, `PageLimit`, ...); the request DTOs' `validate`.
 //! - [`error`]: the stable error codes every HTTP error carries, with their status.
 //! - [`warmup`]: the Kafka warm-up message, generated from `proto/warmup.proto`.
 //!
@@ -18,4 +20,5 @@ pub mod ids;
 pub mod object_keys;
 pub mod pool;
 pub mod template;
+pub mod valid;
 pub mod warmup;

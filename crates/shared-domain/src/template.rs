@@ -4,10 +4,10 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::ids::{CompanyId, TemplateId};
+use crate::valid::{Category, Invalid, Layout, TemplateName};
 
-/// Limits on what a template may hold; enforced by the API before any write.
-pub const MAX_NAME_LEN: usize = 200;
-pub const MAX_CATEGORY_LEN: usize = 100;
+/// The most images a template may hold; enforced by the API before any
+/// write (its text and layout rules are in [`crate::valid`]).
 pub const MAX_IMAGES: usize = 200;
 
 /// Who may use a template.
@@ -112,6 +112,32 @@ pub struct TemplatePatch {
     #[schemars(with = "Option<serde_json::Map<String, serde_json::Value>>")]
     pub layout: Option<serde_json::Value>,
     pub visibility: Option<Visibility>,
+}
+
+impl NewTemplate {
+    /// Every field checked by its type ([`crate::valid`]).
+    pub fn validate(&self) -> Result<(), Invalid> {
+        TemplateName::parse(&self.name)?;
+        Category::parse(&self.category)?;
+        Layout::parse(&self.layout)?;
+        Ok(())
+    }
+}
+
+impl TemplatePatch {
+    /// Every field given checked by its type ([`crate::valid`]).
+    pub fn validate(&self) -> Result<(), Invalid> {
+        if let Some(name) = &self.name {
+            TemplateName::parse(name)?;
+        }
+        if let Some(category) = &self.category {
+            Category::parse(category)?;
+        }
+        if let Some(layout) = &self.layout {
+            Layout::parse(layout)?;
+        }
+        Ok(())
+    }
 }
 
 /// A page of templates.

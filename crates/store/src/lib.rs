@@ -17,29 +17,21 @@
 //! - [`warmup_topic`]: the Kafka warm-up topic (rdkafka producer, topic admin).
 //! - [`pause`]: test-only pause points that force interleavings (a no-op in release builds).
 //! - [`readiness`]: `/readyz` of both services (only Postgres gates; the rest is reported).
-//! - [`probe`]: the `healthcheck` subcommand of both binaries (the image's HEALTHCHECK);
-//!   [`shutdown`]: the SIGTERM/SIGINT future both services run until.
-//! - [`settings`]: the settings sections both services embed, and the layered loader;
-//!   [`invalid_setting`]: the error naming a bad key.
-//! - [`metrics`]: Prometheus registry helpers (constructors, text encoding).
+//! - [`settings`]: the settings sections both services embed, and the layered loader.
 //! - [`tls`]: rustls client configuration (CA bundles, system roots) for Redis and Postgres.
-//! - [`telemetry`]: logs (text or JSON) and traces (OTLP export; W3C trace context carried
-//!   in HTTP and Kafka headers).
+//!
+//! Logs, traces, metrics helpers, the shutdown signal and the healthcheck
+//! probe are not storage: they are in `prewarm-service-kit`.
 
 pub mod connect;
 pub mod db;
-pub mod invalid_setting;
-pub mod metrics;
 pub mod object_upload;
 pub mod objects;
 pub mod pause;
 pub mod pool_index;
-pub mod probe;
 pub mod rate_buckets;
 pub mod readiness;
 pub mod settings;
 pub mod shared_cache;
-pub mod shutdown;
-pub mod telemetry;
 pub mod tls;
 pub mod warmup_topic;

@@ -7,9 +7,9 @@ use std::time::Duration;
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
-pub use crate::invalid_setting::invalid;
 pub use crate::objects::S3Settings;
 pub use crate::warmup_topic::KafkaSettings;
+pub use prewarm_service_kit::invalid_setting::invalid;
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]

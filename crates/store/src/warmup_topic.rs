@@ -191,7 +191,7 @@ impl WarmupPublisher {
         let payload = request.to_bytes();
         // The caller's trace goes along, so the refill joins it.
         let mut headers = OwnedHeaders::new();
-        for (key, value) in crate::telemetry::inject() {
+        for (key, value) in prewarm_service_kit::telemetry::inject() {
             headers = headers.insert(Header {
                 key: &key,
                 value: Some(&value),

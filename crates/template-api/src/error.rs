@@ -89,6 +89,12 @@ fn opaque_message(code: ErrorCode) -> &'static str {
     }
 }
 
+impl From<shared_domain::valid::Invalid> for ApiError {
+    fn from(e: shared_domain::valid::Invalid) -> Self {
+        ApiError::new(ErrorCode::InvalidRequest, e.to_string())
+    }
+}
+
 impl From<StoreError> for ApiError {
     /// The message of a 5xx is the whole error chain: it goes to the log,
     /// never to the client (`error_response`).

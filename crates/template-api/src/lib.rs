@@ -11,7 +11,6 @@
 //!   process-wide budget of bytes in flight.
 //! - [`idempotency`]: the `Idempotency-Key` header (replayed answers, one resource per key).
 //! - [`rate_limit`]: token buckets per key and address (Redis, in-process fallback).
-//! - [`validate`]: checks of client text and layouts (lengths, NUL, number range).
 //! - [`auth`]: bearer-token extractors for companies and the admin.
 //! - [`error`]: `ApiError`, the one mapping from failures to JSON error responses.
 //! - [`metrics`]: Prometheus metrics at `/metrics` and the latency middleware.
@@ -37,4 +36,3 @@ pub mod startup;
 pub mod state;
 pub mod template_versions;
 pub mod upload;
-pub mod validate;

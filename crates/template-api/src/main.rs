@@ -5,13 +5,16 @@
 //! `PREWARM_DATABASE__URL`, `__SSL_MODE` and `__SSL_ROOT_CERT`) and exits: the Helm chart's
 //! migration Job.
 
-use prewarm_store::telemetry;
+use prewarm_service_kit::telemetry;
 use template_api::{settings, startup::Application};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     if std::env::args().nth(1).as_deref() == Some("healthcheck") {
-        std::process::exit(prewarm_store::probe::run("PREWARM_SERVER__PORT", 8080));
+        std::process::exit(prewarm_service_kit::probe::run(
+            "PREWARM_SERVER__PORT",
+            8080,
+        ));
     }
     if std::env::args().nth(1).as_deref() == Some("migrate") {
         let url = std::env::var("PREWARM_DATABASE__URL")
@@ -35,6 +38,6 @@ async fn main() -> anyhow::Result<()> {
     let _telemetry = telemetry::init(&settings.log, &settings.trace, "template-api");
     let app = Application::build(settings).await?;
     tracing::info!(port = app.port(), "template-api listening");
-    app.run(prewarm_store::shutdown::signal()).await?;
+    app.run(prewarm_service_kit::shutdown::signal()).await?;
     Ok(())
 }

@@ -8,7 +8,7 @@ use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
 use actix_web::{web, HttpResponse};
-use prewarm_store::metrics::{counter_vec, encode, gauge_vec, histogram_vec, CONTENT_TYPE};
+use prewarm_service_kit::metrics::{counter_vec, encode, gauge_vec, histogram_vec, CONTENT_TYPE};
 use prometheus::{HistogramVec, IntCounterVec, IntGaugeVec, Registry};
 
 /// Why a design was not served from the pool.

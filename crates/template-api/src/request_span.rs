@@ -9,7 +9,7 @@ use std::time::Instant;
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
-use prewarm_store::telemetry::{adopt_parent, record_trace_id};
+use prewarm_service_kit::telemetry::{adopt_parent, record_trace_id};
 use tracing::field::Empty;
 use tracing::Instrument;
 

@@ -3,10 +3,10 @@
 //! e.g. `PREWARM_DATABASE__URL`, `PREWARM_POOL__TARGET`. Invalid or missing
 //! values fail at start with the key named.
 
+use prewarm_service_kit::telemetry::{LogSettings, TraceSettings};
 use prewarm_store::settings::{
     invalid, DatabaseSettings, KafkaSettings, PoolSettings, RedisSettings, S3Settings,
 };
-use prewarm_store::telemetry::{LogSettings, TraceSettings};
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 

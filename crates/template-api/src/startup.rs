@@ -81,7 +81,7 @@ impl Application {
     }
 
     /// Serves until `shutdown` completes (the binary passes SIGTERM/SIGINT:
-    /// [`prewarm_store::shutdown::signal`]), then stops accepting, lets
+    /// [`prewarm_service_kit::shutdown::signal`]), then stops accepting, lets
     /// in-flight requests finish within `server.shutdown_timeout_secs`, and
     /// flushes pending warm-up requests.
     pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) -> std::io::Result<()> {

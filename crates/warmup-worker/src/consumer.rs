@@ -274,8 +274,8 @@ async fn refill_with_retry(
         reason = request.reason,
         trace_id = tracing::field::Empty,
     );
-    prewarm_store::telemetry::extract(&span, &request.trace);
-    prewarm_store::telemetry::record_trace_id(&span);
+    prewarm_service_kit::telemetry::extract(&span, &request.trace);
+    prewarm_service_kit::telemetry::record_trace_id(&span);
     refill_traced(refiller, dead_letters, attempts, request)
         .instrument(span)
         .await

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use actix_web::dev::Server;
 use actix_web::{web, App, HttpResponse, HttpServer};
-use prewarm_store::metrics::{encode, CONTENT_TYPE};
+use prewarm_service_kit::metrics::{encode, CONTENT_TYPE};
 use prewarm_store::readiness::{self, Dependencies};
 use prewarm_store::warmup_topic::WarmupPublisher;
 use serde_json::json;

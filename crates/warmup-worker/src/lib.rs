@@ -17,11 +17,14 @@
 //!   (`pool.idle_secs`); demand kept incrementally, the plan in `pool_targets`.
 //! - [`singleton`]: one replica at a time per background pass (leases in
 //!   `singleton_leases`, renewed while the pass runs).
+//! - [`depths`]: the pool-depth metrics, from the changed, depleted and swept
+//!   templates (not the whole catalogue).
 //! - [`metrics`]: the worker's Prometheus metrics; [`http`]: `/healthz`,
 //!   `/readyz` and `/metrics` on `worker.http_port`.
 //! - [`startup`]: connects dependencies and builds the `Worker`.
 
 pub mod consumer;
+pub mod depths;
 pub mod http;
 pub mod metrics;
 pub mod reconciler;

@@ -4,7 +4,7 @@
 //! most depleted templates, so cardinality stays bounded however many
 //! templates exist.
 
-use prewarm_store::metrics::{counter_vec, gauge_vec, histogram_vec};
+use prewarm_service_kit::metrics::{counter_vec, gauge_vec, histogram_vec};
 use prometheus::{
     GaugeVec, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
 };
@@ -143,14 +143,21 @@ impl WorkerMetrics {
         })
     }
 
-    /// Publishes a snapshot of pool depths: `(template, ready, target)` for
-    /// every live template, of which only the `keep` most depleted (furthest
+    /// Publishes a snapshot of pool depths: the ready items of all
+    /// templates (`total`) and `(template, ready, target)` of the templates
+    /// the depth pass knows (every depleted one and a few recently seen, see
+    /// [`crate::depths`]), of which only the `keep` most depleted (furthest
     /// below target) get their own series. `target` is the fixed target (or,
     /// with adaptive sizing, the minimum).
-    pub fn set_pools(&self, target: i32, mut depths: Vec<(String, i64, i64)>, keep: usize) {
+    pub fn set_pools(
+        &self,
+        target: i32,
+        total: i64,
+        mut depths: Vec<(String, i64, i64)>,
+        keep: usize,
+    ) {
         self.pool_target.set(i64::from(target));
-        self.pool_ready_total
-            .set(depths.iter().map(|(_, n, _)| n).sum());
+        self.pool_ready_total.set(total);
         self.pools_below_target
             .set(depths.iter().filter(|(_, n, t)| n < t).count() as i64);
         depths.sort_by(|a, b| (a.1 - a.2).cmp(&(b.1 - b.2)).then_with(|| a.0.cmp(&b.0)));
@@ -169,8 +176,8 @@ mod tests {
     fn pool_series_are_bounded_to_the_most_depleted() {
         let m = WorkerMetrics::new().unwrap();
         let depths = (0..100).map(|i| (format!("t{i:03}"), i % 7, 4)).collect();
-        m.set_pools(4, depths, 10);
-        let text = prewarm_store::metrics::encode(&m.registry);
+        m.set_pools(4, 295, depths, 10);
+        let text = prewarm_service_kit::metrics::encode(&m.registry);
         let series = text
             .lines()
             .filter(|l| l.starts_with("prewarm_pool_ready_items{"))

@@ -5,10 +5,10 @@
 
 use std::time::Duration;
 
+use prewarm_service_kit::telemetry::{LogSettings, TraceSettings};
 use prewarm_store::settings::{
     invalid, DatabaseSettings, KafkaSettings, PoolSettings, RedisSettings, S3Settings,
 };
-use prewarm_store::telemetry::{LogSettings, TraceSettings};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

@@ -15,7 +15,6 @@ use tokio::sync::Semaphore;
 use std::net::TcpListener;
 
 use actix_web::dev::Server;
-use prewarm_store::db::{pool_items, pool_targets};
 
 use crate::consumer::{DeadLetters, WorkerContext};
 use crate::http::Probes;
@@ -166,6 +165,16 @@ impl Worker {
         }
     }
 
+    /// The pool-depth pass behind the metrics.
+    pub fn depths(&self) -> crate::depths::Depths {
+        crate::depths::Depths::new(
+            self.refiller.db.clone(),
+            self.refiller.rule,
+            self.settings.worker.metrics_templates,
+            self.settings.worker.reconcile_sweep,
+        )
+    }
+
     /// Consumes and reconciles until `shutdown` resolves, then commits and returns.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
         let stop = CancellationToken::new();
@@ -176,6 +185,7 @@ impl Worker {
             topic: self.settings.kafka.dead_letter_topic(),
         };
         let sizer = self.sizer();
+        let depth_pass = self.depths();
         let http = self.http.handle();
         let http_server = self.http;
         let sizing = async {
@@ -185,11 +195,11 @@ impl Worker {
         };
         let rule = self.refiller.rule;
         let fixed_or_min = if rule.adaptive { rule.min } else { rule.fixed };
-        let depths = pool_depths(
-            self.refiller.clone(),
+        let depths = crate::depths::run(
+            depth_pass,
+            self.refiller.metrics.clone(),
             fixed_or_min,
             Duration::from_millis(self.settings.worker.metrics_interval_ms),
-            self.settings.worker.metrics_templates,
             stop.clone(),
         );
         let consumer = crate::consumer::run(
@@ -227,50 +237,5 @@ impl Worker {
             stopping_http
         );
         consumed
-    }
-}
-
-/// Reads every live template's ready count from the ledger for the metrics
-/// (one aggregate over the catalogue every `worker.metrics_interval_ms`: the
-/// one background read that still grows with it, see docs/design.md).
-async fn pool_depths(
-    refiller: Refiller,
-    target: i32,
-    every: Duration,
-    keep: usize,
-    stop: CancellationToken,
-) {
-    let mut tick = tokio::time::interval(every);
-    loop {
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = tick.tick() => {}
-        }
-        let depths = match refiller.db.conn().await {
-            Ok(mut conn) => match pool_items::ready_by_template(&mut conn).await {
-                Ok(depths) if refiller.rule.planned() => pool_targets::all(&mut conn)
-                    .await
-                    .map(|planned| (depths, planned)),
-                Ok(depths) => Ok((depths, Default::default())),
-                Err(e) => Err(e),
-            },
-            Err(e) => Err(e),
-        };
-        match depths {
-            Ok((depths, planned)) => refiller.metrics.set_pools(
-                target,
-                depths
-                    .into_iter()
-                    .map(|(t, n, age)| {
-                        let goal = refiller.rule.target(planned.get(&t).copied(), age);
-                        (t.to_string(), n, i64::from(goal))
-                    })
-                    .collect(),
-                keep,
-            ),
-            Err(e) => {
-                tracing::warn!(error = %Chain(&e), "could not read pool depths for the metrics")
-            }
-        }
     }
 }

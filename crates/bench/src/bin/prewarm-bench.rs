@@ -17,7 +17,8 @@
 //! 6. similar templates (uncached, cached, a stampede);
 //! 7. adaptive vs fixed pool sizing on a Zipf workload with a burst;
 //! 8. scale: 10^3-10^5 templates with a long tail, the background passes'
-//!    cost by catalogue size (`--only scale` runs it alone).
+//!    cost by catalogue size (`--only scale` runs it alone; `--only headline`
+//!    runs the warm loops and the headline and prints them).
 
 use prewarm_bench::markdown::{self, Results};
 use prewarm_bench::scenarios;
@@ -26,6 +27,15 @@ use prewarm_bench::setup::{args, Bench};
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let mut b = Bench::start(args()?).await?;
+    if b.args.only.as_deref() == Some("headline") {
+        let prefill = scenarios::prefill(&b).await?;
+        b.settle().await?;
+        scenarios::warm(&b, prefill.template, &mut Vec::new()).await?;
+        b.settle().await?;
+        scenarios::headline(&b, prefill.template).await?;
+        b.stop_services().await;
+        return b.drop_database().await;
+    }
     if b.args.only.is_some() {
         let (scale, params) = scenarios::scale(&b).await?;
         let md = prewarm_bench::scenarios::scale::report(&params, &scale);

@@ -23,7 +23,7 @@ pub async fn prefill(b: &Bench) -> anyhow::Result<Prefill> {
     let (sizes, direct_s3, suffix, root, run_dir, index, client) = (
         &b.sizes,
         &b.direct_s3,
-        &b.suffix,
+        &b.run.suffix,
         &b.root,
         &b.run_dir,
         &b.index,
@@ -79,7 +79,7 @@ pub async fn prefill_template(
     set(
         &mut env,
         "PREWARM_WORKER__GROUP_ID",
-        format!("bench-images-{images}-{}", b.suffix),
+        format!("bench-images-{images}-{}", b.run.suffix),
     );
     set(&mut env, "PREWARM_WORKER__COPY_CONCURRENCY", 128);
     set(&mut env, "PREWARM_WORKER__ITEMS_IN_FLIGHT", 16);

@@ -29,10 +29,12 @@ use prewarm_store::objects::ObjectStore;
 use rand::Rng;
 use shared_domain::ids::{PoolItemId, TemplateId};
 use shared_domain::object_keys;
+use warmup_worker::depths::DepthReport;
 use warmup_worker::reconciler::TickReport;
 use warmup_worker::sizer::SizerReport;
 
 use super::sizing::zipf_cdf;
+use crate::isolated::Isolated;
 use crate::load::{open_loop, RunResult};
 use crate::services::{release_binary, Service};
 use crate::setup::{free_port, new_tenant, s3_settings, set, wait_ready, Bench};
@@ -48,7 +50,6 @@ pub struct Params {
     pub env: Vec<(String, String)>,
     /// `postgres://user@host:port` (databases are created there).
     pub pg: String,
-    pub suffix: String,
     pub admin_token: String,
     pub http: reqwest::Client,
 }
@@ -62,6 +63,8 @@ pub struct SizeResult {
     /// Steady passes: median time, and the last report.
     pub reconcile: (Duration, TickReport),
     pub sizer: (Duration, SizerReport),
+    /// The pool-depth metrics pass: median time, and the last report.
+    pub depths: (Duration, DepthReport),
     pub gc: GcRun,
     pub load: RunResult,
     /// Objects held by live pool items after the load.
@@ -92,44 +95,34 @@ const GC_PAGES: usize = 3;
 pub async fn run(p: &Params, root: &Path, log_dir: &Path) -> anyhow::Result<Vec<SizeResult>> {
     let mut results = Vec::new();
     for &n in &p.sizes {
-        match run_size(p, n, root, log_dir).await {
-            Ok(r) => results.push(r),
-            Err(e) => {
-                // Do not leave the size's database behind.
-                let _ = drop_database(p, &db_name(p, n)).await;
-                return Err(e);
-            }
-        }
+        // Each size on its own database, bucket, prefix and topic.
+        let run = Isolated::new("scale", &p.pg);
+        let result = run_size(p, &run, n, root, log_dir).await;
+        // Do not leave the size's database behind.
+        let dropped = drop_database(p, &run).await;
+        results.push(result?);
+        dropped?;
     }
     Ok(results)
 }
 
-async fn run_size(p: &Params, n: usize, root: &Path, log_dir: &Path) -> anyhow::Result<SizeResult> {
-    let db_name = db_name(p, n);
-    let db_url = format!("{}/{db_name}", p.pg);
-    {
-        let mut admin = AsyncPgConnection::establish(&format!("{}/postgres", p.pg)).await?;
-        diesel::sql_query(format!("CREATE DATABASE {db_name}"))
-            .execute(&mut admin)
-            .await?;
-    }
+async fn run_size(
+    p: &Params,
+    run: &Isolated,
+    n: usize,
+    root: &Path,
+    log_dir: &Path,
+) -> anyhow::Result<SizeResult> {
+    run.create_database(&mut AsyncPgConnection::establish(&format!("{}/postgres", p.pg)).await?)
+        .await?;
+    let db_url = run.db_url();
     let mut env = p.env.clone();
-    set(&mut env, "PREWARM_DATABASE__URL", &db_url);
-    set(
-        &mut env,
-        "PREWARM_S3__BUCKET",
-        format!("scale-{}-{n}", p.suffix),
-    );
-    set(
-        &mut env,
-        "PREWARM_REDIS__KEY_PREFIX",
-        format!("bench:{}:scale{n}:", p.suffix),
-    );
-    set(
-        &mut env,
-        "PREWARM_KAFKA__TOPIC",
-        format!("bench-scale-{}-{n}", p.suffix),
-    );
+    for (k, v) in run.env() {
+        // The bench's admin token and tenants stay; the rest is this size's.
+        if k != "PREWARM_ADMIN_TOKEN" {
+            set(&mut env, &k, v);
+        }
+    }
     set(&mut env, "PREWARM_POOL__TARGET", 4);
     set(&mut env, "PREWARM_POOL__MIN", 1);
     set(&mut env, "PREWARM_POOL__IDLE_SECS", 600);
@@ -177,11 +170,6 @@ async fn run_size(p: &Params, n: usize, root: &Path, log_dir: &Path) -> anyhow::
     let mut worker_env = env.clone();
     set(&mut worker_env, "PREWARM_WORKER__RECONCILE_INTERVAL_MS", 0);
     set(&mut worker_env, "PREWARM_WORKER__GC_INTERVAL_SECS", 0);
-    set(
-        &mut worker_env,
-        "PREWARM_WORKER__GROUP_ID",
-        format!("bench-scale-{}-{n}", p.suffix),
-    );
     let worker_process = Service::spawn(
         "warmup-worker (scale)",
         &release_binary(root, "warmup-worker"),
@@ -217,6 +205,13 @@ async fn run_size(p: &Params, n: usize, root: &Path, log_dir: &Path) -> anyhow::
     sizer.tick().await?; // takes over: loads the plan
     let sizer = median(PASSES, || sizer.tick()).await?;
     eprintln!("scale {n}: sizer pass {:.1?} ({:?})", sizer.0, sizer.1);
+    let depth_pass = worker.depths();
+    depth_pass.pass().await?; // the changes since it started
+    let depths = median(PASSES, || depth_pass.pass()).await?;
+    eprintln!(
+        "scale {n}: depth pass {:.1?} ({} checked)",
+        depths.0, depths.1.checked
+    );
     drop(worker);
 
     // 4. The GC over the whole bucket, in its own process.
@@ -224,28 +219,22 @@ async fn run_size(p: &Params, n: usize, root: &Path, log_dir: &Path) -> anyhow::
     eprintln!("scale {n}: gc {gc:?}");
 
     drop(dbh);
-    drop_database(p, &db_name).await?;
     Ok(SizeResult {
         templates: n,
         seed_secs,
         rebuild,
         reconcile,
         sizer,
+        depths,
         gc,
         load,
         pooled_objects,
     })
 }
 
-fn db_name(p: &Params, n: usize) -> String {
-    format!("prewarm_bench_{}_scale_{n}", p.suffix)
-}
-
-async fn drop_database(p: &Params, db_name: &str) -> anyhow::Result<()> {
+async fn drop_database(p: &Params, run: &Isolated) -> anyhow::Result<()> {
     let mut admin = AsyncPgConnection::establish(&format!("{}/postgres", p.pg)).await?;
-    diesel::sql_query(format!("DROP DATABASE IF EXISTS {db_name} WITH (FORCE)"))
-        .execute(&mut admin)
-        .await?;
+    run.drop_database(&mut admin).await?;
     Ok(())
 }
 
@@ -416,6 +405,64 @@ fn growth(small: f64, large: f64) -> f64 {
     large / small.max(1e-9)
 }
 
+/// How each background pass grew from the smaller catalogue to the larger.
+#[derive(Debug, Clone, Copy)]
+pub struct Growth {
+    /// Templates, larger / smaller.
+    pub x: f64,
+    pub reconcile: f64,
+    pub sizer: f64,
+    pub depths: f64,
+    /// GC: ledger checks per listing page, and memory over baseline.
+    pub gc_page: f64,
+    pub gc_mem: f64,
+    /// The rebuild pass after Redis lost its data (visits every template).
+    pub rebuild: f64,
+}
+
+impl Growth {
+    pub fn of(small: &SizeResult, large: &SizeResult) -> Growth {
+        let secs = |d: Duration| d.as_secs_f64();
+        Growth {
+            x: large.templates as f64 / small.templates as f64,
+            reconcile: growth(secs(small.reconcile.0), secs(large.reconcile.0)),
+            sizer: growth(secs(small.sizer.0), secs(large.sizer.0)),
+            depths: growth(secs(small.depths.0), secs(large.depths.0)),
+            gc_page: growth(small.gc_page_secs(), large.gc_page_secs()),
+            gc_mem: growth(small.gc_mem_kib(), large.gc_mem_kib()),
+            rebuild: growth(secs(small.rebuild.0), secs(large.rebuild.0)),
+        }
+    }
+
+    /// The passes that must grow sublinearly: all under 3x for 10x.
+    pub fn bounded(&self) -> bool {
+        [
+            self.reconcile,
+            self.sizer,
+            self.depths,
+            self.gc_page,
+            self.gc_mem,
+        ]
+        .iter()
+        .all(|g| *g < 3.0)
+    }
+}
+
+impl SizeResult {
+    /// GC ledger checks per listing page, in seconds.
+    pub fn gc_page_secs(&self) -> f64 {
+        self.gc.check_secs / self.gc.pages.max(1) as f64
+    }
+
+    /// GC peak memory over its baseline, in KiB (at least 1).
+    pub fn gc_mem_kib(&self) -> f64 {
+        self.gc
+            .peak_rss_kib
+            .saturating_sub(self.gc.baseline_rss_kib)
+            .max(1) as f64
+    }
+}
+
 /// The report's section (markdown).
 pub fn report(p: &Params, results: &[SizeResult]) -> String {
     use std::fmt::Write;
@@ -435,17 +482,17 @@ pub fn report(p: &Params, results: &[SizeResult]) -> String {
     let _ = writeln!(
         md,
         "| templates | seed | rebuild pass (Redis lost, every list) | reconciler pass: time, \
-         checked, queries | sizer pass: time, tracked | GC walk: objects, pages; ledger checks per \
+         checked, queries | sizer pass: time, tracked | depth metrics pass: time, checked | GC walk: objects, pages; ledger checks per \
          10^5 objects; S3 listing | GC memory over baseline | pooled objects (fixed N=4 without \
          idle: 4 x templates) | warm hits |"
     );
-    let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|---|");
     for r in results {
         let gc_per_1e5 = r.gc.check_secs / (r.gc.scanned.max(1) as f64) * 1e5;
         let _ = writeln!(
             md,
             "| {} | {:.1} s | {:.2} s ({} checked, {} queries) | {:.1} ms, {}, {} | {:.1} ms, {} | \
-             {}, {}; {:.2} s; {:.2} s | {:.1} MiB (peak {:.1} MiB) | {} ({}) | {:.1}% of {} |",
+             {:.1} ms, {} | {}, {}; {:.2} s; {:.2} s | {:.1} MiB (peak {:.1} MiB) | {} ({}) | {:.1}% of {} |",
             r.templates,
             r.seed_secs,
             r.rebuild.0.as_secs_f64(),
@@ -456,6 +503,8 @@ pub fn report(p: &Params, results: &[SizeResult]) -> String {
             r.reconcile.1.queries,
             r.sizer.0.as_secs_f64() * 1e3,
             r.sizer.1.templates,
+            r.depths.0.as_secs_f64() * 1e3,
+            r.depths.1.checked,
             r.gc.scanned,
             r.gc.pages,
             gc_per_1e5,
@@ -469,28 +518,28 @@ pub fn report(p: &Params, results: &[SizeResult]) -> String {
         );
     }
     if let [small, large] = results {
-        let reconcile = growth(
-            small.reconcile.0.as_secs_f64(),
-            large.reconcile.0.as_secs_f64(),
-        );
-        let sizer = growth(small.sizer.0.as_secs_f64(), large.sizer.0.as_secs_f64());
-        let page = |r: &SizeResult| r.gc.check_secs / r.gc.pages.max(1) as f64;
-        let gc_page = growth(page(small), page(large));
-        let mem = |r: &SizeResult| r.gc.peak_rss_kib.saturating_sub(r.gc.baseline_rss_kib) as f64;
-        let gc_mem = growth(mem(small).max(1.0), mem(large).max(1.0));
-        let rebuild = growth(small.rebuild.0.as_secs_f64(), large.rebuild.0.as_secs_f64());
-        let x = large.templates as f64 / small.templates as f64;
+        let growth = Growth::of(small, large);
+        let Growth {
+            x,
+            reconcile,
+            sizer,
+            depths,
+            gc_page,
+            gc_mem,
+            rebuild,
+        } = growth;
         let _ = writeln!(
             md,
             "\nGrowth from {} to {} templates ({x:.0}x): reconciler pass {reconcile:.2}x, sizer pass \
-             {sizer:.2}x, GC ledger checks per listing page {gc_page:.2}x, GC memory {gc_mem:.2}x -- \
+             {sizer:.2}x, pool-depth metrics pass {depths:.2}x, GC ledger checks per listing page \
+             {gc_page:.2}x, GC memory {gc_mem:.2}x -- \
              target < 3x each: {}. For comparison, the rebuild pass (the cost every pass had when \
              the reconciler visited every template) grew {rebuild:.1}x. The S3 listing time is the \
              test server's: s3s-fs walks and sorts the whole bucket directory for every page, so a \
              walk costs it O(objects^2); S3 serves a page by key range.\n",
             small.templates,
             large.templates,
-            crate::markdown::verdict(reconcile < 3.0 && sizer < 3.0 && gc_page < 3.0 && gc_mem < 3.0),
+            crate::markdown::verdict(growth.bounded()),
         );
         // 10^6 is not run here (see the paragraph): extrapolated from the
         // measured growth per decade, which is what sublinear growth means.
@@ -506,7 +555,7 @@ pub fn report(p: &Params, results: &[SizeResult]) -> String {
             large.seed_secs * x / 60.0,
             next(reconcile, large.reconcile.0.as_secs_f64() * 1e3),
             next(sizer, large.sizer.0.as_secs_f64() * 1e3),
-            next(gc_page, page(large) * 1e3),
+            next(gc_page, large.gc_page_secs() * 1e3),
             next(rebuild, large.rebuild.0.as_secs_f64()),
         );
     }
@@ -522,9 +571,8 @@ pub async fn scale(b: &Bench) -> anyhow::Result<(Vec<SizeResult>, Params)> {
         secs: b.sizes.scale_secs,
         zipf_s: 1.1,
         env: b.direct_s3.clone(),
-        pg: b.pg.clone(),
-        suffix: b.suffix.clone(),
-        admin_token: b.admin_token.clone(),
+        pg: b.run.pg_server.clone(),
+        admin_token: b.run.admin_token.clone(),
         http: b.http.clone(),
     };
     let results = run(&params, &b.root, &b.run_dir).await?;

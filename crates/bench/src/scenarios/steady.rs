@@ -20,7 +20,14 @@ pub struct Steady {
 /// Scenario 5: Sustained load below and above the worker's copy capacity.
 pub async fn steady(b: &Bench) -> anyhow::Result<Steady> {
     let (args, sizes, env, suffix, root, run_dir, index, client) = (
-        &b.args, &b.sizes, &b.env, &b.suffix, &b.root, &b.run_dir, &b.index, &b.client,
+        &b.args,
+        &b.sizes,
+        &b.env,
+        &b.run.suffix,
+        &b.root,
+        &b.run_dir,
+        &b.index,
+        &b.client,
     );
     let mut steady_env = env.clone();
     set(&mut steady_env, "PREWARM_POOL__TARGET", 4);

@@ -554,34 +554,13 @@ pub async fn state_counts(
         .await?)
 }
 
-#[derive(diesel::QueryableByName)]
-struct Depth {
-    #[diesel(sql_type = diesel::sql_types::Uuid)]
-    template_id: Uuid,
-    #[diesel(sql_type = diesel::sql_types::BigInt)]
-    ready: i64,
-    #[diesel(sql_type = diesel::sql_types::Double)]
-    age: f64,
-}
-
-/// Ready items of the current version of every live template (0 included)
-/// and the template's age in seconds, for the pool-depth metrics.
-pub async fn ready_by_template(
-    conn: &mut AsyncPgConnection,
-) -> Result<Vec<(TemplateId, i64, f64)>, StoreError> {
-    let rows: Vec<Depth> = diesel::sql_query(
-        "SELECT t.id AS template_id, count(p.id) AS ready,
-                extract(epoch FROM now() - t.created_at)::float8 AS age
-           FROM templates t
-           LEFT JOIN pool_items p
-             ON p.template_id = t.id AND p.template_version = t.version AND p.state = 'ready'
-          WHERE t.deleted_at IS NULL
-          GROUP BY t.id",
-    )
-    .load(conn)
-    .await?;
-    Ok(rows
-        .into_iter()
-        .map(|d| (TemplateId(d.template_id), d.ready, d.age))
-        .collect())
+/// Ready items of all templates (any version): a count over the partial
+/// index of live items, so it grows with the pooled items, not the
+/// catalogue.
+pub async fn ready_total(conn: &mut AsyncPgConnection) -> Result<i64, StoreError> {
+    Ok(pool_items::table
+        .filter(pool_items::state.eq(PoolItemState::Ready.as_str()))
+        .count()
+        .get_result(conn)
+        .await?)
 }

@@ -3,9 +3,7 @@
 
 use actix_web::{web, HttpResponse};
 use prewarm_store::db::{api_keys, companies, pool_items, pool_targets, templates};
-use shared_domain::company::{
-    ApiKeyCreated, ApiKeyList, ApiKeyRotated, NewCompany, RotateApiKey, MAX_DESIGN_LIMIT,
-};
+use shared_domain::company::{ApiKeyCreated, ApiKeyList, ApiKeyRotated, NewCompany, RotateApiKey};
 use shared_domain::error::Chain;
 use shared_domain::error::ErrorCode;
 use shared_domain::ids::{ApiKeyId, CompanyId, TemplateId};
@@ -20,18 +18,7 @@ pub async fn create_company(
     state: web::Data<AppState>,
     body: web::Json<NewCompany>,
 ) -> Result<HttpResponse, ApiError> {
-    let name = body.name.trim();
-    crate::validate::check_text("name", name, 200, true)?;
-    if !(0..=MAX_DESIGN_LIMIT).contains(&body.design_limit) {
-        return Err(ApiError::new(
-            ErrorCode::InvalidRequest,
-            format!("`design_limit` must be between 0 and {MAX_DESIGN_LIMIT}"),
-        ));
-    }
-    let new = NewCompany {
-        name: name.to_string(),
-        design_limit: body.design_limit,
-    };
+    let new = body.validated()?;
     let mut conn = state.db.conn().await?;
     let company = companies::insert(&mut conn, &new).await?;
     Ok(HttpResponse::Created().json(company))

@@ -12,6 +12,7 @@ use chrono::{DateTime, Utc};
 use prewarm_store::db::page::PageAt;
 use serde::Deserialize;
 use shared_domain::error::ErrorCode;
+use shared_domain::valid::PageLimit;
 
 use crate::error::ApiError;
 
@@ -89,23 +90,16 @@ pub struct Page {
 }
 
 impl Page {
-    pub const MAX_LIMIT: i64 = 100;
-
+    /// The page's size (the default when it is not given; clamped when it
+    /// is out of range, which [`Page::position`] refuses first).
     pub fn limit(&self) -> i64 {
-        self.limit.unwrap_or(50).clamp(1, Self::MAX_LIMIT)
+        self.limit
+            .map_or(PageLimit::DEFAULT, |l| l.clamp(1, PageLimit::MAX))
     }
 
     /// Where the page starts (and the page's size checked: 1 to 100).
     pub fn position(&self) -> Result<PageAt, ApiError> {
-        if self
-            .limit
-            .is_some_and(|l| !(1..=Self::MAX_LIMIT).contains(&l))
-        {
-            return Err(ApiError::new(
-                ErrorCode::InvalidRequest,
-                format!("`limit` must be 1 to {}", Self::MAX_LIMIT),
-            ));
-        }
+        PageLimit::parse(self.limit)?;
         if self.offset.is_some_and(|o| o < 0) {
             return Err(ApiError::new(
                 ErrorCode::InvalidRequest,

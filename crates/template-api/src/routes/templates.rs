@@ -9,10 +9,7 @@ use shared_domain::error::Chain;
 use shared_domain::error::ErrorCode;
 use shared_domain::ids::{CompanyId, TemplateId};
 use shared_domain::pool::PoolStatus;
-use shared_domain::template::{
-    NewTemplate, Template, TemplateImage, TemplateList, TemplatePatch, MAX_CATEGORY_LEN,
-    MAX_NAME_LEN,
-};
+use shared_domain::template::{NewTemplate, Template, TemplateImage, TemplateList, TemplatePatch};
 use shared_domain::warmup::Reason;
 
 use super::Page;
@@ -21,7 +18,6 @@ use crate::error::ApiError;
 use crate::idempotency::{self, Start};
 use crate::state::AppState;
 use crate::upload::{discard, read_upload, settled, Upload};
-use crate::validate::{check_layout, check_text};
 
 /// The route an `Idempotency-Key` of a template creation belongs to.
 const CREATE_ROUTE: &str = "POST /templates";
@@ -54,9 +50,7 @@ fn parse_metadata(bytes: &[u8]) -> Result<NewTemplate, ApiError> {
         };
         ApiError::new(code, format!("metadata: {e}"))
     })?;
-    check_text("name", &new.name, MAX_NAME_LEN, true)?;
-    check_text("category", &new.category, MAX_CATEGORY_LEN, false)?;
-    check_layout(&new.layout)?;
+    new.validate()?;
     Ok(new)
 }
 
@@ -324,15 +318,7 @@ pub async fn update(
 ) -> Result<HttpResponse, ApiError> {
     let expected = if_match(&req)?;
     let patch = body.into_inner();
-    if let Some(name) = &patch.name {
-        check_text("name", name, MAX_NAME_LEN, true)?;
-    }
-    if let Some(category) = &patch.category {
-        check_text("category", category, MAX_CATEGORY_LEN, false)?;
-    }
-    if let Some(layout) = &patch.layout {
-        check_layout(layout)?;
-    }
+    patch.validate()?;
     let template = apply_edit(
         &state,
         company.0,
