@@ -196,6 +196,78 @@ pub struct TestStack {
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
+/// The services' settings of a test stack over `run`'s resources (the
+/// servers from `PREWARM_TEST_*`, or the machine's), before the test's own.
+fn stack_env(run: &Isolated, options: &Options) -> Vec<(String, String)> {
+    let mut env = run.env();
+    env.extend(
+        [
+            ("PREWARM_DATABASE__MAX_CONNECTIONS", "8".into()),
+            (
+                "PREWARM_DATABASE__SSL_MODE",
+                options
+                    .pg_tls
+                    .clone()
+                    .map_or("disable".into(), |(mode, _)| mode),
+            ),
+            (
+                "PREWARM_DATABASE__SSL_ROOT_CERT",
+                options.pg_tls.clone().map_or(String::new(), |(_, ca)| ca),
+            ),
+            (
+                "PREWARM_REDIS__URL",
+                env_or("PREWARM_TEST_REDIS", "redis://127.0.0.1:6379"),
+            ),
+            (
+                "PREWARM_KAFKA__BROKERS",
+                env_or("PREWARM_TEST_KAFKA", "127.0.0.1:9092"),
+            ),
+            ("PREWARM_KAFKA__PARTITIONS", "2".into()),
+            (
+                "PREWARM_S3__ENDPOINT",
+                env_or("PREWARM_TEST_S3", "http://127.0.0.1:9000"),
+            ),
+            ("PREWARM_S3__ACCESS_KEY_ID", "test".into()),
+            ("PREWARM_S3__SECRET_ACCESS_KEY", "test".into()),
+            ("PREWARM_SERVER__PORT", "0".into()),
+            ("PREWARM_SERVER__WORKERS", "2".into()),
+            ("PREWARM_POOL__TARGET", options.pool_target.to_string()),
+            ("PREWARM_WORKER__BATCH_WINDOW_MS", "10".into()),
+        ]
+        .into_iter()
+        .map(|(k, v): (&str, String)| (k.to_string(), v)),
+    );
+    env
+}
+
+/// An in-process warmup-worker over `env` (plus the test's worker
+/// settings), running until `stop`: its refiller, its operations base URL
+/// and its task.
+async fn start_worker(
+    env: &[(String, String)],
+    options: &Options,
+    pause: &PausePoints,
+    stop: &CancellationToken,
+) -> (Refiller, String, tokio::task::JoinHandle<()>) {
+    let mut worker_env = env.to_vec();
+    worker_env.extend(options.worker_env.iter().cloned());
+    let worker_settings =
+        warmup_worker::settings::load_from(worker_env.into_iter()).expect("worker settings");
+    let mut worker = warmup_worker::startup::Worker::build(worker_settings)
+        .await
+        .expect("build warmup-worker");
+    worker.refiller.pause = pause.clone();
+    let refiller = worker.refiller.clone();
+    let base = format!("http://127.0.0.1:{}", worker.http_port());
+    let token = stop.clone();
+    let task = tokio::spawn(async move {
+        if let Err(e) = worker.run(token.cancelled_owned()).await {
+            eprintln!("warmup-worker stopped: {e}");
+        }
+    });
+    (refiller, base, task)
+}
+
 impl TestStack {
     pub async fn spawn(options: Options) -> TestStack {
         let admin_server = options.pg_server.clone().unwrap_or_else(pg_server);
@@ -209,44 +281,7 @@ impl TestStack {
             .await
             .expect("create test database");
 
-        let mut env = run.env();
-        env.extend(
-            [
-                ("PREWARM_DATABASE__MAX_CONNECTIONS", "8".into()),
-                (
-                    "PREWARM_DATABASE__SSL_MODE",
-                    options
-                        .pg_tls
-                        .clone()
-                        .map_or("disable".into(), |(mode, _)| mode),
-                ),
-                (
-                    "PREWARM_DATABASE__SSL_ROOT_CERT",
-                    options.pg_tls.clone().map_or(String::new(), |(_, ca)| ca),
-                ),
-                (
-                    "PREWARM_REDIS__URL",
-                    env_or("PREWARM_TEST_REDIS", "redis://127.0.0.1:6379"),
-                ),
-                (
-                    "PREWARM_KAFKA__BROKERS",
-                    env_or("PREWARM_TEST_KAFKA", "127.0.0.1:9092"),
-                ),
-                ("PREWARM_KAFKA__PARTITIONS", "2".into()),
-                (
-                    "PREWARM_S3__ENDPOINT",
-                    env_or("PREWARM_TEST_S3", "http://127.0.0.1:9000"),
-                ),
-                ("PREWARM_S3__ACCESS_KEY_ID", "test".into()),
-                ("PREWARM_S3__SECRET_ACCESS_KEY", "test".into()),
-                ("PREWARM_SERVER__PORT", "0".into()),
-                ("PREWARM_SERVER__WORKERS", "2".into()),
-                ("PREWARM_POOL__TARGET", options.pool_target.to_string()),
-                ("PREWARM_WORKER__BATCH_WINDOW_MS", "10".into()),
-            ]
-            .into_iter()
-            .map(|(k, v): (&str, String)| (k.to_string(), v)),
-        );
+        let mut env = stack_env(&run, &options);
         let recommender_listener = options.recommender.as_ref().map(|_| {
             let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind recommender");
             let port = listener.local_addr().expect("recommender port").port();
@@ -293,26 +328,13 @@ impl TestStack {
             Recommender::start(listener, catalogue, faults).expect("start recommender")
         });
 
-        let mut refiller = None;
-        let mut worker_base = None;
-        if options.worker {
-            let mut worker_env = env.clone();
-            worker_env.extend(options.worker_env.iter().cloned());
-            let worker_settings = warmup_worker::settings::load_from(worker_env.into_iter())
-                .expect("worker settings");
-            let mut worker = warmup_worker::startup::Worker::build(worker_settings)
-                .await
-                .expect("build warmup-worker");
-            worker.refiller.pause = pause.clone();
-            refiller = Some(worker.refiller.clone());
-            worker_base = Some(format!("http://127.0.0.1:{}", worker.http_port()));
-            let token = stop.clone();
-            tasks.push(tokio::spawn(async move {
-                if let Err(e) = worker.run(token.cancelled_owned()).await {
-                    eprintln!("warmup-worker stopped: {e}");
-                }
-            }));
-        }
+        let (refiller, worker_base) = if options.worker {
+            let (refiller, base, task) = start_worker(&env, &options, &pause, &stop).await;
+            tasks.push(task);
+            (Some(refiller), Some(base))
+        } else {
+            (None, None)
+        };
 
         TestStack {
             base,

@@ -173,37 +173,52 @@ fn cpu_total(cpu_rows: &CpuRows, label: &str) -> f64 {
 /// The report's targets section: the ratios of ARCHITECTURE section 4, each
 /// measured side by side in this run.
 fn targets(md: &mut String, v: &View) {
-    let View {
-        sizes,
-        steady,
-        similar,
-        floor_runs,
-        warm_runs,
-        f64_,
-        w64,
-        ratio,
-        headline,
-        images,
-        cpu_rows,
-        scale,
-        ..
-    } = *v;
-    let (f1, w1) = (&floor_runs[0].1, &warm_runs[0].1);
-    let p50_ratio = w1.ms(0.5) / f1.ms(0.5).max(1e-9);
-    let share = w64.throughput() / f64_.throughput().max(1e-9);
+    let mut rows = warm_path_rows(v);
+    rows.extend(similar_rows(v));
+    rows.extend(scale_rows(v.scale));
+    md.push_str("## Targets\n\nEvery target is a ratio of two figures measured side by side in this run (ARCHITECTURE section 4).\n\n");
+    md.push_str(&report::simple_table(
+        &["target", "measured", "verdict"],
+        &rows,
+    ));
+}
+
+/// Warm CPU per design at 64 clients by image count, sorted by image count,
+/// and its spread (highest over lowest).
+fn cpu_by_images(v: &View) -> (Vec<(usize, f64)>, f64) {
     // CPU per design at 64 clients by image count (30: the main template).
-    let mut cpu: Vec<(usize, f64)> = images.iter().map(|r| (r.images, r.cpu_ms)).collect();
+    let mut cpu: Vec<(usize, f64)> = v.images.iter().map(|r| (r.images, r.cpu_ms)).collect();
     cpu.push((
         crate::setup::IMAGES,
-        cpu_total(cpu_rows, "warm, 64 clients"),
+        cpu_total(v.cpu_rows, "warm, 64 clients"),
     ));
     cpu.sort_by_key(|(n, _)| *n);
     let (lo, hi) = cpu.iter().fold((f64::MAX, 0.0f64), |(lo, hi), (_, ms)| {
         (lo.min(*ms), hi.max(*ms))
     });
     let flat = hi / lo.max(1e-9);
-    let http_floor = similar.http_floor.ms(0.99);
-    let mut rows = vec![
+    (cpu, flat)
+}
+
+/// The targets table's warm-path rows: the seed's case, latency and
+/// throughput against the floor, CPU by image count, and the warm hit rate.
+fn warm_path_rows(v: &View) -> Vec<Vec<String>> {
+    let View {
+        sizes,
+        steady,
+        floor_runs,
+        warm_runs,
+        f64_,
+        w64,
+        ratio,
+        headline,
+        ..
+    } = *v;
+    let (f1, w1) = (&floor_runs[0].1, &warm_runs[0].1);
+    let p50_ratio = w1.ms(0.5) / f1.ms(0.5).max(1e-9);
+    let share = w64.throughput() / f64_.throughput().max(1e-9);
+    let (cpu, flat) = cpu_by_images(v);
+    vec![
         vec![
             format!(
                 "seed's case: cold p95 / warm p95 >= 100 (open loop {} designs/s, {} images, {} ms per copy)",
@@ -252,6 +267,15 @@ fn targets(md: &mut String, v: &View) {
             format!("{:.1}%", steady[0].1.warm_share() * 100.0),
             verdict(steady[0].1.warm_share() >= 0.99).into(),
         ],
+    ]
+}
+
+/// The targets table's similar-templates rows: cached latency against the
+/// HTTP floor, and the stampede of concurrent misses on one key.
+fn similar_rows(v: &View) -> Vec<Vec<String>> {
+    let View { sizes, similar, .. } = *v;
+    let http_floor = similar.http_floor.ms(0.99);
+    vec![
         vec![
             format!(
                 "similar templates: cached p99 <= HTTP floor p99 (GET /healthz, same client, {} req/s) + 0.2 ms",
@@ -270,7 +294,13 @@ fn targets(md: &mut String, v: &View) {
             format!("{} call(s)", similar.stampede_calls),
             verdict(similar.stampede_calls == 1).into(),
         ],
-    ];
+    ]
+}
+
+/// The targets table's scale rows (when two catalogue sizes ran): the
+/// background passes' growth, and the GC's memory.
+fn scale_rows(scale: &[crate::scenarios::scale::SizeResult]) -> Vec<Vec<String>> {
+    let mut rows = Vec::new();
     if let [small, large] = scale {
         let growth = crate::scenarios::scale::Growth::of(small, large);
         let mem = |r: &crate::scenarios::scale::SizeResult| r.gc_mem_kib();
@@ -299,11 +329,7 @@ fn targets(md: &mut String, v: &View) {
             verdict(growth.gc_mem < 3.0).into(),
         ]);
     }
-    md.push_str("## Targets\n\nEvery target is a ratio of two figures measured side by side in this run (ARCHITECTURE section 4).\n\n");
-    md.push_str(&report::simple_table(
-        &["target", "measured", "verdict"],
-        &rows,
-    ));
+    rows
 }
 
 /// The report's seed case section.

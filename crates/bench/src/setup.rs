@@ -2,7 +2,7 @@
 //! services started for it (API, recommender, the fault-injecting S3
 //! proxy) and its tenants ([`Bench`]), and small helpers.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -342,52 +342,13 @@ impl Bench {
             set(&mut e, "PREWARM_S3__ENDPOINT", &args.s3);
             e
         };
-        ObjectStore::new(&s3_settings(&direct_s3)?)
-            .await
-            .ensure_bucket()
-            .await?;
-        db::run_migrations(&db_url).await?;
-        let dbh = Db::connect(&db_url, 66, Duration::from_secs(5))?;
-        let index = PoolIndex::connect(
-            "redis://127.0.0.1:6379",
-            None,
-            &run.redis_prefix,
-            4,
-            Duration::from_secs(2),
-        )
-        .await?
-        .with_pop_memory(prewarm_store::pool_index::POPPED_MEMORY);
+        let (dbh, index) = prepare_storage(&run, &db_url, &direct_s3).await?;
 
         // The stand-in recommendation service (900 ms a call), over this run's catalogue.
-        let rec_port = free_port()?;
-        let recommender_url = format!("http://127.0.0.1:{rec_port}");
+        let (recommender_url, recommender) = start_recommender(&root, &run_dir, &db_url)?;
         set(&mut env, "PREWARM_SIMILAR__UPSTREAM_URL", &recommender_url);
-        let recommender = Service::spawn(
-            "recommender",
-            &release_binary(&root, "recommender"),
-            &[
-                ("PREWARM_DATABASE__URL".to_string(), db_url.clone()),
-                (
-                    "RECOMMENDER_ADDR".to_string(),
-                    format!("127.0.0.1:{rec_port}"),
-                ),
-                ("RECOMMENDER_LATENCY_MS".to_string(), "900".to_string()),
-            ],
-            &run_dir.join("bench-recommender.log"),
-        )?;
 
-        let api_port = free_port()?;
-        let mut api_env = env.clone();
-        set(&mut api_env, "PREWARM_SERVER__PORT", api_port);
-        set(&mut api_env, "PREWARM_SERVER__WORKERS", 2);
-        let api = Service::spawn(
-            "template-api",
-            &release_binary(&root, "template-api"),
-            &api_env,
-            &run_dir.join("bench-api.log"),
-        )?;
-        let base = format!("http://127.0.0.1:{api_port}");
-        wait_ready(&base).await?;
+        let (api, base) = start_api(&root, &run_dir, &env).await?;
 
         let http = reqwest::Client::builder()
             .pool_max_idle_per_host(256)
@@ -402,14 +363,7 @@ impl Bench {
         };
         // Load comes from many companies, as in production: a company's designs
         // are serialized by its plan-limit row (see "Where the time goes").
-        let mut tenants = Vec::new();
-        let mut tenant_companies = Vec::new();
-        for i in 0..TENANTS {
-            let (company, key) =
-                new_tenant(&http, &base, admin_token, &format!("tenant {i}")).await?;
-            tenants.push(key);
-            tenant_companies.push(company);
-        }
+        let (tenants, tenant_companies) = create_tenants(&http, &base, admin_token).await?;
         Ok(Bench {
             run,
             args,
@@ -519,6 +473,95 @@ impl Bench {
 
 /// The services' environment for a run (its names from `suffix`; S3
 /// through the proxy at `proxy_url`).
+/// Creates the run's bucket (S3 direct) and schema; a direct pool on the
+/// database (66 connections) and the run's pool index in Redis.
+async fn prepare_storage(
+    run: &Isolated,
+    db_url: &str,
+    direct_s3: &[(String, String)],
+) -> anyhow::Result<(Db, PoolIndex)> {
+    ObjectStore::new(&s3_settings(direct_s3)?)
+        .await
+        .ensure_bucket()
+        .await?;
+    db::run_migrations(db_url).await?;
+    let dbh = Db::connect(db_url, 66, Duration::from_secs(5))?;
+    let index = PoolIndex::connect(
+        "redis://127.0.0.1:6379",
+        None,
+        &run.redis_prefix,
+        4,
+        Duration::from_secs(2),
+    )
+    .await?
+    .with_pop_memory(prewarm_store::pool_index::POPPED_MEMORY);
+    Ok((dbh, index))
+}
+
+/// Starts the stand-in recommendation service (900 ms a call) on the run's
+/// database: its URL and the service.
+fn start_recommender(
+    root: &Path,
+    run_dir: &Path,
+    db_url: &str,
+) -> anyhow::Result<(String, Service)> {
+    let rec_port = free_port()?;
+    let recommender_url = format!("http://127.0.0.1:{rec_port}");
+    let recommender = Service::spawn(
+        "recommender",
+        &release_binary(root, "recommender"),
+        &[
+            ("PREWARM_DATABASE__URL".to_string(), db_url.to_string()),
+            (
+                "RECOMMENDER_ADDR".to_string(),
+                format!("127.0.0.1:{rec_port}"),
+            ),
+            ("RECOMMENDER_LATENCY_MS".to_string(), "900".to_string()),
+        ],
+        &run_dir.join("bench-recommender.log"),
+    )?;
+    Ok((recommender_url, recommender))
+}
+
+/// Starts the API with the services' environment `env` on a free port and
+/// waits until it is ready: the service and its base URL.
+async fn start_api(
+    root: &Path,
+    run_dir: &Path,
+    env: &[(String, String)],
+) -> anyhow::Result<(Service, String)> {
+    let api_port = free_port()?;
+    let mut api_env = env.to_vec();
+    set(&mut api_env, "PREWARM_SERVER__PORT", api_port);
+    set(&mut api_env, "PREWARM_SERVER__WORKERS", 2);
+    let api = Service::spawn(
+        "template-api",
+        &release_binary(root, "template-api"),
+        &api_env,
+        &run_dir.join("bench-api.log"),
+    )?;
+    let base = format!("http://127.0.0.1:{api_port}");
+    wait_ready(&base).await?;
+    Ok((api, base))
+}
+
+/// Creates the [`TENANTS`] companies the load is spread over: their API
+/// keys and their companies, in the same order.
+async fn create_tenants(
+    http: &reqwest::Client,
+    base: &str,
+    admin_token: &str,
+) -> anyhow::Result<(Vec<String>, Vec<CompanyId>)> {
+    let mut tenants = Vec::new();
+    let mut tenant_companies = Vec::new();
+    for i in 0..TENANTS {
+        let (company, key) = new_tenant(http, base, admin_token, &format!("tenant {i}")).await?;
+        tenants.push(key);
+        tenant_companies.push(company);
+    }
+    Ok((tenants, tenant_companies))
+}
+
 pub fn service_env(run: &Isolated, proxy_url: &str) -> Vec<(String, String)> {
     let mut env = run.env();
     for (k, v) in [

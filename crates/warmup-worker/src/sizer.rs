@@ -101,6 +101,16 @@ struct Tracked {
     target: i32,
 }
 
+/// What one pass learned of demand.
+struct Absorbed {
+    /// Designs made since the last pass.
+    designs: i64,
+    /// Templates with new designs.
+    touched: HashSet<TemplateId>,
+    /// Templates deleted meanwhile (their rows go).
+    dropped: Vec<Uuid>,
+}
+
 impl Sizer {
     pub async fn tick(&self) -> Result<SizerReport, StoreError> {
         match self.singleton.run("sizer", self.tick_locked()).await? {
@@ -121,15 +131,53 @@ impl Sizer {
             _ => self.load(&mut conn, stored).await?,
         };
         let book = guard.insert(book);
-        let (fast_tau, slow_tau) = (self.demand_fast_secs, self.demand_slow_secs);
         let upper = pool_targets::read_horizon(&mut conn, COMMIT_LAG_SECS)
             .await?
             .max(book.upper);
-        let new =
-            pool_targets::designs_since(&mut conn, book.upper, upper, fast_tau, slow_tau).await?;
-        let designs: i64 = new.iter().map(|n| n.designs).sum();
-        let gap = upper - book.upper;
         let after = book.upper;
+        let demand = self.absorb(&mut conn, book, upper).await?;
+        let live = self.live_templates(&mut conn, book, after).await?;
+        drop(conn);
+
+        let plan = self.plan(book, live);
+        let mut dropped = demand.dropped;
+        let (changed, rows) = self.settle(book, &plan, &demand.touched, upper, &mut dropped);
+        // Rows written at other times hold counts as of their `computed_at`:
+        // only what changed is written, and a reload decays from there.
+        let cursor = format!("{upper:.6}");
+        {
+            let mut conn = self.refiller.db.conn().await?;
+            pool_targets::apply(&mut conn, &rows, &dropped, (CURSOR, &cursor)).await?;
+        }
+        book.cursor = cursor;
+        let tracked_total: i64 = book.templates.values().map(|t| i64::from(t.target)).sum();
+        let untracked = (live - book.templates.len() as i64).max(0);
+        let planned_items = tracked_total + untracked * i64::from(self.default_target());
+        self.publish_metrics(book, planned_items, upper);
+        let report = SizerReport {
+            skipped: false,
+            templates: book.templates.len(),
+            designs: demand.designs,
+            planned_items,
+            changed: changed.len(),
+            written: rows.len() + dropped.len(),
+        };
+        drop(guard);
+        self.refill_changed(&changed).await;
+        Ok(report)
+    }
+
+    /// Decays every tracked rate to `upper` and adds the designs made since
+    /// the last pass (one range scan, and the facts of their templates).
+    async fn absorb(
+        &self,
+        conn: &mut DbConn,
+        book: &mut Book,
+        upper: f64,
+    ) -> Result<Absorbed, StoreError> {
+        let (fast_tau, slow_tau) = (self.demand_fast_secs, self.demand_slow_secs);
+        let new = pool_targets::designs_since(conn, book.upper, upper, fast_tau, slow_tau).await?;
+        let gap = upper - book.upper;
         for t in book.templates.values_mut() {
             t.fast *= (-gap / fast_tau).exp();
             t.slow *= (-gap / slow_tau).exp();
@@ -137,19 +185,22 @@ impl Sizer {
         book.upper = upper;
         let ids: Vec<Uuid> = new.iter().map(|n| n.template_id).collect();
         let facts: HashMap<Uuid, pool_targets::TemplateFacts> =
-            pool_targets::template_facts(&mut conn, &ids)
+            pool_targets::template_facts(conn, &ids)
                 .await?
                 .into_iter()
                 .map(|f| (f.template_id, f))
                 .collect();
-        let mut touched = HashSet::new();
-        let mut dropped = Vec::new();
+        let mut out = Absorbed {
+            designs: new.iter().map(|n| n.designs).sum(),
+            touched: HashSet::new(),
+            dropped: Vec::new(),
+        };
         for n in &new {
             let id = TemplateId(n.template_id);
             let Some(f) = facts.get(&n.template_id) else {
                 // Deleted meanwhile: its pool goes with it.
                 if book.templates.remove(&id).is_some() {
-                    dropped.push(n.template_id);
+                    out.dropped.push(n.template_id);
                 }
                 continue;
             };
@@ -166,16 +217,27 @@ impl Sizer {
             t.fast += n.fast_sum;
             t.slow += n.slow_sum;
             t.last_design = Some(t.last_design.unwrap_or(0.0).max(n.last));
-            touched.insert(id);
+            out.touched.insert(id);
         }
-        let live = self.live_templates(&mut conn, book, after).await?;
-        drop(conn);
+        Ok(out)
+    }
 
-        let plan = self.plan(book, live);
+    /// Applies `plan` to the memory: the templates whose target changed
+    /// (and whether it shrank), the rows to write (changed or with new
+    /// demand), and the templates back at their default that are no
+    /// longer tracked (added to `dropped`).
+    fn settle(
+        &self,
+        book: &mut Book,
+        plan: &HashMap<TemplateId, i32>,
+        touched: &HashSet<TemplateId>,
+        upper: f64,
+        dropped: &mut Vec<Uuid>,
+    ) -> (Vec<(TemplateId, bool)>, Vec<PoolTargetRow>) {
         let mut changed: Vec<(TemplateId, bool)> = Vec::new();
         let mut rows = Vec::new();
         let now = chrono::Utc::now();
-        for (id, target) in &plan {
+        for (id, target) in plan {
             let t = book
                 .templates
                 .get_mut(id)
@@ -208,29 +270,7 @@ impl Sizer {
             }
             t.target = *target;
         }
-        // Rows written at other times hold counts as of their `computed_at`:
-        // only what changed is written, and a reload decays from there.
-        let cursor = format!("{upper:.6}");
-        {
-            let mut conn = self.refiller.db.conn().await?;
-            pool_targets::apply(&mut conn, &rows, &dropped, (CURSOR, &cursor)).await?;
-        }
-        book.cursor = cursor;
-        let tracked_total: i64 = book.templates.values().map(|t| i64::from(t.target)).sum();
-        let untracked = (live - book.templates.len() as i64).max(0);
-        let planned_items = tracked_total + untracked * i64::from(self.default_target());
-        self.publish_metrics(book, planned_items, upper);
-        let report = SizerReport {
-            skipped: false,
-            templates: book.templates.len(),
-            designs,
-            planned_items,
-            changed: changed.len(),
-            written: rows.len() + dropped.len(),
-        };
-        drop(guard);
-        self.refill_changed(&changed).await;
-        Ok(report)
+        (changed, rows)
     }
 
     /// Rebuilds the memory from the table (first pass, or another replica

@@ -25,10 +25,18 @@ async fn main() -> anyhow::Result<()> {
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(60))
         .build()?;
+    let key = new_company(&http, &base, &admin).await?;
+    let tid = upload_template(&http, &base, &key).await?;
+    wait_for_pool(&http, &base, &key, &tid).await?;
+    designs(&http, &base, &key, &tid).await?;
+    similar_templates(&http, &base, &key, &tid).await
+}
 
+/// A company and its API key.
+async fn new_company(http: &reqwest::Client, base: &str, admin: &str) -> anyhow::Result<String> {
     let company: Value = expect(
         http.post(format!("{base}/admin/companies"))
-            .bearer_auth(&admin)
+            .bearer_auth(admin)
             .json(&json!({"name": "Demo Co", "design_limit": 1000})),
         201,
     )
@@ -38,13 +46,17 @@ async fn main() -> anyhow::Result<()> {
             "{base}/admin/companies/{}/api-keys",
             company["id"].as_str().unwrap_or_default()
         ))
-        .bearer_auth(&admin),
+        .bearer_auth(admin),
         201,
     )
     .await?;
     let key = key["api_key"].as_str().context("api_key")?.to_string();
     println!("company {} with an API key", company["id"]);
+    Ok(key)
+}
 
+/// A template of `IMAGES` generated images; its id.
+async fn upload_template(http: &reqwest::Client, base: &str, key: &str) -> anyhow::Result<String> {
     let mut form = Form::new().part(
         "metadata",
         Part::text(json!({"name": "Spring poster", "category": "posters", "layout": {"w": 1080, "h": 1350}}).to_string())
@@ -61,7 +73,7 @@ async fn main() -> anyhow::Result<()> {
     let started = Instant::now();
     let template: Value = expect(
         http.post(format!("{base}/templates"))
-            .bearer_auth(&key)
+            .bearer_auth(key)
             .multipart(form),
         201,
     )
@@ -71,12 +83,21 @@ async fn main() -> anyhow::Result<()> {
         "template {tid}: {IMAGES} images uploaded in {:?}",
         started.elapsed()
     );
+    Ok(tid)
+}
 
+/// Waits until the worker has filled the template's pool (at most 60 s).
+async fn wait_for_pool(
+    http: &reqwest::Client,
+    base: &str,
+    key: &str,
+    tid: &str,
+) -> anyhow::Result<()> {
     let started = Instant::now();
     loop {
         let pool: Value = expect(
             http.get(format!("{base}/templates/{tid}/pool"))
-                .bearer_auth(&key),
+                .bearer_auth(key),
             200,
         )
         .await?;
@@ -86,34 +107,41 @@ async fn main() -> anyhow::Result<()> {
                 pool["target"],
                 started.elapsed()
             );
-            break;
+            return Ok(());
         }
         if started.elapsed() > Duration::from_secs(60) {
             bail!("the pool did not fill within 60 s: {pool}");
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
 
+/// Eight paced designs, then a burst of eight at once; prints each and the
+/// medians of warm and copied-on-the-spot designs.
+async fn designs(http: &reqwest::Client, base: &str, key: &str, tid: &str) -> anyhow::Result<()> {
     println!("\n{:<8} {:<6} {:>10}", "design", "from", "latency");
     let mut warm = Vec::new();
     let mut cold = Vec::new();
+    let mut record = |from: String, took: Duration| {
+        if from == "pool" {
+            warm.push(took)
+        } else {
+            cold.push(took)
+        }
+    };
     for i in 1..=8 {
-        let (from, took) = create_design(&http, &base, &key, &tid).await?;
+        let (from, took) = create_design(http, base, key, tid).await?;
         println!(
             "{:<8} {:<6} {:>8.1}ms   (paced: one every 500 ms)",
             i,
             from,
             took.as_secs_f64() * 1e3
         );
-        if from == "pool" {
-            warm.push(took)
-        } else {
-            cold.push(took)
-        }
+        record(from, took);
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     let burst =
-        futures::future::join_all((0..8).map(|_| create_design(&http, &base, &key, &tid))).await;
+        futures::future::join_all((0..8).map(|_| create_design(http, base, key, tid))).await;
     for (i, r) in burst.into_iter().enumerate() {
         let (from, took) = r?;
         println!(
@@ -122,11 +150,7 @@ async fn main() -> anyhow::Result<()> {
             from,
             took.as_secs_f64() * 1e3
         );
-        if from == "pool" {
-            warm.push(took)
-        } else {
-            cold.push(took)
-        }
+        record(from, took);
     }
     println!(
         "\nwarm: {} designs, median {:.1} ms; copied on the spot: {} designs, median {:.1} ms",
@@ -136,7 +160,7 @@ async fn main() -> anyhow::Result<()> {
         median_ms(&mut cold)
     );
     println!("(S3 here is a local moto server; in production each CopyObject costs ~100-200 ms, see docs/benchmarks.md)");
-    similar_templates(&http, &base, &key, &tid).await
+    Ok(())
 }
 
 /// Similar templates: the first read waits for the recommendation service

@@ -113,39 +113,11 @@ async fn run_size(
     root: &Path,
     log_dir: &Path,
 ) -> anyhow::Result<SizeResult> {
-    run.create_database(&mut AsyncPgConnection::establish(&format!("{}/postgres", p.pg)).await?)
-        .await?;
-    let db_url = run.db_url();
-    let mut env = p.env.clone();
-    for (k, v) in run.env() {
-        // The bench's admin token and tenants stay; the rest is this size's.
-        if k != "PREWARM_ADMIN_TOKEN" {
-            set(&mut env, &k, v);
-        }
-    }
-    set(&mut env, "PREWARM_POOL__TARGET", 4);
-    set(&mut env, "PREWARM_POOL__MIN", 1);
-    set(&mut env, "PREWARM_POOL__IDLE_SECS", 600);
-    set(&mut env, "PREWARM_WORKER__GC_GRACE_SECS", 0);
-    let objects = ObjectStore::new(&s3_settings(&env)?).await;
-    objects.ensure_bucket().await?;
-    db::run_migrations(&db_url).await?;
-    let dbh = Db::connect(&db_url, 8, Duration::from_secs(10))?;
+    let (env, dbh, objects) = prepare(p, run).await?;
 
     // The services: the API on this catalogue, and a worker that refills
     // (its own reconciler and GC off: the scenario drives those passes).
-    let api_port = free_port()?;
-    let mut api_env = env.clone();
-    set(&mut api_env, "PREWARM_SERVER__PORT", api_port);
-    set(&mut api_env, "PREWARM_SERVER__WORKERS", 2);
-    let api = Service::spawn(
-        "template-api (scale)",
-        &release_binary(root, "template-api"),
-        &api_env,
-        &log_dir.join(format!("bench-api-scale-{n}.log")),
-    )?;
-    let base = format!("http://127.0.0.1:{api_port}");
-    wait_ready(&base).await?;
+    let (api, base) = start_api(&env, n, root, log_dir).await?;
     let (company, key) = new_tenant(&p.http, &base, &p.admin_token, "scale").await?;
 
     eprintln!("scale {n}: seeding");
@@ -167,15 +139,7 @@ async fn run_size(
     );
 
     // 2. Zipf demand through the API, the worker refilling.
-    let mut worker_env = env.clone();
-    set(&mut worker_env, "PREWARM_WORKER__RECONCILE_INTERVAL_MS", 0);
-    set(&mut worker_env, "PREWARM_WORKER__GC_INTERVAL_SECS", 0);
-    let worker_process = Service::spawn(
-        "warmup-worker (scale)",
-        &release_binary(root, "warmup-worker"),
-        &worker_env,
-        &log_dir.join(format!("bench-worker-scale-{n}.log")),
-    )?;
+    let worker_process = start_refilling_worker(&env, n, root, log_dir)?;
     let load = zipf_load(p, &base, &key, &templates).await;
     eprintln!(
         "scale {n}: {} designs, warm {:.1}%",
@@ -190,6 +154,114 @@ async fn run_size(
 
     // 3. Steady passes, in process, once the load's changes are behind the
     // reconciler (it reads them up to 5 s late): few templates changed.
+    let steady = steady_passes(&worker, &reconciler, n).await?;
+    drop(worker);
+
+    // 4. The GC over the whole bucket, in its own process.
+    let gc = gc_pass(root, &env).await?;
+    eprintln!("scale {n}: gc {gc:?}");
+
+    drop(dbh);
+    Ok(SizeResult {
+        templates: n,
+        seed_secs,
+        rebuild,
+        reconcile: steady.reconcile,
+        sizer: steady.sizer,
+        depths: steady.depths,
+        gc,
+        load,
+        pooled_objects,
+    })
+}
+
+/// Creates this size's database, bucket and schema: the services'
+/// environment for this size (the scenario's pool settings on this size's
+/// database, prefix, topic and bucket), a pool on the database, and the
+/// object store.
+async fn prepare(
+    p: &Params,
+    run: &Isolated,
+) -> anyhow::Result<(Vec<(String, String)>, Db, ObjectStore)> {
+    run.create_database(&mut AsyncPgConnection::establish(&format!("{}/postgres", p.pg)).await?)
+        .await?;
+    let db_url = run.db_url();
+    let mut env = p.env.clone();
+    for (k, v) in run.env() {
+        // The bench's admin token and tenants stay; the rest is this size's.
+        if k != "PREWARM_ADMIN_TOKEN" {
+            set(&mut env, &k, v);
+        }
+    }
+    set(&mut env, "PREWARM_POOL__TARGET", 4);
+    set(&mut env, "PREWARM_POOL__MIN", 1);
+    set(&mut env, "PREWARM_POOL__IDLE_SECS", 600);
+    set(&mut env, "PREWARM_WORKER__GC_GRACE_SECS", 0);
+    let objects = ObjectStore::new(&s3_settings(&env)?).await;
+    objects.ensure_bucket().await?;
+    db::run_migrations(&db_url).await?;
+    let dbh = Db::connect(&db_url, 8, Duration::from_secs(10))?;
+    Ok((env, dbh, objects))
+}
+
+/// Starts the API on this size's catalogue and waits until it is ready:
+/// the service and its base URL.
+async fn start_api(
+    env: &[(String, String)],
+    n: usize,
+    root: &Path,
+    log_dir: &Path,
+) -> anyhow::Result<(Service, String)> {
+    let api_port = free_port()?;
+    let mut api_env = env.to_vec();
+    set(&mut api_env, "PREWARM_SERVER__PORT", api_port);
+    set(&mut api_env, "PREWARM_SERVER__WORKERS", 2);
+    let api = Service::spawn(
+        "template-api (scale)",
+        &release_binary(root, "template-api"),
+        &api_env,
+        &log_dir.join(format!("bench-api-scale-{n}.log")),
+    )?;
+    let base = format!("http://127.0.0.1:{api_port}");
+    wait_ready(&base).await?;
+    Ok((api, base))
+}
+
+/// Starts a worker process that only refills: its own reconciler and GC
+/// off (the scenario drives those passes).
+fn start_refilling_worker(
+    env: &[(String, String)],
+    n: usize,
+    root: &Path,
+    log_dir: &Path,
+) -> anyhow::Result<Service> {
+    let mut worker_env = env.to_vec();
+    set(&mut worker_env, "PREWARM_WORKER__RECONCILE_INTERVAL_MS", 0);
+    set(&mut worker_env, "PREWARM_WORKER__GC_INTERVAL_SECS", 0);
+    Service::spawn(
+        "warmup-worker (scale)",
+        &release_binary(root, "warmup-worker"),
+        &worker_env,
+        &log_dir.join(format!("bench-worker-scale-{n}.log")),
+    )
+}
+
+/// What the steady in-process passes measured: median time, and the last
+/// report, of each.
+struct SteadyPasses {
+    reconcile: (Duration, TickReport),
+    sizer: (Duration, SizerReport),
+    depths: (Duration, DepthReport),
+}
+
+/// Step 3: steady reconciler, sizer and pool-depth passes in process, once
+/// the load's changes are behind the reconciler (few templates changed).
+async fn steady_passes(
+    worker: &warmup_worker::startup::Worker,
+    reconciler: &warmup_worker::reconciler::Reconciler,
+    n: usize,
+) -> anyhow::Result<SteadyPasses> {
+    // The reconciler reads changes up to `COMMIT_LAG` late.
     tokio::time::sleep(warmup_worker::reconciler::COMMIT_LAG + Duration::from_secs(1)).await;
     for _ in 0..3 {
         if reconciler.tick().await?.changed == 0 {
@@ -212,23 +284,10 @@ async fn run_size(
         "scale {n}: depth pass {:.1?} ({} checked)",
         depths.0, depths.1.checked
     );
-    drop(worker);
-
-    // 4. The GC over the whole bucket, in its own process.
-    let gc = gc_pass(root, &env).await?;
-    eprintln!("scale {n}: gc {gc:?}");
-
-    drop(dbh);
-    Ok(SizeResult {
-        templates: n,
-        seed_secs,
-        rebuild,
+    Ok(SteadyPasses {
         reconcile,
         sizer,
         depths,
-        gc,
-        load,
-        pooled_objects,
     })
 }
 

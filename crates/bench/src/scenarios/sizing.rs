@@ -79,89 +79,22 @@ async fn run_mode(
     mode: &'static str,
     settings: &[(&str, &str)],
 ) -> anyhow::Result<ModeResult> {
-    let mut env = p.worker_env.clone();
-    let group = format!("bench-sizing-{}", Uuid::new_v4().simple());
-    env.push(("PREWARM_WORKER__GROUP_ID".into(), group));
-    env.extend(settings.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-    let worker = Service::spawn(
-        &format!("warmup-worker ({mode})"),
-        &release_binary(root, "warmup-worker"),
-        &env,
-        &log_dir.join(format!(
-            "bench-worker-sizing-{}.log",
-            mode.split(' ').next().unwrap_or(mode)
-        )),
-    )?;
+    let worker = spawn_worker(p, root, log_dir, mode, settings)?;
     let mut ids = Vec::with_capacity(p.templates);
     for i in 0..p.templates {
         ids.push(upload(p, &format!("zipf {mode} {i}")).await?);
     }
-    // Prefill: every template at its starting size (4, or the minimum 1).
-    let start_size = if mode == "adaptive" { 1 } else { 4 };
-    let deadline = Instant::now() + Duration::from_secs(600);
-    while ready_items(&p.db, &ids).await? < (p.templates * start_size) as i64 {
-        if Instant::now() > deadline {
-            bail!("{mode}: prefill did not finish");
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    prefill(p, mode, &ids).await?;
     let start_objects = ready_items(&p.db, &ids).await? * p.images as i64;
 
     let started_at: chrono::DateTime<chrono::Utc> = chrono::Utc::now();
     let ids = Arc::new(ids);
     let weights = Arc::new(zipf_cdf(p.templates, p.zipf_s));
     let samples = Arc::new(Mutex::new(Vec::new()));
-    let sampler = {
-        let (db, ids, samples, images) = (p.db.clone(), ids.clone(), samples.clone(), p.images);
-        tokio::spawn(async move {
-            loop {
-                if let Ok(n) = ready_items(&db, &ids).await {
-                    if let Ok(mut s) = samples.lock() {
-                        s.push(n * images as i64);
-                    }
-                }
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
-        })
-    };
+    let sampler = spawn_sampler(p, ids.clone(), samples.clone());
     // The burst lands halfway, on the least popular template.
-    let burst = {
-        let (http, base, key, cold) = (
-            p.http.clone(),
-            p.base.clone(),
-            p.key.clone(),
-            ids[p.templates - 1].clone(),
-        );
-        let n = p.burst;
-        let delay = Duration::from_secs_f64(p.secs / 2.0);
-        tokio::spawn(async move {
-            tokio::time::sleep(delay).await;
-            let next = Arc::new(AtomicUsize::new(0));
-            closed_loop(n, n, move || {
-                let _ = next.fetch_add(1, Ordering::Relaxed);
-                let (http, base, key, cold) =
-                    (http.clone(), base.clone(), key.clone(), cold.clone());
-                async move { design(&http, &base, &key, &cold).await }
-            })
-            .await
-        })
-    };
-    let load = {
-        let (http, base, key, ids, weights) = (
-            p.http.clone(),
-            p.base.clone(),
-            p.key.clone(),
-            ids.clone(),
-            weights.clone(),
-        );
-        open_loop(p.rate, Duration::from_secs_f64(p.secs), move || {
-            let u: f64 = rand::rng().random();
-            let i = weights.partition_point(|&c| c < u).min(ids.len() - 1);
-            let (http, base, key, id) = (http.clone(), base.clone(), key.clone(), ids[i].clone());
-            async move { design(&http, &base, &key, &id).await }
-        })
-        .await
-    };
+    let burst = spawn_burst(p, &ids);
+    let load = zipf_load(p, ids.clone(), weights).await;
     let burst = burst.await.context("burst task")?;
     sampler.abort();
     let samples = samples.lock().map(|s| s.clone()).unwrap_or_default();
@@ -180,6 +113,101 @@ async fn run_mode(
         load,
         burst,
     })
+}
+
+/// Starts a worker process in `mode` (its `settings` over the worker
+/// environment), in a consumer group of its own.
+fn spawn_worker(
+    p: &Params,
+    root: &Path,
+    log_dir: &Path,
+    mode: &'static str,
+    settings: &[(&str, &str)],
+) -> anyhow::Result<Service> {
+    let mut env = p.worker_env.clone();
+    let group = format!("bench-sizing-{}", Uuid::new_v4().simple());
+    env.push(("PREWARM_WORKER__GROUP_ID".into(), group));
+    env.extend(settings.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    Service::spawn(
+        &format!("warmup-worker ({mode})"),
+        &release_binary(root, "warmup-worker"),
+        &env,
+        &log_dir.join(format!(
+            "bench-worker-sizing-{}.log",
+            mode.split(' ').next().unwrap_or(mode)
+        )),
+    )
+}
+
+/// Waits (up to 600 s) until the worker has filled every template in `ids`
+/// to its starting size.
+async fn prefill(p: &Params, mode: &str, ids: &[String]) -> anyhow::Result<()> {
+    // Prefill: every template at its starting size (4, or the minimum 1).
+    let start_size = if mode == "adaptive" { 1 } else { 4 };
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while ready_items(&p.db, ids).await? < (p.templates * start_size) as i64 {
+        if Instant::now() > deadline {
+            bail!("{mode}: prefill did not finish");
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    Ok(())
+}
+
+/// Samples the objects held by the ready items of `ids` into `samples`
+/// every 500 ms, until aborted.
+fn spawn_sampler(
+    p: &Params,
+    ids: Arc<Vec<String>>,
+    samples: Arc<Mutex<Vec<i64>>>,
+) -> tokio::task::JoinHandle<()> {
+    let (db, images) = (p.db.clone(), p.images);
+    tokio::spawn(async move {
+        loop {
+            if let Ok(n) = ready_items(&db, &ids).await {
+                if let Ok(mut s) = samples.lock() {
+                    s.push(n * images as i64);
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    })
+}
+
+/// Halfway through the load, `p.burst` concurrent designs on the least
+/// popular template (the last of `ids`).
+fn spawn_burst(p: &Params, ids: &[String]) -> tokio::task::JoinHandle<RunResult> {
+    let (http, base, key, cold) = (
+        p.http.clone(),
+        p.base.clone(),
+        p.key.clone(),
+        ids[p.templates - 1].clone(),
+    );
+    let n = p.burst;
+    let delay = Duration::from_secs_f64(p.secs / 2.0);
+    tokio::spawn(async move {
+        tokio::time::sleep(delay).await;
+        let next = Arc::new(AtomicUsize::new(0));
+        closed_loop(n, n, move || {
+            let _ = next.fetch_add(1, Ordering::Relaxed);
+            let (http, base, key, cold) = (http.clone(), base.clone(), key.clone(), cold.clone());
+            async move { design(&http, &base, &key, &cold).await }
+        })
+        .await
+    })
+}
+
+/// The open loop of designs whose templates are drawn from `ids` by the
+/// cumulative Zipf `weights`.
+async fn zipf_load(p: &Params, ids: Arc<Vec<String>>, weights: Arc<Vec<f64>>) -> RunResult {
+    let (http, base, key) = (p.http.clone(), p.base.clone(), p.key.clone());
+    open_loop(p.rate, Duration::from_secs_f64(p.secs), move || {
+        let u: f64 = rand::rng().random();
+        let i = weights.partition_point(|&c| c < u).min(ids.len() - 1);
+        let (http, base, key, id) = (http.clone(), base.clone(), key.clone(), ids[i].clone());
+        async move { design(&http, &base, &key, &id).await }
+    })
+    .await
 }
 
 /// Cumulative Zipf weights of ranks 1..=n.
