@@ -6,6 +6,7 @@
 
 use std::time::{Duration, Instant};
 
+use diesel_async::RunQueryDsl;
 use prewarm_store::db::pool_items;
 use prewarm_store::pause::at;
 use prewarm_tests::invariants::{check_designs, check_pool_list};
@@ -252,6 +253,63 @@ async fn a_refill_slower_than_its_lease_keeps_its_items() {
         .await
         .unwrap();
     assert_eq!(states, vec![("ready".to_string(), 2)], "{states:?}");
+    stack.finish().await;
+}
+
+/// A rescue reads the expired leases; before it discards them (held at a
+/// pause point) the item's worker renews its lease. The discard re-checks
+/// the lease in the same statement, so the item keeps copying.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_renewed_after_the_rescue_read_keeps_its_item() {
+    let stack = TestStack::spawn(Options {
+        worker: false,
+        pool_target: 1,
+        ..Options::default()
+    })
+    .await;
+    let tenant = stack.create_tenant("acme", 100).await;
+    let template = stack.create_template(&tenant, 1, "private").await;
+    let reconciler = stack.reconciler(&[]).await;
+    reconciler
+        .tick()
+        .await
+        .expect("the first pass fills the pool");
+    // Its one item back to `copying` with a lease that ran out (a worker
+    // that stalled past its lease), and out of the Redis list.
+    let mut conn = stack.db.conn().await.unwrap();
+    let ids = pool_items::ready_ids(&mut conn, template.id, template.version)
+        .await
+        .unwrap();
+    assert_eq!(ids.len(), 1, "{ids:?}");
+    diesel::sql_query(
+        "UPDATE pool_items SET state = 'copying', lease_until = now() - interval '1 second'
+          WHERE id = $1",
+    )
+    .bind::<diesel::sql_types::Uuid, _>(ids[0].0)
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    stack
+        .index
+        .remove_ids(template.id, template.version, &ids)
+        .await
+        .unwrap();
+
+    let mut gate = stack.pause.arm(at::RESCUE_READ);
+    let tick = tokio::spawn(async move { reconciler.tick().await });
+    gate.reached().await;
+    let renewed = pool_items::renew_leases(&mut conn, &ids, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(renewed, 1);
+    gate.release();
+    let report = tick.await.unwrap().expect("tick");
+    assert_eq!(report.rescued, 0, "a renewed lease was rescued: {report:?}");
+    let states = pool_items::state_counts(&mut conn, template.id)
+        .await
+        .unwrap();
+    assert_eq!(states, vec![("copying".to_string(), 1)], "{states:?}");
+    drop(conn);
     stack.finish().await;
 }
 

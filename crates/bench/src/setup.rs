@@ -348,7 +348,8 @@ impl Bench {
         let (recommender_url, recommender) = start_recommender(&root, &run_dir, &db_url)?;
         set(&mut env, "PREWARM_SIMILAR__UPSTREAM_URL", &recommender_url);
 
-        let (api, base) = start_api(&root, &run_dir, &env).await?;
+        let (api, base) =
+            start_api(&root, &env, "template-api", &run_dir.join("bench-api.log")).await?;
 
         let http = reqwest::Client::builder()
             .pool_max_idle_per_host(256)
@@ -523,23 +524,20 @@ fn start_recommender(
     Ok((recommender_url, recommender))
 }
 
-/// Starts the API with the services' environment `env` on a free port and
-/// waits until it is ready: the service and its base URL.
-async fn start_api(
+/// Starts the release API named `name` with the services' environment
+/// `env` on a free port (2 workers), logging to `log`, and waits until it
+/// is ready: the service and its base URL.
+pub async fn start_api(
     root: &Path,
-    run_dir: &Path,
     env: &[(String, String)],
+    name: &str,
+    log: &Path,
 ) -> anyhow::Result<(Service, String)> {
     let api_port = free_port()?;
     let mut api_env = env.to_vec();
     set(&mut api_env, "PREWARM_SERVER__PORT", api_port);
     set(&mut api_env, "PREWARM_SERVER__WORKERS", 2);
-    let api = Service::spawn(
-        "template-api",
-        &release_binary(root, "template-api"),
-        &api_env,
-        &run_dir.join("bench-api.log"),
-    )?;
+    let api = Service::spawn(name, &release_binary(root, "template-api"), &api_env, log)?;
     let base = format!("http://127.0.0.1:{api_port}");
     wait_ready(&base).await?;
     Ok((api, base))

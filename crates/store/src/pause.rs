@@ -23,6 +23,8 @@ pub mod at {
     pub const RETIRE_CHOSEN: &str = "refill.retire_chosen";
     /// Refill: an item's copies are being made (its lease must stay alive).
     pub const ITEM_COPYING: &str = "refill.item_copying";
+    /// Reconciler: the expired leases were read, the items not yet discarded.
+    pub const RESCUE_READ: &str = "reconcile.rescue_read";
     /// GC: the bucket has been listed; which objects are referenced is being decided.
     pub const GC_DECIDING: &str = "gc.deciding";
     /// Reconciler: the ledger's ready ids were read, the Redis list not yet rebuilt.

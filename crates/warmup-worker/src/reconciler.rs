@@ -150,7 +150,7 @@ impl Reconciler {
         let built = index.is_built().await.unwrap_or(true);
         report.queries += 1;
         let mut conn = self.refiller.db.conn().await?;
-        let rescued = pool_items::rescue_expired(&mut conn).await?;
+        let rescued = pool_items::rescue_expired(&mut conn, &self.refiller.pause).await?;
         report.rescued = rescued.len();
         report.queries += 1;
 

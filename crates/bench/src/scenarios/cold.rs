@@ -5,8 +5,7 @@ use shared_domain::ids::TemplateId;
 
 use crate::fault_proxy::Faults;
 use crate::load::{closed_loop, RunResult};
-use crate::services::{release_binary, Service};
-use crate::setup::{free_port, set, wait_ready, Api, Bench};
+use crate::setup::{set, start_api, Api, Bench};
 
 /// Scenario 4: The seed's case, cold: pool off, every design copied through the proxy.
 pub async fn cold(b: &Bench, template_a: TemplateId) -> anyhow::Result<(RunResult, Option<f64>)> {
@@ -16,19 +15,15 @@ pub async fn cold(b: &Bench, template_a: TemplateId) -> anyhow::Result<(RunResul
         delay: args.delay,
         ..Faults::default()
     });
-    let cold_port = free_port()?;
     let mut cold_env = env.clone();
-    set(&mut cold_env, "PREWARM_SERVER__PORT", cold_port);
-    set(&mut cold_env, "PREWARM_SERVER__WORKERS", 2);
     set(&mut cold_env, "PREWARM_POOL__ENABLED", false);
-    let cold_api = Service::spawn(
-        "template-api (pool off)",
-        &release_binary(root, "template-api"),
+    let (cold_api, cold_base) = start_api(
+        root,
         &cold_env,
+        "template-api (pool off)",
         &run_dir.join("bench-api-cold.log"),
-    )?;
-    let cold_base = format!("http://127.0.0.1:{cold_port}");
-    wait_ready(&cold_base).await?;
+    )
+    .await?;
     let pick = b.many();
     let cold = closed_loop(64, sizes.cold, move || {
         let c = Api {

@@ -7,8 +7,7 @@ use shared_domain::ids::TemplateId;
 
 use crate::fault_proxy::Faults;
 use crate::load::{open_loop, RunResult};
-use crate::services::{release_binary, Service};
-use crate::setup::{free_port, set, wait_ready, Api, Bench};
+use crate::setup::{set, start_api, Api, Bench};
 
 /// The seed's headline at the seed's own load: an open loop of
 /// `headline_rate` designs/s (below the worker's copy capacity), warm (pool
@@ -27,19 +26,15 @@ pub async fn headline(b: &Bench, template_a: TemplateId) -> anyhow::Result<(RunR
         delay: b.args.delay,
         ..Faults::default()
     });
-    let port = free_port()?;
     let mut env = b.env.clone();
-    set(&mut env, "PREWARM_SERVER__PORT", port);
-    set(&mut env, "PREWARM_SERVER__WORKERS", 2);
     set(&mut env, "PREWARM_POOL__ENABLED", false);
-    let api = Service::spawn(
-        "template-api (pool off, headline)",
-        &release_binary(&b.root, "template-api"),
+    let (api, base) = start_api(
+        &b.root,
         &env,
+        "template-api (pool off, headline)",
         &b.run_dir.join("bench-api-headline.log"),
-    )?;
-    let base = format!("http://127.0.0.1:{port}");
-    wait_ready(&base).await?;
+    )
+    .await?;
     b.warm_keys(&base).await?;
     let pick = b.many();
     let cold = open_loop(rate, Duration::from_secs_f64(secs), move || {
@@ -53,8 +48,10 @@ pub async fn headline(b: &Bench, template_a: TemplateId) -> anyhow::Result<(RunR
     api.stop().await;
     b.proxy.set(Faults::default());
     eprintln!(
-        "headline {rate}/s: warm p95 {:.2} ms, cold p95 {:.0} ms",
+        "headline {rate}/s: warm p50 {:.2} / p95 {:.2} / p99 {:.2} ms, cold p95 {:.0} ms",
+        warm.ms(0.5),
         warm.ms(0.95),
+        warm.ms(0.99),
         cold.ms(0.95)
     );
     Ok((warm, cold))

@@ -37,7 +37,7 @@ use super::sizing::zipf_cdf;
 use crate::isolated::Isolated;
 use crate::load::{open_loop, RunResult};
 use crate::services::{release_binary, Service};
-use crate::setup::{free_port, new_tenant, s3_settings, set, wait_ready, Bench};
+use crate::setup::{new_tenant, s3_settings, set, start_api, Bench};
 
 pub struct Params {
     pub sizes: Vec<usize>,
@@ -117,7 +117,13 @@ async fn run_size(
 
     // The services: the API on this catalogue, and a worker that refills
     // (its own reconciler and GC off: the scenario drives those passes).
-    let (api, base) = start_api(&env, n, root, log_dir).await?;
+    let (api, base) = start_api(
+        root,
+        &env,
+        "template-api (scale)",
+        &log_dir.join(format!("bench-api-scale-{n}.log")),
+    )
+    .await?;
     let (company, key) = new_tenant(&p.http, &base, &p.admin_token, "scale").await?;
 
     eprintln!("scale {n}: seeding");
@@ -202,29 +208,6 @@ async fn prepare(
     db::run_migrations(&db_url).await?;
     let dbh = Db::connect(&db_url, 8, Duration::from_secs(10))?;
     Ok((env, dbh, objects))
-}
-
-/// Starts the API on this size's catalogue and waits until it is ready:
-/// the service and its base URL.
-async fn start_api(
-    env: &[(String, String)],
-    n: usize,
-    root: &Path,
-    log_dir: &Path,
-) -> anyhow::Result<(Service, String)> {
-    let api_port = free_port()?;
-    let mut api_env = env.to_vec();
-    set(&mut api_env, "PREWARM_SERVER__PORT", api_port);
-    set(&mut api_env, "PREWARM_SERVER__WORKERS", 2);
-    let api = Service::spawn(
-        "template-api (scale)",
-        &release_binary(root, "template-api"),
-        &api_env,
-        &log_dir.join(format!("bench-api-scale-{n}.log")),
-    )?;
-    let base = format!("http://127.0.0.1:{api_port}");
-    wait_ready(&base).await?;
-    Ok((api, base))
 }
 
 /// Starts a worker process that only refills: its own reconciler and GC

@@ -177,16 +177,31 @@ fn spec_row(spec: &DesignSpec, served_from: ServedFrom, item: Option<PoolItemId>
     }
 }
 
-#[derive(QueryableByName)]
-struct Claimed {
-    #[diesel(sql_type = diesel::sql_types::Jsonb)]
-    layout: serde_json::Value,
-    #[diesel(sql_type = diesel::sql_types::Array<diesel::sql_types::Integer>)]
-    positions: Vec<i32>,
-    /// `None`: the keys follow the key scheme (`object_keys::pool_image`).
-    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Array<diesel::sql_types::Text>>)]
-    object_keys: Option<Vec<String>>,
+mod claim_sql {
+    use diesel::sql_types::{Integer, Timestamptz, Uuid};
+
+    diesel::define_sql_function! {
+        /// The warm claim (migrations 8 and 9): the template's layout, the
+        /// item's image positions and, for items reserved before migration
+        /// 9, their stored keys. Called through the query builder, not as
+        /// raw SQL, so that it is a cached prepared statement: one round
+        /// trip a claim (raw SQL is prepared again on every call, a round
+        /// trip of its own).
+        fn prewarm_claim_warm(
+            item: Uuid,
+            template: Uuid,
+            version: Integer,
+            company: Uuid,
+            design: Uuid,
+            at: Timestamptz,
+        ) -> Record<(Jsonb, Array<Integer>, Nullable<Array<Text>>)>;
+    }
 }
+
+/// What a claim answers: the layout, the image positions and (items
+/// reserved before migration 9) their keys; `None`: the keys follow the key
+/// scheme (`object_keys::pool_image`).
+type Claimed = (serde_json::Value, Vec<i32>, Option<Vec<String>>);
 
 /// What a warm claim needs: the design to make and the template version the
 /// popped item must be of. The layout comes from the template inside the
@@ -203,7 +218,8 @@ pub struct WarmSpec {
 /// The warm path's transaction: claim pool item `item` (it must be `ready` and
 /// of `spec.template_version`, the template's current version), take a plan
 /// slot and record a design that owns the item's objects -- all or nothing,
-/// in one statement and one round trip (`prewarm_claim_warm`, migration 8).
+/// in one statement and one round trip (`prewarm_claim_warm`, migration 8;
+/// a cached prepared statement).
 /// It writes one design row, one item update and one counter update whatever
 /// the image count. With an idempotency `key`, the claim and the stored
 /// answer share one transaction.
@@ -237,33 +253,30 @@ async fn claim_item(
     spec: &WarmSpec,
     item: PoolItemId,
 ) -> Result<CreateOutcome, diesel::result::Error> {
-    use diesel::sql_types::{Integer, Timestamptz, Uuid as SqlUuid};
     let created_at = super::now();
-    let result: Result<Claimed, diesel::result::Error> = diesel::sql_query(
-        "SELECT layout, positions, object_keys FROM prewarm_claim_warm($1, $2, $3, $4, $5, $6)",
-    )
-    .bind::<SqlUuid, _>(item.0)
-    .bind::<SqlUuid, _>(spec.template.0)
-    .bind::<Integer, _>(spec.template_version)
-    .bind::<SqlUuid, _>(spec.company.0)
-    .bind::<SqlUuid, _>(spec.id.0)
-    .bind::<Timestamptz, _>(created_at)
-    .get_result(conn)
-    .await;
+    let result: Result<Claimed, diesel::result::Error> =
+        diesel::select(claim_sql::prewarm_claim_warm(
+            item.0,
+            spec.template.0,
+            spec.template_version,
+            spec.company.0,
+            spec.id.0,
+            created_at,
+        ))
+        .get_result(conn)
+        .await;
     let message = match result {
-        Ok(claimed) => {
+        Ok((layout, positions, object_keys)) => {
             // An item reserved since migration 9 holds only its positions:
             // its keys are the key scheme's for the template, the item and
             // each position (the same function wrote its image rows).
-            let keys = claimed.object_keys.unwrap_or_else(|| {
-                claimed
-                    .positions
+            let keys = object_keys.unwrap_or_else(|| {
+                positions
                     .iter()
                     .map(|&p| object_keys::pool_image(spec.template, item, p))
                     .collect()
             });
-            let images = claimed
-                .positions
+            let images = positions
                 .into_iter()
                 .zip(keys)
                 .map(|(position, object_key)| DesignImage {
@@ -277,7 +290,7 @@ async fn claim_item(
                 company_id: spec.company.0,
                 template_id: spec.template.0,
                 template_version: spec.template_version,
-                layout: claimed.layout,
+                layout,
                 served_from: ServedFrom::Pool.as_str().to_string(),
                 pool_item_id: Some(item.0),
                 created_at,

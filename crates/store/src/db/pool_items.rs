@@ -456,6 +456,7 @@ pub async fn renew_leases(
 /// the read is re-checked by the update: that item keeps copying.
 pub async fn rescue_expired(
     conn: &mut AsyncPgConnection,
+    pause: &PausePoints,
 ) -> Result<Vec<DiscardedItem>, StoreError> {
     let now = super::now();
     let expired: Vec<Uuid> = pool_items::table
@@ -464,6 +465,7 @@ pub async fn rescue_expired(
         .select(pool_items::id)
         .load(conn)
         .await?;
+    pause.reach(pause::at::RESCUE_READ).await;
     Ok(discard_if(conn, &expired, PoolItemState::Copying, Some(now), now).await?)
 }
 
