@@ -382,13 +382,15 @@ fn floor_vs_warm(md: &mut String, v: &View) {
         ..
     } = *v;
     md.push_str("\n## 2. The physical floor vs the warm path\n\n");
-    md.push_str("The floor is the least durable work a warm design needs: one Redis `LPOP` plus one transaction \
-                 writing the rows the data model writes (the pool item flipped to `used`, the company's plan \
-                 counter, one design row referencing the item), sent by a minimal client (diesel-async, no HTTP) \
-                 and spread over the same 64 companies as the warm path's load. \
-                 The old model's floor -- a design row and its 30 image rows -- is shown beside it. The warm path \
-                 is `POST /designs` end to end: HTTP, API-key lookup (cached), `LPOP`, and the claim statement \
-                 (which checks the template itself: no template read); its load comes from 64 companies.\n\n");
+    md.push_str("The floor is the least durable work a warm design needs: one Redis `LPOP` plus one Postgres round \
+                 trip committing the rows the data model writes (the pool item flipped to `used`, the company's \
+                 plan counter, one design row referencing the item: one statement, a function called as a cached \
+                 prepared statement, as the warm path calls its claim), sent by a minimal client (diesel-async, \
+                 no HTTP, no template check) and spread over the same 64 companies as the warm path's load. \
+                 The old model's floor -- a transaction writing a design row and its 30 image rows -- is shown \
+                 beside it. The warm path is `POST /designs` end to end: HTTP, API-key lookup (cached), `LPOP`, \
+                 and the claim statement (one round trip; it checks the template itself: no template read); its \
+                 load comes from 64 companies.\n\n");
     let mut rows: Vec<(String, &RunResult)> = Vec::new();
     for ((c, f), (_, w)) in floor_runs.iter().zip(warm_runs.iter()) {
         rows.push((format!("floor, {c} clients"), f));
@@ -431,7 +433,7 @@ fn floor_vs_warm(md: &mut String, v: &View) {
         "\n### Reading the figures\n\n\
          - At 64 clients every process is CPU-bound on the same 2 cores, so throughput is 2 cores / CPU per \
          design. The warm path costs Postgres {:.2} ms of CPU per design against the floor's {:.2} ms (one \
-         statement: the claim function also checks the template row; the floor sends five); template-api adds {:.2} ms (HTTP, auth, JSON of the design, the Kafka produce), the load \
+         statement each; the claim function also checks the template row); template-api adds {:.2} ms (HTTP, auth, JSON of the design, the Kafka produce), the load \
          generator and Redis the rest. Warm: {:.0}/s, floor: {:.0}/s.\n\
          - One company's designs are serialized by its plan-limit row (held from the increment to the \
          commit's WAL flush): 64 clients of one company reach {:.0} req/s against {:.0} req/s spread over \

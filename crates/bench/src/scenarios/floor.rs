@@ -1,11 +1,14 @@
 //! The physical floor of the warm path: the least durable work a design
-//! needs -- one Redis `LPOP` and one Postgres transaction writing the rows the
-//! data model writes for a warm design (the item flipped to `used`, the
-//! company's counter, one design row that references the item) -- issued
-//! straight through the drivers: no HTTP, no auth, no framework. The warm
+//! needs -- one Redis `LPOP` and one Postgres round trip that commits the
+//! rows the data model writes for a warm design (the item flipped to
+//! `used`, the company's counter, one design row that references the item;
+//! one statement, a function the floor creates, called as a cached prepared
+//! statement as the warm path calls its claim) -- issued straight through
+//! the drivers: no HTTP, no auth, no framework, no template check. The warm
 //! path's latency and throughput are reported as ratios to this, measured
 //! in the same run. With `images` > 0 it is the old model's floor instead:
-//! a design row and that many image rows (reported beside it).
+//! a transaction writing a design row and that many image rows (reported
+//! beside it).
 
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
@@ -13,7 +16,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use diesel::prelude::*;
 use diesel_async::{AsyncConnection, RunQueryDsl};
-use prewarm_store::db::schema::{companies, design_images, designs, pool_items};
+use prewarm_store::db::schema::{design_images, designs};
 use prewarm_store::db::Db;
 use prewarm_store::pool_index::PoolIndex;
 use shared_domain::ids::{CompanyId, DesignId, PoolItemId, TemplateId};
@@ -22,6 +25,35 @@ use super::CpuRows;
 use crate::load::{closed_loop, Outcome, RunResult};
 use crate::services::{cpu_by_command, cpu_per_request};
 use crate::setup::{Bench, IMAGES};
+
+mod floor_sql {
+    use diesel::sql_types::{Timestamptz, Uuid};
+
+    diesel::define_sql_function! {
+        /// The warm model's writes in one statement (see [`super::FLOOR_FUNCTION`]).
+        fn prewarm_bench_floor(item: Uuid, company: Uuid, design: Uuid, template: Uuid, at: Timestamptz) -> Bool;
+    }
+}
+
+/// The floor's statement: what the warm claim writes, without the template
+/// check, all or nothing.
+const FLOOR_FUNCTION: &str = "
+CREATE OR REPLACE FUNCTION prewarm_bench_floor(
+    p_item uuid, p_company uuid, p_design uuid, p_template uuid, p_now timestamptz)
+RETURNS boolean LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE pool_items SET state = 'used', finished_at = p_now
+     WHERE id = p_item AND state = 'ready';
+    IF NOT FOUND THEN RAISE EXCEPTION 'floor: item gone'; END IF;
+    UPDATE companies SET design_count = design_count + 1
+     WHERE id = p_company AND design_count < design_limit;
+    IF NOT FOUND THEN RAISE EXCEPTION 'floor: limit'; END IF;
+    INSERT INTO designs (id, company_id, template_id, template_version, layout, served_from,
+                         pool_item_id, created_at)
+    VALUES (p_design, p_company, p_template, 1, '{}', 'pool', p_item, p_now);
+    RETURN true;
+END
+$$";
 
 #[derive(Clone)]
 pub struct Floor {
@@ -43,6 +75,7 @@ impl Floor {
     pub async fn prepare(&self, n: usize) -> anyhow::Result<()> {
         let ids: Vec<PoolItemId> = (0..n).map(|_| PoolItemId::new()).collect();
         let mut conn = self.db.conn().await?;
+        diesel::sql_query(FLOOR_FUNCTION).execute(&mut conn).await?;
         for chunk in ids.chunks(5000) {
             let raw: Vec<uuid::Uuid> = chunk.iter().map(|i| i.0).collect();
             diesel::sql_query(
@@ -94,28 +127,19 @@ impl Floor {
         let warm_model = self.images == 0;
         let company = self.companies[self.next.fetch_add(1, Relaxed) % self.companies.len()];
         let mut conn = self.db.conn().await?;
+        if warm_model {
+            diesel::select(floor_sql::prewarm_bench_floor(
+                item.0,
+                company.0,
+                id.0,
+                self.template.0,
+                now,
+            ))
+            .get_result::<bool>(&mut conn)
+            .await?;
+            return Ok(());
+        }
         conn.transaction::<_, diesel::result::Error, _>(async |conn| {
-            if warm_model {
-                diesel::update(
-                    pool_items::table
-                        .find(item.0)
-                        .filter(pool_items::state.eq("ready")),
-                )
-                .set((
-                    pool_items::state.eq("used"),
-                    pool_items::finished_at.eq(now),
-                ))
-                .execute(conn)
-                .await?;
-                diesel::update(
-                    companies::table
-                        .find(company.0)
-                        .filter(companies::design_count.lt(companies::design_limit)),
-                )
-                .set(companies::design_count.eq(companies::design_count + 1))
-                .execute(conn)
-                .await?;
-            }
             diesel::insert_into(designs::table)
                 .values((
                     designs::id.eq(id.0),
@@ -124,17 +148,15 @@ impl Floor {
                     designs::template_version.eq(1),
                     designs::layout.eq(serde_json::json!({})),
                     designs::served_from.eq("pool"),
-                    designs::pool_item_id.eq(warm_model.then_some(item.0)),
+                    designs::pool_item_id.eq(None::<uuid::Uuid>),
                     designs::created_at.eq(now),
                 ))
                 .execute(conn)
                 .await?;
-            if !rows.is_empty() {
-                diesel::insert_into(design_images::table)
-                    .values(&rows)
-                    .execute(conn)
-                    .await?;
-            }
+            diesel::insert_into(design_images::table)
+                .values(&rows)
+                .execute(conn)
+                .await?;
             Ok(())
         })
         .await?;
