@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use aws_sdk_s3::config::retry::RetryConfig;
+use aws_sdk_s3::config::retry::{RetryConfig, RetryPartition};
 use aws_sdk_s3::config::timeout::TimeoutConfig;
 use aws_sdk_s3::config::{
     BehaviorVersion, Builder as S3ConfigBuilder, Credentials, Region, RequestChecksumCalculation,
@@ -152,6 +152,11 @@ impl ObjectStore {
             .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
             .response_checksum_validation(ResponseChecksumValidation::WhenRequired)
             .retry_config(RetryConfig::standard().with_max_attempts(settings.max_attempts.max(1)))
+            // This store's own retry quota (token bucket): the SDK's default
+            // partition is shared by every client of the process, so one
+            // store's failures (another test stack's, in the test process)
+            // would spend the retries of all.
+            .retry_partition(RetryPartition::custom("prewarm-s3").build())
             .timeout_config(
                 TimeoutConfig::builder()
                     .connect_timeout(Duration::from_secs(2))
