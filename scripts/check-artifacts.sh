@@ -4,7 +4,9 @@
 #   Helm SDK of helm-python-sdk and the schemas of kubernetes-validate; no
 #   helm binary, no cluster);
 # - docs/openapi.json: a valid OpenAPI 3.1 document (openapi-spec-validator;
-#   the Rust tests keep it equal to what the code generates and serves).
+#   the Rust tests keep it equal to what the code generates and serves);
+# - the code's layers: no two modules of a crate import each other
+#   (scripts/check_layers.py).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 CACHE="${PREWARM_CACHE:-$HOME/.cache/prewarm}"
@@ -17,3 +19,4 @@ if ! "$VENV/bin/python" -c 'import helm_python, kubernetes_validate, yaml, opena
 fi
 "$VENV/bin/python" "$ROOT/scripts/check_chart.py"
 "$VENV/bin/openapi-spec-validator" "$ROOT/docs/openapi.json"
+python3 "$ROOT/scripts/check_layers.py"

@@ -2,7 +2,7 @@
 //! targets, tables per scenario, memory, the latency plot.
 
 use crate::load::RunResult;
-use crate::report;
+use crate::report::{self, verdict};
 use crate::scenarios::{CpuRows, Prefill, Steady, SteadyRun, Warm};
 use crate::setup::{
     git_commit, machine, Bench, IMAGES, IMAGE_BYTES, SIZING_NOTE, TENANTS, WORKER_COPY_CONCURRENCY,
@@ -68,14 +68,6 @@ struct View<'a> {
     f64_: &'a RunResult,
     w64: &'a RunResult,
     ratio: f64,
-}
-
-pub fn verdict(ok: bool) -> &'static str {
-    if ok {
-        "met"
-    } else {
-        "**missed**"
-    }
 }
 
 /// Writes the report to `--out` (and prints it).

@@ -10,6 +10,15 @@ use crate::load::RunResult;
 /// The columns every latency table has.
 pub const HEADER: &str = "| run | requests | p50 ms | p75 ms | p95 ms | p99 ms | max ms | req/s | errors | warm |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
 
+/// How a target table shows whether a target was met.
+pub fn verdict(ok: bool) -> &'static str {
+    if ok {
+        "met"
+    } else {
+        "**missed**"
+    }
+}
+
 pub fn row(label: &str, r: &RunResult) -> String {
     format!(
         "| {label} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.0} | {} | {:.1}% |\n",

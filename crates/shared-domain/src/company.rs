@@ -6,9 +6,6 @@ use serde::{Deserialize, Serialize};
 use crate::ids::{ApiKeyId, CompanyId};
 use crate::valid::{CompanyName, DesignLimit, Invalid};
 
-/// The most designs a company's plan may allow; guards against typos like 1e12.
-pub const MAX_DESIGN_LIMIT: i32 = 1_000_000;
-
 /// A tenant with a plan limit on how many designs it may own.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Company {
@@ -29,15 +26,20 @@ pub struct NewCompany {
     pub design_limit: i32,
 }
 
+/// A company to create with every field parsed ([`NewCompany::parse`]): the
+/// only form the store accepts.
+#[derive(Debug, Clone)]
+pub struct ValidCompany {
+    pub name: CompanyName,
+    pub design_limit: DesignLimit,
+}
+
 impl NewCompany {
-    /// The company to create: its name trimmed, every field checked by its
-    /// type ([`crate::valid`]).
-    pub fn validated(&self) -> Result<NewCompany, Invalid> {
-        let name = CompanyName::parse(self.name.trim())?;
-        let limit = DesignLimit::parse(self.design_limit)?;
-        Ok(NewCompany {
-            name: name.into_string(),
-            design_limit: limit.get(),
+    /// Its name trimmed, every field parsed by its type ([`crate::valid`]).
+    pub fn parse(&self) -> Result<ValidCompany, Invalid> {
+        Ok(ValidCompany {
+            name: CompanyName::parse(self.name.trim())?,
+            design_limit: DesignLimit::parse(self.design_limit)?,
         })
     }
 }

@@ -6,7 +6,8 @@
 //! - [`pool`]: a pool item (a ready-made design waiting in the warm pool) and pool status.
 //! - [`object_keys`]: the S3 key scheme; who owns an object is readable from its key prefix.
 //! - [`valid`]: client input validated once, in types (`TemplateName`,
-//!   `Layout`, `DesignLimit`, `PageLimit`, ...); the request DTOs' `validate`.
+//!   `Layout`, `DesignLimit`, `PageLimit`, ...); the request DTOs'
+//!   `parse` into `ValidTemplate`, `ValidPatch`, `ValidCompany` (what the store takes).
 //! - [`error`]: the stable error codes every HTTP error carries, with their status.
 //! - [`warmup`]: the Kafka warm-up message, generated from `proto/warmup.proto`.
 //!

@@ -114,29 +114,47 @@ pub struct TemplatePatch {
     pub visibility: Option<Visibility>,
 }
 
+/// A template to create with every field parsed ([`NewTemplate::parse`]):
+/// the only form the store accepts.
+#[derive(Debug, Clone)]
+pub struct ValidTemplate {
+    pub name: TemplateName,
+    pub category: Category,
+    pub layout: Layout,
+    pub visibility: Visibility,
+}
+
 impl NewTemplate {
-    /// Every field checked by its type ([`crate::valid`]).
-    pub fn validate(&self) -> Result<(), Invalid> {
-        TemplateName::parse(&self.name)?;
-        Category::parse(&self.category)?;
-        Layout::parse(&self.layout)?;
-        Ok(())
+    /// Every field parsed by its type ([`crate::valid`]).
+    pub fn parse(self) -> Result<ValidTemplate, Invalid> {
+        Ok(ValidTemplate {
+            name: TemplateName::parse(&self.name)?,
+            category: Category::parse(&self.category)?,
+            layout: Layout::parse(&self.layout)?,
+            visibility: self.visibility,
+        })
     }
 }
 
+/// An edit with every field given parsed ([`TemplatePatch::parse`]); the
+/// default changes nothing (an image replacement).
+#[derive(Debug, Clone, Default)]
+pub struct ValidPatch {
+    pub name: Option<TemplateName>,
+    pub category: Option<Category>,
+    pub layout: Option<Layout>,
+    pub visibility: Option<Visibility>,
+}
+
 impl TemplatePatch {
-    /// Every field given checked by its type ([`crate::valid`]).
-    pub fn validate(&self) -> Result<(), Invalid> {
-        if let Some(name) = &self.name {
-            TemplateName::parse(name)?;
-        }
-        if let Some(category) = &self.category {
-            Category::parse(category)?;
-        }
-        if let Some(layout) = &self.layout {
-            Layout::parse(layout)?;
-        }
-        Ok(())
+    /// Every field given parsed by its type ([`crate::valid`]).
+    pub fn parse(self) -> Result<ValidPatch, Invalid> {
+        Ok(ValidPatch {
+            name: self.name.as_deref().map(TemplateName::parse).transpose()?,
+            category: self.category.as_deref().map(Category::parse).transpose()?,
+            layout: self.layout.as_ref().map(Layout::parse).transpose()?,
+            visibility: self.visibility,
+        })
     }
 }
 

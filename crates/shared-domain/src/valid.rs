@@ -1,12 +1,12 @@
 //! Client input, validated once, in types: each `parse` is the one place a
 //! rule lives (lengths in characters, no NUL -- Postgres text and JSONB
 //! refuse it -- layout depth and numbers a JSON reader may not read back,
-//! beyond +-2^53, RFC 7493). The request DTOs' `validate` methods parse
-//! every field with them, so a handler checks nothing by hand.
+//! beyond +-2^53, RFC 7493). The request DTOs' `parse` methods turn
+//! them into their valid forms (`ValidTemplate`, `ValidPatch`,
+//! `ValidCompany`), the only ones the store accepts, so a handler checks
+//! nothing by hand and unchecked input cannot reach the database.
 
 use serde_json::Value;
-
-use crate::company::MAX_DESIGN_LIMIT;
 
 /// Why one field was refused; the API answers it as `invalid_request`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -104,6 +104,10 @@ impl Layout {
     pub fn as_value(&self) -> &Value {
         &self.0
     }
+
+    pub fn into_value(self) -> Value {
+        self.0
+    }
 }
 
 fn check_value(value: &Value, depth: usize) -> Result<(), Invalid> {
@@ -134,6 +138,9 @@ fn check_value(value: &Value, depth: usize) -> Result<(), Invalid> {
         _ => Ok(()),
     }
 }
+
+/// The most designs a company's plan may allow; guards against typos like 1e12.
+pub const MAX_DESIGN_LIMIT: i32 = 1_000_000;
 
 /// A plan's design limit: 0 to [`MAX_DESIGN_LIMIT`] (guards against typos
 /// like 1e12).

@@ -581,7 +581,7 @@ pub fn report(p: &Params, results: &[SizeResult]) -> String {
              walk costs it O(objects^2); S3 serves a page by key range.\n",
             small.templates,
             large.templates,
-            crate::markdown::verdict(growth.bounded()),
+            crate::report::verdict(growth.bounded()),
         );
         // 10^6 is not run here (see the paragraph): extrapolated from the
         // measured growth per decade, which is what sublinear growth means.

@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
-use shared_domain::company::{Company, NewCompany};
+use shared_domain::company::{Company, ValidCompany};
 use shared_domain::ids::CompanyId;
 use uuid::Uuid;
 
@@ -33,11 +33,14 @@ impl From<CompanyRow> for Company {
     }
 }
 
-pub async fn insert(conn: &mut AsyncPgConnection, new: &NewCompany) -> Result<Company, StoreError> {
+pub async fn insert(
+    conn: &mut AsyncPgConnection,
+    new: &ValidCompany,
+) -> Result<Company, StoreError> {
     let row = CompanyRow {
         id: CompanyId::new().0,
-        name: new.name.clone(),
-        design_limit: new.design_limit,
+        name: new.name.as_str().to_string(),
+        design_limit: new.design_limit.get(),
         design_count: 0,
         created_at: super::now(),
     };

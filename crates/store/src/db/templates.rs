@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use shared_domain::ids::{CompanyId, TemplateId};
-use shared_domain::template::{NewTemplate, Template, TemplateImage, TemplatePatch, Visibility};
+use shared_domain::template::{Template, TemplateImage, ValidPatch, ValidTemplate, Visibility};
 use uuid::Uuid;
 
 use super::idempotency::{self, Claim, KeyLost, StoredAnswer};
@@ -95,7 +95,7 @@ pub async fn insert(
     conn: &mut AsyncPgConnection,
     id: TemplateId,
     owner: CompanyId,
-    new: &NewTemplate,
+    new: &ValidTemplate,
     images: &[TemplateImage],
     key: Option<&Claim>,
 ) -> Result<Result<Template, KeyLost>, StoreError> {
@@ -104,9 +104,9 @@ pub async fn insert(
         id: id.0,
         owner_company_id: owner.0,
         visibility: new.visibility.as_str().to_string(),
-        name: new.name.clone(),
-        category: new.category.clone(),
-        layout: new.layout.clone(),
+        name: new.name.as_str().to_string(),
+        category: new.category.as_str().to_string(),
+        layout: new.layout.as_value().clone(),
         version: 1,
         created_at: now,
         updated_at: now,
@@ -276,7 +276,7 @@ pub async fn update(
     conn: &mut AsyncPgConnection,
     id: TemplateId,
     owner: CompanyId,
-    patch: &TemplatePatch,
+    patch: &ValidPatch,
     new_images: Option<&[TemplateImage]>,
     if_match: Option<&str>,
 ) -> Result<UpdateOutcome, StoreError> {
@@ -307,13 +307,13 @@ pub async fn update(
             let bump = patch.layout.is_some() || new_images.is_some();
             let old_version = row.version;
             if let Some(name) = patch.name {
-                row.name = name;
+                row.name = name.into_string();
             }
             if let Some(category) = patch.category {
-                row.category = category;
+                row.category = category.into_string();
             }
             if let Some(layout) = patch.layout {
-                row.layout = layout;
+                row.layout = layout.into_value();
             }
             if let Some(visibility) = patch.visibility {
                 row.visibility = visibility.as_str().to_string();

@@ -18,7 +18,7 @@ pub async fn create_company(
     state: web::Data<AppState>,
     body: web::Json<NewCompany>,
 ) -> Result<HttpResponse, ApiError> {
-    let new = body.validated()?;
+    let new = body.parse()?;
     let mut conn = state.db.conn().await?;
     let company = companies::insert(&mut conn, &new).await?;
     Ok(HttpResponse::Created().json(company))

@@ -9,7 +9,9 @@ use shared_domain::error::Chain;
 use shared_domain::error::ErrorCode;
 use shared_domain::ids::{CompanyId, TemplateId};
 use shared_domain::pool::PoolStatus;
-use shared_domain::template::{NewTemplate, Template, TemplateImage, TemplateList, TemplatePatch};
+use shared_domain::template::{
+    NewTemplate, Template, TemplateImage, TemplateList, TemplatePatch, ValidPatch, ValidTemplate,
+};
 use shared_domain::warmup::Reason;
 
 use super::Page;
@@ -41,7 +43,7 @@ fn leave_to_collector(upload: &Upload) {
     );
 }
 
-fn parse_metadata(bytes: &[u8]) -> Result<NewTemplate, ApiError> {
+fn parse_metadata(bytes: &[u8]) -> Result<ValidTemplate, ApiError> {
     let new: NewTemplate = serde_json::from_slice(bytes).map_err(|e| {
         let code = if e.is_data() {
             ErrorCode::InvalidRequest
@@ -50,8 +52,7 @@ fn parse_metadata(bytes: &[u8]) -> Result<NewTemplate, ApiError> {
         };
         ApiError::new(code, format!("metadata: {e}"))
     })?;
-    new.validate()?;
-    Ok(new)
+    Ok(new.parse()?)
 }
 
 /// A template answer with its entity tag.
@@ -229,7 +230,7 @@ async fn apply_edit(
     state: &AppState,
     company: CompanyId,
     id: TemplateId,
-    patch: &TemplatePatch,
+    patch: &ValidPatch,
     images: Option<&[TemplateImage]>,
     expected: Option<&str>,
 ) -> Result<Template, ApiError> {
@@ -317,8 +318,7 @@ pub async fn update(
     body: web::Json<TemplatePatch>,
 ) -> Result<HttpResponse, ApiError> {
     let expected = if_match(&req)?;
-    let patch = body.into_inner();
-    patch.validate()?;
+    let patch = body.into_inner().parse()?;
     let template = apply_edit(
         &state,
         company.0,
@@ -377,7 +377,7 @@ pub async fn replace_images(
         &state,
         company.0,
         id,
-        &TemplatePatch::default(),
+        &ValidPatch::default(),
         Some(&upload.images),
         expected.as_deref(),
     )
