@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use prewarm_bench::fault_proxy::{FaultProxy, Faults};
 use prewarm_tests::relay::TcpRelay;
-use prewarm_tests::{error_code, Options, TestStack};
+use prewarm_tests::{error_code, metric_value, Options, TestStack};
 use shared_domain::design::{Design, ServedFrom};
 use shared_domain::object_keys::DESIGNS_PREFIX;
 
@@ -164,21 +164,33 @@ async fn kafka_unreachable_never_blocks_designs_and_pools_still_fill() {
     stack
         .wait_pool(&tenant, template.id, 4, Duration::from_secs(10))
         .await;
-    // Each undeliverable warm-up request is counted once the producer gives up.
+    // Each undeliverable warm-up message (the creation's, and the pops',
+    // coalesced per `pool.warmup_coalesce_ms`) is counted once the producer
+    // gives up.
     let deadline = std::time::Instant::now() + Duration::from_secs(15);
     loop {
-        let undelivered = stack
-            .metric(
+        let text = stack.metrics().await;
+        let count = |outcome| {
+            metric_value(
+                &text,
                 "prewarm_warmup_requests_total",
-                &[("outcome", "undelivered")],
+                &[("outcome", outcome)],
             )
-            .await;
-        if undelivered >= 3.0 {
+            .unwrap_or(0.0)
+        };
+        let (queued, coalesced, undelivered) =
+            (count("queued"), count("coalesced"), count("undelivered"));
+        if queued >= 2.0 && undelivered == queued {
+            assert_eq!(
+                queued + coalesced,
+                4.0,
+                "one ask per design and one for the creation"
+            );
             break;
         }
         assert!(
             std::time::Instant::now() < deadline,
-            "undelivered warm-up requests not counted: {undelivered}"
+            "undelivered warm-up requests not counted: {undelivered} of {queued}"
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }

@@ -163,6 +163,74 @@ async fn cold_path_copies_on_the_spot_when_the_pool_is_empty() {
     stack.finish().await;
 }
 
+/// The API's warm-up asks by outcome (`queued`, `coalesced`).
+async fn warmup_asks(stack: &TestStack) -> (f64, f64) {
+    let text = stack.metrics().await;
+    let count = |outcome| {
+        metric_value(
+            &text,
+            "prewarm_warmup_requests_total",
+            &[("outcome", outcome)],
+        )
+        .unwrap_or(0.0)
+    };
+    (count("queued"), count("coalesced"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn warm_designs_within_one_window_send_one_warmup_message_and_the_pool_refills() {
+    const WINDOW_MS: u64 = 1_500;
+    let window = WINDOW_MS.to_string();
+    let stack = TestStack::spawn(Options {
+        env: vec![("PREWARM_POOL__WARMUP_COALESCE_MS".into(), window)],
+        ..Options::default()
+    })
+    .await;
+    let tenant = stack.create_tenant("acme", 100).await;
+    let template = stack.create_template(&tenant, 2, "private").await;
+    stack.wait_pool(&tenant, template.id, 4, FILL).await;
+    // The creation's own ask has been sent: nothing is pending.
+    tokio::time::sleep(Duration::from_millis(WINDOW_MS + 500)).await;
+    let (queued, coalesced) = warmup_asks(&stack).await;
+
+    for _ in 0..4 {
+        let design = stack.create_design(&tenant, template.id).await;
+        assert_eq!(design.served_from, ServedFrom::Pool);
+    }
+    // Four asks within one window: the first waits, the rest join it.
+    assert_eq!(warmup_asks(&stack).await, (queued, coalesced + 3.0));
+    tokio::time::sleep(Duration::from_millis(WINDOW_MS + 500)).await;
+    assert_eq!(warmup_asks(&stack).await, (queued + 1.0, coalesced + 3.0));
+
+    // That one message reaches the worker (one refill asked by a pop) and
+    // refills every gap the four designs left.
+    stack.wait_pool(&tenant, template.id, 4, FILL).await;
+    let worker = stack.worker_base.clone().expect("in-process worker");
+    let pop_refills = || async {
+        let text = stack
+            .http
+            .get(format!("{worker}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        metric_value(
+            &text,
+            "prewarm_refill_lag_seconds_count",
+            &[("reason", "pool_pop")],
+        )
+        .unwrap_or(0.0)
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while pop_refills().await < 1.0 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(pop_refills().await, 1.0);
+    stack.finish().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn duplicate_warmup_messages_never_push_a_pool_above_target() {
     let stack = TestStack::spawn(Options::default()).await;

@@ -122,6 +122,9 @@ pub struct PoolSettings {
     pub enabled: bool,
     /// Pops tried before falling back to a copy, when popped ids turn out stale.
     pub pop_attempts: u32,
+    /// Warm-up requests for one template version within this window travel
+    /// as one Kafka message (API; 0 = one message per design).
+    pub warmup_coalesce_ms: u64,
     /// Parallel CopyObject calls for one cold design (API).
     pub cold_copy_parallelism: usize,
     /// Parallel CopyObject calls across all cold designs of one API process.
@@ -144,6 +147,7 @@ impl Default for PoolSettings {
             lease_secs: 300,
             enabled: true,
             pop_attempts: 3,
+            warmup_coalesce_ms: 50,
             cold_copy_parallelism: 16,
             cold_copy_global_limit: 256,
         }

@@ -131,8 +131,9 @@ pub async fn ensure_topic(settings: &KafkaSettings) -> Result<(), KafkaError> {
 pub struct WarmupPublisher {
     producer: FutureProducer,
     topic: String,
-    /// `prewarm_warmup_requests_total{outcome}`: queued, dropped (local queue
-    /// full or producer failing), undelivered (the broker never acked).
+    /// `prewarm_warmup_requests_total{outcome}`: queued, coalesced (merged
+    /// into a request already waiting), dropped (local queue full or
+    /// producer failing), undelivered (the broker never acked).
     outcomes: IntCounterVec,
 }
 
@@ -151,7 +152,7 @@ impl WarmupPublisher {
         let outcomes = IntCounterVec::new(
             Opts::new(
                 "prewarm_warmup_requests_total",
-                "Warm-up requests by outcome: queued, dropped (never queued), undelivered (no broker ack). \
+                "Warm-up requests by outcome: queued, coalesced (merged into one already waiting), dropped (never queued), undelivered (no broker ack). \
                  Dropped or undelivered requests mean Kafka is degraded; the reconciler heals the pools.",
             ),
             &["outcome"],
@@ -180,6 +181,12 @@ impl WarmupPublisher {
         .and_then(|r| r)
     }
 
+    /// Counts a request merged into one already waiting to be sent
+    /// (`outcome="coalesced"`).
+    pub fn count_coalesced(&self) {
+        self.outcomes.with_label_values(&["coalesced"]).inc();
+    }
+
     /// Exposes this producer's outcome counter in `registry`.
     pub fn register_metrics(&self, registry: &Registry) -> prometheus::Result<()> {
         registry.register(Box::new(self.outcomes.clone()))
@@ -187,11 +194,17 @@ impl WarmupPublisher {
 
     /// Enqueues one request; never blocks. Returns false if it was dropped
     /// (local queue full or producer failing), which the caller counts.
+    /// The caller's trace goes along, so the refill joins it.
     pub fn publish(&self, request: &WarmupRequest) -> bool {
+        self.publish_traced(request, prewarm_service_kit::telemetry::inject())
+    }
+
+    /// [`publish`](Self::publish) with a trace context captured earlier
+    /// (`telemetry::inject`), for a request sent after its caller returned.
+    pub fn publish_traced(&self, request: &WarmupRequest, trace: Vec<(String, String)>) -> bool {
         let payload = request.to_bytes();
-        // The caller's trace goes along, so the refill joins it.
         let mut headers = OwnedHeaders::new();
-        for (key, value) in prewarm_service_kit::telemetry::inject() {
+        for (key, value) in trace {
             headers = headers.insert(Header {
                 key: &key,
                 value: Some(&value),

@@ -18,7 +18,8 @@
 //!   route table, schemas derived from the DTO types; committed as docs/openapi.json).
 //! - [`request_span`]: one tracing span per request (continues the caller's trace; access log);
 //!   [`request_id`]: the request's id as a task-local (error bodies, detached work).
-//! - [`state`]: what every handler shares (database, Redis index, S3, Kafka producer).
+//! - [`state`]: what every handler shares (database, Redis index, S3, Kafka producer);
+//!   [`warmup_requests`]: warm-up requests to Kafka, coalesced per template version.
 
 pub mod auth;
 pub mod create_design;
@@ -36,3 +37,4 @@ pub mod startup;
 pub mod state;
 pub mod template_versions;
 pub mod upload;
+pub mod warmup_requests;

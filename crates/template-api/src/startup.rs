@@ -26,6 +26,7 @@ use crate::similar::SimilarTemplates;
 use crate::state::AppState;
 use crate::template_versions::TemplateVersions;
 use crate::upload::UploadBudget;
+use crate::warmup_requests::WarmupRequests;
 use prewarm_store::rate_buckets::RateBuckets;
 
 pub struct Application {
@@ -97,8 +98,10 @@ impl Application {
             }
         };
         ops.stop(true).await;
+        self.state.warmup.send_pending();
         self.state
-            .publisher
+            .warmup
+            .publisher()
             .flush(std::time::Duration::from_secs(5));
         result
     }
@@ -144,7 +147,10 @@ pub async fn build_state(settings: Settings, pause: PausePoints) -> anyhow::Resu
         db: clients.db,
         index: clients.index,
         objects: clients.objects,
-        publisher,
+        warmup: WarmupRequests::start(
+            publisher,
+            Duration::from_millis(settings.pool.warmup_coalesce_ms),
+        ),
         copy_limiter,
         auth,
         shared_cache: shared,

@@ -5,9 +5,8 @@ use std::sync::Arc;
 use prewarm_store::db::Db;
 use prewarm_store::objects::ObjectStore;
 use prewarm_store::pool_index::PoolIndex;
-use prewarm_store::warmup_topic::WarmupPublisher;
 use shared_domain::ids::TemplateId;
-use shared_domain::warmup::{Reason, WarmupRequest};
+use shared_domain::warmup::Reason;
 use tokio::sync::Semaphore;
 
 use crate::settings::Settings;
@@ -18,7 +17,8 @@ pub struct AppState {
     pub db: Db,
     pub index: PoolIndex,
     pub objects: ObjectStore,
-    pub publisher: WarmupPublisher,
+    /// Warm-up requests to Kafka, coalesced per template version.
+    pub warmup: Arc<crate::warmup_requests::WarmupRequests>,
     /// Caps CopyObject calls made by cold-path requests of this process, so a
     /// burst of misses cannot open thousands of S3 connections.
     pub copy_limiter: Arc<Semaphore>,
@@ -51,10 +51,9 @@ impl AppState {
         }
     }
 
-    /// Asks the worker to top a template's pool up; never waits for Kafka.
+    /// Asks the worker to top a template's pool up; never waits for Kafka
+    /// (asks within `pool.warmup_coalesce_ms` travel as one message).
     pub fn request_warmup(&self, template: TemplateId, version: i32, reason: Reason) {
-        let now_ms = chrono::Utc::now().timestamp_millis();
-        self.publisher
-            .publish(&WarmupRequest::new(template, version, reason, now_ms));
+        self.warmup.ask(template, version, reason);
     }
 }

@@ -29,7 +29,7 @@ async fn probe(state: &AppState) -> readiness::Readiness {
             db: &state.db,
             index: &state.index,
             objects: &state.objects,
-            publisher: &state.publisher,
+            publisher: state.warmup.publisher(),
         },
         &state.metrics.dependency_up,
     )
