@@ -196,3 +196,66 @@ async fn kafka_unreachable_never_blocks_designs_and_pools_still_fill() {
     }
     stack.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pooled_connection_is_checked_after_idling_and_never_handed_out_closed() {
+    use diesel::sql_types::Integer;
+    use diesel_async::RunQueryDsl;
+    use prewarm_store::db::Db;
+
+    #[derive(diesel::QueryableByName)]
+    struct Pid {
+        #[diesel(sql_type = Integer)]
+        pid: i32,
+    }
+    async fn backend(db: &Db) -> i32 {
+        let mut conn = db.conn().await.expect("a pooled connection");
+        diesel::sql_query("SELECT pg_backend_pid() AS pid")
+            .get_result::<Pid>(&mut conn)
+            .await
+            .expect("a query on a handed-out connection")
+            .pid
+    }
+
+    let stack = TestStack::spawn(Options {
+        worker: false,
+        ..Options::default()
+    })
+    .await;
+    let url = stack
+        .env
+        .iter()
+        .find(|(k, _)| k == "PREWARM_DATABASE__URL")
+        .map(|(_, v)| v.clone())
+        .unwrap();
+    const CHECK_IDLE: Duration = Duration::from_millis(400);
+    let db = Db::connect_with(
+        &url,
+        1,
+        Duration::from_secs(5),
+        CHECK_IDLE,
+        &Default::default(),
+    )
+    .unwrap();
+
+    // Used again within the window: handed out without a check.
+    let first = backend(&db).await;
+    assert_eq!(backend(&db).await, first);
+    assert_eq!(db.checks(), 0);
+    // Idle longer than the window: checked (`SELECT 1`) first.
+    tokio::time::sleep(CHECK_IDLE + Duration::from_millis(200)).await;
+    assert_eq!(backend(&db).await, first);
+    assert_eq!(db.checks(), 1);
+
+    // Killed behind the pool's back (a failover, a restart): even within the
+    // window the closed connection is not handed out; a new one is.
+    let mut admin = stack.db.conn().await.unwrap();
+    diesel::sql_query(format!("SELECT pg_terminate_backend({first})"))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let replaced = backend(&db).await;
+    assert_ne!(replaced, first);
+    stack.finish().await;
+}

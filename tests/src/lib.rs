@@ -323,8 +323,14 @@ impl TestStack {
 
         let recommender = recommender_listener.map(|listener| {
             let faults = options.recommender.clone().unwrap_or_default();
-            let catalogue = Db::connect_with(&run.db_url(), 4, Duration::from_secs(5), &admin_tls)
-                .expect("recommender database");
+            let catalogue = Db::connect_with(
+                &run.db_url(),
+                4,
+                Duration::from_secs(5),
+                prewarm_store::db::DEFAULT_CHECK_IDLE,
+                &admin_tls,
+            )
+            .expect("recommender database");
             Recommender::start(listener, catalogue, faults).expect("start recommender")
         });
 

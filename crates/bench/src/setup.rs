@@ -120,8 +120,8 @@ pub struct Args {
     pub delay: Duration,
     pub s3: String,
     /// `--only scale`: run that scenario alone and write its section;
-    /// `--only headline`: the warm closed and open loops then the headline,
-    /// printed only (for iterating on the warm path).
+    /// `--only headline`: the floor, the warm closed and open loops, then the
+    /// headline, printed only (for iterating on the warm path).
     pub only: Option<String>,
 }
 

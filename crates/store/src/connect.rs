@@ -33,6 +33,7 @@ pub async fn connect(
         db_url,
         database.max_connections,
         database.acquire_timeout(),
+        database.check_idle(),
         &tls,
     )?;
     // One connection now, so a wrong CA or host name stops the service at

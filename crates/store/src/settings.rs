@@ -22,6 +22,11 @@ pub struct DatabaseSettings {
     /// How long a request waits for a free connection before a clear 503.
     #[serde(default = "default_acquire_timeout_ms")]
     pub acquire_timeout_ms: u64,
+    /// A pooled connection unused for longer than this is checked
+    /// (`SELECT 1`) before it is handed out; one used more recently is not
+    /// (0 = check every time). See `db::CheckedManager`.
+    #[serde(default = "default_check_idle_ms")]
+    pub check_idle_ms: u64,
     /// Apply pending migrations at start.
     #[serde(default = "default_true")]
     pub migrate: bool,
@@ -37,6 +42,10 @@ pub struct DatabaseSettings {
 impl DatabaseSettings {
     pub fn acquire_timeout(&self) -> Duration {
         Duration::from_millis(self.acquire_timeout_ms)
+    }
+
+    pub fn check_idle(&self) -> Duration {
+        Duration::from_millis(self.check_idle_ms)
     }
 
     /// The TLS configuration these settings ask for (an unreadable CA file
@@ -208,6 +217,9 @@ fn default_max_connections() -> usize {
 }
 fn default_acquire_timeout_ms() -> u64 {
     2_000
+}
+fn default_check_idle_ms() -> u64 {
+    crate::db::DEFAULT_CHECK_IDLE.as_millis() as u64
 }
 fn default_true() -> bool {
     true

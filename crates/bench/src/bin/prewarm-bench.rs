@@ -18,7 +18,7 @@
 //! 7. adaptive vs fixed pool sizing on a Zipf workload with a burst;
 //! 8. scale: 10^3-10^5 templates with a long tail, the background passes'
 //!    cost by catalogue size (`--only scale` runs it alone; `--only headline`
-//!    runs the warm loops and the headline and prints them).
+//!    runs the floor, the warm loops and the headline and prints them).
 
 use prewarm_bench::markdown::{self, Results};
 use prewarm_bench::scenarios;
@@ -32,7 +32,16 @@ async fn main() -> anyhow::Result<()> {
         b.sizes.headline_secs = b.sizes.headline_secs.max(20.0);
         let prefill = scenarios::prefill(&b).await?;
         b.settle().await?;
-        scenarios::warm(&b, prefill.template, &mut Vec::new()).await?;
+        let (floor, _) = scenarios::floor(&mut b, prefill.template, &mut Vec::new()).await?;
+        b.settle().await?;
+        let warm = scenarios::warm(&b, prefill.template, &mut Vec::new()).await?;
+        let (f1, w1) = (&floor[0].1, &warm.runs[0].1);
+        let (f64_, w64) = (&floor[2].1, &warm.runs[2].1);
+        eprintln!(
+            "warm p50 at 1 client {:.2}x the floor's; warm at 64 clients {:.0}% of the floor's throughput",
+            w1.ms(0.5) / f1.ms(0.5),
+            100.0 * w64.throughput() / f64_.throughput()
+        );
         b.settle().await?;
         scenarios::headline(&b, prefill.template).await?;
         b.stop_services().await;

@@ -20,7 +20,6 @@ pub mod tls;
 
 use std::time::Duration;
 
-use diesel_async::pooled_connection::deadpool::{Object, Pool};
 use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig};
 use diesel_async::{AsyncMigrationHarness, AsyncPgConnection, RunQueryDsl};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
@@ -40,8 +39,50 @@ pub(crate) async fn jit_off(conn: &mut AsyncPgConnection) -> Result<(), diesel::
         .map(|_| ())
 }
 
-pub type DbPool = Pool<AsyncPgConnection>;
-pub type DbConn = Object<AsyncPgConnection>;
+pub type DbPool = deadpool::managed::Pool<CheckedManager>;
+pub type DbConn = deadpool::managed::Object<CheckedManager>;
+
+/// [`DatabaseSettings::check_idle_ms`](crate::settings::DatabaseSettings)'s default.
+pub const DEFAULT_CHECK_IDLE: Duration = Duration::from_secs(1);
+
+/// The pool's connection manager: diesel-async's, except that a connection
+/// handed out again within `check_idle` of its last checkout is not checked
+/// with a `SELECT 1` round trip first (HikariCP's "alive bypass window"). A
+/// busy pool then costs one round trip per query instead of two; a
+/// connection that sat idle longer -- where a failover, a restart or an idle
+/// timeout of a proxy may have killed it -- is still checked. A connection
+/// whose socket closed is never handed out: the driver marks it broken.
+/// With the pool's LIFO order the few connections a light load needs stay
+/// recent, and the rest age into being checked.
+pub struct CheckedManager {
+    inner: AsyncDieselConnectionManager<AsyncPgConnection>,
+    check_idle: Duration,
+    /// Checkouts that ran the check (see [`Db::checks`]).
+    checks: std::sync::atomic::AtomicU64,
+}
+
+impl deadpool::managed::Manager for CheckedManager {
+    type Type = AsyncPgConnection;
+    type Error = diesel_async::pooled_connection::PoolError;
+
+    async fn create(&self) -> Result<AsyncPgConnection, Self::Error> {
+        self.inner.create().await
+    }
+
+    async fn recycle(
+        &self,
+        conn: &mut AsyncPgConnection,
+        metrics: &deadpool::managed::Metrics,
+    ) -> deadpool::managed::RecycleResult<Self::Error> {
+        use diesel_async::pooled_connection::PoolableConnection;
+        if metrics.last_used() < self.check_idle && !std::thread::panicking() && !conn.is_broken() {
+            return Ok(());
+        }
+        self.checks
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.inner.recycle(conn, metrics).await
+    }
+}
 
 const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
 
@@ -54,7 +95,8 @@ pub struct Db {
 }
 
 impl Db {
-    /// A pool of plain connections (local tools, tests).
+    /// A pool of plain connections (local tools, tests), checked after
+    /// [`DEFAULT_CHECK_IDLE`] idle.
     pub fn connect(
         url: &str,
         max_connections: usize,
@@ -64,15 +106,19 @@ impl Db {
             url,
             max_connections,
             acquire_timeout,
+            DEFAULT_CHECK_IDLE,
             &tls::PgTls::default(),
         )
     }
 
-    /// A pool whose connections use `tls` (see [`tls`]).
+    /// A pool whose connections use `tls` (see [`tls`]) and are checked
+    /// when handed out after `check_idle` unused (see [`CheckedManager`]).
+    /// Handed out most recently used first.
     pub fn connect_with(
         url: &str,
         max_connections: usize,
         acquire_timeout: Duration,
+        check_idle: Duration,
         tls: &tls::PgTls,
     ) -> Result<Self, StoreError> {
         let mut config = ManagerConfig::<AsyncPgConnection>::default();
@@ -82,16 +128,30 @@ impl Db {
             let url = url.to_string();
             Box::pin(async move { tls.establish(&url).await })
         });
-        let manager =
-            AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(url, config);
-        let pool = Pool::builder(manager)
+        let manager = CheckedManager {
+            inner: AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(url, config),
+            check_idle,
+            checks: Default::default(),
+        };
+        let pool = DbPool::builder(manager)
             .max_size(max_connections)
+            .queue_mode(deadpool::managed::QueueMode::Lifo)
             .build()
             .map_err(|e| StoreError::unavailable("building the Postgres pool", e))?;
         Ok(Self {
             pool,
             acquire_timeout,
         })
+    }
+
+    /// How many checkouts so far checked their connection first (those
+    /// of a connection idle longer than `check_idle`, or a broken one).
+    pub fn checks(&self) -> u64 {
+        // Spelled out: `RunQueryDsl::load` is in scope too.
+        std::sync::atomic::AtomicU64::load(
+            &self.pool.manager().checks,
+            std::sync::atomic::Ordering::Relaxed,
+        )
     }
 
     /// A pooled connection, or `Unavailable` after the acquire timeout.
