@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use prewarm_bench::fault_proxy::{FaultProxy, Faults};
 use prewarm_tests::relay::TcpRelay;
-use prewarm_tests::{error_code, metric_value, Options, TestStack};
+use prewarm_tests::{error_code, Options, TestStack};
 use shared_domain::design::{Design, ServedFrom};
 use shared_domain::object_keys::DESIGNS_PREFIX;
 
@@ -169,17 +169,9 @@ async fn kafka_unreachable_never_blocks_designs_and_pools_still_fill() {
     // gives up.
     let deadline = std::time::Instant::now() + Duration::from_secs(15);
     loop {
-        let text = stack.metrics().await;
-        let count = |outcome| {
-            metric_value(
-                &text,
-                "prewarm_warmup_requests_total",
-                &[("outcome", outcome)],
-            )
-            .unwrap_or(0.0)
-        };
-        let (queued, coalesced, undelivered) =
-            (count("queued"), count("coalesced"), count("undelivered"));
+        let [queued, coalesced, undelivered] = stack
+            .warmup_requests(["queued", "coalesced", "undelivered"])
+            .await;
         if queued >= 2.0 && undelivered == queued {
             assert_eq!(
                 queued + coalesced,

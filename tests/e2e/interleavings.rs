@@ -383,7 +383,6 @@ async fn a_long_batch_defers_what_it_cannot_start_within_the_poll_budget() {
         ..Options::default()
     })
     .await;
-    let worker = stack.worker_base.clone().expect("in-process worker");
     let tenant = stack.create_tenant("acme", 100).await;
     let mut gate = stack.pause.arm(at::ITEM_COPYING);
     let first = stack.create_template(&tenant, 1, "private").await;
@@ -394,15 +393,7 @@ async fn a_long_batch_defers_what_it_cannot_start_within_the_poll_budget() {
     gate.release();
     let deadline = Instant::now() + FILL;
     loop {
-        let text = stack
-            .http
-            .get(format!("{worker}/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let text = stack.worker_metrics().await;
         let deferred =
             prewarm_tests::metric_value(&text, "prewarm_refills_total", &[("outcome", "deferred")]);
         if deferred == Some(1.0) {

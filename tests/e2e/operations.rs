@@ -30,15 +30,7 @@ async fn the_worker_serves_health_readiness_and_metrics() {
     // The creation's refill is counted before the pop's message is sent.
     let counted = Instant::now() + Duration::from_secs(10);
     while metric_value(
-        &stack
-            .http
-            .get(format!("{base}/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap(),
+        &stack.worker_metrics().await,
         "prewarm_refills_total",
         &[("outcome", "ok")],
     ) < Some(1.0)
@@ -79,15 +71,7 @@ async fn the_worker_serves_health_readiness_and_metrics() {
     // with librdkafka's statistics (every 5 s).
     let deadline = Instant::now() + Duration::from_secs(12);
     loop {
-        let text = stack
-            .http
-            .get(format!("{base}/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let text = stack.worker_metrics().await;
         let refills = metric_value(&text, "prewarm_refills_total", &[("outcome", "ok")]);
         let items = metric_value(&text, "prewarm_pool_items_total", &[("outcome", "ready")]);
         let copies = metric_value(

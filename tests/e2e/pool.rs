@@ -205,17 +205,8 @@ async fn warm_designs_within_one_window_send_one_warmup_message_and_the_pool_ref
     // That one message reaches the worker (one refill asked by a pop) and
     // refills every gap the four designs left.
     stack.wait_pool(&tenant, template.id, 4, FILL).await;
-    let worker = stack.worker_base.clone().expect("in-process worker");
     let pop_refills = || async {
-        let text = stack
-            .http
-            .get(format!("{worker}/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let text = stack.worker_metrics().await;
         metric_value(
             &text,
             "prewarm_refill_lag_seconds_count",

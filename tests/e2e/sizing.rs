@@ -156,16 +156,7 @@ async fn demand_grows_a_pool_and_its_decay_shrinks_it_back() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // The worker's metrics show the plan.
-    let worker = stack.worker_base.clone().unwrap();
-    let text = stack
-        .http
-        .get(format!("{worker}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = stack.worker_metrics().await;
     let planned = prewarm_tests::metric_value(&text, "prewarm_pool_planned_items_total", &[]);
     assert_eq!(planned, Some(2.0), "two templates at their minimum");
     stack.finish().await;

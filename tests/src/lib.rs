@@ -539,6 +539,32 @@ impl TestStack {
     }
 
     /// One metric of the API (0 when the series does not exist yet).
+    /// The in-process worker's `/metrics` text.
+    pub async fn worker_metrics(&self) -> String {
+        let worker = self.worker_base.as_deref().expect("an in-process worker");
+        let resp = self
+            .http
+            .get(format!("{worker}/metrics"))
+            .send()
+            .await
+            .expect("GET the worker's /metrics");
+        resp.text().await.expect("the worker's metrics text")
+    }
+
+    /// The API's `prewarm_warmup_requests_total` for each of `outcomes`
+    /// (`queued`, `coalesced`, `dropped`, `undelivered`), 0 when not yet counted.
+    pub async fn warmup_requests<const N: usize>(&self, outcomes: [&str; N]) -> [f64; N] {
+        let text = self.metrics().await;
+        outcomes.map(|outcome| {
+            metric_value(
+                &text,
+                "prewarm_warmup_requests_total",
+                &[("outcome", outcome)],
+            )
+            .unwrap_or(0.0)
+        })
+    }
+
     pub async fn metric(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
         metric_value(&self.metrics().await, name, labels).unwrap_or(0.0)
     }
