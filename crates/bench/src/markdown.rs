@@ -382,7 +382,8 @@ fn floor_vs_warm(md: &mut String, v: &View) {
                  The old model's floor -- a transaction writing a design row and its 30 image rows -- is shown \
                  beside it. The warm path is `POST /designs` end to end: HTTP, API-key lookup (cached), `LPOP`, \
                  and the claim statement (one round trip; it checks the template itself: no template read); its \
-                 load comes from 64 companies.\n\n");
+                 load comes from 64 companies. Both take their Postgres connection from the same kind of pool, \
+                 which skips the `SELECT 1` check of a connection used within `database.check_idle_ms`.\n\n");
     let mut rows: Vec<(String, &RunResult)> = Vec::new();
     for ((c, f), (_, w)) in floor_runs.iter().zip(warm_runs.iter()) {
         rows.push((format!("floor, {c} clients"), f));
@@ -425,7 +426,8 @@ fn floor_vs_warm(md: &mut String, v: &View) {
         "\n### Reading the figures\n\n\
          - At 64 clients every process is CPU-bound on the same 2 cores, so throughput is 2 cores / CPU per \
          design. The warm path costs Postgres {:.2} ms of CPU per design against the floor's {:.2} ms (one \
-         statement each; the claim function also checks the template row); template-api adds {:.2} ms (HTTP, auth, JSON of the design, the Kafka produce), the load \
+         statement each; the claim function also checks the template row); template-api adds {:.2} ms (HTTP, auth, JSON of the design, a warm-up request: one Kafka message \
+         per template version per `pool.warmup_coalesce_ms`, not one per design), the load \
          generator and Redis the rest. Warm: {:.0}/s, floor: {:.0}/s.\n\
          - One company's designs are serialized by its plan-limit row (held from the increment to the \
          commit's WAL flush): 64 clients of one company reach {:.0} req/s against {:.0} req/s spread over \

@@ -70,18 +70,67 @@ pub struct DeadLetters {
     pub topic: String,
 }
 
+/// How long dropping a [`ClosingConsumer`] waits for librdkafka's close.
+pub const CLOSE_WAIT: Duration = Duration::from_secs(5);
+
+/// The worker's consumer, closed without hanging its owner when dropped.
+/// librdkafka's close can wait forever in `rd_kafka_assign`, called from
+/// the revoke callback while the group's thread waits on the broker
+/// (confluentinc/librdkafka#4884, fede1024/rust-rdkafka#509; seen here once,
+/// dropping a worker in the benchmark): the close runs on a thread of its
+/// own and is waited for at most [`CLOSE_WAIT`], then left to finish (or
+/// end with the process). Offsets are committed before (see [`run`]).
+pub struct ClosingConsumer(Option<StreamConsumer<WorkerContext>>);
+
+impl ClosingConsumer {
+    pub fn new(consumer: StreamConsumer<WorkerContext>) -> Self {
+        Self(Some(consumer))
+    }
+}
+
+impl std::ops::Deref for ClosingConsumer {
+    type Target = StreamConsumer<WorkerContext>;
+
+    fn deref(&self) -> &Self::Target {
+        self.0.as_ref().expect("taken only by drop")
+    }
+}
+
+impl Drop for ClosingConsumer {
+    fn drop(&mut self) {
+        let Some(consumer) = self.0.take() else {
+            return;
+        };
+        let (closed, wait) = std::sync::mpsc::channel();
+        let spawned = std::thread::Builder::new()
+            .name("kafka-close".into())
+            .spawn(move || {
+                drop(consumer);
+                let _ = closed.send(());
+            });
+        if spawned.is_ok() && wait.recv_timeout(CLOSE_WAIT).is_err() {
+            tracing::warn!(
+                wait = ?CLOSE_WAIT,
+                "the Kafka consumer did not close in time (librdkafka#4884); left closing on its own thread"
+            );
+        }
+    }
+}
+
 pub async fn run(
-    consumer: StreamConsumer<WorkerContext>,
+    consumer: ClosingConsumer,
     refiller: Refiller,
     dead_letters: DeadLetters,
     settings: WorkerSettings,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
+    let closing = consumer;
+    let consumer: &StreamConsumer<WorkerContext> = &closing;
     tokio::pin!(shutdown);
     loop {
         let batch = tokio::select! {
             _ = &mut shutdown => break,
-            batch = boxed(next_batch(&consumer, &settings)) => batch,
+            batch = boxed(next_batch(consumer, &settings)) => batch,
         };
         if batch.is_empty() {
             continue;

@@ -30,7 +30,7 @@ pub struct Worker {
     pub refiller: Refiller,
     /// This replica's holder of the background passes' leases.
     pub singleton: Singleton,
-    consumer: StreamConsumer<WorkerContext>,
+    consumer: crate::consumer::ClosingConsumer,
     settings: Settings,
     publisher: WarmupPublisher,
     http: Server,
@@ -110,7 +110,7 @@ impl Worker {
                 Duration::from_secs(settings.worker.singleton_lease_secs),
             ),
             refiller,
-            consumer,
+            consumer: crate::consumer::ClosingConsumer::new(consumer),
             settings,
             publisher,
             http,
