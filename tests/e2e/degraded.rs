@@ -220,7 +220,7 @@ async fn a_pooled_connection_is_checked_after_idling_and_never_handed_out_closed
         .find(|(k, _)| k == "PREWARM_DATABASE__URL")
         .map(|(_, v)| v.clone())
         .unwrap();
-    const CHECK_IDLE: Duration = Duration::from_millis(400);
+    const CHECK_IDLE: Duration = Duration::from_millis(1_000);
     let db = Db::connect_with(
         &url,
         1,
@@ -235,7 +235,7 @@ async fn a_pooled_connection_is_checked_after_idling_and_never_handed_out_closed
     assert_eq!(backend(&db).await, first);
     assert_eq!(db.checks(), 0);
     // Idle longer than the window: checked (`SELECT 1`) first.
-    tokio::time::sleep(CHECK_IDLE + Duration::from_millis(200)).await;
+    tokio::time::sleep(CHECK_IDLE + Duration::from_millis(300)).await;
     assert_eq!(backend(&db).await, first);
     assert_eq!(db.checks(), 1);
 

@@ -179,7 +179,7 @@ async fn warmup_asks(stack: &TestStack) -> (f64, f64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn warm_designs_within_one_window_send_one_warmup_message_and_the_pool_refills() {
-    const WINDOW_MS: u64 = 1_500;
+    const WINDOW_MS: u64 = 3_000;
     let window = WINDOW_MS.to_string();
     let stack = TestStack::spawn(Options {
         env: vec![("PREWARM_POOL__WARMUP_COALESCE_MS".into(), window)],
