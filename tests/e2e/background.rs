@@ -71,14 +71,12 @@ async fn pool_depth_metrics_read_the_changed_the_depleted_and_a_sweep_page() {
     let (tenant, mut templates) = stack.tenant_with_templates("acme", 3, 1).await;
     templates.sort_by_key(|t| t.0);
     let name = |i: usize| templates[i].to_string();
-    let settings = stack.worker_settings(&[
-        ("PREWARM_WORKER__RECONCILE_SWEEP", "2"),
-        ("PREWARM_WORKER__METRICS_TEMPLATES", "1"),
-    ]);
-    let worker = warmup_worker::startup::Worker::build(settings)
-        .await
-        .unwrap();
-    let depths = worker.depths();
+    let depths = stack
+        .depths(&[
+            ("PREWARM_WORKER__RECONCILE_SWEEP", "2"),
+            ("PREWARM_WORKER__METRICS_TEMPLATES", "1"),
+        ])
+        .await;
     // Created before the pass began watching: only the sweep finds them,
     // one page of 2 at a time; both are empty, so both are kept.
     let first = depths.pass().await.unwrap();

@@ -9,6 +9,7 @@ mod bad_input;
 mod concurrent;
 mod config_consistency;
 mod degraded;
+mod depth_total;
 mod design_limit;
 mod idempotency;
 mod interleavings;

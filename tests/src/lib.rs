@@ -391,6 +391,19 @@ impl TestStack {
         worker.reconciler()
     }
 
+    /// A pool-depth pass of its own (one worker replica's), with this
+    /// test's pause points, reading changes up to the clock (no commit lag),
+    /// so each pass sees what the test just did.
+    pub async fn depths(&self, extra: &[(&str, &str)]) -> warmup_worker::depths::Depths {
+        let mut worker = warmup_worker::startup::Worker::build(self.worker_settings(extra))
+            .await
+            .expect("build warmup-worker");
+        worker.refiller.pause = self.pause.clone();
+        let mut depths = worker.depths();
+        depths.commit_lag = Duration::ZERO;
+        depths
+    }
+
     /// Starts the real warmup-worker binary (built by `make test`) as a child
     /// process over this test's resources, for crash tests.
     pub fn spawn_worker_process(&self, extra: &[(&str, &str)]) -> Process {

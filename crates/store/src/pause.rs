@@ -37,6 +37,8 @@ pub mod at {
     pub const UPLOAD_STORED: &str = "upload.image_stored";
     /// Authentication: a key was found valid in Postgres, not yet cached.
     pub const AUTH_LOOKED_UP: &str = "auth.looked_up";
+    /// Depth pass: a batch's ready items were read, the running total not yet moved.
+    pub const DEPTHS_READ: &str = "depths.read";
 }
 
 #[cfg(feature = "pause-points")]

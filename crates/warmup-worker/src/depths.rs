@@ -9,9 +9,11 @@
 //!   templates), so that a template below target that never changes is
 //!   found within one sweep cycle,
 //!
-//! and counts the ready items over the partial index of live items. Cost per
-//! pass: the changes since the last pass + the depleted templates + one page
-//! + the pooled items; memory: the depleted templates + `keep` others.
+//! and records the ready items of the templates it checked in the running
+//! total of all templates (`pool_depths::observe`), instead of counting the
+//! pooled items. Cost per pass: the changes since the last pass + the
+//! depleted templates + one page; memory: the depleted templates + `keep`
+//! others.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -23,7 +25,8 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use prewarm_store::db::pool_checks::{self, PoolState, Watermark};
-use prewarm_store::db::{pool_items, Db, StoreError};
+use prewarm_store::db::{pool_depths, Db, StoreError};
+use prewarm_store::pause::PausePoints;
 
 use crate::metrics::WorkerMetrics;
 use crate::sizing::TargetRule;
@@ -54,6 +57,11 @@ pub struct Depths {
     /// Templates per sweep page (`worker.reconcile_sweep`).
     sweep: usize,
     known: tokio::sync::Mutex<Known>,
+    /// How far behind the clock changes are read (the reconciler's
+    /// [`COMMIT_LAG`](crate::reconciler::COMMIT_LAG)).
+    pub commit_lag: Duration,
+    /// Test-only pause points (a no-op unless a test armed one).
+    pub pause: PausePoints,
 }
 
 struct Known {
@@ -86,6 +94,8 @@ impl Depths {
                 watermark: (Utc::now(), Uuid::from_u128(u128::MAX)),
                 sweep_after: Uuid::nil(),
             }),
+            commit_lag: crate::reconciler::COMMIT_LAG,
+            pause: PausePoints::default(),
         }
     }
 
@@ -98,7 +108,8 @@ impl Depths {
             .rule
             .idle
             .and_then(|d| chrono::TimeDelta::from_std(d).ok());
-        let until = Utc::now();
+        let until = Utc::now()
+            - chrono::TimeDelta::from_std(self.commit_lag).unwrap_or(chrono::TimeDelta::zero());
         let mut check: Vec<TemplateId> = known
             .seen
             .iter()
@@ -134,8 +145,10 @@ impl Depths {
         check.sort_unstable_by_key(|t| t.0);
         check.dedup();
         let now = Instant::now();
+        let mut total = None;
         for chunk in check.chunks(PAGE) {
-            let states = pool_checks::pool_states(&mut conn, chunk).await?;
+            let (states, after) = pool_depths::observe(&mut conn, chunk, &self.pause).await?;
+            total = Some(after);
             // A checked template that is gone from the result was purged.
             for t in chunk {
                 known.seen.remove(t);
@@ -146,7 +159,10 @@ impl Depths {
         }
         known.forget_settled(self.keep);
         Ok(DepthReport {
-            total: pool_items::ready_total(&mut conn).await?,
+            total: match total {
+                Some(total) => total,
+                None => pool_depths::total(&mut conn).await?,
+            },
             checked: check.len(),
             rows: known.rows(),
         })

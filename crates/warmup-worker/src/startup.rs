@@ -167,12 +167,14 @@ impl Worker {
 
     /// The pool-depth pass behind the metrics.
     pub fn depths(&self) -> crate::depths::Depths {
-        crate::depths::Depths::new(
+        let mut depths = crate::depths::Depths::new(
             self.refiller.db.clone(),
             self.refiller.rule,
             self.settings.worker.metrics_templates,
             self.settings.worker.reconcile_sweep,
-        )
+        );
+        depths.pause = self.refiller.pause.clone();
+        depths
     }
 
     /// Consumes and reconciles until `shutdown` resolves, then commits and returns.

@@ -362,6 +362,17 @@ async fn seed(
         .execute(&mut conn)
         .await?;
     }
+    // The running total of ready items, as the depth passes keep it once
+    // they have seen every template.
+    diesel::sql_query(
+        "INSERT INTO pool_depths (template_id, ready)
+         SELECT template_id, count(*) FROM pool_items WHERE state = 'ready' GROUP BY template_id",
+    )
+    .execute(&mut conn)
+    .await?;
+    diesel::sql_query("UPDATE pool_depth_total SET ready = (SELECT sum(ready) FROM pool_depths)")
+        .execute(&mut conn)
+        .await?;
     drop(conn);
     // The items' objects (copies of the source, as the worker makes them).
     let failures = stream::iter(items.iter().map(|(_, _, key)| {

@@ -12,6 +12,7 @@ pub mod leases;
 pub mod object_refs;
 pub mod page;
 pub mod pool_checks;
+pub mod pool_depths;
 pub mod pool_items;
 pub mod pool_targets;
 pub mod schema;

@@ -136,10 +136,24 @@ pub async fn pool_states(
     if templates.is_empty() {
         return Ok(Vec::new());
     }
+    Ok(conn
+        .transaction::<_, diesel::result::Error, _>(async |conn| {
+            super::jit_off(conn).await?;
+            load_states(conn, templates).await
+        })
+        .await?)
+}
+
+/// [`pool_states`]' statement, inside the caller's transaction (which has
+/// turned JIT off).
+pub(super) async fn load_states(
+    conn: &mut AsyncPgConnection,
+    templates: &[TemplateId],
+) -> Result<Vec<PoolState>, diesel::result::Error> {
     let mut ids: Vec<Uuid> = templates.iter().map(|t| t.0).collect();
     ids.sort_unstable();
     ids.dedup();
-    let query = diesel::sql_query(
+    diesel::sql_query(
         "SELECT t.id AS template_id, t.version, t.deleted_at IS NOT NULL AS deleted,
                 extract(epoch FROM now() - t.created_at)::float8 AS age,
                 (SELECT pt.target FROM pool_targets pt WHERE pt.template_id = t.id) AS planned,
@@ -155,11 +169,7 @@ pub async fn pool_states(
                   FROM pool_items p
                  WHERE p.template_id = t.id AND p.state IN ('copying', 'ready')) c",
     )
-    .bind::<Array<SqlUuid>, _>(ids);
-    Ok(conn
-        .transaction::<_, diesel::result::Error, _>(async |conn| {
-            super::jit_off(conn).await?;
-            query.load(conn).await
-        })
-        .await?)
+    .bind::<Array<SqlUuid>, _>(ids)
+    .load(conn)
+    .await
 }

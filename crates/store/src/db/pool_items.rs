@@ -556,9 +556,10 @@ pub async fn state_counts(
         .await?)
 }
 
-/// Ready items of all templates (any version): a count over the partial
-/// index of live items, so it grows with the pooled items, not the
-/// catalogue.
+/// Ready items of all templates (any version), counted exactly over the
+/// partial index of live items: O(pooled items), so no periodic pass uses
+/// it (the metrics keep a running total, [`super::pool_depths`]); tests
+/// check that total against it.
 pub async fn ready_total(conn: &mut AsyncPgConnection) -> Result<i64, StoreError> {
     Ok(pool_items::table
         .filter(pool_items::state.eq(PoolItemState::Ready.as_str()))

@@ -1,0 +1,2 @@
+DROP TABLE pool_depth_total;
+DROP TABLE pool_depths;

@@ -1,0 +1,100 @@
+//! The running total of ready items (migration 11), behind
+//! `prewarm_pool_ready_items_total`: counting every pooled item on every
+//! pass grew with the pool (4x from 10^4 to 10^5 templates), so each depth
+//! pass instead records the ready items of the templates it checked in
+//! `pool_depths` and moves `pool_depth_total` by the difference. Cost: the
+//! templates checked, not the pool.
+//!
+//! Every worker replica runs a depth pass. A batch is read and recorded
+//! under one transaction-scoped advisory lock, so passes take turns: a pass
+//! that read the ledger earlier can never record over what a later one
+//! recorded, and two passes meeting a new template never both add it.
+
+use diesel::sql_types::{Array, BigInt, Uuid as SqlUuid};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use shared_domain::ids::TemplateId;
+use uuid::Uuid;
+
+use super::pool_checks::{self, PoolState};
+use super::StoreError;
+use crate::pause::{self, PausePoints};
+
+#[derive(diesel::QueryableByName)]
+struct Total {
+    #[diesel(sql_type = BigInt)]
+    ready: i64,
+}
+
+/// Reads the pool state of `templates` (as [`pool_checks::pool_states`])
+/// and records their ready items (any version) in the running total, in one
+/// transaction under the depth passes' lock. A checked template without
+/// ready items, or gone, leaves `pool_depths`. Returns the states and the
+/// total after the batch.
+pub async fn observe(
+    conn: &mut AsyncPgConnection,
+    templates: &[TemplateId],
+    pause: &PausePoints,
+) -> Result<(Vec<PoolState>, i64), StoreError> {
+    let checked: Vec<Uuid> = templates.iter().map(|t| t.0).collect();
+    Ok(conn
+        .transaction::<_, diesel::result::Error, _>(async |conn| {
+            diesel::sql_query(
+                "SELECT pg_advisory_xact_lock(hashtextextended('pool:depths', 0))::text",
+            )
+            .execute(conn)
+            .await?;
+            super::jit_off(conn).await?;
+            let states = pool_checks::load_states(conn, templates).await?;
+            pause.reach(pause::at::DEPTHS_READ).await;
+            let (ids, ready): (Vec<Uuid>, Vec<i64>) = states
+                .iter()
+                .map(|s| (s.template_id, s.ready + s.stale))
+                .filter(|(_, n)| *n > 0)
+                .unzip();
+            let total = record(conn, &checked, &ids, &ready).await?;
+            Ok((states, total))
+        })
+        .await?)
+}
+
+/// Sets the ready items of the `checked` templates (`ids` with `ready`
+/// items; the others have none) and moves the total by the difference.
+async fn record(
+    conn: &mut AsyncPgConnection,
+    checked: &[Uuid],
+    ids: &[Uuid],
+    ready: &[i64],
+) -> Result<i64, diesel::result::Error> {
+    // One statement: every part sees the rows as they were before it, so
+    // `old` is what the total holds for these templates.
+    let total: Total = diesel::sql_query(
+        "WITH seen AS (SELECT * FROM unnest($2::uuid[], $3::bigint[]) AS s(template_id, ready)),
+              old AS (SELECT d.template_id, d.ready FROM pool_depths d
+                       WHERE d.template_id = ANY($1::uuid[])),
+              emptied AS (DELETE FROM pool_depths d
+                           WHERE d.template_id = ANY($1::uuid[])
+                             AND d.template_id <> ALL($2::uuid[])),
+              put AS (INSERT INTO pool_depths (template_id, ready)
+                      SELECT template_id, ready FROM seen
+                      ON CONFLICT (template_id) DO UPDATE SET ready = EXCLUDED.ready
+                       WHERE pool_depths.ready <> EXCLUDED.ready)
+         UPDATE pool_depth_total
+            SET ready = ready + (SELECT coalesce(sum(ready), 0) FROM seen)
+                              - (SELECT coalesce(sum(ready), 0) FROM old)
+         RETURNING ready",
+    )
+    .bind::<Array<SqlUuid>, _>(checked)
+    .bind::<Array<SqlUuid>, _>(ids)
+    .bind::<Array<BigInt>, _>(ready)
+    .get_result(conn)
+    .await?;
+    Ok(total.ready)
+}
+
+/// The running total as the last pass left it.
+pub async fn total(conn: &mut AsyncPgConnection) -> Result<i64, StoreError> {
+    let total: Total = diesel::sql_query("SELECT ready FROM pool_depth_total")
+        .get_result(conn)
+        .await?;
+    Ok(total.ready)
+}
