@@ -10,6 +10,8 @@
 //! that read the ledger earlier can never record over what a later one
 //! recorded, and two passes meeting a new template never both add it.
 
+use std::collections::HashMap;
+
 use diesel::sql_types::{Array, BigInt, Uuid as SqlUuid};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use shared_domain::ids::TemplateId;
@@ -35,7 +37,6 @@ pub async fn observe(
     templates: &[TemplateId],
     pause: &PausePoints,
 ) -> Result<(Vec<PoolState>, i64), StoreError> {
-    let checked: Vec<Uuid> = templates.iter().map(|t| t.0).collect();
     Ok(conn
         .transaction::<_, diesel::result::Error, _>(async |conn| {
             diesel::sql_query(
@@ -46,44 +47,52 @@ pub async fn observe(
             super::jit_off(conn).await?;
             let states = pool_checks::load_states(conn, templates).await?;
             pause.reach(pause::at::DEPTHS_READ).await;
-            let (ids, ready): (Vec<Uuid>, Vec<i64>) = states
+            let found: HashMap<Uuid, i64> = states
                 .iter()
                 .map(|s| (s.template_id, s.ready + s.stale))
-                .filter(|(_, n)| *n > 0)
-                .unzip();
-            let total = record(conn, &checked, &ids, &ready).await?;
+                .collect();
+            // Each template once (a row is written at most once a statement).
+            let mut ids: Vec<Uuid> = templates.iter().map(|t| t.0).collect();
+            ids.sort_unstable();
+            ids.dedup();
+            let ready: Vec<i64> = ids
+                .iter()
+                .map(|id| found.get(id).copied().unwrap_or(0))
+                .collect();
+            let total = record(conn, &ids, &ready).await?;
             Ok((states, total))
         })
         .await?)
 }
 
-/// Sets the ready items of the `checked` templates (`ids` with `ready`
-/// items; the others have none) and moves the total by the difference.
+/// Sets the ready items of templates `ids` to `ready` (0: none, its row
+/// leaves) and moves the total by the difference. Each id is looked up
+/// through the primary key (a lateral probe: `= ANY(batch)` was planned as
+/// a scan of every row, 22 ms at 10^5 templates), and only the rows that
+/// differ are written.
 async fn record(
     conn: &mut AsyncPgConnection,
-    checked: &[Uuid],
     ids: &[Uuid],
     ready: &[i64],
 ) -> Result<i64, diesel::result::Error> {
     // One statement: every part sees the rows as they were before it, so
-    // `old` is what the total holds for these templates.
+    // `was` is what the total holds for each template.
     let total: Total = diesel::sql_query(
-        "WITH seen AS (SELECT * FROM unnest($2::uuid[], $3::bigint[]) AS s(template_id, ready)),
-              old AS (SELECT d.template_id, d.ready FROM pool_depths d
-                       WHERE d.template_id = ANY($1::uuid[])),
-              emptied AS (DELETE FROM pool_depths d
-                           WHERE d.template_id = ANY($1::uuid[])
-                             AND d.template_id <> ALL($2::uuid[])),
+        "WITH seen AS (SELECT * FROM unnest($1::uuid[], $2::bigint[]) AS s(template_id, ready)),
+              diff AS MATERIALIZED (
+                  SELECT s.template_id, s.ready, coalesce(d.ready, 0) AS was
+                    FROM seen s
+                    LEFT JOIN LATERAL (SELECT p.ready FROM pool_depths p
+                                        WHERE p.template_id = s.template_id LIMIT 1) d ON TRUE
+                   WHERE s.ready <> coalesce(d.ready, 0)),
+              emptied AS (DELETE FROM pool_depths
+                           WHERE template_id = ANY (ARRAY(SELECT template_id FROM diff WHERE ready = 0))),
               put AS (INSERT INTO pool_depths (template_id, ready)
-                      SELECT template_id, ready FROM seen
-                      ON CONFLICT (template_id) DO UPDATE SET ready = EXCLUDED.ready
-                       WHERE pool_depths.ready <> EXCLUDED.ready)
-         UPDATE pool_depth_total
-            SET ready = ready + (SELECT coalesce(sum(ready), 0) FROM seen)
-                              - (SELECT coalesce(sum(ready), 0) FROM old)
+                      SELECT template_id, ready FROM diff WHERE ready > 0
+                      ON CONFLICT (template_id) DO UPDATE SET ready = EXCLUDED.ready)
+         UPDATE pool_depth_total SET ready = ready + (SELECT coalesce(sum(ready - was), 0) FROM diff)
          RETURNING ready",
     )
-    .bind::<Array<SqlUuid>, _>(checked)
     .bind::<Array<SqlUuid>, _>(ids)
     .bind::<Array<BigInt>, _>(ready)
     .get_result(conn)
