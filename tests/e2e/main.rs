@@ -8,6 +8,7 @@ mod background;
 mod bad_input;
 mod concurrent;
 mod config_consistency;
+mod connection_budget;
 mod degraded;
 mod depth_total;
 mod design_limit;

@@ -60,6 +60,30 @@ pub struct PoolIndex {
     pool: Pool,
     prefix: String,
     pop_memory: Duration,
+    /// How the pool was built, for [`local_copy`](Self::local_copy).
+    spec: std::sync::Arc<Spec>,
+}
+
+struct Spec {
+    config: Config,
+    size: usize,
+    command_timeout: Duration,
+}
+
+impl Spec {
+    fn build(&self) -> Result<Pool, IndexError> {
+        let timeout = self.command_timeout;
+        let pool = Builder::from_config(self.config.clone())
+            .with_performance_config(|p| p.default_command_timeout = timeout)
+            .with_connection_config(|c| {
+                c.connection_timeout = timeout.max(Duration::from_secs(1));
+                c.max_command_attempts = 2;
+            })
+            .set_policy(ReconnectPolicy::new_exponential(0, 50, 2_000, 2))
+            .build_pool(self.size.max(1))?;
+        let _connections = pool.connect_pool();
+        Ok(pool)
+    }
 }
 
 impl PoolIndex {
@@ -79,15 +103,12 @@ impl PoolIndex {
         // lost connection; meanwhile commands fail after `command_timeout`
         // and the API serves by copy.
         config.fail_fast = false;
-        let pool = Builder::from_config(config)
-            .with_performance_config(|p| p.default_command_timeout = command_timeout)
-            .with_connection_config(|c| {
-                c.connection_timeout = command_timeout.max(Duration::from_secs(1));
-                c.max_command_attempts = 2;
-            })
-            .set_policy(ReconnectPolicy::new_exponential(0, 50, 2_000, 2))
-            .build_pool(size.max(1))?;
-        let _connections = pool.connect_pool();
+        let spec = Spec {
+            config,
+            size,
+            command_timeout,
+        };
+        let pool = spec.build()?;
         let wait = command_timeout.max(Duration::from_secs(1));
         match tokio::time::timeout(wait, pool.wait_for_connect()).await {
             Ok(Ok(())) => {}
@@ -102,6 +123,19 @@ impl PoolIndex {
             pool,
             prefix: prefix.to_string(),
             pop_memory: POPPED_MEMORY,
+            spec: std::sync::Arc::new(spec),
+        })
+    }
+
+    /// The same index over connections of its own, whose tasks run on the
+    /// calling thread's runtime (an actix worker's): a command sent from
+    /// that thread is written and its answer read there, without waking a
+    /// thread of another runtime twice per command. Connects in the
+    /// background, as [`connect`](Self::connect) does after its wait.
+    pub fn local_copy(&self) -> Result<Self, IndexError> {
+        Ok(Self {
+            pool: self.spec.build()?,
+            ..self.clone()
         })
     }
 

@@ -221,11 +221,19 @@ fn run(listener: TcpListener, state: AppState) -> std::io::Result<Server> {
     let metrics = web::Data::from(state.metrics.clone());
     let auth = web::Data::from(state.auth.clone());
     let limiter = state.rate_limiter.clone().map(web::Data::from);
+    let workers = match server_settings.workers {
+        0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+        n => n,
+    };
+    let max_connections = state.settings.database.max_connections;
+    let per_worker = worker_connections(max_connections, workers);
+    // The process-wide pool keeps the half key lookups may use (and probes).
+    state.db.resize(max_connections / 2);
     let data = web::Data::new(state);
     let mut server = HttpServer::new(move || {
         let json_limit = data.settings.server.json_limit_bytes;
         let mut app = App::new()
-            .app_data(data.clone())
+            .app_data(worker_local(&data, per_worker))
             .app_data(metrics.clone())
             .app_data(auth.clone());
         if let Some(limiter) = &limiter {
@@ -253,10 +261,34 @@ fn run(listener: TcpListener, state: AppState) -> std::io::Result<Server> {
     // signal handlers.
     .disable_signals()
     .listen(listener)?;
-    if server_settings.workers > 0 {
-        server = server.workers(server_settings.workers);
-    }
+    server = server.workers(workers);
     Ok(server.run())
+}
+
+/// Postgres connections of each actix worker's own pool: the half of
+/// `database.max_connections` that key lookups may not take (they use the
+/// process-wide pool, capped at the other half), split between the workers.
+fn worker_connections(max_connections: usize, workers: usize) -> usize {
+    ((max_connections - max_connections / 2) / workers.max(1)).max(1)
+}
+
+/// This worker's state: the process's, with a Postgres pool and Redis
+/// connections of its own. Called on the worker's thread, so their I/O tasks
+/// run on its runtime: a warm design's two round trips are written and
+/// answered on the thread that serves the request, instead of handing each
+/// to a thread of the main runtime and back (measured in
+/// `docs/benchmarks.md`). If a pool cannot be built, the shared one serves.
+fn worker_local(shared: &web::Data<AppState>, connections: usize) -> web::Data<AppState> {
+    let mut state = AppState::clone(shared);
+    match state.db.local_copy(connections) {
+        Ok(db) => state.db = db,
+        Err(e) => tracing::warn!(error = %Chain(&e), "worker Postgres pool: using the shared one"),
+    }
+    match state.index.local_copy() {
+        Ok(index) => state.index = index,
+        Err(e) => tracing::warn!(error = %Chain(&e), "worker Redis pool: using the shared one"),
+    }
+    web::Data::new(state)
 }
 
 /// The operations listener: `/metrics`, `/readyz` with every dependency's

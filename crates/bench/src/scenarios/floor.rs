@@ -86,7 +86,12 @@ impl Floor {
             .bind::<diesel::sql_types::Uuid, _>(self.template.0)
             .execute(&mut conn)
             .await?;
-            self.index.push(self.list, 1, chunk).await?;
+            // Listed in small batches: a push checks each id against the
+            // list (LPOS), so one script over 5,000 ids into a list of
+            // 10,000 ran past the command timeout on a loaded machine.
+            for ids in chunk.chunks(250) {
+                self.index.push(self.list, 1, ids).await?;
+            }
         }
         Ok(())
     }

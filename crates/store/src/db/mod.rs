@@ -93,6 +93,38 @@ const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
 pub struct Db {
     pool: DbPool,
     acquire_timeout: Duration,
+    /// How the pool was built, for [`local_copy`](Self::local_copy).
+    spec: std::sync::Arc<Spec>,
+}
+
+struct Spec {
+    url: String,
+    check_idle: Duration,
+    tls: tls::PgTls,
+}
+
+impl Spec {
+    fn build(&self, max_connections: usize) -> Result<DbPool, StoreError> {
+        let mut config = ManagerConfig::<AsyncPgConnection>::default();
+        let tls = self.tls.clone();
+        config.custom_setup = Box::new(move |url| {
+            let tls = tls.clone();
+            let url = url.to_string();
+            Box::pin(async move { tls.establish(&url).await })
+        });
+        let manager = CheckedManager {
+            inner: AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(
+                &self.url, config,
+            ),
+            check_idle: self.check_idle,
+            checks: Default::default(),
+        };
+        DbPool::builder(manager)
+            .max_size(max_connections.max(1))
+            .queue_mode(deadpool::managed::QueueMode::Lifo)
+            .build()
+            .map_err(|e| StoreError::unavailable("building the Postgres pool", e))
+    }
 }
 
 impl Db {
@@ -122,27 +154,35 @@ impl Db {
         check_idle: Duration,
         tls: &tls::PgTls,
     ) -> Result<Self, StoreError> {
-        let mut config = ManagerConfig::<AsyncPgConnection>::default();
-        let tls = tls.clone();
-        config.custom_setup = Box::new(move |url| {
-            let tls = tls.clone();
-            let url = url.to_string();
-            Box::pin(async move { tls.establish(&url).await })
-        });
-        let manager = CheckedManager {
-            inner: AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(url, config),
+        let spec = Spec {
+            url: url.to_string(),
             check_idle,
-            checks: Default::default(),
+            tls: tls.clone(),
         };
-        let pool = DbPool::builder(manager)
-            .max_size(max_connections)
-            .queue_mode(deadpool::managed::QueueMode::Lifo)
-            .build()
-            .map_err(|e| StoreError::unavailable("building the Postgres pool", e))?;
         Ok(Self {
-            pool,
+            pool: spec.build(max_connections)?,
             acquire_timeout,
+            spec: std::sync::Arc::new(spec),
         })
+    }
+
+    /// A pool of its own of up to `max_connections` to the same database.
+    /// Connections are opened on first use, so their driver tasks run on
+    /// the runtime of the thread that uses the pool (an actix worker's): a
+    /// statement sent from that thread is written and answered there,
+    /// without waking a thread of another runtime twice per round trip.
+    pub fn local_copy(&self, max_connections: usize) -> Result<Self, StoreError> {
+        Ok(Self {
+            pool: self.spec.build(max_connections)?,
+            acquire_timeout: self.acquire_timeout,
+            spec: self.spec.clone(),
+        })
+    }
+
+    /// Caps this pool at `max_connections` from now on (connections over it
+    /// close as they come back).
+    pub fn resize(&self, max_connections: usize) {
+        self.pool.resize(max_connections.max(1));
     }
 
     /// How many checkouts so far checked their connection first (those
