@@ -383,7 +383,9 @@ fn floor_vs_warm(md: &mut String, v: &View) {
                  beside it. The warm path is `POST /designs` end to end: HTTP, API-key lookup (cached), `LPOP`, \
                  and the claim statement (one round trip; it checks the template itself: no template read); its \
                  load comes from 64 companies. Both take their Postgres connection from the same kind of pool, \
-                 which skips the `SELECT 1` check of a connection used within `database.check_idle_ms`.\n\n");
+                 which skips the `SELECT 1` check of a connection used within `database.check_idle_ms`. The \
+                 API's pool and Redis connections are those of the actix worker thread serving the request, so \
+                 their I/O runs on that thread, as the floor's runs on its own runtime.\n\n");
     let mut rows: Vec<(String, &RunResult)> = Vec::new();
     for ((c, f), (_, w)) in floor_runs.iter().zip(warm_runs.iter()) {
         rows.push((format!("floor, {c} clients"), f));
