@@ -21,7 +21,7 @@ const FILL: Duration = Duration::from_secs(30);
 
 /// A stack whose worker only consumes warm-up messages (no reconciler, no
 /// GC): the test drives the passes.
-fn quiet(pool_target: i32, worker: bool) -> Options {
+pub(crate) fn quiet(pool_target: i32, worker: bool) -> Options {
     Options {
         pool_target,
         worker,

@@ -17,15 +17,9 @@ use shared_domain::design::ServedFrom;
 
 const FILL: Duration = Duration::from_secs(30);
 
-/// A stack whose worker, if any, only consumes warm-up messages (the test
-/// drives the reconciler).
+/// A stack whose worker, if any, only consumes warm-up messages.
 fn quiet(worker: bool) -> Options {
-    Options {
-        pool_target: 2,
-        worker,
-        worker_env: vec![("PREWARM_WORKER__RECONCILE_INTERVAL_MS".into(), "0".into())],
-        ..Options::default()
-    }
+    crate::background::quiet(2, worker)
 }
 
 #[derive(diesel::QueryableByName)]

@@ -56,10 +56,41 @@ impl From<DieselError> for StoreError {
                 DatabaseErrorKind::UniqueViolation | DatabaseErrorKind::ForeignKeyViolation,
                 _,
             ) => StoreError::Conflict(e),
-            DieselError::DatabaseError(DatabaseErrorKind::ClosedConnection, _) => {
-                StoreError::unavailable("the connection closed", e)
-            }
+            // The connection failed under the statement (diesel-async
+            // reports a lost or reset socket as "unable to send command"):
+            // the database is unavailable, whether or not the pool had
+            // noticed the socket closing before handing the connection out.
+            DieselError::DatabaseError(
+                DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand,
+                _,
+            ) => StoreError::unavailable("the connection failed", e),
             other => StoreError::Query(other),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn database(kind: DatabaseErrorKind) -> DieselError {
+        DieselError::DatabaseError(kind, Box::new("connection reset by peer".to_string()))
+    }
+
+    #[test]
+    fn a_connection_failing_under_a_statement_is_unavailable_not_a_query_error() {
+        for kind in [
+            DatabaseErrorKind::ClosedConnection,
+            DatabaseErrorKind::UnableToSendCommand,
+        ] {
+            assert!(matches!(
+                StoreError::from(database(kind)),
+                StoreError::Unavailable { .. }
+            ));
+        }
+        assert!(matches!(
+            StoreError::from(database(DatabaseErrorKind::CheckViolation)),
+            StoreError::Query(_)
+        ));
     }
 }
