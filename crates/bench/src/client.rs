@@ -41,6 +41,21 @@ pub async fn upload_template(
     Ok(t["id"].as_str().context("template id")?.to_string())
 }
 
+/// `GET /healthz`: a handler that does nothing, so what HTTP alone costs
+/// through the same client and server.
+pub async fn get_healthz(http: &reqwest::Client, base: &str) -> Outcome {
+    let ok = match http.get(format!("{base}/healthz")).send().await {
+        Ok(r) => {
+            let ok = r.status().is_success();
+            // Drain the body so the connection is reused.
+            let _ = r.bytes().await;
+            ok
+        }
+        Err(_) => false,
+    };
+    Outcome { ok, warm: false }
+}
+
 /// `POST /designs`; `warm` when it was served from the pool.
 pub async fn post_design(http: &reqwest::Client, base: &str, key: &str, template: &str) -> Outcome {
     let resp = http

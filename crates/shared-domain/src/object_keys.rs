@@ -34,6 +34,23 @@ pub fn pool_image(template: TemplateId, item: PoolItemId, position: i32) -> Stri
     )
 }
 
+/// [`pool_image`] for each of `positions`, the common prefix formatted once
+/// (the warm path derives a design's keys this way on every claim).
+pub fn pool_images(template: TemplateId, item: PoolItemId, positions: &[i32]) -> Vec<String> {
+    use std::fmt::Write;
+    let prefix = format!("{POOL_PREFIX}{template}/{:02x}/{item}/", spread(item.0));
+    positions
+        .iter()
+        .map(|position| {
+            let mut key = String::with_capacity(prefix.len() + 4);
+            key.push_str(&prefix);
+            // Writing to a String cannot fail.
+            let _ = write!(key, "{position:04}");
+            key
+        })
+        .collect()
+}
+
 pub fn design_image(design: DesignId, position: i32) -> String {
     format!(
         "{DESIGNS_PREFIX}{:02x}/{design}/{position:04}",
@@ -59,6 +76,14 @@ mod tests {
         assert_ne!(a, b);
         assert!(design_image(DesignId::new(), 3).ends_with("/0003"));
         assert_ne!(template_image(t), template_image(t));
+    }
+
+    #[test]
+    fn pool_images_are_pool_image_for_each_position() {
+        let (t, item) = (TemplateId::new(), PoolItemId::new());
+        let positions = [0, 7, 29, 199, 12345];
+        let one_by_one: Vec<String> = positions.iter().map(|&p| pool_image(t, item, p)).collect();
+        assert_eq!(pool_images(t, item, &positions), one_by_one);
     }
 
     #[test]

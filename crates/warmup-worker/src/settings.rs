@@ -62,6 +62,12 @@ pub struct WorkerSettings {
     pub batch_max: usize,
     /// How long to keep filling a batch after its first message.
     pub batch_window_ms: u64,
+    /// librdkafka's `fetch.wait.max.ms`: the longest a fetch waits at the
+    /// broker for new messages. Kafka answers as soon as a message arrives,
+    /// so this only bounds idle polling there; a broker that holds a fetch
+    /// for its whole wait (tansu polls and sleeps half the remaining wait)
+    /// adds up to this much to every warm-up request's latency.
+    pub fetch_wait_ms: u64,
     /// Attempts per refill before it is left to the next request.
     pub refill_attempts: u32,
     /// librdkafka's `max.poll.interval.ms`: the most time between two polls
@@ -111,6 +117,7 @@ impl Default for WorkerSettings {
             refill_parallelism: 8,
             batch_max: 500,
             batch_window_ms: 20,
+            fetch_wait_ms: 100,
             refill_attempts: 3,
             max_poll_interval_ms: 300_000,
             reconcile_interval_ms: 30_000,
@@ -170,6 +177,10 @@ pub fn load_from(
         // librdkafka wants it at least `session.timeout.ms` (10 s here).
         return Err(invalid("worker.max_poll_interval_ms", "must be >= 10000"));
     }
+    if !(1..=300_000).contains(&w.fetch_wait_ms) {
+        // librdkafka's own range for `fetch.wait.max.ms`.
+        return Err(invalid("worker.fetch_wait_ms", "must be 1..=300000"));
+    }
     if w.singleton_lease_secs == 0 {
         return Err(invalid("worker.singleton_lease_secs", "must be >= 1"));
     }
@@ -207,5 +218,21 @@ mod tests {
         vars.push(("PREWARM_WORKER__COPY_CONCURRENCY".into(), "0".into()));
         let e = load_from(vars.into_iter()).unwrap_err().to_string();
         assert!(e.contains("worker.copy_concurrency"), "{e}");
+    }
+
+    #[test]
+    fn a_fetch_wait_outside_librdkafkas_range_is_rejected_with_its_key() {
+        for bad in ["0", "300001"] {
+            let mut vars = base();
+            vars.push(("PREWARM_WORKER__FETCH_WAIT_MS".into(), bad.into()));
+            let e = load_from(vars.into_iter()).unwrap_err().to_string();
+            assert!(e.contains("worker.fetch_wait_ms"), "{bad}: {e}");
+        }
+        let mut vars = base();
+        vars.push(("PREWARM_WORKER__FETCH_WAIT_MS".into(), "50".into()));
+        assert_eq!(
+            load_from(vars.into_iter()).unwrap().worker.fetch_wait_ms,
+            50
+        );
     }
 }

@@ -60,6 +60,10 @@ impl Worker {
                 "max.poll.interval.ms",
                 settings.worker.max_poll_interval_ms.to_string(),
             )
+            .set(
+                "fetch.wait.max.ms",
+                settings.worker.fetch_wait_ms.to_string(),
+            )
             // Feeds the consumer-lag gauge.
             .set("statistics.interval.ms", "5000");
         let consumer: StreamConsumer<WorkerContext> =

@@ -38,9 +38,11 @@ async fn main() -> anyhow::Result<()> {
         let (f1, w1) = (&floor[0].1, &warm.runs[0].1);
         let (f64_, w64) = (&floor[2].1, &warm.runs[2].1);
         eprintln!(
-            "warm p50 at 1 client {:.2}x the floor's; warm at 64 clients {:.0}% of the floor's throughput",
+            "warm p50 at 1 client {:.2}x the floor's; warm at 64 clients {:.0}% of the floor's throughput; \
+             floor p50 + HTTP alone p50 at 1 client: {:.2} ms",
             w1.ms(0.5) / f1.ms(0.5),
-            100.0 * w64.throughput() / f64_.throughput()
+            100.0 * w64.throughput() / f64_.throughput(),
+            f1.ms(0.5) + warm.http[0].1.ms(0.5)
         );
         b.settle().await?;
         scenarios::headline(&b, prefill.template).await?;

@@ -285,7 +285,9 @@ fn worker_settings(env: &[(String, String)]) -> anyhow::Result<warmup_worker::se
 }
 
 /// `n` public templates of one image (one shared source object), created
-/// two hours ago, each with one ready pool item whose object exists.
+/// two hours ago, each with one ready pool item whose object exists. Ids
+/// are the API's own (`TemplateId::new`: UUIDv7, in creation order), so the
+/// rows lie in the table in id order, as templates created over time do.
 async fn seed(
     dbh: &Db,
     objects: &ObjectStore,
@@ -297,16 +299,20 @@ async fn seed(
         .put(source, bytes::Bytes::from(vec![7u8; 1024]), "image/png")
         .await?;
     let mut conn = dbh.conn().await?;
-    diesel::sql_query(
-        "INSERT INTO templates (id, owner_company_id, visibility, name, category, layout, version, created_at, updated_at)
-         SELECT gen_random_uuid(), $1, 'public', 'scale ' || g, 'scale', '{}'::jsonb, 1,
-                now() - interval '2 hours', now() - interval '2 hours'
-           FROM generate_series(1, $2) g",
-    )
-    .bind::<SqlUuid, _>(company)
-    .bind::<BigInt, _>(n as i64)
-    .execute(&mut conn)
-    .await?;
+    let templates: Vec<TemplateId> = (0..n).map(|_| TemplateId::new()).collect();
+    for chunk in templates.chunks(10_000) {
+        let ids: Vec<uuid::Uuid> = chunk.iter().map(|t| t.0).collect();
+        diesel::sql_query(
+            "INSERT INTO templates (id, owner_company_id, visibility, name, category, layout, version, created_at, updated_at)
+             SELECT id, $1, 'public', 'scale ' || g, 'scale', '{}'::jsonb, 1,
+                    now() - interval '2 hours', now() - interval '2 hours'
+               FROM unnest($2::uuid[]) WITH ORDINALITY AS u(id, g)",
+        )
+        .bind::<SqlUuid, _>(company)
+        .bind::<diesel::sql_types::Array<SqlUuid>, _>(&ids)
+        .execute(&mut conn)
+        .await?;
+    }
     diesel::sql_query(
         "INSERT INTO template_images (template_id, version, position, object_key, content_type, size_bytes)
          SELECT id, 1, 0, $1, 'image/png', 1024 FROM templates",
@@ -314,15 +320,6 @@ async fn seed(
     .bind::<Text, _>(source)
     .execute(&mut conn)
     .await?;
-    #[derive(diesel::QueryableByName)]
-    struct Id {
-        #[diesel(sql_type = SqlUuid)]
-        id: uuid::Uuid,
-    }
-    let ids: Vec<Id> = diesel::sql_query("SELECT id FROM templates ORDER BY created_at, id")
-        .load(&mut conn)
-        .await?;
-    let templates: Vec<TemplateId> = ids.into_iter().map(|r| TemplateId(r.id)).collect();
     let items: Vec<(TemplateId, PoolItemId, String)> = templates
         .iter()
         .map(|t| {
@@ -387,10 +384,16 @@ async fn seed(
     Ok(templates)
 }
 
-/// An open loop of designs whose templates follow Zipf(s) in seeded order.
+/// An open loop of designs whose templates follow Zipf(s), ranked by a
+/// seeded shuffle (popularity unrelated to age, and so to where a template
+/// lies in the table).
 async fn zipf_load(p: &Params, base: &str, key: &str, templates: &[TemplateId]) -> RunResult {
+    use rand::seq::SliceRandom;
+    use rand::SeedableRng;
     let cdf = Arc::new(zipf_cdf(templates.len(), p.zipf_s));
-    let templates = Arc::new(templates.to_vec());
+    let mut ranked = templates.to_vec();
+    ranked.shuffle(&mut rand::rngs::StdRng::seed_from_u64(15));
+    let templates = Arc::new(ranked);
     let (http, base, key) = (p.http.clone(), base.to_string(), key.to_string());
     open_loop(p.rate, Duration::from_secs_f64(p.secs), move || {
         let u: f64 = rand::rng().random();
@@ -522,10 +525,10 @@ pub fn report(p: &Params, results: &[SizeResult]) -> String {
     let mut md = String::new();
     let _ = writeln!(
         md,
-        "Each size: a fresh database and bucket seeded with that many templates of 1 image, \
-         created 2 h ago, each with its `pool.min` = 1 ready item and object (what the worker \
+        "Each size: a fresh database and bucket seeded with that many templates of 1 image \
+         (ids as the API makes them: UUIDv7, in creation order), created 2 h ago, each with its `pool.min` = 1 ready item and object (what the worker \
          makes); `pool.target` 4, `pool.idle_secs` 600. Load: an open loop of {} designs/s for \
-         {} s, templates drawn Zipf(s = {}) in seeded order, through the API with the worker \
+         {} s, templates drawn Zipf(s = {}) ranked by a seeded shuffle, through the API with the worker \
          refilling. Passes are timed in process after the load (median of {PASSES}); the GC walks \
          the whole bucket in its own process (`gc-pass`), its memory is that process's peak \
          resident set over its resident set before the first pass, over its first {GC_PAGES} \

@@ -80,17 +80,7 @@ pub async fn run(p: &Params) -> anyhow::Result<Results> {
         let p = p.clone();
         open_loop(p.rate, Duration::from_secs_f64(p.secs), move || {
             let p = p.clone();
-            async move {
-                let ok = match p.http.get(format!("{}/healthz", p.base)).send().await {
-                    Ok(r) => {
-                        let ok = r.status().is_success();
-                        let _ = r.bytes().await;
-                        ok
-                    }
-                    Err(_) => false,
-                };
-                Outcome { ok, warm: false }
-            }
+            async move { crate::client::get_healthz(&p.http, &p.base).await }
         })
         .await
     };

@@ -14,6 +14,9 @@ pub struct Warm {
     pub runs: Vec<(usize, RunResult)>,
     /// 64 clients of one company.
     pub single: RunResult,
+    /// `GET /healthz` through the same client at 1 and 64 clients: what
+    /// HTTP alone costs on this machine.
+    pub http: Vec<(usize, RunResult)>,
     pub open: RunResult,
 }
 
@@ -58,6 +61,21 @@ pub async fn warm(
         single.ms(0.5),
         single.throughput()
     );
+    let mut http = Vec::new();
+    for (clients, n) in [sizes.warm[0], sizes.warm[2]] {
+        let c = client.clone();
+        let r = closed_loop(clients, n, move || {
+            let c = c.clone();
+            async move { crate::client::get_healthz(&c.http, &c.base).await }
+        })
+        .await;
+        eprintln!(
+            "http alone {clients}: p50 {:.2} ms, {:.0}/s",
+            r.ms(0.5),
+            r.throughput()
+        );
+        http.push((clients, r));
+    }
     let pick = b.many();
     let open = open_loop(
         sizes.open_rate,
@@ -77,6 +95,7 @@ pub async fn warm(
     Ok(Warm {
         runs: warm_runs,
         single,
+        http,
         open,
     })
 }

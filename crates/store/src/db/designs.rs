@@ -270,12 +270,8 @@ async fn claim_item(
             // An item reserved since migration 9 holds only its positions:
             // its keys are the key scheme's for the template, the item and
             // each position (the same function wrote its image rows).
-            let keys = object_keys.unwrap_or_else(|| {
-                positions
-                    .iter()
-                    .map(|&p| object_keys::pool_image(spec.template, item, p))
-                    .collect()
-            });
+            let keys = object_keys
+                .unwrap_or_else(|| object_keys::pool_images(spec.template, item, &positions));
             let images = positions
                 .into_iter()
                 .zip(keys)
