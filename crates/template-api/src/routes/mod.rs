@@ -54,7 +54,11 @@ macro_rules! route_table {
     };
 }
 
+// actix tries the resources in this order, each `{id}` pattern with a
+// regex: the hot path (`/designs`) comes first.
 route_table! {
+    "/designs" => { post designs::create, get designs::list },
+    "/designs/{id}" => { get designs::get, delete designs::delete },
     "/healthz" => { get health::healthz },
     "/readyz" => { get health::ready },
     "/openapi.json" => { get crate::openapi::serve },
@@ -75,8 +79,6 @@ route_table! {
     "/templates/{id}/similar" => { get templates::similar },
     "/templates/{id}/images" => { put templates::replace_images },
     "/templates/{id}/pool" => { get templates::pool_status },
-    "/designs" => { post designs::create, get designs::list },
-    "/designs/{id}" => { get designs::get, delete designs::delete },
 }
 
 /// `?limit=&cursor=` on list endpoints (`offset` still works but is deprecated).
