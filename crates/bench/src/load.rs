@@ -37,7 +37,7 @@ fn histogram() -> Histogram<u64> {
 }
 
 impl RunResult {
-    fn empty() -> Self {
+    pub fn empty() -> Self {
         Self {
             hist: histogram(),
             ok: 0,

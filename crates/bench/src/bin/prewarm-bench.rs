@@ -18,7 +18,8 @@
 //! 7. adaptive vs fixed pool sizing on a Zipf workload with a burst;
 //! 8. scale: 10^3-10^5 templates with a long tail, the background passes'
 //!    cost by catalogue size (`--only scale` runs it alone; `--only headline`
-//!    runs the floor, the warm loops and the headline and prints them).
+//!    runs the floor, the warm loops and the headline and prints them;
+//!    `--only sizing` runs scenario 7 and prints it).
 
 use prewarm_bench::markdown::{self, Results};
 use prewarm_bench::scenarios;
@@ -46,6 +47,12 @@ async fn main() -> anyhow::Result<()> {
         );
         b.settle().await?;
         scenarios::headline(&b, prefill.template).await?;
+        b.stop_services().await;
+        return b.drop_database().await;
+    }
+    if b.args.only.as_deref() == Some("sizing") {
+        let (sizing, params) = scenarios::sizing(&b).await?;
+        println!("{}", scenarios::sizing::report(&params, &sizing));
         b.stop_services().await;
         return b.drop_database().await;
     }

@@ -1,8 +1,10 @@
 //! Scenario: fixed N=4 pools vs adaptive sizing, on 200 templates whose
 //! popularity follows a Zipf law, with a burst on a cold template halfway.
 //! For each mode a fresh set of templates and a worker process in that mode;
-//! the same open-loop load; measured: warm hit rate (overall and in the
-//! burst), pooled objects held (sampled), and S3 copies made per design.
+//! the same open-loop load, first for `ramp_secs` unmeasured (the pools
+//! leave their starting sizes behind), then measured: warm hit rate (overall
+//! and in the burst), pooled objects held (sampled), and S3 copies made per
+//! design.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -22,6 +24,9 @@ use crate::load::{closed_loop, open_loop, Outcome, RunResult};
 use crate::services::{release_binary, Service};
 use crate::setup::Bench;
 
+/// How to read the sizing scenario's burst and copy figures.
+pub const SIZING_NOTE: &str = "The burst's 30 requests arrive at once on a template whose demand was near zero, so no sizing can react within it: it gets what the pool held when it began -- 4 items with fixed sizing, `pool.min` = 1 with adaptive sizing. Adaptive sizing gives those 3 hits up for the head templates' larger pools and far fewer pooled objects; raise `pool.min` where bursts on cold templates matter more. Copies per design are above 4 (the images per design) for adaptive sizing because pools grown during the run still hold their items at its end, and items retired when demand decays were copied for nothing.";
+
 pub struct Params {
     pub http: reqwest::Client,
     pub base: String,
@@ -31,6 +36,8 @@ pub struct Params {
     pub zipf_s: f64,
     pub rate: f64,
     pub secs: f64,
+    /// The same load before the measured `secs`, not measured.
+    pub ramp_secs: f64,
     pub burst: usize,
     /// Worker environment (stack endpoints, S3 behind the latency proxy).
     pub worker_env: Vec<(String, String)>,
@@ -44,7 +51,9 @@ pub struct ModeResult {
     /// Mean and peak of ready items x images across the run.
     pub mean_objects: f64,
     pub peak_objects: i64,
-    /// Objects held when the load started (after the prefill).
+    /// Objects held when the load started (after the prefill), and when the
+    /// measured part of it started (after the ramp-up).
+    pub prefill_objects: i64,
     pub start_objects: i64,
     /// S3 copies made during the run (pool items created x images, plus
     /// cold copies) per design served.
@@ -85,16 +94,23 @@ async fn run_mode(
         ids.push(upload(p, &format!("zipf {mode} {i}")).await?);
     }
     prefill(p, mode, &ids).await?;
-    let start_objects = ready_items(&p.db, &ids).await? * p.images as i64;
-
-    let started_at: chrono::DateTime<chrono::Utc> = chrono::Utc::now();
+    let prefill_objects = ready_items(&p.db, &ids).await? * p.images as i64;
     let ids = Arc::new(ids);
     let weights = Arc::new(zipf_cdf(p.templates, p.zipf_s));
+    let ramp = zipf_load(p, p.ramp_secs, ids.clone(), weights.clone()).await;
+    eprintln!(
+        "sizing {mode}: ramp-up {:.0} s, warm {:.1}% (not measured)",
+        p.ramp_secs,
+        ramp.warm_share() * 100.0
+    );
+
+    let start_objects = ready_items(&p.db, &ids).await? * p.images as i64;
+    let started_at: chrono::DateTime<chrono::Utc> = chrono::Utc::now();
     let samples = Arc::new(Mutex::new(Vec::new()));
     let sampler = spawn_sampler(p, ids.clone(), samples.clone());
     // The burst lands halfway, on the least popular template.
     let burst = spawn_burst(p, &ids);
-    let load = zipf_load(p, ids.clone(), weights).await;
+    let load = zipf_load(p, p.secs, ids.clone(), weights).await;
     let burst = burst.await.context("burst task")?;
     sampler.abort();
     let samples = samples.lock().map(|s| s.clone()).unwrap_or_default();
@@ -110,6 +126,7 @@ async fn run_mode(
         peak_objects: samples.iter().copied().max().unwrap_or(0),
         start_objects,
         copies_per_design: copies / designs.max(1.0),
+        prefill_objects,
         load,
         burst,
     })
@@ -197,11 +214,16 @@ fn spawn_burst(p: &Params, ids: &[String]) -> tokio::task::JoinHandle<RunResult>
     })
 }
 
-/// The open loop of designs whose templates are drawn from `ids` by the
-/// cumulative Zipf `weights`.
-async fn zipf_load(p: &Params, ids: Arc<Vec<String>>, weights: Arc<Vec<f64>>) -> RunResult {
+/// `secs` of the open loop of designs whose templates are drawn from `ids`
+/// by the cumulative Zipf `weights`.
+async fn zipf_load(
+    p: &Params,
+    secs: f64,
+    ids: Arc<Vec<String>>,
+    weights: Arc<Vec<f64>>,
+) -> RunResult {
     let (http, base, key) = (p.http.clone(), p.base.clone(), p.key.clone());
-    open_loop(p.rate, Duration::from_secs_f64(p.secs), move || {
+    open_loop(p.rate, Duration::from_secs_f64(secs), move || {
         let u: f64 = rand::rng().random();
         let i = weights.partition_point(|&c| c < u).min(ids.len() - 1);
         let (http, base, key, id) = (http.clone(), base.clone(), key.clone(), ids[i].clone());
@@ -274,21 +296,24 @@ async fn items_created(
 pub fn report(p: &Params, results: &[ModeResult]) -> String {
     let mut md = String::new();
     md.push_str(&format!(
-        "{} templates of {} images, popularity Zipf (s = {}); an open loop of {} designs/s for {} s, and halfway a \
-         burst of {} concurrent designs on the least popular template. Each mode gets fresh templates and its own \
-         worker (S3 copies through the proxy). Adaptive: min 1, max 32, demand time constants 3 s and 120 s, \
-         plan every 1 s, no budget.\n\n",
-        p.templates, p.images, p.zipf_s, p.rate, p.secs, p.burst
+        "{} templates of {} images, popularity Zipf (s = {}); an open loop of {} designs/s, first for {} s \
+         unmeasured (ramp-up: every pool starts at its mode's starting size, adaptive sizing with no demand \
+         known), then for {} s measured, with halfway a burst of {} concurrent designs on the least popular \
+         template. Each mode gets fresh templates and its own worker (S3 copies through the proxy). Adaptive: \
+         min 1, max 32, demand time constants 3 s and 120 s, plan every 1 s, no budget. Pooled objects: after \
+         the prefill / when the measured part starts / its mean / its peak.\n\n",
+        p.templates, p.images, p.zipf_s, p.rate, p.ramp_secs, p.secs, p.burst
     ));
-    md.push_str("| mode | designs | warm hit rate | burst hit rate | pooled objects: start / mean / peak | copies per design | p50 ms | p99 ms |\n");
+    md.push_str("| mode | designs | warm hit rate | burst hit rate | pooled objects: prefill / start / mean / peak | copies per design | p50 ms | p99 ms |\n");
     md.push_str("|---|---:|---:|---:|---:|---:|---:|---:|\n");
     for r in results {
         md.push_str(&format!(
-            "| {} | {} | {:.1}% | {:.1}% | {} / {:.0} / {} | {:.2} | {:.2} | {:.2} |\n",
+            "| {} | {} | {:.1}% | {:.1}% | {} / {} / {:.0} / {} | {:.2} | {:.2} | {:.2} |\n",
             r.mode,
             r.load.count() + r.burst.count(),
             r.load.warm_share() * 100.0,
             r.burst.warm_share() * 100.0,
+            r.prefill_objects,
             r.start_objects,
             r.mean_objects,
             r.peak_objects,
@@ -297,7 +322,50 @@ pub fn report(p: &Params, results: &[ModeResult]) -> String {
             r.load.ms(0.99),
         ));
     }
+    if let [fixed, adaptive] = results {
+        let better_hits = adaptive.load.warm_share() > fixed.load.warm_share();
+        let fewer_objects = adaptive.mean_objects < fixed.mean_objects;
+        md.push_str(&format!(
+            "\nGoal (a higher warm hit rate than fixed N=4 with fewer pooled objects): hit rate {:.1}% vs {:.1}% \
+             ({}), mean pooled objects {:.0} vs {:.0} ({}).\n",
+            adaptive.load.warm_share() * 100.0,
+            fixed.load.warm_share() * 100.0,
+            if better_hits { "higher" } else { "**not higher**" },
+            adaptive.mean_objects,
+            fixed.mean_objects,
+            if fewer_objects { "fewer" } else { "**not fewer**" },
+        ));
+        let (se, resolved) = separation(&fixed.load, &adaptive.load);
+        md.push_str(&format!(
+            "The difference in hit rate is {:+.1} points with a standard error of {:.1} ({} misses of {} vs {} of {}): {}.\n",
+            (adaptive.load.warm_share() - fixed.load.warm_share()) * 100.0,
+            se * 100.0,
+            adaptive.load.ok - adaptive.load.warm,
+            adaptive.load.ok,
+            fixed.load.ok - fixed.load.warm,
+            fixed.load.ok,
+            if resolved {
+                "more than twice that, so this run ranks the two modes"
+            } else {
+                "within twice that, so a run of this length cannot rank the two modes"
+            },
+        ));
+        md.push_str(&format!("\n{SIZING_NOTE}\n"));
+    }
     md
+}
+
+/// The standard error of the difference between two runs' warm hit rates
+/// (two independent proportions), and whether the difference is more than
+/// twice it.
+pub fn separation(a: &RunResult, b: &RunResult) -> (f64, bool) {
+    let var = |r: &RunResult| {
+        let p = r.warm_share();
+        p * (1.0 - p) / (r.ok.max(1) as f64)
+    };
+    let se = (var(a) + var(b)).sqrt();
+    let diff = (a.warm_share() - b.warm_share()).abs();
+    (se, diff > 2.0 * se)
 }
 
 /// Scenario 7: Adaptive sizing vs fixed N=4: Zipf popularity and a burst.
@@ -314,6 +382,7 @@ pub async fn sizing(b: &Bench) -> anyhow::Result<(Vec<ModeResult>, Params)> {
         zipf_s: 1.1,
         rate: sizes.sizing_rate,
         secs: sizes.sizing_secs,
+        ramp_secs: sizes.sizing_ramp_secs,
         burst: 30,
         worker_env: env.clone(),
         db: Db::connect(db_url, 4, Duration::from_secs(5))?,
@@ -331,4 +400,28 @@ pub async fn sizing(b: &Bench) -> anyhow::Result<(Vec<ModeResult>, Params)> {
     }
 
     Ok((sizing, sizing_params))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(ok: u64, warm: u64) -> RunResult {
+        RunResult {
+            ok,
+            warm,
+            ..RunResult::empty()
+        }
+    }
+
+    #[test]
+    fn one_miss_in_600_does_not_rank_two_modes_but_20_in_2400_do() {
+        // The quick run's figures: 3 and 2 misses of 630.
+        let (se, resolved) = separation(&run(630, 627), &run(630, 628));
+        assert!(!resolved, "se {se}");
+        // The full run's: 5 and 24 misses of 2430.
+        let (se, resolved) = separation(&run(2430, 2425), &run(2430, 2406));
+        assert!(resolved, "se {se}");
+        assert!((se - 0.0022).abs() < 0.0003, "se {se}");
+    }
 }
