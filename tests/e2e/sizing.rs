@@ -4,6 +4,7 @@
 
 use std::time::{Duration, Instant};
 
+use prewarm_store::pause::at;
 use prewarm_tests::{Options, Tenant, TestStack};
 use serde_json::Value;
 use shared_domain::ids::TemplateId;
@@ -51,6 +52,57 @@ async fn pooled_items(stack: &TestStack) -> (i64, i64) {
     .await
     .unwrap();
     (p.live, p.ready)
+}
+
+/// A stack without a worker (adaptive sizing, `extra` settings), and two
+/// templates of 1 image with empty pools.
+async fn two_templates_without_a_worker(
+    extra: &[(&str, &str)],
+) -> (TestStack, TemplateId, TemplateId) {
+    let mut options = adaptive(extra);
+    options.worker = false;
+    let stack = TestStack::spawn(options).await;
+    let tenant = stack.create_tenant("acme", 1000).await;
+    let a = stack.create_template(&tenant, 1, "private").await.id;
+    let b = stack.create_template(&tenant, 1, "private").await.id;
+    (stack, a, b)
+}
+
+/// Saves a plan (the sizer's `pool_targets` rows) of the given targets.
+async fn save_plan(stack: &TestStack, targets: &[(TemplateId, i32)]) {
+    let rows: Vec<_> = targets
+        .iter()
+        .map(|(t, n)| prewarm_store::db::pool_targets::PoolTargetRow {
+            template_id: t.0,
+            target: *n,
+            demand_fast: 0.0,
+            demand_slow: 0.0,
+            refill_secs: 1.0,
+            computed_at: chrono::Utc::now(),
+            last_design_at: None,
+        })
+        .collect();
+    let mut conn = stack.db.conn().await.unwrap();
+    prewarm_store::db::pool_targets::save(&mut conn, &rows)
+        .await
+        .unwrap();
+}
+
+/// The budget's recorded total of live items (`pool_live_total`).
+async fn recorded_live(stack: &TestStack) -> i64 {
+    #[derive(diesel::QueryableByName)]
+    struct Total {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        live: i64,
+    }
+    let mut conn = stack.db.conn().await.unwrap();
+    let t: Total = diesel_async::RunQueryDsl::get_result(
+        diesel::sql_query("SELECT live FROM pool_live_total"),
+        &mut conn,
+    )
+    .await
+    .unwrap();
+    t.live
 }
 
 async fn sizing(stack: &TestStack, template: TemplateId) -> PoolSizing {
@@ -217,45 +269,20 @@ async fn the_budget_caps_the_items_pooled_across_templates() {
 }
 
 /// The plan moves slots between templates; whichever template a replica
-/// refills first, live items never exceed the budget (the reserve counts
-/// every template's live items under one lock), and the moved slots are
-/// filled once the shrinking template gave them back.
+/// refills first, live items never exceed the budget (the reserve checks it
+/// against every template's recorded live items, under one lock), and the
+/// moved slots are filled once the shrinking template gave them back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_plan_that_moves_slots_never_overfills_the_budget() {
-    let mut options = adaptive(&[("PREWARM_POOL__BUDGET_ITEMS", "5")]);
-    options.worker = false;
-    let stack = TestStack::spawn(options).await;
-    let tenant = stack.create_tenant("acme", 1000).await;
-    let a = stack.create_template(&tenant, 1, "private").await.id;
-    let b = stack.create_template(&tenant, 1, "private").await.id;
+    let (stack, a, b) =
+        two_templates_without_a_worker(&[("PREWARM_POOL__BUDGET_ITEMS", "5")]).await;
     let refiller = stack.reconciler(&[]).await.refiller;
-    let plan = |targets: [(TemplateId, i32); 2]| {
-        let db = stack.db.clone();
-        async move {
-            let rows: Vec<_> = targets
-                .iter()
-                .map(|(t, n)| prewarm_store::db::pool_targets::PoolTargetRow {
-                    template_id: t.0,
-                    target: *n,
-                    demand_fast: 0.0,
-                    demand_slow: 0.0,
-                    refill_secs: 1.0,
-                    computed_at: chrono::Utc::now(),
-                    last_design_at: None,
-                })
-                .collect();
-            let mut conn = db.conn().await.unwrap();
-            prewarm_store::db::pool_targets::save(&mut conn, &rows)
-                .await
-                .unwrap();
-        }
-    };
-    plan([(a, 4), (b, 1)]).await;
+    save_plan(&stack, &[(a, 4), (b, 1)]).await;
     refiller.refill(a).await.unwrap();
     refiller.refill(b).await.unwrap();
     assert_eq!(pooled_items(&stack).await, (5, 5));
     // The plan turns around; the growing template is refilled first.
-    plan([(a, 1), (b, 4)]).await;
+    save_plan(&stack, &[(a, 1), (b, 4)]).await;
     refiller.refill(b).await.unwrap();
     let (live, _) = pooled_items(&stack).await;
     assert!(live <= 5, "live items {live} over the budget of 5");
@@ -267,5 +294,61 @@ async fn a_plan_that_moves_slots_never_overfills_the_budget() {
         .await
         .unwrap();
     assert_eq!(ready_b, 4, "the moved slots were filled");
+    stack.finish().await;
+}
+
+/// Two replicas refill two templates at once, each planned 4 of a budget of
+/// 5. The first is held after it read the budget's room and inserted its
+/// items, before it recorded them; the second must wait for it (the total
+/// is locked from the check to the commit) and then gets only what is left.
+/// Without the lock both would read an empty budget and pool 8.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_refills_racing_for_the_budgets_last_slots_never_overfill_it() {
+    let (stack, a, b) =
+        two_templates_without_a_worker(&[("PREWARM_POOL__BUDGET_ITEMS", "5")]).await;
+    save_plan(&stack, &[(a, 4), (b, 4)]).await;
+    let first = stack.reconciler(&[]).await.refiller;
+    let second = stack.reconciler(&[]).await.refiller;
+
+    let mut gate = stack.pause.arm(at::BUDGET_CHECKED);
+    let held = tokio::spawn(async move { first.refill(a).await });
+    gate.reached().await;
+    let racing = tokio::spawn(async move { second.refill(b).await });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        !racing.is_finished(),
+        "the second refill went past the budget while the first held it"
+    );
+    gate.release();
+    held.await.unwrap().expect("first refill");
+    racing.await.unwrap().expect("second refill");
+
+    assert_eq!(
+        pooled_items(&stack).await,
+        (5, 5),
+        "the budget is full, not over"
+    );
+    assert_eq!(recorded_live(&stack).await, 5);
+    stack.finish().await;
+}
+
+/// Workers without a budget do not keep the live-item records; a worker
+/// started with one recounts them, so items pooled meanwhile count against
+/// its budget.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_started_with_a_budget_counts_what_was_pooled_without_one() {
+    let (stack, a, b) = two_templates_without_a_worker(&[]).await;
+    save_plan(&stack, &[(a, 4), (b, 4)]).await;
+    let unbudgeted = stack.reconciler(&[]).await.refiller;
+    unbudgeted.refill(a).await.expect("refill without a budget");
+    assert_eq!(pooled_items(&stack).await, (4, 4));
+
+    let budgeted = stack
+        .reconciler(&[("PREWARM_POOL__BUDGET_ITEMS", "5")])
+        .await
+        .refiller;
+    assert_eq!(recorded_live(&stack).await, 4, "recounted at its start");
+    budgeted.refill(b).await.expect("refill with a budget");
+    assert_eq!(pooled_items(&stack).await, (5, 5));
     stack.finish().await;
 }

@@ -5,7 +5,8 @@
 //! Layout:
 //! - [`connect`]: connects all of the above at a service's start.
 //! - [`db`]: Postgres (diesel-async). `db/schema.rs` tables, `migrations/` at the
-//!   crate root, one module per table; `db/pool_items.rs` is the pool ledger,
+//!   crate root, one module per table; `db/pool_items.rs` is the pool ledger
+//!   (`db/pool_live.rs` the live items the budget is checked against),
 //!   `db/pool_checks.rs` what the reconciler reads to find work (changes since a
 //!   watermark, a sweep page, pool states), `db/cursors.rs` where paged
 //!   background passes stopped.

@@ -21,6 +21,9 @@
 pub mod at {
     /// Refill: the surplus items to retire have been chosen, not yet discarded.
     pub const RETIRE_CHOSEN: &str = "refill.retire_chosen";
+    /// Refill under a budget: the budget's room was read (its total locked)
+    /// and the items inserted, the template's live items not yet recorded.
+    pub const BUDGET_CHECKED: &str = "refill.budget_checked";
     /// Refill: an item's copies are being made (its lease must stay alive).
     pub const ITEM_COPYING: &str = "refill.item_copying";
     /// Reconciler: the expired leases were read, the items not yet discarded.

@@ -93,6 +93,9 @@ impl Worker {
             metrics: metrics.clone(),
             pause: Default::default(),
         };
+        if refiller.budget.is_some() {
+            recount_live_items(&refiller.db).await;
+        }
         let publisher = WarmupPublisher::new(&settings.kafka)?;
         publisher.register_metrics(&metrics.registry)?;
         let listener = TcpListener::bind((
@@ -243,5 +246,23 @@ impl Worker {
             stopping_http
         );
         consumed
+    }
+}
+
+/// Under a budget, reserves check it against each template's recorded live
+/// items (`prewarm_store::db::pool_live`), which workers without a budget do
+/// not keep: a worker started with one recounts them from the ledger. A
+/// failure is logged; the records are still an upper bound unless a worker
+/// without a budget pooled items meanwhile, and the next start recounts.
+async fn recount_live_items(db: &prewarm_store::db::Db) {
+    let counted = match db.conn().await {
+        Ok(mut conn) => prewarm_store::db::pool_live::recount(&mut conn)
+            .await
+            .map_err(prewarm_store::db::StoreError::from),
+        Err(e) => Err(e),
+    };
+    match counted {
+        Ok(live) => tracing::info!(live, "pool budget: live items recounted"),
+        Err(e) => tracing::warn!(error = %Chain(&e), "pool budget: could not recount live items"),
     }
 }

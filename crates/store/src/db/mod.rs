@@ -14,6 +14,7 @@ pub mod page;
 pub mod pool_checks;
 pub mod pool_depths;
 pub mod pool_items;
+pub mod pool_live;
 pub mod pool_targets;
 pub mod schema;
 pub mod templates;

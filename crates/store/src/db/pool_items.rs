@@ -23,6 +23,7 @@ use uuid::Uuid;
 
 use crate::pause::{self, PausePoints};
 
+use super::pool_live;
 use super::schema::{pool_item_images, pool_items, template_images, templates};
 use super::StoreError;
 
@@ -86,16 +87,13 @@ async fn lock_template(
     Ok(())
 }
 
-/// Live items of every template, counted under a global lock held to the
-/// end of the reserving transaction, so two reserves never both fill the
-/// budget's last slot.
-async fn live_items_everywhere(conn: &mut AsyncPgConnection) -> Result<i64, diesel::result::Error> {
-    diesel::sql_query(
-        "SELECT pg_advisory_xact_lock(hashtextextended('pool:budget', 0)) IS NULL AS locked",
-    )
-    .get_result::<Locked>(conn)
-    .await?;
+/// Live items of the template, of every version (its share of the budget).
+async fn count_live_any(
+    conn: &mut AsyncPgConnection,
+    template: TemplateId,
+) -> Result<i64, diesel::result::Error> {
     pool_items::table
+        .filter(pool_items::template_id.eq(template.0))
         .filter(pool_items::state.eq_any([
             PoolItemState::Copying.as_str(),
             PoolItemState::Ready.as_str(),
@@ -131,7 +129,7 @@ fn group_keys(ids: &[Uuid], keys: Vec<(Uuid, String)>) -> Vec<DiscardedItem> {
 
 /// Step 1 of a refill: reserve slots up to `target` for the template's current
 /// version, and (with a `budget`) no more than keeps the live items of all
-/// templates within it. `None` when the template no longer exists. One
+/// templates within it (as [`pool_live`] records them). `None` when the template no longer exists. One
 /// transaction under the template's lock, in four steps: discard stale
 /// items, retire the surplus above a lowered target, count the gap, insert
 /// `copying` rows for it.
@@ -169,18 +167,32 @@ pub async fn reserve(
                 Vec::new()
             };
             let mut gap = (-excess).max(0);
-            if let (Some(budget), true) = (budget, gap > 0) {
-                // A global cap: whatever the plan said when each template
-                // read it, live items never exceed the budget (a slot moved
-                // from one template to another is filled once the first
-                // gave it back).
-                gap = gap.min((budget - live_items_everywhere(conn).await?).max(0));
-            }
+            // A global cap: whatever the plan said when each template read
+            // it, live items never exceed the budget (a slot moved from one
+            // template to another is filled once the first gave it back).
+            // Checked against each template's recorded live items, not a
+            // count of them all (see `pool_live`).
+            let budgeted = match budget {
+                Some(budget) => {
+                    let live = count_live_any(conn, template).await?;
+                    let others = match pool_live::others(conn, template).await? {
+                        Some(others) => others,
+                        None => pool_live::recount(conn).await? - live,
+                    };
+                    gap = gap.min((budget - others - live).max(0));
+                    Some((live, others))
+                }
+                None => None,
+            };
             let reserved = if gap > 0 {
                 insert_items(conn, template, version, gap, now, now + lease).await?
             } else {
                 Vec::new()
             };
+            if let Some((live, others)) = budgeted {
+                pause.reach(pause::at::BUDGET_CHECKED).await;
+                pool_live::record(conn, template, live + reserved.len() as i64, others).await?;
+            }
             Ok(Some(Reservation {
                 template,
                 version,

@@ -1,0 +1,2 @@
+DROP TABLE IF EXISTS pool_live_total;
+DROP TABLE IF EXISTS pool_live;
