@@ -123,8 +123,8 @@ pub struct Args {
     pub delay: Duration,
     pub s3: String,
     /// `--only scale`: run that scenario alone and write its section;
-    /// `--only headline`: the floor, the warm closed and open loops, then the
-    /// headline, printed only (for iterating on the warm path); `--only
+    /// `--only headline`: the floor, the warm closed and open loops (and
+    /// with 1 and 200 images), then the headline, printed only (for iterating on the warm path); `--only
     /// sizing`: adaptive vs fixed sizing, its section printed only.
     pub only: Option<String>,
 }

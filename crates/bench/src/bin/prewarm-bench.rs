@@ -18,7 +18,8 @@
 //! 7. adaptive vs fixed pool sizing on a Zipf workload with a burst;
 //! 8. scale: 10^3-10^5 templates with a long tail, the background passes'
 //!    cost by catalogue size (`--only scale` runs it alone; `--only headline`
-//!    runs the floor, the warm loops and the headline and prints them;
+//!    runs the floor, the warm loops (30, then 1 and 200 images) and the
+//!    headline and prints them;
 //!    `--only sizing` runs scenario 7 and prints it).
 
 use prewarm_bench::markdown::{self, Results};
@@ -45,6 +46,8 @@ async fn main() -> anyhow::Result<()> {
             100.0 * w64.throughput() / f64_.throughput(),
             f1.ms(0.5) + warm.http[0].1.ms(0.5)
         );
+        // The 1- and 200-image templates (each prints its CPU per design).
+        scenarios::images(&b, &mut Vec::new()).await?;
         b.settle().await?;
         scenarios::headline(&b, prefill.template).await?;
         b.stop_services().await;

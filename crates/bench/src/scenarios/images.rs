@@ -24,6 +24,10 @@ pub async fn images(b: &Bench, cpu_rows: &mut CpuRows) -> anyhow::Result<Vec<Ima
     for images in [1usize, 200] {
         let items = n1 + n64 + 20;
         let template = prefill_template(b, images, items).await?;
+        // Settled as the 30-image runs are: the prefill's writes (200 x
+        // 1,020 copies recorded) are vacuumed and checkpointed now, not in
+        // the middle of the measured runs.
+        b.settle().await?;
         b.warm_keys(&b.base).await?;
         let pick = b.many();
         let one = closed_loop(1, n1, move || {

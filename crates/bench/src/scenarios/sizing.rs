@@ -337,7 +337,7 @@ pub fn report(p: &Params, results: &[ModeResult]) -> String {
         ));
         let (se, resolved) = separation(&fixed.load, &adaptive.load);
         md.push_str(&format!(
-            "The difference in hit rate is {:+.1} points with a standard error of {:.1} ({} misses of {} vs {} of {}): {}.\n",
+            "\nThe difference in hit rate is {:+.1} points with a standard error of {:.1} ({} misses of {} vs {} of {}): {}.\n",
             (adaptive.load.warm_share() - fixed.load.warm_share()) * 100.0,
             se * 100.0,
             adaptive.load.ok - adaptive.load.warm,
