@@ -116,37 +116,49 @@ async fn the_worker_serves_health_readiness_and_metrics() {
 /// ready and indexed), commits, and exits 0; nothing is left half-done.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_mid_refill_finishes_it_and_loses_nothing() {
+    // A gap of 4, all 4 in flight (`worker.items_in_flight` = 8).
+    sigterm_mid_refill(4, 8, 4).await;
+}
+
+/// SIGTERM while a refill of a 6-item gap copies its first 2 items (2 in
+/// flight): those 2 finish (ready, indexed), the 4 not started are handed
+/// back to the ledger at once instead of being copied before the worker may
+/// exit, and nothing of theirs is in S3.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_mid_refill_hands_back_the_items_it_has_not_started() {
+    sigterm_mid_refill(6, 2, 2).await;
+}
+
+/// A worker process refills a gap of `gap` items of 5 images, `in_flight`
+/// at a time, one 400 ms copy at a time per item (2 s an item); SIGTERM
+/// 300 ms into the copies. It must exit 0 leaving `ready` items ready and
+/// indexed, none copying, and exactly their objects in S3.
+async fn sigterm_mid_refill(gap: i32, in_flight: usize, ready: i64) {
     let stack = TestStack::spawn(Options {
         worker: false,
+        pool_target: gap,
         ..Options::default()
     })
     .await;
     let slow = FaultProxy::start(0, "http://127.0.0.1:9000", Faults::default()).unwrap();
     slow.set(Faults {
-        delay: Duration::from_millis(300),
+        delay: Duration::from_millis(400),
         ..Faults::default()
     });
     let tenant = stack.create_tenant("acme", 100).await;
     let template = stack.create_template(&tenant, 5, "private").await;
     let proxy_url = slow.url();
+    let in_flight = in_flight.to_string();
     let mut child = stack.spawn_worker_process(&[
         ("PREWARM_S3__ENDPOINT", proxy_url.as_str()),
-        // One copy at a time per item: 5 x 300 ms per item.
         ("PREWARM_WORKER__ITEM_PARALLELISM", "1"),
+        ("PREWARM_WORKER__ITEMS_IN_FLIGHT", in_flight.as_str()),
         ("PREWARM_WORKER__RECONCILE_INTERVAL_MS", "0"),
         ("PREWARM_DATABASE__MIGRATE", "false"),
     ]);
-    // Wait until the refill is copying.
     let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let status = stack.pool_status(&tenant, template.id).await;
-        if status.copying > 0 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the refill never started: {status:?}"
-        );
+    while stack.pool_status(&tenant, template.id).await.copying == 0 {
+        assert!(Instant::now() < deadline, "the refill never started");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -163,20 +175,18 @@ async fn sigterm_mid_refill_finishes_it_and_loses_nothing() {
     );
     assert!(exit.success(), "{exit:?}");
 
-    // The refill finished before exit: ready, indexed, nothing copying.
     let status = stack.pool_status(&tenant, template.id).await;
     assert_eq!(
         (status.ready, status.copying, status.indexed),
-        (4, 0, 4),
+        (ready, 0, ready),
         "{status:?}"
     );
-    // And its objects are exactly those of the 4 items.
     let objects = stack
         .objects
         .list(&format!("{POOL_PREFIX}{}/", template.id))
         .await
         .unwrap();
-    assert_eq!(objects.len(), 4 * 5);
+    assert_eq!(objects.len() as i64, ready * 5, "{objects:?}");
     stack.finish().await;
 }
 

@@ -344,6 +344,7 @@ async fn refill_traced(
             Ok(outcome) => {
                 let label = match outcome {
                     Outcome::TemplateGone => "gone",
+                    Outcome::Stopped => "stopped",
                     Outcome::Refilled { ready, .. } => {
                         tracing::debug!(%template, ready, "pool refilled");
                         "ok"
@@ -359,6 +360,13 @@ async fn refill_traced(
                         .observe(lag_ms as f64 / 1000.0);
                 }
                 return true;
+            }
+            // A stopping worker retries nothing: the reconciler of the next
+            // one tops the pool up.
+            Err(e) if refiller.stopping.is_cancelled() => {
+                metrics.refills.with_label_values(&["failed"]).inc();
+                tracing::warn!(%template, error = %Chain(&e), "refill failed while stopping; left to the reconciler");
+                return false;
             }
             Err(e) if attempt < attempts => {
                 metrics.refills.with_label_values(&["failed"]).inc();

@@ -12,7 +12,7 @@ use prometheus::{
 #[derive(Clone)]
 pub struct WorkerMetrics {
     pub registry: Registry,
-    /// Refills by outcome: ok, failed (will retry), dead_lettered, gone, deferred.
+    /// Refills by outcome: ok, failed (will retry), dead_lettered, gone, deferred, stopped.
     pub refills: IntCounterVec,
     /// Pool items by outcome: ready, failed (a copy failed), superseded.
     pub items: IntCounterVec,
@@ -54,7 +54,7 @@ impl WorkerMetrics {
             refills: counter_vec(
                 &registry,
                 "prewarm_refills_total",
-                "Refills by outcome: ok, failed (retried), dead_lettered, gone (template deleted), deferred (batch budget spent; left to the reconciler).",
+                "Refills by outcome: ok, failed (retried), dead_lettered, gone (template deleted), deferred (batch budget spent; left to the reconciler), stopped (the worker was stopping).",
                 &["outcome"],
             )?,
             items: counter_vec(

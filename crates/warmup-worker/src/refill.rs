@@ -4,6 +4,13 @@
 //! duplicate requests and replicas never overfill), copy the objects with no
 //! transaction open, then mark the items ready and index them in Redis.
 //! Failed items are discarded and their copies deleted.
+//!
+//! A stopping worker ([`Refiller::stopping`]) starts no refill and no new
+//! item: the items already copying finish (at most `worker.items_in_flight`
+//! per refill), the reserved ones not started yet are handed back to the
+//! ledger (discarded while `copying`, before any copy of theirs was sent),
+//! so a SIGTERM during a refill of thousands of items ends in seconds; the
+//! next reconciler pass tops the pool up.
 
 use shared_domain::error::Chain;
 use std::sync::Arc;
@@ -18,6 +25,7 @@ use prewarm_store::pause::{self, PausePoints};
 use prewarm_store::pool_index::PoolIndex;
 use shared_domain::ids::{PoolItemId, TemplateId};
 use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
 
 use crate::sizing::TargetRule;
 
@@ -26,6 +34,8 @@ use crate::sizing::TargetRule;
 pub enum Outcome {
     /// The template no longer exists.
     TemplateGone,
+    /// The worker is stopping: nothing was reserved.
+    Stopped,
     Refilled {
         version: i32,
         /// Live items before the refill.
@@ -36,6 +46,9 @@ pub enum Outcome {
         failed: usize,
         /// Ready items of older versions discarded.
         stale: usize,
+        /// Reserved items never started because the worker began to stop,
+        /// handed back to the ledger.
+        handed_back: usize,
     },
 }
 
@@ -93,6 +106,8 @@ pub struct Refiller {
     pub estimates: Arc<Estimates>,
     /// Test-only pause points (a no-op unless a test armed one).
     pub pause: PausePoints,
+    /// Cancelled when the worker begins to stop (see the module docs).
+    pub stopping: CancellationToken,
 }
 
 /// Exponentially weighted averages of what refills take, shared by the
@@ -145,6 +160,9 @@ impl Estimates {
 
 impl Refiller {
     pub async fn refill(&self, template: TemplateId) -> Result<Outcome, RefillError> {
+        if self.stopping.is_cancelled() {
+            return Ok(Outcome::Stopped);
+        }
         let reservation = {
             let mut conn = self.db.conn().await?;
             let target = if self.rule.planned() {
@@ -197,15 +215,22 @@ impl Refiller {
         // each becomes ready and servable as soon as its own copies landed.
         // At most `items_in_flight` items at a time, so a large gap does not
         // hold hundreds of half-done items (and their database connections).
+        // Once the worker is stopping, no further item starts: each checks
+        // when its turn comes (a future made eagerly, as a lazy stream of
+        // borrowing closures trips rust-lang/rust#102211 here).
         let finishing: Vec<_> = reservation
             .reserved
             .iter()
-            .map(|item| self.finish_item(template, version, item))
+            .map(|item| self.finish_unless_stopping(template, version, item))
             .collect();
-        let results: Vec<Result<bool, ItemError>> = stream::iter(finishing)
+        let outcomes: Vec<Result<Result<bool, ItemError>, PoolItemId>> = stream::iter(finishing)
             .buffer_unordered(self.items_in_flight.max(1))
             .collect()
             .await;
+        let (results, unstarted): (Vec<_>, Vec<_>) = outcomes.into_iter().partition(Result::is_ok);
+        let unstarted: Vec<PoolItemId> = unstarted.into_iter().filter_map(Result::err).collect();
+        let handed_back = self.hand_back(template, &unstarted).await;
+        let results = results.into_iter().filter_map(Result::ok);
         let mut ready = 0;
         let mut failed = 0;
         let mut first_error = None;
@@ -232,7 +257,33 @@ impl Refiller {
             ready,
             failed,
             stale: reservation.stale.len(),
+            handed_back,
         })
+    }
+
+    /// Gives reserved items no copy was sent for back to the ledger (the
+    /// same conditional discard as a failed item's, so an item the rescue
+    /// took meanwhile is left to it). Nothing of theirs is in S3, so nothing
+    /// is deleted. On a failure their leases run out and the reconciler's
+    /// rescue discards them. Returns how many were handed back.
+    async fn hand_back(&self, template: TemplateId, ids: &[PoolItemId]) -> usize {
+        if ids.is_empty() {
+            return 0;
+        }
+        let discarded = match self.conn_with_retry().await {
+            Ok(mut conn) => pool_items::discard(&mut conn, ids).await,
+            Err(e) => Err(e),
+        };
+        match discarded {
+            Ok(items) => {
+                tracing::info!(%template, handed_back = items.len(), "stopping: reserved items not started handed back");
+                items.len()
+            }
+            Err(e) => {
+                tracing::warn!(%template, count = ids.len(), error = %Chain(&e), "stopping: could not hand back unstarted items; their leases will run out");
+                0
+            }
+        }
     }
 
     /// Renews the leases of `ids` (those still copying) every third of a
@@ -260,6 +311,20 @@ impl Refiller {
                 }
             }
         })))
+    }
+
+    /// [`finish_item`](Self::finish_item), or `Err(id)` (nothing done)
+    /// when the worker began to stop before this item's turn came.
+    async fn finish_unless_stopping(
+        &self,
+        template: TemplateId,
+        version: i32,
+        item: &ReservedItem,
+    ) -> Result<Result<bool, ItemError>, PoolItemId> {
+        if self.stopping.is_cancelled() {
+            return Err(item.id);
+        }
+        Ok(self.finish_item(template, version, item).await)
     }
 
     /// Copies one reserved item, then marks it ready and indexes it.

@@ -92,6 +92,7 @@ impl Worker {
             items_in_flight: settings.worker.items_in_flight,
             metrics: metrics.clone(),
             pause: Default::default(),
+            stopping: CancellationToken::new(),
         };
         if refiller.budget.is_some() {
             recount_live_items(&refiller.db).await;
@@ -186,7 +187,8 @@ impl Worker {
 
     /// Consumes and reconciles until `shutdown` resolves, then commits and returns.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
-        let stop = CancellationToken::new();
+        // The refiller's own token: a refill under way stops starting items.
+        let stop = self.refiller.stopping.clone();
         let reconciler = self.reconciler();
         let reconcile = self.settings.worker.reconcile_interval_ms > 0;
         let dead_letters = DeadLetters {
