@@ -14,7 +14,7 @@ pub struct Results {
     pub floor_runs: Vec<(usize, RunResult)>,
     /// The old model's floor (a design and its 30 image rows).
     pub old_floor_runs: Vec<(usize, RunResult)>,
-    /// Warm runs with 1 and 200 images.
+    /// Warm runs with 1, 30 and 200 images, each on a template of its own.
     pub images: Vec<crate::scenarios::ImagesRun>,
     /// The seed's headline: (warm, cold) open loops at the seed's rate.
     pub headline: (RunResult, RunResult),
@@ -157,14 +157,6 @@ fn header(md: &mut String, v: &View) {
     ));
 }
 
-/// CPU per design (all processes) of a run label in `cpu_rows`.
-fn cpu_total(cpu_rows: &CpuRows, label: &str) -> f64 {
-    cpu_rows
-        .iter()
-        .find(|(l, _)| l == label)
-        .map_or(0.0, |(_, rows)| rows.iter().map(|(_, ms)| ms).sum())
-}
-
 /// The report's targets section: the ratios of ARCHITECTURE section 4, each
 /// measured side by side in this run.
 fn targets(md: &mut String, v: &View) {
@@ -181,12 +173,9 @@ fn targets(md: &mut String, v: &View) {
 /// Warm CPU per design at 64 clients by image count, sorted by image count,
 /// and its spread (highest over lowest).
 fn cpu_by_images(v: &View) -> (Vec<(usize, f64)>, f64) {
-    // CPU per design at 64 clients by image count (30: the main template).
+    // CPU per design at 64 clients by image count, each from its own
+    // template run the same way (`scenarios::images`).
     let mut cpu: Vec<(usize, f64)> = v.images.iter().map(|r| (r.images, r.cpu_ms)).collect();
-    cpu.push((
-        crate::setup::IMAGES,
-        cpu_total(v.cpu_rows, "warm, 64 clients"),
-    ));
     cpu.sort_by_key(|(n, _)| *n);
     let (lo, hi) = cpu.iter().fold((f64::MAX, 0.0f64), |(lo, hi), (_, ms)| {
         (lo.min(*ms), hi.max(*ms))

@@ -8,7 +8,8 @@
 //! 2. the physical floor (Redis pop + the warm model's transaction, no HTTP) at
 //!    1, 8, 64 clients, and the old model's (30 image rows) beside it;
 //! 3. the warm path over HTTP at 1, 8, 64 clients, and open-loop at 200 requests/s;
-//!    then with templates of 1 and 200 images; then the seed's headline: an open
+//!    then with templates of 1, 30 and 200 images made and measured alike (CPU
+//!    per design by image count); then the seed's headline: an open
 //!    loop of 20 designs/s, warm and cold (pool off) side by side;
 //! 4. the seed's case: the same template, pool off (every design copied through
 //!    the latency-injecting proxy), 64 clients; warm/cold p95 ratio;
@@ -18,7 +19,7 @@
 //! 7. adaptive vs fixed pool sizing on a Zipf workload with a burst;
 //! 8. scale: 10^3-10^5 templates with a long tail, the background passes'
 //!    cost by catalogue size (`--only scale` runs it alone; `--only headline`
-//!    runs the floor, the warm loops (30, then 1 and 200 images) and the
+//!    runs the floor, the warm loops (30, then 1, 30 and 200 images) and the
 //!    headline and prints them;
 //!    `--only sizing` runs scenario 7 and prints it).
 
@@ -46,7 +47,7 @@ async fn main() -> anyhow::Result<()> {
             100.0 * w64.throughput() / f64_.throughput(),
             f1.ms(0.5) + warm.http[0].1.ms(0.5)
         );
-        // The 1- and 200-image templates (each prints its CPU per design).
+        // The 1-, 30- and 200-image templates (each prints its CPU per design).
         scenarios::images(&b, &mut Vec::new()).await?;
         b.settle().await?;
         scenarios::headline(&b, prefill.template).await?;

@@ -5,7 +5,7 @@
 //! - [`floor`]: the physical floor (Redis pop + the warm model's
 //!   transaction, no HTTP) and the old model's beside it.
 //! - [`warm`]: the warm path over HTTP, closed and open loops.
-//! - [`images`]: the warm path with 1 and 200 images per template.
+//! - [`images`]: the warm path with 1, 30 and 200 images per template, made and measured alike.
 //! - [`headline`]: the seed's case at its own load, warm and cold side by side.
 //! - [`cold`]: the seed's case cold, 64 clients.
 //! - [`steady`]: sustained load below and above the worker's copy capacity.
