@@ -43,9 +43,12 @@ async fn the_design_past_the_limit_is_refused_on_the_warm_path_and_the_item_stay
     let (status, code) = error_code(stack.post_design(&tenant, template.id).await).await;
     assert_eq!(status, 409);
     assert_eq!(code, "design_limit_reached");
-    // The popped item went back: the pool is still full and nothing was used.
-    let status = stack.pool_status(&tenant, template.id).await;
-    assert_eq!((status.indexed, status.ready), (4, 4));
+    // The popped item went back: the pool is still full and nothing was
+    // used -- once the id popped ahead for a next design is listed again
+    // (`pool.prefetch_hold_ms`, 500 ms).
+    stack
+        .wait_pool(&tenant, template.id, 4, Duration::from_secs(3))
+        .await;
     let list: serde_json::Value = stack.get(&tenant, "/designs").await.json().await.unwrap();
     assert_eq!(list["designs"].as_array().unwrap().len(), 1);
     stack.finish().await;

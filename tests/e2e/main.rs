@@ -19,6 +19,7 @@ mod ledger_model;
 mod managed;
 mod operations;
 mod pool;
+mod prefetch;
 mod rate_limits;
 mod readiness;
 mod reliability;

@@ -259,7 +259,13 @@ async fn duplicate_warmup_messages_never_push_a_pool_above_target() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stale_pool_id_is_skipped_and_never_used_twice() {
-    let stack = TestStack::spawn(Options::default()).await;
+    // Without prefetching, so the second design pops the stale id at the
+    // head instead of taking the one popped ahead for it.
+    let stack = TestStack::spawn(Options {
+        env: vec![("PREWARM_POOL__PREFETCH_HOLD_MS".into(), "0".into())],
+        ..Options::default()
+    })
+    .await;
     let tenant = stack.create_tenant("acme", 100).await;
     let template = stack.create_template(&tenant, 2, "private").await;
     stack.wait_pool(&tenant, template.id, 4, FILL).await;

@@ -188,7 +188,19 @@ impl PoolIndex {
         template: TemplateId,
         version: i32,
     ) -> Result<Option<PoolItemId>, IndexError> {
-        let id: Option<String> = self.script(scripts::POP, template, version, vec![]).await?;
+        self.pop_leaving(template, version, 0).await
+    }
+
+    /// [`PoolIndex::pop`], but only while more than `leave` ids are listed
+    /// (`None` otherwise): a prefetch leaves the last ids to requests.
+    pub async fn pop_leaving(
+        &self,
+        template: TemplateId,
+        version: i32,
+        leave: u32,
+    ) -> Result<Option<PoolItemId>, IndexError> {
+        let args = vec![leave.to_string()];
+        let id: Option<String> = self.script(scripts::POP, template, version, args).await?;
         Ok(id.and_then(|s| s.parse().ok()))
     }
 

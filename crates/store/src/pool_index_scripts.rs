@@ -4,8 +4,13 @@
 //! ARGV[1] is always how long a pop is remembered (ms); the scripts' own
 //! arguments follow.
 
-/// LPOP one id and remember it as popped.
+/// LPOP one id and remember it as popped. ARGV[2]: ids the pop must leave
+/// listed (0 for a request; 1 for a prefetch, which never takes the last).
 pub const POP: &str = r"
+local leave = tonumber(ARGV[2])
+if leave > 0 and redis.call('LLEN', KEYS[1]) <= leave then
+  return false
+end
 local id = redis.call('LPOP', KEYS[1])
 if id then
   local t = redis.call('TIME')

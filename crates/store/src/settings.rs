@@ -134,6 +134,11 @@ pub struct PoolSettings {
     /// Warm-up requests for one template version within this window travel
     /// as one Kafka message (API; 0 = one message per design).
     pub warmup_coalesce_ms: u64,
+    /// After a warm pop, each API process pops the template version's next
+    /// id in the background and holds it this long for the next design of
+    /// that version, which then makes one round trip (Postgres) instead of
+    /// two; an id not used in time is listed again (API; 0 = off).
+    pub prefetch_hold_ms: u64,
     /// Parallel CopyObject calls for one cold design (API).
     pub cold_copy_parallelism: usize,
     /// Parallel CopyObject calls across all cold designs of one API process.
@@ -157,6 +162,7 @@ impl Default for PoolSettings {
             enabled: true,
             pop_attempts: 3,
             warmup_coalesce_ms: 50,
+            prefetch_hold_ms: 500,
             cold_copy_parallelism: 16,
             cold_copy_global_limit: 256,
         }

@@ -1,7 +1,8 @@
 //! The hot path: turn a template into a company's design.
 //!
 //! Warm: `LPOP` one item id from the template version's Redis list (the
-//! version remembered from earlier designs, else read), then one Postgres
+//! version remembered from earlier designs, else read) -- or take the one
+//! this process popped ahead for it (`prefetch`), then one Postgres
 //! statement checks the template, claims the item (only if still `ready`
 //! for this version), takes a plan slot and records a design that owns the
 //! item's objects (`designs::create_from_pool_item`).
@@ -131,17 +132,26 @@ async fn from_pool(
 ) -> Result<Warm, ApiError> {
     let (template_id, version) = (spec.template, spec.template_version);
     let mut served = Served::CopyPoolEmpty;
+    let prefetch = state.prefetch.as_ref();
     for _ in 0..state.settings.pool.pop_attempts {
-        let item = match state.index.pop(template_id, version).await {
-            Ok(Some(item)) => item,
-            Ok(None) => break,
-            Err(e) => {
-                tracing::warn!(%template_id, error = %Chain(&e), "pool index unavailable; degraded to serving by copy");
-                state.metrics.degraded("redis");
-                served = Served::CopyRedisDown;
-                break;
-            }
+        let held = prefetch.and_then(|p| p.take(template_id, version));
+        let item = match held {
+            Some(item) => item,
+            None => match state.index.pop(template_id, version).await {
+                Ok(Some(item)) => item,
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::warn!(%template_id, error = %Chain(&e), "pool index unavailable; degraded to serving by copy");
+                    state.metrics.degraded("redis");
+                    served = Served::CopyRedisDown;
+                    break;
+                }
+            },
         };
+        // The next design's id is popped while this one's claim is in flight.
+        if let Some(prefetch) = prefetch {
+            prefetch.fetch_next(&state.index, template_id, version);
+        }
         state.pause.reach(pause::at::WARM_POPPED).await;
         let outcome = match state.db.conn().await {
             Ok(mut conn) => designs::create_from_pool_item(&mut conn, spec, item, key).await,

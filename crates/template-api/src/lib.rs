@@ -5,7 +5,8 @@
 //! - [`startup`]: builds the state, binds the listener, holds the one route table.
 //! - [`routes`]: one module per resource (`admin`, `templates`, `designs`, `health`).
 //! - [`create_design`]: the hot path -- pop a pool item (warm) or copy on the spot (cold);
-//!   [`template_versions`]: the templates' versions it remembers (no template read when warm).
+//!   [`template_versions`]: the templates' versions it remembers (no template read when warm);
+//!   [`prefetch`]: the next pool id popped ahead while a claim is in flight.
 //! - [`similar`]: similar templates behind a two-tier cache (moka in-process, Redis shared).
 //! - [`upload`]: multipart template uploads streamed to S3, with size limits and a
 //!   process-wide budget of bytes in flight.
@@ -27,6 +28,7 @@ pub mod error;
 pub mod idempotency;
 pub mod metrics;
 pub mod openapi;
+pub mod prefetch;
 pub mod rate_limit;
 pub mod request_id;
 pub mod request_span;

@@ -42,6 +42,7 @@ pub struct ApiMetrics {
     degraded: IntCounterVec,
     rate_limited: IntCounterVec,
     idempotent_replays: IntCounterVec,
+    prefetched: IntCounterVec,
     /// 1/0 per dependency at the last readiness probe.
     pub dependency_up: IntGaugeVec,
     cache_requests: IntCounterVec,
@@ -83,6 +84,12 @@ impl ApiMetrics {
                 "prewarm_idempotent_replays_total",
                 "Requests answered from a stored Idempotency-Key answer, by route.",
                 &["route"],
+            )?,
+            prefetched: counter_vec(
+                &registry,
+                "prewarm_pool_prefetched_total",
+                "Pool ids popped ahead of a design (pool.prefetch_hold_ms), by fate: used by a design, or returned to the list unused.",
+                &["outcome"],
             )?,
             dependency_up: gauge_vec(
                 &registry,
@@ -138,6 +145,11 @@ impl ApiMetrics {
 
     pub fn idempotent_replay(&self, route: &str) {
         self.idempotent_replays.with_label_values(&[route]).inc();
+    }
+
+    /// A prefetched pool id was `used` or `returned`.
+    pub fn prefetch(&self, outcome: &str) {
+        self.prefetched.with_label_values(&[outcome]).inc();
     }
 
     pub fn degraded(&self, dependency: &str) {

@@ -233,6 +233,14 @@ fn validate(s: &Settings) -> Result<(), config::ConfigError> {
             "must be greater than pool.lease_secs (the slowest create)",
         );
     }
+    // A held id stays out of the reconciler's rebuilds only while it is
+    // remembered as popped.
+    if s.pool.prefetch_hold_ms >= s.redis.pop_memory_ms {
+        return fail(
+            "pool.prefetch_hold_ms",
+            "must be less than redis.pop_memory_ms",
+        );
+    }
     if s.server.max_upload_bytes_in_flight < UPLOAD_SHARE_BYTES {
         return fail(
             "server.max_upload_bytes_in_flight",

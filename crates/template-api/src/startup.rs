@@ -19,6 +19,7 @@ use tokio::sync::Semaphore;
 use crate::auth::{AuthCache, Authenticator};
 use crate::error::{json_error, path_error, query_error};
 use crate::metrics::ApiMetrics;
+use crate::prefetch::Prefetch;
 use crate::rate_limit::RateLimiter;
 use crate::routes::{self, health, not_found};
 use crate::settings::Settings;
@@ -83,8 +84,8 @@ impl Application {
 
     /// Serves until `shutdown` completes (the binary passes SIGTERM/SIGINT:
     /// [`prewarm_service_kit::shutdown::signal`]), then stops accepting, lets
-    /// in-flight requests finish within `server.shutdown_timeout_secs`, and
-    /// flushes pending warm-up requests.
+    /// in-flight requests finish within `server.shutdown_timeout_secs`,
+    /// lists prefetched pool ids again and flushes pending warm-up requests.
     pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) -> std::io::Result<()> {
         let ops = self.ops.handle();
         let handle = self.server.handle();
@@ -98,6 +99,10 @@ impl Application {
             }
         };
         ops.stop(true).await;
+        if let Some(prefetch) = &self.state.prefetch {
+            let returned = prefetch.put_back_all(&self.state.index).await;
+            tracing::info!(returned, "prefetched pool items listed again");
+        }
         self.state.warmup.send_pending();
         self.state
             .warmup
@@ -134,6 +139,13 @@ pub async fn build_state(settings: Settings, pause: PausePoints) -> anyhow::Resu
     let versions = Arc::new(TemplateVersions::default());
     spawn_cache_upkeep(&similar, &auth, &versions, &shared, &settings.redis).await;
     let metrics = Arc::new(metrics);
+    let prefetch = Prefetch::new(
+        Duration::from_millis(settings.pool.prefetch_hold_ms),
+        metrics.clone(),
+    );
+    if let Some(prefetch) = &prefetch {
+        prefetch.spawn_sweeper(clients.index.clone());
+    }
     let copy_limiter = Arc::new(Semaphore::new(settings.pool.cold_copy_global_limit));
     let rate_limiter = settings.rate_limit.enabled.then(|| {
         Arc::new(RateLimiter::new(
@@ -163,6 +175,7 @@ pub async fn build_state(settings: Settings, pause: PausePoints) -> anyhow::Resu
         rate_limiter,
         settings: Arc::new(settings),
         versions,
+        prefetch,
         pause,
     })
 }

@@ -35,6 +35,9 @@ pub struct AppState {
     pub rate_limiter: Option<Arc<crate::rate_limit::RateLimiter>>,
     /// Templates' current versions, for warm designs without a template read.
     pub versions: Arc<crate::template_versions::TemplateVersions>,
+    /// Pool ids popped ahead of the next design; `None` when
+    /// `pool.prefetch_hold_ms` is 0. One per process, shared by the workers.
+    pub prefetch: Option<Arc<crate::prefetch::Prefetch>>,
     /// Test-only pause points (a no-op unless a test armed one).
     pub pause: prewarm_store::pause::PausePoints,
 }

@@ -1,0 +1,226 @@
+//! Pool ids popped ahead of the next design (`pool.prefetch_hold_ms`,
+//! `template-api/src/prefetch.rs`): the next design takes the held id, an
+//! unused one is listed again after the hold and at shutdown, a prefetch
+//! never takes a list's last id, and a held id retired meanwhile is refused
+//! by the claim like any stale id.
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use prewarm_store::db::pool_items;
+use prewarm_tests::invariants::check_designs;
+use prewarm_tests::{metric_value, Options, TestStack};
+use shared_domain::design::ServedFrom;
+use shared_domain::ids::{PoolItemId, TemplateId};
+use shared_domain::template::Template;
+
+const FILL: Duration = Duration::from_secs(45);
+
+fn with_hold(hold_ms: &str, reconcile: bool) -> Options {
+    let mut options = Options {
+        env: vec![("PREWARM_POOL__PREFETCH_HOLD_MS".into(), hold_ms.into())],
+        ..Options::default()
+    };
+    if !reconcile {
+        options.worker_env = vec![("PREWARM_WORKER__RECONCILE_INTERVAL_MS".into(), "0".into())];
+    }
+    options
+}
+
+/// Ready in the ledger but not listed: the ids an API process holds (no
+/// design is in flight when this is called).
+async fn unlisted(stack: &TestStack, template: &Template) -> Vec<PoolItemId> {
+    let listed: HashSet<_> = stack
+        .index
+        .list(template.id, template.version)
+        .await
+        .unwrap()
+        .into_iter()
+        .collect();
+    let mut conn = stack.db.conn().await.unwrap();
+    pool_items::ready_ids(&mut conn, template.id, template.version)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|id| !listed.contains(id))
+        .collect()
+}
+
+/// Waits until exactly one ready id is unlisted (held) and returns it.
+async fn wait_held(stack: &TestStack, template: &Template) -> PoolItemId {
+    let deadline = Instant::now() + Duration::from_secs(1);
+    loop {
+        let held = unlisted(stack, template).await;
+        if let [id] = held[..] {
+            return id;
+        }
+        assert!(Instant::now() < deadline, "no id held: {held:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Waits until no ready id is unlisted; returns the list.
+async fn wait_listed_again(
+    stack: &TestStack,
+    template: &Template,
+    within: Duration,
+) -> Vec<PoolItemId> {
+    let deadline = Instant::now() + within;
+    loop {
+        if unlisted(stack, template).await.is_empty() {
+            return stack
+                .index
+                .list(template.id, template.version)
+                .await
+                .unwrap();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "a held id was not listed again within {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_next_design_takes_the_id_popped_ahead_and_an_unused_one_is_listed_again() {
+    let stack = TestStack::spawn(with_hold("1500", true)).await;
+    let tenant = stack.create_tenant("acme", 100).await;
+    let template = stack.create_template(&tenant, 2, "private").await;
+    stack.wait_pool(&tenant, template.id, 4, FILL).await;
+
+    let first = stack.create_design(&tenant, template.id).await;
+    assert_eq!(first.served_from, ServedFrom::Pool);
+    let held = wait_held(&stack, &template).await;
+    assert_ne!(first.pool_item_id, Some(held));
+
+    let second = stack.create_design(&tenant, template.id).await;
+    assert_eq!(second.served_from, ServedFrom::Pool);
+    assert_eq!(
+        second.pool_item_id,
+        Some(held),
+        "the next design did not take the id held for it"
+    );
+
+    // The id popped for a third design that never comes goes back to the
+    // head of the list after the hold (1.5 s; the sweeper runs every 0.75 s).
+    let unused = wait_held(&stack, &template).await;
+    let listed = wait_listed_again(&stack, &template, Duration::from_secs(4)).await;
+    assert_eq!(listed.first(), Some(&unused), "{listed:?}");
+
+    let metrics = stack.metrics().await;
+    let count = |outcome| {
+        metric_value(
+            &metrics,
+            "prewarm_pool_prefetched_total",
+            &[("outcome", outcome)],
+        )
+        .unwrap_or(0.0)
+    };
+    assert_eq!(count("used"), 1.0);
+    assert_eq!(count("returned"), 1.0);
+    check_designs(&stack, tenant.id, &[first, second]).await;
+    stack.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prefetch_never_takes_the_last_listed_id() {
+    let stack = TestStack::spawn(Options {
+        worker: false,
+        ..Options::default()
+    })
+    .await;
+    let (template, version) = (TemplateId::new(), 1);
+    let ids = [PoolItemId::new(), PoolItemId::new()];
+    stack.index.push(template, version, &ids).await.unwrap();
+
+    let ahead = stack.index.pop_leaving(template, version, 1).await.unwrap();
+    assert_eq!(ahead, Some(ids[0]));
+    let ahead = stack.index.pop_leaving(template, version, 1).await.unwrap();
+    assert_eq!(ahead, None, "a prefetch took the last listed id");
+    assert_eq!(stack.index.list(template, version).await.unwrap(), [ids[1]]);
+    // A request still gets it.
+    let popped = stack.index.pop(template, version).await.unwrap();
+    assert_eq!(popped, Some(ids[1]));
+    stack.finish().await;
+}
+
+/// The held id is retired (a replica with a lowered target shrinks the pool
+/// to nothing) before the design that takes it: the claim refuses it, and
+/// the design is made by copy, owning nothing of the retired item.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_id_retired_meanwhile_is_refused_and_the_design_is_still_made() {
+    // No worker: nothing refills behind the test's back.
+    let stack = TestStack::spawn(Options {
+        worker: false,
+        ..with_hold("10000", false)
+    })
+    .await;
+    let tenant = stack.create_tenant("acme", 100).await;
+    let template = stack.create_template(&tenant, 2, "private").await;
+    let filler = stack.reconciler(&[]).await.refiller;
+    filler.refill(template.id).await.expect("fill");
+
+    let first = stack.create_design(&tenant, template.id).await;
+    let held = wait_held(&stack, &template).await;
+    let shrinker = stack
+        .reconciler(&[("PREWARM_POOL__TARGET", "0")])
+        .await
+        .refiller;
+    shrinker.refill(template.id).await.expect("shrink");
+    {
+        let mut conn = stack.db.conn().await.unwrap();
+        let ready = pool_items::ready_ids(&mut conn, template.id, template.version)
+            .await
+            .unwrap();
+        assert!(ready.is_empty(), "the shrink left {ready:?}");
+    }
+
+    let second = stack.create_design(&tenant, template.id).await;
+    assert_eq!(second.served_from, ServedFrom::Copy);
+    assert_eq!(second.pool_item_id, None);
+    assert_ne!(first.pool_item_id, Some(held));
+    check_designs(&stack, tenant.id, &[first, second]).await;
+    stack.finish().await;
+}
+
+/// SIGTERM: the API lists the id it holds again before it exits, instead of
+/// leaving it to the reconciler after `redis.pop_memory_ms`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lists_the_held_id_again() {
+    let stack = TestStack::spawn(with_hold("30000", false)).await;
+    let tenant = stack.create_tenant("acme", 100).await;
+    let template = stack.create_template(&tenant, 2, "private").await;
+    stack.wait_pool(&tenant, template.id, 4, FILL).await;
+    let (mut api, base) = stack.spawn_api_process(&[
+        ("PREWARM_POOL__PREFETCH_HOLD_MS", "30000"),
+        ("PREWARM_DATABASE__MIGRATE", "false"),
+    ]);
+    stack.wait_healthy(&base).await;
+    let resp = stack
+        .http
+        .post(format!("{base}/designs"))
+        .bearer_auth(&tenant.key)
+        .json(&serde_json::json!({ "template_id": template.id }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 201);
+    assert_eq!(resp.headers()["x-served-from"], "pool");
+    let held = wait_held(&stack, &template).await;
+
+    std::process::Command::new("kill")
+        .args(["-TERM", &api.id().to_string()])
+        .status()
+        .unwrap();
+    let exit = api.wait().unwrap();
+    assert!(exit.success(), "{exit:?}");
+    let listed = stack
+        .index
+        .list(template.id, template.version)
+        .await
+        .unwrap();
+    assert_eq!(listed.first(), Some(&held), "{listed:?}");
+    assert!(unlisted(&stack, &template).await.is_empty());
+    stack.finish().await;
+}
