@@ -1,8 +1,8 @@
 //! Pool ids popped ahead of the next design (`pool.prefetch_hold_ms`,
 //! `template-api/src/prefetch.rs`): the next design takes the held id, an
-//! unused one is listed again after the hold and at shutdown, a prefetch
-//! never takes a list's last id, and a held id retired meanwhile is refused
-//! by the claim like any stale id.
+//! unused one is listed again after the hold and at shutdown (unless the
+//! ledger no longer serves it), a prefetch never takes a list's last id, and
+//! a held id retired meanwhile is refused by the claim like any stale id.
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
@@ -181,6 +181,71 @@ async fn a_held_id_retired_meanwhile_is_refused_and_the_design_is_still_made() {
     assert_eq!(second.pool_item_id, None);
     assert_ne!(first.pool_item_id, Some(held));
     check_designs(&stack, tenant.id, &[first, second]).await;
+    stack.finish().await;
+}
+
+/// The template is deleted while the API holds one of its ids: after the
+/// hold the id is dropped, not listed -- a put-back would recreate the
+/// deleted template's list, which no reconciler pass visits again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_id_of_a_deleted_template_is_dropped_not_listed() {
+    let stack = TestStack::spawn(Options {
+        worker: false,
+        ..with_hold("300", false)
+    })
+    .await;
+    let tenant = stack.create_tenant("acme", 100).await;
+    let template = stack.create_template(&tenant, 2, "private").await;
+    let refiller = stack.reconciler(&[]).await.refiller;
+    refiller.refill(template.id).await.expect("fill");
+    stack.create_design(&tenant, template.id).await;
+    wait_held(&stack, &template).await;
+
+    let resp = stack
+        .http
+        .delete(stack.url(&format!("/templates/{}", template.id)))
+        .bearer_auth(&tenant.key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 204);
+    // The deleted template's refill discards its items and empties its list.
+    refiller.refill(template.id).await.expect("discard");
+    assert!(stack
+        .index
+        .list(template.id, template.version)
+        .await
+        .unwrap()
+        .is_empty());
+
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let dropped = loop {
+        let metrics = stack.metrics().await;
+        let dropped = metric_value(
+            &metrics,
+            "prewarm_pool_prefetched_total",
+            &[("outcome", "dropped")],
+        );
+        let returned = metric_value(
+            &metrics,
+            "prewarm_pool_prefetched_total",
+            &[("outcome", "returned")],
+        );
+        if dropped.is_some() || returned.is_some() || Instant::now() >= deadline {
+            break (dropped, returned);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(dropped, (Some(1.0), None));
+    let listed = stack
+        .index
+        .list(template.id, template.version)
+        .await
+        .unwrap();
+    assert!(
+        listed.is_empty(),
+        "a deleted template's list was recreated: {listed:?}"
+    );
     stack.finish().await;
 }
 

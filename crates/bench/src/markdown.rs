@@ -52,6 +52,7 @@ struct View<'a> {
     cpu_rows: &'a CpuRows,
     warm_runs: &'a [(usize, RunResult)],
     single: &'a RunResult,
+    no_prefetch: &'a RunResult,
     /// `GET /healthz` at 1 and 64 clients.
     http: &'a [(usize, RunResult)],
     open: &'a RunResult,
@@ -94,6 +95,7 @@ pub fn write(b: &Bench, r: &Results) -> anyhow::Result<()> {
         cpu_rows: &r.cpu_rows,
         warm_runs,
         single: &r.warm.single,
+        no_prefetch: &r.warm.no_prefetch,
         http: &r.warm.http,
         open: &r.warm.open,
         cold: &r.cold,
@@ -228,9 +230,10 @@ fn warm_path_rows(v: &View) -> Vec<Vec<String>> {
         vec![
             "warm p50 at 1 client <= 1.2x the floor's".into(),
             format!(
-                "{p50_ratio:.2}x ({:.2} ms vs {:.2} ms; HTTP alone, `GET /healthz`: {})",
+                "{p50_ratio:.2}x ({:.2} ms vs {:.2} ms; prefetching off: {:.2}x; HTTP alone, `GET /healthz`: {})",
                 w1.ms(0.5),
                 f1.ms(0.5),
+                v.no_prefetch.ms(0.5) / f1.ms(0.5).max(1e-9),
                 http_alone(v, 1, |r| format!("{:.2} ms", r.ms(0.5)))
             ),
             verdict(p50_ratio <= 1.2).into(),
@@ -388,7 +391,9 @@ fn floor_vs_warm(md: &mut String, v: &View) {
                  The old model's floor -- a transaction writing a design row and its 30 image rows -- is shown \
                  beside it. The warm path is `POST /designs` end to end: HTTP, API-key lookup (cached), `LPOP`, \
                  and the claim statement (one round trip; it checks the template itself: no template read); its \
-                 load comes from 64 companies. Both take their Postgres connection from the same kind of pool, \
+                 load comes from 64 companies. With `pool.prefetch_hold_ms` (on by default) the `LPOP` of a \
+                 design's id was sent while the previous design's claim was in flight, so a warm design waits \
+                 on one round trip, the floor on two; every design still pays one `LPOP`. Both take their Postgres connection from the same kind of pool, \
                  which skips the `SELECT 1` check of a connection used within `database.check_idle_ms`. The \
                  API's pool and Redis connections are those of the actix worker thread serving the request, so \
                  their I/O runs on that thread, as the floor's runs on its own runtime.\n\n");
@@ -406,6 +411,10 @@ fn floor_vs_warm(md: &mut String, v: &View) {
     for (c, r) in v.http {
         rows.push((format!("HTTP alone (`GET /healthz`), {c} clients"), r));
     }
+    rows.push((
+        "warm, 1 client, prefetching off (`pool.prefetch_hold_ms` = 0)".to_string(),
+        v.no_prefetch,
+    ));
     rows.push(("warm, 64 clients, all from one company".to_string(), single));
     rows.push((format!("warm, open loop {} req/s", sizes.open_rate), open));
     for r in images {

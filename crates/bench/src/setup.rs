@@ -106,9 +106,10 @@ impl Sizes {
     }
 
     pub fn warm_items(&self) -> usize {
-        // The closed-loop runs, the one-company run (as long as the 8-client
-        // run), the open loop, and a margin.
+        // The closed-loop runs, the 1-client run without prefetching, the
+        // one-company run (as long as the 8-client run), the open loop, and a margin.
         self.warm.iter().map(|(_, n)| n).sum::<usize>()
+            + self.warm[0].1
             + self.warm[1].1
             + (self.open_rate * self.open_secs) as usize
             + (self.headline_rate * self.headline_secs) as usize

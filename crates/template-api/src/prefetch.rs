@@ -16,17 +16,20 @@
 //!   so a held id never turns another replica's request into a copy;
 //! - an id held longer than the hold is listed again at the head by the
 //!   sweeper (`Prefetch::sweep`), and all of them at shutdown
-//!   (`Prefetch::put_back_all`);
+//!   (`Prefetch::put_back_all`) -- if the ledger still serves it (not
+//!   retired, current version, template not deleted), so a put-back never
+//!   recreates a dead list;
 //! - one id at most per template version per process.
 //!
 //! An id held by a process that dies is remembered as popped; the
 //! reconciler lists it again after `redis.pop_memory_ms`, like an id popped
 //! by a request that died before its claim (I4).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use prewarm_store::db::{pool_items, Db, StoreError};
 use prewarm_store::pool_index::PoolIndex;
 use shared_domain::error::Chain;
 use shared_domain::ids::{PoolItemId, TemplateId};
@@ -124,25 +127,47 @@ impl Prefetch {
     }
 
     /// Lists again every id held longer than the hold. Returns how many.
-    pub async fn sweep(&self, index: &PoolIndex) -> usize {
+    pub async fn sweep(&self, index: &PoolIndex, db: &Db) -> usize {
         let expired = self.remove_where(|since| since.elapsed() >= self.hold);
-        for &((template, version), id) in &expired {
-            put_back(index, template, version, id).await;
-            self.metrics.prefetch("returned");
-        }
-        expired.len()
+        self.list_again(index, db, expired).await
     }
 
     /// Stops holding (shutdown) and lists every held id again.
-    pub async fn put_back_all(&self, index: &PoolIndex) -> usize {
+    pub async fn put_back_all(&self, index: &PoolIndex, db: &Db) -> usize {
         self.closed
             .store(true, std::sync::atomic::Ordering::Release);
         let held = self.remove_where(|_| true);
-        for &((template, version), id) in &held {
-            put_back(index, template, version, id).await;
-            self.metrics.prefetch("returned");
+        self.list_again(index, db, held).await
+    }
+
+    /// Lists `held` again at the head of their lists, except the ids the
+    /// ledger no longer serves (retired, of an old version, of a deleted
+    /// template: listing those would only recreate a dead list). If the
+    /// ledger cannot be asked, all are listed: the claim still decides.
+    /// Returns how many were listed.
+    async fn list_again(&self, index: &PoolIndex, db: &Db, held: Vec<(Key, PoolItemId)>) -> usize {
+        if held.is_empty() {
+            return 0;
         }
-        held.len()
+        let ids: Vec<PoolItemId> = held.iter().map(|(_, id)| *id).collect();
+        let servable: HashSet<PoolItemId> = match servable(db, &ids).await {
+            Ok(servable) => servable.into_iter().collect(),
+            Err(e) => {
+                tracing::warn!(error = %Chain(&e), "could not check held pool items; listing them all");
+                ids.iter().copied().collect()
+            }
+        };
+        let mut listed = 0;
+        for ((template, version), id) in held {
+            if servable.contains(&id) {
+                put_back(index, template, version, id).await;
+                self.metrics.prefetch("returned");
+                listed += 1;
+            } else {
+                self.metrics.prefetch("dropped");
+            }
+        }
+        listed
     }
 
     fn remove_where(&self, pick: impl Fn(Instant) -> bool) -> Vec<(Key, PoolItemId)> {
@@ -161,17 +186,22 @@ impl Prefetch {
     }
 
     /// Runs [`Prefetch::sweep`] every half hold until the process ends.
-    pub fn spawn_sweeper(self: &Arc<Self>, index: PoolIndex) {
+    pub fn spawn_sweeper(self: &Arc<Self>, index: PoolIndex, db: Db) {
         let this = self.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval((this.hold / 2).max(Duration::from_millis(1)));
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tick.tick().await;
-                this.sweep(&index).await;
+                this.sweep(&index, &db).await;
             }
         });
     }
+}
+
+async fn servable(db: &Db, ids: &[PoolItemId]) -> Result<Vec<PoolItemId>, StoreError> {
+    let mut conn = db.conn().await?;
+    pool_items::still_ready(&mut conn, ids).await
 }
 
 /// Lists a held id again at the head (it was popped, never claimed).

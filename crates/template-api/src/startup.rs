@@ -100,7 +100,9 @@ impl Application {
         };
         ops.stop(true).await;
         if let Some(prefetch) = &self.state.prefetch {
-            let returned = prefetch.put_back_all(&self.state.index).await;
+            let returned = prefetch
+                .put_back_all(&self.state.index, &self.state.db)
+                .await;
             tracing::info!(returned, "prefetched pool items listed again");
         }
         self.state.warmup.send_pending();
@@ -144,7 +146,7 @@ pub async fn build_state(settings: Settings, pause: PausePoints) -> anyhow::Resu
         metrics.clone(),
     );
     if let Some(prefetch) = &prefetch {
-        prefetch.spawn_sweeper(clients.index.clone());
+        prefetch.spawn_sweeper(clients.index.clone(), clients.db.clone());
     }
     let copy_limiter = Arc::new(Semaphore::new(settings.pool.cold_copy_global_limit));
     let rate_limiter = settings.rate_limit.enabled.then(|| {

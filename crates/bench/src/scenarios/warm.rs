@@ -8,10 +8,13 @@ use shared_domain::ids::TemplateId;
 use super::CpuRows;
 use crate::load::{closed_loop, open_loop, RunResult};
 use crate::services::{cpu_by_command, cpu_per_request};
-use crate::setup::Bench;
+use crate::setup::{set, start_api, Api, Bench};
 
 pub struct Warm {
     pub runs: Vec<(usize, RunResult)>,
+    /// 1 client through an API that pops on the request path
+    /// (`pool.prefetch_hold_ms` = 0).
+    pub no_prefetch: RunResult,
     /// 64 clients of one company.
     pub single: RunResult,
     /// `GET /healthz` through the same client at 1 and 64 clients: what
@@ -49,6 +52,7 @@ pub async fn warm(
         );
         warm_runs.push((clients, r));
     }
+    let no_prefetch = without_prefetch(b, template_a).await?;
     // The same at 64 clients from one company: its plan-limit row serializes them.
     let c = client.clone();
     let single = closed_loop(64, sizes.warm[1].1, move || {
@@ -94,8 +98,35 @@ pub async fn warm(
 
     Ok(Warm {
         runs: warm_runs,
+        no_prefetch,
         single,
         http,
         open,
     })
+}
+
+/// The 1-client run through a second API whose requests pop their own ids
+/// (`pool.prefetch_hold_ms` = 0): what prefetching saves.
+async fn without_prefetch(b: &Bench, template: TemplateId) -> anyhow::Result<RunResult> {
+    let mut env = b.env.clone();
+    set(&mut env, "PREWARM_POOL__PREFETCH_HOLD_MS", 0);
+    let log = b.run_dir.join("bench-api-no-prefetch.log");
+    let (api, base) = start_api(&b.root, &env, "template-api", &log).await?;
+    b.warm_keys(&base).await?;
+    let pick = b.many();
+    let r = closed_loop(1, b.sizes.warm[0].1, move || {
+        let c = Api {
+            base: base.clone(),
+            ..pick()
+        };
+        async move { c.post_design(template).await }
+    })
+    .await;
+    api.stop().await;
+    eprintln!(
+        "warm 1, prefetch off: p50 {:.2} ms, warm {:.1}%",
+        r.ms(0.5),
+        r.warm_share() * 100.0
+    );
+    Ok(r)
 }

@@ -523,6 +523,27 @@ pub async fn ready_ids(
     Ok(ids.into_iter().map(PoolItemId).collect())
 }
 
+/// Those of `ids` still servable: `ready`, of their template's current
+/// version, the template not deleted (ids held out of the index, checked
+/// before they are listed again, so a put-back does not recreate the list
+/// of a deleted template or an old version).
+pub async fn still_ready(
+    conn: &mut AsyncPgConnection,
+    ids: &[PoolItemId],
+) -> Result<Vec<PoolItemId>, StoreError> {
+    let raw: Vec<Uuid> = ids.iter().map(|i| i.0).collect();
+    let ready: Vec<Uuid> = pool_items::table
+        .inner_join(templates::table)
+        .filter(pool_items::id.eq_any(raw))
+        .filter(pool_items::state.eq(PoolItemState::Ready.as_str()))
+        .filter(pool_items::template_version.eq(templates::version))
+        .filter(templates::deleted_at.is_null())
+        .select(pool_items::id)
+        .load(conn)
+        .await?;
+    Ok(ready.into_iter().map(PoolItemId).collect())
+}
+
 /// Every object key held by a live (`copying` or `ready`) item.
 pub async fn live_object_keys(conn: &mut AsyncPgConnection) -> Result<Vec<String>, StoreError> {
     Ok(pool_item_images::table
