@@ -111,7 +111,8 @@ impl Drop for Cleanup {
     }
 }
 
-fn pg_server() -> String {
+/// The Postgres server tests use (`PREWARM_TEST_PG`), without a database.
+pub fn pg_server() -> String {
     env_or("PREWARM_TEST_PG", "postgres://postgres@127.0.0.1:5432")
 }
 

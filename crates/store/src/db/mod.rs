@@ -236,12 +236,7 @@ pub async fn run_migrations_with(url: &str, tls: &tls::PgTls) -> Result<(), Stor
         .establish(url)
         .await
         .map_err(|e| StoreError::unavailable("connecting to Postgres", e))?;
-    diesel::sql_query(
-        "CREATE TABLE IF NOT EXISTS singleton_leases (
-             name TEXT PRIMARY KEY, holder TEXT NOT NULL, expires_at TIMESTAMPTZ NOT NULL)",
-    )
-    .execute(&mut conn)
-    .await?;
+    create_lease_table(&mut conn).await?;
     let holder = format!("migrations-{}", uuid::Uuid::new_v4().simple());
     let deadline = tokio::time::Instant::now() + MIGRATION_LEASE;
     while !leases::try_acquire(&mut conn, "migrations", &holder, MIGRATION_LEASE).await? {
@@ -267,6 +262,30 @@ pub async fn run_migrations_with(url: &str, tls: &tls::PgTls) -> Result<(), Stor
     if applied > 0 {
         tracing::info!(applied, "applied database migrations");
     }
+    Ok(())
+}
+
+/// Creates the lease table the migrations lease lives in. `CREATE TABLE IF
+/// NOT EXISTS` is not safe against itself: two processes starting on a new
+/// database both pass the check and one fails on the catalog's unique index
+/// (seen: the API and the worker started together). A transaction-level
+/// advisory lock serializes them (and, unlike a session lock, holds through
+/// a transaction-pooling PgBouncer).
+async fn create_lease_table(conn: &mut AsyncPgConnection) -> Result<(), StoreError> {
+    use diesel_async::AsyncConnection;
+    conn.transaction::<_, diesel::result::Error, _>(async |conn| {
+        diesel::sql_query("SELECT pg_advisory_xact_lock(726577617206)")
+            .execute(conn)
+            .await?;
+        diesel::sql_query(
+            "CREATE TABLE IF NOT EXISTS singleton_leases (
+                 name TEXT PRIMARY KEY, holder TEXT NOT NULL, expires_at TIMESTAMPTZ NOT NULL)",
+        )
+        .execute(conn)
+        .await?;
+        Ok(())
+    })
+    .await?;
     Ok(())
 }
 
