@@ -88,7 +88,7 @@ impl ApiMetrics {
             prefetched: counter_vec(
                 &registry,
                 "prewarm_pool_prefetched_total",
-                "Pool ids popped ahead of a design (pool.prefetch_hold_ms), by fate: used by a design, or returned to the list unused.",
+                "Pool ids popped ahead of a design (pool.prefetch_hold_ms), by fate: used (taken by the next request for its template version), returned (listed again unused), dropped (no longer served by the ledger when the hold ended).",
                 &["outcome"],
             )?,
             dependency_up: gauge_vec(

@@ -108,6 +108,9 @@ pub async fn warm(
 /// The 1-client run through a second API whose requests pop their own ids
 /// (`pool.prefetch_hold_ms` = 0): what prefetching saves.
 async fn without_prefetch(b: &Bench, template: TemplateId) -> anyhow::Result<RunResult> {
+    // On a settled database, as the 1-client run it is compared with (it
+    // follows the 64-client run's writes).
+    b.settle().await?;
     let mut env = b.env.clone();
     set(&mut env, "PREWARM_POOL__PREFETCH_HOLD_MS", 0);
     let log = b.run_dir.join("bench-api-no-prefetch.log");
