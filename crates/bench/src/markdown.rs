@@ -423,7 +423,7 @@ fn floor_vs_warm(md: &mut String, v: &View) {
     }
     let rows_ref: Vec<(&str, &RunResult)> = rows.iter().map(|(l, r)| (l.as_str(), *r)).collect();
     md.push_str(&report::table(&rows_ref));
-    md.push_str("\n### Where the time goes\n\nCPU milliseconds per request, by process, over each run (from `/proc/*/stat`; \
+    md.push_str("\n### Where the time goes\n\nCPU milliseconds per request, by process, over each run (in nanoseconds from each thread's `/proc/*/task/*/schedstat`, or from `/proc/*/stat`'s 10 ms ticks for a process whose threads exited during the run; \
                  all processes share the same 2 cores, so CPU per request bounds throughput; counted per process, so a \
                  process that exits during a run is left out rather than subtracted). Each latency scenario starts on \
                  a settled database (`VACUUM ANALYZE` and a `CHECKPOINT` before it):\n\n");

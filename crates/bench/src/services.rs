@@ -70,10 +70,20 @@ impl Service {
     }
 }
 
-/// CPU seconds used so far by each process on the machine, by pid, with
-/// its command name (`postgres`, `template-api`, `tansu`, ...), from
-/// `/proc/*/stat`.
-pub type CpuSnapshot = std::collections::BTreeMap<u32, (String, f64)>;
+/// CPU used so far by one process: its command name (`postgres`,
+/// `template-api`, `tansu`, ...), the seconds `/proc/<pid>/stat` counts (in
+/// 10 ms clock ticks, including threads that exited) and the seconds its
+/// live threads' `/proc/<pid>/task/*/schedstat` count (nanoseconds; `None`
+/// where the kernel keeps no schedstat).
+#[derive(Debug, Clone)]
+pub struct ProcessCpu {
+    pub comm: String,
+    pub ticks_secs: f64,
+    pub exact_secs: Option<f64>,
+}
+
+/// [`ProcessCpu`] of every process on the machine, by pid.
+pub type CpuSnapshot = std::collections::BTreeMap<u32, ProcessCpu>;
 
 pub fn cpu_by_command() -> CpuSnapshot {
     // USER_HZ is 100 on Linux for /proc accounting.
@@ -99,10 +109,47 @@ pub fn cpu_by_command() -> CpuSnapshot {
         let (Some(u), Some(s)) = (fields.get(11), fields.get(12)) else {
             continue;
         };
-        let secs = (u.parse::<f64>().unwrap_or(0.0) + s.parse::<f64>().unwrap_or(0.0)) / TICKS;
-        out.insert(pid, (comm, secs));
+        let ticks_secs =
+            (u.parse::<f64>().unwrap_or(0.0) + s.parse::<f64>().unwrap_or(0.0)) / TICKS;
+        out.insert(
+            pid,
+            ProcessCpu {
+                comm,
+                ticks_secs,
+                exact_secs: threads_on_cpu(&entry.path()),
+            },
+        );
     }
     out
+}
+
+/// Seconds on CPU of a process's live threads: the first field of each
+/// `task/<tid>/schedstat`, in nanoseconds.
+fn threads_on_cpu(proc_dir: &std::path::Path) -> Option<f64> {
+    let mut ns: u64 = 0;
+    for task in std::fs::read_dir(proc_dir.join("task")).ok()?.flatten() {
+        let text = std::fs::read_to_string(task.path().join("schedstat")).ok()?;
+        ns += text.split_whitespace().next()?.parse::<u64>().ok()?;
+    }
+    Some(ns as f64 / 1e9)
+}
+
+/// CPU seconds one process used between two snapshots: the nanosecond
+/// count of its threads, unless the tick count shows more than two ticks
+/// beyond it -- then threads that exited in between took their time with
+/// them, and the ticks (which keep it) are used.
+fn used_between(before: Option<&ProcessCpu>, after: &ProcessCpu) -> f64 {
+    let before = before.filter(|b| b.comm == after.comm);
+    let ticks = after.ticks_secs - before.map_or(0.0, |b| b.ticks_secs);
+    let exact = match (before.map(|b| b.exact_secs), after.exact_secs) {
+        (Some(Some(b)), Some(a)) => Some(a - b),
+        (None, Some(a)) => Some(a),
+        _ => None,
+    };
+    match exact {
+        Some(exact) if exact >= 0.0 && ticks <= exact + 0.02 => exact,
+        _ => ticks.max(0.0),
+    }
 }
 
 /// CPU milliseconds per request, by command, between two snapshots (only
@@ -116,12 +163,8 @@ pub fn cpu_per_request(
     requests: u64,
 ) -> Vec<(String, f64)> {
     let mut by_command = std::collections::BTreeMap::<String, f64>::new();
-    for (pid, (comm, secs)) in after {
-        let earlier = match before.get(pid) {
-            Some((c, s)) if c == comm => *s,
-            _ => 0.0,
-        };
-        *by_command.entry(comm.clone()).or_default() += (secs - earlier).max(0.0);
+    for (pid, now) in after {
+        *by_command.entry(now.comm.clone()).or_default() += used_between(before.get(pid), now);
     }
     let mut rows: Vec<(String, f64)> = by_command.into_iter().filter(|(_, d)| *d > 0.0).collect();
     // Kernel threads (virtio, memory management) are the VM's, not the system's.
