@@ -332,6 +332,19 @@ impl PoolIndex {
         Ok(ids.iter().filter_map(|s| s.parse().ok()).collect())
     }
 
+    /// The ids popped within the pop memory (claimed, being claimed, or
+    /// held by a prefetch), oldest pop first.
+    pub async fn popped(
+        &self,
+        template: TemplateId,
+        version: i32,
+    ) -> Result<Vec<PoolItemId>, IndexError> {
+        let ids: Vec<String> = self
+            .script(scripts::POPPED, template, version, Vec::new())
+            .await?;
+        Ok(ids.iter().filter_map(|s| s.parse().ok()).collect())
+    }
+
     /// Drops the list of an old version (and its popped ids).
     pub async fn remove(&self, template: TemplateId, version: i32) -> Result<(), IndexError> {
         let keys = vec![

@@ -23,6 +23,14 @@ end
 return id
 ";
 
+/// The ids popped within the pop memory, oldest first (`ZRANGE` through a
+/// script: the sorted-set commands are not compiled into the client).
+pub const POPPED: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+return redis.call('ZRANGEBYSCORE', KEYS[2], now - tonumber(ARGV[1]), '+inf')
+";
+
 /// Put back an id whose claim rolled back: forget the pop, list it at the
 /// head unless it is listed. ARGV[2]: the id.
 pub const REQUEUE: &str = r"
