@@ -99,6 +99,11 @@ impl Prefetch {
         }
         let (this, index) = (self.clone(), index.clone());
         tokio::spawn(async move {
+            // Called just before the request sends its claim: let the claim's
+            // write go first (the Postgres connection's task, woken after
+            // this one was spawned), so the pop runs while Postgres works
+            // instead of in front of the request's only round trip.
+            tokio::task::yield_now().await;
             let popped = index.pop_leaving(template, version, 1).await;
             let id = match popped {
                 Ok(Some(id)) => id,
