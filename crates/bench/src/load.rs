@@ -68,6 +68,12 @@ impl RunResult {
         self.warm += other.warm;
     }
 
+    /// Adds `other`'s requests and time to this run's: a run made of chunks.
+    pub fn append(&mut self, other: &RunResult) {
+        self.merge(other);
+        self.elapsed += other.elapsed;
+    }
+
     /// Latency at quantile `q` (0..1), milliseconds.
     pub fn ms(&self, q: f64) -> f64 {
         self.hist.value_at_quantile(q) as f64 / 1000.0

@@ -174,12 +174,16 @@ fn targets(md: &mut String, v: &View) {
 
 /// Warm CPU per design at 64 clients by image count, sorted by image count,
 /// and its spread (highest over lowest).
-fn cpu_by_images(v: &View) -> (Vec<(usize, f64)>, f64) {
+fn cpu_by_images(v: &View) -> (Vec<(usize, f64, f64)>, f64) {
     // CPU per design at 64 clients by image count, each from its own
-    // template run the same way (`scenarios::images`).
-    let mut cpu: Vec<(usize, f64)> = v.images.iter().map(|r| (r.images, r.cpu_ms)).collect();
-    cpu.sort_by_key(|(n, _)| *n);
-    let (lo, hi) = cpu.iter().fold((f64::MAX, 0.0f64), |(lo, hi), (_, ms)| {
+    // template run the same way (`scenarios::images`), and WAL bytes.
+    let mut cpu: Vec<(usize, f64, f64)> = v
+        .images
+        .iter()
+        .map(|r| (r.images, r.cpu_ms, r.wal_bytes))
+        .collect();
+    cpu.sort_by_key(|(n, _, _)| *n);
+    let (lo, hi) = cpu.iter().fold((f64::MAX, 0.0f64), |(lo, hi), (_, ms, _)| {
         (lo.min(*ms), hi.max(*ms))
     });
     let flat = hi / lo.max(1e-9);
@@ -254,7 +258,7 @@ fn warm_path_rows(v: &View) -> Vec<Vec<String>> {
             format!(
                 "{flat:.2}x ({})",
                 cpu.iter()
-                    .map(|(n, ms)| format!("{n}: {ms:.2} ms"))
+                    .map(|(n, ms, wal)| format!("{n}: {ms:.2} ms, {wal:.0} B WAL"))
                     .collect::<Vec<_>>()
                     .join(", ")
             ),
@@ -396,7 +400,10 @@ fn floor_vs_warm(md: &mut String, v: &View) {
                  on one round trip, the floor on two; every design still pays one `LPOP`. Both take their Postgres connection from the same kind of pool, \
                  which skips the `SELECT 1` check of a connection used within `database.check_idle_ms`. The \
                  API's pool and Redis connections are those of the actix worker thread serving the request, so \
-                 their I/O runs on that thread, as the floor's runs on its own runtime.\n\n");
+                 their I/O runs on that thread, as the floor's runs on its own runtime. The 1-client runs of the \
+                 floor and the warm path are made of 4 rounds, each one chunk of either, the first of the two \
+                 alternating, so that the machine's drift falls on both alike; the other runs follow one \
+                 another.\n\n");
     let mut rows: Vec<(String, &RunResult)> = Vec::new();
     for ((c, f), (_, w)) in floor_runs.iter().zip(warm_runs.iter()) {
         rows.push((format!("floor, {c} clients"), f));

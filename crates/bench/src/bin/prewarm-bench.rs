@@ -6,8 +6,9 @@
 //!    below (worker straight to S3, no injected latency), then the worker stops
 //!    so the two cores measure the request path alone;
 //! 2. the physical floor (Redis pop + the warm model's transaction, no HTTP) at
-//!    1, 8, 64 clients, and the old model's (30 image rows) beside it;
-//! 3. the warm path over HTTP at 1, 8, 64 clients, and open-loop at 200 requests/s;
+//!    8 and 64 clients, and the old model's (30 image rows) beside it;
+//! 3. the warm path over HTTP at 1 client (in rounds with the floor's 1-client
+//!    run), 8 and 64 clients, and open-loop at 200 requests/s;
 //!    then with templates of 1, 30 and 200 images made and measured alike (CPU
 //!    per design by image count); then the seed's headline: an open
 //!    loop of 20 designs/s, warm and cold (pool off) side by side;
@@ -35,11 +36,12 @@ async fn main() -> anyhow::Result<()> {
         b.sizes.headline_secs = b.sizes.headline_secs.max(20.0);
         let prefill = scenarios::prefill(&b).await?;
         b.settle().await?;
-        let (floor, _) = scenarios::floor(&mut b, prefill.template, &mut Vec::new()).await?;
+        let floor = scenarios::floor(&mut b, prefill.template, &mut Vec::new()).await?;
         b.settle().await?;
-        let warm = scenarios::warm(&b, prefill.template, &mut Vec::new()).await?;
-        let (f1, w1) = (&floor[0].1, &warm.runs[0].1);
-        let (f64_, w64) = (&floor[2].1, &warm.runs[2].1);
+        let warm =
+            scenarios::warm(&b, prefill.template, &floor.one_client, &mut Vec::new()).await?;
+        let (f1, w1) = (&warm.floor_one, &warm.runs[0].1);
+        let (f64_, w64) = (&floor.runs[1].1, &warm.runs[2].1);
         eprintln!(
             "warm p50 at 1 client {:.2}x the floor's; warm at 64 clients {:.0}% of the floor's throughput; \
              floor p50 + HTTP alone p50 at 1 client: {:.2} ms",
@@ -73,9 +75,13 @@ async fn main() -> anyhow::Result<()> {
     let mut cpu_rows = Vec::new();
     // Each latency scenario starts on a settled database (`Bench::settle`).
     b.settle().await?;
-    let (floor_runs, old_floor_runs) = scenarios::floor(&mut b, template, &mut cpu_rows).await?;
+    let floor = scenarios::floor(&mut b, template, &mut cpu_rows).await?;
     b.settle().await?;
-    let warm = scenarios::warm(&b, template, &mut cpu_rows).await?;
+    let mut warm = scenarios::warm(&b, template, &floor.one_client, &mut cpu_rows).await?;
+    let mut floor_runs = floor.runs;
+    let floor_one = std::mem::replace(&mut warm.floor_one, prewarm_bench::load::RunResult::empty());
+    floor_runs.insert(0, (1, floor_one));
+    let old_floor_runs = floor.old;
     let images = scenarios::images(&b, &mut cpu_rows).await?;
     b.settle().await?;
     let headline = scenarios::headline(&b, template).await?;

@@ -169,14 +169,25 @@ impl Floor {
     }
 }
 
+/// The floor's runs: the warm model's at 8 and 64 clients, the old model's
+/// at 1 and 64, and the warm model's floor on a pool of its own for the
+/// 1-client run, which `scenarios::warm` interleaves with the warm path's.
+pub struct FloorRuns {
+    pub runs: Vec<(usize, RunResult)>,
+    pub old: Vec<(usize, RunResult)>,
+    pub one_client: Floor,
+}
+
 /// Scenario 2: The physical floor (Redis pop + the warm model's transaction,
-/// no HTTP) at 1, 8, 64 clients, and the old model's floor (a design and its
-/// 30 image rows) at 1 and 64 clients beside it.
+/// no HTTP) at 8 and 64 clients, and the old model's floor (a design and
+/// its 30 image rows) at 1 and 64 clients beside it. The warm model's floor
+/// at 1 client runs later, in rounds with the warm path's
+/// (`scenarios::warm`), from the [`Floor`] this returns.
 pub async fn floor(
     b: &mut Bench,
     template_a: TemplateId,
     cpu_rows: &mut CpuRows,
-) -> anyhow::Result<(Vec<(usize, RunResult)>, Vec<(usize, RunResult)>)> {
+) -> anyhow::Result<FloorRuns> {
     let index = b.index.clone();
     let sizes_floor = b.sizes.floor;
     let old_sizes = [(1, sizes_floor[0].1), (64, sizes_floor[2].1 / 2)];
@@ -199,7 +210,7 @@ pub async fn floor(
         )
         .await?;
     let mut runs = (Vec::new(), Vec::new());
-    for (images, sizes) in [(0, &sizes_floor[..]), (IMAGES, &old_sizes[..])] {
+    for (images, sizes) in [(0, &sizes_floor[1..]), (IMAGES, &old_sizes[..])] {
         let model = Floor {
             images,
             ..floor.clone()
@@ -231,9 +242,17 @@ pub async fn floor(
     }
 
     // The floor's 66 connections go back, so the API processes below fit in
-    // Postgres' default 100.
+    // Postgres' default 100; the 1-client floor keeps a pool of its own.
+    let one_client = Floor {
+        db: Db::connect(&b.db_url, 2, std::time::Duration::from_secs(5))?,
+        ..floor.clone()
+    };
     drop(floor);
     drop(b.dbh.take());
 
-    Ok(runs)
+    Ok(FloorRuns {
+        runs: runs.0,
+        old: runs.1,
+        one_client,
+    })
 }

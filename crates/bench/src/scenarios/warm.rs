@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use shared_domain::ids::TemplateId;
 
+use super::floor::Floor;
 use super::CpuRows;
 use crate::load::{closed_loop, open_loop, RunResult};
 use crate::services::{cpu_by_command, cpu_per_request};
@@ -12,6 +13,9 @@ use crate::setup::{set, start_api, Api, Bench};
 
 pub struct Warm {
     pub runs: Vec<(usize, RunResult)>,
+    /// The floor at 1 client, run in rounds with the warm path's 1-client
+    /// run (`runs[0]`).
+    pub floor_one: RunResult,
     /// 1 client through an API that pops on the request path
     /// (`pool.prefetch_hold_ms` = 0).
     pub no_prefetch: RunResult,
@@ -27,12 +31,14 @@ pub struct Warm {
 pub async fn warm(
     b: &Bench,
     template_a: TemplateId,
+    floor: &Floor,
     cpu_rows: &mut CpuRows,
 ) -> anyhow::Result<Warm> {
     let (sizes, client) = (&b.sizes, &b.client);
     b.warm_keys(&b.base).await?;
-    let mut warm_runs = Vec::new();
-    for (clients, n) in sizes.warm {
+    let (floor_one, warm_one) = one_client(b, template_a, floor, cpu_rows).await;
+    let mut warm_runs = vec![(1, warm_one)];
+    for (clients, n) in sizes.warm.into_iter().skip(1) {
         let pick = b.many();
         let before = cpu_by_command();
         let r = closed_loop(clients, n, move || {
@@ -98,11 +104,95 @@ pub async fn warm(
 
     Ok(Warm {
         runs: warm_runs,
+        floor_one,
         no_prefetch,
         single,
         http,
         open,
     })
+}
+
+/// Rounds of one 1-client chunk of the floor and one of the warm path,
+/// which goes first alternating: the two are compared at a 1.2x margin, and
+/// run minutes apart they read ratios from 1.22x to 1.48x on the same
+/// build, as the machine's speed and the database drifted in between. The
+/// floor's and the warm path's runs and CPU rows, each summed over its
+/// chunks.
+async fn one_client(
+    b: &Bench,
+    template: TemplateId,
+    floor: &Floor,
+    cpu_rows: &mut CpuRows,
+) -> (RunResult, RunResult) {
+    let (floor_n, warm_n) = (b.sizes.floor[0].1, b.sizes.warm[0].1);
+    let (mut floor_run, mut warm_run) = (RunResult::empty(), RunResult::empty());
+    let (mut floor_cpu, mut warm_cpu) = (CpuSum::default(), CpuSum::default());
+    for round in 0..ONE_CLIENT_ROUNDS {
+        for floor_turn in [round % 2 == 0, round % 2 == 1] {
+            let before = cpu_by_command();
+            let r = if floor_turn {
+                let f = floor.clone();
+                closed_loop(1, floor_n / ONE_CLIENT_ROUNDS, move || {
+                    let f = f.clone();
+                    async move { f.one().await }
+                })
+                .await
+            } else {
+                let pick = b.many();
+                closed_loop(1, warm_n / ONE_CLIENT_ROUNDS, move || {
+                    let c = pick();
+                    async move { c.post_design(template).await }
+                })
+                .await
+            };
+            let cpu = cpu_per_request(&before, &cpu_by_command(), r.count());
+            let (run, sum) = if floor_turn {
+                (&mut floor_run, &mut floor_cpu)
+            } else {
+                (&mut warm_run, &mut warm_cpu)
+            };
+            sum.add(&cpu, r.count());
+            run.append(&r);
+        }
+    }
+    cpu_rows.insert(0, ("floor, 1 clients".into(), floor_cpu.per_request()));
+    cpu_rows.push(("warm, 1 clients".into(), warm_cpu.per_request()));
+    eprintln!(
+        "floor 1 / warm 1 in {ONE_CLIENT_ROUNDS} rounds: p50 {:.2} / {:.2} ms ({:.2}x)",
+        floor_run.ms(0.5),
+        warm_run.ms(0.5),
+        warm_run.ms(0.5) / floor_run.ms(0.5).max(1e-9)
+    );
+    (floor_run, warm_run)
+}
+
+/// Rounds of the 1-client comparison ([`one_client`]).
+const ONE_CLIENT_ROUNDS: usize = 4;
+
+/// CPU milliseconds by process summed over chunks of a run.
+#[derive(Default)]
+struct CpuSum {
+    ms: std::collections::BTreeMap<String, f64>,
+    requests: u64,
+}
+
+impl CpuSum {
+    fn add(&mut self, per_request: &[(String, f64)], requests: u64) {
+        for (process, ms) in per_request {
+            *self.ms.entry(process.clone()).or_default() += ms * requests as f64;
+        }
+        self.requests += requests;
+    }
+
+    fn per_request(&self) -> Vec<(String, f64)> {
+        let mut rows: Vec<(String, f64)> = self
+            .ms
+            .iter()
+            .map(|(p, ms)| (p.clone(), ms / self.requests.max(1) as f64))
+            .collect();
+        rows.sort_by(|a, b| b.1.total_cmp(&a.1));
+        rows
+    }
 }
 
 /// The 1-client run through a second API whose requests pop their own ids
