@@ -338,13 +338,31 @@ async fn a_warm_design_owns_its_items_objects_without_copying_rows() {
             &stack,
             &format!(
                 "SELECT count(*) AS n FROM pool_items
-                  WHERE id = '{item}' AND cardinality(image_positions) = 5 AND image_keys IS NULL"
+                  WHERE id = '{item}' AND image_count = 5
+                    AND image_positions IS NULL AND image_keys IS NULL"
             )
         )
         .await,
         1,
-        "the item's row holds its positions; its keys follow the key scheme"
+        "the item's row holds its image count (positions 0 to 4); its keys follow the key scheme"
     );
+    // An item whose row holds its positions (reserved under migrations 9
+    // to 12, or whose positions are not 0 to n-1): the claim answers those.
+    stack.wait_pool(&tenant, template.id, 1, FILL).await;
+    {
+        let mut conn = stack.db.conn().await.unwrap();
+        diesel::sql_query(
+            "UPDATE pool_items SET image_positions = ARRAY[0, 1, 2, 3, 4], image_count = NULL
+              WHERE state = 'ready'",
+        )
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    }
+    let positioned = stack.create_design(&tenant, template.id).await;
+    assert_eq!(positioned.served_from, ServedFrom::Pool);
+    assert_eq!(positioned.images.len(), 5);
+    check_designs(&stack, tenant.id, &[design.clone(), positioned]).await;
     // An item whose row holds its keys (reserved under migration 8): the
     // claim answers those.
     stack.wait_pool(&tenant, template.id, 1, FILL).await;

@@ -339,9 +339,8 @@ async fn seed(
         );
         diesel::sql_query(
             "INSERT INTO pool_items (id, template_id, template_version, state, created_at, ready_at,
-                                     image_positions, image_keys)
-             SELECT i, t, 1, 'ready', now() - interval '2 hours', now() - interval '2 hours',
-                    ARRAY[0], NULL::text[]
+                                     image_count)
+             SELECT i, t, 1, 'ready', now() - interval '2 hours', now() - interval '2 hours', 1
                FROM unnest($1::uuid[], $2::uuid[], $3::text[]) AS u(i, t, k)",
         )
         .bind::<diesel::sql_types::Array<SqlUuid>, _>(&i)

@@ -294,7 +294,17 @@ async fn insert_items(
             .collect();
         // The positions in the item's own row too: a warm claim reads them
         // from the row it updates and derives the keys (the key scheme;
-        // migration 9), so it reads no row per image.
+        // migration 9), so it reads no row per image. Positions 0 to n-1
+        // (every template's, in practice) are stored as their number
+        // (migration 13): the row, which the claim rewrites, stays as
+        // small for 200 images as for one.
+        let positions: Vec<i32> = copies.iter().map(|c| c.position).collect();
+        let numbered = positions.iter().zip(0..).all(|(p, i)| *p == i);
+        let (image_positions, image_count) = if numbered {
+            (None, Some(positions.len() as i32))
+        } else {
+            (Some(positions), None)
+        };
         item_rows.push((
             pool_items::id.eq(id.0),
             pool_items::template_id.eq(template.0),
@@ -302,9 +312,9 @@ async fn insert_items(
             pool_items::state.eq(PoolItemState::Copying.as_str()),
             pool_items::created_at.eq(now),
             pool_items::lease_until.eq(Some(lease_until)),
-            pool_items::image_positions
-                .eq(Some(copies.iter().map(|c| c.position).collect::<Vec<_>>())),
+            pool_items::image_positions.eq(image_positions),
             pool_items::image_keys.eq(None::<Vec<String>>),
+            pool_items::image_count.eq(image_count),
         ));
         for c in &copies {
             image_rows.push((

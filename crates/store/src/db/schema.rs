@@ -82,6 +82,7 @@ diesel::table! {
         finished_at -> Nullable<Timestamptz>,
         image_positions -> Nullable<Array<Int4>>,
         image_keys -> Nullable<Array<Text>>,
+        image_count -> Nullable<Int4>,
     }
 }
 
