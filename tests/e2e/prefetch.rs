@@ -16,9 +16,14 @@ use shared_domain::template::Template;
 
 const FILL: Duration = Duration::from_secs(45);
 
+/// Prefetching with a hold of `hold_ms`, one id at a time (the rules that
+/// follow are those of any one held id; batches have a test of their own).
 fn with_hold(hold_ms: &str, reconcile: bool) -> Options {
     let mut options = Options {
-        env: vec![("PREWARM_POOL__PREFETCH_HOLD_MS".into(), hold_ms.into())],
+        env: vec![
+            ("PREWARM_POOL__PREFETCH_HOLD_MS".into(), hold_ms.into()),
+            ("PREWARM_POOL__PREFETCH_BATCH".into(), "1".into()),
+        ],
         ..Options::default()
     };
     if !reconcile {
@@ -126,25 +131,152 @@ async fn the_next_design_takes_the_id_popped_ahead_and_an_unused_one_is_listed_a
     stack.finish().await;
 }
 
+/// Waits until exactly `n` ids are held and returns them.
+async fn wait_held_n(stack: &TestStack, template: &Template, n: usize) -> Vec<PoolItemId> {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        let ids = held_ids(stack, template).await;
+        if ids.len() == n {
+            return ids;
+        }
+        assert!(Instant::now() < deadline, "{} ids held, not {n}", ids.len());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// `pool.prefetch_batch`: a version's batch starts at one id and doubles
+/// each time a batch is used up; ids that outlive the hold are listed again
+/// in their order, and the batch starts over at one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_prefetch_never_takes_the_last_listed_id() {
+async fn a_used_up_batch_doubles_and_an_unused_one_goes_back_in_order() {
+    let stack = TestStack::spawn(Options {
+        pool_target: 16,
+        env: vec![
+            ("PREWARM_POOL__PREFETCH_HOLD_MS".into(), "1500".into()),
+            ("PREWARM_POOL__PREFETCH_BATCH".into(), "4".into()),
+        ],
+        ..Options::default()
+    })
+    .await;
+    let tenant = stack.create_tenant("acme", 100).await;
+    let template = stack.create_template(&tenant, 2, "private").await;
+    stack.wait_pool(&tenant, template.id, 16, FILL).await;
+
+    let mut designs = vec![stack.create_design(&tenant, template.id).await];
+    // Batches of 1, 2, then 4 (the most): each used up by the designs that
+    // follow. The last design before the batch of 4 is popped sees the
+    // list it is popped from (nothing else pops; refills append).
+    let mut list_before = Vec::new();
+    for size in [1, 2] {
+        let mut held = wait_held_n(&stack, &template, size).await;
+        let mut used = Vec::new();
+        for i in 0..size {
+            if size == 2 && i == 1 {
+                list_before = stack
+                    .index
+                    .list(template.id, template.version)
+                    .await
+                    .unwrap();
+            }
+            let design = stack.create_design(&tenant, template.id).await;
+            assert_eq!(design.served_from, ServedFrom::Pool);
+            used.push(design.pool_item_id.unwrap());
+            designs.push(design);
+        }
+        held.sort();
+        used.sort();
+        assert_eq!(used, held, "the designs did not take the ids held for them");
+    }
+    let mut popped_at_once = wait_held_n(&stack, &template, 4).await;
+    popped_at_once.sort();
+    let mut head = list_before[..4].to_vec();
+    head.sort();
+    assert_eq!(popped_at_once, head, "the batch is not the list's head");
+
+    // No more designs: after the hold (1.5 s; the sweeper runs every 0.75
+    // s) the four are listed again at the head, in their order.
+    let listed = wait_listed_again(&stack, &template, Duration::from_secs(4)).await;
+    assert_eq!(listed[..4], list_before[..4], "{listed:?}");
+    // The batch starts over at one id.
+    designs.push(stack.create_design(&tenant, template.id).await);
+    wait_held_n(&stack, &template, 1).await;
+
+    let metrics = stack.metrics().await;
+    let count = |outcome| {
+        metric_value(
+            &metrics,
+            "prewarm_pool_prefetched_total",
+            &[("outcome", outcome)],
+        )
+        .unwrap_or(0.0)
+    };
+    assert_eq!(count("used"), 3.0);
+    assert_eq!(count("returned"), 4.0);
+    check_designs(&stack, tenant.id, &designs).await;
+    stack.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prefetch_never_takes_the_last_listed_id_nor_more_than_half_the_rest() {
     let stack = TestStack::spawn(Options {
         worker: false,
         ..Options::default()
     })
     .await;
     let (template, version) = (TemplateId::new(), 1);
-    let ids = [PoolItemId::new(), PoolItemId::new()];
+    let ids: Vec<PoolItemId> = (0..7).map(|_| PoolItemId::new()).collect();
     stack.index.push(template, version, &ids).await.unwrap();
 
-    let ahead = stack.index.pop_leaving(template, version, 1).await.unwrap();
-    assert_eq!(ahead, Some(ids[0]));
-    let ahead = stack.index.pop_leaving(template, version, 1).await.unwrap();
-    assert_eq!(ahead, None, "a prefetch took the last listed id");
-    assert_eq!(stack.index.list(template, version).await.unwrap(), [ids[1]]);
+    // 7 listed: 6 beyond the last, at most 3 of them, head first.
+    let ahead = stack
+        .index
+        .pop_ahead(template, version, 1, 8)
+        .await
+        .unwrap();
+    assert_eq!(ahead, ids[..3]);
+    // 4 listed, a batch of 1 asked for: 1.
+    let ahead = stack
+        .index
+        .pop_ahead(template, version, 1, 1)
+        .await
+        .unwrap();
+    assert_eq!(ahead, ids[3..4]);
+    // 3 listed: 2 beyond the last, 1 of them.
+    let ahead = stack
+        .index
+        .pop_ahead(template, version, 1, 8)
+        .await
+        .unwrap();
+    assert_eq!(ahead, ids[4..5]);
+    // 2 listed: 1 beyond the last, and it is taken (at least one).
+    let ahead = stack
+        .index
+        .pop_ahead(template, version, 1, 8)
+        .await
+        .unwrap();
+    assert_eq!(ahead, ids[5..6]);
+    let ahead = stack
+        .index
+        .pop_ahead(template, version, 1, 8)
+        .await
+        .unwrap();
+    assert_eq!(ahead, [], "a prefetch took the last listed id");
+    assert_eq!(stack.index.list(template, version).await.unwrap(), [ids[6]]);
+    let popped: HashSet<_> = stack
+        .index
+        .popped(template, version)
+        .await
+        .unwrap()
+        .into_iter()
+        .collect();
+    assert_eq!(
+        popped,
+        ids[..6].iter().copied().collect(),
+        "each id popped ahead is remembered"
+    );
     // A request still gets it.
     let popped = stack.index.pop(template, version).await.unwrap();
-    assert_eq!(popped, Some(ids[1]));
+    assert_eq!(popped, Some(ids[6]));
     stack.finish().await;
 }
 

@@ -188,20 +188,28 @@ impl PoolIndex {
         template: TemplateId,
         version: i32,
     ) -> Result<Option<PoolItemId>, IndexError> {
-        self.pop_leaving(template, version, 0).await
+        let args = vec!["0".to_string()];
+        let id: Option<String> = self.script(scripts::POP, template, version, args).await?;
+        Ok(id.and_then(|s| s.parse().ok()))
     }
 
-    /// [`PoolIndex::pop`], but only while more than `leave` ids are listed
-    /// (`None` otherwise): a prefetch leaves the last ids to requests.
-    pub async fn pop_leaving(
+    /// A prefetch's pop: up to `most` ids from the head, but never the last
+    /// `leave` ids and at most half of those beyond them (at least one), so
+    /// what one process holds ahead leaves most of a short list to the
+    /// requests of others. Each is remembered as popped. Head first; empty
+    /// when no more than `leave` are listed.
+    pub async fn pop_ahead(
         &self,
         template: TemplateId,
         version: i32,
         leave: u32,
-    ) -> Result<Option<PoolItemId>, IndexError> {
-        let args = vec![leave.to_string()];
-        let id: Option<String> = self.script(scripts::POP, template, version, args).await?;
-        Ok(id.and_then(|s| s.parse().ok()))
+        most: u32,
+    ) -> Result<Vec<PoolItemId>, IndexError> {
+        let args = vec![leave.to_string(), most.to_string()];
+        let ids: Vec<String> = self
+            .script(scripts::POP_AHEAD, template, version, args)
+            .await?;
+        Ok(ids.iter().filter_map(|s| s.parse().ok()).collect())
     }
 
     /// Appends newly ready ids at the tail -- each only if it is neither

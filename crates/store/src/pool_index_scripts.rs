@@ -5,7 +5,7 @@
 //! arguments follow.
 
 /// LPOP one id and remember it as popped. ARGV[2]: ids the pop must leave
-/// listed (0 for a request; 1 for a prefetch, which never takes the last).
+/// listed (0: a request takes the last).
 pub const POP: &str = r"
 local leave = tonumber(ARGV[2])
 if leave > 0 and redis.call('LLEN', KEYS[1]) <= leave then
@@ -21,6 +21,34 @@ if id then
   redis.call('PEXPIRE', KEYS[2], keep)
 end
 return id
+";
+
+/// A prefetch's batch: LPOP up to ARGV[3] ids, but never the last ARGV[2]
+/// and at most half of those beyond them (at least one), and remember each
+/// as popped. Returns the ids, head first.
+pub const POP_AHEAD: &str = r"
+local spare = redis.call('LLEN', KEYS[1]) - tonumber(ARGV[2])
+if spare <= 0 then
+  return {}
+end
+local n = math.min(tonumber(ARGV[3]), math.max(1, math.floor(spare / 2)))
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local ids, scored = {}, {}
+for i = 1, n do
+  local id = redis.call('LPOP', KEYS[1])
+  if not id then break end
+  ids[#ids + 1] = id
+  scored[#scored + 1] = now
+  scored[#scored + 1] = id
+end
+if #ids > 0 then
+  local keep = tonumber(ARGV[1])
+  redis.call('ZADD', KEYS[2], unpack(scored))
+  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - keep)
+  redis.call('PEXPIRE', KEYS[2], keep)
+end
+return ids
 ";
 
 /// The ids popped within the pop memory, oldest first (`ZRANGE` through a

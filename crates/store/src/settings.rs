@@ -139,6 +139,11 @@ pub struct PoolSettings {
     /// that version, which then makes one round trip (Postgres) instead of
     /// two; an id not used in time is listed again (API; 0 = off).
     pub prefetch_hold_ms: u64,
+    /// The most ids held ahead per template version (API). A version's
+    /// batch starts at one id and doubles each time a batch is used up
+    /// within the hold, so a busy version pays one Redis pop per this many
+    /// designs and a quiet one holds a single id.
+    pub prefetch_batch: u32,
     /// Parallel CopyObject calls for one cold design (API).
     pub cold_copy_parallelism: usize,
     /// Parallel CopyObject calls across all cold designs of one API process.
@@ -163,6 +168,7 @@ impl Default for PoolSettings {
             pop_attempts: 3,
             warmup_coalesce_ms: 50,
             prefetch_hold_ms: 500,
+            prefetch_batch: 8,
             cold_copy_parallelism: 16,
             cold_copy_global_limit: 256,
         }

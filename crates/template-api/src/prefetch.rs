@@ -1,31 +1,37 @@
-//! Pool ids popped ahead of the design that will use them
-//! (`pool.prefetch_hold_ms`).
+//! Pool ids popped ahead of the designs that will use them
+//! (`pool.prefetch_hold_ms`, `pool.prefetch_batch`).
 //!
 //! A warm design is two round trips in a row: `LPOP` the id, then the
 //! Postgres claim. When a request pops an id, this process also pops the
-//! template version's *next* id in the background (while the request's
-//! claim is in flight) and holds it; the next design of that version takes
-//! it from memory and makes only the Postgres round trip.
+//! template version's *next* ids in the background (while the request's
+//! claim is in flight) and holds them; the next designs of that version
+//! take them from memory and make only the Postgres round trip. A
+//! version's batch starts at one id and doubles each time a batch is used
+//! up (up to `pool.prefetch_batch`), and falls back to one when an id
+//! outlives the hold or the list runs short: a busy version pays one Redis
+//! pop per batch, a quiet one holds one id.
 //!
 //! Safety rests where it always did, on the ledger: a held id is still
 //! `ready` and may be retired, re-versioned or claimed by anyone meanwhile,
 //! and the claim is conditional on `state = 'ready'` and the version, so a
 //! stale held id costs one failed claim and a fresh pop, never a second
 //! design. Availability is kept by three rules:
-//! - a prefetch never takes a list's last id (`PoolIndex::pop_leaving`),
-//!   so a held id never turns another replica's request into a copy;
+//! - a prefetch never takes a list's last id, and takes at most half of
+//!   the ids beyond it (`PoolIndex::pop_ahead`), so what one process holds
+//!   leaves most of a short list to the requests of others, and the last
+//!   id always;
 //! - an id held longer than the hold is listed again at the head by the
 //!   sweeper (`Prefetch::sweep`), and all of them at shutdown
 //!   (`Prefetch::put_back_all`) -- if the ledger still serves it (not
 //!   retired, current version, template not deleted), so a put-back never
 //!   recreates a dead list;
-//! - one id at most per template version per process.
+//! - at most `pool.prefetch_batch` ids per template version per process.
 //!
 //! An id held by a process that dies is remembered as popped; the
 //! reconciler lists it again after `redis.pop_memory_ms`, like an id popped
 //! by a request that died before its claim (I4).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -36,16 +42,38 @@ use shared_domain::ids::{PoolItemId, TemplateId};
 
 type Key = (TemplateId, i32);
 
-enum Slot {
+/// One template version's ids held ahead.
+struct Slot {
+    /// Popped ids not yet used, head first, each with when it was popped.
+    held: VecDeque<(PoolItemId, Instant)>,
     /// A background pop is in flight.
-    Fetching,
-    /// Popped at the instant, not yet used.
-    Held(PoolItemId, Instant),
+    fetching: bool,
+    /// How many ids the next background pop asks for: 1, doubled each time
+    /// a batch is used up (up to `pool.prefetch_batch`), 1 again when an id
+    /// outlives the hold.
+    batch: u32,
 }
 
-/// The ids this process holds, one per template version at most.
+impl Slot {
+    fn new() -> Self {
+        Self {
+            held: VecDeque::new(),
+            fetching: false,
+            batch: 1,
+        }
+    }
+
+    /// Nothing in it worth keeping: no ids, no pop, no grown batch.
+    fn idle(&self) -> bool {
+        self.held.is_empty() && !self.fetching && self.batch == 1
+    }
+}
+
+/// The ids this process holds, at most `pool.prefetch_batch` per template
+/// version.
 pub struct Prefetch {
     hold: Duration,
+    most: u32,
     slots: Mutex<HashMap<Key, Slot>>,
     /// Set at shutdown: nothing more is held.
     closed: std::sync::atomic::AtomicBool,
@@ -53,11 +81,17 @@ pub struct Prefetch {
 }
 
 impl Prefetch {
-    /// `None` when `hold` is zero (prefetching off).
-    pub fn new(hold: Duration, metrics: Arc<crate::metrics::ApiMetrics>) -> Option<Arc<Self>> {
+    /// `None` when `hold` is zero (prefetching off). At most `most` ids
+    /// (at least 1) are held per template version.
+    pub fn new(
+        hold: Duration,
+        most: u32,
+        metrics: Arc<crate::metrics::ApiMetrics>,
+    ) -> Option<Arc<Self>> {
         (!hold.is_zero()).then(|| {
             Arc::new(Self {
                 hold,
+                most: most.max(1),
                 slots: Mutex::new(HashMap::new()),
                 closed: Default::default(),
                 metrics,
@@ -70,33 +104,36 @@ impl Prefetch {
         self.slots.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The id held for this template version, if any (it is no longer held).
+    /// The oldest id held for this template version, if any (it is no
+    /// longer held). Taking the last of a batch doubles the next batch.
     pub fn take(&self, template: TemplateId, version: i32) -> Option<PoolItemId> {
         let mut slots = self.slots();
-        match slots.get(&(template, version)) {
-            Some(Slot::Held(id, _)) => {
-                let id = *id;
-                slots.remove(&(template, version));
-                self.metrics.prefetch("used");
-                Some(id)
-            }
-            _ => None,
+        let slot = slots.get_mut(&(template, version))?;
+        let (id, _) = slot.held.pop_front()?;
+        if slot.held.is_empty() {
+            slot.batch = (slot.batch * 2).min(self.most);
         }
+        self.metrics.prefetch("used");
+        Some(id)
     }
 
-    /// Pops the template version's next id in the background (on the
-    /// caller's runtime, through `index`) unless one is held or on its way.
+    /// Pops the template version's next batch in the background (on the
+    /// caller's runtime, through `index`) unless ids are held or on their
+    /// way.
     pub fn fetch_next(self: &Arc<Self>, index: &PoolIndex, template: TemplateId, version: i32) {
         if self.is_closed() {
             return;
         }
-        {
+        let key = (template, version);
+        let most = {
             let mut slots = self.slots();
-            if slots.contains_key(&(template, version)) {
+            let slot = slots.entry(key).or_insert_with(Slot::new);
+            if slot.fetching || !slot.held.is_empty() {
                 return;
             }
-            slots.insert((template, version), Slot::Fetching);
-        }
+            slot.fetching = true;
+            slot.batch
+        };
         let (this, index) = (self.clone(), index.clone());
         tokio::spawn(async move {
             // Called just before the request sends its claim: let the claim's
@@ -104,27 +141,47 @@ impl Prefetch {
             // this one was spawned), so the pop runs while Postgres works
             // instead of in front of the request's only round trip.
             tokio::task::yield_now().await;
-            let popped = index.pop_leaving(template, version, 1).await;
-            let id = match popped {
-                Ok(Some(id)) => id,
-                Ok(None) => {
-                    this.slots().remove(&(template, version));
-                    return;
-                }
+            let ids = match index.pop_ahead(template, version, 1, most).await {
+                Ok(ids) => ids,
                 Err(e) => {
-                    this.slots().remove(&(template, version));
                     tracing::debug!(%template, error = %Chain(&e), "prefetch pop failed");
-                    return;
+                    Vec::new()
                 }
             };
-            if this.is_closed() {
-                this.slots().remove(&(template, version));
+            let refused = this.hold_popped(key, ids);
+            // Closed meanwhile (shutdown): listed again, in their order.
+            for id in refused.into_iter().rev() {
                 put_back(&index, template, version, id).await;
-                return;
             }
-            this.slots()
-                .insert((template, version), Slot::Held(id, Instant::now()));
         });
+    }
+
+    /// Holds the ids a background pop brought for `key`; returns them
+    /// instead if the process is closing. Checked under the lock that
+    /// [`Prefetch::put_back_all`] drains under after closing, so no id is
+    /// held after the drain.
+    fn hold_popped(&self, key: Key, ids: Vec<PoolItemId>) -> Vec<PoolItemId> {
+        let mut slots = self.slots();
+        let closed = self.is_closed();
+        let Some(slot) = slots.get_mut(&key) else {
+            return ids;
+        };
+        slot.fetching = false;
+        if ids.is_empty() {
+            // The list is short (or Redis failed): no bigger batch next.
+            slot.batch = 1;
+        }
+        let refused = if closed {
+            ids
+        } else {
+            let now = Instant::now();
+            slot.held.extend(ids.into_iter().map(|id| (id, now)));
+            Vec::new()
+        };
+        if slot.idle() {
+            slots.remove(&key);
+        }
+        refused
     }
 
     fn is_closed(&self) -> bool {
@@ -163,7 +220,9 @@ impl Prefetch {
             }
         };
         let mut listed = 0;
-        for ((template, version), id) in held {
+        // Each version's ids were removed head first: put back in reverse,
+        // so they are listed in the order they were popped.
+        for ((template, version), id) in held.into_iter().rev() {
             if servable.contains(&id) {
                 put_back(index, template, version, id).await;
                 self.metrics.prefetch("returned");
@@ -175,18 +234,25 @@ impl Prefetch {
         listed
     }
 
+    /// Removes the held ids `pick` chooses, in their order per version. A
+    /// version that loses an id to the hold starts again at a batch of one.
     fn remove_where(&self, pick: impl Fn(Instant) -> bool) -> Vec<(Key, PoolItemId)> {
         let mut slots = self.slots();
-        let picked: Vec<(Key, PoolItemId)> = slots
-            .iter()
-            .filter_map(|(key, slot)| match slot {
-                Slot::Held(id, since) if pick(*since) => Some((*key, *id)),
-                _ => None,
-            })
-            .collect();
-        for (key, _) in &picked {
-            slots.remove(key);
+        let mut picked = Vec::new();
+        for (key, slot) in slots.iter_mut() {
+            let before = slot.held.len();
+            slot.held.retain(|(id, since)| {
+                let take = pick(*since);
+                if take {
+                    picked.push((*key, *id));
+                }
+                !take
+            });
+            if slot.held.len() < before {
+                slot.batch = 1;
+            }
         }
+        slots.retain(|_, slot| !slot.idle());
         picked
     }
 

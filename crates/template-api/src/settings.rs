@@ -195,6 +195,9 @@ impl RateLimitSettings {
 
 /// What one image being uploaded holds of `server.max_upload_bytes_in_flight`:
 /// one multipart part, plus one chunk of slack.
+/// The most ids `pool.prefetch_batch` may hold ahead per template version.
+pub const MAX_PREFETCH_BATCH: u32 = 64;
+
 pub const UPLOAD_SHARE_BYTES: usize = prewarm_store::object_upload::PART_BYTES + 256 * 1024;
 
 /// Loads the settings from the process environment.
@@ -240,6 +243,9 @@ fn validate(s: &Settings) -> Result<(), config::ConfigError> {
             "pool.prefetch_hold_ms",
             "must be less than redis.pop_memory_ms",
         );
+    }
+    if !(1..=MAX_PREFETCH_BATCH).contains(&s.pool.prefetch_batch) {
+        return fail("pool.prefetch_batch", "must be between 1 and 64 ids");
     }
     if s.server.max_upload_bytes_in_flight < UPLOAD_SHARE_BYTES {
         return fail(
@@ -287,5 +293,12 @@ mod tests {
             .filter(|(k, _)| k != "PREWARM_S3__BUCKET");
         let e = load_from(vars).unwrap_err().to_string();
         assert!(e.contains("bucket"), "{e}");
+
+        for batch in ["0", "65"] {
+            let mut vars = base();
+            vars.push(("PREWARM_POOL__PREFETCH_BATCH".into(), batch.into()));
+            let e = load_from(vars.into_iter()).unwrap_err().to_string();
+            assert!(e.contains("pool.prefetch_batch"), "{e}");
+        }
     }
 }

@@ -143,6 +143,7 @@ pub async fn build_state(settings: Settings, pause: PausePoints) -> anyhow::Resu
     let metrics = Arc::new(metrics);
     let prefetch = Prefetch::new(
         Duration::from_millis(settings.pool.prefetch_hold_ms),
+        settings.pool.prefetch_batch,
         metrics.clone(),
     );
     if let Some(prefetch) = &prefetch {
