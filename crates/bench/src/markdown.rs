@@ -397,7 +397,9 @@ fn floor_vs_warm(md: &mut String, v: &View) {
                  and the claim statement (one round trip; it checks the template itself: no template read); its \
                  load comes from 64 companies. With `pool.prefetch_hold_ms` (on by default) the `LPOP` of a \
                  design's id was sent while the previous design's claim was in flight, so a warm design waits \
-                 on one round trip, the floor on two; every design still pays one `LPOP`. Both take their Postgres connection from the same kind of pool, \
+                 on one round trip, the floor on two. The floor pays one `LPOP` per design; the warm path pops its \
+                 ids ahead in batches (`pool.prefetch_batch`: one id, doubling while used up within the hold, \
+                 up to 8), so at a steady load it sends one pop script per 8 designs. Both take their Postgres connection from the same kind of pool, \
                  which skips the `SELECT 1` check of a connection used within `database.check_idle_ms`. The \
                  API's pool and Redis connections are those of the actix worker thread serving the request, so \
                  their I/O runs on that thread, as the floor's runs on its own runtime. The 1-client runs of the \

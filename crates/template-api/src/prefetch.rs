@@ -136,6 +136,11 @@ impl Prefetch {
         };
         let (this, index) = (self.clone(), index.clone());
         tokio::spawn(async move {
+            let mut guard = FetchGuard {
+                prefetch: this.clone(),
+                key,
+                done: false,
+            };
             // Called just before the request sends its claim: let the claim's
             // write go first (the Postgres connection's task, woken after
             // this one was spawned), so the pop runs while Postgres works
@@ -149,6 +154,7 @@ impl Prefetch {
                 }
             };
             let refused = this.hold_popped(key, ids);
+            guard.done = true;
             // Closed meanwhile (shutdown): listed again, in their order.
             for id in refused.into_iter().rev() {
                 put_back(&index, template, version, id).await;
@@ -184,6 +190,15 @@ impl Prefetch {
         refused
     }
 
+    /// Holds nothing more from now on (shutdown begins): a pop still in
+    /// flight lists its ids again instead; [`Prefetch::put_back_all`] lists
+    /// the ids held.
+    pub fn close(&self) {
+        let _slots = self.slots();
+        self.closed
+            .store(true, std::sync::atomic::Ordering::Release);
+    }
+
     fn is_closed(&self) -> bool {
         self.closed.load(std::sync::atomic::Ordering::Acquire)
     }
@@ -196,8 +211,7 @@ impl Prefetch {
 
     /// Stops holding (shutdown) and lists every held id again.
     pub async fn put_back_all(&self, index: &PoolIndex, db: &Db) -> usize {
-        self.closed
-            .store(true, std::sync::atomic::Ordering::Release);
+        self.close();
         let held = self.remove_where(|_| true);
         self.list_again(index, db, held).await
     }
@@ -267,6 +281,24 @@ impl Prefetch {
                 this.sweep(&index, &db).await;
             }
         });
+    }
+}
+
+/// Ends a background pop that ended without holding what it popped (its
+/// task panicked, or was dropped with its runtime at shutdown): the slot is
+/// no longer fetching, so the next design pops again. What it popped is
+/// remembered as popped, and the reconciler lists it again (I4).
+struct FetchGuard {
+    prefetch: Arc<Prefetch>,
+    key: Key,
+    done: bool,
+}
+
+impl Drop for FetchGuard {
+    fn drop(&mut self) {
+        if !self.done {
+            self.prefetch.hold_popped(self.key, Vec::new());
+        }
     }
 }
 

@@ -193,11 +193,11 @@ impl RateLimitSettings {
     }
 }
 
-/// What one image being uploaded holds of `server.max_upload_bytes_in_flight`:
-/// one multipart part, plus one chunk of slack.
 /// The most ids `pool.prefetch_batch` may hold ahead per template version.
 pub const MAX_PREFETCH_BATCH: u32 = 64;
 
+/// What one image being uploaded holds of `server.max_upload_bytes_in_flight`:
+/// one multipart part, plus one chunk of slack.
 pub const UPLOAD_SHARE_BYTES: usize = prewarm_store::object_upload::PART_BYTES + 256 * 1024;
 
 /// Loads the settings from the process environment.

@@ -94,6 +94,11 @@ impl Application {
         let result = tokio::select! {
             result = &mut server => result,
             () = shutdown => {
+                // Requests still in flight hold no more ids ahead, and a
+                // pop in flight lists its ids again.
+                if let Some(prefetch) = &self.state.prefetch {
+                    prefetch.close();
+                }
                 // The server future must keep being polled while it stops.
                 tokio::join!(handle.stop(true), server).1
             }
