@@ -76,7 +76,7 @@ impl Sizes {
                 scale: &[1_000, 10_000],
                 scale_rate: 20.0,
                 scale_secs: 10.0,
-                images_requests: (100, 300),
+                images_requests: (100, 500),
                 headline_rate: 20.0,
                 headline_secs: 5.0,
             }
@@ -98,7 +98,7 @@ impl Sizes {
                 scale: &[10_000, 100_000],
                 scale_rate: 20.0,
                 scale_secs: 30.0,
-                images_requests: (200, 800),
+                images_requests: (200, 2000),
                 headline_rate: 20.0,
                 headline_secs: 20.0,
             }

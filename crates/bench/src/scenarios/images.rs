@@ -15,7 +15,7 @@ pub const IMAGE_COUNTS: [usize; 3] = [1, 30, 200];
 
 /// Rounds of 64-client runs, one per image count in each round; the run
 /// with the median CPU is reported per count.
-const CPU_ROUNDS: usize = 3;
+const CPU_ROUNDS: usize = 5;
 
 /// One image count's warm runs: 1 client, 64 clients, and CPU per design
 /// (all processes) at 64 clients (the median of [`CPU_ROUNDS`] runs), with
@@ -52,7 +52,7 @@ pub async fn images(b: &Bench, cpu_rows: &mut CpuRows) -> anyhow::Result<Vec<Ima
     for images in IMAGE_COUNTS {
         templates.push(prefill_template(b, images, n1 + n64 + 20).await?);
     }
-    // The prefills' writes (200 x 1,020 copies recorded) are vacuumed and
+    // The prefills' writes (200 x 2,220 copies recorded in a full run) are vacuumed and
     // checkpointed now, not in the middle of the measured runs.
     b.settle().await?;
     b.warm_keys(&b.base).await?;
