@@ -423,6 +423,28 @@ async fn a_warm_design_owns_its_items_objects_without_copying_rows() {
         .await,
         0
     );
+    // A replica on the code before migration 13 calls `prewarm_claim_warm`:
+    // it still answers an item's positions, 0 to 4, from its count. (Last:
+    // it claims an item behind the API's back, leaving its id listed.)
+    stack.wait_pool(&tenant, template.id, 1, FILL).await;
+    assert_eq!(
+        count(
+            &stack,
+            &format!(
+                "SELECT count(*) AS n FROM prewarm_claim_warm(
+                    (SELECT id FROM pool_items WHERE template_id = '{t}' AND state = 'ready'
+                      AND image_count = 5 LIMIT 1),
+                    '{t}', {v}, '{c}', gen_random_uuid(), now()) AS c
+                  WHERE c.positions = ARRAY[0, 1, 2, 3, 4] AND c.object_keys IS NULL",
+                t = template.id,
+                v = template.version,
+                c = tenant.id
+            )
+        )
+        .await,
+        1,
+        "the older claim function answers a counted item's positions"
+    );
     stack.finish().await;
 }
 

@@ -53,6 +53,7 @@ struct View<'a> {
     warm_runs: &'a [(usize, RunResult)],
     single: &'a RunResult,
     no_prefetch: &'a RunResult,
+    one_id: &'a RunResult,
     /// `GET /healthz` at 1 and 64 clients.
     http: &'a [(usize, RunResult)],
     open: &'a RunResult,
@@ -96,6 +97,7 @@ pub fn write(b: &Bench, r: &Results) -> anyhow::Result<()> {
         warm_runs,
         single: &r.warm.single,
         no_prefetch: &r.warm.no_prefetch,
+        one_id: &r.warm.one_id,
         http: &r.warm.http,
         open: &r.warm.open,
         cold: &r.cold,
@@ -234,9 +236,10 @@ fn warm_path_rows(v: &View) -> Vec<Vec<String>> {
         vec![
             "warm p50 at 1 client <= 1.2x the floor's".into(),
             format!(
-                "{p50_ratio:.2}x ({:.2} ms vs {:.2} ms; prefetching off: {:.2}x; HTTP alone, `GET /healthz`: {})",
+                "{p50_ratio:.2}x ({:.2} ms vs {:.2} ms; one id held at a time: {:.2}x; prefetching off: {:.2}x; HTTP alone, `GET /healthz`: {})",
                 w1.ms(0.5),
                 f1.ms(0.5),
+                v.one_id.ms(0.5) / f1.ms(0.5).max(1e-9),
                 v.no_prefetch.ms(0.5) / f1.ms(0.5).max(1e-9),
                 http_alone(v, 1, |r| format!("{:.2} ms", r.ms(0.5)))
             ),
@@ -403,8 +406,9 @@ fn floor_vs_warm(md: &mut String, v: &View) {
                  which skips the `SELECT 1` check of a connection used within `database.check_idle_ms`. The \
                  API's pool and Redis connections are those of the actix worker thread serving the request, so \
                  their I/O runs on that thread, as the floor's runs on its own runtime. The 1-client runs of the \
-                 floor and the warm path are made of 4 rounds, each one chunk of either, the first of the two \
-                 alternating, so that the machine's drift falls on both alike; the other runs follow one \
+                 floor, the warm path and the warm path holding one id ahead at a time (a second API, \
+                 `pool.prefetch_batch` = 1) are made of 4 rounds, each one chunk of every one of them, the \
+                 first rotating, so that the machine's drift falls on all alike; the other runs follow one \
                  another.\n\n");
     let mut rows: Vec<(String, &RunResult)> = Vec::new();
     for ((c, f), (_, w)) in floor_runs.iter().zip(warm_runs.iter()) {
@@ -420,6 +424,10 @@ fn floor_vs_warm(md: &mut String, v: &View) {
     for (c, r) in v.http {
         rows.push((format!("HTTP alone (`GET /healthz`), {c} clients"), r));
     }
+    rows.push((
+        "warm, 1 client, one id held at a time (`pool.prefetch_batch` = 1)".to_string(),
+        v.one_id,
+    ));
     rows.push((
         "warm, 1 client, prefetching off (`pool.prefetch_hold_ms` = 0)".to_string(),
         v.no_prefetch,

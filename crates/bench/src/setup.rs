@@ -98,7 +98,7 @@ impl Sizes {
                 scale: &[10_000, 100_000],
                 scale_rate: 20.0,
                 scale_secs: 30.0,
-                images_requests: (200, 2000),
+                images_requests: (200, 1000),
                 headline_rate: 20.0,
                 headline_secs: 20.0,
             }
@@ -106,10 +106,11 @@ impl Sizes {
     }
 
     pub fn warm_items(&self) -> usize {
-        // The closed-loop runs, the 1-client run without prefetching, the
-        // one-company run (as long as the 8-client run), the open loop, and a margin.
+        // The closed-loop runs, the 1-client runs without prefetching and
+        // with one id at a time, the one-company run (as long as the
+        // 8-client run), the open loop, and a margin.
         self.warm.iter().map(|(_, n)| n).sum::<usize>()
-            + self.warm[0].1
+            + 2 * self.warm[0].1
             + self.warm[1].1
             + (self.open_rate * self.open_secs) as usize
             + (self.headline_rate * self.headline_secs) as usize

@@ -52,7 +52,7 @@ pub async fn images(b: &Bench, cpu_rows: &mut CpuRows) -> anyhow::Result<Vec<Ima
     for images in IMAGE_COUNTS {
         templates.push(prefill_template(b, images, n1 + n64 + 20).await?);
     }
-    // The prefills' writes (200 x 2,220 copies recorded in a full run) are vacuumed and
+    // The prefills' writes (200 x 1,220 copies recorded in a full run) are vacuumed and
     // checkpointed now, not in the middle of the measured runs.
     b.settle().await?;
     b.warm_keys(&b.base).await?;

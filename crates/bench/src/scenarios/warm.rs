@@ -16,6 +16,9 @@ pub struct Warm {
     /// The floor at 1 client, run in rounds with the warm path's 1-client
     /// run (`runs[0]`).
     pub floor_one: RunResult,
+    /// 1 client through an API holding one id ahead at a time
+    /// (`pool.prefetch_batch` = 1), in the same rounds.
+    pub one_id: RunResult,
     /// 1 client through an API that pops on the request path
     /// (`pool.prefetch_hold_ms` = 0).
     pub no_prefetch: RunResult,
@@ -36,7 +39,7 @@ pub async fn warm(
 ) -> anyhow::Result<Warm> {
     let (sizes, client) = (&b.sizes, &b.client);
     b.warm_keys(&b.base).await?;
-    let (floor_one, warm_one) = one_client(b, template_a, floor, cpu_rows).await;
+    let [floor_one, warm_one, one_id] = one_client(b, template_a, floor, cpu_rows).await?;
     let mut warm_runs = vec![(1, warm_one)];
     for (clients, n) in sizes.warm.into_iter().skip(1) {
         let pick = b.many();
@@ -105,6 +108,7 @@ pub async fn warm(
     Ok(Warm {
         runs: warm_runs,
         floor_one,
+        one_id,
         no_prefetch,
         single,
         http,
@@ -112,62 +116,90 @@ pub async fn warm(
     })
 }
 
-/// Rounds of one 1-client chunk of the floor and one of the warm path,
-/// which goes first alternating: the two are compared at a 1.2x margin, and
-/// run minutes apart they read ratios from 1.22x to 1.48x on the same
-/// build, as the machine's speed and the database drifted in between. The
-/// floor's and the warm path's runs and CPU rows, each summed over its
-/// chunks.
+/// The 1-client runs compared in rounds ([`one_client`]).
+#[derive(Clone, Copy, PartialEq)]
+enum Arm {
+    Floor,
+    Warm,
+    /// The warm path through an API that holds one id ahead at a time
+    /// (`pool.prefetch_batch` = 1).
+    OneId,
+}
+
+/// Rounds of the 1-client comparison ([`one_client`]).
+const ONE_CLIENT_ROUNDS: usize = 4;
+
+/// Rounds of one 1-client chunk each of the floor, the warm path, and the
+/// warm path holding one id ahead at a time, the first of them rotating:
+/// the floor and the warm path are compared at a 1.2x margin, and run
+/// minutes apart they read ratios from 1.22x to 1.48x on the same build, as
+/// the machine's speed and the database drifted in between. Each arm's run
+/// and CPU row summed over its chunks: floor, warm, one id at a time.
 async fn one_client(
     b: &Bench,
     template: TemplateId,
     floor: &Floor,
     cpu_rows: &mut CpuRows,
-) -> (RunResult, RunResult) {
-    let (floor_n, warm_n) = (b.sizes.floor[0].1, b.sizes.warm[0].1);
-    let (mut floor_run, mut warm_run) = (RunResult::empty(), RunResult::empty());
-    let (mut floor_cpu, mut warm_cpu) = (CpuSum::default(), CpuSum::default());
+) -> anyhow::Result<[RunResult; 3]> {
+    let mut env = b.env.clone();
+    set(&mut env, "PREWARM_POOL__PREFETCH_BATCH", 1);
+    let log = b.run_dir.join("bench-api-one-id.log");
+    let (one_id_api, one_id_base) = start_api(&b.root, &env, "template-api", &log).await?;
+    b.warm_keys(&one_id_base).await?;
+    let arms = [Arm::Floor, Arm::Warm, Arm::OneId];
+    let mut runs = [RunResult::empty(), RunResult::empty(), RunResult::empty()];
+    let mut cpu: [CpuSum; 3] = Default::default();
     for round in 0..ONE_CLIENT_ROUNDS {
-        for floor_turn in [round % 2 == 0, round % 2 == 1] {
+        for k in 0..arms.len() {
+            let i = (round + k) % arms.len();
             let before = cpu_by_command();
-            let r = if floor_turn {
-                let f = floor.clone();
-                closed_loop(1, floor_n / ONE_CLIENT_ROUNDS, move || {
-                    let f = f.clone();
-                    async move { f.one().await }
-                })
-                .await
-            } else {
-                let pick = b.many();
-                closed_loop(1, warm_n / ONE_CLIENT_ROUNDS, move || {
-                    let c = pick();
-                    async move { c.post_design(template).await }
-                })
-                .await
+            let r = match arms[i] {
+                Arm::Floor => {
+                    let f = floor.clone();
+                    closed_loop(1, b.sizes.floor[0].1 / ONE_CLIENT_ROUNDS, move || {
+                        let f = f.clone();
+                        async move { f.one().await }
+                    })
+                    .await
+                }
+                arm => {
+                    let pick = b.many();
+                    let base = (arm == Arm::OneId).then(|| one_id_base.clone());
+                    closed_loop(1, b.sizes.warm[0].1 / ONE_CLIENT_ROUNDS, move || {
+                        let mut c = pick();
+                        if let Some(base) = &base {
+                            c.base = base.clone();
+                        }
+                        async move { c.post_design(template).await }
+                    })
+                    .await
+                }
             };
-            let cpu = cpu_per_request(&before, &cpu_by_command(), r.count());
-            let (run, sum) = if floor_turn {
-                (&mut floor_run, &mut floor_cpu)
-            } else {
-                (&mut warm_run, &mut warm_cpu)
-            };
-            sum.add(&cpu, r.count());
-            run.append(&r);
+            cpu[i].add(
+                &cpu_per_request(&before, &cpu_by_command(), r.count()),
+                r.count(),
+            );
+            runs[i].append(&r);
         }
     }
-    cpu_rows.insert(0, ("floor, 1 clients".into(), floor_cpu.per_request()));
-    cpu_rows.push(("warm, 1 clients".into(), warm_cpu.per_request()));
+    one_id_api.stop().await;
+    cpu_rows.insert(0, ("floor, 1 clients".into(), cpu[0].per_request()));
+    cpu_rows.push(("warm, 1 clients".into(), cpu[1].per_request()));
+    cpu_rows.push((
+        "warm, 1 client, one id held at a time".into(),
+        cpu[2].per_request(),
+    ));
+    let [f, w, o] = &runs;
     eprintln!(
-        "floor 1 / warm 1 in {ONE_CLIENT_ROUNDS} rounds: p50 {:.2} / {:.2} ms ({:.2}x)",
-        floor_run.ms(0.5),
-        warm_run.ms(0.5),
-        warm_run.ms(0.5) / floor_run.ms(0.5).max(1e-9)
+        "floor 1 / warm 1 / warm 1 one id at a time, in {ONE_CLIENT_ROUNDS} rounds: p50 {:.2} / {:.2} / {:.2} ms ({:.2}x, {:.2}x)",
+        f.ms(0.5),
+        w.ms(0.5),
+        o.ms(0.5),
+        w.ms(0.5) / f.ms(0.5).max(1e-9),
+        o.ms(0.5) / f.ms(0.5).max(1e-9)
     );
-    (floor_run, warm_run)
+    Ok(runs)
 }
-
-/// Rounds of the 1-client comparison ([`one_client`]).
-const ONE_CLIENT_ROUNDS: usize = 4;
 
 /// CPU milliseconds by process summed over chunks of a run.
 #[derive(Default)]

@@ -1,6 +1,7 @@
 -- Items that store only their count get their positions back in their row
 -- (the function of migration 10 would otherwise read their image rows),
 -- then migration 10's function again.
+DROP FUNCTION IF EXISTS prewarm_claim_item(uuid, uuid, int, uuid, uuid, timestamptz);
 UPDATE pool_items
    SET image_positions = array(SELECT generate_series(0, image_count - 1))
  WHERE image_count IS NOT NULL AND image_positions IS NULL AND image_keys IS NULL;

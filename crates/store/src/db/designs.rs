@@ -181,27 +181,32 @@ mod claim_sql {
     use diesel::sql_types::{Integer, Timestamptz, Uuid};
 
     diesel::define_sql_function! {
-        /// The warm claim (migrations 8 and 9): the template's layout, the
-        /// item's image positions and, for items reserved before migration
-        /// 9, their stored keys. Called through the query builder, not as
-        /// raw SQL, so that it is a cached prepared statement: one round
-        /// trip a claim (raw SQL is prepared again on every call, a round
-        /// trip of its own).
-        fn prewarm_claim_warm(
+        /// The warm claim (migration 13): the template's layout, the item's
+        /// image count (positions 0 to n-1) or its stored positions, and,
+        /// for items reserved before migration 9, their stored keys. Called
+        /// through the query builder, not as raw SQL, so that it is a
+        /// cached prepared statement: one round trip a claim (raw SQL is
+        /// prepared again on every call, a round trip of its own).
+        fn prewarm_claim_item(
             item: Uuid,
             template: Uuid,
             version: Integer,
             company: Uuid,
             design: Uuid,
             at: Timestamptz,
-        ) -> Record<(Jsonb, Array<Integer>, Nullable<Array<Text>>)>;
+        ) -> Record<(Jsonb, Nullable<Integer>, Nullable<Array<Integer>>, Nullable<Array<Text>>)>;
     }
 }
 
-/// What a claim answers: the layout, the image positions and (items
-/// reserved before migration 9) their keys; `None`: the keys follow the key
-/// scheme (`object_keys::pool_image`).
-type Claimed = (serde_json::Value, Vec<i32>, Option<Vec<String>>);
+/// What a claim answers: the layout, the image count (positions 0 to n-1)
+/// or the positions, and (items reserved before migration 9) their keys;
+/// `None`: the keys follow the key scheme (`object_keys::pool_image`).
+type Claimed = (
+    serde_json::Value,
+    Option<i32>,
+    Option<Vec<i32>>,
+    Option<Vec<String>>,
+);
 
 /// What a warm claim needs: the design to make and the template version the
 /// popped item must be of. The layout comes from the template inside the
@@ -218,7 +223,7 @@ pub struct WarmSpec {
 /// The warm path's transaction: claim pool item `item` (it must be `ready` and
 /// of `spec.template_version`, the template's current version), take a plan
 /// slot and record a design that owns the item's objects -- all or nothing,
-/// in one statement and one round trip (`prewarm_claim_warm`, migration 8;
+/// in one statement and one round trip (`prewarm_claim_item`, migration 13;
 /// a cached prepared statement).
 /// It writes one design row, one item update and one counter update whatever
 /// the image count. With an idempotency `key`, the claim and the stored
@@ -255,7 +260,7 @@ async fn claim_item(
 ) -> Result<CreateOutcome, diesel::result::Error> {
     let created_at = super::now();
     let result: Result<Claimed, diesel::result::Error> =
-        diesel::select(claim_sql::prewarm_claim_warm(
+        diesel::select(claim_sql::prewarm_claim_item(
             item.0,
             spec.template.0,
             spec.template_version,
@@ -266,7 +271,8 @@ async fn claim_item(
         .get_result(conn)
         .await;
     let message = match result {
-        Ok((layout, positions, object_keys)) => {
+        Ok((layout, count, positions, object_keys)) => {
+            let positions = positions.unwrap_or_else(|| (0..count.unwrap_or(0)).collect());
             // An item reserved since migration 9 holds only its positions:
             // its keys are the key scheme's for the template, the item and
             // each position (the same function wrote its image rows).
