@@ -8,11 +8,13 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use prewarm_store::db::pool_items;
+use prewarm_store::pause::{self, PausePoints};
 use prewarm_tests::invariants::check_designs;
 use prewarm_tests::{metric_value, Options, TestStack};
 use shared_domain::design::ServedFrom;
 use shared_domain::ids::{PoolItemId, TemplateId};
 use shared_domain::template::Template;
+use template_api::startup::Application;
 
 const FILL: Duration = Duration::from_secs(45);
 
@@ -421,6 +423,57 @@ async fn sigterm_lists_the_held_id_again() {
         .await
         .unwrap();
     assert_eq!(listed.first(), Some(&held), "{listed:?}");
+    assert!(held_ids(&stack, &template).await.is_empty());
+    stack.finish().await;
+}
+
+/// Shutdown with a prefetch pop in flight (parked between its pop and its
+/// hold): the server waits for it before it stops, and the popped id is
+/// listed again, instead of dying with the request's runtime and waiting
+/// for the reconciler after `redis.pop_memory_ms`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_waits_for_a_pop_in_flight_and_lists_its_id_again() {
+    let stack = TestStack::spawn(with_hold("30000", false)).await;
+    let tenant = stack.create_tenant("acme", 100).await;
+    let template = stack.create_template(&tenant, 2, "private").await;
+    stack.wait_pool(&tenant, template.id, 4, FILL).await;
+    let settings = template_api::settings::load_from(stack.env.clone().into_iter()).unwrap();
+    let points = PausePoints::enabled();
+    let mut gate = points.arm(pause::at::PREFETCH_POPPED);
+    let app = Application::build_with_pause_points(settings, points.clone())
+        .await
+        .unwrap();
+    let base = format!("http://127.0.0.1:{}", app.port());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(app.run(async {
+        let _ = stopped.await;
+    }));
+    let resp = stack
+        .http
+        .post(format!("{base}/designs"))
+        .bearer_auth(&tenant.key)
+        .json(&serde_json::json!({ "template_id": template.id }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 201);
+    gate.reached().await;
+    let in_flight = wait_held(&stack, &template).await;
+
+    stop.send(()).unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !server.is_finished(),
+        "the server stopped with a prefetch pop in flight"
+    );
+    gate.release();
+    server.await.unwrap().unwrap();
+    let listed = stack
+        .index
+        .list(template.id, template.version)
+        .await
+        .unwrap();
+    assert_eq!(listed.first(), Some(&in_flight), "{listed:?}");
     assert!(held_ids(&stack, &template).await.is_empty());
     stack.finish().await;
 }

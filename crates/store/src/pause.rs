@@ -34,6 +34,8 @@ pub mod at {
     pub const REINDEX_READ: &str = "reconcile.reindex_read";
     /// Cold design: the template version is locked, the design not yet committed.
     pub const COLD_LOCKED: &str = "design.cold_locked";
+    /// Prefetch: a batch was popped ahead, not yet held.
+    pub const PREFETCH_POPPED: &str = "prefetch.popped";
     /// Warm design: an id was popped from Redis, not yet claimed.
     pub const WARM_POPPED: &str = "design.warm_popped";
     /// Upload: an image is stored in S3, its template not saved yet.

@@ -32,13 +32,16 @@
 //! by a request that died before its claim (I4).
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use prewarm_store::db::{pool_items, Db, StoreError};
+use prewarm_store::pause::{self, PausePoints};
 use prewarm_store::pool_index::PoolIndex;
 use shared_domain::error::Chain;
 use shared_domain::ids::{PoolItemId, TemplateId};
+use tokio::sync::Notify;
 
 type Key = (TemplateId, i32);
 
@@ -77,7 +80,12 @@ pub struct Prefetch {
     slots: Mutex<HashMap<Key, Slot>>,
     /// Set at shutdown: nothing more is held.
     closed: std::sync::atomic::AtomicBool,
+    /// Background pops not yet ended, and their end told to
+    /// [`Prefetch::wait_for_pops`].
+    pops: AtomicUsize,
+    pops_ended: Notify,
     metrics: Arc<crate::metrics::ApiMetrics>,
+    pause: PausePoints,
 }
 
 impl Prefetch {
@@ -87,6 +95,7 @@ impl Prefetch {
         hold: Duration,
         most: u32,
         metrics: Arc<crate::metrics::ApiMetrics>,
+        pause: PausePoints,
     ) -> Option<Arc<Self>> {
         (!hold.is_zero()).then(|| {
             Arc::new(Self {
@@ -94,7 +103,10 @@ impl Prefetch {
                 most: most.max(1),
                 slots: Mutex::new(HashMap::new()),
                 closed: Default::default(),
+                pops: AtomicUsize::new(0),
+                pops_ended: Notify::new(),
                 metrics,
+                pause,
             })
         })
     }
@@ -135,6 +147,7 @@ impl Prefetch {
             slot.batch
         };
         let (this, index) = (self.clone(), index.clone());
+        self.pops.fetch_add(1, Ordering::AcqRel);
         tokio::spawn(async move {
             let mut guard = FetchGuard {
                 prefetch: this.clone(),
@@ -153,6 +166,7 @@ impl Prefetch {
                     Vec::new()
                 }
             };
+            this.pause.reach(pause::at::PREFETCH_POPPED).await;
             let refused = this.hold_popped(key, ids);
             guard.done = true;
             // Closed meanwhile (shutdown): listed again, in their order.
@@ -197,6 +211,27 @@ impl Prefetch {
         let _slots = self.slots();
         self.closed
             .store(true, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Waits until no background pop is in flight, at most `within`
+    /// (shutdown: after [`Prefetch::close`], so that each lists its ids
+    /// again before the runtimes they run on stop).
+    pub async fn wait_for_pops(&self, within: Duration) {
+        let wait = async {
+            loop {
+                let ended = self.pops_ended.notified();
+                if self.pops.load(Ordering::Acquire) == 0 {
+                    return;
+                }
+                ended.await;
+            }
+        };
+        if tokio::time::timeout(within, wait).await.is_err() {
+            tracing::warn!(
+                pops = self.pops.load(Ordering::Acquire),
+                "prefetch pops still in flight at shutdown; the reconciler lists their ids again"
+            );
+        }
     }
 
     fn is_closed(&self) -> bool {
@@ -284,10 +319,11 @@ impl Prefetch {
     }
 }
 
-/// Ends a background pop that ended without holding what it popped (its
-/// task panicked, or was dropped with its runtime at shutdown): the slot is
-/// no longer fetching, so the next design pops again. What it popped is
-/// remembered as popped, and the reconciler lists it again (I4).
+/// Ends a background pop: counts it ended (for [`Prefetch::wait_for_pops`]),
+/// and if it ended without holding what it popped (its task panicked, or
+/// was dropped with its runtime) marks the slot no longer fetching, so the
+/// next design pops again. What it popped is remembered as popped, and the
+/// reconciler lists it again (I4).
 struct FetchGuard {
     prefetch: Arc<Prefetch>,
     key: Key,
@@ -298,6 +334,9 @@ impl Drop for FetchGuard {
     fn drop(&mut self) {
         if !self.done {
             self.prefetch.hold_popped(self.key, Vec::new());
+        }
+        if self.prefetch.pops.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.prefetch.pops_ended.notify_waiters();
         }
     }
 }

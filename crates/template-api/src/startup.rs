@@ -87,6 +87,9 @@ impl Application {
     /// in-flight requests finish within `server.shutdown_timeout_secs`,
     /// lists prefetched pool ids again and flushes pending warm-up requests.
     pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) -> std::io::Result<()> {
+        /// How long shutdown waits for prefetch pops in flight (each is
+        /// one Redis round trip, bounded by the command timeout).
+        const PREFETCH_POP_WAIT: Duration = Duration::from_secs(3);
         let ops = self.ops.handle();
         let handle = self.server.handle();
         tokio::spawn(self.ops);
@@ -95,9 +98,11 @@ impl Application {
             result = &mut server => result,
             () = shutdown => {
                 // Requests still in flight hold no more ids ahead, and a
-                // pop in flight lists its ids again.
+                // pop in flight lists its ids again -- on the runtime of the
+                // request that started it, so before the server stops.
                 if let Some(prefetch) = &self.state.prefetch {
                     prefetch.close();
+                    prefetch.wait_for_pops(PREFETCH_POP_WAIT).await;
                 }
                 // The server future must keep being polled while it stops.
                 tokio::join!(handle.stop(true), server).1
@@ -150,6 +155,7 @@ pub async fn build_state(settings: Settings, pause: PausePoints) -> anyhow::Resu
         Duration::from_millis(settings.pool.prefetch_hold_ms),
         settings.pool.prefetch_batch,
         metrics.clone(),
+        pause.clone(),
     );
     if let Some(prefetch) = &prefetch {
         prefetch.spawn_sweeper(clients.index.clone(), clients.db.clone());
