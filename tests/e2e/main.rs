@@ -15,6 +15,7 @@ mod design_limit;
 mod idempotency;
 mod interleavings;
 mod isolation;
+mod kafka_producer;
 mod ledger_model;
 mod managed;
 mod operations;

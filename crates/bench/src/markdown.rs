@@ -44,6 +44,7 @@ struct View<'a> {
     fill_time: std::time::Duration,
     copies_per_sec: f64,
     prefill_peak: Option<f64>,
+    idle: &'a [(String, f64)],
     floor_runs: &'a [(usize, RunResult)],
     old_floor_runs: &'a [(usize, RunResult)],
     images: &'a [crate::scenarios::ImagesRun],
@@ -88,6 +89,7 @@ pub fn write(b: &Bench, r: &Results) -> anyhow::Result<()> {
         fill_time: r.prefill.fill_time,
         copies_per_sec: r.prefill.copies_per_sec,
         prefill_peak: r.prefill.worker_peak,
+        idle: &r.prefill.idle,
         floor_runs,
         old_floor_runs: &r.old_floor_runs,
         images: &r.images,
@@ -596,6 +598,7 @@ fn memory(md: &mut String, v: &View) {
         f8,
         w8,
         w64,
+        idle,
         ..
     } = *v;
     md.push_str("\n## Peak memory (VmHWM)\n\n");
@@ -620,6 +623,15 @@ fn memory(md: &mut String, v: &View) {
         "\nPrefill: {warm_items} items x {IMAGES} images copied in {:.1} s ({copies_per_sec:.0} copies/s, worker \
          straight to s3s-fs, 128 copies in flight).\n",
         fill_time.as_secs_f64()
+    ));
+    let idle: Vec<String> = idle
+        .iter()
+        .map(|(process, ms)| format!("{process} {ms:.2}"))
+        .collect();
+    md.push_str(&format!(
+        "\nIdle: CPU milliseconds a second of each process over 5 s with the pool full and no request \
+         (the API, the prefill's worker and the stack, right after the prefill): {}.\n",
+        idle.join(", ")
     ));
     let plot_name = args
         .plot

@@ -187,3 +187,14 @@ pub fn cpu_per_request(
         .map(|(k, d)| (k, d * 1000.0 / requests.max(1) as f64))
         .collect()
 }
+
+/// CPU milliseconds a second, by command, over `secs` with no request in
+/// flight: what each process costs just for running (timers, pollers).
+pub async fn idle_cpu(secs: f64) -> Vec<(String, f64)> {
+    let before = cpu_by_command();
+    tokio::time::sleep(Duration::from_secs_f64(secs)).await;
+    cpu_per_request(&before, &cpu_by_command(), 1)
+        .into_iter()
+        .map(|(command, ms)| (command, ms / secs))
+        .collect()
+}

@@ -15,7 +15,9 @@
 //! - [`shared_cache`]: the Redis tier of the API's caches and its invalidation channel.
 //! - [`objects`]: S3 (aws-sdk-s3), including the bounded-parallel copy;
 //!   [`object_upload`]: streaming (multipart) uploads and presigned GET URLs.
-//! - [`warmup_topic`]: the Kafka warm-up topic (rdkafka producer, topic admin).
+//! - [`warmup_topic`]: the Kafka warm-up topic (publisher, dead letters, topic admin);
+//!   [`kafka_producer`]: the rdkafka producer under it, polled by a thread that
+//!   sleeps while idle.
 //! - [`pause`]: test-only pause points that force interleavings (a no-op in release builds).
 //! - [`readiness`]: `/readyz` of both services (only Postgres gates; the rest is reported).
 //! - [`settings`]: the settings sections both services embed, and the layered loader.
@@ -26,6 +28,7 @@
 
 pub mod connect;
 pub mod db;
+pub mod kafka_producer;
 pub mod object_upload;
 pub mod objects;
 pub mod pause;

@@ -1,5 +1,6 @@
-//! The Kafka warm-up topic: a non-blocking producer for the API, topic
-//! creation for dev/tests, and the consumer configuration the worker uses.
+//! The Kafka warm-up topic: a non-blocking publisher for the API (on the
+//! quiet producer of `kafka_producer`), dead letters for the worker, topic
+//! creation for dev/tests, and the client configuration both services use.
 
 use shared_domain::error::Chain;
 use std::collections::BTreeMap;
@@ -11,10 +12,11 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::types::RDKafkaErrorCode;
 use serde::{Deserialize, Serialize};
 use shared_domain::warmup::WarmupRequest;
+
+use crate::kafka_producer::{Producer, Reports};
 
 /// How to reach the broker and which topic carries warm-up requests.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -125,11 +127,12 @@ pub async fn ensure_topic(settings: &KafkaSettings) -> Result<(), KafkaError> {
 }
 
 /// Publishes warm-up requests keyed by template id. `publish` only enqueues
-/// into librdkafka's buffer and returns; delivery is awaited on a background
-/// task, so the request path never waits for the broker.
+/// into librdkafka's buffer and returns, so the request path never waits
+/// for the broker; a failed delivery is counted and logged by the
+/// producer's polling thread.
 #[derive(Clone)]
 pub struct WarmupPublisher {
-    producer: FutureProducer,
+    producer: Producer,
     topic: String,
     /// `prewarm_warmup_requests_total{outcome}`: queued, coalesced (merged
     /// into a request already waiting), dropped (local queue full or
@@ -138,7 +141,19 @@ pub struct WarmupPublisher {
 }
 
 impl WarmupPublisher {
+    /// The API's publisher: fire and forget, only failed deliveries are
+    /// reported back.
     pub fn new(settings: &KafkaSettings) -> Result<Self, KafkaError> {
+        Self::with_reports(settings, Reports::FailuresOnly)
+    }
+
+    /// The worker's: every delivery is reported, so [`dead_letter`]
+    /// (Self::dead_letter) can wait for the broker's ack.
+    pub fn acked(settings: &KafkaSettings) -> Result<Self, KafkaError> {
+        Self::with_reports(settings, Reports::All)
+    }
+
+    fn with_reports(settings: &KafkaSettings, reports: Reports) -> Result<Self, KafkaError> {
         let mut config = base_config(settings);
         config
             .set(
@@ -148,7 +163,6 @@ impl WarmupPublisher {
             // Small linger: batches bursts of pops without adding visible latency.
             .set("linger.ms", "2")
             .set("queue.buffering.max.messages", "100000");
-        let producer: FutureProducer = with_properties(&mut config, settings).create()?;
         let outcomes = IntCounterVec::new(
             Opts::new(
                 "prewarm_warmup_requests_total",
@@ -158,6 +172,11 @@ impl WarmupPublisher {
             &["outcome"],
         )
         .map_err(|e| KafkaError::ClientCreation(e.to_string()))?;
+        let producer = Producer::new(
+            with_properties(&mut config, settings),
+            reports,
+            outcomes.with_label_values(&["undelivered"]),
+        )?;
         Ok(Self {
             producer,
             topic: settings.topic.clone(),
@@ -170,15 +189,10 @@ impl WarmupPublisher {
     pub async fn ping(&self, timeout: Duration) -> Result<(), KafkaError> {
         let producer = self.producer.clone();
         let topic = self.topic.clone();
-        tokio::task::spawn_blocking(move || {
-            producer
-                .client()
-                .fetch_metadata(Some(&topic), timeout)
-                .map(|_| ())
-        })
-        .await
-        .map_err(|_| KafkaError::MetadataFetch(RDKafkaErrorCode::Fail))
-        .and_then(|r| r)
+        tokio::task::spawn_blocking(move || producer.fetch_metadata(&topic, timeout))
+            .await
+            .map_err(|_| KafkaError::MetadataFetch(RDKafkaErrorCode::Fail))
+            .and_then(|r| r)
     }
 
     /// Counts a request merged into one already waiting to be sent
@@ -210,31 +224,13 @@ impl WarmupPublisher {
                 value: Some(&value),
             });
         }
-        let record = FutureRecord::to(&self.topic)
-            .key(request.template_id.as_bytes())
-            .payload(&payload)
-            .headers(headers);
-        match self.producer.send_result(record) {
-            Ok(delivery) => {
+        let key = request.template_id.as_bytes();
+        match self.producer.send(&self.topic, key, &payload, headers) {
+            Ok(()) => {
                 self.outcomes.with_label_values(&["queued"]).inc();
-                let template = request.template_id.clone();
-                let undelivered = self.outcomes.with_label_values(&["undelivered"]);
-                tokio::spawn(async move {
-                    match delivery.await {
-                        Ok(Ok(_)) => {}
-                        Ok(Err((e, _))) => {
-                            undelivered.inc();
-                            tracing::warn!(%template, error = %Chain(&e), "warm-up request not delivered; kafka degraded")
-                        }
-                        Err(_) => {
-                            undelivered.inc();
-                            tracing::warn!(%template, "warm-up request cancelled; kafka degraded")
-                        }
-                    }
-                });
                 true
             }
-            Err((e, _)) => {
+            Err(e) => {
                 self.outcomes.with_label_values(&["dropped"]).inc();
                 tracing::warn!(template = %request.template_id, error = %Chain(&e), "warm-up request dropped; kafka degraded");
                 false
@@ -262,15 +258,15 @@ impl WarmupPublisher {
                 key: "attempts",
                 value: Some(attempts.as_bytes()),
             });
-        let record = FutureRecord::to(topic)
-            .key(request.template_id.as_bytes())
-            .payload(&payload)
-            .headers(headers);
         self.producer
-            .send(record, Duration::from_secs(5))
+            .send_acked(
+                topic,
+                request.template_id.as_bytes(),
+                &payload,
+                headers,
+                Duration::from_secs(5),
+            )
             .await
-            .map(|_| ())
-            .map_err(|(e, _)| e)
     }
 
     /// Waits for buffered messages to be delivered (graceful shutdown).

@@ -97,7 +97,7 @@ impl Worker {
         if refiller.budget.is_some() {
             recount_live_items(&refiller.db).await;
         }
-        let publisher = WarmupPublisher::new(&settings.kafka)?;
+        let publisher = WarmupPublisher::acked(&settings.kafka)?;
         publisher.register_metrics(&metrics.registry)?;
         let listener = TcpListener::bind((
             settings.worker.http_host.as_str(),
