@@ -12,9 +12,9 @@
 //!
 //! This producer keeps `BaseProducer` and polls it from a thread of its own
 //! with a deadline a few microseconds past a whole number of milliseconds
-//! ([`POLL`]): the one wait librdkafka is given ends at or after the
-//! deadline, so no time is left to spin in (strace: one futex wait per
-//! poll). What would still spin is the
+//! ([`POLL`]): librdkafka is handed the whole second, so (within the
+//! kernel's timer slack) no time is left to spin in (strace: one futex wait
+//! per poll). What would still spin is the
 //! remainder after an event, so an event is made rare: the API's
 //! fire-and-forget requests ask librdkafka for reports of failed deliveries
 //! only ([`Reports::FailuresOnly`]); a producer that waits for acks
@@ -39,19 +39,23 @@ use rdkafka::types::RDKafkaErrorCode;
 use shared_domain::error::Chain;
 use tokio::sync::oneshot;
 
-/// One wait of the polling thread: a second plus a margin that covers the
-/// time from `poll`'s deadline being set to librdkafka being handed the
-/// remaining milliseconds (well under a microsecond unless the thread is
-/// preempted there), so that wait ends at or past the deadline. An event
-/// ends the wait at once, so the length only bounds how long the thread
-/// outlives the producer's last handle.
+/// One wait of the polling thread: a second plus a margin, so that
+/// librdkafka is handed the whole 1,000 ms (not 999 after truncation) as
+/// long as less than the margin passes between `poll` setting its deadline
+/// and handing over the time left (well under a microsecond unless the
+/// thread is preempted there). That wait then ends at most the margin
+/// before the deadline; the kernel wakes a sleeping thread up to 50 µs late
+/// (its default timer slack), so in practice nothing is left to spin in,
+/// and at most 20 µs a second is. An event ends the wait at once, so the
+/// length only bounds how long the thread outlives the producer's last
+/// handle.
 pub const POLL: Duration = Duration::from_micros(1_000_020);
 
 /// Which deliveries librdkafka reports back (`delivery.report.only.error`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reports {
     /// Failed deliveries only: nothing comes back in normal operation, so
-    /// the polling thread sleeps between its 100 ms waits. `send_acked`
+    /// the polling thread sleeps through its one-second waits. `send_acked`
     /// is refused (a success would never be reported).
     FailuresOnly,
     /// Every delivery: for a producer that waits for acks.
@@ -113,7 +117,34 @@ impl Drop for StopOnDrop {
 pub struct Producer {
     producer: Arc<BaseProducer<Deliveries>>,
     reports: Reports,
+    /// How long an acked send waits for its report: `message.timeout.ms`
+    /// plus a margin, so a polling thread that died cannot hang a sender.
+    ack_timeout: Duration,
+    /// The polling thread's name.
+    thread: String,
     _stop: Arc<StopOnDrop>,
+}
+
+/// Polling threads are named `kafka-poll-<n>` (15 bytes at most, the
+/// kernel's limit), `n` counting this process's producers.
+static PRODUCERS: AtomicUsize = AtomicUsize::new(0);
+
+/// A waiter's entry, removed when its sender is done or dropped (a
+/// cancelled send's report is then counted and logged as a fire-and-forget
+/// one's).
+struct Waiter<'a> {
+    deliveries: &'a Deliveries,
+    ticket: usize,
+}
+
+impl Drop for Waiter<'_> {
+    fn drop(&mut self) {
+        self.deliveries
+            .waiters
+            .lock()
+            .expect("waiters")
+            .remove(&self.ticket);
+    }
 }
 
 impl Producer {
@@ -126,6 +157,12 @@ impl Producer {
         undelivered: IntCounter,
     ) -> KafkaResult<Self> {
         let mut config = config.clone();
+        // librdkafka's default is 300 s; 0 means no limit.
+        let message_timeout = config
+            .get("message.timeout.ms")
+            .and_then(|ms| ms.parse().ok())
+            .filter(|ms| *ms > 0)
+            .unwrap_or(300_000);
         config.set(
             "delivery.report.only.error",
             (reports == Reports::FailuresOnly).to_string(),
@@ -138,10 +175,12 @@ impl Producer {
         let producer: Arc<BaseProducer<Deliveries>> =
             Arc::new(config.create_with_context(deliveries)?);
         let stop = Arc::new(AtomicBool::new(false));
+        let n = PRODUCERS.fetch_add(1, Ordering::Relaxed) % 10_000;
+        let thread = format!("kafka-poll-{n}");
         {
             let (producer, stop) = (producer.clone(), stop.clone());
             std::thread::Builder::new()
-                .name("kafka-poll".into())
+                .name(thread.clone())
                 .spawn(move || {
                     while !stop.load(Ordering::Relaxed) {
                         producer.poll(POLL);
@@ -152,8 +191,15 @@ impl Producer {
         Ok(Self {
             producer,
             reports,
+            ack_timeout: Duration::from_millis(message_timeout) + Duration::from_secs(5),
+            thread,
             _stop: Arc::new(StopOnDrop(stop)),
         })
+    }
+
+    /// The polling thread's name (`kafka-poll-<n>`), as `/proc` shows it.
+    pub fn polling_thread(&self) -> &str {
+        &self.thread
     }
 
     /// Asks the broker for the topic's metadata (blocks up to `timeout`).
@@ -183,7 +229,8 @@ impl Producer {
 
     /// Sends a message and waits for the broker's ack: while librdkafka's
     /// queue is full it tries again every 100 ms for up to `queue_timeout`,
-    /// then waits for the delivery report (bounded by `message.timeout.ms`).
+    /// then waits for the delivery report (which `message.timeout.ms`
+    /// bounds; 5 s more, and it gives up, should the polling thread be gone).
     pub async fn send_acked(
         &self,
         topic: &str,
@@ -205,6 +252,7 @@ impl Producer {
             .lock()
             .expect("waiters")
             .insert(ticket, tx);
+        let _waiter = Waiter { deliveries, ticket };
         let deadline = tokio::time::Instant::now() + queue_timeout;
         let mut record = BaseRecord::with_opaque_to(topic, ticket)
             .key(key)
@@ -219,13 +267,15 @@ impl Producer {
                     record = back;
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
-                Err((e, _)) => {
-                    deliveries.waiters.lock().expect("waiters").remove(&ticket);
-                    return Err(e);
-                }
+                Err((e, _)) => return Err(e),
             }
         }
-        rx.await.unwrap_or(Err(KafkaError::Canceled))
+        match tokio::time::timeout(self.ack_timeout, rx).await {
+            Ok(report) => report.unwrap_or(Err(KafkaError::Canceled)),
+            Err(_) => Err(KafkaError::MessageProduction(
+                RDKafkaErrorCode::MessageTimedOut,
+            )),
+        }
     }
 
     /// Waits for buffered messages to be delivered.

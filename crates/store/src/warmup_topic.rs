@@ -195,6 +195,11 @@ impl WarmupPublisher {
             .and_then(|r| r)
     }
 
+    /// The name of the producer's polling thread, as `/proc` shows it.
+    pub fn polling_thread(&self) -> &str {
+        self.producer.polling_thread()
+    }
+
     /// Counts a request merged into one already waiting to be sent
     /// (`outcome="coalesced"`).
     pub fn count_coalesced(&self) {
