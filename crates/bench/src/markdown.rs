@@ -410,8 +410,9 @@ fn floor_vs_warm(md: &mut String, v: &View) {
                  their I/O runs on that thread, as the floor's runs on its own runtime. The 1-client runs of the \
                  floor, the warm path and the warm path holding one id ahead at a time (a second API, \
                  `pool.prefetch_batch` = 1) are made of 4 rounds, each one chunk of every one of them, the \
-                 first rotating, so that the machine's drift falls on all alike; the other runs follow one \
-                 another.\n\n");
+                 first rotating, so that the machine's drift falls on all alike; the 64-client runs of the \
+                 floor and the warm path likewise, the floor's 64 clients sharing a pool of as many \
+                 connections as the API's (32); the other runs follow one another.\n\n");
     let mut rows: Vec<(String, &RunResult)> = Vec::new();
     for ((c, f), (_, w)) in floor_runs.iter().zip(warm_runs.iter()) {
         rows.push((format!("floor, {c} clients"), f));

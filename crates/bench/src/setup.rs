@@ -60,8 +60,8 @@ impl Sizes {
     pub fn new(quick: bool) -> Self {
         if quick {
             Sizes {
-                floor: [(1, 300), (8, 1500), (64, 3000)],
-                warm: [(1, 150), (8, 400), (64, 800)],
+                floor: [(1, 300), (8, 1500), (64, 1600)],
+                warm: [(1, 150), (8, 400), (64, 1600)],
                 open_rate: 200.0,
                 open_secs: 2.0,
                 cold: 128,
@@ -82,8 +82,8 @@ impl Sizes {
             }
         } else {
             Sizes {
-                floor: [(1, 1000), (8, 5000), (64, 10000)],
-                warm: [(1, 400), (8, 1500), (64, 2500)],
+                floor: [(1, 1000), (8, 5000), (64, 5000)],
+                warm: [(1, 400), (8, 1500), (64, 5000)],
                 open_rate: 200.0,
                 open_secs: 8.0,
                 cold: 320,
@@ -566,10 +566,18 @@ async fn create_tenants(
     Ok((tenants, tenant_companies))
 }
 
+/// The size of each service's Postgres pool in the bench, and of the
+/// floor's at 64 clients (the same kind of pool, the same size).
+pub const SERVICE_DB_CONNECTIONS: usize = 32;
+
 pub fn service_env(run: &Isolated, proxy_url: &str) -> Vec<(String, String)> {
     let mut env = run.env();
+    set(
+        &mut env,
+        "PREWARM_DATABASE__MAX_CONNECTIONS",
+        SERVICE_DB_CONNECTIONS,
+    );
     for (k, v) in [
-        ("PREWARM_DATABASE__MAX_CONNECTIONS", "32"),
         ("PREWARM_REDIS__URL", "redis://127.0.0.1:6379"),
         ("PREWARM_KAFKA__BROKERS", "127.0.0.1:9092"),
         ("PREWARM_S3__ACCESS_KEY_ID", "prewarm"),

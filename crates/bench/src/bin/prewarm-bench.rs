@@ -6,9 +6,9 @@
 //!    below (worker straight to S3, no injected latency), then the worker stops
 //!    so the two cores measure the request path alone;
 //! 2. the physical floor (Redis pop + the warm model's transaction, no HTTP) at
-//!    8 and 64 clients, and the old model's (30 image rows) beside it;
-//! 3. the warm path over HTTP at 1 client (in rounds with the floor's 1-client
-//!    run), 8 and 64 clients, and open-loop at 200 requests/s;
+//!    8 clients, and the old model's (30 image rows) beside it;
+//! 3. the warm path over HTTP at 1 and 64 clients (each in rounds with the
+//!    floor's run at as many clients), 8 clients, and open-loop at 200 requests/s;
 //!    then with templates of 1, 30 and 200 images made and measured alike (CPU
 //!    per design by image count); then the seed's headline: an open
 //!    loop of 20 designs/s, warm and cold (pool off) side by side;
@@ -38,10 +38,10 @@ async fn main() -> anyhow::Result<()> {
         b.settle().await?;
         let floor = scenarios::floor(&mut b, prefill.template, &mut Vec::new()).await?;
         b.settle().await?;
-        let warm =
-            scenarios::warm(&b, prefill.template, &floor.one_client, &mut Vec::new()).await?;
+        let (one, many) = (&floor.one_client, &floor.many_clients);
+        let warm = scenarios::warm(&b, prefill.template, one, many, &mut Vec::new()).await?;
         let (f1, w1) = (&warm.floor_one, &warm.runs[0].1);
-        let (f64_, w64) = (&floor.runs[1].1, &warm.runs[2].1);
+        let (f64_, w64) = (&warm.floor_many, &warm.runs[2].1);
         eprintln!(
             "warm p50 at 1 client {:.2}x the floor's; warm at 64 clients {:.0}% of the floor's throughput; \
              floor p50 + HTTP alone p50 at 1 client: {:.2} ms",
@@ -77,10 +77,12 @@ async fn main() -> anyhow::Result<()> {
     b.settle().await?;
     let floor = scenarios::floor(&mut b, template, &mut cpu_rows).await?;
     b.settle().await?;
-    let mut warm = scenarios::warm(&b, template, &floor.one_client, &mut cpu_rows).await?;
+    let (one, many) = (&floor.one_client, &floor.many_clients);
+    let mut warm = scenarios::warm(&b, template, one, many, &mut cpu_rows).await?;
     let mut floor_runs = floor.runs;
-    let floor_one = std::mem::replace(&mut warm.floor_one, prewarm_bench::load::RunResult::empty());
-    floor_runs.insert(0, (1, floor_one));
+    let empty = prewarm_bench::load::RunResult::empty;
+    floor_runs.insert(0, (1, std::mem::replace(&mut warm.floor_one, empty())));
+    floor_runs.push((64, std::mem::replace(&mut warm.floor_many, empty())));
     let old_floor_runs = floor.old;
     let images = scenarios::images(&b, &mut cpu_rows).await?;
     b.settle().await?;

@@ -24,7 +24,7 @@ use shared_domain::ids::{CompanyId, DesignId, PoolItemId, TemplateId};
 use super::CpuRows;
 use crate::load::{closed_loop, Outcome, RunResult};
 use crate::services::{cpu_by_command, cpu_per_request};
-use crate::setup::{Bench, IMAGES};
+use crate::setup::{Bench, IMAGES, SERVICE_DB_CONNECTIONS};
 
 mod floor_sql {
     use diesel::sql_types::{Timestamptz, Uuid};
@@ -169,20 +169,23 @@ impl Floor {
     }
 }
 
-/// The floor's runs: the warm model's at 8 and 64 clients, the old model's
-/// at 1 and 64, and the warm model's floor on a pool of its own for the
-/// 1-client run, which `scenarios::warm` interleaves with the warm path's.
+/// The floor's runs: the warm model's at 8 clients and the old model's at
+/// 1 and 64, and the warm model's floor on pools of its own for the 1- and
+/// 64-client runs, which `scenarios::warm` runs in rounds with the warm
+/// path's.
 pub struct FloorRuns {
     pub runs: Vec<(usize, RunResult)>,
     pub old: Vec<(usize, RunResult)>,
     pub one_client: Floor,
+    /// On a pool of [`SERVICE_DB_CONNECTIONS`], as the API's at 64 clients.
+    pub many_clients: Floor,
 }
 
 /// Scenario 2: The physical floor (Redis pop + the warm model's transaction,
-/// no HTTP) at 8 and 64 clients, and the old model's floor (a design and
-/// its 30 image rows) at 1 and 64 clients beside it. The warm model's floor
-/// at 1 client runs later, in rounds with the warm path's
-/// (`scenarios::warm`), from the [`Floor`] this returns.
+/// no HTTP) at 8 clients, and the old model's floor (a design and its 30
+/// image rows) at 1 and 64 clients beside it. The warm model's floor at 1
+/// and 64 clients runs later, in rounds with the warm path's
+/// (`scenarios::warm`), from the [`Floor`]s this returns.
 pub async fn floor(
     b: &mut Bench,
     template_a: TemplateId,
@@ -210,7 +213,7 @@ pub async fn floor(
         )
         .await?;
     let mut runs = (Vec::new(), Vec::new());
-    for (images, sizes) in [(0, &sizes_floor[1..]), (IMAGES, &old_sizes[..])] {
+    for (images, sizes) in [(0, &sizes_floor[1..2]), (IMAGES, &old_sizes[..])] {
         let model = Floor {
             images,
             ..floor.clone()
@@ -242,9 +245,14 @@ pub async fn floor(
     }
 
     // The floor's 66 connections go back, so the API processes below fit in
-    // Postgres' default 100; the 1-client floor keeps a pool of its own.
+    // Postgres' default 100; the 1- and 64-client floors keep pools of their own.
+    let pool = |size| Db::connect(&b.db_url, size, std::time::Duration::from_secs(5));
     let one_client = Floor {
-        db: Db::connect(&b.db_url, 2, std::time::Duration::from_secs(5))?,
+        db: pool(2)?,
+        ..floor.clone()
+    };
+    let many_clients = Floor {
+        db: pool(SERVICE_DB_CONNECTIONS)?,
         ..floor.clone()
     };
     drop(floor);
@@ -254,5 +262,6 @@ pub async fn floor(
         runs: runs.0,
         old: runs.1,
         one_client,
+        many_clients,
     })
 }

@@ -16,6 +16,9 @@ pub struct Warm {
     /// The floor at 1 client, run in rounds with the warm path's 1-client
     /// run (`runs[0]`).
     pub floor_one: RunResult,
+    /// The floor at 64 clients, run in rounds with the warm path's
+    /// 64-client run (`runs[2]`).
+    pub floor_many: RunResult,
     /// 1 client through an API holding one id ahead at a time
     /// (`pool.prefetch_batch` = 1), in the same rounds.
     pub one_id: RunResult,
@@ -34,14 +37,15 @@ pub struct Warm {
 pub async fn warm(
     b: &Bench,
     template_a: TemplateId,
-    floor: &Floor,
+    floor_one: &Floor,
+    floor_many: &Floor,
     cpu_rows: &mut CpuRows,
 ) -> anyhow::Result<Warm> {
     let (sizes, client) = (&b.sizes, &b.client);
     b.warm_keys(&b.base).await?;
-    let [floor_one, warm_one, one_id] = one_client(b, template_a, floor, cpu_rows).await?;
+    let [floor_one, warm_one, one_id] = one_client(b, template_a, floor_one, cpu_rows).await?;
     let mut warm_runs = vec![(1, warm_one)];
-    for (clients, n) in sizes.warm.into_iter().skip(1) {
+    for (clients, n) in sizes.warm.into_iter().skip(1).take(1) {
         let pick = b.many();
         let before = cpu_by_command();
         let r = closed_loop(clients, n, move || {
@@ -61,6 +65,8 @@ pub async fn warm(
         );
         warm_runs.push((clients, r));
     }
+    let [floor_many, warm_many] = many_clients(b, template_a, floor_many, cpu_rows).await?;
+    warm_runs.push((sizes.warm[2].0, warm_many));
     let no_prefetch = without_prefetch(b, template_a).await?;
     // The same at 64 clients from one company: its plan-limit row serializes them.
     let c = client.clone();
@@ -108,6 +114,7 @@ pub async fn warm(
     Ok(Warm {
         runs: warm_runs,
         floor_one,
+        floor_many,
         one_id,
         no_prefetch,
         single,
@@ -116,25 +123,76 @@ pub async fn warm(
     })
 }
 
-/// The 1-client runs compared in rounds ([`one_client`]).
-#[derive(Clone, Copy, PartialEq)]
+/// One side of a comparison made in rounds ([`in_rounds`]).
+#[derive(Clone)]
 enum Arm {
-    Floor,
-    Warm,
-    /// The warm path through an API that holds one id ahead at a time
-    /// (`pool.prefetch_batch` = 1).
-    OneId,
+    /// The floor, straight through the drivers.
+    Floor(Floor),
+    /// The warm path over HTTP, through the API at `base` (the bench's own
+    /// when `None`).
+    Warm(Option<String>),
 }
 
-/// Rounds of the 1-client comparison ([`one_client`]).
-const ONE_CLIENT_ROUNDS: usize = 4;
+/// Rounds of a comparison ([`in_rounds`]).
+const ROUNDS: usize = 4;
 
-/// Rounds of one 1-client chunk each of the floor, the warm path, and the
-/// warm path holding one id ahead at a time, the first of them rotating:
-/// the floor and the warm path are compared at a 1.2x margin, and run
-/// minutes apart they read ratios from 1.22x to 1.48x on the same build, as
-/// the machine's speed and the database drifted in between. Each arm's run
-/// and CPU row summed over its chunks: floor, warm, one id at a time.
+/// Runs `arms` in [`ROUNDS`] rounds of one chunk each (`requests` over the
+/// rounds), at `clients` clients, the first arm of a round rotating: the
+/// floor and the warm path are compared at a 1.2x and a 80% margin, and run
+/// minutes apart they read 1-client ratios from 1.22x to 1.48x, and
+/// 64-client floors from 5,584/s to 8,707/s, on the same build, as the
+/// machine's speed and the database drifted in between. Each arm's run and
+/// CPU per request, summed over its chunks.
+async fn in_rounds(
+    b: &Bench,
+    template: TemplateId,
+    clients: usize,
+    arms: &[(Arm, usize)],
+) -> Vec<(RunResult, CpuSum)> {
+    let mut out: Vec<(RunResult, CpuSum)> = arms
+        .iter()
+        .map(|_| (RunResult::empty(), CpuSum::default()))
+        .collect();
+    for round in 0..ROUNDS {
+        for k in 0..arms.len() {
+            let i = (round + k) % arms.len();
+            let (arm, requests) = &arms[i];
+            let chunk = requests / ROUNDS;
+            let before = cpu_by_command();
+            let r = match arm {
+                Arm::Floor(floor) => {
+                    let f = floor.clone();
+                    closed_loop(clients, chunk, move || {
+                        let f = f.clone();
+                        async move { f.one().await }
+                    })
+                    .await
+                }
+                Arm::Warm(base) => {
+                    let (pick, base) = (b.many(), base.clone());
+                    closed_loop(clients, chunk, move || {
+                        let mut c = pick();
+                        if let Some(base) = &base {
+                            c.base = base.clone();
+                        }
+                        async move { c.post_design(template).await }
+                    })
+                    .await
+                }
+            };
+            out[i].1.add(
+                &cpu_per_request(&before, &cpu_by_command(), r.count()),
+                r.count(),
+            );
+            out[i].0.append(&r);
+        }
+    }
+    out
+}
+
+/// The 1-client comparison in rounds: the floor, the warm path, and the
+/// warm path through an API holding one id ahead at a time
+/// (`pool.prefetch_batch` = 1). Their runs, in that order.
 async fn one_client(
     b: &Bench,
     template: TemplateId,
@@ -146,59 +204,65 @@ async fn one_client(
     let log = b.run_dir.join("bench-api-one-id.log");
     let (one_id_api, one_id_base) = start_api(&b.root, &env, "template-api", &log).await?;
     b.warm_keys(&one_id_base).await?;
-    let arms = [Arm::Floor, Arm::Warm, Arm::OneId];
-    let mut runs = [RunResult::empty(), RunResult::empty(), RunResult::empty()];
-    let mut cpu: [CpuSum; 3] = Default::default();
-    for round in 0..ONE_CLIENT_ROUNDS {
-        for k in 0..arms.len() {
-            let i = (round + k) % arms.len();
-            let before = cpu_by_command();
-            let r = match arms[i] {
-                Arm::Floor => {
-                    let f = floor.clone();
-                    closed_loop(1, b.sizes.floor[0].1 / ONE_CLIENT_ROUNDS, move || {
-                        let f = f.clone();
-                        async move { f.one().await }
-                    })
-                    .await
-                }
-                arm => {
-                    let pick = b.many();
-                    let base = (arm == Arm::OneId).then(|| one_id_base.clone());
-                    closed_loop(1, b.sizes.warm[0].1 / ONE_CLIENT_ROUNDS, move || {
-                        let mut c = pick();
-                        if let Some(base) = &base {
-                            c.base = base.clone();
-                        }
-                        async move { c.post_design(template).await }
-                    })
-                    .await
-                }
-            };
-            cpu[i].add(
-                &cpu_per_request(&before, &cpu_by_command(), r.count()),
-                r.count(),
-            );
-            runs[i].append(&r);
-        }
-    }
+    let (floor_n, warm_n) = (b.sizes.floor[0].1, b.sizes.warm[0].1);
+    let arms = [
+        (Arm::Floor(floor.clone()), floor_n),
+        (Arm::Warm(None), warm_n),
+        (Arm::Warm(Some(one_id_base)), warm_n),
+    ];
+    let runs = in_rounds(b, template, 1, &arms).await;
     one_id_api.stop().await;
-    cpu_rows.insert(0, ("floor, 1 clients".into(), cpu[0].per_request()));
-    cpu_rows.push(("warm, 1 clients".into(), cpu[1].per_request()));
+    let [(f, f_cpu), (w, w_cpu), (o, o_cpu)]: [(RunResult, CpuSum); 3] =
+        runs.try_into().map_err(|_| anyhow::anyhow!("three arms"))?;
+    cpu_rows.insert(0, ("floor, 1 clients".into(), f_cpu.per_request()));
+    cpu_rows.push(("warm, 1 clients".into(), w_cpu.per_request()));
     cpu_rows.push((
         "warm, 1 client, one id held at a time".into(),
-        cpu[2].per_request(),
+        o_cpu.per_request(),
     ));
-    let [f, w, o] = &runs;
     eprintln!(
-        "floor 1 / warm 1 / warm 1 one id at a time, in {ONE_CLIENT_ROUNDS} rounds: p50 {:.2} / {:.2} / {:.2} ms ({:.2}x, {:.2}x)",
+        "floor 1 / warm 1 / warm 1 one id at a time, in {ROUNDS} rounds: p50 {:.2} / {:.2} / {:.2} ms ({:.2}x, {:.2}x)",
         f.ms(0.5),
         w.ms(0.5),
         o.ms(0.5),
         w.ms(0.5) / f.ms(0.5).max(1e-9),
         o.ms(0.5) / f.ms(0.5).max(1e-9)
     );
-    Ok(runs)
+    Ok([f, w, o])
+}
+
+/// The 64-client comparison in rounds: the floor (on a pool the size of
+/// the API's) and the warm path. Their runs, in that order.
+async fn many_clients(
+    b: &Bench,
+    template: TemplateId,
+    floor: &Floor,
+    cpu_rows: &mut CpuRows,
+) -> anyhow::Result<[RunResult; 2]> {
+    let ((clients, floor_n), (_, warm_n)) = (b.sizes.floor[2], b.sizes.warm[2]);
+    let arms = [
+        (Arm::Floor(floor.clone()), floor_n),
+        (Arm::Warm(None), warm_n),
+    ];
+    let runs = in_rounds(b, template, clients, &arms).await;
+    let [(f, f_cpu), (w, w_cpu)]: [(RunResult, CpuSum); 2] =
+        runs.try_into().map_err(|_| anyhow::anyhow!("two arms"))?;
+    let at = cpu_rows
+        .iter()
+        .position(|(label, _)| label.starts_with("old floor"))
+        .unwrap_or(cpu_rows.len());
+    cpu_rows.insert(
+        at,
+        (format!("floor, {clients} clients"), f_cpu.per_request()),
+    );
+    cpu_rows.push((format!("warm, {clients} clients"), w_cpu.per_request()));
+    eprintln!(
+        "floor {clients} / warm {clients}, in {ROUNDS} rounds: {:.0}/s / {:.0}/s ({:.0}%)",
+        f.throughput(),
+        w.throughput(),
+        100.0 * w.throughput() / f.throughput().max(1e-9)
+    );
+    Ok([f, w])
 }
 
 /// CPU milliseconds by process summed over chunks of a run.
