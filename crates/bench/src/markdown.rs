@@ -14,6 +14,9 @@ pub struct Results {
     pub floor_runs: Vec<(usize, RunResult)>,
     /// The old model's floor (a design and its 30 image rows).
     pub old_floor_runs: Vec<(usize, RunResult)>,
+    pub floor_alone: RunResult,
+    /// CPU milliseconds a second of each process, idle (`services::idle_cpu`).
+    pub idle: Vec<(String, f64)>,
     /// Warm runs with 1, 30 and 200 images, each on a template of its own.
     pub images: Vec<crate::scenarios::ImagesRun>,
     /// The seed's headline: (warm, cold) open loops at the seed's rate.
@@ -47,6 +50,7 @@ struct View<'a> {
     idle: &'a [(String, f64)],
     floor_runs: &'a [(usize, RunResult)],
     old_floor_runs: &'a [(usize, RunResult)],
+    floor_alone: &'a RunResult,
     images: &'a [crate::scenarios::ImagesRun],
     headline: &'a (RunResult, RunResult),
     scale: &'a [crate::scenarios::scale::SizeResult],
@@ -89,9 +93,10 @@ pub fn write(b: &Bench, r: &Results) -> anyhow::Result<()> {
         fill_time: r.prefill.fill_time,
         copies_per_sec: r.prefill.copies_per_sec,
         prefill_peak: r.prefill.worker_peak,
-        idle: &r.prefill.idle,
+        idle: &r.idle,
         floor_runs,
         old_floor_runs: &r.old_floor_runs,
+        floor_alone: &r.floor_alone,
         images: &r.images,
         headline: &r.headline,
         scale: &r.scale,
@@ -382,6 +387,7 @@ fn floor_vs_warm(md: &mut String, v: &View) {
         sizes,
         floor_runs,
         old_floor_runs,
+        floor_alone,
         images,
         cpu_rows,
         warm_runs,
@@ -412,12 +418,18 @@ fn floor_vs_warm(md: &mut String, v: &View) {
                  `pool.prefetch_batch` = 1) are made of 4 rounds, each one chunk of every one of them, the \
                  first rotating, so that the machine's drift falls on all alike; the 64-client runs of the \
                  floor and the warm path likewise, the floor's 64 clients sharing a pool of as many \
-                 connections as the API's (32); the other runs follow one another.\n\n");
+                 connections as the API's (32) -- the floor run alone at 64 clients on 66 connections, as \
+                 it was before the rounds, is kept as a reference row; the other runs follow one \
+                 another.\n\n");
     let mut rows: Vec<(String, &RunResult)> = Vec::new();
     for ((c, f), (_, w)) in floor_runs.iter().zip(warm_runs.iter()) {
         rows.push((format!("floor, {c} clients"), f));
         rows.push((format!("warm, {c} clients"), w));
     }
+    rows.push((
+        "floor, 64 clients on 66 connections, run alone (reference)".into(),
+        floor_alone,
+    ));
     for (c, f) in old_floor_runs {
         rows.push((
             format!("old floor (design + 30 image rows), {c} clients"),
@@ -630,8 +642,9 @@ fn memory(md: &mut String, v: &View) {
         .map(|(process, ms)| format!("{process} {ms:.2}"))
         .collect();
     md.push_str(&format!(
-        "\nIdle: CPU milliseconds a second of each process over 5 s with the pool full and no request \
-         (the API, the prefill's worker and the stack, right after the prefill): {}.\n",
+        "\nIdle: CPU milliseconds a second of each process over 5 s with no request, after the prefill's \
+         worker stopped and the database settled (the APIs, the recommender, the stack, the kernel's \
+         threads; 0.01 ms/s or more): {}.\n",
         idle.join(", ")
     ));
     let plot_name = args

@@ -40,6 +40,8 @@ async fn main() -> anyhow::Result<()> {
         b.settle().await?;
         let (one, many) = (&floor.one_client, &floor.many_clients);
         let warm = scenarios::warm(&b, prefill.template, one, many, &mut Vec::new()).await?;
+        // Their connections go back before the APIs of the scenarios below start.
+        drop((floor.one_client, floor.many_clients));
         let (f1, w1) = (&warm.floor_one, &warm.runs[0].1);
         let (f64_, w64) = (&warm.floor_many, &warm.runs[2].1);
         eprintln!(
@@ -75,15 +77,19 @@ async fn main() -> anyhow::Result<()> {
     let mut cpu_rows = Vec::new();
     // Each latency scenario starts on a settled database (`Bench::settle`).
     b.settle().await?;
+    let idle = prewarm_bench::services::idle_cpu().await;
+    eprintln!("idle CPU, ms/s: {idle:.2?}");
     let floor = scenarios::floor(&mut b, template, &mut cpu_rows).await?;
     b.settle().await?;
     let (one, many) = (&floor.one_client, &floor.many_clients);
     let mut warm = scenarios::warm(&b, template, one, many, &mut cpu_rows).await?;
+    drop((floor.one_client, floor.many_clients));
     let mut floor_runs = floor.runs;
     let empty = prewarm_bench::load::RunResult::empty;
     floor_runs.insert(0, (1, std::mem::replace(&mut warm.floor_one, empty())));
     floor_runs.push((64, std::mem::replace(&mut warm.floor_many, empty())));
     let old_floor_runs = floor.old;
+    let floor_alone = floor.alone;
     let images = scenarios::images(&b, &mut cpu_rows).await?;
     b.settle().await?;
     let headline = scenarios::headline(&b, template).await?;
@@ -97,6 +103,8 @@ async fn main() -> anyhow::Result<()> {
         prefill,
         floor_runs,
         old_floor_runs,
+        floor_alone,
+        idle,
         images,
         headline,
         cpu_rows,

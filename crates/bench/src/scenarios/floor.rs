@@ -24,7 +24,7 @@ use shared_domain::ids::{CompanyId, DesignId, PoolItemId, TemplateId};
 use super::CpuRows;
 use crate::load::{closed_loop, Outcome, RunResult};
 use crate::services::{cpu_by_command, cpu_per_request};
-use crate::setup::{Bench, IMAGES, SERVICE_DB_CONNECTIONS};
+use crate::setup::{Bench, IMAGES, LEAD_IN, SERVICE_DB_CONNECTIONS};
 
 mod floor_sql {
     use diesel::sql_types::{Timestamptz, Uuid};
@@ -175,6 +175,10 @@ impl Floor {
 /// path's.
 pub struct FloorRuns {
     pub runs: Vec<(usize, RunResult)>,
+    /// The warm model's floor at 64 clients on the direct pool (66
+    /// connections), run alone as before the rounds: what the rounds'
+    /// smaller pool changes.
+    pub alone: RunResult,
     pub old: Vec<(usize, RunResult)>,
     pub one_client: Floor,
     /// On a pool of [`SERVICE_DB_CONNECTIONS`], as the API's at 64 clients.
@@ -182,7 +186,7 @@ pub struct FloorRuns {
 }
 
 /// Scenario 2: The physical floor (Redis pop + the warm model's transaction,
-/// no HTTP) at 8 clients, and the old model's floor (a design and its 30
+/// no HTTP) at 8 clients and, for reference, at 64 on 66 connections, and the old model's floor (a design and its 30
 /// image rows) at 1 and 64 clients beside it. The warm model's floor at 1
 /// and 64 clients runs later, in rounds with the warm path's
 /// (`scenarios::warm`), from the [`Floor`]s this returns.
@@ -194,6 +198,7 @@ pub async fn floor(
     let index = b.index.clone();
     let sizes_floor = b.sizes.floor;
     let old_sizes = [(1, sizes_floor[0].1), (64, sizes_floor[2].1 / 2)];
+    let alone = (sizes_floor[2].0, sizes_floor[2].1 / 2);
     let floor = Floor {
         db: b.dbh.clone().context("the floor runs once")?,
         index: index.clone(),
@@ -208,17 +213,31 @@ pub async fn floor(
             sizes_floor
                 .iter()
                 .chain(old_sizes.iter())
+                .chain([&alone])
                 .map(|(_, n)| n)
-                .sum(),
+                .sum::<usize>()
+                // The lead-ins of the 1- and 64-client rounds (`scenarios::warm`)
+                // and of the run alone.
+                + LEAD_IN * (1 + 2 * sizes_floor[2].0),
         )
         .await?;
     let mut runs = (Vec::new(), Vec::new());
-    for (images, sizes) in [(0, &sizes_floor[1..2]), (IMAGES, &old_sizes[..])] {
+    let warm_model = [sizes_floor[1], alone];
+    for (images, sizes) in [(0, &warm_model[..]), (IMAGES, &old_sizes[..])] {
         let model = Floor {
             images,
             ..floor.clone()
         };
         for &(clients, n) in sizes {
+            if images == 0 && clients == alone.0 {
+                // Unmeasured: the pool's other connections open first.
+                let f = model.clone();
+                closed_loop(clients, LEAD_IN * clients, move || {
+                    let f = f.clone();
+                    async move { f.one().await }
+                })
+                .await;
+            }
             let f = model.clone();
             let before = cpu_by_command();
             let r = closed_loop(clients, n, move || {
@@ -226,7 +245,9 @@ pub async fn floor(
                 async move { f.one().await }
             })
             .await;
-            let label = if images == 0 {
+            let label = if images == 0 && clients == alone.0 {
+                format!("floor, {clients} clients on 66 connections, run alone")
+            } else if images == 0 {
                 format!("floor, {clients} clients")
             } else {
                 format!("old floor ({images} image rows), {clients} clients")
@@ -258,7 +279,9 @@ pub async fn floor(
     drop(floor);
     drop(b.dbh.take());
 
+    let alone = runs.0.pop().context("the run alone")?.1;
     Ok(FloorRuns {
+        alone,
         runs: runs.0,
         old: runs.1,
         one_client,

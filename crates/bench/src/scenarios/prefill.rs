@@ -1,13 +1,12 @@
 //! Scenario 1: the warm template's pool filled before the latency runs
-//! (a worker straight to S3, stopped once the items are ready), what each
-//! process costs idle once it is full, and the same fill for any template
-//! (`prefill_template`).
+//! (a worker straight to S3, stopped once the items are ready), and the
+//! same for any template (`prefill_template`).
 
 use std::time::Duration;
 
 use shared_domain::ids::TemplateId;
 
-use crate::services::{idle_cpu, release_binary, Service};
+use crate::services::{release_binary, Service};
 use crate::setup::{set, wait_pool, Bench, IMAGES};
 
 pub struct Prefill {
@@ -16,14 +15,7 @@ pub struct Prefill {
     pub fill_time: Duration,
     pub copies_per_sec: f64,
     pub worker_peak: Option<f64>,
-    /// CPU milliseconds a second of each process with the pool full and no
-    /// request: the API, the worker, the stack.
-    pub idle: Vec<(String, f64)>,
 }
-
-/// How long the idle processes are measured, after a pause for the last
-/// refill's writes to end.
-const IDLE_SECS: f64 = 5.0;
 
 /// Scenario 1: A 30-image template's pool filled to cover every warm request below
 /// (worker straight to S3), then the worker stops.
@@ -62,9 +54,6 @@ pub async fn prefill(b: &Bench) -> anyhow::Result<Prefill> {
         Duration::from_secs(1800),
     )
     .await?;
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let idle = idle_cpu(IDLE_SECS).await;
-    eprintln!("idle CPU, ms/s: {idle:.2?}");
     let prefill_peak = prefill_worker.stop().await;
     let copies_per_sec = (warm_items * IMAGES) as f64 / fill_time.as_secs_f64();
     eprintln!("prefill done in {fill_time:.1?} ({copies_per_sec:.0} copies/s)");
@@ -75,7 +64,6 @@ pub async fn prefill(b: &Bench) -> anyhow::Result<Prefill> {
         fill_time,
         copies_per_sec,
         worker_peak: prefill_peak,
-        idle,
     })
 }
 

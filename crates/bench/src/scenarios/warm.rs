@@ -9,7 +9,7 @@ use super::floor::Floor;
 use super::CpuRows;
 use crate::load::{closed_loop, open_loop, RunResult};
 use crate::services::{cpu_by_command, cpu_per_request};
-use crate::setup::{set, start_api, Api, Bench};
+use crate::setup::{set, start_api, Api, Bench, LEAD_IN};
 
 pub struct Warm {
     pub runs: Vec<(usize, RunResult)>,
@@ -153,33 +153,16 @@ async fn in_rounds(
         .iter()
         .map(|_| (RunResult::empty(), CpuSum::default()))
         .collect();
+    // Unmeasured: every arm's connections open before the first chunk.
+    for (arm, _) in arms {
+        run(b, template, clients, arm, LEAD_IN * clients).await;
+    }
     for round in 0..ROUNDS {
         for k in 0..arms.len() {
             let i = (round + k) % arms.len();
             let (arm, requests) = &arms[i];
-            let chunk = requests / ROUNDS;
             let before = cpu_by_command();
-            let r = match arm {
-                Arm::Floor(floor) => {
-                    let f = floor.clone();
-                    closed_loop(clients, chunk, move || {
-                        let f = f.clone();
-                        async move { f.one().await }
-                    })
-                    .await
-                }
-                Arm::Warm(base) => {
-                    let (pick, base) = (b.many(), base.clone());
-                    closed_loop(clients, chunk, move || {
-                        let mut c = pick();
-                        if let Some(base) = &base {
-                            c.base = base.clone();
-                        }
-                        async move { c.post_design(template).await }
-                    })
-                    .await
-                }
-            };
+            let r = run(b, template, clients, arm, requests / ROUNDS).await;
             out[i].1.add(
                 &cpu_per_request(&before, &cpu_by_command(), r.count()),
                 r.count(),
@@ -188,6 +171,37 @@ async fn in_rounds(
         }
     }
     out
+}
+
+/// One closed-loop chunk of `requests` of an arm at `clients` clients.
+async fn run(
+    b: &Bench,
+    template: TemplateId,
+    clients: usize,
+    arm: &Arm,
+    requests: usize,
+) -> RunResult {
+    match arm {
+        Arm::Floor(floor) => {
+            let f = floor.clone();
+            closed_loop(clients, requests, move || {
+                let f = f.clone();
+                async move { f.one().await }
+            })
+            .await
+        }
+        Arm::Warm(base) => {
+            let (pick, base) = (b.many(), base.clone());
+            closed_loop(clients, requests, move || {
+                let mut c = pick();
+                if let Some(base) = &base {
+                    c.base = base.clone();
+                }
+                async move { c.post_design(template).await }
+            })
+            .await
+        }
+    }
 }
 
 /// The 1-client comparison in rounds: the floor, the warm path, and the
