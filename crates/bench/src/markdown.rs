@@ -643,8 +643,8 @@ fn memory(md: &mut String, v: &View) {
         .collect();
     md.push_str(&format!(
         "\nIdle: CPU milliseconds a second of each process over 5 s with no request, after the prefill's \
-         worker stopped and the database settled (the APIs, the recommender, the stack, the kernel's \
-         threads; 0.01 ms/s or more): {}.\n",
+         worker stopped and the database settled (the API, the recommender, the stack and the load \
+         generator): {}.\n",
         idle.join(", ")
     ));
     let plot_name = args
