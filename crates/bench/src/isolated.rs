@@ -4,7 +4,10 @@
 //! an S3 bucket and an admin token, all named from one random suffix so
 //! that runs side by side never see each other's data.
 
+use std::time::Duration;
+
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use prewarm_store::pool_index::PoolIndex;
 
 /// The names of one run's resources.
 #[derive(Debug, Clone)]
@@ -58,6 +61,20 @@ impl Isolated {
             .execute(admin)
             .await
             .map(drop)
+    }
+
+    /// Deletes the run's Redis keys (every key under its prefix): pool lists
+    /// of up to 10^5 templates a run would otherwise leave in memory.
+    pub async fn drop_redis_keys(&self, redis_url: &str) -> anyhow::Result<u64> {
+        let index = PoolIndex::connect(
+            redis_url,
+            None,
+            &self.redis_prefix,
+            1,
+            Duration::from_secs(10),
+        )
+        .await?;
+        Ok(index.clear_prefix().await?)
     }
 
     /// The statement that drops the run's database (also for `psql`).

@@ -213,8 +213,7 @@ pub async fn idle_cpu() -> Vec<(String, f64)> {
     let mut by_command = std::collections::BTreeMap::<String, f64>::new();
     for (pid, now) in &cpu_by_command() {
         if STACK.contains(&now.comm.as_str()) {
-            *by_command.entry(now.comm.clone()).or_default() +=
-                used_between(before.get(pid), now);
+            *by_command.entry(now.comm.clone()).or_default() += used_between(before.get(pid), now);
         }
     }
     let mut rows: Vec<(String, f64)> = by_command

@@ -474,8 +474,9 @@ impl Bench {
         Ok(())
     }
 
-    /// Drops the run's database.
+    /// Drops the run's database and its Redis keys.
     pub async fn drop_database(&self) -> anyhow::Result<()> {
+        self.run.drop_redis_keys(REDIS_URL).await?;
         let admin = format!("{}/postgres", self.run.pg_server);
         self.run
             .drop_database(&mut AsyncPgConnection::establish(&admin).await?)
@@ -500,7 +501,7 @@ async fn prepare_storage(
     db::run_migrations(db_url).await?;
     let dbh = Db::connect(db_url, 66, Duration::from_secs(5))?;
     let index = PoolIndex::connect(
-        "redis://127.0.0.1:6379",
+        REDIS_URL,
         None,
         &run.redis_prefix,
         4,
@@ -572,6 +573,9 @@ async fn create_tenants(
     Ok((tenants, tenant_companies))
 }
 
+/// The Redis every run uses (its keys under the run's prefix).
+pub const REDIS_URL: &str = "redis://127.0.0.1:6379";
+
 /// The size of each service's Postgres pool in the bench, and of the
 /// floor's at 64 clients (the same kind of pool, the same size).
 pub const SERVICE_DB_CONNECTIONS: usize = 32;
@@ -584,7 +588,7 @@ pub fn service_env(run: &Isolated, proxy_url: &str) -> Vec<(String, String)> {
         SERVICE_DB_CONNECTIONS,
     );
     for (k, v) in [
-        ("PREWARM_REDIS__URL", "redis://127.0.0.1:6379"),
+        ("PREWARM_REDIS__URL", REDIS_URL),
         ("PREWARM_KAFKA__BROKERS", "127.0.0.1:9092"),
         ("PREWARM_S3__ACCESS_KEY_ID", "prewarm"),
         ("PREWARM_S3__SECRET_ACCESS_KEY", "prewarm-secret"),

@@ -364,7 +364,8 @@ impl PoolIndex {
     }
 
     /// Deletes every key under this index's prefix (tests simulate a Redis
-    /// flush with it without touching other tests' keys).
+    /// flush with it without touching other tests' keys; the benchmark drops
+    /// a finished run's keys).
     pub async fn clear_prefix(&self) -> Result<u64, IndexError> {
         use futures::TryStreamExt;
         let client = self.pool.next();
@@ -383,9 +384,16 @@ impl PoolIndex {
                 .await?
         };
         let mut deleted = 0;
-        for key in keys {
-            let n: u64 = self.pool.del(key).await?;
-            deleted += n;
+        if client.is_clustered() {
+            for key in keys {
+                let n: u64 = self.pool.del(key).await?;
+                deleted += n;
+            }
+        } else {
+            for batch in keys.chunks(500) {
+                let n: u64 = self.pool.del(batch.to_vec()).await?;
+                deleted += n;
+            }
         }
         Ok(deleted)
     }

@@ -37,7 +37,7 @@ use super::sizing::zipf_cdf;
 use crate::isolated::Isolated;
 use crate::load::{open_loop, RunResult};
 use crate::services::{release_binary, Service};
-use crate::setup::{new_tenant, s3_settings, set, start_api, Bench};
+use crate::setup::{new_tenant, s3_settings, set, start_api, Bench, REDIS_URL};
 
 pub struct Params {
     pub sizes: Vec<usize>,
@@ -277,6 +277,7 @@ async fn steady_passes(
 async fn drop_database(p: &Params, run: &Isolated) -> anyhow::Result<()> {
     let mut admin = AsyncPgConnection::establish(&format!("{}/postgres", p.pg)).await?;
     run.drop_database(&mut admin).await?;
+    run.drop_redis_keys(REDIS_URL).await?;
     Ok(())
 }
 
