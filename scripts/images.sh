@@ -102,7 +102,7 @@ build_images() {
 
 env_args() {
   cat <<EOF
--e PREWARM_ADMIN_TOKEN=images-admin
+-e PREWARM_ADMIN_TOKEN=images-admin-token-not-a-secret
 -e PREWARM_DATABASE__URL=postgres://postgres@127.0.0.1:5432/prewarm_$SUFFIX
 -e PREWARM_REDIS__URL=redis://127.0.0.1:6379
 -e PREWARM_REDIS__KEY_PREFIX=prewarm:$SUFFIX:
@@ -160,7 +160,7 @@ smoke() {
     || { docker_ logs prewarm-images-worker | tail -20 >&2; return 1; }
   log "warmup-worker container is ready"
 
-  PREWARM_ADMIN_TOKEN=images-admin "$ROOT/target/debug/demo" "http://127.0.0.1:$API_PORT" | tee "$RUN/images-demo.txt"
+  PREWARM_ADMIN_TOKEN=images-admin-token-not-a-secret "$ROOT/target/debug/demo" "http://127.0.0.1:$API_PORT" | tee "$RUN/images-demo.txt"
   grep -qE '^[0-9]+ +pool ' "$RUN/images-demo.txt" || { log "no design was served from the pool"; return 1; }
 
   log "waiting for Docker's HEALTHCHECK (interval 15 s)"

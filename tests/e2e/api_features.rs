@@ -216,6 +216,10 @@ async fn presigned_urls_fetch_the_designs_own_objects() {
         // No credentials but the URL's own signature.
         let fetched = reqwest::get(url).await.unwrap();
         assert_eq!(fetched.status(), 200, "{url}");
+        // Served as a download of opaque bytes, never as active content.
+        let header = |name: &str| fetched.headers()[name].to_str().unwrap().to_string();
+        assert_eq!(header("content-type"), "application/octet-stream");
+        assert_eq!(header("content-disposition"), "attachment");
         let bytes = fetched.bytes().await.unwrap();
         let stored = stack
             .objects

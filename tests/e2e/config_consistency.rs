@@ -143,7 +143,7 @@ fn the_chart_values_cover_every_setting_and_both_services_accept_them() {
         ("PREWARM_WORKER__HTTP_HOST", "0.0.0.0"),
         ("PREWARM_WORKER__HTTP_PORT", "9091"),
         ("PREWARM_DATABASE__MIGRATE", "false"),
-        ("PREWARM_ADMIN_TOKEN", "secret"),
+        ("PREWARM_ADMIN_TOKEN", "config-consistency-admin-token-01"),
         ("PREWARM_DATABASE__URL", "postgres://db/prewarm"),
         ("PREWARM_REDIS__URL", "redis://redis:6379"),
         ("PREWARM_S3__ACCESS_KEY_ID", "id"),

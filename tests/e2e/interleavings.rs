@@ -458,3 +458,73 @@ async fn exactly_one_replica_runs_each_background_pass() {
     assert!(!two.gc().await.expect("gc").skipped);
     stack.finish().await;
 }
+
+/// The sizer's plan for one template (adaptive sizing), set by hand.
+async fn plan_target(stack: &TestStack, template: shared_domain::ids::TemplateId, target: i32) {
+    use prewarm_store::db::pool_targets::{self, PoolTargetRow};
+    let mut conn = stack.db.conn().await.unwrap();
+    let row = PoolTargetRow {
+        template_id: template.0,
+        target,
+        demand_fast: 0.0,
+        demand_slow: 0.0,
+        refill_secs: 1.0,
+        computed_at: chrono::Utc::now(),
+        last_design_at: None,
+    };
+    pool_targets::save(&mut conn, &[row]).await.unwrap();
+}
+
+/// I5: the sizer lowers a target from 4 to 1 while a refill's 4 items copy.
+/// Reserve counted them towards the target but could retire none (none was
+/// ready), so each item, as it lands, checks the target as it is then: one
+/// becomes ready, three are discarded and their copies deleted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn items_landing_after_the_target_was_lowered_do_not_overfill_the_pool() {
+    let stack = TestStack::spawn(Options {
+        worker: false,
+        ..Options::default()
+    })
+    .await;
+    let tenant = stack.create_tenant("acme", 100).await;
+    let template = stack.create_template(&tenant, 2, "private").await;
+    let refiller = stack
+        .reconciler(&[
+            ("PREWARM_POOL__SIZING", "adaptive"),
+            ("PREWARM_WORKER__ITEMS_IN_FLIGHT", "1"),
+        ])
+        .await
+        .refiller;
+    plan_target(&stack, template.id, 4).await;
+    let mut gate = stack.pause.arm(at::ITEM_COPYING);
+    let t = template.id;
+    let refill = tokio::spawn(async move { refiller.refill(t).await });
+    gate.reached().await;
+    plan_target(&stack, template.id, 1).await;
+    gate.release();
+    let outcome = refill.await.unwrap().expect("refill");
+    assert!(
+        matches!(
+            outcome,
+            warmup_worker::refill::Outcome::Refilled {
+                ready: 1,
+                failed: 3,
+                ..
+            }
+        ),
+        "{outcome:?}"
+    );
+    let mut conn = stack.db.conn().await.unwrap();
+    let mut states = pool_items::state_counts(&mut conn, template.id)
+        .await
+        .unwrap();
+    states.sort();
+    assert_eq!(
+        states,
+        vec![("discarded".to_string(), 3), ("ready".to_string(), 1)]
+    );
+    let pooled = stack.objects.list("pool/").await.unwrap();
+    assert_eq!(pooled.len(), 2, "one item of two images: {pooled:?}");
+    check_pool_list(&stack, template.id, true).await;
+    stack.finish().await;
+}

@@ -154,3 +154,43 @@ async fn a_public_template_is_usable_by_all_but_editable_by_its_owner_only() {
     assert_eq!((status.as_u16(), code.as_str()), (403, "forbidden"));
     stack.finish().await;
 }
+
+/// I9 at commit on the cold path: company A makes its public template
+/// private while company B's copies run. B's design is refused (404, as a
+/// design started after the change would be) and its copies are deleted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_template_made_private_while_another_company_copies_yields_it_no_design() {
+    let stack = TestStack::spawn(Options {
+        worker: false,
+        env: vec![("PREWARM_POOL__ENABLED".into(), "false".into())],
+        ..Options::default()
+    })
+    .await;
+    let a = stack.create_tenant("a", 10).await;
+    let b = stack.create_tenant("b", 10).await;
+    let public = stack.create_template(&a, 2, "public").await;
+    let mut gate = stack.pause.arm(prewarm_store::pause::at::COLD_COPIED);
+    let post = stack.post_design_in_background(&b, public.id);
+    gate.reached().await;
+    let hidden = stack
+        .http
+        .patch(stack.url(&format!("/templates/{}", public.id)))
+        .bearer_auth(&a.key)
+        .json(&json!({"visibility": "private"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(hidden.status(), 200);
+    gate.release();
+    let resp = post.await.unwrap().expect("post design");
+    assert_eq!(
+        error_code(resp).await,
+        (reqwest::StatusCode::NOT_FOUND, "template_not_found".into())
+    );
+    let copies = stack.objects.list("designs/").await.unwrap();
+    assert!(
+        copies.is_empty(),
+        "the refused design's copies stay: {copies:?}"
+    );
+    stack.finish().await;
+}

@@ -193,3 +193,104 @@ async fn without_redis_each_replica_limits_on_its_own() {
     );
     stack.finish().await;
 }
+
+/// A limit is checked on the request as the router reads it: `/%64esigns`
+/// reaches `POST /designs` and spends its bucket (it was classed as a read
+/// by its raw bytes), and an edit spends the write budget, not the reads'.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oddly_encoded_path_spends_the_budget_of_the_route_it_reaches() {
+    let mut env = limited(100);
+    env.extend([
+        (
+            "PREWARM_RATE_LIMIT__CREATE_DESIGN_PER_SEC".into(),
+            "0.05".into(),
+        ),
+        ("PREWARM_RATE_LIMIT__CREATE_DESIGN_BURST".into(), "2".into()),
+        ("PREWARM_RATE_LIMIT__WRITE_PER_SEC".into(), "0.05".into()),
+        ("PREWARM_RATE_LIMIT__WRITE_BURST".into(), "2".into()),
+    ]);
+    let stack = TestStack::spawn(Options {
+        worker: false,
+        env,
+        ..Options::default()
+    })
+    .await;
+    let tenant = stack.create_tenant("acme", 10).await;
+    let missing = uuid::Uuid::new_v4();
+    let mut statuses = Vec::new();
+    for _ in 0..3 {
+        let resp = stack
+            .http
+            .post(format!("{}/%64esigns", stack.base))
+            .bearer_auth(&tenant.key)
+            .json(&serde_json::json!({"template_id": missing}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(header(&resp, "ratelimit-limit"), 2);
+        statuses.push(resp.status());
+    }
+    assert_eq!(
+        statuses,
+        [
+            StatusCode::NOT_FOUND,
+            StatusCode::NOT_FOUND,
+            StatusCode::TOO_MANY_REQUESTS
+        ]
+    );
+    let mut statuses = Vec::new();
+    for _ in 0..3 {
+        let resp = stack
+            .http
+            .patch(format!("{}/templates/{missing}", stack.base))
+            .bearer_auth(&tenant.key)
+            .json(&serde_json::json!({"name": "x"}))
+            .send()
+            .await
+            .unwrap();
+        statuses.push(resp.status());
+    }
+    assert_eq!(
+        statuses,
+        [
+            StatusCode::NOT_FOUND,
+            StatusCode::NOT_FOUND,
+            StatusCode::TOO_MANY_REQUESTS
+        ]
+    );
+    stack.finish().await;
+}
+
+/// Guesses at the admin token spend the address's failed-authentication
+/// bucket like guesses at an API key: the fourth is refused unread.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_token_guesses_are_limited_per_address() {
+    let stack = TestStack::spawn(Options {
+        worker: false,
+        env: limited(100),
+        ..Options::default()
+    })
+    .await;
+    let mut statuses = Vec::new();
+    for i in 0..4 {
+        let resp = stack
+            .http
+            .post(format!("{}/admin/companies", stack.base))
+            .bearer_auth(format!("guess-{i}"))
+            .json(&serde_json::json!({"name": "x", "design_limit": 1}))
+            .send()
+            .await
+            .unwrap();
+        statuses.push(resp.status());
+    }
+    assert_eq!(
+        statuses,
+        [
+            StatusCode::UNAUTHORIZED,
+            StatusCode::UNAUTHORIZED,
+            StatusCode::UNAUTHORIZED,
+            StatusCode::TOO_MANY_REQUESTS
+        ]
+    );
+    stack.finish().await;
+}

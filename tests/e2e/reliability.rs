@@ -6,8 +6,9 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use prewarm_store::db::{designs, pool_items};
-use prewarm_tests::{Options, TestStack};
+use prewarm_tests::{error_code, Options, TestStack};
 use rand::Rng;
+use reqwest::StatusCode;
 use shared_domain::object_keys::{DESIGNS_PREFIX, POOL_PREFIX};
 use shared_domain::template::Template;
 
@@ -670,5 +671,103 @@ async fn duplicates_across_consumers_and_a_rebalance_never_overfill() {
         eprintln!("template {}: reserved {reserved} = ready {ready} + used {used} + discarded {discarded}; objects {objects}", t.id);
     }
     eprintln!("{designs} designs with 30 duplicate requests per template and one consumer leaving");
+    stack.finish().await;
+}
+
+/// I1/I3 for uploads: an upload's image announcement expires (a body slower
+/// than the announcement's life) and the garbage collector takes the image
+/// before the template is saved. The save takes the announcements over in
+/// its transaction and refuses (408): no template points at a missing image.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_template_whose_upload_outlived_its_announcement_is_not_saved() {
+    let stack = TestStack::spawn(Options {
+        worker: false,
+        ..Options::default()
+    })
+    .await;
+    let tenant = stack.create_tenant("acme", 10).await;
+    let mut gate = stack.pause.arm(prewarm_store::pause::at::UPLOAD_STORED);
+    let upload = {
+        let (http, url, key) = (
+            stack.http.clone(),
+            stack.url("/templates"),
+            tenant.key.clone(),
+        );
+        tokio::spawn(async move {
+            let form = prewarm_tests::template_form(1, &serde_json::json!({"name": "t"}));
+            http.post(url)
+                .bearer_auth(key)
+                .multipart(form)
+                .send()
+                .await
+                .unwrap()
+        })
+    };
+    gate.reached().await;
+    {
+        use diesel_async::RunQueryDsl;
+        let mut conn = stack.db.conn().await.unwrap();
+        diesel::sql_query("UPDATE pending_copies SET expires_at = now() - interval '1 second'")
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    }
+    let eager = stack
+        .reconciler(&[("PREWARM_WORKER__GC_GRACE_SECS", "0")])
+        .await;
+    let report = eager.gc().await.unwrap();
+    assert_eq!(
+        report.deleted, 1,
+        "the expired image was collected: {report:?}"
+    );
+    gate.release();
+    let resp = upload.await.unwrap();
+    assert_eq!(
+        error_code(resp).await,
+        (StatusCode::REQUEST_TIMEOUT, "request_timeout".to_string())
+    );
+    let listed: serde_json::Value = stack.get(&tenant, "/templates").await.json().await.unwrap();
+    assert_eq!(listed["templates"], serde_json::json!([]), "{listed}");
+    stack.finish().await;
+}
+
+/// A process killed mid-upload leaves an incomplete multipart upload: its
+/// parts are billed and no object listing shows them. The GC aborts those
+/// begun longer ago than `worker.gc_multipart_age_secs`, and leaves younger
+/// ones (uploads that may still be streaming).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gc_aborts_multipart_uploads_a_crash_left_incomplete() {
+    let stack = TestStack::spawn(Options {
+        worker: false,
+        ..Options::default()
+    })
+    .await;
+    let mut upload = stack.objects.upload("templates/crashed/image", "image/png");
+    upload
+        .write(&vec![7u8; prewarm_store::object_upload::PART_BYTES])
+        .await
+        .unwrap();
+    // The process dies: nothing completes or aborts it.
+    std::mem::forget(upload);
+    assert_eq!(
+        stack.objects.incomplete_uploads(100).await.unwrap().len(),
+        1
+    );
+
+    let patient = stack.reconciler(&[]).await;
+    let report = patient.gc().await.unwrap();
+    assert_eq!(report.aborted_uploads, 0, "a young upload may be in flight");
+    assert_eq!(
+        stack.objects.incomplete_uploads(100).await.unwrap().len(),
+        1
+    );
+
+    let eager = stack
+        .reconciler(&[("PREWARM_WORKER__GC_MULTIPART_AGE_SECS", "0")])
+        .await;
+    let report = eager.gc().await.unwrap();
+    assert_eq!(report.aborted_uploads, 1, "{report:?}");
+    let left = stack.objects.incomplete_uploads(100).await.unwrap();
+    assert!(left.is_empty(), "{left:?}");
     stack.finish().await;
 }

@@ -227,3 +227,97 @@ async fn deleting_a_template_hides_it_retires_its_pool_and_deletes_its_images() 
     }
     stack.finish().await;
 }
+
+async fn patch_layout(
+    stack: &TestStack,
+    tenant: &prewarm_tests::Tenant,
+    id: shared_domain::ids::TemplateId,
+    layout: serde_json::Value,
+) -> Template {
+    let resp = stack
+        .http
+        .patch(stack.url(&format!("/templates/{id}")))
+        .bearer_auth(&tenant.key)
+        .json(&json!({ "layout": layout }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    resp.json().await.unwrap()
+}
+
+/// Version churn: a patch that sets the layout the template already has is
+/// not a new version (it used to copy every image row and retire the pool,
+/// 100 times a second at the read budget); a real change is, and once the
+/// worker has refilled the new version, the older versions' image rows are
+/// gone (a listing reads the current ones only) and a replaced image's
+/// object is collected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_a_real_change_makes_a_version_and_old_versions_are_collected() {
+    let stack = TestStack::spawn(Options {
+        worker: false,
+        ..Options::default()
+    })
+    .await;
+    let tenant = stack.create_tenant("acme", 100).await;
+    let template = stack.create_template(&tenant, 2, "private").await;
+    let same = template.layout.clone();
+    for _ in 0..3 {
+        let unchanged = patch_layout(&stack, &tenant, template.id, same.clone()).await;
+        assert_eq!(
+            unchanged.version, 1,
+            "an unchanged layout bumped the version"
+        );
+        assert_eq!(
+            unchanged.updated_at, template.updated_at,
+            "nothing was written"
+        );
+    }
+    let v2 = patch_layout(&stack, &tenant, template.id, json!({"blocks": [1]})).await;
+    assert_eq!(v2.version, 2);
+    let resp = stack
+        .http
+        .put(stack.url(&format!("/templates/{}/images", template.id)))
+        .bearer_auth(&tenant.key)
+        .multipart(Form::new().part("image", prewarm_tests::png_part(7, 300)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let v3: Template = resp.json().await.unwrap();
+    assert_eq!((v3.version, v3.images.len()), (3, 1));
+
+    let reconciler = stack
+        .reconciler(&[("PREWARM_WORKER__GC_GRACE_SECS", "0")])
+        .await;
+    reconciler
+        .refiller
+        .refill(template.id)
+        .await
+        .expect("refill");
+    let rows: Vec<(i32, i64)> = {
+        use diesel::prelude::*;
+        use diesel_async::RunQueryDsl;
+        use prewarm_store::db::schema::template_images::dsl as ti;
+        let mut conn = stack.db.conn().await.unwrap();
+        ti::template_images
+            .filter(ti::template_id.eq(template.id.0))
+            .group_by(ti::version)
+            .select((ti::version, diesel::dsl::count_star()))
+            .load(&mut conn)
+            .await
+            .unwrap()
+    };
+    assert_eq!(rows, vec![(3, 1)], "older versions' rows remain");
+    let report = reconciler.gc().await.expect("gc");
+    assert_eq!(report.deleted, 2, "the two replaced images: {report:?}");
+    let stored = stack
+        .objects
+        .list(&format!("templates/{}/", template.id))
+        .await
+        .unwrap();
+    assert_eq!(stored, vec![v3.images[0].object_key.clone()]);
+    let list: serde_json::Value = stack.get(&tenant, "/templates").await.json().await.unwrap();
+    assert_eq!(list["templates"][0]["images"].as_array().unwrap().len(), 1);
+    stack.finish().await;
+}

@@ -182,3 +182,164 @@ async fn past_its_budget_a_replica_answers_busy_and_keeps_nothing_of_the_refused
     assert_eq!(again[0].0, 201, "{}", again[0].1);
     stack.finish().await;
 }
+
+/// Sends a multipart `POST /templates` over a raw connection, `step` bytes
+/// every `every`, and returns the status line of the answer (read while the
+/// body is still being written, as an early answer comes).
+async fn trickle_upload(
+    stack: &TestStack,
+    tenant: &Tenant,
+    step: usize,
+    every: std::time::Duration,
+) -> String {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+    let boundary = "trickle-boundary";
+    let mut body = Vec::new();
+    body.extend_from_slice(
+        format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"metadata\"\r\n\
+             Content-Type: application/json\r\n\r\n{}\r\n",
+            json!({"name": "Slow", "layout": {}})
+        )
+        .as_bytes(),
+    );
+    body.extend_from_slice(
+        format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"a.png\"\r\n\
+             Content-Type: image/png\r\n\r\n"
+        )
+        .as_bytes(),
+    );
+    body.extend_from_slice(&prewarm_tests::images::png(1, 2048));
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    let address = stack.base.trim_start_matches("http://").to_string();
+    let stream = tokio::net::TcpStream::connect(&address).await.unwrap();
+    let (read, mut write) = stream.into_split();
+    let head = format!(
+        "POST /templates HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {}\r\n\
+         Content-Type: multipart/form-data; boundary={boundary}\r\nContent-Length: {}\r\n\r\n",
+        tenant.key,
+        body.len()
+    );
+    write.write_all(head.as_bytes()).await.unwrap();
+    let writer = tokio::spawn(async move {
+        for piece in body.chunks(step) {
+            if write.write_all(piece).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(every).await;
+        }
+    });
+    let mut status = String::new();
+    let mut reader = tokio::io::BufReader::new(read);
+    reader.read_line(&mut status).await.unwrap();
+    writer.abort();
+    status.trim().to_string()
+}
+
+/// A body that keeps trickling (never silent for the idle timeout) is cut at
+/// `server.max_upload_secs`: 408, and the image it had begun is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_trickled_past_the_upload_time_bound_is_refused_and_leaves_nothing() {
+    let stack = TestStack::spawn(Options {
+        worker: false,
+        env: vec![("PREWARM_SERVER__MAX_UPLOAD_SECS".into(), "2".into())],
+        ..Options::default()
+    })
+    .await;
+    let tenant = stack.create_tenant("acme", 10).await;
+    let started = std::time::Instant::now();
+    // About 2.5 KiB, 100 bytes every 300 ms: about 8 s in all.
+    let status = trickle_upload(&stack, &tenant, 100, std::time::Duration::from_millis(300)).await;
+    let took = started.elapsed();
+    assert!(status.starts_with("HTTP/1.1 408"), "{status}");
+    assert!(
+        took < std::time::Duration::from_secs(6),
+        "answered after {took:?}"
+    );
+    let listed: Value = stack.get(&tenant, "/templates").await.json().await.unwrap();
+    assert_eq!(listed["templates"], json!([]), "{listed}");
+    let stored = stack.objects.list("templates/").await.unwrap();
+    assert!(stored.is_empty(), "the begun image stays: {stored:?}");
+    stack.finish().await;
+}
+
+/// Only raster types, recognised by their bytes: an SVG (active content),
+/// an HTML page labelled `image/png`, and a PNG labelled `image/jpeg` are
+/// refused with 415 before anything is kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_raster_images_whose_bytes_match_their_type_are_kept() {
+    let stack = TestStack::spawn(Options {
+        worker: false,
+        ..Options::default()
+    })
+    .await;
+    let tenant = stack.create_tenant("acme", 10).await;
+    let svg = b"<svg xmlns=\"http://www.w3.org/2000/svg\"><script>alert(1)</script></svg>".to_vec();
+    let cases: [(&str, Vec<u8>, &str); 3] = [
+        ("svg", svg, "image/svg+xml"),
+        (
+            "html as png",
+            b"<html><script>alert(1)</script></html>".to_vec(),
+            "image/png",
+        ),
+        (
+            "png as jpeg",
+            prewarm_tests::images::png(1, 300),
+            "image/jpeg",
+        ),
+    ];
+    for (what, bytes, declared) in cases {
+        let form = Form::new()
+            .part(
+                "metadata",
+                Part::text(json!({"name": "x", "layout": {}}).to_string())
+                    .mime_str("application/json")
+                    .unwrap(),
+            )
+            .part(
+                "image",
+                Part::bytes(bytes)
+                    .file_name("x")
+                    .mime_str(declared)
+                    .unwrap(),
+            );
+        let resp = stack
+            .http
+            .post(stack.url("/templates"))
+            .bearer_auth(&tenant.key)
+            .multipart(form)
+            .send()
+            .await
+            .unwrap();
+        let (status, code) = prewarm_tests::error_code(resp).await;
+        assert_eq!(
+            (status.as_u16(), code.as_str()),
+            (415, "unsupported_media_type"),
+            "{what}"
+        );
+    }
+    let stored = stack.objects.list("templates/").await.unwrap();
+    assert!(stored.is_empty(), "{stored:?}");
+    // A real PNG is kept, stored with its type.
+    let form = Form::new()
+        .part(
+            "metadata",
+            Part::text(json!({"name": "ok", "layout": {}}).to_string())
+                .mime_str("application/json")
+                .unwrap(),
+        )
+        .part("image", prewarm_tests::png_part(2, 300));
+    let resp = stack
+        .http
+        .post(stack.url("/templates"))
+        .bearer_auth(&tenant.key)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    let template: Value = resp.json().await.unwrap();
+    assert_eq!(template["images"][0]["content_type"], "image/png");
+    stack.finish().await;
+}

@@ -23,7 +23,7 @@ pub async fn upload_template(
     for i in 0..images {
         form = form.part(
             "image",
-            Part::bytes(vec![(i % 251) as u8; image_bytes])
+            Part::bytes(png_like(i, image_bytes))
                 .file_name(format!("{i}.png"))
                 .mime_str("image/png")?,
         );
@@ -91,4 +91,11 @@ pub async fn post_design(http: &reqwest::Client, base: &str, key: &str, template
             }
         }
     }
+}
+
+/// `len` bytes that the API accepts as a PNG: the signature, then filler.
+fn png_like(i: usize, len: usize) -> Vec<u8> {
+    let mut data = b"\x89PNG\r\n\x1a\n".to_vec();
+    data.resize(len.max(data.len()), (i % 251) as u8);
+    data
 }

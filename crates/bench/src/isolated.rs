@@ -36,7 +36,7 @@ impl Isolated {
             topic: format!("prewarm.{kind}.{suffix}"),
             group_id: format!("prewarm-{kind}-{suffix}"),
             bucket: format!("prewarm-{kind}-{suffix}"),
-            admin_token: format!("{kind}-admin-{suffix}"),
+            admin_token: format!("{kind}-admin-{}", uuid::Uuid::new_v4().simple()),
             suffix,
         }
     }

@@ -4,6 +4,7 @@
 //! - [`ids`]: typed identifiers (`CompanyId`, `TemplateId`, `DesignId`, `PoolItemId`).
 //! - [`company`], [`template`], [`design`]: domain types and the JSON DTOs of the HTTP API.
 //! - [`pool`]: a pool item (a ready-made design waiting in the warm pool) and pool status.
+//! - [`image_type`]: the accepted image types, checked by their magic bytes.
 //! - [`object_keys`]: the S3 key scheme; who owns an object is readable from its key prefix.
 //! - [`valid`]: client input validated once, in types (`TemplateName`,
 //!   `Layout`, `DesignLimit`, `PageLimit`, ...); the request DTOs'
@@ -18,6 +19,7 @@ pub mod company;
 pub mod design;
 pub mod error;
 pub mod ids;
+pub mod image_type;
 pub mod object_keys;
 pub mod pool;
 pub mod template;

@@ -15,11 +15,67 @@ use bytes::{Bytes, BytesMut};
 
 use crate::objects::{err, ObjectError, ObjectStore};
 
+/// The type presigned URLs make S3 answer with (see [`ObjectStore::presign_get`]).
+pub const SAFE_CONTENT_TYPE: &str = "application/octet-stream";
+
 /// Size of each multipart part (S3's minimum for every part but the last).
 pub const PART_BYTES: usize = 5 * 1024 * 1024;
 
+/// A multipart upload begun and never completed nor aborted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IncompleteUpload {
+    pub key: String,
+    pub upload_id: String,
+    /// When it began, in seconds since the epoch.
+    pub initiated: i64,
+}
+
 impl ObjectStore {
-    /// A GET URL for `key`, valid for `ttl` (at most 7 days).
+    /// Up to `max` incomplete multipart uploads of the bucket (one listing
+    /// page): a process killed mid-upload leaves its parts, billed, until
+    /// something aborts them.
+    pub async fn incomplete_uploads(&self, max: i32) -> Result<Vec<IncompleteUpload>, ObjectError> {
+        let page = self
+            .client
+            .list_multipart_uploads()
+            .bucket(&self.bucket)
+            .max_uploads(max)
+            .send()
+            .await
+            .map_err(|e| err("list_multipart_uploads", &self.bucket, e))?;
+        Ok(page
+            .uploads()
+            .iter()
+            .filter_map(|u| {
+                Some(IncompleteUpload {
+                    key: u.key()?.to_string(),
+                    upload_id: u.upload_id()?.to_string(),
+                    initiated: u.initiated().map_or(0, |t| t.secs()),
+                })
+            })
+            .collect())
+    }
+
+    /// Aborts an incomplete multipart upload (its parts are deleted).
+    pub async fn abort_incomplete(&self, upload: &IncompleteUpload) -> Result<(), ObjectError> {
+        self.client
+            .abort_multipart_upload()
+            .bucket(&self.bucket)
+            .key(&upload.key)
+            .upload_id(&upload.upload_id)
+            .send()
+            .await
+            .map_err(|e| err("abort_multipart_upload", &upload.key, e))?;
+        Ok(())
+    }
+
+    /// A GET URL for `key`, valid for `ttl` (at most 7 days). The URL makes
+    /// S3 answer `Content-Type: application/octet-stream` and
+    /// `Content-Disposition: attachment`, whatever type the object was
+    /// stored with: a URL opened in a browser downloads instead of
+    /// rendering, so no object (an SVG stored before uploads were checked,
+    /// say) runs as active content on the bucket's origin, while `<img>`
+    /// tags, which decode images by their bytes, show it as before.
     pub async fn presign_get(&self, key: &str, ttl: Duration) -> Result<String, ObjectError> {
         let config = PresigningConfig::expires_in(ttl).map_err(|e| err("presign", key, e))?;
         let request = self
@@ -27,6 +83,8 @@ impl ObjectStore {
             .get_object()
             .bucket(&self.bucket)
             .key(key)
+            .response_content_type(SAFE_CONTENT_TYPE)
+            .response_content_disposition("attachment")
             .presigned(config)
             .await
             .map_err(|e| err("presign", key, e))?;
@@ -46,9 +104,11 @@ impl ObjectStore {
     }
 }
 
-/// One object being written (see the module docs). Dropping it unfinished
-/// may leave an incomplete multipart upload: call [`Upload::abort`] (and let
-/// the bucket's lifecycle rule for incomplete uploads catch the rest).
+/// One object being written (see the module docs). Give an unfinished one up
+/// with [`Upload::abort`]; one dropped unfinished (its request's task was
+/// cancelled) aborts its multipart upload from a task of its own, and what
+/// a crash leaves the garbage collector aborts after its grace
+/// (`ObjectStore::incomplete_uploads`).
 pub struct Upload {
     store: ObjectStore,
     key: String,
@@ -56,6 +116,31 @@ pub struct Upload {
     buffer: BytesMut,
     multipart: Option<(String, Vec<CompletedPart>)>,
     size: u64,
+}
+
+impl Drop for Upload {
+    fn drop(&mut self) {
+        let Some((id, _)) = self.multipart.take() else {
+            return;
+        };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let (store, key) = (self.store.clone(), self.key.clone());
+        runtime.spawn(async move {
+            let aborted = store
+                .client
+                .abort_multipart_upload()
+                .bucket(&store.bucket)
+                .key(&key)
+                .upload_id(id)
+                .send()
+                .await;
+            if let Err(e) = aborted {
+                tracing::warn!(%key, error = ?e, "could not abort a dropped multipart upload");
+            }
+        });
+    }
 }
 
 impl Upload {

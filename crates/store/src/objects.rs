@@ -189,6 +189,44 @@ impl ObjectStore {
         &self.bucket
     }
 
+    /// On a bucket this service created: a lifecycle rule that makes S3
+    /// abort multipart uploads still incomplete a day after they began (the
+    /// GC aborts them sooner; this catches what it never reaches). Best
+    /// effort: a server without lifecycle support is logged, not fatal.
+    async fn abort_incomplete_uploads_after_a_day(&self) {
+        use aws_sdk_s3::types::{
+            AbortIncompleteMultipartUpload, BucketLifecycleConfiguration, ExpirationStatus,
+            LifecycleRule, LifecycleRuleFilter,
+        };
+        let rule = LifecycleRule::builder()
+            .id("prewarm-abort-incomplete-uploads")
+            .status(ExpirationStatus::Enabled)
+            .filter(LifecycleRuleFilter::builder().prefix("").build())
+            .abort_incomplete_multipart_upload(
+                AbortIncompleteMultipartUpload::builder()
+                    .days_after_initiation(1)
+                    .build(),
+            )
+            .build();
+        let config =
+            rule.and_then(|rule| BucketLifecycleConfiguration::builder().rules(rule).build());
+        let set = match config {
+            Ok(config) => self
+                .client
+                .put_bucket_lifecycle_configuration()
+                .bucket(&self.bucket)
+                .lifecycle_configuration(config)
+                .send()
+                .await
+                .map(drop)
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        if let Err(e) = set {
+            tracing::warn!(bucket = %self.bucket, error = %e, "could not set the bucket's lifecycle rule for incomplete uploads");
+        }
+    }
+
     /// Creates the bucket unless it exists (dev and tests; production buckets
     /// are provisioned outside the app).
     pub async fn ensure_bucket(&self) -> Result<(), ObjectError> {
@@ -209,7 +247,10 @@ impl ObjectStore {
             .send()
             .await
         {
-            Ok(_) => Ok(()),
+            Ok(_) => {
+                self.abort_incomplete_uploads_after_a_day().await;
+                Ok(())
+            }
             Err(e) => {
                 let owned = e.as_service_error().is_some_and(|s| {
                     s.is_bucket_already_owned_by_you() || s.is_bucket_already_exists()

@@ -32,6 +32,8 @@ pub mod at {
     pub const GC_DECIDING: &str = "gc.deciding";
     /// Reconciler: the ledger's ready ids were read, the Redis list not yet rebuilt.
     pub const REINDEX_READ: &str = "reconcile.reindex_read";
+    /// Cold design: the copies landed, the design's transaction not begun.
+    pub const COLD_COPIED: &str = "design.cold_copied";
     /// Cold design: the template version is locked, the design not yet committed.
     pub const COLD_LOCKED: &str = "design.cold_locked";
     /// Prefetch: a batch was popped ahead, not yet held.

@@ -303,7 +303,10 @@ pub fn validate_s3(s3: &S3Settings) -> Result<(), config::ConfigError> {
 /// The smallest valid environment for either service (tests and docs start here).
 pub fn example_env() -> Vec<(String, String)> {
     [
-        ("PREWARM_ADMIN_TOKEN", "t"),
+        (
+            "PREWARM_ADMIN_TOKEN",
+            "example-admin-token-0123456789abcdef",
+        ),
         ("PREWARM_DATABASE__URL", "postgres://localhost/x"),
         ("PREWARM_REDIS__URL", "redis://localhost"),
         ("PREWARM_KAFKA__BROKERS", "localhost:9092"),

@@ -302,6 +302,7 @@ async fn create_cold(
             url: None,
         })
         .collect();
+    state.pause.reach(pause::at::COLD_COPIED).await;
     let outcome = match state.db.conn().await {
         Ok(mut conn) => {
             designs::create_from_copies(&mut conn, &spec, &design_images, key, &state.pause).await
@@ -317,14 +318,18 @@ async fn create_cold(
             state.request_warmup(spec.template, spec.template_version, Reason::PoolMiss);
             return Ok(Attempt::Created(design));
         }
-        Ok(CreateOutcome::TemplateChanged) => Ok(Attempt::TemplateChanged),
+        // Made private meanwhile: the next attempt reads it again (404).
+        Ok(CreateOutcome::TemplateChanged | CreateOutcome::TemplateHidden) => {
+            state.versions.forget(spec.template);
+            Ok(Attempt::TemplateChanged)
+        }
         Ok(CreateOutcome::LimitReached) => Err(limit_reached()),
         Ok(CreateOutcome::KeyLost) => Err(crate::idempotency::in_progress()),
         Ok(CreateOutcome::CopiesExpired) => Err(ApiError::new(
             ErrorCode::ObjectStoreUnavailable,
             "copying the template's images took longer than pool.lease_secs; retry",
         )),
-        Ok(CreateOutcome::ItemUnavailable | CreateOutcome::TemplateHidden) => Err(ApiError::new(
+        Ok(CreateOutcome::ItemUnavailable) => Err(ApiError::new(
             ErrorCode::Internal,
             "unexpected pool outcome on the copy path",
         )),

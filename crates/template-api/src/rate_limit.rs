@@ -7,7 +7,11 @@
 //! request.
 //!
 //! Classes: `create_design` (`POST /designs`), `upload` (`POST /templates`,
-//! `PUT /templates/{id}/images`), `read` (every other authenticated route).
+//! `PUT /templates/{id}/images`), `write` (every other `POST`, `PUT`,
+//! `PATCH`, `DELETE`: edits bump versions), `read` (the rest, `/admin/*`
+//! included). A request is classed by the path the router decodes and
+//! matches (`/%64esigns` is `/designs`), never by the bytes the client sent,
+//! so no spelling of a route moves it to a cheaper class.
 //! An address gets `rate_limit.address_factor` times a key's budget. Failed
 //! authentications spend an address's `failed_auth` bucket; an address with
 //! that bucket empty gets 429 on every route until it refills.
@@ -37,6 +41,7 @@ use crate::settings::RateLimitSettings;
 pub enum Class {
     CreateDesign,
     Upload,
+    Write,
     Read,
 }
 
@@ -45,29 +50,30 @@ impl Class {
         match self {
             Class::CreateDesign => "create_design",
             Class::Upload => "upload",
+            Class::Write => "write",
             Class::Read => "read",
         }
     }
 
-    /// The class of a request; `None` for unlimited routes (health,
-    /// metrics, the OpenAPI document, `/admin`).
+    /// The class of a request, from its method and its decoded path (as
+    /// the router matches it); `None` for the unauthenticated probes and
+    /// documents. `/admin/*` is limited too (as reads), so its failed
+    /// authentications spend the address's bucket.
     pub fn of(method: &actix_web::http::Method, path: &str) -> Option<Class> {
         use actix_web::http::Method;
         let path = path.trim_end_matches('/');
-        if matches!(path, "/healthz" | "/readyz" | "/metrics" | "/openapi.json")
-            || path.starts_with("/admin")
-        {
+        if matches!(path, "/healthz" | "/readyz" | "/metrics" | "/openapi.json") {
             return None;
         }
-        if *method == Method::POST && path == "/designs" {
-            Some(Class::CreateDesign)
-        } else if (*method == Method::POST && path == "/templates")
-            || (*method == Method::PUT && path.ends_with("/images"))
-        {
-            Some(Class::Upload)
-        } else {
-            Some(Class::Read)
-        }
+        let admin = path == "/admin" || path.starts_with("/admin/");
+        Some(match *method {
+            _ if admin => Class::Read,
+            Method::POST if path == "/designs" => Class::CreateDesign,
+            Method::POST if path == "/templates" => Class::Upload,
+            Method::PUT if path.ends_with("/images") => Class::Upload,
+            Method::GET | Method::HEAD | Method::OPTIONS => Class::Read,
+            _ => Class::Write,
+        })
     }
 }
 
@@ -208,6 +214,7 @@ impl RateLimiter {
         let (rate, burst) = match class {
             Class::CreateDesign => (s.create_design_per_sec, s.create_design_burst),
             Class::Upload => (s.upload_per_sec, s.upload_burst),
+            Class::Write => (s.write_per_sec, s.write_burst),
             Class::Read => (s.read_per_sec, s.read_burst),
         };
         Size { rate, burst }
@@ -297,7 +304,10 @@ pub async fn rate_limit(
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     // Registered only when `rate_limit.enabled`.
     let limiter = req.app_data::<web::Data<RateLimiter>>().cloned();
-    let class = Class::of(req.method(), req.path());
+    // The decoded path the router matches (`match_info` holds the request's
+    // URL with percent-escapes of unreserved characters decoded, exactly
+    // what routing compares): `/%64esigns` is classed as `/designs`.
+    let class = Class::of(req.method(), req.match_info().as_str());
     let (Some(limiter), Some(class)) = (limiter, class) else {
         return Ok(next.call(req).await?.map_into_left_body());
     };
@@ -407,9 +417,16 @@ mod tests {
             Some(Class::Upload)
         );
         assert_eq!(Class::of(&Method::GET, "/designs"), Some(Class::Read));
-        assert_eq!(Class::of(&Method::DELETE, "/designs/x"), Some(Class::Read));
+        assert_eq!(Class::of(&Method::DELETE, "/designs/x"), Some(Class::Write));
+        assert_eq!(
+            Class::of(&Method::PATCH, "/templates/x"),
+            Some(Class::Write)
+        );
         assert_eq!(Class::of(&Method::GET, "/healthz"), None);
-        assert_eq!(Class::of(&Method::POST, "/admin/companies"), None);
+        assert_eq!(
+            Class::of(&Method::POST, "/admin/companies"),
+            Some(Class::Read)
+        );
     }
 
     #[test]

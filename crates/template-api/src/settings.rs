@@ -7,7 +7,7 @@ use prewarm_service_kit::telemetry::{LogSettings, TraceSettings};
 use prewarm_store::settings::{
     invalid, DatabaseSettings, KafkaSettings, PoolSettings, RedisSettings, S3Settings,
 };
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
 use crate::similar::settings::SimilarSettings;
@@ -75,6 +75,11 @@ pub struct ServerSettings {
     pub upload_budget_wait_ms: u64,
     /// How long a presigned image URL (`?include=urls`) stays valid.
     pub presign_ttl_secs: u64,
+    /// The longest a whole upload body may take (408 after it), however
+    /// steadily it trickles: bounds how long one request holds its share of
+    /// the byte budget and keeps every upload well inside its images'
+    /// announcement (`UPLOAD_ANNOUNCE_TTL`).
+    pub max_upload_secs: u64,
 }
 
 impl Default for ServerSettings {
@@ -92,6 +97,7 @@ impl Default for ServerSettings {
             max_upload_bytes_in_flight: 256 * 1024 * 1024,
             upload_budget_wait_ms: 2_000,
             presign_ttl_secs: 900,
+            max_upload_secs: 600,
         }
     }
 }
@@ -134,7 +140,11 @@ pub struct RateLimitSettings {
     /// `POST /templates`, `PUT /templates/{id}/images`.
     pub upload_per_sec: f64,
     pub upload_burst: f64,
-    /// Every other authenticated route (reads, edits, deletes).
+    /// Edits and deletes (`PATCH`, `DELETE`, other `POST`s): each may bump
+    /// a template's version and retire its pool.
+    pub write_per_sec: f64,
+    pub write_burst: f64,
+    /// Every other authenticated route (reads) and `/admin/*`.
     pub read_per_sec: f64,
     pub read_burst: f64,
     /// A client address gets this many times a key's budget (several keys
@@ -157,6 +167,8 @@ impl Default for RateLimitSettings {
             create_design_burst: 100.0,
             upload_per_sec: 2.0,
             upload_burst: 10.0,
+            write_per_sec: 5.0,
+            write_burst: 20.0,
             read_per_sec: 100.0,
             read_burst: 200.0,
             address_factor: 4.0,
@@ -177,6 +189,8 @@ impl RateLimitSettings {
             ("rate_limit.create_design_burst", self.create_design_burst),
             ("rate_limit.upload_per_sec", self.upload_per_sec),
             ("rate_limit.upload_burst", self.upload_burst),
+            ("rate_limit.write_per_sec", self.write_per_sec),
+            ("rate_limit.write_burst", self.write_burst),
             ("rate_limit.read_per_sec", self.read_per_sec),
             ("rate_limit.read_burst", self.read_burst),
             ("rate_limit.failed_auth_per_min", self.failed_auth_per_min),
@@ -214,8 +228,19 @@ pub fn load_from(
     Ok(settings)
 }
 
+/// The shortest admin token accepted at start: the token guards every
+/// company's keys, and a short one is guessed (failed authentications are
+/// limited per address, not across a botnet).
+pub const MIN_ADMIN_TOKEN_CHARS: usize = 24;
+
 fn validate(s: &Settings) -> Result<(), config::ConfigError> {
     let fail = |key: &str, why: &str| Err(invalid(key, why));
+    if s.admin_token.expose_secret().trim().chars().count() < MIN_ADMIN_TOKEN_CHARS {
+        return fail(
+            "admin_token",
+            "must be at least 24 characters (a random secret: `openssl rand -hex 32`)",
+        );
+    }
     s.pool.validate()?;
     if s.database.max_connections == 0 {
         return fail("database.max_connections", "must be >= 1");
@@ -252,6 +277,12 @@ fn validate(s: &Settings) -> Result<(), config::ConfigError> {
             "server.max_upload_bytes_in_flight",
             "must hold one image's share (5 MiB part + 256 KiB)",
         );
+    }
+    // Half the announcement's life at most: an upload always saves (or
+    // fails) long before its images could be collected.
+    let max_body = crate::upload::UPLOAD_ANNOUNCE_TTL.as_secs() / 2;
+    if !(1..=max_body).contains(&s.server.max_upload_secs) {
+        return fail("server.max_upload_secs", "must be 1 to 1800 seconds");
     }
     if !(1..=7 * 24 * 3600).contains(&s.server.presign_ttl_secs) {
         return fail(
@@ -293,6 +324,11 @@ mod tests {
             .filter(|(k, _)| k != "PREWARM_S3__BUCKET");
         let e = load_from(vars).unwrap_err().to_string();
         assert!(e.contains("bucket"), "{e}");
+
+        let mut vars = base();
+        vars.push(("PREWARM_ADMIN_TOKEN".into(), "short-admin-token".into()));
+        let e = load_from(vars.into_iter()).unwrap_err().to_string();
+        assert!(e.contains("admin_token"), "{e}");
 
         for batch in ["0", "65"] {
             let mut vars = base();

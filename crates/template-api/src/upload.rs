@@ -7,7 +7,13 @@
 //! (`server.max_upload_bytes_in_flight`, [`UploadBudget`]); an upload that
 //! gets no share within `server.upload_budget_wait_ms` is refused with 503
 //! `busy` and `Retry-After`; a body silent for
-//! [`UPLOAD_IDLE_TIMEOUT`] is refused with 408. Sizes are enforced while
+//! [`UPLOAD_IDLE_TIMEOUT`], or still arriving `server.max_upload_secs` after
+//! it began, is refused with 408. Each image is announced to the garbage
+//! collector before its first byte is written (and the earlier images'
+//! announcements renewed), and the save that commits the template takes the
+//! announcements over in its transaction, refusing if any had expired
+//! (`templates::insert`), so no template can point at a collected image.
+//! Sizes are enforced while
 //! streaming; a body over the limit is drained (up to a hard cap) so the
 //! client reads a clean 413 instead of a reset connection. On any failure the
 //! objects already written are deleted. The request is hashed on the way
@@ -22,6 +28,7 @@ use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
 use shared_domain::error::ErrorCode;
 use shared_domain::ids::TemplateId;
+use shared_domain::image_type;
 use shared_domain::object_keys;
 use shared_domain::template::{TemplateImage, MAX_IMAGES};
 use std::time::Duration;
@@ -46,6 +53,17 @@ pub struct Upload {
     pub images: Vec<TemplateImage>,
     /// SHA-256 of the route, the metadata and each image (type and bytes).
     pub request_hash: Vec<u8>,
+}
+
+impl Upload {
+    /// The images for the save that commits them, with the announcement
+    /// it takes over.
+    pub fn saved(&self) -> prewarm_store::db::templates::Uploaded<'_> {
+        prewarm_store::db::templates::Uploaded {
+            announcement: self.id,
+            images: &self.images,
+        }
+    }
 }
 
 const MAX_METADATA_BYTES: usize = 256 * 1024;
@@ -120,15 +138,38 @@ fn multipart_error(e: MultipartError) -> ApiError {
 /// an upload cannot hold its share of the byte budget for long.
 pub const UPLOAD_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
-/// The next chunk of a part, or 408 after [`UPLOAD_IDLE_TIMEOUT`] of silence.
-async fn next_chunk(field: &mut Field) -> Result<Option<Bytes>, ApiError> {
-    match tokio::time::timeout(UPLOAD_IDLE_TIMEOUT, field.next()).await {
-        Ok(Some(chunk)) => chunk.map(Some).map_err(multipart_error),
-        Ok(None) => Ok(None),
-        Err(_) => Err(ApiError::new(
-            ErrorCode::RequestTimeout,
-            format!("no upload byte for {} s", UPLOAD_IDLE_TIMEOUT.as_secs()),
-        )),
+/// When a request's body must have ended (`server.max_upload_secs` after
+/// it began).
+#[derive(Debug, Clone, Copy)]
+struct Deadline {
+    at: tokio::time::Instant,
+    secs: u64,
+}
+
+impl Deadline {
+    /// The next item of a body stream, or 408 after [`UPLOAD_IDLE_TIMEOUT`]
+    /// of silence or at the whole body's deadline, whichever comes first.
+    async fn next<T>(self, next: impl std::future::Future<Output = T>) -> Result<T, ApiError> {
+        let idle = tokio::time::Instant::now() + UPLOAD_IDLE_TIMEOUT;
+        match tokio::time::timeout_at(idle.min(self.at), next).await {
+            Ok(item) => Ok(item),
+            Err(_) if tokio::time::Instant::now() >= self.at => Err(ApiError::new(
+                ErrorCode::RequestTimeout,
+                format!("the upload took longer than {} s", self.secs),
+            )),
+            Err(_) => Err(ApiError::new(
+                ErrorCode::RequestTimeout,
+                format!("no upload byte for {} s", UPLOAD_IDLE_TIMEOUT.as_secs()),
+            )),
+        }
+    }
+}
+
+/// The next chunk of a part (see [`Deadline::next`]).
+async fn next_chunk(field: &mut Field, deadline: Deadline) -> Result<Option<Bytes>, ApiError> {
+    match deadline.next(field.next()).await? {
+        Some(chunk) => chunk.map(Some).map_err(multipart_error),
+        None => Ok(None),
     }
 }
 
@@ -171,6 +212,10 @@ pub async fn read_upload(
         hasher: RequestHasher::new(route),
         total: 0,
         rejected: None,
+        deadline: Deadline {
+            at: tokio::time::Instant::now() + Duration::from_secs(limits.max_upload_secs),
+            secs: limits.max_upload_secs,
+        },
     };
     let result = reader.read_all(req, payload, &check_metadata).await;
     let Reader {
@@ -207,9 +252,9 @@ pub async fn discard(up: Uploads<'_>, upload: &Upload) {
     settled(up.db, upload.id).await;
 }
 
-/// Drops an upload's announcement: its images are deleted, or held by a
-/// committed template now. A failure only delays the garbage collector.
-pub async fn settled(db: &Db, upload: uuid::Uuid) {
+/// Drops an upload's announcement once its images are deleted (a saved
+/// upload's is taken over by its save). A failure only delays the collector.
+async fn settled(db: &Db, upload: uuid::Uuid) {
     let forgotten = match db.conn().await {
         Ok(mut conn) => prewarm_store::db::object_refs::forget(&mut conn, upload).await,
         Err(e) => Err(e),
@@ -227,6 +272,7 @@ struct Reader<'a> {
     total: usize,
     /// Set once a limit is crossed; the rest is drained, not kept.
     rejected: Option<ApiError>,
+    deadline: Deadline,
 }
 
 impl Reader<'_> {
@@ -237,7 +283,7 @@ impl Reader<'_> {
         check_metadata: &impl Fn(&[u8]) -> Result<(), ApiError>,
     ) -> Result<(), ApiError> {
         let mut multipart = Multipart::new(req.headers(), payload);
-        while let Some(field) = multipart.next().await {
+        while let Some(field) = self.deadline.next(multipart.next()).await? {
             let field = field.map_err(multipart_error)?;
             let name = field.name().unwrap_or_default().to_string();
             match name.as_str() {
@@ -288,7 +334,7 @@ impl Reader<'_> {
     }
 
     async fn drain(&mut self, mut field: Field) -> Result<(), ApiError> {
-        while let Some(chunk) = next_chunk(&mut field).await? {
+        while let Some(chunk) = next_chunk(&mut field, self.deadline).await? {
             self.count(chunk.len())?;
         }
         Ok(())
@@ -296,7 +342,7 @@ impl Reader<'_> {
 
     async fn read_metadata(&mut self, mut field: Field) -> Result<Option<Bytes>, ApiError> {
         let mut buf = BytesMut::new();
-        while let Some(chunk) = next_chunk(&mut field).await? {
+        while let Some(chunk) = next_chunk(&mut field, self.deadline).await? {
             if !self.count(chunk.len())? {
                 continue;
             }
@@ -311,25 +357,27 @@ impl Reader<'_> {
 
     async fn read_image(&mut self, mut field: Field) -> Result<(), ApiError> {
         let position = self.upload.images.len();
-        let content_type = field.content_type().map(|m| m.essence_str().to_string());
-        let is_image = content_type
-            .as_deref()
-            .is_some_and(|ct| ct.starts_with("image/"));
-        if !is_image && self.rejected.is_none() {
-            self.rejected = Some(ApiError::new(
-                ErrorCode::UnsupportedMediaType,
-                format!("image part {position} must have an image/* content type"),
-            ));
-        }
+        let declared = field
+            .content_type()
+            .map(|m| m.essence_str().to_ascii_lowercase())
+            .unwrap_or_default();
+        let accepted = match image_type::check_declared(&declared) {
+            Ok(accepted) => Some(accepted),
+            Err(why) => {
+                self.rejected
+                    .get_or_insert_with(|| unsupported(position, &why));
+                None
+            }
+        };
         if position >= MAX_IMAGES && self.rejected.is_none() {
             self.rejected = Some(ApiError::new(
                 ErrorCode::PayloadTooLarge,
                 format!("at most {MAX_IMAGES} images per template"),
             ));
         }
-        if self.rejected.is_some() {
+        let Some(accepted) = accepted.filter(|_| self.rejected.is_none()) else {
             return self.drain(field).await;
-        }
+        };
         // This image's share of the process's budget, until its last byte
         // is sent; none left: refused, and the rest drained so the client
         // reads a clean 503.
@@ -340,12 +388,21 @@ impl Reader<'_> {
                 return self.drain(field).await;
             }
         };
-        let content_type = content_type.unwrap_or_default();
         let key = object_keys::template_image(self.template);
         {
             // Announced before any byte is written: the garbage collector
-            // never takes an image whose template is not committed yet.
+            // never takes an image whose template is not committed yet. The
+            // earlier images' announcements are renewed with it, so a body
+            // of many images never outlives its first one's.
             let mut conn = self.up.db.conn().await?;
+            if position > 0 {
+                prewarm_store::db::object_refs::renew(
+                    &mut conn,
+                    self.upload.id,
+                    UPLOAD_ANNOUNCE_TTL,
+                )
+                .await?;
+            }
             prewarm_store::db::object_refs::announce(
                 &mut conn,
                 self.upload.id,
@@ -354,21 +411,42 @@ impl Reader<'_> {
             )
             .await?;
         }
-        let mut object = self.up.objects.upload(&key, &content_type);
+        // Stored with the type its bytes were recognised as (the declared
+        // one, checked): nothing is written before the first bytes are.
+        let mut object = self.up.objects.upload(&key, accepted);
         let max_image = self.up.limits.max_image_bytes;
         let mut image_hash = RequestHasher::new("image");
-        image_hash.part(content_type.as_bytes());
+        image_hash.part(accepted.as_bytes());
+        let mut head: Option<BytesMut> = Some(BytesMut::new());
+        let mut size = 0usize;
         let outcome: Result<(), ApiError> = async {
-            while let Some(chunk) = next_chunk(&mut field).await? {
+            while let Some(chunk) = next_chunk(&mut field, self.deadline).await? {
                 if !self.count(chunk.len())? {
                     continue;
                 }
-                if object.size() as usize + chunk.len() > max_image {
+                if size + chunk.len() > max_image {
                     self.rejected = Some(too_large(max_image, "image"));
                     continue;
                 }
+                size += chunk.len();
                 image_hash.stream(&chunk);
-                object.write(&chunk).await?;
+                match head.as_mut() {
+                    Some(buf) => {
+                        buf.extend_from_slice(&chunk);
+                        if buf.len() >= image_type::SNIFF_BYTES {
+                            self.recognise(position, accepted, head.take(), &mut object)
+                                .await?;
+                        }
+                    }
+                    None => {
+                        object.write(&chunk).await?;
+                    }
+                }
+            }
+            if self.rejected.is_none() && head.is_some() {
+                // A body shorter than the signature bytes.
+                self.recognise(position, accepted, head.take(), &mut object)
+                    .await?;
             }
             Ok(())
         }
@@ -388,11 +466,40 @@ impl Reader<'_> {
         self.upload.images.push(TemplateImage {
             position: position as i32,
             object_key: key,
-            content_type,
+            content_type: accepted.to_string(),
             size_bytes: size as i64,
         });
         Ok(())
     }
+
+    /// Checks an image's first bytes against its declared type, then writes
+    /// them; a mismatch rejects the request (the rest is drained).
+    async fn recognise(
+        &mut self,
+        position: usize,
+        accepted: &'static str,
+        head: Option<BytesMut>,
+        object: &mut prewarm_store::object_upload::Upload,
+    ) -> Result<(), ApiError> {
+        let head = head.unwrap_or_default();
+        match image_type::check_bytes(accepted, &head) {
+            Ok(_) => {
+                object.write(&head).await?;
+            }
+            Err(why) => {
+                self.rejected = Some(unsupported(position, &why));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// 415 for image part `position`.
+fn unsupported(position: usize, why: &image_type::Refused) -> ApiError {
+    ApiError::new(
+        ErrorCode::UnsupportedMediaType,
+        format!("image part {position}: {why}"),
+    )
 }
 
 #[cfg(test)]

@@ -71,6 +71,8 @@ pub struct Reconciler {
     pub interval: Duration,
     pub gc_interval: Duration,
     pub gc_grace: Duration,
+    /// Incomplete multipart uploads older than this are aborted.
+    pub gc_multipart_age: Duration,
     pub parallelism: usize,
     /// Most changed templates checked per pass.
     pub batch: usize,
@@ -117,6 +119,8 @@ pub struct GcReport {
     pub pages: usize,
     /// The pass reached the end of the last prefix (the next starts over).
     pub finished: bool,
+    /// Incomplete multipart uploads aborted.
+    pub aborted_uploads: usize,
     /// Time spent listing S3, and checking pages against the ledger and
     /// deleting their garbage (the collector's own work).
     pub list_time: Duration,
@@ -437,7 +441,35 @@ impl Reconciler {
         let mut conn = self.refiller.db.conn().await?;
         let position = format!("{prefix_at}\t{}", after.unwrap_or_default());
         cursors::set(&mut conn, GC_CURSOR, &position).await?;
+        drop(conn);
+        report.aborted_uploads = self.abort_incomplete_uploads().await?;
         Ok(report)
+    }
+
+    /// Aborts the incomplete multipart uploads older than
+    /// `worker.gc_multipart_age_secs` among one listing page of them (a
+    /// process killed mid-upload leaves its parts, billed and invisible to
+    /// object listings, until they are aborted). Younger ones may be
+    /// uploads in flight and are left; a later pass sees the rest.
+    async fn abort_incomplete_uploads(&self) -> anyhow::Result<usize> {
+        let cutoff = chrono::Utc::now().timestamp() - self.gc_multipart_age.as_secs() as i64;
+        let objects = &self.refiller.objects;
+        let mut aborted = 0;
+        for upload in objects.incomplete_uploads(GC_PAGE).await? {
+            if upload.initiated > cutoff {
+                continue;
+            }
+            match objects.abort_incomplete(&upload).await {
+                Ok(()) => aborted += 1,
+                Err(e) => {
+                    tracing::warn!(key = %upload.key, error = %Chain(&e), "could not abort an incomplete upload")
+                }
+            }
+        }
+        if aborted > 0 {
+            tracing::info!(aborted, "aborted incomplete multipart uploads");
+        }
+        Ok(aborted)
     }
 
     /// Deletes the keys of one page that the ledger does not reference.

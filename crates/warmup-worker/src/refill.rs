@@ -165,14 +165,8 @@ impl Refiller {
         }
         let reservation = {
             let mut conn = self.db.conn().await?;
-            let target = if self.rule.planned() {
-                let Some((planned, age)) = pool_targets::target_inputs(&mut conn, template).await?
-                else {
-                    return Ok(Outcome::TemplateGone);
-                };
-                self.rule.target(planned, age)
-            } else {
-                self.rule.fixed
+            let Some(target) = self.target(&mut conn, template).await? else {
+                return Ok(Outcome::TemplateGone);
             };
             pool_items::reserve(
                 &mut conn,
@@ -261,6 +255,22 @@ impl Refiller {
         })
     }
 
+    /// The template's target as planned now (`None`: the template is gone).
+    /// Read again when each item lands, so a target lowered while it copied
+    /// is respected.
+    async fn target(
+        &self,
+        conn: &mut prewarm_store::db::DbConn,
+        template: TemplateId,
+    ) -> Result<Option<i32>, StoreError> {
+        if !self.rule.planned() {
+            return Ok(Some(self.rule.fixed));
+        }
+        Ok(pool_targets::target_inputs(conn, template)
+            .await?
+            .map(|(planned, age)| self.rule.target(planned, age)))
+    }
+
     /// Gives reserved items no copy was sent for back to the ledger (the
     /// same conditional discard as a failed item's, so an item the rescue
     /// took meanwhile is left to it). Nothing of theirs is in S3, so nothing
@@ -328,7 +338,8 @@ impl Refiller {
     }
 
     /// Copies one reserved item, then marks it ready and indexes it.
-    /// `Ok(true)`: ready; `Ok(false)`: superseded by a newer version (discarded);
+    /// `Ok(true)`: ready; `Ok(false)`: superseded by a newer version or
+    /// above a target lowered while it copied (discarded);
     /// `Err`: a copy failed (discarded, its copies deleted).
     async fn finish_item(
         &self,
@@ -356,8 +367,10 @@ impl Refiller {
             self.delete_items(&given_up).await;
             return Err(e);
         }
+        // A template gone meanwhile: mark_ready sees its bumped version.
+        let target = self.target(&mut conn, template).await?.unwrap_or(0);
         let (ready, superseded) =
-            pool_items::mark_ready(&mut conn, template, version, &[item.id]).await?;
+            pool_items::mark_ready(&mut conn, template, version, &[item.id], target).await?;
         drop(conn);
         self.delete_items(&superseded).await;
         if ready.is_empty() {

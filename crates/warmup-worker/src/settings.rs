@@ -93,6 +93,10 @@ pub struct WorkerSettings {
     /// Unreferenced objects younger than this are left alone (covers copies
     /// whose design or item is still being committed).
     pub gc_grace_secs: u64,
+    /// Incomplete multipart uploads begun longer ago than this are aborted
+    /// by the GC (what a killed API process left mid-upload). Must exceed
+    /// the API's `server.max_upload_secs`, or uploads in flight are cut.
+    pub gc_multipart_age_secs: u64,
     /// How long a replica's lease on a background pass (reconciler, GC,
     /// sizer) lasts unrenewed: after a crash, another replica takes the pass
     /// over within this time. Renewed every third of it while a pass runs.
@@ -126,6 +130,7 @@ impl Default for WorkerSettings {
             gc_interval_secs: 600,
             gc_pages_per_pass: 100,
             gc_grace_secs: 3_600,
+            gc_multipart_age_secs: 3_600,
             singleton_lease_secs: 30,
             http_host: "0.0.0.0".into(),
             http_port: 9091,

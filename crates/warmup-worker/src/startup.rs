@@ -163,6 +163,7 @@ impl Worker {
             interval: Duration::from_millis(w.reconcile_interval_ms.max(1)),
             gc_interval: Duration::from_secs(w.gc_interval_secs.max(1)),
             gc_grace: Duration::from_secs(w.gc_grace_secs),
+            gc_multipart_age: Duration::from_secs(w.gc_multipart_age_secs),
             parallelism: w.refill_parallelism,
             batch: w.reconcile_batch,
             sweep: w.reconcile_sweep,

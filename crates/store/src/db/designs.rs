@@ -90,8 +90,9 @@ pub enum CreateOutcome {
     /// The template was edited or deleted since the caller read its version:
     /// nothing was written; read the template again.
     TemplateChanged,
-    /// Warm path: the template is private to another company (the caller
-    /// had not read it): nothing was written, the item is still ready.
+    /// The template is private to another company: the warm path's caller
+    /// had not read it (the item is still ready), or the cold path's
+    /// template was made private while its copies ran. Nothing was written.
     TemplateHidden,
     /// Cold path: the copies' announcement expired before the design was
     /// recorded (the garbage collector may have taken them): nothing was written.
@@ -336,8 +337,16 @@ pub async fn create_from_copies(
             // Same rule as the warm claim: the template must still be at the
             // version the copies were made from (an edit during seconds of
             // copying must not yield a design of the old version).
-            if !templates::lock_version(conn, spec.template, spec.template_version).await? {
-                return Err(Abort::TemplateChanged);
+            // And the same visibility rule: a template made private while
+            // another company's copies ran yields that company no design.
+            match templates::lock_version(conn, spec.template, spec.template_version, spec.company)
+                .await?
+            {
+                templates::VersionLock::Locked => {}
+                templates::VersionLock::Changed => return Err(Abort::TemplateChanged),
+                templates::VersionLock::Hidden => {
+                    return Err(Abort::Outcome(CreateOutcome::TemplateHidden))
+                }
             }
             pause.reach(pause::at::COLD_LOCKED).await;
             if object_refs::settle(conn, spec.id.0).await? != images.len() {

@@ -99,16 +99,41 @@ pub async fn announce(
     Ok(())
 }
 
-/// In the design's transaction: takes over its pending copies; returns how
-/// many were still there (fewer than announced: some expired and may have
-/// been collected, so the design must not be recorded).
+/// Extends every standing announcement of `owner` to `ttl` from now (an
+/// upload renews its earlier images' announcements as each new one starts,
+/// so a long body with many images never outlives the first one's). An
+/// announcement already expired is not revived: its objects may be gone,
+/// and the save that settles them will see it missing.
+pub async fn renew(
+    conn: &mut AsyncPgConnection,
+    owner: Uuid,
+    ttl: Duration,
+) -> Result<(), StoreError> {
+    let ttl = chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::seconds(300));
+    diesel::sql_query(
+        "UPDATE pending_copies SET expires_at = $2 WHERE design_id = $1 AND expires_at >= now()",
+    )
+    .bind::<SqlUuid, _>(owner)
+    .bind::<Timestamptz, _>(super::now() + ttl)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// In the transaction that commits their owner (a cold design, a saved
+/// template): takes over its pending copies; returns how many were still
+/// standing (fewer than announced: some expired and may have been
+/// collected, so the owner must not be recorded).
 pub async fn settle(
     conn: &mut AsyncPgConnection,
     owner: Uuid,
 ) -> Result<usize, diesel::result::Error> {
+    // Only announcements still standing count: an expired one is refused
+    // whether or not a GC pass has purged it (and collected its objects)
+    // yet, so the outcome does not hang on the collector's timing.
     let n: Count = diesel::sql_query(
-        "WITH gone AS (DELETE FROM pending_copies WHERE design_id = $1 RETURNING 1)
-         SELECT count(*) AS n FROM gone",
+        "WITH gone AS (DELETE FROM pending_copies WHERE design_id = $1 RETURNING expires_at)
+         SELECT count(*) FILTER (WHERE expires_at >= now()) AS n FROM gone",
     )
     .bind::<SqlUuid, _>(owner)
     .get_result(conn)

@@ -159,6 +159,9 @@ pub async fn reserve(
             let target = if deleted_at.is_some() { 0 } else { target };
             let now = super::now();
             let stale = discard_stale(conn, template, version, now).await?;
+            if version > 1 {
+                prune_old_versions(conn, template, version).await?;
+            }
             let live_before = count_live(conn, template, version).await?;
             let excess = live_before - i64::from(target);
             let surplus = if excess > 0 {
@@ -220,6 +223,31 @@ async fn discard_stale(
         .load(conn)
         .await?;
     discard_if(conn, &ids, PoolItemState::Ready, None, now).await
+}
+
+/// Reserve, step 1b: the image rows of the template's older versions, once
+/// no item of theirs is still copying from them. Nothing else reads them (a
+/// design owns its copies; a cold design of an old version fails its
+/// version check), and while they stand the garbage collector keeps their
+/// objects: a template whose images were replaced would keep every old set
+/// in S3 for as long as it lives, and a listing would read them all.
+/// Objects the current version still uses stay referenced by its rows.
+async fn prune_old_versions(
+    conn: &mut AsyncPgConnection,
+    template: TemplateId,
+    version: i32,
+) -> Result<usize, diesel::result::Error> {
+    diesel::sql_query(
+        "DELETE FROM template_images t
+          WHERE t.template_id = $1 AND t.version < $2
+            AND NOT EXISTS (SELECT 1 FROM pool_items p
+                             WHERE p.template_id = $1 AND p.template_version = t.version
+                               AND p.state = 'copying')",
+    )
+    .bind::<diesel::sql_types::Uuid, _>(template.0)
+    .bind::<diesel::sql_types::Integer, _>(version)
+    .execute(conn)
+    .await
 }
 
 /// Live (`copying` + `ready`) items of the template's `version`.
@@ -382,14 +410,19 @@ async fn discard_if(
 }
 
 /// Step 3: items whose copies all landed become `ready` -- unless the template
-/// moved to a newer version meanwhile. Returns the ids that became ready;
-/// the others were discarded (here, or by a lease rescue while they copied)
-/// and come back in the second list for deletion.
+/// moved to a newer version meanwhile, or as many as `target` (the
+/// template's target as the caller reads it now) are ready already: a target
+/// lowered while the items copied (reserve counts `copying` items towards
+/// the target but can only retire `ready` ones) must not be overfilled when
+/// they land (I5). Returns the ids that became ready; the others were
+/// discarded (here, or by a lease rescue while they copied) and come back in
+/// the second list for deletion.
 pub async fn mark_ready(
     conn: &mut AsyncPgConnection,
     template: TemplateId,
     version: i32,
     ids: &[PoolItemId],
+    target: i32,
 ) -> Result<(Vec<PoolItemId>, Vec<DiscardedItem>), StoreError> {
     let ids: Vec<Uuid> = ids.iter().map(|i| i.0).collect();
     Ok(conn
@@ -398,6 +431,7 @@ pub async fn mark_ready(
             lock_template(conn, template).await?;
             let current: Option<i32> = templates::table
                 .find(template.0)
+                .filter(templates::deleted_at.is_null())
                 .select(templates::version)
                 .first(conn)
                 .await
@@ -413,25 +447,41 @@ pub async fn mark_ready(
                 .load(conn)
                 .await?;
             let mut gone = group_keys(&rescued, keys_of(conn, &rescued).await?);
-            if current == Some(version) {
-                let ready: Vec<Uuid> = diesel::update(
-                    pool_items::table
-                        .filter(pool_items::id.eq_any(&ids))
-                        .filter(pool_items::state.eq(PoolItemState::Copying.as_str())),
-                )
-                .set((
-                    pool_items::state.eq(PoolItemState::Ready.as_str()),
-                    pool_items::ready_at.eq(now),
-                    pool_items::lease_until.eq(None::<chrono::DateTime<Utc>>),
-                ))
-                .returning(pool_items::id)
-                .get_results(conn)
-                .await?;
-                Ok((ready.into_iter().map(PoolItemId).collect(), gone))
-            } else {
+            if current != Some(version) {
                 gone.extend(discard_in_tx(conn, &ids).await?);
-                Ok((Vec::new(), gone))
+                return Ok((Vec::new(), gone));
             }
+            let ready_now: i64 = pool_items::table
+                .filter(pool_items::template_id.eq(template.0))
+                .filter(pool_items::template_version.eq(version))
+                .filter(pool_items::state.eq(PoolItemState::Ready.as_str()))
+                .count()
+                .get_result(conn)
+                .await?;
+            let room = (i64::from(target) - ready_now).max(0) as usize;
+            let mut landing: Vec<Uuid> = pool_items::table
+                .filter(pool_items::id.eq_any(&ids))
+                .filter(pool_items::state.eq(PoolItemState::Copying.as_str()))
+                .select(pool_items::id)
+                .order(pool_items::id)
+                .load(conn)
+                .await?;
+            let over = landing.split_off(room.min(landing.len()));
+            gone.extend(discard_in_tx(conn, &over).await?);
+            let ready: Vec<Uuid> = diesel::update(
+                pool_items::table
+                    .filter(pool_items::id.eq_any(&landing))
+                    .filter(pool_items::state.eq(PoolItemState::Copying.as_str())),
+            )
+            .set((
+                pool_items::state.eq(PoolItemState::Ready.as_str()),
+                pool_items::ready_at.eq(now),
+                pool_items::lease_until.eq(None::<chrono::DateTime<Utc>>),
+            ))
+            .returning(pool_items::id)
+            .get_results(conn)
+            .await?;
+            Ok((ready.into_iter().map(PoolItemId).collect(), gone))
         })
         .await?)
 }

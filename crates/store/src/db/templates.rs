@@ -9,7 +9,7 @@ use shared_domain::ids::{CompanyId, TemplateId};
 use shared_domain::template::{Template, TemplateImage, ValidPatch, ValidTemplate, Visibility};
 use uuid::Uuid;
 
-use super::idempotency::{self, Claim, KeyLost, StoredAnswer};
+use super::idempotency::{self, Claim, StoredAnswer};
 use super::schema::{template_images, templates};
 use super::StoreError;
 
@@ -87,18 +87,55 @@ fn image_rows(id: TemplateId, version: i32, images: &[TemplateImage]) -> Vec<Tem
         .collect()
 }
 
-/// Inserts a template (version 1) and its images in one transaction.
-/// Records a new template (version 1) and its stored images; with an
-/// idempotency `key`, its answer (201) is stored in the same transaction
-/// (`Err(KeyLost)` if a retry took the key meanwhile: nothing was written).
+/// Why a template save wrote nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SaveRefused {
+    /// A retry took the request's idempotency key over.
+    KeyLost,
+    /// Some of the upload's announcements had expired: the garbage
+    /// collector may have deleted those images, so no template may point
+    /// at them.
+    UploadExpired,
+}
+
+/// The images of an upload and the owner of their announcement
+/// (`pending_copies`), which the save takes over in its transaction.
+#[derive(Debug, Clone, Copy)]
+pub struct Uploaded<'a> {
+    pub announcement: Uuid,
+    pub images: &'a [TemplateImage],
+}
+
+/// Takes over an upload's announcements inside the save's transaction
+/// (the cold design's rule, `object_refs::settle`): the save commits only
+/// if every image is still announced, so no template ever points at an
+/// image the collector may have taken.
+async fn settle_upload(
+    conn: &mut AsyncPgConnection,
+    upload: Uploaded<'_>,
+) -> Result<Result<(), SaveRefused>, diesel::result::Error> {
+    let standing = super::object_refs::settle(conn, upload.announcement).await?;
+    Ok(if standing == upload.images.len() {
+        Ok(())
+    } else {
+        Err(SaveRefused::UploadExpired)
+    })
+}
+
+/// Records a new template (version 1) and its uploaded images in one
+/// transaction that also takes over the upload's announcements; with an
+/// idempotency `key`, its answer (201) is stored in the same transaction.
+/// Refused (nothing written) if a retry took the key or an image's
+/// announcement expired.
 pub async fn insert(
     conn: &mut AsyncPgConnection,
     id: TemplateId,
     owner: CompanyId,
     new: &ValidTemplate,
-    images: &[TemplateImage],
+    upload: Uploaded<'_>,
     key: Option<&Claim>,
-) -> Result<Result<Template, KeyLost>, StoreError> {
+) -> Result<Result<Template, SaveRefused>, StoreError> {
+    let images = upload.images;
     let now = super::now();
     let row = TemplateRow {
         id: id.0,
@@ -113,8 +150,13 @@ pub async fn insert(
     };
     let rows = image_rows(id, 1, images);
     let template = row.clone().into_template(images.to_vec());
+    let mut refused = None;
     let stored = conn
         .transaction::<_, diesel::result::Error, _>(async |conn| {
+            if let Err(why) = settle_upload(conn, upload).await? {
+                refused = Some(why);
+                return Err(diesel::result::Error::RollbackTransaction);
+            }
             diesel::insert_into(templates::table)
                 .values(&row)
                 .execute(conn)
@@ -130,16 +172,17 @@ pub async fn insert(
                         .map_err(|e| diesel::result::Error::SerializationError(Box::new(e)))?,
                 };
                 if !idempotency::complete(conn, claim, &answer).await? {
+                    refused = Some(SaveRefused::KeyLost);
                     return Err(diesel::result::Error::RollbackTransaction);
                 }
             }
             Ok(())
         })
         .await;
-    match stored {
-        Ok(()) => Ok(Ok(template)),
-        Err(diesel::result::Error::RollbackTransaction) => Ok(Err(KeyLost)),
-        Err(e) => Err(e.into()),
+    match (stored, refused) {
+        (Ok(()), _) => Ok(Ok(template)),
+        (Err(diesel::result::Error::RollbackTransaction), Some(why)) => Ok(Err(why)),
+        (Err(e), _) => Err(e.into()),
     }
 }
 
@@ -151,6 +194,8 @@ pub enum UpdateOutcome {
     NotFound,
     /// `If-Match` named another representation: nothing was written.
     PreconditionFailed,
+    /// The new images' announcements had expired: nothing was written.
+    UploadExpired,
 }
 
 /// The template row if `company` may see it (public, or its own); no images.
@@ -241,24 +286,28 @@ pub async fn list_visible(
         .select(TemplateRow::as_select())
         .load(conn)
         .await?;
-    // One query for every listed template's current images, not one per template.
-    let keys: Vec<(Uuid, i32)> = rows.iter().map(|r| (r.id, r.version)).collect();
-    let ids: Vec<Uuid> = keys.iter().map(|k| k.0).collect();
+    // One query for every listed template's current images, not one per
+    // template, and only the current version's rows (an index probe per
+    // (template, version)): a page costs its templates' images, however
+    // many versions their owners made.
+    let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
     let image_rows: Vec<TemplateImageRow> = template_images::table
+        .inner_join(
+            templates::table.on(templates::id
+                .eq(template_images::template_id)
+                .and(templates::version.eq(template_images::version))),
+        )
         .filter(template_images::template_id.eq_any(&ids))
         .order((template_images::template_id, template_images::position))
         .select(TemplateImageRow::as_select())
         .load(conn)
         .await?;
-    let current: HashMap<Uuid, i32> = keys.into_iter().collect();
     let mut by_template: HashMap<Uuid, Vec<TemplateImage>> = HashMap::new();
     for img in image_rows {
-        if current.get(&img.template_id) == Some(&img.version) {
-            by_template
-                .entry(img.template_id)
-                .or_default()
-                .push(img.into());
-        }
+        by_template
+            .entry(img.template_id)
+            .or_default()
+            .push(img.into());
     }
     Ok(rows
         .into_iter()
@@ -269,20 +318,26 @@ pub async fn list_visible(
         .collect())
 }
 
-/// Edits a template owned by `owner`. A change of layout or images bumps the
-/// version (pools of the old version stop being served at once, because pool
-/// keys and claims are per version). `None` when it is not the owner's.
+/// Edits a template owned by `owner`. A real change of layout, or new
+/// images, bumps the version (pools of the old version stop being served at
+/// once, because pool keys and claims are per version); a patch that sets
+/// the layout it already has does not, and a patch that changes nothing
+/// writes nothing (its answer is the template as it is). New images'
+/// announcements are taken over in the same transaction.
 pub async fn update(
     conn: &mut AsyncPgConnection,
     id: TemplateId,
     owner: CompanyId,
     patch: &ValidPatch,
-    new_images: Option<&[TemplateImage]>,
+    new_images: Option<Uploaded<'_>>,
     if_match: Option<&str>,
 ) -> Result<UpdateOutcome, StoreError> {
+    enum Edit {
+        Done(TemplateRow),
+        Refused(UpdateOutcome),
+    }
     let patch = patch.clone();
-    let new_images = new_images.map(<[TemplateImage]>::to_vec);
-    let updated = conn
+    let edited = conn
         .transaction::<_, diesel::result::Error, _>(async |conn| {
             let Some(mut row) = templates::table
                 .find(id.0)
@@ -294,18 +349,22 @@ pub async fn update(
                 .await
                 .optional()?
             else {
-                return Ok(None);
+                return Ok(Edit::Refused(UpdateOutcome::NotFound));
             };
             // Checked on the locked row: two editors holding one ETag cannot
             // both write.
             if let Some(expected) = if_match {
                 let current = shared_domain::template::etag(id, row.version, row.updated_at);
                 if !etag_matches(expected, &current) {
-                    return Ok(Some(Err(())));
+                    return Ok(Edit::Refused(UpdateOutcome::PreconditionFailed));
                 }
             }
-            let bump = patch.layout.is_some() || new_images.is_some();
-            let old_version = row.version;
+            if let Some(upload) = new_images {
+                if settle_upload(conn, upload).await?.is_err() {
+                    return Ok(Edit::Refused(UpdateOutcome::UploadExpired));
+                }
+            }
+            let before = row.clone();
             if let Some(name) = patch.name {
                 row.name = name.into_string();
             }
@@ -317,6 +376,14 @@ pub async fn update(
             }
             if let Some(visibility) = patch.visibility {
                 row.visibility = visibility.as_str().to_string();
+            }
+            let bump = row.layout != before.layout || new_images.is_some();
+            let changed = bump
+                || row.name != before.name
+                || row.category != before.category
+                || row.visibility != before.visibility;
+            if !changed {
+                return Ok(Edit::Done(row));
             }
             if bump {
                 row.version += 1;
@@ -335,10 +402,10 @@ pub async fn update(
                 .await?;
             if bump {
                 let images: Vec<TemplateImage> = match new_images {
-                    Some(images) => images,
+                    Some(upload) => upload.images.to_vec(),
                     None => template_images::table
                         .filter(template_images::template_id.eq(id.0))
-                        .filter(template_images::version.eq(old_version))
+                        .filter(template_images::version.eq(before.version))
                         .order(template_images::position.asc())
                         .select(TemplateImageRow::as_select())
                         .load(conn)
@@ -352,16 +419,15 @@ pub async fn update(
                     .execute(conn)
                     .await?;
             }
-            Ok(Some(Ok(row)))
+            Ok(Edit::Done(row))
         })
         .await?;
-    match updated {
-        Some(Ok(row)) => {
+    match edited {
+        Edit::Done(row) => {
             let images = images(conn, id, row.version).await?;
             Ok(UpdateOutcome::Updated(row.into_template(images)))
         }
-        Some(Err(())) => Ok(UpdateOutcome::PreconditionFailed),
-        None => Ok(UpdateOutcome::NotFound),
+        Edit::Refused(outcome) => Ok(outcome),
     }
 }
 
@@ -394,25 +460,48 @@ pub async fn all_current(
         .collect())
 }
 
-/// Takes a KEY SHARE lock on the template row if it is still at `version` and
-/// not deleted; false otherwise. Called in the transaction that records a
-/// design, so an edit (which locks the row FOR UPDATE) cannot commit between
-/// this check and the design's commit.
+/// What [`lock_version`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VersionLock {
+    /// The template is at the version, visible to the company, and locked.
+    Locked,
+    /// Edited (another version) or deleted since it was read.
+    Changed,
+    /// At the version, but private to another company now (made private
+    /// while the design was being made).
+    Hidden,
+}
+
+/// Takes a KEY SHARE lock on the template row if it is still at `version`,
+/// not deleted and visible to `company` (public, or its own). Called in the
+/// transaction that records a cold design, so an edit -- a new version, a
+/// delete or a change of visibility, each of which locks the row FOR
+/// UPDATE -- cannot commit between this check and the design's commit:
+/// the same rule the warm claim applies on its locked row.
 pub async fn lock_version(
     conn: &mut AsyncPgConnection,
     id: TemplateId,
     version: i32,
-) -> Result<bool, diesel::result::Error> {
-    let found: Option<Uuid> = templates::table
+    company: CompanyId,
+) -> Result<VersionLock, diesel::result::Error> {
+    let found: Option<(Uuid, String)> = templates::table
         .find(id.0)
         .filter(templates::version.eq(version))
         .filter(templates::deleted_at.is_null())
         .for_key_share()
-        .select(templates::id)
+        .select((templates::owner_company_id, templates::visibility))
         .first(conn)
         .await
         .optional()?;
-    Ok(found.is_some())
+    Ok(match found {
+        None => VersionLock::Changed,
+        Some((owner, visibility))
+            if owner == company.0 || visibility == Visibility::Public.as_str() =>
+        {
+            VersionLock::Locked
+        }
+        Some(_) => VersionLock::Hidden,
+    })
 }
 
 /// Deletes a template owned by `owner` (soft: designs made from it keep their

@@ -3,14 +3,14 @@
 
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
-use prewarm_store::db::templates::UpdateOutcome;
+use prewarm_store::db::templates::{SaveRefused, UpdateOutcome, Uploaded};
 use prewarm_store::db::{pool_items, templates};
 use shared_domain::error::Chain;
 use shared_domain::error::ErrorCode;
 use shared_domain::ids::{CompanyId, TemplateId};
 use shared_domain::pool::PoolStatus;
 use shared_domain::template::{
-    NewTemplate, Template, TemplateImage, TemplateList, TemplatePatch, ValidPatch, ValidTemplate,
+    NewTemplate, Template, TemplateList, TemplatePatch, ValidPatch, ValidTemplate,
 };
 use shared_domain::warmup::Reason;
 
@@ -19,7 +19,7 @@ use crate::auth::AuthCompany;
 use crate::error::ApiError;
 use crate::idempotency::{self, Start};
 use crate::state::AppState;
-use crate::upload::{discard, read_upload, settled, Upload};
+use crate::upload::{discard, read_upload, Upload};
 
 /// The route an `Idempotency-Key` of a template creation belongs to.
 const CREATE_ROUTE: &str = "POST /templates";
@@ -41,6 +41,15 @@ fn leave_to_collector(upload: &Upload) {
         count = upload.images.len(),
         "a template save failed with an unknown outcome; its images are left to the garbage collector"
     );
+}
+
+/// An upload whose images' announcements expired before its save (the
+/// garbage collector may have taken them): nothing was saved.
+fn upload_expired() -> ApiError {
+    ApiError::new(
+        ErrorCode::RequestTimeout,
+        "the upload's images expired before it was saved; send it again",
+    )
 }
 
 fn parse_metadata(bytes: &[u8]) -> Result<ValidTemplate, ApiError> {
@@ -128,7 +137,7 @@ pub async fn create(
                 id,
                 company.0,
                 &new,
-                &upload.images,
+                upload.saved(),
                 claim.as_ref(),
             )
             .await
@@ -138,9 +147,14 @@ pub async fn create(
     let template = match inserted {
         Ok(Ok(t)) => t,
         // A retry took the key over: nothing was written; it answers.
-        Ok(Err(prewarm_store::db::idempotency::KeyLost)) => {
+        Ok(Err(SaveRefused::KeyLost)) => {
             discard(state.uploads(), &upload).await;
             return Err(idempotency::in_progress());
+        }
+        Ok(Err(SaveRefused::UploadExpired)) => {
+            discard(state.uploads(), &upload).await;
+            idempotency::release(&state.db, claim.as_ref()).await;
+            return Err(upload_expired());
         }
         Err(e) => {
             leave_to_collector(&upload);
@@ -148,7 +162,6 @@ pub async fn create(
             return Err(e.into());
         }
     };
-    settled(&state.db, upload.id).await;
     // Fill the new template's pool before anyone asks for a design.
     state.request_warmup(id, template.version, Reason::TemplateCreated);
     Ok(with_etag(HttpResponse::Created(), &template))
@@ -231,7 +244,7 @@ async fn apply_edit(
     company: CompanyId,
     id: TemplateId,
     patch: &ValidPatch,
-    images: Option<&[TemplateImage]>,
+    images: Option<Uploaded<'_>>,
     expected: Option<&str>,
 ) -> Result<Template, ApiError> {
     let mut conn = state.db.conn().await?;
@@ -240,13 +253,17 @@ async fn apply_edit(
         UpdateOutcome::Updated(t) => t,
         UpdateOutcome::NotFound => return Err(not_found(id)),
         UpdateOutcome::PreconditionFailed => return Err(precondition_failed(id)),
+        UpdateOutcome::UploadExpired => return Err(upload_expired()),
     };
     if updated.version != before.version {
         state.request_warmup(id, updated.version, Reason::TemplateEdited);
     }
-    // Any edit may change what similar-template answers hold about it.
-    state.versions.forget(id);
-    state.similar.invalidate(id).await;
+    // Any edit may change what similar-template answers hold about it (an
+    // edit that changed nothing changes none).
+    if updated.updated_at != before.updated_at {
+        state.versions.forget(id);
+        state.similar.invalidate(id).await;
+    }
     Ok(updated)
 }
 
@@ -378,15 +395,12 @@ pub async fn replace_images(
         company.0,
         id,
         &ValidPatch::default(),
-        Some(&upload.images),
+        Some(upload.saved()),
         expected.as_deref(),
     )
     .await
     {
-        Ok(template) => {
-            settled(&state.db, upload.id).await;
-            Ok(with_etag(HttpResponse::Ok(), &template))
-        }
+        Ok(template) => Ok(with_etag(HttpResponse::Ok(), &template)),
         // Refused (412, 403, 404...): nothing was written.
         Err(e) if e.code.status() < 500 => {
             discard(state.uploads(), &upload).await;

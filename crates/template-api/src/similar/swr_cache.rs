@@ -11,6 +11,11 @@
 //!   further readers get it without asking the upstream again;
 //! - older: gone (moka's per-entry expiry; the sweeper removes it even if it
 //!   is never read again).
+//!
+//! An invalidation also revokes the loads in flight for the keys it drops:
+//! such a load fetched what was true before the change, so it answers the
+//! readers already waiting for it but never stores its value, and the next
+//! reader starts a load of its own.
 
 use shared_domain::error::Chain;
 use std::collections::HashMap;
@@ -115,11 +120,17 @@ impl<K, V> Expiry<K, Arc<Stamped<V>>> for StampExpiry {
 
 type Load<V, E> = Shared<BoxFuture<'static, Result<Arc<Stamped<V>>, E>>>;
 
+/// A load in flight, and whether an invalidation revoked it.
+struct InFlight<V, E> {
+    load: Load<V, E>,
+    revoked: Arc<std::sync::atomic::AtomicBool>,
+}
+
 pub struct SwrCache<K, V, E> {
     entries: Cache<K, Arc<Stamped<V>>>,
     /// Keys whose last reload failed recently (readers get stale without asking).
     backoff: Cache<K, ()>,
-    inflight: Arc<Mutex<HashMap<K, Load<V, E>>>>,
+    inflight: Arc<Mutex<HashMap<K, InFlight<V, E>>>>,
     policy: Policy,
     metrics: CacheMetrics,
 }
@@ -240,42 +251,73 @@ where
                 return futures::future::ready(Ok(entry)).boxed();
             }
         }
-        if let Some(shared) = inflight.get(&key) {
-            return shared.clone().boxed();
+        if let Some(running) = inflight.get(&key) {
+            return running.load.clone().boxed();
         }
         let fut = load();
         let this = self.clone();
         let k = key.clone();
+        let revoked = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mine = revoked.clone();
         // Spawned: a reader that gives up does not cancel the load others wait for.
         let task = tokio::spawn(async move {
             let result = fut.await.map(Arc::new);
+            // Stored under the in-flight lock, which an invalidation holds
+            // while it revokes: either it revoked this load first (nothing
+            // is stored), or it comes after the store and drops the entry.
+            let mut inflight = this.inflight.lock().unwrap_or_else(|e| e.into_inner());
+            let current = !mine.load(std::sync::atomic::Ordering::SeqCst);
             match &result {
-                Ok(v) => {
+                Ok(v) if current => {
                     this.entries.insert(k.clone(), v.clone());
                     this.backoff.invalidate(&k);
                     this.metrics.refresh(true);
                 }
+                Ok(_) => this.metrics.refresh(true),
                 Err(_) => {
-                    this.backoff.insert(k.clone(), ());
+                    if current {
+                        this.backoff.insert(k.clone(), ());
+                    }
                     this.metrics.refresh(false);
                 }
             }
-            this.inflight
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .remove(&k);
+            if current {
+                inflight.remove(&k);
+            }
             result
         });
         let shared = async move { task.await.unwrap_or_else(|e| Err(E::from(e))) }
             .boxed()
             .shared();
-        inflight.insert(key, shared.clone());
+        inflight.insert(
+            key,
+            InFlight {
+                load: shared.clone(),
+                revoked,
+            },
+        );
         shared.boxed()
+    }
+
+    /// Revokes the loads in flight for the keys `matches` selects (see the
+    /// module docs); the caller holds nothing.
+    fn revoke(&self, matches: &impl Fn(&K) -> bool) {
+        let mut inflight = self.inflight.lock().unwrap_or_else(|e| e.into_inner());
+        inflight.retain(|k, running| {
+            let stale = matches(k);
+            if stale {
+                running
+                    .revoked
+                    .store(true, std::sync::atomic::Ordering::SeqCst);
+            }
+            !stale
+        });
     }
 
     /// Drops the entries `matches` selects (all replicas do this on an
     /// invalidation message).
     pub fn invalidate_if(&self, matches: impl Fn(&K) -> bool + Send + Sync + 'static) {
+        self.revoke(&matches);
         if let Err(e) = self.entries.invalidate_entries_if(move |k, _| matches(k)) {
             tracing::warn!(error = %Chain(&e), "cache invalidation predicate rejected; clearing all");
             self.entries.invalidate_all();
@@ -283,6 +325,7 @@ where
     }
 
     pub fn invalidate_all(&self) {
+        self.revoke(&|_| true);
         self.entries.invalidate_all();
         self.backoff.invalidate_all();
     }
@@ -465,5 +508,32 @@ mod tests {
         assert_eq!(how, Lookup::Miss);
         let (_, how) = c.get(1, loader(&calls, Ok(1), 0)).await.unwrap();
         assert_eq!(how, Lookup::Hit);
+    }
+
+    /// A load that began before an invalidation answers its waiting reader
+    /// but stores nothing: the next reader loads again and gets the new value.
+    #[tokio::test]
+    async fn a_load_that_began_before_an_invalidation_never_stores_its_value() {
+        let c = cache(10_000, 0, 0, 100);
+        let calls = Arc::new(AtomicU32::new(0));
+        let slow = {
+            let c = c.clone();
+            let calls = calls.clone();
+            tokio::spawn(async move { c.get(1, loader(&calls, Ok(10), 100)).await })
+        };
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        // The source changes and says so while the old answer is in flight.
+        c.invalidate_if(|k| *k == 1);
+        let (old, _) = slow.await.unwrap().unwrap();
+        assert_eq!(old.value, 10, "the waiting reader gets what it asked for");
+        let (fresh, how) = c.get(1, loader(&calls, Ok(11), 0)).await.unwrap();
+        assert_eq!(
+            (fresh.value, how),
+            (11, Lookup::Miss),
+            "the stale load was stored"
+        );
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+        let (again, how) = c.get(1, loader(&calls, Ok(12), 0)).await.unwrap();
+        assert_eq!((again.value, how), (11, Lookup::Hit));
     }
 }
