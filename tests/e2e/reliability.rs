@@ -733,8 +733,7 @@ async fn a_template_whose_upload_outlived_its_announcement_is_not_saved() {
 
 /// A process killed mid-upload leaves an incomplete multipart upload: its
 /// parts are billed and no object listing shows them. The GC aborts those
-/// begun longer ago than `worker.gc_multipart_age_secs`, and leaves younger
-/// ones (uploads that may still be streaming).
+/// begun longer ago than `worker.gc_multipart_age_secs`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gc_aborts_multipart_uploads_a_crash_left_incomplete() {
     let stack = TestStack::spawn(Options {
@@ -754,14 +753,8 @@ async fn gc_aborts_multipart_uploads_a_crash_left_incomplete() {
         1
     );
 
-    let patient = stack.reconciler(&[]).await;
-    let report = patient.gc().await.unwrap();
-    assert_eq!(report.aborted_uploads, 0, "a young upload may be in flight");
-    assert_eq!(
-        stack.objects.incomplete_uploads(100).await.unwrap().len(),
-        1
-    );
-
+    // (The age rule itself is `reconciler::tests::only_uploads_older_than_the_age_are_aborted`:
+    // moto answers every upload's `Initiated` as 2010-11-10, so here each one is old.)
     let eager = stack
         .reconciler(&[("PREWARM_WORKER__GC_MULTIPART_AGE_SECS", "0")])
         .await;

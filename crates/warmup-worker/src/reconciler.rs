@@ -127,6 +127,13 @@ pub struct GcReport {
     pub check_time: Duration,
 }
 
+/// Whether an incomplete upload begun at `initiated` is old enough to abort
+/// at `now` (both epoch seconds): begun at least `age` ago. A younger one
+/// may be an upload still streaming.
+fn abortable(initiated: i64, now: i64, age: Duration) -> bool {
+    initiated <= now.saturating_sub(age.as_secs() as i64)
+}
+
 /// What to do about one checked template.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Work {
@@ -452,11 +459,11 @@ impl Reconciler {
     /// object listings, until they are aborted). Younger ones may be
     /// uploads in flight and are left; a later pass sees the rest.
     async fn abort_incomplete_uploads(&self) -> anyhow::Result<usize> {
-        let cutoff = chrono::Utc::now().timestamp() - self.gc_multipart_age.as_secs() as i64;
+        let now = chrono::Utc::now().timestamp();
         let objects = &self.refiller.objects;
         let mut aborted = 0;
         for upload in objects.incomplete_uploads(GC_PAGE).await? {
-            if upload.initiated > cutoff {
+            if !abortable(upload.initiated, now, self.gc_multipart_age) {
                 continue;
             }
             match objects.abort_incomplete(&upload).await {
@@ -569,6 +576,23 @@ fn parse_watermark(stored: Option<String>) -> Option<Watermark> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_uploads_older_than_the_age_are_aborted() {
+        let hour = Duration::from_secs(3600);
+        let now = 1_800_000_000;
+        assert!(
+            !abortable(now - 10, now, hour),
+            "ten seconds old: may be streaming"
+        );
+        assert!(!abortable(now - 3599, now, hour));
+        assert!(abortable(now - 3600, now, hour));
+        assert!(abortable(now - 86_400, now, hour));
+        assert!(
+            abortable(now, now, Duration::ZERO),
+            "age 0 aborts every one"
+        );
+    }
 
     #[test]
     fn cursors_round_trip_and_bad_ones_start_over() {
