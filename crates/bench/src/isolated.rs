@@ -36,7 +36,8 @@ impl Isolated {
             topic: format!("prewarm.{kind}.{suffix}"),
             group_id: format!("prewarm-{kind}-{suffix}"),
             bucket: format!("prewarm-{kind}-{suffix}"),
-            admin_token: format!("{kind}-admin-{}", uuid::Uuid::new_v4().simple()),
+            // Long enough for the API's minimum (24 characters).
+            admin_token: format!("{kind}-admin-token-{suffix}"),
             suffix,
         }
     }

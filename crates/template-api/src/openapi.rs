@@ -283,7 +283,9 @@ pub fn document() -> Value {
                 operation.insert("security".into(), json!([{"apiKey": []}]));
             }
             Auth::Admin => {
-                errors.extend([E::MissingAuth, E::InvalidAuth]);
+                // Limited too: wrong admin tokens spend the address's
+                // failed-authentication bucket.
+                errors.extend([E::MissingAuth, E::InvalidAuth, E::RateLimited]);
                 operation.insert("security".into(), json!([{"adminToken": []}]));
             }
         }
@@ -329,7 +331,7 @@ pub fn document() -> Value {
             "description": "Designs from templates in milliseconds, served from a warm pool of ready-made S3 copies. \
                             Errors are {\"error\": {\"code\", \"message\", \"request_id\"}} with a stable code (docs/api.md); \
                             a 5xx message is generic, its details are logged under the request id. \
-                            Company routes are rate limited per key and per address (429 `rate_limited`, `RateLimit-*` headers).",
+                            Company and admin routes are rate limited per key and per address (429 `rate_limited`, `RateLimit-*` headers).",
         },
         "paths": paths,
         "components": {

@@ -228,6 +228,11 @@ pub fn load_from(
     Ok(settings)
 }
 
+/// How long an upload's images stay announced to the garbage collector
+/// (renewed as each image starts): after this, images of an upload whose
+/// process died before saving them are collected.
+pub const UPLOAD_ANNOUNCE_TTL: std::time::Duration = std::time::Duration::from_secs(3600);
+
 /// The shortest admin token accepted at start: the token guards every
 /// company's keys, and a short one is guessed (failed authentications are
 /// limited per address, not across a botnet).
@@ -280,7 +285,7 @@ fn validate(s: &Settings) -> Result<(), config::ConfigError> {
     }
     // Half the announcement's life at most: an upload always saves (or
     // fails) long before its images could be collected.
-    let max_body = crate::upload::UPLOAD_ANNOUNCE_TTL.as_secs() / 2;
+    let max_body = UPLOAD_ANNOUNCE_TTL.as_secs() / 2;
     if !(1..=max_body).contains(&s.server.max_upload_secs) {
         return fail("server.max_upload_secs", "must be 1 to 1800 seconds");
     }

@@ -40,7 +40,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::error::ApiError;
 use crate::idempotency::RequestHasher;
-use crate::settings::{ServerSettings, UPLOAD_SHARE_BYTES};
+use crate::settings::{ServerSettings, UPLOAD_ANNOUNCE_TTL, UPLOAD_SHARE_BYTES};
 
 /// The parsed parts of an upload; the images are already in S3.
 #[derive(Debug, Default)]
@@ -67,10 +67,6 @@ impl Upload {
 }
 
 const MAX_METADATA_BYTES: usize = 256 * 1024;
-
-/// How long an upload's images stay announced: after this, images of an
-/// upload whose process died before saving them are collected.
-pub const UPLOAD_ANNOUNCE_TTL: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// What an upload needs of the service, borrowed from its state.
 #[derive(Clone, Copy)]
