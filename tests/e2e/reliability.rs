@@ -219,6 +219,27 @@ async fn gc_deletes_only_unreferenced_objects_past_the_grace_period() {
     stack.finish().await;
 }
 
+/// `POST /templates` of one image, sent from a task of its own.
+fn upload_in_background(
+    stack: &TestStack,
+    tenant: &prewarm_tests::Tenant,
+) -> tokio::task::JoinHandle<reqwest::Response> {
+    let (http, url, key) = (
+        stack.http.clone(),
+        stack.url("/templates"),
+        tenant.key.clone(),
+    );
+    tokio::spawn(async move {
+        let form = prewarm_tests::template_form(1, &serde_json::json!({"name": "t"}));
+        http.post(url)
+            .bearer_auth(key)
+            .multipart(form)
+            .send()
+            .await
+            .unwrap()
+    })
+}
+
 /// An upload's image is in S3 before its template is saved: the garbage
 /// collector (grace 0) runs right then and must keep it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -230,22 +251,7 @@ async fn gc_never_takes_an_uploaded_image_before_its_template_is_saved() {
     .await;
     let tenant = stack.create_tenant("acme", 10).await;
     let mut gate = stack.pause.arm(prewarm_store::pause::at::UPLOAD_STORED);
-    let upload = {
-        let (http, url, key) = (
-            stack.http.clone(),
-            stack.url("/templates"),
-            tenant.key.clone(),
-        );
-        tokio::spawn(async move {
-            let form = prewarm_tests::template_form(1, &serde_json::json!({"name": "t"}));
-            http.post(url)
-                .bearer_auth(key)
-                .multipart(form)
-                .send()
-                .await
-                .unwrap()
-        })
-    };
+    let upload = upload_in_background(&stack, &tenant);
     gate.reached().await;
     let stored = stack.objects.list("templates/").await.unwrap();
     assert_eq!(
@@ -687,22 +693,7 @@ async fn a_template_whose_upload_outlived_its_announcement_is_not_saved() {
     .await;
     let tenant = stack.create_tenant("acme", 10).await;
     let mut gate = stack.pause.arm(prewarm_store::pause::at::UPLOAD_STORED);
-    let upload = {
-        let (http, url, key) = (
-            stack.http.clone(),
-            stack.url("/templates"),
-            tenant.key.clone(),
-        );
-        tokio::spawn(async move {
-            let form = prewarm_tests::template_form(1, &serde_json::json!({"name": "t"}));
-            http.post(url)
-                .bearer_auth(key)
-                .multipart(form)
-                .send()
-                .await
-                .unwrap()
-        })
-    };
+    let upload = upload_in_background(&stack, &tenant);
     gate.reached().await;
     {
         use diesel_async::RunQueryDsl;
