@@ -1,5 +1,5 @@
 # Prewarm: the commands a developer and CI use.
-.PHONY: up down status demo test lint fmt build bench bench-quick bench-build check-artifacts images
+.PHONY: up down status demo test lint fmt build bench bench-quick bench-build check-artifacts images fuzz
 
 up:            ## install what is missing and start postgres, redis, tansu (Kafka), moto (S3)
 	scripts/stack.sh up
@@ -21,6 +21,9 @@ check-artifacts: ## the Helm chart (lint, render, validate) and docs/openapi.jso
 
 images:        ## build both images with a real Docker engine (local base, host binaries) and smoke-test them
 	scripts/images.sh
+
+fuzz:          ## each fuzz target for FUZZ_SECS (default 600) over its committed corpus (fuzz/)
+	scripts/fuzz.sh
 
 lint:          ## formatting and clippy, as CI would want them
 	cargo fmt --all -- --check

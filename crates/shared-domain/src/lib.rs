@@ -9,15 +9,20 @@
 //! - [`valid`]: client input validated once, in types (`TemplateName`,
 //!   `Layout`, `DesignLimit`, `PageLimit`, ...); the request DTOs'
 //!   `parse` into `ValidTemplate`, `ValidPatch`, `ValidCompany` (what the store takes).
+//! - [`cursor`]: the opaque keyset cursor of list pages.
+//! - [`headers`]: `Idempotency-Key`, `If-Match` and `X-Forwarded-For`, read as plain text.
 //! - [`error`]: the stable error codes every HTTP error carries, with their status.
 //! - [`warmup`]: the Kafka warm-up message, generated from `proto/warmup.proto`.
 //!
 //! This crate depends on serde, schemars (JSON Schemas of the DTOs, for the OpenAPI document), uuid,
-//! chrono and prost only: no web, database or broker client.
+//! chrono, hex and prost only: no web, database or broker client. Everything that parses what a
+//! client or a message sends lives here, so the fuzz targets (`fuzz/`) build it alone.
 
 pub mod company;
+pub mod cursor;
 pub mod design;
 pub mod error;
+pub mod headers;
 pub mod ids;
 pub mod image_type;
 pub mod object_keys;

@@ -11,6 +11,34 @@ pub mod v1 {
 
 pub use v1::{Reason, WarmupRequest};
 
+/// The largest warm-up message decoded.
+pub const MAX_MESSAGE_BYTES: usize = 1024;
+
+/// Why a warm-up message was not read.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MessageError {
+    /// Over [`MAX_MESSAGE_BYTES`] (its size).
+    TooLarge(usize),
+    /// Not a valid encoding.
+    Decode(prost::DecodeError),
+}
+
+impl std::fmt::Display for MessageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MessageError::TooLarge(n) => {
+                write!(
+                    f,
+                    "a warm-up message of {n} bytes (at most {MAX_MESSAGE_BYTES})"
+                )
+            }
+            MessageError::Decode(e) => write!(f, "an undecodable warm-up message: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for MessageError {}
+
 impl WarmupRequest {
     pub fn new(template: TemplateId, version: i32, reason: Reason, now_ms: i64) -> Self {
         Self {
@@ -25,8 +53,14 @@ impl WarmupRequest {
         self.encode_to_vec()
     }
 
-    pub fn from_bytes(bytes: &[u8]) -> Result<Self, prost::DecodeError> {
-        Self::decode(bytes)
+    /// Decodes a message; one over [`MAX_MESSAGE_BYTES`] is refused before
+    /// decoding (a real one is under 100 bytes: whatever else sits on the
+    /// topic costs no allocation of its size).
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, MessageError> {
+        if bytes.len() > MAX_MESSAGE_BYTES {
+            return Err(MessageError::TooLarge(bytes.len()));
+        }
+        Self::decode(bytes).map_err(MessageError::Decode)
     }
 
     /// The template id, if the producer wrote a valid one.
@@ -48,5 +82,11 @@ mod tests {
         assert_eq!(back.template(), Some(t));
         assert_eq!(back.reason(), Reason::PoolPop);
         assert!(WarmupRequest::from_bytes(&[0xff, 0xff, 0xff]).is_err());
+        // A valid encoding of a huge id is refused unread.
+        let huge = WarmupRequest {
+            template_id: "x".repeat(MAX_MESSAGE_BYTES),
+            ..msg
+        };
+        assert!(WarmupRequest::from_bytes(&huge.to_bytes()).is_err());
     }
 }

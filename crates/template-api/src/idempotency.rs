@@ -16,6 +16,7 @@ use prewarm_store::db::idempotency::{self, Begin, Claim, KeyedRequest, StoredAns
 use prewarm_store::db::Db;
 use sha2::{Digest, Sha256};
 use shared_domain::error::ErrorCode;
+use shared_domain::headers;
 use shared_domain::ids::CompanyId;
 
 use crate::error::ApiError;
@@ -26,24 +27,20 @@ pub const HEADER: &str = "idempotency-key";
 /// On a replayed answer.
 pub const REPLAYED_HEADER: &str = "idempotent-replayed";
 /// The longest key accepted.
-pub const MAX_KEY_LEN: usize = 255;
+pub const MAX_KEY_LEN: usize = headers::MAX_IDEMPOTENCY_KEY_LEN;
 
 /// The request's `Idempotency-Key`, if any: 1 to 255 visible ASCII characters.
 pub fn key_of(req: &HttpRequest) -> Result<Option<String>, ApiError> {
     let Some(value) = req.headers().get(HEADER) else {
         return Ok(None);
     };
-    let key = value.to_str().ok().map(str::trim).unwrap_or_default();
-    let valid = !key.is_empty()
-        && key.len() <= MAX_KEY_LEN
-        && key.bytes().all(|b| b.is_ascii_graphic() || b == b' ');
-    if !valid {
-        return Err(ApiError::new(
+    match value.to_str().ok().and_then(headers::idempotency_key) {
+        Some(key) => Ok(Some(key.to_string())),
+        None => Err(ApiError::new(
             ErrorCode::InvalidRequest,
             format!("`Idempotency-Key` must be 1 to {MAX_KEY_LEN} visible ASCII characters"),
-        ));
+        )),
     }
-    Ok(Some(key.to_string()))
 }
 
 /// Hashes a request incrementally (route first, then each part with its length).

@@ -269,32 +269,11 @@ fn client_address(req: &ServiceRequest, forwarded_hops: usize) -> String {
         .peer_addr()
         .map(|a| a.ip().to_string())
         .unwrap_or_else(|| "unknown".into());
-    if forwarded_hops == 0 {
-        return peer;
-    }
-    let hops: Vec<String> = req
+    let values = req
         .headers()
         .get_all("x-forwarded-for")
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(|hop| strip_port(hop.trim()).to_string())
-        .filter(|hop| !hop.is_empty())
-        .collect();
-    match hops.len().checked_sub(forwarded_hops) {
-        Some(i) => hops[i].clone(),
-        // Fewer entries than proxies: the request did not come through them.
-        None => peer,
-    }
-}
-
-fn strip_port(addr: &str) -> &str {
-    if let Some(rest) = addr.strip_prefix('[') {
-        return rest.split(']').next().unwrap_or(rest);
-    }
-    match addr.rsplit_once(':') {
-        Some((host, port)) if !host.contains(':') && port.parse::<u16>().is_ok() => host,
-        _ => addr,
-    }
+        .filter_map(|v| v.to_str().ok());
+    shared_domain::headers::forwarded_client(&peer, values, forwarded_hops)
 }
 
 /// Middleware: applies the limits (see the module docs).
@@ -479,8 +458,5 @@ mod tests {
             (v.limit, v.remaining, v.reset_secs, v.retry_after_secs),
             (10, 0, 5, 1)
         );
-        assert_eq!(strip_port("10.0.0.1:5000"), "10.0.0.1");
-        assert_eq!(strip_port("[::1]:5000"), "::1");
-        assert_eq!(strip_port("::1"), "::1");
     }
 }

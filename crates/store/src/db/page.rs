@@ -3,6 +3,7 @@
 //! deprecated way, kept working).
 
 use chrono::{DateTime, Utc};
+use shared_domain::cursor::Cursor;
 use uuid::Uuid;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -18,31 +19,17 @@ impl PageAt {
 
     /// The opaque cursor of the page after the row (`created_at`, `id`).
     pub fn cursor_after(created_at: DateTime<Utc>, id: Uuid) -> String {
-        let mut bytes = created_at.timestamp_micros().to_be_bytes().to_vec();
-        bytes.extend_from_slice(id.as_bytes());
-        hex::encode(&bytes)
+        Cursor { created_at, id }.encode()
     }
 
     /// Reads a cursor made by [`PageAt::cursor_after`].
     pub fn from_cursor(cursor: &str) -> Option<PageAt> {
-        let bytes = hex::decode(cursor).ok()?;
-        if bytes.len() != 24 {
-            return None;
-        }
-        let micros = i64::from_be_bytes(bytes[..8].try_into().ok()?);
-        // A forged cursor may name any time; Postgres takes 4713 BC to
-        // 294276 AD, rows are made today: only 1970 to 9999 reads back.
-        if !(0..=MAX_MICROS).contains(&micros) {
-            return None;
-        }
-        let created_at = DateTime::from_timestamp_micros(micros)?;
-        let id = Uuid::from_slice(&bytes[8..]).ok()?;
-        Some(PageAt::After { created_at, id })
+        Cursor::decode(cursor).map(|c| PageAt::After {
+            created_at: c.created_at,
+            id: c.id,
+        })
     }
 }
-
-/// 9999-12-31T23:59:59.999999Z in microseconds since 1970.
-const MAX_MICROS: i64 = 253_402_300_799_999_999;
 
 #[cfg(test)]
 mod tests {

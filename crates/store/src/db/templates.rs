@@ -355,7 +355,7 @@ pub async fn update(
             // both write.
             if let Some(expected) = if_match {
                 let current = shared_domain::template::etag(id, row.version, row.updated_at);
-                if !etag_matches(expected, &current) {
+                if !shared_domain::headers::etag_matches(expected, &current) {
                     return Ok(Edit::Refused(UpdateOutcome::PreconditionFailed));
                 }
             }
@@ -429,12 +429,6 @@ pub async fn update(
         }
         Edit::Refused(outcome) => Ok(outcome),
     }
-}
-
-/// `If-Match: *` or a list of entity tags, one of which is `current`
-/// (strong comparison, RFC 9110 section 13.1.1).
-pub fn etag_matches(if_match: &str, current: &str) -> bool {
-    if_match.trim() == "*" || if_match.split(',').any(|tag| tag.trim() == current)
 }
 
 /// Every template's id and current version (the reconciler's worklist): the

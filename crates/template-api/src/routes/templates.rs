@@ -365,7 +365,7 @@ pub async fn replace_images(
         let row = owned_row(&mut conn, company.0, id, "edit").await?;
         if let Some(expected) = &expected {
             let current = shared_domain::template::etag(id, row.version, row.updated_at);
-            if !templates::etag_matches(expected, &current) {
+            if !shared_domain::headers::etag_matches(expected, &current) {
                 return Err(precondition_failed(id));
             }
         }
