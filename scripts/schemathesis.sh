@@ -26,6 +26,7 @@ ST_VERSION="4.32.5"
 CHECKS=not_a_server_error,status_code_conformance,content_type_conformance
 CHECKS+=,response_headers_conformance,response_schema_conformance
 CHECKS+=,tenant_isolation,opaque_server_errors
+CHECKS="${PREWARM_ST_CHECKS:-$CHECKS}"
 
 log() { printf '[schemathesis] %s\n' "$*" >&2; }
 

@@ -167,6 +167,42 @@ async fn cursor_pages_stay_stable_while_designs_are_made() {
             .status(),
         400
     );
+    // With a cursor, `offset` skips rows after the cursor's; it is bounded.
+    let ids = |body: &Value| -> Vec<String> {
+        body["designs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let all: Value = stack
+        .get(&tenant, "/designs?limit=10")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let first: Value = stack
+        .get(&tenant, "/designs?limit=2")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let cursor = first["next_cursor"].as_str().unwrap();
+    let skipped: Value = stack
+        .get(
+            &tenant,
+            &format!("/designs?limit=2&cursor={cursor}&offset=1"),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ids(&skipped), ids(&all)[3..5].to_vec());
+    assert_eq!(
+        stack.get(&tenant, "/designs?offset=10001").await.status(),
+        400
+    );
     stack.finish().await;
 }
 

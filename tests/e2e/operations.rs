@@ -434,3 +434,66 @@ async fn services_starting_together_on_a_new_database_all_migrate() {
         }
     }
 }
+
+/// The caller's W3C trace context travels into the warm-up message even
+/// when this API exports no traces (no `trace.otlp_endpoint`): the context
+/// is the caller's, not ours to drop.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_callers_traceparent_reaches_the_warmup_message_without_an_exporter() {
+    use rdkafka::consumer::{Consumer, StreamConsumer};
+    use rdkafka::message::{Headers, Message};
+
+    let stack = TestStack::spawn(Options {
+        worker: false,
+        // One message per ask: the design's is not merged into the
+        // (untraced) one of the template's creation.
+        env: vec![("PREWARM_POOL__WARMUP_COALESCE_MS".into(), "0".into())],
+        ..Options::default()
+    })
+    .await;
+    let tenant = stack.create_tenant("acme", 100).await;
+    let template = stack.create_template(&tenant, 1, "private").await;
+    let trace_id = format!("{:032x}", uuid::Uuid::new_v4().as_u128());
+    let traceparent = format!("00-{trace_id}-00f067aa0ba902b7-01");
+    let resp = stack
+        .http
+        .post(stack.url("/designs"))
+        .bearer_auth(&tenant.key)
+        .header("traceparent", &traceparent)
+        .json(&serde_json::json!({"template_id": template.id}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+
+    let setting = |name: &str| stack.env.iter().find(|(k, _)| k == name).unwrap().1.clone();
+    let consumer: StreamConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", setting("PREWARM_KAFKA__BROKERS"))
+        .set("group.id", format!("trace-reader-{}", uuid::Uuid::new_v4()))
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .unwrap();
+    consumer
+        .subscribe(&[setting("PREWARM_KAFKA__TOPIC").as_str()])
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let carried = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let msg = tokio::time::timeout(left, consumer.recv())
+            .await
+            .expect("the design's warm-up message within 30 s")
+            .unwrap();
+        let found = msg.headers().and_then(|headers| {
+            headers
+                .iter()
+                .find(|h| h.key == "traceparent")
+                .and_then(|h| h.value)
+                .map(|v| String::from_utf8_lossy(v).to_string())
+        });
+        if let Some(value) = found {
+            break value;
+        }
+    };
+    assert_eq!(carried, traceparent);
+    stack.finish().await;
+}

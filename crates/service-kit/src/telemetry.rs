@@ -228,13 +228,62 @@ pub fn adopt_parent<'a>(
     }
 }
 
-/// The current span's trace context as headers (`traceparent`, `tracestate`),
-/// empty when there is no trace.
+tokio::task_local! {
+    /// The caller's W3C trace context while its request is served.
+    static CALLER_TRACE: Vec<(String, String)>;
+}
+
+/// The caller's trace context (`traceparent` and `tracestate`) among
+/// `headers`, normalized; empty when it has no valid `traceparent`.
+pub fn caller_trace<'a>(
+    headers: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> Vec<(String, String)> {
+    let carrier: HashMap<String, String> = headers
+        .into_iter()
+        .map(|(k, v)| (k.to_ascii_lowercase(), v.to_string()))
+        .collect();
+    let propagator = TraceContextPropagator::new();
+    let parent = propagator.extract(&MapCarrier(carrier));
+    if !parent.span().span_context().is_valid() {
+        return Vec::new();
+    }
+    let mut out = MapCarrier(HashMap::new());
+    propagator.inject_context(&parent, &mut out);
+    out.0.into_iter().filter(|(_, v)| !v.is_empty()).collect()
+}
+
+/// Runs `fut` (a request being served) with its caller's trace context at
+/// hand: [`inject`] propagates it when this process traces nothing itself
+/// (no exporter configured), since the W3C context is the caller's, not
+/// ours to drop.
+pub async fn with_caller_trace<F: std::future::Future>(
+    trace: Vec<(String, String)>,
+    fut: F,
+) -> F::Output {
+    CALLER_TRACE.scope(trace, fut).await
+}
+
+/// The current span's trace context as headers (`traceparent`,
+/// `tracestate`); without a trace of this process's own (no exporter), the
+/// caller's, as it came in ([`with_caller_trace`]); empty when neither.
 pub fn inject() -> Vec<(String, String)> {
     let context = tracing::Span::current().context();
     let mut carrier = MapCarrier(HashMap::new());
     TraceContextPropagator::new().inject_context(&context, &mut carrier);
-    carrier.0.into_iter().collect()
+    if carrier.0.is_empty() {
+        return current_caller_trace();
+    }
+    carrier
+        .0
+        .into_iter()
+        .filter(|(_, v)| !v.is_empty())
+        .collect()
+}
+
+/// The caller's trace context of the request being served (empty outside
+/// one): work detached from the request takes it along.
+pub fn current_caller_trace() -> Vec<(String, String)> {
+    CALLER_TRACE.try_with(Clone::clone).unwrap_or_default()
 }
 
 /// Alias of [`adopt_parent`] for owned header pairs (the consumer side).
@@ -257,5 +306,29 @@ impl Extractor for MapCarrier {
 
     fn keys(&self) -> Vec<&str> {
         self.0.keys().map(String::as_str).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Without a tracer of this process's own, `inject` hands on the
+    /// caller's context, normalized; a bad `traceparent` is not passed on.
+    #[tokio::test]
+    async fn the_callers_trace_is_handed_on_without_a_tracer() {
+        let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let caller = caller_trace([("TraceParent", traceparent), ("x-other", "1")]);
+        assert_eq!(
+            caller,
+            vec![("traceparent".to_string(), traceparent.to_string())]
+        );
+        let injected = with_caller_trace(caller, async { inject() }).await;
+        assert_eq!(
+            injected,
+            vec![("traceparent".to_string(), traceparent.to_string())]
+        );
+        assert!(inject().is_empty(), "outside a request: nothing");
+        assert!(caller_trace([("traceparent", "00-zz-00-01")]).is_empty());
     }
 }

@@ -84,7 +84,7 @@ fn limit() -> Value {
     json!({"type": "integer", "minimum": 1, "maximum": 100, "default": 50})
 }
 fn offset() -> Value {
-    json!({"type": "integer", "minimum": 0, "deprecated": true})
+    json!({"type": "integer", "minimum": 0, "maximum": crate::routes::MAX_OFFSET, "deprecated": true})
 }
 fn cursor() -> Value {
     json!({"type": "string", "pattern": "^[0-9a-f]{48}$"})
@@ -92,8 +92,11 @@ fn cursor() -> Value {
 fn include() -> Value {
     json!({"type": "string", "enum": ["urls"]})
 }
+/// `similar`'s `page`: its maximum is `similar.max_page` (the committed
+/// document states the default; [`serve`] states the configured one).
 fn similar_page() -> Value {
-    json!({"type": "integer", "minimum": 1, "default": 1})
+    let max = crate::similar::settings::SimilarSettings::default().max_page;
+    json!({"type": "integer", "minimum": 1, "maximum": max, "default": 1})
 }
 
 const PAGE: &[Query] = &[
@@ -105,7 +108,7 @@ const PAGE: &[Query] = &[
     ),
     (
         "offset",
-        "deprecated: items to skip (rows inserted meanwhile shift the pages); use `cursor`",
+        "deprecated: items to skip, at most 10000 (after `cursor`'s row when both are given; rows inserted meanwhile shift the pages); use `cursor`",
         offset,
     ),
 ];
@@ -338,8 +341,8 @@ pub fn document() -> Value {
             "schemas": schemas,
             "parameters": {
                 "RequestId": {"name": "X-Request-Id", "in": "header", "required": false,
-                    "description": "the caller's request id (1-128 of A-Z a-z 0-9 . _ -); echoed, else one is made",
-                    "schema": {"type": "string", "maxLength": 128, "pattern": "^[A-Za-z0-9._-]+$"}},
+                    "description": "the caller's request id: any value is accepted; one of 1-128 of A-Z a-z 0-9 . _ - is echoed and used, any other is replaced by one the API makes (the answer's X-Request-Id says which)",
+                    "schema": {}},
                 "IdempotencyKey": {"name": "Idempotency-Key", "in": "header", "required": false,
                     "description": "makes the request safe to retry: the same key (per company) with the same request replays the first answer for idempotency.retention_secs (24 h); with another request it is 422 `idempotency_key_reused`; while the first is running, 409 `request_in_progress`",
                     "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[\\x20-\\x7e]+$"}},
@@ -367,9 +370,23 @@ pub fn document() -> Value {
     })
 }
 
+/// The document as this process serves it: `similar`'s page maximum is
+/// the configured `similar.max_page`.
+pub fn document_for(max_page: u32) -> Value {
+    let mut doc = document();
+    if let Some(params) =
+        doc["paths"]["/templates/{id}/similar"]["get"]["parameters"].as_array_mut()
+    {
+        for param in params.iter_mut().filter(|p| p["name"] == "page") {
+            param["schema"]["maximum"] = json!(max_page);
+        }
+    }
+    doc
+}
+
 /// `GET /openapi.json`.
-pub async fn serve() -> HttpResponse {
-    HttpResponse::Ok().json(document())
+pub async fn serve(state: actix_web::web::Data<crate::state::AppState>) -> HttpResponse {
+    HttpResponse::Ok().json(document_for(state.settings.similar.max_page))
 }
 
 #[cfg(test)]

@@ -9,7 +9,9 @@ use std::time::Instant;
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
-use prewarm_service_kit::telemetry::{adopt_parent, record_trace_id};
+use prewarm_service_kit::telemetry::{
+    adopt_parent, caller_trace, record_trace_id, with_caller_trace,
+};
 use tracing::field::Empty;
 use tracing::Instrument;
 
@@ -50,17 +52,18 @@ pub async fn request_span(
         trace_id = Empty,
         request_id = %request_id,
     );
-    adopt_parent(
-        &span,
+    let headers = || {
         req.headers()
             .iter()
-            .filter_map(|(k, v)| Some((k.as_str(), v.to_str().ok()?))),
-    );
+            .filter_map(|(k, v)| Some((k.as_str(), v.to_str().ok()?)))
+    };
+    adopt_parent(&span, headers());
+    let caller = caller_trace(headers());
     record_trace_id(&span);
     let path = req.path().to_string();
+    let served = next.call(req).instrument(span.clone());
     let mut res =
-        crate::request_id::scope(request_id.clone(), next.call(req).instrument(span.clone()))
-            .await?;
+        crate::request_id::scope(request_id.clone(), with_caller_trace(caller, served)).await?;
     if let Ok(value) = actix_web::http::header::HeaderValue::from_str(&request_id) {
         res.headers_mut().insert(
             actix_web::http::header::HeaderName::from_static(REQUEST_ID_HEADER),

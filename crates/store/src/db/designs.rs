@@ -441,10 +441,7 @@ pub async fn list(
         .filter(after_designs(at))
         .order((designs::created_at.desc(), designs::id.desc()))
         .limit(limit)
-        .offset(match at {
-            super::page::PageAt::Offset(n) => *n,
-            super::page::PageAt::After { .. } => 0,
-        })
+        .offset(at.skip)
         .select(DesignRow::as_select())
         .load(conn)
         .await?;
@@ -526,22 +523,20 @@ pub async fn all_object_keys(conn: &mut AsyncPgConnection) -> Result<Vec<String>
 }
 
 /// Rows strictly after the cursor in (`created_at`, `id`) descending order
-/// (an offset position admits every row).
+/// (no cursor admits every row).
 fn after_designs(
     at: &super::page::PageAt,
 ) -> Box<dyn BoxableExpression<designs::table, diesel::pg::Pg, SqlType = diesel::sql_types::Bool>> {
-    match at {
+    match at.after {
         // A row-value comparison: Postgres seeks the (created_at, id) index
         // to the cursor instead of filtering every newer row.
-        super::page::PageAt::After { created_at, id } => Box::new(
+        Some(shared_domain::cursor::Cursor { created_at, id }) => Box::new(
             diesel::dsl::sql::<diesel::sql_types::Bool>("(designs.created_at, designs.id) < (")
-                .bind::<diesel::sql_types::Timestamptz, _>(*created_at)
+                .bind::<diesel::sql_types::Timestamptz, _>(created_at)
                 .sql(", ")
-                .bind::<diesel::sql_types::Uuid, _>(*id)
+                .bind::<diesel::sql_types::Uuid, _>(id)
                 .sql(")"),
         ),
-        super::page::PageAt::Offset(_) => {
-            Box::new(diesel::dsl::sql::<diesel::sql_types::Bool>("TRUE"))
-        }
+        None => Box::new(diesel::dsl::sql::<diesel::sql_types::Bool>("TRUE")),
     }
 }

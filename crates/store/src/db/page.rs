@@ -6,27 +6,30 @@ use chrono::{DateTime, Utc};
 use shared_domain::cursor::Cursor;
 use uuid::Uuid;
 
+/// Where a page starts: after the cursor's row (if any), then `skip` rows
+/// further (the deprecated `offset`; with a cursor it counts from there).
 #[derive(Debug, Clone, PartialEq)]
-pub enum PageAt {
-    /// Rows after (older than) this one.
-    After { created_at: DateTime<Utc>, id: Uuid },
-    /// Skip this many rows (deprecated).
-    Offset(i64),
+pub struct PageAt {
+    pub after: Option<Cursor>,
+    pub skip: i64,
 }
 
 impl PageAt {
-    pub const FIRST: PageAt = PageAt::Offset(0);
+    pub const FIRST: PageAt = PageAt {
+        after: None,
+        skip: 0,
+    };
 
     /// The opaque cursor of the page after the row (`created_at`, `id`).
     pub fn cursor_after(created_at: DateTime<Utc>, id: Uuid) -> String {
         Cursor { created_at, id }.encode()
     }
 
-    /// Reads a cursor made by [`PageAt::cursor_after`].
+    /// The position after a cursor made by [`PageAt::cursor_after`].
     pub fn from_cursor(cursor: &str) -> Option<PageAt> {
-        Cursor::decode(cursor).map(|c| PageAt::After {
-            created_at: c.created_at,
-            id: c.id,
+        Cursor::decode(cursor).map(|c| PageAt {
+            after: Some(c),
+            skip: 0,
         })
     }
 }
@@ -42,7 +45,10 @@ mod tests {
         let cursor = PageAt::cursor_after(at, id);
         assert_eq!(
             PageAt::from_cursor(&cursor),
-            Some(PageAt::After { created_at: at, id })
+            Some(PageAt {
+                after: Some(Cursor { created_at: at, id }),
+                skip: 0
+            })
         );
         let far_future = format!("ac08381e1f0f1d5f{}", &cursor[16..]);
         for bad in ["", "zz", "abc", &cursor[..46], "00", &far_future] {

@@ -11,6 +11,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
 use prewarm_store::db::page::PageAt;
 use serde::Deserialize;
+use shared_domain::cursor::Cursor;
 use shared_domain::error::ErrorCode;
 use shared_domain::valid::PageLimit;
 
@@ -81,6 +82,9 @@ route_table! {
     "/templates/{id}/pool" => { get templates::pool_status },
 }
 
+/// The most rows `offset` may skip.
+pub const MAX_OFFSET: i64 = 10_000;
+
 /// `?limit=&cursor=` on list endpoints (`offset` still works but is deprecated).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -88,6 +92,7 @@ pub struct Page {
     pub limit: Option<i64>,
     pub cursor: Option<String>,
     /// Deprecated: offsets skip or repeat rows while rows are inserted.
+    /// With a cursor, rows are skipped after it.
     pub offset: Option<i64>,
 }
 
@@ -102,25 +107,27 @@ impl Page {
     /// Where the page starts (and the page's size checked: 1 to 100).
     pub fn position(&self) -> Result<PageAt, ApiError> {
         PageLimit::parse(self.limit)?;
-        if self.offset.is_some_and(|o| o < 0) {
+        // Bounded: Postgres reads every skipped row, so an unbounded
+        // offset would let one request scan a whole table.
+        let skip = self.offset.unwrap_or(0);
+        if !(0..=MAX_OFFSET).contains(&skip) {
             return Err(ApiError::new(
                 ErrorCode::InvalidRequest,
-                "`offset` must be >= 0",
+                format!(
+                    "`offset` must be between 0 and {MAX_OFFSET} (use `cursor` to page further)"
+                ),
             ));
         }
-        match (&self.cursor, self.offset) {
-            (Some(_), Some(_)) => Err(ApiError::new(
-                ErrorCode::InvalidRequest,
-                "pass either `cursor` or `offset`, not both",
-            )),
-            (Some(cursor), None) => PageAt::from_cursor(cursor).ok_or_else(|| {
+        let after = match &self.cursor {
+            None => None,
+            Some(cursor) => Some(Cursor::decode(cursor).ok_or_else(|| {
                 ApiError::new(
                     ErrorCode::InvalidRequest,
                     "`cursor` is not one this API returned",
                 )
-            }),
-            (None, offset) => Ok(PageAt::Offset(offset.unwrap_or(0).max(0))),
-        }
+            })?),
+        };
+        Ok(PageAt { after, skip })
     }
 
     /// A 200 with the page, and a `Link: <...>; rel="next"` header when

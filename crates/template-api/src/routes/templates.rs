@@ -295,12 +295,9 @@ pub async fn delete(
 #[derive(Debug, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SimilarQuery {
-    #[serde(default = "first_page")]
-    page: u32,
-}
-
-fn first_page() -> u32 {
-    1
+    /// Read as text and checked here, so every bad value (0, too high,
+    /// not a number, past u32) gets the same stable message.
+    page: Option<String>,
 }
 
 /// `GET /templates/{id}/similar?page=N`: header `X-Cache: hit|miss|stale`.
@@ -310,14 +307,19 @@ pub async fn similar(
     path: web::Path<TemplateId>,
     query: web::Query<SimilarQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let page = query.page;
     let max = state.settings.similar.max_page;
-    if page == 0 || page > max {
-        return Err(ApiError::new(
-            ErrorCode::InvalidRequest,
-            format!("page must be between 1 and {max}"),
-        ));
-    }
+    let page = match query.page.as_deref() {
+        None => 1,
+        Some(text) => match text.parse::<u32>() {
+            Ok(page) if (1..=max).contains(&page) => page,
+            _ => {
+                return Err(ApiError::new(
+                    ErrorCode::InvalidRequest,
+                    format!("page must be an integer between 1 and {max}"),
+                ))
+            }
+        },
+    };
     let (answer, lookup) = state
         .similar
         .page(&state.db, company.0, path.into_inner(), page)
