@@ -370,3 +370,65 @@ async fn two_instances_share_answers_and_edits_invalidate_both() {
     assert_eq!(stack.upstream_calls().await, calls + 1);
     stack.finish().await;
 }
+
+/// A lost invalidation is found and repaired: a relay in front of the
+/// second replica's Redis drops the pub/sub message of one edit. The
+/// replica sees the gap in the numbers (here by its poll of the counter: no
+/// later message reveals it), reads the lost message back from the log and
+/// drops what it names -- and only that: another source's cached page is
+/// still a hit (dropping everything was the old fallback, and is still the
+/// one when the log no longer holds what was missed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_invalidation_is_read_back_and_drops_only_what_it_names() {
+    use prewarm_tests::pubsub_relay::PubSubDropRelay;
+
+    let mut stack = TestStack::spawn(options(fast(), &[])).await;
+    let relay = PubSubDropRelay::start("127.0.0.1:6379").await;
+    let relayed = format!("redis://127.0.0.1:{}", relay.port);
+    let second = stack
+        .spawn_second_api(&[("PREWARM_REDIS__URL", relayed.as_str())])
+        .await;
+    stack.wait_subscribed(2).await;
+    let first = stack.base.clone();
+    let a = stack.create_tenant("a", 100).await;
+    let source = template(&stack, &a, "wedding card", "cards", "public").await;
+    let x = template(&stack, &a, "wedding card gold", "cards", "public").await;
+    let y = template(&stack, &a, "wedding card silver", "cards", "public").await;
+    let other = template(&stack, &a, "summer poster", "posters", "public").await;
+    let p = template(&stack, &a, "summer poster bold", "posters", "public").await;
+
+    let (page, _) = similar(&stack, &second, &a, source.id, 1).await;
+    assert_eq!(ids(&page), HashSet::from([x.id, y.id]));
+    let (page, _) = similar(&stack, &second, &a, other.id, 1).await;
+    assert_eq!(ids(&page), HashSet::from([p.id]));
+    assert_eq!(similar(&stack, &second, &a, other.id, 1).await.1, "hit");
+
+    relay.drop_messages_containing(&x.id.to_string());
+    let resp = stack
+        .http
+        .patch(format!("{first}/templates/{}", x.id))
+        .bearer_auth(&a.key)
+        .json(&json!({"category": "flyers"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (page, _) = similar(&stack, &second, &a, source.id, 1).await;
+        if ids(&page) == HashSet::from([y.id]) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the second replica still shows the edited template: {:?} (dropped {})",
+            ids(&page),
+            relay.dropped()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(relay.dropped() >= 1, "the relay lost no message");
+    let (page, cache) = similar(&stack, &second, &a, other.id, 1).await;
+    assert_eq!((ids(&page), cache.as_str()), (HashSet::from([p.id]), "hit"));
+    stack.finish().await;
+}

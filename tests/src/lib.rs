@@ -15,6 +15,7 @@
 pub mod images;
 pub mod invariants;
 pub mod otlp;
+pub mod pubsub_relay;
 pub mod relay;
 pub mod tls_relay;
 

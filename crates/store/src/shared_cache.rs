@@ -6,6 +6,14 @@
 //! (`{prefix}similar:{template}`, one field per upstream page), so one `DEL`
 //! invalidates all of a template's pages. Each hash expires after the longest
 //! time an entry may be served (TTL + stale-if-error window).
+//!
+//! Invalidations are numbered (as Hazelcast's near cache numbers its
+//! invalidation events): one script takes the next number, keeps the message
+//! in a log of the last [`LOG_LEN`] and publishes `"{seq} {payload}"`. A
+//! subscriber that sees a gap in the numbers -- a message PUBSUB lost, noticed
+//! by the next one, by a reconnect, or by a poll of the counter every
+//! [`POLL`] -- reads the missed messages back from the log and drops only
+//! what they name; only when they have left the log does it drop everything.
 
 use std::time::Duration;
 
@@ -36,6 +44,40 @@ impl Invalidation {
     }
 }
 
+/// Invalidations kept in the log for subscribers to read back.
+pub const LOG_LEN: u64 = 10_000;
+
+/// How often a subscriber compares its last number with the counter (a
+/// lost last message has no follower to reveal the gap).
+pub const POLL: Duration = Duration::from_secs(1);
+
+/// Takes the next number, logs the message, trims the log, publishes.
+/// KEYS: counter, log; ARGV: payload, log length, channel.
+const PUBLISH_SCRIPT: &str = r#"
+local seq = redis.call('INCR', KEYS[1])
+local entry = seq .. ' ' .. ARGV[1]
+redis.call('ZADD', KEYS[2], seq, entry)
+redis.call('ZREMRANGEBYRANK', KEYS[2], 0, -(tonumber(ARGV[2]) + 1))
+redis.call('PUBLISH', ARGV[3], entry)
+return seq
+"#;
+
+/// One numbered message as published: `"{seq} {payload}"`.
+fn parse_numbered(text: &str) -> Option<(u64, Option<Invalidation>)> {
+    let (seq, payload) = text.split_once(' ')?;
+    Some((seq.parse().ok()?, Invalidation::parse(payload)))
+}
+
+/// The numbers a subscriber missed if every message up to `upto` should
+/// have reached it and it applied every one up to `last` (`None`: it does
+/// not know where it stands, so it cannot tell).
+fn missed_range(last: Option<u64>, upto: u64) -> Option<(u64, u64)> {
+    match last {
+        Some(last) if upto > last => Some((last + 1, upto)),
+        _ => None,
+    }
+}
+
 #[derive(Clone)]
 pub struct SharedCache {
     pool: Pool,
@@ -58,6 +100,70 @@ impl SharedCache {
     /// The channel carrying invalidated template ids.
     pub fn channel(&self) -> String {
         format!("{}invalidate", self.prefix)
+    }
+
+    /// The invalidations' counter and log (one Cluster hash tag, so the
+    /// publish script may touch both).
+    fn log_keys(&self) -> (String, String) {
+        (
+            format!("{}invalidations:{{log}}:seq", self.prefix),
+            format!("{}invalidations:{{log}}:entries", self.prefix),
+        )
+    }
+
+    /// Publishes one numbered invalidation (see the module docs).
+    async fn publish(&self, payload: String) -> Result<u64, IndexError> {
+        let (counter, log) = self.log_keys();
+        Ok(self
+            .pool
+            .next()
+            .eval(
+                PUBLISH_SCRIPT,
+                vec![counter, log],
+                vec![payload, LOG_LEN.to_string(), self.channel()],
+            )
+            .await?)
+    }
+
+    /// The newest invalidation number (0 before the first).
+    pub async fn last_number(&self) -> Result<u64, IndexError> {
+        let (counter, _) = self.log_keys();
+        let n: Option<u64> = self.pool.get(counter).await?;
+        Ok(n.unwrap_or(0))
+    }
+
+    /// The logged invalidations numbered `from..=to`, or `None` when some
+    /// have left the log (or cannot be read).
+    pub async fn missed(
+        &self,
+        from: u64,
+        to: u64,
+    ) -> Result<Option<Vec<Invalidation>>, IndexError> {
+        if from > to {
+            return Ok(Some(Vec::new()));
+        }
+        let (_, log) = self.log_keys();
+        // Through a script: the client's sorted-set commands are not built in.
+        let entries: Vec<String> = self
+            .pool
+            .next()
+            .eval(
+                "return redis.call('ZRANGEBYSCORE', KEYS[1], ARGV[1], ARGV[2])",
+                vec![log],
+                vec![from.to_string(), to.to_string()],
+            )
+            .await?;
+        let mut found = Vec::with_capacity(entries.len());
+        let mut numbers = Vec::with_capacity(entries.len());
+        for entry in &entries {
+            let Some((seq, message)) = parse_numbered(entry) else {
+                return Ok(None);
+            };
+            numbers.push(seq);
+            found.extend(message);
+        }
+        numbers.dedup();
+        Ok((numbers.len() as u64 == to - from + 1).then_some(found))
     }
 
     pub async fn get(
@@ -89,28 +195,64 @@ impl SharedCache {
     /// included) to drop its local ones.
     pub async fn invalidate(&self, template: TemplateId) -> Result<(), IndexError> {
         let _: () = self.pool.del(self.key(template)).await?;
-        let _: () = self
-            .pool
-            .next()
-            .publish(self.channel(), template.to_string())
-            .await?;
+        self.publish(template.to_string()).await?;
         Ok(())
     }
 
     /// Tells every replica that an API key (its SHA-256) was revoked.
     pub async fn revoke_key(&self, key_hash: &[u8]) -> Result<(), IndexError> {
-        let _: () = self
-            .pool
-            .next()
-            .publish(self.channel(), format!("key:{}", hex::encode(key_hash)))
+        self.publish(format!("key:{}", hex::encode(key_hash)))
             .await?;
         Ok(())
     }
 
+    /// Brings a subscriber that applied every invalidation up to `last`
+    /// to `upto`: the missed ones read back from the log, or
+    /// [`Invalidation::All`] when they cannot be (left the log, Redis
+    /// failing). Moves `last` to `upto`.
+    async fn catch_up(&self, last: &mut Option<u64>, upto: u64) -> Vec<Invalidation> {
+        let Some((from, to)) = missed_range(*last, upto) else {
+            if last.is_none() {
+                *last = Some(upto);
+            }
+            return Vec::new();
+        };
+        *last = Some(upto);
+        match self.missed(from, to).await {
+            Ok(Some(found)) => {
+                tracing::info!(from, to, "invalidations missed; read back from the log");
+                found
+            }
+            Ok(None) | Err(_) => {
+                tracing::warn!(
+                    from,
+                    to,
+                    "invalidations missed and gone from the log; dropping every cached entry"
+                );
+                vec![Invalidation::All]
+            }
+        }
+    }
+
+    /// [`catch_up`](Self::catch_up) to the counter as it is now;
+    /// `fallback` is what to deliver when the counter cannot be read.
+    async fn catch_up_to_counter(
+        &self,
+        last: &mut Option<u64>,
+        fallback: Vec<Invalidation>,
+    ) -> Vec<Invalidation> {
+        match self.last_number().await {
+            Ok(upto) => self.catch_up(last, upto).await,
+            Err(_) => fallback,
+        }
+    }
+
     /// Subscribes to invalidations on a dedicated connection that
-    /// re-subscribes after reconnecting. Sends each message, and
-    /// [`Invalidation::All`] after a reconnect (messages may have been
-    /// missed while disconnected, so the receiver should drop everything).
+    /// re-subscribes after reconnecting, and sends each message. Numbers
+    /// are followed (see the module docs): what a lost message, a
+    /// reconnect or a lagging reader missed is read back from the log and
+    /// sent; [`Invalidation::All`] is sent when it cannot be, and once
+    /// after subscribing (anything before was missed).
     pub async fn subscribe(
         &self,
         url: &str,
@@ -128,7 +270,9 @@ impl SharedCache {
         let mut messages = subscriber.message_rx();
         let mut reconnects = subscriber.reconnect_rx();
         let channel = self.channel();
+        let this = self.clone();
         tokio::spawn(async move {
+            use tokio::sync::broadcast::error::RecvError;
             // Subscribes once connected (retrying while Redis is away); the
             // client re-subscribes by itself after later reconnects.
             loop {
@@ -139,7 +283,8 @@ impl SharedCache {
                 }
                 tokio::time::sleep(std::time::Duration::from_millis(500)).await;
             }
-            // Anything published before the subscription was missed.
+            // Where the numbers stand now; anything before was missed.
+            let mut last = this.last_number().await.ok();
             if tx.send(Invalidation::All).is_err() {
                 return;
             }
@@ -148,31 +293,72 @@ impl SharedCache {
             // The first connection is announced like a reconnect: it is the
             // one just covered by the `All` above, not a lost message.
             let mut first_connection = true;
+            let mut poll = tokio::time::interval_at(tokio::time::Instant::now() + POLL, POLL);
             loop {
-                let sent = tokio::select! {
+                let deliver = tokio::select! {
                     msg = messages.recv() => match msg {
-                        Ok(msg) => {
-                            match msg.value.as_string().and_then(|s| Invalidation::parse(&s)) {
-                                Some(message) => tx.send(message),
-                                None => Ok(()),
+                        Ok(msg) => match msg.value.as_string().as_deref().and_then(parse_numbered) {
+                            Some((seq, message)) => {
+                                let mut out = this.catch_up(&mut last, seq - 1).await;
+                                if last.is_some_and(|l| seq > l) {
+                                    last = Some(seq);
+                                }
+                                out.extend(message);
+                                out
                             }
+                            None => Vec::new(),
+                        },
+                        // The reader lagged: messages were lost.
+                        Err(RecvError::Lagged(_)) => {
+                            this.catch_up_to_counter(&mut last, vec![Invalidation::All]).await
                         }
-                        // Lagged: messages were lost; drop everything.
-                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => tx.send(Invalidation::All),
-                        Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+                        Err(RecvError::Closed) => break,
                     },
                     r = reconnects.recv() => match r {
-                        Ok(_) if std::mem::take(&mut first_connection) => Ok(()),
-                        Ok(_) => tx.send(Invalidation::All),
-                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => tx.send(Invalidation::All),
-                        Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+                        Ok(_) if std::mem::take(&mut first_connection) => Vec::new(),
+                        Ok(_) | Err(RecvError::Lagged(_)) => {
+                            this.catch_up_to_counter(&mut last, vec![Invalidation::All]).await
+                        }
+                        Err(RecvError::Closed) => break,
                     },
+                    // A lost last message has no follower to reveal it.
+                    _ = poll.tick() => this.catch_up_to_counter(&mut last, Vec::new()).await,
                 };
-                if sent.is_err() {
-                    break; // the receiver is gone
+                for message in deliver {
+                    if tx.send(message).is_err() {
+                        return; // the receiver is gone
+                    }
                 }
             }
         });
         Ok(rx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbered_messages_parse_and_gaps_are_found() {
+        let t = TemplateId::new();
+        assert_eq!(
+            parse_numbered(&format!("7 {t}")),
+            Some((7, Some(Invalidation::Template(t))))
+        );
+        assert_eq!(
+            parse_numbered("8 key:00ff"),
+            Some((8, Some(Invalidation::ApiKey(vec![0, 255]))))
+        );
+        assert_eq!(
+            parse_numbered("9 nonsense"),
+            Some((9, None)),
+            "numbered, unreadable: the gap is still seen"
+        );
+        assert_eq!(parse_numbered(&t.to_string()), None);
+        assert_eq!(missed_range(Some(4), 4), None);
+        assert_eq!(missed_range(Some(4), 3), None, "a repeat");
+        assert_eq!(missed_range(Some(4), 6), Some((5, 6)));
+        assert_eq!(missed_range(None, 6), None);
     }
 }
