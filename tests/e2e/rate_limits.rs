@@ -294,3 +294,53 @@ async fn admin_token_guesses_are_limited_per_address() {
     );
     stack.finish().await;
 }
+
+/// Guesses sent at once cannot all pass a bucket that only finished 401s
+/// would empty: an admin request spends a failed-authentication token
+/// before its token is checked (given back unless refused). Of 20
+/// concurrent guesses against a burst of 3, at most 3 are checked; valid
+/// admin requests, given their token back, never drain the bucket.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_admin_guesses_spend_the_bucket_before_they_are_checked() {
+    let stack = TestStack::spawn(Options {
+        worker: false,
+        env: limited(100),
+        ..Options::default()
+    })
+    .await;
+    for _ in 0..5 {
+        let resp = stack
+            .http
+            .post(format!("{}/admin/companies", stack.base))
+            .bearer_auth(&stack.admin_token)
+            .json(&serde_json::json!({"name": "x", "design_limit": 1}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::CREATED, "a valid admin call");
+    }
+    let guesses = (0..20).map(|i| {
+        stack
+            .http
+            .post(format!("{}/admin/companies", stack.base))
+            .bearer_auth(format!("guess-{i}"))
+            .json(&serde_json::json!({"name": "x", "design_limit": 1}))
+            .send()
+    });
+    let statuses: Vec<StatusCode> = futures::future::join_all(guesses)
+        .await
+        .into_iter()
+        .map(|r| r.unwrap().status())
+        .collect();
+    let checked = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::UNAUTHORIZED)
+        .count();
+    let refused = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::TOO_MANY_REQUESTS)
+        .count();
+    assert_eq!(checked + refused, 20, "{statuses:?}");
+    assert!(checked <= 3, "{checked} guesses were checked: {statuses:?}");
+    stack.finish().await;
+}

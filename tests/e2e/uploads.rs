@@ -71,7 +71,8 @@ async fn upload_all(
     .await
 }
 
-/// The budget the memory test gives the API: 6 images written at once.
+/// The budget the memory test gives the API: 6 images written at once (one
+/// per company).
 const BUDGET: usize = 32 * MIB;
 
 /// The stated bound: 20 concurrent 10 MiB images (200 MiB in all) raise the
@@ -108,8 +109,20 @@ async fn twenty_concurrent_ten_mib_images_keep_the_api_memory_bounded() {
     let warm = upload_all(&stack, &base, &tenant, vec![big_image(99, 64 * 1024)]).await;
     assert_eq!(warm[0].0, 201, "{}", warm[0].1);
     let (before, _) = memory(api.id());
-    let images: Vec<Vec<u8>> = (0..20).map(|i| big_image(i, 10 * MIB)).collect();
-    let answers = upload_all(&stack, &base, &tenant, images).await;
+    // Four companies, five images each: one company holds at most a quarter
+    // of the budget's shares, so the budget is filled by several.
+    let mut tenants = vec![tenant];
+    for name in ["globex", "initech", "umbrella"] {
+        tenants.push(stack.create_tenant(name, 10).await);
+    }
+    let answers: Vec<(u16, Value)> = join_all(tenants.iter().enumerate().map(|(t, tenant)| {
+        let images: Vec<Vec<u8>> = (0..5).map(|i| big_image(t * 5 + i, 10 * MIB)).collect();
+        upload_all(&stack, &base, tenant, images)
+    }))
+    .await
+    .into_iter()
+    .flatten()
+    .collect();
     for (status, body) in &answers {
         assert_eq!(*status, 201, "status {status}: {body}");
         assert_eq!(body["images"][0]["size_bytes"], 10 * MIB);

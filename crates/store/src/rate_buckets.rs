@@ -9,7 +9,8 @@ use fred::prelude::*;
 
 use crate::pool_index::{IndexError, PoolIndex};
 
-/// KEYS[1]: the bucket. ARGV: refill rate (tokens/s), capacity, cost.
+/// KEYS[1]: the bucket. ARGV: refill rate (tokens/s), capacity, cost (a
+/// negative cost gives tokens back, up to the capacity).
 /// Returns {1 if spent else 0, tokens left * 1000}.
 const TAKE: &str = r"
 local t = redis.call('TIME')
@@ -29,6 +30,8 @@ local spent = 0
 if cost > 0 and tokens >= cost then
   tokens = tokens - cost
   spent = 1
+elseif cost < 0 then
+  tokens = math.min(burst, tokens - cost)
 end
 redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', tostring(now))
 redis.call('PEXPIRE', KEYS[1], math.ceil(burst / rate * 1000) + 1000)

@@ -159,6 +159,8 @@ impl LocalBuckets {
         let allowed = cost > 0.0 && *tokens >= cost;
         if allowed {
             *tokens -= cost;
+        } else if cost < 0.0 {
+            *tokens = (*tokens - cost).min(size.burst);
         }
         Taken {
             allowed,
@@ -298,10 +300,17 @@ pub async fn rate_limit(
         burst: size.burst * limiter.settings.address_factor,
     };
     let failed_auth = format!("auth:{address}");
+    // An admin token is never cached as valid, so each admin request with a
+    // token spends a failed-authentication token before it is checked and
+    // gets it back unless refused: concurrent guesses cannot all pass a
+    // bucket that only a finished 401 would have emptied.
+    let routed = req.match_info().as_str().trim_end_matches('/');
+    let admin_guard = token_hash.is_some() && (routed == "/admin" || routed.starts_with("/admin/"));
+    let auth_cost = if admin_guard { 1.0 } else { 0.0 };
     // The key's bucket first: a key refused by its own budget spends
     // nothing of its address's (it cannot crowd out the address's other keys).
     let (auth_left, by_key) = tokio::join!(
-        limiter.take(failed_auth.clone(), limiter.failed_auth_size(), 0.0),
+        limiter.take(failed_auth.clone(), limiter.failed_auth_size(), auth_cost),
         async {
             match &token_hash {
                 Some(hash) => {
@@ -342,16 +351,27 @@ pub async fn rate_limit(
             shown = Some(by_address);
         }
     }
+    let spent_ahead = admin_guard && auth_left.allowed;
     if let Some(e) = refusal {
+        if spent_ahead {
+            limiter
+                .take(failed_auth, limiter.failed_auth_size(), -1.0)
+                .await;
+        }
         limiter.metrics.rate_limited(class.as_str());
         let response = e.error_response();
         return Ok(req.into_response(response).map_into_right_body());
     }
     let mut res = next.call(req).await?;
     // Only a key that was presented and refused counts (not a missing header).
-    if res.status() == actix_web::http::StatusCode::UNAUTHORIZED && token_hash.is_some() {
+    let refused = res.status() == actix_web::http::StatusCode::UNAUTHORIZED;
+    if refused && token_hash.is_some() && !spent_ahead {
         limiter
             .take(failed_auth, limiter.failed_auth_size(), 1.0)
+            .await;
+    } else if !refused && spent_ahead {
+        limiter
+            .take(failed_auth, limiter.failed_auth_size(), -1.0)
             .await;
     }
     if let Some(shown) = shown {

@@ -27,10 +27,12 @@ use actix_web::{web, HttpRequest};
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
 use shared_domain::error::ErrorCode;
-use shared_domain::ids::TemplateId;
+use shared_domain::ids::{CompanyId, TemplateId};
 use shared_domain::image_type;
 use shared_domain::object_keys;
 use shared_domain::template::{TemplateImage, MAX_IMAGES};
+use std::collections::HashMap;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use prewarm_store::db::Db;
@@ -81,10 +83,50 @@ pub struct Uploads<'a> {
 /// Upload bytes held in memory by this process, over every request. An
 /// image being written holds one part's worth (a part plus one chunk) from
 /// its first byte to its last -- all of it at once, so two uploads can never
-/// each hold half of what both need and wait for each other.
+/// each hold half of what both need and wait for each other. One company
+/// holds at most a quarter of the shares (at least one), and waits for its
+/// own as for the process's: a tenant trickling many slow uploads cannot
+/// take the whole budget from the others.
 pub struct UploadBudget {
     kib: Arc<Semaphore>,
     wait: Duration,
+    companies: Arc<Mutex<HashMap<CompanyId, CompanyShares>>>,
+    per_company: usize,
+}
+
+/// A company's shares: its own semaphore, and how many reservations use it
+/// (the entry goes when none does).
+#[derive(Debug)]
+struct CompanyShares {
+    shares: Arc<Semaphore>,
+    users: usize,
+}
+
+/// One image's share of the budget, counted against its company until dropped.
+#[derive(Debug)]
+pub struct Share {
+    _permit: OwnedSemaphorePermit,
+    _company_permit: OwnedSemaphorePermit,
+    _user: CompanyUser,
+}
+
+/// A reservation's use of its company's entry.
+#[derive(Debug)]
+struct CompanyUser {
+    company: CompanyId,
+    companies: Arc<Mutex<HashMap<CompanyId, CompanyShares>>>,
+}
+
+impl Drop for CompanyUser {
+    fn drop(&mut self) {
+        let mut companies = self.companies.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(entry) = companies.get_mut(&self.company) {
+            entry.users -= 1;
+            if entry.users == 0 {
+                companies.remove(&self.company);
+            }
+        }
+    }
 }
 
 /// What one image being written holds of the budget, in KiB.
@@ -93,17 +135,42 @@ const PART_KIB: u32 = (UPLOAD_SHARE_BYTES / 1024) as u32;
 impl UploadBudget {
     /// `max_bytes` in flight; an upload waits up to `wait` for its share.
     pub fn new(max_bytes: usize, wait: Duration) -> Self {
+        let shares = max_bytes / 1024 / PART_KIB as usize;
         Self {
             kib: Arc::new(Semaphore::new(max_bytes / 1024)),
             wait,
+            companies: Arc::default(),
+            per_company: (shares / 4).max(1),
         }
     }
 
-    /// One image's share, or 503 `busy` after waiting `wait` for it.
-    async fn reserve(&self) -> Result<OwnedSemaphorePermit, ApiError> {
-        let acquire = self.kib.clone().acquire_many_owned(PART_KIB);
+    /// One image's share for `company`, or 503 `busy` after waiting `wait`
+    /// for it (its company's quarter first, then the process's budget).
+    async fn reserve(&self, company: CompanyId) -> Result<Share, ApiError> {
+        let (own, user) = {
+            let mut companies = self.companies.lock().unwrap_or_else(|e| e.into_inner());
+            let entry = companies.entry(company).or_insert_with(|| CompanyShares {
+                shares: Arc::new(Semaphore::new(self.per_company)),
+                users: 0,
+            });
+            entry.users += 1;
+            let user = CompanyUser {
+                company,
+                companies: self.companies.clone(),
+            };
+            (entry.shares.clone(), user)
+        };
+        let acquire = async {
+            let company_permit = own.acquire_owned().await.ok()?;
+            let permit = self.kib.clone().acquire_many_owned(PART_KIB).await.ok()?;
+            Some((permit, company_permit))
+        };
         match tokio::time::timeout(self.wait, acquire).await {
-            Ok(Ok(permit)) => Ok(permit),
+            Ok(Some((permit, company_permit))) => Ok(Share {
+                _permit: permit,
+                _company_permit: company_permit,
+                _user: user,
+            }),
             _ => Err(busy()),
         }
     }
@@ -177,12 +244,13 @@ fn too_large(limit: usize, what: &str) -> ApiError {
 }
 
 /// Reads the whole multipart body under the configured limits, writing the
-/// images of template `template` to S3. `check_metadata` runs as soon as the
+/// images of template `template` (of `company`) to S3. `check_metadata` runs as soon as the
 /// metadata part is read (a bad one stores no image).
 pub async fn read_upload(
     req: &HttpRequest,
     payload: web::Payload,
     up: Uploads<'_>,
+    company: CompanyId,
     template: TemplateId,
     route: &str,
     check_metadata: impl Fn(&[u8]) -> Result<(), ApiError>,
@@ -200,6 +268,7 @@ pub async fn read_upload(
     }
     let mut reader = Reader {
         up,
+        company,
         template,
         upload: Upload {
             id: uuid::Uuid::new_v4(),
@@ -262,6 +331,7 @@ async fn settled(db: &Db, upload: uuid::Uuid) {
 
 struct Reader<'a> {
     up: Uploads<'a>,
+    company: CompanyId,
     template: TemplateId,
     upload: Upload,
     hasher: RequestHasher,
@@ -377,7 +447,7 @@ impl Reader<'_> {
         // This image's share of the process's budget, until its last byte
         // is sent; none left: refused, and the rest drained so the client
         // reads a clean 503.
-        let _share = match self.up.budget.reserve().await {
+        let _share = match self.up.budget.reserve(self.company).await {
             Ok(share) => share,
             Err(busy) => {
                 self.rejected = Some(busy);
@@ -505,13 +575,33 @@ mod tests {
     #[tokio::test]
     async fn the_budget_lends_whole_shares_waits_briefly_and_takes_them_back() {
         let budget = UploadBudget::new(2 * UPLOAD_SHARE_BYTES + 1024, Duration::from_millis(50));
-        let a = budget.reserve().await.unwrap();
-        let b = budget.reserve().await.unwrap();
-        let refused = budget.reserve().await.unwrap_err();
+        let (x, y, z) = (CompanyId::new(), CompanyId::new(), CompanyId::new());
+        let a = budget.reserve(x).await.unwrap();
+        let b = budget.reserve(y).await.unwrap();
+        let refused = budget.reserve(z).await.unwrap_err();
         assert_eq!(refused.code, ErrorCode::Busy);
         drop(a);
-        let c = budget.reserve().await.unwrap();
+        let c = budget.reserve(z).await.unwrap();
         drop((b, c));
         assert_eq!(budget.kib.available_permits(), 2 * PART_KIB as usize + 1);
+        assert!(
+            budget.companies.lock().unwrap().is_empty(),
+            "every share given back"
+        );
+    }
+
+    #[tokio::test]
+    async fn one_company_holds_at_most_a_quarter_of_the_shares() {
+        let budget = UploadBudget::new(8 * UPLOAD_SHARE_BYTES, Duration::from_millis(50));
+        let (greedy, other) = (CompanyId::new(), CompanyId::new());
+        let first = budget.reserve(greedy).await.unwrap();
+        let second = budget.reserve(greedy).await.unwrap();
+        let refused = budget.reserve(greedy).await.unwrap_err();
+        assert_eq!(refused.code, ErrorCode::Busy);
+        // The others still find room; the greedy one again once one ends.
+        let _theirs = budget.reserve(other).await.unwrap();
+        drop(first);
+        let _again = budget.reserve(greedy).await.unwrap();
+        drop(second);
     }
 }

@@ -81,9 +81,15 @@ pub async fn create(
 ) -> Result<HttpResponse, ApiError> {
     let key = idempotency::key_of(&req)?;
     let id = TemplateId::new();
-    let upload = read_upload(&req, payload, state.uploads(), id, CREATE_ROUTE, |m| {
-        parse_metadata(m).map(drop)
-    })
+    let upload = read_upload(
+        &req,
+        payload,
+        state.uploads(),
+        company.0,
+        id,
+        CREATE_ROUTE,
+        |m| parse_metadata(m).map(drop),
+    )
     .await?;
     let checked = match &upload.metadata {
         None => Err(ApiError::new(
@@ -376,6 +382,7 @@ pub async fn replace_images(
         &req,
         payload,
         state.uploads(),
+        company.0,
         id,
         "PUT /templates/{id}/images",
         |_| {
