@@ -13,7 +13,7 @@ use super::idempotency::{self, Claim, StoredAnswer};
 use super::schema::{template_images, templates};
 use super::StoreError;
 
-#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[derive(Debug, Clone, Queryable, QueryableByName, Selectable, Insertable)]
 #[diesel(table_name = templates)]
 #[diesel(check_for_backend(diesel::pg::Pg))]
 pub struct TemplateRow {
@@ -269,20 +269,55 @@ pub async fn list_visible(
     limit: i64,
     at: &super::page::PageAt,
 ) -> Result<Vec<Template>, StoreError> {
-    let rows: Vec<TemplateRow> = templates::table
-        .filter(templates::deleted_at.is_null())
-        .filter(
-            templates::visibility
-                .eq(Visibility::Public.as_str())
-                .or(templates::owner_company_id.eq(company.0)),
-        )
-        .filter(after_templates(at))
-        .order((templates::created_at.desc(), templates::id.desc()))
-        .limit(limit)
-        .offset(at.skip)
-        .select(TemplateRow::as_select())
+    // Two index ranges, each read no further than the page needs (the
+    // public templates; the company's own private ones), merged: what other
+    // companies keep private costs this listing nothing (migration 14).
+    let query = listing_sql(at.after.is_some());
+    let (created_at, id) = at
+        .after
+        .map_or((super::now(), Uuid::nil()), |c| (c.created_at, c.id));
+    let rows: Vec<TemplateRow> = diesel::sql_query(query)
+        .bind::<diesel::sql_types::Uuid, _>(company.0)
+        .bind::<diesel::sql_types::Timestamptz, _>(created_at)
+        .bind::<diesel::sql_types::Uuid, _>(id)
+        .bind::<diesel::sql_types::BigInt, _>(limit + at.skip)
+        .bind::<diesel::sql_types::BigInt, _>(limit)
+        .bind::<diesel::sql_types::BigInt, _>(at.skip)
         .load(conn)
         .await?;
+    list_images(conn, rows).await
+}
+
+/// The listing's statement ([`list_visible`]). Binds: $1 the company, $2
+/// and $3 the cursor's time and id (unused without one), $4 rows per range
+/// (the page and what it skips), $5 the page size, $6 the rows skipped.
+pub fn listing_sql(after_cursor: bool) -> String {
+    let after = if after_cursor {
+        "AND (created_at, id) < ($2, $3)"
+    } else {
+        "AND $2::timestamptz IS NOT NULL AND $3::uuid IS NOT NULL"
+    };
+    let columns =
+        "id, owner_company_id, visibility, name, category, layout, version, created_at, updated_at";
+    format!(
+        "SELECT {columns} FROM (
+           (SELECT {columns} FROM templates
+             WHERE deleted_at IS NULL AND visibility = 'public' {after}
+             ORDER BY created_at DESC, id DESC LIMIT $4)
+           UNION ALL
+           (SELECT {columns} FROM templates
+             WHERE deleted_at IS NULL AND owner_company_id = $1 AND visibility <> 'public' {after}
+             ORDER BY created_at DESC, id DESC LIMIT $4)
+         ) page
+         ORDER BY created_at DESC, id DESC LIMIT $5 OFFSET $6"
+    )
+}
+
+/// The current images of listed templates, attached to them.
+async fn list_images(
+    conn: &mut AsyncPgConnection,
+    rows: Vec<TemplateRow>,
+) -> Result<Vec<Template>, StoreError> {
     // One query for every listed template's current images, not one per
     // template, and only the current version's rows (an index probe per
     // (template, version)): a page costs its templates' images, however
@@ -586,24 +621,4 @@ pub async fn catalogue(
         ))
         .load(conn)
         .await?)
-}
-
-/// Rows strictly after the cursor in (`created_at`, `id`) descending order
-/// (no cursor admits every row).
-fn after_templates(
-    at: &super::page::PageAt,
-) -> Box<dyn BoxableExpression<templates::table, diesel::pg::Pg, SqlType = diesel::sql_types::Bool>>
-{
-    match at.after {
-        // A row-value comparison: Postgres seeks the (created_at, id) index
-        // to the cursor instead of filtering every newer row.
-        Some(shared_domain::cursor::Cursor { created_at, id }) => Box::new(
-            diesel::dsl::sql::<diesel::sql_types::Bool>("(templates.created_at, templates.id) < (")
-                .bind::<diesel::sql_types::Timestamptz, _>(created_at)
-                .sql(", ")
-                .bind::<diesel::sql_types::Uuid, _>(id)
-                .sql(")"),
-        ),
-        None => Box::new(diesel::dsl::sql::<diesel::sql_types::Bool>("TRUE")),
-    }
 }

@@ -1,0 +1,2 @@
+DROP INDEX IF EXISTS templates_owner_page;
+DROP INDEX IF EXISTS templates_public_page;
