@@ -356,3 +356,36 @@ async fn only_raster_images_whose_bytes_match_their_type_are_kept() {
     assert_eq!(template["images"][0]["content_type"], "image/png");
     stack.finish().await;
 }
+
+/// Parts are bounded in number whatever they hold: a body of a thousand
+/// empty parts (which count nothing against the byte limits) is refused
+/// at the 209th part, not read to its end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_of_endless_empty_parts_is_refused_early() {
+    let stack = TestStack::spawn(Options {
+        worker: false,
+        ..Options::default()
+    })
+    .await;
+    let tenant = stack.create_tenant("acme", 10).await;
+    let mut form = Form::new().part(
+        "metadata",
+        Part::text(json!({"name": "x", "layout": {}}).to_string())
+            .mime_str("application/json")
+            .unwrap(),
+    );
+    for _ in 0..1000 {
+        form = form.part("filler", Part::bytes(Vec::new()));
+    }
+    let resp = stack
+        .http
+        .post(stack.url("/templates"))
+        .bearer_auth(&tenant.key)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    let (status, code) = prewarm_tests::error_code(resp).await;
+    assert_eq!((status.as_u16(), code.as_str()), (413, "payload_too_large"));
+    stack.finish().await;
+}

@@ -70,6 +70,18 @@ impl Upload {
 
 const MAX_METADATA_BYTES: usize = 256 * 1024;
 
+/// The most parts an upload may have: its images, its metadata, and a few
+/// others (refused, but read).
+pub const MAX_PARTS: usize = MAX_IMAGES + 8;
+
+/// The most raw body bytes an upload may send: twice its content limit (the
+/// drain's hard cap) and 1 MiB for headers and boundaries.
+fn raw_body_cap(max_upload_bytes: usize) -> usize {
+    max_upload_bytes
+        .saturating_mul(2)
+        .saturating_add(1024 * 1024)
+}
+
 /// What an upload needs of the service, borrowed from its state.
 #[derive(Clone, Copy)]
 pub struct Uploads<'a> {
@@ -192,6 +204,10 @@ fn multipart_error(e: MultipartError) -> ApiError {
         | MultipartError::ContentTypeIncompatible => ApiError::new(
             ErrorCode::UnsupportedMediaType,
             format!("expected Content-Type: multipart/form-data ({text})"),
+        ),
+        MultipartError::Payload(actix_web::error::PayloadError::Overflow) => ApiError::new(
+            ErrorCode::PayloadTooLarge,
+            "the upload body is larger than its limit",
         ),
         _ => ApiError::new(ErrorCode::InvalidMultipart, text),
     }
@@ -348,9 +364,29 @@ impl Reader<'_> {
         payload: web::Payload,
         check_metadata: &impl Fn(&[u8]) -> Result<(), ApiError>,
     ) -> Result<(), ApiError> {
-        let mut multipart = Multipart::new(req.headers(), payload);
+        // Every byte of the body counts, headers and boundaries of empty
+        // parts included (the limits below count part contents only).
+        let cap = raw_body_cap(self.up.limits.max_upload_bytes);
+        let mut seen = 0usize;
+        let counted = payload.map(move |chunk| {
+            let chunk = chunk?;
+            seen += chunk.len();
+            if seen > cap {
+                return Err(actix_web::error::PayloadError::Overflow);
+            }
+            Ok(chunk)
+        });
+        let mut multipart = Multipart::new(req.headers(), counted);
+        let mut parts = 0usize;
         while let Some(field) = self.deadline.next(multipart.next()).await? {
             let field = field.map_err(multipart_error)?;
+            parts += 1;
+            if parts > MAX_PARTS {
+                return Err(ApiError::new(
+                    ErrorCode::PayloadTooLarge,
+                    format!("at most {MAX_PARTS} parts per upload"),
+                ));
+            }
             let name = field.name().unwrap_or_default().to_string();
             match name.as_str() {
                 "metadata" => {
