@@ -79,6 +79,7 @@ pub struct ApiKeyList {
 pub struct RotateApiKey {
     /// How long the old key keeps working (default 24 h, at most 30 days; 0 ends it at once).
     #[serde(default)]
+    #[schemars(range(max = 2_592_000))]
     pub grace_secs: Option<u64>,
 }
 

@@ -15,8 +15,15 @@ pub struct Cursor {
 /// Length of a cursor's text (8 bytes of time, 16 of id, in hex).
 pub const CURSOR_LEN: usize = 48;
 
-/// 9999-12-31T23:59:59.999999Z in microseconds since 1970.
-const MAX_MICROS: i64 = 253_402_300_799_999_999;
+/// The latest time a cursor may name, in microseconds since 1970 (in the
+/// year 9886): the largest value whose first byte is 0x03 and second at
+/// most 0x7f, so [`CURSOR_PATTERN`] states the rule exactly. Rows are made
+/// today; Postgres takes up to 294276 AD.
+const MAX_MICROS: i64 = 0x037F_FFFF_FFFF_FFFF;
+
+/// What [`Cursor::decode`] accepts, as a regular expression (the OpenAPI
+/// document's pattern).
+pub const CURSOR_PATTERN: &str = "^0(?:[0-2][0-9a-fA-F]|3[0-7])[0-9a-fA-F]{45}$";
 
 impl Cursor {
     /// The cursor's text.
@@ -33,8 +40,8 @@ impl Cursor {
         }
         let bytes = hex::decode(text).ok()?;
         let micros = i64::from_be_bytes(bytes[..8].try_into().ok()?);
-        // A forged cursor may name any time; Postgres takes 4713 BC to
-        // 294276 AD, rows are made today: only 1970 to 9999 reads back.
+        // A forged cursor may name any time: only 1970 to [`MAX_MICROS`]
+        // reads back.
         if !(0..=MAX_MICROS).contains(&micros) {
             return None;
         }
@@ -58,7 +65,9 @@ mod tests {
         let text = cursor.encode();
         assert_eq!(text.len(), CURSOR_LEN);
         assert_eq!(Cursor::decode(&text), Some(cursor));
-        let far_future = format!("ac08381e1f0f1d5f{}", &text[16..]);
+        let far_future = format!("0380000000000000{}", &text[16..]);
+        let latest = format!("037fffffffffffff{}", &text[16..]);
+        assert!(Cursor::decode(&latest).is_some());
         let before_1970 = format!("ff{}", &text[2..]);
         for bad in [
             "",

@@ -87,7 +87,7 @@ fn offset() -> Value {
     json!({"type": "integer", "minimum": 0, "maximum": crate::routes::MAX_OFFSET, "deprecated": true})
 }
 fn cursor() -> Value {
-    json!({"type": "string", "pattern": "^[0-9a-f]{48}$"})
+    json!({"type": "string", "pattern": shared_domain::cursor::CURSOR_PATTERN})
 }
 fn include() -> Value {
     json!({"type": "string", "enum": ["urls"]})
@@ -186,7 +186,8 @@ fn headers_of(names: &[&str]) -> Value {
 fn multipart(generator: &mut SchemaGenerator, metadata: bool) -> Value {
     let mut props = Map::new();
     let mut required = vec!["image"];
-    let mut encoding = json!({"image": {"contentType": "image/*"}});
+    let accepted = shared_domain::image_type::ACCEPTED.join(", ");
+    let mut encoding = json!({"image": {"contentType": accepted}});
     if metadata {
         props.insert("metadata".into(), schema::<NewTemplate>(generator));
         required.insert(0, "metadata");
@@ -195,7 +196,8 @@ fn multipart(generator: &mut SchemaGenerator, metadata: bool) -> Value {
     props.insert(
         "image".into(),
         json!({"type": "array", "minItems": 1,
-        "items": {"type": "string", "contentMediaType": "image/*"}}),
+        "items": {"type": "string", "contentMediaType": "image/*",
+            "description": "a PNG, JPEG, GIF or WebP image, declared as such and recognised by its first bytes (else 415)"}}),
     );
     json!({"required": true, "content": {"multipart/form-data": {
         "schema": {"type": "object", "properties": props, "required": required, "additionalProperties": false},

@@ -37,7 +37,7 @@ pub struct Include {
 impl Include {
     fn urls(&self) -> Result<bool, ApiError> {
         match self.include.as_deref() {
-            None | Some("") => Ok(false),
+            None => Ok(false),
             Some("urls") => Ok(true),
             Some(other) => Err(ApiError::new(
                 ErrorCode::InvalidRequest,
