@@ -432,3 +432,56 @@ async fn a_lost_invalidation_is_read_back_and_drops_only_what_it_names() {
     assert_eq!((ids(&page), cache.as_str()), (HashSet::from([p.id]), "hit"));
     stack.finish().await;
 }
+
+/// A load that began before an edit never reaches the shared tier: the
+/// first replica's slow upstream call for a page is still running when the
+/// page's template is edited (its entries dropped, its generation moved);
+/// the answer it then gets is not shared, so the second replica asks the
+/// upstream again instead of serving what was true before the edit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_load_that_began_before_an_edit_never_reaches_the_shared_tier() {
+    let mut stack = TestStack::spawn(options(fast(), &[])).await;
+    let second = stack.spawn_second_api(&[]).await;
+    stack.wait_subscribed(2).await;
+    let first = stack.base.clone();
+    let a = stack.create_tenant("a", 100).await;
+    let source = template(&stack, &a, "wedding card", "cards", "public").await;
+    let _x = template(&stack, &a, "wedding card gold", "cards", "public").await;
+
+    stack
+        .set_upstream_faults(&Faults {
+            latency_ms: 800,
+            ..Faults::default()
+        })
+        .await;
+    let slow = {
+        let (http, url, key) = (
+            stack.http.clone(),
+            format!("{first}/templates/{}/similar?page=1", source.id),
+            a.key.clone(),
+        );
+        tokio::spawn(async move { http.get(url).bearer_auth(key).send().await.unwrap() })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let resp = stack
+        .http
+        .patch(format!("{first}/templates/{}", source.id))
+        .bearer_auth(&a.key)
+        .json(&json!({"name": "wedding card classic"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(slow.await.unwrap().status(), 200);
+    stack.set_upstream_faults(&fast()).await;
+
+    let calls = stack.upstream_calls().await;
+    let (_, cache) = similar(&stack, &second, &a, source.id, 1).await;
+    assert_eq!(cache, "miss");
+    assert_eq!(
+        stack.upstream_calls().await,
+        calls + 1,
+        "the second replica served the answer loaded before the edit"
+    );
+    stack.finish().await;
+}

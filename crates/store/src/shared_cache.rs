@@ -93,8 +93,17 @@ impl SharedCache {
         }
     }
 
+    /// A template's entries. The braces are a Redis Cluster hash tag: the
+    /// hash and its [`generation_key`](Self::generation_key) share a slot,
+    /// so the conditional write may read one and write the other.
     fn key(&self, template: TemplateId) -> String {
-        format!("{}similar:{template}", self.prefix)
+        format!("{}similar:{{{template}}}", self.prefix)
+    }
+
+    /// How many times the template's entries were invalidated: a load reads
+    /// it first and writes only if it has not moved (see [`put`](Self::put)).
+    fn generation_key(&self, template: TemplateId) -> String {
+        format!("{}similar:{{{template}}}:generation", self.prefix)
     }
 
     /// The channel carrying invalidated template ids.
@@ -166,35 +175,72 @@ impl SharedCache {
         Ok((numbers.len() as u64 == to - from + 1).then_some(found))
     }
 
+    /// The template's entry `field`, and the generation it was read at
+    /// (pass it to [`put`](Self::put) with what the load fetched).
     pub async fn get(
         &self,
         template: TemplateId,
         field: &str,
-    ) -> Result<Option<String>, IndexError> {
-        Ok(self.pool.hget(self.key(template), field).await?)
+    ) -> Result<(Option<String>, String), IndexError> {
+        let (entry, generation): (Option<String>, Option<String>) = self
+            .pool
+            .next()
+            .eval(
+                "return {redis.call('HGET', KEYS[1], ARGV[1]), redis.call('GET', KEYS[2])}",
+                vec![self.key(template), self.generation_key(template)],
+                vec![field.to_string()],
+            )
+            .await?;
+        Ok((entry, generation.unwrap_or_else(|| "0".into())))
     }
 
+    /// Stores an entry loaded since [`get`](Self::get) answered
+    /// `generation` -- unless the template was invalidated meanwhile: a
+    /// load that began before an invalidation never stores what it
+    /// fetched. Returns whether it was stored.
     pub async fn put(
         &self,
         template: TemplateId,
         field: &str,
         value: &str,
         keep_for: Duration,
-    ) -> Result<(), IndexError> {
-        let key = self.key(template);
-        let tx = self.pool.next().multi();
-        let _: () = tx.hset(&key, (field, value)).await?;
-        let _: () = tx
-            .expire(&key, keep_for.as_secs().max(1) as i64, None)
+        generation: &str,
+    ) -> Result<bool, IndexError> {
+        let stored: i64 = self
+            .pool
+            .next()
+            .eval(
+                "if (redis.call('GET', KEYS[2]) or '0') ~= ARGV[4] then return 0 end
+                 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+                 redis.call('EXPIRE', KEYS[1], ARGV[3])
+                 return 1",
+                vec![self.key(template), self.generation_key(template)],
+                vec![
+                    field.to_string(),
+                    value.to_string(),
+                    keep_for.as_secs().max(1).to_string(),
+                    generation.to_string(),
+                ],
+            )
             .await?;
-        let _: () = tx.exec(true).await?;
-        Ok(())
+        Ok(stored == 1)
     }
 
-    /// Drops the template's shared entries and tells every replica (this one
-    /// included) to drop its local ones.
+    /// Drops the template's shared entries (a new generation: loads begun
+    /// before store nothing) and tells every replica (this one included) to
+    /// drop its local ones.
     pub async fn invalidate(&self, template: TemplateId) -> Result<(), IndexError> {
-        let _: () = self.pool.del(self.key(template)).await?;
+        let _: () = self
+            .pool
+            .next()
+            .eval(
+                "redis.call('DEL', KEYS[1])
+                 redis.call('INCR', KEYS[2])
+                 redis.call('EXPIRE', KEYS[2], 86400)",
+                vec![self.key(template), self.generation_key(template)],
+                Vec::<String>::new(),
+            )
+            .await?;
         self.publish(template.to_string()).await?;
         Ok(())
     }

@@ -224,10 +224,15 @@ async fn load_page(
     page: u32,
 ) -> Result<Stamped<UpstreamPage>, UpstreamError> {
     let field = page.to_string();
+    // The generation read with the entry: the answer fetched below is
+    // stored only if no invalidation came meanwhile.
+    let mut generation = None;
     let from_shared: Option<Stamped<UpstreamPage>> = match &shared {
         Some(tier) => match tier.get(source, &field).await {
-            Ok(Some(json)) => serde_json::from_str(&json).ok(),
-            Ok(None) => None,
+            Ok((entry, read_at)) => {
+                generation = Some(read_at);
+                entry.and_then(|json| serde_json::from_str(&json).ok())
+            }
             Err(e) => {
                 tracing::warn!(error = %Chain(&e), "shared cache tier unavailable");
                 None
@@ -243,10 +248,17 @@ async fn load_page(
     match upstream.page(source, page).await {
         Ok(answer) => {
             let entry = Stamped::now(answer);
-            if let Some(tier) = &shared {
+            if let (Some(tier), Some(generation)) = (&shared, &generation) {
                 let json = serde_json::to_string(&entry).unwrap_or_default();
-                if let Err(e) = tier.put(source, &field, &json, policy.keep_for()).await {
-                    tracing::warn!(error = %Chain(&e), "could not write the shared cache tier");
+                match tier
+                    .put(source, &field, &json, policy.keep_for(), generation)
+                    .await
+                {
+                    Ok(true) => {}
+                    Ok(false) => tracing::debug!(%source, "invalidated while loading; not shared"),
+                    Err(e) => {
+                        tracing::warn!(error = %Chain(&e), "could not write the shared cache tier")
+                    }
                 }
             }
             Ok(entry)
