@@ -528,3 +528,58 @@ async fn items_landing_after_the_target_was_lowered_do_not_overfill_the_pool() {
     check_pool_list(&stack, template.id, true).await;
     stack.finish().await;
 }
+
+/// Version churn costs the copies in flight, not whole pools: a refill of
+/// four items (one at a time) is parked in its first item's copies while
+/// the template is edited. The first item lands superseded (discarded, its
+/// copies deleted); the three not started yet are handed back, never
+/// copied (they used to be copied in full, then discarded).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn items_of_a_superseded_version_are_never_started() {
+    let stack = TestStack::spawn(Options {
+        worker: false,
+        pool_target: 4,
+        ..Options::default()
+    })
+    .await;
+    let tenant = stack.create_tenant("acme", 100).await;
+    let template = stack.create_template(&tenant, 3, "private").await;
+    let refiller = stack
+        .reconciler(&[("PREWARM_WORKER__ITEMS_IN_FLIGHT", "1")])
+        .await
+        .refiller;
+    let mut gate = stack.pause.arm(at::ITEM_COPYING);
+    let t = template.id;
+    let refill = tokio::spawn(async move { refiller.refill(t).await });
+    gate.reached().await;
+    let resp = stack
+        .http
+        .patch(stack.url(&format!("/templates/{}", template.id)))
+        .bearer_auth(&tenant.key)
+        .json(&serde_json::json!({"layout": {"edited": true}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    gate.release();
+    let outcome = refill.await.unwrap().expect("refill");
+    assert!(
+        matches!(
+            outcome,
+            warmup_worker::refill::Outcome::Refilled {
+                ready: 0,
+                failed: 1,
+                handed_back: 3,
+                ..
+            }
+        ),
+        "{outcome:?}"
+    );
+    let pooled = stack
+        .objects
+        .list(&format!("pool/{}/", template.id))
+        .await
+        .unwrap();
+    assert!(pooled.is_empty(), "{pooled:?}");
+    stack.finish().await;
+}

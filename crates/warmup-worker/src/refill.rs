@@ -3,7 +3,10 @@
 //! Reserve the gap in the ledger (under a per-template advisory lock, so
 //! duplicate requests and replicas never overfill), copy the objects with no
 //! transaction open, then mark the items ready and index them in Redis.
-//! Failed items are discarded and their copies deleted.
+//! Failed items are discarded and their copies deleted. An item whose
+//! template moved to a newer version before its turn is not started
+//! (handed back, as below): a template edited over and over costs the copy
+//! capacity of the items in flight, not of whole pools.
 //!
 //! A stopping worker ([`Refiller::stopping`]) starts no refill and no new
 //! item: the items already copying finish (at most `worker.items_in_flight`
@@ -46,8 +49,8 @@ pub enum Outcome {
         failed: usize,
         /// Ready items of older versions discarded.
         stale: usize,
-        /// Reserved items never started because the worker began to stop,
-        /// handed back to the ledger.
+        /// Reserved items never started because the worker began to stop or
+        /// the template moved to a newer version, handed back to the ledger.
         handed_back: usize,
     },
 }
@@ -331,10 +334,27 @@ impl Refiller {
         version: i32,
         item: &ReservedItem,
     ) -> Result<Result<bool, ItemError>, PoolItemId> {
-        if self.stopping.is_cancelled() {
+        if self.stopping.is_cancelled() || self.superseded(template, version).await {
             return Err(item.id);
         }
         Ok(self.finish_item(template, version, item).await)
+    }
+
+    /// Whether the template moved past `version` (edited, deleted): an item
+    /// of it not started yet would be copied only to be discarded, so it is
+    /// handed back instead -- a tenant editing a template over and over
+    /// costs the shared copy capacity the items in flight, not whole pools.
+    /// A failed read is not a reason to stop (the item's own checks remain).
+    async fn superseded(&self, template: TemplateId, version: i32) -> bool {
+        let current = match self.db.conn().await {
+            Ok(mut conn) => prewarm_store::db::templates::find_row(&mut conn, template).await,
+            Err(e) => Err(e),
+        };
+        match current {
+            Ok(Some(row)) => row.version != version,
+            Ok(None) => true,
+            Err(_) => false,
+        }
     }
 
     /// Copies one reserved item, then marks it ready and indexes it.
