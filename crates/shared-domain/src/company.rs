@@ -23,6 +23,7 @@ pub struct NewCompany {
     #[schemars(length(min = 1, max = 200))]
     pub name: String,
     #[schemars(range(min = 0, max = 1_000_000))]
+    #[serde(deserialize_with = "crate::json_number::integer")]
     pub design_limit: i32,
 }
 
@@ -78,7 +79,7 @@ pub struct ApiKeyList {
 #[serde(deny_unknown_fields)]
 pub struct RotateApiKey {
     /// How long the old key keeps working (default 24 h, at most 30 days; 0 ends it at once).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::json_number::optional_integer")]
     #[schemars(range(max = 2_592_000))]
     pub grace_secs: Option<u64>,
 }

@@ -11,6 +11,7 @@
 //!   `parse` into `ValidTemplate`, `ValidPatch`, `ValidCompany` (what the store takes).
 //! - [`cursor`]: the opaque keyset cursor of list pages.
 //! - [`headers`]: `Idempotency-Key`, `If-Match` and `X-Forwarded-For`, read as plain text.
+//! - [`json_number`]: integer fields that take integral JSON numbers, and the layout's schema.
 //! - [`error`]: the stable error codes every HTTP error carries, with their status.
 //! - [`warmup`]: the Kafka warm-up message, generated from `proto/warmup.proto`.
 //!
@@ -25,6 +26,7 @@ pub mod error;
 pub mod headers;
 pub mod ids;
 pub mod image_type;
+pub mod json_number;
 pub mod object_keys;
 pub mod pool;
 pub mod template;

@@ -76,7 +76,7 @@ pub struct NewTemplate {
     #[schemars(length(max = 100))]
     pub category: String,
     #[serde(default = "empty_layout")]
-    #[schemars(with = "serde_json::Map<String, serde_json::Value>")]
+    #[schemars(with = "crate::json_number::LayoutSchema")]
     pub layout: serde_json::Value,
     #[serde(default)]
     pub visibility: Visibility,
@@ -109,7 +109,7 @@ pub struct TemplatePatch {
     pub name: Option<String>,
     #[schemars(length(max = 100))]
     pub category: Option<String>,
-    #[schemars(with = "Option<serde_json::Map<String, serde_json::Value>>")]
+    #[schemars(with = "Option<crate::json_number::LayoutSchema>")]
     pub layout: Option<serde_json::Value>,
     pub visibility: Option<Visibility>,
 }
