@@ -318,13 +318,8 @@ async fn only_raster_images_whose_bytes_match_their_type_are_kept() {
                     .unwrap(),
             );
         let resp = stack
-            .http
-            .post(stack.url("/templates"))
-            .bearer_auth(&tenant.key)
-            .multipart(form)
-            .send()
-            .await
-            .unwrap();
+            .send_form(&tenant, reqwest::Method::POST, "/templates", form)
+            .await;
         let (status, code) = prewarm_tests::error_code(resp).await;
         assert_eq!(
             (status.as_u16(), code.as_str()),
@@ -344,13 +339,8 @@ async fn only_raster_images_whose_bytes_match_their_type_are_kept() {
         )
         .part("image", prewarm_tests::png_part(2, 300));
     let resp = stack
-        .http
-        .post(stack.url("/templates"))
-        .bearer_auth(&tenant.key)
-        .multipart(form)
-        .send()
-        .await
-        .unwrap();
+        .send_form(&tenant, reqwest::Method::POST, "/templates", form)
+        .await;
     assert_eq!(resp.status(), 201);
     let template: Value = resp.json().await.unwrap();
     assert_eq!(template["images"][0]["content_type"], "image/png");
@@ -378,13 +368,8 @@ async fn a_body_of_endless_empty_parts_is_refused_early() {
         form = form.part("filler", Part::bytes(Vec::new()));
     }
     let resp = stack
-        .http
-        .post(stack.url("/templates"))
-        .bearer_auth(&tenant.key)
-        .multipart(form)
-        .send()
-        .await
-        .unwrap();
+        .send_form(&tenant, reqwest::Method::POST, "/templates", form)
+        .await;
     let (status, code) = prewarm_tests::error_code(resp).await;
     assert_eq!((status.as_u16(), code.as_str()), (413, "payload_too_large"));
     stack.finish().await;
