@@ -454,6 +454,7 @@ async fn a_load_that_began_before_an_edit_never_reaches_the_shared_tier() {
             ..Faults::default()
         })
         .await;
+    let before = stack.upstream_calls().await;
     let slow = {
         let (http, url, key) = (
             stack.http.clone(),
@@ -462,7 +463,16 @@ async fn a_load_that_began_before_an_edit_never_reaches_the_shared_tier() {
         );
         tokio::spawn(async move { http.get(url).bearer_auth(key).send().await.unwrap() })
     };
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The load has read the shared tier (and its generation) once the
+    // upstream has its call; the edit comes while the call runs.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while stack.upstream_calls().await == before {
+        assert!(
+            Instant::now() < deadline,
+            "the load never reached the upstream"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let resp = stack
         .http
         .patch(format!("{first}/templates/{}", source.id))
