@@ -207,14 +207,25 @@ pub async fn get(
 }
 
 /// The request's `If-Match`, if any.
+/// The request's `If-Match`, if any: `*` or 1 to 16 entity tags (an empty
+/// or over-long list is a 400, not a precondition that fails).
 fn if_match(req: &HttpRequest) -> Result<Option<String>, ApiError> {
-    match req.headers().get(header::IF_MATCH) {
-        None => Ok(None),
-        Some(v) => v
-            .to_str()
-            .map(|s| Some(s.to_string()))
-            .map_err(|_| ApiError::new(ErrorCode::InvalidRequest, "`If-Match` must be ASCII")),
+    let Some(value) = req.headers().get(header::IF_MATCH) else {
+        return Ok(None);
+    };
+    let text = value
+        .to_str()
+        .map_err(|_| ApiError::new(ErrorCode::InvalidRequest, "`If-Match` must be ASCII"))?;
+    if shared_domain::headers::if_match(text).is_none() {
+        return Err(ApiError::new(
+            ErrorCode::InvalidRequest,
+            format!(
+                "`If-Match` must be `*` or 1 to {} entity tags",
+                shared_domain::headers::MAX_IF_MATCH_TAGS
+            ),
+        ));
     }
+    Ok(Some(text.to_string()))
 }
 
 fn precondition_failed(id: TemplateId) -> ApiError {
@@ -367,6 +378,20 @@ pub async fn replace_images(
 ) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
     let expected = if_match(&req)?;
+    // A request that sends no multipart body is refused for that first:
+    // its precondition is moot.
+    let multipart = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|essence| essence.trim().eq_ignore_ascii_case("multipart/form-data"));
+    if !multipart {
+        return Err(ApiError::new(
+            ErrorCode::UnsupportedMediaType,
+            "expected Content-Type: multipart/form-data",
+        ));
+    }
     {
         // Check ownership (and the precondition) before accepting bytes into S3.
         let mut conn = state.db.conn().await?;
