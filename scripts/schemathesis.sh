@@ -13,7 +13,10 @@
 #   PREWARM_ST_TEMPLATE_PUBLIC           B's public template    } paths and bodies, so that calls
 #   PREWARM_ST_DESIGN                    A's design             } reach the 2xx paths
 #   PREWARM_ST_SEED (default 20261124), PREWARM_ST_MAX_EXAMPLES (default 25), PREWARM_ST_WORKERS (1),
-#   PREWARM_ST_TIMEOUT (default 300 s: the whole run is killed after it)
+#   PREWARM_ST_TIMEOUT (default 300 s: the whole run is killed after it),
+#   PREWARM_ST_CHECKS (default: the list below; `all` adds schemathesis' positive_data_acceptance and
+#   negative_data_rejection, which still fail on what no document can state: a stale If-Match is 412
+#   even when the body is also wrong, and image parts whose bytes are no image are 415)
 # Extra arguments after BASE_URL go to `schemathesis run` as they are (e.g. --include-path /designs).
 # A failure prints the seed and a curl line for each failing request.
 set -euo pipefail
