@@ -11,7 +11,8 @@
 # fetched). cargo-fuzz itself is installed once (cargo install, cached in
 # ~/.cargo/bin). A crash leaves its input in fuzz/artifacts/<target>/ and
 # fails the run: turn it into a regression test (a unit test next to the
-# code, and the input into the corpus) before fixing it.
+# code, and the input into fuzz/regressions/<target>/, which every run reads
+# and no run rewrites) before fixing it.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 SECS="${FUZZ_SECS:-600}"
@@ -30,8 +31,10 @@ cargo fuzz build -O
 status=0
 for t in "${targets[@]}"; do
   mkdir -p "corpus/$t"
+  dirs=("corpus/$t")
+  [[ -d "regressions/$t" ]] && dirs+=("regressions/$t")
   echo "[fuzz] $t for ${SECS}s"
-  if cargo fuzz run -O "$t" "corpus/$t" -- -max_total_time="$SECS" -print_final_stats=1 2>"$ROOT/.run/fuzz-$t.log"; then
+  if cargo fuzz run -O "$t" "${dirs[@]}" -- -max_total_time="$SECS" -print_final_stats=1 2>"$ROOT/.run/fuzz-$t.log"; then
     grep -E "^stat::number_of_executed_units|^Done" "$ROOT/.run/fuzz-$t.log" | tail -2 | sed "s/^/[fuzz] $t: /"
   else
     echo "[fuzz] $t: CRASH, see .run/fuzz-$t.log and fuzz/artifacts/$t/" >&2
