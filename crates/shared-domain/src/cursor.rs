@@ -12,6 +12,10 @@ pub struct Cursor {
     pub id: Uuid,
 }
 
+/// The most rows the deprecated `offset` may skip (Postgres reads every
+/// skipped row: an unbounded offset would let one request scan a table).
+pub const MAX_OFFSET: i64 = 10_000;
+
 /// Length of a cursor's text (8 bytes of time, 16 of id, in hex).
 pub const CURSOR_LEN: usize = 48;
 

@@ -84,7 +84,7 @@ fn limit() -> Value {
     json!({"type": "integer", "minimum": 1, "maximum": 100, "default": 50})
 }
 fn offset() -> Value {
-    json!({"type": "integer", "minimum": 0, "maximum": crate::routes::MAX_OFFSET, "deprecated": true})
+    json!({"type": "integer", "minimum": 0, "maximum": shared_domain::cursor::MAX_OFFSET, "deprecated": true})
 }
 fn cursor() -> Value {
     json!({"type": "string", "pattern": shared_domain::cursor::CURSOR_PATTERN})

@@ -11,7 +11,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
 use prewarm_store::db::page::PageAt;
 use serde::Deserialize;
-use shared_domain::cursor::Cursor;
+use shared_domain::cursor::{Cursor, MAX_OFFSET};
 use shared_domain::error::ErrorCode;
 use shared_domain::valid::PageLimit;
 
@@ -81,9 +81,6 @@ route_table! {
     "/templates/{id}/images" => { put templates::replace_images },
     "/templates/{id}/pool" => { get templates::pool_status },
 }
-
-/// The most rows `offset` may skip.
-pub const MAX_OFFSET: i64 = 10_000;
 
 /// `?limit=&cursor=` on list endpoints (`offset` still works but is deprecated).
 #[derive(Debug, Deserialize)]
