@@ -68,13 +68,28 @@ fn parse_numbered(text: &str) -> Option<(u64, Option<Invalidation>)> {
     Some((seq.parse().ok()?, Invalidation::parse(payload)))
 }
 
-/// The numbers a subscriber missed if every message up to `upto` should
-/// have reached it and it applied every one up to `last` (`None`: it does
-/// not know where it stands, so it cannot tell).
-fn missed_range(last: Option<u64>, upto: u64) -> Option<(u64, u64)> {
+/// What a subscriber that applied every message up to `last` does when
+/// every one up to `upto` should have reached it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CatchUp {
+    /// Nothing was missed (or it does not know where it stands: `last` is
+    /// `None`, so it cannot tell).
+    Nothing,
+    /// Messages `from..=to` were missed: read them back.
+    Read { from: u64, to: u64 },
+    /// The counter went back (Redis lost its data): what was missed
+    /// cannot be told.
+    DropAll,
+}
+
+fn catch_up_plan(last: Option<u64>, upto: u64) -> CatchUp {
     match last {
-        Some(last) if upto > last => Some((last + 1, upto)),
-        _ => None,
+        Some(last) if upto > last => CatchUp::Read {
+            from: last + 1,
+            to: upto,
+        },
+        Some(last) if upto < last => CatchUp::DropAll,
+        _ => CatchUp::Nothing,
     }
 }
 
@@ -100,8 +115,10 @@ impl SharedCache {
         format!("{}similar:{{{template}}}", self.prefix)
     }
 
-    /// How many times the template's entries were invalidated: a load reads
-    /// it first and writes only if it has not moved (see [`put`](Self::put)).
+    /// A token replaced by every invalidation of the template's entries (a
+    /// fresh random one, so an expired or evicted key can never come back
+    /// to a value a load read before): a load reads it first and writes
+    /// only if it has not changed (see [`put`](Self::put)).
     fn generation_key(&self, template: TemplateId) -> String {
         format!("{}similar:{{{template}}}:generation", self.prefix)
     }
@@ -226,8 +243,8 @@ impl SharedCache {
         Ok(stored == 1)
     }
 
-    /// Drops the template's shared entries (a new generation: loads begun
-    /// before store nothing) and tells every replica (this one included) to
+    /// Drops the template's shared entries (a new generation token: loads
+    /// begun before store nothing) and tells every replica (this one included) to
     /// drop its local ones.
     pub async fn invalidate(&self, template: TemplateId) -> Result<(), IndexError> {
         let _: () = self
@@ -235,10 +252,9 @@ impl SharedCache {
             .next()
             .eval(
                 "redis.call('DEL', KEYS[1])
-                 redis.call('INCR', KEYS[2])
-                 redis.call('EXPIRE', KEYS[2], 86400)",
+                 redis.call('SET', KEYS[2], ARGV[1], 'EX', 86400)",
                 vec![self.key(template), self.generation_key(template)],
-                Vec::<String>::new(),
+                vec![uuid::Uuid::new_v4().simple().to_string()],
             )
             .await?;
         self.publish(template.to_string()).await?;
@@ -257,13 +273,19 @@ impl SharedCache {
     /// [`Invalidation::All`] when they cannot be (left the log, Redis
     /// failing). Moves `last` to `upto`.
     async fn catch_up(&self, last: &mut Option<u64>, upto: u64) -> Vec<Invalidation> {
-        let Some((from, to)) = missed_range(*last, upto) else {
-            if last.is_none() {
-                *last = Some(upto);
-            }
-            return Vec::new();
-        };
+        let plan = catch_up_plan(*last, upto);
         *last = Some(upto);
+        let (from, to) = match plan {
+            CatchUp::Nothing => return Vec::new(),
+            CatchUp::DropAll => {
+                tracing::warn!(
+                    upto,
+                    "invalidation counter went back; dropping every cached entry"
+                );
+                return vec![Invalidation::All];
+            }
+            CatchUp::Read { from, to } => (from, to),
+        };
         match self.missed(from, to).await {
             Ok(Some(found)) => {
                 tracing::info!(from, to, "invalidations missed; read back from the log");
@@ -343,17 +365,31 @@ impl SharedCache {
             loop {
                 let deliver = tokio::select! {
                     msg = messages.recv() => match msg {
-                        Ok(msg) => match msg.value.as_string().as_deref().and_then(parse_numbered) {
-                            Some((seq, message)) => {
-                                let mut out = this.catch_up(&mut last, seq - 1).await;
-                                if last.is_some_and(|l| seq > l) {
-                                    last = Some(seq);
+                        Ok(msg) => {
+                            let text = msg.value.as_string().unwrap_or_default();
+                            match parse_numbered(&text) {
+                                Some((seq, message)) if seq > 0 => {
+                                    // A repeat (the poll read it back
+                                    // first, or the counter went back,
+                                    // which the poll finds) is applied as
+                                    // it is.
+                                    let new = last.is_none_or(|l| seq > l);
+                                    let mut out = if new {
+                                        this.catch_up(&mut last, seq - 1).await
+                                    } else {
+                                        Vec::new()
+                                    };
+                                    if new {
+                                        last = Some(seq);
+                                    }
+                                    out.extend(message);
+                                    out
                                 }
-                                out.extend(message);
-                                out
+                                // Not numbered by the script (a publisher of
+                                // another version): applied as it is.
+                                _ => Invalidation::parse(&text).into_iter().collect(),
                             }
-                            None => Vec::new(),
-                        },
+                        }
                         // The reader lagged: messages were lost.
                         Err(RecvError::Lagged(_)) => {
                             this.catch_up_to_counter(&mut last, vec![Invalidation::All]).await
@@ -402,9 +438,13 @@ mod tests {
             "numbered, unreadable: the gap is still seen"
         );
         assert_eq!(parse_numbered(&t.to_string()), None);
-        assert_eq!(missed_range(Some(4), 4), None);
-        assert_eq!(missed_range(Some(4), 3), None, "a repeat");
-        assert_eq!(missed_range(Some(4), 6), Some((5, 6)));
-        assert_eq!(missed_range(None, 6), None);
+        assert_eq!(catch_up_plan(Some(4), 4), CatchUp::Nothing);
+        assert_eq!(catch_up_plan(Some(4), 6), CatchUp::Read { from: 5, to: 6 });
+        assert_eq!(catch_up_plan(None, 6), CatchUp::Nothing);
+        assert_eq!(
+            catch_up_plan(Some(4), 1),
+            CatchUp::DropAll,
+            "the counter went back: Redis lost its data"
+        );
     }
 }

@@ -289,11 +289,11 @@ impl Refiller {
         };
         match discarded {
             Ok(items) => {
-                tracing::info!(%template, handed_back = items.len(), "stopping: reserved items not started handed back");
+                tracing::info!(%template, handed_back = items.len(), "reserved items not started handed back (stopping, or a newer version)");
                 items.len()
             }
             Err(e) => {
-                tracing::warn!(%template, count = ids.len(), error = %Chain(&e), "stopping: could not hand back unstarted items; their leases will run out");
+                tracing::warn!(%template, count = ids.len(), error = %Chain(&e), "could not hand back unstarted items; their leases will run out");
                 0
             }
         }
