@@ -97,8 +97,10 @@ pub struct Uploads<'a> {
 /// its first byte to its last -- all of it at once, so two uploads can never
 /// each hold half of what both need and wait for each other. One company
 /// holds at most a quarter of the shares (at least one), and waits for its
-/// own as for the process's: a tenant trickling many slow uploads cannot
-/// take the whole budget from the others.
+/// own as for the process's; its second share and beyond are refused while
+/// no more than a quarter is free, which stays for companies holding none:
+/// tenants trickling many slow uploads cannot take the whole budget from
+/// the others, alone or together.
 pub struct UploadBudget {
     kib: Arc<Semaphore>,
     wait: Duration,
@@ -173,12 +175,20 @@ impl UploadBudget {
             (entry.shares.clone(), user)
         };
         let acquire = async {
-            let company_permit = own.acquire_owned().await.ok()?;
+            let company_permit = own.clone().acquire_owned().await.ok()?;
+            // A company's second share and beyond leave a quarter of the
+            // budget to companies holding none: several greedy companies
+            // together cannot take it all.
+            let held = self.per_company - own.available_permits();
+            let free = self.kib.available_permits() / PART_KIB as usize;
+            if held > 1 && free <= self.per_company {
+                return Some(Err(()));
+            }
             let permit = self.kib.clone().acquire_many_owned(PART_KIB).await.ok()?;
-            Some((permit, company_permit))
+            Some(Ok((permit, company_permit)))
         };
         match tokio::time::timeout(self.wait, acquire).await {
-            Ok(Some((permit, company_permit))) => Ok(Share {
+            Ok(Some(Ok((permit, company_permit)))) => Ok(Share {
                 _permit: permit,
                 _company_permit: company_permit,
                 _user: user,
@@ -639,5 +649,25 @@ mod tests {
         drop(first);
         let _again = budget.reserve(greedy).await.unwrap();
         drop(second);
+    }
+
+    #[tokio::test]
+    async fn greedy_companies_together_leave_a_quarter_to_the_others() {
+        // 8 shares, at most 2 a company; seconds only while more than 2 are free.
+        let budget = UploadBudget::new(8 * UPLOAD_SHARE_BYTES, Duration::from_millis(50));
+        let greedy: Vec<CompanyId> = (0..4).map(|_| CompanyId::new()).collect();
+        let mut held = Vec::new();
+        for company in &greedy {
+            held.push(budget.reserve(*company).await.unwrap());
+        }
+        // 4 free: two seconds fit, the third would eat into the reserve.
+        held.push(budget.reserve(greedy[0]).await.unwrap());
+        held.push(budget.reserve(greedy[1]).await.unwrap());
+        let refused = budget.reserve(greedy[2]).await.unwrap_err();
+        assert_eq!(refused.code, ErrorCode::Busy);
+        // Newcomers still get their first share from the reserve.
+        let _a = budget.reserve(CompanyId::new()).await.unwrap();
+        let _b = budget.reserve(CompanyId::new()).await.unwrap();
+        drop(held);
     }
 }
