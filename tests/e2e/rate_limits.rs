@@ -261,6 +261,18 @@ async fn an_oddly_encoded_path_spends_the_budget_of_the_route_it_reaches() {
     stack.finish().await;
 }
 
+/// `POST /admin/companies` with `token` as the admin token.
+async fn create_company(stack: &TestStack, token: &str) -> reqwest::Response {
+    stack
+        .http
+        .post(format!("{}/admin/companies", stack.base))
+        .bearer_auth(token)
+        .json(&serde_json::json!({"name": "x", "design_limit": 1}))
+        .send()
+        .await
+        .unwrap()
+}
+
 /// Guesses at the admin token spend the address's failed-authentication
 /// bucket like guesses at an API key: the fourth is refused unread.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -273,14 +285,7 @@ async fn admin_token_guesses_are_limited_per_address() {
     .await;
     let mut statuses = Vec::new();
     for i in 0..4 {
-        let resp = stack
-            .http
-            .post(format!("{}/admin/companies", stack.base))
-            .bearer_auth(format!("guess-{i}"))
-            .json(&serde_json::json!({"name": "x", "design_limit": 1}))
-            .send()
-            .await
-            .unwrap();
+        let resp = create_company(&stack, &format!("guess-{i}")).await;
         statuses.push(resp.status());
     }
     assert_eq!(
@@ -309,29 +314,16 @@ async fn concurrent_admin_guesses_spend_the_bucket_before_they_are_checked() {
     })
     .await;
     for _ in 0..5 {
-        let resp = stack
-            .http
-            .post(format!("{}/admin/companies", stack.base))
-            .bearer_auth(&stack.admin_token)
-            .json(&serde_json::json!({"name": "x", "design_limit": 1}))
-            .send()
-            .await
-            .unwrap();
+        let resp = create_company(&stack, &stack.admin_token).await;
         assert_eq!(resp.status(), StatusCode::CREATED, "a valid admin call");
     }
-    let guesses = (0..20).map(|i| {
-        stack
-            .http
-            .post(format!("{}/admin/companies", stack.base))
-            .bearer_auth(format!("guess-{i}"))
-            .json(&serde_json::json!({"name": "x", "design_limit": 1}))
-            .send()
-    });
-    let statuses: Vec<StatusCode> = futures::future::join_all(guesses)
-        .await
-        .into_iter()
-        .map(|r| r.unwrap().status())
-        .collect();
+    let guesses: Vec<String> = (0..20).map(|i| format!("guess-{i}")).collect();
+    let statuses: Vec<StatusCode> =
+        futures::future::join_all(guesses.iter().map(|token| create_company(&stack, token)))
+            .await
+            .into_iter()
+            .map(|r| r.status())
+            .collect();
     let checked = statuses
         .iter()
         .filter(|s| **s == StatusCode::UNAUTHORIZED)
