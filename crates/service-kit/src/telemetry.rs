@@ -238,10 +238,17 @@ tokio::task_local! {
 pub fn caller_trace<'a>(
     headers: impl IntoIterator<Item = (&'a str, &'a str)>,
 ) -> Vec<(String, String)> {
+    // Only the two W3C headers are read (this runs on every request).
     let carrier: HashMap<String, String> = headers
         .into_iter()
+        .filter(|(k, _)| {
+            k.eq_ignore_ascii_case("traceparent") || k.eq_ignore_ascii_case("tracestate")
+        })
         .map(|(k, v)| (k.to_ascii_lowercase(), v.to_string()))
         .collect();
+    if carrier.is_empty() {
+        return Vec::new();
+    }
     let propagator = TraceContextPropagator::new();
     let parent = propagator.extract(&MapCarrier(carrier));
     if !parent.span().span_context().is_valid() {

@@ -206,7 +206,6 @@ pub async fn get(
     Ok(with_etag(HttpResponse::Ok(), &template))
 }
 
-/// The request's `If-Match`, if any.
 /// The request's `If-Match`, if any: `*` or 1 to 16 entity tags (an empty
 /// or over-long list is a 400, not a precondition that fails).
 fn if_match(req: &HttpRequest) -> Result<Option<String>, ApiError> {
