@@ -471,6 +471,7 @@ async fn plan_target(stack: &TestStack, template: shared_domain::ids::TemplateId
         refill_secs: 1.0,
         computed_at: chrono::Utc::now(),
         last_design_at: None,
+        forecast: 0.0,
     };
     pool_targets::save(&mut conn, &[row]).await.unwrap();
 }

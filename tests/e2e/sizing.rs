@@ -80,6 +80,7 @@ async fn save_plan(stack: &TestStack, targets: &[(TemplateId, i32)]) {
             refill_secs: 1.0,
             computed_at: chrono::Utc::now(),
             last_design_at: None,
+            forecast: 0.0,
         })
         .collect();
     let mut conn = stack.db.conn().await.unwrap();
@@ -97,7 +98,7 @@ async fn recorded_live(stack: &TestStack) -> i64 {
     }
     let mut conn = stack.db.conn().await.unwrap();
     let t: Total = diesel_async::RunQueryDsl::get_result(
-        diesel::sql_query("SELECT live FROM pool_live_total"),
+        diesel::sql_query("SELECT objects AS live FROM pool_live_total"),
         &mut conn,
     )
     .await
@@ -216,8 +217,9 @@ async fn demand_grows_a_pool_and_its_decay_shrinks_it_back() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_budget_caps_the_items_pooled_across_templates() {
+    // 2-image templates: 10 objects hold 5 items.
     let stack = TestStack::spawn(adaptive(&[
-        ("PREWARM_POOL__BUDGET_ITEMS", "5"),
+        ("PREWARM_POOL__BUDGET_OBJECTS", "10"),
         ("PREWARM_POOL__DEMAND_FAST_SECS", "30"),
         ("PREWARM_POOL__DEMAND_SLOW_SECS", "60"),
     ]))
@@ -275,7 +277,7 @@ async fn the_budget_caps_the_items_pooled_across_templates() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_plan_that_moves_slots_never_overfills_the_budget() {
     let (stack, a, b) =
-        two_templates_without_a_worker(&[("PREWARM_POOL__BUDGET_ITEMS", "5")]).await;
+        two_templates_without_a_worker(&[("PREWARM_POOL__BUDGET_OBJECTS", "5")]).await;
     let refiller = stack.reconciler(&[]).await.refiller;
     save_plan(&stack, &[(a, 4), (b, 1)]).await;
     refiller.refill(a).await.unwrap();
@@ -305,7 +307,7 @@ async fn a_plan_that_moves_slots_never_overfills_the_budget() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_refills_racing_for_the_budgets_last_slots_never_overfill_it() {
     let (stack, a, b) =
-        two_templates_without_a_worker(&[("PREWARM_POOL__BUDGET_ITEMS", "5")]).await;
+        two_templates_without_a_worker(&[("PREWARM_POOL__BUDGET_OBJECTS", "5")]).await;
     save_plan(&stack, &[(a, 4), (b, 4)]).await;
     let first = stack.reconciler(&[]).await.refiller;
     let second = stack.reconciler(&[]).await.refiller;
@@ -332,6 +334,37 @@ async fn two_refills_racing_for_the_budgets_last_slots_never_overfill_it() {
     stack.finish().await;
 }
 
+/// The budget counts objects: an item of a 3-image template takes three
+/// times the room of a 1-image one, whatever the plan asks for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_budget_counts_each_items_objects() {
+    let mut options = adaptive(&[("PREWARM_POOL__BUDGET_OBJECTS", "5")]);
+    options.worker = false;
+    let stack = TestStack::spawn(options).await;
+    let tenant = stack.create_tenant("acme", 1000).await;
+    let three = stack.create_template(&tenant, 3, "private").await.id;
+    let one = stack.create_template(&tenant, 1, "private").await.id;
+    save_plan(&stack, &[(three, 4), (one, 4)]).await;
+    let refiller = stack.reconciler(&[]).await.refiller;
+    refiller.refill(three).await.unwrap();
+    refiller.refill(one).await.unwrap();
+    let mut conn = stack.db.conn().await.unwrap();
+    let (ready_three, _) = prewarm_store::db::pool_items::counts(&mut conn, three, 1)
+        .await
+        .unwrap();
+    let (ready_one, _) = prewarm_store::db::pool_items::counts(&mut conn, one, 1)
+        .await
+        .unwrap();
+    drop(conn);
+    assert_eq!(
+        (ready_three, ready_one),
+        (1, 2),
+        "5 objects: one 3-image item and two 1-image ones"
+    );
+    assert_eq!(recorded_live(&stack).await, 5);
+    stack.finish().await;
+}
+
 /// Workers without a budget do not keep the live-item records; a worker
 /// started with one recounts them, so items pooled meanwhile count against
 /// its budget.
@@ -344,7 +377,7 @@ async fn a_worker_started_with_a_budget_counts_what_was_pooled_without_one() {
     assert_eq!(pooled_items(&stack).await, (4, 4));
 
     let budgeted = stack
-        .reconciler(&[("PREWARM_POOL__BUDGET_ITEMS", "5")])
+        .reconciler(&[("PREWARM_POOL__BUDGET_OBJECTS", "5")])
         .await
         .refiller;
     assert_eq!(recorded_live(&stack).await, 4, "recounted at its start");

@@ -6,15 +6,20 @@
 //!
 //! `tc netem` has no kernel support on the machines this runs on, so latency
 //! is injected here, per request, at the HTTP layer.
+//!
+//! It also times every CopyObject it forwards (injected latency plus the
+//! upstream's service time), so a scenario can state what one copy cost
+//! ([`FaultProxy::take_copy_times`]).
 
 use std::net::TcpListener;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use actix_web::dev::ServerHandle;
 use actix_web::http::StatusCode;
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use bytes::Bytes;
+use hdrhistogram::Histogram;
 use rand::Rng;
 
 #[derive(Debug, Clone, Default)]
@@ -35,6 +40,7 @@ pub struct FaultProxy {
     handle: ServerHandle,
     /// Requests seen, for reports.
     pub requests: Arc<std::sync::atomic::AtomicU64>,
+    copy_times: Arc<Mutex<Histogram<u64>>>,
 }
 
 struct State {
@@ -42,6 +48,13 @@ struct State {
     client: reqwest::Client,
     faults: Arc<RwLock<Faults>>,
     requests: Arc<std::sync::atomic::AtomicU64>,
+    copy_times: Arc<Mutex<Histogram<u64>>>,
+}
+
+/// Microseconds, 1 µs to 10 min at 3 significant digits: a fixed size
+/// whatever the number of copies timed.
+fn copy_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 600_000_000, 3).expect("valid histogram bounds")
 }
 
 impl FaultProxy {
@@ -52,6 +65,7 @@ impl FaultProxy {
         let port = listener.local_addr()?.port();
         let faults = Arc::new(RwLock::new(faults));
         let requests = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let copy_times = Arc::new(Mutex::new(copy_histogram()));
         let state = web::Data::new(State {
             upstream: upstream.trim_end_matches('/').to_string(),
             client: reqwest::Client::builder()
@@ -60,6 +74,7 @@ impl FaultProxy {
                 .map_err(std::io::Error::other)?,
             faults: faults.clone(),
             requests: requests.clone(),
+            copy_times: copy_times.clone(),
         });
         let server = HttpServer::new(move || {
             App::new()
@@ -79,7 +94,17 @@ impl FaultProxy {
             faults,
             handle,
             requests,
+            copy_times,
         })
+    }
+
+    /// The CopyObject calls forwarded since the last call (microseconds from
+    /// the request's arrival to its answer), and starts counting afresh.
+    pub fn take_copy_times(&self) -> Histogram<u64> {
+        match self.copy_times.lock() {
+            Ok(mut h) => std::mem::replace(&mut *h, copy_histogram()),
+            Err(_) => copy_histogram(),
+        }
     }
 
     pub fn url(&self) -> String {
@@ -98,6 +123,20 @@ impl FaultProxy {
 }
 
 async fn forward(req: HttpRequest, body: Bytes, state: web::Data<State>) -> HttpResponse {
+    // A CopyObject is a PUT naming its source in this header.
+    let copy = req.headers().contains_key("x-amz-copy-source");
+    let started = std::time::Instant::now();
+    let response = forward_faulty(req, body, &state).await;
+    if copy && response.status().is_success() {
+        let us = (started.elapsed().as_micros() as u64).clamp(1, 600_000_000);
+        if let Ok(mut h) = state.copy_times.lock() {
+            let _ = h.record(us);
+        }
+    }
+    response
+}
+
+async fn forward_faulty(req: HttpRequest, body: Bytes, state: &State) -> HttpResponse {
     state
         .requests
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);

@@ -11,6 +11,8 @@
 //!   bucket on the shared servers (the tests build their stacks on it too).
 //! - [`services`]: starts the release binaries and reads their peak memory.
 //! - [`report`]: markdown tables and the latency plot; [`markdown`]: the report itself.
+//! - [`oracle`]: the offline optimum of a warm pool on a known trace (two
+//!   bounds), for the catalogue scenario.
 //! - [`setup`]: the command line, a run's environment and services ([`setup::Bench`]).
 //! - [`scenarios`]: the scenarios, one module each (the physical floor,
 //!   the warm path, the seed's headline, similar templates, sizing, scale, ...),
@@ -22,6 +24,7 @@ pub mod fault_proxy;
 pub mod isolated;
 pub mod load;
 pub mod markdown;
+pub mod oracle;
 pub mod report;
 pub mod scenarios;
 pub mod services;

@@ -31,6 +31,7 @@ pub struct Results {
     pub sizing_params: crate::scenarios::sizing::Params,
     pub scale: Vec<crate::scenarios::scale::SizeResult>,
     pub scale_params: crate::scenarios::scale::Params,
+    pub catalogue: crate::scenarios::catalogue::CatalogueRun,
     pub api_peak: Option<f64>,
     pub recommender_peak: Option<f64>,
 }
@@ -133,6 +134,8 @@ pub fn write(b: &Bench, r: &Results) -> anyhow::Result<()> {
     sizing(&mut md, &v);
     md.push_str("\n## Scale: background passes by catalogue size\n\n");
     md.push_str(&crate::scenarios::scale::report(&r.scale_params, &r.scale));
+    md.push_str("\n## Catalogue: sizing strategies against the offline optimum\n\n");
+    md.push_str(&crate::scenarios::catalogue::report(&r.catalogue));
     memory(&mut md, &v);
     let args = &b.args;
     std::fs::write(&args.out, &md)?;

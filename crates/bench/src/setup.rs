@@ -54,6 +54,11 @@ pub struct Sizes {
     /// The seed's headline: open-loop rate and length.
     pub headline_rate: f64,
     pub headline_secs: f64,
+    /// The catalogue scenario: templates, the trace's length, and hours of
+    /// background history seeded before each strategy.
+    pub catalogue_templates: usize,
+    pub catalogue_secs: f64,
+    pub catalogue_history_hours: f64,
 }
 
 impl Sizes {
@@ -79,6 +84,9 @@ impl Sizes {
                 images_requests: (100, 500),
                 headline_rate: 20.0,
                 headline_secs: 5.0,
+                catalogue_templates: 2_000,
+                catalogue_secs: 75.0,
+                catalogue_history_hours: 6.0,
             }
         } else {
             Sizes {
@@ -101,6 +109,9 @@ impl Sizes {
                 images_requests: (200, 1000),
                 headline_rate: 20.0,
                 headline_secs: 20.0,
+                catalogue_templates: 10_000,
+                catalogue_secs: 240.0,
+                catalogue_history_hours: 24.0,
             }
         }
     }
@@ -127,13 +138,17 @@ pub const LEAD_IN: usize = 2;
 pub struct Args {
     pub quick: bool,
     pub out: PathBuf,
+    /// `--out` was given (`--only catalogue` writes its section there only then).
+    pub out_given: bool,
     pub plot: PathBuf,
     pub delay: Duration,
     pub s3: String,
     /// `--only scale`: run that scenario alone and write its section;
     /// `--only headline`: the floor, the warm closed and open loops (and
     /// with 1 and 200 images), then the headline, printed only (for iterating on the warm path); `--only
-    /// sizing`: adaptive vs fixed sizing, its section printed only.
+    /// sizing`: adaptive vs fixed sizing, its section printed only; `--only
+    /// catalogue`: the sizing strategies against the offline optimum, its
+    /// section printed (and written to `--out` when given).
     pub only: Option<String>,
 }
 
@@ -141,6 +156,7 @@ pub fn args() -> anyhow::Result<Args> {
     let mut a = Args {
         quick: false,
         out: "docs/benchmarks.md".into(),
+        out_given: false,
         plot: "docs/bench-latency.png".into(),
         delay: Duration::from_millis(150),
         s3: std::env::var("PREWARM_BENCH_S3").unwrap_or_else(|_| "http://127.0.0.1:9010".into()),
@@ -150,15 +166,20 @@ pub fn args() -> anyhow::Result<Args> {
     while let Some(flag) = it.next() {
         match flag.as_str() {
             "--quick" => a.quick = true,
-            "--out" => a.out = it.next().context("--out PATH")?.into(),
+            "--out" => {
+                a.out = it.next().context("--out PATH")?.into();
+                a.out_given = true;
+            }
             "--plot" => a.plot = it.next().context("--plot PATH")?.into(),
             "--delay-ms" => {
                 a.delay = Duration::from_millis(it.next().context("--delay-ms N")?.parse()?)
             }
             "--s3" => a.s3 = it.next().context("--s3 URL")?,
             "--only" => match it.next().as_deref() {
-                Some(s @ ("scale" | "headline" | "sizing")) => a.only = Some(s.into()),
-                _ => bail!("--only takes `scale`, `headline` or `sizing`"),
+                Some(s @ ("scale" | "headline" | "sizing" | "catalogue")) => {
+                    a.only = Some(s.into())
+                }
+                _ => bail!("--only takes `scale`, `headline`, `sizing` or `catalogue`"),
             },
             other => bail!("unknown flag {other}"),
         }

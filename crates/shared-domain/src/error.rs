@@ -56,6 +56,8 @@ error_codes! {
     DesignNotFound = ("design_not_found", 404),
     CompanyNotFound = ("company_not_found", 404),
     ApiKeyNotFound = ("api_key_not_found", 404),
+    /// No pool policy is set there.
+    PolicyNotFound = ("policy_not_found", 404),
     /// The request body stopped arriving (an upload idle for 30 s).
     RequestTimeout = ("request_timeout", 408),
     /// The company's plan allows no more designs.

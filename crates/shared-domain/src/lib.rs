@@ -12,12 +12,15 @@
 //! - [`cursor`]: the opaque keyset cursor of list pages.
 //! - [`headers`]: `Idempotency-Key`, `If-Match` and `X-Forwarded-For`, read as plain text.
 //! - [`json_number`]: integer fields that take integral JSON numbers, and the layout's schema.
+//! - [`pool_policy`]: an operator's pool policy (floor, ceiling, fixed target, schedule
+//!   windows: one-off, or cron in an IANA time zone), its JSON, rules and target at an instant.
 //! - [`error`]: the stable error codes every HTTP error carries, with their status.
 //! - [`warmup`]: the Kafka warm-up message, generated from `proto/warmup.proto`.
 //!
 //! This crate depends on serde, schemars (JSON Schemas of the DTOs, for the OpenAPI document), uuid,
-//! chrono, hex and prost only: no web, database or broker client. Everything that parses what a
-//! client or a message sends lives here, so the fuzz targets (`fuzz/`) build it alone.
+//! chrono, chrono-tz (pool policy time zones), hex and prost only: no web, database or broker
+//! client. Everything that parses what a client or a message sends lives here, so the fuzz
+//! targets (`fuzz/`) build it alone.
 
 pub mod company;
 pub mod cursor;
@@ -29,6 +32,7 @@ pub mod image_type;
 pub mod json_number;
 pub mod object_keys;
 pub mod pool;
+pub mod pool_policy;
 pub mod template;
 pub mod valid;
 pub mod warmup;

@@ -58,6 +58,20 @@ pub enum Sizing {
     Adaptive,
 }
 
+/// The most any pool policy's count (`min`, `max`, `target`, a window's
+/// `target`) may be.
+pub const MAX_POLICY_TARGET: i32 = 10_000;
+
+/// Whose pool policy governs a template.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PolicySource {
+    /// The template's own.
+    Template,
+    /// Its owner's default (`PUT /admin/companies/{id}/pool-policy`).
+    Company,
+}
+
 /// `GET /admin/templates/{id}/sizing`: how big a template's pool is meant to
 /// be and why.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -77,7 +91,17 @@ pub struct PoolSizing {
     pub refill_secs: Option<f64>,
     /// Adaptive: when the plan was computed (none yet: the template keeps `pool.min`).
     pub planned_at: Option<chrono::DateTime<chrono::Utc>>,
-    /// Adaptive: sum of all planned targets, and the budget (0: none).
+    /// Adaptive: sum of all planned targets (items), and the budget in
+    /// objects (0: none).
     pub planned_items_total: Option<i64>,
-    pub budget_items: Option<u64>,
+    pub budget_objects: Option<u64>,
+    /// The operator policy that governs the template, and whose it is.
+    pub policy: Option<crate::pool_policy::PoolPolicy>,
+    pub policy_source: Option<PolicySource>,
+    /// The policy's schedule window on now, or due within the lead time
+    /// (the pool is grown ahead of it).
+    pub window: Option<crate::pool_policy::ActiveWindow>,
+    /// Adaptive: the forecast of recurring demand the plan used, designs
+    /// per minute (none: no forecast for the coming slots).
+    pub forecast_per_minute: Option<f64>,
 }

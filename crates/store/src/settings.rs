@@ -111,8 +111,9 @@ pub struct PoolSettings {
     pub min: i32,
     /// Adaptive: most items one template keeps.
     pub max: i32,
-    /// Adaptive: most pooled items across all templates (0 = no limit).
-    pub budget_items: u64,
+    /// Adaptive: most pooled objects (items x their images) across all
+    /// templates (0 = no limit).
+    pub budget_objects: u64,
     /// Adaptive: accepted chance that one refill period's demand exceeds the pool.
     pub miss_target: f64,
     /// Adaptive: time constant of the fast demand estimate (reacts to bursts).
@@ -121,6 +122,20 @@ pub struct PoolSettings {
     pub demand_slow_secs: u64,
     /// Adaptive: how often the plan is recomputed.
     pub sizing_interval_ms: u64,
+    /// Adaptive: forecast each template's recurring demand from its own
+    /// history (a profile by 15-minute slot of the week) and grow its pool
+    /// one refill time before a recurring peak.
+    pub forecast: bool,
+    /// Adaptive: weeks of designs the forecast's profile is first built
+    /// from (once, when forecasting starts).
+    pub forecast_weeks: u32,
+    /// Adaptive: weight of the latest finished week in the profile's
+    /// weighted mean (0 < alpha <= 1; higher forgets faster).
+    pub forecast_alpha: f64,
+    /// Most templates operator policies govern in the sizer's plan (a
+    /// template's own policy, or its company's default); over it, the
+    /// most recently set policies win.
+    pub max_policy_templates: u32,
     /// A template without a design for this long keeps only `pool.min` items,
     /// whatever the sizing (0 = off: fixed sizing keeps `target` forever).
     /// Templates younger than this count as in demand.
@@ -157,11 +172,15 @@ impl Default for PoolSettings {
             target: 4,
             min: 1,
             max: 32,
-            budget_items: 0,
+            budget_objects: 0,
             miss_target: 0.01,
             demand_fast_secs: 15,
             demand_slow_secs: 1800,
             sizing_interval_ms: 2000,
+            forecast: true,
+            forecast_weeks: 4,
+            forecast_alpha: 0.5,
+            max_policy_templates: 10_000,
             idle_secs: 0,
             lease_secs: 300,
             enabled: true,
@@ -198,6 +217,12 @@ impl PoolSettings {
         if self.sizing_interval_ms == 0 {
             return Err(invalid("pool.sizing_interval_ms", "must be >= 1"));
         }
+        if !(1..=52).contains(&self.forecast_weeks) {
+            return Err(invalid("pool.forecast_weeks", "must be between 1 and 52"));
+        }
+        if !(self.forecast_alpha > 0.0 && self.forecast_alpha <= 1.0) {
+            return Err(invalid("pool.forecast_alpha", "need 0 < alpha <= 1"));
+        }
         if self.lease_secs == 0 {
             return Err(invalid("pool.lease_secs", "must be >= 1"));
         }
@@ -216,6 +241,20 @@ impl PoolSettings {
 
     pub fn lease(&self) -> Duration {
         Duration::from_secs(self.lease_secs)
+    }
+
+    /// A template's target when the sizer has no row for it: `min` with
+    /// adaptive sizing or for an idle template (older than `idle_secs`
+    /// without recent demand, which would have given it a row), `target`
+    /// otherwise.
+    pub fn default_target(&self, age_secs: f64) -> i32 {
+        if self.adaptive() {
+            return self.min;
+        }
+        match self.idle() {
+            Some(idle) if age_secs > idle.as_secs_f64() => self.min,
+            _ => self.target,
+        }
     }
 
     /// `pool.idle_secs` as a duration, `None` when off.

@@ -133,6 +133,7 @@ async fn from_pool(
     let (template_id, version) = (spec.template, spec.template_version);
     let mut served = Served::CopyPoolEmpty;
     let prefetch = state.prefetch.as_ref();
+    let mut popped = false;
     for _ in 0..state.settings.pool.pop_attempts {
         let held = prefetch.and_then(|p| p.take(template_id, version));
         let item = match held {
@@ -178,6 +179,8 @@ async fn from_pool(
             }
             Ok(CreateOutcome::ItemUnavailable) => {
                 tracing::debug!(%item, "popped a stale pool item id; trying the next");
+                popped = true;
+                served = Served::CopyPoolStale;
             }
             Ok(CreateOutcome::LimitReached) => {
                 requeue(state, template_id, version, item).await;
@@ -201,7 +204,28 @@ async fn from_pool(
             }
         }
     }
+    if served == Served::CopyPoolEmpty && !popped {
+        served = miss_cause(state, template_id, version).await;
+    }
     Ok(Warm::Miss(served))
+}
+
+/// Why an empty list missed: items on their way (refill lag) or none (the
+/// pool was too small). One indexed count, on a path about to copy every
+/// image; a failure to count says `pool_empty`.
+async fn miss_cause(state: &AppState, template: TemplateId, version: i32) -> Served {
+    let copying = match state.db.conn().await {
+        Ok(mut conn) => prewarm_store::db::pool_items::counts(&mut conn, template, version)
+            .await
+            .map(|(_, copying)| copying)
+            .unwrap_or(0),
+        Err(_) => 0,
+    };
+    if copying > 0 {
+        Served::CopyPoolRefilling
+    } else {
+        Served::CopyPoolEmpty
+    }
 }
 
 /// The template as `company` may see it, or 404.

@@ -12,11 +12,18 @@ use prewarm_service_kit::metrics::{counter_vec, encode, gauge_vec, histogram_vec
 use prometheus::{HistogramVec, IntCounterVec, IntGaugeVec, Registry};
 
 /// Why a design was not served from the pool.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Served {
     Pool,
-    /// The pool had no ready item for the template's version.
+    /// The pool's list was empty and nothing was being copied for the
+    /// template's version: the pool was too small for the demand (sized
+    /// late, or the template woke from idle), or a concurrent design took
+    /// its last item.
     CopyPoolEmpty,
+    /// The list was empty while items were being copied: refill lag.
+    CopyPoolRefilling,
+    /// Every id popped was no longer ready (taken back by the ledger).
+    CopyPoolStale,
     /// `pool.enabled = false`.
     CopyPoolDisabled,
     /// Redis failed: the API degraded to the cold path.
@@ -28,6 +35,8 @@ impl Served {
         match self {
             Served::Pool => ["pool", "hit"],
             Served::CopyPoolEmpty => ["copy", "pool_empty"],
+            Served::CopyPoolRefilling => ["copy", "pool_refilling"],
+            Served::CopyPoolStale => ["copy", "pool_stale"],
             Served::CopyPoolDisabled => ["copy", "pool_disabled"],
             Served::CopyRedisDown => ["copy", "redis_down"],
         }

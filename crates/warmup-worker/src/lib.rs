@@ -15,6 +15,10 @@
 //!   clamped, a global budget handed out by likelihood of use) -- pure functions.
 //! - [`sizer`]: the periodic planning pass that applies it, and the idle rule
 //!   (`pool.idle_secs`); demand kept incrementally, the plan in `pool_targets`.
+//! - [`policies`]: operator pool policies (per template, per company
+//!   default) and the bounds they put on a target at an instant.
+//! - [`forecast`]: recurring demand from each template's own history (a
+//!   profile by 15-minute slot of the week), which the sizer plans with.
 //! - [`singleton`]: one replica at a time per background pass (leases in
 //!   `singleton_leases`, renewed while the pass runs).
 //! - [`depths`]: the pool-depth metrics, from the changed, depleted and swept
@@ -25,8 +29,10 @@
 
 pub mod consumer;
 pub mod depths;
+pub mod forecast;
 pub mod http;
 pub mod metrics;
+pub mod policies;
 pub mod reconciler;
 pub mod refill;
 pub mod settings;

@@ -31,6 +31,11 @@ pub struct WorkerMetrics {
     /// Adaptive sizing: sum of planned targets, and the budget (0: none).
     pub pool_planned_total: IntGauge,
     pub pool_budget: IntGauge,
+    /// Templates an operator policy governs, and those with a schedule
+    /// window on or due; templates with a forecast of recurring demand.
+    pub pool_policies: IntGauge,
+    pub pool_windows: IntGauge,
+    pub pool_forecasts: IntGauge,
     /// Adaptive sizing, for the most demanded templates only: planned target
     /// and demand (designs per minute).
     pub planned_target: IntGaugeVec,
@@ -109,10 +114,25 @@ impl WorkerMetrics {
                 "prewarm_pool_planned_items_total",
                 "Adaptive sizing: sum of every template's planned target (budget use).",
             )?,
+            pool_policies: gauge(
+                &registry,
+                "prewarm_pool_policy_templates",
+                "Templates an operator pool policy governs (their own or their company's).",
+            )?,
+            pool_windows: gauge(
+                &registry,
+                "prewarm_pool_windows_on",
+                "Templates with a policy schedule window on, or due within its lead time.",
+            )?,
+            pool_forecasts: gauge(
+                &registry,
+                "prewarm_pool_forecast_templates",
+                "Templates the sizer planned with a forecast of recurring demand this pass.",
+            )?,
             pool_budget: gauge(
                 &registry,
-                "prewarm_pool_budget_items",
-                "Adaptive sizing: most pooled items across all templates (0 = no limit).",
+                "prewarm_pool_budget_objects",
+                "Adaptive sizing: most pooled objects (items x their images) across all templates (0 = no limit).",
             )?,
             gc_deleted: {
                 let c = IntCounter::new(

@@ -97,7 +97,7 @@ pub struct Refiller {
     /// Each template's target, from the sizer's plan (`pool_targets`) when
     /// it plans, else `pool.target` or `pool.min`.
     pub rule: TargetRule,
-    /// With adaptive sizing and `pool.budget_items`, the most live items
+    /// With adaptive sizing and `pool.budget_objects`, the most objects of live items
     /// all templates together may hold (enforced when reserving).
     pub budget: Option<i64>,
     pub lease: Duration,
@@ -266,9 +266,6 @@ impl Refiller {
         conn: &mut prewarm_store::db::DbConn,
         template: TemplateId,
     ) -> Result<Option<i32>, StoreError> {
-        if !self.rule.planned() {
-            return Ok(Some(self.rule.fixed));
-        }
         Ok(pool_targets::target_inputs(conn, template)
             .await?
             .map(|(planned, age)| self.rule.target(planned, age)))

@@ -29,6 +29,8 @@ use shared_domain::ids::TemplateId;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use crate::forecast::Forecaster;
+use crate::policies::{self, Bounds, Policies};
 use crate::refill::Refiller;
 use crate::singleton::Singleton;
 use crate::sizing::{self, Demand, Policy, TargetRule};
@@ -43,6 +45,9 @@ const NEGLIGIBLE_RATE: f64 = 1e-5;
 /// How often live templates (the default share of the plan) are counted in
 /// full; in between the count follows creations and deletions.
 const LIVE_COUNT_EVERY: Duration = Duration::from_secs(600);
+/// Images per item the lead time assumes (a large template's; the lead
+/// only has to be long enough).
+const LEAD_IMAGES: i64 = 32;
 
 #[derive(Clone)]
 pub struct Sizer {
@@ -58,6 +63,11 @@ pub struct Sizer {
     pub refill_parallelism: usize,
     /// Templates that get their own target/demand series in the metrics.
     pub metrics_templates: usize,
+    /// The forecast of recurring demand (adaptive sizing with
+    /// `pool.forecast`).
+    pub forecast: Option<Forecaster>,
+    /// Most templates operator policies govern (`pool.max_policy_templates`).
+    pub max_policy_templates: usize,
     /// What the last pass of this replica left (reloaded from the table when
     /// another replica planned since).
     pub book: Arc<tokio::sync::Mutex<Option<Book>>>,
@@ -76,6 +86,11 @@ pub struct SizerReport {
     pub changed: usize,
     /// Rows written or dropped.
     pub written: usize,
+    /// Templates with a forecast of recurring demand this pass.
+    pub forecast: usize,
+    /// Templates an operator policy governs, and those with a window on or due.
+    pub governed: usize,
+    pub windows: usize,
 }
 
 /// The sizer's memory of the templates with recent demand.
@@ -86,8 +101,14 @@ pub struct Book {
     /// Designs up to this time (seconds since the epoch) are counted.
     upper: f64,
     templates: HashMap<TemplateId, Tracked>,
-    /// Live templates, and when that was read.
-    live: Option<(i64, std::time::Instant)>,
+    /// Live templates, their mean images per item at the last full count,
+    /// and when that was.
+    live: Option<(i64, f64, std::time::Instant)>,
+    /// The forecast profile's first week, once built (or, with the
+    /// forecast off, once forgotten: `Some(0)`).
+    profile_from: Option<i32>,
+    /// Operator policies and the templates they govern.
+    policies: Policies,
 }
 
 #[derive(Debug, Clone)]
@@ -99,6 +120,8 @@ struct Tracked {
     slow: f64,
     last_design: Option<f64>,
     target: i32,
+    /// The forecast rate for the coming slots (designs/s; 0: none).
+    forecast: f64,
 }
 
 /// What one pass learned of demand.
@@ -136,10 +159,13 @@ impl Sizer {
             .max(book.upper);
         let after = book.upper;
         let demand = self.absorb(&mut conn, book, upper).await?;
-        let live = self.live_templates(&mut conn, book, after).await?;
+        let (live, mean_images) = self.live_templates(&mut conn, book, after).await?;
+        let forecast = self.forecast_pass(&mut conn, book, after, upper).await?;
+        self.policy_pass(&mut conn, book, upper).await?;
         drop(conn);
 
-        let plan = self.plan(book, live);
+        let bounds = self.policy_bounds(book);
+        let plan = self.plan(book, live, mean_images, &bounds);
         let mut dropped = demand.dropped;
         let (changed, rows) = self.settle(book, &plan, &demand.touched, upper, &mut dropped);
         // Rows written at other times hold counts as of their `computed_at`:
@@ -147,7 +173,8 @@ impl Sizer {
         let cursor = format!("{upper:.6}");
         {
             let mut conn = self.refiller.db.conn().await?;
-            pool_targets::apply(&mut conn, &rows, &dropped, (CURSOR, &cursor)).await?;
+            let profile = self.forecast.map(|f| (after, upper, f.profile));
+            pool_targets::apply(&mut conn, &rows, &dropped, profile, (CURSOR, &cursor)).await?;
         }
         book.cursor = cursor;
         let tracked_total: i64 = book.templates.values().map(|t| i64::from(t.target)).sum();
@@ -161,7 +188,14 @@ impl Sizer {
             planned_items,
             changed: changed.len(),
             written: rows.len() + dropped.len(),
+            forecast,
+            governed: book.policies.len(),
+            windows: bounds.values().filter(|b| b.1).count(),
         };
+        let m = &self.refiller.metrics;
+        m.pool_policies.set(report.governed as i64);
+        m.pool_windows.set(report.windows as i64);
+        m.pool_forecasts.set(report.forecast as i64);
         drop(guard);
         self.refill_changed(&changed).await;
         Ok(report)
@@ -212,6 +246,7 @@ impl Sizer {
                 slow: 0.0,
                 last_design: None,
                 target: default,
+                forecast: 0.0,
             });
             t.images = f.images;
             t.fast += n.fast_sum;
@@ -251,8 +286,13 @@ impl Sizer {
             // Back to the default: dropped when idle, or (adaptive) when
             // its demand is nil. Fixed sizing keeps a row until idle, as
             // the default of an old template without one is the minimum.
-            let nil = self.rule.adaptive && fast.max(slow) < NEGLIGIBLE_RATE;
-            if *target == default && (idle || nil) {
+            let nil = self.rule.adaptive && fast.max(slow).max(t.forecast) < NEGLIGIBLE_RATE;
+            let idle = idle && t.forecast == 0.0;
+            // Fixed sizing without the idle rule keeps rows only for what
+            // policies set; governed templates stay (their windows move).
+            let plain = !self.rule.adaptive && self.rule.idle.is_none();
+            let governed = book.policies.get(id).is_some();
+            if *target == default && (idle || nil || plain) && !governed {
                 book.templates.remove(id);
                 dropped.push(id.0);
                 continue;
@@ -266,6 +306,7 @@ impl Sizer {
                     refill_secs: self.refill_secs(t),
                     computed_at: now,
                     last_design_at: t.last_design.and_then(to_time),
+                    forecast: t.forecast,
                 });
             }
             t.target = *target;
@@ -318,6 +359,7 @@ impl Sizer {
                     },
                     last_design: r.last_design_at,
                     target: r.target,
+                    forecast: r.forecast,
                 };
                 Some((TemplateId(r.template_id), tracked))
             })
@@ -327,30 +369,216 @@ impl Sizer {
             upper,
             templates,
             live: None,
+            profile_from: None,
+            policies: Policies::default(),
         })
     }
 
-    /// Live templates: counted in full at most every [`LIVE_COUNT_EVERY`],
-    /// kept in step in between from the templates created and deleted
-    /// since the last pass (index range scans).
+    /// Live templates: counted in full (with their images) at most every
+    /// [`LIVE_COUNT_EVERY`], kept in step in between from the templates
+    /// created and deleted since the last pass (index range scans). Returns
+    /// the count and the mean images per template at the last full count.
     async fn live_templates(
         &self,
         conn: &mut DbConn,
         book: &mut Book,
         after: f64,
-    ) -> Result<i64, StoreError> {
+    ) -> Result<(i64, f64), StoreError> {
         match book.live {
-            Some((n, at)) if at.elapsed() < LIVE_COUNT_EVERY => {
+            Some((n, images, at)) if at.elapsed() < LIVE_COUNT_EVERY => {
                 let n = n + pool_targets::live_templates_delta(conn, after, book.upper).await?;
-                book.live = Some((n, at));
-                Ok(n)
+                book.live = Some((n, images, at));
+                Ok((n, images))
             }
             _ => {
-                let n = pool_targets::live_templates(conn).await?;
-                book.live = Some((n, std::time::Instant::now()));
-                Ok(n)
+                let (n, images) = pool_targets::live_templates(conn).await?;
+                let mean = images as f64 / n.max(1) as f64;
+                book.live = Some((n, mean.max(1.0), std::time::Instant::now()));
+                Ok((n, mean.max(1.0)))
             }
         }
+    }
+
+    /// The forecast for the coming slots: builds the profile once (from the
+    /// designs up to `after`, where this pass's reading starts), reads the
+    /// rows that may matter, adds their templates to the memory and sets
+    /// every tracked template's forecast. With the forecast off, forgets
+    /// the profile once. Returns the templates with a forecast.
+    async fn forecast_pass(
+        &self,
+        conn: &mut DbConn,
+        book: &mut Book,
+        after: f64,
+        upper: f64,
+    ) -> Result<usize, StoreError> {
+        let Some(forecaster) = self.forecast else {
+            if self.rule.adaptive && book.profile_from.is_none() {
+                Forecaster::forget(conn).await?;
+                book.profile_from = Some(0);
+            }
+            return Ok(0);
+        };
+        let first_week = match book.profile_from {
+            Some(week) => week,
+            None => {
+                let week = forecaster.ensure_built(conn, after).await?;
+                book.profile_from = Some(week);
+                week
+            }
+        };
+        let lead = self.lead_secs(self.policy.max);
+        let rows = forecaster
+            .due(conn, upper, lead, self.min_useful_rate())
+            .await?;
+        let new: Vec<Uuid> = rows
+            .iter()
+            .map(|r| r.template_id)
+            .filter(|id| !book.templates.contains_key(&TemplateId(*id)))
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .collect();
+        for f in pool_targets::template_facts(conn, &new).await? {
+            let id = TemplateId(f.template_id);
+            let default = self.rule.target(None, upper - f.created_at);
+            book.templates.insert(
+                id,
+                Tracked {
+                    created_at: f.created_at,
+                    images: f.images,
+                    fast: 0.0,
+                    slow: 0.0,
+                    last_design: None,
+                    target: default,
+                    forecast: 0.0,
+                },
+            );
+        }
+        let created: HashMap<TemplateId, f64> = rows
+            .iter()
+            .filter_map(|r| {
+                let id = TemplateId(r.template_id);
+                book.templates.get(&id).map(|t| (id, t.created_at))
+            })
+            .collect();
+        let rates = forecaster.rates(&rows, upper, first_week, &created);
+        for (id, t) in book.templates.iter_mut() {
+            t.forecast = rates.get(id).copied().unwrap_or(0.0);
+        }
+        Ok(rates.len())
+    }
+
+    /// Refreshes the operator policies and adds the templates they govern
+    /// to the memory (a template without demand is planned all the same:
+    /// a window must grow its pool before its first design).
+    async fn policy_pass(
+        &self,
+        conn: &mut DbConn,
+        book: &mut Book,
+        upper: f64,
+    ) -> Result<(), StoreError> {
+        book.policies
+            .refresh(conn, upper, self.max_policy_templates)
+            .await?;
+        let new: Vec<Uuid> = book
+            .policies
+            .governed()
+            .map(|(id, _)| *id)
+            .filter(|id| !book.templates.contains_key(id))
+            .map(|id| id.0)
+            .collect();
+        for chunk in new.chunks(10_000) {
+            for f in pool_targets::template_facts(conn, chunk).await? {
+                let id = TemplateId(f.template_id);
+                let default = self.rule.target(None, upper - f.created_at);
+                book.templates.insert(
+                    id,
+                    Tracked {
+                        created_at: f.created_at,
+                        images: f.images,
+                        fast: 0.0,
+                        slow: 0.0,
+                        last_design: None,
+                        target: default,
+                        forecast: 0.0,
+                    },
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Each governed template's bounds now, windows due within the time
+    /// its pool takes to grow to the window's size counted as on; and
+    /// whether a window is on or due.
+    fn policy_bounds(&self, book: &Book) -> HashMap<TemplateId, (Bounds, bool)> {
+        let Some(now) = to_time(book.upper) else {
+            return HashMap::new();
+        };
+        book.policies
+            .governed()
+            .filter_map(|(id, g)| {
+                let t = book.templates.get(id)?;
+                let items = policies::largest_window(g.policy.policy());
+                let lead = self.lead_secs_for(items, t.images);
+                let lead = Duration::from_secs_f64(lead.max(0.0));
+                let b = policies::bounds(&g.policy, self.rule.min, self.policy.max, now, lead);
+                let window = g.policy.window_at(now, lead).is_some();
+                Some((*id, (b, window)))
+            })
+            .collect()
+    }
+
+    /// Seconds ahead a pool must start growing to hold `items` more at a
+    /// time: one pass, plus the refills of that many items (copied
+    /// `items_in_flight` at a time) at the measured refill time of the
+    /// catalogue's largest items (a conservative lead).
+    pub fn lead_secs(&self, items: i32) -> f64 {
+        self.lead_secs_for(items, LEAD_IMAGES)
+    }
+
+    /// The same for a template of `images` images.
+    pub fn lead_secs_for(&self, items: i32, images: i64) -> f64 {
+        let rounds = (f64::from(items.max(1)) / self.refiller.items_in_flight.max(1) as f64).ceil();
+        self.interval.as_secs_f64()
+            + rounds * self.refiller.estimates.refill_secs(images, self.item_parallelism)
+    }
+
+    /// The smallest demand (designs/s) whose pool is larger than the
+    /// default, at the quickest refill: below it a forecast changes nothing.
+    fn min_useful_rate(&self) -> f64 {
+        let refill_secs = self
+            .refiller
+            .estimates
+            .refill_secs(1, self.item_parallelism)
+            .max(1e-3);
+        let size = |rate: f64| {
+            sizing::size_for(
+                &self.policy,
+                &Demand {
+                    template: TemplateId(Uuid::nil()),
+                    rate,
+                    slow_rate: rate,
+                    refill_secs,
+                    current: None,
+                    objects: 1,
+                    bounds: None,
+                },
+            )
+        };
+        let floor = self.policy.min;
+        let (mut lo, mut hi) = (0.0f64, 1e4f64);
+        if size(hi) <= floor {
+            return hi;
+        }
+        for _ in 0..60 {
+            let mid = (lo + hi) / 2.0;
+            if size(mid) > floor {
+                hi = mid;
+            } else {
+                lo = mid;
+            }
+        }
+        hi
     }
 
     fn default_target(&self) -> i32 {
@@ -389,7 +617,13 @@ impl Sizer {
     /// Targets of the tracked templates: the policy's (adaptive) or the
     /// fixed target, and the minimum for idle ones. Under a budget, the
     /// templates without a row hold their minimum first.
-    fn plan(&self, book: &Book, live: i64) -> HashMap<TemplateId, i32> {
+    fn plan(
+        &self,
+        book: &Book,
+        live: i64,
+        mean_images: f64,
+        bounds: &HashMap<TemplateId, (Bounds, bool)>,
+    ) -> HashMap<TemplateId, i32> {
         let upper = book.upper;
         let mut plan = if self.rule.adaptive {
             let demands: Vec<Demand> = book
@@ -397,21 +631,25 @@ impl Sizer {
                 .iter()
                 .map(|(id, t)| {
                     let (fast, slow) = self.rates(t, upper);
+                    // A recurring peak coming: its forecast is demand now,
+                    // for growing and against shrinking alike.
                     Demand {
                         template: *id,
-                        rate: fast.max(slow),
-                        slow_rate: slow,
+                        rate: fast.max(slow).max(t.forecast),
+                        slow_rate: slow.max(t.forecast),
                         refill_secs: self.refill_secs(t),
                         current: Some(t.target),
+                        objects: t.images.max(1) as u64,
+                        bounds: bounds.get(id).map(|(b, _)| (b.floor, b.ceiling)),
                     }
                 })
                 .collect();
-            let untracked = (live - book.templates.len() as i64).max(0) as u64;
+            // The templates without a row hold their minimum first: their
+            // objects, at the catalogue's mean images per template.
+            let untracked = (live - book.templates.len() as i64).max(0) as f64;
+            let floors = (untracked * f64::from(self.policy.min.max(0)) * mean_images).ceil() as u64;
             let policy = Policy {
-                budget: self
-                    .policy
-                    .budget
-                    .map(|b| b.saturating_sub(untracked * self.policy.min.max(0) as u64)),
+                budget: self.policy.budget.map(|b| b.saturating_sub(floors)),
                 ..self.policy
             };
             sizing::plan(&policy, &demands)
@@ -422,8 +660,15 @@ impl Sizer {
                 .collect()
         };
         for (id, target) in plan.iter_mut() {
-            if self.idle(&book.templates[id], upper) {
-                *target = (*target).min(self.rule.min);
+            let t = &book.templates[id];
+            let policy = bounds.get(id).map(|(b, _)| *b);
+            if self.idle(t, upper) && t.forecast == 0.0 {
+                let cap = policy.map_or(self.rule.min, |b| b.floor.max(self.rule.min));
+                *target = (*target).min(cap);
+            }
+            // Adaptive plans bound policies themselves (under the budget).
+            if let (false, Some(b)) = (self.rule.adaptive, policy) {
+                *target = b.clamp(*target);
             }
         }
         plan

@@ -13,11 +13,16 @@
 //! is when it lies between the two sizes, so a short lull between bursts does
 //! not retire items that would be copied again seconds later.
 //!
-//! Under a global budget (most pooled items in all), every template first
-//! gets its `min`, then the remaining items go where they are most likely to
-//! be used: the `k`-th item of template `t` is used during one refill with
-//! probability `P(N_t >= k)`, so items are handed out in decreasing order of
-//! that probability (ties: higher demand, then template id).
+//! Under a global budget in objects (`pool.budget_objects`: the storage the
+//! pools may hold, since an item of a 200-image template costs 200 times
+//! the storage of a 1-image one), every template first gets its `min`, then
+//! the remaining objects go where they buy the most use: the `k`-th item of
+//! template `t` is used during one refill with probability `P(N_t >= k)` and
+//! costs `images_t` objects, so items are handed out in decreasing order of
+//! `P(N_t >= k) / images_t` (ties: higher demand, then template id), each
+//! taken if it still fits. This is the greedy for a knapsack whose items per
+//! template have decreasing value: it is optimal up to the last item that
+//! did not fit.
 
 use std::cmp::Ordering;
 use std::collections::HashMap;
@@ -30,7 +35,8 @@ use shared_domain::ids::TemplateId;
 pub struct Policy {
     pub min: i32,
     pub max: i32,
-    /// Most pooled items across all templates; `None`: no limit.
+    /// Most pooled objects (items x their images) across all templates;
+    /// `None`: no limit.
     pub budget: Option<u64>,
     /// Accepted chance that a refill period's demand exceeds the pool.
     pub miss_target: f64,
@@ -52,21 +58,16 @@ pub struct TargetRule {
 }
 
 impl TargetRule {
-    /// Whether the sizer plans targets (adaptive sizing, or idle tracking):
-    /// only then are `pool_targets` rows read.
-    pub fn planned(&self) -> bool {
-        self.adaptive || self.idle.is_some()
-    }
-
-    /// The template's target: its planned row when the sizer plans, else
+    /// The template's target: its planned row if it has one (the sizer's
+    /// plan: adaptive sizing, the idle rule, or an operator policy), else
     /// the default -- `min` with adaptive sizing or for an idle template
     /// (older than `idle` and without recent demand, which would have given
     /// it a row), `fixed` otherwise.
     pub fn target(&self, planned: Option<i32>, age_secs: f64) -> i32 {
         match planned {
-            Some(target) if self.planned() => target,
-            _ if self.adaptive => self.min,
-            _ => match self.idle {
+            Some(target) => target,
+            None if self.adaptive => self.min,
+            None => match self.idle {
                 Some(idle) if age_secs > idle.as_secs_f64() => self.min,
                 _ => self.fixed,
             },
@@ -86,6 +87,20 @@ pub struct Demand {
     pub refill_secs: f64,
     /// The target planned last time, if any.
     pub current: Option<i32>,
+    /// Objects one item holds (the template's images; at least 1).
+    pub objects: u64,
+    /// An operator policy's bounds on the target (`None`: the global
+    /// `[min, max]`); a policy's floor is served before the others'
+    /// minimums under a budget.
+    pub bounds: Option<(i32, i32)>,
+}
+
+impl Demand {
+    /// The target's bounds: the policy's, else the global ones.
+    pub fn range(&self, policy: &Policy) -> (i32, i32) {
+        let (lo, hi) = self.bounds.unwrap_or((policy.min, policy.max));
+        (lo, hi.max(lo))
+    }
 }
 
 impl Demand {
@@ -129,41 +144,49 @@ pub fn wanted(policy: &Policy, demand: &Demand) -> i32 {
 }
 
 /// Smallest `k` with `P(N >= k) <= miss_target` (the chance a request finds
-/// the pool empty), within `[min, max]`.
+/// the pool empty), within the template's bounds (`[min, max]`, or its
+/// policy's).
 pub fn size_for(policy: &Policy, demand: &Demand) -> i32 {
+    let (lo, hi) = demand.range(policy);
     let m = demand.mean();
     let mut k = 0;
-    while k < policy.max && tail(m, k) > policy.miss_target {
+    while k < hi && tail(m, k) > policy.miss_target {
         k += 1;
     }
-    k.clamp(policy.min, policy.max.max(policy.min))
+    k.clamp(lo, hi)
 }
 
 /// Targets for every template in `demands`.
 pub fn plan(policy: &Policy, demands: &[Demand]) -> HashMap<TemplateId, i32> {
     let wanted: Vec<i32> = demands.iter().map(|d| wanted(policy, d)).collect();
-    let total: u64 = wanted.iter().map(|&w| w.max(0) as u64).sum();
+    let cost = |i: usize, items: i32| items.max(0) as u64 * demands[i].objects.max(1);
+    let total: u64 = (0..demands.len()).map(|i| cost(i, wanted[i])).sum();
     let Some(budget) = policy.budget.filter(|&b| total > b) else {
         return demands.iter().map(|d| d.template).zip(wanted).collect();
     };
 
-    // Over budget. Everyone's minimum first (highest demand first, should
-    // the minimums alone exceed the budget).
+    // Over budget. Everyone's floor first: operator policies' floors, then
+    // the others' minimums (highest demand first, should the floors alone
+    // exceed the budget).
     let mut order: Vec<usize> = (0..demands.len()).collect();
-    order.sort_by(|&a, &b| by_demand(&demands[a], &demands[b]));
+    order.sort_by(|&a, &b| {
+        let (a, b) = (&demands[a], &demands[b]);
+        b.bounds.is_some().cmp(&a.bounds.is_some()).then_with(|| by_demand(a, b))
+    });
     let mut targets = vec![0i32; demands.len()];
     let mut left = budget;
-    let floor = policy.min.max(0) as u64;
     for &i in &order {
-        let give = floor.min(left);
+        let each = demands[i].objects.max(1);
+        let floor = demands[i].range(policy).0;
+        let give = (floor.max(0) as u64).min(left / each);
         targets[i] = give as i32;
-        left -= give;
+        left -= give * each;
     }
-    // Then each further item where it is most likely to be used.
+    // Then each further item where it buys the most use per object.
     let mut candidates: Vec<(f64, usize)> = Vec::new();
     for (i, d) in demands.iter().enumerate() {
         for k in (targets[i] + 1)..=wanted[i] {
-            candidates.push((tail(d.mean(), k), i));
+            candidates.push((tail(d.mean(), k) / d.objects.max(1) as f64, i));
         }
     }
     candidates.sort_by(|a, b| {
@@ -171,8 +194,12 @@ pub fn plan(policy: &Policy, demands: &[Demand]) -> HashMap<TemplateId, i32> {
             .unwrap_or(Ordering::Equal)
             .then_with(|| by_demand(&demands[a.1], &demands[b.1]))
     });
-    for (_, i) in candidates.into_iter().take(left as usize) {
-        targets[i] += 1;
+    for (_, i) in candidates {
+        let each = demands[i].objects.max(1);
+        if each <= left {
+            targets[i] += 1;
+            left -= each;
+        }
     }
     demands.iter().map(|d| d.template).zip(targets).collect()
 }
@@ -208,6 +235,8 @@ mod tests {
             slow_rate: rate,
             refill_secs,
             current: None,
+            objects: 1,
+            bounds: None,
         }
     }
 
@@ -248,10 +277,10 @@ mod tests {
         };
         assert_eq!(
             fixed.target(Some(9), 1e6),
-            4,
-            "rows are ignored when nothing plans"
+            9,
+            "a row (an operator policy's) wins under fixed sizing too"
         );
-        assert_eq!(fixed.target(None, 1e6), 4, "today's behaviour when off");
+        assert_eq!(fixed.target(None, 1e6), 4, "fixed without a row");
         let idle = TargetRule {
             idle: Some(Duration::from_secs(600)),
             ..fixed
@@ -308,24 +337,45 @@ mod tests {
         );
     }
 
-    fn demands() -> impl Strategy<Value = Vec<(f64, f64, f64, Option<i32>)>> {
+    type Drawn = (f64, f64, f64, Option<i32>, u64);
+
+    #[test]
+    fn the_budget_counts_objects_and_buys_the_most_use_per_object() {
+        let p = policy(1, 64, Some(220));
+        let big = Demand {
+            objects: 200,
+            ..demand(1, 5.0, 1.0)
+        };
+        let small = demand(2, 5.0, 1.0);
+        let plan = plan(&p, &[big, small]);
+        let t = |n: u128| plan[&TemplateId(Uuid::from_u128(n))];
+        // Each keeps its minimum (201 objects); the 19 left buy 1-image
+        // items, not a tenth of a 200-image one.
+        assert_eq!(t(1), 1, "{plan:?}");
+        assert_eq!(t(2), wanted(&p, &small).min(20), "{plan:?}");
+        assert!(t(1) * 200 + t(2) <= 220);
+    }
+
+    fn demands() -> impl Strategy<Value = Vec<Drawn>> {
         prop::collection::vec(
             (
                 0.0f64..20.0,
                 0.0f64..1.0,
                 0.05f64..5.0,
                 prop::option::of(0i32..50),
+                prop_oneof![Just(1u64), 1u64..8, Just(200u64)],
             ),
             1..30,
         )
     }
 
-    fn build(ds: &[(f64, f64, f64, Option<i32>)]) -> Vec<Demand> {
+    fn build(ds: &[Drawn]) -> Vec<Demand> {
         ds.iter()
             .enumerate()
-            .map(|(i, (rate, slow_share, refill, current))| Demand {
+            .map(|(i, (rate, slow_share, refill, current, objects))| Demand {
                 slow_rate: rate * slow_share,
                 current: *current,
+                objects: *objects,
                 ..demand(i as u128, *rate, *refill)
             })
             .collect()
@@ -343,7 +393,7 @@ mod tests {
             let demands = build(&ds);
             let plan = plan(&p, &demands);
             prop_assert_eq!(plan.len(), demands.len());
-            let total: u64 = plan.values().map(|&t| t as u64).sum();
+            let total: u64 = demands.iter().map(|d| plan[&d.template] as u64 * d.objects).sum();
             for d in &demands {
                 let t = plan[&d.template];
                 prop_assert!(t <= p.max && t >= 0);
@@ -353,11 +403,48 @@ mod tests {
                 Some(b) => {
                     prop_assert!(total <= b);
                     // Minimums are honoured whenever the budget can hold them.
-                    if b >= demands.len() as u64 * min as u64 {
+                    let floors: u64 = demands.iter().map(|d| min as u64 * d.objects).sum();
+                    if b >= floors {
                         for d in &demands { prop_assert!(plan[&d.template] >= min); }
                     }
                 }
                 None => for d in &demands { prop_assert!(plan[&d.template] >= min); },
+            }
+        }
+
+        #[test]
+        fn policy_bounds_hold_and_their_floors_come_first_under_a_budget(
+            ds in demands(),
+            bounds in prop::collection::vec(prop::option::of((0i32..6, 0i32..10)), 30),
+            budget in prop::option::of(0u64..300),
+        ) {
+            let p = policy(1, 32, budget);
+            let mut demands = build(&ds);
+            for (d, b) in demands.iter_mut().zip(&bounds) {
+                d.bounds = b.map(|(lo, span)| (lo, lo + span));
+            }
+            let plan = plan(&p, &demands);
+            let total: u64 = demands.iter().map(|d| plan[&d.template] as u64 * d.objects).sum();
+            for d in &demands {
+                let (lo, hi) = d.range(&p);
+                let t = plan[&d.template];
+                prop_assert!(t <= hi, "{t} above the ceiling {hi}");
+                if budget.is_none() {
+                    prop_assert!(t >= lo, "{t} below the floor {lo}");
+                }
+            }
+            if let Some(b) = budget {
+                prop_assert!(total <= b, "the budget wins over every policy");
+                let policy_floors: u64 = demands
+                    .iter()
+                    .filter(|d| d.bounds.is_some())
+                    .map(|d| d.range(&p).0 as u64 * d.objects)
+                    .sum();
+                if b >= policy_floors {
+                    for d in demands.iter().filter(|d| d.bounds.is_some()) {
+                        prop_assert!(plan[&d.template] >= d.range(&p).0, "a policy floor the budget could hold");
+                    }
+                }
             }
         }
 

@@ -1,4 +1,4 @@
-//! Connects the worker's dependencies and subscribes to the warm-up topic.
+//! Connects the worker's dependencies; `Worker::run` subscribes to the warm-up topic.
 
 use shared_domain::error::Chain;
 use std::future::Future;
@@ -72,7 +72,10 @@ impl Worker {
                     metrics: metrics.clone(),
                 },
             )?;
-        consumer.subscribe(&[settings.kafka.topic.as_str()])?;
+        // Subscribed in `run`, not here: a worker built for its passes alone
+        // (the benchmark, `gc-pass`) must not join the group, or the group
+        // hands it partitions nobody then consumes until
+        // `max.poll.interval.ms` runs out.
         let refiller = Refiller {
             db: clients.db,
             index: clients.index,
@@ -84,8 +87,8 @@ impl Worker {
                 min: settings.pool.min,
                 idle: settings.pool.idle(),
             },
-            budget: (settings.pool.adaptive() && settings.pool.budget_items > 0)
-                .then(|| i64::try_from(settings.pool.budget_items).unwrap_or(i64::MAX)),
+            budget: (settings.pool.adaptive() && settings.pool.budget_objects > 0)
+                .then(|| i64::try_from(settings.pool.budget_objects).unwrap_or(i64::MAX)),
             estimates: Arc::default(),
             lease: settings.pool.lease(),
             item_parallelism: settings.worker.item_parallelism,
@@ -126,11 +129,12 @@ impl Worker {
         })
     }
 
-    /// The adaptive sizer, when `pool.sizing = adaptive`.
-    pub fn sizer(&self) -> Option<Sizer> {
+    /// The sizer: adaptive sizing, the idle rule and operator policies all
+    /// plan through it.
+    pub fn sizer(&self) -> Sizer {
         let p = &self.settings.pool;
         let w = &self.settings.worker;
-        self.refiller.rule.planned().then(|| Sizer {
+        Sizer {
             refiller: self.refiller.clone(),
             singleton: self.singleton.clone(),
             rule: self.refiller.rule,
@@ -138,7 +142,7 @@ impl Worker {
             policy: Policy {
                 min: p.min,
                 max: p.max,
-                budget: (p.budget_items > 0).then_some(p.budget_items),
+                budget: (p.budget_objects > 0).then_some(p.budget_objects),
                 miss_target: p.miss_target,
             },
             demand_fast_secs: p.demand_fast_secs as f64,
@@ -147,7 +151,14 @@ impl Worker {
             item_parallelism: w.item_parallelism,
             refill_parallelism: w.refill_parallelism,
             metrics_templates: w.metrics_templates,
-        })
+            max_policy_templates: p.max_policy_templates as usize,
+            forecast: (p.adaptive() && p.forecast).then_some(crate::forecast::Forecaster {
+                profile: prewarm_store::db::demand_profile::Profile {
+                    alpha: p.forecast_alpha,
+                },
+                weeks: p.forecast_weeks,
+            }),
+        }
     }
 
     /// The port of `/healthz`, `/readyz` and `/metrics`.
@@ -190,6 +201,8 @@ impl Worker {
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
         // The refiller's own token: a refill under way stops starting items.
         let stop = self.refiller.stopping.clone();
+        self.consumer
+            .subscribe(&[self.settings.kafka.topic.as_str()])?;
         let reconciler = self.reconciler();
         let reconcile = self.settings.worker.reconcile_interval_ms > 0;
         let dead_letters = DeadLetters {
@@ -200,11 +213,7 @@ impl Worker {
         let depth_pass = self.depths();
         let http = self.http.handle();
         let http_server = self.http;
-        let sizing = async {
-            if let Some(sizer) = sizer {
-                sizer.run(stop.clone()).await;
-            }
-        };
+        let sizing = sizer.run(stop.clone());
         let rule = self.refiller.rule;
         let fixed_or_min = if rule.adaptive { rule.min } else { rule.fixed };
         let depths = crate::depths::run(

@@ -22,7 +22,11 @@
 //!    cost by catalogue size (`--only scale` runs it alone; `--only headline`
 //!    runs the floor, the warm loops (30, then 1, 30 and 200 images) and the
 //!    headline and prints them;
-//!    `--only sizing` runs scenario 7 and prints it).
+//!    `--only sizing` runs scenario 7 and prints it);
+//! 9. catalogue: fixed N=1 and N=4, adaptive, and adaptive with forecast and
+//!    schedules on 10^4 templates with a daily peak, a scheduled launch and a
+//!    burst, against the offline optimum (`--only catalogue` runs it alone,
+//!    prints its section and writes it to `--out` when given).
 
 use prewarm_bench::markdown::{self, Results};
 use prewarm_bench::scenarios;
@@ -64,6 +68,16 @@ async fn main() -> anyhow::Result<()> {
         b.stop_services().await;
         return b.drop_database().await;
     }
+    if b.args.only.as_deref() == Some("catalogue") {
+        let run = scenarios::catalogue(&b).await?;
+        let md = scenarios::catalogue::report(&run);
+        if b.args.out_given {
+            std::fs::write(&b.args.out, &md)?;
+        }
+        println!("{md}");
+        b.stop_services().await;
+        return b.drop_database().await;
+    }
     if b.args.only.is_some() {
         let (scale, params) = scenarios::scale(&b).await?;
         let md = prewarm_bench::scenarios::scale::report(&params, &scale);
@@ -98,6 +112,7 @@ async fn main() -> anyhow::Result<()> {
     let similar = scenarios::similar(&b).await?;
     let (sizing, sizing_params) = scenarios::sizing(&b).await?;
     let (scale, scale_params) = scenarios::scale(&b).await?;
+    let catalogue = scenarios::catalogue(&b).await?;
     let (api_peak, recommender_peak) = b.stop_services().await;
     let results = Results {
         prefill,
@@ -117,6 +132,7 @@ async fn main() -> anyhow::Result<()> {
         sizing_params,
         scale,
         scale_params,
+        catalogue,
         api_peak,
         recommender_peak,
     };

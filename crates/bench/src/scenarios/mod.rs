@@ -12,7 +12,10 @@
 //! - [`similar`]: similar templates (uncached, cached, a stampede).
 //! - [`sizing`]: fixed vs adaptive pool sizing on a Zipf workload with a burst.
 //! - [`scale`]: the background passes' cost by catalogue size.
+//! - [`catalogue`]: sizing strategies on a large catalogue (a daily peak, a
+//!   scheduled launch, a burst) against the offline optimum.
 
+pub mod catalogue;
 pub mod cold;
 pub mod floor;
 pub mod headline;
@@ -26,6 +29,7 @@ pub mod warm;
 
 use crate::load::RunResult;
 
+pub use catalogue::catalogue;
 pub use cold::cold;
 pub use floor::floor;
 pub use headline::headline;

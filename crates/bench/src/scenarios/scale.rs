@@ -256,7 +256,7 @@ async fn steady_passes(
         "scale {n}: reconciler pass {:.1?} ({:?})",
         reconcile.0, reconcile.1
     );
-    let sizer = worker.sizer().context("idle sizing plans")?;
+    let sizer = worker.sizer();
     sizer.tick().await?; // takes over: loads the plan
     let sizer = median(PASSES, || sizer.tick()).await?;
     eprintln!("scale {n}: sizer pass {:.1?} ({:?})", sizer.0, sizer.1);

@@ -5,6 +5,7 @@
 pub mod api_keys;
 pub mod companies;
 pub mod cursors;
+pub mod demand_profile;
 pub mod designs;
 pub mod error;
 pub mod idempotency;
@@ -15,6 +16,7 @@ pub mod pool_checks;
 pub mod pool_depths;
 pub mod pool_items;
 pub mod pool_live;
+pub mod pool_policies;
 pub mod pool_targets;
 pub mod schema;
 pub mod templates;

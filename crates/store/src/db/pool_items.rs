@@ -87,20 +87,26 @@ async fn lock_template(
     Ok(())
 }
 
-/// Live items of the template, of every version (its share of the budget).
-async fn count_live_any(
+/// Objects of the template's live items, of every version (its share of
+/// the budget).
+async fn live_objects_any(
     conn: &mut AsyncPgConnection,
     template: TemplateId,
 ) -> Result<i64, diesel::result::Error> {
-    pool_items::table
-        .filter(pool_items::template_id.eq(template.0))
-        .filter(pool_items::state.eq_any([
-            PoolItemState::Copying.as_str(),
-            PoolItemState::Ready.as_str(),
-        ]))
-        .count()
-        .get_result(conn)
-        .await
+    #[derive(diesel::QueryableByName)]
+    struct Objects {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let live: Objects = diesel::sql_query(format!(
+        "SELECT coalesce(sum({}), 0)::bigint AS n FROM pool_items
+          WHERE template_id = $1 AND state IN ('copying', 'ready')",
+        pool_live::ITEM_OBJECTS_SQL
+    ))
+    .bind::<diesel::sql_types::Uuid, _>(template.0)
+    .get_result(conn)
+    .await?;
+    Ok(live.n)
 }
 
 async fn keys_of(
@@ -128,8 +134,8 @@ fn group_keys(ids: &[Uuid], keys: Vec<(Uuid, String)>) -> Vec<DiscardedItem> {
 }
 
 /// Step 1 of a refill: reserve slots up to `target` for the template's current
-/// version, and (with a `budget`) no more than keeps the live items of all
-/// templates within it (as [`pool_live`] records them). `None` when the template no longer exists. One
+/// version, and (with a `budget` in objects) no more than keeps the live
+/// items' objects of all templates within it (as [`pool_live`] records them). `None` when the template no longer exists. One
 /// transaction under the template's lock, in four steps: discard stale
 /// items, retire the surplus above a lowered target, count the gap, insert
 /// `copying` rows for it.
@@ -175,26 +181,33 @@ pub async fn reserve(
             // template to another is filled once the first gave it back).
             // Checked against each template's recorded live items, not a
             // count of them all (see `pool_live`).
+            let sources = if gap > 0 {
+                sources_of(conn, template, version).await?
+            } else {
+                Vec::new()
+            };
             let budgeted = match budget {
                 Some(budget) => {
-                    let live = count_live_any(conn, template).await?;
+                    let live = live_objects_any(conn, template).await?;
                     let others = match pool_live::others(conn, template).await? {
                         Some(others) => others,
                         None => pool_live::recount(conn).await? - live,
                     };
-                    gap = gap.min((budget - others - live).max(0));
+                    let each = (sources.len() as i64).max(1);
+                    gap = gap.min((budget - others - live).max(0) / each);
                     Some((live, others))
                 }
                 None => None,
             };
             let reserved = if gap > 0 {
-                insert_items(conn, template, version, gap, now, now + lease).await?
+                insert_items(conn, template, version, &sources, gap, now, now + lease).await?
             } else {
                 Vec::new()
             };
             if let Some((live, others)) = budgeted {
                 pause.reach(pause::at::BUDGET_CHECKED).await;
-                pool_live::record(conn, template, live + reserved.len() as i64, others).await?;
+                let added = (reserved.len() * sources.len()) as i64;
+                pool_live::record(conn, template, live + added, others).await?;
             }
             Ok(Some(Reservation {
                 template,
@@ -292,21 +305,30 @@ async fn retire_surplus(
 
 /// Reserve, step 4: `gap` new `copying` items of `version`, each with its
 /// planned copies (one row per image, for the GC's lookups by key).
-async fn insert_items(
+/// The version's images (position, source key): what each item copies.
+async fn sources_of(
     conn: &mut AsyncPgConnection,
     template: TemplateId,
     version: i32,
-    gap: i64,
-    now: chrono::DateTime<Utc>,
-    lease_until: chrono::DateTime<Utc>,
-) -> Result<Vec<ReservedItem>, diesel::result::Error> {
-    let sources: Vec<(i32, String)> = template_images::table
+) -> Result<Vec<(i32, String)>, diesel::result::Error> {
+    template_images::table
         .filter(template_images::template_id.eq(template.0))
         .filter(template_images::version.eq(version))
         .order(template_images::position.asc())
         .select((template_images::position, template_images::object_key))
         .load(conn)
-        .await?;
+        .await
+}
+
+async fn insert_items(
+    conn: &mut AsyncPgConnection,
+    template: TemplateId,
+    version: i32,
+    sources: &[(i32, String)],
+    gap: i64,
+    now: chrono::DateTime<Utc>,
+    lease_until: chrono::DateTime<Utc>,
+) -> Result<Vec<ReservedItem>, diesel::result::Error> {
     let mut reserved = Vec::new();
     let mut item_rows = Vec::new();
     let mut image_rows = Vec::new();

@@ -1,8 +1,8 @@
-//! `pool_live` and `pool_live_total`: each template's live (`copying` +
-//! `ready`) items as its last budgeted reserve counted them, and their sum.
-//! A reserve under `pool.budget_items` checks the budget against these
-//! instead of counting every live item of every template, so its cost does
-//! not grow with the pooled items (issue 15).
+//! `pool_live` and `pool_live_total`: the objects of each template's live
+//! (`copying` + `ready`) items as its last budgeted reserve counted them, and
+//! their sum. A reserve under `pool.budget_objects` checks the budget against
+//! these instead of counting every live item of every template, so its cost
+//! does not grow with the pooled items.
 //!
 //! Why the sum bounds the live items from above: a template's row is exact
 //! when its reserve commits (counted under the template's lock) and can only
@@ -27,7 +27,7 @@ struct Count {
 }
 
 /// Locks the total until the end of the transaction (serializing budgeted
-/// reserves) and returns the recorded live items of every template but
+/// reserves) and returns the recorded live objects of every template but
 /// `template`. `None` when the total's row is missing ([`recount`] makes it).
 ///
 /// Two statements: the template's row is read after the lock is granted, in
@@ -39,7 +39,7 @@ pub async fn others(
     template: TemplateId,
 ) -> Result<Option<i64>, diesel::result::Error> {
     let total: Option<Count> =
-        diesel::sql_query("SELECT live AS n FROM pool_live_total WHERE id FOR UPDATE")
+        diesel::sql_query("SELECT objects AS n FROM pool_live_total WHERE id FOR UPDATE")
             .get_result(conn)
             .await
             .optional()?;
@@ -47,7 +47,7 @@ pub async fn others(
         return Ok(None);
     };
     let mine: Option<Count> =
-        diesel::sql_query("SELECT live AS n FROM pool_live WHERE template_id = $1")
+        diesel::sql_query("SELECT objects AS n FROM pool_live WHERE template_id = $1")
             .bind::<SqlUuid, _>(template.0)
             .get_result(conn)
             .await
@@ -55,7 +55,7 @@ pub async fn others(
     Ok(Some(total.n - mine.map_or(0, |m| m.n)))
 }
 
-/// Records `template`'s `live` items and sets the total to `others + live`
+/// Records `template`'s `live` objects and sets the total to `others + live`
 /// (`others` from [`others`], in the same transaction).
 pub async fn record(
     conn: &mut AsyncPgConnection,
@@ -65,8 +65,8 @@ pub async fn record(
 ) -> Result<(), diesel::result::Error> {
     if live > 0 {
         diesel::sql_query(
-            "INSERT INTO pool_live (template_id, live) VALUES ($1, $2)
-             ON CONFLICT (template_id) DO UPDATE SET live = EXCLUDED.live",
+            "INSERT INTO pool_live (template_id, objects) VALUES ($1, $2)
+             ON CONFLICT (template_id) DO UPDATE SET objects = EXCLUDED.objects",
         )
         .bind::<SqlUuid, _>(template.0)
         .bind::<BigInt, _>(live)
@@ -78,14 +78,18 @@ pub async fn record(
             .execute(conn)
             .await?;
     }
-    diesel::sql_query("UPDATE pool_live_total SET live = $1 WHERE id")
+    diesel::sql_query("UPDATE pool_live_total SET objects = $1 WHERE id")
         .bind::<BigInt, _>(others + live)
         .execute(conn)
         .await?;
     Ok(())
 }
 
-/// Recounts every template's live items from the ledger (O(live items), once
+/// Objects of one pool item, whichever way its row records its images.
+pub const ITEM_OBJECTS_SQL: &str =
+    "coalesce(image_count, cardinality(image_positions), cardinality(image_keys), 0)";
+
+/// Recounts every template's live objects from the ledger (O(live items), once
 /// at the start of a worker with a budget), under the total's lock, so no
 /// budgeted reserve is between its check and its commit meanwhile. Returns
 /// the total.
@@ -93,24 +97,25 @@ pub async fn recount(conn: &mut AsyncPgConnection) -> Result<i64, diesel::result
     use diesel_async::AsyncConnection;
     conn.transaction::<_, diesel::result::Error, _>(async |conn| {
         diesel::sql_query(
-            "INSERT INTO pool_live_total (id, live) VALUES (TRUE, 0) ON CONFLICT (id) DO NOTHING",
+            "INSERT INTO pool_live_total (id, objects) VALUES (TRUE, 0) ON CONFLICT (id) DO NOTHING",
         )
         .execute(conn)
         .await?;
-        diesel::sql_query("SELECT live AS n FROM pool_live_total WHERE id FOR UPDATE")
+        diesel::sql_query("SELECT objects AS n FROM pool_live_total WHERE id FOR UPDATE")
             .get_result::<Count>(conn)
             .await?;
         diesel::sql_query("DELETE FROM pool_live").execute(conn).await?;
-        diesel::sql_query(
-            "INSERT INTO pool_live (template_id, live)
-             SELECT template_id, count(*) FROM pool_items
-              WHERE state IN ('copying', 'ready') GROUP BY template_id",
-        )
+        diesel::sql_query(format!(
+            "INSERT INTO pool_live (template_id, objects)
+             SELECT template_id, sum({ITEM_OBJECTS_SQL}) FROM pool_items
+              WHERE state IN ('copying', 'ready') GROUP BY template_id
+             HAVING sum({ITEM_OBJECTS_SQL}) > 0"
+        ))
         .execute(conn)
         .await?;
         let total: Count = diesel::sql_query(
-            "UPDATE pool_live_total SET live = (SELECT coalesce(sum(live), 0) FROM pool_live)::bigint
-              WHERE id RETURNING live AS n",
+            "UPDATE pool_live_total SET objects = (SELECT coalesce(sum(objects), 0) FROM pool_live)::bigint
+              WHERE id RETURNING objects AS n",
         )
         .get_result(conn)
         .await?;

@@ -28,6 +28,9 @@ pub struct PoolTargetRow {
     pub computed_at: DateTime<Utc>,
     /// The template's latest design seen by the sizer.
     pub last_design_at: Option<DateTime<Utc>>,
+    /// The forecast of its recurring demand it was planned with
+    /// (designs/s; 0 without one).
+    pub forecast: f64,
 }
 
 /// Replaces the plan: upserts every row and drops rows of templates no longer planned.
@@ -45,17 +48,23 @@ pub async fn save(conn: &mut AsyncPgConnection, rows: &[PoolTargetRow]) -> Resul
 }
 
 /// One incremental step of the plan, in one transaction: upserts `rows`,
-/// drops the rows of `dropped` (back to the default), and stores the
-/// sizer's `cursor` (how far it has read the designs) with them.
+/// drops the rows of `dropped` (back to the default), adds the designs read
+/// (`(after, upper]`) to the forecast's profile when `profile` is given, and
+/// stores the sizer's `cursor` (how far it has read the designs) with them,
+/// so every design counts once.
 pub async fn apply(
     conn: &mut AsyncPgConnection,
     rows: &[PoolTargetRow],
     dropped: &[Uuid],
+    profile: Option<(f64, f64, super::demand_profile::Profile)>,
     cursor: (&str, &str),
 ) -> Result<(), StoreError> {
     let (rows, dropped) = (rows.to_vec(), dropped.to_vec());
     let (name, position) = (cursor.0.to_string(), cursor.1.to_string());
     conn.transaction::<_, diesel::result::Error, _>(async |conn| {
+        if let Some((after, upper, profile)) = profile {
+            super::demand_profile::absorb(conn, after, upper, &profile).await?;
+        }
         if !dropped.is_empty() {
             diesel::delete(pool_targets::table.filter(pool_targets::template_id.eq_any(&dropped)))
                 .execute(conn)
@@ -85,6 +94,7 @@ async fn upsert_in(
                 pool_targets::computed_at.eq(diesel::upsert::excluded(pool_targets::computed_at)),
                 pool_targets::last_design_at
                     .eq(diesel::upsert::excluded(pool_targets::last_design_at)),
+                pool_targets::forecast.eq(diesel::upsert::excluded(pool_targets::forecast)),
             ))
             .execute(conn)
             .await?;
@@ -108,6 +118,8 @@ pub struct TrackedRow {
     pub computed_at: f64,
     #[diesel(sql_type = diesel::sql_types::Nullable<Double>)]
     pub last_design_at: Option<f64>,
+    #[diesel(sql_type = Double)]
+    pub forecast: f64,
 }
 
 /// Every row of the plan (the sizer's state after a restart or a hand-over).
@@ -115,7 +127,7 @@ pub async fn load_tracked(conn: &mut AsyncPgConnection) -> Result<Vec<TrackedRow
     Ok(diesel::sql_query(
         "SELECT template_id, target, demand_fast, demand_slow,
                 extract(epoch FROM computed_at)::float8 AS computed_at,
-                extract(epoch FROM last_design_at)::float8 AS last_design_at
+                extract(epoch FROM last_design_at)::float8 AS last_design_at, forecast
            FROM pool_targets",
     )
     .load(conn)
@@ -222,13 +234,27 @@ struct Total {
     n: i64,
 }
 
-/// Live templates (each keeps at least the minimum under a budget).
-pub async fn live_templates(conn: &mut AsyncPgConnection) -> Result<i64, StoreError> {
-    let total: Total =
-        diesel::sql_query("SELECT count(*) AS n FROM templates WHERE deleted_at IS NULL")
-            .get_result(conn)
-            .await?;
-    Ok(total.n)
+/// Live templates and the images of their current versions (each keeps at
+/// least the minimum under a budget, which costs its images per item): one
+/// pass over the catalogue, which the sizer makes at most every few minutes.
+pub async fn live_templates(conn: &mut AsyncPgConnection) -> Result<(i64, i64), StoreError> {
+    #[derive(QueryableByName)]
+    struct Live {
+        #[diesel(sql_type = BigInt)]
+        n: i64,
+        #[diesel(sql_type = BigInt)]
+        images: i64,
+    }
+    let live: Live = diesel::sql_query(
+        "SELECT count(*) AS n,
+                coalesce(sum((SELECT count(*) FROM template_images i
+                               WHERE i.template_id = t.id AND i.version = t.version)), 0)::bigint
+                  AS images
+           FROM templates t WHERE t.deleted_at IS NULL",
+    )
+    .get_result(conn)
+    .await?;
+    Ok((live.n, live.images))
 }
 
 /// The change in live templates over `(after, upper]` (seconds since the

@@ -122,6 +122,7 @@ diesel::table! {
         refill_secs -> Float8,
         computed_at -> Timestamptz,
         last_design_at -> Nullable<Timestamptz>,
+        forecast -> Float8,
     }
 }
 

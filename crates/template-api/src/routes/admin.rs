@@ -2,12 +2,14 @@
 //! the admin token.
 
 use actix_web::{web, HttpResponse};
+use prewarm_store::db::pool_policies::{self, Scope};
 use prewarm_store::db::{api_keys, companies, pool_items, pool_targets, templates};
 use shared_domain::company::{ApiKeyCreated, ApiKeyList, ApiKeyRotated, NewCompany, RotateApiKey};
 use shared_domain::error::Chain;
 use shared_domain::error::ErrorCode;
 use shared_domain::ids::{ApiKeyId, CompanyId, TemplateId};
-use shared_domain::pool::PoolSizing;
+use shared_domain::pool::{PolicySource, PoolSizing, MAX_POLICY_TARGET};
+use shared_domain::pool_policy::{PolicyLimits, PoolPolicy};
 
 use crate::auth::{hash_token, key_hint, new_api_key, Admin};
 use crate::error::ApiError;
@@ -163,8 +165,10 @@ pub async fn rotate_api_key(
     }))
 }
 
-/// `GET /admin/templates/{id}/sizing`: the template's target, demand and
-/// refill-time estimates, and the budget's use (any template, any company).
+/// `GET /admin/templates/{id}/sizing`: the template's target, demand,
+/// forecast and refill-time estimates, the operator policy that governs it
+/// and its window on or due, and the budget's use (any template, any
+/// company).
 pub async fn pool_sizing(
     _: Admin,
     state: web::Data<AppState>,
@@ -180,34 +184,65 @@ pub async fn pool_sizing(
         )
     })?;
     let (ready, _) = pool_items::counts(&mut conn, id, row.version).await?;
-    let sizing = if pool.adaptive() {
-        let planned = pool_targets::find(&mut conn, id).await?;
-        let total = pool_targets::planned_total(&mut conn).await?;
-        PoolSizing {
-            template_id: id,
-            sizing: pool.sizing,
-            target: planned.as_ref().map_or(pool.min, |p| p.target),
-            ready,
-            demand_fast_per_minute: planned.as_ref().map(|p| p.demand_fast * 60.0),
-            demand_slow_per_minute: planned.as_ref().map(|p| p.demand_slow * 60.0),
-            refill_secs: planned.as_ref().map(|p| p.refill_secs),
-            planned_at: planned.as_ref().map(|p| p.computed_at),
-            planned_items_total: Some(total),
-            budget_items: Some(pool.budget_items),
-        }
-    } else {
-        PoolSizing {
-            template_id: id,
-            sizing: pool.sizing,
-            target: pool.target,
-            ready,
-            demand_fast_per_minute: None,
-            demand_slow_per_minute: None,
-            refill_secs: None,
-            planned_at: None,
-            planned_items_total: None,
-            budget_items: None,
-        }
+    let planned = pool_targets::find(&mut conn, id).await?;
+    let age = (chrono::Utc::now() - row.created_at).as_seconds_f64();
+    let (policy, policy_source) = governing_policy(&mut conn, id, row.owner_company_id).await?;
+    // The worker counts a window due within the time its pool takes to
+    // grow: at least one sizing pass, plus the refill time it measured.
+    let lead = std::time::Duration::from_secs_f64(
+        pool.sizing_interval_ms as f64 / 1000.0 + planned.as_ref().map_or(0.0, |p| p.refill_secs),
+    );
+    let window = policy.as_ref().and_then(|p| {
+        p.validate(&PolicyLimits {
+            max_target: MAX_POLICY_TARGET,
+        })
+        .ok()?
+        .window_at(chrono::Utc::now(), lead)
+    });
+    let adaptive = pool.adaptive();
+    let sizing = PoolSizing {
+        template_id: id,
+        sizing: pool.sizing,
+        target: planned
+            .as_ref()
+            .map_or(pool.default_target(age), |p| p.target),
+        ready,
+        demand_fast_per_minute: planned.as_ref().filter(|_| adaptive).map(|p| p.demand_fast * 60.0),
+        demand_slow_per_minute: planned.as_ref().filter(|_| adaptive).map(|p| p.demand_slow * 60.0),
+        refill_secs: planned.as_ref().filter(|_| adaptive).map(|p| p.refill_secs),
+        planned_at: planned.as_ref().map(|p| p.computed_at),
+        planned_items_total: match adaptive {
+            true => Some(pool_targets::planned_total(&mut conn).await?),
+            false => None,
+        },
+        budget_objects: adaptive.then_some(pool.budget_objects),
+        policy,
+        policy_source,
+        window,
+        forecast_per_minute: planned
+            .as_ref()
+            .filter(|p| adaptive && p.forecast > 0.0)
+            .map(|p| p.forecast * 60.0),
     };
     Ok(HttpResponse::Ok().json(sizing))
+}
+
+/// The template's own policy, else its owner's default.
+async fn governing_policy(
+    conn: &mut prewarm_store::db::DbConn,
+    template: TemplateId,
+    owner: uuid::Uuid,
+) -> Result<(Option<PoolPolicy>, Option<PolicySource>), ApiError> {
+    for (scope, source) in [
+        (Scope::Template(template.0), PolicySource::Template),
+        (Scope::Company(owner), PolicySource::Company),
+    ] {
+        if let Some(text) = pool_policies::get(conn, scope).await? {
+            let value: serde_json::Value = serde_json::from_str(&text)
+                .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?;
+            let policy = crate::routes::pool_policies::parse(&value)?;
+            return Ok((Some(policy), Some(source)));
+        }
+    }
+    Ok((None, None))
 }

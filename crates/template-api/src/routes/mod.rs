@@ -5,6 +5,7 @@
 pub mod admin;
 pub mod designs;
 pub mod health;
+pub mod pool_policies;
 pub mod templates;
 
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -71,6 +72,16 @@ route_table! {
     "/admin/api-keys/{id}" => { delete admin::revoke_api_key },
     "/admin/api-keys/{id}/rotate" => { post admin::rotate_api_key },
     "/admin/templates/{id}/sizing" => { get admin::pool_sizing },
+    "/admin/templates/{id}/pool-policy" => {
+        put pool_policies::put_template,
+        get pool_policies::get_template,
+        delete pool_policies::delete_template,
+    },
+    "/admin/companies/{id}/pool-policy" => {
+        put pool_policies::put_company,
+        get pool_policies::get_company,
+        delete pool_policies::delete_company,
+    },
     "/templates" => { post templates::create, get templates::list },
     "/templates/{id}" => {
         get templates::get,

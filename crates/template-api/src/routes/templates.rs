@@ -457,13 +457,12 @@ pub async fn pool_status(
         .await?
         .ok_or_else(|| not_found(id))?;
     let (ready, copying) = pool_items::counts(&mut conn, id, row.version).await?;
-    let target = if state.settings.pool.adaptive() {
-        prewarm_store::db::pool_targets::find(&mut conn, id)
-            .await?
-            .map_or(state.settings.pool.min, |p| p.target)
-    } else {
-        state.settings.pool.target
-    };
+    // The sizer's row if it has one (adaptive sizing, the idle rule or an
+    // operator policy), else the default.
+    let age = (chrono::Utc::now() - row.created_at).as_seconds_f64();
+    let target = prewarm_store::db::pool_targets::find(&mut conn, id)
+        .await?
+        .map_or(state.settings.pool.default_target(age), |p| p.target);
     let indexed = match state.index.len(id, row.version).await {
         Ok(n) => n,
         Err(e) => {

@@ -1,0 +1,286 @@
+//! `demand_profile`: each template's seasonal demand, by 15-minute slot of
+//! the week (UTC), for the sizer's forecast. Per (template, slot): the
+//! designs made in the slot during `week` (`current`), and `level`, the
+//! exponentially weighted mean (weight [`Profile::alpha`] on the newest) of
+//! the counts of the finished weeks before it.
+//!
+//! Kept incrementally: each sizer pass adds the designs it read
+//! ([`absorb`], in the transaction that moves its cursor, so every design
+//! counts once); a week rolling over folds `current` into `level` on the
+//! next write of that row, and readers roll rows they read forward
+//! ([`Profile::rate`]). Built once from the designs table ([`rebuild`]),
+//! so a new deployment forecasts from the history it already has.
+//!
+//! The forecast reads only the coming slots' rows above a threshold (an
+//! index range on `(slot, greatest(level, current))`), never the catalogue.
+
+use diesel::prelude::*;
+use diesel::sql_types::{Array, Double, Integer, SmallInt, Uuid as SqlUuid};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use uuid::Uuid;
+
+use super::StoreError;
+
+/// Seconds in a slot, and slots in a week.
+pub const SLOT_SECS: f64 = 900.0;
+pub const SLOTS: i64 = 672;
+const WEEK_SECS: f64 = SLOT_SECS * SLOTS as f64;
+
+/// The slot of the week of `secs` (seconds since the epoch).
+pub fn slot_of(secs: f64) -> i16 {
+    ((secs.rem_euclid(WEEK_SECS)) / SLOT_SECS).floor() as i16
+}
+
+/// Weeks since the epoch of `secs`.
+pub fn week_of(secs: f64) -> i32 {
+    (secs / WEEK_SECS).floor() as i32
+}
+
+/// One stored row.
+#[derive(Debug, Clone, PartialEq, QueryableByName)]
+pub struct ProfileRow {
+    #[diesel(sql_type = SqlUuid)]
+    pub template_id: Uuid,
+    #[diesel(sql_type = SmallInt)]
+    pub slot: i16,
+    #[diesel(sql_type = Integer)]
+    pub week: i32,
+    #[diesel(sql_type = Double)]
+    pub current: f64,
+    #[diesel(sql_type = Double)]
+    pub level: f64,
+}
+
+/// How rows are read into a rate.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Profile {
+    /// Weight of the newest finished week in `level` (0 < alpha <= 1).
+    pub alpha: f64,
+}
+
+impl Profile {
+    /// `level` rolled forward to week `now_week`: the finished weeks'
+    /// weighted mean, the row's own `current` week folded in if it is over.
+    pub fn level_at(&self, row: &ProfileRow, now_week: i32) -> f64 {
+        let gap = now_week - row.week;
+        if gap <= 0 {
+            return row.level;
+        }
+        let keep = 1.0 - self.alpha;
+        row.level * keep.powi(gap) + self.alpha * row.current * keep.powi(gap - 1)
+    }
+
+    /// Designs per second the row forecasts for its slot in week
+    /// `now_week`, for a template with `weeks` finished weeks of history:
+    /// the weighted mean is divided by its weights' sum `1 - (1-alpha)^weeks`
+    /// (a template with two weeks of history is not forecast at a fraction
+    /// of its demand because the weights of weeks it did not exist in are
+    /// missing). `None` without a finished week.
+    pub fn rate(&self, row: &ProfileRow, now_week: i32, weeks: i32) -> Option<f64> {
+        if weeks < 1 {
+            return None;
+        }
+        let weight = 1.0 - (1.0 - self.alpha).powi(weeks.min(520));
+        Some(self.level_at(row, now_week) / weight.max(f64::MIN_POSITIVE) / SLOT_SECS)
+    }
+}
+
+/// Adds the designs made in `(after, upper]` (seconds since the epoch) to
+/// their templates' slots: one statement over the range of the designs'
+/// `(created_at, template_id)` index the sizer reads anyway. A row whose
+/// week is over folds its count into `level` first. Call it in the
+/// transaction that moves the reader's cursor.
+pub async fn absorb(
+    conn: &mut AsyncPgConnection,
+    after: f64,
+    upper: f64,
+    profile: &Profile,
+) -> Result<usize, diesel::result::Error> {
+    // Grouped by (template, slot) with the latest week: two weeks of one
+    // slot in one range (a range over a week long) would otherwise be two
+    // rows for one key; their counts are merged into the later week.
+    diesel::sql_query(
+        "INSERT INTO demand_profile AS p (template_id, slot, week, current, level)
+         SELECT template_id, slot, max(week), count(*)::float8, 0
+           FROM (SELECT template_id,
+                        (floor(extract(epoch FROM created_at))::bigint % 604800 / 900)::smallint AS slot,
+                        (floor(extract(epoch FROM created_at))::bigint / 604800)::int AS week
+                   FROM designs
+                  WHERE created_at > to_timestamp($1) AND created_at <= to_timestamp($2)) d
+          GROUP BY template_id, slot
+         ON CONFLICT (template_id, slot) DO UPDATE SET
+           level = CASE WHEN p.week >= EXCLUDED.week THEN p.level
+                        ELSE p.level * power(1 - $3, EXCLUDED.week - p.week)
+                             + $3 * p.current * power(1 - $3, EXCLUDED.week - p.week - 1) END,
+           current = CASE WHEN p.week >= EXCLUDED.week THEN p.current + EXCLUDED.current
+                          ELSE EXCLUDED.current END,
+           week = greatest(p.week, EXCLUDED.week)",
+    )
+    .bind::<Double, _>(after)
+    .bind::<Double, _>(upper)
+    .bind::<Double, _>(profile.alpha)
+    .execute(conn)
+    .await
+}
+
+/// Rebuilds every row from the designs of the `weeks` weeks before
+/// `upto` (seconds since the epoch) and of `upto`'s own week: a finished
+/// week `w` weighs `alpha (1-alpha)^(W-1-w)` in `level` (`W` = `upto`'s
+/// week, the same mean [`absorb`] keeps), `upto`'s week is `current`. One
+/// aggregate over those weeks of designs, run once (the sizer records that
+/// it ran); designs after `upto` are the sizer's to [`absorb`].
+pub async fn rebuild(
+    conn: &mut AsyncPgConnection,
+    upto: f64,
+    weeks: i32,
+    profile: &Profile,
+) -> Result<usize, diesel::result::Error> {
+    let now_week = week_of(upto);
+    let from = f64::from(now_week - weeks.max(0)) * WEEK_SECS;
+    diesel::sql_query("DELETE FROM demand_profile")
+        .execute(conn)
+        .await?;
+    diesel::sql_query(
+        "INSERT INTO demand_profile (template_id, slot, week, current, level)
+         SELECT template_id, slot, $3,
+                coalesce(sum(n) FILTER (WHERE week = $3), 0),
+                coalesce(sum(n * $4 * power(1 - $4, $3 - 1 - week)) FILTER (WHERE week < $3), 0)
+           FROM (SELECT template_id,
+                        (floor(extract(epoch FROM created_at))::bigint % 604800 / 900)::smallint AS slot,
+                        (floor(extract(epoch FROM created_at))::bigint / 604800)::int AS week,
+                        count(*)::float8 AS n
+                   FROM designs
+                  WHERE created_at >= to_timestamp($1) AND created_at <= to_timestamp($2)
+                  GROUP BY 1, 2, 3) d
+          GROUP BY template_id, slot",
+    )
+    .bind::<Double, _>(from)
+    .bind::<Double, _>(upto)
+    .bind::<Integer, _>(now_week)
+    .bind::<Double, _>(profile.alpha)
+    .execute(conn)
+    .await
+}
+
+/// [`rebuild`] and a cursor recording it (`marker`: name, position), in
+/// one transaction: a crash between them cannot count history twice.
+pub async fn rebuild_recorded(
+    conn: &mut AsyncPgConnection,
+    upto: f64,
+    weeks: i32,
+    profile: &Profile,
+    marker: (&str, &str),
+) -> Result<usize, StoreError> {
+    use diesel_async::AsyncConnection;
+    let (name, position) = (marker.0.to_string(), marker.1.to_string());
+    let profile = *profile;
+    Ok(conn
+        .transaction::<_, diesel::result::Error, _>(async |conn| {
+            let rows = rebuild(conn, upto, weeks, &profile).await?;
+            super::cursors::set_in(conn, &name, &position).await?;
+            Ok(rows)
+        })
+        .await?)
+}
+
+/// The rows of `slots` whose level or current count is at least
+/// `min_count` designs a slot (at most `limit`, largest first): the
+/// templates a coming slot may need a larger pool for. An index range.
+pub async fn due(
+    conn: &mut AsyncPgConnection,
+    slots: &[i16],
+    min_count: f64,
+    limit: i64,
+) -> Result<Vec<ProfileRow>, StoreError> {
+    Ok(diesel::sql_query(
+        "SELECT template_id, slot, week, current, level FROM demand_profile
+          WHERE slot = ANY($1) AND greatest(level, current) >= $2
+          ORDER BY greatest(level, current) DESC LIMIT $3",
+    )
+    .bind::<Array<SmallInt>, _>(slots)
+    .bind::<Double, _>(min_count)
+    .bind::<diesel::sql_types::BigInt, _>(limit)
+    .load(conn)
+    .await?)
+}
+
+/// One template's rows of `slots` (the admin view).
+pub async fn of(
+    conn: &mut AsyncPgConnection,
+    template: Uuid,
+    slots: &[i16],
+) -> Result<Vec<ProfileRow>, StoreError> {
+    Ok(diesel::sql_query(
+        "SELECT template_id, slot, week, current, level FROM demand_profile
+          WHERE template_id = $1 AND slot = ANY($2)",
+    )
+    .bind::<SqlUuid, _>(template)
+    .bind::<Array<SmallInt>, _>(slots)
+    .load(conn)
+    .await?)
+}
+
+/// Forgets every row (forecasting switched off: a later start rebuilds).
+pub async fn clear(conn: &mut AsyncPgConnection) -> Result<(), StoreError> {
+    diesel::sql_query("DELETE FROM demand_profile")
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(week: i32, current: f64, level: f64) -> ProfileRow {
+        ProfileRow {
+            template_id: Uuid::nil(),
+            slot: 0,
+            week,
+            current,
+            level,
+        }
+    }
+
+    #[test]
+    fn slots_and_weeks_share_one_origin() {
+        assert_eq!(slot_of(0.0), 0);
+        assert_eq!(slot_of(899.9), 0);
+        assert_eq!(slot_of(900.0), 1);
+        assert_eq!(slot_of(WEEK_SECS - 1.0), 671);
+        assert_eq!(slot_of(WEEK_SECS), 0);
+        assert_eq!(week_of(WEEK_SECS - 1.0), 0);
+        assert_eq!(week_of(WEEK_SECS), 1);
+        // The SQL's integer arithmetic agrees at a real instant.
+        let t = 1_796_601_600.0 + 3.0 * 3600.0 + 1234.0;
+        assert_eq!(
+            i64::from(slot_of(t)),
+            (t.floor() as i64 % 604_800) / 900,
+            "as absorb computes it"
+        );
+    }
+
+    #[test]
+    fn a_steady_weekly_peak_is_forecast_at_its_rate() {
+        let p = Profile { alpha: 0.5 };
+        // 90 designs in the slot every week, for 2 finished weeks, as the
+        // rebuild stores them in week 10: level = 0.5*90 + 0.25*90.
+        let r = row(10, 0.0, 0.5 * 90.0 + 0.25 * 90.0);
+        let rate = p.rate(&r, 10, 2).unwrap();
+        assert!((rate - 90.0 / SLOT_SECS).abs() < 1e-12, "{rate}");
+        // A week later, the row not written meanwhile (no design in the
+        // slot): the weighted mean decays, the weights' sum grows.
+        let later = p.rate(&r, 11, 3).unwrap();
+        assert!(later < rate, "an empty week lowers the forecast");
+        assert_eq!(p.rate(&r, 10, 0), None, "no finished week, no forecast");
+    }
+
+    #[test]
+    fn a_row_rolls_its_current_week_in_once_it_is_over() {
+        let p = Profile { alpha: 0.5 };
+        let r = row(10, 40.0, 20.0);
+        assert_eq!(p.level_at(&r, 10), 20.0);
+        assert_eq!(p.level_at(&r, 11), 0.5 * 20.0 + 0.5 * 40.0);
+        assert_eq!(p.level_at(&r, 12), 0.25 * 20.0 + 0.25 * 40.0);
+    }
+}

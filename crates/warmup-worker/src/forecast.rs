@@ -1,0 +1,173 @@
+//! The forecast of recurring demand (`pool.forecast`): each template's own
+//! history, as a profile by 15-minute slot of the week
+//! (`prewarm_store::db::demand_profile`), says how many designs a coming
+//! slot brought in past weeks. The sizer takes the larger of the current
+//! demand and the forecast for the slots from now to one lead time ahead
+//! (the measured refill time plus a pass), so a pool is grown before a
+//! recurring peak, not by its first misses.
+//!
+//! The profile is built once from the designs table (the weeks of
+//! `pool.forecast_weeks` before the sizer's read position, recorded in the
+//! `forecast` cursor as the profile's first week), then kept by the sizer's
+//! passes in the transaction that moves its cursor. Switching the forecast
+//! off forgets the profile, so switching it back on rebuilds it whole.
+
+use std::collections::HashMap;
+
+use prewarm_store::db::demand_profile::{self, Profile, ProfileRow, SLOT_SECS};
+use prewarm_store::db::{cursors, DbConn, StoreError};
+use shared_domain::ids::TemplateId;
+
+/// The cursor recording that the profile was built, and its first week.
+pub const CURSOR: &str = "forecast";
+/// Most templates one pass forecasts for (the largest first).
+const MAX_DUE: i64 = 10_000;
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Forecaster {
+    pub profile: Profile,
+    /// Weeks of designs the profile is built from.
+    pub weeks: u32,
+}
+
+impl Forecaster {
+    /// Builds the profile if it never was, from the designs up to `upto`
+    /// (the sizer's read position: later designs are its passes' to add).
+    /// Returns the profile's first week.
+    pub async fn ensure_built(&self, conn: &mut DbConn, upto: f64) -> Result<i32, StoreError> {
+        if let Some(first) = cursors::get(conn, CURSOR)
+            .await?
+            .and_then(|s| s.parse::<i32>().ok())
+        {
+            return Ok(first);
+        }
+        let first = demand_profile::week_of(upto) - self.weeks as i32;
+        let weeks = self.weeks as i32;
+        let started = std::time::Instant::now();
+        let rows = demand_profile::rebuild_recorded(
+            conn,
+            upto,
+            weeks,
+            &self.profile,
+            (CURSOR, &first.to_string()),
+        )
+        .await?;
+        tracing::info!(
+            rows,
+            weeks,
+            took = ?started.elapsed(),
+            "forecast: demand profile built from the designs table"
+        );
+        Ok(first)
+    }
+
+    /// Forgets the profile (the forecast is off).
+    pub async fn forget(conn: &mut DbConn) -> Result<(), StoreError> {
+        if cursors::get(conn, CURSOR).await?.is_some() {
+            demand_profile::clear(conn).await?;
+            cursors::clear(conn, CURSOR).await?;
+        }
+        Ok(())
+    }
+
+    /// The slots from `now` to `now + lead` (seconds since the epoch).
+    pub fn slots(now: f64, lead: f64) -> Vec<i16> {
+        let mut slots = Vec::new();
+        let mut t = now;
+        loop {
+            let slot = demand_profile::slot_of(t);
+            if !slots.contains(&slot) {
+                slots.push(slot);
+            }
+            if t >= now + lead {
+                break;
+            }
+            t = (t + SLOT_SECS).min(now + lead);
+        }
+        slots
+    }
+
+    /// The profile rows of the coming slots that may forecast at least
+    /// `min_rate` designs/s (a row's level is at most its rate times a slot
+    /// at the smallest weight, `alpha`).
+    pub async fn due(
+        &self,
+        conn: &mut DbConn,
+        now: f64,
+        lead: f64,
+        min_rate: f64,
+    ) -> Result<Vec<ProfileRow>, StoreError> {
+        let min_count = min_rate * SLOT_SECS * self.profile.alpha;
+        demand_profile::due(conn, &Self::slots(now, lead), min_count, MAX_DUE).await
+    }
+
+    /// Each template's forecast rate (designs/s) at `now`: the largest over
+    /// its due rows. `created_at` gives each template's first week (weeks
+    /// before it, or before the profile's `first_week`, were not observed
+    /// and weigh nothing).
+    pub fn rates(
+        &self,
+        rows: &[ProfileRow],
+        now: f64,
+        first_week: i32,
+        created_at: &HashMap<TemplateId, f64>,
+    ) -> HashMap<TemplateId, f64> {
+        let now_week = demand_profile::week_of(now);
+        let mut out: HashMap<TemplateId, f64> = HashMap::new();
+        for row in rows {
+            let id = TemplateId(row.template_id);
+            let Some(created) = created_at.get(&id) else {
+                continue; // deleted meanwhile
+            };
+            let since = demand_profile::week_of(*created).max(first_week);
+            let Some(rate) = self.profile.rate(row, now_week, now_week - since) else {
+                continue;
+            };
+            let best = out.entry(id).or_insert(0.0);
+            *best = best.max(rate);
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_coming_slots_cover_now_to_the_lead() {
+        let t = 10.0 * SLOT_SECS + 850.0; // 50 s before slot 11
+        assert_eq!(Forecaster::slots(t, 10.0), vec![10]);
+        assert_eq!(Forecaster::slots(t, 60.0), vec![10, 11]);
+        assert_eq!(Forecaster::slots(t, 2.0 * SLOT_SECS), vec![10, 11, 12]);
+    }
+
+    #[test]
+    fn a_template_forecasts_from_the_weeks_it_was_seen() {
+        let f = Forecaster {
+            profile: Profile { alpha: 0.5 },
+            weeks: 4,
+        };
+        let id = uuid::Uuid::from_u128(7);
+        let week = 7.0 * 24.0 * 3600.0;
+        let now = 100.0 * week + 5.0;
+        // 90 designs in slot 0 in each of the last two weeks (the template
+        // was created two weeks ago): level 0.5*90 + 0.25*90.
+        let row = ProfileRow {
+            template_id: id,
+            slot: 0,
+            week: 100,
+            current: 0.0,
+            level: 67.5,
+        };
+        let created = HashMap::from([(TemplateId(id), 98.0 * week + 1.0)]);
+        let rates = f.rates(std::slice::from_ref(&row), now, 96, &created);
+        let rate = rates[&TemplateId(id)];
+        assert!((rate - 90.0 / SLOT_SECS).abs() < 1e-9, "{rate}");
+        // Created before the profile began: four weeks weigh, and the same
+        // level reads as less.
+        let old = HashMap::from([(TemplateId(id), 50.0 * week)]);
+        let rates = f.rates(&[row], now, 96, &old);
+        assert!(rates[&TemplateId(id)] < rate);
+    }
+}
