@@ -19,6 +19,7 @@ mod kafka_producer;
 mod ledger_model;
 mod managed;
 mod operations;
+mod policies;
 mod pool;
 mod prefetch;
 mod rate_limits;

@@ -393,6 +393,16 @@ impl TestStack {
         worker.reconciler()
     }
 
+    /// An in-process sizer over this test's resources, for passes a test
+    /// drives itself (with the stack's worker off, nothing else plans).
+    pub async fn sizer(&self, extra: &[(&str, &str)]) -> warmup_worker::sizer::Sizer {
+        let mut worker = warmup_worker::startup::Worker::build(self.worker_settings(extra))
+            .await
+            .expect("build warmup-worker");
+        worker.refiller.pause = self.pause.clone();
+        worker.sizer()
+    }
+
     /// A pool-depth pass of its own (one worker replica's), with this
     /// test's pause points, reading changes up to the clock (no commit lag),
     /// so each pass sees what the test just did.

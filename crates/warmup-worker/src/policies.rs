@@ -138,9 +138,12 @@ impl Policies {
                 }
             }
             self.version = Some(version);
-            self.adopt(conn, None, upper, limit).await?;
+            // Every live template of theirs, however new: later passes
+            // read the range since `upper` again (adopting twice is a no-op).
+            self.adopt(conn, None, None, limit).await?;
         } else {
-            self.adopt(conn, Some(self.read_to), upper, limit).await?;
+            self.adopt(conn, Some(self.read_to), Some(upper), limit)
+                .await?;
         }
         self.read_to = upper;
         Ok(())
@@ -152,7 +155,7 @@ impl Policies {
         &mut self,
         conn: &mut DbConn,
         after: Option<f64>,
-        upper: f64,
+        upper: Option<f64>,
         limit: usize,
     ) -> Result<(), StoreError> {
         let room = limit.saturating_sub(self.governed.len());
@@ -225,7 +228,11 @@ mod tests {
             start.to_rfc3339(),
             end.to_rfc3339()
         ));
-        assert_eq!(bounds(&due, 1, 32, now, lead).floor, 12, "due within the lead");
+        assert_eq!(
+            bounds(&due, 1, 32, now, lead).floor,
+            12,
+            "due within the lead"
+        );
         assert_eq!(
             bounds(&due, 1, 32, now, Duration::from_secs(10)).floor,
             1,

@@ -426,9 +426,11 @@ impl Sizer {
                 week
             }
         };
+        // The clock, not the read horizon (which lags it by the commit lag).
+        let now = upper + COMMIT_LAG_SECS;
         let lead = self.lead_secs(self.policy.max);
         let rows = forecaster
-            .due(conn, upper, lead, self.min_useful_rate())
+            .due(conn, now, lead, self.min_useful_rate())
             .await?;
         let new: Vec<Uuid> = rows
             .iter()
@@ -460,7 +462,7 @@ impl Sizer {
                 book.templates.get(&id).map(|t| (id, t.created_at))
             })
             .collect();
-        let rates = forecaster.rates(&rows, upper, first_week, &created);
+        let rates = forecaster.rates(&rows, now, first_week, &created);
         for (id, t) in book.templates.iter_mut() {
             t.forecast = rates.get(id).copied().unwrap_or(0.0);
         }
@@ -511,7 +513,8 @@ impl Sizer {
     /// its pool takes to grow to the window's size counted as on; and
     /// whether a window is on or due.
     fn policy_bounds(&self, book: &Book) -> HashMap<TemplateId, (Bounds, bool)> {
-        let Some(now) = to_time(book.upper) else {
+        // The clock, not the read horizon (which lags it by the commit lag).
+        let Some(now) = to_time(book.upper + COMMIT_LAG_SECS) else {
             return HashMap::new();
         };
         book.policies
@@ -540,7 +543,11 @@ impl Sizer {
     pub fn lead_secs_for(&self, items: i32, images: i64) -> f64 {
         let rounds = (f64::from(items.max(1)) / self.refiller.items_in_flight.max(1) as f64).ceil();
         self.interval.as_secs_f64()
-            + rounds * self.refiller.estimates.refill_secs(images, self.item_parallelism)
+            + rounds
+                * self
+                    .refiller
+                    .estimates
+                    .refill_secs(images, self.item_parallelism)
     }
 
     /// The smallest demand (designs/s) whose pool is larger than the
@@ -647,7 +654,8 @@ impl Sizer {
             // The templates without a row hold their minimum first: their
             // objects, at the catalogue's mean images per template.
             let untracked = (live - book.templates.len() as i64).max(0) as f64;
-            let floors = (untracked * f64::from(self.policy.min.max(0)) * mean_images).ceil() as u64;
+            let floors =
+                (untracked * f64::from(self.policy.min.max(0)) * mean_images).ceil() as u64;
             let policy = Policy {
                 budget: self.policy.budget.map(|b| b.saturating_sub(floors)),
                 ..self.policy

@@ -171,7 +171,10 @@ pub fn plan(policy: &Policy, demands: &[Demand]) -> HashMap<TemplateId, i32> {
     let mut order: Vec<usize> = (0..demands.len()).collect();
     order.sort_by(|&a, &b| {
         let (a, b) = (&demands[a], &demands[b]);
-        b.bounds.is_some().cmp(&a.bounds.is_some()).then_with(|| by_demand(a, b))
+        b.bounds
+            .is_some()
+            .cmp(&a.bounds.is_some())
+            .then_with(|| by_demand(a, b))
     });
     let mut targets = vec![0i32; demands.len()];
     let mut left = budget;

@@ -110,11 +110,10 @@ struct Version {
 
 /// The policies' version: moves with every write.
 pub async fn version(conn: &mut AsyncPgConnection) -> Result<i64, StoreError> {
-    let v: Option<Version> =
-        diesel::sql_query("SELECT version FROM pool_policy_version WHERE id")
-            .get_result(conn)
-            .await
-            .optional()?;
+    let v: Option<Version> = diesel::sql_query("SELECT version FROM pool_policy_version WHERE id")
+        .get_result(conn)
+        .await
+        .optional()?;
     Ok(v.map_or(0, |v| v.version))
 }
 
@@ -152,13 +151,13 @@ pub struct Governed {
 }
 
 /// Live templates of `companies` created in `(after, upper]` (seconds since
-/// the epoch; `after` = -inf for all), at most `limit`: the templates their
+/// the epoch; `None`: unbounded on that side), at most `limit`: the templates their
 /// companies' default policies govern. The owner's index range per company.
 pub async fn company_templates(
     conn: &mut AsyncPgConnection,
     companies: &[Uuid],
     after: Option<f64>,
-    upper: f64,
+    upper: Option<f64>,
     limit: i64,
 ) -> Result<Vec<Governed>, StoreError> {
     if companies.is_empty() {
@@ -168,12 +167,12 @@ pub async fn company_templates(
         "SELECT id AS template_id, owner_company_id AS company_id FROM templates
           WHERE owner_company_id = ANY($1) AND deleted_at IS NULL
             AND ($2::float8 IS NULL OR created_at > to_timestamp($2))
-            AND created_at <= to_timestamp($3)
+            AND ($3::float8 IS NULL OR created_at <= to_timestamp($3))
           LIMIT $4",
     )
     .bind::<Array<SqlUuid>, _>(companies)
     .bind::<diesel::sql_types::Nullable<Double>, _>(after)
-    .bind::<Double, _>(upper)
+    .bind::<diesel::sql_types::Nullable<Double>, _>(upper)
     .bind::<BigInt, _>(limit)
     .load(conn)
     .await?)

@@ -207,8 +207,14 @@ pub async fn pool_sizing(
             .as_ref()
             .map_or(pool.default_target(age), |p| p.target),
         ready,
-        demand_fast_per_minute: planned.as_ref().filter(|_| adaptive).map(|p| p.demand_fast * 60.0),
-        demand_slow_per_minute: planned.as_ref().filter(|_| adaptive).map(|p| p.demand_slow * 60.0),
+        demand_fast_per_minute: planned
+            .as_ref()
+            .filter(|_| adaptive)
+            .map(|p| p.demand_fast * 60.0),
+        demand_slow_per_minute: planned
+            .as_ref()
+            .filter(|_| adaptive)
+            .map(|p| p.demand_slow * 60.0),
         refill_secs: planned.as_ref().filter(|_| adaptive).map(|p| p.refill_secs),
         planned_at: planned.as_ref().map(|p| p.computed_at),
         planned_items_total: match adaptive {

@@ -549,3 +549,52 @@ async fn drop_run(run: &Isolated) -> anyhow::Result<()> {
     run.drop_redis_keys(REDIS_URL).await?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_oracle_bounds_every_window_of_the_full_trace() {
+        let p = Params::new(10_000, 240.0, 24.0);
+        let t = Trace::generate(&p);
+        let o = run_oracle(&p, &t, 2 * t.objects_at_one_item(), 155_000).unwrap();
+        for (k, window) in windows(&p, &t).iter().enumerate() {
+            let of = window.iter().filter(|&&w| w).count();
+            let lower = (0..window.len())
+                .filter(|&j| window[j] && o.lower.warm[j])
+                .count();
+            assert!(of > 0, "window {k} is empty");
+            assert!(
+                lower <= o.upper[k] && o.upper[k] <= of,
+                "window {k}: {lower} {} {of}",
+                o.upper[k]
+            );
+        }
+        assert!(o.lower.peak_objects <= 2 * t.objects_at_one_item());
+    }
+
+    #[test]
+    fn a_share_leaves_errors_out() {
+        let o = |ok, warm| Outcome { ok, warm };
+        let outcomes = [
+            o(true, true),
+            o(true, false),
+            o(false, false),
+            o(true, true),
+        ];
+        let (s, counts) = share(&outcomes, &[true, true, true, false]);
+        assert_eq!(counts, (1, 2, 1));
+        assert!((s - 0.5).abs() < 1e-9);
+    }
+
+    #[test]
+    fn every_strategy_is_named_once() {
+        let all = strategies(100);
+        let keys: std::collections::HashSet<&str> = all.iter().map(|s| s.key).collect();
+        assert_eq!(keys.len(), all.len());
+        assert!(all.iter().filter(|s| s.schedules).all(|s| s
+            .settings
+            .contains(&("PREWARM_POOL__FORECAST", "true".into()))));
+    }
+}

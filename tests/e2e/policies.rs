@@ -1,0 +1,360 @@
+//! Operator pool policies and the forecast of recurring demand, on the real
+//! stack: the admin API validates and stores policies; the sizer (driven
+//! pass by pass here, the stack's worker off) grows a pool ahead of a
+//! window and of a recurring peak, lets it go afterwards, applies a
+//! company's default, and keeps every policy inside the budget.
+
+use std::time::Duration;
+
+use chrono::{TimeDelta, Utc};
+use diesel_async::RunQueryDsl;
+use prewarm_tests::{error_code, Options, TestStack};
+use serde_json::{json, Value};
+use shared_domain::ids::TemplateId;
+use shared_domain::pool::{PolicySource, PoolSizing};
+
+fn options(sizing: &[(&str, &str)]) -> Options {
+    let mut env: Vec<(String, String)> = [
+        ("PREWARM_POOL__MIN", "1"),
+        ("PREWARM_POOL__MAX", "12"),
+        ("PREWARM_POOL__SIZING_INTERVAL_MS", "200"),
+    ]
+    .iter()
+    .chain(sizing)
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    env.push(("PREWARM_POOL__TARGET".into(), "2".into()));
+    Options {
+        worker: false,
+        env,
+        ..Options::default()
+    }
+}
+
+const ADAPTIVE: &[(&str, &str)] = &[("PREWARM_POOL__SIZING", "adaptive")];
+
+async fn admin(
+    stack: &TestStack,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> reqwest::Response {
+    let mut req = stack
+        .http
+        .request(method, stack.url(path))
+        .bearer_auth(&stack.admin_token);
+    if let Some(body) = body {
+        req = req.json(&body);
+    }
+    req.send().await.unwrap()
+}
+
+async fn put_policy(stack: &TestStack, path: &str, policy: Value) {
+    let resp = admin(stack, reqwest::Method::PUT, path, Some(policy)).await;
+    assert_eq!(resp.status(), 200, "{:?}", resp.text().await);
+}
+
+async fn sizing(stack: &TestStack, template: TemplateId) -> PoolSizing {
+    let resp = admin(
+        stack,
+        reqwest::Method::GET,
+        &format!("/admin/templates/{template}/sizing"),
+        None,
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+    resp.json().await.unwrap()
+}
+
+async fn ready(stack: &TestStack, template: TemplateId) -> i64 {
+    let mut conn = stack.db.conn().await.unwrap();
+    prewarm_store::db::pool_items::counts(&mut conn, template, 1)
+        .await
+        .unwrap()
+        .0
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pool_policy_is_validated_stored_and_shown() {
+    let stack = TestStack::spawn(options(ADAPTIVE)).await;
+    let tenant = stack.create_tenant("acme", 100).await;
+    let t = stack.create_template(&tenant, 1, "private").await.id;
+    let path = format!("/admin/templates/{t}/pool-policy");
+
+    for (bad, field) in [
+        (json!({"min": 5, "max": 2}), "max"),
+        (json!({"target": 2.5}), "target"),
+        (
+            json!({"windows": [{"cron": "0 25 * * *", "duration_secs": 60, "target": 3}]}),
+            "windows[0].cron",
+        ),
+        (
+            json!({"windows": [{"cron": "0 9 * * *", "duration_secs": 60, "time_zone": "Mars/Olympus", "target": 3}]}),
+            "windows[0].time_zone",
+        ),
+        (
+            json!({"windows": [{"start": "2027-01-01T00:00:00Z", "target": 3}]}),
+            "windows[0]",
+        ),
+        (json!({"min": 1, "extra": true}), "extra"),
+    ] {
+        let resp = admin(&stack, reqwest::Method::PUT, &path, Some(bad.clone())).await;
+        let status = resp.status();
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(status, 400, "{bad}: {body}");
+        assert_eq!(body["error"]["code"], "invalid_request", "{bad}: {body}");
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(message.contains(field), "{bad}: {message} names {field}");
+    }
+    let resp = admin(&stack, reqwest::Method::GET, &path, None).await;
+    assert_eq!(error_code(resp).await.1, "policy_not_found");
+
+    let policy = json!({"min": 2, "max": 8, "windows": [
+        {"cron": "0 9 * * MON-FRI", "duration_secs": 3600, "time_zone": "Europe/Berlin", "target": 6}
+    ]});
+    put_policy(&stack, &path, policy.clone()).await;
+    let stored: Value = admin(&stack, reqwest::Method::GET, &path, None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(stored, policy);
+    let s = sizing(&stack, t).await;
+    assert_eq!(s.policy_source, Some(PolicySource::Template));
+    assert_eq!(s.policy.unwrap().min, Some(2));
+
+    // A company default shows on its other templates; unknown ids are 404.
+    let other = stack.create_template(&tenant, 1, "private").await.id;
+    put_policy(
+        &stack,
+        &format!("/admin/companies/{}/pool-policy", tenant.id),
+        json!({"target": 3}),
+    )
+    .await;
+    assert_eq!(
+        sizing(&stack, other).await.policy_source,
+        Some(PolicySource::Company)
+    );
+    let missing = uuid::Uuid::now_v7();
+    let resp = admin(
+        &stack,
+        reqwest::Method::PUT,
+        &format!("/admin/templates/{missing}/pool-policy"),
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(error_code(resp).await.1, "template_not_found");
+    let resp = admin(
+        &stack,
+        reqwest::Method::PUT,
+        &format!("/admin/companies/{missing}/pool-policy"),
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(error_code(resp).await.1, "company_not_found");
+    // Tenants cannot reach it.
+    let resp = stack
+        .http
+        .get(stack.url(&path))
+        .bearer_auth(&tenant.key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+
+    let resp = admin(&stack, reqwest::Method::DELETE, &path, None).await;
+    assert_eq!(resp.status(), 204);
+    assert_eq!(
+        sizing(&stack, t).await.policy_source,
+        Some(PolicySource::Company),
+        "the company's default applies once the template's own is gone"
+    );
+    let resp = admin(&stack, reqwest::Method::DELETE, &path, None).await;
+    assert_eq!(error_code(resp).await.1, "policy_not_found");
+    stack.finish().await;
+}
+
+/// A one-off window: the pool is grown one lead time before the start (not
+/// earlier), is full when the window starts, and goes back after its end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_window_fills_its_pool_by_its_start_and_lets_it_go_after() {
+    let stack = TestStack::spawn(options(ADAPTIVE)).await;
+    let tenant = stack.create_tenant("acme", 100).await;
+    let t = stack.create_template(&tenant, 2, "private").await.id;
+    let sizer = stack.sizer(&[]).await;
+    sizer.tick().await.unwrap();
+    // The lead: a pass, plus filling 6 items at the refill time estimate.
+    let lead = sizer.lead_secs_for(6, 2);
+    assert!(lead > 0.2 && lead < 30.0, "lead {lead}");
+
+    let far = Utc::now() + TimeDelta::seconds(120);
+    let window = |start: chrono::DateTime<Utc>, secs: i64| json!({"windows": [{"start": start.to_rfc3339(), "end": (start + TimeDelta::seconds(secs)).to_rfc3339(), "target": 6}]});
+    let path = format!("/admin/templates/{t}/pool-policy");
+    put_policy(&stack, &path, window(far, 60)).await;
+    let report = sizer.tick().await.unwrap();
+    assert_eq!(report.governed, 1);
+    assert_eq!(report.windows, 0, "two minutes away is not due");
+    assert_eq!(sizing(&stack, t).await.target, 1);
+    assert!(ready(&stack, t).await <= 1);
+
+    // Due within the lead: the pass grows the pool before the start.
+    let start = Utc::now() + TimeDelta::milliseconds((lead * 1000.0 * 0.5) as i64);
+    put_policy(&stack, &path, window(start, 2)).await;
+    let report = sizer.tick().await.unwrap();
+    assert_eq!(report.windows, 1);
+    let s = sizing(&stack, t).await;
+    assert_eq!(s.target, 6, "{s:?}");
+    assert_eq!(ready(&stack, t).await, 6, "full by the pass's end");
+    assert!(Utc::now() < start + TimeDelta::seconds(2));
+    assert!(s.window.is_some(), "the window shows: {s:?}");
+
+    // After its end, back to the demand's size.
+    let wait = (start + TimeDelta::seconds(2) - Utc::now())
+        .num_milliseconds()
+        .max(0) as u64;
+    tokio::time::sleep(Duration::from_millis(wait + 100)).await;
+    sizer.tick().await.unwrap();
+    assert_eq!(sizing(&stack, t).await.target, 1);
+    assert_eq!(ready(&stack, t).await, 1, "the surplus is retired");
+    stack.finish().await;
+}
+
+/// A company's default governs each of its templates (those created after
+/// it too) until one has its own; under fixed sizing as under adaptive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_company_default_governs_its_templates_until_one_has_its_own() {
+    let stack = TestStack::spawn(options(&[("PREWARM_POOL__SIZING", "fixed")])).await;
+    let tenant = stack.create_tenant("acme", 100).await;
+    let other = stack.create_tenant("other", 100).await;
+    let a = stack.create_template(&tenant, 1, "private").await.id;
+    let elsewhere = stack.create_template(&other, 1, "private").await.id;
+    let sizer = stack.sizer(&[]).await;
+    put_policy(
+        &stack,
+        &format!("/admin/companies/{}/pool-policy", tenant.id),
+        json!({"target": 3}),
+    )
+    .await;
+    sizer.tick().await.unwrap();
+    assert_eq!(ready(&stack, a).await, 3);
+    let b = stack.create_template(&tenant, 1, "private").await.id;
+    // Templates are read up to the clock less the commit lag (1 s).
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    sizer.tick().await.unwrap();
+    assert_eq!(ready(&stack, b).await, 3, "a template created later");
+    assert_eq!(
+        sizing(&stack, elsewhere).await.target,
+        2,
+        "pool.target elsewhere"
+    );
+
+    put_policy(
+        &stack,
+        &format!("/admin/templates/{b}/pool-policy"),
+        json!({"target": 5}),
+    )
+    .await;
+    sizer.tick().await.unwrap();
+    assert_eq!(ready(&stack, b).await, 5, "its own policy wins");
+    assert_eq!(ready(&stack, a).await, 3);
+    let resp = admin(
+        &stack,
+        reqwest::Method::DELETE,
+        &format!("/admin/companies/{}/pool-policy", tenant.id),
+        None,
+    )
+    .await;
+    assert_eq!(resp.status(), 204);
+    sizer.tick().await.unwrap();
+    assert_eq!(sizing(&stack, a).await.target, 2, "back to pool.target");
+    assert_eq!(ready(&stack, a).await, 2);
+    stack.finish().await;
+}
+
+/// The budget is the storage bill: a policy's floor is served first, but
+/// never past it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_budget_wins_over_a_policy_and_policies_come_first_within_it() {
+    let mut sizing_env = ADAPTIVE.to_vec();
+    sizing_env.push(("PREWARM_POOL__BUDGET_OBJECTS", "6"));
+    let stack = TestStack::spawn(options(&sizing_env)).await;
+    let tenant = stack.create_tenant("acme", 100).await;
+    let governed = stack.create_template(&tenant, 1, "private").await.id;
+    let plain = stack.create_template(&tenant, 1, "private").await.id;
+    put_policy(
+        &stack,
+        &format!("/admin/templates/{governed}/pool-policy"),
+        json!({"min": 9}),
+    )
+    .await;
+    let sizer = stack.sizer(&[("PREWARM_POOL__BUDGET_OBJECTS", "6")]).await;
+    sizer.tick().await.unwrap();
+    let refiller = stack
+        .reconciler(&[("PREWARM_POOL__BUDGET_OBJECTS", "6")])
+        .await
+        .refiller;
+    refiller.refill(plain).await.unwrap();
+    refiller.refill(governed).await.unwrap();
+    let (g, p) = (ready(&stack, governed).await, ready(&stack, plain).await);
+    assert!(g + p <= 6, "{g} + {p} over the budget of 6");
+    assert_eq!(
+        g, 5,
+        "the policy's floor first, up to the budget less the other's minimum"
+    );
+    assert_eq!(p, 1);
+    stack.finish().await;
+}
+
+/// Designs backdated into the previous weeks' same slot make a recurring
+/// peak: the forecast grows the template's pool before any design of
+/// today's; another template, and the same one with the forecast off, keep
+/// the minimum.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recurring_peak_grows_a_pool_before_its_first_design() {
+    let stack = TestStack::spawn(options(ADAPTIVE)).await;
+    let tenant = stack.create_tenant("acme", 10_000).await;
+    let peak = stack.create_template(&tenant, 1, "private").await.id;
+    let quiet = stack.create_template(&tenant, 1, "private").await.id;
+    {
+        let mut conn = stack.db.conn().await.unwrap();
+        // Both templates are three weeks old; `peak` had 2 designs a second
+        // around this time of the week, each of the last two weeks.
+        diesel::sql_query("UPDATE templates SET created_at = now() - interval '21 days'")
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        diesel::sql_query(
+            "INSERT INTO designs (id, company_id, template_id, template_version, layout, served_from, created_at)
+             SELECT gen_random_uuid(), $1, $2, 1, '{}'::jsonb, 'pool',
+                    now() - make_interval(days => 7 * w) + make_interval(secs => (s - 1800) * 0.5)
+               FROM generate_series(1, 2) w, generate_series(0, 3599) s",
+        )
+        .bind::<diesel::sql_types::Uuid, _>(tenant.id.0)
+        .bind::<diesel::sql_types::Uuid, _>(peak.0)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    }
+    let off = stack.sizer(&[("PREWARM_POOL__FORECAST", "false")]).await;
+    let report = off.tick().await.unwrap();
+    assert_eq!(report.forecast, 0);
+    assert_eq!(
+        sizing(&stack, peak).await.target,
+        1,
+        "no forecast: the minimum"
+    );
+
+    let on = stack.sizer(&[]).await;
+    let report = on.tick().await.unwrap();
+    assert_eq!(report.forecast, 1, "{report:?}");
+    let s = sizing(&stack, peak).await;
+    assert!(s.target >= 3, "{s:?}");
+    let per_minute = s.forecast_per_minute.unwrap();
+    assert!(
+        (60.0..=240.0).contains(&per_minute),
+        "{per_minute} designs/min"
+    );
+    assert_eq!(ready(&stack, peak).await, i64::from(s.target), "grown now");
+    assert_eq!(sizing(&stack, quiet).await.target, 1);
+    stack.finish().await;
+}
