@@ -30,3 +30,4 @@ mod similar;
 mod sizing;
 mod templates;
 mod uploads;
+mod waking;

@@ -29,6 +29,8 @@ struct Request {
     template: TemplateId,
     requested_at_ms: i64,
     reason: &'static str,
+    /// A design asked for it (a pop or a miss), in any coalesced request.
+    in_demand: bool,
     /// The producer's trace context (`traceparent`, `tracestate` headers).
     trace: Vec<(String, String)>,
 }
@@ -218,6 +220,7 @@ fn decode(msg: &rdkafka::message::BorrowedMessage<'_>) -> (Option<Request>, Posi
                 template: r.template()?,
                 requested_at_ms: r.requested_at_ms,
                 reason: reason_label(r.reason()),
+                in_demand: matches!(r.reason(), Reason::PoolPop | Reason::PoolMiss),
                 trace: trace_headers(msg),
             })
         });
@@ -244,6 +247,7 @@ async fn process_batch(
     for r in batch.iter().filter_map(|(r, _)| r.clone()) {
         match templates.get_mut(&r.template) {
             Some(e) => {
+                e.in_demand |= r.in_demand;
                 if e.trace.is_empty()
                     || (!r.trace.is_empty() && r.requested_at_ms < e.requested_at_ms)
                 {
@@ -340,7 +344,7 @@ async fn refill_traced(
     let metrics = refiller.metrics.clone();
     let mut delay = Duration::from_millis(200);
     for attempt in 1..=attempts {
-        match refiller.refill(template).await {
+        match refiller.refill_for(template, request.in_demand).await {
             Ok(outcome) => {
                 let label = match outcome {
                     Outcome::TemplateGone => "gone",

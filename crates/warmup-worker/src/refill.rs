@@ -163,12 +163,23 @@ impl Estimates {
 
 impl Refiller {
     pub async fn refill(&self, template: TemplateId) -> Result<Outcome, RefillError> {
+        self.refill_for(template, false).await
+    }
+
+    /// A refill; `in_demand` when a design just asked for it (a pop or a
+    /// miss): the idle rule does not hold the template at `min` meanwhile
+    /// ([`TargetRule::target_for`]).
+    pub async fn refill_for(
+        &self,
+        template: TemplateId,
+        in_demand: bool,
+    ) -> Result<Outcome, RefillError> {
         if self.stopping.is_cancelled() {
             return Ok(Outcome::Stopped);
         }
         let reservation = {
             let mut conn = self.db.conn().await?;
-            let Some(target) = self.target(&mut conn, template).await? else {
+            let Some(target) = self.target(&mut conn, template, in_demand).await? else {
                 return Ok(Outcome::TemplateGone);
             };
             pool_items::reserve(
@@ -218,7 +229,7 @@ impl Refiller {
         let finishing: Vec<_> = reservation
             .reserved
             .iter()
-            .map(|item| self.finish_unless_stopping(template, version, item))
+            .map(|item| self.finish_unless_stopping(template, version, item, in_demand))
             .collect();
         let outcomes: Vec<Result<Result<bool, ItemError>, PoolItemId>> = stream::iter(finishing)
             .buffer_unordered(self.items_in_flight.max(1))
@@ -265,10 +276,11 @@ impl Refiller {
         &self,
         conn: &mut prewarm_store::db::DbConn,
         template: TemplateId,
+        in_demand: bool,
     ) -> Result<Option<i32>, StoreError> {
         Ok(pool_targets::target_inputs(conn, template)
             .await?
-            .map(|(planned, age)| self.rule.target(planned, age)))
+            .map(|(planned, age)| self.rule.target_for(planned, age, in_demand)))
     }
 
     /// Gives reserved items no copy was sent for back to the ledger (the
@@ -330,11 +342,12 @@ impl Refiller {
         template: TemplateId,
         version: i32,
         item: &ReservedItem,
+        in_demand: bool,
     ) -> Result<Result<bool, ItemError>, PoolItemId> {
         if self.stopping.is_cancelled() || self.superseded(template, version).await {
             return Err(item.id);
         }
-        Ok(self.finish_item(template, version, item).await)
+        Ok(self.finish_item(template, version, item, in_demand).await)
     }
 
     /// Whether the template moved past `version` (edited, deleted): an item
@@ -363,6 +376,7 @@ impl Refiller {
         template: TemplateId,
         version: i32,
         item: &ReservedItem,
+        in_demand: bool,
     ) -> Result<bool, ItemError> {
         let started = std::time::Instant::now();
         self.pause.reach(pause::at::ITEM_COPYING).await;
@@ -385,7 +399,10 @@ impl Refiller {
             return Err(e);
         }
         // A template gone meanwhile: mark_ready sees its bumped version.
-        let target = self.target(&mut conn, template).await?.unwrap_or(0);
+        let target = self
+            .target(&mut conn, template, in_demand)
+            .await?
+            .unwrap_or(0);
         let (ready, superseded) =
             pool_items::mark_ready(&mut conn, template, version, &[item.id], target).await?;
         drop(conn);

@@ -122,6 +122,26 @@ struct Tracked {
     target: i32,
     /// The forecast rate for the coming slots (designs/s; 0: none).
     forecast: f64,
+    /// Woken from no recent demand: its first design since, and the designs
+    /// counted from it (see [`Sizer::rates`]); cleared after one fast time
+    /// constant.
+    woke: Option<(f64, i64)>,
+}
+
+impl Tracked {
+    /// A template planned for a forecast or a policy, not for designs seen.
+    fn without_demand(created_at: f64, images: i64, target: i32) -> Tracked {
+        Tracked {
+            created_at,
+            images,
+            fast: 0.0,
+            slow: 0.0,
+            last_design: None,
+            target,
+            forecast: 0.0,
+            woke: None,
+        }
+    }
 }
 
 /// What one pass learned of demand.
@@ -247,8 +267,12 @@ impl Sizer {
                 last_design: None,
                 target: default,
                 forecast: 0.0,
+                woke: Some((n.first, 0)),
             });
             t.images = f.images;
+            if let Some((_, designs)) = t.woke.as_mut() {
+                *designs += n.designs;
+            }
             t.fast += n.fast_sum;
             t.slow += n.slow_sum;
             t.last_design = Some(t.last_design.unwrap_or(0.0).max(n.last));
@@ -310,6 +334,11 @@ impl Sizer {
                 });
             }
             t.target = *target;
+            if t.woke
+                .is_some_and(|(first, _)| upper - first >= self.demand_fast_secs)
+            {
+                t.woke = None;
+            }
         }
         (changed, rows)
     }
@@ -360,6 +389,7 @@ impl Sizer {
                     last_design: r.last_design_at,
                     target: r.target,
                     forecast: r.forecast,
+                    woke: None,
                 };
                 Some((TemplateId(r.template_id), tracked))
             })
@@ -442,18 +472,8 @@ impl Sizer {
         for f in pool_targets::template_facts(conn, &new).await? {
             let id = TemplateId(f.template_id);
             let default = self.rule.target(None, upper - f.created_at);
-            book.templates.insert(
-                id,
-                Tracked {
-                    created_at: f.created_at,
-                    images: f.images,
-                    fast: 0.0,
-                    slow: 0.0,
-                    last_design: None,
-                    target: default,
-                    forecast: 0.0,
-                },
-            );
+            book.templates
+                .insert(id, Tracked::without_demand(f.created_at, f.images, default));
         }
         let created: HashMap<TemplateId, f64> = rows
             .iter()
@@ -492,18 +512,8 @@ impl Sizer {
             for f in pool_targets::template_facts(conn, chunk).await? {
                 let id = TemplateId(f.template_id);
                 let default = self.rule.target(None, upper - f.created_at);
-                book.templates.insert(
-                    id,
-                    Tracked {
-                        created_at: f.created_at,
-                        images: f.images,
-                        fast: 0.0,
-                        slow: 0.0,
-                        last_design: None,
-                        target: default,
-                        forecast: 0.0,
-                    },
-                );
+                book.templates
+                    .insert(id, Tracked::without_demand(f.created_at, f.images, default));
             }
         }
         Ok(())
@@ -564,9 +574,7 @@ impl Sizer {
                 &Demand {
                     template: TemplateId(Uuid::nil()),
                     rate,
-                    slow_rate: rate,
                     refill_secs,
-                    current: None,
                     objects: 1,
                     bounds: None,
                 },
@@ -599,13 +607,24 @@ impl Sizer {
     /// Designs per second (fast, slow) of a tracked template as of `upper`;
     /// a template younger than a few time constants has not had the time to
     /// build its counts up, so they are divided by `1 - exp(-age/tau)`.
+    ///
+    /// A template woken from no recent demand is likewise only seconds into
+    /// its fast estimate, which would read a burst at a fraction of its rate
+    /// for a time constant, and a single design as a rate: for that first
+    /// time constant the fast rate is `(n - 1) / elapsed` over the `n`
+    /// designs since its first instead -- a busy template's rate from its
+    /// first seconds, and nothing from one design (a long-tail template's
+    /// one design copies no extra item).
     fn rates(&self, t: &Tracked, upper: f64) -> (f64, f64) {
         let age = (upper - t.created_at).max(1.0);
         let rate = |count: f64, tau: f64| count / (tau * (1.0 - (-age / tau).exp()));
-        (
-            rate(t.fast, self.demand_fast_secs),
-            rate(t.slow, self.demand_slow_secs),
-        )
+        let fast = match t.woke {
+            Some((first, n)) if upper - first < self.demand_fast_secs => {
+                (n - 1).max(0) as f64 / (upper - first).max(self.interval.as_secs_f64())
+            }
+            _ => rate(t.fast, self.demand_fast_secs),
+        };
+        (fast, rate(t.slow, self.demand_slow_secs))
     }
 
     fn idle(&self, t: &Tracked, upper: f64) -> bool {
@@ -643,9 +662,7 @@ impl Sizer {
                     Demand {
                         template: *id,
                         rate: fast.max(slow).max(t.forecast),
-                        slow_rate: slow.max(t.forecast),
                         refill_secs: self.refill_secs(t),
-                        current: Some(t.target),
                         objects: t.images.max(1) as u64,
                         bounds: bounds.get(id).map(|(b, _)| (b.floor, b.ceiling)),
                     }

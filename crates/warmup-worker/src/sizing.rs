@@ -8,10 +8,11 @@
 //! when `k` or more are under way. So the wanted size is the smallest `k`
 //! with `P(N >= k) <= miss_target`, clamped to `[min, max]`.
 //!
-//! Pools grow on the larger of a fast and a slow demand estimate but shrink
-//! only as far as the slow one allows: a template's new size stays where it
-//! is when it lies between the two sizes, so a short lull between bursts does
-//! not retire items that would be copied again seconds later.
+//! The size follows the larger of a fast and a slow demand estimate: a
+//! burst grows the pool at once (on the fast one), and a short lull between
+//! bursts does not retire items that would be copied again seconds later,
+//! since the slow one, decaying over `pool.demand_slow_secs`, still asks for
+//! them.
 //!
 //! Under a global budget in objects (`pool.budget_objects`: the storage the
 //! pools may hold, since an item of a 200-image template costs 200 times
@@ -64,9 +65,19 @@ impl TargetRule {
     /// (older than `idle` and without recent demand, which would have given
     /// it a row), `fixed` otherwise.
     pub fn target(&self, planned: Option<i32>, age_secs: f64) -> i32 {
+        self.target_for(planned, age_secs, false)
+    }
+
+    /// The same for a refill a design just asked for (`in_demand`): the
+    /// template is not idle whatever its row says yet, so fixed sizing
+    /// refills it to `fixed` at once instead of to `min` until the sizer's
+    /// next pass writes its row -- a popular template waking from idle does
+    /// not miss while that pass comes.
+    pub fn target_for(&self, planned: Option<i32>, age_secs: f64, in_demand: bool) -> i32 {
         match planned {
             Some(target) => target,
             None if self.adaptive => self.min,
+            None if in_demand => self.fixed,
             None => match self.idle {
                 Some(idle) if age_secs > idle.as_secs_f64() => self.min,
                 _ => self.fixed,
@@ -79,14 +90,11 @@ impl TargetRule {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Demand {
     pub template: TemplateId,
-    /// Designs per second: the larger of the fast and slow decayed rates.
+    /// Designs per second: the larger of the fast and slow decayed rates
+    /// (and of the forecast).
     pub rate: f64,
-    /// Designs per second over the slow time constant alone (<= `rate`).
-    pub slow_rate: f64,
     /// Seconds to make one item ready.
     pub refill_secs: f64,
-    /// The target planned last time, if any.
-    pub current: Option<i32>,
     /// Objects one item holds (the template's images; at least 1).
     pub objects: u64,
     /// An operator policy's bounds on the target (`None`: the global
@@ -106,13 +114,6 @@ impl Demand {
 impl Demand {
     fn mean(&self) -> f64 {
         (self.rate.max(0.0) * self.refill_secs.max(0.0)).min(700.0)
-    }
-
-    fn slow(&self) -> Demand {
-        Demand {
-            rate: self.slow_rate.min(self.rate),
-            ..*self
-        }
     }
 }
 
@@ -134,13 +135,12 @@ pub fn tail(mean: f64, k: i32) -> f64 {
     (1.0 - cdf).max(0.0)
 }
 
-/// The unconstrained size for one template, with hysteresis: the size for
-/// `rate` when growing, the size for `slow_rate` when shrinking, the current
-/// size in between.
+/// The unconstrained size for one template: the size for the larger of
+/// the fast and slow estimates, growing at once on a burst and shrinking
+/// only as far as the slow estimate (which decays over
+/// `pool.demand_slow_secs`) still asks for.
 pub fn wanted(policy: &Policy, demand: &Demand) -> i32 {
-    let up = size_for(policy, demand);
-    let down = size_for(policy, &demand.slow());
-    demand.current.map_or(up, |c| c.clamp(down, up))
+    size_for(policy, demand)
 }
 
 /// Smallest `k` with `P(N >= k) <= miss_target` (the chance a request finds
@@ -235,39 +235,27 @@ mod tests {
         Demand {
             template: TemplateId(Uuid::from_u128(n)),
             rate,
-            slow_rate: rate,
             refill_secs,
-            current: None,
             objects: 1,
             bounds: None,
         }
     }
 
     #[test]
-    fn pools_grow_on_the_fast_estimate_and_shrink_only_on_the_slow_one() {
+    fn pools_grow_on_the_larger_estimate_and_shrink_only_as_far_as_the_slow_one() {
         let p = policy(1, 64, None);
-        let d = |fast: f64, slow: f64, current: Option<i32>| Demand {
+        let d = |fast: f64, slow: f64| Demand {
             rate: fast.max(slow),
-            slow_rate: slow,
-            current,
             ..demand(1, 0.0, 2.0)
         };
-        assert_eq!(wanted(&p, &d(1.0, 0.0, None)), 7, "a burst grows at once");
+        assert_eq!(wanted(&p, &d(1.0, 0.0)), 7, "a burst grows at once");
         assert_eq!(
-            wanted(&p, &d(0.3, 0.0, Some(7))),
-            4,
-            "no more than the fast size"
+            wanted(&p, &d(1.0, 0.2)),
+            7,
+            "a burst above a steady rate grows too"
         );
-        assert_eq!(
-            wanted(&p, &d(1.0, 0.2, Some(4))),
-            4,
-            "between the two: unchanged"
-        );
-        assert_eq!(
-            wanted(&p, &d(0.0, 0.0, Some(7))),
-            1,
-            "no demand at all: the minimum"
-        );
+        assert_eq!(wanted(&p, &d(0.0, 0.3)), 4, "a lull keeps the slow size");
+        assert_eq!(wanted(&p, &d(0.0, 0.0)), 1, "no demand at all: the minimum");
     }
 
     #[test]
@@ -295,6 +283,12 @@ mod tests {
             "an old one without a row is idle"
         );
         assert_eq!(idle.target(Some(4), 1e6), 4, "recent demand keeps a row");
+        assert_eq!(
+            idle.target_for(None, 601.0, true),
+            4,
+            "a design just woke it: in demand before its row is written"
+        );
+        assert_eq!(idle.target_for(Some(2), 601.0, true), 2, "a row still wins");
         let adaptive = TargetRule {
             adaptive: true,
             ..fixed
@@ -375,9 +369,7 @@ mod tests {
     fn build(ds: &[Drawn]) -> Vec<Demand> {
         ds.iter()
             .enumerate()
-            .map(|(i, (rate, slow_share, refill, current, objects))| Demand {
-                slow_rate: rate * slow_share,
-                current: *current,
+            .map(|(i, (rate, _, refill, _, objects))| Demand {
                 objects: *objects,
                 ..demand(i as u128, *rate, *refill)
             })
@@ -463,7 +455,6 @@ mod tests {
             let i = pick.index(demands.len());
             let before = plan(&p, &demands)[&demands[i].template];
             demands[i].rate += extra;
-            demands[i].slow_rate += extra;
             let after = plan(&p, &demands)[&demands[i].template];
             prop_assert!(after >= before, "{} -> {}", before, after);
         }

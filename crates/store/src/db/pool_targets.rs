@@ -149,6 +149,9 @@ pub struct NewDemand {
     /// Seconds since the epoch of the latest design.
     #[diesel(sql_type = Double)]
     pub last: f64,
+    /// ... and of the earliest.
+    #[diesel(sql_type = Double)]
+    pub first: f64,
 }
 
 #[derive(QueryableByName)]
@@ -182,7 +185,8 @@ pub async fn designs_since(
         "SELECT template_id, count(*) AS designs,
                 sum(exp(-($2 - extract(epoch FROM created_at)) / $3))::float8 AS fast_sum,
                 sum(exp(-($2 - extract(epoch FROM created_at)) / $4))::float8 AS slow_sum,
-                max(extract(epoch FROM created_at))::float8 AS last
+                max(extract(epoch FROM created_at))::float8 AS last,
+                min(extract(epoch FROM created_at))::float8 AS first
            FROM designs
           WHERE created_at > to_timestamp($1) AND created_at <= to_timestamp($2)
           GROUP BY template_id",
