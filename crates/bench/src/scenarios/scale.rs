@@ -67,6 +67,9 @@ pub struct SizeResult {
     pub depths: (Duration, DepthReport),
     pub gc: GcRun,
     pub load: RunResult,
+    /// The load's designs served by copy, by the API's cause
+    /// (`prewarm_designs_created_total{served_from="copy"}`).
+    pub misses: Vec<(String, f64)>,
     /// Objects held by live pool items after the load.
     pub pooled_objects: i64,
 }
@@ -115,11 +118,15 @@ async fn run_size(
 ) -> anyhow::Result<SizeResult> {
     let (env, dbh, objects) = prepare(p, run).await?;
 
-    // The services: the API on this catalogue, and a worker that refills
-    // (its own reconciler and GC off: the scenario drives those passes).
+    // The services: the API on this catalogue (its operations port known,
+    // for the misses by cause), and a worker that refills (its own
+    // reconciler and GC off: the scenario drives those passes).
+    let ops_port = crate::setup::free_port()?;
+    let mut api_env = env.clone();
+    set(&mut api_env, "PREWARM_SERVER__METRICS_PORT", ops_port);
     let (api, base) = start_api(
         root,
-        &env,
+        &api_env,
         "template-api (scale)",
         &log_dir.join(format!("bench-api-scale-{n}.log")),
     )
@@ -152,6 +159,8 @@ async fn run_size(
         load.count(),
         load.warm_share() * 100.0
     );
+    let misses = miss_causes(&p.http, ops_port).await;
+    eprintln!("scale {n}: misses by cause {misses:?}");
     // Let the last refills land, then stop: the passes below run alone.
     tokio::time::sleep(Duration::from_secs(3)).await;
     worker_process.stop().await;
@@ -177,8 +186,25 @@ async fn run_size(
         depths: steady.depths,
         gc,
         load,
+        misses,
         pooled_objects,
     })
+}
+
+/// The API's designs served by copy, by cause, from its `/metrics`.
+async fn miss_causes(http: &reqwest::Client, ops_port: u16) -> Vec<(String, f64)> {
+    let url = format!("http://127.0.0.1:{ops_port}/metrics");
+    let Ok(text) = async { http.get(&url).send().await?.text().await }.await else {
+        return Vec::new();
+    };
+    text.lines()
+        .filter(|l| l.starts_with("prewarm_designs_created_total{") && l.contains("served_from=\"copy\""))
+        .filter_map(|l| {
+            let cause = l.split("cause=\"").nth(1)?.split('"').next()?.to_string();
+            let value = l.rsplit(' ').next()?.parse().ok()?;
+            Some((cause, value))
+        })
+        .collect()
 }
 
 /// Creates this size's database, bucket and schema: the services'
@@ -456,6 +482,20 @@ async fn gc_pass(root: &Path, env: &[(String, String)]) -> anyhow::Result<GcRun>
     Ok(serde_json::from_str(line.trim())?)
 }
 
+/// `cause n, ...` (the causes with a miss), or `none`.
+fn misses_cell(misses: &[(String, f64)]) -> String {
+    let cells: Vec<String> = misses
+        .iter()
+        .filter(|(_, n)| *n > 0.0)
+        .map(|(cause, n)| format!("{cause} {n:.0}"))
+        .collect();
+    if cells.is_empty() {
+        "none".into()
+    } else {
+        cells.join(", ")
+    }
+}
+
 /// Larger over smaller, for the growth column.
 fn growth(small: f64, large: f64) -> f64 {
     large / small.max(1e-9)
@@ -540,15 +580,15 @@ pub fn report(p: &Params, results: &[SizeResult]) -> String {
         "| templates | seed | rebuild pass (Redis lost, every list) | reconciler pass: time, \
          checked, queries | sizer pass: time, tracked | depth metrics pass: time, checked | GC walk: objects, pages; ledger checks per \
          10^5 objects; S3 listing | GC memory over baseline | pooled objects (fixed N=4 without \
-         idle: 4 x templates) | warm hits |"
+         idle: 4 x templates) | warm hits | misses by cause |"
     );
-    let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|---|---|");
     for r in results {
         let gc_per_1e5 = r.gc.check_secs / (r.gc.scanned.max(1) as f64) * 1e5;
         let _ = writeln!(
             md,
             "| {} | {:.1} s | {:.2} s ({} checked, {} queries) | {:.1} ms, {}, {} | {:.1} ms, {} | \
-             {:.1} ms, {} | {}, {}; {:.2} s; {:.2} s | {:.1} MiB (peak {:.1} MiB) | {} ({}) | {:.1}% of {} |",
+             {:.1} ms, {} | {}, {}; {:.2} s; {:.2} s | {:.1} MiB (peak {:.1} MiB) | {} ({}) | {:.1}% of {} | {} |",
             r.templates,
             r.seed_secs,
             r.rebuild.0.as_secs_f64(),
@@ -571,6 +611,7 @@ pub fn report(p: &Params, results: &[SizeResult]) -> String {
             4 * r.templates,
             r.load.warm_share() * 100.0,
             r.load.count(),
+            misses_cell(&r.misses),
         );
     }
     if let [small, large] = results {
