@@ -7,10 +7,13 @@
 //! recurring peak, not by its first misses.
 //!
 //! The profile is built once from the designs table (the weeks of
-//! `pool.forecast_weeks` before the sizer's read position, recorded in the
-//! `forecast` cursor as the profile's first week), then kept by the sizer's
-//! passes in the transaction that moves its cursor. Switching the forecast
-//! off forgets the profile, so switching it back on rebuilds it whole.
+//! `pool.forecast_weeks` before the sizer's read position), then kept by the
+//! sizer's passes in the transaction that moves its cursor. The `forecast`
+//! cursor records the profile's first week and how far it has read: a
+//! profile left behind (the forecast switched off for a while, or a replica
+//! without it) is rebuilt whole, never counted twice or with a gap. A build
+//! that fails is retried after [`RETRY_BUILD`]; meanwhile the sizer plans
+//! without a forecast.
 
 use std::collections::HashMap;
 
@@ -22,6 +25,19 @@ use shared_domain::ids::TemplateId;
 pub const CURSOR: &str = "forecast";
 /// Most templates one pass forecasts for (the largest first).
 const MAX_DUE: i64 = 10_000;
+/// How long after a failed build the next is tried.
+pub const RETRY_BUILD: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// The marker's text: the profile's first week, and the sizer position it
+/// has read the designs up to.
+pub fn marker_of(first_week: i32, through: &str) -> String {
+    format!("{first_week} {through}")
+}
+
+fn parse_marker(text: &str) -> Option<(i32, &str)> {
+    let (first, through) = text.split_once(' ')?;
+    Some((first.parse().ok()?, through))
+}
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Forecaster {
@@ -31,16 +47,19 @@ pub struct Forecaster {
 }
 
 impl Forecaster {
-    /// Builds the profile if it never was, from the designs up to `upto`
-    /// (the sizer's read position: later designs are its passes' to add).
-    /// Returns the profile's first week.
-    pub async fn ensure_built(&self, conn: &mut DbConn, upto: f64) -> Result<i32, StoreError> {
-        if let Some(first) = cursors::get(conn, CURSOR)
-            .await?
-            .and_then(|s| s.parse::<i32>().ok())
-        {
-            return Ok(first);
+    /// The profile's first week, building it first (from the designs up
+    /// to `through`, the sizer's read position -- later designs are its
+    /// passes' to add) unless the marker says it has read exactly that far:
+    /// never built, or left behind while the forecast was off (or by a
+    /// replica without it), it is rebuilt whole.
+    pub async fn ensure_built(&self, conn: &mut DbConn, through: &str) -> Result<i32, StoreError> {
+        let marker = cursors::get(conn, CURSOR).await?;
+        if let Some((first, read)) = marker.as_deref().and_then(parse_marker) {
+            if read == through {
+                return Ok(first);
+            }
         }
+        let upto: f64 = through.parse().unwrap_or(0.0);
         let first = demand_profile::week_of(upto) - self.weeks as i32;
         let weeks = self.weeks as i32;
         let started = std::time::Instant::now();
@@ -49,7 +68,7 @@ impl Forecaster {
             upto,
             weeks,
             &self.profile,
-            (CURSOR, &first.to_string()),
+            (CURSOR, &marker_of(first, through)),
         )
         .await?;
         tracing::info!(
@@ -61,17 +80,10 @@ impl Forecaster {
         Ok(first)
     }
 
-    /// Forgets the profile (the forecast is off).
-    pub async fn forget(conn: &mut DbConn) -> Result<(), StoreError> {
-        if cursors::get(conn, CURSOR).await?.is_some() {
-            demand_profile::clear(conn).await?;
-            cursors::clear(conn, CURSOR).await?;
-        }
-        Ok(())
-    }
-
-    /// The slots from `now` to `now + lead` (seconds since the epoch).
+    /// The slots from `now` to `now + lead` (seconds since the epoch), at
+    /// most a week's.
     pub fn slots(now: f64, lead: f64) -> Vec<i16> {
+        let lead = lead.clamp(0.0, SLOT_SECS * demand_profile::SLOTS as f64);
         let mut slots = Vec::new();
         let mut t = now;
         loop {
@@ -79,7 +91,7 @@ impl Forecaster {
             if !slots.contains(&slot) {
                 slots.push(slot);
             }
-            if t >= now + lead {
+            if t >= now + lead || slots.len() >= demand_profile::SLOTS as usize {
                 break;
             }
             t = (t + SLOT_SECS).min(now + lead);
@@ -98,7 +110,8 @@ impl Forecaster {
         min_rate: f64,
     ) -> Result<Vec<ProfileRow>, StoreError> {
         let min_count = min_rate * SLOT_SECS * self.profile.alpha;
-        demand_profile::due(conn, &Self::slots(now, lead), min_count, MAX_DUE).await
+        let now_week = demand_profile::week_of(now);
+        demand_profile::due(conn, &Self::slots(now, lead), min_count, now_week, MAX_DUE).await
     }
 
     /// Each template's forecast rate (designs/s) at `now`: the largest over
@@ -140,6 +153,7 @@ mod tests {
         assert_eq!(Forecaster::slots(t, 10.0), vec![10]);
         assert_eq!(Forecaster::slots(t, 60.0), vec![10, 11]);
         assert_eq!(Forecaster::slots(t, 2.0 * SLOT_SECS), vec![10, 11, 12]);
+        assert_eq!(Forecaster::slots(t, 1e12).len(), 672, "a week at most");
     }
 
     #[test]

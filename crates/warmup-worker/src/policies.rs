@@ -59,7 +59,11 @@ pub fn bounds(
             }
         }
         None => {
-            let floor = p.min.unwrap_or(min).max(window);
+            // A policy's `max` below `pool.min` lowers the floor with it.
+            let floor = p
+                .min
+                .unwrap_or(min.min(p.max.unwrap_or(i32::MAX)))
+                .max(window);
             Bounds {
                 floor,
                 ceiling: p.max.unwrap_or(max).max(floor),
@@ -80,6 +84,9 @@ pub fn largest_window(policy: &PoolPolicy) -> i32 {
         .max()
         .unwrap_or(0)
 }
+
+/// How far back each pass reads a company's new templates again.
+const ADOPT_OVERLAP: Duration = Duration::from_secs(60);
 
 #[derive(Debug, Default)]
 pub struct Policies {
@@ -142,8 +149,12 @@ impl Policies {
             // read the range since `upper` again (adopting twice is a no-op).
             self.adopt(conn, None, None, limit).await?;
         } else {
-            self.adopt(conn, Some(self.read_to), Some(upper), limit)
-                .await?;
+            // A template's `created_at` is the API host's clock, stamped before
+            // its insert commits: the range reaches back [`ADOPT_OVERLAP`]
+            // so one committed late (or stamped by a skewed clock) is still
+            // seen.
+            let after = self.read_to - ADOPT_OVERLAP.as_secs_f64();
+            self.adopt(conn, Some(after), Some(upper), limit).await?;
         }
         self.read_to = upper;
         Ok(())
@@ -239,5 +250,14 @@ mod tests {
             "not yet due"
         );
         assert_eq!(largest_window(due.policy()), 12);
+        let none = valid(r#"{"max": 0}"#);
+        assert_eq!(
+            bounds(&none, 1, 32, now, lead),
+            Bounds {
+                floor: 0,
+                ceiling: 0
+            },
+            "a max below pool.min takes its place"
+        );
     }
 }

@@ -131,6 +131,9 @@ impl Default for Estimates {
     }
 }
 
+/// The most request-to-refill lag one sample counts for.
+pub const MAX_LAG_SECS: f64 = 300.0;
+
 impl Estimates {
     const WEIGHT: f64 = 0.1;
 
@@ -147,9 +150,18 @@ impl Estimates {
         Self::update(&self.copy_secs, secs / rounds.max(1) as f64);
     }
 
-    /// A request was refilled `secs` after it was sent.
+    /// A request was refilled `secs` after it was sent. Clamped to
+    /// [`MAX_LAG_SECS`]: a replayed or mis-stamped message (or a backlog
+    /// after an outage) must not make every pool plan for days of lag.
     pub fn observe_lag(&self, secs: f64) {
-        Self::update(&self.lag_secs, secs);
+        if secs.is_finite() {
+            Self::update(&self.lag_secs, secs.clamp(0.0, MAX_LAG_SECS));
+        }
+    }
+
+    /// Seconds one round of an item's copies takes.
+    pub fn copy_secs(&self) -> f64 {
+        f64::from_bits(self.copy_secs.load(std::sync::atomic::Ordering::Relaxed))
     }
 
     /// Seconds to make one item of `images` images ready again after a pop.

@@ -45,6 +45,13 @@ const NEGLIGIBLE_RATE: f64 = 1e-5;
 /// How often live templates (the default share of the plan) are counted in
 /// full; in between the count follows creations and deletions.
 const LIVE_COUNT_EVERY: Duration = Duration::from_secs(600);
+/// The longest a pass waits for the refills its new targets started.
+const REFILL_WAIT: Duration = Duration::from_secs(10);
+/// The longest lead a window or a forecast is grown ahead by.
+const MAX_LEAD: Duration = Duration::from_secs(3600);
+/// Designs a woken template needs before its first seconds read as a
+/// rate (two close designs -- a double submit -- are not a burst).
+const WAKE_EVIDENCE: i64 = 3;
 /// Images per item the lead time assumes (a large template's; the lead
 /// only has to be long enough).
 const LEAD_IMAGES: i64 = 32;
@@ -68,6 +75,12 @@ pub struct Sizer {
     pub forecast: Option<Forecaster>,
     /// Most templates operator policies govern (`pool.max_policy_templates`).
     pub max_policy_templates: usize,
+    /// When a failed forecast build may be tried again.
+    pub forecast_retry: Arc<std::sync::Mutex<Option<std::time::Instant>>>,
+    /// Templates whose refill after a new target is under way.
+    pub refilling: Arc<std::sync::Mutex<HashSet<TemplateId>>>,
+    /// The worker's CopyObject calls in flight (`worker.copy_concurrency`).
+    pub copy_concurrency: usize,
     /// What the last pass of this replica left (reloaded from the table when
     /// another replica planned since).
     pub book: Arc<tokio::sync::Mutex<Option<Book>>>,
@@ -104,8 +117,8 @@ pub struct Book {
     /// Live templates, their mean images per item at the last full count,
     /// and when that was.
     live: Option<(i64, f64, std::time::Instant)>,
-    /// The forecast profile's first week, once built (or, with the
-    /// forecast off, once forgotten: `Some(0)`).
+    /// The forecast profile's first week, once this memory found it built
+    /// up to its read position.
     profile_from: Option<i32>,
     /// Operator policies and the templates they govern.
     policies: Policies,
@@ -166,21 +179,40 @@ impl Sizer {
     }
 
     async fn tick_locked(&self) -> Result<SizerReport, StoreError> {
+        // The memory goes back only once the pass committed: a pass that
+        // fails half way leaves none, and the next reloads from the table.
         let mut guard = self.book.lock().await;
         let mut conn = self.refiller.db.conn().await?;
         let stored = cursors::get(&mut conn, CURSOR).await?;
-        let book = match guard.take() {
+        let mut memory = match guard.take() {
             Some(book) if Some(&book.cursor) == stored.as_ref() => book,
             _ => self.load(&mut conn, stored).await?,
         };
-        let book = guard.insert(book);
+        let book = &mut memory;
         let upper = pool_targets::read_horizon(&mut conn, COMMIT_LAG_SECS)
             .await?
             .max(book.upper);
         let after = book.upper;
+        let from = book.cursor.clone();
+        let through = if from.is_empty() {
+            format!("{after:.6}")
+        } else {
+            from.clone()
+        };
         let demand = self.absorb(&mut conn, book, upper).await?;
         let (live, mean_images) = self.live_templates(&mut conn, book, after).await?;
-        let forecast = self.forecast_pass(&mut conn, book, after, upper).await?;
+        // A forecast that cannot be read or built is not a reason to stop
+        // planning: the pass plans on demand and policies alone.
+        let forecast = match self.forecast_pass(&mut conn, book, &through, upper).await {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::warn!(error = %Chain(&e), "forecast unavailable; planning without it");
+                for t in book.templates.values_mut() {
+                    t.forecast = 0.0;
+                }
+                0
+            }
+        };
         self.policy_pass(&mut conn, book, upper).await?;
         drop(conn);
 
@@ -191,10 +223,37 @@ impl Sizer {
         // Rows written at other times hold counts as of their `computed_at`:
         // only what changed is written, and a reload decays from there.
         let cursor = format!("{upper:.6}");
-        {
-            let mut conn = self.refiller.db.conn().await?;
-            let profile = self.forecast.map(|f| (after, upper, f.profile));
-            pool_targets::apply(&mut conn, &rows, &dropped, profile, (CURSOR, &cursor)).await?;
+        let marker = book
+            .profile_from
+            .map(|first| crate::forecast::marker_of(first, &cursor));
+        let profile = match (self.forecast, &marker) {
+            (Some(f), Some(marker)) => Some(pool_targets::ProfileStep {
+                after,
+                upper,
+                profile: f.profile,
+                marker: (crate::forecast::CURSOR, marker),
+            }),
+            _ => None,
+        };
+        let mut conn = self.refiller.db.conn().await?;
+        let moved = pool_targets::apply(
+            &mut conn,
+            &rows,
+            &dropped,
+            profile,
+            (CURSOR, &from, &cursor),
+        )
+        .await?;
+        drop(conn);
+        if !moved {
+            // Another replica's pass committed from the same position (this
+            // one's lease ran out under it): its plan stands, this one's
+            // memory is stale and goes.
+            tracing::warn!("another sizer pass moved the cursor meanwhile; this pass is dropped");
+            return Ok(SizerReport {
+                skipped: true,
+                ..SizerReport::default()
+            });
         }
         book.cursor = cursor;
         let tracked_total: i64 = book.templates.values().map(|t| i64::from(t.target)).sum();
@@ -216,6 +275,7 @@ impl Sizer {
         m.pool_policies.set(report.governed as i64);
         m.pool_windows.set(report.windows as i64);
         m.pool_forecasts.set(report.forecast as i64);
+        *guard = Some(memory);
         drop(guard);
         self.refill_changed(&changed).await;
         Ok(report)
@@ -232,6 +292,7 @@ impl Sizer {
         let (fast_tau, slow_tau) = (self.demand_fast_secs, self.demand_slow_secs);
         let new = pool_targets::designs_since(conn, book.upper, upper, fast_tau, slow_tau).await?;
         let gap = upper - book.upper;
+        let deleted = pool_targets::deleted_since(conn, book.upper, upper).await?;
         for t in book.templates.values_mut() {
             t.fast *= (-gap / fast_tau).exp();
             t.slow *= (-gap / slow_tau).exp();
@@ -249,6 +310,11 @@ impl Sizer {
             touched: HashSet::new(),
             dropped: Vec::new(),
         };
+        for id in deleted {
+            if book.templates.remove(&TemplateId(id)).is_some() {
+                out.dropped.push(id);
+            }
+        }
         for n in &new {
             let id = TemplateId(n.template_id);
             let Some(f) = facts.get(&n.template_id) else {
@@ -414,6 +480,11 @@ impl Sizer {
         book: &mut Book,
         after: f64,
     ) -> Result<(i64, f64), StoreError> {
+        // Fixed sizing without the idle rule plans only for policies: no
+        // budget, no default share to count.
+        if !self.rule.adaptive && self.rule.idle.is_none() {
+            return Ok((0, 1.0));
+        }
         match book.live {
             Some((n, images, at)) if at.elapsed() < LIVE_COUNT_EVERY => {
                 let n = n + pool_targets::live_templates_delta(conn, after, book.upper).await?;
@@ -429,29 +500,35 @@ impl Sizer {
         }
     }
 
-    /// The forecast for the coming slots: builds the profile once (from the
-    /// designs up to `after`, where this pass's reading starts), reads the
-    /// rows that may matter, adds their templates to the memory and sets
-    /// every tracked template's forecast. With the forecast off, forgets
-    /// the profile once. Returns the templates with a forecast.
+    /// The forecast for the coming slots: finds the profile built up to
+    /// `through` (this pass's read position) or builds it, reads the rows
+    /// that may matter, adds their templates to the memory and sets every
+    /// tracked template's forecast. Returns the templates with a forecast.
     async fn forecast_pass(
         &self,
         conn: &mut DbConn,
         book: &mut Book,
-        after: f64,
+        through: &str,
         upper: f64,
     ) -> Result<usize, StoreError> {
+        for t in book.templates.values_mut() {
+            t.forecast = 0.0;
+        }
         let Some(forecaster) = self.forecast else {
-            if self.rule.adaptive && book.profile_from.is_none() {
-                Forecaster::forget(conn).await?;
-                book.profile_from = Some(0);
-            }
             return Ok(0);
         };
         let first_week = match book.profile_from {
             Some(week) => week,
             None => {
-                let week = forecaster.ensure_built(conn, after).await?;
+                let retry = *self.forecast_retry.lock().expect("not poisoned");
+                if retry.is_some_and(|at| std::time::Instant::now() < at) {
+                    return Ok(0);
+                }
+                let built = forecaster.ensure_built(conn, through).await;
+                let week = built.inspect_err(|_| {
+                    *self.forecast_retry.lock().expect("not poisoned") =
+                        Some(std::time::Instant::now() + crate::forecast::RETRY_BUILD);
+                })?;
                 book.profile_from = Some(week);
                 week
             }
@@ -527,12 +604,31 @@ impl Sizer {
         let Some(now) = to_time(book.upper + COMMIT_LAG_SECS) else {
             return HashMap::new();
         };
+        // Windows of many templates fill at once, at the worker's copy
+        // capacity: a lead is at least the time to copy every window's
+        // items of every governed template (an upper bound: they may not
+        // all start together).
+        let copies: f64 = book
+            .policies
+            .governed()
+            .filter_map(|(id, g)| {
+                let t = book.templates.get(id)?;
+                Some(
+                    f64::from(policies::largest_window(g.policy.policy())) * t.images.max(1) as f64,
+                )
+            })
+            .sum();
+        let all_at_once = self.interval.as_secs_f64()
+            + copies * self.refiller.estimates.copy_secs() / self.copy_concurrency.max(1) as f64;
         book.policies
             .governed()
             .filter_map(|(id, g)| {
                 let t = book.templates.get(id)?;
                 let items = policies::largest_window(g.policy.policy());
-                let lead = self.lead_secs_for(items, t.images);
+                let lead = self
+                    .lead_secs_for(items, t.images)
+                    .max(all_at_once)
+                    .min(MAX_LEAD.as_secs_f64());
                 let lead = Duration::from_secs_f64(lead.max(0.0));
                 let b = policies::bounds(&g.policy, self.rule.min, self.policy.max, now, lead);
                 let window = g.policy.window_at(now, lead).is_some();
@@ -550,23 +646,27 @@ impl Sizer {
     }
 
     /// The same for a template of `images` images.
+    /// At most [`MAX_LEAD`]: a lead past it would count every window and
+    /// slot as due.
     pub fn lead_secs_for(&self, items: i32, images: i64) -> f64 {
         let rounds = (f64::from(items.max(1)) / self.refiller.items_in_flight.max(1) as f64).ceil();
-        self.interval.as_secs_f64()
+        let lead = self.interval.as_secs_f64()
             + rounds
                 * self
                     .refiller
                     .estimates
-                    .refill_secs(images, self.item_parallelism)
+                    .refill_secs(images, self.item_parallelism);
+        lead.min(MAX_LEAD.as_secs_f64())
     }
 
     /// The smallest demand (designs/s) whose pool is larger than the
-    /// default, at the quickest refill: below it a forecast changes nothing.
+    /// default, at the slowest refill a lead assumes (the larger the refill
+    /// time, the smaller that rate): below it a forecast changes nothing.
     fn min_useful_rate(&self) -> f64 {
         let refill_secs = self
             .refiller
             .estimates
-            .refill_secs(1, self.item_parallelism)
+            .refill_secs(LEAD_IMAGES, self.item_parallelism)
             .max(1e-3);
         let size = |rate: f64| {
             sizing::size_for(
@@ -611,16 +711,21 @@ impl Sizer {
     /// A template woken from no recent demand is likewise only seconds into
     /// its fast estimate, which would read a burst at a fraction of its rate
     /// for a time constant, and a single design as a rate: for that first
-    /// time constant the fast rate is `(n - 1) / elapsed` over the `n`
-    /// designs since its first instead -- a busy template's rate from its
-    /// first seconds, and nothing from one design (a long-tail template's
-    /// one design copies no extra item).
+    /// time constant the fast rate is `(n - 1) / elapsed` (elapsed at least
+    /// a second) over the `n` designs since its first instead, once there
+    /// are [`WAKE_EVIDENCE`] -- a busy template's rate from its first
+    /// seconds, and nothing from one or two designs (a long-tail
+    /// template's design, or a double submit, copies no extra item).
     fn rates(&self, t: &Tracked, upper: f64) -> (f64, f64) {
         let age = (upper - t.created_at).max(1.0);
         let rate = |count: f64, tau: f64| count / (tau * (1.0 - (-age / tau).exp()));
         let fast = match t.woke {
             Some((first, n)) if upper - first < self.demand_fast_secs => {
-                (n - 1).max(0) as f64 / (upper - first).max(self.interval.as_secs_f64())
+                if n >= WAKE_EVIDENCE {
+                    (n - 1) as f64 / (upper - first).max(1.0)
+                } else {
+                    0.0
+                }
             }
             _ => rate(t.fast, self.demand_fast_secs),
         };
@@ -701,26 +806,48 @@ impl Sizer {
 
     /// Pools change now, not at the next reconciler pass: shrinking ones
     /// first, so the slots they give back are free (under a budget) when the
-    /// growing ones reserve.
+    /// growing ones reserve. The pass waits for them at most
+    /// [`REFILL_WAIT`]: a large fill (a window over thousands of templates)
+    /// goes on in the background while the next passes plan, and a
+    /// template whose refill is still under way is not started again.
     async fn refill_changed(&self, changed: &[(TemplateId, bool)]) {
-        for shrinking in [true, false] {
-            let refills: Vec<_> = changed
+        let mut order: Vec<(TemplateId, bool)> = {
+            let mut running = self.refilling.lock().expect("not poisoned");
+            changed
                 .iter()
-                .filter(|(_, s)| *s == shrinking)
-                .map(|(t, _)| {
-                    let refiller = self.refiller.clone();
-                    let t = *t;
-                    async move {
-                        if let Err(e) = refiller.refill(t).await {
-                            tracing::warn!(template = %t, error = %Chain(&e), "refill after a new target failed");
+                .filter(|(t, _)| running.insert(*t))
+                .copied()
+                .collect()
+        };
+        if order.is_empty() {
+            return;
+        }
+        order.sort_by_key(|(_, shrinking)| !*shrinking);
+        let (refiller, running) = (self.refiller.clone(), self.refilling.clone());
+        let parallelism = self.refill_parallelism.max(1);
+        let work = tokio::spawn(async move {
+            for shrinking in [true, false] {
+                let refills: Vec<_> = order
+                    .iter()
+                    .filter(|(_, s)| *s == shrinking)
+                    .map(|(t, _)| {
+                        let (refiller, running, t) = (refiller.clone(), running.clone(), *t);
+                        async move {
+                            if let Err(e) = refiller.refill(t).await {
+                                tracing::warn!(template = %t, error = %Chain(&e), "refill after a new target failed");
+                            }
+                            running.lock().expect("not poisoned").remove(&t);
                         }
-                    }
-                })
-                .collect();
-            stream::iter(refills)
-                .buffer_unordered(self.refill_parallelism.max(1))
-                .collect::<Vec<()>>()
-                .await;
+                    })
+                    .collect();
+                stream::iter(refills)
+                    .buffer_unordered(parallelism)
+                    .collect::<Vec<()>>()
+                    .await;
+            }
+        });
+        if tokio::time::timeout(REFILL_WAIT, work).await.is_err() {
+            tracing::info!("refills after new targets go on in the background");
         }
     }
 

@@ -148,12 +148,90 @@ pub fn wanted(policy: &Policy, demand: &Demand) -> i32 {
 /// policy's).
 pub fn size_for(policy: &Policy, demand: &Demand) -> i32 {
     let (lo, hi) = demand.range(policy);
-    let m = demand.mean();
-    let mut k = 0;
-    while k < hi && tail(m, k) > policy.miss_target {
-        k += 1;
+    let mut tail = Tail::new(demand.mean());
+    // O(size): the tail is kept as `k` grows, never summed again.
+    while tail.k < hi && tail.value() > policy.miss_target {
+        tail.next();
     }
-    k.clamp(lo, hi)
+    tail.k.clamp(lo, hi)
+}
+
+/// `P(N >= k)` for `N ~ Poisson(mean)`, for `k` counting up one at a time.
+#[derive(Debug, Clone, Copy)]
+struct Tail {
+    k: i32,
+    /// `P(N <= k - 1)`, and `P(N = k)`.
+    below: f64,
+    term: f64,
+    mean: f64,
+}
+
+impl Tail {
+    fn new(mean: f64) -> Tail {
+        let mean = mean.max(0.0);
+        Tail {
+            k: 0,
+            below: 0.0,
+            term: (-mean).exp(),
+            mean,
+        }
+    }
+
+    /// At `k` (at least the current one).
+    fn at(mean: f64, k: i32) -> Tail {
+        let mut t = Tail::new(mean);
+        while t.k < k {
+            t.next();
+        }
+        t
+    }
+
+    fn value(&self) -> f64 {
+        if self.k <= 0 {
+            1.0
+        } else if self.mean <= 0.0 {
+            0.0
+        } else {
+            (1.0 - self.below).max(0.0)
+        }
+    }
+
+    fn next(&mut self) {
+        self.below += self.term;
+        self.k += 1;
+        self.term *= self.mean / f64::from(self.k);
+    }
+}
+
+/// One template's next item in the budget's hand-out: its use per object.
+struct Candidate<'a> {
+    value: f64,
+    index: usize,
+    demand: &'a Demand,
+    tail: Tail,
+}
+
+impl PartialEq for Candidate<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+
+impl Eq for Candidate<'_> {}
+
+impl PartialOrd for Candidate<'_> {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Candidate<'_> {
+    /// Most use per object first; ties: higher demand, then template id.
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.value
+            .total_cmp(&other.value)
+            .then_with(|| by_demand(other.demand, self.demand))
+    }
 }
 
 /// Targets for every template in `demands`.
@@ -185,23 +263,36 @@ pub fn plan(policy: &Policy, demands: &[Demand]) -> HashMap<TemplateId, i32> {
         targets[i] = give as i32;
         left -= give * each;
     }
-    // Then each further item where it buys the most use per object.
-    let mut candidates: Vec<(f64, usize)> = Vec::new();
-    for (i, d) in demands.iter().enumerate() {
-        for k in (targets[i] + 1)..=wanted[i] {
-            candidates.push((tail(d.mean(), k) / d.objects.max(1) as f64, i));
+    // Then each further item where it buys the most use per object: one
+    // candidate per template in a heap (its next item), so the hand-out
+    // costs the items handed out, not every item every template could want
+    // (a policy's floor may be thousands).
+    let mut heap = std::collections::BinaryHeap::new();
+    if left > 0 {
+        for (i, d) in demands.iter().enumerate() {
+            if targets[i] < wanted[i] && d.objects.max(1) <= left {
+                let tail = Tail::at(d.mean(), targets[i] + 1);
+                heap.push(Candidate {
+                    value: tail.value() / d.objects.max(1) as f64,
+                    index: i,
+                    demand: d,
+                    tail,
+                });
+            }
         }
     }
-    candidates.sort_by(|a, b| {
-        b.0.partial_cmp(&a.0)
-            .unwrap_or(Ordering::Equal)
-            .then_with(|| by_demand(&demands[a.1], &demands[b.1]))
-    });
-    for (_, i) in candidates {
-        let each = demands[i].objects.max(1);
-        if each <= left {
-            targets[i] += 1;
-            left -= each;
+    while let Some(mut c) = heap.pop() {
+        let each = c.demand.objects.max(1);
+        if each > left {
+            // Its later items cost as much: the template is done.
+            continue;
+        }
+        targets[c.index] += 1;
+        left -= each;
+        if targets[c.index] < wanted[c.index] {
+            c.tail.next();
+            c.value = c.tail.value() / each as f64;
+            heap.push(c);
         }
     }
     demands.iter().map(|d| d.template).zip(targets).collect()

@@ -152,6 +152,9 @@ impl Worker {
             refill_parallelism: w.refill_parallelism,
             metrics_templates: w.metrics_templates,
             max_policy_templates: p.max_policy_templates as usize,
+            forecast_retry: Default::default(),
+            refilling: Default::default(),
+            copy_concurrency: w.copy_concurrency,
             forecast: (p.adaptive() && p.forecast).then_some(crate::forecast::Forecaster {
                 profile: prewarm_store::db::demand_profile::Profile {
                     alpha: p.forecast_alpha,

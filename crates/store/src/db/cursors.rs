@@ -51,6 +51,39 @@ pub async fn set_in(
     Ok(())
 }
 
+/// Moves pass `name` from position `from` (empty: never stored) to `to`,
+/// inside a caller's transaction, only if it is still at `from`: whether it
+/// moved. Two passes that read from the same position (a lease lost and
+/// taken over mid-pass) cannot both record their work.
+pub async fn advance_in(
+    conn: &mut AsyncPgConnection,
+    name: &str,
+    from: &str,
+    to: &str,
+) -> Result<bool, diesel::result::Error> {
+    let moved = if from.is_empty() {
+        diesel::sql_query(
+            "INSERT INTO background_cursors (name, position, updated_at) VALUES ($1, $2, now())
+             ON CONFLICT (name) DO NOTHING",
+        )
+        .bind::<Text, _>(name)
+        .bind::<Text, _>(to)
+        .execute(conn)
+        .await?
+    } else {
+        diesel::sql_query(
+            "UPDATE background_cursors SET position = $3, updated_at = now()
+              WHERE name = $1 AND position = $2",
+        )
+        .bind::<Text, _>(name)
+        .bind::<Text, _>(from)
+        .bind::<Text, _>(to)
+        .execute(conn)
+        .await?
+    };
+    Ok(moved == 1)
+}
+
 /// Forgets the position of pass `name` (its next pass starts over).
 pub async fn clear(conn: &mut AsyncPgConnection, name: &str) -> Result<(), StoreError> {
     diesel::sql_query("DELETE FROM background_cursors WHERE name = $1")

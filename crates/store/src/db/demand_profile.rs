@@ -184,25 +184,33 @@ pub async fn rebuild_recorded(
 }
 
 /// The rows of `slots` whose level or current count is at least
-/// `min_count` designs a slot (at most `limit`, largest first): the
-/// templates a coming slot may need a larger pool for. An index range.
+/// `min_count` designs a slot and that were written in the last
+/// [`STALE_WEEKS`] weeks before `now_week` (at most `limit`, largest first):
+/// the templates a coming slot may need a larger pool for. An index range.
+/// A row not written for longer has decayed below a useful rate
+/// (`(1-alpha)^8`, under 0.4 % at the default 0.5), whatever it stores.
 pub async fn due(
     conn: &mut AsyncPgConnection,
     slots: &[i16],
     min_count: f64,
+    now_week: i32,
     limit: i64,
 ) -> Result<Vec<ProfileRow>, StoreError> {
     Ok(diesel::sql_query(
         "SELECT template_id, slot, week, current, level FROM demand_profile
-          WHERE slot = ANY($1) AND greatest(level, current) >= $2
-          ORDER BY greatest(level, current) DESC LIMIT $3",
+          WHERE slot = ANY($1) AND greatest(level, current) >= $2 AND week >= $3
+          ORDER BY greatest(level, current) DESC LIMIT $4",
     )
     .bind::<Array<SmallInt>, _>(slots)
     .bind::<Double, _>(min_count)
+    .bind::<Integer, _>(now_week - STALE_WEEKS)
     .bind::<diesel::sql_types::BigInt, _>(limit)
     .load(conn)
     .await?)
 }
+
+/// Weeks after which a row no longer counts as due.
+pub const STALE_WEEKS: i32 = 8;
 
 /// One template's rows of `slots` (the admin view).
 pub async fn of(

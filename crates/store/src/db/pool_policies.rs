@@ -95,6 +95,36 @@ pub async fn delete(conn: &mut AsyncPgConnection, scope: Scope) -> Result<bool, 
     Ok(deleted)
 }
 
+/// In a template's delete transaction: its own policy and its forecast
+/// profile go, and when a policy governed it (its own or its company's)
+/// the version moves, so the sizer stops planning it at its next pass
+/// (a deleted template kept in the plan would hold its floor of the budget).
+pub async fn template_deleted(
+    conn: &mut AsyncPgConnection,
+    template: Uuid,
+    owner: Uuid,
+) -> Result<(), diesel::result::Error> {
+    let own = diesel::sql_query("DELETE FROM template_pool_policies WHERE template_id = $1")
+        .bind::<SqlUuid, _>(template)
+        .execute(conn)
+        .await?;
+    let company: Option<StoredPolicy> = diesel::sql_query(
+        "SELECT company_id AS id, policy::text AS policy FROM company_pool_policies WHERE company_id = $1",
+    )
+    .bind::<SqlUuid, _>(owner)
+    .get_result(conn)
+    .await
+    .optional()?;
+    diesel::sql_query("DELETE FROM demand_profile WHERE template_id = $1")
+        .bind::<SqlUuid, _>(template)
+        .execute(conn)
+        .await?;
+    if own > 0 || company.is_some() {
+        bump(conn).await?;
+    }
+    Ok(())
+}
+
 async fn bump(conn: &mut AsyncPgConnection) -> Result<(), diesel::result::Error> {
     diesel::sql_query("UPDATE pool_policy_version SET version = version + 1 WHERE id")
         .execute(conn)

@@ -47,34 +47,68 @@ pub async fn save(conn: &mut AsyncPgConnection, rows: &[PoolTargetRow]) -> Resul
     Ok(())
 }
 
-/// One incremental step of the plan, in one transaction: upserts `rows`,
-/// drops the rows of `dropped` (back to the default), adds the designs read
-/// (`(after, upper]`) to the forecast's profile when `profile` is given, and
-/// stores the sizer's `cursor` (how far it has read the designs) with them,
-/// so every design counts once.
+/// What a sizer pass adds to the forecast's profile: the designs of
+/// `(after, upper]`, and the marker recording how far the profile has read.
+#[derive(Debug, Clone, Copy)]
+pub struct ProfileStep<'a> {
+    pub after: f64,
+    pub upper: f64,
+    pub profile: super::demand_profile::Profile,
+    pub marker: (&'a str, &'a str),
+}
+
+/// One incremental step of the plan, in one transaction: moves the sizer's
+/// `cursor` (name, from, to: how far it has read the designs) if it is still
+/// where this pass read it from, upserts `rows`, drops the rows of `dropped`
+/// (back to the default), and adds the designs read to the forecast's
+/// profile -- so every design counts once. `false`: another pass moved the
+/// cursor meanwhile (a lease lost mid-pass); nothing was written.
 pub async fn apply(
     conn: &mut AsyncPgConnection,
     rows: &[PoolTargetRow],
     dropped: &[Uuid],
-    profile: Option<(f64, f64, super::demand_profile::Profile)>,
-    cursor: (&str, &str),
-) -> Result<(), StoreError> {
+    profile: Option<ProfileStep<'_>>,
+    cursor: (&str, &str, &str),
+) -> Result<bool, StoreError> {
     let (rows, dropped) = (rows.to_vec(), dropped.to_vec());
-    let (name, position) = (cursor.0.to_string(), cursor.1.to_string());
-    conn.transaction::<_, diesel::result::Error, _>(async |conn| {
-        if let Some((after, upper, profile)) = profile {
-            super::demand_profile::absorb(conn, after, upper, &profile).await?;
-        }
-        if !dropped.is_empty() {
-            diesel::delete(pool_targets::table.filter(pool_targets::template_id.eq_any(&dropped)))
+    let (name, from, to) = (
+        cursor.0.to_string(),
+        cursor.1.to_string(),
+        cursor.2.to_string(),
+    );
+    let profile = profile.map(|p| {
+        (
+            p.after,
+            p.upper,
+            p.profile,
+            p.marker.0.to_string(),
+            p.marker.1.to_string(),
+        )
+    });
+    let done = conn
+        .transaction::<_, diesel::result::Error, _>(async |conn| {
+            if !super::cursors::advance_in(conn, &name, &from, &to).await? {
+                return Err(diesel::result::Error::RollbackTransaction);
+            }
+            if let Some((after, upper, profile, marker, position)) = &profile {
+                super::demand_profile::absorb(conn, *after, *upper, profile).await?;
+                super::cursors::set_in(conn, marker, position).await?;
+            }
+            if !dropped.is_empty() {
+                diesel::delete(
+                    pool_targets::table.filter(pool_targets::template_id.eq_any(&dropped)),
+                )
                 .execute(conn)
                 .await?;
-        }
-        upsert_in(conn, &rows).await?;
-        super::cursors::set_in(conn, &name, &position).await
-    })
-    .await?;
-    Ok(())
+            }
+            upsert_in(conn, &rows).await
+        })
+        .await;
+    match done {
+        Ok(()) => Ok(true),
+        Err(diesel::result::Error::RollbackTransaction) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
 }
 
 async fn upsert_in(
@@ -197,6 +231,32 @@ pub async fn designs_since(
     .bind::<Double, _>(slow_secs.max(1.0))
     .load(conn)
     .await?)
+}
+
+/// Templates deleted in `(after, upper]` (seconds since the epoch): their
+/// rows and memory go at once, not when their demand has decayed (a
+/// deleted template planned under a budget would hold its share). A range
+/// of the `(updated_at, id)` index: a delete sets `updated_at`.
+pub async fn deleted_since(
+    conn: &mut AsyncPgConnection,
+    after: f64,
+    upper: f64,
+) -> Result<Vec<Uuid>, StoreError> {
+    #[derive(QueryableByName)]
+    struct Id {
+        #[diesel(sql_type = SqlUuid)]
+        id: Uuid,
+    }
+    let ids: Vec<Id> = diesel::sql_query(
+        "SELECT id FROM templates
+          WHERE updated_at > to_timestamp($1) AND updated_at <= to_timestamp($2)
+            AND deleted_at IS NOT NULL",
+    )
+    .bind::<Double, _>(after)
+    .bind::<Double, _>(upper)
+    .load(conn)
+    .await?;
+    Ok(ids.into_iter().map(|i| i.id).collect())
 }
 
 /// What the sizer needs of a template besides its demand.

@@ -575,6 +575,7 @@ pub async fn delete(
                 .select(template_images::object_key)
                 .load(conn)
                 .await?;
+            super::pool_policies::template_deleted(conn, id.0, owner.0).await?;
             Ok(Some(keys))
         })
         .await?)
