@@ -358,3 +358,111 @@ async fn a_recurring_peak_grows_a_pool_before_its_first_design() {
     assert_eq!(sizing(&stack, quiet).await.target, 1);
     stack.finish().await;
 }
+
+/// A governed template deleted under a budget leaves the plan at the next
+/// pass: its floor no longer holds the budget from the others.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_governed_template_gives_its_budget_back() {
+    let mut sizing_env = ADAPTIVE.to_vec();
+    sizing_env.push(("PREWARM_POOL__BUDGET_OBJECTS", "6"));
+    let stack = TestStack::spawn(options(&sizing_env)).await;
+    let tenant = stack.create_tenant("acme", 100).await;
+    let governed = stack.create_template(&tenant, 1, "private").await.id;
+    let plain = stack.create_template(&tenant, 1, "private").await.id;
+    put_policy(
+        &stack,
+        &format!("/admin/templates/{governed}/pool-policy"),
+        json!({"min": 6}),
+    )
+    .await;
+    let sizer = stack.sizer(&[]).await;
+    sizer.tick().await.unwrap();
+    // The untracked template keeps its minimum; the policy takes the rest.
+    assert_eq!(sizing(&stack, governed).await.target, 5);
+    let resp = stack
+        .http
+        .delete(stack.url(&format!("/templates/{governed}")))
+        .bearer_auth(&tenant.key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 204);
+    // Deletions are read up to the clock less the commit lag.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let report = sizer.tick().await.unwrap();
+    assert_eq!(report.governed, 0, "{report:?}");
+    let resp = admin(
+        &stack,
+        reqwest::Method::GET,
+        &format!("/admin/templates/{governed}/pool-policy"),
+        None,
+    )
+    .await;
+    assert_eq!(resp.status(), 404, "the policy went with the template");
+    let mut conn = stack.db.conn().await.unwrap();
+    let row = prewarm_store::db::pool_targets::find(&mut conn, governed)
+        .await
+        .unwrap();
+    assert!(row.is_none(), "its plan is gone: {row:?}");
+    drop(conn);
+    assert_eq!(sizing(&stack, plain).await.target, 1);
+    stack.finish().await;
+}
+
+/// Two passes that read the designs from the same position (a lease lost
+/// mid-pass): only the first records its work, so the forecast's profile
+/// counts each design once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_passes_from_one_position_record_their_work_once() {
+    use prewarm_store::db::demand_profile::Profile;
+    use prewarm_store::db::pool_targets::{self, ProfileStep};
+    let stack = TestStack::spawn(options(ADAPTIVE)).await;
+    let tenant = stack.create_tenant("acme", 100).await;
+    let t = stack.create_template(&tenant, 1, "private").await.id;
+    for _ in 0..3 {
+        stack.create_design(&tenant, t).await;
+    }
+    let mut conn = stack.db.conn().await.unwrap();
+    let (after, upper) = (0.0, Utc::now().timestamp() as f64 + 1.0);
+    let step = |marker: &'static str| ProfileStep {
+        after,
+        upper,
+        profile: Profile { alpha: 0.5 },
+        marker: ("test-forecast", marker),
+    };
+    let first = pool_targets::apply(
+        &mut conn,
+        &[],
+        &[],
+        Some(step("a")),
+        ("test-sizer", "", "1"),
+    )
+    .await;
+    let second = pool_targets::apply(
+        &mut conn,
+        &[],
+        &[],
+        Some(step("b")),
+        ("test-sizer", "", "1"),
+    )
+    .await;
+    assert!(first.unwrap());
+    assert!(!second.unwrap(), "the second pass finds the cursor moved");
+    let counted: f64 = {
+        #[derive(diesel::QueryableByName)]
+        struct Sum {
+            #[diesel(sql_type = diesel::sql_types::Double)]
+            n: f64,
+        }
+        diesel::sql_query("SELECT coalesce(sum(current), 0)::float8 AS n FROM demand_profile")
+            .get_result::<Sum>(&mut conn)
+            .await
+            .unwrap()
+            .n
+    };
+    assert_eq!(counted, 3.0, "each design once");
+    let moved = pool_targets::apply(&mut conn, &[], &[], None, ("test-sizer", "1", "2")).await;
+    assert!(moved.unwrap(), "from where it is, it moves");
+    drop(conn);
+    stack.finish().await;
+}
