@@ -198,7 +198,9 @@ async fn miss_causes(http: &reqwest::Client, ops_port: u16) -> Vec<(String, f64)
         return Vec::new();
     };
     text.lines()
-        .filter(|l| l.starts_with("prewarm_designs_created_total{") && l.contains("served_from=\"copy\""))
+        .filter(|l| {
+            l.starts_with("prewarm_designs_created_total{") && l.contains("served_from=\"copy\"")
+        })
         .filter_map(|l| {
             let cause = l.split("cause=\"").nth(1)?.split('"').next()?.to_string();
             let value = l.rsplit(' ').next()?.parse().ok()?;

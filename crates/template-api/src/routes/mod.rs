@@ -14,6 +14,7 @@ use prewarm_store::db::page::PageAt;
 use serde::Deserialize;
 use shared_domain::cursor::{Cursor, MAX_OFFSET};
 use shared_domain::error::ErrorCode;
+use shared_domain::ids::{CompanyId, TemplateId};
 use shared_domain::valid::PageLimit;
 
 use crate::error::ApiError;
@@ -73,14 +74,14 @@ route_table! {
     "/admin/api-keys/{id}/rotate" => { post admin::rotate_api_key },
     "/admin/templates/{id}/sizing" => { get admin::pool_sizing },
     "/admin/templates/{id}/pool-policy" => {
-        put pool_policies::put_template,
-        get pool_policies::get_template,
-        delete pool_policies::delete_template,
+        put pool_policies::put::<TemplateId>,
+        get pool_policies::get::<TemplateId>,
+        delete pool_policies::delete::<TemplateId>,
     },
     "/admin/companies/{id}/pool-policy" => {
-        put pool_policies::put_company,
-        get pool_policies::get_company,
-        delete pool_policies::delete_company,
+        put pool_policies::put::<CompanyId>,
+        get pool_policies::get::<CompanyId>,
+        delete pool_policies::delete::<CompanyId>,
     },
     "/templates" => { post templates::create, get templates::list },
     "/templates/{id}" => {

@@ -34,114 +34,87 @@ fn no_policy(what: impl std::fmt::Display) -> ApiError {
     )
 }
 
-async fn template_scope(conn: &mut DbConn, id: TemplateId) -> Result<Scope, ApiError> {
-    match templates::find_row(conn, id).await? {
-        Some(_) => Ok(Scope::Template(id.0)),
-        None => Err(ApiError::new(
-            ErrorCode::TemplateNotFound,
-            format!("template {id} not found"),
-        )),
+/// Whose policy a path names: a template (live) or a company.
+pub trait PolicyOwner: Copy + std::fmt::Display {
+    const WHAT: &'static str;
+    /// The scope, or the 404 of a missing owner.
+    fn scope(self, conn: &mut DbConn)
+        -> impl std::future::Future<Output = Result<Scope, ApiError>>;
+}
+
+impl PolicyOwner for TemplateId {
+    const WHAT: &'static str = "template";
+    async fn scope(self, conn: &mut DbConn) -> Result<Scope, ApiError> {
+        match templates::find_row(conn, self).await? {
+            Some(_) => Ok(Scope::Template(self.0)),
+            None => Err(ApiError::new(
+                ErrorCode::TemplateNotFound,
+                format!("template {self} not found"),
+            )),
+        }
     }
 }
 
-async fn company_scope(conn: &mut DbConn, id: CompanyId) -> Result<Scope, ApiError> {
-    match companies::find(conn, id).await? {
-        Some(_) => Ok(Scope::Company(id.0)),
-        None => Err(ApiError::new(
-            ErrorCode::CompanyNotFound,
-            format!("company {id} not found"),
-        )),
+impl PolicyOwner for CompanyId {
+    const WHAT: &'static str = "company";
+    async fn scope(self, conn: &mut DbConn) -> Result<Scope, ApiError> {
+        match companies::find(conn, self).await? {
+            Some(_) => Ok(Scope::Company(self.0)),
+            None => Err(ApiError::new(
+                ErrorCode::CompanyNotFound,
+                format!("company {self} not found"),
+            )),
+        }
     }
 }
 
-async fn put(state: &AppState, scope: Scope, policy: PoolPolicy) -> Result<HttpResponse, ApiError> {
+/// `PUT .../pool-policy`: sets (replaces) the policy. A company's is the
+/// default of its templates that have none of their own.
+pub async fn put<T: PolicyOwner>(
+    _: Admin,
+    state: web::Data<AppState>,
+    path: web::Path<T>,
+    body: web::Json<serde_json::Value>,
+) -> Result<HttpResponse, ApiError> {
+    let policy = parse(&body)?;
     let json = serde_json::to_value(&policy)
         .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?;
     let mut conn = state.db.conn().await?;
+    let scope = path.into_inner().scope(&mut conn).await?;
     pool_policies::put(&mut conn, scope, &json).await?;
     Ok(HttpResponse::Ok().json(policy))
 }
 
-async fn get(state: &AppState, scope: Scope, what: String) -> Result<HttpResponse, ApiError> {
+/// `GET .../pool-policy`: the policy as stored.
+pub async fn get<T: PolicyOwner>(
+    _: Admin,
+    state: web::Data<AppState>,
+    path: web::Path<T>,
+) -> Result<HttpResponse, ApiError> {
+    let id = path.into_inner();
     let mut conn = state.db.conn().await?;
+    let scope = id.scope(&mut conn).await?;
     let stored = pool_policies::get(&mut conn, scope)
         .await?
-        .ok_or_else(|| no_policy(what))?;
+        .ok_or_else(|| no_policy(format!("{} {id}", T::WHAT)))?;
     Ok(HttpResponse::Ok()
         .content_type("application/json")
         .body(stored))
 }
 
-async fn delete(state: &AppState, scope: Scope, what: String) -> Result<HttpResponse, ApiError> {
+/// `DELETE .../pool-policy`: removes it (a template falls back to its
+/// company's default, if any).
+pub async fn delete<T: PolicyOwner>(
+    _: Admin,
+    state: web::Data<AppState>,
+    path: web::Path<T>,
+) -> Result<HttpResponse, ApiError> {
+    let id = path.into_inner();
     let mut conn = state.db.conn().await?;
+    let scope = id.scope(&mut conn).await?;
     if pool_policies::delete(&mut conn, scope).await? {
         Ok(HttpResponse::NoContent().finish())
     } else {
-        Err(no_policy(what))
+        Err(no_policy(format!("{} {id}", T::WHAT)))
     }
-}
-
-/// `PUT /admin/templates/{id}/pool-policy`: sets (replaces) the template's policy.
-pub async fn put_template(
-    _: Admin,
-    state: web::Data<AppState>,
-    path: web::Path<TemplateId>,
-    body: web::Json<serde_json::Value>,
-) -> Result<HttpResponse, ApiError> {
-    let policy = parse(&body)?;
-    let scope = template_scope(&mut state.db.conn().await?, path.into_inner()).await?;
-    put(&state, scope, policy).await
-}
-
-pub async fn get_template(
-    _: Admin,
-    state: web::Data<AppState>,
-    path: web::Path<TemplateId>,
-) -> Result<HttpResponse, ApiError> {
-    let id = path.into_inner();
-    let scope = template_scope(&mut state.db.conn().await?, id).await?;
-    get(&state, scope, format!("template {id}")).await
-}
-
-pub async fn delete_template(
-    _: Admin,
-    state: web::Data<AppState>,
-    path: web::Path<TemplateId>,
-) -> Result<HttpResponse, ApiError> {
-    let id = path.into_inner();
-    let scope = template_scope(&mut state.db.conn().await?, id).await?;
-    delete(&state, scope, format!("template {id}")).await
-}
-
-/// `PUT /admin/companies/{id}/pool-policy`: the default of the company's
-/// templates that have no policy of their own.
-pub async fn put_company(
-    _: Admin,
-    state: web::Data<AppState>,
-    path: web::Path<CompanyId>,
-    body: web::Json<serde_json::Value>,
-) -> Result<HttpResponse, ApiError> {
-    let policy = parse(&body)?;
-    let scope = company_scope(&mut state.db.conn().await?, path.into_inner()).await?;
-    put(&state, scope, policy).await
-}
-
-pub async fn get_company(
-    _: Admin,
-    state: web::Data<AppState>,
-    path: web::Path<CompanyId>,
-) -> Result<HttpResponse, ApiError> {
-    let id = path.into_inner();
-    let scope = company_scope(&mut state.db.conn().await?, id).await?;
-    get(&state, scope, format!("company {id}")).await
-}
-
-pub async fn delete_company(
-    _: Admin,
-    state: web::Data<AppState>,
-    path: web::Path<CompanyId>,
-) -> Result<HttpResponse, ApiError> {
-    let id = path.into_inner();
-    let scope = company_scope(&mut state.db.conn().await?, id).await?;
-    delete(&state, scope, format!("company {id}")).await
 }
