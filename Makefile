@@ -42,6 +42,6 @@ bench: bench-build  ## all scenarios; writes docs/benchmarks.md and docs/bench-l
 	scripts/stack.sh bench
 	target/release/prewarm-bench
 
-bench-quick: bench-build  ## the same scenarios, shorter (under 3 minutes once built); writes .run/
+bench-quick: bench-build  ## the same scenarios, shorter (about 10 minutes once built: the catalogue scenario is 6 of them); writes .run/
 	scripts/stack.sh bench
 	target/release/prewarm-bench --quick --out .run/benchmarks-quick.md --plot .run/bench-latency-quick.png

@@ -69,7 +69,8 @@ pub struct Reconciler {
     /// One replica at a time runs a pass (`singleton_leases`).
     pub singleton: Singleton,
     pub interval: Duration,
-    pub gc_interval: Duration,
+    /// `None`: the garbage collector is off (`worker.gc_interval_secs` = 0).
+    pub gc_interval: Option<Duration>,
     pub gc_grace: Duration,
     /// Incomplete multipart uploads older than this are aborted.
     pub gc_multipart_age: Duration,
@@ -520,8 +521,11 @@ impl Reconciler {
         tokio::pin!(shutdown);
         let mut tick = tokio::time::interval(self.interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut gc = tokio::time::interval(self.gc_interval);
-        gc.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut gc = self.gc_interval.map(|every| {
+            let mut gc = tokio::time::interval(every);
+            gc.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            gc
+        });
         loop {
             tokio::select! {
                 _ = &mut shutdown => break,
@@ -532,7 +536,14 @@ impl Reconciler {
                     Ok(_) => {}
                     Err(e) => tracing::warn!(error = %Chain(&e), "reconciler tick failed"),
                 },
-                _ = gc.tick() => match self.gc().await {
+                _ = async {
+                    match gc.as_mut() {
+                        Some(gc) => {
+                            gc.tick().await;
+                        }
+                        None => std::future::pending::<()>().await,
+                    }
+                } => match self.gc().await {
                     Ok(report) if report.deleted > 0 => tracing::info!(?report, "garbage collected"),
                     Ok(_) => {}
                     Err(e) => tracing::warn!(error = format!("{e:#}"), "garbage collection failed"),

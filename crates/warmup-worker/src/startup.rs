@@ -175,7 +175,7 @@ impl Worker {
             refiller: self.refiller.clone(),
             singleton: self.singleton.clone(),
             interval: Duration::from_millis(w.reconcile_interval_ms.max(1)),
-            gc_interval: Duration::from_secs(w.gc_interval_secs.max(1)),
+            gc_interval: (w.gc_interval_secs > 0).then(|| Duration::from_secs(w.gc_interval_secs)),
             gc_grace: Duration::from_secs(w.gc_grace_secs),
             gc_multipart_age: Duration::from_secs(w.gc_multipart_age_secs),
             parallelism: w.refill_parallelism,

@@ -46,11 +46,13 @@ use crate::setup::{
     free_port, new_tenant, s3_settings, set, start_api, Bench, REDIS_URL, WORKER_COPY_CONCURRENCY,
 };
 
-/// From the history's anchor to the run's start: the worker starts, joins
-/// its consumer group and plans meanwhile.
-const LEAD: Duration = Duration::from_secs(12);
-/// After the last design: refills under way land before the ledger is read.
-const SETTLE: Duration = Duration::from_secs(5);
+/// From the history's anchor to the run's start: the worker starts (ready
+/// within about a second of the seeding's end), joins its consumer group
+/// and makes its first plans meanwhile.
+const LEAD: Duration = Duration::from_secs(8);
+/// After the last design: refills under way (well under a second each)
+/// land before the ledger is read.
+const SETTLE: Duration = Duration::from_secs(3);
 
 /// One sizing strategy: its worker's (and API's) pool settings.
 #[derive(Debug, Clone)]
@@ -312,6 +314,13 @@ fn envs(b: &Bench, run: &Isolated, strategy: &Strategy) -> (Env, Env) {
     for (k, v) in &strategy.settings {
         set(&mut env, k, v);
     }
+    // Garbage collection as good as off: nothing is garbage within its
+    // grace here, and a pass lists the bucket on s3s-fs (seconds of CPU per
+    // page of a large bucket) during the run. One pass of one page, at
+    // start: an interval of 0 does not turn it off (the worker clamps it to
+    // 1 s, so it collects back to back).
+    set(&mut env, "PREWARM_WORKER__GC_INTERVAL_SECS", 86_400);
+    set(&mut env, "PREWARM_WORKER__GC_PAGES_PER_PASS", 1);
     let mut direct = env.clone();
     set(&mut direct, "PREWARM_S3__ENDPOINT", &b.args.s3);
     (env, direct)
@@ -429,7 +438,8 @@ async fn start_worker(
         &env,
         log,
     )?;
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let spawned = Instant::now();
+    let deadline = spawned + Duration::from_secs(60);
     loop {
         let ready = b
             .http
@@ -438,6 +448,11 @@ async fn start_worker(
             .await
             .is_ok_and(|r| r.status().is_success());
         if ready {
+            eprintln!(
+                "catalogue {}: worker ready in {:.1?}",
+                strategy.name,
+                spawned.elapsed()
+            );
             return Ok(worker);
         }
         let exited = worker.pid().is_none_or(|pid| {

@@ -167,7 +167,9 @@ pub fn report(r: &CatalogueRun) -> String {
          from P = {} s for {} s; a **scheduled launch**: the new template gets {} designs/s from L = {} s \
          for {} s; an **unannounced burst**: {} designs at once at U = {} s on the least popular \
          template. Before each strategy's worker starts, its database gets the history as backdated \
-         designs: the peak subset's peak at the live peak's time of day on each of the {} days before, \
+         designs: the peak subset's daily peak on each of the {} days before, at the same rate for 45 min \
+         from 15 min before the live peak's time of day (a real daily peak, of which the run plays the \
+         start; it covers the 15-minute slot the live peak starts in, wherever in it the run starts), \
          and the background at {}x its rate for the last {} h ({} rows); the templates were created \
          15 days ago.\n",
         p.templates,
@@ -199,7 +201,7 @@ pub fn report(r: &CatalogueRun) -> String {
         "Each strategy runs on a fresh database, bucket and Redis prefix seeded with its idle steady \
          state (every template's pool at its target: 1 item with fixed N=1 and adaptive sizing, where \
          `pool.min` = 1; 4 with fixed N=4 -- {} objects, twice the budget; items ready 2 h ago, their \
-         objects in S3), with its own API and worker; the worker copies through the proxy ({} ms \
+         objects in S3), with its own API and worker (garbage collection: one pass of one page, at start); the worker copies through the proxy ({} ms \
          injected; median CopyObject measured at the proxy: {:.0} ms), {} copies in flight. Adaptive: \
          min 1, max 32, **budget B = {} objects** (twice the catalogue at one item per template), demand \
          time constants 3 s and 120 s, plan every 1 s, `pool.forecast` off; adaptive + forecast + \

@@ -198,16 +198,21 @@ impl Trace {
     }
 
     /// The designs before the run, as (seconds from the run's start, all
-    /// negative, template index): the peak subset at the peak's time of
-    /// day on each of the days before, and the light background.
+    /// negative, template index): the peak subset's daily peak on each of
+    /// the days before, and the light background. A daily peak lasts
+    /// [`HISTORY_PEAK`] (the run plays a minute of it), from
+    /// [`HISTORY_PEAK_BEFORE`] before the live peak's time of day: so the
+    /// 15-minute slot of the week the live peak starts in is covered whole,
+    /// wherever in its slot the run happens to start -- as a real peak at
+    /// 09:00 covers the 09:00 slot.
     pub fn history(&self, p: &Params) -> Vec<(f64, usize)> {
         let mut out = Vec::new();
         let mut rng = stream(p, 6);
         let each = p.peak_rate / self.peak.len().max(1) as f64;
         for day in 1..=p.history_days {
-            let from = p.peak_at - f64::from(day) * DAY;
+            let from = p.peak_at - HISTORY_PEAK_BEFORE - f64::from(day) * DAY;
             for &template in &self.peak {
-                for at in poisson(&mut rng, each, from, from + p.peak_secs) {
+                for at in poisson(&mut rng, each, from, from + HISTORY_PEAK) {
                     out.push((at, template));
                 }
             }
@@ -236,6 +241,11 @@ impl Trace {
         e.template == self.launch && e.at >= p.launch_at && e.at < p.launch_at + p.first_secs
     }
 }
+
+/// How long each day's peak lasted in the history, and how long before the
+/// live peak's time of day it began.
+pub const HISTORY_PEAK: f64 = 2700.0;
+pub const HISTORY_PEAK_BEFORE: f64 = 900.0;
 
 fn zipf(rng: &mut impl Rng, cdf: &[f64], ranked: &[usize]) -> usize {
     let u: f64 = rng.random();
@@ -298,8 +308,8 @@ mod tests {
         let h = t.history(&p);
         assert!(h.iter().all(|&(at, _)| at < 0.0 && at > -15.0 * DAY));
         assert!(h.len() < 500_000, "{} rows", h.len());
-        // Each day's peak lies at the live peak's time of day (the
-        // background left out).
+        // Each day's peak covers the live peak's time of day, from 15 min
+        // before it (the background left out).
         let peaks_only = Params {
             history_hours: 0.0,
             ..p.clone()
@@ -313,6 +323,11 @@ mod tests {
         assert!(!yesterday.is_empty());
         assert!(yesterday
             .iter()
-            .all(|&at| at >= p.peak_at && at < p.peak_at + p.peak_secs + 1e-9));
+            .all(|&at| at >= p.peak_at - HISTORY_PEAK_BEFORE
+                && at < p.peak_at - HISTORY_PEAK_BEFORE + HISTORY_PEAK + 1e-9));
+        assert!(
+            yesterday.iter().any(|&at| at < p.peak_at)
+                && yesterday.iter().any(|&at| at > p.peak_at + 900.0)
+        );
     }
 }
