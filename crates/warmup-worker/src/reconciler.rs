@@ -450,7 +450,16 @@ impl Reconciler {
         let position = format!("{prefix_at}\t{}", after.unwrap_or_default());
         cursors::set(&mut conn, GC_CURSOR, &position).await?;
         drop(conn);
-        report.aborted_uploads = self.abort_incomplete_uploads().await?;
+        // The page's objects are collected and its position stored: a store
+        // that cannot list multipart uploads (some S3-compatible servers
+        // answer 501) must not fail the pass, nor stop the next ones.
+        report.aborted_uploads = match self.abort_incomplete_uploads().await {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::warn!(error = format!("{e:#}"), "could not list incomplete multipart uploads; none aborted this pass");
+                0
+            }
+        };
         Ok(report)
     }
 
