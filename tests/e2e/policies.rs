@@ -208,13 +208,17 @@ async fn a_window_fills_its_pool_by_its_start_and_lets_it_go_after() {
     assert!(Utc::now() < start + TimeDelta::seconds(2));
     assert!(s.window.is_some(), "the window shows: {s:?}");
 
-    // After its end, back to the demand's size.
+    // After its end, back to the demand's size: an item a pass.
     let wait = (start + TimeDelta::seconds(2) - Utc::now())
         .num_milliseconds()
         .max(0) as u64;
     tokio::time::sleep(Duration::from_millis(wait + 100)).await;
-    sizer.tick().await.unwrap();
-    assert_eq!(sizing(&stack, t).await.target, 1);
+    let mut targets = Vec::new();
+    for _ in 0..5 {
+        sizer.tick().await.unwrap();
+        targets.push(sizing(&stack, t).await.target);
+    }
+    assert_eq!(targets, [5, 4, 3, 2, 1]);
     assert_eq!(ready(&stack, t).await, 1, "the surplus is retired");
     stack.finish().await;
 }

@@ -456,7 +456,10 @@ impl Reconciler {
         report.aborted_uploads = match self.abort_incomplete_uploads().await {
             Ok(n) => n,
             Err(e) => {
-                tracing::warn!(error = format!("{e:#}"), "could not list incomplete multipart uploads; none aborted this pass");
+                tracing::warn!(
+                    error = format!("{e:#}"),
+                    "could not list incomplete multipart uploads; none aborted this pass"
+                );
                 0
             }
         };

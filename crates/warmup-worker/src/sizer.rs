@@ -675,6 +675,7 @@ impl Sizer {
                     template: TemplateId(Uuid::nil()),
                     rate,
                     refill_secs,
+                    current: None,
                     objects: 1,
                     bounds: None,
                 },
@@ -768,6 +769,7 @@ impl Sizer {
                         template: *id,
                         rate: fast.max(slow).max(t.forecast),
                         refill_secs: self.refill_secs(t),
+                        current: Some(t.target),
                         objects: t.images.max(1) as u64,
                         bounds: bounds.get(id).map(|(b, _)| (b.floor, b.ceiling)),
                     }

@@ -9,10 +9,10 @@
 //! with `P(N >= k) <= miss_target`, clamped to `[min, max]`.
 //!
 //! The size follows the larger of a fast and a slow demand estimate: a
-//! burst grows the pool at once (on the fast one), and a short lull between
-//! bursts does not retire items that would be copied again seconds later,
-//! since the slow one, decaying over `pool.demand_slow_secs`, still asks for
-//! them.
+//! burst grows the pool at once (on the fast one); a pool above its size
+//! shrinks by one item a pass, so a short dip between bursts does not
+//! retire items that would be copied again seconds later, and the slow
+//! estimate, decaying over `pool.demand_slow_secs`, holds a lull's floor.
 //!
 //! Under a global budget in objects (`pool.budget_objects`: the storage the
 //! pools may hold, since an item of a 200-image template costs 200 times
@@ -95,6 +95,8 @@ pub struct Demand {
     pub rate: f64,
     /// Seconds to make one item ready.
     pub refill_secs: f64,
+    /// The target planned last time, if any.
+    pub current: Option<i32>,
     /// Objects one item holds (the template's images; at least 1).
     pub objects: u64,
     /// An operator policy's bounds on the target (`None`: the global
@@ -136,11 +138,17 @@ pub fn tail(mean: f64, k: i32) -> f64 {
 }
 
 /// The unconstrained size for one template: the size for the larger of
-/// the fast and slow estimates, growing at once on a burst and shrinking
-/// only as far as the slow estimate (which decays over
-/// `pool.demand_slow_secs`) still asks for.
+/// the fast and slow estimates -- growing at once on a burst -- but
+/// shrinking by one item a pass, so a fast estimate that dips for a few
+/// seconds between bursts does not retire items that would be copied
+/// again (the slow estimate, decaying over `pool.demand_slow_secs`, holds
+/// the floor of a lull).
 pub fn wanted(policy: &Policy, demand: &Demand) -> i32 {
-    size_for(policy, demand)
+    let up = size_for(policy, demand);
+    match demand.current {
+        Some(current) if current > up => (current - 1).max(up).min(demand.range(policy).1),
+        _ => up,
+    }
 }
 
 /// Smallest `k` with `P(N >= k) <= miss_target` (the chance a request finds
@@ -327,26 +335,42 @@ mod tests {
             template: TemplateId(Uuid::from_u128(n)),
             rate,
             refill_secs,
+            current: None,
             objects: 1,
             bounds: None,
         }
     }
 
     #[test]
-    fn pools_grow_on_the_larger_estimate_and_shrink_only_as_far_as_the_slow_one() {
+    fn pools_grow_at_once_on_the_larger_estimate_and_shrink_an_item_a_pass() {
         let p = policy(1, 64, None);
-        let d = |fast: f64, slow: f64| Demand {
+        let d = |fast: f64, slow: f64, current: Option<i32>| Demand {
             rate: fast.max(slow),
+            current,
             ..demand(1, 0.0, 2.0)
         };
-        assert_eq!(wanted(&p, &d(1.0, 0.0)), 7, "a burst grows at once");
+        assert_eq!(wanted(&p, &d(1.0, 0.0, None)), 7, "a burst grows at once");
         assert_eq!(
-            wanted(&p, &d(1.0, 0.2)),
+            wanted(&p, &d(1.0, 0.2, Some(4))),
             7,
-            "a burst above a steady rate grows too"
+            "a burst above a steady rate grows a planned pool at once too"
         );
-        assert_eq!(wanted(&p, &d(0.0, 0.3)), 4, "a lull keeps the slow size");
-        assert_eq!(wanted(&p, &d(0.0, 0.0)), 1, "no demand at all: the minimum");
+        assert_eq!(wanted(&p, &d(0.3, 0.0, Some(7))), 6, "one item a pass down");
+        assert_eq!(
+            wanted(&p, &d(0.3, 0.0, Some(5))),
+            4,
+            "down to the size asked"
+        );
+        assert_eq!(
+            wanted(&p, &d(0.0, 0.3, Some(4))),
+            4,
+            "a lull keeps the slow size"
+        );
+        assert_eq!(
+            wanted(&p, &d(0.0, 0.0, None)),
+            1,
+            "no demand at all: the minimum"
+        );
     }
 
     #[test]
@@ -460,7 +484,8 @@ mod tests {
     fn build(ds: &[Drawn]) -> Vec<Demand> {
         ds.iter()
             .enumerate()
-            .map(|(i, (rate, _, refill, _, objects))| Demand {
+            .map(|(i, (rate, _, refill, current, objects))| Demand {
+                current: *current,
                 objects: *objects,
                 ..demand(i as u128, *rate, *refill)
             })
