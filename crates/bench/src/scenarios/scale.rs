@@ -231,6 +231,15 @@ async fn prepare(
     set(&mut env, "PREWARM_POOL__MIN", 1);
     set(&mut env, "PREWARM_POOL__IDLE_SECS", 600);
     set(&mut env, "PREWARM_WORKER__GC_GRACE_SECS", 0);
+    // Every size's passes sweep a page of the same size, a tenth of the
+    // smallest catalogue at most: a page as large as a whole catalogue
+    // sweeps it in one pass and checks nothing after, and the growth from
+    // that size would compare 0 templates checked with a page.
+    set(
+        &mut env,
+        "PREWARM_WORKER__RECONCILE_SWEEP",
+        sweep_page(&p.sizes),
+    );
     let objects = ObjectStore::new(&s3_settings(&env)?).await;
     objects.ensure_bucket().await?;
     db::run_migrations(&db_url).await?;
@@ -484,6 +493,11 @@ async fn gc_pass(root: &Path, env: &[(String, String)]) -> anyhow::Result<GcRun>
     Ok(serde_json::from_str(line.trim())?)
 }
 
+/// The sweep page every size's passes use.
+fn sweep_page(sizes: &[usize]) -> usize {
+    (sizes.iter().min().copied().unwrap_or(10_000) / 10).clamp(10, 1_000)
+}
+
 /// `cause n, ...` (the causes with a miss), or `none`.
 fn misses_cell(misses: &[(String, f64)]) -> String {
     let cells: Vec<String> = misses
@@ -574,8 +588,10 @@ pub fn report(p: &Params, results: &[SizeResult]) -> String {
          refilling. Passes are timed in process after the load (median of {PASSES}); the GC walks \
          the whole bucket in its own process (`gc-pass`), its memory is that process's peak \
          resident set over its resident set before the first pass, over its first {GC_PAGES} \
-         listing pages of 1,000 keys (one page a pass, resumed from the stored key each time).\n",
-        p.rate, p.secs, p.zipf_s
+         listing pages of 1,000 keys (one page a pass, resumed from the stored key each time). \
+         Reconciler and pool-depth passes sweep pages of {} templates (a tenth of the smallest \
+         catalogue, at most 1,000: the same page at every size).\n",
+        p.rate, p.secs, p.zipf_s, sweep_page(&p.sizes)
     );
     let _ = writeln!(
         md,
