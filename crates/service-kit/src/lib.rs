@@ -11,7 +11,10 @@
 //!   HEALTHCHECK).
 //! - [`invalid_setting`]: the error every settings check returns, naming
 //!   the bad key.
+//! - [`cli`]: `--help` and `--version` (with the commit), answered by every
+//!   binary before it reads a setting.
 
+pub mod cli;
 pub mod invalid_setting;
 pub mod metrics;
 pub mod probe;

@@ -8,8 +8,21 @@
 use prewarm_service_kit::telemetry;
 use template_api::{settings, startup::Application};
 
+/// `template-api --help`.
+const ABOUT: prewarm_service_kit::cli::About = prewarm_service_kit::cli::About {
+    name: "template-api",
+    what: "Prewarm's HTTP API: templates, designs served from warm pools, similar templates, admin.",
+    subcommands: &[
+        ("migrate", "apply the database migrations (PREWARM_DATABASE__URL, __SSL_MODE, __SSL_ROOT_CERT) and exit"),
+        ("healthcheck", "probe a running server's /healthz on PREWARM_SERVER__PORT (exit 0 when up)"),
+    ],
+    flags: &[],
+    settings: "defaults, then the TOML file named by PREWARM_CONFIG_FILE, then PREWARM_<SECTION>__<KEY> environment variables (e.g. PREWARM_DATABASE__URL); required: admin_token (24+ characters), database.url, redis.url, kafka.brokers, s3.bucket. Every key: docs/configuration.md",
+};
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    ABOUT.intercept();
     if std::env::args().nth(1).as_deref() == Some("healthcheck") {
         std::process::exit(prewarm_service_kit::probe::run(
             "PREWARM_SERVER__PORT",

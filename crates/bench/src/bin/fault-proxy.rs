@@ -9,6 +9,22 @@ use prewarm_bench::fault_proxy::{FaultProxy, Faults};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    prewarm_service_kit::cli::About {
+        name: "fault-proxy",
+        what: "an HTTP proxy that injects latency, errors and stalls (in front of S3 in the benchmark)",
+        subcommands: &[],
+        flags: &[
+            ("UPSTREAM", "the server proxied to (first argument)"),
+            ("--port P", "the port to listen on"),
+            ("--delay-ms D", "latency added to every request"),
+            ("--jitter-ms J", "random extra latency"),
+            ("--error-rate R", "share of requests answered 503"),
+            ("--stall-rate S", "share of requests held"),
+            ("--stall-ms T", "how long a held request waits"),
+        ],
+        settings: "none: flags only",
+    }
+    .intercept();
     let mut args = std::env::args().skip(1);
     let upstream = args.next().ok_or_else(|| {
         anyhow::anyhow!("usage: fault-proxy UPSTREAM [--port P] [--delay-ms D] ...")

@@ -22,6 +22,14 @@ fn kib(field: &str) -> u64 {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    prewarm_service_kit::cli::About {
+        name: "gc-pass",
+        what: "walks the bucket once with the worker's garbage collector and prints one JSON line of its cost (prewarm-bench's scale scenario)",
+        subcommands: &[],
+        flags: &[],
+        settings: "the worker's PREWARM_* settings (docs/configuration.md); GC_PASS_MAX_PAGES bounds the walk",
+    }
+    .intercept();
     let settings = warmup_worker::settings::load()?;
     let worker = warmup_worker::startup::Worker::build(settings).await?;
     let gc = worker.reconciler();

@@ -32,8 +32,25 @@ use prewarm_bench::markdown::{self, Results};
 use prewarm_bench::scenarios;
 use prewarm_bench::setup::{args, Bench};
 
+/// `prewarm-bench --help`.
+const ABOUT: prewarm_service_kit::cli::About = prewarm_service_kit::cli::About {
+    name: "prewarm-bench",
+    what: "runs Prewarm's benchmark scenarios against the real stack (`make up`) and the release binaries, and writes the report",
+    subcommands: &[],
+    flags: &[
+        ("--quick", "shorter runs of every scenario (make bench-quick)"),
+        ("--only SCENARIO", "scale, headline, sizing or catalogue alone"),
+        ("--out PATH", "the report (docs/benchmarks.md)"),
+        ("--plot PATH", "the latency plot (docs/bench-latency.png)"),
+        ("--delay-ms N", "injected S3 latency per request (150)"),
+        ("--s3 URL", "the S3 server behind the proxy (PREWARM_BENCH_S3, http://127.0.0.1:9010)"),
+    ],
+    settings: "the stack's endpoints as `make up` starts them; PREWARM_BENCH_CATALOGUE_STRATEGIES picks the catalogue's strategies. docs/benchmarks.md says what each scenario measures",
+};
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    ABOUT.intercept();
     let mut b = Bench::start(args()?).await?;
     if b.args.only.as_deref() == Some("headline") {
         // As long as the full run's, even with --quick: its p95 is the point.

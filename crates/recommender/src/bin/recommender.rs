@@ -16,6 +16,14 @@ fn env(key: &str, default: &str) -> String {
 
 #[actix_web::main]
 async fn main() -> anyhow::Result<()> {
+    prewarm_service_kit::cli::About {
+        name: "recommender",
+        what: "the stand-in recommendation service for tests and benchmarks (not for production)",
+        subcommands: &[],
+        flags: &[],
+        settings: "PREWARM_DATABASE__URL (the catalogue), RECOMMENDER_ADDR (127.0.0.1:9100), RECOMMENDER_LATENCY_MS (900), RECOMMENDER_FAILURE_RATE (0.0)",
+    }
+    .intercept();
     let database = std::env::var("PREWARM_DATABASE__URL")
         .map_err(|_| anyhow::anyhow!("PREWARM_DATABASE__URL is required"))?;
     let addr = env("RECOMMENDER_ADDR", "127.0.0.1:9100");
