@@ -12,11 +12,15 @@ fn main() {
         .unwrap_or_else(|| "unknown".into());
     println!("cargo:rustc-env=PREWARM_COMMIT={commit}");
     // A new commit (HEAD or the branch it names moving) rebuilds this crate.
+    // Only paths that exist: cargo reruns a build script on every build
+    // while a path it watches is missing, which would rebuild every binary.
     for path in [
         "../../.git/HEAD",
         "../../.git/refs/heads",
         "../../.git/packed-refs",
     ] {
-        println!("cargo:rerun-if-changed={path}");
+        if std::path::Path::new(path).exists() {
+            println!("cargo:rerun-if-changed={path}");
+        }
     }
 }
