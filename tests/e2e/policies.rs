@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use chrono::{TimeDelta, Utc};
 use diesel_async::RunQueryDsl;
-use prewarm_tests::{error_code, Options, TestStack};
+use prewarm_tests::{error_code, Options, Tenant, TestStack};
 use serde_json::{json, Value};
 use shared_domain::ids::TemplateId;
 use shared_domain::pool::{PolicySource, PoolSizing};
@@ -275,10 +275,9 @@ async fn a_company_default_governs_its_templates_until_one_has_its_own() {
     stack.finish().await;
 }
 
-/// The budget is the storage bill: a policy's floor is served first, but
-/// never past it.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_budget_wins_over_a_policy_and_policies_come_first_within_it() {
+/// Adaptive sizing under a budget of 6 objects, two 1-image templates, and
+/// a policy of floor `min` on the first.
+async fn governed_and_plain(min: i32) -> (TestStack, Tenant, TemplateId, TemplateId) {
     let mut sizing_env = ADAPTIVE.to_vec();
     sizing_env.push(("PREWARM_POOL__BUDGET_OBJECTS", "6"));
     let stack = TestStack::spawn(options(&sizing_env)).await;
@@ -288,9 +287,17 @@ async fn the_budget_wins_over_a_policy_and_policies_come_first_within_it() {
     put_policy(
         &stack,
         &format!("/admin/templates/{governed}/pool-policy"),
-        json!({"min": 9}),
+        json!({ "min": min }),
     )
     .await;
+    (stack, tenant, governed, plain)
+}
+
+/// The budget is the storage bill: a policy's floor is served first, but
+/// never past it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_budget_wins_over_a_policy_and_policies_come_first_within_it() {
+    let (stack, _, governed, plain) = governed_and_plain(9).await;
     let sizer = stack.sizer(&[("PREWARM_POOL__BUDGET_OBJECTS", "6")]).await;
     sizer.tick().await.unwrap();
     let refiller = stack
@@ -367,18 +374,7 @@ async fn a_recurring_peak_grows_a_pool_before_its_first_design() {
 /// pass: its floor no longer holds the budget from the others.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deleted_governed_template_gives_its_budget_back() {
-    let mut sizing_env = ADAPTIVE.to_vec();
-    sizing_env.push(("PREWARM_POOL__BUDGET_OBJECTS", "6"));
-    let stack = TestStack::spawn(options(&sizing_env)).await;
-    let tenant = stack.create_tenant("acme", 100).await;
-    let governed = stack.create_template(&tenant, 1, "private").await.id;
-    let plain = stack.create_template(&tenant, 1, "private").await.id;
-    put_policy(
-        &stack,
-        &format!("/admin/templates/{governed}/pool-policy"),
-        json!({"min": 6}),
-    )
-    .await;
+    let (stack, tenant, governed, plain) = governed_and_plain(6).await;
     let sizer = stack.sizer(&[]).await;
     sizer.tick().await.unwrap();
     // The untracked template keeps its minimum; the policy takes the rest.

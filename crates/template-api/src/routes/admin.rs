@@ -9,7 +9,7 @@ use shared_domain::error::Chain;
 use shared_domain::error::ErrorCode;
 use shared_domain::ids::{ApiKeyId, CompanyId, TemplateId};
 use shared_domain::pool::{PolicySource, PoolSizing, MAX_POLICY_TARGET};
-use shared_domain::pool_policy::{PolicyLimits, PoolPolicy};
+use shared_domain::pool_policy::{PolicyLimits, PoolPolicy, ValidPolicy};
 
 use crate::auth::{hash_token, key_hint, new_api_key, Admin};
 use crate::error::ApiError;
@@ -186,19 +186,19 @@ pub async fn pool_sizing(
     let (ready, _) = pool_items::counts(&mut conn, id, row.version).await?;
     let planned = pool_targets::find(&mut conn, id).await?;
     let age = (chrono::Utc::now() - row.created_at).as_seconds_f64();
-    let (policy, policy_source) = governing_policy(&mut conn, id, row.owner_company_id).await?;
+    let governing = governing_policy(&mut conn, id, row.owner_company_id).await?;
     // The worker counts a window due within the time its pool takes to
     // grow: at least one sizing pass, plus the refill time it measured.
     let lead = std::time::Duration::from_secs_f64(
         pool.sizing_interval_ms as f64 / 1000.0 + planned.as_ref().map_or(0.0, |p| p.refill_secs),
     );
-    let window = policy.as_ref().and_then(|p| {
-        p.validate(&PolicyLimits {
-            max_target: MAX_POLICY_TARGET,
-        })
-        .ok()?
-        .window_at(chrono::Utc::now(), lead)
-    });
+    let window = governing
+        .as_ref()
+        .and_then(|(p, _)| p.window_at(chrono::Utc::now(), lead));
+    let (policy, policy_source) = match governing {
+        Some((p, source)) => (Some(p.into_policy()), Some(source)),
+        None => (None, None),
+    };
     let adaptive = pool.adaptive();
     let sizing = PoolSizing {
         template_id: id,
@@ -233,22 +233,24 @@ pub async fn pool_sizing(
     Ok(HttpResponse::Ok().json(sizing))
 }
 
-/// The template's own policy, else its owner's default.
+/// The template's own policy, else its owner's default, validated once.
 async fn governing_policy(
     conn: &mut prewarm_store::db::DbConn,
     template: TemplateId,
     owner: uuid::Uuid,
-) -> Result<(Option<PoolPolicy>, Option<PolicySource>), ApiError> {
+) -> Result<Option<(ValidPolicy, PolicySource)>, ApiError> {
+    let limits = PolicyLimits {
+        max_target: MAX_POLICY_TARGET,
+    };
     for (scope, source) in [
         (Scope::Template(template.0), PolicySource::Template),
         (Scope::Company(owner), PolicySource::Company),
     ] {
         if let Some(text) = pool_policies::get(conn, scope).await? {
-            let value: serde_json::Value = serde_json::from_str(&text)
+            let policy = PoolPolicy::parse_json(&text, &limits)
                 .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?;
-            let policy = crate::routes::pool_policies::parse(&value)?;
-            return Ok((Some(policy), Some(source)));
+            return Ok(Some((policy, source)));
         }
     }
-    Ok((None, None))
+    Ok(None)
 }
