@@ -473,6 +473,19 @@ mod tests {
     }
 
     #[test]
+    fn a_weekly_time_in_the_spring_gap_fires_the_week_after() {
+        // 02:xx on Sunday 8 March 2026 does not exist in New York: the next
+        // firing is the Sunday after (the property test found this case
+        // beyond the 8 days it used to scan).
+        let c = cron("* 2 * * 0");
+        let new_york: Tz = "America/New_York".parse().unwrap();
+        assert_eq!(
+            c.next_after(at("2026-03-07T05:59:59Z"), new_york),
+            Some(at("2026-03-15T06:00:00Z"))
+        );
+    }
+
+    #[test]
     fn weekdays_at_nine_in_berlin_follow_its_dst_changes() {
         let c = cron("0 9 * * MON-FRI");
         let berlin: Tz = "Europe/Berlin".parse().unwrap();
@@ -750,7 +763,9 @@ mod tests {
                 expr in weekly(),
                 (tz, t) in zone_and_instant(),
             ) {
-                check(&expr, tz, t, 8)?;
+                // Two weeks and a day: a weekly time in a daylight-saving
+                // gap is skipped that week, so the next may be 14 days on.
+                check(&expr, tz, t, 15)?;
             }
         }
 
