@@ -194,3 +194,57 @@ async fn a_template_made_private_while_another_company_copies_yields_it_no_desig
     );
     stack.finish().await;
 }
+
+/// One company's queued refills do not hold back another's: company A
+/// creates 12 templates, then company B one, while no worker runs; one
+/// worker then takes them in one batch and refills one template at a time.
+/// B's refill starts in the first round (of two companies, second at the
+/// latest), where in arrival or id order it started last.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_companys_queued_refills_do_not_hold_back_anothers() {
+    use diesel_async::RunQueryDsl;
+    let stack = TestStack::spawn(Options {
+        worker: false,
+        ..Options::default()
+    })
+    .await;
+    let a = stack.create_tenant("a", 10).await;
+    let b = stack.create_tenant("b", 10).await;
+    let mut templates = Vec::new();
+    for _ in 0..12 {
+        templates.push(stack.create_template(&a, 2, "private").await.id);
+    }
+    let b_template = stack.create_template(&b, 2, "private").await.id;
+    let _worker = stack.spawn_worker_process(&[
+        ("PREWARM_WORKER__RECONCILE_INTERVAL_MS", "0"),
+        ("PREWARM_WORKER__REFILL_PARALLELISM", "1"),
+        // All 13 requests in one batch.
+        ("PREWARM_WORKER__BATCH_WINDOW_MS", "3000"),
+        ("PREWARM_DATABASE__MIGRATE", "false"),
+    ]);
+    stack
+        .wait_pool(&b, b_template, 4, std::time::Duration::from_secs(60))
+        .await;
+    for t in &templates {
+        stack
+            .wait_pool(&a, *t, 4, std::time::Duration::from_secs(60))
+            .await;
+    }
+    #[derive(diesel::QueryableByName)]
+    struct First {
+        #[diesel(sql_type = diesel::sql_types::Uuid)]
+        template_id: uuid::Uuid,
+    }
+    let mut conn = stack.db.conn().await.unwrap();
+    let order: Vec<First> = diesel::sql_query(
+        "SELECT template_id FROM pool_items GROUP BY template_id ORDER BY min(created_at)",
+    )
+    .load(&mut conn)
+    .await
+    .unwrap();
+    let order: Vec<uuid::Uuid> = order.into_iter().map(|f| f.template_id).collect();
+    assert_eq!(order.len(), 13);
+    let rank = order.iter().position(|t| *t == b_template.0).unwrap();
+    assert!(rank <= 1, "B's refill started {}th of 13", rank + 1);
+    stack.finish().await;
+}

@@ -336,3 +336,111 @@ async fn concurrent_admin_guesses_spend_the_bucket_before_they_are_checked() {
     assert!(checked <= 3, "{checked} guesses were checked: {statuses:?}");
     stack.finish().await;
 }
+
+/// A valid admin request spends nothing of the failed-authentication
+/// bucket: four admin calls in flight at once (held up in Postgres by a
+/// table lock the test holds) all succeed against a burst of 3, one more
+/// whose client goes away before the answer costs nothing either, and the
+/// address still has all 3 of its guesses. (When each admin request spent
+/// a token ahead and got it back at the end, the fourth concurrent valid
+/// call got 429.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn valid_admin_requests_at_once_never_spend_the_failed_auth_bucket() {
+    use diesel_async::RunQueryDsl;
+    use tokio::io::AsyncWriteExt;
+    #[derive(diesel::QueryableByName)]
+    struct Waiting {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let stack = TestStack::spawn(Options {
+        worker: false,
+        env: limited(100),
+        ..Options::default()
+    })
+    .await;
+    let waiting = || async {
+        let mut conn = stack.db.conn().await.unwrap();
+        let w: Waiting = diesel::sql_query(
+            "SELECT count(*) AS n FROM pg_locks l JOIN pg_class c ON c.oid = l.relation
+              WHERE c.relname = 'companies' AND NOT l.granted",
+        )
+        .get_result(&mut conn)
+        .await
+        .unwrap();
+        w.n
+    };
+    // Every company insert waits on this lock until the test lets go.
+    let mut holder = stack.db.conn().await.unwrap();
+    for statement in ["BEGIN", "LOCK TABLE companies IN EXCLUSIVE MODE"] {
+        diesel::sql_query(statement)
+            .execute(&mut holder)
+            .await
+            .unwrap();
+    }
+    let calls: Vec<_> = (0..4)
+        .map(|i| {
+            let (http, url, token) = (
+                stack.http.clone(),
+                stack.url("/admin/companies"),
+                stack.admin_token.clone(),
+            );
+            tokio::spawn(async move {
+                http.post(url)
+                    .bearer_auth(token)
+                    .json(&serde_json::json!({"name": format!("held-{i}"), "design_limit": 1}))
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+            })
+        })
+        .collect();
+    let addr = stack.base.trim_start_matches("http://").to_string();
+    for i in 0..1 {
+        let body = format!("{{\"name\":\"dropped-{i}\",\"design_limit\":1}}");
+        let mut socket = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        let request = format!(
+            "POST /admin/companies HTTP/1.1\r\nHost: {addr}\r\n\
+             Authorization: Bearer {}\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\n\r\n{body}",
+            stack.admin_token,
+            body.len()
+        );
+        socket.write_all(request.as_bytes()).await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        drop(socket);
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    while waiting().await < 4 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let held = waiting().await;
+    diesel::sql_query("ROLLBACK")
+        .execute(&mut holder)
+        .await
+        .unwrap();
+    drop(holder);
+    let mut statuses = Vec::new();
+    for call in calls {
+        statuses.push(call.await.unwrap());
+    }
+    assert!(
+        statuses.iter().all(|s| *s == StatusCode::CREATED),
+        "valid admin calls at once ({held} inserts held): {statuses:?}"
+    );
+    while waiting().await > 0 {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    for i in 0..3 {
+        let resp = create_company(&stack, &format!("guess-{i}")).await;
+        assert_eq!(
+            resp.status(),
+            StatusCode::UNAUTHORIZED,
+            "guess {i}: valid admin requests spent the bucket"
+        );
+    }
+    let resp = create_company(&stack, "guess-3").await;
+    assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+    stack.finish().await;
+}

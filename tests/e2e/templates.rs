@@ -393,6 +393,7 @@ async fn a_listing_reads_about_one_page_whatever_other_tenants_hold() {
     // The listing's statement with its values written in, explained.
     let mut sql = prewarm_store::db::templates::listing_sql(false);
     for (n, value) in [
+        (7, "1048576".to_string()),
         (6, "0".to_string()),
         (5, "51".to_string()),
         (4, "51".to_string()),
@@ -424,5 +425,60 @@ async fn a_listing_reads_about_one_page_whatever_other_tenants_hold() {
         "B's first page read {read} template rows: {}",
         serde_json::to_string_pretty(&plan).unwrap()
     );
+    stack.finish().await;
+}
+
+/// A listing page is bounded in bytes, not only rows: company A's six
+/// public templates with 240-KB layouts are listed to B five to a page
+/// (a page ends once its layouts reach 1 MiB, its first always kept), the
+/// rest behind the cursor -- where a 50-row page of them would be 14 MB.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listing_page_ends_at_its_layout_bytes() {
+    let stack = TestStack::spawn(Options {
+        worker: false,
+        ..Options::default()
+    })
+    .await;
+    let a = stack.create_tenant("a", 10).await;
+    let b = stack.create_tenant("b", 10).await;
+    let blob = "x".repeat(240_000);
+    let mut made = Vec::new();
+    for i in 0..6 {
+        let resp = stack
+            .upload_template(
+                &a,
+                1,
+                json!({"name": format!("big {i}"), "category": "c", "visibility": "public",
+                       "layout": {"blob": blob}}),
+            )
+            .await;
+        assert_eq!(resp.status(), reqwest::StatusCode::CREATED);
+        made.push(resp.json::<serde_json::Value>().await.unwrap()["id"].clone());
+    }
+    let first = stack.get(&b, "/templates?limit=100").await;
+    assert_eq!(first.status(), reqwest::StatusCode::OK);
+    let first_bytes = first.bytes().await.unwrap();
+    assert!(
+        first_bytes.len() < 1_300_000,
+        "a page of {} bytes",
+        first_bytes.len()
+    );
+    let first: serde_json::Value = serde_json::from_slice(&first_bytes).unwrap();
+    let page = first["templates"].as_array().unwrap();
+    assert_eq!(page.len(), 5, "five layouts start under 1 MiB");
+    let cursor = first["next_cursor"].as_str().expect("a next page");
+    let rest: serde_json::Value = stack
+        .get(&b, &format!("/templates?limit=100&cursor={cursor}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(rest["next_cursor"].is_null(), "nothing after the sixth");
+    let rest = rest["templates"].as_array().unwrap();
+    assert_eq!(rest.len(), 1);
+    let mut seen: Vec<serde_json::Value> =
+        page.iter().chain(rest).map(|t| t["id"].clone()).collect();
+    seen.reverse();
+    assert_eq!(seen, made, "every template once, newest first");
     stack.finish().await;
 }

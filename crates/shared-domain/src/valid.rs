@@ -171,6 +171,11 @@ pub struct PageLimit(i64);
 impl PageLimit {
     pub const MAX: i64 = 100;
     pub const DEFAULT: i64 = 50;
+    /// A template page ends early once its layouts (as JSON text) reach
+    /// this many bytes; its first template is always listed. Public
+    /// templates are listed to every company, so this keeps one tenant's
+    /// big layouts from making every other tenant's pages big.
+    pub const MAX_LAYOUT_BYTES: i64 = 1 << 20;
 
     pub fn parse(value: Option<i64>) -> Result<Self, Invalid> {
         match value {

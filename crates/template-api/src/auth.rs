@@ -202,6 +202,11 @@ impl Authenticator {
             pause,
         }
     }
+
+    /// Whether a bearer token's digest is the admin token's.
+    pub fn is_admin_digest(&self, hash: &[u8]) -> bool {
+        hash == self.admin_token_hash.as_slice()
+    }
 }
 
 fn authenticator(req: &HttpRequest) -> Result<web::Data<Authenticator>, ApiError> {

@@ -300,13 +300,19 @@ pub async fn rate_limit(
         burst: size.burst * limiter.settings.address_factor,
     };
     let failed_auth = format!("auth:{address}");
-    // An admin token is never cached as valid, so each admin request with a
-    // token spends a failed-authentication token before it is checked and
-    // gets it back unless refused: concurrent guesses cannot all pass a
-    // bucket that only a finished 401 would have emptied.
+    // An admin token is never cached as valid, so a wrong one on an admin
+    // route is known wrong here, before any handler runs, and spends its
+    // failed-authentication token up front: concurrent guesses cannot all
+    // pass a bucket that only a finished 401 would have emptied, and a
+    // right one spends nothing, so nothing has to be given back (a refund
+    // after the handler would be lost when the client disconnects).
     let routed = req.match_info().as_str().trim_end_matches('/');
-    let admin_guard = token_hash.is_some() && (routed == "/admin" || routed.starts_with("/admin/"));
-    let auth_cost = if admin_guard { 1.0 } else { 0.0 };
+    let admin_route = routed == "/admin" || routed.starts_with("/admin/");
+    let admin_guess = admin_route
+        && token_hash
+            .as_deref()
+            .is_some_and(|hash| !limiter.auth.is_admin_digest(hash));
+    let auth_cost = if admin_guess { 1.0 } else { 0.0 };
     // The key's bucket first: a key refused by its own budget spends
     // nothing of its address's (it cannot crowd out the address's other keys).
     let (auth_left, by_key) = tokio::join!(
@@ -351,27 +357,18 @@ pub async fn rate_limit(
             shown = Some(by_address);
         }
     }
-    let spent_ahead = admin_guard && auth_left.allowed;
     if let Some(e) = refusal {
-        if spent_ahead {
-            limiter
-                .take(failed_auth, limiter.failed_auth_size(), -1.0)
-                .await;
-        }
         limiter.metrics.rate_limited(class.as_str());
         let response = e.error_response();
         return Ok(req.into_response(response).map_into_right_body());
     }
     let mut res = next.call(req).await?;
-    // Only a key that was presented and refused counts (not a missing header).
+    // Only a key that was presented and refused counts (not a missing
+    // header), and an admin guess has paid already.
     let refused = res.status() == actix_web::http::StatusCode::UNAUTHORIZED;
-    if refused && token_hash.is_some() && !spent_ahead {
+    if refused && token_hash.is_some() && !admin_guess {
         limiter
             .take(failed_auth, limiter.failed_auth_size(), 1.0)
-            .await;
-    } else if !refused && spent_ahead {
-        limiter
-            .take(failed_auth, limiter.failed_auth_size(), -1.0)
             .await;
     }
     if let Some(shown) = shown {

@@ -267,14 +267,15 @@ async fn process_batch(
     if invalid > 0 {
         tracing::warn!(invalid, "skipped undecodable warm-up messages");
     }
+    let requests = fair_order(refiller, templates.into_values().collect()).await;
     let attempts = settings.refill_attempts;
     // Past the batch budget no refill starts: the consumer must poll again
     // within `max.poll.interval.ms`. Skipped templates are not lost (the
     // messages are hints): the reconciler tops every pool up.
     let deadline = tokio::time::Instant::now() + settings.batch_budget();
     // Owned futures (no borrowing closure inside the stream), run N at a time.
-    let refills: Vec<_> = templates
-        .into_values()
+    let refills: Vec<_> = requests
+        .into_iter()
         .map(|r| {
             let (refiller, dead_letters) = (refiller.clone(), dead_letters.clone());
             async move {
@@ -309,6 +310,26 @@ async fn process_batch(
         failed_refills: failed,
         deferred_refills: deferred,
     }
+}
+
+/// The batch's requests in the order their refills start: round-robin over
+/// the templates' owners, oldest request first ([`crate::fair_share`]). If
+/// the owners cannot be read, oldest request first.
+async fn fair_order(refiller: &Refiller, requests: Vec<Request>) -> Vec<Request> {
+    let ids: Vec<TemplateId> = requests.iter().map(|r| r.template).collect();
+    let owners = match refiller.db.conn().await {
+        Ok(mut conn) => prewarm_store::db::templates::owners(&mut conn, &ids).await,
+        Err(e) => Err(e),
+    };
+    let owners = owners.unwrap_or_else(|e| {
+        tracing::warn!(error = %Chain(&e), "could not read the batch's owners; refilling oldest first");
+        Default::default()
+    });
+    crate::fair_share::round_robin(
+        requests,
+        |r| owners.get(&r.template).copied(),
+        |r| r.requested_at_ms,
+    )
 }
 
 async fn refill_with_retry(

@@ -7,6 +7,8 @@
 //!   ready and index them in Redis. Idempotent: a duplicate request finds no gap.
 //! - [`consumer`]: the Kafka consumer-group loop: batch, coalesce per template,
 //!   refill, then store offsets (at-least-once); shutdown is a future passed in.
+//! - [`fair_share`]: the order a batch's refills start in, round-robin over
+//!   the companies owning them (no tenant's volume delays another's refill).
 //! - [`reconciler`]: the periodic pass that heals without messages (expired
 //!   leases, top-ups, Redis rebuilt from the ledger) on the templates that
 //!   changed plus a rolling sweep page, and the S3 garbage collector (one
@@ -29,6 +31,7 @@
 
 pub mod consumer;
 pub mod depths;
+pub mod fair_share;
 pub mod forecast;
 pub mod http;
 pub mod metrics;

@@ -35,6 +35,7 @@ diesel::table! {
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
         deleted_at -> Nullable<Timestamptz>,
+        layout_bytes -> Nullable<Int4>,
     }
 }
 

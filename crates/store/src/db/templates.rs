@@ -7,6 +7,7 @@ use diesel::prelude::*;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use shared_domain::ids::{CompanyId, TemplateId};
 use shared_domain::template::{Template, TemplateImage, ValidPatch, ValidTemplate, Visibility};
+use shared_domain::valid::PageLimit;
 use uuid::Uuid;
 
 use super::idempotency::{self, Claim, StoredAnswer};
@@ -233,6 +234,24 @@ pub async fn find_row(
         .optional()?)
 }
 
+/// The owners of `ids` (live or deleted templates; ids unknown here are
+/// left out), in one query.
+pub async fn owners(
+    conn: &mut AsyncPgConnection,
+    ids: &[TemplateId],
+) -> Result<HashMap<TemplateId, CompanyId>, StoreError> {
+    let ids: Vec<Uuid> = ids.iter().map(|t| t.0).collect();
+    let rows: Vec<(Uuid, Uuid)> = templates::table
+        .filter(templates::id.eq_any(&ids))
+        .select((templates::id, templates::owner_company_id))
+        .load(conn)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(t, c)| (TemplateId(t), CompanyId(c)))
+        .collect())
+}
+
 /// The ordered images of one template version.
 pub async fn images(
     conn: &mut AsyncPgConnection,
@@ -268,7 +287,7 @@ pub async fn list_visible(
     company: CompanyId,
     limit: i64,
     at: &super::page::PageAt,
-) -> Result<Vec<Template>, StoreError> {
+) -> Result<Listed, StoreError> {
     // Two index ranges, each read no further than the page needs (the
     // public templates; the company's own private ones), merged: what other
     // companies keep private costs this listing nothing (migration 14).
@@ -276,21 +295,45 @@ pub async fn list_visible(
     let (created_at, id) = at
         .after
         .map_or((super::now(), Uuid::nil()), |c| (c.created_at, c.id));
-    let rows: Vec<TemplateRow> = diesel::sql_query(query)
+    let rows: Vec<ListedRow> = diesel::sql_query(query)
         .bind::<diesel::sql_types::Uuid, _>(company.0)
         .bind::<diesel::sql_types::Timestamptz, _>(created_at)
         .bind::<diesel::sql_types::Uuid, _>(id)
-        .bind::<diesel::sql_types::BigInt, _>(limit + at.skip)
-        .bind::<diesel::sql_types::BigInt, _>(limit)
+        .bind::<diesel::sql_types::BigInt, _>(limit + 1 + at.skip)
+        .bind::<diesel::sql_types::BigInt, _>(limit + 1)
         .bind::<diesel::sql_types::BigInt, _>(at.skip)
+        .bind::<diesel::sql_types::BigInt, _>(PageLimit::MAX_LAYOUT_BYTES)
         .load(conn)
         .await?;
-    list_images(conn, rows).await
+    let read = <[ListedRow]>::first(&rows).map_or(0, |r| r.listed);
+    let more = read > i64::try_from(rows.len()).unwrap_or(i64::MAX);
+    let templates = list_images(conn, rows.into_iter().map(|r| r.template).collect()).await?;
+    Ok(Listed { templates, more })
+}
+
+/// A page of [`list_visible`]: its templates, and whether more follow
+/// (past the page's size or past its layout bytes).
+#[derive(Debug)]
+pub struct Listed {
+    pub templates: Vec<Template>,
+    pub more: bool,
+}
+
+#[derive(QueryableByName)]
+struct ListedRow {
+    #[diesel(embed)]
+    template: TemplateRow,
+    /// Rows read for the page (its size plus one, when there are more).
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    listed: i64,
 }
 
 /// The listing's statement ([`list_visible`]). Binds: $1 the company, $2
 /// and $3 the cursor's time and id (unused without one), $4 rows per range
-/// (the page and what it skips), $5 the page size, $6 the rows skipped.
+/// (the page, one more, and what it skips), $5 the page size plus one, $6
+/// the rows skipped, $7 the page's layout bytes. The page ends at its size
+/// or where its layouts reach $7 bytes (its first row always kept), judged
+/// from the stored `layout_bytes` before any layout is read.
 pub fn listing_sql(after_cursor: bool) -> String {
     let after = if after_cursor {
         "AND (created_at, id) < ($2, $3)"
@@ -299,17 +342,27 @@ pub fn listing_sql(after_cursor: bool) -> String {
     };
     let columns =
         "id, owner_company_id, visibility, name, category, layout, version, created_at, updated_at";
+    let read = format!("{columns}, coalesce(layout_bytes, 0) AS layout_bytes");
     format!(
-        "SELECT {columns} FROM (
-           (SELECT {columns} FROM templates
-             WHERE deleted_at IS NULL AND visibility = 'public' {after}
-             ORDER BY created_at DESC, id DESC LIMIT $4)
-           UNION ALL
-           (SELECT {columns} FROM templates
-             WHERE deleted_at IS NULL AND owner_company_id = $1 AND visibility <> 'public' {after}
-             ORDER BY created_at DESC, id DESC LIMIT $4)
-         ) page
-         ORDER BY created_at DESC, id DESC LIMIT $5 OFFSET $6"
+        "SELECT {columns}, listed FROM (
+           SELECT {columns}, count(*) OVER () AS listed, row_number() OVER w AS n,
+                  sum(layout_bytes) OVER w - layout_bytes AS before
+             FROM (
+               SELECT * FROM (
+                 (SELECT {read} FROM templates
+                   WHERE deleted_at IS NULL AND visibility = 'public' {after}
+                   ORDER BY created_at DESC, id DESC LIMIT $4)
+                 UNION ALL
+                 (SELECT {read} FROM templates
+                   WHERE deleted_at IS NULL AND owner_company_id = $1 AND visibility <> 'public' {after}
+                   ORDER BY created_at DESC, id DESC LIMIT $4)
+               ) ranges
+               ORDER BY created_at DESC, id DESC LIMIT $5 OFFSET $6
+             ) page
+           WINDOW w AS (ORDER BY created_at DESC, id DESC ROWS UNBOUNDED PRECEDING)
+         ) sized
+         WHERE n < $5 AND (n = 1 OR before < $7)
+         ORDER BY created_at DESC, id DESC"
     )
 }
 

@@ -1,6 +1,6 @@
 //! The route table ([`routes`], [`ROUTES`]: one list, checked against the
 //! OpenAPI document), one module per resource, and what list endpoints
-//! share ([`Page`], [`PageOf`]).
+//! share ([`Page`]: its position, size and answer).
 
 pub mod admin;
 pub mod designs;
@@ -167,42 +167,39 @@ impl Page {
     pub fn answer<T, B: serde::Serialize>(
         &self,
         req: &HttpRequest,
-        rows: Vec<T>,
+        mut rows: Vec<T>,
         key: impl Fn(&T) -> (DateTime<Utc>, uuid::Uuid),
         body: impl FnOnce(Vec<T>, Option<String>) -> B,
     ) -> HttpResponse {
-        let PageOf { items, next_cursor } = PageOf::cut(rows, self.limit(), key);
-        self.respond(
-            req,
-            next_cursor.as_deref(),
-            &body(items, next_cursor.clone()),
-        )
-    }
-}
-
-/// One page cut from `limit + 1` rows: the extra row says a next page exists.
-struct PageOf<T> {
-    pub items: Vec<T>,
-    pub next_cursor: Option<String>,
-}
-
-impl<T> PageOf<T> {
-    fn cut(mut rows: Vec<T>, limit: i64, key: impl Fn(&T) -> (DateTime<Utc>, uuid::Uuid)) -> Self {
-        let limit = usize::try_from(limit).unwrap_or(0);
+        let limit = usize::try_from(self.limit()).unwrap_or(0);
         let more = rows.len() > limit;
         rows.truncate(limit);
+        self.answer_page(req, rows, more, key, body)
+    }
+
+    /// The answer for a page already cut, `more` saying whether rows
+    /// follow it.
+    pub fn answer_page<T, B: serde::Serialize>(
+        &self,
+        req: &HttpRequest,
+        items: Vec<T>,
+        more: bool,
+        key: impl Fn(&T) -> (DateTime<Utc>, uuid::Uuid),
+        body: impl FnOnce(Vec<T>, Option<String>) -> B,
+    ) -> HttpResponse {
         let next_cursor = if more {
-            rows.last().map(|last| {
+            items.last().map(|last| {
                 let (at, id) = key(last);
                 PageAt::cursor_after(at, id)
             })
         } else {
             None
         };
-        Self {
-            items: rows,
-            next_cursor,
-        }
+        self.respond(
+            req,
+            next_cursor.as_deref(),
+            &body(items, next_cursor.clone()),
+        )
     }
 }
 

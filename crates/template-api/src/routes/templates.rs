@@ -181,10 +181,11 @@ pub async fn list(
 ) -> Result<HttpResponse, ApiError> {
     let at = page.position()?;
     let mut conn = state.db.conn().await?;
-    let rows = templates::list_visible(&mut conn, company.0, page.limit() + 1, &at).await?;
-    Ok(page.answer(
+    let listed = templates::list_visible(&mut conn, company.0, page.limit(), &at).await?;
+    Ok(page.answer_page(
         &req,
-        rows,
+        listed.templates,
+        listed.more,
         |t| (t.created_at, t.id.0),
         |templates, next_cursor| TemplateList {
             templates,
