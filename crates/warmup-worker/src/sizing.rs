@@ -10,9 +10,11 @@
 //!
 //! The size follows the larger of a fast and a slow demand estimate: a
 //! burst grows the pool at once (on the fast one); a pool above its size
-//! shrinks by one item a pass, so a short dip between bursts does not
-//! retire items that would be copied again seconds later, and the slow
-//! estimate, decaying over `pool.demand_slow_secs`, holds a lull's floor.
+//! keeps what its demand would use within `pool.keep_secs` (a retired item
+//! copied again later costs a copy) and beyond that shrinks by one item a
+//! pass, so a short dip between bursts does not retire items that would be
+//! copied again seconds later, and the slow estimate, decaying over
+//! `pool.demand_slow_secs`, holds a lull's floor.
 //!
 //! Under a global budget in objects (`pool.budget_objects`: the storage the
 //! pools may hold, since an item of a 200-image template costs 200 times
@@ -41,6 +43,9 @@ pub struct Policy {
     pub budget: Option<u64>,
     /// Accepted chance that a refill period's demand exceeds the pool.
     pub miss_target: f64,
+    /// A pool above its size keeps the items its demand would use within
+    /// this many seconds (`pool.keep_secs`; 0: none kept).
+    pub keep_secs: f64,
 }
 
 /// The target a template's pool is refilled to (by the refiller and the
@@ -138,15 +143,28 @@ pub fn tail(mean: f64, k: i32) -> f64 {
 }
 
 /// The unconstrained size for one template: the size for the larger of
-/// the fast and slow estimates -- growing at once on a burst -- but
-/// shrinking by one item a pass, so a fast estimate that dips for a few
+/// the fast and slow estimates -- growing at once on a burst. A pool above
+/// that size keeps the surplus its demand would use within
+/// `policy.keep_secs` (`rate x keep_secs` items): retiring an item that a
+/// design would take within the hour and copying another later costs a
+/// copy, where holding it costs storage for that hour, less than the copy
+/// for any object under about 100 MB at S3's list prices. Beyond that it
+/// shrinks by one item a pass, so a fast estimate that dips for a few
 /// seconds between bursts does not retire items that would be copied
 /// again (the slow estimate, decaying over `pool.demand_slow_secs`, holds
-/// the floor of a lull).
+/// the floor of a lull). Under a budget, kept items are the last bought
+/// ([`plan`]): they are what a busier template's items displace first.
 pub fn wanted(policy: &Policy, demand: &Demand) -> i32 {
     let up = size_for(policy, demand);
     match demand.current {
-        Some(current) if current > up => (current - 1).max(up).min(demand.range(policy).1),
+        Some(current) if current > up => {
+            let used_soon = (demand.rate.max(0.0) * policy.keep_secs.max(0.0)).floor();
+            let kept = up.saturating_add(used_soon.min(f64::from(i32::MAX)) as i32);
+            (current - 1)
+                .max(kept)
+                .min(current)
+                .min(demand.range(policy).1)
+        }
         _ => up,
     }
 }
@@ -327,6 +345,7 @@ mod tests {
             max,
             budget,
             miss_target: 0.01,
+            keep_secs: 0.0,
         }
     }
 
@@ -371,6 +390,36 @@ mod tests {
             1,
             "no demand at all: the minimum"
         );
+    }
+
+    #[test]
+    fn a_pool_above_its_size_keeps_what_its_demand_uses_within_keep_secs() {
+        let p = Policy {
+            keep_secs: 60.0,
+            ..policy(1, 64, None)
+        };
+        let d = |rate: f64, current: Option<i32>| Demand {
+            rate,
+            current,
+            ..demand(1, 0.0, 2.0)
+        };
+        // 0.3/s needs 4; 0.3/s x 60 s = 18 items used within the minute:
+        // a pool of 12 after a burst keeps all of them.
+        assert_eq!(wanted(&p, &d(0.3, Some(12))), 12, "used soon: kept");
+        // 0.05/s needs 2 and uses 3 within the minute: 5 kept, the rest
+        // shrinks an item a pass.
+        assert_eq!(wanted(&p, &d(0.05, Some(12))), 11);
+        assert_eq!(wanted(&p, &d(0.05, Some(6))), 5);
+        assert_eq!(wanted(&p, &d(0.05, Some(5))), 5);
+        // Growth is unchanged, and the policy's `max` still caps.
+        assert_eq!(wanted(&p, &d(1.0, Some(4))), 7);
+        let capped = Demand {
+            bounds: Some((1, 8)),
+            ..d(0.3, Some(12))
+        };
+        assert_eq!(wanted(&p, &capped), 8);
+        // No demand: nothing is used soon, the pool shrinks as before.
+        assert_eq!(wanted(&p, &d(0.0, Some(3))), 2);
     }
 
     #[test]

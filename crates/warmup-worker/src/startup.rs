@@ -144,6 +144,7 @@ impl Worker {
                 max: p.max,
                 budget: (p.budget_objects > 0).then_some(p.budget_objects),
                 miss_target: p.miss_target,
+                keep_secs: p.keep_secs as f64,
             },
             demand_fast_secs: p.demand_fast_secs as f64,
             demand_slow_secs: p.demand_slow_secs as f64,
