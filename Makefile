@@ -1,8 +1,11 @@
 # Prewarm: the commands a developer and CI use.
-.PHONY: up down status demo test lint fmt build bench bench-quick bench-build check-artifacts images fuzz
+.PHONY: up up-hardened down status demo test test-fast lint fmt build bench bench-quick bench-build check-artifacts images fuzz
 
-up:            ## install what is missing and start postgres, redis, tansu (Kafka), moto (S3)
+up:            ## install what is missing and start the core: postgres, redis, tansu (Kafka), moto (S3)
 	scripts/stack.sh up
+
+up-hardened:   ## the servers only the connectivity tests use (TLS Postgres, PgBouncer, TLS Redis, Redis Cluster and Sentinel, TLS Kafka) and schemathesis
+	scripts/stack.sh hardened
 
 down:          ## stop what `make up` started
 	scripts/stack.sh down
@@ -10,11 +13,14 @@ down:          ## stop what `make up` started
 status:
 	scripts/stack.sh status
 
-demo:          ## bring everything up, start both services, run the demo client
+demo:          ## start what the demo uses (postgres, redis, moto, the dev-broker), both services, and the demo client
 	scripts/demo.sh
 
-test: up       ## the whole test suite, against the real stack
+test: up up-hardened ## the whole test suite, against the real stack (what CI runs)
 	scripts/test.sh
+
+test-fast:     ## no server at all: unit, property, settings, chart and OpenAPI checks (under 60 s once built)
+	scripts/test-fast.sh
 
 check-artifacts: ## the Helm chart (lint, render, validate) and docs/openapi.json, offline (also part of `make test`)
 	scripts/check-artifacts.sh

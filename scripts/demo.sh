@@ -1,22 +1,48 @@
 #!/usr/bin/env bash
-# Brings the stack up, starts template-api and warmup-worker, runs the demo
-# client against them, and stops the two services again.
+# The demo: starts what it uses (PostgreSQL, Redis, moto for S3, and the
+# workspace's dev-broker for Kafka: librdkafka's mock cluster, up in
+# milliseconds), starts template-api and warmup-worker, runs the demo client
+# against them, and stops what it started. No tansu and no hardened servers:
+# `make test` and `make bench` bring those up.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
-"$ROOT/scripts/stack.sh" up
+started=$SECONDS
+"$ROOT/scripts/stack.sh" demo
 RUN="$ROOT/.run"; mkdir -p "$RUN"
 
 set -a; source "$ROOT/config/dev.env"; set +a
 psql -h 127.0.0.1 -U postgres -tc "SELECT 1 FROM pg_database WHERE datname = 'prewarm_dev'" | grep -q 1 \
   || psql -h 127.0.0.1 -U postgres -qc "CREATE DATABASE prewarm_dev"
 
-cargo build -q --bin template-api --bin warmup-worker --bin recommender --bin demo
-./target/debug/template-api >"$RUN/template-api.log" 2>&1 & API=$!
-./target/debug/warmup-worker >"$RUN/warmup-worker.log" 2>&1 & WORKER=$!
+cargo build -q --bin template-api --bin warmup-worker --bin recommender --bin demo --bin dev-broker
+built=$SECONDS
+
+# The services stop first, then the broker they talk to.
+PIDS=(); BROKER=
+stop() {
+  kill "${PIDS[@]}" 2>/dev/null; wait "${PIDS[@]}" 2>/dev/null
+  [[ -n $BROKER ]] && { kill "$BROKER" 2>/dev/null; wait "$BROKER" 2>/dev/null; }
+  true
+}
+trap stop EXIT
+BOOTSTRAP_FILE="$RUN/dev-broker.bootstrap"
+rm -f "$BOOTSTRAP_FILE"
+DEV_BROKER_TOPIC="$PREWARM_KAFKA__TOPIC" DEV_BROKER_BOOTSTRAP_FILE="$BOOTSTRAP_FILE" \
+  ./target/debug/dev-broker >"$RUN/dev-broker.log" 2>&1 & BROKER=$!
+for _ in $(seq 1 100); do
+  [[ -s "$BOOTSTRAP_FILE" ]] && break
+  kill -0 "$BROKER" 2>/dev/null || { cat "$RUN/dev-broker.log"; exit 1; }
+  sleep 0.1
+done
+export PREWARM_KAFKA__BROKERS; PREWARM_KAFKA__BROKERS=$(cat "$BOOTSTRAP_FILE")
+# The mock cluster has the topic already and serves no CreateTopics.
+export PREWARM_KAFKA__CREATE_TOPIC=false
+
+./target/debug/template-api >"$RUN/template-api.log" 2>&1 & PIDS+=($!); API=$!
+./target/debug/warmup-worker >"$RUN/warmup-worker.log" 2>&1 & PIDS+=($!)
 # The stand-in recommendation service (900 ms a call), for similar templates.
-RECOMMENDER_ADDR=127.0.0.1:9100 ./target/debug/recommender >"$RUN/recommender.log" 2>&1 & REC=$!
-trap 'kill $API $WORKER $REC 2>/dev/null; wait $API $WORKER $REC 2>/dev/null || true' EXIT
+RECOMMENDER_ADDR=127.0.0.1:9100 ./target/debug/recommender >"$RUN/recommender.log" 2>&1 & PIDS+=($!)
 
 for _ in $(seq 1 100); do
   curl -sf "http://127.0.0.1:${PREWARM_SERVER__PORT}/readyz" >/dev/null && break
@@ -24,4 +50,5 @@ for _ in $(seq 1 100); do
   sleep 0.2
 done
 ./target/debug/demo "http://127.0.0.1:${PREWARM_SERVER__PORT}"
-echo "(service logs: $RUN/template-api.log, $RUN/warmup-worker.log)"
+echo "(service logs: $RUN/template-api.log, $RUN/warmup-worker.log, $RUN/dev-broker.log)"
+echo "(demo: $((SECONDS - started)) s in all, $((built - started)) s of them starting servers and building)"

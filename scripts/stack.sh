@@ -1,20 +1,27 @@
 #!/usr/bin/env bash
-# Prewarm's local stack: PostgreSQL, Redis, a Kafka-protocol broker (tansu)
-# and an S3-protocol server (moto), all on 127.0.0.1.
+# Prewarm's local stack, all on 127.0.0.1.
 #
-#   scripts/stack.sh up      install what is missing, start what is down, wait until each answers
-#   scripts/stack.sh down    stop what this script started (tansu, moto)
-#   scripts/stack.sh status  one line per service
-#   scripts/stack.sh bench   also start s3s-fs, the fast S3 server the benchmarks use
+#   scripts/stack.sh up        the core every test needs: PostgreSQL, Redis, a
+#                              Kafka-protocol broker (tansu) and an S3-protocol
+#                              server (moto)
+#   scripts/stack.sh hardened  the servers only the connectivity tests use:
+#                              test certificates (~/.cache/prewarm/tls/), a
+#                              TLS-only PostgreSQL cluster, PgBouncer in
+#                              transaction mode, a TLS-only Redis with an ACL
+#                              user, a 3-primary Redis Cluster, a Redis
+#                              Sentinel, a TLS-only Kafka listener (stunnel4
+#                              in front of a second tansu); and schemathesis,
+#                              the API contract test's tool
+#   scripts/stack.sh demo      what `make demo` uses: PostgreSQL, Redis, moto
+#                              (its broker is the workspace's dev-broker)
+#   scripts/stack.sh bench     PostgreSQL, Redis, tansu and s3s-fs, the fast
+#                              S3 server the benchmarks use
+#   scripts/stack.sh down      stop what this script started
+#   scripts/stack.sh status    one line per core service
 #
-# `up` also starts the hardened servers the connectivity tests use: test
-# certificates (~/.cache/prewarm/tls/), a second, TLS-only PostgreSQL cluster, a TLS-only
-# Redis with an ACL user, a 3-primary Redis Cluster, and a TLS-only Kafka
-# listener (stunnel4 in front of a second tansu), and PgBouncer in transaction
-# mode in front of the local PostgreSQL, and a Redis Sentinel.
-#
-# Idempotent: running `up` twice starts nothing twice. Slow installs are cached
-# under $PREWARM_CACHE (default ~/.cache/prewarm) and reused.
+# Each command installs what is missing, starts what is down and waits until
+# it answers. Idempotent: running one twice starts nothing twice. Slow
+# installs are cached under $PREWARM_CACHE (default ~/.cache/prewarm).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -410,6 +417,9 @@ case "${1:-up}" in
     start_redis
     start_moto
     start_tansu
+    log "core ready: postgres :$PG_PORT, redis :$REDIS_PORT, kafka :$KAFKA_PORT, s3 :$S3_PORT (bucket $BUCKET)"
+    ;;
+  hardened)
     start_pg_tls
     start_redis_tls
     start_redis_cluster
@@ -418,7 +428,12 @@ case "${1:-up}" in
     start_redis_sentinel
     # The API contract test's tool (schemathesis, pinned, in a cached venv).
     "$ROOT/scripts/schemathesis.sh" install
-    log "stack ready: postgres :$PG_PORT (TLS-only :$PG_TLS_PORT, pgbouncer :$PGBOUNCER_PORT), redis :$REDIS_PORT (TLS+ACL :$REDIS_TLS_PORT, cluster :${REDIS_CLUSTER_PORTS[0]}-${REDIS_CLUSTER_PORTS[2]}, sentinel :$REDIS_SENTINEL_PORT), kafka :$KAFKA_PORT (TLS :$KAFKA_TLS_PORT), s3 :$S3_PORT (bucket $BUCKET)"
+    log "hardened servers ready: postgres TLS-only :$PG_TLS_PORT, pgbouncer :$PGBOUNCER_PORT, redis TLS+ACL :$REDIS_TLS_PORT, cluster :${REDIS_CLUSTER_PORTS[0]}-${REDIS_CLUSTER_PORTS[2]}, sentinel :$REDIS_SENTINEL_PORT, kafka TLS :$KAFKA_TLS_PORT"
+    ;;
+  demo)
+    start_postgres
+    start_redis
+    start_moto
     ;;
   bench)
     start_postgres
@@ -449,5 +464,5 @@ case "${1:-up}" in
     port_open "$KAFKA_PORT" && echo "kafka up" || echo "kafka down"
     port_open "$S3_PORT" && echo "s3 up" || echo "s3 down"
     ;;
-  *) echo "usage: $0 up|down|status|bench" >&2; exit 2 ;;
+  *) echo "usage: $0 up|hardened|demo|bench|down|status" >&2; exit 2 ;;
 esac

@@ -7,7 +7,6 @@ mod api_features;
 mod background;
 mod bad_input;
 mod concurrent;
-mod config_consistency;
 mod connection_budget;
 mod degraded;
 mod depth_total;

@@ -6,13 +6,12 @@
 //! - [`TestStack`]: `TestStack::spawn(options)` creates the per-test resources,
 //!   builds template-api (port 0) and, optionally, warmup-worker, and offers
 //!   request helpers.
-//! - [`images`]: small generated image payloads.
+//! - [`images`]: small generated image payloads (the demo's, `prewarm-demo`).
 //! - [`invariants`]: the "no design lost an object" checks concurrency tests end with.
 //! - [`relay`]: a TCP relay a test can cut, to take a dependency "down".
 //! - [`tls_relay`]: a TLS terminator, the HTTPS stand-in for a managed endpoint.
-//! - The `demo` binary (`src/bin/demo.rs`) drives a running deployment over HTTP.
 
-pub mod images;
+pub use prewarm_demo::images;
 pub mod invariants;
 pub mod otlp;
 pub mod pubsub_relay;

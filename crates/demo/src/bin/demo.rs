@@ -9,7 +9,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use prewarm_tests::images;
+use prewarm_demo::images;
 use reqwest::multipart::{Form, Part};
 use serde_json::{json, Value};
 

@@ -1,0 +1,5 @@
+//! Checks across crates that need no server (`make test-fast` runs them
+//! with every crate's unit and property tests): the settings each service
+//! reads, `docs/configuration.md` and the Helm chart's values agree.
+
+mod config_consistency;
