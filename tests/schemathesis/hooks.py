@@ -3,6 +3,14 @@
 - Every call is made as tenant A (PREWARM_ST_KEY_A); /admin/* with PREWARM_ST_ADMIN_TOKEN if set.
 - Generated ids are sometimes replaced by real ones (A's private template, B's public template,
   A's design), so that calls reach the 2xx paths, not only 404s.
+- Valid (positive) cases get what no schema can state, so that valid data is accepted: an
+  `If-Match` holding the template's current ETag (state, like an id: a generated one is stale and
+  answers 412), image parts whose bytes are an image (the document says which types; a generator
+  cannot make their magic bytes, so random bytes answer 415), and pool-policy windows that fire
+  (a cron expression that parses in a time zone that exists, a one-off window that ends after it
+  starts) with targets ordered within `[min, max]`, and an `Idempotency-Key` of their own (one
+  generated twice for two different requests is a reuse: 422). Invalid (negative) cases are left
+  as generated.
 - Two checks besides schemathesis' own:
   tenant_isolation      whatever A read with a 200 that is private to A (its designs, its private
                         templates) is replayed with B's key: B must get 404 for it, and must not
@@ -25,6 +33,7 @@ ADMIN = os.environ.get("PREWARM_ST_ADMIN_TOKEN")
 PRIVATE_A = os.environ.get("PREWARM_ST_TEMPLATE_PRIVATE")
 PUBLIC_B = os.environ.get("PREWARM_ST_TEMPLATE_PUBLIC")
 DESIGN_A = os.environ.get("PREWARM_ST_DESIGN")
+BASE = os.environ.get("PREWARM_ST_BASE", "").rstrip("/")
 
 HTTP = requests.Session()
 
@@ -87,6 +96,96 @@ def flatmap_body(ctx, body):
     if not isinstance(body, dict) or not _is_uuid(body.get("template_id")):
         return st.just(body)
     return st.sampled_from([body["template_id"], *templates]).map(lambda i: {**body, "template_id": i})
+
+
+# ---- valid cases: what no schema can state ------------------------------------
+
+# Image parts: each accepted type gets samples that are that type, so a valid case's image parts
+# are images (the API recognises them by their first bytes). Registered per media type, the
+# strategies are what schemathesis draws for a form part the document encodes as that type.
+IMAGE_SAMPLES = {
+    # A 1x1 PNG: signature, IHDR, IDAT, IEND.
+    "image/png": bytes.fromhex(
+        "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+        "1f15c4890000000d49444154789c6360000002000100e221bc330000000049454e44ae426082"
+    ),
+    "image/jpeg": bytes.fromhex("ffd8ffe000104a46494600010100000100010000ffd9"),
+    "image/gif": b"GIF89a\x01\x00\x01\x00\x00\x00\x00,\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x00;",
+    "image/webp": b"RIFF\x1a\x00\x00\x00WEBPVP8L\x0d\x00\x00\x00/\x00\x00\x00\x10\x07\x10\x11\x11\x88\x88\xfe\x07\x00",
+}
+for _media_type, _sample in IMAGE_SAMPLES.items():
+    schemathesis.openapi.media_type(_media_type, st.just(_sample))
+
+EDITS_WITH_IF_MATCH = {("PATCH", "/templates/{id}"), ("PUT", "/templates/{id}/images")}
+POLICIES = {("PUT", "/admin/templates/{id}/pool-policy"), ("PUT", "/admin/companies/{id}/pool-policy")}
+
+
+def _positive(case):
+    """A valid case: positive as a whole and in every component (a coverage case may keep a
+    valid body beside an invalid header, and is then a negative case)."""
+    meta = getattr(case, "meta", None)
+    if meta is None or not meta.generation.mode.is_positive:
+        return False
+    return not any(info.mode.is_negative for info in (meta.components or {}).values())
+
+
+def _current_etag(template_id):
+    if not BASE or not _is_uuid(template_id):
+        return None
+    r = HTTP.get(f"{BASE}/templates/{template_id}", headers={"Authorization": f"Bearer {KEY_A}"}, timeout=30)
+    return r.headers.get("ETag") if r.status_code == 200 else None
+
+
+def _valid_policy(body):
+    """The generated policy with its windows made to fire and its targets ordered."""
+    def clamp(n):
+        return max(0, min(int(n), 10_000)) if isinstance(n, (int, float)) else n
+
+    policy = {k: clamp(v) for k, v in body.items()}
+    low = policy.get("min") if isinstance(policy.get("min"), int) else 0
+    if isinstance(policy.get("max"), int) and policy["max"] < low:
+        policy["max"] = low
+    high = policy.get("max") if isinstance(policy.get("max"), int) else 10_000
+
+    def inside(n):
+        return min(max(n, low), high) if isinstance(n, int) else n
+
+    if "target" in policy:
+        policy["target"] = inside(policy["target"])
+    windows = []
+    for w in policy.get("windows") or []:
+        w = {k: clamp(v) for k, v in w.items()}
+        w["target"] = inside(w.get("target", low))
+        if "start" in w or "end" in w:
+            w.update(start="2030-01-01T09:00:00Z", end="2030-01-01T10:00:00Z")
+        else:
+            w["cron"] = "0 9 * * MON-FRI"
+            if "time_zone" in w:
+                w["time_zone"] = "Europe/Berlin"
+        windows.append(w)
+    if policy.get("windows") is not None:
+        policy["windows"] = windows
+    return policy
+
+
+@schemathesis.hook
+def before_call(ctx, case, **kwargs):
+    if not _positive(case):
+        return None
+    op = (case.operation.method.upper(), case.operation.path)
+    if op in EDITS_WITH_IF_MATCH and case.headers:
+        for name in [n for n in case.headers if n.lower() == "if-match"]:
+            etag = _current_etag((case.path_parameters or {}).get("id"))
+            if etag:
+                case.headers[name] = etag
+    if case.headers:
+        # A key is a request's identity: one generated twice for two different requests is a
+        # reuse (422), which the document states; a valid case gets a key of its own.
+        for name in [n for n in case.headers if n.lower() == "idempotency-key"]:
+            case.headers[name] = f"st-{uuid.uuid4()}"
+    if op in POLICIES and isinstance(case.body, dict):
+        case.body = _valid_policy(case.body)
+    return None
 
 
 # ---- check: no tenant reads another's private data --------------------------

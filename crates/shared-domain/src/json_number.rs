@@ -57,7 +57,7 @@ pub struct LayoutSchema;
 /// Any value inside a layout (see [`LayoutSchema`]).
 pub struct LayoutValue;
 
-const NO_NUL: &str = "^[^\\u0000]*$";
+use crate::valid::NO_NUL;
 
 impl JsonSchema for LayoutValue {
     fn schema_name() -> Cow<'static, str> {

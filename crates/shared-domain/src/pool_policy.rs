@@ -31,22 +31,23 @@ pub use cron::{Cron, CronError};
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PoolPolicy {
-    /// Floor of the template's target (overrides `pool.min`).
+    /// Floor of the template's target (overrides `pool.min`); `null` is
+    /// the same as leaving it out.
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 0))]
+    #[schemars(range(min = 0, max = crate::pool::MAX_POLICY_TARGET))]
     pub min: Option<i32>,
-    /// Ceiling (overrides `pool.max`).
+    /// Ceiling (overrides `pool.max`); at least `min`.
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 0))]
+    #[schemars(range(min = 0, max = crate::pool::MAX_POLICY_TARGET))]
     pub max: Option<i32>,
-    /// A fixed target instead of the demand-driven one.
+    /// A fixed target instead of the demand-driven one, within `[min, max]`.
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 0))]
+    #[schemars(range(min = 0, max = crate::pool::MAX_POLICY_TARGET))]
     pub target: Option<i32>,
     /// Schedule windows: while one is on (or due within the lead time), the
-    /// target is at least its `target`.
+    /// target is at least its `target`. `null` is the same as none.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 16))]
+    #[schemars(with = "Option<Vec<Window>>", length(max = 16))]
     pub windows: Vec<Window>,
 }
 
@@ -57,8 +58,10 @@ pub enum Window {
     /// On once, from `start` (inclusive) to `end` (exclusive), at most 31 days.
     OneOff {
         start: DateTime<Utc>,
+        /// After `start`, at most 31 days after it.
         end: DateTime<Utc>,
-        #[schemars(range(min = 0))]
+        /// Within the policy's `[min, max]`.
+        #[schemars(range(min = 0, max = crate::pool::MAX_POLICY_TARGET))]
         target: i32,
     },
     /// On for `duration_secs` from each time `cron` fires in `time_zone`.
@@ -71,7 +74,8 @@ pub enum Window {
         /// An IANA time zone name, case-sensitive.
         #[serde(default = "utc")]
         time_zone: String,
-        #[schemars(range(min = 0))]
+        /// Within the policy's `[min, max]`.
+        #[schemars(range(min = 0, max = crate::pool::MAX_POLICY_TARGET))]
         target: i32,
     },
 }

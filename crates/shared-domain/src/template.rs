@@ -70,10 +70,10 @@ pub struct Template {
 #[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewTemplate {
-    #[schemars(length(min = 1, max = 200))]
+    #[schemars(length(min = 1, max = 200), pattern(crate::valid::NO_NUL))]
     pub name: String,
     #[serde(default)]
-    #[schemars(length(max = 100))]
+    #[schemars(length(max = 100), pattern(crate::valid::NO_NUL))]
     pub category: String,
     #[serde(default = "empty_layout")]
     #[schemars(with = "crate::json_number::LayoutSchema")]
@@ -105,9 +105,9 @@ pub fn etag(id: TemplateId, version: i32, updated_at: DateTime<Utc>) -> String {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TemplatePatch {
-    #[schemars(length(min = 1, max = 200))]
+    #[schemars(length(min = 1, max = 200), pattern(crate::valid::NO_NUL))]
     pub name: Option<String>,
-    #[schemars(length(max = 100))]
+    #[schemars(length(max = 100), pattern(crate::valid::NO_NUL))]
     pub category: Option<String>,
     #[schemars(with = "Option<crate::json_number::LayoutSchema>")]
     pub layout: Option<serde_json::Value>,

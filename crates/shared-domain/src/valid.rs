@@ -44,6 +44,10 @@ fn text(field: &'static str, value: &str, max: usize, required: bool) -> Result<
     Ok(())
 }
 
+/// The JSON Schema `pattern` of a text field: no NUL characters (which
+/// Postgres text cannot hold), as [`text`] checks.
+pub const NO_NUL: &str = "^[^\\u0000]*$";
+
 macro_rules! text_type {
     ($(#[$doc:meta])* $name:ident, $field:literal, $max:expr, required: $required:expr) => {
         $(#[$doc])*

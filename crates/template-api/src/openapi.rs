@@ -356,8 +356,8 @@ pub fn document() -> Value {
                     "description": "makes the request safe to retry: the same key (per company) with the same request replays the first answer for idempotency.retention_secs (24 h); with another request it is 422 `idempotency_key_reused`; while the first is running, 409 `request_in_progress`",
                     "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[\\x20-\\x7e]+$"}},
                 "IfMatch": {"name": "If-Match", "in": "header", "required": false,
-                    "description": "an ETag from a read of this template (or `*`): the edit happens only if the template is still at it, else 412 `precondition_failed`",
-                    "schema": {"type": "string"}},
+                    "description": "an ETag from a read of this template (or `*`), or a comma-separated list of up to 16: the edit happens only if the template is still at one of them, else 412 `precondition_failed`; an empty or longer list is 400",
+                    "schema": {"type": "string", "pattern": "^[\\t\\x20-\\x7e]*[\\x21-\\x2b\\x2d-\\x7e][\\t\\x20-\\x7e]*$"}},
             },
             "headers": {
                 "RequestId": text("this request's id, also in the log lines it wrote and in error bodies"),
