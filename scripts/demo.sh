@@ -16,6 +16,7 @@ psql -h 127.0.0.1 -U postgres -tc "SELECT 1 FROM pg_database WHERE datname = 'pr
   || psql -h 127.0.0.1 -U postgres -qc "CREATE DATABASE prewarm_dev"
 
 cargo build -q --bin template-api --bin warmup-worker --bin recommender --bin demo --bin dev-broker
+BIN="${CARGO_TARGET_DIR:-$ROOT/target}/debug"
 built=$SECONDS
 
 # The services stop first, then the broker they talk to.
@@ -29,7 +30,7 @@ trap stop EXIT
 BOOTSTRAP_FILE="$RUN/dev-broker.bootstrap"
 rm -f "$BOOTSTRAP_FILE"
 DEV_BROKER_TOPIC="$PREWARM_KAFKA__TOPIC" DEV_BROKER_BOOTSTRAP_FILE="$BOOTSTRAP_FILE" \
-  ./target/debug/dev-broker >"$RUN/dev-broker.log" 2>&1 & BROKER=$!
+  "$BIN"/dev-broker >"$RUN/dev-broker.log" 2>&1 & BROKER=$!
 for _ in $(seq 1 100); do
   [[ -s "$BOOTSTRAP_FILE" ]] && break
   kill -0 "$BROKER" 2>/dev/null || { cat "$RUN/dev-broker.log"; exit 1; }
@@ -39,16 +40,16 @@ export PREWARM_KAFKA__BROKERS; PREWARM_KAFKA__BROKERS=$(cat "$BOOTSTRAP_FILE")
 # The mock cluster has the topic already and serves no CreateTopics.
 export PREWARM_KAFKA__CREATE_TOPIC=false
 
-./target/debug/template-api >"$RUN/template-api.log" 2>&1 & PIDS+=($!); API=$!
-./target/debug/warmup-worker >"$RUN/warmup-worker.log" 2>&1 & PIDS+=($!)
+"$BIN"/template-api >"$RUN/template-api.log" 2>&1 & PIDS+=($!); API=$!
+"$BIN"/warmup-worker >"$RUN/warmup-worker.log" 2>&1 & PIDS+=($!)
 # The stand-in recommendation service (900 ms a call), for similar templates.
-RECOMMENDER_ADDR=127.0.0.1:9100 ./target/debug/recommender >"$RUN/recommender.log" 2>&1 & PIDS+=($!)
+RECOMMENDER_ADDR=127.0.0.1:9100 "$BIN"/recommender >"$RUN/recommender.log" 2>&1 & PIDS+=($!)
 
 for _ in $(seq 1 100); do
   curl -sf "http://127.0.0.1:${PREWARM_SERVER__PORT}/readyz" >/dev/null && break
   kill -0 $API 2>/dev/null || { cat "$RUN/template-api.log"; exit 1; }
   sleep 0.2
 done
-./target/debug/demo "http://127.0.0.1:${PREWARM_SERVER__PORT}"
+"$BIN"/demo "http://127.0.0.1:${PREWARM_SERVER__PORT}"
 echo "(service logs: $RUN/template-api.log, $RUN/warmup-worker.log, $RUN/dev-broker.log)"
 echo "(demo: $((SECONDS - started)) s in all, $((built - started)) s of them starting servers and building)"
