@@ -11,6 +11,9 @@ started=$SECONDS
 "$ROOT/scripts/stack.sh" demo
 RUN="$ROOT/.run"; mkdir -p "$RUN"
 
+# PREWARM_CACHE is the scripts' cache directory, not a service setting: the
+# services read every PREWARM_* variable as one and would refuse it.
+unset PREWARM_CACHE
 set -a; source "$ROOT/config/dev.env"; set +a
 psql -h 127.0.0.1 -U postgres -tc "SELECT 1 FROM pg_database WHERE datname = 'prewarm_dev'" | grep -q 1 \
   || psql -h 127.0.0.1 -U postgres -qc "CREATE DATABASE prewarm_dev"
@@ -22,9 +25,12 @@ built=$SECONDS
 # The services stop first, then the broker they talk to.
 PIDS=(); BROKER=
 stop() {
-  kill "${PIDS[@]}" 2>/dev/null; wait "${PIDS[@]}" 2>/dev/null
-  [[ -n $BROKER ]] && { kill "$BROKER" 2>/dev/null; wait "$BROKER" 2>/dev/null; }
-  true
+  kill "${PIDS[@]}" 2>/dev/null || true
+  wait "${PIDS[@]}" 2>/dev/null || true
+  if [[ -n $BROKER ]]; then
+    kill "$BROKER" 2>/dev/null || true
+    wait "$BROKER" 2>/dev/null || true
+  fi
 }
 trap stop EXIT
 BOOTSTRAP_FILE="$RUN/dev-broker.bootstrap"
