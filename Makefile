@@ -4,7 +4,7 @@
 up:            ## install what is missing and start the core: postgres, redis, tansu (Kafka), moto (S3)
 	scripts/stack.sh up
 
-up-hardened:   ## the servers only the connectivity tests use (TLS Postgres, PgBouncer, TLS Redis, Redis Cluster and Sentinel, TLS Kafka) and schemathesis
+up-hardened: up ## the servers only the connectivity tests use (TLS Postgres, PgBouncer, TLS Redis, Redis Cluster and Sentinel, TLS Kafka) and schemathesis
 	scripts/stack.sh hardened
 
 down:          ## stop what `make up` started

@@ -2,7 +2,8 @@
 # The demo: starts what it uses (PostgreSQL, Redis, moto for S3, and the
 # workspace's dev-broker for Kafka: librdkafka's mock cluster, up in
 # milliseconds), starts template-api and warmup-worker, runs the demo client
-# against them, and stops what it started. No tansu and no hardened servers:
+# against them, and stops the services and the broker again (the stack's
+# servers stay up for the next run). No tansu and no hardened servers:
 # `make test` and `make bench` bring those up.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -11,9 +12,10 @@ started=$SECONDS
 "$ROOT/scripts/stack.sh" demo
 RUN="$ROOT/.run"; mkdir -p "$RUN"
 
-# PREWARM_CACHE is the scripts' cache directory, not a service setting: the
-# services read every PREWARM_* variable as one and would refuse it.
-unset PREWARM_CACHE
+# The services read every PREWARM_* variable as a setting and refuse the
+# ones they do not know, such as the scripts' own (PREWARM_CACHE,
+# PREWARM_S3_PORT, ...): they start from config/dev.env alone.
+for name in $(compgen -v PREWARM_); do unset "$name"; done
 set -a; source "$ROOT/config/dev.env"; set +a
 psql -h 127.0.0.1 -U postgres -tc "SELECT 1 FROM pg_database WHERE datname = 'prewarm_dev'" | grep -q 1 \
   || psql -h 127.0.0.1 -U postgres -qc "CREATE DATABASE prewarm_dev"
@@ -25,8 +27,10 @@ built=$SECONDS
 # The services stop first, then the broker they talk to.
 PIDS=(); BROKER=
 stop() {
-  kill "${PIDS[@]}" 2>/dev/null || true
-  wait "${PIDS[@]}" 2>/dev/null || true
+  if ((${#PIDS[@]})); then
+    kill "${PIDS[@]}" 2>/dev/null || true
+    wait "${PIDS[@]}" 2>/dev/null || true
+  fi
   if [[ -n $BROKER ]]; then
     kill "$BROKER" 2>/dev/null || true
     wait "$BROKER" 2>/dev/null || true
@@ -42,6 +46,7 @@ for _ in $(seq 1 100); do
   kill -0 "$BROKER" 2>/dev/null || { cat "$RUN/dev-broker.log"; exit 1; }
   sleep 0.1
 done
+[[ -s "$BOOTSTRAP_FILE" ]] || { echo "dev-broker wrote no address in 10 s" >&2; cat "$RUN/dev-broker.log" >&2; exit 1; }
 export PREWARM_KAFKA__BROKERS; PREWARM_KAFKA__BROKERS=$(cat "$BOOTSTRAP_FILE")
 # The mock cluster has the topic already and serves no CreateTopics.
 export PREWARM_KAFKA__CREATE_TOPIC=false

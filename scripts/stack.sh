@@ -420,6 +420,10 @@ case "${1:-up}" in
     log "core ready: postgres :$PG_PORT, redis :$REDIS_PORT, kafka :$KAFKA_PORT, s3 :$S3_PORT (bucket $BUCKET)"
     ;;
   hardened)
+    # Built on the machine's own servers (certificates, PgBouncer in front
+    # of PostgreSQL, the Redis binaries): those come first.
+    start_postgres
+    start_redis
     start_pg_tls
     start_redis_tls
     start_redis_cluster

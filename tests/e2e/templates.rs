@@ -482,3 +482,51 @@ async fn a_listing_page_ends_at_its_layout_bytes() {
     assert_eq!(seen, made, "every template once, newest first");
     stack.finish().await;
 }
+
+/// A page's bytes count each template's images too: 40 public templates
+/// with empty layouts and 200 images each (about 32 KB of JSON apiece) are
+/// listed 33 to a page -- the templates started under 1 MiB -- where a
+/// layout-only bound listed all 40 (1.3 MB).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listing_page_counts_each_templates_images() {
+    use diesel_async::RunQueryDsl;
+    let stack = TestStack::spawn(Options {
+        worker: false,
+        ..Options::default()
+    })
+    .await;
+    let a = stack.create_tenant("a", 10).await;
+    let b = stack.create_tenant("b", 10).await;
+    let mut conn = stack.db.conn().await.unwrap();
+    diesel::sql_query(
+        "WITH made AS (
+           INSERT INTO templates (id, owner_company_id, visibility, name, category, layout, version, created_at, updated_at)
+           SELECT gen_random_uuid(), $1, 'public', 'many', 'c', '{}', 1,
+                  now() - make_interval(secs => i), now()
+             FROM generate_series(1, 40) AS i
+           RETURNING id)
+         INSERT INTO template_images (template_id, version, position, object_key, content_type, size_bytes)
+         SELECT made.id, 1, p, 'templates/' || made.id || '/' || p, 'image/png', 100
+           FROM made, generate_series(0, 199) AS p",
+    )
+    .bind::<diesel::sql_types::Uuid, _>(a.id.0)
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    let first = stack.get(&b, "/templates?limit=100").await;
+    let first_bytes = first.bytes().await.unwrap();
+    let first: serde_json::Value = serde_json::from_slice(&first_bytes).unwrap();
+    let page = first["templates"].as_array().unwrap();
+    assert_eq!(page.len(), 33, "a page of {} bytes", first_bytes.len());
+    assert_eq!(page[0]["images"].as_array().unwrap().len(), 200);
+    let cursor = first["next_cursor"].as_str().expect("a next page");
+    let rest: serde_json::Value = stack
+        .get(&b, &format!("/templates?limit=100&cursor={cursor}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(rest["templates"].as_array().unwrap().len(), 7);
+    assert!(rest["next_cursor"].is_null());
+    stack.finish().await;
+}

@@ -20,7 +20,7 @@ pub struct Company {
 #[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewCompany {
-    #[schemars(length(min = 1, max = 200), pattern(crate::valid::NO_NUL))]
+    #[schemars(length(min = 1, max = 200), pattern(crate::valid::NOT_BLANK))]
     pub name: String,
     #[schemars(range(min = 0, max = 1_000_000))]
     #[serde(deserialize_with = "crate::json_number::integer")]

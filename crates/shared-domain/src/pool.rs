@@ -58,9 +58,7 @@ pub enum Sizing {
     Adaptive,
 }
 
-/// The most any pool policy's count (`min`, `max`, `target`, a window's
-/// `target`) may be.
-pub const MAX_POLICY_TARGET: i32 = 10_000;
+pub use crate::pool_policy::MAX_POLICY_TARGET;
 
 /// Whose pool policy governs a template.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]

@@ -26,6 +26,10 @@ use serde_json::{Map, Value};
 
 pub use cron::{Cron, CronError};
 
+/// The most any pool policy's count (`min`, `max`, `target`, a window's
+/// `target`) may be.
+pub const MAX_POLICY_TARGET: i32 = 10_000;
+
 /// A template's pool policy as the operator wrote it; unchecked until
 /// [`PoolPolicy::validate`].
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, schemars::JsonSchema)]
@@ -34,15 +38,15 @@ pub struct PoolPolicy {
     /// Floor of the template's target (overrides `pool.min`); `null` is
     /// the same as leaving it out.
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 0, max = crate::pool::MAX_POLICY_TARGET))]
+    #[schemars(range(min = 0, max = MAX_POLICY_TARGET))]
     pub min: Option<i32>,
     /// Ceiling (overrides `pool.max`); at least `min`.
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 0, max = crate::pool::MAX_POLICY_TARGET))]
+    #[schemars(range(min = 0, max = MAX_POLICY_TARGET))]
     pub max: Option<i32>,
     /// A fixed target instead of the demand-driven one, within `[min, max]`.
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 0, max = crate::pool::MAX_POLICY_TARGET))]
+    #[schemars(range(min = 0, max = MAX_POLICY_TARGET))]
     pub target: Option<i32>,
     /// Schedule windows: while one is on (or due within the lead time), the
     /// target is at least its `target`. `null` is the same as none.
@@ -61,7 +65,7 @@ pub enum Window {
         /// After `start`, at most 31 days after it.
         end: DateTime<Utc>,
         /// Within the policy's `[min, max]`.
-        #[schemars(range(min = 0, max = crate::pool::MAX_POLICY_TARGET))]
+        #[schemars(range(min = 0, max = MAX_POLICY_TARGET))]
         target: i32,
     },
     /// On for `duration_secs` from each time `cron` fires in `time_zone`.
@@ -75,7 +79,7 @@ pub enum Window {
         #[serde(default = "utc")]
         time_zone: String,
         /// Within the policy's `[min, max]`.
-        #[schemars(range(min = 0, max = crate::pool::MAX_POLICY_TARGET))]
+        #[schemars(range(min = 0, max = MAX_POLICY_TARGET))]
         target: i32,
     },
 }

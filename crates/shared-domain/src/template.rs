@@ -70,7 +70,7 @@ pub struct Template {
 #[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewTemplate {
-    #[schemars(length(min = 1, max = 200), pattern(crate::valid::NO_NUL))]
+    #[schemars(length(min = 1, max = 200), pattern(crate::valid::NOT_BLANK))]
     pub name: String,
     #[serde(default)]
     #[schemars(length(max = 100), pattern(crate::valid::NO_NUL))]
@@ -105,7 +105,7 @@ pub fn etag(id: TemplateId, version: i32, updated_at: DateTime<Utc>) -> String {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TemplatePatch {
-    #[schemars(length(min = 1, max = 200), pattern(crate::valid::NO_NUL))]
+    #[schemars(length(min = 1, max = 200), pattern(crate::valid::NOT_BLANK))]
     pub name: Option<String>,
     #[schemars(length(max = 100), pattern(crate::valid::NO_NUL))]
     pub category: Option<String>,

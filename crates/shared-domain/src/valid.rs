@@ -48,6 +48,9 @@ fn text(field: &'static str, value: &str, max: usize, required: bool) -> Result<
 /// Postgres text cannot hold), as [`text`] checks.
 pub const NO_NUL: &str = "^[^\\u0000]*$";
 
+/// The same for a required text field: also not blank.
+pub const NOT_BLANK: &str = "^[^\\u0000]*[^\\s\\u0000][^\\u0000]*$";
+
 macro_rules! text_type {
     ($(#[$doc:meta])* $name:ident, $field:literal, $max:expr, required: $required:expr) => {
         $(#[$doc])*
@@ -175,11 +178,17 @@ pub struct PageLimit(i64);
 impl PageLimit {
     pub const MAX: i64 = 100;
     pub const DEFAULT: i64 = 50;
-    /// A template page ends early once its layouts (as JSON text) reach
-    /// this many bytes; its first template is always listed. Public
+    /// A template page ends early once its templates' layouts (as JSON
+    /// text) and images ([`PageLimit::IMAGE_ENTRY_BYTES`] each) reach this
+    /// many bytes; its first template is always listed. Public
     /// templates are listed to every company, so this keeps one tenant's
     /// big layouts from making every other tenant's pages big.
     pub const MAX_LAYOUT_BYTES: i64 = 1 << 20;
+    /// What one image adds to a template's size in a page, counted against
+    /// [`PageLimit::MAX_LAYOUT_BYTES`] with its layout: about one image's
+    /// JSON (key, type, size, position). A template of 200 images and an
+    /// empty layout is then 32 KB, not nothing.
+    pub const IMAGE_ENTRY_BYTES: i64 = 160;
 
     pub fn parse(value: Option<i64>) -> Result<Self, Invalid> {
         match value {

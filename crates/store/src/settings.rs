@@ -122,10 +122,11 @@ pub struct PoolSettings {
     pub demand_slow_secs: u64,
     /// Adaptive: how often the plan is recomputed.
     pub sizing_interval_ms: u64,
-    /// Adaptive: a pool above its size keeps the items its demand would
-    /// use within this many seconds instead of retiring them (a retired
-    /// item copied again later costs a copy; holding it, storage). 0 =
-    /// shrink an item a pass whatever the demand.
+    /// Adaptive: a pool above its size keeps as many surplus items as its
+    /// demand would take within this many seconds, instead of retiring
+    /// them an item a pass (0, the default: retire an item a pass). Pops
+    /// are still refilled, so the surplus is held, not used up: storage
+    /// for fewer retire-then-copy cycles (docs/design.md).
     pub keep_secs: u64,
     /// Adaptive: forecast each template's recurring demand from its own
     /// history (a profile by 15-minute slot of the week) and grow its pool
@@ -181,7 +182,7 @@ impl Default for PoolSettings {
             miss_target: 0.01,
             demand_fast_secs: 15,
             demand_slow_secs: 1800,
-            keep_secs: 3600,
+            keep_secs: 0,
             sizing_interval_ms: 2000,
             forecast: true,
             forecast_weeks: 4,

@@ -267,12 +267,13 @@ async fn process_batch(
     if invalid > 0 {
         tracing::warn!(invalid, "skipped undecodable warm-up messages");
     }
-    let requests = fair_order(refiller, templates.into_values().collect()).await;
-    let attempts = settings.refill_attempts;
     // Past the batch budget no refill starts: the consumer must poll again
     // within `max.poll.interval.ms`. Skipped templates are not lost (the
-    // messages are hints): the reconciler tops every pool up.
+    // messages are hints): the reconciler tops every pool up. The budget
+    // counts from here, the owners' read included.
     let deadline = tokio::time::Instant::now() + settings.batch_budget();
+    let requests = fair_order(refiller, templates.into_values().collect()).await;
+    let attempts = settings.refill_attempts;
     // Owned futures (no borrowing closure inside the stream), run N at a time.
     let refills: Vec<_> = requests
         .into_iter()

@@ -10,11 +10,10 @@
 //!
 //! The size follows the larger of a fast and a slow demand estimate: a
 //! burst grows the pool at once (on the fast one); a pool above its size
-//! keeps what its demand would use within `pool.keep_secs` (a retired item
-//! copied again later costs a copy) and beyond that shrinks by one item a
-//! pass, so a short dip between bursts does not retire items that would be
-//! copied again seconds later, and the slow estimate, decaying over
-//! `pool.demand_slow_secs`, holds a lull's floor.
+//! shrinks by one item a pass (or holds what its demand would take within
+//! `pool.keep_secs`, when set), so a short dip between bursts does not
+//! retire items that would be copied again seconds later, and the slow
+//! estimate, decaying over `pool.demand_slow_secs`, holds a lull's floor.
 //!
 //! Under a global budget in objects (`pool.budget_objects`: the storage the
 //! pools may hold, since an item of a 200-image template costs 200 times
@@ -43,8 +42,8 @@ pub struct Policy {
     pub budget: Option<u64>,
     /// Accepted chance that a refill period's demand exceeds the pool.
     pub miss_target: f64,
-    /// A pool above its size keeps the items its demand would use within
-    /// this many seconds (`pool.keep_secs`; 0: none kept).
+    /// A pool above its size holds the surplus its demand would take
+    /// within this many seconds (`pool.keep_secs`; 0: none held).
     pub keep_secs: f64,
 }
 
@@ -144,16 +143,14 @@ pub fn tail(mean: f64, k: i32) -> f64 {
 
 /// The unconstrained size for one template: the size for the larger of
 /// the fast and slow estimates -- growing at once on a burst. A pool above
-/// that size keeps the surplus its demand would use within
-/// `policy.keep_secs` (`rate x keep_secs` items): retiring an item that a
-/// design would take within the hour and copying another later costs a
-/// copy, where holding it costs storage for that hour, less than the copy
-/// for any object under about 100 MB at S3's list prices. Beyond that it
-/// shrinks by one item a pass, so a fast estimate that dips for a few
-/// seconds between bursts does not retire items that would be copied
+/// that size shrinks by one item a pass, so a fast estimate that dips for
+/// a few seconds between bursts does not retire items that would be copied
 /// again (the slow estimate, decaying over `pool.demand_slow_secs`, holds
-/// the floor of a lull). Under a budget, kept items are the last bought
-/// ([`plan`]): they are what a busier template's items displace first.
+/// the floor of a lull). With `policy.keep_secs`, it holds as many surplus
+/// items as its demand would take within that time (`rate x keep_secs`)
+/// instead: fewer retire-then-copy cycles for more storage (pops are still
+/// refilled, so the surplus is held, not used up; docs/design.md). Under a
+/// budget, held items are the last bought ([`plan`]).
 pub fn wanted(policy: &Policy, demand: &Demand) -> i32 {
     let up = size_for(policy, demand);
     match demand.current {

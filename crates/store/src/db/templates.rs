@@ -331,9 +331,9 @@ struct ListedRow {
 /// The listing's statement ([`list_visible`]). Binds: $1 the company, $2
 /// and $3 the cursor's time and id (unused without one), $4 rows per range
 /// (the page, one more, and what it skips), $5 the page size plus one, $6
-/// the rows skipped, $7 the page's layout bytes. The page ends at its size
-/// or where its layouts reach $7 bytes (its first row always kept), judged
-/// from the stored `layout_bytes` before any layout is read.
+/// the rows skipped, $7 the page's bytes. The page ends at its size or where
+/// its templates reach $7 bytes (its first row always kept), judged from
+/// the stored `layout_bytes` and the image count before any layout is read.
 pub fn listing_sql(after_cursor: bool) -> String {
     let after = if after_cursor {
         "AND (created_at, id) < ($2, $3)"
@@ -342,11 +342,17 @@ pub fn listing_sql(after_cursor: bool) -> String {
     };
     let columns =
         "id, owner_company_id, visibility, name, category, layout, version, created_at, updated_at";
-    let read = format!("{columns}, coalesce(layout_bytes, 0) AS layout_bytes");
+    // A row's size: its layout's stored length and its current images'
+    // entries (an index probe per row read, like the images' own read).
+    let read = format!(
+        "{columns}, coalesce(layout_bytes, 0) + {} * (SELECT count(*) FROM template_images i
+           WHERE i.template_id = templates.id AND i.version = templates.version) AS page_bytes",
+        PageLimit::IMAGE_ENTRY_BYTES
+    );
     format!(
         "SELECT {columns}, listed FROM (
            SELECT {columns}, count(*) OVER () AS listed, row_number() OVER w AS n,
-                  sum(layout_bytes) OVER w - layout_bytes AS before
+                  sum(page_bytes) OVER w - page_bytes AS before
              FROM (
                SELECT * FROM (
                  (SELECT {read} FROM templates
