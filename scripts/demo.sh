@@ -9,8 +9,13 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 started=$SECONDS
-"$ROOT/scripts/stack.sh" demo
 RUN="$ROOT/.run"; mkdir -p "$RUN"
+# The build (most of a first run) goes on while the stack installs and
+# starts (moto's install is mostly waiting on the network).
+cargo build -q --bin template-api --bin warmup-worker --bin recommender --bin demo --bin dev-broker \
+  >"$RUN/demo-build.log" 2>&1 & BUILD=$!
+trap 'kill "$BUILD" 2>/dev/null || true' EXIT
+"$ROOT/scripts/stack.sh" demo
 
 # The services read every PREWARM_* variable as a setting and refuse the
 # ones they do not know, such as the scripts' own (PREWARM_CACHE,
@@ -20,7 +25,7 @@ set -a; source "$ROOT/config/dev.env"; set +a
 psql -h 127.0.0.1 -U postgres -tc "SELECT 1 FROM pg_database WHERE datname = 'prewarm_dev'" | grep -q 1 \
   || psql -h 127.0.0.1 -U postgres -qc "CREATE DATABASE prewarm_dev"
 
-cargo build -q --bin template-api --bin warmup-worker --bin recommender --bin demo --bin dev-broker
+wait "$BUILD" || { cat "$RUN/demo-build.log" >&2; exit 1; }
 BIN="${CARGO_TARGET_DIR:-$ROOT/target}/debug"
 built=$SECONDS
 

@@ -22,6 +22,9 @@ use shared_domain::ids::TemplateId;
 use tokio_util::sync::CancellationToken;
 
 const RUN: Duration = Duration::from_secs(10);
+/// Designs the run goes on for past `RUN`, up to `MAX_RUN`.
+const MIN_DESIGNS: usize = 30;
+const MAX_RUN: Duration = Duration::from_secs(90);
 const CLIENTS: usize = 4;
 
 #[derive(Default)]
@@ -147,6 +150,7 @@ async fn no_design_loses_an_object_while_every_background_mechanism_runs() {
     // Clients.
     let made = Arc::new(std::sync::Mutex::new(Vec::<Design>::new()));
     let started = Instant::now();
+    let mut clients = Vec::new();
     for _ in 0..CLIENTS {
         let (s, tenant, ids, made, c) = (
             stack.clone(),
@@ -155,8 +159,12 @@ async fn no_design_loses_an_object_while_every_background_mechanism_runs() {
             made.clone(),
             counts.clone(),
         );
-        tasks.push(tokio::spawn(async move {
-            while started.elapsed() < RUN {
+        clients.push(tokio::spawn(async move {
+            // RUN at least, and on until enough designs to mean something
+            // (a machine busy with the rest of the suite makes fewer).
+            while started.elapsed() < RUN
+                || (made.lock().unwrap().len() < MIN_DESIGNS && started.elapsed() < MAX_RUN)
+            {
                 let t = ids[rand::rng().random_range(0..ids.len())];
                 let resp = s.post_design(&tenant, t).await;
                 if resp.status() == StatusCode::CREATED {
@@ -184,6 +192,9 @@ async fn no_design_loses_an_object_while_every_background_mechanism_runs() {
         .unwrap();
     assert_eq!(resp.status(), StatusCode::NO_CONTENT);
     tokio::time::sleep(RUN / 2).await;
+    for client in clients {
+        client.await.expect("a client panicked");
+    }
     stop.cancel();
     for task in tasks {
         task.await.expect("a loop panicked");
