@@ -37,6 +37,7 @@ struct Counts {
     resizes: AtomicUsize,
     edits: AtomicUsize,
     refused: AtomicUsize,
+    unavailable: AtomicUsize,
 }
 
 /// Runs `step` until `stop`, counting nothing itself.
@@ -173,6 +174,14 @@ async fn no_design_loses_an_object_while_every_background_mechanism_runs() {
                     continue;
                 }
                 let (status, code) = error_code(resp).await;
+                // S3 slower than the copy timeout (the local S3 server on a
+                // machine busy with the whole suite) is a clear 503 that
+                // makes nothing; the checks below still find every design's
+                // objects.
+                if status == StatusCode::SERVICE_UNAVAILABLE && code == "object_store_unavailable" {
+                    c.unavailable.fetch_add(1, Relaxed);
+                    continue;
+                }
                 // Only the deleted template may refuse ("not found"), and the
                 // edited one if it kept changing under three attempts in a row.
                 let allowed = (t == deleted && code == "template_not_found")
@@ -213,12 +222,13 @@ async fn no_design_loses_an_object_while_every_background_mechanism_runs() {
         check_pool_list(&stack, *t, true).await;
     }
     eprintln!(
-        "concurrent run: {} designs ({} objects HEADed, 0 lost), {} refused after delete; \
+        "concurrent run: {} designs ({} objects HEADed, 0 lost), {} refused after delete, {} S3 timeouts; \
          {} GC passes ({} objects deleted), {} reconciler passes ({} rescued, {} lists rebuilt), \
          {} resizes, {} edits",
         checked.designs,
         checked.objects,
         counts.refused.load(Relaxed),
+        counts.unavailable.load(Relaxed),
         counts.gc_passes.load(Relaxed),
         counts.gc_deleted.load(Relaxed),
         counts.ticks.load(Relaxed),
