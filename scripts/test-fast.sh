@@ -19,21 +19,5 @@ started=$SECONDS
 } | tee "$LOG"
 status=0
 grep -q '^cargo-status [^0]' "$LOG" && status=1
-read -r passed failed < <(awk '/^test result:/ {
-    for (i = 1; i <= NF; i++) {
-      if ($(i+1) ~ /^passed/) p += $i
-      if ($(i+1) ~ /^failed/) f += $i
-    }
-  } END { print p + 0, f + 0 }' "$LOG")
-if "$ROOT/scripts/check-artifacts.sh"; then
-  passed=$((passed + 1))
-else
-  failed=$((failed + 1)); status=1
-fi
-echo
-echo "Total: $passed passed, $failed failed ($((SECONDS - started)) s)"
-if [[ $status -eq 0 && $passed -eq 0 ]]; then
-  echo "no test ran" >&2
-  exit 1
-fi
-exit "$status"
+source "$ROOT/scripts/tally.sh"
+tally "$((SECONDS - started)) s"
