@@ -472,6 +472,7 @@ async fn plan_target(stack: &TestStack, template: shared_domain::ids::TemplateId
         computed_at: chrono::Utc::now(),
         last_design_at: None,
         forecast: 0.0,
+        hold: None,
     };
     pool_targets::save(&mut conn, &[row]).await.unwrap();
 }

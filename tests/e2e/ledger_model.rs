@@ -160,7 +160,7 @@ impl Model<'_> {
                 pool_items::reserve(
                     &mut conn,
                     t,
-                    TARGET as i32,
+                    shared_domain::pool::PoolLevels::at(TARGET as i32),
                     Duration::from_secs(300),
                     None,
                     &Default::default(),

@@ -9,7 +9,7 @@ use prewarm_tests::{Options, Tenant, TestStack};
 use serde_json::Value;
 use shared_domain::ids::TemplateId;
 use shared_domain::object_keys::POOL_PREFIX;
-use shared_domain::pool::PoolSizing;
+use shared_domain::pool::{PoolLevels, PoolSizing};
 
 fn adaptive(extra: &[(&str, &str)]) -> Options {
     let mut env: Vec<(String, String)> = [
@@ -70,11 +70,21 @@ async fn two_templates_without_a_worker(
 
 /// Saves a plan (the sizer's `pool_targets` rows) of the given targets.
 async fn save_plan(stack: &TestStack, targets: &[(TemplateId, i32)]) {
+    let levels: Vec<_> = targets
+        .iter()
+        .map(|(t, n)| (*t, PoolLevels::at(*n)))
+        .collect();
+    save_levels(stack, &levels).await;
+}
+
+/// The same with both levels.
+async fn save_levels(stack: &TestStack, targets: &[(TemplateId, PoolLevels)]) {
     let rows: Vec<_> = targets
         .iter()
-        .map(|(t, n)| prewarm_store::db::pool_targets::PoolTargetRow {
+        .map(|(t, l)| prewarm_store::db::pool_targets::PoolTargetRow {
             template_id: t.0,
-            target: *n,
+            target: l.fill,
+            hold: Some(l.hold),
             demand_fast: 0.0,
             demand_slow: 0.0,
             refill_secs: 1.0,
@@ -274,6 +284,111 @@ async fn the_budget_caps_the_items_pooled_across_templates() {
         .await
         .unwrap();
     assert!(body["target"].as_i64().unwrap() >= 1);
+    stack.finish().await;
+}
+
+/// Items of a template ever reserved (in any state).
+async fn items_ever(stack: &TestStack, template: TemplateId) -> i64 {
+    use diesel::prelude::*;
+    use prewarm_store::db::schema::pool_items;
+    let mut conn = stack.db.conn().await.unwrap();
+    diesel_async::RunQueryDsl::get_result(
+        pool_items::table
+            .filter(pool_items::template_id.eq(template.0))
+            .count(),
+        &mut conn,
+    )
+    .await
+    .unwrap()
+}
+
+/// A pool between its fill and hold levels is left alone: a refill after a
+/// pop copies nothing (the surplus of a burst that ended is used up by the
+/// designs that follow, not retired and copied again), and retires nothing;
+/// below the fill level it is refilled to it, above the hold level retired
+/// down to it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pool_between_its_fill_and_hold_levels_is_neither_refilled_nor_retired() {
+    let mut options = adaptive(&[]);
+    options.worker = false;
+    let stack = TestStack::spawn(options).await;
+    let tenant = stack.create_tenant("acme", 1000).await;
+    let a = stack.create_template(&tenant, 1, "private").await.id;
+    let refiller = stack.reconciler(&[]).await.refiller;
+    save_levels(&stack, &[(a, PoolLevels::at(5))]).await;
+    refiller.refill(a).await.unwrap();
+    assert_eq!(pooled_items(&stack).await, (5, 5));
+    // The burst is over: filled to 2, held to 4.
+    save_levels(&stack, &[(a, PoolLevels { fill: 2, hold: 4 })]).await;
+    refiller.refill(a).await.unwrap();
+    assert_eq!(
+        pooled_items(&stack).await,
+        (4, 4),
+        "retired down to the hold level"
+    );
+    for left in [3, 2] {
+        assert_eq!(stack.post_design(&tenant, a).await.status(), 201);
+        refiller.refill_for(a, true).await.unwrap();
+        assert_eq!(
+            pooled_items(&stack).await,
+            (left, left),
+            "a pop above the fill level is not refilled"
+        );
+    }
+    assert_eq!(
+        items_ever(&stack, a).await,
+        5,
+        "nothing copied since the first fill"
+    );
+    assert_eq!(stack.post_design(&tenant, a).await.status(), 201);
+    refiller.refill_for(a, true).await.unwrap();
+    assert_eq!(
+        pooled_items(&stack).await,
+        (2, 2),
+        "refilled to the fill level"
+    );
+    assert_eq!(items_ever(&stack, a).await, 6);
+    let shown = sizing(&stack, a).await;
+    assert_eq!((shown.target, shown.hold), (2, 4), "{shown:?}");
+    stack.finish().await;
+}
+
+/// A held surplus the designs used up stops being planned: each pass caps
+/// a hold level at the items the pool still has, so a pool that went back
+/// to its fill level claims no budget for items that are gone (and the
+/// admin view does not show them).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hold_level_comes_down_to_what_the_pool_still_has() {
+    let keep = [("PREWARM_POOL__KEEP_SECS", "3600")];
+    let mut options = adaptive(&keep);
+    options.worker = false;
+    let stack = TestStack::spawn(options).await;
+    let tenant = stack.create_tenant("acme", 1000).await;
+    let a = stack.create_template(&tenant, 1, "private").await.id;
+    let sizer = stack.sizer(&keep).await;
+    // A burst (copied on the spot: no pool yet) grows the plan to the max.
+    burst(&stack, &tenant, a, 12).await;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    sizer.tick().await.unwrap();
+    let grown = wait_for(&stack, a, Duration::from_secs(20), "pool grown", |s| {
+        s.target == 12 && s.ready == 12
+    })
+    .await;
+    assert_eq!(grown.hold, 12);
+    // Ten designs take ten items; with no worker nothing refills them.
+    for _ in 0..10 {
+        assert_eq!(stack.post_design(&tenant, a).await.status(), 201);
+    }
+    // The demand decays: the size falls, and `keep_secs` would hold the
+    // twelve for the hour -- but only two are left.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    sizer.tick().await.unwrap();
+    let after = sizing(&stack, a).await;
+    assert!(after.target < 12, "{after:?}");
+    assert!(
+        after.hold <= after.target.max(2),
+        "the hold level claims items the pool no longer has: {after:?}"
+    );
     stack.finish().await;
 }
 

@@ -31,6 +31,42 @@ impl PoolItemState {
     }
 }
 
+/// The two levels a template's pool is kept between: refills make it up to
+/// `fill` items, and items above `hold` are retired. Between them a pool is
+/// left alone -- a pop is not refilled, and nothing is retired -- so
+/// surplus from a burst that ended is used up by the designs that follow
+/// instead of being retired and copied again (docs/design.md, "Fill and
+/// hold").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PoolLevels {
+    pub fill: i32,
+    pub hold: i32,
+}
+
+impl PoolLevels {
+    /// One level: refilled to `n`, nothing held above it.
+    pub fn at(n: i32) -> PoolLevels {
+        PoolLevels { fill: n, hold: n }
+    }
+
+    /// `hold` is at least `fill` (a row written by a writer that knew only
+    /// one level, or none: `hold` absent).
+    pub fn new(fill: i32, hold: Option<i32>) -> PoolLevels {
+        PoolLevels {
+            fill,
+            hold: hold.unwrap_or(fill).max(fill),
+        }
+    }
+
+    /// Both levels at most `cap`.
+    pub fn min(self, cap: i32) -> PoolLevels {
+        PoolLevels {
+            fill: self.fill.min(cap),
+            hold: self.hold.min(cap),
+        }
+    }
+}
+
 /// `GET /templates/{id}/pool` answer: how warm a template is.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct PoolStatus {
@@ -77,8 +113,14 @@ pub struct PoolSizing {
     pub template_id: TemplateId,
     /// `pool.sizing`.
     pub sizing: Sizing,
-    /// Ready items the worker keeps for this template now.
+    /// Ready items the worker keeps for this template now: a pop below it
+    /// is refilled.
     pub target: i32,
+    /// Items above it are retired; between `target` and `hold` a pop is not
+    /// refilled (surplus of a burst that ended, used up by the designs that
+    /// follow). Equal to `target` unless `pool.keep_secs` holds surplus or a
+    /// lowered target is shrinking an item a pass.
+    pub hold: i32,
     /// Ready items of the current version.
     pub ready: i64,
     /// Adaptive: designs per minute, decayed over `pool.demand_fast_secs`
@@ -89,8 +131,8 @@ pub struct PoolSizing {
     pub refill_secs: Option<f64>,
     /// Adaptive: when the plan was computed (none yet: the template keeps `pool.min`).
     pub planned_at: Option<chrono::DateTime<chrono::Utc>>,
-    /// Adaptive: sum of all planned targets (items), and the budget in
-    /// objects (0: none).
+    /// Adaptive: sum of all planned hold levels (items, held surplus
+    /// included), and the budget in objects (0: none).
     pub planned_items_total: Option<i64>,
     pub budget_objects: Option<u64>,
     /// The operator policy that governs the template, and whose it is.

@@ -122,11 +122,11 @@ pub struct PoolSettings {
     pub demand_slow_secs: u64,
     /// Adaptive: how often the plan is recomputed.
     pub sizing_interval_ms: u64,
-    /// Adaptive: a pool above its size keeps as many surplus items as its
-    /// demand would take within this many seconds, instead of retiring
-    /// them an item a pass (0, the default: retire an item a pass). Pops
-    /// are still refilled, so the surplus is held, not used up: storage
-    /// for fewer retire-then-copy cycles (docs/design.md).
+    /// Adaptive: a pool above its size holds as many surplus items as its
+    /// demand would take within this many seconds (its hold level),
+    /// instead of letting them go an item a pass (0). Pops above the size
+    /// are not refilled, so the surplus is used up at the template's own
+    /// rate (docs/design.md, "Fill and hold").
     pub keep_secs: u64,
     /// Adaptive: forecast each template's recurring demand from its own
     /// history (a profile by 15-minute slot of the week) and grow its pool

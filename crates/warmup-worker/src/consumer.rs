@@ -377,8 +377,13 @@ async fn refill_traced(
                     }
                 };
                 metrics.refills.with_label_values(&[label]).inc();
+                // Only a refill that made items ready measures the lag to a
+                // ready item: one that found nothing to copy (a pool
+                // between its fill and hold levels, a duplicate ask) would
+                // pull the refill-time estimate, and so the sizes, down.
+                let copied = matches!(outcome, Outcome::Refilled { ready, .. } if ready > 0);
                 let lag_ms = chrono::Utc::now().timestamp_millis() - request.requested_at_ms;
-                if request.requested_at_ms > 0 && lag_ms >= 0 {
+                if copied && request.requested_at_ms > 0 && lag_ms >= 0 {
                     refiller.estimates.observe_lag(lag_ms as f64 / 1000.0);
                     metrics
                         .refill_lag

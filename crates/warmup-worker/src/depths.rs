@@ -174,7 +174,7 @@ impl Known {
         if state.deleted {
             return;
         }
-        let goal = rule.target(state.planned, state.age);
+        let goal = rule.target(state.planned_levels(), state.age).fill;
         self.seen.insert(
             TemplateId(state.template_id),
             Seen {

@@ -16,7 +16,8 @@
 //!    when Redis lost its data (its `built` marker is gone);
 //! 3. reads their pool state in one statement and their Redis list lengths
 //!    in one pipeline, and only then refills a template whose live count is
-//!    off its target (or that holds items of old versions), and rebuilds a
+//!    below its fill level or above its hold level (or that holds items of
+//!    old versions), and rebuilds a
 //!    list whose length differs from the ledger's ready count.
 //!
 //! Watermark and sweep position are stored in `background_cursors`, so a
@@ -45,6 +46,7 @@ use prewarm_store::db::{cursors, object_refs, pool_items, StoreError};
 use prewarm_store::pause;
 use shared_domain::ids::TemplateId;
 use shared_domain::object_keys::{DESIGNS_PREFIX, POOL_PREFIX, TEMPLATES_PREFIX};
+use shared_domain::pool::PoolLevels;
 use uuid::Uuid;
 
 use crate::refill::Refiller;
@@ -298,17 +300,19 @@ impl Reconciler {
         Ok(())
     }
 
-    /// Whether a template's pool needs a refill (live count off target, old
-    /// versions' items to discard, a deleted template's items) or its list
-    /// a rebuild (length off the ready count).
+    /// Whether a template's pool needs a refill (live count below its fill
+    /// level or above its hold level, old versions' items to discard, a
+    /// deleted template's items) or its list a rebuild (length off the
+    /// ready count).
     fn work(&self, state: &PoolState, listed: i64) -> Work {
-        let target = if state.deleted {
-            0
+        let levels = if state.deleted {
+            PoolLevels::at(0)
         } else {
-            self.refiller.rule.target(state.planned, state.age)
+            self.refiller.rule.target(state.planned_levels(), state.age)
         };
+        let off = state.live < i64::from(levels.fill) || state.live > i64::from(levels.hold);
         Work {
-            refill: state.live != i64::from(target) || state.stale > 0,
+            refill: off || state.stale > 0,
             reindex: !state.deleted && listed != state.ready,
         }
     }

@@ -27,6 +27,7 @@ use prewarm_store::objects::{ObjectError, ObjectStore};
 use prewarm_store::pause::{self, PausePoints};
 use prewarm_store::pool_index::PoolIndex;
 use shared_domain::ids::{PoolItemId, TemplateId};
+use shared_domain::pool::PoolLevels;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
@@ -191,13 +192,13 @@ impl Refiller {
         }
         let reservation = {
             let mut conn = self.db.conn().await?;
-            let Some(target) = self.target(&mut conn, template, in_demand).await? else {
+            let Some(levels) = self.levels(&mut conn, template, in_demand).await? else {
                 return Ok(Outcome::TemplateGone);
             };
             pool_items::reserve(
                 &mut conn,
                 template,
-                target,
+                levels,
                 self.lease,
                 self.budget,
                 &self.pause,
@@ -281,15 +282,15 @@ impl Refiller {
         })
     }
 
-    /// The template's target as planned now (`None`: the template is gone).
-    /// Read again when each item lands, so a target lowered while it copied
-    /// is respected.
-    async fn target(
+    /// The template's levels as planned now (`None`: the template is gone).
+    /// Read again when each item lands, so a hold level lowered while it
+    /// copied is respected.
+    async fn levels(
         &self,
         conn: &mut prewarm_store::db::DbConn,
         template: TemplateId,
         in_demand: bool,
-    ) -> Result<Option<i32>, StoreError> {
+    ) -> Result<Option<PoolLevels>, StoreError> {
         Ok(pool_targets::target_inputs(conn, template)
             .await?
             .map(|(planned, age)| self.rule.target_for(planned, age, in_demand)))
@@ -411,12 +412,12 @@ impl Refiller {
             return Err(e);
         }
         // A template gone meanwhile: mark_ready sees its bumped version.
-        let target = self
-            .target(&mut conn, template, in_demand)
+        let hold = self
+            .levels(&mut conn, template, in_demand)
             .await?
-            .unwrap_or(0);
+            .map_or(0, |l| l.hold);
         let (ready, superseded) =
-            pool_items::mark_ready(&mut conn, template, version, &[item.id], target).await?;
+            pool_items::mark_ready(&mut conn, template, version, &[item.id], hold).await?;
         drop(conn);
         self.delete_items(&superseded).await;
         if ready.is_empty() {

@@ -24,8 +24,9 @@ use std::time::Duration;
 
 use futures::stream::{self, StreamExt};
 use prewarm_store::db::pool_targets::{self, PoolTargetRow};
-use prewarm_store::db::{cursors, DbConn, StoreError};
+use prewarm_store::db::{cursors, pool_items, DbConn, StoreError};
 use shared_domain::ids::TemplateId;
+use shared_domain::pool::PoolLevels;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -132,7 +133,7 @@ struct Tracked {
     fast: f64,
     slow: f64,
     last_design: Option<f64>,
-    target: i32,
+    levels: PoolLevels,
     /// The forecast rate for the coming slots (designs/s; 0: none).
     forecast: f64,
     /// Woken from no recent demand: its first design since, and the designs
@@ -143,14 +144,14 @@ struct Tracked {
 
 impl Tracked {
     /// A template planned for a forecast or a policy, not for designs seen.
-    fn without_demand(created_at: f64, images: i64, target: i32) -> Tracked {
+    fn without_demand(created_at: f64, images: i64, levels: PoolLevels) -> Tracked {
         Tracked {
             created_at,
             images,
             fast: 0.0,
             slow: 0.0,
             last_design: None,
-            target,
+            levels,
             forecast: 0.0,
             woke: None,
         }
@@ -214,12 +215,14 @@ impl Sizer {
             }
         };
         self.policy_pass(&mut conn, book, upper).await?;
+        let bounds = self.policy_bounds(book);
+        let mut plan = self.plan(book, live, mean_images, &bounds);
+        let settled = cap_holds(&mut conn, &mut plan).await?;
         drop(conn);
 
-        let bounds = self.policy_bounds(book);
-        let plan = self.plan(book, live, mean_images, &bounds);
         let mut dropped = demand.dropped;
-        let (changed, rows) = self.settle(book, &plan, &demand.touched, upper, &mut dropped);
+        let (mut changed, rows) = self.settle(book, &plan, &demand.touched, upper, &mut dropped);
+        changed.retain(|(t, _)| !settled.contains(t));
         // Rows written at other times hold counts as of their `computed_at`:
         // only what changed is written, and a reload decays from there.
         let cursor = format!("{upper:.6}");
@@ -256,7 +259,11 @@ impl Sizer {
             });
         }
         book.cursor = cursor;
-        let tracked_total: i64 = book.templates.values().map(|t| i64::from(t.target)).sum();
+        let tracked_total: i64 = book
+            .templates
+            .values()
+            .map(|t| i64::from(t.levels.hold))
+            .sum();
         let untracked = (live - book.templates.len() as i64).max(0);
         let planned_items = tracked_total + untracked * i64::from(self.default_target());
         self.publish_metrics(book, planned_items, upper);
@@ -331,7 +338,7 @@ impl Sizer {
                 fast: 0.0,
                 slow: 0.0,
                 last_design: None,
-                target: default,
+                levels: default,
                 forecast: 0.0,
                 woke: Some((n.first, 0)),
             });
@@ -347,14 +354,15 @@ impl Sizer {
         Ok(out)
     }
 
-    /// Applies `plan` to the memory: the templates whose target changed
-    /// (and whether it shrank), the rows to write (changed or with new
+    /// Applies `plan` to the memory: the templates whose pool a refill
+    /// changes now (a fill level raised, or a hold level lowered: whether
+    /// it shrinks), the rows to write (changed or with new
     /// demand), and the templates back at their default that are no
     /// longer tracked (added to `dropped`).
     fn settle(
         &self,
         book: &mut Book,
-        plan: &HashMap<TemplateId, i32>,
+        plan: &HashMap<TemplateId, PoolLevels>,
         touched: &HashSet<TemplateId>,
         upper: f64,
         dropped: &mut Vec<Uuid>,
@@ -362,14 +370,18 @@ impl Sizer {
         let mut changed: Vec<(TemplateId, bool)> = Vec::new();
         let mut rows = Vec::new();
         let now = chrono::Utc::now();
-        for (id, target) in plan {
+        for (id, levels) in plan {
             let t = book
                 .templates
                 .get_mut(id)
                 .expect("planned templates are tracked");
             let (fast, slow) = self.rates(t, upper);
-            if *target != t.target {
-                changed.push((*id, *target < t.target));
+            // A refill grows a pool whose fill level rose and retires what
+            // is above a lowered hold level; a lowered fill level alone
+            // needs none (the next pops are not refilled).
+            let (grown, shrunk) = (levels.fill > t.levels.fill, levels.hold < t.levels.hold);
+            if grown || shrunk {
+                changed.push((*id, shrunk));
             }
             let default = self.rule.target(None, upper - t.created_at);
             let idle = self.idle(t, upper);
@@ -382,15 +394,16 @@ impl Sizer {
             // policies set; governed templates stay (their windows move).
             let plain = !self.rule.adaptive && self.rule.idle.is_none();
             let governed = book.policies.get(id).is_some();
-            if *target == default && (idle || nil || plain) && !governed {
+            if *levels == default && (idle || nil || plain) && !governed {
                 book.templates.remove(id);
                 dropped.push(id.0);
                 continue;
             }
-            if *target != t.target || touched.contains(id) {
+            if *levels != t.levels || touched.contains(id) {
                 rows.push(PoolTargetRow {
                     template_id: id.0,
-                    target: *target,
+                    target: levels.fill,
+                    hold: (levels.hold > levels.fill).then_some(levels.hold),
                     demand_fast: fast,
                     demand_slow: slow,
                     refill_secs: self.refill_secs(t),
@@ -399,7 +412,7 @@ impl Sizer {
                     forecast: t.forecast,
                 });
             }
-            t.target = *target;
+            t.levels = *levels;
             if t.woke
                 .is_some_and(|(first, _)| upper - first >= self.demand_fast_secs)
             {
@@ -453,7 +466,7 @@ impl Sizer {
                         0.0
                     },
                     last_design: r.last_design_at,
-                    target: r.target,
+                    levels: PoolLevels::new(r.target, r.hold),
                     forecast: r.forecast,
                     woke: None,
                 };
@@ -746,7 +759,7 @@ impl Sizer {
             .refill_secs(t.images, self.item_parallelism)
     }
 
-    /// Targets of the tracked templates: the policy's (adaptive) or the
+    /// Levels of the tracked templates: the policy's (adaptive) or the
     /// fixed target, and the minimum for idle ones. Under a budget, the
     /// templates without a row hold their minimum first.
     fn plan(
@@ -755,7 +768,7 @@ impl Sizer {
         live: i64,
         mean_images: f64,
         bounds: &HashMap<TemplateId, (Bounds, bool)>,
-    ) -> HashMap<TemplateId, i32> {
+    ) -> HashMap<TemplateId, PoolLevels> {
         let upper = book.upper;
         let mut plan = if self.rule.adaptive {
             let demands: Vec<Demand> = book
@@ -769,7 +782,7 @@ impl Sizer {
                         template: *id,
                         rate: fast.max(slow).max(t.forecast),
                         refill_secs: self.refill_secs(t),
-                        current: Some(t.target),
+                        current: Some(t.levels.hold),
                         objects: t.images.max(1) as u64,
                         bounds: bounds.get(id).map(|(b, _)| (b.floor, b.ceiling)),
                     }
@@ -788,19 +801,19 @@ impl Sizer {
         } else {
             book.templates
                 .keys()
-                .map(|id| (*id, self.rule.fixed))
+                .map(|id| (*id, PoolLevels::at(self.rule.fixed)))
                 .collect()
         };
-        for (id, target) in plan.iter_mut() {
+        for (id, levels) in plan.iter_mut() {
             let t = &book.templates[id];
             let policy = bounds.get(id).map(|(b, _)| *b);
             if self.idle(t, upper) && t.forecast == 0.0 {
                 let cap = policy.map_or(self.rule.min, |b| b.floor.max(self.rule.min));
-                *target = (*target).min(cap);
+                *levels = levels.min(cap);
             }
             // Adaptive plans bound policies themselves (under the budget).
             if let (false, Some(b)) = (self.rule.adaptive, policy) {
-                *target = b.clamp(*target);
+                *levels = PoolLevels::at(b.clamp(levels.fill));
             }
         }
         plan
@@ -863,7 +876,7 @@ impl Sizer {
             .iter()
             .map(|(id, t)| {
                 let (fast, slow) = self.rates(t, upper);
-                (*id, t.target, fast.max(slow))
+                (*id, t.levels.fill, fast.max(slow))
             })
             .collect();
         by_demand.sort_by(|a, b| b.2.total_cmp(&a.2));
@@ -896,4 +909,35 @@ impl Sizer {
 
 fn to_time(secs: f64) -> Option<chrono::DateTime<chrono::Utc>> {
     chrono::DateTime::from_timestamp_micros((secs * 1e6) as i64)
+}
+
+/// Caps each planned hold level at what the pool still holds (never below
+/// its fill level): pops between the levels are not refilled, so a hold
+/// level the designs have used up would otherwise keep claiming budget,
+/// show items that are gone, and -- as the next pass's starting point --
+/// keep a lowered fill level from being refilled at once. Returns the held
+/// templates whose pool is between its levels (no refill would change it).
+async fn cap_holds(
+    conn: &mut DbConn,
+    plan: &mut HashMap<TemplateId, PoolLevels>,
+) -> Result<HashSet<TemplateId>, StoreError> {
+    let mut settled = HashSet::new();
+    let held: Vec<TemplateId> = plan
+        .iter()
+        .filter(|(_, l)| l.hold > l.fill)
+        .map(|(id, _)| *id)
+        .collect();
+    for chunk in held.chunks(10_000) {
+        let live = pool_items::live_counts(conn, chunk).await?;
+        for id in chunk {
+            let have = live.get(id).copied().unwrap_or(0);
+            let levels = plan.get_mut(id).expect("held templates are planned");
+            let have = i32::try_from(have).unwrap_or(i32::MAX);
+            levels.hold = levels.hold.min(have.max(levels.fill));
+            if (levels.fill..=levels.hold).contains(&have) {
+                settled.insert(*id);
+            }
+        }
+    }
+    Ok(settled)
 }

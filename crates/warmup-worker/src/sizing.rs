@@ -31,6 +31,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use shared_domain::ids::TemplateId;
+use shared_domain::pool::PoolLevels;
 
 /// The policy's knobs (`pool.*` settings).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -63,12 +64,12 @@ pub struct TargetRule {
 }
 
 impl TargetRule {
-    /// The template's target: its planned row if it has one (the sizer's
+    /// The template's levels: its planned row if it has one (the sizer's
     /// plan: adaptive sizing, the idle rule, or an operator policy), else
     /// the default -- `min` with adaptive sizing or for an idle template
     /// (older than `idle` and without recent demand, which would have given
     /// it a row), `fixed` otherwise.
-    pub fn target(&self, planned: Option<i32>, age_secs: f64) -> i32 {
+    pub fn target(&self, planned: Option<PoolLevels>, age_secs: f64) -> PoolLevels {
         self.target_for(planned, age_secs, false)
     }
 
@@ -77,14 +78,19 @@ impl TargetRule {
     /// refills it to `fixed` at once instead of to `min` until the sizer's
     /// next pass writes its row -- a popular template waking from idle does
     /// not miss while that pass comes.
-    pub fn target_for(&self, planned: Option<i32>, age_secs: f64, in_demand: bool) -> i32 {
+    pub fn target_for(
+        &self,
+        planned: Option<PoolLevels>,
+        age_secs: f64,
+        in_demand: bool,
+    ) -> PoolLevels {
         match planned {
-            Some(target) => target,
-            None if self.adaptive => self.min,
-            None if in_demand => self.fixed,
+            Some(levels) => levels,
+            None if self.adaptive => PoolLevels::at(self.min),
+            None if in_demand => PoolLevels::at(self.fixed),
             None => match self.idle {
-                Some(idle) if age_secs > idle.as_secs_f64() => self.min,
-                _ => self.fixed,
+                Some(idle) if age_secs > idle.as_secs_f64() => PoolLevels::at(self.min),
+                _ => PoolLevels::at(self.fixed),
             },
         }
     }
@@ -99,7 +105,7 @@ pub struct Demand {
     pub rate: f64,
     /// Seconds to make one item ready.
     pub refill_secs: f64,
-    /// The target planned last time, if any.
+    /// The hold level planned last time, if any.
     pub current: Option<i32>,
     /// Objects one item holds (the template's images; at least 1).
     pub objects: u64,
@@ -141,16 +147,16 @@ pub fn tail(mean: f64, k: i32) -> f64 {
     (1.0 - cdf).max(0.0)
 }
 
-/// The unconstrained size for one template: the size for the larger of
-/// the fast and slow estimates -- growing at once on a burst. A pool above
-/// that size shrinks by one item a pass, so a fast estimate that dips for
-/// a few seconds between bursts does not retire items that would be copied
-/// again (the slow estimate, decaying over `pool.demand_slow_secs`, holds
-/// the floor of a lull). With `policy.keep_secs`, it holds as many surplus
+/// The unconstrained hold level for one template: the size for the larger
+/// of the fast and slow estimates -- growing at once on a burst. A pool
+/// above that size is held, not refilled ([`plan`] fills to the size): it
+/// gives up one held item a pass, so a fast estimate that dips for a few
+/// seconds between bursts does not retire items that would be copied again
+/// (the slow estimate, decaying over `pool.demand_slow_secs`, holds the
+/// floor of a lull). With `policy.keep_secs`, it holds as many surplus
 /// items as its demand would take within that time (`rate x keep_secs`)
-/// instead: fewer retire-then-copy cycles for more storage (pops are still
-/// refilled, so the surplus is held, not used up; docs/design.md). Under a
-/// budget, held items are the last bought ([`plan`]).
+/// instead, used up by the designs that come. Under a budget, held items
+/// are the last bought ([`plan`]).
 pub fn wanted(policy: &Policy, demand: &Demand) -> i32 {
     let up = size_for(policy, demand);
     match demand.current {
@@ -257,13 +263,29 @@ impl Ord for Candidate<'_> {
     }
 }
 
-/// Targets for every template in `demands`.
-pub fn plan(policy: &Policy, demands: &[Demand]) -> HashMap<TemplateId, i32> {
+/// Levels for every template in `demands`: the hold level within the
+/// budget, and the fill level at the size for its demand, at most that.
+/// Pops of a pool above its fill level are not refilled: the held surplus
+/// is used up by the designs that come, or retired as the hold level falls.
+pub fn plan(policy: &Policy, demands: &[Demand]) -> HashMap<TemplateId, PoolLevels> {
+    holds(policy, demands)
+        .into_iter()
+        .zip(demands)
+        .map(|(hold, d)| {
+            let fill = size_for(policy, d).min(hold);
+            (d.template, PoolLevels { fill, hold })
+        })
+        .collect()
+}
+
+/// The hold level of every template in `demands`, in order: what it wants
+/// ([`wanted`]), or under a budget what the marginal hand-out gives it.
+fn holds(policy: &Policy, demands: &[Demand]) -> Vec<i32> {
     let wanted: Vec<i32> = demands.iter().map(|d| wanted(policy, d)).collect();
     let cost = |i: usize, items: i32| items.max(0) as u64 * demands[i].objects.max(1);
     let total: u64 = (0..demands.len()).map(|i| cost(i, wanted[i])).sum();
     let Some(budget) = policy.budget.filter(|&b| total > b) else {
-        return demands.iter().map(|d| d.template).zip(wanted).collect();
+        return wanted;
     };
 
     // Over budget. Everyone's floor first: operator policies' floors, then
@@ -286,14 +308,30 @@ pub fn plan(policy: &Policy, demands: &[Demand]) -> HashMap<TemplateId, i32> {
         targets[i] = give as i32;
         left -= give * each;
     }
-    // Then each further item where it buys the most use per object: one
-    // candidate per template in a heap (its next item), so the hand-out
-    // costs the items handed out, not every item every template could want
-    // (a policy's floor may be thousands).
+    // Then each further item where it buys the most use per object, first
+    // up to each template's size, then (with what is left) the surplus it
+    // holds: a held item is bought after every sized one, however likely
+    // its use, since a pop below the hold level is not refilled anyway.
+    let sizes: Vec<i32> = demands
+        .iter()
+        .zip(&wanted)
+        .map(|(d, &w)| size_for(policy, d).min(w))
+        .collect();
+    left = hand_out(demands, &mut targets, &sizes, left);
+    hand_out(demands, &mut targets, &wanted, left);
+    targets
+}
+
+/// Raises `targets` towards `caps` one item at a time where it buys the most
+/// use per object, while `left` objects pay for it; returns what is left.
+/// One candidate per template in a heap (its next item), so the hand-out
+/// costs the items handed out, not every item every template could want (a
+/// policy's floor may be thousands).
+fn hand_out(demands: &[Demand], targets: &mut [i32], caps: &[i32], mut left: u64) -> u64 {
     let mut heap = std::collections::BinaryHeap::new();
     if left > 0 {
         for (i, d) in demands.iter().enumerate() {
-            if targets[i] < wanted[i] && d.objects.max(1) <= left {
+            if targets[i] < caps[i] && d.objects.max(1) <= left {
                 let tail = Tail::at(d.mean(), targets[i] + 1);
                 heap.push(Candidate {
                     value: tail.value() / d.objects.max(1) as f64,
@@ -312,13 +350,13 @@ pub fn plan(policy: &Policy, demands: &[Demand]) -> HashMap<TemplateId, i32> {
         }
         targets[c.index] += 1;
         left -= each;
-        if targets[c.index] < wanted[c.index] {
+        if targets[c.index] < caps[c.index] {
             c.tail.next();
             c.value = c.tail.value() / each as f64;
             heap.push(c);
         }
     }
-    demands.iter().map(|d| d.template).zip(targets).collect()
+    left
 }
 
 /// Higher demand first, then template id (deterministic).
@@ -420,7 +458,37 @@ mod tests {
     }
 
     #[test]
+    fn under_a_budget_held_items_are_bought_after_every_sized_one() {
+        let p = Policy {
+            keep_secs: 60.0,
+            ..policy(1, 64, None)
+        };
+        // A: 1 image, mean 10, held at 40 after a burst; its 20th-odd item
+        // is likelier used than B's third (10 images, mean 0.2) per object.
+        let a = Demand {
+            current: Some(40),
+            ..demand(1, 5.0, 2.0)
+        };
+        let b = Demand {
+            objects: 10,
+            ..demand(2, 0.2, 1.0)
+        };
+        let (size_a, size_b) = (size_for(&p, &a), size_for(&p, &b));
+        assert_eq!(size_b, 3);
+        assert!(wanted(&p, &a) > size_a, "A holds a surplus");
+        let budget = size_a as u64 + 10 * size_b as u64;
+        let p = Policy {
+            budget: Some(budget),
+            ..p
+        };
+        let plan = plan(&p, &[a, b]);
+        assert_eq!(plan[&a.template], PoolLevels::at(size_a), "{plan:?}");
+        assert_eq!(plan[&b.template], PoolLevels::at(size_b), "{plan:?}");
+    }
+
+    #[test]
     fn the_target_rule_falls_back_to_min_for_idle_templates_only_when_asked() {
+        let at = PoolLevels::at;
         let fixed = TargetRule {
             fixed: 4,
             adaptive: false,
@@ -428,34 +496,79 @@ mod tests {
             idle: None,
         };
         assert_eq!(
-            fixed.target(Some(9), 1e6),
-            9,
+            fixed.target(Some(at(9)), 1e6),
+            at(9),
             "a row (an operator policy's) wins under fixed sizing too"
         );
-        assert_eq!(fixed.target(None, 1e6), 4, "fixed without a row");
+        assert_eq!(fixed.target(None, 1e6), at(4), "fixed without a row");
         let idle = TargetRule {
             idle: Some(Duration::from_secs(600)),
             ..fixed
         };
-        assert_eq!(idle.target(None, 60.0), 4, "a young template is in demand");
+        assert_eq!(
+            idle.target(None, 60.0),
+            at(4),
+            "a young template is in demand"
+        );
         assert_eq!(
             idle.target(None, 601.0),
-            1,
+            at(1),
             "an old one without a row is idle"
         );
-        assert_eq!(idle.target(Some(4), 1e6), 4, "recent demand keeps a row");
+        assert_eq!(
+            idle.target(Some(at(4)), 1e6),
+            at(4),
+            "recent demand keeps a row"
+        );
         assert_eq!(
             idle.target_for(None, 601.0, true),
-            4,
+            at(4),
             "a design just woke it: in demand before its row is written"
         );
-        assert_eq!(idle.target_for(Some(2), 601.0, true), 2, "a row still wins");
+        assert_eq!(
+            idle.target_for(Some(at(2)), 601.0, true),
+            at(2),
+            "a row still wins"
+        );
         let adaptive = TargetRule {
             adaptive: true,
             ..fixed
         };
-        assert_eq!(adaptive.target(None, 1.0), 1);
-        assert_eq!(adaptive.target(Some(7), 1.0), 7);
+        assert_eq!(adaptive.target(None, 1.0), at(1));
+        let held = PoolLevels::new(3, Some(7));
+        assert_eq!(adaptive.target(Some(held), 1.0), held, "both levels kept");
+        assert_eq!(
+            PoolLevels::new(5, Some(2)),
+            at(5),
+            "a hold below the fill level is the fill level"
+        );
+    }
+
+    #[test]
+    fn a_held_pool_is_filled_to_its_size_and_retired_above_its_hold_level() {
+        let p = Policy {
+            keep_secs: 60.0,
+            ..policy(1, 64, None)
+        };
+        // 0.3/s needs 4; a pool of 12 after a burst holds all 12 (used
+        // within the minute) but is refilled only below 4: its pops use
+        // the surplus up instead of being copied again.
+        let after_burst = Demand {
+            current: Some(12),
+            ..demand(1, 0.3, 2.0)
+        };
+        let levels = plan(&p, &[after_burst])[&after_burst.template];
+        assert_eq!(levels, PoolLevels { fill: 4, hold: 12 });
+        // Without keep_secs the hold level comes down an item a pass; the
+        // fill level is the size at once.
+        let levels = plan(&policy(1, 64, None), &[after_burst])[&after_burst.template];
+        assert_eq!(levels, PoolLevels { fill: 4, hold: 11 });
+        // A growing pool: both levels at the size.
+        let burst = Demand {
+            current: Some(2),
+            ..demand(1, 1.0, 2.0)
+        };
+        assert_eq!(plan(&p, &[burst])[&burst.template], PoolLevels::at(7));
     }
 
     #[test]
@@ -486,7 +599,7 @@ mod tests {
             demand(3, 0.0, 1.0),
         ];
         let plan = plan(&p, &demands);
-        let t = |n: u128| plan[&TemplateId(Uuid::from_u128(n))];
+        let t = |n: u128| plan[&TemplateId(Uuid::from_u128(n))].hold;
         assert_eq!(t(1) + t(2) + t(3), 10);
         assert!(t(1) > t(2) && t(3) == 0, "{plan:?}");
         assert!(
@@ -506,7 +619,7 @@ mod tests {
         };
         let small = demand(2, 5.0, 1.0);
         let plan = plan(&p, &[big, small]);
-        let t = |n: u128| plan[&TemplateId(Uuid::from_u128(n))];
+        let t = |n: u128| plan[&TemplateId(Uuid::from_u128(n))].hold;
         // Each keeps its minimum (201 objects); the 19 left buy 1-image
         // items, not a tenth of a 200-image one.
         assert_eq!(t(1), 1, "{plan:?}");
@@ -550,11 +663,13 @@ mod tests {
             let demands = build(&ds);
             let plan = plan(&p, &demands);
             prop_assert_eq!(plan.len(), demands.len());
-            let total: u64 = demands.iter().map(|d| plan[&d.template] as u64 * d.objects).sum();
+            let total: u64 = demands.iter().map(|d| plan[&d.template].hold as u64 * d.objects).sum();
             for d in &demands {
-                let t = plan[&d.template];
+                let t = plan[&d.template].hold;
                 prop_assert!(t <= p.max && t >= 0);
                 prop_assert!(t <= wanted(&p, d), "never above the unconstrained size");
+                let fill = plan[&d.template].fill;
+                prop_assert_eq!(fill, size_for(&p, d).min(t), "filled to the size, within the hold");
             }
             match budget {
                 Some(b) => {
@@ -562,10 +677,10 @@ mod tests {
                     // Minimums are honoured whenever the budget can hold them.
                     let floors: u64 = demands.iter().map(|d| min as u64 * d.objects).sum();
                     if b >= floors {
-                        for d in &demands { prop_assert!(plan[&d.template] >= min); }
+                        for d in &demands { prop_assert!(plan[&d.template].hold >= min); }
                     }
                 }
-                None => for d in &demands { prop_assert!(plan[&d.template] >= min); },
+                None => for d in &demands { prop_assert!(plan[&d.template].hold >= min); },
             }
         }
 
@@ -581,10 +696,10 @@ mod tests {
                 d.bounds = b.map(|(lo, span)| (lo, lo + span));
             }
             let plan = plan(&p, &demands);
-            let total: u64 = demands.iter().map(|d| plan[&d.template] as u64 * d.objects).sum();
+            let total: u64 = demands.iter().map(|d| plan[&d.template].hold as u64 * d.objects).sum();
             for d in &demands {
                 let (lo, hi) = d.range(&p);
-                let t = plan[&d.template];
+                let t = plan[&d.template].hold;
                 prop_assert!(t <= hi, "{t} above the ceiling {hi}");
                 if budget.is_none() {
                     prop_assert!(t >= lo, "{t} below the floor {lo}");
@@ -599,7 +714,7 @@ mod tests {
                     .sum();
                 if b >= policy_floors {
                     for d in demands.iter().filter(|d| d.bounds.is_some()) {
-                        prop_assert!(plan[&d.template] >= d.range(&p).0, "a policy floor the budget could hold");
+                        prop_assert!(plan[&d.template].fill >= d.range(&p).0, "a policy floor the budget could hold");
                     }
                 }
             }
@@ -618,7 +733,8 @@ mod tests {
             let before = plan(&p, &demands)[&demands[i].template];
             demands[i].rate += extra;
             let after = plan(&p, &demands)[&demands[i].template];
-            prop_assert!(after >= before, "{} -> {}", before, after);
+            prop_assert!(after.hold >= before.hold, "{:?} -> {:?}", before, after);
+            prop_assert!(after.fill >= before.fill, "{:?} -> {:?}", before, after);
         }
     }
 }

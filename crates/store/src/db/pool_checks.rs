@@ -111,9 +111,11 @@ pub struct PoolState {
     /// Seconds since the template was created.
     #[diesel(sql_type = Double)]
     pub age: f64,
-    /// The sizer's target, if it planned one.
+    /// The sizer's target and hold level, if it planned them.
     #[diesel(sql_type = Nullable<Integer>)]
     pub planned: Option<i32>,
+    #[diesel(sql_type = Nullable<Integer>)]
+    pub planned_hold: Option<i32>,
     /// `copying` + `ready` items of the current version.
     #[diesel(sql_type = BigInt)]
     pub live: i64,
@@ -122,6 +124,14 @@ pub struct PoolState {
     /// `ready` items of older versions (to discard).
     #[diesel(sql_type = BigInt)]
     pub stale: i64,
+}
+
+impl PoolState {
+    /// The sizer's planned levels, if it planned them.
+    pub fn planned_levels(&self) -> Option<shared_domain::pool::PoolLevels> {
+        self.planned
+            .map(|fill| shared_domain::pool::PoolLevels::new(fill, self.planned_hold))
+    }
 }
 
 /// The pool state of each of `templates` that exists, in one statement:
@@ -156,12 +166,15 @@ pub(super) async fn load_states(
     diesel::sql_query(
         "SELECT t.id AS template_id, t.version, t.deleted_at IS NOT NULL AS deleted,
                 extract(epoch FROM now() - t.created_at)::float8 AS age,
-                (SELECT pt.target FROM pool_targets pt WHERE pt.template_id = t.id) AS planned,
+                pt.target AS planned, pt.hold AS planned_hold,
                 c.live, c.ready, c.stale
            FROM unnest($1::uuid[]) AS k(id)
           CROSS JOIN LATERAL (
                 SELECT id, version, deleted_at, created_at FROM templates
                  WHERE id = k.id LIMIT 1) t
+           LEFT JOIN LATERAL (
+                SELECT target, hold FROM pool_targets
+                 WHERE template_id = t.id LIMIT 1) pt ON true
           CROSS JOIN LATERAL (
                 SELECT count(*) FILTER (WHERE p.template_version = t.version) AS live,
                        count(*) FILTER (WHERE p.template_version = t.version AND p.state = 'ready') AS ready,

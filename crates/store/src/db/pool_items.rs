@@ -18,7 +18,7 @@ use diesel::sql_types::{BigInt, Text};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use shared_domain::ids::{PoolItemId, TemplateId};
 use shared_domain::object_keys;
-use shared_domain::pool::PoolItemState;
+use shared_domain::pool::{PoolItemState, PoolLevels};
 use uuid::Uuid;
 
 use crate::pause::{self, PausePoints};
@@ -133,16 +133,17 @@ fn group_keys(ids: &[Uuid], keys: Vec<(Uuid, String)>) -> Vec<DiscardedItem> {
         .collect()
 }
 
-/// Step 1 of a refill: reserve slots up to `target` for the template's current
-/// version, and (with a `budget` in objects) no more than keeps the live
-/// items' objects of all templates within it (as [`pool_live`] records them). `None` when the template no longer exists. One
-/// transaction under the template's lock, in four steps: discard stale
-/// items, retire the surplus above a lowered target, count the gap, insert
-/// `copying` rows for it.
+/// Step 1 of a refill: reserve slots up to `levels.fill` for the template's
+/// current version, and (with a `budget` in objects) no more than keeps the
+/// live items' objects of all templates within it (as [`pool_live`] records
+/// them). `None` when the template no longer exists. One transaction under
+/// the template's lock, in four steps: discard stale items, retire the
+/// surplus above `levels.hold`, count the gap below `levels.fill`, insert
+/// `copying` rows for it. A pool between the two levels is left as it is.
 pub async fn reserve(
     conn: &mut AsyncPgConnection,
     template: TemplateId,
-    target: i32,
+    levels: PoolLevels,
     lease: Duration,
     budget: Option<i64>,
     pause: &PausePoints,
@@ -162,20 +163,26 @@ pub async fn reserve(
             };
             // A deleted template keeps no pool: its items were of older
             // versions (deletion bumps it) and are discarded below.
-            let target = if deleted_at.is_some() { 0 } else { target };
+            // A hold below the fill level is the fill level (never retire
+            // what the same transaction would copy again).
+            let levels = if deleted_at.is_some() {
+                PoolLevels::at(0)
+            } else {
+                PoolLevels::new(levels.fill, Some(levels.hold))
+            };
             let now = super::now();
             let stale = discard_stale(conn, template, version, now).await?;
             if version > 1 {
                 prune_old_versions(conn, template, version).await?;
             }
             let live_before = count_live(conn, template, version).await?;
-            let excess = live_before - i64::from(target);
+            let excess = live_before - i64::from(levels.hold);
             let surplus = if excess > 0 {
                 retire_surplus(conn, template, version, excess, now, pause).await?
             } else {
                 Vec::new()
             };
-            let mut gap = (-excess).max(0);
+            let mut gap = (i64::from(levels.fill) - live_before).max(0);
             // A global cap: whatever the plan said when each template read
             // it, live items never exceed the budget (a slot moved from one
             // template to another is filled once the first gave it back).
@@ -281,7 +288,7 @@ async fn count_live(
         .await
 }
 
-/// Reserve, step 2: a lowered target retires the newest `excess` ready items.
+/// Reserve, step 2: a lowered hold level retires the newest `excess` ready items.
 async fn retire_surplus(
     conn: &mut AsyncPgConnection,
     template: TemplateId,
@@ -432,10 +439,10 @@ async fn discard_if(
 }
 
 /// Step 3: items whose copies all landed become `ready` -- unless the template
-/// moved to a newer version meanwhile, or as many as `target` (the
-/// template's target as the caller reads it now) are ready already: a target
+/// moved to a newer version meanwhile, or as many as `hold` (the template's
+/// retire level as the caller reads it now) are ready already: a level
 /// lowered while the items copied (reserve counts `copying` items towards
-/// the target but can only retire `ready` ones) must not be overfilled when
+/// the levels but can only retire `ready` ones) must not be overfilled when
 /// they land (I5). Returns the ids that became ready; the others were
 /// discarded (here, or by a lease rescue while they copied) and come back in
 /// the second list for deletion.
@@ -444,7 +451,7 @@ pub async fn mark_ready(
     template: TemplateId,
     version: i32,
     ids: &[PoolItemId],
-    target: i32,
+    hold: i32,
 ) -> Result<(Vec<PoolItemId>, Vec<DiscardedItem>), StoreError> {
     let ids: Vec<Uuid> = ids.iter().map(|i| i.0).collect();
     Ok(conn
@@ -480,7 +487,7 @@ pub async fn mark_ready(
                 .count()
                 .get_result(conn)
                 .await?;
-            let room = (i64::from(target) - ready_now).max(0) as usize;
+            let room = (i64::from(hold) - ready_now).max(0) as usize;
             let mut landing: Vec<Uuid> = pool_items::table
                 .filter(pool_items::id.eq_any(&ids))
                 .filter(pool_items::state.eq(PoolItemState::Copying.as_str()))
@@ -586,6 +593,27 @@ pub async fn counts(
             .map_or(0, |(_, n)| *n)
     };
     Ok((get(PoolItemState::Ready), get(PoolItemState::Copying)))
+}
+
+/// Live (`copying` + `ready`) items of each of `templates`, any version
+/// (templates without any are left out): what the sizer caps a hold level
+/// at, as a held surplus is used up.
+pub async fn live_counts(
+    conn: &mut AsyncPgConnection,
+    templates: &[TemplateId],
+) -> Result<std::collections::HashMap<TemplateId, i64>, StoreError> {
+    let ids: Vec<Uuid> = templates.iter().map(|t| t.0).collect();
+    let rows: Vec<(Uuid, i64)> = pool_items::table
+        .filter(pool_items::template_id.eq_any(&ids))
+        .filter(pool_items::state.eq_any([
+            PoolItemState::Copying.as_str(),
+            PoolItemState::Ready.as_str(),
+        ]))
+        .group_by(pool_items::template_id)
+        .select((pool_items::template_id, diesel::dsl::count_star()))
+        .load(conn)
+        .await?;
+    Ok(rows.into_iter().map(|(t, n)| (TemplateId(t), n)).collect())
 }
 
 /// Ids of the `ready` items of one template version (to rebuild the Redis index).

@@ -10,6 +10,7 @@ use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Double, Uuid as SqlUuid};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use shared_domain::ids::TemplateId;
+use shared_domain::pool::PoolLevels;
 use uuid::Uuid;
 
 use super::schema::pool_targets;
@@ -31,6 +32,15 @@ pub struct PoolTargetRow {
     /// The forecast of its recurring demand it was planned with
     /// (designs/s; 0 without one).
     pub forecast: f64,
+    /// The retire level: items above it are retired (`None`: `target`).
+    pub hold: Option<i32>,
+}
+
+impl PoolTargetRow {
+    /// The levels the pool is kept between.
+    pub fn levels(&self) -> PoolLevels {
+        PoolLevels::new(self.target, self.hold)
+    }
 }
 
 /// Replaces the plan: upserts every row and drops rows of templates no longer planned.
@@ -129,6 +139,7 @@ async fn upsert_in(
                 pool_targets::last_design_at
                     .eq(diesel::upsert::excluded(pool_targets::last_design_at)),
                 pool_targets::forecast.eq(diesel::upsert::excluded(pool_targets::forecast)),
+                pool_targets::hold.eq(diesel::upsert::excluded(pool_targets::hold)),
             ))
             .execute(conn)
             .await?;
@@ -143,6 +154,8 @@ pub struct TrackedRow {
     pub template_id: Uuid,
     #[diesel(sql_type = diesel::sql_types::Integer)]
     pub target: i32,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Integer>)]
+    pub hold: Option<i32>,
     #[diesel(sql_type = Double)]
     pub demand_fast: f64,
     #[diesel(sql_type = Double)]
@@ -159,7 +172,7 @@ pub struct TrackedRow {
 /// Every row of the plan (the sizer's state after a restart or a hand-over).
 pub async fn load_tracked(conn: &mut AsyncPgConnection) -> Result<Vec<TrackedRow>, StoreError> {
     Ok(diesel::sql_query(
-        "SELECT template_id, target, demand_fast, demand_slow,
+        "SELECT template_id, target, hold, demand_fast, demand_slow,
                 extract(epoch FROM computed_at)::float8 AS computed_at,
                 extract(epoch FROM last_design_at)::float8 AS last_design_at, forecast
            FROM pool_targets",
@@ -350,25 +363,30 @@ pub async fn live_templates_delta(
 struct Inputs {
     #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Integer>)]
     planned: Option<i32>,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Integer>)]
+    hold: Option<i32>,
     #[diesel(sql_type = Double)]
     age: f64,
 }
 
-/// A template's planned target (if it has a row) and its age in seconds, in
+/// A template's planned levels (if it has a row) and its age in seconds, in
 /// one statement: what the worker's target rule needs.
 pub async fn target_inputs(
     conn: &mut AsyncPgConnection,
     template: TemplateId,
-) -> Result<Option<(Option<i32>, f64)>, StoreError> {
+) -> Result<Option<(Option<PoolLevels>, f64)>, StoreError> {
     let rows: Vec<Inputs> = diesel::sql_query(
-        "SELECT p.target AS planned, extract(epoch FROM now() - t.created_at)::float8 AS age
+        "SELECT p.target AS planned, p.hold, extract(epoch FROM now() - t.created_at)::float8 AS age
            FROM templates t LEFT JOIN pool_targets p ON p.template_id = t.id
           WHERE t.id = $1",
     )
     .bind::<SqlUuid, _>(template.0)
     .load(conn)
     .await?;
-    Ok(rows.into_iter().next().map(|r| (r.planned, r.age)))
+    Ok(rows
+        .into_iter()
+        .next()
+        .map(|r| (r.planned.map(|fill| PoolLevels::new(fill, r.hold)), r.age)))
 }
 
 /// The planned row of one template, if the sizer has planned it.
@@ -384,22 +402,13 @@ pub async fn find(
         .optional()?)
 }
 
-/// Sum of all planned targets (budget use).
+/// Sum of all planned items, held ones included (budget use).
 pub async fn planned_total(conn: &mut AsyncPgConnection) -> Result<i64, StoreError> {
     let total: Option<i64> = pool_targets::table
-        .select(diesel::dsl::sum(pool_targets::target))
+        .select(diesel::dsl::sql::<diesel::sql_types::Nullable<BigInt>>(
+            "sum(GREATEST(target, COALESCE(hold, target)))::bigint",
+        ))
         .first(conn)
         .await?;
     Ok(total.unwrap_or(0))
-}
-
-/// Every planned target.
-pub async fn all(
-    conn: &mut AsyncPgConnection,
-) -> Result<std::collections::HashMap<TemplateId, i32>, StoreError> {
-    let rows: Vec<(Uuid, i32)> = pool_targets::table
-        .select((pool_targets::template_id, pool_targets::target))
-        .load(conn)
-        .await?;
-    Ok(rows.into_iter().map(|(t, n)| (TemplateId(t), n)).collect())
 }

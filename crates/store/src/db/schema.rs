@@ -124,6 +124,7 @@ diesel::table! {
         computed_at -> Timestamptz,
         last_design_at -> Nullable<Timestamptz>,
         forecast -> Float8,
+        hold -> Nullable<Int4>,
     }
 }
 

@@ -200,12 +200,15 @@ pub async fn pool_sizing(
         None => (None, None),
     };
     let adaptive = pool.adaptive();
+    let levels = planned.as_ref().map_or(
+        shared_domain::pool::PoolLevels::at(pool.default_target(age)),
+        |p| p.levels(),
+    );
     let sizing = PoolSizing {
         template_id: id,
         sizing: pool.sizing,
-        target: planned
-            .as_ref()
-            .map_or(pool.default_target(age), |p| p.target),
+        target: levels.fill,
+        hold: levels.hold,
         ready,
         demand_fast_per_minute: planned
             .as_ref()

@@ -5,7 +5,7 @@
 use std::fmt::Write;
 
 use super::ledger::Sample;
-use super::{share, windows, CatalogueRun, StrategyRun};
+use super::{share, windows, CatalogueRun, StrategyRun, WINDOWS};
 use crate::load::Outcome;
 
 /// `warm/served` as a share, with the counts.
@@ -56,24 +56,29 @@ fn cold_copies(r: &CatalogueRun, outcomes: &[Outcome]) -> u64 {
         .sum()
 }
 
-fn strategy_row(r: &CatalogueRun, s: &StrategyRun, w: &[Vec<bool>; 4]) -> String {
+fn strategy_row(r: &CatalogueRun, s: &StrategyRun, w: &[Vec<bool>; WINDOWS]) -> String {
     let (start, mean, peak) = pooled(&s.samples);
     let designs = s.outcomes.iter().filter(|o| o.ok).count();
     let copies = s.copies.made as u64 + cold_copies(r, &s.outcomes);
+    let c = &s.copies;
     format!(
-        "| {} | {} | {} | {} | {} | {start} / {mean:.0} / {peak} | {} + {} | {:.2} |\n",
+        "| {} | {} | {} | {} | {} | {} | {start} / {mean:.0} / {peak} | {} + {} + {} = {:.1}% | {} | {:.2} |\n",
         s.strategy.name,
         measured(&s.outcomes, &w[0]),
+        measured(&s.outcomes, &w[4]),
         measured(&s.outcomes, &w[1]),
         measured(&s.outcomes, &w[2]),
         measured(&s.outcomes, &w[3]),
-        s.copies.retired,
-        s.copies.unused,
+        c.retired,
+        c.unready,
+        c.grown,
+        c.wasted() as f64 * 100.0 / copies.max(1) as f64,
+        c.unused,
         copies as f64 / designs.max(1) as f64,
     )
 }
 
-fn oracle_rows(r: &CatalogueRun, w: &[Vec<bool>; 4]) -> String {
+fn oracle_rows(r: &CatalogueRun, w: &[Vec<bool>; WINDOWS]) -> String {
     let lower = &r.oracle.lower;
     let count = |k: usize| w[k].iter().filter(|&&x| x).count();
     let served = |k: usize| {
@@ -91,8 +96,9 @@ fn oracle_rows(r: &CatalogueRun, w: &[Vec<bool>; 4]) -> String {
         .sum();
     let n = r.trace.events.len().max(1) as f64;
     let mut md = format!(
-        "| oracle, feasible schedule (lower bound) | {} | {} | {} | {} | {} / {:.0} / {} | 0 + 0 | {:.2} |\n",
+        "| oracle, feasible schedule (lower bound) | {} | {} | {} | {} | {} | {} / {:.0} / {} | 0 + 0 + 0 = 0.0% | -- | {:.2} |\n",
         cell(served(0), count(0)),
+        cell(served(4), count(4)),
         cell(served(1), count(1)),
         cell(served(2), count(2)),
         cell(served(3), count(3)),
@@ -103,8 +109,9 @@ fn oracle_rows(r: &CatalogueRun, w: &[Vec<bool>; 4]) -> String {
     );
     let _ = writeln!(
         md,
-        "| oracle, relaxation (upper bound) | {} | {} | {} | {} | -- | -- | -- |",
+        "| oracle, relaxation (upper bound) | {} | {} | {} | {} | {} | -- | -- | -- | -- |",
         cell(r.oracle.upper[0], count(0)),
+        cell(r.oracle.upper[4], count(4)),
         cell(r.oracle.upper[1], count(1)),
         cell(r.oracle.upper[2], count(2)),
         cell(r.oracle.upper[3], count(3)),
@@ -217,10 +224,10 @@ pub fn report(r: &CatalogueRun) -> String {
     );
     let _ = writeln!(
         md,
-        "| strategy | warm, all designs | peak: first {0:.0} s (peak subset) | launch: first {0:.0} s | burst | pooled objects: start / mean / peak | wasted copies: retired + left unused | S3 copies per design |",
+        "| strategy | warm, all designs | all but the unannounced burst | peak: first {0:.0} s (peak subset) | launch: first {0:.0} s | burst | pooled objects: start / mean / peak | wasted copies, at most: retired + discarded before ready + stock grown = share of copies | made during the run, still pooled | S3 copies per design |",
         p.first_secs
     );
-    let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|---:|---:|");
+    let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for s in &r.strategies {
         md.push_str(&strategy_row(r, s, &w));
     }
@@ -228,10 +235,18 @@ pub fn report(r: &CatalogueRun) -> String {
     let _ = writeln!(
         md,
         "\nWarm shares are of the designs served (errors left out). Pooled objects: objects of the \
-         `copying` and `ready` items, sampled every second. Wasted copies: objects of items that \
-         became ready and were discarded during the run (retired or discarded unused), + objects of \
-         items made during the run still unused {} s after its last design. S3 copies per design: the \
-         objects of the items made during the run plus the cold designs' copies, per design.\n",
+         `copying` and `ready` items, sampled every second. Wasted copies, at most (objects): items \
+         that became ready and were discarded during the run (retired or discarded unused), + items \
+         reserved during the run and discarded before they were ready (landed above a lowered hold \
+         level, failed, superseded; also reserved items handed back before any copy, which cost \
+         none), + how far each template's pooled objects {} s after the last design stand above \
+         where they stood at the run's start, summed over templates -- a copy that replaced a used \
+         item left its pool's stock as it was; stock above the start is used by later designs or \
+         retired, so it bounds what the run may yet waste. The share is of all copies (items made \
+         during the run and the cold designs' copies). Made during the run, still pooled: objects \
+         of items reserved during the run and unused at the end (mostly replacements of used items, \
+         not waste). S3 copies per design: the objects of the items \
+         made during the run plus the cold designs' copies, per design.\n",
         super::SETTLE.as_secs()
     );
     let _ = writeln!(

@@ -1,0 +1,1 @@
+ALTER TABLE pool_targets DROP COLUMN IF EXISTS hold;
