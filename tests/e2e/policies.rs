@@ -208,17 +208,20 @@ async fn a_window_fills_its_pool_by_its_start_and_lets_it_go_after() {
     assert!(Utc::now() < start + TimeDelta::seconds(2));
     assert!(s.window.is_some(), "the window shows: {s:?}");
 
-    // After its end, back to the demand's size: an item a pass.
+    // After its end, the target is back at the demand's size at once (pops
+    // are not refilled above it), and the hold level comes down an item a
+    // pass (no demand: nothing is held for it).
     let wait = (start + TimeDelta::seconds(2) - Utc::now())
         .num_milliseconds()
         .max(0) as u64;
     tokio::time::sleep(Duration::from_millis(wait + 100)).await;
-    let mut targets = Vec::new();
+    let mut levels = Vec::new();
     for _ in 0..5 {
         sizer.tick().await.unwrap();
-        targets.push(sizing(&stack, t).await.target);
+        let s = sizing(&stack, t).await;
+        levels.push((s.target, s.hold));
     }
-    assert_eq!(targets, [5, 4, 3, 2, 1]);
+    assert_eq!(levels, [(1, 5), (1, 4), (1, 3), (1, 2), (1, 1)]);
     assert_eq!(ready(&stack, t).await, 1, "the surplus is retired");
     stack.finish().await;
 }

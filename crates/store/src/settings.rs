@@ -124,7 +124,7 @@ pub struct PoolSettings {
     pub sizing_interval_ms: u64,
     /// Adaptive: a pool above its size holds as many surplus items as its
     /// demand would take within this many seconds (its hold level),
-    /// instead of letting them go an item a pass (0). Pops above the size
+    /// instead of letting them go an item a pass (0; 600 by default). Pops above the size
     /// are not refilled, so the surplus is used up at the template's own
     /// rate (docs/design.md, "Fill and hold").
     pub keep_secs: u64,
@@ -182,7 +182,7 @@ impl Default for PoolSettings {
             miss_target: 0.01,
             demand_fast_secs: 15,
             demand_slow_secs: 1800,
-            keep_secs: 0,
+            keep_secs: 600,
             sizing_interval_ms: 2000,
             forecast: true,
             forecast_weeks: 4,

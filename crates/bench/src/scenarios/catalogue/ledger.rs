@@ -61,23 +61,61 @@ pub async fn sample(db: &Db, w: &Watched) -> anyhow::Result<Sample> {
     Ok(s)
 }
 
-/// Objects pooled (`copying` and `ready` items) per template now.
-pub async fn pooled_by_template(db: &Db) -> anyhow::Result<HashMap<uuid::Uuid, i64>> {
+/// One template's pool now: live (`copying` and `ready`) items, their
+/// objects, and its planned fill level (`None`: no plan row).
+#[derive(Debug, Clone, Copy, QueryableByName)]
+pub struct Pool {
+    #[diesel(sql_type = BigInt)]
+    pub items: i64,
+    #[diesel(sql_type = BigInt)]
+    pub objects: i64,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Integer>)]
+    pub fill: Option<i32>,
+}
+
+/// Every template's pool now (templates with live items).
+pub async fn pools(db: &Db) -> anyhow::Result<HashMap<uuid::Uuid, Pool>> {
     #[derive(QueryableByName)]
     struct Row {
         #[diesel(sql_type = SqlUuid)]
         template_id: uuid::Uuid,
-        #[diesel(sql_type = BigInt)]
-        n: i64,
+        #[diesel(embed)]
+        pool: Pool,
     }
     let mut conn = db.conn().await?;
     let rows: Vec<Row> = diesel::sql_query(format!(
-        "SELECT template_id, sum({ITEM_OBJECTS_SQL})::bigint AS n FROM pool_items
-          WHERE state IN ('copying', 'ready') GROUP BY template_id"
+        "SELECT p.template_id, count(*) AS items, sum(p.n)::bigint AS objects, max(pt.target) AS fill
+           FROM (SELECT template_id, {ITEM_OBJECTS_SQL} AS n FROM pool_items
+                  WHERE state IN ('copying', 'ready')) p
+           LEFT JOIN pool_targets pt ON pt.template_id = p.template_id
+          GROUP BY p.template_id"
     ))
     .load(&mut conn)
     .await?;
-    Ok(rows.into_iter().map(|r| (r.template_id, r.n)).collect())
+    Ok(rows.into_iter().map(|r| (r.template_id, r.pool)).collect())
+}
+
+/// Objects a run left pooled beyond what its pools need: per template, the
+/// live items above both its starting stock and its planned fill level at
+/// the end (`default_fill` without a plan row), at its objects per item.
+/// Stock up to the start replaced used items; stock up to the fill level
+/// is what the demand as it stands keeps pooled anyway (a head template of
+/// a seed of one item each grows to its size: working stock, not waste);
+/// what is above both is a surplus the sizer holds, used by later designs
+/// or retired.
+pub fn held_above_need(
+    start: &HashMap<uuid::Uuid, Pool>,
+    end: &HashMap<uuid::Uuid, Pool>,
+    default_fill: i64,
+) -> i64 {
+    end.iter()
+        .map(|(t, p)| {
+            let started = start.get(t).map_or(0, |s| s.items);
+            let need = started.max(p.fill.map_or(default_fill, i64::from));
+            let surplus = (p.items - need).max(0);
+            surplus * p.objects / p.items.max(1)
+        })
+        .sum()
 }
 
 /// What the pools copied from `since` on, in objects.
@@ -94,20 +132,17 @@ pub struct Copies {
     pub unready: i64,
     /// Items reserved since and still unused (`copying` or `ready`).
     pub unused: i64,
-    /// How far each template's pooled objects stand above where they
-    /// stood when the run began, summed over the templates.
-    pub grown: i64,
+    /// Objects held above what the pools need at the end
+    /// ([`held_above_need`]).
+    pub held: i64,
 }
 
 impl Copies {
-    /// Copies wasted at most: retired, discarded before ready, and each
-    /// pool's growth over the run. A copy that replaced a used item left
-    /// its pool's stock as it was; an item still pooled above the pool's
-    /// starting stock is used by a later design or retired, so the growth
-    /// bounds what the run may yet waste. Counted per template, so one
-    /// pool using up its held surplus does not hide another's new stock.
+    /// Copies wasted at most: retired, discarded before ready, and the
+    /// surplus still held above need at the end (used by later designs or
+    /// retired: a 75-s trace cannot tell which).
     pub fn wasted(&self) -> i64 {
-        self.retired + self.unready + self.grown
+        self.retired + self.unready + self.held
     }
 }
 
@@ -124,11 +159,13 @@ struct Counted {
 }
 
 /// What was copied since `since`, against the pools as they stood then
-/// (`start`, from [`pooled_by_template`]).
+/// (`start`, from [`pools`]); `default_fill`: a template's fill level
+/// without a plan row.
 pub async fn copies_since(
     db: &Db,
     since: DateTime<Utc>,
-    start: &HashMap<uuid::Uuid, i64>,
+    start: &HashMap<uuid::Uuid, Pool>,
+    default_fill: i64,
 ) -> anyhow::Result<Copies> {
     let mut conn = db.conn().await?;
     let c: Counted = diesel::sql_query(format!(
@@ -145,16 +182,37 @@ pub async fn copies_since(
     .get_result(&mut conn)
     .await?;
     drop(conn);
-    let end = pooled_by_template(db).await?;
-    let grown = end
-        .iter()
-        .map(|(t, n)| (n - start.get(t).copied().unwrap_or(0)).max(0))
-        .sum();
+    let end = pools(db).await?;
     Ok(Copies {
         made: c.made,
         retired: c.retired,
         unready: c.unready,
         unused: c.unused,
-        grown,
+        held: held_above_need(start, &end, default_fill),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_stock_above_the_start_and_the_fill_level_counts_as_held() {
+        let t = |n: u128| uuid::Uuid::from_u128(n);
+        let pool = |items, objects, fill| Pool {
+            items,
+            objects,
+            fill,
+        };
+        let start = HashMap::from([(t(1), pool(1, 4, None)), (t(2), pool(1, 2, None))]);
+        let end = HashMap::from([
+            // Grew to its size (working stock): nothing held.
+            (t(1), pool(5, 20, Some(5))),
+            // Holds 6 above a fill of 2: 6 items of 2 objects.
+            (t(2), pool(8, 16, Some(2))),
+            // No row, the default fill of 1, started with none: 2 held.
+            (t(3), pool(3, 3, None)),
+        ]);
+        assert_eq!(held_above_need(&start, &end, 1), 12 + 2);
+    }
 }

@@ -14,7 +14,8 @@
 //! [`report`] writes the section.
 //!
 //! `PREWARM_BENCH_CATALOGUE_STRATEGIES=fixed1,fixed4,adaptive,forecast`
-//! (any of them, comma-separated) runs only those, for iterating.
+//! (any of them, comma-separated) runs only those, for iterating;
+//! `PREWARM_BENCH_CATALOGUE_KEEP_SECS` sets the adaptive ones' `pool.keep_secs`.
 
 pub mod ledger;
 pub mod report;
@@ -67,6 +68,15 @@ pub struct Strategy {
     pub settings: Vec<(&'static str, String)>,
 }
 
+/// `pool.keep_secs` of the adaptive strategies: the worker's default, or
+/// `PREWARM_BENCH_CATALOGUE_KEEP_SECS` (for comparing holding policies).
+pub fn keep_secs() -> u64 {
+    std::env::var("PREWARM_BENCH_CATALOGUE_KEEP_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(prewarm_store::settings::PoolSettings::default().keep_secs)
+}
+
 /// The four strategies; the adaptive ones under `budget` objects.
 pub fn strategies(budget: u64) -> Vec<Strategy> {
     let fixed = |n: usize| {
@@ -86,6 +96,7 @@ pub fn strategies(budget: u64) -> Vec<Strategy> {
             ("PREWARM_POOL__DEMAND_FAST_SECS", "3".to_string()),
             ("PREWARM_POOL__DEMAND_SLOW_SECS", "120".to_string()),
             ("PREWARM_POOL__SIZING_INTERVAL_MS", "1000".to_string()),
+            ("PREWARM_POOL__KEEP_SECS", keep_secs().to_string()),
         ]
     };
     vec![
@@ -395,7 +406,7 @@ async fn run_strategy(
     }
     tokio::time::sleep((start_at - Utc::now()).to_std().unwrap_or_default()).await;
 
-    let pooled_at_start = ledger::pooled_by_template(&dbh).await?;
+    let pooled_at_start = ledger::pools(&dbh).await?;
     let (t0, started) = (tokio::time::Instant::now(), Utc::now());
     let start_skew_secs = (started - start_at).as_seconds_f64();
     let _ = b.proxy.take_copy_times();
@@ -411,7 +422,8 @@ async fn run_strategy(
     tokio::time::sleep(SETTLE).await;
     worker.stop().await;
     let copy_times = b.proxy.take_copy_times();
-    let copies = ledger::copies_since(&dbh, started, &pooled_at_start).await?;
+    let copies =
+        ledger::copies_since(&dbh, started, &pooled_at_start, strategy.start_items as i64).await?;
     api.stop().await;
     let samples = samples.lock().map(|s| s.clone()).unwrap_or_default();
     Ok(StrategyRun {

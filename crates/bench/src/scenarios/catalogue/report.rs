@@ -71,7 +71,7 @@ fn strategy_row(r: &CatalogueRun, s: &StrategyRun, w: &[Vec<bool>; WINDOWS]) -> 
         measured(&s.outcomes, &w[3]),
         c.retired,
         c.unready,
-        c.grown,
+        c.held,
         c.wasted() as f64 * 100.0 / copies.max(1) as f64,
         c.unused,
         copies as f64 / designs.max(1) as f64,
@@ -211,7 +211,7 @@ pub fn report(r: &CatalogueRun) -> String {
          objects in S3), with its own API and worker (garbage collection: one pass of one page, at start); the worker copies through the proxy ({} ms \
          injected; median CopyObject measured at the proxy: {:.0} ms), {} copies in flight. Adaptive: \
          min 1, max 32, **budget B = {} objects** (twice the catalogue at one item per template), demand \
-         time constants 3 s and 120 s, plan every 1 s, `pool.forecast` off; adaptive + forecast + \
+         time constants 3 s and 120 s, plan every 1 s, `pool.keep_secs` {}, `pool.forecast` off; adaptive + forecast + \
          schedules: the same with `pool.forecast` on, and a one-off window on the launch template from \
          L for {} s with target {}, set before the run with `PUT /admin/templates/{{id}}/pool-policy`.\n",
         4 * one,
@@ -219,12 +219,13 @@ pub fn report(r: &CatalogueRun) -> String {
         r.copy_us as f64 / 1e3,
         r.slots,
         r.budget,
+        super::keep_secs(),
         p.launch_window_secs,
         p.launch_target,
     );
     let _ = writeln!(
         md,
-        "| strategy | warm, all designs | all but the unannounced burst | peak: first {0:.0} s (peak subset) | launch: first {0:.0} s | burst | pooled objects: start / mean / peak | wasted copies, at most: retired + discarded before ready + stock grown = share of copies | made during the run, still pooled | S3 copies per design |",
+        "| strategy | warm, all designs | all but the unannounced burst | peak: first {0:.0} s (peak subset) | launch: first {0:.0} s | burst | pooled objects: start / mean / peak | wasted copies, at most: retired + discarded before ready + held above need = share of copies | made during the run, still pooled | S3 copies per design |",
         p.first_secs
     );
     let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
@@ -239,10 +240,11 @@ pub fn report(r: &CatalogueRun) -> String {
          that became ready and were discarded during the run (retired or discarded unused), + items \
          reserved during the run and discarded before they were ready (landed above a lowered hold \
          level, failed, superseded; also reserved items handed back before any copy, which cost \
-         none), + how far each template's pooled objects {} s after the last design stand above \
-         where they stood at the run's start, summed over templates -- a copy that replaced a used \
-         item left its pool's stock as it was; stock above the start is used by later designs or \
-         retired, so it bounds what the run may yet waste. The share is of all copies (items made \
+         none), + the surplus still held {} s after the last design: per template, live items above \
+         both its starting stock and its planned fill level then (stock up to the start replaced \
+         used items; stock up to the fill level is what demand as it stands keeps pooled anyway), \
+         used by later designs or retired -- a trace this short cannot tell which, so it counts here. The share is \
+         of all copies (items made \
          during the run and the cold designs' copies). Made during the run, still pooled: objects \
          of items reserved during the run and unused at the end (mostly replacements of used items, \
          not waste). S3 copies per design: the objects of the items \
