@@ -15,7 +15,8 @@
 //! - [`pool_policy`]: an operator's pool policy (floor, ceiling, fixed target, schedule
 //!   windows: one-off, or cron in an IANA time zone), its JSON, rules and target at an instant.
 //! - [`error`]: the stable error codes every HTTP error carries, with their status.
-//! - [`warmup`]: the Kafka warm-up message, generated from `proto/warmup.proto`.
+//! - [`warmup`]: the Kafka warm-up message, generated from `proto/warmup.proto`
+//!   (the generated code is committed in `src/generated/`).
 //!
 //! This crate depends on serde, schemars (JSON Schemas of the DTOs, for the OpenAPI document), uuid,
 //! chrono, chrono-tz (pool policy time zones), hex and prost only: no web, database or broker
