@@ -164,12 +164,11 @@ pub fn replay(
 }
 
 /// Deletes keys past their retention, a page at a time, every minute (each
-/// replica; they skip each other's rows).
-pub fn spawn_purge(db: Db, retention: Duration) {
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(60));
-        loop {
-            tick.tick().await;
+/// replica; they skip each other's rows), until `background` stops.
+pub fn spawn_purge(background: &crate::background::Background, db: Db, retention: Duration) {
+    background.every(Duration::from_secs(60), move || {
+        let db = db.clone();
+        async move {
             loop {
                 let purged = match db.conn().await {
                     Ok(mut conn) => idempotency::purge_expired(&mut conn, retention, 1000).await,

@@ -20,9 +20,11 @@
 //! - [`request_span`]: one tracing span per request (continues the caller's trace; access log);
 //!   [`request_id`]: the request's id as a task-local (error bodies, detached work).
 //! - [`state`]: what every handler shares (database, Redis index, S3, Kafka producer);
-//!   [`warmup_requests`]: warm-up requests to Kafka, coalesced per template version.
+//!   [`warmup_requests`]: warm-up requests to Kafka, coalesced per template version;
+//!   [`background`]: the background loops, stopped together on shutdown.
 
 pub mod auth;
+pub mod background;
 pub mod create_design;
 pub mod error;
 pub mod idempotency;

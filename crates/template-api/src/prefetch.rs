@@ -305,14 +305,17 @@ impl Prefetch {
         picked
     }
 
-    /// Runs [`Prefetch::sweep`] every half hold until the process ends.
-    pub fn spawn_sweeper(self: &Arc<Self>, index: PoolIndex, db: Db) {
+    /// Runs [`Prefetch::sweep`] every half hold until `background` stops.
+    pub fn spawn_sweeper(
+        self: &Arc<Self>,
+        background: &crate::background::Background,
+        index: PoolIndex,
+        db: Db,
+    ) {
         let this = self.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval((this.hold / 2).max(Duration::from_millis(1)));
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tick.tick().await;
+        background.every(this.hold / 2, move || {
+            let (this, index, db) = (this.clone(), index.clone(), db.clone());
+            async move {
                 this.sweep(&index, &db).await;
             }
         });

@@ -17,6 +17,7 @@ use secrecy::ExposeSecret;
 use tokio::sync::Semaphore;
 
 use crate::auth::{AuthCache, Authenticator};
+use crate::background::Background;
 use crate::error::{json_error, path_error, query_error};
 use crate::metrics::ApiMetrics;
 use crate::prefetch::Prefetch;
@@ -57,6 +58,7 @@ impl Application {
         let server = run(listener, state.clone())?;
         let ops = run_ops(ops_listener, state.clone())?;
         crate::idempotency::spawn_purge(
+            &state.background,
             state.db.clone(),
             Duration::from_secs(state.settings.idempotency.retention_secs),
         );
@@ -85,11 +87,15 @@ impl Application {
     /// Serves until `shutdown` completes (the binary passes SIGTERM/SIGINT:
     /// [`prewarm_service_kit::shutdown::signal`]), then stops accepting, lets
     /// in-flight requests finish within `server.shutdown_timeout_secs`,
-    /// lists prefetched pool ids again and flushes pending warm-up requests.
+    /// stops the background loops (each after the step it is in), lists
+    /// prefetched pool ids again and flushes pending warm-up requests.
     pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) -> std::io::Result<()> {
         /// How long shutdown waits for prefetch pops in flight (each is
         /// one Redis round trip, bounded by the command timeout).
         const PREFETCH_POP_WAIT: Duration = Duration::from_secs(3);
+        /// How long shutdown waits for a background loop's step (a purge
+        /// page, a sweep's put-backs; each bounded by its timeouts).
+        const BACKGROUND_WAIT: Duration = Duration::from_secs(10);
         let ops = self.ops.handle();
         let handle = self.server.handle();
         tokio::spawn(self.ops);
@@ -109,6 +115,11 @@ impl Application {
             }
         };
         ops.stop(true).await;
+        // The prefetch sweeper must not hold ids again once they are put
+        // back, and the warm-up sender's window is flushed below.
+        if !self.state.background.stop(BACKGROUND_WAIT).await {
+            tracing::warn!("a background loop was still in a step after {BACKGROUND_WAIT:?}");
+        }
         if let Some(prefetch) = &self.state.prefetch {
             let returned = prefetch
                 .put_back_all(&self.state.index, &self.state.db)
@@ -149,7 +160,16 @@ pub async fn build_state(settings: Settings, pause: PausePoints) -> anyhow::Resu
         pause.clone(),
     ));
     let versions = Arc::new(TemplateVersions::default());
-    spawn_cache_upkeep(&similar, &auth, &versions, &shared, &settings.redis).await;
+    let background = Background::new();
+    spawn_cache_upkeep(
+        &background,
+        &similar,
+        &auth,
+        &versions,
+        &shared,
+        &settings.redis,
+    )
+    .await;
     let metrics = Arc::new(metrics);
     let prefetch = Prefetch::new(
         Duration::from_millis(settings.pool.prefetch_hold_ms),
@@ -158,7 +178,7 @@ pub async fn build_state(settings: Settings, pause: PausePoints) -> anyhow::Resu
         pause.clone(),
     );
     if let Some(prefetch) = &prefetch {
-        prefetch.spawn_sweeper(clients.index.clone(), clients.db.clone());
+        prefetch.spawn_sweeper(&background, clients.index.clone(), clients.db.clone());
     }
     let copy_limiter = Arc::new(Semaphore::new(settings.pool.cold_copy_global_limit));
     let rate_limiter = settings.rate_limit.enabled.then(|| {
@@ -176,6 +196,7 @@ pub async fn build_state(settings: Settings, pause: PausePoints) -> anyhow::Resu
         warmup: WarmupRequests::start(
             publisher,
             Duration::from_millis(settings.pool.warmup_coalesce_ms),
+            &background,
         ),
         copy_limiter,
         auth,
@@ -190,12 +211,14 @@ pub async fn build_state(settings: Settings, pause: PausePoints) -> anyhow::Resu
         settings: Arc::new(settings),
         versions,
         prefetch,
+        background,
         pause,
     })
 }
 
 /// Starts the cache sweeper and the invalidation listener of this replica.
 async fn spawn_cache_upkeep(
+    background: &Background,
     similar: &SimilarTemplates,
     auth: &Arc<Authenticator>,
     versions: &Arc<TemplateVersions>,
@@ -203,12 +226,9 @@ async fn spawn_cache_upkeep(
     redis: &prewarm_store::settings::RedisSettings,
 ) {
     let sweeper = similar.clone();
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(sweeper.sweep_interval());
-        loop {
-            tick.tick().await;
-            sweeper.sweep();
-        }
+    background.every(sweeper.sweep_interval(), move || {
+        sweeper.sweep();
+        std::future::ready(())
     });
     match shared
         .subscribe(redis.url.expose_secret(), redis.ca_path())
@@ -218,7 +238,7 @@ async fn spawn_cache_upkeep(
             let listener = similar.clone();
             let auth = auth.clone();
             let versions = versions.clone();
-            tokio::spawn(async move {
+            background.until_stopped(async move {
                 while let Some(message) = rx.recv().await {
                     match message {
                         Invalidation::Template(template) => {

@@ -38,6 +38,8 @@ pub struct AppState {
     /// Pool ids popped ahead of the next design; `None` when
     /// `pool.prefetch_hold_ms` is 0. One per process, shared by the workers.
     pub prefetch: Option<Arc<crate::prefetch::Prefetch>>,
+    /// The background loops: one stop for all of them ([`crate::background`]).
+    pub background: crate::background::Background,
     /// Test-only pause points (a no-op unless a test armed one).
     pub pause: prewarm_store::pause::PausePoints,
 }

@@ -38,9 +38,15 @@ pub struct WarmupRequests {
 }
 
 impl WarmupRequests {
-    /// Coalesces over `window` (zero: none), and starts the task that sends.
-    /// Must be called within a tokio runtime.
-    pub fn start(publisher: WarmupPublisher, window: Duration) -> Arc<Self> {
+    /// Coalesces over `window` (zero: none), and starts the task that sends
+    /// on `background` (what it holds when that stops goes with
+    /// [`WarmupRequests::send_pending`]). Must be called within a tokio
+    /// runtime.
+    pub fn start(
+        publisher: WarmupPublisher,
+        window: Duration,
+        background: &crate::background::Background,
+    ) -> Arc<Self> {
         let requests = Arc::new(Self {
             publisher,
             window,
@@ -48,7 +54,7 @@ impl WarmupRequests {
             first_ask: Notify::new(),
         });
         if !window.is_zero() {
-            tokio::spawn(Arc::clone(&requests).send_each_window());
+            background.until_stopped(Arc::clone(&requests).send_each_window());
         }
         requests
     }
