@@ -174,6 +174,8 @@ impl UploadBudget {
             };
             (entry.shares.clone(), user)
         };
+        // `None`: refused (its share would eat the companies' quarter, or
+        // the budget closed) -- busy, like a wait that ran out.
         let acquire = async {
             let company_permit = own.clone().acquire_owned().await.ok()?;
             // A company's second share and beyond leave a quarter of the
@@ -182,13 +184,13 @@ impl UploadBudget {
             let held = self.per_company - own.available_permits();
             let free = self.kib.available_permits() / PART_KIB as usize;
             if held > 1 && free <= self.per_company {
-                return Some(Err(()));
+                return None;
             }
             let permit = self.kib.clone().acquire_many_owned(PART_KIB).await.ok()?;
-            Some(Ok((permit, company_permit)))
+            Some((permit, company_permit))
         };
         match tokio::time::timeout(self.wait, acquire).await {
-            Ok(Some(Ok((permit, company_permit)))) => Ok(Share {
+            Ok(Some((permit, company_permit))) => Ok(Share {
                 _permit: permit,
                 _company_permit: company_permit,
                 _user: user,

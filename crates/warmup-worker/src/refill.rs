@@ -79,6 +79,21 @@ pub enum ItemError {
     Store(#[from] StoreError),
 }
 
+/// What became of one reserved item.
+#[derive(Debug)]
+enum ItemOutcome {
+    /// Its copies landed; it is ready and listed.
+    Ready,
+    /// Its copies landed, but it was discarded as it landed (the template
+    /// moved on, or the pool was at its hold level).
+    Superseded,
+    /// Its copies or its bookkeeping failed; it was given up.
+    Failed(ItemError),
+    /// Never started (the worker began to stop, or the template moved on
+    /// first): to be handed back to the ledger.
+    Unstarted(PoolItemId),
+}
+
 /// Aborts a background task when dropped (the lease heartbeat of a refill).
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
 
@@ -244,27 +259,25 @@ impl Refiller {
             .iter()
             .map(|item| self.finish_unless_stopping(template, version, item, in_demand))
             .collect();
-        let outcomes: Vec<Result<Result<bool, ItemError>, PoolItemId>> = stream::iter(finishing)
+        let outcomes: Vec<ItemOutcome> = stream::iter(finishing)
             .buffer_unordered(self.items_in_flight.max(1))
             .collect()
             .await;
-        let (results, unstarted): (Vec<_>, Vec<_>) = outcomes.into_iter().partition(Result::is_ok);
-        let unstarted: Vec<PoolItemId> = unstarted.into_iter().filter_map(Result::err).collect();
-        let handed_back = self.hand_back(template, &unstarted).await;
-        let results = results.into_iter().filter_map(Result::ok);
-        let mut ready = 0;
-        let mut failed = 0;
+        let (mut ready, mut failed) = (0, 0);
         let mut first_error = None;
-        for result in results {
-            match result {
-                Ok(true) => ready += 1,
-                Ok(false) => failed += 1,
-                Err(e) => {
+        let mut unstarted = Vec::new();
+        for outcome in outcomes {
+            match outcome {
+                ItemOutcome::Ready => ready += 1,
+                ItemOutcome::Superseded => failed += 1,
+                ItemOutcome::Failed(e) => {
                     failed += 1;
                     first_error.get_or_insert(e);
                 }
+                ItemOutcome::Unstarted(id) => unstarted.push(id),
             }
         }
+        let handed_back = self.hand_back(template, &unstarted).await;
         if let Some(first) = first_error {
             return Err(RefillError::Copies {
                 failed,
@@ -348,19 +361,24 @@ impl Refiller {
         })))
     }
 
-    /// [`finish_item`](Self::finish_item), or `Err(id)` (nothing done)
-    /// when the worker began to stop before this item's turn came.
+    /// [`finish_item`](Self::finish_item), or `Unstarted` (nothing done)
+    /// when the worker began to stop, or the template moved on, before
+    /// this item's turn came.
     async fn finish_unless_stopping(
         &self,
         template: TemplateId,
         version: i32,
         item: &ReservedItem,
         in_demand: bool,
-    ) -> Result<Result<bool, ItemError>, PoolItemId> {
+    ) -> ItemOutcome {
         if self.stopping.is_cancelled() || self.superseded(template, version).await {
-            return Err(item.id);
+            return ItemOutcome::Unstarted(item.id);
         }
-        Ok(self.finish_item(template, version, item, in_demand).await)
+        match self.finish_item(template, version, item, in_demand).await {
+            Ok(true) => ItemOutcome::Ready,
+            Ok(false) => ItemOutcome::Superseded,
+            Err(e) => ItemOutcome::Failed(e),
+        }
     }
 
     /// Whether the template moved past `version` (edited, deleted): an item
