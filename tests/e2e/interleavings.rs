@@ -531,6 +531,55 @@ async fn items_landing_after_the_target_was_lowered_do_not_overfill_the_pool() {
     stack.finish().await;
 }
 
+/// A lowered level with copies in flight retires no ready item for them:
+/// a pool of 3 ready items growing to 6 has 3 copying when the plan drops to
+/// 4. Retiring "live above 4" would discard 2 of the 3 ready ones (only
+/// ready items can retire) and leave the pool short until copies land; the
+/// copies that would take it past 4 are the ones trimmed, as they land.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_level_lowered_under_copies_in_flight_keeps_the_ready_items() {
+    let stack = TestStack::spawn(Options {
+        worker: false,
+        ..Options::default()
+    })
+    .await;
+    let tenant = stack.create_tenant("acme", 100).await;
+    let template = stack.create_template(&tenant, 1, "private").await;
+    let settings = [
+        ("PREWARM_POOL__SIZING", "adaptive"),
+        ("PREWARM_WORKER__ITEMS_IN_FLIGHT", "1"),
+    ];
+    let growing = stack.reconciler(&settings).await.refiller;
+    let lowering = stack.reconciler(&settings).await.refiller;
+    let t = template.id;
+    plan_target(&stack, t, 3).await;
+    growing.refill(t).await.unwrap();
+    plan_target(&stack, t, 6).await;
+    let mut gate = stack.pause.arm(at::ITEM_COPYING);
+    let refill = tokio::spawn(async move { growing.refill(t).await });
+    gate.reached().await;
+    plan_target(&stack, t, 4).await;
+    lowering.refill(t).await.unwrap();
+    let mut conn = stack.db.conn().await.unwrap();
+    let (ready, copying) = pool_items::counts(&mut conn, t, 1).await.unwrap();
+    assert_eq!(
+        (ready, copying),
+        (3, 3),
+        "no ready item retired for copies in flight"
+    );
+    gate.release();
+    refill.await.unwrap().expect("refill");
+    let (ready, copying) = pool_items::counts(&mut conn, t, 1).await.unwrap();
+    assert_eq!(
+        (ready, copying),
+        (4, 0),
+        "the copies past 4 trimmed as they landed"
+    );
+    drop(conn);
+    check_pool_list(&stack, t, true).await;
+    stack.finish().await;
+}
+
 /// Version churn costs the copies in flight, not whole pools: a refill of
 /// four items (one at a time) is parked in its first item's copies while
 /// the template is edited. The first item lands superseded (discarded, its

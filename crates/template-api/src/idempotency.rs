@@ -163,13 +163,19 @@ pub fn replay(
         .json(body)
 }
 
+/// Pages of 1,000 keys one purge step deletes at most.
+pub const PURGE_PAGES_A_STEP: usize = 10;
+
 /// Deletes keys past their retention, a page at a time, every minute (each
-/// replica; they skip each other's rows), until `background` stops.
+/// replica; they skip each other's rows), until `background` stops. A step
+/// deletes at most [`PURGE_PAGES_A_STEP`] pages, so a backlog is worked off
+/// over several minutes and a step is short; one cut off by a shutdown is
+/// idempotent and taken up by the next replica's pass.
 pub fn spawn_purge(background: &crate::background::Background, db: Db, retention: Duration) {
     background.every(Duration::from_secs(60), move || {
         let db = db.clone();
         async move {
-            loop {
+            for _ in 0..PURGE_PAGES_A_STEP {
                 let purged = match db.conn().await {
                     Ok(mut conn) => idempotency::purge_expired(&mut conn, retention, 1000).await,
                     Err(e) => Err(e),

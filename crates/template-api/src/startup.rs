@@ -94,8 +94,12 @@ impl Application {
         /// one Redis round trip, bounded by the command timeout).
         const PREFETCH_POP_WAIT: Duration = Duration::from_secs(3);
         /// How long shutdown waits for a background loop's step (a purge
-        /// page, a sweep's put-backs; each bounded by its timeouts).
-        const BACKGROUND_WAIT: Duration = Duration::from_secs(10);
+        /// step of at most a few pages, a sweep's put-backs): short, as the
+        /// pod's grace period also covers the requests in flight.
+        const BACKGROUND_WAIT: Duration = Duration::from_secs(2);
+        /// How long shutdown spends listing prefetched ids again (the
+        /// reconciler lists what is left after `pool.pop_memory_ms`).
+        const PUT_BACK_WAIT: Duration = Duration::from_secs(5);
         let ops = self.ops.handle();
         let handle = self.server.handle();
         tokio::spawn(self.ops);
@@ -120,13 +124,18 @@ impl Application {
         if !self.state.background.stop(BACKGROUND_WAIT).await {
             tracing::warn!("a background loop was still in a step after {BACKGROUND_WAIT:?}");
         }
-        if let Some(prefetch) = &self.state.prefetch {
-            let returned = prefetch
-                .put_back_all(&self.state.index, &self.state.db)
-                .await;
-            tracing::info!(returned, "prefetched pool items listed again");
-        }
+        // Enqueued first (no wait): a pod killed while ids are put back
+        // still has its warm-ups in the producer's queue.
         self.state.warmup.send_pending();
+        if let Some(prefetch) = &self.state.prefetch {
+            let put_back = prefetch.put_back_all(&self.state.index, &self.state.db);
+            match tokio::time::timeout(PUT_BACK_WAIT, put_back).await {
+                Ok(returned) => tracing::info!(returned, "prefetched pool items listed again"),
+                Err(_) => tracing::warn!(
+                    "prefetched pool items not all listed again within {PUT_BACK_WAIT:?}; the reconciler lists the rest"
+                ),
+            }
+        }
         self.state
             .warmup
             .publisher()

@@ -220,9 +220,20 @@ impl Sizer {
         let settled = cap_holds(&mut conn, &mut plan).await?;
         drop(conn);
 
+        // A pool between its new levels needs no refill -- unless its fill
+        // level rose: pops since the count refilled to the old one.
+        let grown: HashSet<TemplateId> = plan
+            .iter()
+            .filter(|(id, l)| {
+                book.templates
+                    .get(id)
+                    .is_some_and(|t| l.fill > t.levels.fill)
+            })
+            .map(|(id, _)| *id)
+            .collect();
         let mut dropped = demand.dropped;
         let (mut changed, rows) = self.settle(book, &plan, &demand.touched, upper, &mut dropped);
-        changed.retain(|(t, _)| !settled.contains(t));
+        changed.retain(|(t, _)| !settled.contains(t) || grown.contains(t));
         // Rows written at other times hold counts as of their `computed_at`:
         // only what changed is written, and a reload decays from there.
         let cursor = format!("{upper:.6}");

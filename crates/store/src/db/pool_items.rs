@@ -175,8 +175,12 @@ pub async fn reserve(
             if version > 1 {
                 prune_old_versions(conn, template, version).await?;
             }
-            let live_before = count_live(conn, template, version).await?;
-            let excess = live_before - i64::from(levels.hold);
+            let (live_before, ready_before) = count_live(conn, template, version).await?;
+            // Only ready items can retire, and only those above the hold
+            // level: copies in flight that would take the pool past it are
+            // trimmed as they land (`mark_ready`), so a pool never goes
+            // empty for items that have not landed yet.
+            let excess = ready_before - i64::from(levels.hold);
             let surplus = if excess > 0 {
                 retire_surplus(conn, template, version, excess, now, pause).await?
             } else {
@@ -270,22 +274,30 @@ async fn prune_old_versions(
     .await
 }
 
-/// Live (`copying` + `ready`) items of the template's `version`.
+/// Live (`copying` + `ready`) items of the template's `version`, and the
+/// ready ones among them.
 async fn count_live(
     conn: &mut AsyncPgConnection,
     template: TemplateId,
     version: i32,
-) -> Result<i64, diesel::result::Error> {
-    pool_items::table
+) -> Result<(i64, i64), diesel::result::Error> {
+    let rows: Vec<(String, i64)> = pool_items::table
         .filter(pool_items::template_id.eq(template.0))
         .filter(pool_items::template_version.eq(version))
         .filter(pool_items::state.eq_any([
             PoolItemState::Copying.as_str(),
             PoolItemState::Ready.as_str(),
         ]))
-        .count()
-        .get_result(conn)
-        .await
+        .group_by(pool_items::state)
+        .select((pool_items::state, diesel::dsl::count_star()))
+        .load(conn)
+        .await?;
+    let live = rows.iter().map(|(_, n)| n).sum();
+    let ready = rows
+        .iter()
+        .find(|(s, _)| s == PoolItemState::Ready.as_str())
+        .map_or(0, |(_, n)| *n);
+    Ok((live, ready))
 }
 
 /// Reserve, step 2: a lowered hold level retires the newest `excess` ready items.
@@ -595,15 +607,20 @@ pub async fn counts(
     Ok((get(PoolItemState::Ready), get(PoolItemState::Copying)))
 }
 
-/// Live (`copying` + `ready`) items of each of `templates`, any version
-/// (templates without any are left out): what the sizer caps a hold level
-/// at, as a held surplus is used up.
+/// Live (`copying` + `ready`) items of each of `templates`' current version
+/// -- what reserve counts (templates without any are left out): what the
+/// sizer caps a hold level at, as a held surplus is used up.
 pub async fn live_counts(
     conn: &mut AsyncPgConnection,
     templates: &[TemplateId],
 ) -> Result<std::collections::HashMap<TemplateId, i64>, StoreError> {
     let ids: Vec<Uuid> = templates.iter().map(|t| t.0).collect();
     let rows: Vec<(Uuid, i64)> = pool_items::table
+        .inner_join(
+            templates::table.on(templates::id
+                .eq(pool_items::template_id)
+                .and(templates::version.eq(pool_items::template_version))),
+        )
         .filter(pool_items::template_id.eq_any(&ids))
         .filter(pool_items::state.eq_any([
             PoolItemState::Copying.as_str(),
