@@ -146,6 +146,65 @@ pub struct ValidPatch {
     pub visibility: Option<Visibility>,
 }
 
+/// What an edit does to a template: the rule that decides when its version
+/// moves (and so when its pools of the old version stop being served).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EditEffect {
+    /// Every field it sets already has that value: nothing is written.
+    Unchanged,
+    /// Its name, category or visibility changed: written, same version (its
+    /// pool stays servable: designs copy images and layout, not those).
+    Described,
+    /// Its layout or its images changed: a new version.
+    NewVersion,
+}
+
+/// A template's editable fields as stored, borrowed for [`ValidPatch::apply`].
+#[derive(Debug)]
+pub struct EditableFields<'a> {
+    pub name: &'a mut String,
+    pub category: &'a mut String,
+    pub layout: &'a mut serde_json::Value,
+    pub visibility: &'a mut String,
+}
+
+impl ValidPatch {
+    /// Sets what the patch gives on `fields` and says what that did; new
+    /// images (`images_replaced`) are a new version whatever else changed.
+    /// A patch that sets the layout the template already has is not one.
+    pub fn apply(self, fields: EditableFields<'_>, images_replaced: bool) -> EditEffect {
+        let mut described = false;
+        let mut set = |field: &mut String, value: String| {
+            if *field != value {
+                *field = value;
+                described = true;
+            }
+        };
+        if let Some(name) = self.name {
+            set(fields.name, name.into_string());
+        }
+        if let Some(category) = self.category {
+            set(fields.category, category.into_string());
+        }
+        if let Some(visibility) = self.visibility {
+            set(fields.visibility, visibility.as_str().to_string());
+        }
+        let mut relaid = false;
+        if let Some(layout) = self.layout {
+            let layout = layout.into_value();
+            if *fields.layout != layout {
+                *fields.layout = layout;
+                relaid = true;
+            }
+        }
+        match (relaid || images_replaced, described) {
+            (true, _) => EditEffect::NewVersion,
+            (false, true) => EditEffect::Described,
+            (false, false) => EditEffect::Unchanged,
+        }
+    }
+}
+
 impl TemplatePatch {
     /// Every field given parsed by its type ([`crate::valid`]).
     pub fn parse(self) -> Result<ValidPatch, Invalid> {
@@ -187,4 +246,62 @@ pub struct SimilarTemplates {
     pub items: Vec<TemplateSummary>,
     /// The next page, when there may be one.
     pub next_page: Option<u32>,
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn patch(body: serde_json::Value) -> ValidPatch {
+        serde_json::from_value::<TemplatePatch>(body)
+            .unwrap()
+            .parse()
+            .unwrap()
+    }
+
+    /// Applies `body` to a template named "a" in "c", private, with layout
+    /// `{"w": 1}`; returns the effect and the fields after.
+    fn apply(body: serde_json::Value, images: bool) -> (EditEffect, [String; 4]) {
+        let (mut name, mut category) = ("a".to_string(), "c".to_string());
+        let (mut layout, mut visibility) = (json!({"w": 1}), "private".to_string());
+        let effect = patch(body).apply(
+            EditableFields {
+                name: &mut name,
+                category: &mut category,
+                layout: &mut layout,
+                visibility: &mut visibility,
+            },
+            images,
+        );
+        (effect, [name, category, layout.to_string(), visibility])
+    }
+
+    #[test]
+    fn only_a_new_layout_or_new_images_move_the_version() {
+        use EditEffect::*;
+        assert_eq!(apply(json!({}), false).0, Unchanged);
+        assert_eq!(
+            apply(
+                json!({"name": "a", "layout": {"w": 1}, "visibility": "private"}),
+                false
+            )
+            .0,
+            Unchanged,
+            "setting what it has is no edit"
+        );
+        let (effect, fields) = apply(json!({"name": "b", "category": "d"}), false);
+        assert_eq!(effect, Described);
+        assert_eq!(fields[..2], ["b".to_string(), "d".to_string()]);
+        assert_eq!(apply(json!({"visibility": "public"}), false).0, Described);
+        let (effect, fields) = apply(json!({"layout": {"w": 2}}), false);
+        assert_eq!((effect, fields[2].as_str()), (NewVersion, r#"{"w":2}"#));
+        assert_eq!(
+            apply(json!({"name": "b"}), true).0,
+            NewVersion,
+            "new images"
+        );
+        assert_eq!(apply(json!({}), true).0, NewVersion);
+    }
 }

@@ -6,7 +6,9 @@ use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use shared_domain::ids::{CompanyId, TemplateId};
-use shared_domain::template::{Template, TemplateImage, ValidPatch, ValidTemplate, Visibility};
+use shared_domain::template::{
+    EditEffect, EditableFields, Template, TemplateImage, ValidPatch, ValidTemplate, Visibility,
+};
 use shared_domain::valid::PageLimit;
 use uuid::Uuid;
 
@@ -455,27 +457,21 @@ pub async fn update(
                     return Ok(Edit::Refused(UpdateOutcome::UploadExpired));
                 }
             }
-            let before = row.clone();
-            if let Some(name) = patch.name {
-                row.name = name.into_string();
-            }
-            if let Some(category) = patch.category {
-                row.category = category.into_string();
-            }
-            if let Some(layout) = patch.layout {
-                row.layout = layout.into_value();
-            }
-            if let Some(visibility) = patch.visibility {
-                row.visibility = visibility.as_str().to_string();
-            }
-            let bump = row.layout != before.layout || new_images.is_some();
-            let changed = bump
-                || row.name != before.name
-                || row.category != before.category
-                || row.visibility != before.visibility;
-            if !changed {
-                return Ok(Edit::Done(row));
-            }
+            let before_version = row.version;
+            let effect = patch.apply(
+                EditableFields {
+                    name: &mut row.name,
+                    category: &mut row.category,
+                    layout: &mut row.layout,
+                    visibility: &mut row.visibility,
+                },
+                new_images.is_some(),
+            );
+            let bump = match effect {
+                EditEffect::Unchanged => return Ok(Edit::Done(row)),
+                EditEffect::Described => false,
+                EditEffect::NewVersion => true,
+            };
             if bump {
                 row.version += 1;
             }
@@ -496,7 +492,7 @@ pub async fn update(
                     Some(upload) => upload.images.to_vec(),
                     None => template_images::table
                         .filter(template_images::template_id.eq(id.0))
-                        .filter(template_images::version.eq(before.version))
+                        .filter(template_images::version.eq(before_version))
                         .order(template_images::position.asc())
                         .select(TemplateImageRow::as_select())
                         .load(conn)
