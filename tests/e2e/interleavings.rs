@@ -1,6 +1,6 @@
 //! Forced interleavings: each test parks one background mechanism at a pause
-//! point (`prewarm_store::pause`), in the middle of the decision that used to
-//! be unsafe, makes the concurrent change a client would make, lets it go on,
+//! point (`prewarm_store::pause`), in the middle of a decision a concurrent
+//! change could make unsafe, makes the change a client would make, lets it go on,
 //! and checks that no design lost an object. Each failed on the code before
 //! the fix it guards (see `docs/reliability.md`).
 
@@ -584,7 +584,8 @@ async fn a_level_lowered_under_copies_in_flight_keeps_the_ready_items() {
 /// four items (one at a time) is parked in its first item's copies while
 /// the template is edited. The first item lands superseded (discarded, its
 /// copies deleted); the three not started yet are handed back, never
-/// copied (they used to be copied in full, then discarded).
+/// copied (copying them in full only to discard them would waste the
+/// shared copy capacity).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn items_of_a_superseded_version_are_never_started() {
     let stack = TestStack::spawn(Options {

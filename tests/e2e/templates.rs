@@ -247,8 +247,8 @@ async fn patch_layout(
 }
 
 /// Version churn: a patch that sets the layout the template already has is
-/// not a new version (it used to copy every image row and retire the pool,
-/// 100 times a second at the read budget); a real change is, and once the
+/// not a new version (one that was would copy every image row and retire the
+/// pool, 100 times a second at the read budget); a real change is, and once the
 /// worker has refilled the new version, the older versions' image rows are
 /// gone (a listing reads the current ones only) and a replaced image's
 /// object is collected.
@@ -339,9 +339,9 @@ fn template_rows_read(plan: &serde_json::Value) -> f64 {
 /// A listing costs its page, whatever other tenants hold: company A keeps
 /// 2,000 private templates newer than anything B may see and 2,000 public
 /// ones; B's first page reads about a page of rows (two index ranges read
-/// newest first, migration 14), where the single OR-filtered query either
-/// walked A's newer private rows or read every public one and sorted them
-/// -- so one tenant's catalogue made every tenant's listing slower.
+/// newest first), where a single OR-filtered query would either walk A's
+/// newer private rows or read every public one and sort them -- so one
+/// tenant's catalogue would make every tenant's listing slower.
 /// Planned as on a large table (no sequential scans).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_listing_reads_about_one_page_whatever_other_tenants_hold() {

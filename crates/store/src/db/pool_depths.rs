@@ -1,4 +1,4 @@
-//! The running total of ready items (migration 11), behind
+//! The running total of ready items (`pool_depth_total`), behind
 //! `prewarm_pool_ready_items_total`: counting every pooled item on every
 //! pass grew with the pool (4x from 10^4 to 10^5 templates), so each depth
 //! pass instead records the ready items of the templates it checked in

@@ -292,7 +292,7 @@ pub async fn list_visible(
 ) -> Result<Listed, StoreError> {
     // Two index ranges, each read no further than the page needs (the
     // public templates; the company's own private ones), merged: what other
-    // companies keep private costs this listing nothing (migration 14).
+    // companies keep private costs this listing nothing (an index per range).
     let query = listing_sql(at.after.is_some());
     let (created_at, id) = at
         .after
