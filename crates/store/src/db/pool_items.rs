@@ -175,7 +175,8 @@ pub async fn reserve(
             if version > 1 {
                 prune_old_versions(conn, template, version).await?;
             }
-            let (live_before, ready_before) = count_live(conn, template, version).await?;
+            let (ready_before, copying) = count_states(conn, template, version).await?;
+            let live_before = ready_before + copying;
             // Only ready items can retire, and only those above the hold
             // level: copies in flight that would take the pool past it are
             // trimmed as they land (`mark_ready`), so a pool never goes
@@ -274,9 +275,9 @@ async fn prune_old_versions(
     .await
 }
 
-/// Live (`copying` + `ready`) items of the template's `version`, and the
-/// ready ones among them.
-async fn count_live(
+/// `ready` and `copying` items of the template's `version` (inside a
+/// transaction or not).
+async fn count_states(
     conn: &mut AsyncPgConnection,
     template: TemplateId,
     version: i32,
@@ -292,12 +293,12 @@ async fn count_live(
         .select((pool_items::state, diesel::dsl::count_star()))
         .load(conn)
         .await?;
-    let live = rows.iter().map(|(_, n)| n).sum();
-    let ready = rows
-        .iter()
-        .find(|(s, _)| s == PoolItemState::Ready.as_str())
-        .map_or(0, |(_, n)| *n);
-    Ok((live, ready))
+    let get = |s: PoolItemState| {
+        rows.iter()
+            .find(|(st, _)| st == s.as_str())
+            .map_or(0, |(_, n)| *n)
+    };
+    Ok((get(PoolItemState::Ready), get(PoolItemState::Copying)))
 }
 
 /// Reserve, step 2: a lowered hold level retires the newest `excess` ready items.
@@ -588,23 +589,7 @@ pub async fn counts(
     template: TemplateId,
     version: i32,
 ) -> Result<(i64, i64), StoreError> {
-    let rows: Vec<(String, i64)> = pool_items::table
-        .filter(pool_items::template_id.eq(template.0))
-        .filter(pool_items::template_version.eq(version))
-        .filter(pool_items::state.eq_any([
-            PoolItemState::Copying.as_str(),
-            PoolItemState::Ready.as_str(),
-        ]))
-        .group_by(pool_items::state)
-        .select((pool_items::state, diesel::dsl::count_star()))
-        .load(conn)
-        .await?;
-    let get = |s: PoolItemState| {
-        rows.iter()
-            .find(|(st, _)| st == s.as_str())
-            .map_or(0, |(_, n)| *n)
-    };
-    Ok((get(PoolItemState::Ready), get(PoolItemState::Copying)))
+    Ok(count_states(conn, template, version).await?)
 }
 
 /// Live (`copying` + `ready`) items of each of `templates`' current version
