@@ -68,13 +68,20 @@ pub struct Strategy {
     pub settings: Vec<(&'static str, String)>,
 }
 
-/// `pool.keep_secs` of the adaptive strategies: the worker's default, or
+/// The adaptive strategies' slow demand time constant: the scenario plays
+/// a day's events within minutes, so its time constants are the defaults
+/// scaled down (the slow one 1800 s -> 120 s).
+const DEMAND_SLOW_SECS: u64 = 120;
+
+/// `pool.keep_secs` of the adaptive strategies: scaled with the slow time
+/// constant it acts on (the defaults' keep/slow ratio, 600/1800), or
 /// `PREWARM_BENCH_CATALOGUE_KEEP_SECS` (for comparing holding policies).
 pub fn keep_secs() -> u64 {
+    let d = prewarm_store::settings::PoolSettings::default();
     std::env::var("PREWARM_BENCH_CATALOGUE_KEEP_SECS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(prewarm_store::settings::PoolSettings::default().keep_secs)
+        .unwrap_or(d.keep_secs * DEMAND_SLOW_SECS / d.demand_slow_secs.max(1))
 }
 
 /// The four strategies; the adaptive ones under `budget` objects.
@@ -94,7 +101,10 @@ pub fn strategies(budget: u64) -> Vec<Strategy> {
             ("PREWARM_POOL__BUDGET_OBJECTS", budget.to_string()),
             ("PREWARM_POOL__FORECAST", forecast.to_string()),
             ("PREWARM_POOL__DEMAND_FAST_SECS", "3".to_string()),
-            ("PREWARM_POOL__DEMAND_SLOW_SECS", "120".to_string()),
+            (
+                "PREWARM_POOL__DEMAND_SLOW_SECS",
+                DEMAND_SLOW_SECS.to_string(),
+            ),
             ("PREWARM_POOL__SIZING_INTERVAL_MS", "1000".to_string()),
             ("PREWARM_POOL__KEEP_SECS", keep_secs().to_string()),
         ]
@@ -137,6 +147,8 @@ pub struct StrategyRun {
     pub strategy: Strategy,
     /// Each design of the trace, in its order.
     pub outcomes: Vec<Outcome>,
+    /// Each design of the trace's tail (the background going on).
+    pub tail: Vec<Outcome>,
     /// (seconds from the start, the pools) about every second.
     pub samples: Vec<(f64, ledger::Sample)>,
     pub copies: ledger::Copies,
@@ -417,8 +429,11 @@ async fn run_strategy(
     };
     let samples = Arc::new(Mutex::new(Vec::new()));
     let sampler = spawn_sampler(dbh.clone(), watched, t0, samples.clone());
-    let outcomes = play(b, &base, &key, &ids, trace, t0).await;
+    let outcomes = play(b, &base, &key, &ids, &trace.events, t0).await;
     sampler.abort();
+    // Copies are counted after the tail: what the pools held at the
+    // trace's end has been used by the designs that came, or retired.
+    let tail = play(b, &base, &key, &ids, &trace.tail, t0).await;
     tokio::time::sleep(SETTLE).await;
     worker.stop().await;
     let copy_times = b.proxy.take_copy_times();
@@ -429,6 +444,7 @@ async fn run_strategy(
     Ok(StrategyRun {
         strategy: strategy.clone(),
         outcomes,
+        tail,
         samples,
         copies,
         copy_times,
@@ -548,18 +564,18 @@ fn spawn_sampler(
     })
 }
 
-/// Plays the trace from `t0`: each design sent at its offset (the burst's
+/// Plays `events` from `t0`: each design sent at its offset (the burst's
 /// all at once), whatever the answers before it; their outcomes in order.
 async fn play(
     b: &Bench,
     base: &str,
     key: &str,
     ids: &[TemplateId],
-    trace: &Trace,
+    events: &[trace::Event],
     t0: tokio::time::Instant,
 ) -> Vec<Outcome> {
-    let mut tasks = Vec::with_capacity(trace.events.len());
-    for e in &trace.events {
+    let mut tasks = Vec::with_capacity(events.len());
+    for e in events {
         tokio::time::sleep_until(t0 + Duration::from_secs_f64(e.at)).await;
         let (http, base, key) = (b.http.clone(), base.to_string(), key.to_string());
         let template = ids[e.template].to_string();

@@ -5,6 +5,7 @@
 use std::fmt::Write;
 
 use super::ledger::Sample;
+use super::trace::Event;
 use super::{share, windows, CatalogueRun, StrategyRun, WINDOWS};
 use crate::load::Outcome;
 
@@ -45,10 +46,10 @@ fn pooled(samples: &[(f64, Sample)]) -> (i64, f64, i64) {
     )
 }
 
-/// The objects the cold designs copied (their template's images each).
-fn cold_copies(r: &CatalogueRun, outcomes: &[Outcome]) -> u64 {
-    r.trace
-        .events
+/// The objects the cold designs of `events` copied (their template's
+/// images each).
+fn cold_copies(r: &CatalogueRun, events: &[Event], outcomes: &[Outcome]) -> u64 {
+    events
         .iter()
         .zip(outcomes)
         .filter(|(_, o)| o.ok && !o.warm)
@@ -58,17 +59,20 @@ fn cold_copies(r: &CatalogueRun, outcomes: &[Outcome]) -> u64 {
 
 fn strategy_row(r: &CatalogueRun, s: &StrategyRun, w: &[Vec<bool>; WINDOWS]) -> String {
     let (start, mean, peak) = pooled(&s.samples);
-    let designs = s.outcomes.iter().filter(|o| o.ok).count();
-    let copies = s.copies.made as u64 + cold_copies(r, &s.outcomes);
+    let designs = s.outcomes.iter().chain(&s.tail).filter(|o| o.ok).count();
+    let copies = s.copies.made as u64
+        + cold_copies(r, &r.trace.events, &s.outcomes)
+        + cold_copies(r, &r.trace.tail, &s.tail);
     let c = &s.copies;
     format!(
-        "| {} | {} | {} | {} | {} | {} | {start} / {mean:.0} / {peak} | {} + {} + {} = {:.1}% | {} | {:.2} |\n",
+        "| {} | {} | {} | {} | {} | {} | {} | {start} / {mean:.0} / {peak} | {} + {} + {} = {:.1}% | {} | {:.2} |\n",
         s.strategy.name,
         measured(&s.outcomes, &w[0]),
         measured(&s.outcomes, &w[4]),
         measured(&s.outcomes, &w[1]),
         measured(&s.outcomes, &w[2]),
         measured(&s.outcomes, &w[3]),
+        measured(&s.tail, &vec![true; s.tail.len()]),
         c.retired,
         c.unready,
         c.held,
@@ -96,7 +100,7 @@ fn oracle_rows(r: &CatalogueRun, w: &[Vec<bool>; WINDOWS]) -> String {
         .sum();
     let n = r.trace.events.len().max(1) as f64;
     let mut md = format!(
-        "| oracle, feasible schedule (lower bound) | {} | {} | {} | {} | {} | {} / {:.0} / {} | 0 + 0 + 0 = 0.0% | -- | {:.2} |\n",
+        "| oracle, feasible schedule (lower bound) | {} | {} | {} | {} | {} | -- | {} / {:.0} / {} | 0 + 0 + 0 = 0.0% | -- | {:.2} |\n",
         cell(served(0), count(0)),
         cell(served(4), count(4)),
         cell(served(1), count(1)),
@@ -109,7 +113,7 @@ fn oracle_rows(r: &CatalogueRun, w: &[Vec<bool>; WINDOWS]) -> String {
     );
     let _ = writeln!(
         md,
-        "| oracle, relaxation (upper bound) | {} | {} | {} | {} | {} | -- | -- | -- | -- |",
+        "| oracle, relaxation (upper bound) | {} | {} | {} | {} | {} | -- | -- | -- | -- | -- |",
         cell(r.oracle.upper[0], count(0)),
         cell(r.oracle.upper[4], count(4)),
         cell(r.oracle.upper[1], count(1)),
@@ -173,7 +177,8 @@ pub fn report(r: &CatalogueRun) -> String {
          **daily peak**: {} templates of popularity ranks {} to {} get {} designs/s more between them \
          from P = {} s for {} s; a **scheduled launch**: the new template gets {} designs/s from L = {} s \
          for {} s; an **unannounced burst**: {} designs at once at U = {} s on the least popular \
-         template. Before each strategy's worker starts, its database gets the history as backdated \
+         template; then the background alone for {} s more (the **tail**: the day going on, played \
+         to every strategy but not part of the trace the warm shares and the oracle see). Before each strategy's worker starts, its database gets the history as backdated \
          designs: the peak subset's daily peak on each of the {} days before, at the same rate for 45 min \
          from 15 min before the live peak's time of day (a real daily peak, of which the run plays the \
          start; it covers the 15-minute slot the live peak starts in, wherever in it the run starts), \
@@ -198,6 +203,7 @@ pub fn report(r: &CatalogueRun) -> String {
         p.launch_secs,
         p.burst,
         p.burst_at,
+        p.tail_secs,
         p.history_days,
         p.history_share,
         p.history_hours,
@@ -211,7 +217,7 @@ pub fn report(r: &CatalogueRun) -> String {
          objects in S3), with its own API and worker (garbage collection: one pass of one page, at start); the worker copies through the proxy ({} ms \
          injected; median CopyObject measured at the proxy: {:.0} ms), {} copies in flight. Adaptive: \
          min 1, max 32, **budget B = {} objects** (twice the catalogue at one item per template), demand \
-         time constants 3 s and 120 s, plan every 1 s, `pool.keep_secs` {}, `pool.forecast` off; adaptive + forecast + \
+         time constants 3 s and {} s, plan every 1 s, `pool.keep_secs` {} (the defaults' 15 s, 1,800 s and 600 s scaled to a day played in minutes), `pool.forecast` off; adaptive + forecast + \
          schedules: the same with `pool.forecast` on, and a one-off window on the launch template from \
          L for {} s with target {}, set before the run with `PUT /admin/templates/{{id}}/pool-policy`.\n",
         4 * one,
@@ -219,36 +225,40 @@ pub fn report(r: &CatalogueRun) -> String {
         r.copy_us as f64 / 1e3,
         r.slots,
         r.budget,
+        super::DEMAND_SLOW_SECS,
         super::keep_secs(),
         p.launch_window_secs,
         p.launch_target,
     );
     let _ = writeln!(
         md,
-        "| strategy | warm, all designs | all but the unannounced burst | peak: first {0:.0} s (peak subset) | launch: first {0:.0} s | burst | pooled objects: start / mean / peak | wasted copies, at most: retired + discarded before ready + held above need = share of copies | made during the run, still pooled | S3 copies per design |",
+        "| strategy | warm, all designs | all but the unannounced burst | peak: first {0:.0} s (peak subset) | launch: first {0:.0} s | burst | tail | pooled objects: start / mean / peak | wasted copies, at most: retired + discarded before ready + held above need = share of copies | made during the run, still pooled | S3 copies per design |",
         p.first_secs
     );
-    let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let _ = writeln!(
+        md,
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    );
     for s in &r.strategies {
         md.push_str(&strategy_row(r, s, &w));
     }
     md.push_str(&oracle_rows(r, &w));
     let _ = writeln!(
         md,
-        "\nWarm shares are of the designs served (errors left out). Pooled objects: objects of the \
-         `copying` and `ready` items, sampled every second. Wasted copies, at most (objects): items \
-         that became ready and were discarded during the run (retired or discarded unused), + items \
-         reserved during the run and discarded before they were ready (landed above a lowered hold \
-         level, failed, superseded; also reserved items handed back before any copy, which cost \
-         none), + the surplus still held {} s after the last design: per template, live items above \
+        "\nWarm shares are of the designs served (errors left out); the tail's are shown apart. \
+         Pooled objects: objects of the `copying` and `ready` items, sampled every second of the \
+         trace. Copies are counted from the trace's start to {} s after the tail's last design \
+         (objects): wasted, at most, are items that became ready and were discarded (retired or \
+         discarded unused), + items reserved and discarded before they were ready (landed above a \
+         lowered hold level, failed, superseded; also reserved items handed back before any copy, \
+         which cost none), + the surplus still held at the end: per template, live items above \
          both its starting stock and its planned fill level then (stock up to the start replaced \
          used items; stock up to the fill level is what demand as it stands keeps pooled anyway), \
-         used by later designs or retired -- a trace this short cannot tell which, so it counts here. The share is \
-         of all copies (items made \
-         during the run and the cold designs' copies). Made during the run, still pooled: objects \
-         of items reserved during the run and unused at the end (mostly replacements of used items, \
-         not waste). S3 copies per design: the objects of the items \
-         made during the run plus the cold designs' copies, per design.\n",
+         which later designs may still use -- it counts here in full. The share is of all copies \
+         (items made and the cold designs' copies, the tail's included). Made during the run, \
+         still pooled: objects of items reserved since the start and unused at the end (mostly \
+         replacements of used items, not waste). S3 copies per design: the objects of the items \
+         made plus the cold designs' copies, per design of the trace and the tail.\n",
         super::SETTLE.as_secs()
     );
     let _ = writeln!(

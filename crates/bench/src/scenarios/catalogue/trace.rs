@@ -44,6 +44,10 @@ pub struct Params {
     pub burst_at: f64,
     /// The measured start of the peak and of the launch.
     pub first_secs: f64,
+    /// After the trace, the background alone goes on for this long: the
+    /// day continuing, so that what the pools hold at the trace's end is
+    /// used or retired before the copies are counted.
+    pub tail_secs: f64,
     /// History: the peak on each of the `history_days` days before, and the
     /// background at `history_share` of its rate for `history_hours`.
     pub history_days: u32,
@@ -78,6 +82,7 @@ impl Params {
             burst: 30,
             burst_at: (0.8 * secs).round(),
             first_secs: 30.0,
+            tail_secs: (0.8 * secs).min(120.0).round(),
             history_days: 14,
             history_hours,
             history_share: 0.1,
@@ -117,6 +122,9 @@ pub struct Trace {
     pub peak: Vec<usize>,
     pub launch: usize,
     pub burst_template: usize,
+    /// The background after the trace (`tail_secs` from `secs`), in order;
+    /// not part of the trace the oracle and the warm shares see.
+    pub tail: Vec<Event>,
 }
 
 /// Seeded arrival times of a Poisson process of `rate` in `[from, to)`.
@@ -187,6 +195,15 @@ impl Trace {
             kind: Kind::Burst,
         }));
         events.sort_by(|a, b| a.at.total_cmp(&b.at));
+        let mut rng = stream(p, 7);
+        let tail = poisson(&mut rng, p.rate, p.secs, p.secs + p.tail_secs)
+            .into_iter()
+            .map(|at| Event {
+                at,
+                template: zipf(&mut rng, &cdf, &ranked),
+                kind: Kind::Background,
+            })
+            .collect();
         Trace {
             events,
             images,
@@ -194,6 +211,7 @@ impl Trace {
             peak,
             launch,
             burst_template,
+            tail,
         }
     }
 
@@ -279,6 +297,12 @@ mod tests {
         assert_eq!(count(Kind::Burst) as usize, p.burst);
         assert!(t.events.windows(2).all(|w| w[0].at <= w[1].at));
         assert!(t.events.iter().all(|e| e.at >= 0.0 && e.at < p.secs));
+        assert!(near(t.tail.len() as f64, p.rate * p.tail_secs));
+        assert!(t.tail.windows(2).all(|w| w[0].at <= w[1].at));
+        assert!(t
+            .tail
+            .iter()
+            .all(|e| e.kind == Kind::Background && e.at >= p.secs && e.template != t.launch));
         assert!(t.images.iter().all(|&o| (1..=p.max_images).contains(&o)));
         assert_eq!(t.images.len(), p.templates + 1);
         assert_eq!(t.peak.len(), p.peak_templates);
