@@ -22,6 +22,12 @@ trap 'kill "$BUILD" 2>/dev/null || true' EXIT
 # PREWARM_S3_PORT, ...): they start from config/dev.env alone.
 for name in $(compgen -v PREWARM_); do unset "$name"; done
 set -a; source "$ROOT/config/dev.env"; set +a
+# The demo's database from a build before the baseline migration cannot be
+# migrated (the services refuse it): it holds nothing but demo data.
+if psql -h 127.0.0.1 -U postgres -d prewarm_dev -tAc \
+  "SELECT 1 FROM __diesel_schema_migrations WHERE version < '20261209000001' LIMIT 1" 2>/dev/null | grep -q 1; then
+  psql -h 127.0.0.1 -U postgres -qc "DROP DATABASE prewarm_dev"
+fi
 psql -h 127.0.0.1 -U postgres -tc "SELECT 1 FROM pg_database WHERE datname = 'prewarm_dev'" | grep -q 1 \
   || psql -h 127.0.0.1 -U postgres -qc "CREATE DATABASE prewarm_dev"
 

@@ -326,78 +326,22 @@ async fn a_warm_design_owns_its_items_objects_without_copying_rows() {
         0,
         "a warm design writes no image rows"
     );
-    let owned = count(
-        &stack,
-        &format!("SELECT count(*) AS n FROM pool_item_images WHERE item_id = '{item}'"),
-    )
-    .await;
-    assert_eq!(owned, 5);
     check_designs(&stack, tenant.id, std::slice::from_ref(&design)).await;
     assert_eq!(
         count(
             &stack,
             &format!(
-                "SELECT count(*) AS n FROM pool_items
-                  WHERE id = '{item}' AND image_count = 5
-                    AND image_positions IS NULL AND image_keys IS NULL"
+                "SELECT count(*) AS n FROM pool_items WHERE id = '{item}' AND image_count = 5"
             )
         )
         .await,
         1,
         "the item's row holds its image count (positions 0 to 4); its keys follow the key scheme"
     );
-    // An item whose row holds its positions (reserved under migrations 9
-    // to 12, or whose positions are not 0 to n-1): the claim answers those.
-    stack.wait_pool(&tenant, template.id, 1, FILL).await;
-    {
-        let mut conn = stack.db.conn().await.unwrap();
-        diesel::sql_query(
-            "UPDATE pool_items SET image_positions = ARRAY[0, 1, 2, 3, 4], image_count = NULL
-              WHERE state = 'ready'",
-        )
-        .execute(&mut conn)
-        .await
-        .unwrap();
-    }
-    let positioned = stack.create_design(&tenant, template.id).await;
-    assert_eq!(positioned.served_from, ServedFrom::Pool);
-    assert_eq!(positioned.images.len(), 5);
-    check_designs(&stack, tenant.id, &[design.clone(), positioned]).await;
-    // An item whose row holds its keys (reserved under migration 8): the
-    // claim answers those.
-    stack.wait_pool(&tenant, template.id, 1, FILL).await;
-    {
-        let mut conn = stack.db.conn().await.unwrap();
-        diesel::sql_query(
-            "UPDATE pool_items p SET image_keys = (SELECT array_agg(i.object_key ORDER BY i.position)
-                                                     FROM pool_item_images i WHERE i.item_id = p.id)
-              WHERE state = 'ready'",
-        )
-        .execute(&mut conn)
-        .await
-        .unwrap();
-    }
-    let keyed = stack.create_design(&tenant, template.id).await;
-    assert_eq!(keyed.served_from, ServedFrom::Pool);
-    assert_eq!(keyed.images.len(), 5);
-    check_designs(&stack, tenant.id, &[design.clone(), keyed]).await;
-    // An item reserved before its row held its keys (migration 8): the
-    // claim reads them from its image rows instead.
-    stack.wait_pool(&tenant, template.id, 1, FILL).await;
-    {
-        let mut conn = stack.db.conn().await.unwrap();
-        diesel::sql_query(
-            "UPDATE pool_items SET image_keys = NULL, image_positions = NULL WHERE state = 'ready'",
-        )
-        .execute(&mut conn)
-        .await
-        .unwrap();
-    }
-    let older = stack.create_design(&tenant, template.id).await;
-    assert_eq!(older.served_from, ServedFrom::Pool);
-    assert_eq!(older.images.len(), 5);
-    check_designs(&stack, tenant.id, &[design.clone(), older]).await;
-    // The GC keeps a design's objects (they are its item's rows).
+    let expected = shared_domain::object_keys::pool_images(template.id, item, 5);
+    let keys: Vec<String> = design.images.iter().map(|i| i.object_key.clone()).collect();
+    assert_eq!(keys, expected, "a warm design's keys are its item's");
+    // The GC keeps a design's objects (its item's, named by their keys).
     let gc = stack
         .reconciler(&[("PREWARM_WORKER__GC_GRACE_SECS", "0")])
         .await;
@@ -422,28 +366,6 @@ async fn a_warm_design_owns_its_items_objects_without_copying_rows() {
         )
         .await,
         0
-    );
-    // A replica on the code before migration 13 calls `prewarm_claim_warm`:
-    // it still answers an item's positions, 0 to 4, from its count. (Last:
-    // it claims an item behind the API's back, leaving its id listed.)
-    stack.wait_pool(&tenant, template.id, 1, FILL).await;
-    assert_eq!(
-        count(
-            &stack,
-            &format!(
-                "SELECT count(*) AS n FROM prewarm_claim_warm(
-                    (SELECT id FROM pool_items WHERE template_id = '{t}' AND state = 'ready'
-                      AND image_count = 5 LIMIT 1),
-                    '{t}', {v}, '{c}', gen_random_uuid(), now()) AS c
-                  WHERE c.positions = ARRAY[0, 1, 2, 3, 4] AND c.object_keys IS NULL",
-                t = template.id,
-                v = template.version,
-                c = tenant.id
-            )
-        )
-        .await,
-        1,
-        "the older claim function answers a counted item's positions"
     );
     stack.finish().await;
 }

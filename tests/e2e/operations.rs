@@ -435,6 +435,46 @@ async fn services_starting_together_on_a_new_database_all_migrate() {
     }
 }
 
+/// A database migrated by a build from before the baseline migration is
+/// refused with what to do, and left as it was; a new one migrates.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_from_before_the_baseline_is_refused_with_what_to_do() {
+    use diesel_async::{AsyncConnection, RunQueryDsl};
+    let run = prewarm_bench::isolated::Isolated::new("test", &prewarm_tests::pg_server());
+    let mut admin =
+        diesel_async::AsyncPgConnection::establish(&format!("{}/postgres", run.pg_server))
+            .await
+            .unwrap();
+    run.create_database(&mut admin).await.unwrap();
+    let url = run.db_url();
+    let mut conn = diesel_async::AsyncPgConnection::establish(&url)
+        .await
+        .unwrap();
+    for sql in [
+        "CREATE TABLE __diesel_schema_migrations (version VARCHAR(50) PRIMARY KEY, run_on TIMESTAMP NOT NULL DEFAULT now())",
+        "INSERT INTO __diesel_schema_migrations (version) VALUES ('20261123000001'), ('20261208000018')",
+        "CREATE TABLE companies (id uuid PRIMARY KEY)",
+    ] {
+        diesel::sql_query(sql).execute(&mut conn).await.unwrap();
+    }
+    let refused = prewarm_store::db::run_migrations(&url).await;
+    let message = format!("{:?}", refused.as_ref().err());
+    let tables: i64 = diesel::dsl::sql::<diesel::sql_types::BigInt>(
+        "SELECT count(*) FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'singleton_leases'",
+    )
+    .get_result(&mut conn)
+    .await
+    .unwrap();
+    drop(conn);
+    run.drop_database(&mut admin).await.unwrap();
+    assert!(refused.is_err(), "a pre-baseline database was migrated");
+    assert!(
+        message.contains("before the baseline") && message.contains("create a new database"),
+        "{message}"
+    );
+    assert_eq!(tables, 2, "the refused database was changed");
+}
+
 /// The caller's W3C trace context travels into the warm-up message even
 /// when this API exports no traces (no `trace.otlp_endpoint`): the context
 /// is the caller's, not ours to drop.

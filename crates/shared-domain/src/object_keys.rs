@@ -34,13 +34,13 @@ pub fn pool_image(template: TemplateId, item: PoolItemId, position: i32) -> Stri
     )
 }
 
-/// [`pool_image`] for each of `positions`, the common prefix formatted once
-/// (the warm path derives a design's keys this way on every claim).
-pub fn pool_images(template: TemplateId, item: PoolItemId, positions: &[i32]) -> Vec<String> {
+/// The keys of an item of `count` images: [`pool_image`] for positions 0
+/// to `count - 1`, the common prefix formatted once (the warm path derives
+/// a design's keys this way on every claim).
+pub fn pool_images(template: TemplateId, item: PoolItemId, count: i32) -> Vec<String> {
     use std::fmt::Write;
     let prefix = format!("{POOL_PREFIX}{template}/{:02x}/{item}/", spread(item.0));
-    positions
-        .iter()
+    (0..count.max(0))
         .map(|position| {
             let mut key = String::with_capacity(prefix.len() + 4);
             key.push_str(&prefix);
@@ -49,6 +49,21 @@ pub fn pool_images(template: TemplateId, item: PoolItemId, positions: &[i32]) ->
             key
         })
         .collect()
+}
+
+/// The owner of a key written by [`pool_image`]: its template, item and
+/// position. Only the exact form `pool_image` writes is read (anything else
+/// under `pool/` -- a stray or hand-made object -- owns nothing: garbage).
+pub fn parse_pool_image(key: &str) -> Option<(TemplateId, PoolItemId, i32)> {
+    let mut parts = key.strip_prefix(POOL_PREFIX)?.split('/');
+    let template = TemplateId(Uuid::parse_str(parts.next()?).ok()?);
+    let _spread = parts.next()?;
+    let item = PoolItemId(Uuid::parse_str(parts.next()?).ok()?);
+    let position: i32 = parts.next()?.parse().ok()?;
+    if parts.next().is_some() || position < 0 || pool_image(template, item, position) != key {
+        return None;
+    }
+    Some((template, item, position))
 }
 
 pub fn design_image(design: DesignId, position: i32) -> String {
@@ -81,9 +96,42 @@ mod tests {
     #[test]
     fn pool_images_are_pool_image_for_each_position() {
         let (t, item) = (TemplateId::new(), PoolItemId::new());
-        let positions = [0, 7, 29, 199, 12345];
-        let one_by_one: Vec<String> = positions.iter().map(|&p| pool_image(t, item, p)).collect();
-        assert_eq!(pool_images(t, item, &positions), one_by_one);
+        let one_by_one: Vec<String> = (0..12_345).map(|p| pool_image(t, item, p)).collect();
+        assert_eq!(pool_images(t, item, 12_345), one_by_one);
+        assert!(pool_images(t, item, 0).is_empty());
+        assert!(pool_images(t, item, -1).is_empty());
+    }
+
+    #[test]
+    fn a_pool_key_reads_back_its_owner_and_nothing_else_does() {
+        let (t, item) = (TemplateId::new(), PoolItemId::new());
+        for p in [0, 9, 10_000, 123_456] {
+            assert_eq!(
+                parse_pool_image(&pool_image(t, item, p)),
+                Some((t, item, p))
+            );
+        }
+        let key = pool_image(t, item, 3);
+        let other_spread = {
+            let hh = &key[POOL_PREFIX.len() + 37..POOL_PREFIX.len() + 39];
+            key.replacen(
+                &format!("/{hh}/"),
+                if hh == "00" { "/01/" } else { "/00/" },
+                1,
+            )
+        };
+        for stray in [
+            other_spread.as_str(),
+            &format!("{key}/x"),
+            &key.replace("/0003", "/3"),
+            &key.replace("/0003", "/-003"),
+            &format!("pool/{t}/00/orphan-1/0000"),
+            "pool/crashed/item/0000",
+            &key.replacen(POOL_PREFIX, DESIGNS_PREFIX, 1),
+            &key.to_uppercase(),
+        ] {
+            assert_eq!(parse_pool_image(stray), None, "{stray}");
+        }
     }
 
     #[test]

@@ -79,8 +79,8 @@ impl Floor {
         for chunk in ids.chunks(5000) {
             let raw: Vec<uuid::Uuid> = chunk.iter().map(|i| i.0).collect();
             diesel::sql_query(
-                "INSERT INTO pool_items (id, template_id, template_version, state, created_at, ready_at)
-                 SELECT i, $2, 0, 'ready', now(), now() FROM unnest($1::uuid[]) AS i",
+                "INSERT INTO pool_items (id, template_id, template_version, state, created_at, ready_at, image_count)
+                 SELECT i, $2, 0, 'ready', now(), now(), 0 FROM unnest($1::uuid[]) AS i",
             )
             .bind::<diesel::sql_types::Array<diesel::sql_types::Uuid>, _>(&raw)
             .bind::<diesel::sql_types::Uuid, _>(self.template.0)

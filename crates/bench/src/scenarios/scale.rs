@@ -366,33 +366,16 @@ async fn seed(
         })
         .collect();
     for chunk in items.chunks(10_000) {
-        let (t, i, k): (Vec<uuid::Uuid>, Vec<uuid::Uuid>, Vec<String>) = chunk.iter().fold(
-            (Vec::new(), Vec::new(), Vec::new()),
-            |(mut t, mut i, mut k), (tt, ii, kk)| {
-                t.push(tt.0);
-                i.push(ii.0);
-                k.push(kk.clone());
-                (t, i, k)
-            },
-        );
+        let t: Vec<uuid::Uuid> = chunk.iter().map(|(t, _, _)| t.0).collect();
+        let i: Vec<uuid::Uuid> = chunk.iter().map(|(_, i, _)| i.0).collect();
         diesel::sql_query(
             "INSERT INTO pool_items (id, template_id, template_version, state, created_at, ready_at,
                                      image_count)
              SELECT i, t, 1, 'ready', now() - interval '2 hours', now() - interval '2 hours', 1
-               FROM unnest($1::uuid[], $2::uuid[], $3::text[]) AS u(i, t, k)",
+               FROM unnest($1::uuid[], $2::uuid[]) AS u(i, t)",
         )
         .bind::<diesel::sql_types::Array<SqlUuid>, _>(&i)
         .bind::<diesel::sql_types::Array<SqlUuid>, _>(&t)
-        .bind::<diesel::sql_types::Array<Text>, _>(&k)
-        .execute(&mut conn)
-        .await?;
-        diesel::sql_query(
-            "INSERT INTO pool_item_images (item_id, position, source_key, object_key)
-             SELECT i, 0, $3, k FROM unnest($1::uuid[], $2::text[]) AS u(i, k)",
-        )
-        .bind::<diesel::sql_types::Array<SqlUuid>, _>(&i)
-        .bind::<diesel::sql_types::Array<Text>, _>(&k)
-        .bind::<Text, _>(source)
         .execute(&mut conn)
         .await?;
     }
@@ -450,8 +433,8 @@ async fn pooled_objects(dbh: &Db) -> anyhow::Result<i64> {
     }
     let mut conn = dbh.conn().await?;
     let n: N = diesel::sql_query(
-        "SELECT count(*) AS n FROM pool_item_images i JOIN pool_items p ON p.id = i.item_id
-          WHERE p.state IN ('copying', 'ready')",
+        "SELECT coalesce(sum(image_count), 0)::bigint AS n FROM pool_items
+          WHERE state IN ('copying', 'ready')",
     )
     .get_result(&mut conn)
     .await?;

@@ -15,7 +15,7 @@ use uuid::Uuid;
 use crate::pause::{self, PausePoints};
 
 use super::idempotency::{self, Claim, StoredAnswer};
-use super::schema::{design_images, designs, pool_item_images, pool_items};
+use super::schema::{design_images, designs, pool_items};
 use super::{companies, object_refs, templates, StoreError};
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
@@ -182,9 +182,8 @@ mod claim_sql {
     use diesel::sql_types::{Integer, Timestamptz, Uuid};
 
     diesel::define_sql_function! {
-        /// The warm claim (migration 13): the template's layout, the item's
-        /// image count (positions 0 to n-1) or its stored positions, and,
-        /// for items reserved before migration 9, their stored keys. Called
+        /// The warm claim: the template's layout and the item's image count
+        /// (its keys are the key scheme's for positions 0 to n-1). Called
         /// through the query builder, not as raw SQL, so that it is a
         /// cached prepared statement: one round trip a claim (raw SQL is
         /// prepared again on every call, a round trip of its own).
@@ -195,19 +194,9 @@ mod claim_sql {
             company: Uuid,
             design: Uuid,
             at: Timestamptz,
-        ) -> Record<(Jsonb, Nullable<Integer>, Nullable<Array<Integer>>, Nullable<Array<Text>>)>;
+        ) -> Record<(Jsonb, Integer)>;
     }
 }
-
-/// What a claim answers: the layout, the image count (positions 0 to n-1)
-/// or the positions, and (items reserved before migration 9) their keys;
-/// `None`: the keys follow the key scheme (`object_keys::pool_image`).
-type Claimed = (
-    serde_json::Value,
-    Option<i32>,
-    Option<Vec<i32>>,
-    Option<Vec<String>>,
-);
 
 /// What a warm claim needs: the design to make and the template version the
 /// popped item must be of. The layout comes from the template inside the
@@ -224,8 +213,8 @@ pub struct WarmSpec {
 /// The warm path's transaction: claim pool item `item` (it must be `ready` and
 /// of `spec.template_version`, the template's current version), take a plan
 /// slot and record a design that owns the item's objects -- all or nothing,
-/// in one statement and one round trip (`prewarm_claim_item`, migration 13;
-/// a cached prepared statement).
+/// in one statement and one round trip (`prewarm_claim_item`, a cached
+/// prepared statement).
 /// It writes one design row, one item update and one counter update whatever
 /// the image count. With an idempotency `key`, the claim and the stored
 /// answer share one transaction.
@@ -260,7 +249,7 @@ async fn claim_item(
     item: PoolItemId,
 ) -> Result<CreateOutcome, diesel::result::Error> {
     let created_at = super::now();
-    let result: Result<Claimed, diesel::result::Error> =
+    let result: Result<(serde_json::Value, i32), diesel::result::Error> =
         diesel::select(claim_sql::prewarm_claim_item(
             item.0,
             spec.template.0,
@@ -272,16 +261,9 @@ async fn claim_item(
         .get_result(conn)
         .await;
     let message = match result {
-        Ok((layout, count, positions, object_keys)) => {
-            let positions = positions.unwrap_or_else(|| (0..count.unwrap_or(0)).collect());
-            // An item reserved since migration 9 holds only its positions:
-            // its keys are the key scheme's for the template, the item and
-            // each position (the same function wrote its image rows).
-            let keys = object_keys
-                .unwrap_or_else(|| object_keys::pool_images(spec.template, item, &positions));
-            let images = positions
-                .into_iter()
-                .zip(keys)
+        Ok((layout, count)) => {
+            let images = (0..)
+                .zip(object_keys::pool_images(spec.template, item, count))
                 .map(|(position, object_key)| DesignImage {
                     position,
                     object_key,
@@ -368,42 +350,64 @@ pub async fn create_from_copies(
     finish(result)
 }
 
-#[derive(QueryableByName)]
-struct ObjectRow {
-    #[diesel(sql_type = diesel::sql_types::Uuid)]
-    design_id: Uuid,
-    #[diesel(sql_type = diesel::sql_types::Integer)]
-    position: i32,
-    #[diesel(sql_type = diesel::sql_types::Text)]
-    object_key: String,
-}
-
-/// The images of these designs, whichever way each was made (the
-/// `design_objects` view: cold copies' rows and warm items' rows).
+/// The images of these designs: a cold design's are its `design_images`
+/// rows; a warm design's are its pool item's, whose keys the key scheme
+/// derives from the item's template (the design's: the claim checks it), id
+/// and image count.
 async fn images_of(
     conn: &mut AsyncPgConnection,
-    ids: &[Uuid],
+    rows: &[DesignRow],
 ) -> Result<HashMap<Uuid, Vec<DesignImage>>, StoreError> {
-    let rows: Vec<ObjectRow> = diesel::sql_query(
-        "SELECT design_id, position, object_key FROM design_objects
-          WHERE design_id = ANY($1) ORDER BY design_id, position",
-    )
-    .bind::<diesel::sql_types::Array<diesel::sql_types::Uuid>, _>(ids)
-    .load(conn)
-    .await?;
     let mut map: HashMap<Uuid, Vec<DesignImage>> = HashMap::new();
-    for row in rows {
-        let images = map.entry(row.design_id).or_default();
-        // A design made by an API of before migration 8 during a rolling
-        // upgrade has both kinds of rows, with the same keys.
-        if images.last().is_some_and(|i| i.position == row.position) {
-            continue;
+    let cold: Vec<Uuid> = rows
+        .iter()
+        .filter(|r| r.pool_item_id.is_none())
+        .map(|r| r.id)
+        .collect();
+    if !cold.is_empty() {
+        let copied: Vec<(Uuid, i32, String)> = design_images::table
+            .filter(design_images::design_id.eq_any(&cold))
+            .order((design_images::design_id, design_images::position))
+            .select((
+                design_images::design_id,
+                design_images::position,
+                design_images::object_key,
+            ))
+            .load(conn)
+            .await?;
+        for (design, position, object_key) in copied {
+            map.entry(design).or_default().push(DesignImage {
+                position,
+                object_key,
+                url: None,
+            });
         }
-        images.push(DesignImage {
-            position: row.position,
-            object_key: row.object_key,
-            url: None,
-        });
+    }
+    let items: Vec<Uuid> = rows.iter().filter_map(|r| r.pool_item_id).collect();
+    if !items.is_empty() {
+        let counts: HashMap<Uuid, i32> = pool_items::table
+            .filter(pool_items::id.eq_any(&items))
+            .select((pool_items::id, pool_items::image_count))
+            .load::<(Uuid, i32)>(conn)
+            .await?
+            .into_iter()
+            .collect();
+        for r in rows {
+            let Some(item) = r.pool_item_id else { continue };
+            let count = counts.get(&item).copied().unwrap_or(0);
+            let keys = object_keys::pool_images(TemplateId(r.template_id), PoolItemId(item), count);
+            map.insert(
+                r.id,
+                (0..)
+                    .zip(keys)
+                    .map(|(position, object_key)| DesignImage {
+                        position,
+                        object_key,
+                        url: None,
+                    })
+                    .collect(),
+            );
+        }
     }
     Ok(map)
 }
@@ -424,7 +428,7 @@ pub async fn find(
     else {
         return Ok(None);
     };
-    let mut images = images_of(conn, &[row.id]).await?;
+    let mut images = images_of(conn, std::slice::from_ref(&row)).await?;
     let imgs = images.remove(&row.id).unwrap_or_default();
     Ok(Some(row.into_design(imgs)))
 }
@@ -445,8 +449,7 @@ pub async fn list(
         .select(DesignRow::as_select())
         .load(conn)
         .await?;
-    let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
-    let mut images = images_of(conn, &ids).await?;
+    let mut images = images_of(conn, &rows).await?;
     Ok(rows
         .into_iter()
         .map(|r| {
@@ -458,7 +461,7 @@ pub async fn list(
 
 /// Deletes one of `company`\'s designs and frees its plan slot; returns the
 /// object keys the caller must now delete from S3 (`None` if not found). A
-/// warm design's pool item (which holds its image rows) goes with it.
+/// warm design's pool item (whose objects it owns) goes with it.
 pub async fn delete(
     conn: &mut AsyncPgConnection,
     company: CompanyId,
@@ -467,7 +470,7 @@ pub async fn delete(
     Ok(conn
         .transaction::<_, diesel::result::Error, _>(async |conn| {
             // A cold design's own rows go with it (ON DELETE CASCADE): read
-            // them first. A warm design's keys are its item's rows.
+            // them first. A warm design's keys are its item's.
             let mut keys: Vec<String> = design_images::table
                 .inner_join(designs::table)
                 .filter(designs::id.eq(id.0))
@@ -488,17 +491,18 @@ pub async fn delete(
                 return Ok(None);
             };
             if let Some(item) = item {
-                keys.extend(
-                    diesel::delete(
-                        pool_item_images::table.filter(pool_item_images::item_id.eq(item)),
-                    )
-                    .returning(pool_item_images::object_key)
-                    .get_results::<String>(conn)
-                    .await?,
-                );
-                diesel::delete(pool_items::table.find(item))
-                    .execute(conn)
-                    .await?;
+                let owner = diesel::delete(pool_items::table.find(item))
+                    .returning((pool_items::template_id, pool_items::image_count))
+                    .get_result::<(Uuid, i32)>(conn)
+                    .await
+                    .optional()?;
+                if let Some((template, count)) = owner {
+                    keys.extend(object_keys::pool_images(
+                        TemplateId(template),
+                        PoolItemId(item),
+                        count,
+                    ));
+                }
             }
             companies::release_design_slot(conn, company).await?;
             keys.sort();
@@ -508,18 +512,29 @@ pub async fn delete(
         .await?)
 }
 
-#[derive(QueryableByName)]
-struct KeyRow {
-    #[diesel(sql_type = diesel::sql_types::Text)]
-    object_key: String,
-}
-
 /// Every object key referenced by any design (for invariant checks).
 pub async fn all_object_keys(conn: &mut AsyncPgConnection) -> Result<Vec<String>, StoreError> {
-    let rows: Vec<KeyRow> = diesel::sql_query("SELECT object_key FROM design_objects")
+    let mut keys: Vec<String> = design_images::table
+        .select(design_images::object_key)
         .load(conn)
         .await?;
-    Ok(rows.into_iter().map(|r| r.object_key).collect())
+    let warm: Vec<(Uuid, Uuid, i32)> = designs::table
+        .inner_join(pool_items::table.on(designs::pool_item_id.eq(pool_items::id.nullable())))
+        .select((
+            pool_items::template_id,
+            pool_items::id,
+            pool_items::image_count,
+        ))
+        .load(conn)
+        .await?;
+    for (template, item, count) in warm {
+        keys.extend(object_keys::pool_images(
+            TemplateId(template),
+            PoolItemId(item),
+            count,
+        ));
+    }
+    Ok(keys)
 }
 
 /// Rows strictly after the cursor in (`created_at`, `id`) descending order

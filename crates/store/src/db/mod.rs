@@ -90,6 +90,11 @@ impl deadpool::managed::Manager for CheckedManager {
 
 const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
 
+/// The first migration: today's schema as one baseline. Migrations after
+/// it are append-only, and each release works against the schema of the
+/// one before (docs/operations.md, "Schema changes").
+pub const BASELINE: &str = "20261209000001";
+
 /// The database handle every query goes through: a pool plus how long to wait
 /// for a free connection before answering "unavailable" instead of hanging.
 #[derive(Clone)]
@@ -250,6 +255,10 @@ pub async fn run_migrations_with(url: &str, tls: &tls::PgTls) -> Result<(), Stor
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    if let Err(e) = refuse_pre_baseline(&mut conn).await {
+        leases::release(&mut conn, "migrations", &holder).await?;
+        return Err(e);
+    }
     let mut harness = AsyncMigrationHarness::new(conn);
     let applied = harness
         .run_pending_migrations(MIGRATIONS)
@@ -263,6 +272,45 @@ pub async fn run_migrations_with(url: &str, tls: &tls::PgTls) -> Result<(), Stor
     let applied = applied?;
     if applied > 0 {
         tracing::info!(applied, "applied database migrations");
+    }
+    Ok(())
+}
+
+/// A database whose migration history starts before [`BASELINE`] was made
+/// by a development build from before the baseline: its schema cannot be
+/// carried on by this one (the baseline would be applied over it). Refused,
+/// with what to do, rather than failing on the first `CREATE TABLE`.
+async fn refuse_pre_baseline(conn: &mut AsyncPgConnection) -> Result<(), StoreError> {
+    #[derive(diesel::QueryableByName)]
+    struct N {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let history: N = diesel::sql_query(
+        "SELECT count(*) AS n FROM pg_tables
+          WHERE tablename = '__diesel_schema_migrations' AND schemaname = current_schema()",
+    )
+    .get_result(conn)
+    .await?;
+    if history.n == 0 {
+        return Ok(());
+    }
+    let older: N = diesel::sql_query(
+        "SELECT count(*) AS n FROM __diesel_schema_migrations WHERE version < $1",
+    )
+    .bind::<diesel::sql_types::Text, _>(BASELINE)
+    .get_result(conn)
+    .await?;
+    if older.n > 0 {
+        return Err(StoreError::Migration {
+            what: format!(
+                "this database records {} migrations from before the baseline {BASELINE}: it was made by a \
+                 development build this release cannot migrate; create a new database (docs/operations.md, \
+                 \"Schema changes\")",
+                older.n
+            ),
+            source: None,
+        });
     }
     Ok(())
 }
@@ -296,4 +344,16 @@ async fn create_lease_table(conn: &mut AsyncPgConnection) -> Result<(), StoreErr
 pub fn now() -> chrono::DateTime<chrono::Utc> {
     let t = chrono::Utc::now();
     chrono::DateTime::from_timestamp_micros(t.timestamp_micros()).unwrap_or(t)
+}
+
+#[cfg(test)]
+mod tests {
+    use diesel::migration::MigrationSource;
+
+    #[test]
+    fn the_first_migration_is_the_baseline() {
+        let all = MigrationSource::<diesel::pg::Pg>::migrations(&super::MIGRATIONS).unwrap();
+        let first = all.first().map(|m| m.name().version().to_string());
+        assert_eq!(first.as_deref(), Some(super::BASELINE));
+    }
 }

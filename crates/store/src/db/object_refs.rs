@@ -19,7 +19,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use diesel::sql_types::{Array, BigInt, Text, Timestamptz, Uuid as SqlUuid};
+use diesel::sql_types::{Array, BigInt, Integer, Nullable, Text, Timestamptz, Uuid as SqlUuid};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
@@ -46,28 +46,42 @@ pub async fn referenced(
     if keys.is_empty() {
         return Ok(HashSet::new());
     }
-    // Per key, index probes in each key column, stopping at the first hit
-    // (a lateral subquery with LIMIT: the planner cannot turn it into a scan
-    // of a whole table), so a page costs its keys' probes whatever the
-    // tables hold; one statement, so one snapshot; no JIT (`jit_off`).
+    // A pool key names its owner (template, item, position): it is probed by
+    // the item's primary key. Anything else under `pool/` that is not in
+    // the key scheme's exact form owns nothing (NULLs: no probe matches).
+    let owners: Vec<_> = keys
+        .iter()
+        .map(|k| shared_domain::object_keys::parse_pool_image(k))
+        .collect();
+    let templates: Vec<Option<Uuid>> = owners.iter().map(|o| o.map(|(t, _, _)| t.0)).collect();
+    let items: Vec<Option<Uuid>> = owners.iter().map(|o| o.map(|(_, i, _)| i.0)).collect();
+    let positions: Vec<Option<i32>> = owners.iter().map(|o| o.map(|(_, _, p)| p)).collect();
+    // Per key, index probes, stopping at the first hit (a lateral subquery
+    // with LIMIT: the planner cannot turn it into a scan of a whole table),
+    // so a page costs its keys' probes whatever the tables hold; one
+    // statement, so one snapshot; no JIT (`jit_off`).
     let query = diesel::sql_query(
-        "SELECT k AS object_key FROM unnest($1::text[]) AS k,
+        "SELECT u.k AS object_key
+           FROM unnest($1::text[], $2::uuid[], $3::uuid[], $4::int[]) AS u(k, tpl, item, pos),
          LATERAL (
-             (SELECT 1 FROM design_images d WHERE d.object_key = k LIMIT 1)
+             (SELECT 1 FROM design_images d WHERE d.object_key = u.k LIMIT 1)
              UNION ALL
-             (SELECT 1 FROM pool_item_images i
-                JOIN pool_items p ON p.id = i.item_id
-                LEFT JOIN designs x ON x.pool_item_id = p.id
-               WHERE i.object_key = k AND (p.state IN ('copying', 'ready') OR x.id IS NOT NULL)
+             (SELECT 1 FROM pool_items p
+               WHERE p.id = u.item AND p.template_id = u.tpl AND u.pos < p.image_count
+                 AND (p.state IN ('copying', 'ready')
+                      OR EXISTS (SELECT 1 FROM designs x WHERE x.pool_item_id = p.id))
                LIMIT 1)
              UNION ALL
              (SELECT 1 FROM template_images t JOIN templates tp ON tp.id = t.template_id
-               WHERE t.object_key = k AND tp.deleted_at IS NULL LIMIT 1)
+               WHERE t.object_key = u.k AND tp.deleted_at IS NULL LIMIT 1)
              UNION ALL
-             (SELECT 1 FROM pending_copies c WHERE c.object_key = k LIMIT 1)
+             (SELECT 1 FROM pending_copies c WHERE c.object_key = u.k LIMIT 1)
              LIMIT 1) AS held",
     )
-    .bind::<Array<Text>, _>(keys);
+    .bind::<Array<Text>, _>(keys)
+    .bind::<Array<Nullable<SqlUuid>>, _>(templates)
+    .bind::<Array<Nullable<SqlUuid>>, _>(items)
+    .bind::<Array<Nullable<Integer>>, _>(positions);
     let rows: Vec<Key> = conn
         .transaction::<_, diesel::result::Error, _>(async |conn| {
             super::jit_off(conn).await?;

@@ -1,11 +1,12 @@
-//! `pool_items` and `pool_item_images`: the pool ledger, source of truth for
+//! `pool_items`: the pool ledger, source of truth for
 //! every ready-made copy. Redis only indexes the `ready` rows.
 //!
 //! A refill is three steps, so the target is never exceeded and no copied
 //! object is ever unknown to the database:
 //! 1. [`reserve`]: under a per-template advisory lock, count live items
 //!    (`copying` + `ready`) of the current version and insert `copying` rows
-//!    (with planned object keys) for the gap only.
+//!    for the gap only (an item's keys follow from its template, id and
+//!    image count: `object_keys::pool_images`).
 //! 2. The caller copies the objects (no transaction open meanwhile).
 //! 3. [`mark_ready`] flips each fully copied item to `ready`; [`discard`]
 //!    gives up on the others and returns their keys for deletion.
@@ -24,7 +25,7 @@ use uuid::Uuid;
 use crate::pause::{self, PausePoints};
 
 use super::pool_live;
-use super::schema::{pool_item_images, pool_items, template_images, templates};
+use super::schema::{pool_items, template_images, templates};
 use super::StoreError;
 
 /// Rows per INSERT statement (x at most 8 columns, well under Postgres' bind limit).
@@ -98,39 +99,42 @@ async fn live_objects_any(
         #[diesel(sql_type = diesel::sql_types::BigInt)]
         n: i64,
     }
-    let live: Objects = diesel::sql_query(format!(
-        "SELECT coalesce(sum({}), 0)::bigint AS n FROM pool_items
+    let live: Objects = diesel::sql_query(
+        "SELECT coalesce(sum(image_count), 0)::bigint AS n FROM pool_items
           WHERE template_id = $1 AND state IN ('copying', 'ready')",
-        pool_live::ITEM_OBJECTS_SQL
-    ))
+    )
     .bind::<diesel::sql_types::Uuid, _>(template.0)
     .get_result(conn)
     .await?;
     Ok(live.n)
 }
 
-async fn keys_of(
-    conn: &mut AsyncPgConnection,
-    ids: &[Uuid],
-) -> Result<Vec<(Uuid, String)>, diesel::result::Error> {
-    pool_item_images::table
-        .filter(pool_item_images::item_id.eq_any(ids))
-        .select((pool_item_images::item_id, pool_item_images::object_key))
-        .load(conn)
-        .await
+/// An item's identity and size: all it takes to name its objects.
+#[derive(QueryableByName, Queryable)]
+struct Owned {
+    #[diesel(sql_type = diesel::sql_types::Uuid)]
+    id: Uuid,
+    #[diesel(sql_type = diesel::sql_types::Uuid)]
+    template_id: Uuid,
+    #[diesel(sql_type = diesel::sql_types::Integer)]
+    image_count: i32,
 }
 
-fn group_keys(ids: &[Uuid], keys: Vec<(Uuid, String)>) -> Vec<DiscardedItem> {
-    ids.iter()
-        .map(|id| DiscardedItem {
-            id: PoolItemId(*id),
-            object_keys: keys
-                .iter()
-                .filter(|(i, _)| i == id)
-                .map(|(_, k)| k.clone())
-                .collect(),
-        })
-        .collect()
+impl Owned {
+    fn keys(&self) -> Vec<String> {
+        object_keys::pool_images(
+            TemplateId(self.template_id),
+            PoolItemId(self.id),
+            self.image_count,
+        )
+    }
+
+    fn discarded(self) -> DiscardedItem {
+        DiscardedItem {
+            object_keys: self.keys(),
+            id: PoolItemId(self.id),
+        }
+    }
 }
 
 /// Step 1 of a refill: reserve slots up to `levels.fill` for the template's
@@ -323,9 +327,8 @@ async fn retire_surplus(
     discard_if(conn, &newest, PoolItemState::Ready, None, now).await
 }
 
-/// Reserve, step 4: `gap` new `copying` items of `version`, each with its
-/// planned copies (one row per image, for the GC's lookups by key).
-/// The version's images (position, source key): what each item copies.
+/// The version's images (position, source key), in order: what each item
+/// of it copies.
 async fn sources_of(
     conn: &mut AsyncPgConnection,
     template: TemplateId,
@@ -340,6 +343,8 @@ async fn sources_of(
         .await
 }
 
+/// Reserve, step 4: `gap` new `copying` items of `version`, each with its
+/// planned copies: the `i`-th source to the item's position `i`.
 async fn insert_items(
     conn: &mut AsyncPgConnection,
     template: TemplateId,
@@ -351,30 +356,18 @@ async fn insert_items(
 ) -> Result<Vec<ReservedItem>, diesel::result::Error> {
     let mut reserved = Vec::new();
     let mut item_rows = Vec::new();
-    let mut image_rows = Vec::new();
+    let count = i32::try_from(sources.len()).unwrap_or(i32::MAX);
     for _ in 0..gap {
         let id = PoolItemId::new();
-        let copies: Vec<PlannedCopy> = sources
-            .iter()
-            .map(|(position, source)| PlannedCopy {
-                position: *position,
+        let copies: Vec<PlannedCopy> = (0..)
+            .zip(sources)
+            .zip(object_keys::pool_images(template, id, count))
+            .map(|((position, (_, source)), object_key)| PlannedCopy {
+                position,
                 source_key: source.clone(),
-                object_key: object_keys::pool_image(template, id, *position),
+                object_key,
             })
             .collect();
-        // The positions in the item's own row too: a warm claim reads them
-        // from the row it updates and derives the keys (the key scheme;
-        // migration 9), so it reads no row per image. Positions 0 to n-1
-        // (every template's, in practice) are stored as their number
-        // (migration 13): the row, which the claim rewrites, stays as
-        // small for 200 images as for one.
-        let positions: Vec<i32> = copies.iter().map(|c| c.position).collect();
-        let numbered = positions.iter().zip(0..).all(|(p, i)| *p == i);
-        let (image_positions, image_count) = if numbered {
-            (None, Some(positions.len() as i32))
-        } else {
-            (Some(positions), None)
-        };
         item_rows.push((
             pool_items::id.eq(id.0),
             pool_items::template_id.eq(template.0),
@@ -382,18 +375,8 @@ async fn insert_items(
             pool_items::state.eq(PoolItemState::Copying.as_str()),
             pool_items::created_at.eq(now),
             pool_items::lease_until.eq(Some(lease_until)),
-            pool_items::image_positions.eq(image_positions),
-            pool_items::image_keys.eq(None::<Vec<String>>),
-            pool_items::image_count.eq(image_count),
+            pool_items::image_count.eq(count),
         ));
-        for c in &copies {
-            image_rows.push((
-                pool_item_images::item_id.eq(id.0),
-                pool_item_images::position.eq(c.position),
-                pool_item_images::source_key.eq(c.source_key.clone()),
-                pool_item_images::object_key.eq(c.object_key.clone()),
-            ));
-        }
         reserved.push(ReservedItem { id, copies });
     }
     // Chunked: Postgres takes at most 65,535 bind parameters a statement.
@@ -403,19 +386,7 @@ async fn insert_items(
             .execute(conn)
             .await?;
     }
-    for chunk in image_rows.chunks(INSERT_CHUNK) {
-        diesel::insert_into(pool_item_images::table)
-            .values(chunk)
-            .execute(conn)
-            .await?;
-    }
     Ok(reserved)
-}
-
-#[derive(QueryableByName)]
-struct IdRow {
-    #[diesel(sql_type = diesel::sql_types::Uuid)]
-    id: Uuid,
 }
 
 /// The one way an item is taken out of service: a compare-and-set on its
@@ -434,11 +405,11 @@ async fn discard_if(
     if ids.is_empty() {
         return Ok(Vec::new());
     }
-    let rows: Vec<IdRow> = diesel::sql_query(
+    let rows: Vec<Owned> = diesel::sql_query(
         "UPDATE pool_items SET state = 'discarded', finished_at = $3
           WHERE id = ANY($1) AND state = $2
             AND ($4::timestamptz IS NULL OR lease_until < $4)
-         RETURNING id",
+         RETURNING id, template_id, image_count",
     )
     .bind::<diesel::sql_types::Array<diesel::sql_types::Uuid>, _>(ids)
     .bind::<Text, _>(from.as_str())
@@ -446,9 +417,7 @@ async fn discard_if(
     .bind::<diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>, _>(lease_before)
     .load(conn)
     .await?;
-    let discarded: Vec<Uuid> = rows.into_iter().map(|r| r.id).collect();
-    let keys = keys_of(conn, &discarded).await?;
-    Ok(group_keys(&discarded, keys))
+    Ok(rows.into_iter().map(Owned::discarded).collect())
 }
 
 /// Step 3: items whose copies all landed become `ready` -- unless the template
@@ -482,13 +451,19 @@ pub async fn mark_ready(
             // An item rescued while its copies ran (its lease lapsed) is
             // discarded already; copies that landed after the rescue deleted
             // its objects must go too.
-            let rescued: Vec<Uuid> = pool_items::table
+            let mut gone: Vec<DiscardedItem> = pool_items::table
                 .filter(pool_items::id.eq_any(&ids))
                 .filter(pool_items::state.eq(PoolItemState::Discarded.as_str()))
-                .select(pool_items::id)
-                .load(conn)
-                .await?;
-            let mut gone = group_keys(&rescued, keys_of(conn, &rescued).await?);
+                .select((
+                    pool_items::id,
+                    pool_items::template_id,
+                    pool_items::image_count,
+                ))
+                .load::<Owned>(conn)
+                .await?
+                .into_iter()
+                .map(Owned::discarded)
+                .collect();
             if current != Some(version) {
                 gone.extend(discard_in_tx(conn, &ids).await?);
                 return Ok((Vec::new(), gone));
@@ -658,15 +633,19 @@ pub async fn still_ready(
 
 /// Every object key held by a live (`copying` or `ready`) item.
 pub async fn live_object_keys(conn: &mut AsyncPgConnection) -> Result<Vec<String>, StoreError> {
-    Ok(pool_item_images::table
-        .inner_join(pool_items::table)
+    let live: Vec<Owned> = pool_items::table
         .filter(pool_items::state.eq_any([
             PoolItemState::Copying.as_str(),
             PoolItemState::Ready.as_str(),
         ]))
-        .select(pool_item_images::object_key)
+        .select((
+            pool_items::id,
+            pool_items::template_id,
+            pool_items::image_count,
+        ))
         .load(conn)
-        .await?)
+        .await?;
+    Ok(live.into_iter().flat_map(|o| o.keys()).collect())
 }
 
 #[derive(QueryableByName)]

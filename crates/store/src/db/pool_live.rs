@@ -85,10 +85,6 @@ pub async fn record(
     Ok(())
 }
 
-/// Objects of one pool item, whichever way its row records its images.
-pub const ITEM_OBJECTS_SQL: &str =
-    "coalesce(image_count, cardinality(image_positions), cardinality(image_keys), 0)";
-
 /// Recounts every template's live objects from the ledger (O(live items), once
 /// at the start of a worker with a budget), under the total's lock, so no
 /// budgeted reserve is between its check and its commit meanwhile. Returns
@@ -105,12 +101,12 @@ pub async fn recount(conn: &mut AsyncPgConnection) -> Result<i64, diesel::result
             .get_result::<Count>(conn)
             .await?;
         diesel::sql_query("DELETE FROM pool_live").execute(conn).await?;
-        diesel::sql_query(format!(
+        diesel::sql_query(
             "INSERT INTO pool_live (template_id, objects)
-             SELECT template_id, sum({ITEM_OBJECTS_SQL}) FROM pool_items
+             SELECT template_id, sum(image_count) FROM pool_items
               WHERE state IN ('copying', 'ready') GROUP BY template_id
-             HAVING sum({ITEM_OBJECTS_SQL}) > 0"
-        ))
+             HAVING sum(image_count) > 0",
+        )
         .execute(conn)
         .await?;
         let total: Count = diesel::sql_query(

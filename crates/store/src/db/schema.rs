@@ -81,18 +81,7 @@ diesel::table! {
         lease_until -> Nullable<Timestamptz>,
         ready_at -> Nullable<Timestamptz>,
         finished_at -> Nullable<Timestamptz>,
-        image_positions -> Nullable<Array<Int4>>,
-        image_keys -> Nullable<Array<Text>>,
-        image_count -> Nullable<Int4>,
-    }
-}
-
-diesel::table! {
-    pool_item_images (item_id, position) {
-        item_id -> Uuid,
-        position -> Int4,
-        source_key -> Text,
-        object_key -> Text,
+        image_count -> Int4,
     }
 }
 
@@ -101,7 +90,6 @@ diesel::joinable!(template_images -> templates (template_id));
 diesel::joinable!(designs -> templates (template_id));
 diesel::joinable!(design_images -> designs (design_id));
 diesel::joinable!(pool_items -> templates (template_id));
-diesel::joinable!(pool_item_images -> pool_items (item_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     companies,
@@ -111,7 +99,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     designs,
     design_images,
     pool_items,
-    pool_item_images,
 );
 
 diesel::table! {

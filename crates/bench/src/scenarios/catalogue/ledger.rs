@@ -8,7 +8,6 @@ use chrono::{DateTime, Utc};
 use diesel::sql_types::{Array, BigInt, Timestamptz, Uuid as SqlUuid};
 use diesel::QueryableByName;
 use diesel_async::RunQueryDsl;
-use prewarm_store::db::pool_live::ITEM_OBJECTS_SQL;
 use prewarm_store::db::Db;
 
 /// The pools at one moment.
@@ -50,7 +49,7 @@ pub async fn sample(db: &Db, w: &Watched) -> anyhow::Result<Sample> {
                 count(*) FILTER (WHERE state = 'ready' AND template_id = $3) AS burst_ready,
                 (SELECT coalesce(sum(target), 0)::bigint FROM pool_targets WHERE template_id = ANY($1)) AS peak_planned,
                 (SELECT count(*) FROM pool_targets WHERE template_id = ANY($1)) AS peak_rows
-           FROM (SELECT template_id, state, {ITEM_OBJECTS_SQL} AS n FROM pool_items
+           FROM (SELECT template_id, state, image_count AS n FROM pool_items
                   WHERE state IN ('copying', 'ready')) live"
     ))
     .bind::<Array<SqlUuid>, _>(&w.peak)
@@ -85,7 +84,7 @@ pub async fn pools(db: &Db) -> anyhow::Result<HashMap<uuid::Uuid, Pool>> {
     let mut conn = db.conn().await?;
     let rows: Vec<Row> = diesel::sql_query(format!(
         "SELECT p.template_id, count(*) AS items, sum(p.n)::bigint AS objects, max(pt.target) AS fill
-           FROM (SELECT template_id, {ITEM_OBJECTS_SQL} AS n FROM pool_items
+           FROM (SELECT template_id, image_count AS n FROM pool_items
                   WHERE state IN ('copying', 'ready')) p
            LEFT JOIN pool_targets pt ON pt.template_id = p.template_id
           GROUP BY p.template_id"
@@ -175,7 +174,7 @@ pub async fn copies_since(
                 coalesce(sum(n) FILTER (WHERE state = 'discarded' AND ready_at IS NULL
                                           AND created_at >= $1), 0)::bigint AS unready,
                 coalesce(sum(n) FILTER (WHERE state IN ('copying', 'ready') AND created_at >= $1), 0)::bigint AS unused
-           FROM (SELECT state, created_at, ready_at, finished_at, {ITEM_OBJECTS_SQL} AS n
+           FROM (SELECT state, created_at, ready_at, finished_at, image_count AS n
                    FROM pool_items WHERE created_at >= $1 OR finished_at >= $1) recent"
     ))
     .bind::<Timestamptz, _>(since)

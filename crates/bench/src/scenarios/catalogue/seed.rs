@@ -5,7 +5,6 @@
 //! S3, their ids listed in Redis) and the backdated designs the forecast
 //! learns from ([`history`]).
 
-use anyhow::Context;
 use chrono::{DateTime, TimeDelta, Utc};
 use diesel::sql_types::{Array, Int4, Text, Timestamptz, Uuid as SqlUuid};
 use diesel_async::RunQueryDsl;
@@ -92,7 +91,7 @@ struct Seeded {
     images: u32,
 }
 
-/// `items` ready items per template in the ledger (and their image rows),
+/// `items` ready items per template in the ledger,
 /// then the running totals the worker keeps: ready items per template,
 /// and the live objects a budget is checked against.
 async fn seed_items(
@@ -128,33 +127,6 @@ async fn seed_items(
         .execute(&mut conn)
         .await?;
     }
-    // One row per object, as the worker writes them when it reserves an item.
-    let rows: Vec<(uuid::Uuid, i32, String, String)> = pool
-        .iter()
-        .flat_map(|s| {
-            (0..s.images).map(move |p| {
-                let key = object_keys::pool_image(s.template, s.item, p as i32);
-                (s.item.0, p as i32, source(p), key)
-            })
-        })
-        .collect();
-    for chunk in rows.chunks(CHUNK) {
-        let items: Vec<uuid::Uuid> = chunk.iter().map(|r| r.0).collect();
-        let positions: Vec<i32> = chunk.iter().map(|r| r.1).collect();
-        let sources: Vec<&str> = chunk.iter().map(|r| r.2.as_str()).collect();
-        let keys: Vec<&str> = chunk.iter().map(|r| r.3.as_str()).collect();
-        diesel::sql_query(
-            "INSERT INTO pool_item_images (item_id, position, source_key, object_key)
-             SELECT * FROM unnest($1::uuid[], $2::int[], $3::text[], $4::text[])",
-        )
-        .bind::<Array<SqlUuid>, _>(&items)
-        .bind::<Array<Int4>, _>(&positions)
-        .bind::<Array<Text>, _>(&sources)
-        .bind::<Array<Text>, _>(&keys)
-        .execute(&mut conn)
-        .await
-        .context("pool item images")?;
-    }
     diesel::sql_query(
         "INSERT INTO pool_depths (template_id, ready)
          SELECT template_id, count(*) FROM pool_items WHERE state = 'ready' GROUP BY template_id",
@@ -164,7 +136,7 @@ async fn seed_items(
     diesel::sql_query("UPDATE pool_depth_total SET ready = (SELECT sum(ready) FROM pool_depths)")
         .execute(&mut conn)
         .await?;
-    // The product's own recount (whatever its columns are called today).
+    // The product's own recount.
     prewarm_store::db::pool_live::recount(&mut conn).await?;
     Ok(pool)
 }

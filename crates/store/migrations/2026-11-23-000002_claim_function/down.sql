@@ -1,1 +1,0 @@
-DROP FUNCTION prewarm_claim_pool_item(uuid, uuid, int, uuid, uuid, jsonb, timestamptz);

@@ -1,2 +1,0 @@
-DROP TABLE pool_targets;
-DROP INDEX designs_recent;

@@ -1,2 +1,0 @@
-DROP INDEX pool_items_copying_lease;
-DROP TABLE pending_copies;

@@ -1,2 +1,0 @@
-DROP TABLE pool_depth_total;
-DROP TABLE pool_depths;

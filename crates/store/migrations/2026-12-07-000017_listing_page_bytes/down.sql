@@ -1,1 +1,0 @@
-ALTER TABLE templates DROP COLUMN IF EXISTS layout_bytes;

@@ -1,1 +1,0 @@
-ALTER TABLE pool_targets DROP COLUMN IF EXISTS hold;
