@@ -10,9 +10,11 @@
 //!   `db/pool_checks.rs` what the reconciler reads to find work (changes since a
 //!   watermark, a sweep page, pool states), `db/cursors.rs` where paged
 //!   background passes stopped.
-//! - [`pool_index`]: the Redis lists of ready pool item ids (fred).
-//! - [`rate_buckets`]: token buckets in Redis (the API's rate limits).
-//! - [`shared_cache`]: the Redis tier of the API's caches and its invalidation channel.
+//! - [`redis`]: the one Redis handle (fred connections, key prefix, typed
+//!   error) the three Redis adapters share: [`pool_index`], the lists of
+//!   ready pool item ids; [`rate_buckets`], token buckets (the API's rate
+//!   limits); [`shared_cache`], the Redis tier of the API's caches and its
+//!   invalidation channel.
 //! - [`objects`]: S3 (aws-sdk-s3), including the bounded-parallel copy;
 //!   [`object_upload`]: streaming (multipart) uploads and presigned GET URLs.
 //! - [`warmup_topic`]: the Kafka warm-up topic (publisher, dead letters, topic admin);
@@ -35,6 +37,7 @@ pub mod pause;
 pub mod pool_index;
 pub mod rate_buckets;
 pub mod readiness;
+pub mod redis;
 pub mod settings;
 pub mod shared_cache;
 pub mod tls;

@@ -14,11 +14,12 @@
 //! id that is listed already or was popped within the pop memory
 //! (`redis.pop_memory_ms`).
 
-use shared_domain::error::Chain;
 use std::path::Path;
 use std::time::Duration;
 
 use fred::prelude::*;
+
+use crate::redis::{Redis, RedisError};
 use shared_domain::ids::{PoolItemId, TemplateId};
 
 #[path = "pool_index_scripts.rs"]
@@ -30,112 +31,45 @@ mod scripts;
 /// listed again by the reconciler after this.
 pub const POPPED_MEMORY: Duration = Duration::from_secs(60);
 
-#[derive(Debug, thiserror::Error)]
-#[error("redis: {0}")]
-pub struct IndexError(pub(crate) String);
-
-impl From<fred::error::Error> for IndexError {
-    fn from(e: fred::error::Error) -> Self {
-        IndexError(e.to_string())
-    }
-}
-
-/// The fred configuration for `url`: `redis://` or `rediss://` (TLS, with
-/// `ca_file` or the system's roots; `user:password@` for an ACL user),
-/// `redis-cluster://` / `rediss-cluster://` for Redis Cluster (every
-/// multi-key command here stays in one hash slot), `redis-sentinel://`.
-pub fn client_config(url: &str, ca_file: Option<&Path>) -> Result<Config, IndexError> {
-    let mut config = Config::from_url(url)?;
-    if config.tls.is_some() {
-        let roots = crate::tls::roots(ca_file, "redis.ca_file").map_err(IndexError)?;
-        let client = crate::tls::verifying_client(roots).map_err(IndexError)?;
-        config.tls = Some(client.into());
-    }
-    Ok(config)
-}
-
 /// Typed access to the pool lists; handlers never see fred types.
 #[derive(Clone)]
 pub struct PoolIndex {
-    pool: Pool,
-    prefix: String,
+    redis: Redis,
     pop_memory: Duration,
-    /// How the pool was built, for [`local_copy`](Self::local_copy).
-    spec: std::sync::Arc<Spec>,
-}
-
-struct Spec {
-    config: Config,
-    size: usize,
-    command_timeout: Duration,
-}
-
-impl Spec {
-    fn build(&self) -> Result<Pool, IndexError> {
-        let timeout = self.command_timeout;
-        let pool = Builder::from_config(self.config.clone())
-            .with_performance_config(|p| p.default_command_timeout = timeout)
-            .with_connection_config(|c| {
-                c.connection_timeout = timeout.max(Duration::from_secs(1));
-                c.max_command_attempts = 2;
-            })
-            .set_policy(ReconnectPolicy::new_exponential(0, 50, 2_000, 2))
-            .build_pool(self.size.max(1))?;
-        let _connections = pool.connect_pool();
-        Ok(pool)
-    }
 }
 
 impl PoolIndex {
-    /// Connects a small pool of multiplexed connections. Every command gets
-    /// `command_timeout`, so a stalled Redis degrades requests instead of
-    /// hanging them. A Redis down at start does not stop the service: the
-    /// connections keep retrying in the background.
+    /// The pool lists over `redis`, with the default pop memory.
+    pub fn new(redis: Redis) -> Self {
+        Self {
+            redis,
+            pop_memory: POPPED_MEMORY,
+        }
+    }
+
+    /// [`Redis::connect`] and the pool lists over it.
     pub async fn connect(
         url: &str,
         ca_file: Option<&Path>,
         prefix: &str,
         size: usize,
         command_timeout: Duration,
-    ) -> Result<Self, IndexError> {
-        let mut config = client_config(url, ca_file)?;
-        // A Redis that is down at start is retried in the background like a
-        // lost connection; meanwhile commands fail after `command_timeout`
-        // and the API serves by copy.
-        config.fail_fast = false;
-        let spec = Spec {
-            config,
-            size,
-            command_timeout,
-        };
-        let pool = spec.build()?;
-        let wait = command_timeout.max(Duration::from_secs(1));
-        match tokio::time::timeout(wait, pool.wait_for_connect()).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                tracing::warn!(error = %Chain(&e), "redis unavailable at start; reconnecting in the background")
-            }
-            Err(_) => {
-                tracing::warn!("redis not reachable at start; reconnecting in the background")
-            }
-        }
-        Ok(Self {
-            pool,
-            prefix: prefix.to_string(),
-            pop_memory: POPPED_MEMORY,
-            spec: std::sync::Arc::new(spec),
-        })
+    ) -> Result<Self, RedisError> {
+        Ok(Self::new(
+            Redis::connect(url, ca_file, prefix, size, command_timeout).await?,
+        ))
     }
 
-    /// The same index over connections of its own, whose tasks run on the
-    /// calling thread's runtime (an actix worker's): a command sent from
-    /// that thread is written and its answer read there, without waking a
-    /// thread of another runtime twice per command. Connects in the
-    /// background, as [`connect`](Self::connect) does after its wait.
-    pub fn local_copy(&self) -> Result<Self, IndexError> {
+    /// The Redis handle under it, which the other Redis adapters share.
+    pub fn redis(&self) -> &Redis {
+        &self.redis
+    }
+
+    /// The same index over connections of its own (see [`Redis::local_copy`]).
+    pub fn local_copy(&self) -> Result<Self, RedisError> {
         Ok(Self {
-            pool: self.spec.build()?,
-            ..self.clone()
+            redis: self.redis.local_copy()?,
+            pop_memory: self.pop_memory,
         })
     }
 
@@ -145,16 +79,11 @@ impl PoolIndex {
         self
     }
 
-    /// The connection pool and key prefix, for the other Redis adapters.
-    pub(crate) fn pool(&self) -> (&Pool, &str) {
-        (&self.pool, &self.prefix)
-    }
-
     /// The list of one template version. The braces are a Redis Cluster hash
     /// tag: the list and its [`popped_key`](Self::popped_key) share a slot,
     /// so the scripts below may touch both.
     pub fn key(&self, template: TemplateId, version: i32) -> String {
-        format!("{}pool:{{{template}:v{version}}}", self.prefix)
+        format!("{}pool:{{{template}:v{version}}}", self.redis.prefix())
     }
 
     /// The ids recently popped from that list (a sorted set scored by pop
@@ -171,14 +100,14 @@ impl PoolIndex {
         template: TemplateId,
         version: i32,
         args: Vec<String>,
-    ) -> Result<R, IndexError> {
+    ) -> Result<R, RedisError> {
         let keys = vec![
             self.key(template, version),
             self.popped_key(template, version),
         ];
         let mut argv = vec![self.pop_memory.as_millis().to_string()];
         argv.extend(args);
-        Ok(self.pool.next().eval(lua, keys, argv).await?)
+        Ok(self.redis.pool().next().eval(lua, keys, argv).await?)
     }
 
     /// Pops one ready item id, or `None` when the pool is empty. The id is
@@ -187,7 +116,7 @@ impl PoolIndex {
         &self,
         template: TemplateId,
         version: i32,
-    ) -> Result<Option<PoolItemId>, IndexError> {
+    ) -> Result<Option<PoolItemId>, RedisError> {
         let args = vec!["0".to_string()];
         let id: Option<String> = self.script(scripts::POP, template, version, args).await?;
         Ok(id.and_then(|s| s.parse().ok()))
@@ -204,7 +133,7 @@ impl PoolIndex {
         version: i32,
         leave: u32,
         most: u32,
-    ) -> Result<Vec<PoolItemId>, IndexError> {
+    ) -> Result<Vec<PoolItemId>, RedisError> {
         let args = vec![leave.to_string(), most.to_string()];
         let ids: Vec<String> = self
             .script(scripts::POP_AHEAD, template, version, args)
@@ -220,7 +149,7 @@ impl PoolIndex {
         template: TemplateId,
         version: i32,
         ids: &[PoolItemId],
-    ) -> Result<i64, IndexError> {
+    ) -> Result<i64, RedisError> {
         if ids.is_empty() {
             return Ok(0);
         }
@@ -239,7 +168,7 @@ impl PoolIndex {
         template: TemplateId,
         version: i32,
         ids: &[PoolItemId],
-    ) -> Result<(), IndexError> {
+    ) -> Result<(), RedisError> {
         if ids.is_empty() {
             return Ok(());
         }
@@ -258,7 +187,7 @@ impl PoolIndex {
         template: TemplateId,
         version: i32,
         id: PoolItemId,
-    ) -> Result<(), IndexError> {
+    ) -> Result<(), RedisError> {
         let _: i64 = self
             .script(scripts::REQUEUE, template, version, vec![id.to_string()])
             .await?;
@@ -278,7 +207,7 @@ impl PoolIndex {
         version: i32,
         unready: &[PoolItemId],
         missing: &[PoolItemId],
-    ) -> Result<(i64, i64, i64), IndexError> {
+    ) -> Result<(i64, i64, i64), RedisError> {
         let mut args = vec![unready.len().to_string()];
         args.extend(unready.iter().map(ToString::to_string));
         args.extend(missing.iter().map(ToString::to_string));
@@ -289,18 +218,18 @@ impl PoolIndex {
         Ok((at(0), at(1), at(2)))
     }
 
-    pub async fn len(&self, template: TemplateId, version: i32) -> Result<i64, IndexError> {
-        Ok(self.pool.llen(self.key(template, version)).await?)
+    pub async fn len(&self, template: TemplateId, version: i32) -> Result<i64, RedisError> {
+        Ok(self.redis.pool().llen(self.key(template, version)).await?)
     }
 
     /// The lengths of many lists in one pipelined round trip (the
     /// reconciler compares them with the ledger's ready counts first and
     /// reads a list only when they differ).
-    pub async fn lens(&self, lists: &[(TemplateId, i32)]) -> Result<Vec<i64>, IndexError> {
+    pub async fn lens(&self, lists: &[(TemplateId, i32)]) -> Result<Vec<i64>, RedisError> {
         if lists.is_empty() {
             return Ok(Vec::new());
         }
-        let pipeline = self.pool.next().pipeline();
+        let pipeline = self.redis.pool().next().pipeline();
         for (template, version) in lists {
             let _: () = pipeline.llen(self.key(*template, *version)).await?;
         }
@@ -312,19 +241,20 @@ impl PoolIndex {
     /// Redis last lost its data (a flush, a restart without persistence, a
     /// failover to an empty replica all drop it).
     fn built_key(&self) -> String {
-        format!("{}pool:built", self.prefix)
+        format!("{}pool:built", self.redis.prefix())
     }
 
     /// Whether the lists were all built since Redis last lost its data.
-    pub async fn is_built(&self) -> Result<bool, IndexError> {
-        let n: i64 = self.pool.exists(self.built_key()).await?;
+    pub async fn is_built(&self) -> Result<bool, RedisError> {
+        let n: i64 = self.redis.pool().exists(self.built_key()).await?;
         Ok(n > 0)
     }
 
     /// Records that every list was built from the ledger.
-    pub async fn mark_built(&self) -> Result<(), IndexError> {
+    pub async fn mark_built(&self) -> Result<(), RedisError> {
         let _: () = self
-            .pool
+            .redis
+            .pool()
             .set(self.built_key(), "1", None, None, false)
             .await?;
         Ok(())
@@ -335,8 +265,12 @@ impl PoolIndex {
         &self,
         template: TemplateId,
         version: i32,
-    ) -> Result<Vec<PoolItemId>, IndexError> {
-        let ids: Vec<String> = self.pool.lrange(self.key(template, version), 0, -1).await?;
+    ) -> Result<Vec<PoolItemId>, RedisError> {
+        let ids: Vec<String> = self
+            .redis
+            .pool()
+            .lrange(self.key(template, version), 0, -1)
+            .await?;
         Ok(ids.iter().filter_map(|s| s.parse().ok()).collect())
     }
 
@@ -346,7 +280,7 @@ impl PoolIndex {
         &self,
         template: TemplateId,
         version: i32,
-    ) -> Result<Vec<PoolItemId>, IndexError> {
+    ) -> Result<Vec<PoolItemId>, RedisError> {
         let ids: Vec<String> = self
             .script(scripts::POPPED, template, version, Vec::new())
             .await?;
@@ -354,52 +288,21 @@ impl PoolIndex {
     }
 
     /// Drops the list of an old version (and its popped ids).
-    pub async fn remove(&self, template: TemplateId, version: i32) -> Result<(), IndexError> {
+    pub async fn remove(&self, template: TemplateId, version: i32) -> Result<(), RedisError> {
         let keys = vec![
             self.key(template, version),
             self.popped_key(template, version),
         ];
-        let _: i64 = self.pool.next().del(keys).await?;
+        let _: i64 = self.redis.pool().next().del(keys).await?;
         Ok(())
     }
 
-    /// Deletes every key under this index's prefix (tests simulate a Redis
-    /// flush with it without touching other tests' keys; the benchmark drops
-    /// a finished run's keys).
-    pub async fn clear_prefix(&self) -> Result<u64, IndexError> {
-        use futures::TryStreamExt;
-        let client = self.pool.next();
-        let pattern = format!("{}*", self.prefix);
-        // Redis Cluster: every primary is scanned; keys are deleted one by
-        // one (they may live in different slots).
-        let keys: Vec<fred::types::Key> = if client.is_clustered() {
-            client
-                .scan_cluster_buffered(pattern, Some(500), None)
-                .try_collect()
-                .await?
-        } else {
-            client
-                .scan_buffered(pattern, Some(500), None)
-                .try_collect()
-                .await?
-        };
-        let mut deleted = 0;
-        if client.is_clustered() {
-            for key in keys {
-                let n: u64 = self.pool.del(key).await?;
-                deleted += n;
-            }
-        } else {
-            for batch in keys.chunks(500) {
-                let n: u64 = self.pool.del(batch.to_vec()).await?;
-                deleted += n;
-            }
-        }
-        Ok(deleted)
+    /// Deletes every key under the prefix (see [`Redis::clear_prefix`]).
+    pub async fn clear_prefix(&self) -> Result<u64, RedisError> {
+        self.redis.clear_prefix().await
     }
 
-    pub async fn ping(&self) -> Result<(), IndexError> {
-        let _: String = self.pool.ping(None).await?;
-        Ok(())
+    pub async fn ping(&self) -> Result<(), RedisError> {
+        self.redis.ping().await
     }
 }

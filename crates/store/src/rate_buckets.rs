@@ -7,7 +7,7 @@
 
 use fred::prelude::*;
 
-use crate::pool_index::{IndexError, PoolIndex};
+use crate::redis::{Redis, RedisError};
 
 /// KEYS[1]: the bucket. ARGV: refill rate (tokens/s), capacity, cost (a
 /// negative cost gives tokens back, up to the capacity).
@@ -49,16 +49,13 @@ pub struct Taken {
 
 #[derive(Clone)]
 pub struct RateBuckets {
-    pool: Pool,
-    prefix: String,
+    redis: Redis,
 }
 
 impl RateBuckets {
-    pub fn new(index: &PoolIndex) -> Self {
-        let (pool, prefix) = index.pool();
+    pub fn new(redis: &Redis) -> Self {
         Self {
-            pool: pool.clone(),
-            prefix: prefix.to_string(),
+            redis: redis.clone(),
         }
     }
 
@@ -70,10 +67,11 @@ impl RateBuckets {
         rate: f64,
         burst: f64,
         cost: f64,
-    ) -> Result<Taken, IndexError> {
-        let key = format!("{}rl:{name}", self.prefix);
+    ) -> Result<Taken, RedisError> {
+        let key = format!("{}rl:{name}", self.redis.prefix());
         let (spent, milli): (i64, i64) = self
-            .pool
+            .redis
+            .pool()
             .next()
             .eval(
                 TAKE,

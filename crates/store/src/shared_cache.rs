@@ -22,7 +22,7 @@ use fred::prelude::*;
 use shared_domain::ids::TemplateId;
 use tokio::sync::mpsc;
 
-use crate::pool_index::{IndexError, PoolIndex};
+use crate::redis::{Redis, RedisError};
 
 /// One message of the invalidation channel.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,16 +95,13 @@ fn catch_up_plan(last: Option<u64>, upto: u64) -> CatchUp {
 
 #[derive(Clone)]
 pub struct SharedCache {
-    pool: Pool,
-    prefix: String,
+    redis: Redis,
 }
 
 impl SharedCache {
-    pub fn new(index: &PoolIndex) -> Self {
-        let (pool, prefix) = index.pool();
+    pub fn new(redis: &Redis) -> Self {
         Self {
-            pool: pool.clone(),
-            prefix: prefix.to_string(),
+            redis: redis.clone(),
         }
     }
 
@@ -112,7 +109,7 @@ impl SharedCache {
     /// hash and its [`generation_key`](Self::generation_key) share a slot,
     /// so the conditional write may read one and write the other.
     fn key(&self, template: TemplateId) -> String {
-        format!("{}similar:{{{template}}}", self.prefix)
+        format!("{}similar:{{{template}}}", self.redis.prefix())
     }
 
     /// A token replaced by every invalidation of the template's entries (a
@@ -120,28 +117,29 @@ impl SharedCache {
     /// to a value a load read before): a load reads it first and writes
     /// only if it has not changed (see [`put`](Self::put)).
     fn generation_key(&self, template: TemplateId) -> String {
-        format!("{}similar:{{{template}}}:generation", self.prefix)
+        format!("{}similar:{{{template}}}:generation", self.redis.prefix())
     }
 
     /// The channel carrying invalidated template ids.
     pub fn channel(&self) -> String {
-        format!("{}invalidate", self.prefix)
+        format!("{}invalidate", self.redis.prefix())
     }
 
     /// The invalidations' counter and log (one Cluster hash tag, so the
     /// publish script may touch both).
     fn log_keys(&self) -> (String, String) {
         (
-            format!("{}invalidations:{{log}}:seq", self.prefix),
-            format!("{}invalidations:{{log}}:entries", self.prefix),
+            format!("{}invalidations:{{log}}:seq", self.redis.prefix()),
+            format!("{}invalidations:{{log}}:entries", self.redis.prefix()),
         )
     }
 
     /// Publishes one numbered invalidation (see the module docs).
-    async fn publish(&self, payload: String) -> Result<u64, IndexError> {
+    async fn publish(&self, payload: String) -> Result<u64, RedisError> {
         let (counter, log) = self.log_keys();
         Ok(self
-            .pool
+            .redis
+            .pool()
             .next()
             .eval(
                 PUBLISH_SCRIPT,
@@ -152,9 +150,9 @@ impl SharedCache {
     }
 
     /// The newest invalidation number (0 before the first).
-    pub async fn last_number(&self) -> Result<u64, IndexError> {
+    pub async fn last_number(&self) -> Result<u64, RedisError> {
         let (counter, _) = self.log_keys();
-        let n: Option<u64> = self.pool.get(counter).await?;
+        let n: Option<u64> = self.redis.pool().get(counter).await?;
         Ok(n.unwrap_or(0))
     }
 
@@ -164,14 +162,15 @@ impl SharedCache {
         &self,
         from: u64,
         to: u64,
-    ) -> Result<Option<Vec<Invalidation>>, IndexError> {
+    ) -> Result<Option<Vec<Invalidation>>, RedisError> {
         if from > to {
             return Ok(Some(Vec::new()));
         }
         let (_, log) = self.log_keys();
         // Through a script: the client's sorted-set commands are not built in.
         let entries: Vec<String> = self
-            .pool
+            .redis
+            .pool()
             .next()
             .eval(
                 "return redis.call('ZRANGEBYSCORE', KEYS[1], ARGV[1], ARGV[2])",
@@ -198,9 +197,10 @@ impl SharedCache {
         &self,
         template: TemplateId,
         field: &str,
-    ) -> Result<(Option<String>, String), IndexError> {
+    ) -> Result<(Option<String>, String), RedisError> {
         let (entry, generation): (Option<String>, Option<String>) = self
-            .pool
+            .redis
+            .pool()
             .next()
             .eval(
                 "return {redis.call('HGET', KEYS[1], ARGV[1]), redis.call('GET', KEYS[2])}",
@@ -222,9 +222,10 @@ impl SharedCache {
         value: &str,
         keep_for: Duration,
         generation: &str,
-    ) -> Result<bool, IndexError> {
+    ) -> Result<bool, RedisError> {
         let stored: i64 = self
-            .pool
+            .redis
+            .pool()
             .next()
             .eval(
                 "if (redis.call('GET', KEYS[2]) or '0') ~= ARGV[4] then return 0 end
@@ -246,9 +247,10 @@ impl SharedCache {
     /// Drops the template's shared entries (a new generation token: loads
     /// begun before store nothing) and tells every replica (this one included) to
     /// drop its local ones.
-    pub async fn invalidate(&self, template: TemplateId) -> Result<(), IndexError> {
+    pub async fn invalidate(&self, template: TemplateId) -> Result<(), RedisError> {
         let _: () = self
-            .pool
+            .redis
+            .pool()
             .next()
             .eval(
                 "redis.call('DEL', KEYS[1])
@@ -262,7 +264,7 @@ impl SharedCache {
     }
 
     /// Tells every replica that an API key (its SHA-256) was revoked.
-    pub async fn revoke_key(&self, key_hash: &[u8]) -> Result<(), IndexError> {
+    pub async fn revoke_key(&self, key_hash: &[u8]) -> Result<(), RedisError> {
         self.publish(format!("key:{}", hex::encode(key_hash)))
             .await?;
         Ok(())
@@ -321,14 +323,10 @@ impl SharedCache {
     /// reconnect or a lagging reader missed is read back from the log and
     /// sent; [`Invalidation::All`] is sent when it cannot be, and once
     /// after subscribing (anything before was missed).
-    pub async fn subscribe(
-        &self,
-        url: &str,
-        ca_file: Option<&std::path::Path>,
-    ) -> Result<mpsc::UnboundedReceiver<Invalidation>, IndexError> {
-        let mut config = crate::pool_index::client_config(url, ca_file)?;
-        // Down at start: retried in the background (see `PoolIndex::connect`).
-        config.fail_fast = false;
+    pub async fn subscribe(&self) -> Result<mpsc::UnboundedReceiver<Invalidation>, RedisError> {
+        // Down at start: retried in the background, as the handle's own
+        // connections are (`Redis::connect`).
+        let config = self.redis.subscriber_config();
         let subscriber: SubscriberClient = Builder::from_config(config)
             .set_policy(ReconnectPolicy::new_exponential(0, 50, 2_000, 2))
             .build_subscriber_client()?;

@@ -1,6 +1,7 @@
 //! The Kafka warm-up topic: a non-blocking publisher for the API (on the
-//! quiet producer of `kafka_producer`), dead letters for the worker, topic
-//! creation for dev/tests, and the client configuration both services use.
+//! quiet producer of `kafka_producer`), the worker's consumer and dead
+//! letters, topic creation for dev/tests, and the client configuration
+//! both services use.
 
 use shared_domain::error::Chain;
 use std::collections::BTreeMap;
@@ -10,6 +11,7 @@ use prometheus::{IntCounterVec, Opts, Registry};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{ConsumerContext, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::types::RDKafkaErrorCode;
@@ -95,6 +97,41 @@ pub fn with_properties<'a>(
         config.set(name.replace('_', "."), value);
     }
     config
+}
+
+/// How the worker's consumer group reads the topic (`worker.*` settings).
+#[derive(Debug, Clone, Copy)]
+pub struct ConsumerTuning<'a> {
+    pub group_id: &'a str,
+    pub max_poll_interval_ms: u64,
+    pub fetch_wait_ms: u64,
+}
+
+/// The warm-up topic's consumer in `tuning.group_id`, not yet subscribed
+/// (a worker built for its passes alone must not join the group: the group
+/// would hand it partitions nobody consumes). Offsets are committed every
+/// second but stored by the caller, after the refill is durable; `context`
+/// gets librdkafka's statistics every 5 s (the consumer-lag gauge).
+pub fn consumer<C: ConsumerContext + 'static>(
+    settings: &KafkaSettings,
+    tuning: ConsumerTuning<'_>,
+    context: C,
+) -> Result<StreamConsumer<C>, KafkaError> {
+    let mut config = base_config(settings);
+    config
+        .set("group.id", tuning.group_id)
+        .set("enable.auto.commit", "true")
+        .set("auto.commit.interval.ms", "1000")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("session.timeout.ms", "10000")
+        .set(
+            "max.poll.interval.ms",
+            tuning.max_poll_interval_ms.to_string(),
+        )
+        .set("fetch.wait.max.ms", tuning.fetch_wait_ms.to_string())
+        .set("statistics.interval.ms", "5000");
+    with_properties(&mut config, settings).create_with_context(context)
 }
 
 /// Creates the warm-up topic and its dead-letter topic unless they exist.

@@ -13,7 +13,6 @@ use prewarm_store::connect::connect;
 use prewarm_store::pause::PausePoints;
 use prewarm_store::shared_cache::{Invalidation, SharedCache};
 use prewarm_store::warmup_topic::WarmupPublisher;
-use secrecy::ExposeSecret;
 use tokio::sync::Semaphore;
 
 use crate::auth::{AuthCache, Authenticator};
@@ -155,7 +154,7 @@ pub async fn build_state(settings: Settings, pause: PausePoints) -> anyhow::Resu
     let publisher = WarmupPublisher::new(&settings.kafka)?;
     let metrics = ApiMetrics::new()?;
     publisher.register_metrics(&metrics.registry)?;
-    let shared = SharedCache::new(&clients.index);
+    let shared = SharedCache::new(clients.index.redis());
     let similar = SimilarTemplates::new(&settings.similar, Some(shared.clone()), &metrics)?;
     // At most half the pool looks keys up at once: a spray of unknown keys
     // leaves connections for the requests that carry valid ones.
@@ -170,15 +169,7 @@ pub async fn build_state(settings: Settings, pause: PausePoints) -> anyhow::Resu
     ));
     let versions = Arc::new(TemplateVersions::default());
     let background = Background::new();
-    spawn_cache_upkeep(
-        &background,
-        &similar,
-        &auth,
-        &versions,
-        &shared,
-        &settings.redis,
-    )
-    .await;
+    spawn_cache_upkeep(&background, &similar, &auth, &versions, &shared).await;
     let metrics = Arc::new(metrics);
     let prefetch = Prefetch::new(
         Duration::from_millis(settings.pool.prefetch_hold_ms),
@@ -193,7 +184,7 @@ pub async fn build_state(settings: Settings, pause: PausePoints) -> anyhow::Resu
     let rate_limiter = settings.rate_limit.enabled.then(|| {
         Arc::new(RateLimiter::new(
             settings.rate_limit.clone(),
-            RateBuckets::new(&clients.index),
+            RateBuckets::new(clients.index.redis()),
             auth.clone(),
             metrics.clone(),
         ))
@@ -232,17 +223,13 @@ async fn spawn_cache_upkeep(
     auth: &Arc<Authenticator>,
     versions: &Arc<TemplateVersions>,
     shared: &SharedCache,
-    redis: &prewarm_store::settings::RedisSettings,
 ) {
     let sweeper = similar.clone();
     background.every(sweeper.sweep_interval(), move || {
         sweeper.sweep();
         std::future::ready(())
     });
-    match shared
-        .subscribe(redis.url.expose_secret(), redis.ca_path())
-        .await
-    {
+    match shared.subscribe().await {
         Ok(mut rx) => {
             let listener = similar.clone();
             let auth = auth.clone();

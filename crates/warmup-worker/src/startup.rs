@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 
 use prewarm_store::connect::connect;
 use prewarm_store::warmup_topic::{self, WarmupPublisher};
-use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::consumer::Consumer;
 use tokio::sync::Semaphore;
 
 use std::net::TcpListener;
@@ -47,35 +47,19 @@ impl Worker {
         )
         .await?;
         let metrics = Arc::new(WorkerMetrics::new()?);
-        let mut config = warmup_topic::base_config(&settings.kafka);
-        config
-            .set("group.id", &settings.worker.group_id)
-            .set("enable.auto.commit", "true")
-            .set("auto.commit.interval.ms", "1000")
-            // Offsets are stored by hand, after the refill is durable.
-            .set("enable.auto.offset.store", "false")
-            .set("auto.offset.reset", "earliest")
-            .set("session.timeout.ms", "10000")
-            .set(
-                "max.poll.interval.ms",
-                settings.worker.max_poll_interval_ms.to_string(),
-            )
-            .set(
-                "fetch.wait.max.ms",
-                settings.worker.fetch_wait_ms.to_string(),
-            )
-            // Feeds the consumer-lag gauge.
-            .set("statistics.interval.ms", "5000");
-        let consumer: StreamConsumer<WorkerContext> =
-            warmup_topic::with_properties(&mut config, &settings.kafka).create_with_context(
-                WorkerContext {
-                    metrics: metrics.clone(),
-                },
-            )?;
         // Subscribed in `run`, not here: a worker built for its passes alone
-        // (the benchmark, `gc-pass`) must not join the group, or the group
-        // hands it partitions nobody then consumes until
-        // `max.poll.interval.ms` runs out.
+        // (the benchmark, `gc-pass`) must not join the group.
+        let consumer = warmup_topic::consumer(
+            &settings.kafka,
+            warmup_topic::ConsumerTuning {
+                group_id: &settings.worker.group_id,
+                max_poll_interval_ms: settings.worker.max_poll_interval_ms,
+                fetch_wait_ms: settings.worker.fetch_wait_ms,
+            },
+            WorkerContext {
+                metrics: metrics.clone(),
+            },
+        )?;
         let refiller = Refiller {
             db: clients.db,
             index: clients.index,
