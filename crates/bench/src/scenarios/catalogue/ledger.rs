@@ -42,7 +42,7 @@ pub struct Watched {
 
 pub async fn sample(db: &Db, w: &Watched) -> anyhow::Result<Sample> {
     let mut conn = db.conn().await?;
-    let s: Sample = diesel::sql_query(format!(
+    let s: Sample = diesel::sql_query(
         "SELECT coalesce(sum(n), 0)::bigint AS objects,
                 count(*) FILTER (WHERE state = 'ready' AND template_id = ANY($1)) AS peak_ready,
                 count(*) FILTER (WHERE state = 'ready' AND template_id = $2) AS launch_ready,
@@ -50,8 +50,8 @@ pub async fn sample(db: &Db, w: &Watched) -> anyhow::Result<Sample> {
                 (SELECT coalesce(sum(target), 0)::bigint FROM pool_targets WHERE template_id = ANY($1)) AS peak_planned,
                 (SELECT count(*) FROM pool_targets WHERE template_id = ANY($1)) AS peak_rows
            FROM (SELECT template_id, state, image_count AS n FROM pool_items
-                  WHERE state IN ('copying', 'ready')) live"
-    ))
+                  WHERE state IN ('copying', 'ready')) live",
+    )
     .bind::<Array<SqlUuid>, _>(&w.peak)
     .bind::<SqlUuid, _>(w.launch)
     .bind::<SqlUuid, _>(w.burst)
@@ -82,13 +82,13 @@ pub async fn pools(db: &Db) -> anyhow::Result<HashMap<uuid::Uuid, Pool>> {
         pool: Pool,
     }
     let mut conn = db.conn().await?;
-    let rows: Vec<Row> = diesel::sql_query(format!(
+    let rows: Vec<Row> = diesel::sql_query(
         "SELECT p.template_id, count(*) AS items, sum(p.n)::bigint AS objects, max(pt.target) AS fill
            FROM (SELECT template_id, image_count AS n FROM pool_items
                   WHERE state IN ('copying', 'ready')) p
            LEFT JOIN pool_targets pt ON pt.template_id = p.template_id
-          GROUP BY p.template_id"
-    ))
+          GROUP BY p.template_id",
+    )
     .load(&mut conn)
     .await?;
     Ok(rows.into_iter().map(|r| (r.template_id, r.pool)).collect())
@@ -167,7 +167,7 @@ pub async fn copies_since(
     default_fill: i64,
 ) -> anyhow::Result<Copies> {
     let mut conn = db.conn().await?;
-    let c: Counted = diesel::sql_query(format!(
+    let c: Counted = diesel::sql_query(
         "SELECT coalesce(sum(n) FILTER (WHERE created_at >= $1), 0)::bigint AS made,
                 coalesce(sum(n) FILTER (WHERE state = 'discarded' AND ready_at IS NOT NULL
                                           AND finished_at >= $1), 0)::bigint AS retired,
@@ -175,8 +175,8 @@ pub async fn copies_since(
                                           AND created_at >= $1), 0)::bigint AS unready,
                 coalesce(sum(n) FILTER (WHERE state IN ('copying', 'ready') AND created_at >= $1), 0)::bigint AS unused
            FROM (SELECT state, created_at, ready_at, finished_at, image_count AS n
-                   FROM pool_items WHERE created_at >= $1 OR finished_at >= $1) recent"
-    ))
+                   FROM pool_items WHERE created_at >= $1 OR finished_at >= $1) recent",
+    )
     .bind::<Timestamptz, _>(since)
     .get_result(&mut conn)
     .await?;
