@@ -163,7 +163,6 @@ impl Model<'_> {
                     shared_domain::pool::PoolLevels::at(TARGET as i32),
                     Duration::from_secs(300),
                     None,
-                    &Default::default(),
                 )
                 .await
                 .map_err(|e| TestCaseError::fail(e.to_string()))?;

@@ -6,7 +6,9 @@
 //! Release builds compile [`PausePoints::reach`] to nothing: the registry
 //! exists only with the `pause-points` feature, which only the test crate
 //! enables. The handle is carried by each service's state (not a global),
-//! so tests running side by side in one process never pause each other.
+//! so tests running side by side in one process never pause each other;
+//! the store's functions find it task-local ([`reach`], inside
+//! [`PausePoints::scope`]), so it is not part of their signatures.
 //!
 //! ```ignore
 //! let points = PausePoints::enabled();
@@ -80,7 +82,33 @@ impl std::fmt::Debug for PausePoints {
     }
 }
 
+#[cfg(feature = "pause-points")]
+tokio::task_local! {
+    static CURRENT: PausePoints;
+}
+
+/// Parks the calling task here if its current pause points (see
+/// [`PausePoints::scope`]) armed `name`; a no-op outside a scope.
+#[inline]
+pub async fn reach(name: &'static str) {
+    #[cfg(feature = "pause-points")]
+    if let Ok(points) = CURRENT.try_with(PausePoints::clone) {
+        points.reach(name).await;
+    }
+    #[cfg(not(feature = "pause-points"))]
+    let _ = name;
+}
+
 impl PausePoints {
+    /// Runs `work` with these as the task's current pause points, which the
+    /// store's functions reach ([`reach`]).
+    pub async fn scope<F: std::future::Future>(&self, work: F) -> F::Output {
+        #[cfg(feature = "pause-points")]
+        return CURRENT.scope(self.clone(), work).await;
+        #[cfg(not(feature = "pause-points"))]
+        work.await
+    }
+
     /// Parks the calling task here if a test armed `name` (first arrival only).
     #[inline]
     pub async fn reach(&self, name: &'static str) {

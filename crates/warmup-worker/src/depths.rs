@@ -147,7 +147,10 @@ impl Depths {
         let now = Instant::now();
         let mut total = None;
         for chunk in check.chunks(PAGE) {
-            let (states, after) = pool_depths::observe(&mut conn, chunk, &self.pause).await?;
+            let (states, after) = self
+                .pause
+                .scope(pool_depths::observe(&mut conn, chunk))
+                .await?;
             total = Some(after);
             // A checked template that is gone from the result was purged.
             for t in chunk {

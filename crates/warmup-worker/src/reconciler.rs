@@ -164,7 +164,11 @@ impl Reconciler {
         let built = index.is_built().await.unwrap_or(true);
         report.queries += 1;
         let mut conn = self.refiller.db.conn().await?;
-        let rescued = pool_items::rescue_expired(&mut conn, &self.refiller.pause).await?;
+        let rescued = self
+            .refiller
+            .pause
+            .scope(pool_items::rescue_expired(&mut conn))
+            .await?;
         report.rescued = rescued.len();
         report.queries += 1;
 

@@ -210,15 +210,15 @@ impl Refiller {
             let Some(levels) = self.levels(&mut conn, template, in_demand).await? else {
                 return Ok(Outcome::TemplateGone);
             };
-            pool_items::reserve(
-                &mut conn,
-                template,
-                levels,
-                self.lease,
-                self.budget,
-                &self.pause,
-            )
-            .await?
+            self.pause
+                .scope(pool_items::reserve(
+                    &mut conn,
+                    template,
+                    levels,
+                    self.lease,
+                    self.budget,
+                ))
+                .await?
         };
         let Some(reservation) = reservation else {
             return Ok(Outcome::TemplateGone);

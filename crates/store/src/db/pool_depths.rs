@@ -19,7 +19,7 @@ use uuid::Uuid;
 
 use super::pool_checks::{self, PoolState};
 use super::StoreError;
-use crate::pause::{self, PausePoints};
+use crate::pause;
 
 #[derive(diesel::QueryableByName)]
 struct Total {
@@ -35,7 +35,6 @@ struct Total {
 pub async fn observe(
     conn: &mut AsyncPgConnection,
     templates: &[TemplateId],
-    pause: &PausePoints,
 ) -> Result<(Vec<PoolState>, i64), StoreError> {
     Ok(conn
         .transaction::<_, diesel::result::Error, _>(async |conn| {
@@ -46,7 +45,7 @@ pub async fn observe(
             .await?;
             super::jit_off(conn).await?;
             let states = pool_checks::load_states(conn, templates).await?;
-            pause.reach(pause::at::DEPTHS_READ).await;
+            pause::reach(pause::at::DEPTHS_READ).await;
             let found: HashMap<Uuid, i64> = states
                 .iter()
                 .map(|s| (s.template_id, s.ready + s.stale))

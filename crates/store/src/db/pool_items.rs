@@ -22,7 +22,7 @@ use shared_domain::object_keys;
 use shared_domain::pool::{PoolItemState, PoolLevels};
 use uuid::Uuid;
 
-use crate::pause::{self, PausePoints};
+use crate::pause;
 
 use super::pool_live;
 use super::schema::{pool_items, template_images, templates};
@@ -150,7 +150,6 @@ pub async fn reserve(
     levels: PoolLevels,
     lease: Duration,
     budget: Option<i64>,
-    pause: &PausePoints,
 ) -> Result<Option<Reservation>, StoreError> {
     let lease = chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::seconds(300));
     Ok(conn
@@ -187,7 +186,7 @@ pub async fn reserve(
             // empty for items that have not landed yet.
             let excess = ready_before - i64::from(levels.hold);
             let surplus = if excess > 0 {
-                retire_surplus(conn, template, version, excess, now, pause).await?
+                retire_surplus(conn, template, version, excess, now).await?
             } else {
                 Vec::new()
             };
@@ -221,7 +220,7 @@ pub async fn reserve(
                 Vec::new()
             };
             if let Some((live, others)) = budgeted {
-                pause.reach(pause::at::BUDGET_CHECKED).await;
+                pause::reach(pause::at::BUDGET_CHECKED).await;
                 let added = (reserved.len() * sources.len()) as i64;
                 pool_live::record(conn, template, live + added, others).await?;
             }
@@ -312,7 +311,6 @@ async fn retire_surplus(
     version: i32,
     excess: i64,
     now: chrono::DateTime<Utc>,
-    pause: &PausePoints,
 ) -> Result<Vec<DiscardedItem>, diesel::result::Error> {
     let newest: Vec<Uuid> = pool_items::table
         .filter(pool_items::template_id.eq(template.0))
@@ -323,7 +321,7 @@ async fn retire_surplus(
         .select(pool_items::id)
         .load(conn)
         .await?;
-    pause.reach(pause::at::RETIRE_CHOSEN).await;
+    pause::reach(pause::at::RETIRE_CHOSEN).await;
     discard_if(conn, &newest, PoolItemState::Ready, None, now).await
 }
 
@@ -545,7 +543,6 @@ pub async fn renew_leases(
 /// the read is re-checked by the update: that item keeps copying.
 pub async fn rescue_expired(
     conn: &mut AsyncPgConnection,
-    pause: &PausePoints,
 ) -> Result<Vec<DiscardedItem>, StoreError> {
     let now = super::now();
     let expired: Vec<Uuid> = pool_items::table
@@ -554,7 +551,7 @@ pub async fn rescue_expired(
         .select(pool_items::id)
         .load(conn)
         .await?;
-    pause.reach(pause::at::RESCUE_READ).await;
+    pause::reach(pause::at::RESCUE_READ).await;
     Ok(discard_if(conn, &expired, PoolItemState::Copying, Some(now), now).await?)
 }
 
