@@ -102,7 +102,7 @@ async fn edits_bump_the_version_and_designs_follow_the_new_one() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_design_is_never_recorded_for_a_version_older_than_a_committed_edit() {
-    use prewarm_store::db::designs::{self, CreateOutcome, DesignSpec};
+    use prewarm_store::db::designs::{self, ColdOutcome, DesignSpec, WarmOutcome};
     use shared_domain::design::DesignImage;
     use shared_domain::ids::{DesignId, PoolItemId};
 
@@ -137,10 +137,10 @@ async fn a_design_is_never_recorded_for_a_version_older_than_a_committed_edit() 
         object_key: format!("designs/{}/0000", spec.id),
         url: None,
     }];
-    let cold = designs::create_from_copies(&mut conn, &spec, &images, None, &Default::default())
+    let cold = designs::create_from_copies(&mut conn, &spec, &images, None)
         .await
         .unwrap();
-    assert!(matches!(cold, CreateOutcome::TemplateChanged), "{cold:?}");
+    assert!(matches!(cold, ColdOutcome::TemplateChanged), "{cold:?}");
     let warm_spec = designs::WarmSpec {
         id: spec.id,
         company: spec.company,
@@ -150,7 +150,7 @@ async fn a_design_is_never_recorded_for_a_version_older_than_a_committed_edit() 
     let warm = designs::create_from_pool_item(&mut conn, &warm_spec, PoolItemId::new(), None)
         .await
         .unwrap();
-    assert!(matches!(warm, CreateOutcome::TemplateChanged), "{warm:?}");
+    assert!(matches!(warm, WarmOutcome::TemplateChanged), "{warm:?}");
     // Through the API the request re-reads the template and succeeds on version 2.
     let design = stack.create_design(&tenant, template.id).await;
     assert_eq!(design.template_version, 2);

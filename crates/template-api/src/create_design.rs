@@ -12,7 +12,7 @@
 //! With an `Idempotency-Key` claim, the design's answer is stored in the
 //! transaction that records it (see `idempotency`).
 
-use prewarm_store::db::designs::{self, CreateOutcome, DesignSpec, WarmSpec};
+use prewarm_store::db::designs::{self, ColdOutcome, DesignSpec, WarmOutcome, WarmSpec};
 use prewarm_store::db::idempotency::Claim;
 use prewarm_store::db::{companies, object_refs, templates};
 use prewarm_store::pause;
@@ -159,43 +159,36 @@ async fn from_pool(
             Err(e) => Err(e),
         };
         match outcome {
-            Ok(CreateOutcome::Created(design)) => {
+            Ok(WarmOutcome::Created(design)) => {
                 state.metrics.design_created(Served::Pool);
                 state.request_warmup(template_id, version, Reason::PoolPop);
                 return Ok(Warm::Done(Attempt::Created(design)));
             }
             // The item is of a version that is no longer current: the
             // reconciler discards it; it is not put back.
-            Ok(CreateOutcome::TemplateChanged) => {
+            Ok(WarmOutcome::TemplateChanged) => {
                 state.versions.forget(template_id);
                 return Ok(Warm::Done(Attempt::TemplateChanged));
             }
             // Another company's private template, known to this replica
             // from that company's designs: read it as this company.
-            Ok(CreateOutcome::TemplateHidden) => {
+            Ok(WarmOutcome::TemplateHidden) => {
                 requeue(state, template_id, version, item).await;
                 read_template(state, spec.company, template_id).await?;
                 return Ok(Warm::Done(Attempt::TemplateChanged));
             }
-            Ok(CreateOutcome::ItemUnavailable) => {
+            Ok(WarmOutcome::ItemUnavailable) => {
                 tracing::debug!(%item, "popped a stale pool item id; trying the next");
                 popped = true;
                 served = Served::CopyPoolStale;
             }
-            Ok(CreateOutcome::LimitReached) => {
+            Ok(WarmOutcome::LimitReached) => {
                 requeue(state, template_id, version, item).await;
                 return Err(limit_reached());
             }
-            Ok(CreateOutcome::KeyLost) => {
+            Ok(WarmOutcome::KeyLost) => {
                 requeue(state, template_id, version, item).await;
                 return Err(crate::idempotency::in_progress());
-            }
-            Ok(CreateOutcome::CopiesExpired) => {
-                requeue(state, template_id, version, item).await;
-                return Err(ApiError::new(
-                    ErrorCode::Internal,
-                    "unexpected cold outcome on the warm path",
-                ));
             }
             Err(e) => {
                 // The transaction rolled back: the item is still ready.
@@ -329,7 +322,8 @@ async fn create_cold(
     state.pause.reach(pause::at::COLD_COPIED).await;
     let outcome = match state.db.conn().await {
         Ok(mut conn) => {
-            designs::create_from_copies(&mut conn, &spec, &design_images, key, &state.pause).await
+            let record = designs::create_from_copies(&mut conn, &spec, &design_images, key);
+            state.pause.scope(record).await
         }
         Err(e) => {
             // No transaction began: nothing can have committed.
@@ -338,24 +332,20 @@ async fn create_cold(
         }
     };
     let failed = match outcome {
-        Ok(CreateOutcome::Created(design)) => {
+        Ok(ColdOutcome::Created(design)) => {
             state.request_warmup(spec.template, spec.template_version, Reason::PoolMiss);
             return Ok(Attempt::Created(design));
         }
         // Made private meanwhile: the next attempt reads it again (404).
-        Ok(CreateOutcome::TemplateChanged | CreateOutcome::TemplateHidden) => {
+        Ok(ColdOutcome::TemplateChanged | ColdOutcome::TemplateHidden) => {
             state.versions.forget(spec.template);
             Ok(Attempt::TemplateChanged)
         }
-        Ok(CreateOutcome::LimitReached) => Err(limit_reached()),
-        Ok(CreateOutcome::KeyLost) => Err(crate::idempotency::in_progress()),
-        Ok(CreateOutcome::CopiesExpired) => Err(ApiError::new(
+        Ok(ColdOutcome::LimitReached) => Err(limit_reached()),
+        Ok(ColdOutcome::KeyLost) => Err(crate::idempotency::in_progress()),
+        Ok(ColdOutcome::CopiesExpired) => Err(ApiError::new(
             ErrorCode::ObjectStoreUnavailable,
             "copying the template's images took longer than pool.lease_secs; retry",
-        )),
-        Ok(CreateOutcome::ItemUnavailable) => Err(ApiError::new(
-            ErrorCode::Internal,
-            "unexpected pool outcome on the copy path",
         )),
         // The commit may have happened even so (a lost reply): the copies
         // stay. The announcement keeps them until it expires; then they are

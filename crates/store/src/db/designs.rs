@@ -12,7 +12,7 @@ use shared_domain::ids::{CompanyId, DesignId, PoolItemId, TemplateId};
 use shared_domain::object_keys;
 use uuid::Uuid;
 
-use crate::pause::{self, PausePoints};
+use crate::pause;
 
 use super::idempotency::{self, Claim, StoredAnswer};
 use super::schema::{design_images, designs, pool_items};
@@ -78,67 +78,98 @@ pub struct DesignSpec {
     pub layout: serde_json::Value,
 }
 
-/// Result of an attempt to create a design.
+/// What a warm claim ([`create_from_pool_item`]) came to. Every refusal
+/// wrote nothing.
 #[derive(Debug)]
-pub enum CreateOutcome {
+pub enum WarmOutcome {
     Created(Design),
-    /// The company is at its plan limit; nothing was written.
+    /// The company is at its plan limit.
     LimitReached,
-    /// The pool item was not `ready` for this template version (already used,
-    /// discarded, stale): nothing was written, pop another one.
+    /// The pool item was not `ready` for this template version (already
+    /// used, discarded, stale): pop another one.
     ItemUnavailable,
-    /// The template was edited or deleted since the caller read its version:
-    /// nothing was written; read the template again.
+    /// The template was edited or deleted since the caller read its
+    /// version: read the template again.
     TemplateChanged,
-    /// The template is private to another company: the warm path's caller
-    /// had not read it (the item is still ready), or the cold path's
-    /// template was made private while its copies ran. Nothing was written.
+    /// The template is private to another company (the caller had not read
+    /// it; the item is still ready).
     TemplateHidden,
-    /// Cold path: the copies' announcement expired before the design was
-    /// recorded (the garbage collector may have taken them): nothing was written.
-    CopiesExpired,
-    /// The request's idempotency key was taken over by a retry (this request
-    /// outlived its lock): nothing was written.
+    /// The request's idempotency key was taken over by a retry (this
+    /// request outlived its lock).
     KeyLost,
 }
 
-/// Aborts a transaction for a business reason (rolled back like an error).
+/// What recording a cold design ([`create_from_copies`]) came to. Every
+/// refusal wrote nothing; the caller deletes its copies.
 #[derive(Debug)]
-enum Abort {
-    Limit,
+pub enum ColdOutcome {
+    Created(Design),
+    /// The company is at its plan limit.
+    LimitReached,
+    /// The template was edited or deleted while the copies ran.
     TemplateChanged,
+    /// The template was made private to another company while the copies ran.
+    TemplateHidden,
+    /// The copies' announcement expired before the design was recorded (the
+    /// garbage collector may have taken them).
     CopiesExpired,
+    /// The request's idempotency key was taken over by a retry.
     KeyLost,
-    /// A warm claim's business refusal inside a transaction.
-    Outcome(CreateOutcome),
+}
+
+/// The two outcomes' common ground: a design made, or a key lost to a retry.
+trait Outcome {
+    fn created(design: Design) -> Self;
+    fn key_lost() -> Self;
+}
+
+impl Outcome for WarmOutcome {
+    fn created(design: Design) -> Self {
+        WarmOutcome::Created(design)
+    }
+    fn key_lost() -> Self {
+        WarmOutcome::KeyLost
+    }
+}
+
+impl Outcome for ColdOutcome {
+    fn created(design: Design) -> Self {
+        ColdOutcome::Created(design)
+    }
+    fn key_lost() -> Self {
+        ColdOutcome::KeyLost
+    }
+}
+
+/// Ends a transaction early: a refusal (rolled back like an error, answered
+/// as an outcome) or a database error.
+#[derive(Debug)]
+enum Abort<O> {
+    Refused(O),
     Db(diesel::result::Error),
 }
 
-impl From<diesel::result::Error> for Abort {
+impl<O> From<diesel::result::Error> for Abort<O> {
     fn from(e: diesel::result::Error) -> Self {
         Abort::Db(e)
     }
 }
 
-fn finish(result: Result<Design, Abort>) -> Result<CreateOutcome, StoreError> {
+fn finish<O: Outcome>(result: Result<Design, Abort<O>>) -> Result<O, StoreError> {
     match result {
-        Ok(design) => Ok(CreateOutcome::Created(design)),
-        Err(Abort::Limit) => Ok(CreateOutcome::LimitReached),
-        Err(Abort::TemplateChanged) => Ok(CreateOutcome::TemplateChanged),
-        Err(Abort::CopiesExpired) => Ok(CreateOutcome::CopiesExpired),
-        Err(Abort::KeyLost) => Ok(CreateOutcome::KeyLost),
-        Err(Abort::Outcome(outcome)) => Ok(outcome),
+        Ok(design) => Ok(O::created(design)),
+        Err(Abort::Refused(outcome)) => Ok(outcome),
         Err(Abort::Db(e)) => Err(e.into()),
     }
 }
 
 /// Stores `design` as the answer (201) of the request's idempotency key,
 /// inside the transaction that made it.
-async fn complete_key(
+async fn complete_key<O: Outcome>(
     conn: &mut AsyncPgConnection,
     key: Option<&Claim>,
     design: &Design,
-) -> Result<(), Abort> {
+) -> Result<(), Abort<O>> {
     let Some(claim) = key else {
         return Ok(());
     };
@@ -150,7 +181,7 @@ async fn complete_key(
     if idempotency::complete(conn, claim, &answer).await? {
         Ok(())
     } else {
-        Err(Abort::KeyLost)
+        Err(Abort::Refused(O::key_lost()))
     }
 }
 
@@ -223,20 +254,19 @@ pub async fn create_from_pool_item(
     spec: &WarmSpec,
     item: PoolItemId,
     key: Option<&Claim>,
-) -> Result<CreateOutcome, StoreError> {
+) -> Result<WarmOutcome, StoreError> {
     if key.is_none() {
         return Ok(claim_item(conn, spec, item).await?);
     }
     let result = conn
-        .transaction::<_, Abort, _>(async |conn| {
-            match claim_item(conn, spec, item).await {
-                Ok(CreateOutcome::Created(design)) => {
+        .transaction::<_, Abort<WarmOutcome>, _>(async |conn| {
+            match claim_item(conn, spec, item).await? {
+                WarmOutcome::Created(design) => {
                     complete_key(conn, key, &design).await?;
                     Ok(design)
                 }
                 // Roll back: the failed statement aborted the transaction.
-                Ok(other) => Err(Abort::Outcome(other)),
-                Err(e) => Err(Abort::Db(e)),
+                refused => Err(Abort::Refused(refused)),
             }
         })
         .await;
@@ -247,7 +277,7 @@ async fn claim_item(
     conn: &mut AsyncPgConnection,
     spec: &WarmSpec,
     item: PoolItemId,
-) -> Result<CreateOutcome, diesel::result::Error> {
+) -> Result<WarmOutcome, diesel::result::Error> {
     let created_at = super::now();
     let result: Result<(serde_json::Value, i32), diesel::result::Error> =
         diesel::select(claim_sql::prewarm_claim_item(
@@ -280,13 +310,13 @@ async fn claim_item(
                 pool_item_id: Some(item.0),
                 created_at,
             };
-            return Ok(CreateOutcome::Created(row.into_design(images)));
+            return Ok(WarmOutcome::Created(row.into_design(images)));
         }
         Err(diesel::result::Error::DatabaseError(kind, info)) => match info.message() {
-            "prewarm:item_unavailable" => return Ok(CreateOutcome::ItemUnavailable),
-            "prewarm:template_changed" => return Ok(CreateOutcome::TemplateChanged),
-            "prewarm:template_hidden" => return Ok(CreateOutcome::TemplateHidden),
-            "prewarm:design_limit" => return Ok(CreateOutcome::LimitReached),
+            "prewarm:item_unavailable" => return Ok(WarmOutcome::ItemUnavailable),
+            "prewarm:template_changed" => return Ok(WarmOutcome::TemplateChanged),
+            "prewarm:template_hidden" => return Ok(WarmOutcome::TemplateHidden),
+            "prewarm:design_limit" => return Ok(WarmOutcome::LimitReached),
             _ => diesel::result::Error::DatabaseError(kind, info),
         },
         Err(e) => e,
@@ -303,8 +333,7 @@ pub async fn create_from_copies(
     spec: &DesignSpec,
     images: &[DesignImage],
     key: Option<&Claim>,
-    pause: &PausePoints,
-) -> Result<CreateOutcome, StoreError> {
+) -> Result<ColdOutcome, StoreError> {
     let row = spec_row(spec, ServedFrom::Copy, None);
     let image_rows: Vec<DesignImageRow> = images
         .iter()
@@ -315,7 +344,7 @@ pub async fn create_from_copies(
         })
         .collect();
     let result = conn
-        .transaction::<_, Abort, _>(async |conn| {
+        .transaction::<_, Abort<ColdOutcome>, _>(async |conn| {
             // Same rule as the warm claim: the template must still be at the
             // version the copies were made from (an edit during seconds of
             // copying must not yield a design of the old version).
@@ -325,17 +354,19 @@ pub async fn create_from_copies(
                 .await?
             {
                 templates::VersionLock::Locked => {}
-                templates::VersionLock::Changed => return Err(Abort::TemplateChanged),
+                templates::VersionLock::Changed => {
+                    return Err(Abort::Refused(ColdOutcome::TemplateChanged))
+                }
                 templates::VersionLock::Hidden => {
-                    return Err(Abort::Outcome(CreateOutcome::TemplateHidden))
+                    return Err(Abort::Refused(ColdOutcome::TemplateHidden))
                 }
             }
-            pause.reach(pause::at::COLD_LOCKED).await;
+            pause::reach(pause::at::COLD_LOCKED).await;
             if object_refs::settle(conn, spec.id.0).await? != images.len() {
-                return Err(Abort::CopiesExpired);
+                return Err(Abort::Refused(ColdOutcome::CopiesExpired));
             }
             if !companies::take_design_slot(conn, spec.company).await? {
-                return Err(Abort::Limit);
+                return Err(Abort::Refused(ColdOutcome::LimitReached));
             }
             insert_design(conn, &row).await?;
             diesel::insert_into(design_images::table)
