@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use prewarm_bench::fault_proxy::{FaultProxy, Faults};
+use prewarm_testkit::fault_proxy::{FaultProxy, Faults};
 use prewarm_tests::relay::TcpRelay;
 use prewarm_tests::{error_code, Options, TestStack};
 use shared_domain::design::{Design, ServedFrom};

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use prewarm_bench::fault_proxy::{FaultProxy, Faults};
+use prewarm_testkit::fault_proxy::{FaultProxy, Faults};
 use prewarm_tests::{metric_value, Options, TestStack};
 use shared_domain::object_keys::POOL_PREFIX;
 
@@ -413,7 +413,7 @@ async fn one_trace_spans_the_request_the_message_and_the_refill() {
 async fn services_starting_together_on_a_new_database_all_migrate() {
     use diesel_async::AsyncConnection;
     for _ in 0..3 {
-        let run = prewarm_bench::isolated::Isolated::new("test", &prewarm_tests::pg_server());
+        let run = prewarm_testkit::isolated::Isolated::new("test", &prewarm_tests::pg_server());
         let mut admin =
             diesel_async::AsyncPgConnection::establish(&format!("{}/postgres", run.pg_server))
                 .await
@@ -440,7 +440,7 @@ async fn services_starting_together_on_a_new_database_all_migrate() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_database_from_before_the_baseline_is_refused_with_what_to_do() {
     use diesel_async::{AsyncConnection, RunQueryDsl};
-    let run = prewarm_bench::isolated::Isolated::new("test", &prewarm_tests::pg_server());
+    let run = prewarm_testkit::isolated::Isolated::new("test", &prewarm_tests::pg_server());
     let mut admin =
         diesel_async::AsyncPgConnection::establish(&format!("{}/postgres", run.pg_server))
             .await

@@ -21,13 +21,13 @@ pub mod tls_relay;
 use std::time::{Duration, Instant};
 
 use diesel_async::RunQueryDsl;
-use prewarm_bench::isolated::Isolated;
 use prewarm_recommender::{Faults, Recommender};
 use prewarm_store::db::Db;
 use prewarm_store::objects::ObjectStore;
 use prewarm_store::pause::PausePoints;
 use prewarm_store::pool_index::PoolIndex;
 use prewarm_store::warmup_topic::WarmupPublisher;
+use prewarm_testkit::isolated::Isolated;
 use reqwest::multipart::{Form, Part};
 use reqwest::{Response, StatusCode};
 use serde_json::{json, Value};

@@ -2,13 +2,11 @@
 //!
 //! Layout:
 //! - [`client`]: the API calls the scenarios make (upload a template, post a design).
-//! - [`fault_proxy`]: an HTTP proxy that injects latency, errors and stalls
-//!   between the services and S3 (also usable as the `fault-proxy` binary).
 //! - [`load`]: closed-loop (N clients) and open-loop (constant rate, latency
 //!   measured from the intended send time, so no coordinated omission)
 //!   generators recording into HdrHistograms.
-//! - [`isolated`]: one run's own database, Redis prefix, topic, group and
-//!   bucket on the shared servers (the tests build their stacks on it too).
+//! - One run's own resources and the fault-injecting S3 proxy are the
+//!   tests' too: they are in `prewarm-testkit`.
 //! - [`services`]: starts the release binaries and reads their peak memory.
 //! - [`report`]: markdown tables and the latency plot; [`markdown`]: the report itself.
 //! - [`oracle`]: the offline optimum of a warm pool on a known trace (two
@@ -20,8 +18,6 @@
 //! - `src/bin/prewarm-bench.rs`: runs them and writes the report.
 
 pub mod client;
-pub mod fault_proxy;
-pub mod isolated;
 pub mod load;
 pub mod markdown;
 pub mod oracle;

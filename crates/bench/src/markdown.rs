@@ -163,7 +163,7 @@ fn header(md: &mut String, v: &View) {
     ));
     md.push_str(&format!(
         "Machine: {}. Everything runs on it at once: PostgreSQL 15, Redis 7, tansu (Kafka), s3s-fs (S3) behind \
-         the fault-injecting proxy (`crates/bench/src/fault_proxy.rs`), the release binaries, and the load generator. \
+         the fault-injecting proxy (`crates/testkit/src/fault_proxy.rs`), the release binaries, and the load generator. \
          Template: {IMAGES} images of {} KiB. Injected S3 latency: {} ms per request.\n\n",
         machine(),
         IMAGE_BYTES / 1024,

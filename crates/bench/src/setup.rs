@@ -15,10 +15,10 @@ use serde_json::{json, Value};
 use shared_domain::ids::{CompanyId, TemplateId};
 
 use crate::client;
-use crate::fault_proxy::{FaultProxy, Faults};
-use crate::isolated::Isolated;
 use crate::load::Outcome;
 use crate::services::{release_binary, Service};
+use prewarm_testkit::fault_proxy::{FaultProxy, Faults};
+use prewarm_testkit::isolated::Isolated;
 
 pub const IMAGES: usize = 30;
 /// Small objects: a CopyObject costs the same round trip whatever the size,

@@ -3,9 +3,9 @@
 
 use shared_domain::ids::TemplateId;
 
-use crate::fault_proxy::Faults;
 use crate::load::{closed_loop, RunResult};
 use crate::setup::{set, start_api, Api, Bench};
+use prewarm_testkit::fault_proxy::Faults;
 
 /// Scenario 4: The seed's case, cold: pool off, every design copied through the proxy.
 pub async fn cold(b: &Bench, template_a: TemplateId) -> anyhow::Result<(RunResult, Option<f64>)> {

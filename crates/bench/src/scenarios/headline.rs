@@ -5,9 +5,9 @@ use std::time::Duration;
 
 use shared_domain::ids::TemplateId;
 
-use crate::fault_proxy::Faults;
 use crate::load::{open_loop, RunResult};
 use crate::setup::{set, start_api, Api, Bench};
+use prewarm_testkit::fault_proxy::Faults;
 
 /// The seed's headline at the seed's own load: an open loop of
 /// `headline_rate` designs/s (below the worker's copy capacity), warm (pool

@@ -34,10 +34,10 @@ use warmup_worker::reconciler::TickReport;
 use warmup_worker::sizer::SizerReport;
 
 use super::sizing::zipf_cdf;
-use crate::isolated::Isolated;
 use crate::load::{open_loop, RunResult};
 use crate::services::{release_binary, Service};
 use crate::setup::{new_tenant, s3_settings, set, start_api, Bench, REDIS_URL};
+use prewarm_testkit::isolated::Isolated;
 
 pub struct Params {
     pub sizes: Vec<usize>,

@@ -38,14 +38,14 @@ use shared_domain::ids::TemplateId;
 pub use report::report;
 use trace::{Kind, Params, Trace};
 
-use crate::fault_proxy::Faults;
-use crate::isolated::Isolated;
 use crate::load::Outcome;
 use crate::oracle::{self, Problem, Schedule};
 use crate::services::{release_binary, Service};
 use crate::setup::{
     free_port, new_tenant, s3_settings, set, start_api, Bench, REDIS_URL, WORKER_COPY_CONCURRENCY,
 };
+use prewarm_testkit::fault_proxy::Faults;
+use prewarm_testkit::isolated::Isolated;
 
 /// From the history's anchor to the run's start: the worker starts (ready
 /// within about a second of the seeding's end), joins its consumer group

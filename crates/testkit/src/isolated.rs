@@ -1,5 +1,5 @@
 //! One run's own resources on the shared servers, for the tests
-//! (`prewarm_tests::TestStack`) and the benchmark ([`crate::setup::Bench`])
+//! (`prewarm_tests::TestStack`) and the benchmark (`prewarm_bench::setup::Bench`)
 //! alike: a database, a Redis key prefix, a Kafka topic and consumer group,
 //! an S3 bucket and an admin token, all named from one random suffix so
 //! that runs side by side never see each other's data.

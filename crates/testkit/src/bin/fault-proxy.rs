@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use prewarm_bench::fault_proxy::{FaultProxy, Faults};
+use prewarm_testkit::fault_proxy::{FaultProxy, Faults};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
