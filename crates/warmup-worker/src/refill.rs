@@ -79,6 +79,15 @@ pub enum ItemError {
     Store(#[from] StoreError),
 }
 
+/// What became of a refill's items.
+#[derive(Default)]
+struct Tally {
+    ready: usize,
+    failed: usize,
+    first_error: Option<ItemError>,
+    unstarted: Vec<PoolItemId>,
+}
+
 /// What became of one reserved item.
 #[derive(Debug)]
 enum ItemOutcome {
@@ -205,28 +214,65 @@ impl Refiller {
         if self.stopping.is_cancelled() {
             return Ok(Outcome::Stopped);
         }
-        let reservation = {
-            let mut conn = self.db.conn().await?;
-            let Some(levels) = self.levels(&mut conn, template, in_demand).await? else {
-                return Ok(Outcome::TemplateGone);
-            };
-            self.pause
-                .scope(pool_items::reserve(
-                    &mut conn,
-                    template,
-                    levels,
-                    self.lease,
-                    self.budget,
-                ))
-                .await?
-        };
-        let Some(reservation) = reservation else {
+        let Some(reservation) = self.reserve(template, in_demand).await? else {
             return Ok(Outcome::TemplateGone);
         };
         let version = reservation.version;
+        self.clear_out(template, &reservation).await;
+        // While the copies run, a heartbeat keeps the items' leases alive, so
+        // a refill slower than `pool.lease_secs` is never rescued under it.
+        let _heartbeat = self.keep_leases(reservation.reserved.iter().map(|i| i.id).collect());
+        let tally = self
+            .finish_all(template, version, &reservation.reserved, in_demand)
+            .await;
+        let handed_back = self.hand_back(template, &tally.unstarted).await;
+        if let Some(first) = tally.first_error {
+            return Err(RefillError::Copies {
+                failed: tally.failed,
+                reserved: reservation.reserved.len(),
+                first,
+            });
+        }
+        Ok(Outcome::Refilled {
+            version,
+            live_before: reservation.live_before,
+            ready: tally.ready,
+            failed: tally.failed,
+            stale: reservation.stale.len(),
+            handed_back,
+        })
+    }
+
+    /// Step 1: reserves the gap to the template's levels as planned now
+    /// (`None`: the template is gone).
+    async fn reserve(
+        &self,
+        template: TemplateId,
+        in_demand: bool,
+    ) -> Result<Option<pool_items::Reservation>, RefillError> {
+        let mut conn = self.db.conn().await?;
+        let Some(levels) = self.levels(&mut conn, template, in_demand).await? else {
+            return Ok(None);
+        };
+        Ok(self
+            .pause
+            .scope(pool_items::reserve(
+                &mut conn,
+                template,
+                levels,
+                self.lease,
+                self.budget,
+            ))
+            .await?)
+    }
+
+    /// Deletes what the reservation took out of service: retired surplus
+    /// (unlisted first: the index must stop offering it at once; LREM
+    /// leaves ids pushed by concurrent refills listed) and stale items of
+    /// older versions (whose lists can only hold ids the ledger refuses).
+    async fn clear_out(&self, template: TemplateId, reservation: &pool_items::Reservation) {
+        let version = reservation.version;
         if !reservation.surplus.is_empty() {
-            // The index must stop offering retired ids at once (LREM: ids
-            // pushed by concurrent refills stay listed).
             let ids: Vec<_> = reservation.surplus.iter().map(|i| i.id).collect();
             if let Err(e) = self.index.remove_ids(template, version, &ids).await {
                 tracing::warn!(%template, error = %Chain(&e), "could not unlist retired items; the reconciler will");
@@ -235,27 +281,30 @@ impl Refiller {
         }
         if !reservation.stale.is_empty() {
             self.delete_items(&reservation.stale).await;
-            // Old versions' lists can only hold ids the ledger now refuses.
             for old in (version - 10).max(1)..version {
                 if let Err(e) = self.index.remove(template, old).await {
                     tracing::warn!(%template, old, error = %Chain(&e), "could not drop an old pool list");
                 }
             }
         }
+    }
 
-        // While the copies run, a heartbeat keeps the items' leases alive, so
-        // a refill slower than `pool.lease_secs` is never rescued under it.
-        let _heartbeat = self.keep_leases(reservation.reserved.iter().map(|i| i.id).collect());
-
-        // Items copy side by side (the process-wide limiter bounds the total);
-        // each becomes ready and servable as soon as its own copies landed.
-        // At most `items_in_flight` items at a time, so a large gap does not
-        // hold hundreds of half-done items (and their database connections).
-        // Once the worker is stopping, no further item starts: each checks
-        // when its turn comes (a future made eagerly, as a lazy stream of
-        // borrowing closures trips rust-lang/rust#102211 here).
-        let finishing: Vec<_> = reservation
-            .reserved
+    /// Steps 2 and 3 for every reserved item. Items copy side by side (the
+    /// process-wide limiter bounds the total); each becomes ready and
+    /// servable as soon as its own copies landed. At most `items_in_flight`
+    /// items at a time, so a large gap does not hold hundreds of half-done
+    /// items (and their database connections). Once the worker is
+    /// stopping, no further item starts: each checks when its turn comes (a
+    /// future made eagerly, as a lazy stream of borrowing closures trips
+    /// rust-lang/rust#102211 here).
+    async fn finish_all(
+        &self,
+        template: TemplateId,
+        version: i32,
+        reserved: &[pool_items::ReservedItem],
+        in_demand: bool,
+    ) -> Tally {
+        let finishing: Vec<_> = reserved
             .iter()
             .map(|item| self.finish_unless_stopping(template, version, item, in_demand))
             .collect();
@@ -263,36 +312,19 @@ impl Refiller {
             .buffer_unordered(self.items_in_flight.max(1))
             .collect()
             .await;
-        let (mut ready, mut failed) = (0, 0);
-        let mut first_error = None;
-        let mut unstarted = Vec::new();
+        let mut tally = Tally::default();
         for outcome in outcomes {
             match outcome {
-                ItemOutcome::Ready => ready += 1,
-                ItemOutcome::Superseded => failed += 1,
+                ItemOutcome::Ready => tally.ready += 1,
+                ItemOutcome::Superseded => tally.failed += 1,
                 ItemOutcome::Failed(e) => {
-                    failed += 1;
-                    first_error.get_or_insert(e);
+                    tally.failed += 1;
+                    tally.first_error.get_or_insert(e);
                 }
-                ItemOutcome::Unstarted(id) => unstarted.push(id),
+                ItemOutcome::Unstarted(id) => tally.unstarted.push(id),
             }
         }
-        let handed_back = self.hand_back(template, &unstarted).await;
-        if let Some(first) = first_error {
-            return Err(RefillError::Copies {
-                failed,
-                reserved: reservation.reserved.len(),
-                first,
-            });
-        }
-        Ok(Outcome::Refilled {
-            version,
-            live_before: reservation.live_before,
-            ready,
-            failed,
-            stale: reservation.stale.len(),
-            handed_back,
-        })
+        tally
     }
 
     /// The template's levels as planned now (`None`: the template is gone).
