@@ -21,6 +21,7 @@ use shared_domain::error::Chain;
 use shared_domain::error::ErrorCode;
 use shared_domain::ids::{CompanyId, DesignId, TemplateId};
 use shared_domain::object_keys;
+use shared_domain::template::TemplateImage;
 use shared_domain::warmup::Reason;
 
 use crate::error::ApiError;
@@ -258,24 +259,7 @@ async fn create_cold(
     spec: DesignSpec,
     key: Option<&Claim>,
 ) -> Result<Attempt, ApiError> {
-    let images = {
-        let mut conn = state.db.conn().await?;
-        // Cheap pre-check, so a company at its limit costs no copies.
-        if !companies::has_design_room(&mut conn, spec.company).await? {
-            return Err(limit_reached());
-        }
-        let images = templates::images(&mut conn, spec.template, spec.template_version).await?;
-        let pairs: Vec<String> = images
-            .iter()
-            .map(|img| object_keys::design_image(spec.id, img.position))
-            .collect();
-        // Announced before any copy exists, so the garbage collector never
-        // takes a copy of a design that is not committed yet.
-        object_refs::announce(&mut conn, spec.id.0, &pairs, state.settings.pool.lease()).await?;
-        images
-        // No database connection is held during seconds of copying.
-    };
-
+    let images = announce_copies(state, &spec).await?;
     let pairs: Vec<(String, String)> = images
         .iter()
         .map(|img| {
@@ -285,31 +269,9 @@ async fn create_cold(
             )
         })
         .collect();
-    let results = state
-        .objects
-        .copy_all(
-            &pairs,
-            state.settings.pool.cold_copy_parallelism,
-            Some(state.copy_limiter.clone()),
-        )
-        .await;
-    let copied: Vec<String> = pairs
-        .iter()
-        .zip(&results)
-        .filter(|(_, r)| r.is_ok())
-        .map(|((_, dest), _)| dest.clone())
-        .collect();
-    if let Some(Err(e)) = results.iter().find(|r| r.is_err()) {
-        let message = e.to_string();
-        abandon(state, spec.id, &copied).await;
-        // A template deleted or edited meanwhile takes its sources with it:
-        // read it again rather than report an S3 fault.
-        if !still_current(state, &spec).await {
-            return Ok(Attempt::TemplateChanged);
-        }
-        return Err(ApiError::new(ErrorCode::ObjectStoreUnavailable, message));
-    }
-
+    let Some(copied) = copy_images(state, &spec, &pairs).await? else {
+        return Ok(Attempt::TemplateChanged);
+    };
     let design_images: Vec<DesignImage> = images
         .iter()
         .zip(&pairs)
@@ -320,14 +282,81 @@ async fn create_cold(
         })
         .collect();
     state.pause.reach(pause::at::COLD_COPIED).await;
+    record_cold(state, &spec, &design_images, &copied, key).await
+}
+
+/// The template version's images, after announcing their copies' keys
+/// (so the garbage collector never takes a copy of a design not committed
+/// yet). A company at its limit is refused first, costing no copies. No
+/// connection is held during the seconds of copying that follow.
+async fn announce_copies(
+    state: &AppState,
+    spec: &DesignSpec,
+) -> Result<Vec<TemplateImage>, ApiError> {
+    let mut conn = state.db.conn().await?;
+    if !companies::has_design_room(&mut conn, spec.company).await? {
+        return Err(limit_reached());
+    }
+    let images = templates::images(&mut conn, spec.template, spec.template_version).await?;
+    let keys: Vec<String> = images
+        .iter()
+        .map(|img| object_keys::design_image(spec.id, img.position))
+        .collect();
+    object_refs::announce(&mut conn, spec.id.0, &keys, state.settings.pool.lease()).await?;
+    Ok(images)
+}
+
+/// Copies every (source, destination) pair with bounded parallelism; the
+/// copies made, or `None` when the template changed meanwhile (its
+/// sources went with it). On any failure the copies made are deleted.
+async fn copy_images(
+    state: &AppState,
+    spec: &DesignSpec,
+    pairs: &[(String, String)],
+) -> Result<Option<Vec<String>>, ApiError> {
+    let results = state
+        .objects
+        .copy_all(
+            pairs,
+            state.settings.pool.cold_copy_parallelism,
+            Some(state.copy_limiter.clone()),
+        )
+        .await;
+    let copied: Vec<String> = pairs
+        .iter()
+        .zip(&results)
+        .filter(|(_, r)| r.is_ok())
+        .map(|((_, dest), _)| dest.clone())
+        .collect();
+    let Some(Err(e)) = results.iter().find(|r| r.is_err()) else {
+        return Ok(Some(copied));
+    };
+    let message = e.to_string();
+    abandon(state, spec.id, &copied).await;
+    // A template deleted or edited meanwhile takes its sources with it:
+    // read it again rather than report an S3 fault.
+    if !still_current(state, spec).await {
+        return Ok(None);
+    }
+    Err(ApiError::new(ErrorCode::ObjectStoreUnavailable, message))
+}
+
+/// Records the cold design over its copies; any refusal deletes them.
+async fn record_cold(
+    state: &AppState,
+    spec: &DesignSpec,
+    images: &[DesignImage],
+    copied: &[String],
+    key: Option<&Claim>,
+) -> Result<Attempt, ApiError> {
     let outcome = match state.db.conn().await {
         Ok(mut conn) => {
-            let record = designs::create_from_copies(&mut conn, &spec, &design_images, key);
+            let record = designs::create_from_copies(&mut conn, spec, images, key);
             state.pause.scope(record).await
         }
         Err(e) => {
             // No transaction began: nothing can have committed.
-            abandon(state, spec.id, &copied).await;
+            abandon(state, spec.id, copied).await;
             return Err(e.into());
         }
     };
@@ -352,7 +381,7 @@ async fn create_cold(
         // the design's if it committed, and the garbage collector's if not.
         Err(e) => return Err(e.into()),
     };
-    abandon(state, spec.id, &copied).await;
+    abandon(state, spec.id, copied).await;
     failed
 }
 
