@@ -223,113 +223,10 @@ pub fn document() -> Value {
     let error = schema::<ErrorBody>(&mut generator);
     let mut paths = Map::new();
     for op in OPERATIONS {
-        let mut operation = Map::new();
-        operation.insert("operationId".into(), json!(op.id));
-        operation.insert("summary".into(), json!(op.summary));
-        let tag = op
-            .path
-            .trim_start_matches('/')
-            .split('/')
-            .next()
-            .unwrap_or("");
-        operation.insert("tags".into(), json!([tag]));
-        let mut params: Vec<Value> = vec![json!({"$ref": "#/components/parameters/RequestId"})];
-        for name in op.headers {
-            params.push(json!({"$ref": format!("#/components/parameters/{name}")}));
-        }
-        if op.path.contains("{id}") {
-            params.push(json!({"name": "id", "in": "path", "required": true,
-                "schema": {"type": "string", "format": "uuid"}}));
-        }
-        for (name, description, schema_of) in op.query {
-            params.push(json!({"name": name, "in": "query", "required": false,
-                "description": description, "schema": schema_of()}));
-        }
-        operation.insert("parameters".into(), Value::Array(params));
-        match op.body {
-            Body::None => {}
-            Body::Json(schema_of) | Body::OptionalJson(schema_of) => {
-                let required = matches!(op.body, Body::Json(_));
-                operation.insert(
-                    "requestBody".into(),
-                    json!({"required": required,
-                    "content": {"application/json": {"schema": schema_of(&mut generator)}}}),
-                );
-            }
-            Body::Multipart { metadata } => {
-                operation.insert("requestBody".into(), multipart(&mut generator, metadata));
-            }
-        }
-        let limited = matches!(op.auth, Auth::Company);
-        let mut base_headers: Vec<&str> = Vec::new();
-        if limited {
-            base_headers.extend(RATE_LIMIT_HEADERS);
-        }
-        let mut responses = Map::new();
-        let (status, body, description) = op.ok;
-        let mut ok_headers = base_headers.clone();
-        ok_headers.extend(op.ok_headers);
-        let mut ok = json!({"description": description, "headers": headers_of(&ok_headers)});
-        if let Some(schema_of) = body {
-            ok["content"] = json!({"application/json": {"schema": schema_of(&mut generator)}});
-        }
-        if !op.links.is_empty() {
-            let mut links = Map::new();
-            for (name, target, link) in op.links {
-                let value = match link {
-                    Id(field) => json!({"operationId": target,
-                        "parameters": {"id": format!("$response.body#/{field}")}}),
-                    TemplateBody(field) => json!({"operationId": target,
-                        "requestBody": {"template_id": format!("$response.body#/{field}")}}),
-                };
-                links.insert(name.to_string(), value);
-            }
-            ok["links"] = Value::Object(links);
-        }
-        responses.insert(status.to_string(), ok);
-        let mut errors: Vec<ErrorCode> = op.errors.to_vec();
-        match op.auth {
-            Auth::None => {}
-            Auth::Company => {
-                errors.extend([E::MissingAuth, E::InvalidAuth, E::RateLimited]);
-                operation.insert("security".into(), json!([{"apiKey": []}]));
-            }
-            Auth::Admin => {
-                // Limited too: wrong admin tokens spend the address's
-                // failed-authentication bucket.
-                errors.extend([E::MissingAuth, E::InvalidAuth, E::RateLimited]);
-                operation.insert("security".into(), json!([{"adminToken": []}]));
-            }
-        }
-        if !matches!(op.auth, Auth::None) {
-            errors.extend([E::StorageUnavailable, E::Internal]);
-        }
-        let mut by_status: std::collections::BTreeMap<u16, Vec<&str>> = Default::default();
-        for code in errors {
-            let codes = by_status.entry(code.status()).or_default();
-            if !codes.contains(&code.as_str()) {
-                codes.push(code.as_str());
-            }
-        }
-        for (status, codes) in by_status {
-            let mut headers = base_headers.clone();
-            if matches!(status, 409 | 429 | 503) {
-                headers.push("RetryAfter");
-            }
-            responses.insert(
-                status.to_string(),
-                json!({
-                    "description": format!("error codes: {}", codes.join(", ")),
-                    "headers": headers_of(&headers),
-                    "content": {"application/json": {"schema": error}},
-                }),
-            );
-        }
-        operation.insert("responses".into(), Value::Object(responses));
         let item = paths
             .entry(op.path.to_string())
             .or_insert_with(|| Value::Object(Map::new()));
-        item[op.method] = Value::Object(operation);
+        item[op.method] = operation(op, &mut generator, &error);
     }
     let schemas = generator.take_definitions(true);
     let text =
@@ -377,6 +274,122 @@ pub fn document() -> Value {
             },
         },
     })
+}
+
+/// One operation: its parameters, body, answers and security.
+fn operation(op: &Operation, generator: &mut SchemaGenerator, error: &Value) -> Value {
+    let mut operation = Map::new();
+    operation.insert("operationId".into(), json!(op.id));
+    operation.insert("summary".into(), json!(op.summary));
+    let tag = op
+        .path
+        .trim_start_matches('/')
+        .split('/')
+        .next()
+        .unwrap_or("");
+    operation.insert("tags".into(), json!([tag]));
+    operation.insert("parameters".into(), parameters(op));
+    match op.body {
+        Body::None => {}
+        Body::Json(schema_of) | Body::OptionalJson(schema_of) => {
+            let required = matches!(op.body, Body::Json(_));
+            operation.insert(
+                "requestBody".into(),
+                json!({"required": required,
+                "content": {"application/json": {"schema": schema_of(generator)}}}),
+            );
+        }
+        Body::Multipart { metadata } => {
+            operation.insert("requestBody".into(), multipart(generator, metadata));
+        }
+    }
+    match op.auth {
+        Auth::None => {}
+        Auth::Company => {
+            operation.insert("security".into(), json!([{"apiKey": []}]));
+        }
+        Auth::Admin => {
+            operation.insert("security".into(), json!([{"adminToken": []}]));
+        }
+    }
+    operation.insert("responses".into(), responses(op, generator, error));
+    Value::Object(operation)
+}
+
+fn parameters(op: &Operation) -> Value {
+    let mut params: Vec<Value> = vec![json!({"$ref": "#/components/parameters/RequestId"})];
+    for name in op.headers {
+        params.push(json!({"$ref": format!("#/components/parameters/{name}")}));
+    }
+    if op.path.contains("{id}") {
+        params.push(json!({"name": "id", "in": "path", "required": true,
+            "schema": {"type": "string", "format": "uuid"}}));
+    }
+    for (name, description, schema_of) in op.query {
+        params.push(json!({"name": name, "in": "query", "required": false,
+            "description": description, "schema": schema_of()}));
+    }
+    Value::Array(params)
+}
+
+/// The success answer (with its links) and one answer per error status,
+/// naming its codes.
+fn responses(op: &Operation, generator: &mut SchemaGenerator, error: &Value) -> Value {
+    let mut base_headers: Vec<&str> = Vec::new();
+    if matches!(op.auth, Auth::Company) {
+        base_headers.extend(RATE_LIMIT_HEADERS);
+    }
+    let mut responses = Map::new();
+    let (status, body, description) = op.ok;
+    let mut ok_headers = base_headers.clone();
+    ok_headers.extend(op.ok_headers);
+    let mut ok = json!({"description": description, "headers": headers_of(&ok_headers)});
+    if let Some(schema_of) = body {
+        ok["content"] = json!({"application/json": {"schema": schema_of(generator)}});
+    }
+    if !op.links.is_empty() {
+        let mut links = Map::new();
+        for (name, target, link) in op.links {
+            let value = match link {
+                Id(field) => json!({"operationId": target,
+                    "parameters": {"id": format!("$response.body#/{field}")}}),
+                TemplateBody(field) => json!({"operationId": target,
+                    "requestBody": {"template_id": format!("$response.body#/{field}")}}),
+            };
+            links.insert(name.to_string(), value);
+        }
+        ok["links"] = Value::Object(links);
+    }
+    responses.insert(status.to_string(), ok);
+    let mut errors: Vec<ErrorCode> = op.errors.to_vec();
+    if !matches!(op.auth, Auth::None) {
+        // Admin routes are limited too: wrong admin tokens spend the
+        // address's failed-authentication bucket.
+        errors.extend([E::MissingAuth, E::InvalidAuth, E::RateLimited]);
+        errors.extend([E::StorageUnavailable, E::Internal]);
+    }
+    let mut by_status: std::collections::BTreeMap<u16, Vec<&str>> = Default::default();
+    for code in errors {
+        let codes = by_status.entry(code.status()).or_default();
+        if !codes.contains(&code.as_str()) {
+            codes.push(code.as_str());
+        }
+    }
+    for (status, codes) in by_status {
+        let mut headers = base_headers.clone();
+        if matches!(status, 409 | 429 | 503) {
+            headers.push("RetryAfter");
+        }
+        responses.insert(
+            status.to_string(),
+            json!({
+                "description": format!("error codes: {}", codes.join(", ")),
+                "headers": headers_of(&headers),
+                "content": {"application/json": {"schema": error}},
+            }),
+        );
+    }
+    Value::Object(responses)
 }
 
 /// The document as this process serves it: `similar`'s page maximum is
