@@ -49,8 +49,8 @@ impl PoolLevels {
         PoolLevels { fill: n, hold: n }
     }
 
-    /// `hold` is at least `fill` (a row written by a writer that knew only
-    /// one level, or none: `hold` absent).
+    /// From a plan row: `hold` absent means no surplus is held (the sizer
+    /// writes NULL when both levels are equal); it is never below `fill`.
     pub fn new(fill: i32, hold: Option<i32>) -> PoolLevels {
         PoolLevels {
             fill,

@@ -124,9 +124,10 @@ pub struct PoolSettings {
     pub sizing_interval_ms: u64,
     /// Adaptive: a pool above its size holds as many surplus items as its
     /// demand would take within this many seconds (its hold level),
-    /// instead of letting them go an item a pass (0; 600 by default). Pops above the size
-    /// are not refilled, so the surplus is used up at the template's own
-    /// rate (docs/design.md, "Fill and hold").
+    /// instead of letting them go an item a pass (0; a day by default: about
+    /// what holding an object costs against copying it again). Pops above
+    /// the size are not refilled, so the surplus is used up at the
+    /// template's own rate (docs/design.md, "Fill and hold").
     pub keep_secs: u64,
     /// Adaptive: forecast each template's recurring demand from its own
     /// history (a profile by 15-minute slot of the week) and grow its pool
@@ -182,7 +183,7 @@ impl Default for PoolSettings {
             miss_target: 0.01,
             demand_fast_secs: 15,
             demand_slow_secs: 1800,
-            keep_secs: 600,
+            keep_secs: 86_400,
             sizing_interval_ms: 2000,
             forecast: true,
             forecast_weeks: 4,

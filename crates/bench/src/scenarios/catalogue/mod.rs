@@ -74,7 +74,7 @@ pub struct Strategy {
 const DEMAND_SLOW_SECS: u64 = 120;
 
 /// `pool.keep_secs` of the adaptive strategies: scaled with the slow time
-/// constant it acts on (the defaults' keep/slow ratio, 600/1800), or
+/// constant it acts on (the defaults' keep/slow ratio), or
 /// `PREWARM_BENCH_CATALOGUE_KEEP_SECS` (for comparing holding policies).
 pub fn keep_secs() -> u64 {
     let d = prewarm_store::settings::PoolSettings::default();
