@@ -1,5 +1,5 @@
 # Prewarm: the commands a developer and CI use.
-.PHONY: up up-hardened down status demo test test-fast lint fmt build bench bench-quick bench-build check-artifacts images fuzz
+.PHONY: up up-hardened down status demo test test-fast lint fmt build bench bench-quick bench-build check-artifacts images fuzz schema
 
 up:            ## install what is missing and start the core: postgres, redis, tansu (Kafka), moto (S3)
 	scripts/stack.sh up
@@ -30,6 +30,9 @@ images:        ## build both images with a real Docker engine (local base, host 
 
 fuzz:          ## each fuzz target for FUZZ_SECS (default 600) over its committed corpus (fuzz/)
 	scripts/fuzz.sh
+
+schema:        ## regenerate crates/store/src/db/schema.rs with diesel print-schema (installs the diesel CLI into the cache)
+	scripts/schema.sh
 
 lint:          ## formatting and clippy, as CI would want them
 	cargo fmt --all -- --check

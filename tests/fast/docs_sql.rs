@@ -153,6 +153,44 @@ fn every_table_and_function_the_docs_name_exists() {
     );
 }
 
+/// The tables `schema.rs` declares (`diesel::table! { name (key) { ... } }`).
+fn declared_tables(schema_rs: &str) -> BTreeSet<String> {
+    schema_rs
+        .split("diesel::table! {")
+        .skip(1)
+        .filter_map(|block| {
+            let line = block
+                .lines()
+                .map(str::trim)
+                .find(|l| !l.is_empty() && !l.starts_with('#'))?;
+            let name = line.split([' ', '(']).next()?;
+            Some(name.rsplit('.').next().unwrap_or(name).to_string())
+        })
+        .collect()
+}
+
+#[test]
+fn schema_rs_declares_every_table_the_migrations_create() {
+    let schema = Schema::from_migrations();
+    let text = std::fs::read_to_string(root().join("crates/store/src/db/schema.rs")).unwrap();
+    let declared = declared_tables(&text);
+    let missing: Vec<&String> = schema.tables.difference(&declared).collect();
+    let unknown: Vec<&String> = declared.difference(&schema.tables).collect();
+    assert!(
+        missing.is_empty() && unknown.is_empty(),
+        "crates/store/src/db/schema.rs is out of step with the migrations (run `make schema`): \
+         missing {missing:?}, not in the migrations {unknown:?}"
+    );
+}
+
+#[test]
+fn the_schema_reader_finds_each_table_once() {
+    let text = "diesel::table! {\n    a (id) {\n        id -> Uuid,\n    }\n}\n\
+                diesel::table! {\n    #[sql_name = \"b\"]\n    b (x, y) {\n    }\n}\n";
+    let names: Vec<String> = declared_tables(text).into_iter().collect();
+    assert_eq!(names, ["a", "b"]);
+}
+
 #[test]
 fn the_migration_reader_follows_creates_and_drops_in_order() {
     let mut s = Schema::default();
