@@ -411,14 +411,8 @@ async fn one_trace_spans_the_request_the_message_and_the_refill() {
 /// catalog's unique index, seen in a lab: the worker exited at start).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn services_starting_together_on_a_new_database_all_migrate() {
-    use diesel_async::AsyncConnection;
     for _ in 0..3 {
-        let run = prewarm_testkit::isolated::Isolated::new("test", &prewarm_tests::pg_server());
-        let mut admin =
-            diesel_async::AsyncPgConnection::establish(&format!("{}/postgres", run.pg_server))
-                .await
-                .unwrap();
-        run.create_database(&mut admin).await.unwrap();
+        let (run, mut admin) = new_database().await;
         let url = run.db_url();
         let starts: Vec<_> = (0..6)
             .map(|_| {
@@ -435,17 +429,27 @@ async fn services_starting_together_on_a_new_database_all_migrate() {
     }
 }
 
-/// A database migrated by a build from before the baseline migration is
-/// refused with what to do, and left as it was; a new one migrates.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_database_from_before_the_baseline_is_refused_with_what_to_do() {
-    use diesel_async::{AsyncConnection, RunQueryDsl};
+/// A new, empty database of its own, and the admin connection that drops it.
+async fn new_database() -> (
+    prewarm_testkit::isolated::Isolated,
+    diesel_async::AsyncPgConnection,
+) {
+    use diesel_async::AsyncConnection;
     let run = prewarm_testkit::isolated::Isolated::new("test", &prewarm_tests::pg_server());
     let mut admin =
         diesel_async::AsyncPgConnection::establish(&format!("{}/postgres", run.pg_server))
             .await
             .unwrap();
     run.create_database(&mut admin).await.unwrap();
+    (run, admin)
+}
+
+/// A database migrated by a build from before the baseline migration is
+/// refused with what to do, and left as it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_from_before_the_baseline_is_refused_with_what_to_do() {
+    use diesel_async::{AsyncConnection, RunQueryDsl};
+    let (run, mut admin) = new_database().await;
     let url = run.db_url();
     let mut conn = diesel_async::AsyncPgConnection::establish(&url)
         .await

@@ -521,14 +521,16 @@ async fn prepare_storage(
         .await?;
     db::run_migrations(db_url).await?;
     let dbh = Db::connect(db_url, 66, Duration::from_secs(5))?;
-    let index = PoolIndex::connect(
-        REDIS_URL,
-        None,
-        &run.redis_prefix,
-        4,
-        Duration::from_secs(2),
+    let index = PoolIndex::new(
+        prewarm_store::redis::Redis::connect(
+            REDIS_URL,
+            None,
+            &run.redis_prefix,
+            4,
+            Duration::from_secs(2),
+        )
+        .await?,
     )
-    .await?
     .with_pop_memory(prewarm_store::pool_index::POPPED_MEMORY);
     Ok((dbh, index))
 }

@@ -45,14 +45,16 @@ pub async fn connect(
             shared_domain::error::Chain(&e)
         )
     })?;
-    let index = PoolIndex::connect(
-        redis.url.expose_secret(),
-        redis.ca_path(),
-        &redis.key_prefix,
-        redis.pool_size,
-        redis.command_timeout(),
+    let index = PoolIndex::new(
+        crate::redis::Redis::connect(
+            redis.url.expose_secret(),
+            redis.ca_path(),
+            &redis.key_prefix,
+            redis.pool_size,
+            redis.command_timeout(),
+        )
+        .await?,
     )
-    .await?
     .with_pop_memory(redis.pop_memory());
     let objects = ObjectStore::new(s3).await;
     if kafka.create_topic {

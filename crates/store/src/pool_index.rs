@@ -14,7 +14,6 @@
 //! id that is listed already or was popped within the pop memory
 //! (`redis.pop_memory_ms`).
 
-use std::path::Path;
 use std::time::Duration;
 
 use fred::prelude::*;
@@ -45,19 +44,6 @@ impl PoolIndex {
             redis,
             pop_memory: POPPED_MEMORY,
         }
-    }
-
-    /// [`Redis::connect`] and the pool lists over it.
-    pub async fn connect(
-        url: &str,
-        ca_file: Option<&Path>,
-        prefix: &str,
-        size: usize,
-        command_timeout: Duration,
-    ) -> Result<Self, RedisError> {
-        Ok(Self::new(
-            Redis::connect(url, ca_file, prefix, size, command_timeout).await?,
-        ))
     }
 
     /// The Redis handle under it, which the other Redis adapters share.

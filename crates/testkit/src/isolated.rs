@@ -7,7 +7,6 @@
 use std::time::Duration;
 
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
-use prewarm_store::pool_index::PoolIndex;
 
 /// The names of one run's resources.
 #[derive(Debug, Clone)]
@@ -67,7 +66,7 @@ impl Isolated {
     /// Deletes the run's Redis keys (every key under its prefix): pool lists
     /// of up to 10^5 templates a run would otherwise leave in memory.
     pub async fn drop_redis_keys(&self, redis_url: &str) -> anyhow::Result<u64> {
-        let index = PoolIndex::connect(
+        let index = prewarm_store::redis::Redis::connect(
             redis_url,
             None,
             &self.redis_prefix,

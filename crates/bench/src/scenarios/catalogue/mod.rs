@@ -372,14 +372,16 @@ async fn run_strategy(
     let dbh = Db::connect(&run.db_url(), 8, Duration::from_secs(10))?;
     let objects = ObjectStore::new(&s3_settings(&direct)?).await;
     objects.ensure_bucket().await?;
-    let index = PoolIndex::connect(
-        REDIS_URL,
-        None,
-        &run.redis_prefix,
-        4,
-        Duration::from_secs(5),
-    )
-    .await?;
+    let index = PoolIndex::new(
+        prewarm_store::redis::Redis::connect(
+            REDIS_URL,
+            None,
+            &run.redis_prefix,
+            4,
+            Duration::from_secs(5),
+        )
+        .await?,
+    );
     let log = |what: &str| {
         b.run_dir
             .join(format!("bench-{what}-catalogue-{}.log", strategy.key))
