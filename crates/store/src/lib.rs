@@ -27,6 +27,13 @@
 //!
 //! Logs, traces, metrics helpers, the shutdown signal and the healthcheck
 //! probe are not storage: they are in `prewarm-service-kit`.
+//!
+//! One crate, a module per concern, rather than a crate per adapter: both
+//! services use every adapter, and the adapters share the settings loader,
+//! the TLS roots and the readiness report; a crate each would add five
+//! manifests and their feature sets to keep in step (and, on 2 cores, five
+//! more link steps to a test build) without making any concern easier to
+//! find than its module is.
 
 pub mod connect;
 pub mod db;
