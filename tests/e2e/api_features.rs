@@ -38,11 +38,7 @@ fn etag(resp: &reqwest::Response) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_editors_with_one_etag_cannot_both_write() {
-    let stack = TestStack::spawn(Options {
-        worker: false,
-        ..Options::default()
-    })
-    .await;
+    let stack = TestStack::spawn(Options::without_worker()).await;
     let tenant = stack.create_tenant("acme", 10).await;
     let template = stack.create_template(&tenant, 1, "private").await;
     let id = template.id.to_string();
@@ -96,11 +92,7 @@ async fn two_editors_with_one_etag_cannot_both_write() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cursor_pages_stay_stable_while_designs_are_made() {
-    let stack = TestStack::spawn(Options {
-        worker: false,
-        ..Options::default()
-    })
-    .await;
+    let stack = TestStack::spawn(Options::without_worker()).await;
     let tenant = stack.create_tenant("acme", 100).await;
     let template = stack.create_template(&tenant, 1, "private").await;
     for _ in 0..7 {
@@ -208,11 +200,7 @@ async fn cursor_pages_stay_stable_while_designs_are_made() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn presigned_urls_fetch_the_designs_own_objects() {
-    let stack = TestStack::spawn(Options {
-        worker: false,
-        ..Options::default()
-    })
-    .await;
+    let stack = TestStack::spawn(Options::without_worker()).await;
     let tenant = stack.create_tenant("acme", 10).await;
     let template = stack.create_template(&tenant, 2, "private").await;
     let created = stack

@@ -209,11 +209,7 @@ async fn a_pooled_connection_is_checked_after_idling_and_never_handed_out_closed
             .pid
     }
 
-    let stack = TestStack::spawn(Options {
-        worker: false,
-        ..Options::default()
-    })
-    .await;
+    let stack = TestStack::spawn(Options::without_worker()).await;
     let url = stack
         .env
         .iter()

@@ -5,11 +5,7 @@ use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_design_past_the_limit_is_refused_and_creates_nothing_cold() {
-    let stack = TestStack::spawn(Options {
-        worker: false,
-        ..Options::default()
-    })
-    .await;
+    let stack = TestStack::spawn(Options::without_worker()).await;
     let tenant = stack.create_tenant("small", 2).await;
     let template = stack.create_template(&tenant, 4, "private").await;
     stack.create_design(&tenant, template.id).await;

@@ -114,11 +114,7 @@ async fn pending_copies(stack: &TestStack) -> i64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn fifty_concurrent_requests_with_one_key_make_one_cold_design() {
     // No worker: the pool stays empty, every attempt would copy.
-    let stack = TestStack::spawn(Options {
-        worker: false,
-        ..Options::default()
-    })
-    .await;
+    let stack = TestStack::spawn(Options::without_worker()).await;
     let tenant = stack.create_tenant("acme", 100).await;
     let template = stack.create_template(&tenant, 3, "private").await;
     fifty_at_once(&stack, &tenant, template.id, 3).await;
@@ -226,11 +222,7 @@ async fn a_key_replays_its_answer_refuses_another_body_and_is_freed_by_a_failure
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_retry_after_the_api_died_between_commit_and_reply_gets_the_same_design() {
-    let stack = TestStack::spawn(Options {
-        worker: false,
-        ..Options::default()
-    })
-    .await;
+    let stack = TestStack::spawn(Options::without_worker()).await;
     let tenant = stack.create_tenant("acme", 100).await;
     let template = stack.create_template(&tenant, 2, "private").await;
     let (mut api, base) = stack.spawn_api_process(&[]);
@@ -287,11 +279,7 @@ async fn a_retry_after_the_api_died_between_commit_and_reply_gets_the_same_desig
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_template_upload_with_a_key_is_stored_once() {
-    let stack = TestStack::spawn(Options {
-        worker: false,
-        ..Options::default()
-    })
-    .await;
+    let stack = TestStack::spawn(Options::without_worker()).await;
     let tenant = stack.create_tenant("acme", 100).await;
     let metadata = json!({"name": "Flyer", "layout": {}});
     let upload = |n: usize, metadata: Value| {

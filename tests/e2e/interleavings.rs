@@ -483,11 +483,7 @@ async fn plan_target(stack: &TestStack, template: shared_domain::ids::TemplateId
 /// becomes ready, three are discarded and their copies deleted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn items_landing_after_the_target_was_lowered_do_not_overfill_the_pool() {
-    let stack = TestStack::spawn(Options {
-        worker: false,
-        ..Options::default()
-    })
-    .await;
+    let stack = TestStack::spawn(Options::without_worker()).await;
     let tenant = stack.create_tenant("acme", 100).await;
     let template = stack.create_template(&tenant, 2, "private").await;
     let refiller = stack
@@ -538,11 +534,7 @@ async fn items_landing_after_the_target_was_lowered_do_not_overfill_the_pool() {
 /// copies that would take it past 4 are the ones trimmed, as they land.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_level_lowered_under_copies_in_flight_keeps_the_ready_items() {
-    let stack = TestStack::spawn(Options {
-        worker: false,
-        ..Options::default()
-    })
-    .await;
+    let stack = TestStack::spawn(Options::without_worker()).await;
     let tenant = stack.create_tenant("acme", 100).await;
     let template = stack.create_template(&tenant, 1, "private").await;
     let settings = [

@@ -7,11 +7,7 @@ use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn another_company_gets_404_on_every_endpoint() {
-    let stack = TestStack::spawn(Options {
-        worker: false,
-        ..Options::default()
-    })
-    .await;
+    let stack = TestStack::spawn(Options::without_worker()).await;
     let a = stack.create_tenant("a", 10).await;
     let b = stack.create_tenant("b", 10).await;
     let private = stack.create_template(&a, 2, "private").await;
@@ -115,11 +111,7 @@ async fn another_company_gets_404_on_every_endpoint() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_public_template_is_usable_by_all_but_editable_by_its_owner_only() {
-    let stack = TestStack::spawn(Options {
-        worker: false,
-        ..Options::default()
-    })
-    .await;
+    let stack = TestStack::spawn(Options::without_worker()).await;
     let a = stack.create_tenant("a", 10).await;
     let b = stack.create_tenant("b", 10).await;
     let public = stack.create_template(&a, 2, "public").await;
@@ -203,11 +195,7 @@ async fn a_template_made_private_while_another_company_copies_yields_it_no_desig
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_companys_queued_refills_do_not_hold_back_anothers() {
     use diesel_async::RunQueryDsl;
-    let stack = TestStack::spawn(Options {
-        worker: false,
-        ..Options::default()
-    })
-    .await;
+    let stack = TestStack::spawn(Options::without_worker()).await;
     let a = stack.create_tenant("a", 10).await;
     let b = stack.create_tenant("b", 10).await;
     let mut templates = Vec::new();

@@ -310,10 +310,7 @@ fn the_ledger_keeps_its_invariants_under_random_operations() {
         .enable_all()
         .build()
         .expect("runtime");
-    let stack = rt.block_on(TestStack::spawn(Options {
-        worker: false,
-        ..Options::default()
-    }));
+    let stack = rt.block_on(TestStack::spawn(Options::without_worker()));
     let tenant = rt.block_on(stack.create_tenant("model", 100_000));
     let reconciler = rt.block_on(stack.reconciler(&[("PREWARM_WORKER__GC_GRACE_SECS", "0")]));
     let mut runner = TestRunner::new(Config {

@@ -59,11 +59,7 @@ async fn both_services_work_over_postgres_tls_with_verify_full() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_certificate_from_another_ca_is_refused_at_start_with_the_reason() {
-    let stack = TestStack::spawn(Options {
-        worker: false,
-        ..Options::default()
-    })
-    .await;
+    let stack = TestStack::spawn(Options::without_worker()).await;
     let mut env = stack.env.clone();
     env.extend(
         [
@@ -186,11 +182,7 @@ async fn every_object_is_written_with_the_configured_server_side_encryption() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_static_keys_s3_credentials_come_from_web_identity() {
-    let stack = TestStack::spawn(Options {
-        worker: false,
-        ..Options::default()
-    })
-    .await;
+    let stack = TestStack::spawn(Options::without_worker()).await;
     let token = std::env::temp_dir().join(format!("prewarm-web-identity-{}", uuid::Uuid::new_v4()));
     std::fs::write(&token, "a-projected-service-account-token").unwrap();
     let token = token.to_string_lossy().to_string();

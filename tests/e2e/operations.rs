@@ -194,11 +194,7 @@ async fn sigterm_mid_refill(gap: i32, in_flight: usize, ready: i64) {
 /// connections and finishes the requests in flight.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_lets_in_flight_requests_finish() {
-    let stack = TestStack::spawn(Options {
-        worker: false,
-        ..Options::default()
-    })
-    .await;
+    let stack = TestStack::spawn(Options::without_worker()).await;
     let slow = FaultProxy::start(0, "http://127.0.0.1:9000", Faults::default()).unwrap();
     let tenant = stack.create_tenant("acme", 100).await;
     let template = stack.create_template(&tenant, 4, "private").await;
@@ -264,11 +260,7 @@ async fn sigterm_lets_in_flight_requests_finish() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_api_serves_its_openapi_document_as_committed() {
-    let stack = TestStack::spawn(Options {
-        worker: false,
-        ..Options::default()
-    })
-    .await;
+    let stack = TestStack::spawn(Options::without_worker()).await;
     let served: serde_json::Value = stack
         .http
         .get(stack.url("/openapi.json"))
@@ -296,11 +288,7 @@ async fn one_trace_spans_the_request_the_message_and_the_refill() {
     use prewarm_tests::otlp::OtlpReceiver;
 
     let receiver = OtlpReceiver::start().unwrap();
-    let stack = TestStack::spawn(Options {
-        worker: false,
-        ..Options::default()
-    })
-    .await;
+    let stack = TestStack::spawn(Options::without_worker()).await;
     let tenant = stack.create_tenant("acme", 100).await;
     let endpoint = receiver.url();
     let traced = [

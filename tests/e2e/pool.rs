@@ -111,11 +111,7 @@ async fn warm_path_serves_from_the_pool_and_the_pool_refills() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cold_path_copies_on_the_spot_when_the_pool_is_empty() {
     // No worker: the pool stays empty, every design is copied on the request path.
-    let stack = TestStack::spawn(Options {
-        worker: false,
-        ..Options::default()
-    })
-    .await;
+    let stack = TestStack::spawn(Options::without_worker()).await;
     let tenant = stack.create_tenant("acme", 100).await;
     let template = stack.create_template(&tenant, 6, "private").await;
 

@@ -220,11 +220,7 @@ async fn a_used_up_batch_doubles_and_an_unused_one_goes_back_in_order() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_prefetch_never_takes_the_last_listed_id_nor_more_than_half_the_rest() {
-    let stack = TestStack::spawn(Options {
-        worker: false,
-        ..Options::default()
-    })
-    .await;
+    let stack = TestStack::spawn(Options::without_worker()).await;
     let (template, version) = (TemplateId::new(), 1);
     let ids: Vec<PoolItemId> = (0..7).map(|_| PoolItemId::new()).collect();
     stack.index.push(template, version, &ids).await.unwrap();

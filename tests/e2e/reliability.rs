@@ -244,11 +244,7 @@ fn upload_in_background(
 /// collector (grace 0) runs right then and must keep it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gc_never_takes_an_uploaded_image_before_its_template_is_saved() {
-    let stack = TestStack::spawn(Options {
-        worker: false,
-        ..Options::default()
-    })
-    .await;
+    let stack = TestStack::spawn(Options::without_worker()).await;
     let tenant = stack.create_tenant("acme", 10).await;
     let mut gate = stack.pause.arm(prewarm_store::pause::at::UPLOAD_STORED);
     let upload = upload_in_background(&stack, &tenant);
@@ -280,11 +276,7 @@ async fn gc_never_takes_an_uploaded_image_before_its_template_is_saved() {
 /// shortened) and the GC (grace 0) run, and the invariants are checked.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn worker_killed_at_random_points_loses_and_leaks_nothing() {
-    let stack = TestStack::spawn(Options {
-        worker: false,
-        ..Options::default()
-    })
-    .await;
+    let stack = TestStack::spawn(Options::without_worker()).await;
     let tenant = stack.create_tenant("acme", 10_000).await;
     let mut templates = Vec::new();
     for _ in 0..3 {
@@ -580,11 +572,7 @@ async fn a_refill_that_keeps_failing_is_dead_lettered_with_its_reason() {
 /// the ready and used items once the GC ran.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn duplicates_across_consumers_and_a_rebalance_never_overfill() {
-    let stack = TestStack::spawn(Options {
-        worker: false,
-        ..Options::default()
-    })
-    .await;
+    let stack = TestStack::spawn(Options::without_worker()).await;
     let tenant = stack.create_tenant("acme", 10_000).await;
     let mut templates = Vec::new();
     for _ in 0..3 {
@@ -700,11 +688,7 @@ async fn duplicates_across_consumers_and_a_rebalance_never_overfill() {
 /// its transaction and refuses (408): no template points at a missing image.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_template_whose_upload_outlived_its_announcement_is_not_saved() {
-    let stack = TestStack::spawn(Options {
-        worker: false,
-        ..Options::default()
-    })
-    .await;
+    let stack = TestStack::spawn(Options::without_worker()).await;
     let tenant = stack.create_tenant("acme", 10).await;
     let mut gate = stack.pause.arm(prewarm_store::pause::at::UPLOAD_STORED);
     let upload = upload_in_background(&stack, &tenant);
@@ -741,11 +725,7 @@ async fn a_template_whose_upload_outlived_its_announcement_is_not_saved() {
 /// begun longer ago than `worker.gc_multipart_age_secs`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gc_aborts_multipart_uploads_a_crash_left_incomplete() {
-    let stack = TestStack::spawn(Options {
-        worker: false,
-        ..Options::default()
-    })
-    .await;
+    let stack = TestStack::spawn(Options::without_worker()).await;
     let mut upload = stack.objects.upload("templates/crashed/image", "image/png");
     upload
         .write(&vec![7u8; prewarm_store::object_upload::PART_BYTES])

@@ -12,11 +12,7 @@ fn request_id(resp: &reqwest::Response) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_response_carries_a_request_id_and_echoes_a_sane_one() {
-    let stack = TestStack::spawn(Options {
-        worker: false,
-        ..Options::default()
-    })
-    .await;
+    let stack = TestStack::spawn(Options::without_worker()).await;
     let made = stack.http.get(stack.url("/healthz")).send().await.unwrap();
     let id = request_id(&made);
     assert!(

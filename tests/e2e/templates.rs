@@ -106,11 +106,7 @@ async fn a_design_is_never_recorded_for_a_version_older_than_a_committed_edit() 
     use shared_domain::design::DesignImage;
     use shared_domain::ids::{DesignId, PoolItemId};
 
-    let stack = TestStack::spawn(Options {
-        worker: false,
-        ..Options::default()
-    })
-    .await;
+    let stack = TestStack::spawn(Options::without_worker()).await;
     let tenant = stack.create_tenant("acme", 100).await;
     let template = stack.create_template(&tenant, 1, "private").await;
     let spec = DesignSpec {
@@ -254,11 +250,7 @@ async fn patch_layout(
 /// object is collected.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_a_real_change_makes_a_version_and_old_versions_are_collected() {
-    let stack = TestStack::spawn(Options {
-        worker: false,
-        ..Options::default()
-    })
-    .await;
+    let stack = TestStack::spawn(Options::without_worker()).await;
     let tenant = stack.create_tenant("acme", 100).await;
     let template = stack.create_template(&tenant, 2, "private").await;
     let same = template.layout.clone();
@@ -348,11 +340,7 @@ async fn a_listing_reads_about_one_page_whatever_other_tenants_hold() {
     use diesel::sql_types::Uuid as SqlUuid;
     use diesel_async::RunQueryDsl;
 
-    let stack = TestStack::spawn(Options {
-        worker: false,
-        ..Options::default()
-    })
-    .await;
+    let stack = TestStack::spawn(Options::without_worker()).await;
     let a = stack.create_tenant("a", 10).await;
     let b = stack.create_tenant("b", 10).await;
     let public = stack.create_template(&a, 1, "public").await;
@@ -434,11 +422,7 @@ async fn a_listing_reads_about_one_page_whatever_other_tenants_hold() {
 /// rest behind the cursor -- where a 50-row page of them would be 14 MB.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_listing_page_ends_at_its_layout_bytes() {
-    let stack = TestStack::spawn(Options {
-        worker: false,
-        ..Options::default()
-    })
-    .await;
+    let stack = TestStack::spawn(Options::without_worker()).await;
     let a = stack.create_tenant("a", 10).await;
     let b = stack.create_tenant("b", 10).await;
     let blob = "x".repeat(240_000);
@@ -490,11 +474,7 @@ async fn a_listing_page_ends_at_its_layout_bytes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_listing_page_counts_each_templates_images() {
     use diesel_async::RunQueryDsl;
-    let stack = TestStack::spawn(Options {
-        worker: false,
-        ..Options::default()
-    })
-    .await;
+    let stack = TestStack::spawn(Options::without_worker()).await;
     let a = stack.create_tenant("a", 10).await;
     let b = stack.create_tenant("b", 10).await;
     let mut conn = stack.db.conn().await.unwrap();

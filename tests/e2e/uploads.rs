@@ -84,11 +84,7 @@ const PEAK_GROWTH_BOUND: usize = 150 * MIB;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn twenty_concurrent_ten_mib_images_keep_the_api_memory_bounded() {
-    let stack = TestStack::spawn(Options {
-        worker: false,
-        ..Options::default()
-    })
-    .await;
+    let stack = TestStack::spawn(Options::without_worker()).await;
     let tenant = stack.create_tenant("acme", 10).await;
     let budget = BUDGET.to_string();
     let (mut api, base) = stack.spawn_api_process(&[
@@ -282,11 +278,7 @@ async fn a_body_trickled_past_the_upload_time_bound_is_refused_and_leaves_nothin
 /// refused with 415 before anything is kept.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_raster_images_whose_bytes_match_their_type_are_kept() {
-    let stack = TestStack::spawn(Options {
-        worker: false,
-        ..Options::default()
-    })
-    .await;
+    let stack = TestStack::spawn(Options::without_worker()).await;
     let tenant = stack.create_tenant("acme", 10).await;
     let svg = b"<svg xmlns=\"http://www.w3.org/2000/svg\"><script>alert(1)</script></svg>".to_vec();
     let cases: [(&str, Vec<u8>, &str); 3] = [
@@ -352,11 +344,7 @@ async fn only_raster_images_whose_bytes_match_their_type_are_kept() {
 /// at the 209th part, not read to its end.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_body_of_endless_empty_parts_is_refused_early() {
-    let stack = TestStack::spawn(Options {
-        worker: false,
-        ..Options::default()
-    })
-    .await;
+    let stack = TestStack::spawn(Options::without_worker()).await;
     let tenant = stack.create_tenant("acme", 10).await;
     let mut form = Form::new().part(
         "metadata",

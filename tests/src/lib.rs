@@ -162,6 +162,16 @@ impl Default for Options {
     }
 }
 
+impl Options {
+    /// The API alone: the test drives refills, passes and plans itself.
+    pub fn without_worker() -> Self {
+        Self {
+            worker: false,
+            ..Self::default()
+        }
+    }
+}
+
 /// A company and its API key.
 #[derive(Debug, Clone)]
 pub struct Tenant {
