@@ -292,14 +292,7 @@ async fn claim_item(
         .await;
     let message = match result {
         Ok((layout, count)) => {
-            let images = (0..)
-                .zip(object_keys::pool_images(spec.template, item, count))
-                .map(|(position, object_key)| DesignImage {
-                    position,
-                    object_key,
-                    url: None,
-                })
-                .collect();
+            let images = warm_images(spec.template, item, count);
             let row = DesignRow {
                 id: spec.id.0,
                 company_id: spec.company.0,
@@ -381,6 +374,18 @@ pub async fn create_from_copies(
     finish(result)
 }
 
+/// A warm design's images: its item's objects, positions 0 to `count - 1`.
+fn warm_images(template: TemplateId, item: PoolItemId, count: i32) -> Vec<DesignImage> {
+    (0..)
+        .zip(object_keys::pool_images(template, item, count))
+        .map(|(position, object_key)| DesignImage {
+            position,
+            object_key,
+            url: None,
+        })
+        .collect()
+}
+
 /// The images of these designs: a cold design's are its `design_images`
 /// rows; a warm design's are its pool item's, whose keys the key scheme
 /// derives from the item's template (the design's: the claim checks it), id
@@ -426,17 +431,9 @@ async fn images_of(
         for r in rows {
             let Some(item) = r.pool_item_id else { continue };
             let count = counts.get(&item).copied().unwrap_or(0);
-            let keys = object_keys::pool_images(TemplateId(r.template_id), PoolItemId(item), count);
             map.insert(
                 r.id,
-                (0..)
-                    .zip(keys)
-                    .map(|(position, object_key)| DesignImage {
-                        position,
-                        object_key,
-                        url: None,
-                    })
-                    .collect(),
+                warm_images(TemplateId(r.template_id), PoolItemId(item), count),
             );
         }
     }
