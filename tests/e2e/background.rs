@@ -7,6 +7,8 @@
 //! template version never yields a design of an old version or of a
 //! template the company may not see.
 
+use shared_domain::ids::TemplateVersion;
+use shared_domain::pool::PoolKey;
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
@@ -52,7 +54,7 @@ async fn ready(stack: &TestStack, template: TemplateId) -> i64 {
         .await
         .unwrap()
         .unwrap();
-    prewarm_store::db::pool_items::counts(&mut conn, template, row.version)
+    prewarm_store::db::pool_items::counts(&mut conn, row.pool())
         .await
         .unwrap()
         .0
@@ -166,10 +168,14 @@ async fn the_reconciler_checks_what_changed_and_a_bounded_sweep_page() {
 
     // An id gone from a list with no ledger change (a request that popped it
     // and died): no change records it, the sweep finds it within a cycle.
-    let listed = stack.index.list(templates[0], 1).await.unwrap();
+    let listed = stack
+        .index
+        .list(PoolKey::new(templates[0], TemplateVersion(1)))
+        .await
+        .unwrap();
     stack
         .index
-        .remove_ids(templates[0], 1, &listed[..1])
+        .remove_ids(PoolKey::new(templates[0], TemplateVersion(1)), &listed[..1])
         .await
         .unwrap();
     let mut healed = false;
@@ -412,7 +418,7 @@ async fn a_remembered_version_never_makes_an_old_or_hidden_design() {
         .unwrap();
     }
     let second = stack.create_design(&owner, template.id).await;
-    assert_eq!(second.template_version, 2, "{second:?}");
+    assert_eq!(second.template_version, TemplateVersion(2), "{second:?}");
     check_designs(&stack, owner.id, &[first, second]).await;
     stack.finish().await;
 }

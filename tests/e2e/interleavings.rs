@@ -4,6 +4,8 @@
 //! and checks that no design lost an object. Each failed on the code before
 //! the fix it guards (see `docs/reliability.md`).
 
+use shared_domain::ids::TemplateVersion;
+use shared_domain::pool::PoolKey;
 use std::time::{Duration, Instant};
 
 use diesel_async::RunQueryDsl;
@@ -167,11 +169,15 @@ async fn rebuilding_a_pool_list_keeps_new_ids_and_never_relists_popped_ones() {
     stack.wait_pool(&tenant, template.id, 2, FILL).await;
     // One ready id goes missing from the list (as if popped by a request
     // that died): the list is shorter than the ledger, so the pass rebuilds it.
-    let listed = stack.index.list(template.id, 1).await.unwrap();
+    let listed = stack
+        .index
+        .list(PoolKey::new(template.id, TemplateVersion(1)))
+        .await
+        .unwrap();
     let lost = listed[0];
     stack
         .index
-        .remove_ids(template.id, 1, &[lost])
+        .remove_ids(PoolKey::new(template.id, TemplateVersion(1)), &[lost])
         .await
         .unwrap();
 
@@ -186,7 +192,11 @@ async fn rebuilding_a_pool_list_keeps_new_ids_and_never_relists_popped_ones() {
     let claimed = design.pool_item_id.expect("warm design has an item");
     let deadline = Instant::now() + FILL;
     loop {
-        let listed = stack.index.list(template.id, 1).await.unwrap();
+        let listed = stack
+            .index
+            .list(PoolKey::new(template.id, TemplateVersion(1)))
+            .await
+            .unwrap();
         if listed.len() == 1 && !listed.contains(&claimed) && !listed.contains(&lost) {
             break;
         }
@@ -195,7 +205,11 @@ async fn rebuilding_a_pool_list_keeps_new_ids_and_never_relists_popped_ones() {
     }
     gate.release();
     tick.await.unwrap().expect("tick");
-    let listed = stack.index.list(template.id, 1).await.unwrap();
+    let listed = stack
+        .index
+        .list(PoolKey::new(template.id, TemplateVersion(1)))
+        .await
+        .unwrap();
     assert!(
         !listed.contains(&claimed),
         "the rebuild listed a claimed id again: {listed:?}"
@@ -277,7 +291,7 @@ async fn a_lease_renewed_after_the_rescue_read_keeps_its_item() {
     // Its one item back to `copying` with a lease that ran out (a worker
     // that stalled past its lease), and out of the Redis list.
     let mut conn = stack.db.conn().await.unwrap();
-    let ids = pool_items::ready_ids(&mut conn, template.id, template.version)
+    let ids = pool_items::ready_ids(&mut conn, template.pool())
         .await
         .unwrap();
     assert_eq!(ids.len(), 1, "{ids:?}");
@@ -289,11 +303,7 @@ async fn a_lease_renewed_after_the_rescue_read_keeps_its_item() {
     .execute(&mut conn)
     .await
     .unwrap();
-    stack
-        .index
-        .remove_ids(template.id, template.version, &ids)
-        .await
-        .unwrap();
+    stack.index.remove_ids(template.pool(), &ids).await.unwrap();
 
     let mut gate = stack.pause.arm(at::RESCUE_READ);
     let tick = tokio::spawn(async move { reconciler.tick().await });
@@ -423,10 +433,14 @@ async fn exactly_one_replica_runs_each_background_pass() {
     let template = stack.create_template(&tenant, 1, "private").await;
     stack.wait_pool(&tenant, template.id, 2, FILL).await;
     // A list shorter than the ledger: the pass rebuilds it (and pauses there).
-    let listed = stack.index.list(template.id, 1).await.unwrap();
+    let listed = stack
+        .index
+        .list(PoolKey::new(template.id, TemplateVersion(1)))
+        .await
+        .unwrap();
     stack
         .index
-        .remove_ids(template.id, 1, &listed[..1])
+        .remove_ids(PoolKey::new(template.id, TemplateVersion(1)), &listed[..1])
         .await
         .unwrap();
     let (one, two) = (stack.reconciler(&[]).await, stack.reconciler(&[]).await);
@@ -553,7 +567,9 @@ async fn a_level_lowered_under_copies_in_flight_keeps_the_ready_items() {
     plan_target(&stack, t, 4).await;
     lowering.refill(t).await.unwrap();
     let mut conn = stack.db.conn().await.unwrap();
-    let (ready, copying) = pool_items::counts(&mut conn, t, 1).await.unwrap();
+    let (ready, copying) = pool_items::counts(&mut conn, PoolKey::new(t, TemplateVersion(1)))
+        .await
+        .unwrap();
     assert_eq!(
         (ready, copying),
         (3, 3),
@@ -561,7 +577,9 @@ async fn a_level_lowered_under_copies_in_flight_keeps_the_ready_items() {
     );
     gate.release();
     refill.await.unwrap().expect("refill");
-    let (ready, copying) = pool_items::counts(&mut conn, t, 1).await.unwrap();
+    let (ready, copying) = pool_items::counts(&mut conn, PoolKey::new(t, TemplateVersion(1)))
+        .await
+        .unwrap();
     assert_eq!(
         (ready, copying),
         (4, 0),

@@ -3,6 +3,8 @@
 //! has served a delivery, and a publisher that is not told of successful
 //! deliveries refuses to wait for one.
 
+use shared_domain::ids::TemplateVersion;
+use shared_domain::pool::PoolKey;
 use std::time::Duration;
 
 use prewarm_store::warmup_topic::{self, KafkaSettings, WarmupPublisher};
@@ -47,7 +49,11 @@ async fn the_producers_polling_thread_sleeps_while_idle() {
 
     // Each serves a delivery first: one fire-and-forget (reported to the
     // acked kind only), one acked.
-    let request = WarmupRequest::new(TemplateId::new(), 1, Reason::PoolPop, 0);
+    let request = WarmupRequest::new(
+        PoolKey::new(TemplateId::new(), TemplateVersion(1)),
+        Reason::PoolPop,
+        0,
+    );
     assert!(publisher.publish(&request));
     assert!(acked.publish(&request));
     acked
@@ -78,7 +84,11 @@ async fn the_producers_polling_thread_sleeps_while_idle() {
 async fn a_publisher_told_only_of_failures_refuses_to_wait_for_an_ack() {
     let topic = format!("prewarm-test-producer-{}", uuid::Uuid::new_v4());
     let publisher = WarmupPublisher::new(&settings(&topic)).expect("publisher");
-    let request = WarmupRequest::new(TemplateId::new(), 1, Reason::PoolPop, 0);
+    let request = WarmupRequest::new(
+        PoolKey::new(TemplateId::new(), TemplateVersion(1)),
+        Reason::PoolPop,
+        0,
+    );
     let answer = tokio::time::timeout(
         Duration::from_secs(1),
         publisher.dead_letter(&topic, &request, "test", 1),

@@ -9,6 +9,8 @@
 //! its objects alone, and after a GC tick nothing under the template's pool
 //! prefix is unreferenced.
 
+use shared_domain::ids::TemplateVersion;
+use shared_domain::pool::PoolKey;
 use std::collections::HashSet;
 use std::time::Duration;
 
@@ -115,7 +117,7 @@ impl Model<'_> {
         self.check_invariants().await
     }
 
-    async fn run(&self, op: Op, version_before: i32) -> Result<Effect, TestCaseError> {
+    async fn run(&self, op: Op, version_before: TemplateVersion) -> Result<Effect, TestCaseError> {
         let t = self.template.id;
         let refiller = &self.reconciler.refiller;
         match op {
@@ -238,7 +240,7 @@ impl Model<'_> {
             .conn()
             .await
             .map_err(|e| fail(e.to_string()))?;
-        let (ready, copying) = pool_items::counts(&mut conn, t, v)
+        let (ready, copying) = pool_items::counts(&mut conn, PoolKey::new(t, v))
             .await
             .map_err(|e| fail(e.to_string()))?;
         check(
@@ -248,7 +250,7 @@ impl Model<'_> {
         let listed = self
             .stack
             .index
-            .list(t, v)
+            .list(PoolKey::new(t, v))
             .await
             .map_err(|e| fail(e.to_string()))?;
         check(

@@ -7,6 +7,8 @@ use diesel_async::RunQueryDsl;
 use prewarm_store::db::tls::{PgTls, SslMode};
 use prewarm_tests::{env_or, Options, TestStack};
 use shared_domain::design::ServedFrom;
+use shared_domain::ids::TemplateVersion;
+use shared_domain::pool::PoolKey;
 
 /// A file of the test CA `make up` made (`$PREWARM_CACHE/tls`, default
 /// `~/.cache/prewarm/tls`: shared by every clone on the machine, like the
@@ -545,10 +547,14 @@ async fn everything_through_pgbouncer_in_transaction_mode() {
     stack
         .wait_pool(&tenant, template.id, 4, std::time::Duration::from_secs(30))
         .await;
-    let listed = stack.index.list(template.id, 2).await.unwrap();
+    let listed = stack
+        .index
+        .list(PoolKey::new(template.id, TemplateVersion(2)))
+        .await
+        .unwrap();
     stack
         .index
-        .remove_ids(template.id, 2, &listed[..1])
+        .remove_ids(PoolKey::new(template.id, TemplateVersion(2)), &listed[..1])
         .await
         .unwrap();
     let (one, two) = (stack.reconciler(&[]).await, stack.reconciler(&[]).await);

@@ -112,6 +112,47 @@ async fn the_worker_serves_health_readiness_and_metrics() {
     stack.finish().await;
 }
 
+/// Every statement either service sends is timed under its verb and table
+/// or function (`prewarm_db_query_seconds`), with no call site opting in:
+/// one warm design is one claim in the API's figures.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_statement_is_timed_by_verb_and_table() {
+    let stack = TestStack::spawn(Options::default()).await;
+    let tenant = stack.create_tenant("acme", 100).await;
+    let template = stack.create_template(&tenant, 2, "private").await;
+    stack
+        .wait_pool(&tenant, template.id, 4, Duration::from_secs(30))
+        .await;
+    let claims = |text: &str| {
+        metric_value(
+            text,
+            "prewarm_db_query_seconds_count",
+            &[("statement", "call prewarm_claim_item")],
+        )
+        .unwrap_or(0.0)
+    };
+    assert_eq!(claims(&stack.metrics().await), 0.0);
+    let design = stack.create_design(&tenant, template.id).await;
+    assert_eq!(design.served_from, shared_domain::design::ServedFrom::Pool);
+    let api = stack.metrics().await;
+    assert_eq!(claims(&api), 1.0, "{api}");
+    let inserts = metric_value(
+        &api,
+        "prewarm_db_query_seconds_count",
+        &[("statement", "insert templates")],
+    );
+    assert!(inserts >= Some(1.0), "the template's insert: {inserts:?}");
+    // The worker's refills write the ledger through the same timer.
+    let worker = stack.worker_metrics().await;
+    let timed: f64 = worker
+        .lines()
+        .filter(|l| l.starts_with("prewarm_db_query_seconds_count{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert!(timed > 0.0, "the worker timed no statement");
+    stack.finish().await;
+}
+
 /// SIGTERM while a refill is copying: the worker finishes the refill (items
 /// ready and indexed), commits, and exits 0; nothing is left half-done.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -351,15 +392,25 @@ async fn one_trace_spans_the_request_the_message_and_the_refill() {
             .filter(|s| s.service == "template-api" && s.name == "POST /designs")
             .map(|s| s.trace_id.clone())
             .collect();
-        let joined = spans
-            .iter()
-            .find(|s| s.service == "warmup-worker" && api_traces.contains(&s.trace_id));
+        let joined = spans.iter().find(|s| {
+            s.service == "warmup-worker"
+                && s.name == "warm-up refill"
+                && api_traces.contains(&s.trace_id)
+        });
         if let Some(refill) = joined {
-            assert_eq!(refill.name, "warm-up refill");
             assert!(
                 !refill.parent_span_id.is_empty(),
                 "the refill has a remote parent"
             );
+            // The statements of both are spans of the same trace.
+            for service in ["template-api", "warmup-worker"] {
+                assert!(
+                    spans.iter().any(|s| s.service == service
+                        && s.name == "db.query"
+                        && s.trace_id == refill.trace_id),
+                    "no statement span of {service} in the request's trace: {spans:?}"
+                );
+            }
             break refill.trace_id.clone();
         }
         assert!(

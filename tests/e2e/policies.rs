@@ -4,6 +4,8 @@
 //! window and of a recurring peak, lets it go afterwards, applies a
 //! company's default, and keeps every policy inside the budget.
 
+use shared_domain::ids::TemplateVersion;
+use shared_domain::pool::PoolKey;
 use std::time::Duration;
 
 use chrono::{TimeDelta, Utc};
@@ -68,7 +70,7 @@ async fn sizing(stack: &TestStack, template: TemplateId) -> PoolSizing {
 
 async fn ready(stack: &TestStack, template: TemplateId) -> i64 {
     let mut conn = stack.db.conn().await.unwrap();
-    prewarm_store::db::pool_items::counts(&mut conn, template, 1)
+    prewarm_store::db::pool_items::counts(&mut conn, PoolKey::new(template, TemplateVersion(1)))
         .await
         .unwrap()
         .0

@@ -226,7 +226,7 @@ async fn duplicate_warmup_messages_never_push_a_pool_above_target() {
     stack.wait_pool(&tenant, template.id, 4, FILL).await;
 
     for _ in 0..20 {
-        let msg = WarmupRequest::new(template.id, template.version, Reason::PoolPop, 0);
+        let msg = WarmupRequest::new(template.pool(), Reason::PoolPop, 0);
         assert!(stack.publisher.publish(&msg));
     }
     // And ten refills racing each other directly, as several replicas would.
@@ -269,11 +269,7 @@ async fn a_stale_pool_id_is_skipped_and_never_used_twice() {
     let first = stack.create_design(&tenant, template.id).await;
     let used = first.pool_item_id.unwrap();
     // Put the used id back in Redis, as a replayed or duplicated index write would.
-    stack
-        .index
-        .push_front(template.id, template.version, used)
-        .await
-        .unwrap();
+    stack.index.push_front(template.pool(), used).await.unwrap();
     let second = stack.create_design(&tenant, template.id).await;
     assert_eq!(second.served_from, ServedFrom::Pool);
     assert_ne!(

@@ -4,6 +4,8 @@
 //! ledger no longer serves it), a prefetch never takes a list's last id, and
 //! a held id retired meanwhile is refused by the claim like any stale id.
 
+use shared_domain::ids::TemplateVersion;
+use shared_domain::pool::PoolKey;
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
@@ -39,16 +41,22 @@ fn with_hold(hold_ms: &str, reconcile: bool) -> Options {
 /// was never popped; a claimed id is popped but no longer ready.)
 async fn held_ids(stack: &TestStack, template: &Template) -> Vec<PoolItemId> {
     let (t, v) = (template.id, template.version);
-    let listed: HashSet<_> = stack.index.list(t, v).await.unwrap().into_iter().collect();
+    let listed: HashSet<_> = stack
+        .index
+        .list(PoolKey::new(t, v))
+        .await
+        .unwrap()
+        .into_iter()
+        .collect();
     let popped: HashSet<_> = stack
         .index
-        .popped(t, v)
+        .popped(PoolKey::new(t, v))
         .await
         .unwrap()
         .into_iter()
         .collect();
     let mut conn = stack.db.conn().await.unwrap();
-    pool_items::ready_ids(&mut conn, t, v)
+    pool_items::ready_ids(&mut conn, PoolKey::new(t, v))
         .await
         .unwrap()
         .into_iter()
@@ -78,11 +86,7 @@ async fn wait_listed_again(
     let deadline = Instant::now() + within;
     loop {
         if held_ids(stack, template).await.is_empty() {
-            return stack
-                .index
-                .list(template.id, template.version)
-                .await
-                .unwrap();
+            return stack.index.list(template.pool()).await.unwrap();
         }
         assert!(
             Instant::now() < deadline,
@@ -174,11 +178,7 @@ async fn a_used_up_batch_doubles_and_an_unused_one_goes_back_in_order() {
         let mut used = Vec::new();
         for i in 0..size {
             if size == 2 && i == 1 {
-                list_before = stack
-                    .index
-                    .list(template.id, template.version)
-                    .await
-                    .unwrap();
+                list_before = stack.index.list(template.pool()).await.unwrap();
             }
             let design = stack.create_design(&tenant, template.id).await;
             assert_eq!(design.served_from, ServedFrom::Pool);
@@ -221,48 +221,28 @@ async fn a_used_up_batch_doubles_and_an_unused_one_goes_back_in_order() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_prefetch_never_takes_the_last_listed_id_nor_more_than_half_the_rest() {
     let stack = TestStack::spawn(Options::without_worker()).await;
-    let (template, version) = (TemplateId::new(), 1);
+    let pool = PoolKey::new(TemplateId::new(), TemplateVersion::FIRST);
     let ids: Vec<PoolItemId> = (0..7).map(|_| PoolItemId::new()).collect();
-    stack.index.push(template, version, &ids).await.unwrap();
+    stack.index.push(pool, &ids).await.unwrap();
 
     // 7 listed: 6 beyond the last, at most 3 of them, head first.
-    let ahead = stack
-        .index
-        .pop_ahead(template, version, 1, 8)
-        .await
-        .unwrap();
+    let ahead = stack.index.pop_ahead(pool, 1, 8).await.unwrap();
     assert_eq!(ahead, ids[..3]);
     // 4 listed, a batch of 1 asked for: 1.
-    let ahead = stack
-        .index
-        .pop_ahead(template, version, 1, 1)
-        .await
-        .unwrap();
+    let ahead = stack.index.pop_ahead(pool, 1, 1).await.unwrap();
     assert_eq!(ahead, ids[3..4]);
     // 3 listed: 2 beyond the last, 1 of them.
-    let ahead = stack
-        .index
-        .pop_ahead(template, version, 1, 8)
-        .await
-        .unwrap();
+    let ahead = stack.index.pop_ahead(pool, 1, 8).await.unwrap();
     assert_eq!(ahead, ids[4..5]);
     // 2 listed: 1 beyond the last, and it is taken (at least one).
-    let ahead = stack
-        .index
-        .pop_ahead(template, version, 1, 8)
-        .await
-        .unwrap();
+    let ahead = stack.index.pop_ahead(pool, 1, 8).await.unwrap();
     assert_eq!(ahead, ids[5..6]);
-    let ahead = stack
-        .index
-        .pop_ahead(template, version, 1, 8)
-        .await
-        .unwrap();
+    let ahead = stack.index.pop_ahead(pool, 1, 8).await.unwrap();
     assert_eq!(ahead, [], "a prefetch took the last listed id");
-    assert_eq!(stack.index.list(template, version).await.unwrap(), [ids[6]]);
+    assert_eq!(stack.index.list(pool).await.unwrap(), [ids[6]]);
     let popped: HashSet<_> = stack
         .index
-        .popped(template, version)
+        .popped(pool)
         .await
         .unwrap()
         .into_iter()
@@ -273,7 +253,7 @@ async fn a_prefetch_never_takes_the_last_listed_id_nor_more_than_half_the_rest()
         "each id popped ahead is remembered"
     );
     // A request still gets it.
-    let popped = stack.index.pop(template, version).await.unwrap();
+    let popped = stack.index.pop(pool).await.unwrap();
     assert_eq!(popped, Some(ids[6]));
     stack.finish().await;
 }
@@ -303,7 +283,7 @@ async fn a_held_id_retired_meanwhile_is_refused_and_the_design_is_still_made() {
     shrinker.refill(template.id).await.expect("shrink");
     {
         let mut conn = stack.db.conn().await.unwrap();
-        let ready = pool_items::ready_ids(&mut conn, template.id, template.version)
+        let ready = pool_items::ready_ids(&mut conn, template.pool())
             .await
             .unwrap();
         assert!(ready.is_empty(), "the shrink left {ready:?}");
@@ -344,12 +324,7 @@ async fn a_held_id_of_a_deleted_template_is_dropped_not_listed() {
     assert_eq!(resp.status().as_u16(), 204);
     // The deleted template's refill discards its items and empties its list.
     refiller.refill(template.id).await.expect("discard");
-    assert!(stack
-        .index
-        .list(template.id, template.version)
-        .await
-        .unwrap()
-        .is_empty());
+    assert!(stack.index.list(template.pool()).await.unwrap().is_empty());
 
     let deadline = Instant::now() + Duration::from_secs(3);
     let dropped = loop {
@@ -370,11 +345,7 @@ async fn a_held_id_of_a_deleted_template_is_dropped_not_listed() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert_eq!(dropped, (Some(1.0), None));
-    let listed = stack
-        .index
-        .list(template.id, template.version)
-        .await
-        .unwrap();
+    let listed = stack.index.list(template.pool()).await.unwrap();
     assert!(
         listed.is_empty(),
         "a deleted template's list was recreated: {listed:?}"
@@ -413,11 +384,7 @@ async fn sigterm_lists_the_held_id_again() {
         .unwrap();
     let exit = api.wait().unwrap();
     assert!(exit.success(), "{exit:?}");
-    let listed = stack
-        .index
-        .list(template.id, template.version)
-        .await
-        .unwrap();
+    let listed = stack.index.list(template.pool()).await.unwrap();
     assert_eq!(listed.first(), Some(&held), "{listed:?}");
     assert!(held_ids(&stack, &template).await.is_empty());
     stack.finish().await;
@@ -464,11 +431,7 @@ async fn shutdown_waits_for_a_pop_in_flight_and_lists_its_id_again() {
     );
     gate.release();
     server.await.unwrap().unwrap();
-    let listed = stack
-        .index
-        .list(template.id, template.version)
-        .await
-        .unwrap();
+    let listed = stack.index.list(template.pool()).await.unwrap();
     assert_eq!(listed.first(), Some(&in_flight), "{listed:?}");
     assert!(held_ids(&stack, &template).await.is_empty());
     stack.finish().await;

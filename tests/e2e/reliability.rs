@@ -99,15 +99,7 @@ async fn a_redis_flush_mid_load_heals_within_an_interval_without_5xx() {
     while Instant::now() < load_until {
         let resp = stack.post_design(&tenant, template.id).await;
         statuses.push(resp.status().as_u16());
-        if !flushed
-            && statuses.len() >= 5
-            && stack
-                .index
-                .len(template.id, template.version)
-                .await
-                .unwrap()
-                > 0
-        {
+        if !flushed && statuses.len() >= 5 && stack.index.len(template.pool()).await.unwrap() > 0 {
             let deleted = stack.index.clear_prefix().await.unwrap();
             assert!(deleted > 0, "nothing to flush");
             flushed = true;
@@ -140,19 +132,10 @@ async fn an_item_popped_by_a_request_that_died_is_indexed_again() {
         .wait_pool(&tenant, template.id, 4, Duration::from_secs(30))
         .await;
     // A request popped this id, then its process died before the claim.
-    let lost = stack
-        .index
-        .pop(template.id, template.version)
-        .await
-        .unwrap()
-        .unwrap();
+    let lost = stack.index.pop(template.pool()).await.unwrap().unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let listed = stack
-            .index
-            .list(template.id, template.version)
-            .await
-            .unwrap();
+        let listed = stack.index.list(template.pool()).await.unwrap();
         if listed.contains(&lost) {
             assert_eq!(listed.len(), 4);
             break;
@@ -596,8 +579,7 @@ async fn duplicates_across_consumers_and_a_rebalance_never_overfill() {
         for t in &templates {
             for _ in 0..5 {
                 let msg = shared_domain::warmup::WarmupRequest::new(
-                    t.id,
-                    t.version,
+                    t.pool(),
                     shared_domain::warmup::Reason::PoolPop,
                     0,
                 );

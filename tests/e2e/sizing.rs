@@ -2,6 +2,8 @@
 //! decayed demand shrinks it back (surplus objects deleted), idle templates
 //! keep the minimum, and a global budget is never exceeded.
 
+use shared_domain::ids::TemplateVersion;
+use shared_domain::pool::PoolKey;
 use std::time::{Duration, Instant};
 
 use prewarm_store::pause::at;
@@ -414,9 +416,10 @@ async fn a_plan_that_moves_slots_never_overfills_the_budget() {
     refiller.refill(b).await.unwrap();
     assert_eq!(pooled_items(&stack).await, (5, 5));
     let mut conn = stack.db.conn().await.unwrap();
-    let (ready_b, _) = prewarm_store::db::pool_items::counts(&mut conn, b, 1)
-        .await
-        .unwrap();
+    let (ready_b, _) =
+        prewarm_store::db::pool_items::counts(&mut conn, PoolKey::new(b, TemplateVersion(1)))
+            .await
+            .unwrap();
     assert_eq!(ready_b, 4, "the moved slots were filled");
     stack.finish().await;
 }
@@ -471,12 +474,14 @@ async fn the_budget_counts_each_items_objects() {
     refiller.refill(three).await.unwrap();
     refiller.refill(one).await.unwrap();
     let mut conn = stack.db.conn().await.unwrap();
-    let (ready_three, _) = prewarm_store::db::pool_items::counts(&mut conn, three, 1)
-        .await
-        .unwrap();
-    let (ready_one, _) = prewarm_store::db::pool_items::counts(&mut conn, one, 1)
-        .await
-        .unwrap();
+    let (ready_three, _) =
+        prewarm_store::db::pool_items::counts(&mut conn, PoolKey::new(three, TemplateVersion(1)))
+            .await
+            .unwrap();
+    let (ready_one, _) =
+        prewarm_store::db::pool_items::counts(&mut conn, PoolKey::new(one, TemplateVersion(1)))
+            .await
+            .unwrap();
     drop(conn);
     assert_eq!(
         (ready_three, ready_one),

@@ -1,6 +1,8 @@
 //! Templates: create, read, list, edit (version bump), replace images; and
 //! freshness (I8): after an edit no design is made from the old version.
 
+use shared_domain::ids::TemplateVersion;
+use shared_domain::pool::PoolKey;
 use std::time::Duration;
 
 use prewarm_tests::{Options, TestStack};
@@ -14,7 +16,7 @@ async fn edits_bump_the_version_and_designs_follow_the_new_one() {
     let stack = TestStack::spawn(Options::default()).await;
     let tenant = stack.create_tenant("acme", 100).await;
     let template = stack.create_template(&tenant, 3, "private").await;
-    assert_eq!(template.version, 1);
+    assert_eq!(template.version, TemplateVersion(1));
     assert_eq!(template.images.len(), 3);
     stack
         .wait_pool(&tenant, template.id, 4, Duration::from_secs(45))
@@ -31,7 +33,10 @@ async fn edits_bump_the_version_and_designs_follow_the_new_one() {
         .unwrap();
     assert_eq!(resp.status(), 200);
     let renamed: Template = resp.json().await.unwrap();
-    assert_eq!((renamed.version, renamed.name.as_str()), (1, "Renamed"));
+    assert_eq!(
+        (renamed.version, renamed.name.as_str()),
+        (TemplateVersion(1), "Renamed")
+    );
 
     // New images are.
     let mut form = Form::new();
@@ -54,23 +59,23 @@ async fn edits_bump_the_version_and_designs_follow_the_new_one() {
         .unwrap();
     assert_eq!(resp.status(), 200);
     let edited: Template = resp.json().await.unwrap();
-    assert_eq!(edited.version, 2);
+    assert_eq!(edited.version, TemplateVersion(2));
     assert_eq!(edited.images.len(), 2);
 
     // The very next design is of version 2, whatever the old pool holds.
     let design = stack.create_design(&tenant, template.id).await;
-    assert_eq!(design.template_version, 2);
+    assert_eq!(design.template_version, TemplateVersion(2));
     assert_eq!(design.images.len(), 2);
 
     // The pool of version 2 fills; version 1's items are discarded and their objects deleted.
     let status = stack
         .wait_pool(&tenant, template.id, 4, Duration::from_secs(45))
         .await;
-    assert_eq!(status.template_version, 2);
+    assert_eq!(status.template_version, TemplateVersion(2));
     let warm = stack.create_design(&tenant, template.id).await;
     assert_eq!(
         (warm.served_from, warm.template_version),
-        (ServedFrom::Pool, 2)
+        (ServedFrom::Pool, TemplateVersion(2))
     );
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     loop {
@@ -149,7 +154,7 @@ async fn a_design_is_never_recorded_for_a_version_older_than_a_committed_edit() 
     assert!(matches!(warm, WarmOutcome::TemplateChanged), "{warm:?}");
     // Through the API the request re-reads the template and succeeds on version 2.
     let design = stack.create_design(&tenant, template.id).await;
-    assert_eq!(design.template_version, 2);
+    assert_eq!(design.template_version, TemplateVersion(2));
     stack.finish().await;
 }
 
@@ -206,12 +211,15 @@ async fn deleting_a_template_hides_it_retires_its_pool_and_deletes_its_images() 
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     loop {
         let mut conn = stack.db.conn().await.unwrap();
-        let old = pool_items::counts(&mut conn, template.id, template.version)
+        let old = pool_items::counts(&mut conn, template.pool())
             .await
             .unwrap();
-        let new = pool_items::counts(&mut conn, template.id, template.version + 1)
-            .await
-            .unwrap();
+        let new = pool_items::counts(
+            &mut conn,
+            PoolKey::new(template.id, template.version.next()),
+        )
+        .await
+        .unwrap();
         if (old, new) == ((0, 0), (0, 0)) {
             break;
         }
@@ -257,7 +265,8 @@ async fn only_a_real_change_makes_a_version_and_old_versions_are_collected() {
     for _ in 0..3 {
         let unchanged = patch_layout(&stack, &tenant, template.id, same.clone()).await;
         assert_eq!(
-            unchanged.version, 1,
+            unchanged.version,
+            TemplateVersion(1),
             "an unchanged layout bumped the version"
         );
         assert_eq!(
@@ -266,7 +275,7 @@ async fn only_a_real_change_makes_a_version_and_old_versions_are_collected() {
         );
     }
     let v2 = patch_layout(&stack, &tenant, template.id, json!({"blocks": [1]})).await;
-    assert_eq!(v2.version, 2);
+    assert_eq!(v2.version, TemplateVersion(2));
     let resp = stack
         .http
         .put(stack.url(&format!("/templates/{}/images", template.id)))
@@ -277,7 +286,7 @@ async fn only_a_real_change_makes_a_version_and_old_versions_are_collected() {
         .unwrap();
     assert_eq!(resp.status(), 200);
     let v3: Template = resp.json().await.unwrap();
-    assert_eq!((v3.version, v3.images.len()), (3, 1));
+    assert_eq!((v3.version, v3.images.len()), (TemplateVersion(3), 1));
 
     let reconciler = stack
         .reconciler(&[("PREWARM_WORKER__GC_GRACE_SECS", "0")])

@@ -6,6 +6,8 @@
 use diesel_async::RunQueryDsl;
 use prewarm_tests::{Options, TestStack};
 use shared_domain::ids::TemplateId;
+use shared_domain::ids::TemplateVersion;
+use shared_domain::pool::PoolKey;
 
 fn options(extra: &[(&str, &str)]) -> Options {
     let mut env: Vec<(String, String)> = [
@@ -28,7 +30,7 @@ fn options(extra: &[(&str, &str)]) -> Options {
 
 async fn ready(stack: &TestStack, template: TemplateId) -> i64 {
     let mut conn = stack.db.conn().await.unwrap();
-    prewarm_store::db::pool_items::counts(&mut conn, template, 1)
+    prewarm_store::db::pool_items::counts(&mut conn, PoolKey::new(template, TemplateVersion(1)))
         .await
         .unwrap()
         .0

@@ -121,11 +121,7 @@ async fn pool_list_differs(stack: &TestStack, template: TemplateId, quiet: bool)
     let row = prewarm_store::db::templates::find_row(&mut conn, template)
         .await
         .expect("template row")?;
-    let listed = stack
-        .index
-        .list(template, row.version)
-        .await
-        .expect("LRANGE");
+    let listed = stack.index.list(row.pool()).await.expect("LRANGE");
     let distinct: HashSet<_> = listed.iter().collect();
     assert_eq!(
         distinct.len(),
@@ -133,7 +129,7 @@ async fn pool_list_differs(stack: &TestStack, template: TemplateId, quiet: bool)
         "pool list of {template} holds an id twice: {listed:?}"
     );
     if quiet {
-        let ready = prewarm_store::db::pool_items::ready_ids(&mut conn, template, row.version)
+        let ready = prewarm_store::db::pool_items::ready_ids(&mut conn, row.pool())
             .await
             .expect("ready ids");
         let ready: HashSet<_> = ready.iter().collect();

@@ -2,6 +2,8 @@
 //! services started for it (API, recommender, the fault-injecting S3
 //! proxy) and its tenants ([`Bench`]), and small helpers.
 
+use shared_domain::ids::TemplateVersion;
+use shared_domain::pool::PoolKey;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -256,7 +258,9 @@ pub async fn wait_pool(
     let started = Instant::now();
     let mut last_print = Instant::now();
     loop {
-        let len = index.len(template, 1).await?;
+        let len = index
+            .len(PoolKey::new(template, TemplateVersion::FIRST))
+            .await?;
         if len >= n {
             return Ok(started.elapsed());
         }

@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::ids::{CompanyId, DesignId, PoolItemId, TemplateId};
+use crate::ids::{CompanyId, DesignId, PoolItemId, TemplateId, TemplateVersion};
 
 /// How a design's objects came to be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -49,7 +49,7 @@ pub struct Design {
     pub id: DesignId,
     pub company_id: CompanyId,
     pub template_id: TemplateId,
-    pub template_version: i32,
+    pub template_version: TemplateVersion,
     #[schemars(with = "serde_json::Map<String, serde_json::Value>")]
     pub layout: serde_json::Value,
     pub images: Vec<DesignImage>,

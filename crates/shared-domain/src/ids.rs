@@ -1,5 +1,6 @@
-//! Typed identifiers. Each wraps a UUID so a template id can never be passed
-//! where a design id is expected; all serialize as plain UUID strings.
+//! Typed identifiers. Each id wraps a UUID so a template id can never be
+//! passed where a design id is expected; all serialize as plain UUID
+//! strings. [`TemplateVersion`] wraps the version number the same way.
 
 use std::fmt;
 use std::str::FromStr;
@@ -68,6 +69,46 @@ id_type!(
     /// An API key (the id, never the secret).
     ApiKeyId
 );
+
+/// A template's version: 1 when created, bumped by every edit of its
+/// layout or images. A design and a pool item each record the version they
+/// were copied from; a pool holds the items of one version.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+)]
+#[serde(transparent)]
+pub struct TemplateVersion(pub i32);
+
+impl TemplateVersion {
+    /// A new template's version.
+    pub const FIRST: Self = Self(1);
+
+    /// The version an edit of the layout or the images makes.
+    pub fn next(self) -> Self {
+        Self(self.0 + 1)
+    }
+
+    /// The version this one replaced, if any.
+    pub fn previous(self) -> Option<Self> {
+        (self.0 > 1).then(|| Self(self.0 - 1))
+    }
+}
+
+impl fmt::Display for TemplateVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
 
 #[cfg(test)]
 mod tests {

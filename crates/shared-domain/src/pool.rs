@@ -2,7 +2,27 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::ids::TemplateId;
+use crate::ids::{TemplateId, TemplateVersion};
+
+/// One warm pool: the ready items of one template at one version (a
+/// Redis list, a set of ledger rows).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PoolKey {
+    pub template: TemplateId,
+    pub version: TemplateVersion,
+}
+
+impl PoolKey {
+    pub fn new(template: TemplateId, version: TemplateVersion) -> Self {
+        Self { template, version }
+    }
+}
+
+impl std::fmt::Display for PoolKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:v{}", self.template, self.version)
+    }
+}
 
 /// Lifecycle of a pool item in the Postgres ledger (the source of truth;
 /// Redis only indexes the `Ready` ones).
@@ -71,7 +91,7 @@ impl PoolLevels {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct PoolStatus {
     pub template_id: TemplateId,
-    pub template_version: i32,
+    pub template_version: TemplateVersion,
     pub target: i32,
     /// Items ready in the ledger.
     pub ready: i64,

@@ -3,7 +3,8 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::ids::{CompanyId, TemplateId};
+use crate::ids::{CompanyId, TemplateId, TemplateVersion};
+use crate::pool::PoolKey;
 use crate::valid::{Category, Invalid, Layout, TemplateName};
 
 /// The most images a template may hold; enforced by the API before any
@@ -60,7 +61,7 @@ pub struct Template {
     #[schemars(with = "serde_json::Map<String, serde_json::Value>")]
     pub layout: serde_json::Value,
     /// Bumped by every edit of the layout or the images.
-    pub version: i32,
+    pub version: TemplateVersion,
     pub images: Vec<TemplateImage>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -93,10 +94,15 @@ impl Template {
     pub fn etag(&self) -> String {
         etag(self.id, self.version, self.updated_at)
     }
+
+    /// The pool of this version.
+    pub fn pool(&self) -> PoolKey {
+        PoolKey::new(self.id, self.version)
+    }
 }
 
 /// The entity tag of a template at `version`, last edited at `updated_at`.
-pub fn etag(id: TemplateId, version: i32, updated_at: DateTime<Utc>) -> String {
+pub fn etag(id: TemplateId, version: TemplateVersion, updated_at: DateTime<Utc>) -> String {
     let micros = updated_at.timestamp_micros();
     format!("\"{}-{version}-{micros:x}\"", id.0.simple())
 }
@@ -234,7 +240,7 @@ pub struct TemplateSummary {
     pub visibility: Visibility,
     pub name: String,
     pub category: String,
-    pub version: i32,
+    pub version: TemplateVersion,
 }
 
 /// `GET /templates/{id}/similar?page=N`: up to `page_size` templates of the

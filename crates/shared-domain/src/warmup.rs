@@ -8,7 +8,8 @@
 
 use prost::Message;
 
-use crate::ids::TemplateId;
+use crate::ids::{TemplateId, TemplateVersion};
+use crate::pool::PoolKey;
 
 /// Generated code for package `prewarm.warmup.v1`.
 pub mod v1 {
@@ -46,10 +47,10 @@ impl std::fmt::Display for MessageError {
 impl std::error::Error for MessageError {}
 
 impl WarmupRequest {
-    pub fn new(template: TemplateId, version: i32, reason: Reason, now_ms: i64) -> Self {
+    pub fn new(pool: PoolKey, reason: Reason, now_ms: i64) -> Self {
         Self {
-            template_id: template.to_string(),
-            template_version: version,
+            template_id: pool.template.to_string(),
+            template_version: pool.version.0,
             reason: reason as i32,
             requested_at_ms: now_ms,
         }
@@ -73,6 +74,14 @@ impl WarmupRequest {
     pub fn template(&self) -> Option<TemplateId> {
         self.template_id.parse().ok()
     }
+
+    /// The pool the request is for, if the producer wrote a valid template id.
+    pub fn pool(&self) -> Option<PoolKey> {
+        Some(PoolKey::new(
+            self.template()?,
+            TemplateVersion(self.template_version),
+        ))
+    }
 }
 
 #[cfg(test)]
@@ -82,10 +91,12 @@ mod tests {
     #[test]
     fn warmup_request_round_trips_and_rejects_garbage() {
         let t = TemplateId::new();
-        let msg = WarmupRequest::new(t, 3, Reason::PoolPop, 1_700_000_000_000);
+        let pool = PoolKey::new(t, TemplateVersion(3));
+        let msg = WarmupRequest::new(pool, Reason::PoolPop, 1_700_000_000_000);
         let back = WarmupRequest::from_bytes(&msg.to_bytes()).unwrap();
         assert_eq!(back, msg);
         assert_eq!(back.template(), Some(t));
+        assert_eq!(back.pool(), Some(pool));
         assert_eq!(back.reason(), Reason::PoolPop);
         assert!(WarmupRequest::from_bytes(&[0xff, 0xff, 0xff]).is_err());
         // A valid encoding of a huge id is refused unread.

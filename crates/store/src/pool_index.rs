@@ -19,7 +19,8 @@ use std::time::Duration;
 use fred::prelude::*;
 
 use crate::redis::{Redis, RedisError};
-use shared_domain::ids::{PoolItemId, TemplateId};
+use shared_domain::ids::PoolItemId;
+use shared_domain::pool::PoolKey;
 
 #[path = "pool_index_scripts.rs"]
 mod scripts;
@@ -68,14 +69,14 @@ impl PoolIndex {
     /// The list of one template version. The braces are a Redis Cluster hash
     /// tag: the list and its [`popped_key`](Self::popped_key) share a slot,
     /// so the scripts below may touch both.
-    pub fn key(&self, template: TemplateId, version: i32) -> String {
-        format!("{}pool:{{{template}:v{version}}}", self.redis.prefix())
+    pub fn key(&self, pool: PoolKey) -> String {
+        format!("{}pool:{{{pool}}}", self.redis.prefix())
     }
 
     /// The ids recently popped from that list (a sorted set scored by pop
     /// time in ms), so neither a late push nor a rebuild lists them again.
-    pub fn popped_key(&self, template: TemplateId, version: i32) -> String {
-        format!("{}:popped", self.key(template, version))
+    pub fn popped_key(&self, pool: PoolKey) -> String {
+        format!("{}:popped", self.key(pool))
     }
 
     /// Runs one script over the list and its popped set; ARGV[1] is always
@@ -83,14 +84,10 @@ impl PoolIndex {
     async fn script<R: fred::types::FromValue>(
         &self,
         lua: &'static str,
-        template: TemplateId,
-        version: i32,
+        pool: PoolKey,
         args: Vec<String>,
     ) -> Result<R, RedisError> {
-        let keys = vec![
-            self.key(template, version),
-            self.popped_key(template, version),
-        ];
+        let keys = vec![self.key(pool), self.popped_key(pool)];
         let mut argv = vec![self.pop_memory.as_millis().to_string()];
         argv.extend(args);
         Ok(self.redis.pool().next().eval(lua, keys, argv).await?)
@@ -98,13 +95,9 @@ impl PoolIndex {
 
     /// Pops one ready item id, or `None` when the pool is empty. The id is
     /// remembered as popped for the pop memory.
-    pub async fn pop(
-        &self,
-        template: TemplateId,
-        version: i32,
-    ) -> Result<Option<PoolItemId>, RedisError> {
+    pub async fn pop(&self, pool: PoolKey) -> Result<Option<PoolItemId>, RedisError> {
         let args = vec!["0".to_string()];
-        let id: Option<String> = self.script(scripts::POP, template, version, args).await?;
+        let id: Option<String> = self.script(scripts::POP, pool, args).await?;
         Ok(id.and_then(|s| s.parse().ok()))
     }
 
@@ -115,67 +108,45 @@ impl PoolIndex {
     /// when no more than `leave` are listed.
     pub async fn pop_ahead(
         &self,
-        template: TemplateId,
-        version: i32,
+        pool: PoolKey,
         leave: u32,
         most: u32,
     ) -> Result<Vec<PoolItemId>, RedisError> {
         let args = vec![leave.to_string(), most.to_string()];
-        let ids: Vec<String> = self
-            .script(scripts::POP_AHEAD, template, version, args)
-            .await?;
+        let ids: Vec<String> = self.script(scripts::POP_AHEAD, pool, args).await?;
         Ok(ids.iter().filter_map(|s| s.parse().ok()).collect())
     }
 
     /// Appends newly ready ids at the tail -- each only if it is neither
     /// listed already nor recently popped (so a push racing a rebuild or a
     /// pop never lists an id twice or again). Returns how many were added.
-    pub async fn push(
-        &self,
-        template: TemplateId,
-        version: i32,
-        ids: &[PoolItemId],
-    ) -> Result<i64, RedisError> {
+    pub async fn push(&self, pool: PoolKey, ids: &[PoolItemId]) -> Result<i64, RedisError> {
         if ids.is_empty() {
             return Ok(0);
         }
         let mut args = vec!["0".to_string()];
         args.extend(ids.iter().map(ToString::to_string));
-        let counts: Vec<i64> = self
-            .script(scripts::RECONCILE, template, version, args)
-            .await?;
+        let counts: Vec<i64> = self.script(scripts::RECONCILE, pool, args).await?;
         Ok(counts.get(1).copied().unwrap_or(0))
     }
 
     /// Removes these ids from the list (retired items), leaving every other
     /// id -- including ones pushed meanwhile -- in place.
-    pub async fn remove_ids(
-        &self,
-        template: TemplateId,
-        version: i32,
-        ids: &[PoolItemId],
-    ) -> Result<(), RedisError> {
+    pub async fn remove_ids(&self, pool: PoolKey, ids: &[PoolItemId]) -> Result<(), RedisError> {
         if ids.is_empty() {
             return Ok(());
         }
         let mut args = vec![ids.len().to_string()];
         args.extend(ids.iter().map(ToString::to_string));
-        let _: Vec<i64> = self
-            .script(scripts::RECONCILE, template, version, args)
-            .await?;
+        let _: Vec<i64> = self.script(scripts::RECONCILE, pool, args).await?;
         Ok(())
     }
 
     /// Puts an item popped but not used back at the head, so it is served
     /// next (its claim rolled back: it is still ready and nobody holds it).
-    pub async fn push_front(
-        &self,
-        template: TemplateId,
-        version: i32,
-        id: PoolItemId,
-    ) -> Result<(), RedisError> {
+    pub async fn push_front(&self, pool: PoolKey, id: PoolItemId) -> Result<(), RedisError> {
         let _: i64 = self
-            .script(scripts::REQUEUE, template, version, vec![id.to_string()])
+            .script(scripts::REQUEUE, pool, vec![id.to_string()])
             .await?;
         Ok(())
     }
@@ -189,35 +160,32 @@ impl PoolIndex {
     /// Returns (removed, added, duplicates dropped).
     pub async fn reconcile(
         &self,
-        template: TemplateId,
-        version: i32,
+        pool: PoolKey,
         unready: &[PoolItemId],
         missing: &[PoolItemId],
     ) -> Result<(i64, i64, i64), RedisError> {
         let mut args = vec![unready.len().to_string()];
         args.extend(unready.iter().map(ToString::to_string));
         args.extend(missing.iter().map(ToString::to_string));
-        let counts: Vec<i64> = self
-            .script(scripts::RECONCILE, template, version, args)
-            .await?;
+        let counts: Vec<i64> = self.script(scripts::RECONCILE, pool, args).await?;
         let at = |i: usize| counts.get(i).copied().unwrap_or(0);
         Ok((at(0), at(1), at(2)))
     }
 
-    pub async fn len(&self, template: TemplateId, version: i32) -> Result<i64, RedisError> {
-        Ok(self.redis.pool().llen(self.key(template, version)).await?)
+    pub async fn len(&self, pool: PoolKey) -> Result<i64, RedisError> {
+        Ok(self.redis.pool().llen(self.key(pool)).await?)
     }
 
     /// The lengths of many lists in one pipelined round trip (the
     /// reconciler compares them with the ledger's ready counts first and
     /// reads a list only when they differ).
-    pub async fn lens(&self, lists: &[(TemplateId, i32)]) -> Result<Vec<i64>, RedisError> {
+    pub async fn lens(&self, lists: &[PoolKey]) -> Result<Vec<i64>, RedisError> {
         if lists.is_empty() {
             return Ok(Vec::new());
         }
         let pipeline = self.redis.pool().next().pipeline();
-        for (template, version) in lists {
-            let _: () = pipeline.llen(self.key(*template, *version)).await?;
+        for pool in lists {
+            let _: () = pipeline.llen(self.key(*pool)).await?;
         }
         let lens: Vec<i64> = pipeline.all().await?;
         Ok(lens)
@@ -247,38 +215,21 @@ impl PoolIndex {
     }
 
     /// The ids currently listed, head first.
-    pub async fn list(
-        &self,
-        template: TemplateId,
-        version: i32,
-    ) -> Result<Vec<PoolItemId>, RedisError> {
-        let ids: Vec<String> = self
-            .redis
-            .pool()
-            .lrange(self.key(template, version), 0, -1)
-            .await?;
+    pub async fn list(&self, pool: PoolKey) -> Result<Vec<PoolItemId>, RedisError> {
+        let ids: Vec<String> = self.redis.pool().lrange(self.key(pool), 0, -1).await?;
         Ok(ids.iter().filter_map(|s| s.parse().ok()).collect())
     }
 
     /// The ids popped within the pop memory (claimed, being claimed, or
     /// held by a prefetch), oldest pop first.
-    pub async fn popped(
-        &self,
-        template: TemplateId,
-        version: i32,
-    ) -> Result<Vec<PoolItemId>, RedisError> {
-        let ids: Vec<String> = self
-            .script(scripts::POPPED, template, version, Vec::new())
-            .await?;
+    pub async fn popped(&self, pool: PoolKey) -> Result<Vec<PoolItemId>, RedisError> {
+        let ids: Vec<String> = self.script(scripts::POPPED, pool, Vec::new()).await?;
         Ok(ids.iter().filter_map(|s| s.parse().ok()).collect())
     }
 
     /// Drops the list of an old version (and its popped ids).
-    pub async fn remove(&self, template: TemplateId, version: i32) -> Result<(), RedisError> {
-        let keys = vec![
-            self.key(template, version),
-            self.popped_key(template, version),
-        ];
+    pub async fn remove(&self, pool: PoolKey) -> Result<(), RedisError> {
+        let keys = vec![self.key(pool), self.popped_key(pool)];
         let _: i64 = self.redis.pool().next().del(keys).await?;
         Ok(())
     }

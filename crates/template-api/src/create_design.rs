@@ -21,6 +21,7 @@ use shared_domain::error::Chain;
 use shared_domain::error::ErrorCode;
 use shared_domain::ids::{CompanyId, DesignId, TemplateId};
 use shared_domain::object_keys;
+use shared_domain::pool::PoolKey;
 use shared_domain::template::TemplateImage;
 use shared_domain::warmup::Reason;
 
@@ -76,8 +77,8 @@ async fn attempt(
         Some(version) => version,
         None => {
             let row = read_template(state, company, template_id).await?;
-            state.versions.remember(template_id, row.version);
-            let version = row.version;
+            let version = row.template_version();
+            state.versions.remember(template_id, version);
             template = Some(row);
             version
         }
@@ -101,14 +102,16 @@ async fn attempt(
         Some(row) => row,
         None => read_template(state, company, template_id).await?,
     };
-    if template.version != version {
-        state.versions.remember(template_id, template.version);
+    if template.template_version() != version {
+        state
+            .versions
+            .remember(template_id, template.template_version());
     }
     let spec = DesignSpec {
         id,
         company,
         template: template_id,
-        template_version: template.version,
+        template_version: template.template_version(),
         layout: template.layout,
     };
     let attempt = create_cold(state, spec, key).await?;
@@ -131,15 +134,16 @@ async fn from_pool(
     spec: &WarmSpec,
     key: Option<&Claim>,
 ) -> Result<Warm, ApiError> {
-    let (template_id, version) = (spec.template, spec.template_version);
+    let template_id = spec.template;
+    let pool = PoolKey::new(spec.template, spec.template_version);
     let mut served = Served::CopyPoolEmpty;
     let prefetch = state.prefetch.as_ref();
     let mut popped = false;
     for _ in 0..state.settings.pool.pop_attempts {
-        let held = prefetch.and_then(|p| p.take(template_id, version));
+        let held = prefetch.and_then(|p| p.take(pool));
         let item = match held {
             Some(item) => item,
-            None => match state.index.pop(template_id, version).await {
+            None => match state.index.pop(pool).await {
                 Ok(Some(item)) => item,
                 Ok(None) => break,
                 Err(e) => {
@@ -152,7 +156,7 @@ async fn from_pool(
         };
         // The next design's id is popped while this one's claim is in flight.
         if let Some(prefetch) = prefetch {
-            prefetch.fetch_next(&state.index, template_id, version);
+            prefetch.fetch_next(&state.index, pool);
         }
         state.pause.reach(pause::at::WARM_POPPED).await;
         let outcome = match state.db.conn().await {
@@ -162,7 +166,7 @@ async fn from_pool(
         match outcome {
             Ok(WarmOutcome::Created(design)) => {
                 state.metrics.design_created(Served::Pool);
-                state.request_warmup(template_id, version, Reason::PoolPop);
+                state.request_warmup(pool, Reason::PoolPop);
                 return Ok(Warm::Done(Attempt::Created(design)));
             }
             // The item is of a version that is no longer current: the
@@ -174,7 +178,7 @@ async fn from_pool(
             // Another company's private template, known to this replica
             // from that company's designs: read it as this company.
             Ok(WarmOutcome::TemplateHidden) => {
-                requeue(state, template_id, version, item).await;
+                requeue(state, pool, item).await;
                 read_template(state, spec.company, template_id).await?;
                 return Ok(Warm::Done(Attempt::TemplateChanged));
             }
@@ -184,22 +188,22 @@ async fn from_pool(
                 served = Served::CopyPoolStale;
             }
             Ok(WarmOutcome::LimitReached) => {
-                requeue(state, template_id, version, item).await;
+                requeue(state, pool, item).await;
                 return Err(limit_reached());
             }
             Ok(WarmOutcome::KeyLost) => {
-                requeue(state, template_id, version, item).await;
+                requeue(state, pool, item).await;
                 return Err(crate::idempotency::in_progress());
             }
             Err(e) => {
                 // The transaction rolled back: the item is still ready.
-                requeue(state, template_id, version, item).await;
+                requeue(state, pool, item).await;
                 return Err(e.into());
             }
         }
     }
     if served == Served::CopyPoolEmpty && !popped {
-        served = miss_cause(state, template_id, version).await;
+        served = miss_cause(state, pool).await;
     }
     Ok(Warm::Miss(served))
 }
@@ -207,9 +211,9 @@ async fn from_pool(
 /// Why an empty list missed: items on their way (refill lag) or none (the
 /// pool was too small). One indexed count, on a path about to copy every
 /// image; a failure to count says `pool_empty`.
-async fn miss_cause(state: &AppState, template: TemplateId, version: i32) -> Served {
+async fn miss_cause(state: &AppState, pool: PoolKey) -> Served {
     let copying = match state.db.conn().await {
-        Ok(mut conn) => prewarm_store::db::pool_items::counts(&mut conn, template, version)
+        Ok(mut conn) => prewarm_store::db::pool_items::counts(&mut conn, pool)
             .await
             .map(|(_, copying)| copying)
             .unwrap_or(0),
@@ -243,14 +247,9 @@ async fn read_template(
 
 /// Puts back an item that was popped but not used, so it is not stranded
 /// until the reconciler re-indexes it.
-async fn requeue(
-    state: &AppState,
-    template: TemplateId,
-    version: i32,
-    item: shared_domain::ids::PoolItemId,
-) {
-    if let Err(e) = state.index.push_front(template, version, item).await {
-        tracing::warn!(%template, %item, error = %Chain(&e), "could not re-index an unused pool item");
+async fn requeue(state: &AppState, pool: PoolKey, item: shared_domain::ids::PoolItemId) {
+    if let Err(e) = state.index.push_front(pool, item).await {
+        tracing::warn!(%pool, %item, error = %Chain(&e), "could not re-index an unused pool item");
     }
 }
 
@@ -362,7 +361,10 @@ async fn record_cold(
     };
     let failed = match outcome {
         Ok(ColdOutcome::Created(design)) => {
-            state.request_warmup(spec.template, spec.template_version, Reason::PoolMiss);
+            state.request_warmup(
+                PoolKey::new(spec.template, spec.template_version),
+                Reason::PoolMiss,
+            );
             return Ok(Attempt::Created(design));
         }
         // Made private meanwhile: the next attempt reads it again (404).
@@ -392,7 +394,7 @@ async fn still_current(state: &AppState, spec: &DesignSpec) -> bool {
     };
     matches!(
         templates::find_row(&mut conn, spec.template).await,
-        Ok(Some(row)) if row.version == spec.template_version
+        Ok(Some(row)) if row.template_version() == spec.template_version
     )
 }
 

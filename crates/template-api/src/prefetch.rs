@@ -40,10 +40,9 @@ use prewarm_store::db::{pool_items, Db, StoreError};
 use prewarm_store::pause::{self, PausePoints};
 use prewarm_store::pool_index::PoolIndex;
 use shared_domain::error::Chain;
-use shared_domain::ids::{PoolItemId, TemplateId};
+use shared_domain::ids::PoolItemId;
+use shared_domain::pool::PoolKey;
 use tokio::sync::Notify;
-
-type Key = (TemplateId, i32);
 
 /// One template version's ids held ahead.
 struct Slot {
@@ -77,7 +76,7 @@ impl Slot {
 pub struct Prefetch {
     hold: Duration,
     most: u32,
-    slots: Mutex<HashMap<Key, Slot>>,
+    slots: Mutex<HashMap<PoolKey, Slot>>,
     /// Set at shutdown: nothing more is held.
     closed: std::sync::atomic::AtomicBool,
     /// Background pops not yet ended, and their end told to
@@ -111,16 +110,16 @@ impl Prefetch {
         })
     }
 
-    fn slots(&self) -> MutexGuard<'_, HashMap<Key, Slot>> {
+    fn slots(&self) -> MutexGuard<'_, HashMap<PoolKey, Slot>> {
         // A panic while holding the lock leaves a map that is still whole.
         self.slots.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The oldest id held for this template version, if any (it is no
     /// longer held). Taking the last of a batch doubles the next batch.
-    pub fn take(&self, template: TemplateId, version: i32) -> Option<PoolItemId> {
+    pub fn take(&self, pool: PoolKey) -> Option<PoolItemId> {
         let mut slots = self.slots();
-        let slot = slots.get_mut(&(template, version))?;
+        let slot = slots.get_mut(&pool)?;
         let (id, _) = slot.held.pop_front()?;
         if slot.held.is_empty() {
             slot.batch = (slot.batch * 2).min(self.most);
@@ -132,14 +131,13 @@ impl Prefetch {
     /// Pops the template version's next batch in the background (on the
     /// caller's runtime, through `index`) unless ids are held or on their
     /// way.
-    pub fn fetch_next(self: &Arc<Self>, index: &PoolIndex, template: TemplateId, version: i32) {
+    pub fn fetch_next(self: &Arc<Self>, index: &PoolIndex, pool: PoolKey) {
         if self.is_closed() {
             return;
         }
-        let key = (template, version);
         let most = {
             let mut slots = self.slots();
-            let slot = slots.entry(key).or_insert_with(Slot::new);
+            let slot = slots.entry(pool).or_insert_with(Slot::new);
             if slot.fetching || !slot.held.is_empty() {
                 return;
             }
@@ -151,7 +149,7 @@ impl Prefetch {
         tokio::spawn(async move {
             let mut guard = FetchGuard {
                 prefetch: this.clone(),
-                key,
+                key: pool,
                 done: false,
             };
             // Called just before the request sends its claim: let the claim's
@@ -159,19 +157,19 @@ impl Prefetch {
             // this one was spawned), so the pop runs while Postgres works
             // instead of in front of the request's only round trip.
             tokio::task::yield_now().await;
-            let ids = match index.pop_ahead(template, version, 1, most).await {
+            let ids = match index.pop_ahead(pool, 1, most).await {
                 Ok(ids) => ids,
                 Err(e) => {
-                    tracing::debug!(%template, error = %Chain(&e), "prefetch pop failed");
+                    tracing::debug!(%pool, error = %Chain(&e), "prefetch pop failed");
                     Vec::new()
                 }
             };
             this.pause.reach(pause::at::PREFETCH_POPPED).await;
-            let refused = this.hold_popped(key, ids);
+            let refused = this.hold_popped(pool, ids);
             guard.done = true;
             // Closed meanwhile (shutdown): listed again, in their order.
             for id in refused.into_iter().rev() {
-                put_back(&index, template, version, id).await;
+                put_back(&index, pool, id).await;
             }
         });
     }
@@ -180,7 +178,7 @@ impl Prefetch {
     /// instead if the process is closing. Checked under the lock that
     /// [`Prefetch::put_back_all`] drains under after closing, so no id is
     /// held after the drain.
-    fn hold_popped(&self, key: Key, ids: Vec<PoolItemId>) -> Vec<PoolItemId> {
+    fn hold_popped(&self, key: PoolKey, ids: Vec<PoolItemId>) -> Vec<PoolItemId> {
         let mut slots = self.slots();
         let closed = self.is_closed();
         let Some(slot) = slots.get_mut(&key) else {
@@ -256,7 +254,12 @@ impl Prefetch {
     /// template: listing those would only recreate a dead list). If the
     /// ledger cannot be asked, all are listed: the claim still decides.
     /// Returns how many were listed.
-    async fn list_again(&self, index: &PoolIndex, db: &Db, held: Vec<(Key, PoolItemId)>) -> usize {
+    async fn list_again(
+        &self,
+        index: &PoolIndex,
+        db: &Db,
+        held: Vec<(PoolKey, PoolItemId)>,
+    ) -> usize {
         if held.is_empty() {
             return 0;
         }
@@ -271,9 +274,9 @@ impl Prefetch {
         let mut listed = 0;
         // Each version's ids were removed head first: put back in reverse,
         // so they are listed in the order they were popped.
-        for ((template, version), id) in held.into_iter().rev() {
+        for (pool, id) in held.into_iter().rev() {
             if servable.contains(&id) {
-                put_back(index, template, version, id).await;
+                put_back(index, pool, id).await;
                 self.metrics.prefetch("returned");
                 listed += 1;
             } else {
@@ -285,7 +288,7 @@ impl Prefetch {
 
     /// Removes the held ids `pick` chooses, in their order per version. A
     /// version that loses an id to the hold starts again at a batch of one.
-    fn remove_where(&self, pick: impl Fn(Instant) -> bool) -> Vec<(Key, PoolItemId)> {
+    fn remove_where(&self, pick: impl Fn(Instant) -> bool) -> Vec<(PoolKey, PoolItemId)> {
         let mut slots = self.slots();
         let mut picked = Vec::new();
         for (key, slot) in slots.iter_mut() {
@@ -329,7 +332,7 @@ impl Prefetch {
 /// reconciler lists it again (I4).
 struct FetchGuard {
     prefetch: Arc<Prefetch>,
-    key: Key,
+    key: PoolKey,
     done: bool,
 }
 
@@ -350,9 +353,9 @@ async fn servable(db: &Db, ids: &[PoolItemId]) -> Result<Vec<PoolItemId>, StoreE
 }
 
 /// Lists a held id again at the head (it was popped, never claimed).
-async fn put_back(index: &PoolIndex, template: TemplateId, version: i32, id: PoolItemId) {
-    if let Err(e) = index.push_front(template, version, id).await {
-        tracing::warn!(%template, item = %id, error = %Chain(&e),
+async fn put_back(index: &PoolIndex, pool: PoolKey, id: PoolItemId) {
+    if let Err(e) = index.push_front(pool, id).await {
+        tracing::warn!(%pool, item = %id, error = %Chain(&e),
             "could not list a prefetched pool item again; the reconciler will");
     }
 }

@@ -154,6 +154,7 @@ pub async fn build_state(settings: Settings, pause: PausePoints) -> anyhow::Resu
     let publisher = WarmupPublisher::new(&settings.kafka)?;
     let metrics = ApiMetrics::new()?;
     publisher.register_metrics(&metrics.registry)?;
+    clients.db.query_metrics().register(&metrics.registry)?;
     let shared = SharedCache::new(clients.index.redis());
     let similar = SimilarTemplates::new(&settings.similar, Some(shared.clone()), &metrics)?;
     // At most half the pool looks keys up at once: a spray of unknown keys

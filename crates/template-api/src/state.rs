@@ -5,7 +5,7 @@ use std::sync::Arc;
 use prewarm_store::db::Db;
 use prewarm_store::objects::ObjectStore;
 use prewarm_store::pool_index::PoolIndex;
-use shared_domain::ids::TemplateId;
+use shared_domain::pool::PoolKey;
 use shared_domain::warmup::Reason;
 use tokio::sync::Semaphore;
 
@@ -58,7 +58,7 @@ impl AppState {
 
     /// Asks the worker to top a template's pool up; never waits for Kafka
     /// (asks within `pool.warmup_coalesce_ms` travel as one message).
-    pub fn request_warmup(&self, template: TemplateId, version: i32, reason: Reason) {
-        self.warmup.ask(template, version, reason);
+    pub fn request_warmup(&self, pool: PoolKey, reason: Reason) {
+        self.warmup.ask(pool, reason);
     }
 }

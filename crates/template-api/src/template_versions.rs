@@ -9,22 +9,22 @@
 use std::collections::HashMap;
 use std::sync::RwLock;
 
-use shared_domain::ids::TemplateId;
+use shared_domain::ids::{TemplateId, TemplateVersion};
 
 /// Entries kept before the map is emptied (each is a few dozen bytes).
 const CAPACITY: usize = 100_000;
 
 #[derive(Debug, Default)]
 pub struct TemplateVersions {
-    versions: RwLock<HashMap<TemplateId, i32>>,
+    versions: RwLock<HashMap<TemplateId, TemplateVersion>>,
 }
 
 impl TemplateVersions {
-    pub fn get(&self, template: TemplateId) -> Option<i32> {
+    pub fn get(&self, template: TemplateId) -> Option<TemplateVersion> {
         self.versions.read().ok()?.get(&template).copied()
     }
 
-    pub fn remember(&self, template: TemplateId, version: i32) {
+    pub fn remember(&self, template: TemplateId, version: TemplateVersion) {
         if let Ok(mut map) = self.versions.write() {
             if map.len() >= CAPACITY && !map.contains_key(&template) {
                 map.clear();
@@ -55,12 +55,12 @@ mod tests {
         let v = TemplateVersions::default();
         let t = TemplateId::new();
         assert_eq!(v.get(t), None);
-        v.remember(t, 3);
-        assert_eq!(v.get(t), Some(3));
+        v.remember(t, TemplateVersion(3));
+        assert_eq!(v.get(t), Some(TemplateVersion(3)));
         v.forget(t);
         assert_eq!(v.get(t), None);
         for _ in 0..CAPACITY + 10 {
-            v.remember(TemplateId::new(), 1);
+            v.remember(TemplateId::new(), TemplateVersion::FIRST);
         }
         assert!(v.versions.read().unwrap().len() <= CAPACITY);
     }

@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use prewarm_store::warmup_topic::WarmupPublisher;
-use shared_domain::ids::TemplateId;
+use shared_domain::pool::PoolKey;
 use shared_domain::warmup::{Reason, WarmupRequest};
 use tokio::sync::Notify;
 
@@ -32,7 +32,7 @@ struct Pending {
 pub struct WarmupRequests {
     publisher: WarmupPublisher,
     window: Duration,
-    pending: Mutex<HashMap<(TemplateId, i32), Pending>>,
+    pending: Mutex<HashMap<PoolKey, Pending>>,
     /// Told when the map goes from empty to not empty.
     first_ask: Notify,
 }
@@ -63,11 +63,10 @@ impl WarmupRequests {
         &self.publisher
     }
 
-    /// Asks the worker to top the pool of `template` at `version` up; never
-    /// waits for Kafka.
-    pub fn ask(&self, template: TemplateId, version: i32, reason: Reason) {
+    /// Asks the worker to top `pool` up; never waits for Kafka.
+    pub fn ask(&self, pool: PoolKey, reason: Reason) {
         let now_ms = chrono::Utc::now().timestamp_millis();
-        let request = WarmupRequest::new(template, version, reason, now_ms);
+        let request = WarmupRequest::new(pool, reason, now_ms);
         if self.window.is_zero() {
             self.publisher.publish(&request);
             return;
@@ -78,7 +77,7 @@ impl WarmupRequests {
             return;
         };
         let first = pending.is_empty();
-        match pending.entry((template, version)) {
+        match pending.entry(pool) {
             std::collections::hash_map::Entry::Occupied(_) => self.publisher.count_coalesced(),
             std::collections::hash_map::Entry::Vacant(slot) => {
                 slot.insert(Pending {

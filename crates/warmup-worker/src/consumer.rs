@@ -408,12 +408,14 @@ async fn refill_traced(
             Err(e) => {
                 metrics.refills.with_label_values(&["dead_lettered"]).inc();
                 tracing::error!(%template, attempts, error = %Chain(&e), "refill failed; dead-lettered");
-                let request = WarmupRequest::new(
-                    template,
-                    0,
-                    shared_domain::warmup::Reason::Unspecified,
-                    chrono::Utc::now().timestamp_millis(),
-                );
+                // A refill is for whatever version is current: none is
+                // named (proto3's unset 0).
+                let request = WarmupRequest {
+                    template_id: template.to_string(),
+                    template_version: 0,
+                    reason: shared_domain::warmup::Reason::Unspecified as i32,
+                    requested_at_ms: chrono::Utc::now().timestamp_millis(),
+                };
                 let reason = Chain(&e).to_string();
                 if let Err(dl) = dead_letters
                     .publisher

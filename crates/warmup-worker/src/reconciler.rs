@@ -46,7 +46,7 @@ use prewarm_store::db::{cursors, object_refs, pool_items, StoreError};
 use prewarm_store::pause;
 use shared_domain::ids::TemplateId;
 use shared_domain::object_keys::{DESIGNS_PREFIX, POOL_PREFIX, TEMPLATES_PREFIX};
-use shared_domain::pool::PoolLevels;
+use shared_domain::pool::{PoolKey, PoolLevels};
 use uuid::Uuid;
 
 use crate::refill::Refiller;
@@ -267,10 +267,7 @@ impl Reconciler {
                 pool_checks::pool_states(&mut conn, chunk).await?
             };
             report.queries += 1;
-            let lists: Vec<(TemplateId, i32)> = states
-                .iter()
-                .map(|s| (TemplateId(s.template_id), s.version))
-                .collect();
+            let lists: Vec<PoolKey> = states.iter().map(PoolState::pool).collect();
             // Without the lengths every list is compared in full.
             let lens = match self.refiller.index.lens(&lists).await {
                 Ok(lens) => lens,
@@ -286,9 +283,9 @@ impl Reconciler {
                 .zip(lens)
                 .filter_map(|(state, len)| {
                     let work = self.work(state, len);
-                    let template = TemplateId(state.template_id);
-                    (work.refill || work.reindex || edited.contains(&template))
-                        .then(|| self.reconcile_template(template, state.version, work))
+                    let pool = state.pool();
+                    (work.refill || work.reindex || edited.contains(&pool.template))
+                        .then(|| self.reconcile_template(pool, work))
                 })
                 .collect();
             let results: Vec<(Work, bool, bool)> = stream::iter(passes)
@@ -323,12 +320,8 @@ impl Reconciler {
 
     /// Refills and re-indexes one template as `work` says; returns (work,
     /// reindexed, refill failed).
-    async fn reconcile_template(
-        &self,
-        template: TemplateId,
-        version: i32,
-        work: Work,
-    ) -> (Work, bool, bool) {
+    async fn reconcile_template(&self, pool: PoolKey, work: Work) -> (Work, bool, bool) {
+        let template = pool.template;
         let mut refill_failed = false;
         if work.refill {
             if let Err(e) = self.refiller.refill(template).await {
@@ -338,7 +331,7 @@ impl Reconciler {
         }
         // A refill changes the ready count only through items it indexes
         // itself; the list is rebuilt when it was off before.
-        match self.reindex(template, version, work.reindex).await {
+        match self.reindex(pool, work.reindex).await {
             Ok(changed) => (work, changed, refill_failed),
             Err(e) => {
                 tracing::warn!(%template, error = format!("{e:#}"), "reconciler could not re-index");
@@ -353,26 +346,21 @@ impl Reconciler {
     /// (items never become ready again) and may go; ready ids not listed are
     /// appended by a script that skips ids listed or popped meanwhile.
     /// Without `compare`, only the previous version's list is dropped.
-    async fn reindex(
-        &self,
-        template: TemplateId,
-        version: i32,
-        compare: bool,
-    ) -> anyhow::Result<bool> {
+    async fn reindex(&self, pool: PoolKey, compare: bool) -> anyhow::Result<bool> {
         let index = &self.refiller.index;
-        if version > 1 {
+        if let Some(previous) = pool.version.previous() {
             // A push or put-back racing an edit can recreate the previous
             // version's list after the edit's refill dropped it; no one
             // pops from it any more.
-            index.remove(template, version - 1).await?;
+            index.remove(PoolKey::new(pool.template, previous)).await?;
         }
         if !compare {
             return Ok(false);
         }
-        let listed = index.list(template, version).await?;
+        let listed = index.list(pool).await?;
         let ledger = {
             let mut conn = self.refiller.db.conn().await?;
-            pool_items::ready_ids(&mut conn, template, version).await?
+            pool_items::ready_ids(&mut conn, pool).await?
         };
         self.refiller.pause.reach(pause::at::REINDEX_READ).await;
         let listed_set: HashSet<_> = listed.iter().copied().collect();
@@ -386,11 +374,9 @@ impl Reconciler {
             .filter(|id| !listed_set.contains(id))
             .copied()
             .collect();
-        let (removed, added, duplicates) = index
-            .reconcile(template, version, &unready, &missing)
-            .await?;
+        let (removed, added, duplicates) = index.reconcile(pool, &unready, &missing).await?;
         if removed + added + duplicates > 0 {
-            tracing::info!(%template, removed, added, duplicates, "pool index reconciled with the ledger");
+            tracing::info!(%pool, removed, added, duplicates, "pool index reconciled with the ledger");
         }
         Ok(removed + added + duplicates > 0)
     }

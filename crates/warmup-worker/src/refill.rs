@@ -26,8 +26,8 @@ use prewarm_store::db::{Db, StoreError};
 use prewarm_store::objects::{ObjectError, ObjectStore};
 use prewarm_store::pause::{self, PausePoints};
 use prewarm_store::pool_index::PoolIndex;
-use shared_domain::ids::{PoolItemId, TemplateId};
-use shared_domain::pool::PoolLevels;
+use shared_domain::ids::{PoolItemId, TemplateId, TemplateVersion};
+use shared_domain::pool::{PoolKey, PoolLevels};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
@@ -41,7 +41,7 @@ pub enum Outcome {
     /// The worker is stopping: nothing was reserved.
     Stopped,
     Refilled {
-        version: i32,
+        version: TemplateVersion,
         /// Live items before the refill.
         live_before: i64,
         /// Items made ready and indexed.
@@ -217,13 +217,13 @@ impl Refiller {
         let Some(reservation) = self.reserve(template, in_demand).await? else {
             return Ok(Outcome::TemplateGone);
         };
-        let version = reservation.version;
-        self.clear_out(template, &reservation).await;
+        let pool = reservation.pool;
+        self.clear_out(&reservation).await;
         // While the copies run, a heartbeat keeps the items' leases alive, so
         // a refill slower than `pool.lease_secs` is never rescued under it.
         let _heartbeat = self.keep_leases(reservation.reserved.iter().map(|i| i.id).collect());
         let tally = self
-            .finish_all(template, version, &reservation.reserved, in_demand)
+            .finish_all(pool, &reservation.reserved, in_demand)
             .await;
         let handed_back = self.hand_back(template, &tally.unstarted).await;
         if let Some(first) = tally.first_error {
@@ -234,7 +234,7 @@ impl Refiller {
             });
         }
         Ok(Outcome::Refilled {
-            version,
+            version: pool.version,
             live_before: reservation.live_before,
             ready: tally.ready,
             failed: tally.failed,
@@ -270,20 +270,23 @@ impl Refiller {
     /// (unlisted first: the index must stop offering it at once; LREM
     /// leaves ids pushed by concurrent refills listed) and stale items of
     /// older versions (whose lists can only hold ids the ledger refuses).
-    async fn clear_out(&self, template: TemplateId, reservation: &pool_items::Reservation) {
-        let version = reservation.version;
+    async fn clear_out(&self, reservation: &pool_items::Reservation) {
+        let pool = reservation.pool;
+        let template = pool.template;
         if !reservation.surplus.is_empty() {
             let ids: Vec<_> = reservation.surplus.iter().map(|i| i.id).collect();
-            if let Err(e) = self.index.remove_ids(template, version, &ids).await {
+            if let Err(e) = self.index.remove_ids(pool, &ids).await {
                 tracing::warn!(%template, error = %Chain(&e), "could not unlist retired items; the reconciler will");
             }
             self.delete_items(&reservation.surplus).await;
         }
         if !reservation.stale.is_empty() {
             self.delete_items(&reservation.stale).await;
+            let version = pool.version.0;
             for old in (version - 10).max(1)..version {
-                if let Err(e) = self.index.remove(template, old).await {
-                    tracing::warn!(%template, old, error = %Chain(&e), "could not drop an old pool list");
+                let old = PoolKey::new(template, TemplateVersion(old));
+                if let Err(e) = self.index.remove(old).await {
+                    tracing::warn!(%old, error = %Chain(&e), "could not drop an old pool list");
                 }
             }
         }
@@ -299,14 +302,13 @@ impl Refiller {
     /// rust-lang/rust#102211 here).
     async fn finish_all(
         &self,
-        template: TemplateId,
-        version: i32,
+        pool: PoolKey,
         reserved: &[pool_items::ReservedItem],
         in_demand: bool,
     ) -> Tally {
         let finishing: Vec<_> = reserved
             .iter()
-            .map(|item| self.finish_unless_stopping(template, version, item, in_demand))
+            .map(|item| self.finish_unless_stopping(pool, item, in_demand))
             .collect();
         let outcomes: Vec<ItemOutcome> = stream::iter(finishing)
             .buffer_unordered(self.items_in_flight.max(1))
@@ -398,15 +400,14 @@ impl Refiller {
     /// this item's turn came.
     async fn finish_unless_stopping(
         &self,
-        template: TemplateId,
-        version: i32,
+        pool: PoolKey,
         item: &ReservedItem,
         in_demand: bool,
     ) -> ItemOutcome {
-        if self.stopping.is_cancelled() || self.superseded(template, version).await {
+        if self.stopping.is_cancelled() || self.superseded(pool).await {
             return ItemOutcome::Unstarted(item.id);
         }
-        match self.finish_item(template, version, item, in_demand).await {
+        match self.finish_item(pool, item, in_demand).await {
             Ok(true) => ItemOutcome::Ready,
             Ok(false) => ItemOutcome::Superseded,
             Err(e) => ItemOutcome::Failed(e),
@@ -418,13 +419,13 @@ impl Refiller {
     /// handed back instead -- a tenant editing a template over and over
     /// costs the shared copy capacity the items in flight, not whole pools.
     /// A failed read is not a reason to stop (the item's own checks remain).
-    async fn superseded(&self, template: TemplateId, version: i32) -> bool {
+    async fn superseded(&self, pool: PoolKey) -> bool {
         let current = match self.db.conn().await {
-            Ok(mut conn) => prewarm_store::db::templates::find_row(&mut conn, template).await,
+            Ok(mut conn) => prewarm_store::db::templates::find_row(&mut conn, pool.template).await,
             Err(e) => Err(e),
         };
         match current {
-            Ok(Some(row)) => row.version != version,
+            Ok(Some(row)) => row.template_version() != pool.version,
             Ok(None) => true,
             Err(_) => false,
         }
@@ -436,11 +437,11 @@ impl Refiller {
     /// `Err`: a copy failed (discarded, its copies deleted).
     async fn finish_item(
         &self,
-        template: TemplateId,
-        version: i32,
+        pool: PoolKey,
         item: &ReservedItem,
         in_demand: bool,
     ) -> Result<bool, ItemError> {
+        let template = pool.template;
         let started = std::time::Instant::now();
         self.pause.reach(pause::at::ITEM_COPYING).await;
         let copied = self.copy_item(item).await;
@@ -466,8 +467,7 @@ impl Refiller {
             .levels(&mut conn, template, in_demand)
             .await?
             .map_or(0, |l| l.hold);
-        let (ready, superseded) =
-            pool_items::mark_ready(&mut conn, template, version, &[item.id], hold).await?;
+        let (ready, superseded) = pool_items::mark_ready(&mut conn, pool, &[item.id], hold).await?;
         drop(conn);
         self.delete_items(&superseded).await;
         if ready.is_empty() {
@@ -475,7 +475,7 @@ impl Refiller {
             return Ok(false);
         }
         self.metrics.items.with_label_values(&["ready"]).inc();
-        if let Err(e) = self.index.push(template, version, &ready).await {
+        if let Err(e) = self.index.push(pool, &ready).await {
             // The item is ready in the ledger; the reconciler re-indexes it.
             tracing::warn!(%template, error = %Chain(&e), "could not index a ready item");
         }

@@ -86,6 +86,7 @@ impl Worker {
         }
         let publisher = WarmupPublisher::acked(&settings.kafka)?;
         publisher.register_metrics(&metrics.registry)?;
+        refiller.db.query_metrics().register(&metrics.registry)?;
         let listener = TcpListener::bind((
             settings.worker.http_host.as_str(),
             settings.worker.http_port,

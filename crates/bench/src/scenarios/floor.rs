@@ -10,6 +10,8 @@
 //! a transaction writing a design row and that many image rows (reported
 //! beside it).
 
+use shared_domain::ids::TemplateVersion;
+use shared_domain::pool::PoolKey;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 
@@ -90,7 +92,9 @@ impl Floor {
             // list (LPOS), so one script over 5,000 ids into a list of
             // 10,000 ran past the command timeout on a loaded machine.
             for ids in chunk.chunks(250) {
-                self.index.push(self.list, 1, ids).await?;
+                self.index
+                    .push(PoolKey::new(self.list, TemplateVersion::FIRST), ids)
+                    .await?;
             }
         }
         Ok(())
@@ -115,7 +119,7 @@ impl Floor {
     async fn run(&self) -> anyhow::Result<()> {
         let item = self
             .index
-            .pop(self.list, 1)
+            .pop(PoolKey::new(self.list, TemplateVersion::FIRST))
             .await?
             .context("the floor's list ran out")?;
         let id = DesignId::new();

@@ -1,6 +1,8 @@
 //! Scenario 5: sustained open-loop load below and above the worker's copy
 //! capacity: warm hit rate and pool depth over time.
 
+use shared_domain::ids::TemplateVersion;
+use shared_domain::pool::PoolKey;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -55,7 +57,10 @@ pub async fn steady(b: &Bench) -> anyhow::Result<Steady> {
             tokio::spawn(async move {
                 let t0 = Instant::now();
                 loop {
-                    if let Ok(n) = index.len(template_b, 1).await {
+                    if let Ok(n) = index
+                        .len(PoolKey::new(template_b, TemplateVersion::FIRST))
+                        .await
+                    {
                         if let Ok(mut d) = depth.lock() {
                             d.push((t0.elapsed().as_secs_f64(), n));
                         }

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use shared_domain::design::{Design, DesignImage, ServedFrom};
-use shared_domain::ids::{CompanyId, DesignId, PoolItemId, TemplateId};
+use shared_domain::ids::{CompanyId, DesignId, PoolItemId, TemplateId, TemplateVersion};
 use shared_domain::object_keys;
 use uuid::Uuid;
 
@@ -47,7 +47,7 @@ impl DesignRow {
             id: DesignId(self.id),
             company_id: CompanyId(self.company_id),
             template_id: TemplateId(self.template_id),
-            template_version: self.template_version,
+            template_version: TemplateVersion(self.template_version),
             layout: self.layout,
             images,
             served_from: ServedFrom::parse(&self.served_from).unwrap_or(ServedFrom::Copy),
@@ -74,7 +74,7 @@ pub struct DesignSpec {
     pub id: DesignId,
     pub company: CompanyId,
     pub template: TemplateId,
-    pub template_version: i32,
+    pub template_version: TemplateVersion,
     pub layout: serde_json::Value,
 }
 
@@ -201,7 +201,7 @@ fn spec_row(spec: &DesignSpec, served_from: ServedFrom, item: Option<PoolItemId>
         id: spec.id.0,
         company_id: spec.company.0,
         template_id: spec.template.0,
-        template_version: spec.template_version,
+        template_version: spec.template_version.0,
         layout: spec.layout.clone(),
         served_from: served_from.as_str().to_string(),
         pool_item_id: item.map(|i| i.0),
@@ -238,7 +238,7 @@ pub struct WarmSpec {
     pub id: DesignId,
     pub company: CompanyId,
     pub template: TemplateId,
-    pub template_version: i32,
+    pub template_version: TemplateVersion,
 }
 
 /// The warm path's transaction: claim pool item `item` (it must be `ready` and
@@ -283,7 +283,7 @@ async fn claim_item(
         diesel::select(claim_sql::prewarm_claim_item(
             item.0,
             spec.template.0,
-            spec.template_version,
+            spec.template_version.0,
             spec.company.0,
             spec.id.0,
             created_at,
@@ -297,7 +297,7 @@ async fn claim_item(
                 id: spec.id.0,
                 company_id: spec.company.0,
                 template_id: spec.template.0,
-                template_version: spec.template_version,
+                template_version: spec.template_version.0,
                 layout,
                 served_from: ServedFrom::Pool.as_str().to_string(),
                 pool_item_id: Some(item.0),

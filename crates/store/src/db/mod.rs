@@ -18,6 +18,7 @@ pub mod pool_items;
 pub mod pool_live;
 pub mod pool_policies;
 pub mod pool_targets;
+pub mod query_timer;
 pub mod schema;
 pub mod templates;
 pub mod tls;
@@ -109,16 +110,26 @@ struct Spec {
     url: String,
     check_idle: Duration,
     tls: tls::PgTls,
+    /// Every connection of every pool built from this spec times its
+    /// statements here.
+    queries: query_timer::QueryMetrics,
 }
 
 impl Spec {
     fn build(&self, max_connections: usize) -> Result<DbPool, StoreError> {
         let mut config = ManagerConfig::<AsyncPgConnection>::default();
         let tls = self.tls.clone();
+        let queries = self.queries.clone();
         config.custom_setup = Box::new(move |url| {
             let tls = tls.clone();
             let url = url.to_string();
-            Box::pin(async move { tls.establish(&url).await })
+            let timer = queries.timer();
+            Box::pin(async move {
+                use diesel_async::AsyncConnection;
+                let mut conn = tls.establish(&url).await?;
+                conn.set_instrumentation(timer);
+                Ok(conn)
+            })
         });
         let manager = CheckedManager {
             inner: AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(
@@ -166,6 +177,7 @@ impl Db {
             url: url.to_string(),
             check_idle,
             tls: tls.clone(),
+            queries: query_timer::QueryMetrics::new(),
         };
         Ok(Self {
             pool: spec.build(max_connections)?,
@@ -201,6 +213,12 @@ impl Db {
             &self.pool.manager().checks,
             std::sync::atomic::Ordering::Relaxed,
         )
+    }
+
+    /// The statement timings of this pool and of its
+    /// [`local_copy`](Self::local_copy)s (see [`query_timer`]).
+    pub fn query_metrics(&self) -> &query_timer::QueryMetrics {
+        &self.spec.queries
     }
 
     /// A pooled connection, or `Unavailable` after the acquire timeout.

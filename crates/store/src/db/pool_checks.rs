@@ -127,6 +127,14 @@ pub struct PoolState {
 }
 
 impl PoolState {
+    /// The pool of the template's current version.
+    pub fn pool(&self) -> shared_domain::pool::PoolKey {
+        shared_domain::pool::PoolKey::new(
+            shared_domain::ids::TemplateId(self.template_id),
+            shared_domain::ids::TemplateVersion(self.version),
+        )
+    }
+
     /// The sizer's planned levels, if it planned them.
     pub fn planned_levels(&self) -> Option<shared_domain::pool::PoolLevels> {
         self.planned

@@ -17,9 +17,9 @@ use chrono::Utc;
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Text};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
-use shared_domain::ids::{PoolItemId, TemplateId};
+use shared_domain::ids::{PoolItemId, TemplateId, TemplateVersion};
 use shared_domain::object_keys;
-use shared_domain::pool::{PoolItemState, PoolLevels};
+use shared_domain::pool::{PoolItemState, PoolKey, PoolLevels};
 use uuid::Uuid;
 
 use crate::pause;
@@ -56,8 +56,7 @@ pub struct DiscardedItem {
 /// What [`reserve`] decided for one template.
 #[derive(Debug, Clone)]
 pub struct Reservation {
-    pub template: TemplateId,
-    pub version: i32,
+    pub pool: PoolKey,
     /// Live items of the current version before this reservation.
     pub live_before: i64,
     /// New slots to fill (empty when the pool is already at target).
@@ -164,6 +163,7 @@ pub async fn reserve(
             else {
                 return Ok(None);
             };
+            let pool = PoolKey::new(template, TemplateVersion(version));
             // A deleted template keeps no pool: its items were of older
             // versions (deletion bumps it) and are discarded below.
             // A hold below the fill level is the fill level (never retire
@@ -174,11 +174,11 @@ pub async fn reserve(
                 PoolLevels::new(levels.fill, Some(levels.hold))
             };
             let now = super::now();
-            let stale = discard_stale(conn, template, version, now).await?;
+            let stale = discard_stale(conn, pool, now).await?;
             if version > 1 {
-                prune_old_versions(conn, template, version).await?;
+                prune_old_versions(conn, pool).await?;
             }
-            let (ready_before, copying) = count_states(conn, template, version).await?;
+            let (ready_before, copying) = count_states(conn, pool).await?;
             let live_before = ready_before + copying;
             // Only ready items can retire, and only those above the hold
             // level: copies in flight that would take the pool past it are
@@ -186,7 +186,7 @@ pub async fn reserve(
             // empty for items that have not landed yet.
             let excess = ready_before - i64::from(levels.hold);
             let surplus = if excess > 0 {
-                retire_surplus(conn, template, version, excess, now).await?
+                retire_surplus(conn, pool, excess, now).await?
             } else {
                 Vec::new()
             };
@@ -197,7 +197,7 @@ pub async fn reserve(
             // Checked against each template's recorded live items, not a
             // count of them all (see `pool_live`).
             let sources = if gap > 0 {
-                sources_of(conn, template, version).await?
+                sources_of(conn, pool).await?
             } else {
                 Vec::new()
             };
@@ -215,7 +215,7 @@ pub async fn reserve(
                 None => None,
             };
             let reserved = if gap > 0 {
-                insert_items(conn, template, version, &sources, gap, now, now + lease).await?
+                insert_items(conn, pool, &sources, gap, now, now + lease).await?
             } else {
                 Vec::new()
             };
@@ -225,8 +225,7 @@ pub async fn reserve(
                 pool_live::record(conn, template, live + added, others).await?;
             }
             Ok(Some(Reservation {
-                template,
-                version,
+                pool,
                 live_before,
                 reserved,
                 stale,
@@ -239,10 +238,10 @@ pub async fn reserve(
 /// Reserve, step 1: `ready` items of older versions are discarded (I8).
 async fn discard_stale(
     conn: &mut AsyncPgConnection,
-    template: TemplateId,
-    version: i32,
+    pool: PoolKey,
     now: chrono::DateTime<Utc>,
 ) -> Result<Vec<DiscardedItem>, diesel::result::Error> {
+    let (template, version) = (pool.template, pool.version.0);
     let ids: Vec<Uuid> = pool_items::table
         .filter(pool_items::template_id.eq(template.0))
         .filter(pool_items::template_version.ne(version))
@@ -262,9 +261,9 @@ async fn discard_stale(
 /// Objects the current version still uses stay referenced by its rows.
 async fn prune_old_versions(
     conn: &mut AsyncPgConnection,
-    template: TemplateId,
-    version: i32,
+    pool: PoolKey,
 ) -> Result<usize, diesel::result::Error> {
+    let (template, version) = (pool.template, pool.version.0);
     diesel::sql_query(
         "DELETE FROM template_images t
           WHERE t.template_id = $1 AND t.version < $2
@@ -282,9 +281,9 @@ async fn prune_old_versions(
 /// transaction or not).
 async fn count_states(
     conn: &mut AsyncPgConnection,
-    template: TemplateId,
-    version: i32,
+    pool: PoolKey,
 ) -> Result<(i64, i64), diesel::result::Error> {
+    let (template, version) = (pool.template, pool.version.0);
     let rows: Vec<(String, i64)> = pool_items::table
         .filter(pool_items::template_id.eq(template.0))
         .filter(pool_items::template_version.eq(version))
@@ -307,11 +306,11 @@ async fn count_states(
 /// Reserve, step 2: a lowered hold level retires the newest `excess` ready items.
 async fn retire_surplus(
     conn: &mut AsyncPgConnection,
-    template: TemplateId,
-    version: i32,
+    pool: PoolKey,
     excess: i64,
     now: chrono::DateTime<Utc>,
 ) -> Result<Vec<DiscardedItem>, diesel::result::Error> {
+    let (template, version) = (pool.template, pool.version.0);
     let newest: Vec<Uuid> = pool_items::table
         .filter(pool_items::template_id.eq(template.0))
         .filter(pool_items::template_version.eq(version))
@@ -329,9 +328,9 @@ async fn retire_surplus(
 /// of it copies.
 async fn sources_of(
     conn: &mut AsyncPgConnection,
-    template: TemplateId,
-    version: i32,
+    pool: PoolKey,
 ) -> Result<Vec<(i32, String)>, diesel::result::Error> {
+    let (template, version) = (pool.template, pool.version.0);
     template_images::table
         .filter(template_images::template_id.eq(template.0))
         .filter(template_images::version.eq(version))
@@ -345,13 +344,13 @@ async fn sources_of(
 /// planned copies: the `i`-th source to the item's position `i`.
 async fn insert_items(
     conn: &mut AsyncPgConnection,
-    template: TemplateId,
-    version: i32,
+    pool: PoolKey,
     sources: &[(i32, String)],
     gap: i64,
     now: chrono::DateTime<Utc>,
     lease_until: chrono::DateTime<Utc>,
 ) -> Result<Vec<ReservedItem>, diesel::result::Error> {
+    let (template, version) = (pool.template, pool.version.0);
     let mut reserved = Vec::new();
     let mut item_rows = Vec::new();
     let count = i32::try_from(sources.len()).unwrap_or(i32::MAX);
@@ -428,11 +427,11 @@ async fn discard_if(
 /// the second list for deletion.
 pub async fn mark_ready(
     conn: &mut AsyncPgConnection,
-    template: TemplateId,
-    version: i32,
+    pool: PoolKey,
     ids: &[PoolItemId],
     hold: i32,
 ) -> Result<(Vec<PoolItemId>, Vec<DiscardedItem>), StoreError> {
+    let (template, version) = (pool.template, pool.version.0);
     let ids: Vec<Uuid> = ids.iter().map(|i| i.0).collect();
     Ok(conn
         .transaction::<_, diesel::result::Error, _>(async |conn| {
@@ -556,12 +555,8 @@ pub async fn rescue_expired(
 }
 
 /// Counts of `ready` and `copying` items for one template version.
-pub async fn counts(
-    conn: &mut AsyncPgConnection,
-    template: TemplateId,
-    version: i32,
-) -> Result<(i64, i64), StoreError> {
-    Ok(count_states(conn, template, version).await?)
+pub async fn counts(conn: &mut AsyncPgConnection, pool: PoolKey) -> Result<(i64, i64), StoreError> {
+    Ok(count_states(conn, pool).await?)
 }
 
 /// Live (`copying` + `ready`) items of each of `templates`' current version
@@ -593,9 +588,9 @@ pub async fn live_counts(
 /// Ids of the `ready` items of one template version (to rebuild the Redis index).
 pub async fn ready_ids(
     conn: &mut AsyncPgConnection,
-    template: TemplateId,
-    version: i32,
+    pool: PoolKey,
 ) -> Result<Vec<PoolItemId>, StoreError> {
+    let (template, version) = (pool.template, pool.version.0);
     let ids: Vec<Uuid> = pool_items::table
         .filter(pool_items::template_id.eq(template.0))
         .filter(pool_items::template_version.eq(version))

@@ -5,7 +5,8 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
-use shared_domain::ids::{CompanyId, TemplateId};
+use shared_domain::ids::{CompanyId, TemplateId, TemplateVersion};
+use shared_domain::pool::PoolKey;
 use shared_domain::template::{
     EditEffect, EditableFields, Template, TemplateImage, ValidPatch, ValidTemplate, Visibility,
 };
@@ -48,6 +49,15 @@ impl TemplateRow {
         TemplateId(self.id)
     }
 
+    pub fn template_version(&self) -> TemplateVersion {
+        TemplateVersion(self.version)
+    }
+
+    /// The pool of the template's current version.
+    pub fn pool(&self) -> PoolKey {
+        PoolKey::new(self.template_id(), self.template_version())
+    }
+
     pub fn into_template(self, images: Vec<TemplateImage>) -> Template {
         Template {
             id: TemplateId(self.id),
@@ -57,7 +67,7 @@ impl TemplateRow {
             name: self.name,
             category: self.category,
             layout: self.layout,
-            version: self.version,
+            version: TemplateVersion(self.version),
             images,
             created_at: self.created_at,
             updated_at: self.updated_at,
@@ -258,11 +268,11 @@ pub async fn owners(
 pub async fn images(
     conn: &mut AsyncPgConnection,
     id: TemplateId,
-    version: i32,
+    version: TemplateVersion,
 ) -> Result<Vec<TemplateImage>, StoreError> {
     let rows: Vec<TemplateImageRow> = template_images::table
         .filter(template_images::template_id.eq(id.0))
-        .filter(template_images::version.eq(version))
+        .filter(template_images::version.eq(version.0))
         .order(template_images::position.asc())
         .select(TemplateImageRow::as_select())
         .load(conn)
@@ -279,7 +289,7 @@ pub async fn find_visible(
     let Some(row) = find_visible_row(conn, id, company).await? else {
         return Ok(None);
     };
-    let images = images(conn, id, row.version).await?;
+    let images = images(conn, id, TemplateVersion(row.version)).await?;
     Ok(Some(row.into_template(images)))
 }
 
@@ -447,7 +457,8 @@ pub async fn update(
             // Checked on the locked row: two editors holding one ETag cannot
             // both write.
             if let Some(expected) = if_match {
-                let current = shared_domain::template::etag(id, row.version, row.updated_at);
+                let current =
+                    shared_domain::template::etag(id, TemplateVersion(row.version), row.updated_at);
                 if !shared_domain::headers::etag_matches(expected, &current) {
                     return Ok(Edit::Refused(UpdateOutcome::PreconditionFailed));
                 }
@@ -511,7 +522,7 @@ pub async fn update(
         .await?;
     match edited {
         Edit::Done(row) => {
-            let images = images(conn, id, row.version).await?;
+            let images = images(conn, id, TemplateVersion(row.version)).await?;
             Ok(UpdateOutcome::Updated(row.into_template(images)))
         }
         Edit::Refused(outcome) => Ok(outcome),
@@ -520,9 +531,7 @@ pub async fn update(
 
 /// Every template's id and current version (the reconciler's worklist): the
 /// live ones, and deleted ones that still have live pool items to retire.
-pub async fn all_current(
-    conn: &mut AsyncPgConnection,
-) -> Result<Vec<(TemplateId, i32)>, StoreError> {
+pub async fn all_current(conn: &mut AsyncPgConnection) -> Result<Vec<PoolKey>, StoreError> {
     use super::schema::pool_items;
     let has_live_items = diesel::dsl::exists(
         pool_items::table
@@ -537,7 +546,7 @@ pub async fn all_current(
         .await?;
     Ok(rows
         .into_iter()
-        .map(|(id, v)| (TemplateId(id), v))
+        .map(|(id, v)| PoolKey::new(TemplateId(id), TemplateVersion(v)))
         .collect())
 }
 
@@ -562,12 +571,12 @@ pub enum VersionLock {
 pub async fn lock_version(
     conn: &mut AsyncPgConnection,
     id: TemplateId,
-    version: i32,
+    version: TemplateVersion,
     company: CompanyId,
 ) -> Result<VersionLock, diesel::result::Error> {
     let found: Option<(Uuid, String)> = templates::table
         .find(id.0)
-        .filter(templates::version.eq(version))
+        .filter(templates::version.eq(version.0))
         .filter(templates::deleted_at.is_null())
         .for_key_share()
         .select((templates::owner_company_id, templates::visibility))

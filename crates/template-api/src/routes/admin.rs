@@ -183,7 +183,7 @@ pub async fn pool_sizing(
             format!("template {id} not found"),
         )
     })?;
-    let (ready, _) = pool_items::counts(&mut conn, id, row.version).await?;
+    let (ready, _) = pool_items::counts(&mut conn, row.pool()).await?;
     let planned = pool_targets::find(&mut conn, id).await?;
     let age = (chrono::Utc::now() - row.created_at).as_seconds_f64();
     let governing = governing_policy(&mut conn, id, row.owner_company_id).await?;

@@ -8,7 +8,7 @@ use prewarm_store::db::{pool_items, templates};
 use shared_domain::error::Chain;
 use shared_domain::error::ErrorCode;
 use shared_domain::ids::{CompanyId, TemplateId};
-use shared_domain::pool::PoolStatus;
+use shared_domain::pool::{PoolKey, PoolStatus};
 use shared_domain::template::{
     NewTemplate, Template, TemplateList, TemplatePatch, ValidPatch, ValidTemplate,
 };
@@ -169,7 +169,7 @@ pub async fn create(
         }
     };
     // Fill the new template's pool before anyone asks for a design.
-    state.request_warmup(id, template.version, Reason::TemplateCreated);
+    state.request_warmup(template.pool(), Reason::TemplateCreated);
     Ok(with_etag(HttpResponse::Created(), &template))
 }
 
@@ -272,8 +272,8 @@ async fn apply_edit(
         UpdateOutcome::PreconditionFailed => return Err(precondition_failed(id)),
         UpdateOutcome::UploadExpired => return Err(upload_expired()),
     };
-    if updated.version != before.version {
-        state.request_warmup(id, updated.version, Reason::TemplateEdited);
+    if updated.version != before.template_version() {
+        state.request_warmup(PoolKey::new(id, updated.version), Reason::TemplateEdited);
     }
     // Any edit may change what similar-template answers hold about it (an
     // edit that changed nothing changes none).
@@ -300,7 +300,10 @@ pub async fn delete(
         .await?
         .ok_or_else(|| not_found(id))?;
     drop(conn);
-    state.request_warmup(id, before.version + 1, Reason::TemplateEdited);
+    state.request_warmup(
+        PoolKey::new(id, before.template_version().next()),
+        Reason::TemplateEdited,
+    );
     state.versions.forget(id);
     state.similar.invalidate(id).await;
     if let Err(e) = state.objects.delete_many(&keys).await {
@@ -397,7 +400,7 @@ pub async fn replace_images(
         let mut conn = state.db.conn().await?;
         let row = owned_row(&mut conn, company.0, id, "edit").await?;
         if let Some(expected) = &expected {
-            let current = shared_domain::template::etag(id, row.version, row.updated_at);
+            let current = shared_domain::template::etag(id, row.template_version(), row.updated_at);
             if !shared_domain::headers::etag_matches(expected, &current) {
                 return Err(precondition_failed(id));
             }
@@ -457,14 +460,14 @@ pub async fn pool_status(
     let row = templates::find_visible_row(&mut conn, id, company.0)
         .await?
         .ok_or_else(|| not_found(id))?;
-    let (ready, copying) = pool_items::counts(&mut conn, id, row.version).await?;
+    let (ready, copying) = pool_items::counts(&mut conn, row.pool()).await?;
     // The sizer's row if it has one (adaptive sizing, the idle rule or an
     // operator policy), else the default.
     let age = (chrono::Utc::now() - row.created_at).as_seconds_f64();
     let target = prewarm_store::db::pool_targets::find(&mut conn, id)
         .await?
         .map_or(state.settings.pool.default_target(age), |p| p.target);
-    let indexed = match state.index.len(id, row.version).await {
+    let indexed = match state.index.len(row.pool()).await {
         Ok(n) => n,
         Err(e) => {
             tracing::warn!(error = %Chain(&e), "pool index unavailable");
@@ -473,7 +476,7 @@ pub async fn pool_status(
     };
     Ok(HttpResponse::Ok().json(PoolStatus {
         template_id: id,
-        template_version: row.version,
+        template_version: row.template_version(),
         target,
         ready,
         copying,

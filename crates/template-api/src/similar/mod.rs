@@ -209,7 +209,7 @@ fn summary(meta: &prewarm_store::db::templates::TemplateMetaRow) -> TemplateSumm
         visibility: Visibility::parse(&meta.visibility).unwrap_or_default(),
         name: meta.name.clone(),
         category: meta.category.clone(),
-        version: meta.version,
+        version: shared_domain::ids::TemplateVersion(meta.version),
     }
 }
 

@@ -12,8 +12,10 @@ use futures::stream::{self, StreamExt};
 use prewarm_store::db::Db;
 use prewarm_store::objects::ObjectStore;
 use prewarm_store::pool_index::PoolIndex;
+use shared_domain::ids::TemplateVersion;
 use shared_domain::ids::{PoolItemId, TemplateId};
 use shared_domain::object_keys;
+use shared_domain::pool::PoolKey;
 
 use super::trace::Trace;
 
@@ -173,7 +175,12 @@ async fn list_ids(index: &PoolIndex, pool: &[Seeded]) -> anyhow::Result<()> {
     }
     let failures = stream::iter(by_template.into_iter().map(|(template, ids)| {
         let index = index.clone();
-        async move { index.push(template, 1, &ids).await.is_err() }
+        async move {
+            index
+                .push(PoolKey::new(template, TemplateVersion::FIRST), &ids)
+                .await
+                .is_err()
+        }
     }))
     .buffer_unordered(32)
     .filter(|failed| futures::future::ready(*failed))
