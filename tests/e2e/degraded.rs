@@ -165,7 +165,7 @@ async fn kafka_unreachable_never_blocks_designs_and_pools_still_fill() {
         .wait_pool(&tenant, template.id, 4, Duration::from_secs(10))
         .await;
     // Each undeliverable warm-up message (the creation's, and the pops',
-    // coalesced per `pool.warmup_coalesce_ms`) is counted once the producer
+    // coalesced per `serving.warmup_coalesce_ms`) is counted once the producer
     // gives up.
     let deadline = std::time::Instant::now() + Duration::from_secs(15);
     loop {

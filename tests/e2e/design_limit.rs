@@ -41,7 +41,7 @@ async fn the_design_past_the_limit_is_refused_on_the_warm_path_and_the_item_stay
     assert_eq!(code, "design_limit_reached");
     // The popped item went back: the pool is still full and nothing was
     // used -- once the id popped ahead for a next design is listed again
-    // (`pool.prefetch_hold_ms`, 500 ms).
+    // (`serving.prefetch_hold_ms`, 500 ms).
     stack
         .wait_pool(&tenant, template.id, 4, Duration::from_secs(3))
         .await;

@@ -91,7 +91,7 @@ async fn gc_never_deletes_the_objects_of_an_item_claimed_while_it_decides() {
 async fn gc_never_deletes_a_cold_designs_copies_before_it_commits() {
     let stack = TestStack::spawn(Options {
         worker: false,
-        env: vec![("PREWARM_POOL__ENABLED".into(), "false".into())],
+        env: vec![("PREWARM_SERVING__FROM_POOL".into(), "false".into())],
         ..Options::default()
     })
     .await;
@@ -120,7 +120,7 @@ async fn gc_never_deletes_a_cold_designs_copies_before_it_commits() {
 async fn a_template_delete_waits_for_a_design_being_recorded() {
     let stack = TestStack::spawn(Options {
         worker: false,
-        env: vec![("PREWARM_POOL__ENABLED".into(), "false".into())],
+        env: vec![("PREWARM_SERVING__FROM_POOL".into(), "false".into())],
         ..Options::default()
     })
     .await;

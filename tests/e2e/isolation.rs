@@ -154,7 +154,7 @@ async fn a_public_template_is_usable_by_all_but_editable_by_its_owner_only() {
 async fn a_template_made_private_while_another_company_copies_yields_it_no_design() {
     let stack = TestStack::spawn(Options {
         worker: false,
-        env: vec![("PREWARM_POOL__ENABLED".into(), "false".into())],
+        env: vec![("PREWARM_SERVING__FROM_POOL".into(), "false".into())],
         ..Options::default()
     })
     .await;

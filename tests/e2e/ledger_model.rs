@@ -342,7 +342,7 @@ fn the_ledger_keeps_its_invariants_under_random_operations() {
             model.step(&[Op::Tick]).await?;
             // No worker refills behind the model, so only `indexed` may still
             // move: an id the API popped ahead is listed again within
-            // `pool.prefetch_hold_ms` (500 ms) plus a sweep.
+            // `serving.prefetch_hold_ms` (500 ms) plus a sweep.
             let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
             loop {
                 let status = stack.pool_status(&tenant, model.template.id).await;

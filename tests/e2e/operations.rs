@@ -246,7 +246,7 @@ async fn sigterm_lets_in_flight_requests_finish() {
     let proxy_url = slow.url();
     let (mut api, base) = stack.spawn_api_process(&[
         ("PREWARM_S3__ENDPOINT", proxy_url.as_str()),
-        ("PREWARM_POOL__ENABLED", "false"),
+        ("PREWARM_SERVING__FROM_POOL", "false"),
         ("PREWARM_DATABASE__MIGRATE", "false"),
     ]);
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -530,7 +530,7 @@ async fn a_callers_traceparent_reaches_the_warmup_message_without_an_exporter() 
         worker: false,
         // One message per ask: the design's is not merged into the
         // (untraced) one of the template's creation.
-        env: vec![("PREWARM_POOL__WARMUP_COALESCE_MS".into(), "0".into())],
+        env: vec![("PREWARM_SERVING__WARMUP_COALESCE_MS".into(), "0".into())],
         ..Options::default()
     })
     .await;

@@ -178,7 +178,7 @@ async fn warm_designs_within_one_window_send_one_warmup_message_and_the_pool_ref
     const WINDOW_MS: u64 = 3_000;
     let window = WINDOW_MS.to_string();
     let stack = TestStack::spawn(Options {
-        env: vec![("PREWARM_POOL__WARMUP_COALESCE_MS".into(), window)],
+        env: vec![("PREWARM_SERVING__WARMUP_COALESCE_MS".into(), window)],
         ..Options::default()
     })
     .await;
@@ -258,7 +258,7 @@ async fn a_stale_pool_id_is_skipped_and_never_used_twice() {
     // Without prefetching, so the second design pops the stale id at the
     // head instead of taking the one popped ahead for it.
     let stack = TestStack::spawn(Options {
-        env: vec![("PREWARM_POOL__PREFETCH_HOLD_MS".into(), "0".into())],
+        env: vec![("PREWARM_SERVING__PREFETCH_HOLD_MS".into(), "0".into())],
         ..Options::default()
     })
     .await;

@@ -1,4 +1,4 @@
-//! Pool ids popped ahead of the next design (`pool.prefetch_hold_ms`,
+//! Pool ids popped ahead of the next design (`serving.prefetch_hold_ms`,
 //! `template-api/src/prefetch.rs`): the next design takes the held id, an
 //! unused one is listed again after the hold and at shutdown (unless the
 //! ledger no longer serves it), a prefetch never takes a list's last id, and
@@ -25,8 +25,8 @@ const FILL: Duration = Duration::from_secs(45);
 fn with_hold(hold_ms: &str, reconcile: bool) -> Options {
     let mut options = Options {
         env: vec![
-            ("PREWARM_POOL__PREFETCH_HOLD_MS".into(), hold_ms.into()),
-            ("PREWARM_POOL__PREFETCH_BATCH".into(), "1".into()),
+            ("PREWARM_SERVING__PREFETCH_HOLD_MS".into(), hold_ms.into()),
+            ("PREWARM_SERVING__PREFETCH_BATCH".into(), "1".into()),
         ],
         ..Options::default()
     };
@@ -150,7 +150,7 @@ async fn wait_held_n(stack: &TestStack, template: &Template, n: usize) -> Vec<Po
     }
 }
 
-/// `pool.prefetch_batch`: a version's batch starts at one id and doubles
+/// `serving.prefetch_batch`: a version's batch starts at one id and doubles
 /// each time a batch is used up; ids that outlive the hold are listed again
 /// in their order, and the batch starts over at one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -158,8 +158,8 @@ async fn a_used_up_batch_doubles_and_an_unused_one_goes_back_in_order() {
     let stack = TestStack::spawn(Options {
         pool_target: 16,
         env: vec![
-            ("PREWARM_POOL__PREFETCH_HOLD_MS".into(), "1500".into()),
-            ("PREWARM_POOL__PREFETCH_BATCH".into(), "4".into()),
+            ("PREWARM_SERVING__PREFETCH_HOLD_MS".into(), "1500".into()),
+            ("PREWARM_SERVING__PREFETCH_BATCH".into(), "4".into()),
         ],
         ..Options::default()
     })
@@ -362,7 +362,7 @@ async fn sigterm_lists_the_held_id_again() {
     let template = stack.create_template(&tenant, 2, "private").await;
     stack.wait_pool(&tenant, template.id, 4, FILL).await;
     let (mut api, base) = stack.spawn_api_process(&[
-        ("PREWARM_POOL__PREFETCH_HOLD_MS", "30000"),
+        ("PREWARM_SERVING__PREFETCH_HOLD_MS", "30000"),
         ("PREWARM_DATABASE__MIGRATE", "false"),
     ]);
     stack.wait_healthy(&base).await;

@@ -76,7 +76,7 @@ async fn database_and_s3_failures_are_opaque_to_the_client() {
                 format!("http://127.0.0.1:{}", s3.port),
             ),
             ("PREWARM_S3__MAX_ATTEMPTS".into(), "1".into()),
-            ("PREWARM_POOL__ENABLED".into(), "false".into()),
+            ("PREWARM_SERVING__FROM_POOL".into(), "false".into()),
         ],
         ..Options::default()
     })

@@ -102,7 +102,7 @@ pub async fn check_designs(stack: &TestStack, company: CompanyId, made: &[Design
 
 /// Every listed id of `template`'s current list is distinct; with `quiet`,
 /// also `ready` in the ledger and every ready item listed -- once the ids
-/// the API popped ahead (`pool.prefetch_hold_ms`, 500 ms unless the test
+/// the API popped ahead (`serving.prefetch_hold_ms`, 500 ms unless the test
 /// set it) are listed again: checked for up to 3 s.
 pub async fn check_pool_list(stack: &TestStack, template: TemplateId, quiet: bool) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);

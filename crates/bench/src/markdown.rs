@@ -409,16 +409,16 @@ fn floor_vs_warm(md: &mut String, v: &View) {
                  The old model's floor -- a transaction writing a design row and its 30 image rows -- is shown \
                  beside it. The warm path is `POST /designs` end to end: HTTP, API-key lookup (cached), `LPOP`, \
                  and the claim statement (one round trip; it checks the template itself: no template read); its \
-                 load comes from 64 companies. With `pool.prefetch_hold_ms` (on by default) the `LPOP` of a \
+                 load comes from 64 companies. With `serving.prefetch_hold_ms` (on by default) the `LPOP` of a \
                  design's id was sent while the previous design's claim was in flight, so a warm design waits \
                  on one round trip, the floor on two. The floor pays one `LPOP` per design; the warm path pops its \
-                 ids ahead in batches (`pool.prefetch_batch`: one id, doubling while used up within the hold, \
+                 ids ahead in batches (`serving.prefetch_batch`: one id, doubling while used up within the hold, \
                  up to 8), so at a steady load it sends one pop script per 8 designs. Both take their Postgres connection from the same kind of pool, \
                  which skips the `SELECT 1` check of a connection used within `database.check_idle_ms`. The \
                  API's pool and Redis connections are those of the actix worker thread serving the request, so \
                  their I/O runs on that thread, as the floor's runs on its own runtime. The 1-client runs of the \
                  floor, the warm path and the warm path holding one id ahead at a time (a second API, \
-                 `pool.prefetch_batch` = 1) are made of 4 rounds, each one chunk of every one of them, the \
+                 `serving.prefetch_batch` = 1) are made of 4 rounds, each one chunk of every one of them, the \
                  first rotating, so that the machine's drift falls on all alike; the 64-client runs of the \
                  floor and the warm path likewise, the floor's 64 clients sharing a pool of as many \
                  connections as the API's (32) -- the floor run alone at 64 clients on 66 connections, as \
@@ -443,11 +443,11 @@ fn floor_vs_warm(md: &mut String, v: &View) {
         rows.push((format!("HTTP alone (`GET /healthz`), {c} clients"), r));
     }
     rows.push((
-        "warm, 1 client, one id held at a time (`pool.prefetch_batch` = 1)".to_string(),
+        "warm, 1 client, one id held at a time (`serving.prefetch_batch` = 1)".to_string(),
         v.one_id,
     ));
     rows.push((
-        "warm, 1 client, prefetching off (`pool.prefetch_hold_ms` = 0)".to_string(),
+        "warm, 1 client, prefetching off (`serving.prefetch_hold_ms` = 0)".to_string(),
         v.no_prefetch,
     ));
     rows.push(("warm, 64 clients, all from one company".to_string(), single));
@@ -482,7 +482,7 @@ fn floor_vs_warm(md: &mut String, v: &View) {
          - At 64 clients every process is CPU-bound on the same 2 cores, so throughput is 2 cores / CPU per \
          design. The warm path costs Postgres {:.2} ms of CPU per design against the floor's {:.2} ms (one \
          statement each; the claim function also checks the template row); template-api adds {:.2} ms (HTTP, auth, JSON of the design, a warm-up request: one Kafka message \
-         per template version per `pool.warmup_coalesce_ms`, not one per design), the load \
+         per template version per `serving.warmup_coalesce_ms`, not one per design), the load \
          generator and Redis the rest. Warm: {:.0}/s, floor: {:.0}/s.\n\
          - HTTP alone: `GET /healthz`, a handler that does nothing, through the same client takes p50 {} at 1 \
          client and serves {} at 64 clients on this machine. The floor sends no HTTP: the floor's p50 plus that \

@@ -96,8 +96,9 @@ impl RedisSettings {
     }
 }
 
-/// The warm pool's knobs. One section for both services: the worker fills
-/// to `target`, the API reports it and uses the rest on the request path.
+/// The warm pool's knobs. One section for both services: the worker sizes
+/// and fills the pools, the API reports their targets. How the API serves
+/// designs from them is its own section (`serving.*`, template-api).
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PoolSettings {
@@ -149,27 +150,6 @@ pub struct PoolSettings {
     pub idle_secs: u64,
     /// How long a reserved (`copying`) item may take before it is presumed lost.
     pub lease_secs: u64,
-    /// Serve from the pool at all (off = every design is copied; for comparison).
-    pub enabled: bool,
-    /// Pops tried before falling back to a copy, when popped ids turn out stale.
-    pub pop_attempts: u32,
-    /// Warm-up requests for one template version within this window travel
-    /// as one Kafka message (API; 0 = one message per design).
-    pub warmup_coalesce_ms: u64,
-    /// After a warm pop, each API process pops the template version's next
-    /// id in the background and holds it this long for the next design of
-    /// that version, which then makes one round trip (Postgres) instead of
-    /// two; an id not used in time is listed again (API; 0 = off).
-    pub prefetch_hold_ms: u64,
-    /// The most ids held ahead per template version (API). A version's
-    /// batch starts at one id and doubles each time a batch is used up
-    /// within the hold, so a busy version pays one Redis pop per this many
-    /// designs and a quiet one holds a single id.
-    pub prefetch_batch: u32,
-    /// Parallel CopyObject calls for one cold design (API).
-    pub cold_copy_parallelism: usize,
-    /// Parallel CopyObject calls across all cold designs of one API process.
-    pub cold_copy_global_limit: usize,
 }
 
 impl Default for PoolSettings {
@@ -191,13 +171,6 @@ impl Default for PoolSettings {
             max_policy_templates: 10_000,
             idle_secs: 0,
             lease_secs: 300,
-            enabled: true,
-            pop_attempts: 3,
-            warmup_coalesce_ms: 50,
-            prefetch_hold_ms: 500,
-            prefetch_batch: 8,
-            cold_copy_parallelism: 16,
-            cold_copy_global_limit: 256,
         }
     }
 }
@@ -233,12 +206,6 @@ impl PoolSettings {
         }
         if self.lease_secs == 0 {
             return Err(invalid("pool.lease_secs", "must be >= 1"));
-        }
-        if self.cold_copy_parallelism == 0 {
-            return Err(invalid("pool.cold_copy_parallelism", "must be >= 1"));
-        }
-        if self.cold_copy_global_limit == 0 {
-            return Err(invalid("pool.cold_copy_global_limit", "must be >= 1"));
         }
         Ok(())
     }

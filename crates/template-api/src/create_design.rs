@@ -84,7 +84,7 @@ async fn attempt(
         }
     };
     let id = DesignId::new();
-    let served = if state.settings.pool.enabled {
+    let served = if state.settings.serving.from_pool {
         let spec = WarmSpec {
             id,
             company,
@@ -127,7 +127,7 @@ enum Warm {
     Miss(Served),
 }
 
-/// The warm path: pops item ids (at most `pool.pop_attempts` stale ones)
+/// The warm path: pops item ids (at most `serving.pop_attempts` stale ones)
 /// and claims the first that is still ready, in one statement.
 async fn from_pool(
     state: &AppState,
@@ -139,7 +139,7 @@ async fn from_pool(
     let mut served = Served::CopyPoolEmpty;
     let prefetch = state.prefetch.as_ref();
     let mut popped = false;
-    for _ in 0..state.settings.pool.pop_attempts {
+    for _ in 0..state.settings.serving.pop_attempts {
         let held = prefetch.and_then(|p| p.take(pool));
         let item = match held {
             Some(item) => item,
@@ -317,7 +317,7 @@ async fn copy_images(
         .objects
         .copy_all(
             pairs,
-            state.settings.pool.cold_copy_parallelism,
+            state.settings.serving.cold_copy_parallelism,
             Some(state.copy_limiter.clone()),
         )
         .await;

@@ -24,7 +24,7 @@ pub enum Served {
     CopyPoolRefilling,
     /// Every id popped was no longer ready (taken back by the ledger).
     CopyPoolStale,
-    /// `pool.enabled = false`.
+    /// `serving.from_pool = false`.
     CopyPoolDisabled,
     /// Redis failed: the API degraded to the cold path.
     CopyRedisDown,
@@ -97,7 +97,7 @@ impl ApiMetrics {
             prefetched: counter_vec(
                 &registry,
                 "prewarm_pool_prefetched_total",
-                "Pool ids popped ahead of a design (pool.prefetch_hold_ms), by fate: used (taken by the next request for its template version), returned (listed again unused), dropped (no longer served by the ledger when the hold ended).",
+                "Pool ids popped ahead of a design (serving.prefetch_hold_ms), by fate: used (taken by the next request for its template version), returned (listed again unused), dropped (no longer served by the ledger when the hold ended).",
                 &["outcome"],
             )?,
             dependency_up: gauge_vec(

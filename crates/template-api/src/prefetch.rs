@@ -1,5 +1,5 @@
 //! Pool ids popped ahead of the designs that will use them
-//! (`pool.prefetch_hold_ms`, `pool.prefetch_batch`).
+//! (`serving.prefetch_hold_ms`, `serving.prefetch_batch`).
 //!
 //! A warm design is two round trips in a row: `LPOP` the id, then the
 //! Postgres claim. When a request pops an id, this process also pops the
@@ -7,7 +7,7 @@
 //! claim is in flight) and holds them; the next designs of that version
 //! take them from memory and make only the Postgres round trip. A
 //! version's batch starts at one id and doubles each time a batch is used
-//! up (up to `pool.prefetch_batch`), and falls back to one when an id
+//! up (up to `serving.prefetch_batch`), and falls back to one when an id
 //! outlives the hold or the list runs short: a busy version pays one Redis
 //! pop per batch, a quiet one holds one id.
 //!
@@ -25,7 +25,7 @@
 //!   (`Prefetch::put_back_all`) -- if the ledger still serves it (not
 //!   retired, current version, template not deleted), so a put-back never
 //!   recreates a dead list;
-//! - at most `pool.prefetch_batch` ids per template version per process.
+//! - at most `serving.prefetch_batch` ids per template version per process.
 //!
 //! An id held by a process that dies is remembered as popped; the
 //! reconciler lists it again after `redis.pop_memory_ms`, like an id popped
@@ -51,7 +51,7 @@ struct Slot {
     /// A background pop is in flight.
     fetching: bool,
     /// How many ids the next background pop asks for: 1, doubled each time
-    /// a batch is used up (up to `pool.prefetch_batch`), 1 again when an id
+    /// a batch is used up (up to `serving.prefetch_batch`), 1 again when an id
     /// outlives the hold.
     batch: u32,
 }
@@ -71,7 +71,7 @@ impl Slot {
     }
 }
 
-/// The ids this process holds, at most `pool.prefetch_batch` per template
+/// The ids this process holds, at most `serving.prefetch_batch` per template
 /// version.
 pub struct Prefetch {
     hold: Duration,

@@ -30,6 +30,8 @@ pub struct Settings {
     #[serde(default)]
     pub pool: PoolSettings,
     #[serde(default)]
+    pub serving: ServingSettings,
+    #[serde(default)]
     pub log: LogSettings,
     #[serde(default)]
     pub trace: TraceSettings,
@@ -99,6 +101,74 @@ impl Default for ServerSettings {
             presign_ttl_secs: 900,
             max_upload_secs: 600,
         }
+    }
+}
+
+/// `serving.*`: how `POST /designs` serves designs from the warm pools
+/// (the pools themselves, shared with the worker, are `pool.*`).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServingSettings {
+    /// Serve from the pool at all (off = every design is copied; for comparison).
+    pub from_pool: bool,
+    /// Pops tried before falling back to a copy, when popped ids turn out stale.
+    pub pop_attempts: u32,
+    /// Warm-up requests for one template version within this window travel
+    /// as one Kafka message (0 = one message per design).
+    pub warmup_coalesce_ms: u64,
+    /// After a warm pop, each API process pops the template version's next
+    /// id in the background and holds it this long for the next design of
+    /// that version, which then makes one round trip (Postgres) instead of
+    /// two; an id not used in time is listed again (0 = off).
+    pub prefetch_hold_ms: u64,
+    /// The most ids held ahead per template version. A version's batch
+    /// starts at one id and doubles each time a batch is used up within the
+    /// hold, so a busy version pays one Redis pop per this many designs and
+    /// a quiet one holds a single id.
+    pub prefetch_batch: u32,
+    /// Parallel CopyObject calls for one cold design.
+    pub cold_copy_parallelism: usize,
+    /// Parallel CopyObject calls across all cold designs of one API process.
+    pub cold_copy_global_limit: usize,
+}
+
+impl Default for ServingSettings {
+    fn default() -> Self {
+        Self {
+            from_pool: true,
+            pop_attempts: 3,
+            warmup_coalesce_ms: 50,
+            prefetch_hold_ms: 500,
+            prefetch_batch: 8,
+            cold_copy_parallelism: 16,
+            cold_copy_global_limit: 256,
+        }
+    }
+}
+
+impl ServingSettings {
+    fn validate(&self, pop_memory_ms: u64) -> Result<(), config::ConfigError> {
+        // A held id stays out of the reconciler's rebuilds only while it is
+        // remembered as popped.
+        if self.prefetch_hold_ms >= pop_memory_ms {
+            return Err(invalid(
+                "serving.prefetch_hold_ms",
+                "must be less than redis.pop_memory_ms",
+            ));
+        }
+        if !(1..=MAX_PREFETCH_BATCH).contains(&self.prefetch_batch) {
+            return Err(invalid(
+                "serving.prefetch_batch",
+                "must be between 1 and 64 ids",
+            ));
+        }
+        if self.cold_copy_parallelism == 0 {
+            return Err(invalid("serving.cold_copy_parallelism", "must be >= 1"));
+        }
+        if self.cold_copy_global_limit == 0 {
+            return Err(invalid("serving.cold_copy_global_limit", "must be >= 1"));
+        }
+        Ok(())
     }
 }
 
@@ -207,7 +277,7 @@ impl RateLimitSettings {
     }
 }
 
-/// The most ids `pool.prefetch_batch` may hold ahead per template version.
+/// The most ids `serving.prefetch_batch` may hold ahead per template version.
 pub const MAX_PREFETCH_BATCH: u32 = 64;
 
 /// What one image being uploaded holds of `server.max_upload_bytes_in_flight`:
@@ -266,17 +336,7 @@ fn validate(s: &Settings) -> Result<(), config::ConfigError> {
             "must be greater than pool.lease_secs (the slowest create)",
         );
     }
-    // A held id stays out of the reconciler's rebuilds only while it is
-    // remembered as popped.
-    if s.pool.prefetch_hold_ms >= s.redis.pop_memory_ms {
-        return fail(
-            "pool.prefetch_hold_ms",
-            "must be less than redis.pop_memory_ms",
-        );
-    }
-    if !(1..=MAX_PREFETCH_BATCH).contains(&s.pool.prefetch_batch) {
-        return fail("pool.prefetch_batch", "must be between 1 and 64 ids");
-    }
+    s.serving.validate(s.redis.pop_memory_ms)?;
     if s.server.max_upload_bytes_in_flight < UPLOAD_SHARE_BYTES {
         return fail(
             "server.max_upload_bytes_in_flight",
@@ -337,9 +397,9 @@ mod tests {
 
         for batch in ["0", "65"] {
             let mut vars = base();
-            vars.push(("PREWARM_POOL__PREFETCH_BATCH".into(), batch.into()));
+            vars.push(("PREWARM_SERVING__PREFETCH_BATCH".into(), batch.into()));
             let e = load_from(vars.into_iter()).unwrap_err().to_string();
-            assert!(e.contains("pool.prefetch_batch"), "{e}");
+            assert!(e.contains("serving.prefetch_batch"), "{e}");
         }
     }
 }

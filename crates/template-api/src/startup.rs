@@ -173,15 +173,15 @@ pub async fn build_state(settings: Settings, pause: PausePoints) -> anyhow::Resu
     spawn_cache_upkeep(&background, &similar, &auth, &versions, &shared).await;
     let metrics = Arc::new(metrics);
     let prefetch = Prefetch::new(
-        Duration::from_millis(settings.pool.prefetch_hold_ms),
-        settings.pool.prefetch_batch,
+        Duration::from_millis(settings.serving.prefetch_hold_ms),
+        settings.serving.prefetch_batch,
         metrics.clone(),
         pause.clone(),
     );
     if let Some(prefetch) = &prefetch {
         prefetch.spawn_sweeper(&background, clients.index.clone(), clients.db.clone());
     }
-    let copy_limiter = Arc::new(Semaphore::new(settings.pool.cold_copy_global_limit));
+    let copy_limiter = Arc::new(Semaphore::new(settings.serving.cold_copy_global_limit));
     let rate_limiter = settings.rate_limit.enabled.then(|| {
         Arc::new(RateLimiter::new(
             settings.rate_limit.clone(),
@@ -196,7 +196,7 @@ pub async fn build_state(settings: Settings, pause: PausePoints) -> anyhow::Resu
         objects: clients.objects,
         warmup: WarmupRequests::start(
             publisher,
-            Duration::from_millis(settings.pool.warmup_coalesce_ms),
+            Duration::from_millis(settings.serving.warmup_coalesce_ms),
             &background,
         ),
         copy_limiter,

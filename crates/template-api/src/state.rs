@@ -36,7 +36,7 @@ pub struct AppState {
     /// Templates' current versions, for warm designs without a template read.
     pub versions: Arc<crate::template_versions::TemplateVersions>,
     /// Pool ids popped ahead of the next design; `None` when
-    /// `pool.prefetch_hold_ms` is 0. One per process, shared by the workers.
+    /// `serving.prefetch_hold_ms` is 0. One per process, shared by the workers.
     pub prefetch: Option<Arc<crate::prefetch::Prefetch>>,
     /// The background loops: one stop for all of them ([`crate::background`]).
     pub background: crate::background::Background,
@@ -57,7 +57,7 @@ impl AppState {
     }
 
     /// Asks the worker to top a template's pool up; never waits for Kafka
-    /// (asks within `pool.warmup_coalesce_ms` travel as one message).
+    /// (asks within `serving.warmup_coalesce_ms` travel as one message).
     pub fn request_warmup(&self, pool: PoolKey, reason: Reason) {
         self.warmup.ask(pool, reason);
     }

@@ -2,7 +2,7 @@
 //!
 //! Every warm design asks the worker to top its template's pool up, but a
 //! refill fills the gap the ledger shows whatever the number of asks, so the
-//! asks for one template version within `pool.warmup_coalesce_ms` travel as
+//! asks for one template version within `serving.warmup_coalesce_ms` travel as
 //! one Kafka message (the first ask's reason, time and trace). A popular
 //! template popped a thousand times a second costs a few messages a second,
 //! not a thousand produces, broker writes and consumer records.

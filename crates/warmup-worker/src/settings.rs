@@ -24,11 +24,13 @@ pub struct Settings {
     pub server: Option<serde::de::IgnoredAny>,
     #[serde(default, skip_serializing)]
     pub similar: Option<serde::de::IgnoredAny>,
-    /// The API's `idempotency` and `rate_limit` sections, accepted and ignored.
+    /// The API's `idempotency`, `rate_limit` and `serving` sections, accepted and ignored.
     #[serde(default, skip_serializing)]
     pub idempotency: Option<serde::de::IgnoredAny>,
     #[serde(default, skip_serializing)]
     pub rate_limit: Option<serde::de::IgnoredAny>,
+    #[serde(default, skip_serializing)]
+    pub serving: Option<serde::de::IgnoredAny>,
     pub database: DatabaseSettings,
     pub redis: RedisSettings,
     pub kafka: KafkaSettings,

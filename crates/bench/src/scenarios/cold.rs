@@ -16,7 +16,7 @@ pub async fn cold(b: &Bench, template_a: TemplateId) -> anyhow::Result<(RunResul
         ..Faults::default()
     });
     let mut cold_env = env.clone();
-    set(&mut cold_env, "PREWARM_POOL__ENABLED", false);
+    set(&mut cold_env, "PREWARM_SERVING__FROM_POOL", false);
     let (cold_api, cold_base) = start_api(
         root,
         &cold_env,

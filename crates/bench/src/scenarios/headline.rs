@@ -27,7 +27,7 @@ pub async fn headline(b: &Bench, template_a: TemplateId) -> anyhow::Result<(RunR
         ..Faults::default()
     });
     let mut env = b.env.clone();
-    set(&mut env, "PREWARM_POOL__ENABLED", false);
+    set(&mut env, "PREWARM_SERVING__FROM_POOL", false);
     let (api, base) = start_api(
         &b.root,
         &env,

@@ -20,10 +20,10 @@ pub struct Warm {
     /// 64-client run (`runs[2]`).
     pub floor_many: RunResult,
     /// 1 client through an API holding one id ahead at a time
-    /// (`pool.prefetch_batch` = 1), in the same rounds.
+    /// (`serving.prefetch_batch` = 1), in the same rounds.
     pub one_id: RunResult,
     /// 1 client through an API that pops on the request path
-    /// (`pool.prefetch_hold_ms` = 0).
+    /// (`serving.prefetch_hold_ms` = 0).
     pub no_prefetch: RunResult,
     /// 64 clients of one company.
     pub single: RunResult,
@@ -206,7 +206,7 @@ async fn run(
 
 /// The 1-client comparison in rounds: the floor, the warm path, and the
 /// warm path through an API holding one id ahead at a time
-/// (`pool.prefetch_batch` = 1). Their runs, in that order.
+/// (`serving.prefetch_batch` = 1). Their runs, in that order.
 async fn one_client(
     b: &Bench,
     template: TemplateId,
@@ -214,7 +214,7 @@ async fn one_client(
     cpu_rows: &mut CpuRows,
 ) -> anyhow::Result<[RunResult; 3]> {
     let mut env = b.env.clone();
-    set(&mut env, "PREWARM_POOL__PREFETCH_BATCH", 1);
+    set(&mut env, "PREWARM_SERVING__PREFETCH_BATCH", 1);
     let log = b.run_dir.join("bench-api-one-id.log");
     let (one_id_api, one_id_base) = start_api(&b.root, &env, "template-api", &log).await?;
     b.warm_keys(&one_id_base).await?;
@@ -306,13 +306,13 @@ impl CpuSum {
 }
 
 /// The 1-client run through a second API whose requests pop their own ids
-/// (`pool.prefetch_hold_ms` = 0): what prefetching saves.
+/// (`serving.prefetch_hold_ms` = 0): what prefetching saves.
 async fn without_prefetch(b: &Bench, template: TemplateId) -> anyhow::Result<RunResult> {
     // On a settled database, as the 1-client run it is compared with (it
     // follows the 64-client run's writes).
     b.settle().await?;
     let mut env = b.env.clone();
-    set(&mut env, "PREWARM_POOL__PREFETCH_HOLD_MS", 0);
+    set(&mut env, "PREWARM_SERVING__PREFETCH_HOLD_MS", 0);
     let log = b.run_dir.join("bench-api-no-prefetch.log");
     let (api, base) = start_api(&b.root, &env, "template-api", &log).await?;
     b.warm_keys(&base).await?;
