@@ -3,25 +3,22 @@
 //! next pass -- on this replica or another after a restart -- resumes there
 //! instead of starting over. Positions are opaque text to this module.
 
-use diesel::sql_types::Text;
+use diesel::dsl::now;
+use diesel::prelude::*;
+use diesel::upsert::excluded;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
+use super::schema::background_cursors as cursors;
 use super::StoreError;
-
-#[derive(diesel::QueryableByName)]
-struct Position {
-    #[diesel(sql_type = Text)]
-    position: String,
-}
 
 /// The stored position of pass `name`, if any.
 pub async fn get(conn: &mut AsyncPgConnection, name: &str) -> Result<Option<String>, StoreError> {
-    let rows: Vec<Position> =
-        diesel::sql_query("SELECT position FROM background_cursors WHERE name = $1")
-            .bind::<Text, _>(name)
-            .load(conn)
-            .await?;
-    Ok(rows.into_iter().next().map(|r| r.position))
+    Ok(cursors::table
+        .find(name)
+        .select(cursors::position)
+        .get_result(conn)
+        .await
+        .optional()?)
 }
 
 /// Stores the position of pass `name`.
@@ -40,14 +37,20 @@ pub async fn set_in(
     name: &str,
     position: &str,
 ) -> Result<(), diesel::result::Error> {
-    diesel::sql_query(
-        "INSERT INTO background_cursors (name, position, updated_at) VALUES ($1, $2, now())
-         ON CONFLICT (name) DO UPDATE SET position = EXCLUDED.position, updated_at = now()",
-    )
-    .bind::<Text, _>(name)
-    .bind::<Text, _>(position)
-    .execute(conn)
-    .await?;
+    diesel::insert_into(cursors::table)
+        .values((
+            cursors::name.eq(name),
+            cursors::position.eq(position),
+            cursors::updated_at.eq(now),
+        ))
+        .on_conflict(cursors::name)
+        .do_update()
+        .set((
+            cursors::position.eq(excluded(cursors::position)),
+            cursors::updated_at.eq(now),
+        ))
+        .execute(conn)
+        .await?;
     Ok(())
 }
 
@@ -62,22 +65,23 @@ pub async fn advance_in(
     to: &str,
 ) -> Result<bool, diesel::result::Error> {
     let moved = if from.is_empty() {
-        diesel::sql_query(
-            "INSERT INTO background_cursors (name, position, updated_at) VALUES ($1, $2, now())
-             ON CONFLICT (name) DO NOTHING",
-        )
-        .bind::<Text, _>(name)
-        .bind::<Text, _>(to)
-        .execute(conn)
-        .await?
+        diesel::insert_into(cursors::table)
+            .values((
+                cursors::name.eq(name),
+                cursors::position.eq(to),
+                cursors::updated_at.eq(now),
+            ))
+            .on_conflict(cursors::name)
+            .do_nothing()
+            .execute(conn)
+            .await?
     } else {
-        diesel::sql_query(
-            "UPDATE background_cursors SET position = $3, updated_at = now()
-              WHERE name = $1 AND position = $2",
+        diesel::update(
+            cursors::table
+                .filter(cursors::name.eq(name))
+                .filter(cursors::position.eq(from)),
         )
-        .bind::<Text, _>(name)
-        .bind::<Text, _>(from)
-        .bind::<Text, _>(to)
+        .set((cursors::position.eq(to), cursors::updated_at.eq(now)))
         .execute(conn)
         .await?
     };
@@ -86,8 +90,7 @@ pub async fn advance_in(
 
 /// Forgets the position of pass `name` (its next pass starts over).
 pub async fn clear(conn: &mut AsyncPgConnection, name: &str) -> Result<(), StoreError> {
-    diesel::sql_query("DELETE FROM background_cursors WHERE name = $1")
-        .bind::<Text, _>(name)
+    diesel::delete(cursors::table.find(name))
         .execute(conn)
         .await?;
     Ok(())

@@ -19,6 +19,7 @@ use diesel::sql_types::{Array, Double, Integer, SmallInt, Uuid as SqlUuid};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
+use super::schema::demand_profile;
 use super::StoreError;
 
 /// Seconds in a slot, and slots in a week.
@@ -37,7 +38,9 @@ pub fn week_of(secs: f64) -> i32 {
 }
 
 /// One stored row.
-#[derive(Debug, Clone, PartialEq, QueryableByName)]
+#[derive(Debug, Clone, PartialEq, QueryableByName, Queryable, Selectable)]
+#[diesel(table_name = demand_profile)]
+#[diesel(check_for_backend(diesel::pg::Pg))]
 pub struct ProfileRow {
     #[diesel(sql_type = SqlUuid)]
     pub template_id: Uuid,
@@ -137,9 +140,7 @@ pub async fn rebuild(
 ) -> Result<usize, diesel::result::Error> {
     let now_week = week_of(upto);
     let from = f64::from(now_week - weeks.max(0)) * WEEK_SECS;
-    diesel::sql_query("DELETE FROM demand_profile")
-        .execute(conn)
-        .await?;
+    diesel::delete(demand_profile::table).execute(conn).await?;
     diesel::sql_query(
         "INSERT INTO demand_profile (template_id, slot, week, current, level)
          SELECT template_id, slot, $3,
@@ -218,21 +219,17 @@ pub async fn of(
     template: Uuid,
     slots: &[i16],
 ) -> Result<Vec<ProfileRow>, StoreError> {
-    Ok(diesel::sql_query(
-        "SELECT template_id, slot, week, current, level FROM demand_profile
-          WHERE template_id = $1 AND slot = ANY($2)",
-    )
-    .bind::<SqlUuid, _>(template)
-    .bind::<Array<SmallInt>, _>(slots)
-    .load(conn)
-    .await?)
+    Ok(demand_profile::table
+        .filter(demand_profile::template_id.eq(template))
+        .filter(demand_profile::slot.eq_any(slots))
+        .select(ProfileRow::as_select())
+        .load(conn)
+        .await?)
 }
 
 /// Forgets every row (forecasting switched off: a later start rebuilds).
 pub async fn clear(conn: &mut AsyncPgConnection) -> Result<(), StoreError> {
-    diesel::sql_query("DELETE FROM demand_profile")
-        .execute(conn)
-        .await?;
+    diesel::delete(demand_profile::table).execute(conn).await?;
     Ok(())
 }
 

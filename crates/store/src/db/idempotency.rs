@@ -12,11 +12,13 @@
 
 use std::time::Duration;
 
+use diesel::prelude::*;
 use diesel::sql_types::{Bytea, Integer, Jsonb, Nullable, Text, Uuid as SqlUuid};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use shared_domain::ids::CompanyId;
 use uuid::Uuid;
 
+use super::schema::idempotency_keys;
 use super::StoreError;
 
 /// A request's key: whose, for which route, and what was asked.
@@ -67,13 +69,12 @@ struct Taken {
     owner: Option<Uuid>,
 }
 
-#[derive(diesel::QueryableByName)]
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = idempotency_keys)]
+#[diesel(check_for_backend(diesel::pg::Pg))]
 struct Existing {
-    #[diesel(sql_type = Bytea)]
     request_hash: Vec<u8>,
-    #[diesel(sql_type = Nullable<Integer>)]
     response_status: Option<i32>,
-    #[diesel(sql_type = Nullable<Jsonb>)]
     response_body: Option<serde_json::Value>,
 }
 
@@ -119,16 +120,13 @@ pub async fn begin(
             owner,
         }));
     }
-    let existing: Vec<Existing> = diesel::sql_query(
-        "SELECT request_hash, response_status, response_body FROM idempotency_keys
-          WHERE company_id = $1 AND route = $2 AND key = $3",
-    )
-    .bind::<SqlUuid, _>(request.company.0)
-    .bind::<Text, _>(request.route)
-    .bind::<Text, _>(&request.key)
-    .load(conn)
-    .await?;
-    let Some(existing) = existing.into_iter().next() else {
+    let existing: Option<Existing> = idempotency_keys::table
+        .find((request.company.0, request.route, &request.key))
+        .select(Existing::as_select())
+        .get_result(conn)
+        .await
+        .optional()?;
+    let Some(existing) = existing else {
         // Purged between the two statements: a later attempt takes it.
         return Ok(Begin::InProgress);
     };

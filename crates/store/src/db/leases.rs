@@ -6,6 +6,7 @@
 
 use std::time::Duration;
 
+use diesel::prelude::*;
 use diesel::sql_types::{Interval, Text};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
@@ -70,10 +71,13 @@ pub async fn release(
     name: &str,
     holder: &str,
 ) -> Result<(), StoreError> {
-    diesel::sql_query("DELETE FROM singleton_leases WHERE name = $1 AND holder = $2")
-        .bind::<Text, _>(name)
-        .bind::<Text, _>(holder)
-        .execute(conn)
-        .await?;
+    use super::schema::singleton_leases as leases;
+    diesel::delete(
+        leases::table
+            .filter(leases::name.eq(name))
+            .filter(leases::holder.eq(holder)),
+    )
+    .execute(conn)
+    .await?;
     Ok(())
 }

@@ -1,6 +1,14 @@
 //! Postgres through diesel-async: the connection pool, the migrations, TLS
-//! (`tls.rs`), and one module per table (rows kept separate from domain
-//! types, converted explicitly).
+//! (`tls.rs`), the statement timer every pooled connection carries
+//! (`query_timer.rs`), and one module per table (rows kept separate from
+//! domain types, converted explicitly).
+//!
+//! Queries use diesel's DSL over the generated `schema.rs`. A statement is
+//! written as SQL (`sql_query`) only where the DSL cannot say it: `unnest`
+//! of bind arrays, CTEs (`WITH ... DELETE ... RETURNING`), `FILTER`
+//! aggregates, epoch arithmetic on `now()`, upserts with a condition,
+//! advisory locks, the catalog, and the one table name chosen at run time
+//! (`pool_policies`). Each stays in the module of the table it serves.
 
 pub mod api_keys;
 pub mod companies;

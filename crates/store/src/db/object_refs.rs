@@ -19,10 +19,12 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
+use diesel::prelude::*;
 use diesel::sql_types::{Array, BigInt, Integer, Nullable, Text, Timestamptz, Uuid as SqlUuid};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
+use super::schema::pending_copies;
 use super::StoreError;
 
 #[derive(diesel::QueryableByName)]
@@ -124,11 +126,12 @@ pub async fn renew(
     ttl: Duration,
 ) -> Result<(), StoreError> {
     let ttl = chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::seconds(300));
-    diesel::sql_query(
-        "UPDATE pending_copies SET expires_at = $2 WHERE design_id = $1 AND expires_at >= now()",
+    diesel::update(
+        pending_copies::table
+            .filter(pending_copies::design_id.eq(owner))
+            .filter(pending_copies::expires_at.ge(diesel::dsl::now)),
     )
-    .bind::<SqlUuid, _>(owner)
-    .bind::<Timestamptz, _>(super::now() + ttl)
+    .set(pending_copies::expires_at.eq(super::now() + ttl))
     .execute(conn)
     .await?;
     Ok(())
@@ -165,8 +168,10 @@ pub async fn forget(conn: &mut AsyncPgConnection, owner: Uuid) -> Result<(), Sto
 /// Deletes announcements past their expiry (their requests died or gave up);
 /// their objects are then unreferenced. Returns how many.
 pub async fn purge_expired(conn: &mut AsyncPgConnection) -> Result<usize, StoreError> {
-    let n = diesel::sql_query("DELETE FROM pending_copies WHERE expires_at < now()")
-        .execute(conn)
-        .await?;
+    let n = diesel::delete(
+        pending_copies::table.filter(pending_copies::expires_at.lt(diesel::dsl::now)),
+    )
+    .execute(conn)
+    .await?;
     Ok(n)
 }

@@ -5,6 +5,7 @@
 //! pool state of a batch of templates in one statement.
 
 use chrono::{DateTime, Utc};
+use diesel::prelude::*;
 use diesel::sql_types::{
     Array, BigInt, Bool, Double, Integer, Interval, Nullable, Timestamptz, Uuid as SqlUuid,
 };
@@ -76,12 +77,6 @@ fn interval(d: chrono::TimeDelta) -> diesel::data_types::PgInterval {
     diesel::data_types::PgInterval::from_microseconds(d.num_microseconds().unwrap_or(i64::MAX))
 }
 
-#[derive(diesel::QueryableByName)]
-struct Id {
-    #[diesel(sql_type = SqlUuid)]
-    id: Uuid,
-}
-
 /// The next `limit` live templates after `after` in id order (the rolling
 /// sweep; a primary-key range scan).
 pub async fn templates_after(
@@ -89,14 +84,16 @@ pub async fn templates_after(
     after: Uuid,
     limit: i64,
 ) -> Result<Vec<TemplateId>, StoreError> {
-    let rows: Vec<Id> = diesel::sql_query(
-        "SELECT id FROM templates WHERE id > $1 AND deleted_at IS NULL ORDER BY id LIMIT $2",
-    )
-    .bind::<SqlUuid, _>(after)
-    .bind::<BigInt, _>(limit)
-    .load(conn)
-    .await?;
-    Ok(rows.into_iter().map(|r| TemplateId(r.id)).collect())
+    use super::schema::templates;
+    let ids: Vec<Uuid> = templates::table
+        .filter(templates::id.gt(after))
+        .filter(templates::deleted_at.is_null())
+        .order(templates::id)
+        .limit(limit)
+        .select(templates::id)
+        .load(conn)
+        .await?;
+    Ok(ids.into_iter().map(TemplateId).collect())
 }
 
 /// One template's pool as the ledger has it.

@@ -12,6 +12,7 @@
 
 use std::collections::HashMap;
 
+use diesel::prelude::*;
 use diesel::sql_types::{Array, BigInt, Uuid as SqlUuid};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use shared_domain::ids::TemplateId;
@@ -101,8 +102,9 @@ async fn record(
 
 /// The running total as the last pass left it.
 pub async fn total(conn: &mut AsyncPgConnection) -> Result<i64, StoreError> {
-    let total: Total = diesel::sql_query("SELECT ready FROM pool_depth_total")
+    use super::schema::pool_depth_total;
+    Ok(pool_depth_total::table
+        .select(pool_depth_total::ready)
         .get_result(conn)
-        .await?;
-    Ok(total.ready)
+        .await?)
 }

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use diesel::prelude::*;
-use diesel::sql_types::{BigInt, Text};
+use diesel::sql_types::Text;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use shared_domain::ids::{PoolItemId, TemplateId, TemplateVersion};
 use shared_domain::object_keys;
@@ -640,23 +640,16 @@ pub async fn live_object_keys(conn: &mut AsyncPgConnection) -> Result<Vec<String
     Ok(live.into_iter().flat_map(|o| o.keys()).collect())
 }
 
-#[derive(QueryableByName)]
-struct Total {
-    #[diesel(sql_type = BigInt)]
-    n: i64,
-}
-
 /// How many items were ever reserved for a template (copies made = this x images).
 pub async fn total_reserved(
     conn: &mut AsyncPgConnection,
     template: TemplateId,
 ) -> Result<i64, StoreError> {
-    let total: Total =
-        diesel::sql_query("SELECT count(*) AS n FROM pool_items WHERE template_id = $1")
-            .bind::<diesel::sql_types::Uuid, _>(template.0)
-            .get_result(conn)
-            .await?;
-    Ok(total.n)
+    Ok(pool_items::table
+        .filter(pool_items::template_id.eq(template.0))
+        .count()
+        .get_result(conn)
+        .await?)
 }
 
 /// Items of a template (all versions) by state, e.g. `[("ready", 4), ("used", 6)]`.

@@ -16,15 +16,13 @@
 //! total's row lock, each for O(1) work.
 
 use diesel::prelude::*;
-use diesel::sql_types::{BigInt, Uuid as SqlUuid};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use shared_domain::ids::TemplateId;
 
-#[derive(QueryableByName)]
-struct Count {
-    #[diesel(sql_type = BigInt)]
-    n: i64,
-}
+use super::schema::{pool_live, pool_live_total};
+
+/// The total's one row has the key `TRUE`.
+const TOTAL: bool = true;
 
 /// Locks the total until the end of the transaction (serializing budgeted
 /// reserves) and returns the recorded live objects of every template but
@@ -38,21 +36,23 @@ pub async fn others(
     conn: &mut AsyncPgConnection,
     template: TemplateId,
 ) -> Result<Option<i64>, diesel::result::Error> {
-    let total: Option<Count> =
-        diesel::sql_query("SELECT objects AS n FROM pool_live_total WHERE id FOR UPDATE")
-            .get_result(conn)
-            .await
-            .optional()?;
+    let total: Option<i64> = pool_live_total::table
+        .find(TOTAL)
+        .select(pool_live_total::objects)
+        .for_update()
+        .get_result(conn)
+        .await
+        .optional()?;
     let Some(total) = total else {
         return Ok(None);
     };
-    let mine: Option<Count> =
-        diesel::sql_query("SELECT objects AS n FROM pool_live WHERE template_id = $1")
-            .bind::<SqlUuid, _>(template.0)
-            .get_result(conn)
-            .await
-            .optional()?;
-    Ok(Some(total.n - mine.map_or(0, |m| m.n)))
+    let mine: Option<i64> = pool_live::table
+        .find(template.0)
+        .select(pool_live::objects)
+        .get_result(conn)
+        .await
+        .optional()?;
+    Ok(Some(total - mine.unwrap_or(0)))
 }
 
 /// Records `template`'s `live` objects and sets the total to `others + live`
@@ -64,22 +64,23 @@ pub async fn record(
     others: i64,
 ) -> Result<(), diesel::result::Error> {
     if live > 0 {
-        diesel::sql_query(
-            "INSERT INTO pool_live (template_id, objects) VALUES ($1, $2)
-             ON CONFLICT (template_id) DO UPDATE SET objects = EXCLUDED.objects",
-        )
-        .bind::<SqlUuid, _>(template.0)
-        .bind::<BigInt, _>(live)
-        .execute(conn)
-        .await?;
+        diesel::insert_into(pool_live::table)
+            .values((
+                pool_live::template_id.eq(template.0),
+                pool_live::objects.eq(live),
+            ))
+            .on_conflict(pool_live::template_id)
+            .do_update()
+            .set(pool_live::objects.eq(live))
+            .execute(conn)
+            .await?;
     } else {
-        diesel::sql_query("DELETE FROM pool_live WHERE template_id = $1")
-            .bind::<SqlUuid, _>(template.0)
+        diesel::delete(pool_live::table.find(template.0))
             .execute(conn)
             .await?;
     }
-    diesel::sql_query("UPDATE pool_live_total SET objects = $1 WHERE id")
-        .bind::<BigInt, _>(others + live)
+    diesel::update(pool_live_total::table.find(TOTAL))
+        .set(pool_live_total::objects.eq(others + live))
         .execute(conn)
         .await?;
     Ok(())
@@ -92,15 +93,20 @@ pub async fn record(
 pub async fn recount(conn: &mut AsyncPgConnection) -> Result<i64, diesel::result::Error> {
     use diesel_async::AsyncConnection;
     conn.transaction::<_, diesel::result::Error, _>(async |conn| {
-        diesel::sql_query(
-            "INSERT INTO pool_live_total (id, objects) VALUES (TRUE, 0) ON CONFLICT (id) DO NOTHING",
-        )
-        .execute(conn)
-        .await?;
-        diesel::sql_query("SELECT objects AS n FROM pool_live_total WHERE id FOR UPDATE")
-            .get_result::<Count>(conn)
+        diesel::insert_into(pool_live_total::table)
+            .values((pool_live_total::id.eq(TOTAL), pool_live_total::objects.eq(0)))
+            .on_conflict(pool_live_total::id)
+            .do_nothing()
+            .execute(conn)
             .await?;
-        diesel::sql_query("DELETE FROM pool_live").execute(conn).await?;
+        pool_live_total::table
+            .find(TOTAL)
+            .select(pool_live_total::objects)
+            .for_update()
+            .get_result::<i64>(conn)
+            .await?;
+        diesel::delete(pool_live::table).execute(conn).await?;
+        // A grouped INSERT ... SELECT with HAVING: SQL says it plainly.
         diesel::sql_query(
             "INSERT INTO pool_live (template_id, objects)
              SELECT template_id, sum(image_count) FROM pool_items
@@ -109,13 +115,21 @@ pub async fn recount(conn: &mut AsyncPgConnection) -> Result<i64, diesel::result
         )
         .execute(conn)
         .await?;
-        let total: Count = diesel::sql_query(
+        // sum(bigint) is numeric in Postgres (BigDecimal in diesel): cast
+        // in SQL instead of pulling in a decimal type for one statement.
+        #[derive(QueryableByName)]
+        struct Count {
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            n: i64,
+        }
+        let total = diesel::sql_query(
             "UPDATE pool_live_total SET objects = (SELECT coalesce(sum(objects), 0) FROM pool_live)::bigint
               WHERE id RETURNING objects AS n",
         )
-        .get_result(conn)
-        .await?;
-        Ok(total.n)
+        .get_result::<Count>(conn)
+        .await?
+        .n;
+        Ok(total)
     })
     .await
 }

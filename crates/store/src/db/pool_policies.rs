@@ -8,6 +8,7 @@ use diesel::sql_types::{Array, BigInt, Double, Jsonb, Text, Uuid as SqlUuid};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
+use super::schema::{demand_profile, pool_policy_version, template_pool_policies};
 use super::StoreError;
 
 /// Whose policy: one template's, or a company's default for its templates.
@@ -104,8 +105,7 @@ pub async fn template_deleted(
     template: Uuid,
     owner: Uuid,
 ) -> Result<(), diesel::result::Error> {
-    let own = diesel::sql_query("DELETE FROM template_pool_policies WHERE template_id = $1")
-        .bind::<SqlUuid, _>(template)
+    let own = diesel::delete(template_pool_policies::table.find(template))
         .execute(conn)
         .await?;
     let company: Option<StoredPolicy> = diesel::sql_query(
@@ -115,8 +115,7 @@ pub async fn template_deleted(
     .get_result(conn)
     .await
     .optional()?;
-    diesel::sql_query("DELETE FROM demand_profile WHERE template_id = $1")
-        .bind::<SqlUuid, _>(template)
+    diesel::delete(demand_profile::table.filter(demand_profile::template_id.eq(template)))
         .execute(conn)
         .await?;
     if own > 0 || company.is_some() {
@@ -126,25 +125,22 @@ pub async fn template_deleted(
 }
 
 async fn bump(conn: &mut AsyncPgConnection) -> Result<(), diesel::result::Error> {
-    diesel::sql_query("UPDATE pool_policy_version SET version = version + 1 WHERE id")
+    diesel::update(pool_policy_version::table.find(true))
+        .set(pool_policy_version::version.eq(pool_policy_version::version + 1))
         .execute(conn)
         .await
         .map(drop)
 }
 
-#[derive(QueryableByName)]
-struct Version {
-    #[diesel(sql_type = BigInt)]
-    version: i64,
-}
-
 /// The policies' version: moves with every write.
 pub async fn version(conn: &mut AsyncPgConnection) -> Result<i64, StoreError> {
-    let v: Option<Version> = diesel::sql_query("SELECT version FROM pool_policy_version WHERE id")
+    let v: Option<i64> = pool_policy_version::table
+        .find(true)
+        .select(pool_policy_version::version)
         .get_result(conn)
         .await
         .optional()?;
-    Ok(v.map_or(0, |v| v.version))
+    Ok(v.unwrap_or(0))
 }
 
 /// Every live template's policy and every company's, at most `limit` of
