@@ -153,6 +153,52 @@ async fn every_statement_is_timed_by_verb_and_table() {
     stack.finish().await;
 }
 
+/// A statement that returns rows is timed to its last row, not to the
+/// server's first answer (diesel-async reports a load done when its bind is
+/// answered; a large result is flushed while the server still runs it):
+/// rows whose last one takes 200 ms read as at least 200 ms.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_statement_is_timed_to_its_rows_not_to_its_bind() {
+    use diesel_async::RunQueryDsl;
+    #[derive(diesel::QueryableByName)]
+    struct Slept {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        #[allow(dead_code)]
+        t: String,
+    }
+    let stack = TestStack::spawn(Options::without_worker()).await;
+    // A pool of its own over the same spec: the API's metrics, and a
+    // statement (over pg_class) nothing else sends.
+    let db = stack.db.local_copy(1).unwrap();
+    let metrics = db.query_metrics().clone();
+    let before = (
+        metrics.count("select pg_class"),
+        metrics.sum("select pg_class"),
+    );
+    {
+        let mut conn = db.conn().await.unwrap();
+        // 3,000 rows of 200 bytes: the server sends the first ones (and
+        // the bind's answer) long before it sleeps over the last one.
+        let rows: Vec<Slept> = diesel::sql_query(
+            "SELECT CASE WHEN g = 3000 THEN pg_sleep(0.2)::text ELSE repeat('x', 200) END AS t
+               FROM pg_class, generate_series(1, 3000) AS g
+              WHERE pg_class.oid = 'pg_class'::regclass",
+        )
+        .load(&mut conn)
+        .await
+        .unwrap();
+        assert_eq!(rows.len(), 3000);
+    }
+    let count = metrics.count("select pg_class") - before.0;
+    let took = metrics.sum("select pg_class") - before.1;
+    assert_eq!(count, 1);
+    assert!(
+        took >= 0.2,
+        "timed {took:.4} s of rows whose last took 0.2 s"
+    );
+    stack.finish().await;
+}
+
 /// SIGTERM while a refill is copying: the worker finishes the refill (items
 /// ready and indexed), commits, and exits 0; nothing is left half-done.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,7 +8,7 @@
 
 use prost::Message;
 
-use crate::ids::{TemplateId, TemplateVersion};
+use crate::ids::TemplateId;
 use crate::pool::PoolKey;
 
 /// Generated code for package `prewarm.warmup.v1`.
@@ -74,14 +74,6 @@ impl WarmupRequest {
     pub fn template(&self) -> Option<TemplateId> {
         self.template_id.parse().ok()
     }
-
-    /// The pool the request is for, if the producer wrote a valid template id.
-    pub fn pool(&self) -> Option<PoolKey> {
-        Some(PoolKey::new(
-            self.template()?,
-            TemplateVersion(self.template_version),
-        ))
-    }
 }
 
 #[cfg(test)]
@@ -91,12 +83,12 @@ mod tests {
     #[test]
     fn warmup_request_round_trips_and_rejects_garbage() {
         let t = TemplateId::new();
-        let pool = PoolKey::new(t, TemplateVersion(3));
+        let pool = PoolKey::new(t, crate::ids::TemplateVersion(3));
         let msg = WarmupRequest::new(pool, Reason::PoolPop, 1_700_000_000_000);
         let back = WarmupRequest::from_bytes(&msg.to_bytes()).unwrap();
         assert_eq!(back, msg);
         assert_eq!(back.template(), Some(t));
-        assert_eq!(back.pool(), Some(pool));
+        assert_eq!(back.template_version, 3);
         assert_eq!(back.reason(), Reason::PoolPop);
         assert!(WarmupRequest::from_bytes(&[0xff, 0xff, 0xff]).is_err());
         // A valid encoding of a huge id is refused unread.

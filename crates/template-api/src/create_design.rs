@@ -249,7 +249,7 @@ async fn read_template(
 /// until the reconciler re-indexes it.
 async fn requeue(state: &AppState, pool: PoolKey, item: shared_domain::ids::PoolItemId) {
     if let Err(e) = state.index.push_front(pool, item).await {
-        tracing::warn!(%pool, %item, error = %Chain(&e), "could not re-index an unused pool item");
+        tracing::warn!(template = %pool.template, %item, error = %Chain(&e), "could not re-index an unused pool item");
     }
 }
 

@@ -160,7 +160,7 @@ impl Prefetch {
             let ids = match index.pop_ahead(pool, 1, most).await {
                 Ok(ids) => ids,
                 Err(e) => {
-                    tracing::debug!(%pool, error = %Chain(&e), "prefetch pop failed");
+                    tracing::debug!(template = %pool.template, error = %Chain(&e), "prefetch pop failed");
                     Vec::new()
                 }
             };
@@ -355,7 +355,7 @@ async fn servable(db: &Db, ids: &[PoolItemId]) -> Result<Vec<PoolItemId>, StoreE
 /// Lists a held id again at the head (it was popped, never claimed).
 async fn put_back(index: &PoolIndex, pool: PoolKey, id: PoolItemId) {
     if let Err(e) = index.push_front(pool, id).await {
-        tracing::warn!(%pool, item = %id, error = %Chain(&e),
+        tracing::warn!(template = %pool.template, item = %id, error = %Chain(&e),
             "could not list a prefetched pool item again; the reconciler will");
     }
 }

@@ -376,7 +376,7 @@ impl Reconciler {
             .collect();
         let (removed, added, duplicates) = index.reconcile(pool, &unready, &missing).await?;
         if removed + added + duplicates > 0 {
-            tracing::info!(%pool, removed, added, duplicates, "pool index reconciled with the ledger");
+            tracing::info!(template = %pool.template, removed, added, duplicates, "pool index reconciled with the ledger");
         }
         Ok(removed + added + duplicates > 0)
     }

@@ -286,7 +286,7 @@ impl Refiller {
             for old in (version - 10).max(1)..version {
                 let old = PoolKey::new(template, TemplateVersion(old));
                 if let Err(e) = self.index.remove(old).await {
-                    tracing::warn!(%old, error = %Chain(&e), "could not drop an old pool list");
+                    tracing::warn!(template = %old.template, old = %old.version, error = %Chain(&e), "could not drop an old pool list");
                 }
             }
         }

@@ -53,7 +53,46 @@ pub(crate) async fn jit_off(conn: &mut AsyncPgConnection) -> Result<(), diesel::
 }
 
 pub type DbPool = deadpool::managed::Pool<CheckedManager>;
-pub type DbConn = deadpool::managed::Object<CheckedManager>;
+
+/// A pooled connection, used as an `AsyncPgConnection`. Dropping it hands
+/// it back to the pool, first closing the timing of its last statement
+/// (see [`query_timer`]: a statement's rows are read after diesel reports
+/// it done).
+pub struct DbConn(deadpool::managed::Object<CheckedManager>);
+
+impl std::ops::Deref for DbConn {
+    type Target = AsyncPgConnection;
+    fn deref(&self) -> &AsyncPgConnection {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for DbConn {
+    fn deref_mut(&mut self) -> &mut AsyncPgConnection {
+        &mut self.0
+    }
+}
+
+impl Drop for DbConn {
+    fn drop(&mut self) {
+        // Not while unwinding (a second panic would abort); and guarded,
+        // because diesel-async panics if a query future still shared the
+        // instrumentation (none can: this is the only handle).
+        if std::thread::panicking() {
+            return;
+        }
+        let conn: &mut AsyncPgConnection = &mut self.0;
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            use diesel_async::AsyncConnection;
+            if let Some(timer) = conn
+                .instrumentation()
+                .downcast_mut::<query_timer::QueryTimer>()
+            {
+                timer.settle();
+            }
+        }));
+    }
+}
 
 /// [`DatabaseSettings::check_idle_ms`](crate::settings::DatabaseSettings)'s default.
 pub const DEFAULT_CHECK_IDLE: Duration = Duration::from_secs(1);
@@ -232,7 +271,7 @@ impl Db {
     /// A pooled connection, or `Unavailable` after the acquire timeout.
     pub async fn conn(&self) -> Result<DbConn, StoreError> {
         match tokio::time::timeout(self.acquire_timeout, self.pool.get()).await {
-            Ok(Ok(conn)) => Ok(conn),
+            Ok(Ok(conn)) => Ok(DbConn(conn)),
             Ok(Err(e)) => Err(StoreError::unavailable("taking a Postgres connection", e)),
             Err(_) => Err(StoreError::Unavailable {
                 what: format!("no Postgres connection within {:?}", self.acquire_timeout),

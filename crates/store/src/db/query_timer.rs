@@ -2,17 +2,29 @@
 //! each pooled connection when it is opened, so no call site has to wrap
 //! its queries (and none can forget to).
 //!
-//! diesel-async reports a query's start when its future is built (inside
-//! the caller's span, which becomes the query span's parent) and its finish
-//! when the answer is in. A connection runs one statement at a time here,
-//! so one slot holds the query in flight; a query whose future was dropped
-//! before its answer (a timeout) leaves its slot to be overwritten by the
-//! next, never shifting later pairs.
+//! diesel-async reports a statement's start when its future is built
+//! (inside the caller's span, which becomes the query span's parent) and
+//! its "finish" when the server's first answer is in: for a statement that
+//! returns rows that is the bind, before the server has run it. So a
+//! statement is timed from its start to whatever happens next on its
+//! connection -- the next statement, or the connection going back to the
+//! pool ([`DbConn`](super::DbConn)'s drop) -- which covers its rows. The
+//! store's functions run their statements back to back and hand the
+//! connection back at once, so that is the statement's time within a few
+//! microseconds.
+//!
+//! A connection runs one statement at a time here (nothing pipelines on
+//! one connection), so one slot holds the statement in flight. One that
+//! never got an answer (its future dropped by a timeout, its connection
+//! lost) is closed as `unanswered` when the slot is next needed.
+//! Errors the server sends while rows stream (a `RAISE` in the claim) reach
+//! the caller, not this timer: the caller's span and logs carry them.
 //!
 //! The metric's `statement` label names the statement by its verb and its
 //! table or function ("select pool_items", "call prewarm_claim_item"): the
 //! statements are the code's own, so the label set is bounded, and binds
-//! never reach it.
+//! never reach it. Statements outside any span (background passes between
+//! their own spans) are timed but make no span, so they start no trace.
 
 use std::collections::HashMap;
 use std::time::Instant;
@@ -30,7 +42,7 @@ impl QueryMetrics {
     pub fn new() -> Self {
         let opts = HistogramOpts::new(
             "prewarm_db_query_seconds",
-            "Postgres statements by verb and table or function, from sending to the last row",
+            "Postgres statements by verb and table or function, from sending to the next use of the connection",
         )
         .buckets(buckets());
         Self {
@@ -49,6 +61,13 @@ impl QueryMetrics {
         self.seconds
             .with_label_values(&[statement])
             .get_sample_count()
+    }
+
+    /// Their total time in seconds.
+    pub fn sum(&self, statement: &str) -> f64 {
+        self.seconds
+            .with_label_values(&[statement])
+            .get_sample_sum()
     }
 
     /// The instrumentation for one new connection.
@@ -77,63 +96,126 @@ fn buckets() -> Vec<f64> {
     ]
 }
 
-/// Statements a connection remembers the histogram of; past it the label
-/// is worked out again each time (a bound, not an expected size).
+/// Statements a connection remembers the histogram of, and the longest SQL
+/// it remembers one for (a batch insert's text grows with its rows): past
+/// either, the label is worked out again each time.
 const REMEMBERED_STATEMENTS: usize = 256;
+const REMEMBERED_SQL_BYTES: usize = 4096;
+/// The most SQL a span carries.
+const SPAN_SQL_BYTES: usize = 2048;
+/// The label of a statement that never got an answer.
+const UNANSWERED: &str = "unanswered";
 
-/// One connection's instrumentation: the query in flight and the
+/// The statement in flight on one connection.
+struct InFlight {
+    started: Instant,
+    /// `None` outside any span.
+    span: Option<tracing::Span>,
+    /// Its histogram, once the server answered.
+    answered: Option<Histogram>,
+}
+
+/// One connection's instrumentation: the statement in flight and the
 /// histogram child of each statement it has run.
 pub(crate) struct QueryTimer {
     metrics: QueryMetrics,
-    in_flight: Option<(Instant, tracing::Span)>,
+    in_flight: Option<InFlight>,
     by_sql: HashMap<String, (Histogram, String)>,
     scratch: String,
 }
 
 impl QueryTimer {
-    fn finish(&mut self, sql: &str, failed: bool) {
-        let Some((started, span)) = self.in_flight.take() else {
+    /// Closes the statement in flight, if any: timed to now if it was
+    /// answered, counted as unanswered if not.
+    pub(crate) fn settle(&mut self) {
+        let Some(done) = self.in_flight.take() else {
             return;
         };
-        let elapsed = started.elapsed().as_secs_f64();
-        if let Some((histogram, label)) = self.by_sql.get(sql) {
-            histogram.observe(elapsed);
-            return record(&span, label, sql, failed);
+        let elapsed = done.started.elapsed().as_secs_f64();
+        match done.answered {
+            Some(histogram) => histogram.observe(elapsed),
+            None => {
+                self.metrics
+                    .seconds
+                    .with_label_values(&[UNANSWERED])
+                    .observe(elapsed);
+                if let Some(span) = &done.span {
+                    span.record("db.operation.name", UNANSWERED);
+                    span.record("otel.status_code", "ERROR");
+                }
+            }
         }
-        let label = statement_label(sql);
-        let histogram = self.metrics.seconds.with_label_values(&[&label]);
-        histogram.observe(elapsed);
-        record(&span, &label, sql, failed);
-        if self.by_sql.len() < REMEMBERED_STATEMENTS {
-            self.by_sql.insert(sql.to_string(), (histogram, label));
+    }
+
+    fn answered(&mut self, sql: &str, failed: bool) {
+        let Self {
+            metrics,
+            in_flight,
+            by_sql,
+            ..
+        } = self;
+        let Some(flight) = in_flight.as_mut() else {
+            return;
+        };
+        let worked_out;
+        let (histogram, label) = match by_sql.get(sql) {
+            Some((histogram, label)) => (histogram, label.as_str()),
+            None => {
+                let label = statement_label(sql);
+                let histogram = metrics.seconds.with_label_values(&[&label]);
+                if by_sql.len() < REMEMBERED_STATEMENTS && sql.len() <= REMEMBERED_SQL_BYTES {
+                    let (histogram, label) =
+                        by_sql.entry(sql.to_string()).or_insert((histogram, label));
+                    (&*histogram, label.as_str())
+                } else {
+                    worked_out = (histogram, label);
+                    (&worked_out.0, worked_out.1.as_str())
+                }
+            }
+        };
+        if let Some(span) = &flight.span {
+            span.record("db.operation.name", label);
+            span.record("db.query.text", truncated(sql, SPAN_SQL_BYTES));
+            if failed {
+                span.record("otel.status_code", "ERROR");
+            }
         }
+        flight.answered = Some(histogram.clone());
     }
 }
 
-fn record(span: &tracing::Span, label: &str, sql: &str, failed: bool) {
-    if span.is_disabled() {
-        return;
+/// `text` cut to at most `max` bytes, at a character boundary.
+fn truncated(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
     }
-    span.record("db.operation.name", label);
-    span.record("db.query.text", sql);
-    if failed {
-        span.record("otel.status_code", "ERROR");
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
     }
+    &text[..end]
 }
 
 impl Instrumentation for QueryTimer {
     fn on_connection_event(&mut self, event: InstrumentationEvent<'_>) {
         match event {
             InstrumentationEvent::StartQuery { .. } => {
-                let span = tracing::info_span!(
-                    "db.query",
-                    otel.kind = "client",
-                    db.system.name = "postgresql",
-                    db.operation.name = tracing::field::Empty,
-                    db.query.text = tracing::field::Empty,
-                    otel.status_code = tracing::field::Empty,
-                );
-                self.in_flight = Some((Instant::now(), span));
+                self.settle();
+                let span = (!tracing::Span::current().is_none()).then(|| {
+                    tracing::info_span!(
+                        "db.query",
+                        otel.kind = "client",
+                        db.system.name = "postgresql",
+                        db.operation.name = tracing::field::Empty,
+                        db.query.text = tracing::field::Empty,
+                        otel.status_code = tracing::field::Empty,
+                    )
+                });
+                self.in_flight = Some(InFlight {
+                    started: Instant::now(),
+                    span,
+                    answered: None,
+                });
             }
             InstrumentationEvent::FinishQuery { query, error, .. } => {
                 // diesel-async's finish event carries the statement's SQL
@@ -143,7 +225,7 @@ impl Instrumentation for QueryTimer {
                 let mut sql = std::mem::take(&mut self.scratch);
                 sql.clear();
                 let _ = write!(sql, "{query}");
-                self.finish(&sql, error.is_some());
+                self.answered(&sql, error.is_some());
                 self.scratch = sql;
             }
             _ => {}
@@ -190,9 +272,14 @@ pub fn statement_label(sql: &str) -> String {
         None => (target, false),
     };
     let name = clean(name.rsplit('.').next().unwrap_or(name));
-    let mut label = match (name.is_empty(), called && verb == "select") {
+    // Only Prewarm's own functions are named as calls; a target written as
+    // another function (`now()`, `unnest(..)`) names no table.
+    let mut label = match (name.is_empty(), called) {
         (true, _) => verb,
-        (false, true) => format!("call {name}"),
+        (false, true) if verb == "select" && name.starts_with("prewarm_") => {
+            format!("call {name}")
+        }
+        (false, true) => verb,
         (false, false) => format!("{verb} {name}"),
     };
     label.truncate(64);
@@ -244,6 +331,14 @@ mod tests {
             ("BEGIN", "begin"),
             ("COMMIT", "commit"),
             ("SELECT 1", "select"),
+            (
+                "SELECT extract(epoch FROM now())::float8 - $1 AS now",
+                "select",
+            ),
+            (
+                "SELECT u.k AS object_key FROM unnest($1::text[], $2::uuid[]) AS u(k, tpl)",
+                "select",
+            ),
             ("SET LOCAL jit = off", "set"),
             ("", "empty"),
         ];
