@@ -158,6 +158,22 @@ impl Tracked {
     }
 }
 
+/// What one sizer pass read and planned, before it writes.
+struct Pass {
+    /// The horizon the pass read designs up to, and the one before it.
+    upper: f64,
+    after: f64,
+    /// The cursor the pass started from (empty: none stored).
+    from: String,
+    demand: Absorbed,
+    live: i64,
+    forecast: usize,
+    bounds: HashMap<TemplateId, (Bounds, bool)>,
+    plan: HashMap<TemplateId, PoolLevels>,
+    /// Held templates whose pool is between its levels (`cap_holds`).
+    settled: HashSet<TemplateId>,
+}
+
 /// What one pass learned of demand.
 struct Absorbed {
     /// Designs made since the last pass.
@@ -189,8 +205,29 @@ impl Sizer {
             Some(book) if Some(&book.cursor) == stored.as_ref() => book,
             _ => self.load(&mut conn, stored).await?,
         };
-        let book = &mut memory;
-        let upper = pool_targets::read_horizon(&mut conn, COMMIT_LAG_SECS)
+        let pass = self.read_and_plan(&mut conn, &mut memory).await?;
+        drop(conn);
+        let Some((changed, written)) = self.write_plan(&mut memory, &pass).await? else {
+            // Another replica's pass committed from the same position (this
+            // one's lease ran out under it): its plan stands, this one's
+            // memory is stale and goes.
+            tracing::warn!("another sizer pass moved the cursor meanwhile; this pass is dropped");
+            return Ok(SizerReport {
+                skipped: true,
+                ..SizerReport::default()
+            });
+        };
+        let report = self.report(&memory, &pass, changed.len(), written);
+        *guard = Some(memory);
+        drop(guard);
+        self.refill_changed(&changed).await;
+        Ok(report)
+    }
+
+    /// A pass's reading half: the designs since the last pass, the live
+    /// templates, the forecast and the policies, and the plan they make.
+    async fn read_and_plan(&self, conn: &mut DbConn, book: &mut Book) -> Result<Pass, StoreError> {
+        let upper = pool_targets::read_horizon(conn, COMMIT_LAG_SECS)
             .await?
             .max(book.upper);
         let after = book.upper;
@@ -200,11 +237,11 @@ impl Sizer {
         } else {
             from.clone()
         };
-        let demand = self.absorb(&mut conn, book, upper).await?;
-        let (live, mean_images) = self.live_templates(&mut conn, book, after).await?;
+        let demand = self.absorb(conn, book, upper).await?;
+        let (live, mean_images) = self.live_templates(conn, book, after).await?;
         // A forecast that cannot be read or built is not a reason to stop
         // planning: the pass plans on demand and policies alone.
-        let forecast = match self.forecast_pass(&mut conn, book, &through, upper).await {
+        let forecast = match self.forecast_pass(conn, book, &through, upper).await {
             Ok(n) => n,
             Err(e) => {
                 tracing::warn!(error = %Chain(&e), "forecast unavailable; planning without it");
@@ -214,15 +251,36 @@ impl Sizer {
                 0
             }
         };
-        self.policy_pass(&mut conn, book, upper).await?;
+        self.policy_pass(conn, book, upper).await?;
         let bounds = self.policy_bounds(book);
         let mut plan = self.plan(book, live, mean_images, &bounds);
-        let settled = cap_holds(&mut conn, &mut plan).await?;
-        drop(conn);
+        let settled = cap_holds(conn, &mut plan).await?;
+        Ok(Pass {
+            upper,
+            after,
+            from,
+            demand,
+            live,
+            forecast,
+            bounds,
+            plan,
+            settled,
+        })
+    }
 
+    /// A pass's writing half: the rows that changed, the forecast's step
+    /// and the cursor, in one transaction that commits only if the cursor
+    /// is still where the pass read it. Returns the templates to refill
+    /// and the rows written, or `None` when another pass moved the cursor.
+    async fn write_plan(
+        &self,
+        book: &mut Book,
+        pass: &Pass,
+    ) -> Result<Option<(Vec<(TemplateId, bool)>, usize)>, StoreError> {
         // A pool between its new levels needs no refill -- unless its fill
         // level rose: pops since the count refilled to the old one.
-        let grown: HashSet<TemplateId> = plan
+        let grown: HashSet<TemplateId> = pass
+            .plan
             .iter()
             .filter(|(id, l)| {
                 book.templates
@@ -231,19 +289,25 @@ impl Sizer {
             })
             .map(|(id, _)| *id)
             .collect();
-        let mut dropped = demand.dropped;
-        let (mut changed, rows) = self.settle(book, &plan, &demand.touched, upper, &mut dropped);
-        changed.retain(|(t, _)| !settled.contains(t) || grown.contains(t));
+        let mut dropped = pass.demand.dropped.clone();
+        let (mut changed, rows) = self.settle(
+            book,
+            &pass.plan,
+            &pass.demand.touched,
+            pass.upper,
+            &mut dropped,
+        );
+        changed.retain(|(t, _)| !pass.settled.contains(t) || grown.contains(t));
         // Rows written at other times hold counts as of their `computed_at`:
         // only what changed is written, and a reload decays from there.
-        let cursor = format!("{upper:.6}");
+        let cursor = format!("{:.6}", pass.upper);
         let marker = book
             .profile_from
             .map(|first| crate::forecast::marker_of(first, &cursor));
         let profile = match (self.forecast, &marker) {
             (Some(f), Some(marker)) => Some(pool_targets::ProfileStep {
-                after,
-                upper,
+                after: pass.after,
+                upper: pass.upper,
                 profile: f.profile,
                 marker: (crate::forecast::CURSOR, marker),
             }),
@@ -255,48 +319,42 @@ impl Sizer {
             &rows,
             &dropped,
             profile,
-            (CURSOR, &from, &cursor),
+            (CURSOR, &pass.from, &cursor),
         )
         .await?;
-        drop(conn);
         if !moved {
-            // Another replica's pass committed from the same position (this
-            // one's lease ran out under it): its plan stands, this one's
-            // memory is stale and goes.
-            tracing::warn!("another sizer pass moved the cursor meanwhile; this pass is dropped");
-            return Ok(SizerReport {
-                skipped: true,
-                ..SizerReport::default()
-            });
+            return Ok(None);
         }
         book.cursor = cursor;
+        Ok(Some((changed, rows.len() + dropped.len())))
+    }
+
+    /// What a committed pass planned, published as metrics too.
+    fn report(&self, book: &Book, pass: &Pass, changed: usize, written: usize) -> SizerReport {
         let tracked_total: i64 = book
             .templates
             .values()
             .map(|t| i64::from(t.levels.hold))
             .sum();
-        let untracked = (live - book.templates.len() as i64).max(0);
+        let untracked = (pass.live - book.templates.len() as i64).max(0);
         let planned_items = tracked_total + untracked * i64::from(self.default_target());
-        self.publish_metrics(book, planned_items, upper);
+        self.publish_metrics(book, planned_items, pass.upper);
         let report = SizerReport {
             skipped: false,
             templates: book.templates.len(),
-            designs: demand.designs,
+            designs: pass.demand.designs,
             planned_items,
-            changed: changed.len(),
-            written: rows.len() + dropped.len(),
-            forecast,
+            changed,
+            written,
+            forecast: pass.forecast,
             governed: book.policies.len(),
-            windows: bounds.values().filter(|b| b.1).count(),
+            windows: pass.bounds.values().filter(|b| b.1).count(),
         };
         let m = &self.refiller.metrics;
         m.pool_policies.set(report.governed as i64);
         m.pool_windows.set(report.windows as i64);
         m.pool_forecasts.set(report.forecast as i64);
-        *guard = Some(memory);
-        drop(guard);
-        self.refill_changed(&changed).await;
-        Ok(report)
+        report
     }
 
     /// Decays every tracked rate to `upper` and adds the designs made since
