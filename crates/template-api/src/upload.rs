@@ -471,6 +471,54 @@ impl Reader<'_> {
 
     async fn read_image(&mut self, mut field: Field) -> Result<(), ApiError> {
         let position = self.upload.images.len();
+        let Some(accepted) = self.admit(&field, position) else {
+            return self.drain(field).await;
+        };
+        // This image's share of the process's budget, until its last byte
+        // is sent; none left: refused, and the rest drained so the client
+        // reads a clean 503.
+        let _share = match self.up.budget.reserve(self.company).await {
+            Ok(share) => share,
+            Err(busy) => {
+                self.rejected = Some(busy);
+                return self.drain(field).await;
+            }
+        };
+        let key = object_keys::template_image(self.template);
+        self.announce(position, &key).await?;
+        // Stored with the type its bytes were recognised as (the declared
+        // one, checked): nothing is written before the first bytes are.
+        let mut object = self.up.objects.upload(&key, accepted);
+        let mut image_hash = RequestHasher::new("image");
+        image_hash.part(accepted.as_bytes());
+        let outcome = self
+            .stream_image(&mut field, position, accepted, &mut object, &mut image_hash)
+            .await;
+        if outcome.is_err() || self.rejected.is_some() {
+            object.abort().await;
+            // The stream was read to its end (draining once rejected).
+            return outcome;
+        }
+        let size = object.finish().await?;
+        self.up
+            .pause
+            .reach(prewarm_store::pause::at::UPLOAD_STORED)
+            .await;
+        self.hasher.part(b"image");
+        self.hasher.part(&image_hash.finish());
+        self.upload.images.push(TemplateImage {
+            position: position as i32,
+            object_key: key,
+            content_type: accepted.to_string(),
+            size_bytes: size as i64,
+        });
+        Ok(())
+    }
+
+    /// The image's declared type if it may be stored: an accepted type, and
+    /// no more than [`MAX_IMAGES`] images. A refusal is kept for the answer
+    /// (the first one wins) and the part is drained.
+    fn admit(&mut self, field: &Field, position: usize) -> Option<&'static str> {
         let declared = field
             .content_type()
             .map(|m| m.essence_str().to_ascii_lowercase())
@@ -489,100 +537,72 @@ impl Reader<'_> {
                 format!("at most {MAX_IMAGES} images per template"),
             ));
         }
-        let Some(accepted) = accepted.filter(|_| self.rejected.is_none()) else {
-            return self.drain(field).await;
-        };
-        // This image's share of the process's budget, until its last byte
-        // is sent; none left: refused, and the rest drained so the client
-        // reads a clean 503.
-        let _share = match self.up.budget.reserve(self.company).await {
-            Ok(share) => share,
-            Err(busy) => {
-                self.rejected = Some(busy);
-                return self.drain(field).await;
-            }
-        };
-        let key = object_keys::template_image(self.template);
-        {
-            // Announced before any byte is written: the garbage collector
-            // never takes an image whose template is not committed yet. The
-            // earlier images' announcements are renewed with it, so a body
-            // of many images never outlives its first one's.
-            let mut conn = self.up.db.conn().await?;
-            if position > 0 {
-                prewarm_store::db::object_refs::renew(
-                    &mut conn,
-                    self.upload.id,
-                    UPLOAD_ANNOUNCE_TTL,
-                )
+        accepted.filter(|_| self.rejected.is_none())
+    }
+
+    /// Announces the image's key before any byte is written: the garbage
+    /// collector never takes an image whose template is not committed yet.
+    /// The earlier images' announcements are renewed with it, so a body of
+    /// many images never outlives its first one's.
+    async fn announce(&self, position: usize, key: &str) -> Result<(), ApiError> {
+        let mut conn = self.up.db.conn().await?;
+        if position > 0 {
+            prewarm_store::db::object_refs::renew(&mut conn, self.upload.id, UPLOAD_ANNOUNCE_TTL)
                 .await?;
-            }
-            prewarm_store::db::object_refs::announce(
-                &mut conn,
-                self.upload.id,
-                std::slice::from_ref(&key),
-                UPLOAD_ANNOUNCE_TTL,
-            )
-            .await?;
         }
-        // Stored with the type its bytes were recognised as (the declared
-        // one, checked): nothing is written before the first bytes are.
-        let mut object = self.up.objects.upload(&key, accepted);
+        prewarm_store::db::object_refs::announce(
+            &mut conn,
+            self.upload.id,
+            &[key.to_string()],
+            UPLOAD_ANNOUNCE_TTL,
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Reads the part to its end into `object`: the first bytes checked
+    /// against the declared type before any is written, every byte counted
+    /// against the request's and the image's limits (once one is passed,
+    /// the rest is read and dropped) and hashed.
+    async fn stream_image(
+        &mut self,
+        field: &mut Field,
+        position: usize,
+        accepted: &'static str,
+        object: &mut prewarm_store::object_upload::Upload,
+        image_hash: &mut RequestHasher,
+    ) -> Result<(), ApiError> {
         let max_image = self.up.limits.max_image_bytes;
-        let mut image_hash = RequestHasher::new("image");
-        image_hash.part(accepted.as_bytes());
         let mut head: Option<BytesMut> = Some(BytesMut::new());
         let mut size = 0usize;
-        let outcome: Result<(), ApiError> = async {
-            while let Some(chunk) = next_chunk(&mut field, self.deadline).await? {
-                if !self.count(chunk.len())? {
-                    continue;
-                }
-                if size + chunk.len() > max_image {
-                    self.rejected = Some(too_large(max_image, "image"));
-                    continue;
-                }
-                size += chunk.len();
-                image_hash.stream(&chunk);
-                match head.as_mut() {
-                    Some(buf) => {
-                        buf.extend_from_slice(&chunk);
-                        if buf.len() >= image_type::SNIFF_BYTES {
-                            self.recognise(position, accepted, head.take(), &mut object)
-                                .await?;
-                        }
-                    }
-                    None => {
-                        object.write(&chunk).await?;
+        while let Some(chunk) = next_chunk(field, self.deadline).await? {
+            if !self.count(chunk.len())? {
+                continue;
+            }
+            if size + chunk.len() > max_image {
+                self.rejected = Some(too_large(max_image, "image"));
+                continue;
+            }
+            size += chunk.len();
+            image_hash.stream(&chunk);
+            match head.as_mut() {
+                Some(buf) => {
+                    buf.extend_from_slice(&chunk);
+                    if buf.len() >= image_type::SNIFF_BYTES {
+                        self.recognise(position, accepted, head.take(), object)
+                            .await?;
                     }
                 }
+                None => {
+                    object.write(&chunk).await?;
+                }
             }
-            if self.rejected.is_none() && head.is_some() {
-                // A body shorter than the signature bytes.
-                self.recognise(position, accepted, head.take(), &mut object)
-                    .await?;
-            }
-            Ok(())
         }
-        .await;
-        if outcome.is_err() || self.rejected.is_some() {
-            object.abort().await;
-            // The loop above read the field to its end (draining once rejected).
-            return outcome;
+        if self.rejected.is_none() && head.is_some() {
+            // A body shorter than the signature bytes.
+            self.recognise(position, accepted, head.take(), object)
+                .await?;
         }
-        let size = object.finish().await?;
-        self.up
-            .pause
-            .reach(prewarm_store::pause::at::UPLOAD_STORED)
-            .await;
-        self.hasher.part(b"image");
-        self.hasher.part(&image_hash.finish());
-        self.upload.images.push(TemplateImage {
-            position: position as i32,
-            object_key: key,
-            content_type: accepted.to_string(),
-            size_bytes: size as i64,
-        });
         Ok(())
     }
 
