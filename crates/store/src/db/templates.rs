@@ -100,9 +100,11 @@ fn image_rows(id: TemplateId, version: i32, images: &[TemplateImage]) -> Vec<Tem
         .collect()
 }
 
-/// Why a template save wrote nothing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SaveRefused {
+/// What saving a new template ([`insert`]) came to. Every refusal wrote
+/// nothing.
+#[derive(Debug)]
+pub enum InsertOutcome {
+    Created(Template),
     /// A retry took the request's idempotency key over.
     KeyLost,
     /// Some of the upload's announcements had expired: the garbage
@@ -123,16 +125,13 @@ pub struct Uploaded<'a> {
 /// (the cold design's rule, `object_refs::settle`): the save commits only
 /// if every image is still announced, so no template ever points at an
 /// image the collector may have taken.
+/// Whether every image is still announced.
 async fn settle_upload(
     conn: &mut AsyncPgConnection,
     upload: Uploaded<'_>,
-) -> Result<Result<(), SaveRefused>, diesel::result::Error> {
+) -> Result<bool, diesel::result::Error> {
     let standing = super::object_refs::settle(conn, upload.announcement).await?;
-    Ok(if standing == upload.images.len() {
-        Ok(())
-    } else {
-        Err(SaveRefused::UploadExpired)
-    })
+    Ok(standing == upload.images.len())
 }
 
 /// Records a new template (version 1) and its uploaded images in one
@@ -147,7 +146,7 @@ pub async fn insert(
     new: &ValidTemplate,
     upload: Uploaded<'_>,
     key: Option<&Claim>,
-) -> Result<Result<Template, SaveRefused>, StoreError> {
+) -> Result<InsertOutcome, StoreError> {
     let images = upload.images;
     let now = super::now();
     let row = TemplateRow {
@@ -166,8 +165,8 @@ pub async fn insert(
     let mut refused = None;
     let stored = conn
         .transaction::<_, diesel::result::Error, _>(async |conn| {
-            if let Err(why) = settle_upload(conn, upload).await? {
-                refused = Some(why);
+            if !settle_upload(conn, upload).await? {
+                refused = Some(InsertOutcome::UploadExpired);
                 return Err(diesel::result::Error::RollbackTransaction);
             }
             diesel::insert_into(templates::table)
@@ -185,7 +184,7 @@ pub async fn insert(
                         .map_err(|e| diesel::result::Error::SerializationError(Box::new(e)))?,
                 };
                 if !idempotency::complete(conn, claim, &answer).await? {
-                    refused = Some(SaveRefused::KeyLost);
+                    refused = Some(InsertOutcome::KeyLost);
                     return Err(diesel::result::Error::RollbackTransaction);
                 }
             }
@@ -193,8 +192,8 @@ pub async fn insert(
         })
         .await;
     match (stored, refused) {
-        (Ok(()), _) => Ok(Ok(template)),
-        (Err(diesel::result::Error::RollbackTransaction), Some(why)) => Ok(Err(why)),
+        (Ok(()), _) => Ok(InsertOutcome::Created(template)),
+        (Err(diesel::result::Error::RollbackTransaction), Some(refused)) => Ok(refused),
         (Err(e), _) => Err(e.into()),
     }
 }
@@ -464,7 +463,7 @@ pub async fn update(
                 }
             }
             if let Some(upload) = new_images {
-                if settle_upload(conn, upload).await?.is_err() {
+                if !settle_upload(conn, upload).await? {
                     return Ok(Edit::Refused(UpdateOutcome::UploadExpired));
                 }
             }

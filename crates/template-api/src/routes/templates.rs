@@ -3,7 +3,7 @@
 
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
-use prewarm_store::db::templates::{SaveRefused, UpdateOutcome, Uploaded};
+use prewarm_store::db::templates::{InsertOutcome, UpdateOutcome, Uploaded};
 use prewarm_store::db::{pool_items, templates};
 use shared_domain::error::Chain;
 use shared_domain::error::ErrorCode;
@@ -151,13 +151,13 @@ pub async fn create(
         Err(e) => Err(e),
     };
     let template = match inserted {
-        Ok(Ok(t)) => t,
+        Ok(InsertOutcome::Created(t)) => t,
         // A retry took the key over: nothing was written; it answers.
-        Ok(Err(SaveRefused::KeyLost)) => {
+        Ok(InsertOutcome::KeyLost) => {
             discard(state.uploads(), &upload).await;
             return Err(idempotency::in_progress());
         }
-        Ok(Err(SaveRefused::UploadExpired)) => {
+        Ok(InsertOutcome::UploadExpired) => {
             discard(state.uploads(), &upload).await;
             idempotency::release(&state.db, claim.as_ref()).await;
             return Err(upload_expired());
