@@ -1,9 +1,11 @@
 //! Prewarm's shared vocabulary: the types both services and the tests speak.
 //!
 //! Layout:
-//! - [`ids`]: typed identifiers (`CompanyId`, `TemplateId`, `DesignId`, `PoolItemId`).
+//! - [`ids`]: typed identifiers (`CompanyId`, `TemplateId`, `DesignId`, `PoolItemId`) and
+//!   `TemplateVersion`.
 //! - [`company`], [`template`], [`design`]: domain types and the JSON DTOs of the HTTP API.
-//! - [`pool`]: a pool item (a ready-made design waiting in the warm pool) and pool status.
+//! - [`pool`]: a pool (`PoolKey`: one template at one version), its items (ready-made designs
+//!   waiting in it), their states and the pool's status.
 //! - [`image_type`]: the accepted image types, checked by their magic bytes.
 //! - [`object_keys`]: the S3 key scheme; who owns an object is readable from its key prefix.
 //! - [`valid`]: client input validated once, in types (`TemplateName`,
