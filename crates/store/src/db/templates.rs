@@ -124,8 +124,8 @@ pub struct Uploaded<'a> {
 /// Takes over an upload's announcements inside the save's transaction
 /// (the cold design's rule, `object_refs::settle`): the save commits only
 /// if every image is still announced, so no template ever points at an
-/// image the collector may have taken.
-/// Whether every image is still announced.
+/// image the collector may have taken. Answers whether every image was
+/// still announced.
 async fn settle_upload(
     conn: &mut AsyncPgConnection,
     upload: Uploaded<'_>,
