@@ -444,3 +444,58 @@ async fn valid_admin_requests_at_once_never_spend_the_failed_auth_bucket() {
     assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
     stack.finish().await;
 }
+
+/// A key refused by its own budget spends nothing of its address's, so it
+/// cannot crowd out the address's other keys: with a key budget of 2 and an
+/// address budget of 3 for `POST /designs`, a key that keeps going after
+/// its 2 leaves another key from the same address the third; only then is
+/// the address refused. (The three buckets are decided in one Redis
+/// script: the address's is spent only when the other two allow.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_refused_by_its_own_budget_spends_nothing_of_its_addresss() {
+    let env = [
+        ("PREWARM_RATE_LIMIT__ENABLED", "true"),
+        ("PREWARM_RATE_LIMIT__CREATE_DESIGN_PER_SEC", "0.01"),
+        ("PREWARM_RATE_LIMIT__CREATE_DESIGN_BURST", "2"),
+        ("PREWARM_RATE_LIMIT__ADDRESS_FACTOR", "1.5"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let stack = TestStack::spawn(Options {
+        worker: false,
+        env,
+        ..Options::default()
+    })
+    .await;
+    let noisy = stack.create_tenant("noisy", 10).await;
+    let quiet = stack.create_tenant("quiet", 10).await;
+    // A template nobody has: each allowed request is a 404, after the limits.
+    let missing = shared_domain::ids::TemplateId::new();
+    let mut statuses = Vec::new();
+    for _ in 0..10 {
+        statuses.push(stack.post_design(&noisy, missing).await.status());
+    }
+    assert_eq!(
+        &statuses[..2],
+        [StatusCode::NOT_FOUND, StatusCode::NOT_FOUND]
+    );
+    assert!(
+        statuses[2..]
+            .iter()
+            .all(|s| *s == StatusCode::TOO_MANY_REQUESTS),
+        "{statuses:?}"
+    );
+    let first = stack.post_design(&quiet, missing).await;
+    assert_eq!(
+        first.status(),
+        StatusCode::NOT_FOUND,
+        "the noisy key's refused requests spent the address's budget"
+    );
+    let second = stack.post_design(&quiet, missing).await;
+    assert_eq!(second.status(), StatusCode::TOO_MANY_REQUESTS);
+    let body: Value = second.json().await.unwrap();
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("from this address"), "{body}");
+    stack.finish().await;
+}

@@ -28,7 +28,7 @@ use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
 use actix_web::{web, ResponseError};
-use prewarm_store::rate_buckets::{RateBuckets, Taken};
+use prewarm_store::rate_buckets::{Bucket, Checked, RateBuckets, Taken};
 use shared_domain::error::ErrorCode;
 
 use crate::auth::Authenticator;
@@ -243,11 +243,7 @@ impl RateLimiter {
             match asked {
                 Ok(taken) => Some(taken),
                 Err(e) => {
-                    tracing::debug!(error = %e, "rate buckets unavailable; limiting in-process");
-                    self.metrics.degraded("redis");
-                    if let Ok(mut until) = self.redis_down_until.lock() {
-                        *until = Some(Instant::now() + REDIS_BACKOFF);
-                    }
+                    self.redis_failed(&e);
                     None
                 }
             }
@@ -260,6 +256,69 @@ impl RateLimiter {
         }
         verdict
     }
+
+    /// A request's three buckets in one Redis round trip
+    /// ([`RateBuckets::check`]), or in-process by the same rule while
+    /// Redis is down or slow.
+    async fn check(&self, ask: &Ask<'_>) -> Checked {
+        let bucket = |name, size: Size| Bucket {
+            name,
+            rate: size.rate,
+            burst: size.burst,
+        };
+        let failed_auth = bucket(ask.failed_auth, self.failed_auth_size());
+        let key = ask.key.map(|name| bucket(name, ask.size));
+        let address = bucket(ask.address, ask.address_size);
+        if !self.redis_backing_off() {
+            let asked = tokio::time::timeout(
+                REDIS_TIMEOUT,
+                self.shared
+                    .check(failed_auth, ask.auth_cost, key, address, ask.known_valid),
+            )
+            .await
+            .map_err(|_| format!("no answer within {REDIS_TIMEOUT:?}"))
+            .and_then(|r| r.map_err(|e| e.to_string()));
+            match asked {
+                Ok(checked) => return checked,
+                Err(e) => self.redis_failed(&e),
+            }
+        }
+        let local = |b: Bucket<'_>, cost| {
+            let size = Size {
+                rate: b.rate,
+                burst: b.burst,
+            };
+            self.local.take(b.name, size, cost)
+        };
+        let failed_auth = local(failed_auth, ask.auth_cost);
+        let auth_ok = failed_auth.allowed || (ask.auth_cost == 0.0 && failed_auth.tokens >= 1.0);
+        let key = key.map(|k| local(k, 1.0));
+        let refused = (!auth_ok && !ask.known_valid) || key.is_some_and(|k| !k.allowed);
+        Checked {
+            failed_auth,
+            key,
+            address: (!refused).then(|| local(address, 1.0)),
+        }
+    }
+
+    fn redis_failed(&self, e: &str) {
+        tracing::debug!(error = %e, "rate buckets unavailable; limiting in-process");
+        self.metrics.degraded("redis");
+        if let Ok(mut until) = self.redis_down_until.lock() {
+            *until = Some(Instant::now() + REDIS_BACKOFF);
+        }
+    }
+}
+
+/// What one request's check asks of [`RateLimiter::check`].
+struct Ask<'a> {
+    failed_auth: &'a str,
+    auth_cost: f64,
+    known_valid: bool,
+    key: Option<&'a str>,
+    size: Size,
+    address: &'a str,
+    address_size: Size,
 }
 
 /// The client's address: the peer, or -- behind `rate_limit.forwarded_hops`
@@ -313,50 +372,52 @@ pub async fn rate_limit(
             .as_deref()
             .is_some_and(|hash| !limiter.auth.is_admin_digest(hash));
     let auth_cost = if admin_guess { 1.0 } else { 0.0 };
-    // The key's bucket first: a key refused by its own budget spends
-    // nothing of its address's (it cannot crowd out the address's other keys).
-    let (auth_left, by_key) = tokio::join!(
-        limiter.take(failed_auth.clone(), limiter.failed_auth_size(), auth_cost),
-        async {
-            match &token_hash {
-                Some(hash) => {
-                    let name = format!("{}:key:{}", class.as_str(), hex::encode(&hash[..16]));
-                    Some(limiter.take(name, size, 1.0).await)
-                }
-                None => None,
-            }
-        },
-    );
     // An address out of failed authentications is refused, but for keys
     // already known valid here: a guesser's next guess is not checked, an
     // active client behind the same address keeps working.
     let known_valid = token_hash
         .as_deref()
         .is_some_and(|hash| limiter.auth.cache.is_known_valid(hash));
-    let mut refusal = if !auth_left.allowed && !known_valid {
-        Some(auth_left.refusal("with failed authentication from this address"))
-    } else {
-        by_key
-            .filter(|v| !v.allowed)
-            .map(|v| v.refusal("for this API key"))
-    };
-    let mut shown = by_key;
-    if refusal.is_none() {
-        let by_address = limiter
-            .take(
-                format!("{}:ip:{address}", class.as_str()),
-                address_size,
-                1.0,
-            )
-            .await;
-        if !by_address.allowed {
-            refusal = Some(by_address.refusal("from this address"));
-        }
-        // Show the tighter of the two budgets.
-        if shown.is_none_or(|key| by_address.remaining < key.remaining) {
-            shown = Some(by_address);
-        }
+    // The key's bucket first: a key refused by its own budget spends
+    // nothing of its address's (it cannot crowd out the address's other
+    // keys). All three in one round trip.
+    let key_name = token_hash
+        .as_ref()
+        .map(|hash| format!("{}:key:{}", class.as_str(), hex::encode(&hash[..16])));
+    let address_name = format!("{}:ip:{address}", class.as_str());
+    let checked = limiter
+        .check(&Ask {
+            failed_auth: &failed_auth,
+            auth_cost,
+            known_valid,
+            key: key_name.as_deref(),
+            size,
+            address: &address_name,
+            address_size,
+        })
+        .await;
+    let mut auth_left = Verdict::of(checked.failed_auth, limiter.failed_auth_size());
+    if auth_cost == 0.0 {
+        // A peek "allows" if a token is there.
+        auth_left.allowed = checked.failed_auth.tokens >= 1.0;
     }
+    let by_key = checked.key.map(|k| Verdict::of(k, size));
+    let by_address = checked.address.map(|a| Verdict::of(a, address_size));
+    let refusal = if !auth_left.allowed && !known_valid {
+        Some(auth_left.refusal("with failed authentication from this address"))
+    } else if let Some(key) = by_key.filter(|v| !v.allowed) {
+        Some(key.refusal("for this API key"))
+    } else {
+        by_address
+            .filter(|v| !v.allowed)
+            .map(|v| v.refusal("from this address"))
+    };
+    // Show the tighter of the two budgets.
+    let shown = match (by_key, by_address) {
+        (Some(key), Some(address)) if address.remaining < key.remaining => Some(address),
+        (Some(key), _) => Some(key),
+        (None, address) => address,
+    };
     if let Some(e) = refusal {
         limiter.metrics.rate_limited(class.as_str());
         let response = e.error_response();
