@@ -16,6 +16,14 @@
 //! authentications spend an address's `failed_auth` bucket; an address with
 //! that bucket empty gets 429 on every route until it refills.
 //!
+//! A request's three buckets are asked in one Redis script, one round trip
+//! ([`RateBuckets::check`]): the failed-authentication bucket (read, or
+//! spent by an admin-token guess), the key's (spent), and the address's,
+//! spent only when the other two allow -- a key refused by its own budget
+//! spends nothing of its address's. With rate limits on, this is the one
+//! round trip a warm design makes before its claim (measured in
+//! docs/benchmarks.md, "The hot path with rate limits on").
+//!
 //! Every limited response carries `RateLimit-Limit`, `RateLimit-Remaining`
 //! and `RateLimit-Reset` (seconds until the bucket is full again); a 429
 //! also `Retry-After` (seconds until one request is allowed).
