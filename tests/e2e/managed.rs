@@ -257,6 +257,15 @@ async fn everything_through_redis(url: &str, ca: &str) {
         env: vec![
             ("PREWARM_REDIS__URL".into(), url.into()),
             ("PREWARM_REDIS__CA_FILE".into(), ca.into()),
+            // Rate limits on (never refusing): a request's buckets are one
+            // script over three keys, which a Cluster runs only in one slot.
+            ("PREWARM_RATE_LIMIT__ENABLED".into(), "true".into()),
+            ("PREWARM_RATE_LIMIT__READ_BURST".into(), "100000".into()),
+            (
+                "PREWARM_RATE_LIMIT__CREATE_DESIGN_BURST".into(),
+                "100000".into(),
+            ),
+            ("PREWARM_RATE_LIMIT__UPLOAD_BURST".into(), "100000".into()),
         ],
         recommender: Some(Default::default()),
         ..Options::default()
@@ -288,6 +297,14 @@ async fn everything_through_redis(url: &str, ca: &str) {
         .await;
     let design = stack.create_design(&tenant, source.id).await;
     assert_eq!(design.served_from, ServedFrom::Pool);
+    // Every request so far was limited through this Redis, none in-process.
+    assert_eq!(
+        stack
+            .metric("prewarm_degraded_total", &[("dependency", "redis")])
+            .await,
+        0.0,
+        "the rate buckets fell back to in-process limits"
+    );
     // The shared tier: a second replica's first read is answered from it.
     let first = stack.base.clone();
     let second = stack.spawn_second_api(&[]).await;
