@@ -359,8 +359,53 @@ pub async fn rate_limit(
     let (Some(limiter), Some(class)) = (limiter, class) else {
         return Ok(next.call(req).await?.map_into_left_body());
     };
-    let address = client_address(&req, limiter.settings.forwarded_hops);
-    let token_hash = bearer_hash(&req);
+    let decision = decide(&limiter, &req, class).await;
+    if let Some(e) = decision.refusal {
+        limiter.metrics.rate_limited(class.as_str());
+        let response = e.error_response();
+        return Ok(req.into_response(response).map_into_right_body());
+    }
+    let mut res = next.call(req).await?;
+    // Only a key that was presented and refused counts (not a missing
+    // header), and an admin guess has paid already.
+    let refused = res.status() == actix_web::http::StatusCode::UNAUTHORIZED;
+    if refused && decision.charge_on_401 {
+        limiter
+            .take(decision.failed_auth, limiter.failed_auth_size(), 1.0)
+            .await;
+    }
+    if let Some(shown) = decision.shown {
+        for (name, value) in shown.headers() {
+            if let Ok(value) = actix_web::http::header::HeaderValue::from_str(&value) {
+                res.headers_mut().insert(
+                    actix_web::http::header::HeaderName::from_static(name),
+                    value,
+                );
+            }
+        }
+    }
+    Ok(res.map_into_left_body())
+}
+
+/// What the limits decided for one request, before its handler runs.
+struct Decision {
+    refusal: Option<ApiError>,
+    /// The budget the answer's headers show (the tighter of the key's and
+    /// the address's).
+    shown: Option<Verdict>,
+    /// The address's failed-authentication bucket.
+    failed_auth: String,
+    /// Whether a 401 from the handler spends a token of it: a key was
+    /// presented, and it was not an admin guess (which paid up front).
+    charge_on_401: bool,
+}
+
+/// Checks a request's buckets (one round trip) and decides: refused by
+/// the address's failed authentications (unless the key is known valid),
+/// by the key's budget, or by the address's -- in that order.
+async fn decide(limiter: &RateLimiter, req: &ServiceRequest, class: Class) -> Decision {
+    let address = client_address(req, limiter.settings.forwarded_hops);
+    let token_hash = bearer_hash(req);
     let size = limiter.size(class);
     let address_size = Size {
         rate: size.rate * limiter.settings.address_factor,
@@ -426,31 +471,12 @@ pub async fn rate_limit(
         (Some(key), _) => Some(key),
         (None, address) => address,
     };
-    if let Some(e) = refusal {
-        limiter.metrics.rate_limited(class.as_str());
-        let response = e.error_response();
-        return Ok(req.into_response(response).map_into_right_body());
+    Decision {
+        refusal,
+        shown,
+        failed_auth,
+        charge_on_401: token_hash.is_some() && !admin_guess,
     }
-    let mut res = next.call(req).await?;
-    // Only a key that was presented and refused counts (not a missing
-    // header), and an admin guess has paid already.
-    let refused = res.status() == actix_web::http::StatusCode::UNAUTHORIZED;
-    if refused && token_hash.is_some() && !admin_guess {
-        limiter
-            .take(failed_auth, limiter.failed_auth_size(), 1.0)
-            .await;
-    }
-    if let Some(shown) = shown {
-        for (name, value) in shown.headers() {
-            if let Ok(value) = actix_web::http::header::HeaderValue::from_str(&value) {
-                res.headers_mut().insert(
-                    actix_web::http::header::HeaderName::from_static(name),
-                    value,
-                );
-            }
-        }
-    }
-    Ok(res.map_into_left_body())
 }
 
 /// SHA-256 of the bearer token, if any (no secret reaches Redis, and the
