@@ -15,7 +15,8 @@
 //!
 //! `PREWARM_BENCH_CATALOGUE_STRATEGIES=fixed1,fixed4,adaptive,forecast`
 //! (any of them, comma-separated) runs only those, for iterating;
-//! `PREWARM_BENCH_CATALOGUE_KEEP_SECS` sets the adaptive ones' `pool.keep_secs`.
+//! `PREWARM_BENCH_CATALOGUE_KEEP_SECS` sets the adaptive ones' `pool.keep_secs`,
+//! `PREWARM_BENCH_CATALOGUE_MISS_TARGET` their `pool.miss_target`.
 
 pub mod ledger;
 pub mod report;
@@ -84,6 +85,16 @@ pub fn keep_secs() -> u64 {
         .unwrap_or(d.keep_secs * DEMAND_SLOW_SECS / d.demand_slow_secs.max(1))
 }
 
+/// `pool.miss_target` of the adaptive strategies: the default, or
+/// `PREWARM_BENCH_CATALOGUE_MISS_TARGET` (for trading storage for warm share).
+pub fn miss_target() -> f64 {
+    std::env::var("PREWARM_BENCH_CATALOGUE_MISS_TARGET")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|t: &f64| *t > 0.0 && *t < 1.0)
+        .unwrap_or(prewarm_store::settings::PoolSettings::default().miss_target)
+}
+
 /// The four strategies; the adaptive ones under `budget` objects.
 pub fn strategies(budget: u64) -> Vec<Strategy> {
     let fixed = |n: usize| {
@@ -107,6 +118,7 @@ pub fn strategies(budget: u64) -> Vec<Strategy> {
             ),
             ("PREWARM_POOL__SIZING_INTERVAL_MS", "1000".to_string()),
             ("PREWARM_POOL__KEEP_SECS", keep_secs().to_string()),
+            ("PREWARM_POOL__MISS_TARGET", miss_target().to_string()),
         ]
     };
     vec![

@@ -217,7 +217,7 @@ pub fn report(r: &CatalogueRun) -> String {
          objects in S3), with its own API and worker (garbage collection: one pass of one page, at start); the worker copies through the proxy ({} ms \
          injected; median CopyObject measured at the proxy: {:.0} ms), {} copies in flight. Adaptive: \
          min 1, max 32, **budget B = {} objects** (twice the catalogue at one item per template), demand \
-         time constants 3 s and {} s, plan every 1 s, `pool.keep_secs` {} (the defaults' slow time constant and hold, 1,800 s and a day, scaled by 120/1,800 as the scenario plays a day in minutes), `pool.forecast` off; adaptive + forecast + \
+         time constants 3 s and {} s, plan every 1 s, `pool.keep_secs` {} (the defaults' slow time constant and hold, 1,800 s and a day, scaled by 120/1,800 as the scenario plays a day in minutes), `pool.miss_target` {}, `pool.forecast` off; adaptive + forecast + \
          schedules: the same with `pool.forecast` on, and a one-off window on the launch template from \
          L for {} s with target {}, set before the run with `PUT /admin/templates/{{id}}/pool-policy`.\n",
         4 * one,
@@ -227,6 +227,7 @@ pub fn report(r: &CatalogueRun) -> String {
         r.budget,
         super::DEMAND_SLOW_SECS,
         super::keep_secs(),
+        super::miss_target(),
         p.launch_window_secs,
         p.launch_target,
     );
