@@ -211,16 +211,32 @@ pub fn record_trace_id(span: &tracing::Span) {
     }
 }
 
+/// The W3C trace headers (`traceparent`, `tracestate`) among `headers`,
+/// lower-cased; nothing is allocated when there are none.
+fn trace_headers<'a>(
+    headers: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> HashMap<String, String> {
+    headers
+        .into_iter()
+        .filter(|(k, _)| {
+            k.eq_ignore_ascii_case("traceparent") || k.eq_ignore_ascii_case("tracestate")
+        })
+        .map(|(k, v)| (k.to_ascii_lowercase(), v.to_string()))
+        .collect()
+}
+
 /// Makes a remote caller's trace (W3C `traceparent`/`tracestate` carried in
 /// `headers`) the parent of `span`.
 pub fn adopt_parent<'a>(
     span: &tracing::Span,
     headers: impl IntoIterator<Item = (&'a str, &'a str)>,
 ) {
-    let carrier: HashMap<String, String> = headers
-        .into_iter()
-        .map(|(k, v)| (k.to_ascii_lowercase(), v.to_string()))
-        .collect();
+    // Only the two W3C headers are read: this runs on every request, and
+    // most carry neither.
+    let carrier = trace_headers(headers);
+    if carrier.is_empty() {
+        return;
+    }
     let parent = TraceContextPropagator::new().extract(&MapCarrier(carrier));
     if parent.span().span_context().is_valid() {
         // Fails only when the span is disabled or already started a trace of its own.
@@ -238,14 +254,7 @@ tokio::task_local! {
 pub fn caller_trace<'a>(
     headers: impl IntoIterator<Item = (&'a str, &'a str)>,
 ) -> Vec<(String, String)> {
-    // Only the two W3C headers are read (this runs on every request).
-    let carrier: HashMap<String, String> = headers
-        .into_iter()
-        .filter(|(k, _)| {
-            k.eq_ignore_ascii_case("traceparent") || k.eq_ignore_ascii_case("tracestate")
-        })
-        .map(|(k, v)| (k.to_ascii_lowercase(), v.to_string()))
-        .collect();
+    let carrier = trace_headers(headers);
     if carrier.is_empty() {
         return Vec::new();
     }
@@ -337,5 +346,33 @@ mod tests {
         );
         assert!(inject().is_empty(), "outside a request: nothing");
         assert!(caller_trace([("traceparent", "00-zz-00-01")]).is_empty());
+    }
+
+    /// A request's span joins the caller's trace whatever the header's case
+    /// and whatever other headers come with it; without one it starts its own.
+    #[test]
+    fn a_span_adopts_the_callers_trace() {
+        let provider = SdkTracerProvider::builder().build();
+        let subscriber = tracing_subscriber::registry()
+            .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")));
+        tracing::subscriber::with_default(subscriber, || {
+            let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+            let traceparent = format!("00-{trace}-00f067aa0ba902b7-01");
+            let span = tracing::info_span!("request");
+            adopt_parent(
+                &span,
+                [
+                    ("host", "x"),
+                    ("TraceParent", traceparent.as_str()),
+                    ("accept", "*/*"),
+                ],
+            );
+            let trace_of =
+                |span: &tracing::Span| span.context().span().span_context().trace_id().to_string();
+            assert_eq!(trace_of(&span), trace);
+            let own = tracing::info_span!("request");
+            adopt_parent(&own, [("host", "x")]);
+            assert_ne!(trace_of(&own), trace);
+        });
     }
 }
