@@ -619,10 +619,21 @@ pub fn service_env(run: &Isolated, proxy_url: &str) -> Vec<(String, String)> {
         ("PREWARM_KAFKA__BROKERS", "127.0.0.1:9092"),
         ("PREWARM_S3__ACCESS_KEY_ID", "prewarm"),
         ("PREWARM_S3__SECRET_ACCESS_KEY", "prewarm-secret"),
-        ("PREWARM_LOG__LEVEL", "warn"),
     ] {
         set(&mut env, k, v);
     }
+    // The services log at `warn`: the chart's default, `info` as JSON,
+    // writes one access-log line per request, which
+    // PREWARM_BENCH_LOG=info,json measures (a level, then `json` or `text`).
+    let log = std::env::var("PREWARM_BENCH_LOG").unwrap_or_default();
+    let mut log = log.split(',');
+    let level = log.next().filter(|l| !l.is_empty()).unwrap_or("warn");
+    set(&mut env, "PREWARM_LOG__LEVEL", level);
+    set(
+        &mut env,
+        "PREWARM_LOG__FORMAT",
+        log.next().unwrap_or("text"),
+    );
     // Rate limits are off (`Isolated::env`): one tenant drives thousands of
     // requests a second here, which is not what is being measured.
     // PREWARM_BENCH_RATE_LIMITS=1 turns the buckets on, sized never to

@@ -45,7 +45,7 @@ const ABOUT: prewarm_service_kit::cli::About = prewarm_service_kit::cli::About {
         ("--delay-ms N", "injected S3 latency per request (150)"),
         ("--s3 URL", "the S3 server behind the proxy (PREWARM_BENCH_S3, http://127.0.0.1:9010)"),
     ],
-    settings: "the stack's endpoints as `make up` starts them; PREWARM_BENCH_CATALOGUE_STRATEGIES picks the catalogue's strategies. docs/benchmarks.md says what each scenario measures",
+    settings: "the stack's endpoints as `make up` starts them; PREWARM_BENCH_CATALOGUE_STRATEGIES picks the catalogue's strategies (PREWARM_BENCH_CATALOGUE_MISS_TARGET, _KEEP_SECS their settings); PREWARM_BENCH_RATE_LIMITS=1 turns rate limits on; PREWARM_BENCH_LOG=info,json logs as the chart does (default warn,text). docs/benchmarks.md says what each scenario measures",
 };
 
 #[tokio::main]
