@@ -448,6 +448,16 @@ async fn one_trace_spans_the_request_the_message_and_the_refill() {
                 !refill.parent_span_id.is_empty(),
                 "the refill has a remote parent"
             );
+            // The request's span carries its answer's status.
+            let request = spans
+                .iter()
+                .find(|s| s.name == "POST /designs" && s.trace_id == refill.trace_id)
+                .expect("the request's span");
+            assert_eq!(
+                request.attribute("http.response.status_code"),
+                Some("201"),
+                "{request:?}"
+            );
             // The statements of both are spans of the same trace.
             for service in ["template-api", "warmup-worker"] {
                 assert!(

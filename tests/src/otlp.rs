@@ -20,6 +20,18 @@ pub struct ReceivedSpan {
     pub name: String,
     pub trace_id: String,
     pub parent_span_id: String,
+    /// The span's attributes with string, integer or boolean values.
+    pub attributes: Vec<(String, String)>,
+}
+
+impl ReceivedSpan {
+    /// The attribute `key`'s value, as text.
+    pub fn attribute(&self, key: &str) -> Option<&str> {
+        self.attributes
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
 }
 
 pub struct OtlpReceiver {
@@ -92,6 +104,19 @@ async fn receive(
                     name: span.name,
                     trace_id: hex(&span.trace_id),
                     parent_span_id: hex(&span.parent_span_id),
+                    attributes: span
+                        .attributes
+                        .iter()
+                        .filter_map(|kv| {
+                            let value = match kv.value.as_ref()?.value.as_ref()? {
+                                Value::StringValue(s) => s.clone(),
+                                Value::IntValue(i) => i.to_string(),
+                                Value::BoolValue(b) => b.to_string(),
+                                _ => return None,
+                            };
+                            Some((kv.key.clone(), value))
+                        })
+                        .collect(),
                 });
             }
         }
