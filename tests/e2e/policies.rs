@@ -375,6 +375,166 @@ async fn a_recurring_peak_grows_a_pool_before_its_first_design() {
     stack.finish().await;
 }
 
+/// `each` designs of `template` made at each of `instants` (a second
+/// apart), written straight into the ledger as history.
+async fn designs_at(
+    stack: &TestStack,
+    tenant: &Tenant,
+    template: TemplateId,
+    instants: &[chrono::DateTime<Utc>],
+    each: i32,
+) {
+    let mut conn = stack.db.conn().await.unwrap();
+    diesel::sql_query(
+        "INSERT INTO designs (id, company_id, template_id, template_version, layout, served_from, created_at)
+         SELECT gen_random_uuid(), $1, $2, 1, '{}'::jsonb, 'pool', ts + make_interval(secs => s)
+           FROM unnest($3) ts, generate_series(0, $4 - 1) s",
+    )
+    .bind::<diesel::sql_types::Uuid, _>(tenant.id.0)
+    .bind::<diesel::sql_types::Uuid, _>(template.0)
+    .bind::<diesel::sql_types::Array<diesel::sql_types::Timestamptz>, _>(instants)
+    .bind::<diesel::sql_types::Integer, _>(each)
+    .execute(&mut conn)
+    .await
+    .unwrap();
+}
+
+/// The profile counts designs on the forecast zone's wall clock: a peak at
+/// 09:10 in Berlin on the Mondays either side of the spring clock change
+/// (08:10Z, then 07:10Z) is one slot's, and the forecast reads it the
+/// Monday after at 08:50 local (06:50Z). Counted in UTC, the same designs
+/// are two slots an hour apart, and the coming one holds one week of them.
+/// Both ways of counting -- the rebuild from history and the passes'
+/// absorbing -- agree.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_profile_counts_a_peak_on_its_zones_wall_clock() {
+    use prewarm_store::db::demand_profile::{self, Profile, Tz};
+    use warmup_worker::forecast::Forecaster;
+    let stack = TestStack::spawn(options(ADAPTIVE)).await;
+    let tenant = stack.create_tenant("acme", 10_000).await;
+    let t = stack.create_template(&tenant, 1, "private").await.id;
+    let instant = |s: &str| chrono::DateTime::parse_from_rfc3339(s).unwrap().to_utc();
+    let peaks = ["2026-03-23T08:10:00Z", "2026-03-30T07:10:00Z"].map(instant);
+    designs_at(&stack, &tenant, t, &peaks, 30).await;
+    let mut conn = stack.db.conn().await.unwrap();
+    let at = |s: &str| chrono::DateTime::parse_from_rfc3339(s).unwrap().timestamp() as f64;
+    let (upto, now) = (at("2026-04-06T06:00:00Z"), at("2026-04-06T06:50:00Z"));
+    for (zone, slots, level) in [
+        (Tz::Europe__Berlin, 1, 0.5 * 30.0 + 0.25 * 30.0),
+        (Tz::UTC, 2, 0.5 * 30.0),
+    ] {
+        let f = Forecaster {
+            profile: Profile { alpha: 0.5, zone },
+            weeks: 4,
+        };
+        demand_profile::rebuild(&mut conn, upto, 4, &f.profile)
+            .await
+            .unwrap();
+        let all = demand_profile::due(&mut conn, &(0..672).collect::<Vec<i16>>(), 0.0, 0, 100)
+            .await
+            .unwrap();
+        assert_eq!(all.len(), slots, "{zone}: {all:?}");
+        let coming = demand_profile::due(
+            &mut conn,
+            &f.slots(now, 1800.0),
+            0.0,
+            f.profile.week(now),
+            100,
+        )
+        .await
+        .unwrap();
+        assert_eq!(coming.len(), 1, "{zone}: {coming:?}");
+        assert_eq!(coming[0].level, level, "{zone}: {coming:?}");
+        assert_eq!(
+            coming[0].slot,
+            f.profile.slot(at("2026-03-30T07:10:00Z")),
+            "{zone}"
+        );
+
+        // The passes' way: an empty profile, then the designs absorbed.
+        demand_profile::rebuild(&mut conn, at("2026-03-20T00:00:00Z"), 4, &f.profile)
+            .await
+            .unwrap();
+        demand_profile::absorb(&mut conn, at("2026-03-20T00:00:00Z"), upto, &f.profile)
+            .await
+            .unwrap();
+        let absorbed = demand_profile::due(&mut conn, &(0..672).collect::<Vec<i16>>(), 0.0, 0, 100)
+            .await
+            .unwrap();
+        let slots_of = |rows: &[demand_profile::ProfileRow]| {
+            let mut s: Vec<i16> = rows.iter().map(|r| r.slot).collect();
+            s.sort();
+            s
+        };
+        assert_eq!(
+            slots_of(&absorbed),
+            slots_of(&all),
+            "{zone}: the same slots"
+        );
+        assert_eq!(
+            absorbed.iter().map(|r| r.current).sum::<f64>(),
+            60.0,
+            "{zone}: every design once"
+        );
+    }
+    drop(conn);
+    stack.finish().await;
+}
+
+/// A sizer counting in another zone than the stored profile's (a changed
+/// `pool.forecast_time_zone`) rebuilds it: no row keeps the old zone's slot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_forecast_zone_rebuilds_the_profile() {
+    use prewarm_store::db::demand_profile::{Profile, Tz};
+    let stack = TestStack::spawn(options(ADAPTIVE)).await;
+    let tenant = stack.create_tenant("acme", 10_000).await;
+    let t = stack.create_template(&tenant, 1, "private").await.id;
+    // A minute into a slot a week ago, so its 10 designs share the slot
+    // (slots are 15 minutes in UTC and in Kolkata's +05:30 alike).
+    let week_ago = (Utc::now() - TimeDelta::days(7)).timestamp();
+    let when = chrono::DateTime::from_timestamp(week_ago - week_ago % 900 + 60, 0).unwrap();
+    {
+        let mut conn = stack.db.conn().await.unwrap();
+        diesel::sql_query("UPDATE templates SET created_at = now() - interval '21 days'")
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    }
+    designs_at(&stack, &tenant, t, &[when], 10).await;
+    let slots = || async {
+        #[derive(diesel::QueryableByName)]
+        struct Slot {
+            #[diesel(sql_type = diesel::sql_types::SmallInt)]
+            slot: i16,
+        }
+        let mut conn = stack.db.conn().await.unwrap();
+        diesel::sql_query("SELECT slot FROM demand_profile WHERE template_id = $1 ORDER BY slot")
+            .bind::<diesel::sql_types::Uuid, _>(t.0)
+            .load::<Slot>(&mut conn)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|s| s.slot)
+            .collect::<Vec<_>>()
+    };
+    let slot_in = |zone| Profile { alpha: 0.5, zone }.slot(when.timestamp() as f64);
+    let utc = stack.sizer(&[]).await;
+    assert!(!utc.tick().await.unwrap().skipped);
+    assert_eq!(slots().await, vec![slot_in(Tz::UTC)]);
+    drop(utc);
+    let zone = [("PREWARM_POOL__FORECAST_TIME_ZONE", "Asia/Kolkata")];
+    let kolkata = stack.sizer(&zone).await;
+    assert!(!kolkata.tick().await.unwrap().skipped);
+    let rebuilt = slots().await;
+    assert_eq!(rebuilt, vec![slot_in(Tz::Asia__Kolkata)]);
+    assert_ne!(
+        rebuilt,
+        vec![slot_in(Tz::UTC)],
+        "five and a half hours apart"
+    );
+    stack.finish().await;
+}
+
 /// A governed template deleted under a budget leaves the plan at the next
 /// pass: its floor no longer holds the budget from the others.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -432,7 +592,10 @@ async fn two_passes_from_one_position_record_their_work_once() {
     let step = |marker: &'static str| ProfileStep {
         after,
         upper,
-        profile: Profile { alpha: 0.5 },
+        profile: Profile {
+            alpha: 0.5,
+            zone: prewarm_store::db::demand_profile::Tz::UTC,
+        },
         marker: ("test-forecast", marker),
     };
     let first = pool_targets::apply(

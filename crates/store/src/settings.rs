@@ -140,6 +140,10 @@ pub struct PoolSettings {
     /// Adaptive: weight of the latest finished week in the profile's
     /// weighted mean (0 < alpha <= 1; higher forgets faster).
     pub forecast_alpha: f64,
+    /// Adaptive: the IANA time zone whose wall clock the forecast's slots
+    /// and weeks follow (the users' own, so a 09:00 peak keeps its slot
+    /// when the clocks change).
+    pub forecast_time_zone: String,
     /// Most templates operator policies govern in the sizer's plan (a
     /// template's own policy, or its company's default); over it, the
     /// most recently set policies win.
@@ -168,6 +172,7 @@ impl Default for PoolSettings {
             forecast: true,
             forecast_weeks: 4,
             forecast_alpha: 0.5,
+            forecast_time_zone: "UTC".into(),
             max_policy_templates: 10_000,
             idle_secs: 0,
             lease_secs: 300,
@@ -204,10 +209,23 @@ impl PoolSettings {
         if !(self.forecast_alpha > 0.0 && self.forecast_alpha <= 1.0) {
             return Err(invalid("pool.forecast_alpha", "need 0 < alpha <= 1"));
         }
+        if self.forecast_time_zone.parse::<chrono_tz::Tz>().is_err() {
+            return Err(invalid(
+                "pool.forecast_time_zone",
+                "must be an IANA time zone name, e.g. UTC or Europe/Berlin (case-sensitive)",
+            ));
+        }
         if self.lease_secs == 0 {
             return Err(invalid("pool.lease_secs", "must be >= 1"));
         }
         Ok(())
+    }
+
+    /// The forecast's zone (validated: UTC if it does not parse).
+    pub fn forecast_zone(&self) -> chrono_tz::Tz {
+        self.forecast_time_zone
+            .parse()
+            .unwrap_or(chrono_tz::Tz::UTC)
     }
 
     pub fn adaptive(&self) -> bool {

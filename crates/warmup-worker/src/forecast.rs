@@ -1,7 +1,7 @@
 //! The forecast of recurring demand (`pool.forecast`): each template's own
-//! history, as a profile by 15-minute slot of the week
-//! (`prewarm_store::db::demand_profile`), says how many designs a coming
-//! slot brought in past weeks. The sizer takes the larger of the current
+//! history, as a profile by 15-minute slot of the week on the wall clock of
+//! `pool.forecast_time_zone` (`prewarm_store::db::demand_profile`), says how
+//! many designs a coming slot brought in past weeks. The sizer takes the larger of the current
 //! demand and the forecast for the slots from now to one lead time ahead
 //! (the measured refill time plus a pass), so a pool is grown before a
 //! recurring peak, not by its first misses.
@@ -9,15 +9,16 @@
 //! The profile is built once from the designs table (the weeks of
 //! `pool.forecast_weeks` before the sizer's read position), then kept by the
 //! sizer's passes in the transaction that moves its cursor. The `forecast`
-//! cursor records the profile's first week and how far it has read: a
-//! profile left behind (the forecast switched off for a while, or a replica
-//! without it) is rebuilt whole, never counted twice or with a gap. A build
+//! cursor records the profile's first week, how far it has read and its
+//! zone: a profile left behind (the forecast switched off for a while, or a
+//! replica without it) or counted on another zone's clock is rebuilt whole,
+//! never counted twice, with a gap or in two zones. A build
 //! that fails is retried after [`RETRY_BUILD`]; meanwhile the sizer plans
 //! without a forecast.
 
 use std::collections::HashMap;
 
-use prewarm_store::db::demand_profile::{self, Profile, ProfileRow, SLOT_SECS};
+use prewarm_store::db::demand_profile::{self, Profile, ProfileRow, Tz, SLOT_SECS};
 use prewarm_store::db::{cursors, DbConn, StoreError};
 use shared_domain::ids::TemplateId;
 
@@ -28,15 +29,19 @@ const MAX_DUE: i64 = 10_000;
 /// How long after a failed build the next is tried.
 pub const RETRY_BUILD: std::time::Duration = std::time::Duration::from_secs(600);
 
-/// The marker's text: the profile's first week, and the sizer position it
-/// has read the designs up to.
-pub fn marker_of(first_week: i32, through: &str) -> String {
-    format!("{first_week} {through}")
+/// The marker's text: the profile's first week, the sizer position it has
+/// read the designs up to, and the zone it counts in.
+pub fn marker_of(first_week: i32, through: &str, zone: Tz) -> String {
+    format!("{first_week} {through} {}", zone.name())
 }
 
-fn parse_marker(text: &str) -> Option<(i32, &str)> {
-    let (first, through) = text.split_once(' ')?;
-    Some((first.parse().ok()?, through))
+/// A marker's first week, position and zone (a marker without a zone
+/// predates zones: UTC).
+fn parse_marker(text: &str) -> Option<(i32, &str, &str)> {
+    let mut parts = text.splitn(3, ' ');
+    let first = parts.next()?.parse().ok()?;
+    let through = parts.next()?;
+    Some((first, through, parts.next().unwrap_or("UTC")))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -49,18 +54,19 @@ pub struct Forecaster {
 impl Forecaster {
     /// The profile's first week, building it first (from the designs up
     /// to `through`, the sizer's read position -- later designs are its
-    /// passes' to add) unless the marker says it has read exactly that far:
-    /// never built, or left behind while the forecast was off (or by a
-    /// replica without it), it is rebuilt whole.
+    /// passes' to add) unless the marker says it has read exactly that far
+    /// in this zone: never built, left behind while the forecast was off
+    /// (or by a replica without it), or counted in another zone, it is
+    /// rebuilt whole.
     pub async fn ensure_built(&self, conn: &mut DbConn, through: &str) -> Result<i32, StoreError> {
         let marker = cursors::get(conn, CURSOR).await?;
-        if let Some((first, read)) = marker.as_deref().and_then(parse_marker) {
-            if read == through {
+        if let Some((first, read, zone)) = marker.as_deref().and_then(parse_marker) {
+            if read == through && zone == self.profile.zone.name() {
                 return Ok(first);
             }
         }
         let upto: f64 = through.parse().unwrap_or(0.0);
-        let first = demand_profile::week_of(upto) - self.weeks as i32;
+        let first = self.profile.week(upto) - self.weeks as i32;
         let weeks = self.weeks as i32;
         let started = std::time::Instant::now();
         let rows = demand_profile::rebuild_recorded(
@@ -68,26 +74,28 @@ impl Forecaster {
             upto,
             weeks,
             &self.profile,
-            (CURSOR, &marker_of(first, through)),
+            (CURSOR, &marker_of(first, through, self.profile.zone)),
         )
         .await?;
         tracing::info!(
             rows,
             weeks,
+            zone = self.profile.zone.name(),
             took = ?started.elapsed(),
             "forecast: demand profile built from the designs table"
         );
         Ok(first)
     }
 
-    /// The slots from `now` to `now + lead` (seconds since the epoch), at
-    /// most a week's.
-    pub fn slots(now: f64, lead: f64) -> Vec<i16> {
+    /// The local slots from `now` to `now + lead` (seconds since the
+    /// epoch), at most a week's. Stepped in UTC: an hour the clocks skip
+    /// has no slot to read, an hour they repeat reads its slots once.
+    pub fn slots(&self, now: f64, lead: f64) -> Vec<i16> {
         let lead = lead.clamp(0.0, SLOT_SECS * demand_profile::SLOTS as f64);
         let mut slots = Vec::new();
         let mut t = now;
         loop {
-            let slot = demand_profile::slot_of(t);
+            let slot = self.profile.slot(t);
             if !slots.contains(&slot) {
                 slots.push(slot);
             }
@@ -110,8 +118,8 @@ impl Forecaster {
         min_rate: f64,
     ) -> Result<Vec<ProfileRow>, StoreError> {
         let min_count = min_rate * SLOT_SECS * self.profile.alpha;
-        let now_week = demand_profile::week_of(now);
-        demand_profile::due(conn, &Self::slots(now, lead), min_count, now_week, MAX_DUE).await
+        let now_week = self.profile.week(now);
+        demand_profile::due(conn, &self.slots(now, lead), min_count, now_week, MAX_DUE).await
     }
 
     /// Each template's forecast rate (designs/s) at `now`: the largest over
@@ -125,14 +133,14 @@ impl Forecaster {
         first_week: i32,
         created_at: &HashMap<TemplateId, f64>,
     ) -> HashMap<TemplateId, f64> {
-        let now_week = demand_profile::week_of(now);
+        let now_week = self.profile.week(now);
         let mut out: HashMap<TemplateId, f64> = HashMap::new();
         for row in rows {
             let id = TemplateId(row.template_id);
             let Some(created) = created_at.get(&id) else {
                 continue; // deleted meanwhile
             };
-            let since = demand_profile::week_of(*created).max(first_week);
+            let since = self.profile.week(*created).max(first_week);
             let Some(rate) = self.profile.rate(row, now_week, now_week - since) else {
                 continue;
             };
@@ -147,21 +155,62 @@ impl Forecaster {
 mod tests {
     use super::*;
 
+    fn forecaster(zone: Tz) -> Forecaster {
+        Forecaster {
+            profile: Profile { alpha: 0.5, zone },
+            weeks: 4,
+        }
+    }
+
     #[test]
     fn the_coming_slots_cover_now_to_the_lead() {
+        let f = forecaster(Tz::UTC);
         let t = 10.0 * SLOT_SECS + 850.0; // 50 s before slot 11
-        assert_eq!(Forecaster::slots(t, 10.0), vec![10]);
-        assert_eq!(Forecaster::slots(t, 60.0), vec![10, 11]);
-        assert_eq!(Forecaster::slots(t, 2.0 * SLOT_SECS), vec![10, 11, 12]);
-        assert_eq!(Forecaster::slots(t, 1e12).len(), 672, "a week at most");
+        assert_eq!(f.slots(t, 10.0), vec![10]);
+        assert_eq!(f.slots(t, 60.0), vec![10, 11]);
+        assert_eq!(f.slots(t, 2.0 * SLOT_SECS), vec![10, 11, 12]);
+        assert_eq!(f.slots(t, 1e12).len(), 672, "a week at most");
+        // An hour ahead of UTC, the same instant is four slots later.
+        let paris = forecaster(Tz::Europe__Paris);
+        assert_eq!(paris.slots(t, 60.0), vec![14, 15]);
+    }
+
+    #[test]
+    fn the_slots_around_a_clock_change_are_local() {
+        let f = forecaster(Tz::Europe__Berlin);
+        let at = |s: &str| chrono::DateTime::parse_from_rfc3339(s).unwrap().timestamp() as f64;
+        let slot = |local: &str| f.profile.slot(at(local));
+        // Autumn: at 01:00Z the clocks go back from 03:00 CEST to 02:00
+        // CET, so 00:50Z and 01:50Z are both 02:50 local, one slot.
+        let (first, again) = (at("2026-10-25T00:50:00Z"), at("2026-10-25T01:50:00Z"));
+        assert_eq!(f.profile.slot(first), f.profile.slot(again));
+        let slots = f.slots(first, 3600.0 + 600.0);
+        // 70 minutes from 02:50 CEST: 02:45, (back) 02:00, 02:15, 02:30,
+        // 02:45 again, 03:00 -- five slots, 02:45 read once.
+        assert_eq!(slots.len(), 5, "{slots:?}");
+        assert_eq!(slots[0], slot("2026-10-25T02:50:00+02:00"));
+        // Spring: at 01:00Z the clocks jump from 02:00 to 03:00; ten
+        // minutes before it, the next slot is 03:00's.
+        let before = at("2026-03-29T00:50:00Z");
+        assert_eq!(
+            f.slots(before, 600.0),
+            vec![
+                slot("2026-03-29T01:50:00+01:00"),
+                slot("2026-03-29T03:00:00+02:00")
+            ]
+        );
+    }
+
+    #[test]
+    fn markers_name_their_zone() {
+        let m = marker_of(7, "123.5", Tz::Europe__Berlin);
+        assert_eq!(parse_marker(&m), Some((7, "123.5", "Europe/Berlin")));
+        assert_eq!(parse_marker("7 123.5"), Some((7, "123.5", "UTC")));
     }
 
     #[test]
     fn a_template_forecasts_from_the_weeks_it_was_seen() {
-        let f = Forecaster {
-            profile: Profile { alpha: 0.5 },
-            weeks: 4,
-        };
+        let f = forecaster(Tz::UTC);
         let id = uuid::Uuid::from_u128(7);
         let week = 7.0 * 24.0 * 3600.0;
         let now = 100.0 * week + 5.0;

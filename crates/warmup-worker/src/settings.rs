@@ -220,6 +220,32 @@ mod tests {
     }
 
     #[test]
+    fn the_forecasts_time_zone_is_an_iana_name() {
+        let mut vars = base();
+        vars.push((
+            "PREWARM_POOL__FORECAST_TIME_ZONE".into(),
+            "Europe/Berlin".into(),
+        ));
+        let s = load_from(vars.into_iter()).unwrap();
+        assert_eq!(s.pool.forecast_zone().name(), "Europe/Berlin");
+        assert_eq!(
+            load_from(base().into_iter())
+                .unwrap()
+                .pool
+                .forecast_zone()
+                .name(),
+            "UTC",
+            "UTC by default"
+        );
+        for bad in ["CET+1", "europe/berlin", "", "Mars/Olympus_Mons"] {
+            let mut vars = base();
+            vars.push(("PREWARM_POOL__FORECAST_TIME_ZONE".into(), bad.into()));
+            let e = load_from(vars.into_iter()).unwrap_err().to_string();
+            assert!(e.contains("pool.forecast_time_zone"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
     fn zero_concurrency_is_rejected_with_its_key() {
         let mut vars = base();
         vars.push(("PREWARM_WORKER__COPY_CONCURRENCY".into(), "0".into()));

@@ -301,9 +301,12 @@ impl Sizer {
         // Rows written at other times hold counts as of their `computed_at`:
         // only what changed is written, and a reload decays from there.
         let cursor = format!("{:.6}", pass.upper);
-        let marker = book
-            .profile_from
-            .map(|first| crate::forecast::marker_of(first, &cursor));
+        let marker = match (self.forecast, book.profile_from) {
+            (Some(f), Some(first)) => {
+                Some(crate::forecast::marker_of(first, &cursor, f.profile.zone))
+            }
+            _ => None,
+        };
         let profile = match (self.forecast, &marker) {
             (Some(f), Some(marker)) => Some(pool_targets::ProfileStep {
                 after: pass.after,

@@ -144,6 +144,7 @@ impl Worker {
             forecast: (p.adaptive() && p.forecast).then_some(crate::forecast::Forecaster {
                 profile: prewarm_store::db::demand_profile::Profile {
                     alpha: p.forecast_alpha,
+                    zone: p.forecast_zone(),
                 },
                 weeks: p.forecast_weeks,
             }),

@@ -1,5 +1,9 @@
 //! `demand_profile`: each template's seasonal demand, by 15-minute slot of
-//! the week (UTC), for the sizer's forecast. Per (template, slot): the
+//! the week on one zone's wall clock ([`Profile::zone`],
+//! `pool.forecast_time_zone`), for the sizer's forecast. Slots and weeks
+//! are counted in that zone's local time, so a peak at 09:00 local stays in
+//! its slot when the clocks change: in UTC it would move by an hour and be
+//! grown for an hour too late (or early) until the weeks after forgot it. Per (template, slot): the
 //! designs made in the slot during `week` (`current`), and `level`, the
 //! exponentially weighted mean (weight [`Profile::alpha`] on the newest) of
 //! the counts of the finished weeks before it.
@@ -14,8 +18,11 @@
 //! The forecast reads only the coming slots' rows above a threshold (an
 //! index range on `(slot, greatest(level, current))`), never the catalogue.
 
+use chrono::{Offset, TimeZone};
+/// The zones a [`Profile`] counts in (`chrono-tz`'s IANA database).
+pub use chrono_tz::Tz;
 use diesel::prelude::*;
-use diesel::sql_types::{Array, Double, Integer, SmallInt, Uuid as SqlUuid};
+use diesel::sql_types::{Array, Double, Integer, SmallInt, Text, Uuid as SqlUuid};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
@@ -27,12 +34,13 @@ pub const SLOT_SECS: f64 = 900.0;
 pub const SLOTS: i64 = 672;
 const WEEK_SECS: f64 = SLOT_SECS * SLOTS as f64;
 
-/// The slot of the week of `secs` (seconds since the epoch).
+/// The slot of the week of `secs` (local seconds since the local epoch:
+/// [`Profile::local`]).
 pub fn slot_of(secs: f64) -> i16 {
     ((secs.rem_euclid(WEEK_SECS)) / SLOT_SECS).floor() as i16
 }
 
-/// Weeks since the epoch of `secs`.
+/// Weeks since the epoch of `secs` (local seconds, as [`slot_of`]).
 pub fn week_of(secs: f64) -> i32 {
     (secs / WEEK_SECS).floor() as i32
 }
@@ -54,14 +62,39 @@ pub struct ProfileRow {
     pub level: f64,
 }
 
-/// How rows are read into a rate.
+/// How designs are counted into rows and rows read into a rate.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Profile {
     /// Weight of the newest finished week in `level` (0 < alpha <= 1).
     pub alpha: f64,
+    /// The zone whose wall clock the slots and weeks follow.
+    pub zone: Tz,
 }
 
 impl Profile {
+    /// `secs` (seconds since the epoch, UTC) as seconds since the epoch on
+    /// the zone's wall clock: what the SQL's `created_at AT TIME ZONE`
+    /// gives, for [`slot_of`] and [`week_of`].
+    pub fn local(&self, secs: f64) -> f64 {
+        let offset = chrono::DateTime::from_timestamp(secs.floor() as i64, 0).map_or(0, |t| {
+            self.zone
+                .offset_from_utc_datetime(&t.naive_utc())
+                .fix()
+                .local_minus_utc()
+        });
+        secs + f64::from(offset)
+    }
+
+    /// The local slot of the week of `secs` (UTC seconds).
+    pub fn slot(&self, secs: f64) -> i16 {
+        slot_of(self.local(secs))
+    }
+
+    /// The local week of `secs` (UTC seconds).
+    pub fn week(&self, secs: f64) -> i32 {
+        week_of(self.local(secs))
+    }
+
     /// `level` rolled forward to week `now_week`: the finished weeks'
     /// weighted mean, the row's own `current` week folded in if it is over.
     pub fn level_at(&self, row: &ProfileRow, now_week: i32) -> f64 {
@@ -89,9 +122,9 @@ impl Profile {
 }
 
 /// Adds the designs made in `(after, upper]` (seconds since the epoch) to
-/// their templates' slots: one statement over the range of the designs'
-/// `(created_at, template_id)` index the sizer reads anyway. A row whose
-/// week is over folds its count into `level` first. Call it in the
+/// their templates' local slots: one statement over the range of the
+/// designs' `(created_at, template_id)` index the sizer reads anyway. A row
+/// whose week is over folds its count into `level` first. Call it in the
 /// transaction that moves the reader's cursor.
 pub async fn absorb(
     conn: &mut AsyncPgConnection,
@@ -104,10 +137,8 @@ pub async fn absorb(
     // rows for one key; their counts are merged into the later week.
     diesel::sql_query(
         "INSERT INTO demand_profile AS p (template_id, slot, week, current, level)
-         SELECT template_id, slot, max(week), count(*)::float8, 0
-           FROM (SELECT template_id,
-                        (floor(extract(epoch FROM created_at))::bigint % 604800 / 900)::smallint AS slot,
-                        (floor(extract(epoch FROM created_at))::bigint / 604800)::int AS week
+         SELECT template_id, (l % 604800 / 900)::smallint AS slot, max((l / 604800)::int), count(*)::float8, 0
+           FROM (SELECT template_id, floor(extract(epoch FROM created_at AT TIME ZONE $4))::bigint AS l
                    FROM designs
                   WHERE created_at > to_timestamp($1) AND created_at <= to_timestamp($2)) d
           GROUP BY template_id, slot
@@ -122,11 +153,12 @@ pub async fn absorb(
     .bind::<Double, _>(after)
     .bind::<Double, _>(upper)
     .bind::<Double, _>(profile.alpha)
+    .bind::<Text, _>(profile.zone.name())
     .execute(conn)
     .await
 }
 
-/// Rebuilds every row from the designs of the `weeks` weeks before
+/// Rebuilds every row from the designs of the `weeks` local weeks before
 /// `upto` (seconds since the epoch) and of `upto`'s own week: a finished
 /// week `w` weighs `alpha (1-alpha)^(W-1-w)` in `level` (`W` = `upto`'s
 /// week, the same mean [`absorb`] keeps), `upto`'s week is `current`. One
@@ -138,27 +170,33 @@ pub async fn rebuild(
     weeks: i32,
     profile: &Profile,
 ) -> Result<usize, diesel::result::Error> {
-    let now_week = week_of(upto);
-    let from = f64::from(now_week - weeks.max(0)) * WEEK_SECS;
+    let now_week = profile.week(upto);
+    let first_week = now_week - weeks.max(0);
+    // The first local week begins within a day of the same instant in UTC
+    // (offsets are under 15 h): the index range starts a day early and the
+    // weeks before the first are left out by their local week.
+    let from = f64::from(first_week) * WEEK_SECS - 86_400.0;
     diesel::delete(demand_profile::table).execute(conn).await?;
     diesel::sql_query(
         "INSERT INTO demand_profile (template_id, slot, week, current, level)
          SELECT template_id, slot, $3,
                 coalesce(sum(n) FILTER (WHERE week = $3), 0),
                 coalesce(sum(n * $4 * power(1 - $4, $3 - 1 - week)) FILTER (WHERE week < $3), 0)
-           FROM (SELECT template_id,
-                        (floor(extract(epoch FROM created_at))::bigint % 604800 / 900)::smallint AS slot,
-                        (floor(extract(epoch FROM created_at))::bigint / 604800)::int AS week,
+           FROM (SELECT template_id, (l % 604800 / 900)::smallint AS slot, (l / 604800)::int AS week,
                         count(*)::float8 AS n
-                   FROM designs
-                  WHERE created_at >= to_timestamp($1) AND created_at <= to_timestamp($2)
-                  GROUP BY 1, 2, 3) d
+                   FROM (SELECT template_id, floor(extract(epoch FROM created_at AT TIME ZONE $5))::bigint AS l
+                           FROM designs
+                          WHERE created_at >= to_timestamp($1) AND created_at <= to_timestamp($2)) d
+                  WHERE l >= $6::bigint * 604800
+                  GROUP BY 1, 2, 3) w
           GROUP BY template_id, slot",
     )
     .bind::<Double, _>(from)
     .bind::<Double, _>(upto)
     .bind::<Integer, _>(now_week)
     .bind::<Double, _>(profile.alpha)
+    .bind::<Text, _>(profile.zone.name())
+    .bind::<Integer, _>(first_week)
     .execute(conn)
     .await
 }
@@ -213,20 +251,6 @@ pub async fn due(
 /// Weeks after which a row no longer counts as due.
 pub const STALE_WEEKS: i32 = 8;
 
-/// One template's rows of `slots` (the admin view).
-pub async fn of(
-    conn: &mut AsyncPgConnection,
-    template: Uuid,
-    slots: &[i16],
-) -> Result<Vec<ProfileRow>, StoreError> {
-    Ok(demand_profile::table
-        .filter(demand_profile::template_id.eq(template))
-        .filter(demand_profile::slot.eq_any(slots))
-        .select(ProfileRow::as_select())
-        .load(conn)
-        .await?)
-}
-
 /// Forgets every row (forecasting switched off: a later start rebuilds).
 pub async fn clear(conn: &mut AsyncPgConnection) -> Result<(), StoreError> {
     diesel::delete(demand_profile::table).execute(conn).await?;
@@ -266,8 +290,37 @@ mod tests {
     }
 
     #[test]
+    fn local_time_follows_the_zones_clock_change() {
+        let berlin = Profile {
+            alpha: 0.5,
+            zone: Tz::Europe__Berlin,
+        };
+        let at = |s: &str| chrono::DateTime::parse_from_rfc3339(s).unwrap().timestamp() as f64;
+        // Clocks went forward at 2026-03-29T01:00Z: 09:10 local was 08:10Z
+        // the Monday before and 07:10Z the Monday after, one local slot.
+        let (before, after) = (at("2026-03-23T08:10:00Z"), at("2026-03-30T07:10:00Z"));
+        assert_eq!(berlin.local(before) - before, 3600.0);
+        assert_eq!(berlin.local(after) - after, 7200.0);
+        assert_eq!(berlin.slot(before), berlin.slot(after));
+        assert_eq!(berlin.week(after), berlin.week(before) + 1);
+        let utc = Profile {
+            zone: Tz::UTC,
+            ..berlin
+        };
+        assert_ne!(utc.slot(before), utc.slot(after), "in UTC the peak moves");
+        assert_eq!(utc.local(before), before);
+        // The second before and the instant of the change.
+        let change = at("2026-03-29T01:00:00Z");
+        assert_eq!(berlin.local(change - 1.0) - (change - 1.0), 3600.0);
+        assert_eq!(berlin.local(change) - change, 7200.0);
+    }
+
+    #[test]
     fn a_steady_weekly_peak_is_forecast_at_its_rate() {
-        let p = Profile { alpha: 0.5 };
+        let p = Profile {
+            alpha: 0.5,
+            zone: Tz::UTC,
+        };
         // 90 designs in the slot every week, for 2 finished weeks, as the
         // rebuild stores them in week 10: level = 0.5*90 + 0.25*90.
         let r = row(10, 0.0, 0.5 * 90.0 + 0.25 * 90.0);
@@ -282,7 +335,10 @@ mod tests {
 
     #[test]
     fn a_row_rolls_its_current_week_in_once_it_is_over() {
-        let p = Profile { alpha: 0.5 };
+        let p = Profile {
+            alpha: 0.5,
+            zone: Tz::UTC,
+        };
         let r = row(10, 40.0, 20.0);
         assert_eq!(p.level_at(&r, 10), 20.0);
         assert_eq!(p.level_at(&r, 11), 0.5 * 20.0 + 0.5 * 40.0);
