@@ -168,6 +168,8 @@ start_s3s() {
     rm -rf "$old"
   done
   mkdir -p "$S3S_DATA"
+  # The benchmark deletes each finished run's bucket directory from here.
+  printf '%s\n' "$S3S_DATA" >"$RUN/s3s.data"
   log "starting s3s-fs (S3) on 127.0.0.1:$S3S_PORT"
   nohup "$TOOLS/bin/s3s-fs" --host 127.0.0.1 --port "$S3S_PORT" \
     --access-key prewarm --secret-key prewarm-secret "$S3S_DATA" >"$RUN/s3s.log" 2>&1 &

@@ -405,7 +405,8 @@ async fn designs_at(
 /// Monday after at 08:50 local (06:50Z). Counted in UTC, the same designs
 /// are two slots an hour apart, and the coming one holds one week of them.
 /// Both ways of counting -- the rebuild from history and the passes'
-/// absorbing -- agree.
+/// absorbing -- put the designs in the same slots, each once. A zone
+/// Postgres does not know is an error before any profile is touched.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_profile_counts_a_peak_on_its_zones_wall_clock() {
     use prewarm_store::db::demand_profile::{self, Profile, Tz};
@@ -477,6 +478,16 @@ async fn the_profile_counts_a_peak_on_its_zones_wall_clock() {
             "{zone}: every design once"
         );
     }
+    demand_profile::check_zone(&mut conn, "Europe/Berlin")
+        .await
+        .unwrap();
+    let unknown = demand_profile::check_zone(&mut conn, "Mars/Olympus_Mons").await;
+    assert!(
+        unknown
+            .as_ref()
+            .is_err_and(|e| format!("{e:?}").contains("not recognized")),
+        "{unknown:?}"
+    );
     drop(conn);
     stack.finish().await;
 }

@@ -499,15 +499,36 @@ impl Bench {
         Ok(())
     }
 
-    /// Drops the run's database and its Redis keys.
+    /// Drops the run's database, Redis keys and objects ([`drop_run`]).
     pub async fn drop_database(&self) -> anyhow::Result<()> {
-        self.run.drop_redis_keys(REDIS_URL).await?;
-        let admin = format!("{}/postgres", self.run.pg_server);
-        self.run
-            .drop_database(&mut AsyncPgConnection::establish(&admin).await?)
-            .await?;
-        Ok(())
+        drop_run(&self.run, &self.run_dir).await
     }
+}
+
+/// Drops a run's database, its Redis keys and its objects. The benchmark's
+/// S3 (s3s-fs, on a tmpfs where it can) keeps each object as a file: the
+/// scale and catalogue scenarios of one full run left 3 million of them,
+/// every inode of a 24-GiB machine's `/dev/shm`, and the catalogue's
+/// copies then failed with "No space left on device". The objects go with
+/// the run's bucket directory, found through the data directory
+/// `scripts/stack.sh bench` records in `run_dir/s3s.data`, and are deleted
+/// before the next scenario starts (a deletion left running would be
+/// measured with it). Without that record (another S3), they stay.
+pub async fn drop_run(run: &Isolated, run_dir: &Path) -> anyhow::Result<()> {
+    run.drop_redis_keys(REDIS_URL).await?;
+    let admin = format!("{}/postgres", run.pg_server);
+    run.drop_database(&mut AsyncPgConnection::establish(&admin).await?)
+        .await?;
+    let Ok(data) = std::fs::read_to_string(run_dir.join("s3s.data")) else {
+        return Ok(());
+    };
+    let bucket = Path::new(data.trim()).join(&run.bucket);
+    if bucket.is_dir() {
+        tokio::task::spawn_blocking(move || std::fs::remove_dir_all(&bucket))
+            .await?
+            .context("deleting the run's S3 objects")?;
+    }
+    Ok(())
 }
 
 /// The services' environment for a run (its names from `suffix`; S3

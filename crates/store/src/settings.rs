@@ -209,10 +209,15 @@ impl PoolSettings {
         if !(self.forecast_alpha > 0.0 && self.forecast_alpha <= 1.0) {
             return Err(invalid("pool.forecast_alpha", "need 0 < alpha <= 1"));
         }
-        if self.forecast_time_zone.parse::<chrono_tz::Tz>().is_err() {
+        // A bare name other than UTC (CET, EST, ...) is also an abbreviation
+        // to Postgres, which reads it first as a fixed offset: CET would be
+        // +01:00 all year in SQL and follow summer time in the sizer.
+        let zone = &self.forecast_time_zone;
+        if zone.parse::<chrono_tz::Tz>().is_err() || !(zone.contains('/') || zone == "UTC") {
             return Err(invalid(
                 "pool.forecast_time_zone",
-                "must be an IANA time zone name, e.g. UTC or Europe/Berlin (case-sensitive)",
+                "must be UTC or an IANA Area/Location name such as Europe/Berlin (case-sensitive; \
+                 not an abbreviation like CET, which Postgres reads as a fixed offset)",
             ));
         }
         if self.lease_secs == 0 {

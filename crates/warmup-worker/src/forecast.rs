@@ -57,8 +57,10 @@ impl Forecaster {
     /// passes' to add) unless the marker says it has read exactly that far
     /// in this zone: never built, left behind while the forecast was off
     /// (or by a replica without it), or counted in another zone, it is
-    /// rebuilt whole.
+    /// rebuilt whole. Fails, leaving the passes without a forecast, when
+    /// Postgres does not know the zone.
     pub async fn ensure_built(&self, conn: &mut DbConn, through: &str) -> Result<i32, StoreError> {
+        demand_profile::check_zone(conn, self.profile.zone.name()).await?;
         let marker = cursors::get(conn, CURSOR).await?;
         if let Some((first, read, zone)) = marker.as_deref().and_then(parse_marker) {
             if read == through && zone == self.profile.zone.name() {

@@ -237,7 +237,14 @@ mod tests {
             "UTC",
             "UTC by default"
         );
-        for bad in ["CET+1", "europe/berlin", "", "Mars/Olympus_Mons"] {
+        for bad in [
+            "CET+1",
+            "europe/berlin",
+            "",
+            "Mars/Olympus_Mons",
+            "CET",
+            "EST",
+        ] {
             let mut vars = base();
             vars.push(("PREWARM_POOL__FORECAST_TIME_ZONE".into(), bad.into()));
             let e = load_from(vars.into_iter()).unwrap_err().to_string();

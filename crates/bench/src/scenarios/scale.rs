@@ -36,7 +36,7 @@ use warmup_worker::sizer::SizerReport;
 use super::sizing::zipf_cdf;
 use crate::load::{open_loop, RunResult};
 use crate::services::{release_binary, Service};
-use crate::setup::{new_tenant, s3_settings, set, start_api, Bench, REDIS_URL};
+use crate::setup::{new_tenant, s3_settings, set, start_api, Bench};
 use prewarm_testkit::isolated::Isolated;
 
 pub struct Params {
@@ -102,7 +102,7 @@ pub async fn run(p: &Params, root: &Path, log_dir: &Path) -> anyhow::Result<Vec<
         let run = Isolated::new("scale", &p.pg);
         let result = run_size(p, &run, n, root, log_dir).await;
         // Do not leave the size's database behind.
-        let dropped = drop_database(p, &run).await;
+        let dropped = crate::setup::drop_run(&run, log_dir).await;
         results.push(result?);
         dropped?;
     }
@@ -309,13 +309,6 @@ async fn steady_passes(
         sizer,
         depths,
     })
-}
-
-async fn drop_database(p: &Params, run: &Isolated) -> anyhow::Result<()> {
-    let mut admin = AsyncPgConnection::establish(&format!("{}/postgres", p.pg)).await?;
-    run.drop_database(&mut admin).await?;
-    run.drop_redis_keys(REDIS_URL).await?;
-    Ok(())
 }
 
 fn worker_settings(env: &[(String, String)]) -> anyhow::Result<warmup_worker::settings::Settings> {

@@ -251,6 +251,17 @@ pub async fn due(
 /// Weeks after which a row no longer counts as due.
 pub const STALE_WEEKS: i32 = 8;
 
+/// Whether Postgres knows `zone` (`AT TIME ZONE` fails on a name its time
+/// zone database lacks): checked before a profile is used, so a zone it
+/// does not know stops the forecast, not the sizer's passes that absorb.
+pub async fn check_zone(conn: &mut AsyncPgConnection, zone: &str) -> Result<(), StoreError> {
+    diesel::sql_query("SELECT now() AT TIME ZONE $1")
+        .bind::<Text, _>(zone)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
 /// Forgets every row (forecasting switched off: a later start rebuilds).
 pub async fn clear(conn: &mut AsyncPgConnection) -> Result<(), StoreError> {
     diesel::delete(demand_profile::table).execute(conn).await?;

@@ -43,7 +43,8 @@ use crate::load::Outcome;
 use crate::oracle::{self, Problem, Schedule};
 use crate::services::{release_binary, Service};
 use crate::setup::{
-    free_port, new_tenant, s3_settings, set, start_api, Bench, REDIS_URL, WORKER_COPY_CONCURRENCY,
+    drop_run, free_port, new_tenant, s3_settings, set, start_api, Bench, REDIS_URL,
+    WORKER_COPY_CONCURRENCY,
 };
 use prewarm_testkit::fault_proxy::Faults;
 use prewarm_testkit::isolated::Isolated;
@@ -252,7 +253,7 @@ pub async fn catalogue(b: &Bench) -> anyhow::Result<CatalogueRun> {
     for strategy in chosen {
         let run = Isolated::new("catalogue", &b.run.pg_server);
         let result = run_strategy(b, &params, &trace, &strategy, &run).await;
-        let dropped = drop_run(&run).await;
+        let dropped = drop_run(&run, &b.run_dir).await;
         if result.is_err() || dropped.is_err() {
             b.proxy.set(before.clone());
         }
@@ -605,13 +606,6 @@ async fn play(
         }));
     }
     outcomes
-}
-
-async fn drop_run(run: &Isolated) -> anyhow::Result<()> {
-    let mut admin = AsyncPgConnection::establish(&format!("{}/postgres", run.pg_server)).await?;
-    run.drop_database(&mut admin).await?;
-    run.drop_redis_keys(REDIS_URL).await?;
-    Ok(())
 }
 
 #[cfg(test)]
