@@ -506,12 +506,11 @@ impl Bench {
 }
 
 /// Drops a run's database, its Redis keys and its objects. The benchmark's
-/// S3 (s3s-fs, on a tmpfs where it can) keeps each object as a file: the
-/// scale and catalogue scenarios of one full run left 3 million of them,
-/// every inode of a 24-GiB machine's `/dev/shm`, and the catalogue's
-/// copies then failed with "No space left on device". The objects go with
-/// the run's bucket directory, found through the data directory
-/// `scripts/stack.sh bench` records in `run_dir/s3s.data`, and are deleted
+/// S3 (s3s-fs, on a tmpfs where it can) keeps each object as three files:
+/// the scale and catalogue scenarios of one full run left 3 million, every
+/// inode of a 24-GiB machine's `/dev/shm`, and the catalogue's copies then
+/// failed with "No space left on device". Found through the data directory
+/// `scripts/stack.sh bench` records in `run_dir/s3s.data`, they are deleted
 /// before the next scenario starts (a deletion left running would be
 /// measured with it). Without that record (another S3), they stay.
 pub async fn drop_run(run: &Isolated, run_dir: &Path) -> anyhow::Result<()> {
@@ -522,13 +521,45 @@ pub async fn drop_run(run: &Isolated, run_dir: &Path) -> anyhow::Result<()> {
     let Ok(data) = std::fs::read_to_string(run_dir.join("s3s.data")) else {
         return Ok(());
     };
-    let bucket = Path::new(data.trim()).join(&run.bucket);
-    if bucket.is_dir() {
-        tokio::task::spawn_blocking(move || std::fs::remove_dir_all(&bucket))
-            .await?
-            .context("deleting the run's S3 objects")?;
+    let (data, bucket) = (PathBuf::from(data.trim()), run.bucket.clone());
+    tokio::task::spawn_blocking(move || delete_s3s_bucket(&data, &bucket))
+        .await?
+        .context("deleting the run's S3 objects")
+}
+
+/// Deletes `bucket` from an s3s-fs data directory: its directory (the
+/// objects' bytes) and its objects' metadata, which s3s-fs keeps beside it
+/// as `.bucket-{bucket}.object-{key}.*.json` (names in unpadded URL-safe
+/// base64).
+fn delete_s3s_bucket(data: &Path, bucket: &str) -> std::io::Result<()> {
+    let dir = data.join(bucket);
+    if dir.is_dir() {
+        std::fs::remove_dir_all(&dir)?;
+    }
+    let prefix = format!(".bucket-{}.", base64_url(bucket.as_bytes()));
+    for entry in std::fs::read_dir(data)? {
+        let entry = entry?;
+        if entry.file_name().to_string_lossy().starts_with(&prefix) {
+            std::fs::remove_file(entry.path())?;
+        }
     }
     Ok(())
+}
+
+/// Unpadded URL-safe base64 (RFC 4648 section 5), as s3s-fs names files.
+fn base64_url(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, b)| n | (u32::from(*b) << (16 - 8 * i)));
+        for i in 0..=chunk.len() {
+            out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
+        }
+    }
+    out
 }
 
 /// The services' environment for a run (its names from `suffix`; S3
@@ -707,4 +738,59 @@ pub async fn new_tenant(
         company_id,
         key["api_key"].as_str().context("api key")?.to_string(),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bucket_names_encode_as_s3s_fs_names_its_files() {
+        // A name from a real data directory, and RFC 4648's vectors.
+        assert_eq!(
+            base64_url(b"prewarm-bench-860b2a0ee3af"),
+            "cHJld2FybS1iZW5jaC04NjBiMmEwZWUzYWY"
+        );
+        for (plain, encoded) in [
+            ("", ""),
+            ("f", "Zg"),
+            ("fo", "Zm8"),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg"),
+            ("fooba", "Zm9vYmE"),
+            ("foobar", "Zm9vYmFy"),
+        ] {
+            assert_eq!(base64_url(plain.as_bytes()), encoded);
+        }
+        assert_eq!(base64_url(&[0xfb, 0xff]), "-_8", "the URL-safe alphabet");
+    }
+
+    #[test]
+    fn a_dropped_bucket_leaves_no_file_and_the_others_stay() {
+        let data = std::env::temp_dir().join(format!("prewarm-s3s-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&data);
+        for bucket in ["prewarm-a-1", "prewarm-b-2"] {
+            std::fs::create_dir_all(data.join(bucket).join("pool")).unwrap();
+            std::fs::write(data.join(bucket).join("pool/0000"), b"x").unwrap();
+            let meta = format!(
+                ".bucket-{}.object-{}.internal.json",
+                base64_url(bucket.as_bytes()),
+                base64_url(b"pool/0000")
+            );
+            std::fs::write(data.join(meta), b"{}").unwrap();
+        }
+        delete_s3s_bucket(&data, "prewarm-a-1").unwrap();
+        let mut left: Vec<String> = std::fs::read_dir(&data)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left.len(), 2, "{left:?}");
+        assert!(
+            left.iter()
+                .all(|n| n.contains("prewarm-b-2") || n.contains(&base64_url(b"prewarm-b-2"))),
+            "{left:?}"
+        );
+        std::fs::remove_dir_all(&data).unwrap();
+    }
 }
