@@ -12,7 +12,8 @@
 //! cursor records the profile's first week, how far it has read and its
 //! zone: a profile left behind (the forecast switched off for a while, or a
 //! replica without it) or counted on another zone's clock is rebuilt whole,
-//! never counted twice, with a gap or in two zones. A build
+//! never counted twice or with a gap (docs/design.md, "Local time", says
+//! how replicas of two zones at once may mix them until the next rebuild). A build
 //! that fails is retried after [`RETRY_BUILD`]; meanwhile the sizer plans
 //! without a forecast.
 
