@@ -132,6 +132,40 @@ async fn s3_errors_are_retried_and_failures_are_clear_503s_without_leaks() {
     stack.finish().await;
 }
 
+/// A copy answered a bare `408 Request Timeout` with `Connection: close` --
+/// an S3 server timing out a kept-alive connection as the request went out
+/// on it -- is sent again: with one S3 request in five answered so, every
+/// design (four copies each, on the request path) is made, and has its
+/// objects.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copy_answered_408_on_a_closing_connection_is_retried() {
+    let proxy = FaultProxy::start(0, "http://127.0.0.1:9000", Faults::default()).unwrap();
+    let stack = TestStack::spawn(Options {
+        worker: false,
+        env: vec![
+            ("PREWARM_S3__ENDPOINT".into(), proxy.url()),
+            ("PREWARM_S3__MAX_ATTEMPTS".into(), "8".into()),
+        ],
+        ..Options::default()
+    })
+    .await;
+    let tenant = stack.create_tenant("acme", 1000).await;
+    let template = stack.create_template(&tenant, 4, "private").await;
+    proxy.set(Faults {
+        timeout_rate: 0.2,
+        ..Faults::default()
+    });
+    for _ in 0..10 {
+        let resp = stack.post_design(&tenant, template.id).await;
+        assert_eq!(resp.status().as_u16(), 201, "{:?}", error_code(resp).await);
+    }
+    proxy.set(Faults::default());
+    let stored = stack.objects.list(DESIGNS_PREFIX).await.unwrap();
+    assert_eq!(stored.len(), 10 * 4, "objects under designs/");
+    proxy.stop().await;
+    stack.finish().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kafka_unreachable_never_blocks_designs_and_pools_still_fill() {
     // Nothing listens on port 1: every warm-up request is undeliverable.

@@ -5,7 +5,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use aws_sdk_s3::config::retry::{RetryConfig, RetryPartition};
+use aws_sdk_s3::config::interceptors::InterceptorContext;
+use aws_sdk_s3::config::retry::{ClassifyRetry, RetryAction, RetryConfig, RetryPartition};
 use aws_sdk_s3::config::timeout::TimeoutConfig;
 use aws_sdk_s3::config::{
     BehaviorVersion, Builder as S3ConfigBuilder, Credentials, Region, RequestChecksumCalculation,
@@ -157,6 +158,7 @@ impl ObjectStore {
             // store's failures (another test stack's, in the test process)
             // would spend the retries of all.
             .retry_partition(RetryPartition::custom("prewarm-s3").build())
+            .retry_classifier(RetryRequestTimeout)
             .timeout_config(
                 TimeoutConfig::builder()
                     .connect_timeout(Duration::from_secs(2))
@@ -473,6 +475,28 @@ impl ObjectStore {
             .await;
         results.sort_by_key(|(i, _)| *i);
         results.into_iter().map(|(_, r)| r).collect()
+    }
+}
+
+/// Retries a bare `408 Request Timeout`: an S3-compatible server (or a
+/// proxy before it) that closes a kept-alive connection as a request goes
+/// out on it answers 408 without an S3 error code, which the SDK's own
+/// classifiers (5xx, S3's `400 RequestTimeout`) leave unretried -- a
+/// design's copy then failed for a connection's timing. Every request this
+/// store makes may be sent again (copies and puts to the same key, deletes).
+#[derive(Debug)]
+struct RetryRequestTimeout;
+
+impl ClassifyRetry for RetryRequestTimeout {
+    fn classify_retry(&self, ctx: &InterceptorContext) -> RetryAction {
+        match ctx.response() {
+            Some(response) if response.status().as_u16() == 408 => RetryAction::transient_error(),
+            _ => RetryAction::NoActionIndicated,
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        "408 Request Timeout"
     }
 }
 

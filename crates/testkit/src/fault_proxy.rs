@@ -31,6 +31,11 @@ pub struct Faults {
     /// Share of requests held for `stall` before being dropped with a 504.
     pub stall_rate: f64,
     pub stall: Duration,
+    /// Share of requests answered a bare `408 Request Timeout` with
+    /// `Connection: close` and no S3 error code, without reaching the
+    /// upstream: what an HTTP server timing out a kept-alive connection
+    /// answers a request that arrives on it as it closes.
+    pub timeout_rate: f64,
 }
 
 /// A running proxy; dropping the handle does not stop it, `stop` does.
@@ -141,7 +146,7 @@ async fn forward_faulty(req: HttpRequest, body: Bytes, state: &State) -> HttpRes
         .requests
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let faults = state.faults.read().map(|f| f.clone()).unwrap_or_default();
-    let (delay, fail, stall) = {
+    let (delay, fail, stall, timeout) = {
         let mut rng = rand::rng();
         let jitter = if faults.jitter.is_zero() {
             Duration::ZERO
@@ -152,6 +157,7 @@ async fn forward_faulty(req: HttpRequest, body: Bytes, state: &State) -> HttpRes
             faults.delay + jitter,
             rng.random::<f64>() < faults.error_rate,
             rng.random::<f64>() < faults.stall_rate,
+            rng.random::<f64>() < faults.timeout_rate,
         )
     };
     if !delay.is_zero() {
@@ -160,6 +166,9 @@ async fn forward_faulty(req: HttpRequest, body: Bytes, state: &State) -> HttpRes
     if stall {
         tokio::time::sleep(faults.stall).await;
         return HttpResponse::GatewayTimeout().finish();
+    }
+    if timeout {
+        return HttpResponse::RequestTimeout().force_close().finish();
     }
     if fail {
         return HttpResponse::ServiceUnavailable()
