@@ -301,21 +301,18 @@ impl Sizer {
         // Rows written at other times hold counts as of their `computed_at`:
         // only what changed is written, and a reload decays from there.
         let cursor = format!("{:.6}", pass.upper);
-        let marker = match (self.forecast, book.profile_from) {
-            (Some(f), Some(first)) => {
-                Some(crate::forecast::marker_of(first, &cursor, f.profile.zone))
-            }
-            _ => None,
-        };
-        let profile = match (self.forecast, &marker) {
-            (Some(f), Some(marker)) => Some(pool_targets::ProfileStep {
+        let marker = self.forecast.zip(book.profile_from).map(|(f, first)| {
+            let marker = crate::forecast::marker_of(first, &cursor, f.profile.zone);
+            (f.profile, marker)
+        });
+        let profile = marker
+            .as_ref()
+            .map(|(profile, marker)| pool_targets::ProfileStep {
                 after: pass.after,
                 upper: pass.upper,
-                profile: f.profile,
+                profile: *profile,
                 marker: (crate::forecast::CURSOR, marker),
-            }),
-            _ => None,
-        };
+            });
         let mut conn = self.refiller.db.conn().await?;
         let moved = pool_targets::apply(
             &mut conn,
