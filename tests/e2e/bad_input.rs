@@ -319,3 +319,37 @@ async fn bad_requests_get_stable_4xx_codes() {
     assert!(stack.objects.list("templates/").await.unwrap().is_empty());
     stack.finish().await;
 }
+
+/// Any token is a valid HTTP method, and the server routes it (to a 4xx):
+/// made-up methods share one `other` label, so no client, with or without
+/// a key, can grow the request histogram's series without bound.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn made_up_methods_share_one_metrics_label() {
+    let stack = TestStack::spawn(Options {
+        worker: false,
+        ..Options::default()
+    })
+    .await;
+    for i in 0..5 {
+        let method = Method::from_bytes(format!("PROBE{i}").as_bytes()).unwrap();
+        let r = stack
+            .http
+            .request(method, stack.url("/healthz"))
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_client_error(), "PROBE{i}: {}", r.status());
+    }
+    let text = stack.metrics().await;
+    assert!(
+        !text.contains("PROBE"),
+        "a client's method became a label:\n{text}"
+    );
+    let other = text
+        .lines()
+        .filter(|l| l.starts_with("prewarm_http_request_duration_seconds_count"))
+        .filter(|l| l.contains("method=\"other\"") && l.contains("route=\"/healthz\""))
+        .collect::<Vec<_>>();
+    assert_eq!(other.len(), 1, "{other:?}");
+    assert!(other[0].ends_with(" 5"), "{other:?}");
+}

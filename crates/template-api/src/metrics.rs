@@ -189,6 +189,24 @@ impl CacheMetrics {
     }
 }
 
+/// A request method as a label: the standard ones by name, any other as
+/// `other`. HTTP lets a client send any token as a method, and actix routes
+/// it (to a 405), so labelling the raw method would let anyone, without a
+/// key, add a series per request until the process runs out of memory.
+fn method_label(method: &actix_web::http::Method) -> &'static str {
+    use actix_web::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
+}
+
 /// Middleware: observes every request's latency under its route pattern.
 pub async fn observe(
     req: ServiceRequest,
@@ -196,14 +214,14 @@ pub async fn observe(
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let started = Instant::now();
     let metrics = req.app_data::<web::Data<ApiMetrics>>().cloned();
-    let method = req.method().clone();
+    let method = method_label(req.method());
     let res = next.call(req).await?;
     if let Some(metrics) = metrics {
         let route = res.request().match_pattern();
         let route = route.as_deref().unwrap_or("unmatched");
         metrics
             .http
-            .with_label_values(&[method.as_str(), route, res.status().as_str()])
+            .with_label_values(&[method, route, res.status().as_str()])
             .observe(started.elapsed().as_secs_f64());
     }
     Ok(res)
