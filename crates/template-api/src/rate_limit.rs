@@ -141,38 +141,98 @@ impl Verdict {
 }
 
 /// In-process buckets: the fallback while Redis is down.
-#[derive(Default)]
 struct LocalBuckets {
-    buckets: Mutex<HashMap<String, (f64, Instant)>>,
+    table: Mutex<LocalTable>,
+    /// Most buckets kept ([`LOCAL_MAX`]; smaller in tests).
+    max: usize,
 }
 
-/// Beyond this many buckets the local table starts over (bounded memory).
+#[derive(Default)]
+struct LocalTable {
+    buckets: HashMap<String, LocalBucket>,
+    /// When full buckets were last dropped to make room.
+    swept: Option<Instant>,
+}
+
+struct LocalBucket {
+    tokens: f64,
+    at: Instant,
+    size: Size,
+}
+
+impl LocalBucket {
+    /// Refilled to its burst by `now`: no different from a new bucket.
+    fn full(&self, now: Instant) -> bool {
+        self.tokens + now.duration_since(self.at).as_secs_f64() * self.size.rate >= self.size.burst
+    }
+}
+
+/// Most in-process buckets (bounded memory). A full table makes room by
+/// dropping the buckets that have refilled (they hold no state a new
+/// bucket would not), at most once a second; a table full of buckets still
+/// spending refuses new names until some refill. Clearing it instead would
+/// let anyone who can make 100,000 names (junk keys, many addresses) hand
+/// every bucket a fresh burst.
 const LOCAL_MAX: usize = 100_000;
 
+impl Default for LocalBuckets {
+    fn default() -> Self {
+        Self::with_max(LOCAL_MAX)
+    }
+}
+
 impl LocalBuckets {
+    fn with_max(max: usize) -> Self {
+        Self {
+            table: Mutex::default(),
+            max,
+        }
+    }
+
     fn take(&self, name: &str, size: Size, cost: f64) -> Taken {
-        let Ok(mut buckets) = self.buckets.lock() else {
+        let Ok(mut table) = self.table.lock() else {
             return Taken {
                 allowed: true,
                 tokens: size.burst,
             };
         };
-        if buckets.len() >= LOCAL_MAX && !buckets.contains_key(name) {
-            buckets.clear();
-        }
         let now = Instant::now();
-        let (tokens, at) = buckets.entry(name.to_string()).or_insert((size.burst, now));
-        *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * size.rate).min(size.burst);
-        *at = now;
-        let allowed = cost > 0.0 && *tokens >= cost;
+        if table.buckets.len() >= self.max && !table.buckets.contains_key(name) {
+            if table
+                .swept
+                .is_none_or(|at| now.duration_since(at) >= Duration::from_secs(1))
+            {
+                table.buckets.retain(|_, b| !b.full(now));
+                table.swept = Some(now);
+            }
+            if table.buckets.len() >= self.max {
+                return Taken {
+                    allowed: false,
+                    tokens: 0.0,
+                };
+            }
+        }
+        let bucket = table
+            .buckets
+            .entry(name.to_string())
+            .or_insert(LocalBucket {
+                tokens: size.burst,
+                at: now,
+                size,
+            });
+        bucket.size = size;
+        bucket.tokens = (bucket.tokens + now.duration_since(bucket.at).as_secs_f64() * size.rate)
+            .min(size.burst);
+        bucket.at = now;
+        let allowed = cost > 0.0 && bucket.tokens >= cost;
         if allowed {
-            *tokens -= cost;
+            bucket.tokens -= cost;
         } else if cost < 0.0 {
-            *tokens = (*tokens - cost).min(size.burst);
+            bucket.tokens = (bucket.tokens - cost).min(size.burst);
         }
         Taken {
             allowed,
-            tokens: *tokens,
+            tokens: bucket.tokens,
         }
     }
 }
@@ -300,8 +360,11 @@ impl RateLimiter {
         };
         let failed_auth = local(failed_auth, ask.auth_cost);
         let auth_ok = failed_auth.allowed || (ask.auth_cost == 0.0 && failed_auth.tokens >= 1.0);
-        let key = key.map(|k| local(k, 1.0));
-        let refused = (!auth_ok && !ask.known_valid) || key.is_some_and(|k| !k.allowed);
+        // A request the failed-auth bucket refuses makes no key bucket: junk
+        // keys cannot fill the table.
+        let auth_refused = !auth_ok && !ask.known_valid;
+        let key = key.filter(|_| !auth_refused).map(|k| local(k, 1.0));
+        let refused = auth_refused || key.is_some_and(|k| !k.allowed);
         Checked {
             failed_auth,
             key,
@@ -533,6 +596,46 @@ mod tests {
         assert!(local.take("b", size, 1.0).allowed, "buckets are separate");
         std::thread::sleep(std::time::Duration::from_millis(5));
         assert!(local.take("a", size, 1.0).allowed, "refilled");
+    }
+
+    #[test]
+    fn a_full_local_table_keeps_the_buckets_still_spending() {
+        let local = LocalBuckets::with_max(100);
+        let slow = Size {
+            rate: 0.001,
+            burst: 2.0,
+        };
+        assert!(local.take("victim", slow, 1.0).allowed);
+        assert!(local.take("victim", slow, 1.0).allowed);
+        assert!(!local.take("victim", slow, 1.0).allowed, "spent");
+        // Junk names fill the table; the ones past it are refused, not
+        // allowed by a table started over.
+        let refused = (0..200)
+            .filter(|i| !local.take(&format!("junk-{i}"), slow, 1.0).allowed)
+            .count();
+        assert_eq!(refused, 101, "names past a table full of spending buckets");
+        assert!(
+            !local.take("victim", slow, 1.0).allowed,
+            "the victim's bucket was reset"
+        );
+    }
+
+    #[test]
+    fn a_full_local_table_makes_room_from_refilled_buckets() {
+        let local = LocalBuckets::with_max(10);
+        let fast = Size {
+            rate: 1000.0,
+            burst: 2.0,
+        };
+        for i in 0..10 {
+            assert!(local.take(&format!("old-{i}"), fast, 1.0).allowed);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        assert!(
+            local.take("new", fast, 1.0).allowed,
+            "refilled buckets make room"
+        );
+        assert_eq!(local.table.lock().unwrap().buckets.len(), 1);
     }
 
     #[test]
