@@ -645,3 +645,45 @@ async fn two_passes_from_one_position_record_their_work_once() {
     drop(conn);
     stack.finish().await;
 }
+
+/// A pass that would rebuild the demand profile after another replica's
+/// pass moved the sizer's cursor on (a lease lost mid-pass) rebuilds
+/// nothing: the other pass absorbed the designs after the old position,
+/// and a rebuild up to it would drop them from the history for good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rebuild_behind_the_sizers_cursor_writes_nothing() {
+    use prewarm_store::db::cursors;
+    use prewarm_store::db::demand_profile::{Profile, Tz};
+    use warmup_worker::forecast::Forecaster;
+    let stack = TestStack::spawn(options(ADAPTIVE)).await;
+    let mut conn = stack.db.conn().await.unwrap();
+    let f = Forecaster {
+        profile: Profile {
+            alpha: 0.5,
+            zone: Tz::UTC,
+        },
+        weeks: 4,
+    };
+    let now = Utc::now().timestamp() as f64;
+    let (old, moved) = (format!("{:.6}", now - 10.0), format!("{:.6}", now));
+    // The other pass moved the cursor and left its marker.
+    let theirs = format!("1 {moved} UTC");
+    cursors::set(&mut conn, "sizer", &moved).await.unwrap();
+    cursors::set(&mut conn, "forecast", &theirs).await.unwrap();
+    let late = f.ensure_built(&mut conn, &old, ("sizer", &old)).await;
+    assert!(matches!(late, Ok(None)), "{late:?}");
+    let marker = cursors::get(&mut conn, "forecast").await.unwrap();
+    assert_eq!(
+        marker.as_deref(),
+        Some(theirs.as_str()),
+        "rebuilt behind the cursor"
+    );
+    // From where the cursor is, a rebuild (the marker gone) goes ahead.
+    cursors::clear(&mut conn, "forecast").await.unwrap();
+    let current = f.ensure_built(&mut conn, &moved, ("sizer", &moved)).await;
+    assert!(matches!(current, Ok(Some(_))), "{current:?}");
+    let marker = cursors::get(&mut conn, "forecast").await.unwrap().unwrap();
+    assert!(marker.contains(&moved), "{marker}");
+    drop(conn);
+    stack.finish().await;
+}

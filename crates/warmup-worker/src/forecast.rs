@@ -59,13 +59,21 @@ impl Forecaster {
     /// in this zone: never built, left behind while the forecast was off
     /// (or by a replica without it), or counted in another zone, it is
     /// rebuilt whole. Fails, leaving the passes without a forecast, when
-    /// Postgres does not know the zone.
-    pub async fn ensure_built(&self, conn: &mut DbConn, through: &str) -> Result<i32, StoreError> {
+    /// Postgres does not know the zone. `None`: the sizer's cursor
+    /// (`reader`: its name and this pass's `from`) moved on meanwhile -- a
+    /// pass of another replica committed, this one will be dropped -- so
+    /// nothing was rebuilt (see [`demand_profile::rebuild_recorded`]).
+    pub async fn ensure_built(
+        &self,
+        conn: &mut DbConn,
+        through: &str,
+        reader: (&str, &str),
+    ) -> Result<Option<i32>, StoreError> {
         demand_profile::check_zone(conn, self.profile.zone.name()).await?;
         let marker = cursors::get(conn, CURSOR).await?;
         if let Some((first, read, zone)) = marker.as_deref().and_then(parse_marker) {
             if read == through && zone == self.profile.zone.name() {
-                return Ok(first);
+                return Ok(Some(first));
             }
         }
         let upto: f64 = through.parse().unwrap_or(0.0);
@@ -78,8 +86,12 @@ impl Forecaster {
             weeks,
             &self.profile,
             (CURSOR, &marker_of(first, through, self.profile.zone)),
+            reader,
         )
         .await?;
+        let Some(rows) = rows else {
+            return Ok(None);
+        };
         tracing::info!(
             rows,
             weeks,
@@ -87,7 +99,7 @@ impl Forecaster {
             took = ?started.elapsed(),
             "forecast: demand profile built from the designs table"
         );
-        Ok(first)
+        Ok(Some(first))
     }
 
     /// The local slots from `now` to `now + lead` (seconds since the

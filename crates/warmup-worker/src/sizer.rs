@@ -606,11 +606,18 @@ impl Sizer {
                 if retry.is_some_and(|at| std::time::Instant::now() < at) {
                     return Ok(0);
                 }
-                let built = forecaster.ensure_built(conn, through).await;
-                let week = built.inspect_err(|_| {
+                let built = forecaster
+                    .ensure_built(conn, through, (CURSOR, &book.cursor))
+                    .await;
+                let built = built.inspect_err(|_| {
                     *self.forecast_retry.lock().expect("not poisoned") =
                         Some(std::time::Instant::now() + crate::forecast::RETRY_BUILD);
                 })?;
+                // Another replica's pass moved the cursor: this pass will
+                // not commit; it plans without the forecast.
+                let Some(week) = built else {
+                    return Ok(0);
+                };
                 book.profile_from = Some(week);
                 week
             }

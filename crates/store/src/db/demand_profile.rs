@@ -203,21 +203,41 @@ pub async fn rebuild(
 
 /// [`rebuild`] and a cursor recording it (`marker`: name, position), in
 /// one transaction: a crash between them cannot count history twice.
+///
+/// Only while the pass that reads on from the rebuild is still where it
+/// read from (`reader`: its cursor's name and the position it read, empty
+/// for none): its cursor row is locked for the transaction, so another
+/// pass that moved it meanwhile -- and absorbed the designs after it into
+/// the profile -- is not undone by a rebuild up to the old position (a gap
+/// in the history), and one moving it now waits for the rebuild, then
+/// absorbs on from it. `None`: the reader had moved on; nothing written.
 pub async fn rebuild_recorded(
     conn: &mut AsyncPgConnection,
     upto: f64,
     weeks: i32,
     profile: &Profile,
     marker: (&str, &str),
-) -> Result<usize, StoreError> {
+    reader: (&str, &str),
+) -> Result<Option<usize>, StoreError> {
     use diesel_async::AsyncConnection;
     let (name, position) = (marker.0.to_string(), marker.1.to_string());
+    let (reader, read) = (reader.0.to_string(), reader.1.to_string());
     let profile = *profile;
     Ok(conn
         .transaction::<_, diesel::result::Error, _>(async |conn| {
+            let at: Option<String> = super::schema::background_cursors::table
+                .find(&reader)
+                .select(super::schema::background_cursors::position)
+                .for_update()
+                .get_result(conn)
+                .await
+                .optional()?;
+            if at.as_deref().unwrap_or("") != read {
+                return Ok(None);
+            }
             let rows = rebuild(conn, upto, weeks, &profile).await?;
             super::cursors::set_in(conn, &name, &position).await?;
-            Ok(rows)
+            Ok(Some(rows))
         })
         .await?)
 }
