@@ -164,7 +164,7 @@ impl Default for PoolSettings {
             min: 1,
             max: 32,
             budget_objects: 0,
-            miss_target: 0.01,
+            miss_target: 0.002,
             demand_fast_secs: 15,
             demand_slow_secs: 1800,
             keep_secs: 86_400,
