@@ -11,6 +11,7 @@ mod connection_budget;
 mod degraded;
 mod depth_total;
 mod design_limit;
+mod fairness;
 mod idempotency;
 mod interleavings;
 mod isolation;

@@ -86,7 +86,8 @@ error_codes! {
     /// The recommendation service did not answer within its timeout.
     RecommendationsTimeout = ("recommendations_timeout", 504),
     /// This replica is at its capacity for the work asked (upload bytes in
-    /// flight); retry after `Retry-After` seconds.
+    /// flight, or the company's designs being made by copy); retry after
+    /// `Retry-After` seconds.
     Busy = ("busy", 503),
     Internal = ("internal", 500),
 }

@@ -258,6 +258,15 @@ async fn create_cold(
     spec: DesignSpec,
     key: Option<&Claim>,
 ) -> Result<Attempt, ApiError> {
+    // Held until the design is recorded or its copies deleted.
+    let _slot = state.cold_slots.try_take(spec.company).ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::Busy,
+            "this replica is making as many designs by copy for this company as it may \
+             (serving.cold_designs_per_company); retry",
+        )
+        .retry_after(1)
+    })?;
     let images = announce_copies(state, &spec).await?;
     let pairs: Vec<(String, String)> = images
         .iter()

@@ -6,7 +6,8 @@
 //! - [`routes`]: one module per resource (`admin`, `templates`, `designs`, `health`).
 //! - [`create_design`]: the hot path -- pop a pool item (warm) or copy on the spot (cold);
 //!   [`template_versions`]: the templates' versions it remembers (no template read when warm);
-//!   [`prefetch`]: the next pool id popped ahead while a claim is in flight.
+//!   [`prefetch`]: the next pool id popped ahead while a claim is in flight;
+//!   [`company_slots`]: how many cold designs one company may have in flight.
 //! - [`similar`]: similar templates behind a two-tier cache (moka in-process, Redis shared).
 //! - [`upload`]: multipart template uploads streamed to S3, with size limits and a
 //!   process-wide budget of bytes in flight.
@@ -25,6 +26,7 @@
 
 pub mod auth;
 pub mod background;
+pub mod company_slots;
 pub mod create_design;
 pub mod error;
 pub mod idempotency;

@@ -130,6 +130,9 @@ pub struct ServingSettings {
     pub cold_copy_parallelism: usize,
     /// Parallel CopyObject calls across all cold designs of one API process.
     pub cold_copy_global_limit: usize,
+    /// Cold designs one company may have in flight in one API process; one
+    /// more is answered 503 `busy` (see `company_slots`).
+    pub cold_designs_per_company: usize,
 }
 
 impl Default for ServingSettings {
@@ -142,6 +145,7 @@ impl Default for ServingSettings {
             prefetch_batch: 8,
             cold_copy_parallelism: 16,
             cold_copy_global_limit: 256,
+            cold_designs_per_company: 32,
         }
     }
 }
@@ -167,6 +171,9 @@ impl ServingSettings {
         }
         if self.cold_copy_global_limit == 0 {
             return Err(invalid("serving.cold_copy_global_limit", "must be >= 1"));
+        }
+        if self.cold_designs_per_company == 0 {
+            return Err(invalid("serving.cold_designs_per_company", "must be >= 1"));
         }
         Ok(())
     }

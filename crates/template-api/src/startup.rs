@@ -17,6 +17,7 @@ use tokio::sync::Semaphore;
 
 use crate::auth::{AuthCache, Authenticator};
 use crate::background::Background;
+use crate::company_slots::CompanySlots;
 use crate::error::{json_error, path_error, query_error};
 use crate::metrics::ApiMetrics;
 use crate::prefetch::Prefetch;
@@ -200,6 +201,7 @@ pub async fn build_state(settings: Settings, pause: PausePoints) -> anyhow::Resu
             &background,
         ),
         copy_limiter,
+        cold_slots: Arc::new(CompanySlots::new(settings.serving.cold_designs_per_company)),
         auth,
         shared_cache: shared,
         metrics,

@@ -22,6 +22,9 @@ pub struct AppState {
     /// Caps CopyObject calls made by cold-path requests of this process, so a
     /// burst of misses cannot open thousands of S3 connections.
     pub copy_limiter: Arc<Semaphore>,
+    /// Cold designs in flight per company (`serving.cold_designs_per_company`),
+    /// so one company's misses cannot queue every other's copies behind them.
+    pub cold_slots: Arc<crate::company_slots::CompanySlots>,
     /// API keys: the cache, the lookups, the admin token (also its own app data).
     pub auth: Arc<crate::auth::Authenticator>,
     /// The Redis tier of the caches, and the channel that invalidates them
