@@ -84,6 +84,53 @@ async fn pools_fill_without_any_warmup_message() {
     stack.finish().await;
 }
 
+/// A template deleted where no message and no change window sees it (here:
+/// the row marked deleted, dated an hour back, no warm-up message) still
+/// has its ready items discarded, by the rolling sweep: nothing keeps
+/// objects, or budget, for a template no design can use.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_template_every_message_missed_is_retired_by_the_sweep() {
+    use diesel_async::RunQueryDsl;
+    let stack = TestStack::spawn(reconciling(&[])).await;
+    let tenant = stack.create_tenant("acme", 100).await;
+    let template = stack.create_template(&tenant, 2, "private").await;
+    stack
+        .wait_pool(&tenant, template.id, 4, Duration::from_secs(30))
+        .await;
+    let prefix = format!("{POOL_PREFIX}{}/", template.id);
+    assert_eq!(stack.objects.list(&prefix).await.unwrap().len(), 8);
+    let mut conn = stack.db.conn().await.unwrap();
+    diesel::sql_query(
+        "UPDATE templates SET deleted_at = now(), version = version + 1,
+                updated_at = now() - interval '1 hour' WHERE id = $1",
+    )
+    .bind::<diesel::sql_types::Uuid, _>(template.id.0)
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let live = loop {
+        let (ready, copying) = pool_items::counts(&mut conn, template.pool())
+            .await
+            .unwrap();
+        if ready + copying == 0 || Instant::now() > deadline {
+            break ready + copying;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(live, 0, "a deleted template's items still live");
+    drop(conn);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !stack.objects.list(&prefix).await.unwrap().is_empty() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        stack.objects.list(&prefix).await.unwrap(),
+        Vec::<String>::new()
+    );
+    stack.finish().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redis_flush_mid_load_heals_within_an_interval_without_5xx() {
     let stack = TestStack::spawn(reconciling(&[])).await;

@@ -77,17 +77,28 @@ fn interval(d: chrono::TimeDelta) -> diesel::data_types::PgInterval {
     diesel::data_types::PgInterval::from_microseconds(d.num_microseconds().unwrap_or(i64::MAX))
 }
 
-/// The next `limit` live templates after `after` in id order (the rolling
-/// sweep; a primary-key range scan).
+/// The next `limit` templates after `after` in id order that have a pool
+/// to keep: the live ones, and deleted ones that still have live items
+/// (the rolling sweep; a primary-key range scan, and one probe of
+/// `pool_items_live` per deleted template passed). A delete is otherwise
+/// retired only by its warm-up message or the one change window that holds
+/// it; with both missed (Kafka down, a failed or interrupted refill, a
+/// commit later than the window's lag) its ready items would hold their
+/// objects, and the budget, for good.
 pub async fn templates_after(
     conn: &mut AsyncPgConnection,
     after: Uuid,
     limit: i64,
 ) -> Result<Vec<TemplateId>, StoreError> {
-    use super::schema::templates;
+    use super::schema::{pool_items, templates};
+    let has_live_items = diesel::dsl::exists(
+        pool_items::table
+            .filter(pool_items::template_id.eq(templates::id))
+            .filter(pool_items::state.eq_any(["copying", "ready"])),
+    );
     let ids: Vec<Uuid> = templates::table
         .filter(templates::id.gt(after))
-        .filter(templates::deleted_at.is_null())
+        .filter(templates::deleted_at.is_null().or(has_live_items))
         .order(templates::id)
         .limit(limit)
         .select(templates::id)

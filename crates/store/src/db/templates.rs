@@ -528,27 +528,6 @@ pub async fn update(
     }
 }
 
-/// Every template's id and current version (the reconciler's worklist): the
-/// live ones, and deleted ones that still have live pool items to retire.
-pub async fn all_current(conn: &mut AsyncPgConnection) -> Result<Vec<PoolKey>, StoreError> {
-    use super::schema::pool_items;
-    let has_live_items = diesel::dsl::exists(
-        pool_items::table
-            .filter(pool_items::template_id.eq(templates::id))
-            .filter(pool_items::state.eq_any(["copying", "ready"])),
-    );
-    let rows: Vec<(Uuid, i32)> = templates::table
-        .filter(templates::deleted_at.is_null().or(has_live_items))
-        .select((templates::id, templates::version))
-        .order(templates::id)
-        .load(conn)
-        .await?;
-    Ok(rows
-        .into_iter()
-        .map(|(id, v)| PoolKey::new(TemplateId(id), TemplateVersion(v)))
-        .collect())
-}
-
 /// What [`lock_version`] found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum VersionLock {
