@@ -519,3 +519,75 @@ async fn a_listing_page_counts_each_templates_images() {
     assert!(rest["next_cursor"].is_null());
     stack.finish().await;
 }
+
+/// Old image rows go when the last copies of their version land, not only
+/// at the next reserve: a template whose images were replaced while its
+/// first items were still copying from them, and whose new pool then
+/// filled (no reserve would come while it stays full), does not keep the
+/// old images in S3 for as long as it lives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn old_image_rows_go_when_the_last_copies_from_them_land() {
+    use prewarm_store::db::pool_items;
+    use shared_domain::pool::PoolLevels;
+    let stack = TestStack::spawn(Options::without_worker()).await;
+    let tenant = stack.create_tenant("acme", 10).await;
+    let template = stack.create_template(&tenant, 2, "private").await;
+    let mut conn = stack.db.conn().await.unwrap();
+    let lease = std::time::Duration::from_secs(300);
+    // Version 1's items are being copied...
+    let v1 = pool_items::reserve(&mut conn, template.id, PoolLevels::at(2), lease, None)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(v1.reserved.len(), 2);
+    // ...when its images are replaced.
+    let resp = stack
+        .http
+        .put(stack.url(&format!("/templates/{}/images", template.id)))
+        .bearer_auth(&tenant.key)
+        .multipart(Form::new().part("image", prewarm_tests::png_part(7, 300)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    // Version 2's refill cannot prune version 1's rows: copies use them.
+    let v2 = pool_items::reserve(&mut conn, template.id, PoolLevels::at(2), lease, None)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(image_versions(&mut conn, template.id).await, vec![1, 2]);
+    // Version 2's pool is full; then version 1's copies land.
+    let ids = |r: &pool_items::Reservation| r.reserved.iter().map(|i| i.id).collect::<Vec<_>>();
+    pool_items::mark_ready(&mut conn, v2.pool, &ids(&v2), 2)
+        .await
+        .unwrap();
+    let (ready, discarded) = pool_items::mark_ready(&mut conn, v1.pool, &ids(&v1), 2)
+        .await
+        .unwrap();
+    assert_eq!((ready.len(), discarded.len()), (0, 2), "superseded copies");
+    assert_eq!(
+        image_versions(&mut conn, template.id).await,
+        vec![2],
+        "version 1's rows outlived its last copies"
+    );
+    drop(conn);
+    stack.finish().await;
+}
+
+/// The versions a template has image rows of.
+async fn image_versions(
+    conn: &mut diesel_async::AsyncPgConnection,
+    template: shared_domain::ids::TemplateId,
+) -> Vec<i32> {
+    use diesel::prelude::*;
+    use diesel_async::RunQueryDsl;
+    use prewarm_store::db::schema::template_images::dsl as ti;
+    ti::template_images
+        .filter(ti::template_id.eq(template.0))
+        .select(ti::version)
+        .distinct()
+        .order(ti::version)
+        .load::<i32>(conn)
+        .await
+        .unwrap()
+}

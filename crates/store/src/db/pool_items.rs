@@ -463,6 +463,14 @@ pub async fn mark_ready(
                 .collect();
             if current != Some(version) {
                 gone.extend(discard_in_tx(conn, &ids).await?);
+                // These may have been the last copies from an older
+                // version's images, the ones that kept `reserve` from
+                // pruning them; with the pool already full, no reserve
+                // would come to prune them for as long as it stays so.
+                if let Some(current) = current {
+                    prune_old_versions(conn, PoolKey::new(template, TemplateVersion(current)))
+                        .await?;
+                }
                 return Ok((Vec::new(), gone));
             }
             let ready_now: i64 = pool_items::table
