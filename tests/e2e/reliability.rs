@@ -249,6 +249,59 @@ async fn gc_deletes_only_unreferenced_objects_past_the_grace_period() {
     stack.finish().await;
 }
 
+/// A garbage key the store refuses to delete (a bucket policy protecting
+/// it; its batch refused whole) is left and counted, and the collector goes
+/// on past it: the keys after it on its page and the pages after it are
+/// still collected, pass after pass.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gc_goes_on_past_a_key_the_store_refuses_to_delete() {
+    use prewarm_testkit::fault_proxy::{FaultProxy, Faults};
+    let proxy = FaultProxy::start(0, "http://127.0.0.1:9000", Faults::default()).unwrap();
+    let stack = TestStack::spawn(Options::without_worker()).await;
+    let keys = [
+        "pool/a-protected/item/0000",
+        "pool/b-crashed/item/0000",
+        "designs/never-committed/0000",
+    ];
+    for key in keys {
+        stack
+            .objects
+            .put(key, bytes::Bytes::from_static(b"x"), "image/png")
+            .await
+            .unwrap();
+    }
+    proxy.set(Faults {
+        protect: Some("protected".into()),
+        ..Faults::default()
+    });
+    let gc = stack
+        .reconciler(&[
+            ("PREWARM_WORKER__GC_GRACE_SECS", "0"),
+            ("PREWARM_S3__ENDPOINT", &proxy.url()),
+        ])
+        .await;
+    for pass in 0..2 {
+        let report = gc.gc().await.unwrap();
+        let expected = if pass == 0 { 2 } else { 0 };
+        assert_eq!(
+            (report.deleted, report.undeletable, report.finished),
+            (expected, 1, true),
+            "pass {pass}: {report:?}"
+        );
+    }
+    assert_eq!(
+        stack.objects.list(POOL_PREFIX).await.unwrap(),
+        vec![keys[0].to_string()]
+    );
+    assert!(stack.objects.list(DESIGNS_PREFIX).await.unwrap().is_empty());
+    // Unprotected, it goes at the next pass.
+    proxy.set(Faults::default());
+    let report = gc.gc().await.unwrap();
+    assert_eq!((report.deleted, report.undeletable), (1, 0), "{report:?}");
+    proxy.stop().await;
+    stack.finish().await;
+}
+
 /// `POST /templates` of one image, sent from a task of its own.
 fn upload_in_background(
     stack: &TestStack,

@@ -352,40 +352,113 @@ impl ObjectStore {
 
     /// Deletes keys in batches of 1,000 (S3's limit per call). Missing keys are fine.
     pub async fn delete_many(&self, keys: &[String]) -> Result<(), ObjectError> {
-        for chunk in keys.chunks(1000) {
-            let objects = chunk
-                .iter()
-                .map(|k| {
-                    ObjectIdentifier::builder()
-                        .key(k)
-                        .build()
-                        .map_err(|e| err("delete", k, e))
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            let delete = Delete::builder()
-                .set_objects(Some(objects))
-                .quiet(true)
-                .build()
-                .map_err(|e| err("delete", &chunk[0], e))?;
-            let out = self
-                .client
-                .delete_objects()
-                .bucket(&self.bucket)
-                .delete(delete)
-                .send()
-                .await
-                .map_err(|e| err("delete", &chunk[0], e))?;
-            if let Some(first) = out.errors().first() {
-                return Err(err(
-                    "delete",
-                    first.key().unwrap_or_default(),
-                    first.message(),
-                ));
-            }
+        match self.delete_each(keys).await?.into_iter().next() {
+            Some((key, message)) => Err(err("delete", &key, message)),
+            None => Ok(()),
         }
-        Ok(())
     }
 
+    /// Deletes `keys`, answering the ones that could not be deleted with
+    /// why (a key the bucket's policy protects, one its server cannot take
+    /// in a batch's XML). A batch refused whole as a client error (4xx) is
+    /// tried again key by key, so one bad key fails alone; an error of the
+    /// store itself (5xx after the retries, no answer) fails the call.
+    pub async fn delete_each(&self, keys: &[String]) -> Result<Vec<(String, String)>, ObjectError> {
+        let mut failed = Vec::new();
+        for chunk in keys.chunks(1000) {
+            match self.delete_batch(chunk).await {
+                Ok(errors) => failed.extend(errors),
+                Err(BatchRefused::Client(e)) => {
+                    tracing::debug!(error = %e, keys = chunk.len(), "a batch delete was refused; deleting its keys one by one");
+                    for key in chunk {
+                        let deleted = self
+                            .client
+                            .delete_object()
+                            .bucket(&self.bucket)
+                            .key(key)
+                            .send()
+                            .await;
+                        if let Err(e) = deleted {
+                            failed.push((key.clone(), err("delete", key, e).to_string()));
+                        }
+                    }
+                }
+                Err(BatchRefused::Store(e)) => return Err(e),
+            }
+        }
+        Ok(failed)
+    }
+
+    /// One `DeleteObjects` call: the keys it could not delete, with why.
+    async fn delete_batch(&self, chunk: &[String]) -> Result<Vec<(String, String)>, BatchRefused> {
+        let objects = chunk
+            .iter()
+            .map(|k| {
+                ObjectIdentifier::builder()
+                    .key(k)
+                    .build()
+                    .map_err(|e| err("delete", k, e))
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(BatchRefused::Client)?;
+        let delete = Delete::builder()
+            .set_objects(Some(objects))
+            .quiet(true)
+            .build()
+            .map_err(|e| BatchRefused::Client(err("delete", &chunk[0], e)))?;
+        let out = self
+            .client
+            .delete_objects()
+            .bucket(&self.bucket)
+            .delete(delete)
+            .send()
+            .await
+            .map_err(|e| {
+                let client = e
+                    .raw_response()
+                    .is_some_and(|r| r.status().is_client_error());
+                let e = err("delete", &chunk[0], e);
+                if client {
+                    BatchRefused::Client(e)
+                } else {
+                    BatchRefused::Store(e)
+                }
+            })?;
+        Ok(out
+            .errors()
+            .iter()
+            .map(|e| {
+                let key = e.key().unwrap_or_default().to_string();
+                let why = format!(
+                    "{}: {}",
+                    e.code().unwrap_or("error"),
+                    e.message().unwrap_or_default()
+                );
+                (key, why)
+            })
+            .collect())
+    }
+}
+
+/// One page of a listing ([`ObjectStore::list_page`]).
+#[derive(Debug, Clone, Default)]
+pub struct ListPage {
+    /// Keys and their last-modified times (seconds since the epoch), in key order.
+    pub objects: Vec<(String, i64)>,
+    /// More keys follow the last one.
+    pub truncated: bool,
+}
+
+/// Why a `DeleteObjects` call failed as a whole.
+enum BatchRefused {
+    /// The request was refused (4xx, or not buildable): its keys may go one
+    /// by one.
+    Client(ObjectError),
+    /// The store failed it (5xx after retries, no answer).
+    Store(ObjectError),
+}
+
+impl ObjectStore {
     /// Every key under `prefix` (tests and the garbage collector).
     pub async fn list(&self, prefix: &str) -> Result<Vec<String>, ObjectError> {
         Ok(self
@@ -402,9 +475,9 @@ impl ObjectStore {
         let mut after: Option<String> = None;
         loop {
             let page = self.list_page(prefix, after.as_deref(), 1_000).await?;
-            after = page.last().map(|(k, _)| k.clone());
-            let done = page.len() < 1_000;
-            keys.extend(page);
+            after = page.objects.last().map(|(k, _)| k.clone());
+            let done = !page.truncated || after.is_none();
+            keys.extend(page.objects);
             if done {
                 return Ok(keys);
             }
@@ -414,13 +487,15 @@ impl ObjectStore {
     /// One listing page: up to `max` keys under `prefix` that sort after
     /// `start_after`, with their last-modified times. A caller resumes from
     /// the last key it saw (a key, unlike a continuation token, can be
-    /// stored and stays valid across restarts).
+    /// stored and stays valid across restarts). The listing goes on past it
+    /// while `truncated` (the server's word, not a full page: a server may
+    /// answer fewer than `max` keys with more to come).
     pub async fn list_page(
         &self,
         prefix: &str,
         start_after: Option<&str>,
         max: i32,
-    ) -> Result<Vec<(String, i64)>, ObjectError> {
+    ) -> Result<ListPage, ObjectError> {
         let page = self
             .client
             .list_objects_v2()
@@ -431,14 +506,19 @@ impl ObjectStore {
             .send()
             .await
             .map_err(|e| err("list", prefix, e))?;
-        Ok(page
+        let objects: Vec<(String, i64)> = page
             .contents()
             .iter()
             .filter_map(|o| {
                 let modified = o.last_modified().map_or(0, |t| t.secs());
                 o.key().map(|k| (k.to_string(), modified))
             })
-            .collect())
+            .collect();
+        // A server that does not say: a full page may have more after it.
+        let truncated = page
+            .is_truncated()
+            .unwrap_or(objects.len() >= max.max(1) as usize);
+        Ok(ListPage { objects, truncated })
     }
 
     /// Copies every `(source, dest)` pair, at most `parallelism` at a time for

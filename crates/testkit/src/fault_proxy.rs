@@ -36,6 +36,11 @@ pub struct Faults {
     /// upstream: what an HTTP server timing out a kept-alive connection
     /// answers a request that arrives on it as it closes.
     pub timeout_rate: f64,
+    /// Keys containing this text cannot be deleted, as under a bucket policy
+    /// protecting them: a `DELETE` of one is answered 403 `AccessDenied`,
+    /// a `DeleteObjects` batch naming one is refused whole with 400
+    /// `MalformedXML` (what a server answers a batch it cannot read).
+    pub protect: Option<String>,
 }
 
 /// A running proxy; dropping the handle does not stop it, `stop` does.
@@ -174,6 +179,28 @@ async fn forward_faulty(req: HttpRequest, body: Bytes, state: &State) -> HttpRes
         return HttpResponse::ServiceUnavailable()
             .content_type("application/xml")
             .body("<Error><Code>SlowDown</Code><Message>injected fault</Message></Error>");
+    }
+    if let Some(protected) = faults.protect.as_deref() {
+        let batch = req.method() == actix_web::http::Method::POST
+            && req
+                .query_string()
+                .split('&')
+                .any(|p| p == "delete" || p == "delete=");
+        let named = if batch {
+            String::from_utf8_lossy(&body).contains(protected)
+        } else {
+            req.method() == actix_web::http::Method::DELETE && req.path().contains(protected)
+        };
+        if named && batch {
+            return HttpResponse::BadRequest()
+                .content_type("application/xml")
+                .body("<Error><Code>MalformedXML</Code><Message>injected fault</Message></Error>");
+        }
+        if named {
+            return HttpResponse::Forbidden()
+                .content_type("application/xml")
+                .body("<Error><Code>AccessDenied</Code><Message>injected fault</Message></Error>");
+        }
     }
     let path = req
         .uri()

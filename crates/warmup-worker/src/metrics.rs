@@ -44,6 +44,8 @@ pub struct WorkerMetrics {
     pub dependency_up: IntGaugeVec,
     /// Objects the garbage collector deleted.
     pub gc_deleted: IntCounter,
+    /// Unreferenced objects the store refused to delete.
+    pub gc_undeletable: IntCounter,
 }
 
 fn gauge(registry: &Registry, name: &str, help: &str) -> prometheus::Result<IntGauge> {
@@ -138,6 +140,14 @@ impl WorkerMetrics {
                 let c = IntCounter::new(
                     "prewarm_gc_deleted_objects_total",
                     "Unreferenced objects the garbage collector deleted from S3.",
+                )?;
+                registry.register(Box::new(c.clone()))?;
+                c
+            },
+            gc_undeletable: {
+                let c = IntCounter::new(
+                    "prewarm_gc_undeletable_objects_total",
+                    "Unreferenced objects the store refused to delete (each retried a cycle later).",
                 )?;
                 registry.register(Box::new(c.clone()))?;
                 c

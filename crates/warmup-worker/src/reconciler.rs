@@ -119,6 +119,8 @@ pub struct GcReport {
     pub skipped: bool,
     pub scanned: usize,
     pub deleted: usize,
+    /// Unreferenced objects the store refused to delete (left for the next cycle).
+    pub undeletable: usize,
     pub pages: usize,
     /// The pass reached the end of the last prefix (the next starts over).
     pub finished: bool,
@@ -418,10 +420,11 @@ impl Reconciler {
                 .await?;
             report.list_time += listing.elapsed();
             report.pages += 1;
-            report.scanned += page.len();
-            let last = page.last().map(|(k, _)| k.clone());
-            let full = page.len() >= self.gc_page.max(1) as usize;
+            report.scanned += page.objects.len();
+            let last = page.objects.last().map(|(k, _)| k.clone());
+            let more = page.truncated && last.is_some();
             let candidates: Vec<String> = page
+                .objects
                 .into_iter()
                 .filter(|(_, modified)| *modified <= cutoff)
                 .map(|(key, _)| key)
@@ -430,7 +433,7 @@ impl Reconciler {
             let checking = std::time::Instant::now();
             self.collect_page(prefix, &candidates, &mut report).await?;
             report.check_time += checking.elapsed();
-            if full {
+            if more {
                 after = last;
             } else if prefix_at + 1 < GC_PREFIXES.len() {
                 (prefix_at, after) = (prefix_at + 1, None);
@@ -513,12 +516,26 @@ impl Reconciler {
             count = garbage.len(),
             "deleting unreferenced objects"
         );
-        self.refiller.objects.delete_many(&garbage).await?;
-        report.deleted += garbage.len();
-        self.refiller
-            .metrics
-            .gc_deleted
-            .inc_by(garbage.len() as u64);
+        // A key that cannot be deleted (a bucket policy protecting it, a
+        // name its server cannot take) is left for the next cycle and
+        // counted: it must not stop the pass at its page, pass after pass,
+        // leaving everything listed after it uncollected.
+        let failed = self.refiller.objects.delete_each(&garbage).await?;
+        if let Some((key, why)) = failed.first() {
+            tracing::warn!(
+                prefix,
+                failed = failed.len(),
+                first = %key,
+                error = %why,
+                "could not delete some unreferenced objects; left for the next cycle"
+            );
+        }
+        let deleted = garbage.len() - failed.len();
+        report.deleted += deleted;
+        report.undeletable += failed.len();
+        let metrics = &self.refiller.metrics;
+        metrics.gc_deleted.inc_by(deleted as u64);
+        metrics.gc_undeletable.inc_by(failed.len() as u64);
         Ok(())
     }
 
