@@ -223,3 +223,35 @@ pub async fn idle_cpu() -> Vec<(String, f64)> {
     rows.sort_by(|a, b| b.1.total_cmp(&a.1));
     rows
 }
+
+/// The API's designs served by copy, by cause, from its `/metrics`.
+pub async fn miss_causes(http: &reqwest::Client, ops_port: u16) -> Vec<(String, f64)> {
+    let url = format!("http://127.0.0.1:{ops_port}/metrics");
+    let Ok(text) = async { http.get(&url).send().await?.text().await }.await else {
+        return Vec::new();
+    };
+    text.lines()
+        .filter(|l| {
+            l.starts_with("prewarm_designs_created_total{") && l.contains("served_from=\"copy\"")
+        })
+        .filter_map(|l| {
+            let cause = l.split("cause=\"").nth(1)?.split('"').next()?.to_string();
+            let value = l.rsplit(' ').next()?.parse().ok()?;
+            Some((cause, value))
+        })
+        .collect()
+}
+
+/// `cause n, ...` (the causes with a miss), or `none`.
+pub fn misses_cell(misses: &[(String, f64)]) -> String {
+    let cells: Vec<String> = misses
+        .iter()
+        .filter(|(_, n)| *n > 0.0)
+        .map(|(cause, n)| format!("{cause} {n:.0}"))
+        .collect();
+    if cells.is_empty() {
+        "none".into()
+    } else {
+        cells.join(", ")
+    }
+}

@@ -35,7 +35,7 @@ use warmup_worker::sizer::SizerReport;
 
 use super::sizing::zipf_cdf;
 use crate::load::{open_loop, RunResult};
-use crate::services::{release_binary, Service};
+use crate::services::{miss_causes, misses_cell, release_binary, Service};
 use crate::setup::{new_tenant, s3_settings, set, start_api, Bench};
 use prewarm_testkit::isolated::Isolated;
 
@@ -189,24 +189,6 @@ async fn run_size(
         misses,
         pooled_objects,
     })
-}
-
-/// The API's designs served by copy, by cause, from its `/metrics`.
-async fn miss_causes(http: &reqwest::Client, ops_port: u16) -> Vec<(String, f64)> {
-    let url = format!("http://127.0.0.1:{ops_port}/metrics");
-    let Ok(text) = async { http.get(&url).send().await?.text().await }.await else {
-        return Vec::new();
-    };
-    text.lines()
-        .filter(|l| {
-            l.starts_with("prewarm_designs_created_total{") && l.contains("served_from=\"copy\"")
-        })
-        .filter_map(|l| {
-            let cause = l.split("cause=\"").nth(1)?.split('"').next()?.to_string();
-            let value = l.rsplit(' ').next()?.parse().ok()?;
-            Some((cause, value))
-        })
-        .collect()
 }
 
 /// Creates this size's database, bucket and schema: the services'
@@ -472,20 +454,6 @@ async fn gc_pass(root: &Path, env: &[(String, String)]) -> anyhow::Result<GcRun>
 /// The sweep page every size's passes use.
 fn sweep_page(sizes: &[usize]) -> usize {
     (sizes.iter().min().copied().unwrap_or(10_000) / 10).clamp(10, 1_000)
-}
-
-/// `cause n, ...` (the causes with a miss), or `none`.
-fn misses_cell(misses: &[(String, f64)]) -> String {
-    let cells: Vec<String> = misses
-        .iter()
-        .filter(|(_, n)| *n > 0.0)
-        .map(|(cause, n)| format!("{cause} {n:.0}"))
-        .collect();
-    if cells.is_empty() {
-        "none".into()
-    } else {
-        cells.join(", ")
-    }
 }
 
 /// Larger over smaller, for the growth column.

@@ -167,6 +167,10 @@ pub struct StrategyRun {
     pub copies: ledger::Copies,
     /// The CopyObject calls through the proxy during the run, microseconds.
     pub copy_times: Histogram<u64>,
+    /// The trace's designs served by copy, by the API's cause
+    /// (`prewarm_designs_created_total{served_from="copy"}`, read after the
+    /// trace and before its tail).
+    pub misses: Vec<(String, f64)>,
     /// How late the run started after the time the history was anchored to.
     pub start_skew_secs: f64,
     pub seed_secs: f64,
@@ -399,9 +403,13 @@ async fn run_strategy(
         b.run_dir
             .join(format!("bench-{what}-catalogue-{}.log", strategy.key))
     };
+    // The API's metrics, for the misses by cause (the worker keeps its own port).
+    let ops_port = crate::setup::free_port()?;
+    let mut api_env = env.clone();
+    set(&mut api_env, "PREWARM_SERVER__METRICS_PORT", ops_port);
     let (api, base) = start_api(
         &b.root,
-        &env,
+        &api_env,
         &format!("template-api (catalogue, {})", strategy.name),
         &log("api"),
     )
@@ -446,6 +454,7 @@ async fn run_strategy(
     let sampler = spawn_sampler(dbh.clone(), watched, t0, samples.clone());
     let outcomes = play(b, &base, &key, &ids, &trace.events, t0).await;
     sampler.abort();
+    let misses = crate::services::miss_causes(&b.http, ops_port).await;
     // Copies are counted after the tail: what the pools held at the
     // trace's end has been used by the designs that came, or retired.
     let tail = play(b, &base, &key, &ids, &trace.tail, t0).await;
@@ -463,6 +472,7 @@ async fn run_strategy(
         samples,
         copies,
         copy_times,
+        misses,
         start_skew_secs,
         seed_secs,
         history_rows,
