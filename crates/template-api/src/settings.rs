@@ -145,7 +145,7 @@ impl Default for ServingSettings {
             prefetch_batch: 8,
             cold_copy_parallelism: 16,
             cold_copy_global_limit: 256,
-            cold_designs_per_company: 32,
+            cold_designs_per_company: 64,
         }
     }
 }
