@@ -276,16 +276,7 @@ async fn only_a_real_change_makes_a_version_and_old_versions_are_collected() {
     }
     let v2 = patch_layout(&stack, &tenant, template.id, json!({"blocks": [1]})).await;
     assert_eq!(v2.version, TemplateVersion(2));
-    let resp = stack
-        .http
-        .put(stack.url(&format!("/templates/{}/images", template.id)))
-        .bearer_auth(&tenant.key)
-        .multipart(Form::new().part("image", prewarm_tests::png_part(7, 300)))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    let v3: Template = resp.json().await.unwrap();
+    let v3 = replace_images(&stack, &tenant, template.id).await;
     assert_eq!((v3.version, v3.images.len()), (TemplateVersion(3), 1));
 
     let reconciler = stack
@@ -541,15 +532,7 @@ async fn old_image_rows_go_when_the_last_copies_from_them_land() {
         .unwrap();
     assert_eq!(v1.reserved.len(), 2);
     // ...when its images are replaced.
-    let resp = stack
-        .http
-        .put(stack.url(&format!("/templates/{}/images", template.id)))
-        .bearer_auth(&tenant.key)
-        .multipart(Form::new().part("image", prewarm_tests::png_part(7, 300)))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
+    replace_images(&stack, &tenant, template.id).await;
     // Version 2's refill cannot prune version 1's rows: copies use them.
     let v2 = pool_items::reserve(&mut conn, template.id, PoolLevels::at(2), lease, None)
         .await
@@ -590,4 +573,22 @@ async fn image_versions(
         .load::<i32>(conn)
         .await
         .unwrap()
+}
+
+/// `PUT /templates/{id}/images` with one new image: the template's next version.
+async fn replace_images(
+    stack: &TestStack,
+    tenant: &prewarm_tests::Tenant,
+    template: shared_domain::ids::TemplateId,
+) -> Template {
+    let resp = stack
+        .http
+        .put(stack.url(&format!("/templates/{template}/images")))
+        .bearer_auth(&tenant.key)
+        .multipart(Form::new().part("image", prewarm_tests::png_part(7, 300)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    resp.json().await.unwrap()
 }

@@ -54,6 +54,12 @@ fn gauge(registry: &Registry, name: &str, help: &str) -> prometheus::Result<IntG
     Ok(g)
 }
 
+fn counter(registry: &Registry, name: &str, help: &str) -> prometheus::Result<IntCounter> {
+    let c = IntCounter::new(name, help)?;
+    registry.register(Box::new(c.clone()))?;
+    Ok(c)
+}
+
 impl WorkerMetrics {
     pub fn new() -> prometheus::Result<Self> {
         let registry = Registry::new();
@@ -136,22 +142,16 @@ impl WorkerMetrics {
                 "prewarm_pool_budget_objects",
                 "Adaptive sizing: most pooled objects (items x their images) across all templates (0 = no limit).",
             )?,
-            gc_deleted: {
-                let c = IntCounter::new(
-                    "prewarm_gc_deleted_objects_total",
-                    "Unreferenced objects the garbage collector deleted from S3.",
-                )?;
-                registry.register(Box::new(c.clone()))?;
-                c
-            },
-            gc_undeletable: {
-                let c = IntCounter::new(
-                    "prewarm_gc_undeletable_objects_total",
-                    "Unreferenced objects the store refused to delete (each retried a cycle later).",
-                )?;
-                registry.register(Box::new(c.clone()))?;
-                c
-            },
+            gc_deleted: counter(
+                &registry,
+                "prewarm_gc_deleted_objects_total",
+                "Unreferenced objects the garbage collector deleted from S3.",
+            )?,
+            gc_undeletable: counter(
+                &registry,
+                "prewarm_gc_undeletable_objects_total",
+                "Unreferenced objects the store refused to delete (each retried a cycle later).",
+            )?,
             planned_target: gauge_vec(
                 &registry,
                 "prewarm_pool_planned_target",
