@@ -57,13 +57,15 @@ impl CompanySlots {
     }
 
     /// Slots `company` holds now.
-    pub fn held(&self, company: CompanyId) -> usize {
+    #[cfg(test)]
+    fn held(&self, company: CompanyId) -> usize {
         let taken = self.taken.lock().unwrap_or_else(|e| e.into_inner());
         taken.get(&company).copied().unwrap_or(0)
     }
 
     /// Companies holding a slot now.
-    pub fn companies(&self) -> usize {
+    #[cfg(test)]
+    fn companies(&self) -> usize {
         self.taken.lock().unwrap_or_else(|e| e.into_inner()).len()
     }
 }
