@@ -422,6 +422,33 @@ async fn a_long_batch_defers_what_it_cannot_start_within_the_poll_budget() {
     stack.finish().await;
 }
 
+/// Batches overlap: while one template's refill is held mid-copy, a warm-up
+/// request for another template that arrives later is refilled at once, not
+/// after the held batch ends (a request waited for every refill of the
+/// batch before it, which put up to a copy time on top of its own refill).
+/// Its batch's offset is stored only after the held one's: a restart
+/// replays both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_refill_does_not_hold_back_later_requests() {
+    let stack = TestStack::spawn(quiet_worker(2, &[])).await;
+    let tenant = stack.create_tenant("acme", 100).await;
+    let mut gate = stack.pause.arm(at::ITEM_COPYING);
+    let held = stack.create_template(&tenant, 1, "private").await;
+    gate.reached().await;
+    let later = stack.create_template(&tenant, 1, "private").await;
+    // Well past a copy (no latency injected) and the batch window.
+    stack
+        .wait_pool(&tenant, later.id, 2, Duration::from_secs(10))
+        .await;
+    assert!(
+        stack.pool_status(&tenant, held.id).await.ready < 2,
+        "the held refill finished while its gate was closed"
+    );
+    gate.release();
+    stack.wait_pool(&tenant, held.id, 2, FILL).await;
+    stack.finish().await;
+}
+
 /// Two worker replicas: while one runs a reconciler pass (held at a pause
 /// point), the other's pass is skipped; once it is done, the other runs.
 /// The lease is a row, not a session lock, so a transaction-pooling proxy

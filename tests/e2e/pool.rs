@@ -173,8 +173,10 @@ async fn warmup_asks(stack: &TestStack) -> (f64, f64) {
     (count("queued"), count("coalesced"))
 }
 
+/// The first ask after a quiet window goes at once; the asks after it
+/// within the window join one message sent at its end.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn warm_designs_within_one_window_send_one_warmup_message_and_the_pool_refills() {
+async fn warm_designs_within_one_window_send_the_first_ask_at_once_and_the_rest_as_one_message() {
     const WINDOW_MS: u64 = 3_000;
     let window = WINDOW_MS.to_string();
     let stack = TestStack::spawn(Options {
@@ -185,21 +187,24 @@ async fn warm_designs_within_one_window_send_one_warmup_message_and_the_pool_ref
     let tenant = stack.create_tenant("acme", 100).await;
     let template = stack.create_template(&tenant, 2, "private").await;
     stack.wait_pool(&tenant, template.id, 4, FILL).await;
-    // The creation's own ask has been sent: nothing is pending.
+    // The creation's own ask has been sent and its window has passed.
     tokio::time::sleep(Duration::from_millis(WINDOW_MS + 500)).await;
     let (queued, coalesced) = warmup_asks(&stack).await;
 
-    for _ in 0..4 {
+    let first = stack.create_design(&tenant, template.id).await;
+    assert_eq!(first.served_from, ServedFrom::Pool);
+    assert_eq!(warmup_asks(&stack).await, (queued + 1.0, coalesced));
+    for _ in 0..3 {
         let design = stack.create_design(&tenant, template.id).await;
         assert_eq!(design.served_from, ServedFrom::Pool);
     }
-    // Four asks within one window: the first waits, the rest join it.
-    assert_eq!(warmup_asks(&stack).await, (queued, coalesced + 3.0));
+    // Three more asks within the window: the first of them waits, two join it.
+    assert_eq!(warmup_asks(&stack).await, (queued + 1.0, coalesced + 2.0));
     tokio::time::sleep(Duration::from_millis(WINDOW_MS + 500)).await;
-    assert_eq!(warmup_asks(&stack).await, (queued + 1.0, coalesced + 3.0));
+    assert_eq!(warmup_asks(&stack).await, (queued + 2.0, coalesced + 2.0));
 
-    // That one message reaches the worker (one refill asked by a pop) and
-    // refills every gap the four designs left.
+    // The two messages reach the worker and refill every gap the four
+    // designs left.
     stack.wait_pool(&tenant, template.id, 4, FILL).await;
     let pop_refills = || async {
         let text = stack.worker_metrics().await;
@@ -214,7 +219,10 @@ async fn warm_designs_within_one_window_send_one_warmup_message_and_the_pool_ref
     while pop_refills().await < 1.0 && std::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert_eq!(pop_refills().await, 1.0);
+    // One refill per message at most (one that found the gap filled
+    // copies nothing and measures no lag).
+    let refills = pop_refills().await;
+    assert!((1.0..=2.0).contains(&refills), "{refills} refills");
     stack.finish().await;
 }
 

@@ -113,8 +113,9 @@ pub struct ServingSettings {
     pub from_pool: bool,
     /// Pops tried before falling back to a copy, when popped ids turn out stale.
     pub pop_attempts: u32,
-    /// Warm-up requests for one template version within this window travel
-    /// as one Kafka message (0 = one message per design).
+    /// The first warm-up request for a template version after a quiet
+    /// window is sent at once; the ones after it within this window travel
+    /// as one Kafka message at its end (0 = one message per design).
     pub warmup_coalesce_ms: u64,
     /// After a warm pop, each API process pops the template version's next
     /// id in the background and holds it this long for the next design of

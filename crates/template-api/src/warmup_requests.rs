@@ -1,22 +1,28 @@
 //! Warm-up requests, coalesced per template version.
 //!
 //! Every warm design asks the worker to top its template's pool up, but a
-//! refill fills the gap the ledger shows whatever the number of asks, so the
-//! asks for one template version within `serving.warmup_coalesce_ms` travel as
-//! one Kafka message (the first ask's reason, time and trace). A popular
-//! template popped a thousand times a second costs a few messages a second,
-//! not a thousand produces, broker writes and consumer records.
+//! refill fills the gap the ledger shows whatever the number of asks, so a
+//! template version gets about one Kafka message per
+//! `serving.warmup_coalesce_ms`. The first ask after a quiet window is sent
+//! at once (a template popped now and then gets its refill without waiting
+//! for a window: the window is part of the time in which its next design
+//! finds the list empty); the asks that follow it travel as one message at
+//! the task's next pass, at most a window later (the first of them's
+//! reason, time and trace). A popular template popped a thousand times a second costs a
+//! message a window, not a thousand produces, broker writes and consumer
+//! records.
 //!
-//! Nothing on the request path waits: an ask is a map insert. A task sends
-//! what is pending once the window has passed since the first ask (no timer
-//! runs while nothing is pending), and [`WarmupRequests::send_pending`] sends
-//! the rest at shutdown. Asks lost in a crash within a window are healed by
-//! the reconciler, as lost Kafka messages are. A window of 0 sends one
-//! message per ask.
+//! Nothing on the request path waits: an ask is a map insert, or a send
+//! into the producer's queue. A task sends what is pending once a window
+//! has passed since it started, and forgets the versions quiet for a whole
+//! window (no timer runs while the map is empty);
+//! [`WarmupRequests::send_pending`] sends the rest at shutdown. Asks lost in
+//! a crash within a window are healed by the reconciler, as lost Kafka
+//! messages are. A window of 0 sends one message per ask.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use prewarm_store::warmup_topic::WarmupPublisher;
 use shared_domain::pool::PoolKey;
@@ -29,10 +35,18 @@ struct Pending {
     trace: Vec<(String, String)>,
 }
 
+/// One template version within a window of its last message.
+struct Recent {
+    /// When its last message was sent.
+    sent: Instant,
+    /// Asks since then, to go as one message when the window ends.
+    pending: Option<Pending>,
+}
+
 pub struct WarmupRequests {
     publisher: WarmupPublisher,
     window: Duration,
-    pending: Mutex<HashMap<PoolKey, Pending>>,
+    recent: Mutex<HashMap<PoolKey, Recent>>,
     /// Told when the map goes from empty to not empty.
     first_ask: Notify,
 }
@@ -50,7 +64,7 @@ impl WarmupRequests {
         let requests = Arc::new(Self {
             publisher,
             window,
-            pending: Mutex::new(HashMap::new()),
+            recent: Mutex::new(HashMap::new()),
             first_ask: Notify::new(),
         });
         if !window.is_zero() {
@@ -71,45 +85,99 @@ impl WarmupRequests {
             self.publisher.publish(&request);
             return;
         }
-        let Ok(mut pending) = self.pending.lock() else {
+        let Ok(mut recent) = self.recent.lock() else {
             // Poisoned only if a holder panicked; send at once instead.
             self.publisher.publish(&request);
             return;
         };
-        let first = pending.is_empty();
-        match pending.entry(pool) {
-            std::collections::hash_map::Entry::Occupied(_) => self.publisher.count_coalesced(),
+        let first = recent.is_empty();
+        let now = Instant::now();
+        let send_now = match recent.entry(pool) {
             std::collections::hash_map::Entry::Vacant(slot) => {
-                slot.insert(Pending {
-                    request,
-                    trace: prewarm_service_kit::telemetry::inject(),
+                slot.insert(Recent {
+                    sent: now,
+                    pending: None,
                 });
+                true
             }
+            std::collections::hash_map::Entry::Occupied(mut slot) => {
+                let slot = slot.get_mut();
+                match &slot.pending {
+                    Some(_) => {
+                        self.publisher.count_coalesced();
+                        false
+                    }
+                    // Its last message is a window old: the task has not
+                    // come by to forget it yet.
+                    None if now.duration_since(slot.sent) >= self.window => {
+                        slot.sent = now;
+                        true
+                    }
+                    None => {
+                        slot.pending = Some(Pending {
+                            request: request.clone(),
+                            trace: prewarm_service_kit::telemetry::inject(),
+                        });
+                        false
+                    }
+                }
+            }
+        };
+        drop(recent);
+        if send_now {
+            self.publisher.publish(&request);
         }
-        drop(pending);
         if first {
             self.first_ask.notify_one();
         }
     }
 
-    /// Sends every pending request now (the task, and shutdown).
+    /// Sends every pending request now (shutdown).
     pub fn send_pending(&self) {
-        let taken = match self.pending.lock() {
-            Ok(mut pending) => std::mem::take(&mut *pending),
+        let taken = match self.recent.lock() {
+            Ok(mut recent) => std::mem::take(&mut *recent),
             Err(_) => return,
         };
-        for (_, Pending { request, trace }) in taken {
+        for (_, recent) in taken {
+            if let Some(Pending { request, trace }) = recent.pending {
+                self.publisher.publish_traced(&request, trace);
+            }
+        }
+    }
+
+    /// Once a window: sends what is pending, and forgets the versions that
+    /// had nothing to send (their next ask goes at once).
+    fn send_window(&self) {
+        let mut due = Vec::new();
+        if let Ok(mut recent) = self.recent.lock() {
+            let now = Instant::now();
+            recent.retain(|_, slot| match slot.pending.take() {
+                Some(pending) => {
+                    due.push(pending);
+                    slot.sent = now;
+                    true
+                }
+                None => now.duration_since(slot.sent) < self.window,
+            });
+        }
+        for Pending { request, trace } in due {
             self.publisher.publish_traced(&request, trace);
         }
+    }
+
+    fn is_idle(&self) -> bool {
+        self.recent.lock().map_or(true, |r| r.is_empty())
     }
 
     async fn send_each_window(self: Arc<Self>) {
         loop {
             // A permit stored by an ask made while this task slept is taken
             // at once: no first ask is missed.
-            self.first_ask.notified().await;
+            if self.is_idle() {
+                self.first_ask.notified().await;
+            }
             tokio::time::sleep(self.window).await;
-            self.send_pending();
+            self.send_window();
         }
     }
 }

@@ -1,22 +1,32 @@
-//! The Kafka loop: take a batch of warm-up requests, coalesce them per
-//! template, refill each template once, then store the batch's offsets
-//! (committed by librdkafka's auto-commit). Offsets are stored only after the
-//! refills finished, so a crash replays the batch -- harmless, since a refill
-//! only fills the gap the ledger shows.
+//! The Kafka loop: take a batch of warm-up requests (the messages of
+//! `worker.batch_window_ms`), coalesce them per template and refill each
+//! template once, on a task of the batch's own; then store the batch's
+//! offsets (committed by librdkafka's auto-commit).
+//!
+//! Batches overlap: the loop keeps taking messages while earlier batches
+//! copy, and their refills share `worker.refill_parallelism` slots, so a
+//! request waits for a free slot, never for the slowest refill of the batch
+//! before it. Two batches may refill one template at once; the ledger's
+//! reservation (under the template's advisory lock) gives the second only
+//! what the first left of the gap. Offsets are stored in the order the
+//! batches were taken, each only after its refills and every earlier
+//! batch's finished, so a crash replays what was not done -- harmless,
+//! since a refill only fills the gap the ledger shows.
 
 use shared_domain::error::Chain;
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
-use futures::stream::{self, StreamExt};
+use futures::stream::{FuturesOrdered, StreamExt};
 use prewarm_store::warmup_topic::WarmupPublisher;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{Headers, Message};
 use shared_domain::ids::TemplateId;
 use shared_domain::warmup::Reason;
 use shared_domain::warmup::WarmupRequest;
+use tokio::sync::Semaphore;
 use tracing::Instrument;
 
 use crate::metrics::WorkerMetrics;
@@ -45,6 +55,8 @@ fn reason_label(reason: Reason) -> &'static str {
     }
 }
 
+/// Messages taken together: requests for one template in a batch are
+/// coalesced into one refill.
 type Batch = Vec<(Option<Request>, Position)>;
 
 /// A message's position, kept so its offset is stored after the work is done.
@@ -119,6 +131,13 @@ impl Drop for ClosingConsumer {
     }
 }
 
+/// Most batches whose refills run at once. Past it the loop waits for the
+/// oldest to end before it takes more messages, which bounds what a stalled
+/// store holds in memory (this many batches of at most `worker.batch_max`
+/// messages); every batch ends within its budget plus one refill, so the
+/// poll is never held longer than a batch of the sequential loop held it.
+pub const BATCHES_IN_FLIGHT: usize = 64;
+
 pub async fn run(
     consumer: ClosingConsumer,
     refiller: Refiller,
@@ -128,64 +147,104 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let closing = consumer;
     let consumer: &StreamConsumer<WorkerContext> = &closing;
+    let work = Work {
+        refiller,
+        dead_letters,
+        settings: settings.clone(),
+        slots: Arc::new(Semaphore::new(settings.refill_parallelism)),
+    };
+    // Batches in the order they were taken: each yields its messages'
+    // positions once its refills are done, so an offset is stored only
+    // after its message and every earlier one were handled.
+    let mut in_flight = FuturesOrdered::new();
+    let mut building: Batch = Vec::new();
+    let mut window = None;
     tokio::pin!(shutdown);
     loop {
-        let batch = tokio::select! {
+        let taking = in_flight.len() < BATCHES_IN_FLIGHT;
+        tokio::select! {
+            biased;
             _ = &mut shutdown => break,
-            batch = boxed(next_batch(consumer, &settings)) => batch,
-        };
-        if batch.is_empty() {
-            continue;
-        }
-        let report = boxed(process_batch(&refiller, &dead_letters, &settings, &batch)).await;
-        tracing::debug!(?report, "batch done");
-        for (_, pos) in &batch {
-            if let Err(e) = consumer.store_offset(&pos.topic, pos.partition, pos.offset) {
-                tracing::warn!(error = %Chain(&e), "could not store offset");
+            Some(positions) = in_flight.next(), if !in_flight.is_empty() => {
+                store_offsets(consumer, positions);
             }
+            _ = sleep_until_or_never(window), if window.is_some() => {
+                in_flight.push_back(work.start(std::mem::take(&mut building)));
+                window = None;
+            }
+            received = recv(consumer), if taking => match received {
+                Ok(message) => {
+                    if building.is_empty() {
+                        window = Some(tokio::time::Instant::now() + settings.batch_window());
+                    }
+                    building.push(message);
+                    if building.len() >= settings.batch_max {
+                        in_flight.push_back(work.start(std::mem::take(&mut building)));
+                        window = None;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %Chain(&e), "kafka receive failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            },
         }
     }
-    // Graceful stop: the batch in hand is done; commit what it stored.
+    // Graceful stop: the batches started are finished (a stopping refiller
+    // starts nothing new) and their offsets committed; the messages of the
+    // batch still filling are left to the next consumer.
+    while let Some(positions) = in_flight.next().await {
+        store_offsets(consumer, positions);
+    }
     if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
         tracing::debug!(error = %Chain(&e), "final commit (nothing stored, or broker gone)");
     }
     Ok(())
 }
 
-/// Boxes a future as `Send`. Checking `Send` at a concrete lifetime works
-/// around rustc's "not general enough" errors with borrowed futures
-/// (rust-lang/rust#102211).
-fn boxed<'a, T>(
-    f: impl Future<Output = T> + Send + 'a,
-) -> Pin<Box<dyn Future<Output = T> + Send + 'a>> {
-    Box::pin(f)
+async fn sleep_until_or_never(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
 }
 
-/// Waits for one message, then keeps taking messages for `batch_window` or
-/// until `batch_max`. Returns owned data only: no borrowed message outlives it.
-async fn next_batch(consumer: &StreamConsumer<WorkerContext>, settings: &WorkerSettings) -> Batch {
-    let first = match recv(consumer).await {
-        Ok(m) => m,
-        Err(e) => {
-            tracing::warn!(error = %Chain(&e), "kafka receive failed; retrying");
-            tokio::time::sleep(Duration::from_millis(500)).await;
-            return Vec::new();
+fn store_offsets(consumer: &StreamConsumer<WorkerContext>, positions: Vec<Position>) {
+    for pos in &positions {
+        if let Err(e) = consumer.store_offset(&pos.topic, pos.partition, pos.offset) {
+            tracing::warn!(error = %Chain(&e), "could not store offset");
         }
-    };
-    let mut batch = vec![first];
-    let deadline = tokio::time::Instant::now() + settings.batch_window();
-    while batch.len() < settings.batch_max {
-        let next = match tokio::time::timeout_at(deadline, recv(consumer)).await {
-            Ok(Ok(m)) => m,
-            Ok(Err(e)) => {
-                tracing::warn!(error = %Chain(&e), "kafka receive failed inside a batch");
-                break;
-            }
-            Err(_) => break,
-        };
-        batch.push(next);
     }
-    batch
+}
+
+/// What every batch's task needs, shared by all of them.
+#[derive(Clone)]
+struct Work {
+    refiller: Refiller,
+    dead_letters: DeadLetters,
+    settings: WorkerSettings,
+    /// `worker.refill_parallelism` refills at once over every batch in flight.
+    slots: Arc<Semaphore>,
+}
+
+impl Work {
+    /// Starts a batch's refills on a task of its own; the future yields the
+    /// batch's positions when they are done.
+    fn start(&self, batch: Batch) -> impl Future<Output = Vec<Position>> + Send + 'static {
+        let (requests, positions): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
+        let work = self.clone();
+        let task = tokio::spawn(async move {
+            let report = process_batch(&work, requests).await;
+            tracing::debug!(?report, "batch done");
+        });
+        async move {
+            if let Err(e) = task.await {
+                // Its messages are hints: the reconciler tops the pools up.
+                tracing::error!(error = %e, "a batch's task failed; its offsets are stored anyway");
+            }
+            positions
+        }
+    }
 }
 
 /// Receives one message and decodes it at once, so the borrowed message
@@ -235,16 +294,17 @@ fn decode(msg: &rdkafka::message::BorrowedMessage<'_>) -> (Option<Request>, Posi
 }
 
 /// Refills each distinct template of the batch once, retrying failures with backoff.
-async fn process_batch(
-    refiller: &Refiller,
-    dead_letters: &DeadLetters,
-    settings: &WorkerSettings,
-    batch: &[(Option<Request>, Position)],
-) -> BatchReport {
+async fn process_batch(work: &Work, batch: Vec<Option<Request>>) -> BatchReport {
+    let Work {
+        refiller,
+        dead_letters,
+        settings,
+        slots,
+    } = work;
     // Coalesced per template; the oldest request of each measures the lag.
     let mut templates: BTreeMap<TemplateId, Request> = BTreeMap::new();
     // The refill joins the trace of the oldest request that carried one.
-    for r in batch.iter().filter_map(|(r, _)| r.clone()) {
+    for r in batch.iter().flatten().cloned() {
         match templates.get_mut(&r.template) {
             Some(e) => {
                 e.in_demand |= r.in_demand;
@@ -263,39 +323,49 @@ async fn process_batch(
             }
         }
     }
-    let invalid = batch.iter().filter(|(t, _)| t.is_none()).count();
+    let invalid = batch.iter().filter(|r| r.is_none()).count();
     if invalid > 0 {
         tracing::warn!(invalid, "skipped undecodable warm-up messages");
     }
-    // Past the batch budget no refill starts: the consumer must poll again
-    // within `max.poll.interval.ms`. Skipped templates are not lost (the
-    // messages are hints): the reconciler tops every pool up. The budget
-    // counts from here, the owners' read included.
+    // Past the batch budget no refill starts: a batch must end, or the
+    // loop, which takes no more batches than `BATCHES_IN_FLIGHT`, could stop
+    // polling past `max.poll.interval.ms`. Skipped templates are not lost
+    // (the messages are hints): the reconciler tops every pool up. The
+    // budget counts from here, the owners' read included.
     let deadline = tokio::time::Instant::now() + settings.batch_budget();
     let requests = fair_order(refiller, templates.into_values().collect()).await;
     let attempts = settings.refill_attempts;
-    // Owned futures (no borrowing closure inside the stream), run N at a time.
+    // Owned futures, started in fair order as the slots shared with every
+    // other batch free up.
     let refills: Vec<_> = requests
         .into_iter()
         .map(|r| {
             let (refiller, dead_letters) = (refiller.clone(), dead_letters.clone());
+            let slots = slots.clone();
             async move {
-                if tokio::time::Instant::now() >= deadline {
+                // A slot free at once past the deadline still starts nothing.
+                let slot = match tokio::time::Instant::now() < deadline {
+                    true => tokio::time::timeout_at(deadline, slots.acquire_owned())
+                        .await
+                        .ok()
+                        .and_then(Result::ok),
+                    false => None,
+                };
+                let Some(_slot) = slot else {
                     refiller
                         .metrics
                         .refills
                         .with_label_values(&["deferred"])
                         .inc();
                     return None;
-                }
+                };
                 Some(refill_with_retry(refiller, dead_letters, attempts, r).await)
             }
         })
         .collect();
-    let results: Vec<Option<bool>> = stream::iter(refills)
-        .buffer_unordered(settings.refill_parallelism)
-        .collect()
-        .await;
+    // All of them wait for slots at once, queued in this order behind the
+    // earlier batches' (the semaphore is first come first served).
+    let results: Vec<Option<bool>> = futures::future::join_all(refills).await;
     let failed = results.iter().filter(|r| **r == Some(false)).count();
     let deferred = results.iter().filter(|r| r.is_none()).count();
     if deferred > 0 {
