@@ -242,6 +242,28 @@ pub async fn miss_causes(http: &reqwest::Client, ops_port: u16) -> Vec<(String, 
         .collect()
 }
 
+/// The worker's refills asked for by designs (a pop or a miss), from its
+/// `/metrics`: how many, and their mean time from the request's send to the
+/// refill's end (`prewarm_refill_lag_seconds`), in milliseconds.
+pub async fn refill_lag(http: &reqwest::Client, port: u16) -> Option<(f64, f64)> {
+    let url = format!("http://127.0.0.1:{port}/metrics");
+    let text = async { http.get(&url).send().await?.text().await }
+        .await
+        .ok()?;
+    let total = |series: &str| -> f64 {
+        text.lines()
+            .filter(|l| l.starts_with(series))
+            .filter(|l| l.contains("reason=\"pool_pop\"") || l.contains("reason=\"pool_miss\""))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    let (count, sum) = (
+        total("prewarm_refill_lag_seconds_count{"),
+        total("prewarm_refill_lag_seconds_sum{"),
+    );
+    (count > 0.0).then(|| (count, sum * 1000.0 / count))
+}
+
 /// `cause n, ...` (the causes with a miss), or `none`.
 pub fn misses_cell(misses: &[(String, f64)]) -> String {
     let cells: Vec<String> = misses

@@ -171,6 +171,9 @@ pub struct StrategyRun {
     /// (`prewarm_designs_created_total{served_from="copy"}`, read after the
     /// trace and before its tail).
     pub misses: Vec<(String, f64)>,
+    /// The refills designs asked for during the trace: how many, and their
+    /// mean lag in milliseconds (read with the misses).
+    pub refill_lag: Option<(f64, f64)>,
     /// How late the run started after the time the history was anchored to.
     pub start_skew_secs: f64,
     pub seed_secs: f64,
@@ -435,7 +438,7 @@ async fn run_strategy(
         "catalogue {}: seeded in {seed_secs:.1} s ({history_rows} designs of history)",
         strategy.name
     );
-    let worker = start_worker(b, &env, strategy, &log("worker")).await?;
+    let (worker, worker_port) = start_worker(b, &env, strategy, &log("worker")).await?;
     if strategy.schedules {
         set_launch_window(b, &base, ids[trace.launch], p, start_at).await?;
     }
@@ -455,6 +458,7 @@ async fn run_strategy(
     let outcomes = play(b, &base, &key, &ids, &trace.events, t0).await;
     sampler.abort();
     let misses = crate::services::miss_causes(&b.http, ops_port).await;
+    let refill_lag = crate::services::refill_lag(&b.http, worker_port).await;
     // Copies are counted after the tail: what the pools held at the
     // trace's end has been used by the designs that came, or retired.
     let tail = play(b, &base, &key, &ids, &trace.tail, t0).await;
@@ -473,6 +477,7 @@ async fn run_strategy(
         copies,
         copy_times,
         misses,
+        refill_lag,
         start_skew_secs,
         seed_secs,
         history_rows,
@@ -481,14 +486,14 @@ async fn run_strategy(
 }
 
 /// Starts the strategy's worker in its own consumer group and waits until
-/// it is ready; a worker that exits (settings it refuses) fails the run
+/// it is ready (the worker and its metrics port); a worker that exits (settings it refuses) fails the run
 /// with its log.
 async fn start_worker(
     b: &Bench,
     env: &[(String, String)],
     strategy: &Strategy,
     log: &std::path::Path,
-) -> anyhow::Result<Service> {
+) -> anyhow::Result<(Service, u16)> {
     let port = free_port()?;
     let mut env = env.to_vec();
     set(&mut env, "PREWARM_WORKER__HTTP_PORT", port);
@@ -513,7 +518,7 @@ async fn start_worker(
                 strategy.name,
                 spawned.elapsed()
             );
-            return Ok(worker);
+            return Ok((worker, port));
         }
         let exited = worker.pid().is_none_or(|pid| {
             std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |s| {

@@ -129,10 +129,10 @@ fn ledger_rows(r: &CatalogueRun) -> String {
     let mut md = String::new();
     let _ = writeln!(
         md,
-        "| strategy | peak subset ({} templates): planned items / ready at P-1 s | ready at P+5 / P+15 / P+29 s | launch template ready at L-1 / L+2 / L+10 s | burst's template ready at U-1 s | the trace's misses by the API's cause |",
+        "| strategy | peak subset ({} templates): planned items / ready at P-1 s | ready at P+5 / P+15 / P+29 s | launch template ready at L-1 / L+2 / L+10 s | burst's template ready at U-1 s | the trace's misses by the API's cause | refills designs asked for: count, mean lag |",
         r.trace.peak.len()
     );
-    let _ = writeln!(md, "|---|---:|---:|---:|---:|---|");
+    let _ = writeln!(md, "|---|---:|---:|---:|---:|---|---:|");
     let show =
         |s: Option<Sample>, f: fn(&Sample) -> i64| s.map_or("--".into(), |s| f(&s).to_string());
     for s in &r.strategies {
@@ -151,13 +151,15 @@ fn ledger_rows(r: &CatalogueRun) -> String {
             .collect();
         let _ = writeln!(
             md,
-            "| {} | {planned} / {} | {} | {} | {} | {} |",
+            "| {} | {planned} / {} | {} | {} | {} | {} | {} |",
             s.strategy.name,
             show(before, |s| s.peak_ready),
             peak.join(" / "),
             launch.join(" / "),
             show(at(&s.samples, p.burst_at - 1.0), |s| s.burst_ready),
             crate::services::misses_cell(&s.misses),
+            s.refill_lag
+                .map_or("--".into(), |(n, ms)| format!("{n:.0}, {ms:.0} ms")),
         );
     }
     md
