@@ -242,8 +242,8 @@ pub async fn miss_causes(http: &reqwest::Client, ops_port: u16) -> Vec<(String, 
         .collect()
 }
 
-/// The worker's refills asked for by designs (a pop or a miss), from its
-/// `/metrics`: how many, and their mean time from the request's send to the
+/// The worker's refills asked for by designs (a pop or a miss) that copied
+/// something, from its `/metrics`: how many, and their mean time from the request's send to the
 /// refill's end (`prewarm_refill_lag_seconds`), in milliseconds.
 pub async fn refill_lag(http: &reqwest::Client, port: u16) -> Option<(f64, f64)> {
     let url = format!("http://127.0.0.1:{port}/metrics");

@@ -114,8 +114,8 @@ pub struct ServingSettings {
     /// Pops tried before falling back to a copy, when popped ids turn out stale.
     pub pop_attempts: u32,
     /// The first warm-up request for a template version after a quiet
-    /// window is sent at once; the ones after it within this window travel
-    /// as one Kafka message at its end (0 = one message per design).
+    /// window is sent at once; the ones after it travel as one Kafka message
+    /// at most this window later (0 = one message per design).
     pub warmup_coalesce_ms: u64,
     /// After a warm pop, each API process pops the template version's next
     /// id in the background and holds it this long for the next design of

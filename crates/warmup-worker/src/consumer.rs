@@ -4,14 +4,21 @@
 //! offsets (committed by librdkafka's auto-commit).
 //!
 //! Batches overlap: the loop keeps taking messages while earlier batches
-//! copy, and their refills share `worker.refill_parallelism` slots, so a
-//! request waits for a free slot, never for the slowest refill of the batch
-//! before it. Two batches may refill one template at once; the ledger's
-//! reservation (under the template's advisory lock) gives the second only
-//! what the first left of the gap. Offsets are stored in the order the
-//! batches were taken, each only after its refills and every earlier
-//! batch's finished, so a crash replays what was not done -- harmless,
-//! since a refill only fills the gap the ledger shows.
+//! copy, and their refills share `worker.refill_parallelism` slots
+//! ([`crate::refill_queue`]), so a request waits for a free slot, never for
+//! the slowest refill of the batch before it. A template has at most one
+//! refill waiting for a slot (a later batch's request joins it); one
+//! refilling while another batch asks again is refilled again, and the
+//! ledger's reservation (under the template's advisory lock) gives the
+//! second only what the first left of the gap. Past a bound on waiting
+//! refills the loop takes no more messages, so a backlog stays in Kafka.
+//!
+//! Offsets are stored in the order the batches were taken, each only after
+//! its refills and every earlier batch's finished, so a crash replays what
+//! was not done -- harmless, since a refill only fills the gap the ledger
+//! shows. From the first batch that ended while the worker was stopping,
+//! none is stored: its refills may have been skipped, and the next
+//! consumer replays them.
 
 use shared_domain::error::Chain;
 use std::collections::BTreeMap;
@@ -26,11 +33,11 @@ use rdkafka::message::{Headers, Message};
 use shared_domain::ids::TemplateId;
 use shared_domain::warmup::Reason;
 use shared_domain::warmup::WarmupRequest;
-use tokio::sync::Semaphore;
 use tracing::Instrument;
 
 use crate::metrics::WorkerMetrics;
 use crate::refill::{Outcome, Refiller};
+use crate::refill_queue::RefillQueue;
 use crate::settings::WorkerSettings;
 
 /// What the worker needs of one warm-up request.
@@ -71,6 +78,8 @@ struct Position {
 pub struct BatchReport {
     pub messages: usize,
     pub templates: usize,
+    /// Templates left to the refill an earlier batch has waiting.
+    pub joined: usize,
     pub invalid: usize,
     pub failed_refills: usize,
     /// Templates not refilled because the batch budget was spent.
@@ -131,11 +140,12 @@ impl Drop for ClosingConsumer {
     }
 }
 
-/// Most batches whose refills run at once. Past it the loop waits for the
-/// oldest to end before it takes more messages, which bounds what a stalled
-/// store holds in memory (this many batches of at most `worker.batch_max`
-/// messages); every batch ends within its budget plus one refill, so the
-/// poll is never held longer than a batch of the sequential loop held it.
+/// Most batches whose refills run at once. Past it (or past the waiting
+/// refills' bound) the loop waits before it takes more messages, which
+/// bounds what a stalled store holds in memory (this many batches of at
+/// most `worker.batch_max` messages); every batch ends within its budget
+/// plus one refill, so the poll is never held longer than a batch of the
+/// sequential loop held it.
 pub const BATCHES_IN_FLIGHT: usize = 64;
 
 pub async fn run(
@@ -151,7 +161,7 @@ pub async fn run(
         refiller,
         dead_letters,
         settings: settings.clone(),
-        slots: Arc::new(Semaphore::new(settings.refill_parallelism)),
+        queue: RefillQueue::new(settings.refill_parallelism),
     };
     // Batches in the order they were taken: each yields its messages'
     // positions once its refills are done, so an offset is stored only
@@ -159,19 +169,31 @@ pub async fn run(
     let mut in_flight = FuturesOrdered::new();
     let mut building: Batch = Vec::new();
     let mut window = None;
+    // After a failed receive: when to try again.
+    let mut retry_at = None;
+    let mut storing = true;
+    let mut done = |consumer: &StreamConsumer<WorkerContext>, batch: Done| {
+        // Once a batch ended while stopping, later ones are not stored
+        // either: an offset stored past it would commit its messages.
+        storing &= !batch.stopping;
+        if storing {
+            store_offsets(consumer, batch.positions);
+        }
+    };
     tokio::pin!(shutdown);
     loop {
-        let taking = in_flight.len() < BATCHES_IN_FLIGHT;
+        let room = work.queue.has_room();
+        let taking = in_flight.len() < BATCHES_IN_FLIGHT && room && retry_at.is_none();
         tokio::select! {
             biased;
             _ = &mut shutdown => break,
-            Some(positions) = in_flight.next(), if !in_flight.is_empty() => {
-                store_offsets(consumer, positions);
-            }
+            Some(batch) = in_flight.next(), if !in_flight.is_empty() => done(consumer, batch),
             _ = sleep_until_or_never(window), if window.is_some() => {
                 in_flight.push_back(work.start(std::mem::take(&mut building)));
                 window = None;
             }
+            _ = work.queue.room(), if !room => {}
+            _ = sleep_until_or_never(retry_at), if retry_at.is_some() => retry_at = None,
             received = recv(consumer), if taking => match received {
                 Ok(message) => {
                     if building.is_empty() {
@@ -185,16 +207,17 @@ pub async fn run(
                 }
                 Err(e) => {
                     tracing::warn!(error = %Chain(&e), "kafka receive failed; retrying");
-                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    retry_at = Some(tokio::time::Instant::now() + Duration::from_millis(500));
                 }
             },
         }
     }
     // Graceful stop: the batches started are finished (a stopping refiller
-    // starts nothing new) and their offsets committed; the messages of the
-    // batch still filling are left to the next consumer.
-    while let Some(positions) = in_flight.next().await {
-        store_offsets(consumer, positions);
+    // starts nothing new); the offsets of those that ended before the stop
+    // are committed. The messages of the batch still filling, and of every
+    // batch that ended while stopping, are left to the next consumer.
+    while let Some(batch) = in_flight.next().await {
+        done(consumer, batch);
     }
     if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
         tracing::debug!(error = %Chain(&e), "final commit (nothing stored, or broker gone)");
@@ -223,26 +246,36 @@ struct Work {
     refiller: Refiller,
     dead_letters: DeadLetters,
     settings: WorkerSettings,
-    /// `worker.refill_parallelism` refills at once over every batch in flight.
-    slots: Arc<Semaphore>,
+    queue: Arc<RefillQueue>,
+}
+
+/// A batch whose refills are done.
+struct Done {
+    positions: Vec<Position>,
+    /// It ended after the worker began to stop.
+    stopping: bool,
 }
 
 impl Work {
     /// Starts a batch's refills on a task of its own; the future yields the
     /// batch's positions when they are done.
-    fn start(&self, batch: Batch) -> impl Future<Output = Vec<Position>> + Send + 'static {
+    fn start(&self, batch: Batch) -> impl Future<Output = Done> + Send + 'static {
         let (requests, positions): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
         let work = self.clone();
         let task = tokio::spawn(async move {
             let report = process_batch(&work, requests).await;
             tracing::debug!(?report, "batch done");
         });
+        let stopping = self.refiller.stopping.clone();
         async move {
             if let Err(e) = task.await {
                 // Its messages are hints: the reconciler tops the pools up.
                 tracing::error!(error = %e, "a batch's task failed; its offsets are stored anyway");
             }
-            positions
+            Done {
+                positions,
+                stopping: stopping.is_cancelled(),
+            }
         }
     }
 }
@@ -299,7 +332,7 @@ async fn process_batch(work: &Work, batch: Vec<Option<Request>>) -> BatchReport 
         refiller,
         dead_letters,
         settings,
-        slots,
+        queue,
     } = work;
     // Coalesced per template; the oldest request of each measures the lag.
     let mut templates: BTreeMap<TemplateId, Request> = BTreeMap::new();
@@ -334,24 +367,24 @@ async fn process_batch(work: &Work, batch: Vec<Option<Request>>) -> BatchReport 
     // budget counts from here, the owners' read included.
     let deadline = tokio::time::Instant::now() + settings.batch_budget();
     let requests = fair_order(refiller, templates.into_values().collect()).await;
+    let batched = requests.len();
+    // A template whose refill already waits for a slot (an earlier batch's)
+    // is refilled by that one: this batch's offsets wait for it anyway.
+    let requests: Vec<Request> = requests
+        .into_iter()
+        .filter(|r| queue.enqueue(r.template, r.in_demand))
+        .collect();
+    let joined = batched - requests.len();
     let attempts = settings.refill_attempts;
     // Owned futures, started in fair order as the slots shared with every
     // other batch free up.
     let refills: Vec<_> = requests
         .into_iter()
-        .map(|r| {
+        .map(|mut r| {
             let (refiller, dead_letters) = (refiller.clone(), dead_letters.clone());
-            let slots = slots.clone();
+            let queue = queue.clone();
             async move {
-                // A slot free at once past the deadline still starts nothing.
-                let slot = match tokio::time::Instant::now() < deadline {
-                    true => tokio::time::timeout_at(deadline, slots.acquire_owned())
-                        .await
-                        .ok()
-                        .and_then(Result::ok),
-                    false => None,
-                };
-                let Some(_slot) = slot else {
+                let Some((_slot, in_demand)) = queue.slot(r.template, deadline).await else {
                     refiller
                         .metrics
                         .refills
@@ -359,6 +392,7 @@ async fn process_batch(work: &Work, batch: Vec<Option<Request>>) -> BatchReport 
                         .inc();
                     return None;
                 };
+                r.in_demand = in_demand;
                 Some(refill_with_retry(refiller, dead_letters, attempts, r).await)
             }
         })
@@ -377,6 +411,7 @@ async fn process_batch(work: &Work, batch: Vec<Option<Request>>) -> BatchReport 
     BatchReport {
         messages: batch.len(),
         templates: results.len(),
+        joined,
         invalid,
         failed_refills: failed,
         deferred_refills: deferred,

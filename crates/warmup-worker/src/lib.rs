@@ -6,7 +6,11 @@
 //!   ledger, copy the objects at a bounded global concurrency, mark the items
 //!   ready and index them in Redis. Idempotent: a duplicate request finds no gap.
 //! - [`consumer`]: the Kafka consumer-group loop: batch, coalesce per template,
-//!   refill, then store offsets (at-least-once); shutdown is a future passed in.
+//!   refill, then store offsets (at-least-once); batches overlap; shutdown
+//!   is a future passed in.
+//! - [`refill_queue`]: the refill slots the batches in flight share, one
+//!   waiting refill per template, and the bound on waiting refills past
+//!   which the backlog stays in Kafka.
 //! - [`fair_share`]: the order a batch's refills start in, round-robin over
 //!   the companies owning them (no tenant's volume delays another's refill).
 //! - [`reconciler`]: the periodic pass that heals without messages (expired
@@ -38,6 +42,7 @@ pub mod metrics;
 pub mod policies;
 pub mod reconciler;
 pub mod refill;
+pub mod refill_queue;
 pub mod settings;
 pub mod singleton;
 pub mod sizer;

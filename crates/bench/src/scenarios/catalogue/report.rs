@@ -129,7 +129,7 @@ fn ledger_rows(r: &CatalogueRun) -> String {
     let mut md = String::new();
     let _ = writeln!(
         md,
-        "| strategy | peak subset ({} templates): planned items / ready at P-1 s | ready at P+5 / P+15 / P+29 s | launch template ready at L-1 / L+2 / L+10 s | burst's template ready at U-1 s | the trace's misses by the API's cause | refills designs asked for: count, mean lag |",
+        "| strategy | peak subset ({} templates): planned items / ready at P-1 s | ready at P+5 / P+15 / P+29 s | launch template ready at L-1 / L+2 / L+10 s | burst's template ready at U-1 s | the trace's misses by the API's cause | refills designs asked for that copied: count, mean lag |",
         r.trace.peak.len()
     );
     let _ = writeln!(md, "|---|---:|---:|---:|---:|---|---:|");
