@@ -37,7 +37,7 @@ use tracing::Instrument;
 
 use crate::metrics::WorkerMetrics;
 use crate::refill::{Outcome, Refiller};
-use crate::refill_queue::RefillQueue;
+use crate::refill_queue::{self, RefillQueue, Taken};
 use crate::settings::WorkerSettings;
 
 /// What the worker needs of one warm-up request.
@@ -78,7 +78,7 @@ struct Position {
 pub struct BatchReport {
     pub messages: usize,
     pub templates: usize,
-    /// Templates left to the refill an earlier batch has waiting.
+    /// Templates refilled by a refill another batch had waiting.
     pub joined: usize,
     pub invalid: usize,
     pub failed_refills: usize,
@@ -262,8 +262,9 @@ impl Work {
     fn start(&self, batch: Batch) -> impl Future<Output = Done> + Send + 'static {
         let (requests, positions): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
         let work = self.clone();
+        let taken = self.queue.taken(requests.len());
         let task = tokio::spawn(async move {
-            let report = process_batch(&work, requests).await;
+            let report = process_batch(&work, requests, taken).await;
             tracing::debug!(?report, "batch done");
         });
         let stopping = self.refiller.stopping.clone();
@@ -327,7 +328,7 @@ fn decode(msg: &rdkafka::message::BorrowedMessage<'_>) -> (Option<Request>, Posi
 }
 
 /// Refills each distinct template of the batch once, retrying failures with backoff.
-async fn process_batch(work: &Work, batch: Vec<Option<Request>>) -> BatchReport {
+async fn process_batch(work: &Work, batch: Vec<Option<Request>>, taken: Taken) -> BatchReport {
     let Work {
         refiller,
         dead_letters,
@@ -367,41 +368,46 @@ async fn process_batch(work: &Work, batch: Vec<Option<Request>>) -> BatchReport 
     // budget counts from here, the owners' read included.
     let deadline = tokio::time::Instant::now() + settings.batch_budget();
     let requests = fair_order(refiller, templates.into_values().collect()).await;
-    let batched = requests.len();
-    // A template whose refill already waits for a slot (an earlier batch's)
-    // is refilled by that one: this batch's offsets wait for it anyway.
-    let requests: Vec<Request> = requests
+    // Queued in fair order (a template already waiting is joined), then no
+    // longer counted as messages taken.
+    let tickets: Vec<_> = requests
         .into_iter()
-        .filter(|r| queue.enqueue(r.template, r.in_demand))
+        .map(|r| (queue.enqueue(r.template, r.in_demand), r))
         .collect();
-    let joined = batched - requests.len();
+    drop(taken);
     let attempts = settings.refill_attempts;
-    // Owned futures, started in fair order as the slots shared with every
-    // other batch free up.
-    let refills: Vec<_> = requests
+    let refills: Vec<_> = tickets
         .into_iter()
-        .map(|mut r| {
+        .map(|(ticket, mut r)| {
             let (refiller, dead_letters) = (refiller.clone(), dead_letters.clone());
-            let queue = queue.clone();
             async move {
-                let Some((_slot, in_demand)) = queue.slot(r.template, deadline).await else {
-                    refiller
-                        .metrics
-                        .refills
-                        .with_label_values(&["deferred"])
-                        .inc();
-                    return None;
-                };
-                r.in_demand = in_demand;
-                Some(refill_with_retry(refiller, dead_letters, attempts, r).await)
+                match ticket.wait(deadline).await {
+                    refill_queue::Outcome::Run(turn) => {
+                        r.in_demand = turn.in_demand;
+                        let ok = refill_with_retry(refiller, dead_letters, attempts, r).await;
+                        // Joiners are told it ran once it has.
+                        drop(turn);
+                        Ended::Refilled { ok }
+                    }
+                    refill_queue::Outcome::Covered => Ended::Joined,
+                    refill_queue::Outcome::Deferred => {
+                        refiller
+                            .metrics
+                            .refills
+                            .with_label_values(&["deferred"])
+                            .inc();
+                        Ended::Deferred
+                    }
+                }
             }
         })
         .collect();
     // All of them wait for slots at once, queued in this order behind the
     // earlier batches' (the semaphore is first come first served).
-    let results: Vec<Option<bool>> = futures::future::join_all(refills).await;
-    let failed = results.iter().filter(|r| **r == Some(false)).count();
-    let deferred = results.iter().filter(|r| r.is_none()).count();
+    let results: Vec<Ended> = futures::future::join_all(refills).await;
+    let count = |e: Ended| results.iter().filter(|r| **r == e).count();
+    let failed = count(Ended::Refilled { ok: false });
+    let deferred = count(Ended::Deferred);
     if deferred > 0 {
         tracing::warn!(
             deferred,
@@ -411,11 +417,23 @@ async fn process_batch(work: &Work, batch: Vec<Option<Request>>) -> BatchReport 
     BatchReport {
         messages: batch.len(),
         templates: results.len(),
-        joined,
+        joined: count(Ended::Joined),
         invalid,
         failed_refills: failed,
         deferred_refills: deferred,
     }
+}
+
+/// How one template's request in a batch ended.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Ended {
+    Refilled {
+        ok: bool,
+    },
+    /// Refilled by the refill another batch had waiting.
+    Joined,
+    /// Its batch's budget ran out before it got a slot.
+    Deferred,
 }
 
 /// The batch's requests in the order their refills start: round-robin over
