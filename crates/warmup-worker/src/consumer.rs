@@ -7,7 +7,8 @@
 //! copy, and their refills share `worker.refill_parallelism` slots
 //! ([`crate::refill_queue`]), so a request waits for a free slot, never for
 //! the slowest refill of the batch before it. A template has at most one
-//! refill waiting for a slot (a later batch's request joins it); one
+//! refill waiting for a slot (another batch's request joins it and waits
+//! until it has run); one
 //! refilling while another batch asks again is refilled again, and the
 //! ledger's reservation (under the template's advisory lock) gives the
 //! second only what the first left of the gap. Past a bound on waiting
