@@ -219,7 +219,8 @@ async fn sigterm_mid_refill_hands_back_the_items_it_has_not_started() {
 /// A worker process refills a gap of `gap` items of 5 images, `in_flight`
 /// at a time, one 400 ms copy at a time per item (2 s an item); SIGTERM
 /// 300 ms into the copies. It must exit 0 leaving `ready` items ready and
-/// indexed, none copying, and exactly their objects in S3.
+/// indexed, none copying, and exactly their objects in S3; the next worker
+/// replays the message and fills the gap.
 async fn sigterm_mid_refill(gap: i32, in_flight: usize, ready: i64) {
     let stack = TestStack::spawn(Options {
         worker: false,
@@ -274,6 +275,19 @@ async fn sigterm_mid_refill(gap: i32, in_flight: usize, ready: i64) {
         .await
         .unwrap();
     assert_eq!(objects.len() as i64, ready * 5, "{objects:?}");
+
+    // The batch ended while the worker stopped, so its offset was not
+    // committed: the next worker of the group replays the message and
+    // fills the rest of the gap (no reconciler runs here).
+    let mut next = stack.spawn_worker_process(&[
+        ("PREWARM_WORKER__RECONCILE_INTERVAL_MS", "0"),
+        ("PREWARM_DATABASE__MIGRATE", "false"),
+    ]);
+    stack
+        .wait_pool(&tenant, template.id, gap as i64, Duration::from_secs(30))
+        .await;
+    next.kill().unwrap();
+    next.wait().unwrap();
     stack.finish().await;
 }
 
