@@ -224,10 +224,17 @@ pub async fn idle_cpu() -> Vec<(String, f64)> {
     rows
 }
 
+/// A local service's `/metrics` text on `port`, if it answers.
+async fn metrics_text(http: &reqwest::Client, port: u16) -> Option<String> {
+    let url = format!("http://127.0.0.1:{port}/metrics");
+    async { http.get(&url).send().await?.text().await }
+        .await
+        .ok()
+}
+
 /// The API's designs served by copy, by cause, from its `/metrics`.
 pub async fn miss_causes(http: &reqwest::Client, ops_port: u16) -> Vec<(String, f64)> {
-    let url = format!("http://127.0.0.1:{ops_port}/metrics");
-    let Ok(text) = async { http.get(&url).send().await?.text().await }.await else {
+    let Some(text) = metrics_text(http, ops_port).await else {
         return Vec::new();
     };
     text.lines()
@@ -243,13 +250,11 @@ pub async fn miss_causes(http: &reqwest::Client, ops_port: u16) -> Vec<(String, 
 }
 
 /// The worker's refills asked for by designs (a pop or a miss) that copied
-/// something, from its `/metrics`: how many, and their mean time from the request's send to the
-/// refill's end (`prewarm_refill_lag_seconds`), in milliseconds.
+/// something, from its `/metrics`: how many, and their mean time from the
+/// request's send to the refill's end (`prewarm_refill_lag_seconds`), in
+/// milliseconds.
 pub async fn refill_lag(http: &reqwest::Client, port: u16) -> Option<(f64, f64)> {
-    let url = format!("http://127.0.0.1:{port}/metrics");
-    let text = async { http.get(&url).send().await?.text().await }
-        .await
-        .ok()?;
+    let text = metrics_text(http, port).await?;
     let total = |series: &str| -> f64 {
         text.lines()
             .filter(|l| l.starts_with(series))

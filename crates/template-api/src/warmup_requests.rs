@@ -92,39 +92,36 @@ impl WarmupRequests {
         };
         let first = recent.is_empty();
         let now = Instant::now();
-        let send_now = match recent.entry(pool) {
+        // Taken by a pending slot; what is left is sent now.
+        let mut request = Some(request);
+        match recent.entry(pool) {
             std::collections::hash_map::Entry::Vacant(slot) => {
                 slot.insert(Recent {
                     sent: now,
                     pending: None,
                 });
-                true
             }
             std::collections::hash_map::Entry::Occupied(mut slot) => {
                 let slot = slot.get_mut();
                 match &slot.pending {
                     Some(_) => {
                         self.publisher.count_coalesced();
-                        false
+                        request = None;
                     }
                     // Its last message is a window old: the task has not
                     // come by to forget it yet.
-                    None if now.duration_since(slot.sent) >= self.window => {
-                        slot.sent = now;
-                        true
-                    }
+                    None if now.duration_since(slot.sent) >= self.window => slot.sent = now,
                     None => {
-                        slot.pending = Some(Pending {
-                            request: request.clone(),
+                        slot.pending = request.take().map(|request| Pending {
+                            request,
                             trace: prewarm_service_kit::telemetry::inject(),
                         });
-                        false
                     }
                 }
             }
-        };
+        }
         drop(recent);
-        if send_now {
+        if let Some(request) = request {
             self.publisher.publish(&request);
         }
         if first {

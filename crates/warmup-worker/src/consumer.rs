@@ -8,11 +8,11 @@
 //! ([`crate::refill_queue`]), so a request waits for a free slot, never for
 //! the slowest refill of the batch before it. A template has at most one
 //! refill waiting for a slot (another batch's request joins it and waits
-//! until it has run); one
-//! refilling while another batch asks again is refilled again, and the
-//! ledger's reservation (under the template's advisory lock) gives the
-//! second only what the first left of the gap. Past a bound on waiting
-//! refills the loop takes no more messages, so a backlog stays in Kafka.
+//! until it has run); one refilling while another batch asks again is
+//! refilled again, and the ledger's reservation (under the template's
+//! advisory lock) gives the second only what the first left of the gap.
+//! Past a bound on waiting refills the loop takes no more messages, so a
+//! backlog stays in Kafka.
 //!
 //! Offsets are stored in the order the batches were taken, each only after
 //! its refills and every earlier batch's finished, so a crash replays what

@@ -290,6 +290,18 @@ mod tests {
         run(queue.enqueue(TemplateId::new(), false), far()).await
     }
 
+    /// A queue of one whose slot another template's refill holds, and two
+    /// requests for one template: the first queued, the second joining it.
+    async fn two_requests_behind_a_busy_slot(
+    ) -> (Arc<RefillQueue>, Turn, TemplateId, Ticket, Ticket) {
+        let queue = RefillQueue::new(1);
+        let busy = hold_the_slot(&queue).await;
+        let t = TemplateId::new();
+        let first = queue.enqueue(t, false);
+        let second = queue.enqueue(t, true);
+        (queue, busy, t, first, second)
+    }
+
     async fn still_waiting<T>(task: &tokio::task::JoinHandle<T>) -> bool {
         tokio::time::sleep(Duration::from_millis(50)).await;
         !task.is_finished()
@@ -297,11 +309,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_later_request_joins_the_waiting_refill_and_waits_until_it_ran() {
-        let queue = RefillQueue::new(1);
-        let busy = hold_the_slot(&queue).await;
-        let t = TemplateId::new();
-        let first = queue.enqueue(t, false);
-        let second = queue.enqueue(t, true);
+        let (queue, busy, t, first, second) = two_requests_behind_a_busy_slot().await;
         assert!(owns(&first));
         assert!(!owns(&second), "a second refill of t was queued");
         let first = tokio::spawn(async move { run(first, far()).await });
@@ -322,11 +330,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_request_whose_joined_refill_never_ran_queues_again() {
-        let queue = RefillQueue::new(1);
-        let busy = hold_the_slot(&queue).await;
-        let t = TemplateId::new();
-        let first = queue.enqueue(t, false);
-        let second = queue.enqueue(t, true);
+        let (_queue, busy, _, first, second) = two_requests_behind_a_busy_slot().await;
         let second = tokio::spawn(async move { run(second, far()).await });
         // The first one's budget is spent before it gets a slot.
         assert!(matches!(

@@ -486,8 +486,8 @@ async fn run_strategy(
 }
 
 /// Starts the strategy's worker in its own consumer group and waits until
-/// it is ready (the worker and its metrics port); a worker that exits (settings it refuses) fails the run
-/// with its log.
+/// it is ready (the worker and its metrics port); a worker that exits
+/// (settings it refuses) fails the run with its log.
 async fn start_worker(
     b: &Bench,
     env: &[(String, String)],
